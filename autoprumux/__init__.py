@@ -1,0 +1,40 @@
+"""autoprumux: make BERT-style text classifiers fast with data multiplexing and pruning.
+
+The decision core (grid, records, surface, throughput model, recommender, evaluation) is pure
+Python: importing it loads none of torch, ray, optuna, plotly or pandas. Those live in adapter
+modules and are imported only when a command needs them.
+"""
+
+from autoprumux.budget import Budget, BudgetKind
+from autoprumux.errors import AutoPruMuxError, DataError, FieldError
+from autoprumux.grid import BASELINE, Family, Grid, GridPoint
+from autoprumux.records import Observations, ResultsTable, TrialRecord, TrialStatus
+from autoprumux.recommender import Decision, Recommendation, Recommender
+from autoprumux.surface import AccuracySurface, Prediction, Source
+from autoprumux.throughput import ThroughputModel, ThroughputTable
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BASELINE",
+    "AccuracySurface",
+    "AutoPruMuxError",
+    "Budget",
+    "BudgetKind",
+    "DataError",
+    "Decision",
+    "Family",
+    "FieldError",
+    "Grid",
+    "GridPoint",
+    "Observations",
+    "Prediction",
+    "Recommendation",
+    "Recommender",
+    "ResultsTable",
+    "Source",
+    "ThroughputModel",
+    "ThroughputTable",
+    "TrialRecord",
+    "TrialStatus",
+]

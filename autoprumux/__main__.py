@@ -1,0 +1,5 @@
+import sys
+
+from autoprumux.cli import main
+
+sys.exit(main())

@@ -1,0 +1,180 @@
+"""The ``autoprumux`` command. The only module that prints.
+
+Every user mistake (an :class:`AutoPruMuxError` or a usage error) becomes one line on stderr
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from autoprumux import __version__
+from autoprumux.budget import Budget, BudgetKind
+from autoprumux.errors import AutoPruMuxError, FieldError
+from autoprumux.grid import PAPER_TRAIN_GRID, Grid, parse_grid_spec
+
+EXIT_USER_ERROR = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="autoprumux")
+def cli() -> None:
+    """Find the fastest multiplexed (N) and pruned (s) BERT within an accuracy budget."""
+
+
+def _results_option(func):  # type: ignore[no-untyped-def]
+    options = [
+        click.option("--results", "results_path", required=True, type=click.Path(dir_okay=False),
+                     help="Results table (.csv, .json, .parquet): task, n, sparsity, accuracy, "
+                     "throughput, ..."),
+        click.option("--task", default=None, help="Task to use when the results hold several."),
+        click.option("--throughput", "throughput_path", type=click.Path(dir_okay=False),
+                     help="Throughput table measured on one task ('task 0'); default: the "
+                     "results' own throughputs."),
+        click.option("--throughput-task", default=None,
+                     help="Task whose rows to read from a --throughput file with several tasks."),
+        click.option("--top", "top_k", default=3, show_default=True,
+                     type=click.IntRange(min=1), help="How many recommendations per budget."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON document."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@_results_option
+@click.option("--budget", type=float, help="Accuracy points below (1, 0) that may be lost (0.03).")
+@click.option("--relative-budget", type=float, help="Fraction of the (1, 0) accuracy that may be lost.")
+@click.option("--min-accuracy", type=float, help="Lowest acceptable accuracy (a fraction).")
+@click.option("--grid", "grid_spec", default=None, metavar="SPEC|STUDY.toml",
+              help="Rank this grid ('1,2,5,10:0,0.6,0.7' or a study file's [grid]) instead of "
+              "the throughput table's points.")  # fmt: skip
+def predict(
+    results_path: str,
+    task: str | None,
+    throughput_path: str | None,
+    throughput_task: str | None,
+    top_k: int,
+    as_json: bool,
+    budget: float | None,
+    relative_budget: float | None,
+    min_accuracy: float | None,
+    grid_spec: str | None,
+) -> None:
+    """Recommend the top (N, s) for an accuracy budget (paper section 4.3)."""
+    from autoprumux.outputs import decision_dict, format_decision
+    from autoprumux.recommender import Recommender
+
+    chosen = _budget(budget, relative_budget, min_accuracy)
+    results, task, table = _load(results_path, task, throughput_path, throughput_task)
+    grid = _grid(grid_spec, "--grid") if grid_spec else None
+    recommender = Recommender(top_k=top_k).fit(task, results.observations(task), table)
+    decision = recommender.recommend(chosen, grid)
+    if as_json:
+        click.echo(json.dumps(decision_dict(decision, results_path, table), indent=1))
+    else:
+        click.echo(format_decision(decision, results_path, table))
+
+
+@cli.command()
+@_results_option
+@click.option("--train-grid", "train_spec", default=PAPER_TRAIN_GRID.spec(), show_default=True,
+              metavar="SPEC|STUDY.toml", help="Points that count as training points.")
+@click.option("--budget-kind", type=click.Choice([BudgetKind.ABSOLUTE.value,
+              BudgetKind.RELATIVE.value]), default=BudgetKind.ABSOLUTE.value, show_default=True,
+              help="How the budgets 0, 0.005, ..., 0.10 are read.")  # fmt: skip
+def evaluate(
+    results_path: str,
+    task: str | None,
+    throughput_path: str | None,
+    throughput_task: str | None,
+    top_k: int,
+    as_json: bool,
+    train_spec: str,
+    budget_kind: str,
+) -> None:
+    """Score the meta-model on a full grid: M_A, M_T and top-k hits (paper section 4.4)."""
+    from autoprumux.evaluation import evaluate as run_evaluation
+    from autoprumux.outputs import evaluation_dict, format_evaluation
+
+    results, task, table = _load(results_path, task, throughput_path, throughput_task)
+    evaluation = run_evaluation(
+        results,
+        task,
+        train_grid=_grid(train_spec, "--train-grid"),
+        throughput_table=table if throughput_path else None,
+        budget_kind=BudgetKind(budget_kind),
+        top_k=top_k,
+    )
+    if as_json:
+        click.echo(json.dumps(evaluation_dict(evaluation, results_path), indent=1))
+    else:
+        click.echo(format_evaluation(evaluation, results_path))
+
+
+def _budget(absolute: float | None, relative: float | None, minimum: float | None) -> Budget:
+    given = [(kind, value) for kind, value in ((BudgetKind.ABSOLUTE, absolute),
+             (BudgetKind.RELATIVE, relative), (BudgetKind.MIN_ACCURACY, minimum))
+             if value is not None]  # fmt: skip
+    if len(given) != 1:
+        raise FieldError(
+            "--budget", "give exactly one of --budget, --relative-budget, --min-accuracy"
+        )
+    kind, value = given[0]
+    try:
+        return Budget(kind, value)
+    except FieldError as err:
+        raise FieldError("--" + err.field.replace("_", "-"), err.message) from None
+
+
+def _grid(spec: str, option: str) -> Grid:
+    if spec.endswith(".toml"):
+        from autoprumux.study import load_study
+
+        return load_study(spec).grid.grid
+    return parse_grid_spec(spec, option)
+
+
+def _load(results_path: str, task: str | None, throughput_path: str | None,
+          throughput_task: str | None):  # type: ignore[no-untyped-def]  # fmt: skip
+    from autoprumux.results_io import read_results
+    from autoprumux.throughput import ThroughputTable, read_throughput_table
+
+    results = read_results(results_path)
+    task = results.resolve_task(task)
+    if throughput_path:
+        table = read_throughput_table(throughput_path, throughput_task)
+    else:
+        table = ThroughputTable.from_results(results, task)
+    return results, task, table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="autoprumux", standalone_mode=False)
+    except AutoPruMuxError as err:
+        return _fail(str(err))
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.ClickException as err:
+        return _fail(err.format_message().splitlines()[0])
+    except (click.Abort, KeyboardInterrupt):
+        print("autoprumux: interrupted", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def _fail(message: str) -> int:
+    print(f"autoprumux: error: {message}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

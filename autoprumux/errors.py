@@ -1,0 +1,40 @@
+"""One exception root for every mistake a user can make.
+
+The CLI turns an :class:`AutoPruMuxError` into one line on stderr and exit code 2; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class AutoPruMuxError(Exception):
+    """Root of all user-facing errors: the message says what is wrong and what is allowed."""
+
+
+class FieldError(AutoPruMuxError):
+    """A value is invalid (a study field, an option, a record field). ``field`` is its dotted path."""
+
+    def __init__(self, field: str, message: str, source: str | None = None) -> None:
+        self.field = field
+        self.message = message
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{field}: {message}")
+
+    def within(self, section: str | None = None, source: str | None = None) -> FieldError:
+        """The same error with its field prefixed by ``section`` and/or attributed to a file."""
+        field = f"{section}.{self.field}" if section else self.field
+        return FieldError(field, self.message, source or self.source)
+
+
+class DataError(AutoPruMuxError):
+    """A results or throughput file is unreadable or holds an invalid row."""
+
+    def __init__(self, source: str, message: str, row: int | None = None, field: str | None = None):
+        self.source, self.row, self.field = source, row, field
+        parts = [source]
+        if row is not None:
+            parts.append(f"row {row}")
+        if field is not None:
+            parts.append(f"field '{field}'")
+        super().__init__(": ".join(parts) + f": {message}")

@@ -1,0 +1,178 @@
+"""Trial records and the results table: what was measured at each (task, N, s).
+
+A results file has one row per trained (or attempted) model. Columns ``task, n, sparsity,
+accuracy, throughput`` are required; the others are optional. Units: accuracy is a fraction
+in [0, 1], throughput is examples per second, wall time in seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from statistics import fmean
+
+from autoprumux.errors import DataError, FieldError
+from autoprumux.grid import GridPoint
+
+
+class TrialStatus(enum.Enum):
+    COMPLETE = "complete"  # trained and evaluated: accuracy and throughput are measured
+    FAILED = "failed"  # did not train (diverged, crashed): a hole the surface must not fill
+    PRUNED = "pruned"  # stopped by the search before the end: no measurement, no verdict
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trained (or attempted) model: a task at one (N, s)."""
+
+    task: str
+    n: int
+    sparsity: float  # the target sparsity of the grid point
+    accuracy: float | None = None  # dev accuracy, fraction in [0, 1]
+    throughput: float | None = None  # examples per second
+    status: TrialStatus = TrialStatus.COMPLETE
+    reason: str | None = None  # why it failed or was pruned
+    achieved_sparsity: float | None = None  # sparsity of the materialized model
+    wall_time_s: float | None = None
+    gpu_hours: float | None = None
+    seed: int | None = None
+    artifact_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.task, str) or not self.task.strip():
+            raise FieldError("task", "is empty; name the task (e.g. sst2)")
+        point = GridPoint(self.n, self.sparsity)  # validates n and sparsity
+        object.__setattr__(self, "sparsity", point.sparsity)
+        if self.status is TrialStatus.COMPLETE:
+            for name in ("accuracy", "throughput"):
+                if getattr(self, name) is None:
+                    raise FieldError(name, "is missing; a complete trial needs it")
+        if self.accuracy is not None and not 0.0 <= self.accuracy <= 1.0:
+            raise FieldError("accuracy", f"{self.accuracy!r} is outside [0, 1] (a fraction)")
+        for name in ("throughput",):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise FieldError(name, f"{value!r} is not positive (examples per second)")
+        if self.achieved_sparsity is not None and not 0.0 <= self.achieved_sparsity < 1.0:
+            raise FieldError("achieved_sparsity", f"{self.achieved_sparsity!r} is outside [0, 1)")
+        for name in ("wall_time_s", "gpu_hours"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise FieldError(name, f"{value!r} is negative")
+
+    @property
+    def point(self) -> GridPoint:
+        return GridPoint(self.n, self.sparsity)
+
+    def to_row(self) -> dict[str, object]:
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row["status"] = self.status.value
+        return row
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(TrialRecord))
+REQUIRED_COLUMNS = ("task", "n", "sparsity", "accuracy", "throughput")
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What one task's records say about each point: the input of the surrogate models.
+
+    A point with several complete records (several seeds) holds their mean. A point is
+    ``failed`` only if none of its records completed.
+    """
+
+    accuracy: Mapping[GridPoint, float]
+    throughput: Mapping[GridPoint, float]
+    failed: frozenset[GridPoint] = frozenset()
+    source: str = field(default="results", compare=False)  # names them in errors
+
+    def without(self, point: GridPoint) -> Observations:
+        """These observations with one point removed (as if never trained): leave-one-out."""
+        return Observations(
+            {p: v for p, v in self.accuracy.items() if p != point},
+            {p: v for p, v in self.throughput.items() if p != point},
+            self.failed - {point},
+            self.source,
+        )
+
+
+@dataclass(frozen=True)
+class ResultsTable:
+    """Validated trial records, possibly of several tasks. ``source`` names them in errors."""
+
+    records: tuple[TrialRecord, ...]
+    source: str = field(default="results", compare=False)
+
+    @classmethod
+    def from_records(cls, records: Iterable[TrialRecord], source: str = "results") -> ResultsTable:
+        """Drop exact duplicates; reject rows that disagree on the same (task, N, s, seed)."""
+        kept: dict[tuple[object, ...], tuple[int, TrialRecord]] = {}
+        for row_number, record in enumerate(records, start=1):
+            key = (record.task, record.point, record.seed)
+            if key not in kept:
+                kept[key] = (row_number, record)
+                continue
+            first_row, first = kept[key]
+            for name in ("accuracy", "throughput", "status"):
+                if getattr(first, name) != getattr(record, name):
+                    seed = "" if record.seed is None else f", seed {record.seed}"
+                    raise DataError(
+                        source,
+                        f"conflicts with row {first_row}: same task {record.task!r}, "
+                        f"point {record.point}{seed} but {name} {getattr(record, name)!r} vs "
+                        f"{getattr(first, name)!r}; keep one row or give each a distinct seed",
+                        row=row_number,
+                        field=name,
+                    )
+        return cls(tuple(record for _, record in kept.values()), source)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(sorted({r.task for r in self.records}))
+
+    def resolve_task(self, task: str | None) -> str:
+        """The task to use: ``task`` if the table has it, else the table's only task."""
+        tasks = self.tasks
+        if task is not None:
+            if task not in tasks:
+                allowed = ", ".join(tasks) or "none"
+                raise DataError(self.source, f"has no rows for task {task!r} (it has: {allowed})")
+            return task
+        if len(tasks) != 1:
+            allowed = ", ".join(tasks) or "none"
+            raise DataError(
+                self.source, f"holds {len(tasks)} tasks ({allowed}); choose one with --task"
+            )
+        return tasks[0]
+
+    def for_task(self, task: str) -> tuple[TrialRecord, ...]:
+        return tuple(r for r in self.records if r.task == task)
+
+    def observations(self, task: str) -> Observations:
+        accuracy: dict[GridPoint, list[float]] = {}
+        throughput: dict[GridPoint, list[float]] = {}
+        attempted: set[GridPoint] = set()
+        for record in self.for_task(task):
+            if record.status is TrialStatus.COMPLETE:
+                assert record.accuracy is not None and record.throughput is not None
+                accuracy.setdefault(record.point, []).append(record.accuracy)
+                throughput.setdefault(record.point, []).append(record.throughput)
+            elif record.status is TrialStatus.FAILED:
+                attempted.add(record.point)
+        return Observations(
+            {p: fmean(v) for p, v in accuracy.items()},
+            {p: fmean(v) for p, v in throughput.items()},
+            frozenset(attempted - accuracy.keys()),
+            self.source,
+        )
+
+
+def is_missing(value: object) -> bool:
+    """Empty cells: None, '', or a float NaN from a typed reader (Parquet)."""
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))

@@ -1,0 +1,178 @@
+"""Read and write results tables as CSV, JSON or Parquet, validating every row.
+
+Formats are chosen by file extension: ``.csv``, ``.json`` (a list of row objects, or an object
+with a ``rows`` list), ``.parquet`` / ``.pq``. pandas (and pyarrow for Parquet) are imported
+only here, and only when a file is read or written. Columns not in
+:data:`~autoprumux.records.RECORD_FIELDS` are ignored. Rows are numbered from 1, after the
+header.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from autoprumux.errors import DataError, FieldError
+from autoprumux.records import (
+    RECORD_FIELDS,
+    REQUIRED_COLUMNS,
+    ResultsTable,
+    TrialRecord,
+    TrialStatus,
+    is_missing,
+)
+
+
+class TableFormat(enum.Enum):
+    CSV = "csv"
+    JSON = "json"
+    PARQUET = "parquet"
+
+    @classmethod
+    def of(cls, path: Path) -> TableFormat:
+        suffix = path.suffix.lower()
+        formats = {".csv": cls.CSV, ".json": cls.JSON, ".parquet": cls.PARQUET, ".pq": cls.PARQUET}
+        if suffix not in formats:
+            raise DataError(str(path), f"unknown extension {suffix!r}; use .csv, .json or .parquet")
+        return formats[suffix]
+
+
+_NUMBER_FIELDS = ("sparsity", "accuracy", "throughput", "achieved_sparsity", "wall_time_s",
+                  "gpu_hours")  # fmt: skip
+_INTEGER_FIELDS = ("n", "seed")
+
+
+def read_table(
+    path: str | Path, required: Sequence[str] = REQUIRED_COLUMNS
+) -> tuple[list[dict[str, object]], dict[str, object]]:
+    """The raw rows of a table file (cells as the format gives them), and its metadata.
+
+    Metadata are the other keys of a JSON document ``{"rows": [...], ...}`` (e.g. a throughput
+    table's ``fingerprint``); CSV and Parquet files have none.
+    """
+    path = Path(path)
+    metadata: dict[str, object] = {}
+    fmt = TableFormat.of(path)
+    if not path.is_file():
+        raise DataError(str(path), "cannot be read: no such file")
+    try:
+        if fmt is TableFormat.JSON:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            rows = document.get("rows") if isinstance(document, dict) else document
+            if isinstance(document, dict):
+                metadata = {k: v for k, v in document.items() if k != "rows"}
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise DataError(str(path), "is not a JSON list of row objects (or {'rows': [...]})")
+            columns = set().union(*(r.keys() for r in rows)) if rows else set()
+        else:
+            import pandas as pd
+
+            if fmt is TableFormat.CSV:
+                # Every cell as text: we parse numbers ourselves to name the bad cell.
+                frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            else:
+                frame = pd.read_parquet(path)
+            columns = set(frame.columns)
+            rows = frame.to_dict("records")
+    except DataError:
+        raise
+    except Exception as err:  # OSError, UnicodeDecodeError, JSON, pandas and pyarrow errors
+        raise DataError(str(path), f"cannot be read as {fmt.value}: {_first_line(err)}") from None
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DataError(
+            str(path), f"is missing column(s) {', '.join(missing)}; required: {', '.join(required)}"
+        )
+    return rows, metadata
+
+
+def read_results(path: str | Path) -> ResultsTable:
+    rows, _ = read_table(path)
+    records = [record_from_row(row, str(path), i) for i, row in enumerate(rows, start=1)]
+    return ResultsTable.from_records(records, source=str(path))
+
+
+def record_from_row(row: Mapping[str, object], source: str, row_number: int) -> TrialRecord:
+    values: dict[str, object] = {}
+    for name in RECORD_FIELDS:
+        cell = row.get(name)
+        try:
+            values[name] = parse_cell(name, cell)
+        except FieldError as err:
+            raise DataError(source, err.message, row=row_number, field=name) from None
+    if values["status"] is None:
+        values["status"] = TrialStatus.COMPLETE
+    try:
+        return TrialRecord(**values)  # type: ignore[arg-type]
+    except FieldError as err:
+        raise DataError(source, err.message, row=row_number, field=err.field) from None
+
+
+def parse_cell(name: str, cell: object) -> object:
+    """One cell of a record field as its Python value (None if empty); FieldError if bad."""
+    if is_missing(cell):
+        return None
+    if name == "status":
+        text = str(cell).strip().lower()
+        try:
+            return TrialStatus(text)
+        except ValueError:
+            allowed = ", ".join(s.value for s in TrialStatus)
+            raise FieldError(name, f"{cell!r} is not one of: {allowed}") from None
+    if name in _INTEGER_FIELDS:
+        number = _parse_number(name, cell)
+        if not number.is_integer():
+            raise FieldError(name, f"{cell!r} is not an integer")
+        return int(number)
+    if name in _NUMBER_FIELDS:
+        return _parse_number(name, cell)
+    return str(cell)
+
+
+def _parse_number(name: str, cell: object) -> float:
+    if isinstance(cell, bool):
+        raise FieldError(name, f"{cell!r} is not a number")
+    try:
+        number = float(cell)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise FieldError(name, f"{cell!r} is not a number") from None
+    if not math.isfinite(number):
+        raise FieldError(name, f"{cell!r} is not a finite number")
+    return number
+
+
+def write_table(
+    rows: Sequence[Mapping[str, object]],
+    path: str | Path,
+    columns: Sequence[str],
+    metadata: Mapping[str, object] | None = None,
+) -> Path:
+    """Write rows; JSON keeps ``metadata`` beside them (``{"rows": [...], **metadata}``)."""
+    path = Path(path)
+    fmt = TableFormat.of(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt is TableFormat.JSON:
+        rows_out = [{c: r.get(c) for c in columns} for r in rows]
+        document: object = {**metadata, "rows": rows_out} if metadata else rows_out
+        path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+        return path
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=list(columns))
+    if fmt is TableFormat.CSV:
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+def write_results(table: ResultsTable, path: str | Path) -> Path:
+    return write_table([r.to_row() for r in table.records], path, RECORD_FIELDS)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

