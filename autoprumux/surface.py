@@ -64,12 +64,16 @@ class AccuracySurface:
             return Prediction(self.measured_[point], Source.MEASURED)
         if point in self.failed_:
             return Prediction(None, Source.FAILED)
-        value = across(self.rows_, point.n, point.sparsity)
-        if value is None:
-            value = across(self.columns_, point.sparsity, point.n)
+        value = self.interpolate(point.n, point.sparsity)
         if value is None:
             return Prediction(None, Source.UNKNOWN)
         return Prediction(value, Source.INTERPOLATED)
+
+    def interpolate(self, n: float, sparsity: float) -> float | None:
+        """The continuous surface at any (n, s), N not necessarily an integer; None where the
+        rule gives no value. Equals the measurement at measured points."""
+        value = across(self.rows_, n, sparsity)
+        return value if value is not None else across(self.columns_, sparsity, n)
 
 
 def _lines(

@@ -1,0 +1,20 @@
+import os
+
+import pytest
+
+# No hub is reachable from CI or the developers' machines: never try one.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def write_csv(tmp_path):
+    """Write rows (lists of cells, header first) to a CSV file and return its path."""
+
+    def write(rows, name="results.csv"):
+        path = tmp_path / name
+        path.write_text("\n".join(",".join(map(str, row)) for row in rows) + "\n")
+        return path
+
+    return write
