@@ -8,8 +8,8 @@ modules and are imported only when a command needs them.
 from autoprumux.budget import Budget, BudgetKind
 from autoprumux.errors import AutoPruMuxError, DataError, FieldError
 from autoprumux.grid import BASELINE, Family, Grid, GridPoint
-from autoprumux.records import Observations, ResultsTable, TrialRecord, TrialStatus
 from autoprumux.recommender import Decision, Recommendation, Recommender
+from autoprumux.records import Observations, ResultsTable, TrialRecord, TrialStatus
 from autoprumux.surface import AccuracySurface, Prediction, Source
 from autoprumux.throughput import ThroughputModel, ThroughputTable
 

@@ -28,8 +28,11 @@ class Budget:
     value: float  # a fraction: 0.03 is 3 points (absolute), 3% (relative) or 3% accuracy (floor)
 
     def __post_init__(self) -> None:
-        field = {BudgetKind.ABSOLUTE: "budget", BudgetKind.RELATIVE: "relative_budget",
-                 BudgetKind.MIN_ACCURACY: "min_accuracy"}[self.kind]  # fmt: skip
+        field = {
+            BudgetKind.ABSOLUTE: "budget",
+            BudgetKind.RELATIVE: "relative_budget",
+            BudgetKind.MIN_ACCURACY: "min_accuracy",
+        }[self.kind]
         value = self.value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             raise FieldError(field, f"{value!r} is not a number")

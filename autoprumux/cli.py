@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import click
 
@@ -29,19 +28,37 @@ def cli() -> None:
 
 def _results_option(func):  # type: ignore[no-untyped-def]
     options = [
-        click.option("--results", "results_path", required=True, type=click.Path(dir_okay=False),
-                     help="Results table (.csv, .json, .parquet): task, n, sparsity, accuracy, "
-                     "throughput, ..."),
+        click.option(
+            "--results",
+            "results_path",
+            required=True,
+            type=click.Path(dir_okay=False),
+            help="Results table (.csv, .json, .parquet): task, n, sparsity, accuracy, "
+            "throughput, ...",
+        ),
         click.option("--task", default=None, help="Task to use when the results hold several."),
-        click.option("--throughput", "throughput_path", type=click.Path(dir_okay=False),
-                     help="Throughput table measured on one task ('task 0'); default: the "
-                     "results' own throughputs."),
-        click.option("--throughput-task", default=None,
-                     help="Task whose rows to read from a --throughput file with several tasks."),
-        click.option("--top", "top_k", default=3, show_default=True,
-                     type=click.IntRange(min=1), help="How many recommendations per budget."),
+        click.option(
+            "--throughput",
+            "throughput_path",
+            type=click.Path(dir_okay=False),
+            help="Throughput table measured on one task ('task 0'); default: the "
+            "results' own throughputs.",
+        ),
+        click.option(
+            "--throughput-task",
+            default=None,
+            help="Task whose rows to read from a --throughput file with several tasks.",
+        ),
+        click.option(
+            "--top",
+            "top_k",
+            default=3,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="How many recommendations per budget.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON document."),
-    ]  # fmt: skip
+    ]
     for option in reversed(options):
         func = option(func)
     return func
@@ -50,11 +67,18 @@ def _results_option(func):  # type: ignore[no-untyped-def]
 @cli.command()
 @_results_option
 @click.option("--budget", type=float, help="Accuracy points below (1, 0) that may be lost (0.03).")
-@click.option("--relative-budget", type=float, help="Fraction of the (1, 0) accuracy that may be lost.")
+@click.option(
+    "--relative-budget", type=float, help="Fraction of the (1, 0) accuracy that may be lost."
+)
 @click.option("--min-accuracy", type=float, help="Lowest acceptable accuracy (a fraction).")
-@click.option("--grid", "grid_spec", default=None, metavar="SPEC|STUDY.toml",
-              help="Rank this grid ('1,2,5,10:0,0.6,0.7' or a study file's [grid]) instead of "
-              "the throughput table's points.")  # fmt: skip
+@click.option(
+    "--grid",
+    "grid_spec",
+    default=None,
+    metavar="SPEC|STUDY.toml",
+    help="Rank this grid ('1,2,5,10:0,0.6,0.7' or a study file's [grid]) instead of "
+    "the throughput table's points.",
+)
 def predict(
     results_path: str,
     task: str | None,
@@ -84,11 +108,21 @@ def predict(
 
 @cli.command()
 @_results_option
-@click.option("--train-grid", "train_spec", default=PAPER_TRAIN_GRID.spec(), show_default=True,
-              metavar="SPEC|STUDY.toml", help="Points that count as training points.")
-@click.option("--budget-kind", type=click.Choice([BudgetKind.ABSOLUTE.value,
-              BudgetKind.RELATIVE.value]), default=BudgetKind.ABSOLUTE.value, show_default=True,
-              help="How the budgets 0, 0.005, ..., 0.10 are read.")  # fmt: skip
+@click.option(
+    "--train-grid",
+    "train_spec",
+    default=PAPER_TRAIN_GRID.spec(),
+    show_default=True,
+    metavar="SPEC|STUDY.toml",
+    help="Points that count as training points.",
+)
+@click.option(
+    "--budget-kind",
+    type=click.Choice([BudgetKind.ABSOLUTE.value, BudgetKind.RELATIVE.value]),
+    default=BudgetKind.ABSOLUTE.value,
+    show_default=True,
+    help="How the budgets 0, 0.005, ..., 0.10 are read.",
+)
 def evaluate(
     results_path: str,
     task: str | None,
@@ -119,9 +153,15 @@ def evaluate(
 
 
 def _budget(absolute: float | None, relative: float | None, minimum: float | None) -> Budget:
-    given = [(kind, value) for kind, value in ((BudgetKind.ABSOLUTE, absolute),
-             (BudgetKind.RELATIVE, relative), (BudgetKind.MIN_ACCURACY, minimum))
-             if value is not None]  # fmt: skip
+    given = [
+        (kind, value)
+        for kind, value in (
+            (BudgetKind.ABSOLUTE, absolute),
+            (BudgetKind.RELATIVE, relative),
+            (BudgetKind.MIN_ACCURACY, minimum),
+        )
+        if value is not None
+    ]
     if len(given) != 1:
         raise FieldError(
             "--budget", "give exactly one of --budget, --relative-budget, --min-accuracy"
@@ -141,8 +181,9 @@ def _grid(spec: str, option: str) -> Grid:
     return parse_grid_spec(spec, option)
 
 
-def _load(results_path: str, task: str | None, throughput_path: str | None,
-          throughput_task: str | None):  # type: ignore[no-untyped-def]  # fmt: skip
+def _load(
+    results_path: str, task: str | None, throughput_path: str | None, throughput_task: str | None
+):  # type: ignore[no-untyped-def]
     from autoprumux.results_io import read_results
     from autoprumux.throughput import ThroughputTable, read_throughput_table
 

@@ -12,7 +12,10 @@ class AutoPruMuxError(Exception):
 
 
 class FieldError(AutoPruMuxError):
-    """A value is invalid (a study field, an option, a record field). ``field`` is its dotted path."""
+    """A value is invalid: a study field, an option or a record field.
+
+    ``field`` is the dotted path of the bad field (``grid.sparsity``).
+    """
 
     def __init__(self, field: str, message: str, source: str | None = None) -> None:
         self.field = field

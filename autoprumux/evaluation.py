@@ -116,7 +116,9 @@ def evaluate(
     top_k: int = 3,
 ) -> Evaluation:
     if BASELINE not in train_grid:
-        raise FieldError("train_grid", f"{train_grid.spec()!r} lacks (1, 0); the threshold needs it")
+        raise FieldError(
+            "train_grid", f"{train_grid.spec()!r} lacks (1, 0); the threshold needs it"
+        )
     full = results.observations(task)
     if BASELINE not in full.accuracy:
         raise DataError(results.source, f"has no complete (1, 0) row for task {task!r}")
@@ -159,13 +161,13 @@ def evaluate(
     for value in budgets:
         budget = Budget(budget_kind, value)
         best = truth.recommend(budget, test_points)
-        predicted = model.recommend(budget, test_points)
+        ranked = model.recommend(budget, test_points)
         outcomes.append(
             BudgetOutcome(
                 value,
                 best.threshold,
                 best.recommendations[0].point,  # (1, 0) is always feasible for a budget >= 0
-                tuple(r.point for r in predicted.recommendations),
+                tuple(r.point for r in ranked.recommendations),
             )
         )
     return Evaluation(

@@ -52,13 +52,28 @@ def format_decision(decision: Decision, results: str, table: ThroughputTable) ->
     ]
     if decision.recommendations:
         rows = [
-            [str(r.rank), str(r.point), r.family.value, f"{r.accuracy:.4f}",
-             r.accuracy_source.value, f"{r.throughput:,.1f}", f"{r.speedup:.2f}x",
-             "-" if r.measured_throughput is None else f"{r.measured_throughput:,.1f}"]
+            [
+                str(r.rank),
+                str(r.point),
+                r.family.value,
+                f"{r.accuracy:.4f}",
+                r.accuracy_source.value,
+                f"{r.throughput:,.1f}",
+                f"{r.speedup:.2f}x",
+                "-" if r.measured_throughput is None else f"{r.measured_throughput:,.1f}",
+            ]
             for r in decision.recommendations
-        ]  # fmt: skip
-        header = ["rank", "(N, s)", "family", "accuracy", "accuracy is", "throughput/s",
-                  "speedup", "measured/s"]  # fmt: skip
+        ]
+        header = [
+            "rank",
+            "(N, s)",
+            "family",
+            "accuracy",
+            "accuracy is",
+            "throughput/s",
+            "speedup",
+            "measured/s",
+        ]
         lines += table_lines(header, rows)
     else:
         best = decision.best_accuracy_candidate
@@ -69,7 +84,10 @@ def format_decision(decision: Decision, results: str, table: ThroughputTable) ->
         )
         lines.append(f"no candidate meets the threshold {decision.threshold:.4f}{hint}")
     excluded = ", ".join(f"{r.description}: {c}" for r, c in decision.exclusions.items())
-    lines += ["", f"{len(decision.candidates)} candidates" + (f"; excluded {excluded}" if excluded else "")]
+    lines += [
+        "",
+        f"{len(decision.candidates)} candidates" + (f"; excluded {excluded}" if excluded else ""),
+    ]
     return "\n".join(lines)
 
 
@@ -82,10 +100,14 @@ def _check_dict(check: ModelCheck) -> dict[str, object]:
         "tolerance": check.tolerance,
         "method": check.method,
         "points": [
-            {**point_dict(c.point), "measured": c.measured, "predicted": c.predicted,
-             "within": c.within}
+            {
+                **point_dict(c.point),
+                "measured": c.measured,
+                "predicted": c.predicted,
+                "within": c.within,
+            }
             for c in check.checks
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -126,8 +148,9 @@ def _fraction_text(name: str, check: ModelCheck, unit: str) -> str:
 def format_evaluation(evaluation: Evaluation, results: str) -> str:
     k = evaluation.top_k
     lines = [
-        f"task {evaluation.task} | results {results} | {len(evaluation.train_points)} training "
-        f"points, {len(evaluation.test_points)} test points | {evaluation.budget_kind.value} budgets",
+        f"task {evaluation.task} | results {results} | "
+        f"{len(evaluation.train_points)} training points, {len(evaluation.test_points)} test "
+        f"points | {evaluation.budget_kind.value} budgets",
         _fraction_text("M_A", evaluation.accuracy, f"{evaluation.accuracy.tolerance:g} accuracy"),
         _fraction_text("M_T", evaluation.throughput, f"{evaluation.throughput.tolerance:.0%}"),
         f"true best in predicted top-1: {evaluation.top1_rate:.1%}, top-{k}: "
@@ -135,10 +158,15 @@ def format_evaluation(evaluation: Evaluation, results: str) -> str:
         "",
     ]
     rows = [
-        [f"{b.budget:g}", f"{b.threshold:.4f}", str(b.true_best),
-         " ".join(str(p) for p in b.predicted) or "-", "yes" if b.topk_hit else "no"]
+        [
+            f"{b.budget:g}",
+            f"{b.threshold:.4f}",
+            str(b.true_best),
+            " ".join(str(p) for p in b.predicted) or "-",
+            "yes" if b.topk_hit else "no",
+        ]
         for b in evaluation.budgets
-    ]  # fmt: skip
+    ]
     lines += table_lines(["budget", "threshold", "true best", f"predicted top-{k}", "hit"], rows)
     return "\n".join(lines)
 
@@ -146,5 +174,7 @@ def format_evaluation(evaluation: Evaluation, results: str) -> str:
 def table_lines(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """Left-aligned columns separated by two spaces."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-            for row in [header, *rows]]  # fmt: skip
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]

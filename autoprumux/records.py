@@ -51,10 +51,10 @@ class TrialRecord:
                     raise FieldError(name, "is missing; a complete trial needs it")
         if self.accuracy is not None and not 0.0 <= self.accuracy <= 1.0:
             raise FieldError("accuracy", f"{self.accuracy!r} is outside [0, 1] (a fraction)")
-        for name in ("throughput",):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise FieldError(name, f"{value!r} is not positive (examples per second)")
+        if self.throughput is not None and not self.throughput > 0:
+            raise FieldError(
+                "throughput", f"{self.throughput!r} is not positive (examples per second)"
+            )
         if self.achieved_sparsity is not None and not 0.0 <= self.achieved_sparsity < 1.0:
             raise FieldError("achieved_sparsity", f"{self.achieved_sparsity!r} is outside [0, 1)")
         for name in ("wall_time_s", "gpu_hours"):

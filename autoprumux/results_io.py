@@ -40,8 +40,14 @@ class TableFormat(enum.Enum):
         return formats[suffix]
 
 
-_NUMBER_FIELDS = ("sparsity", "accuracy", "throughput", "achieved_sparsity", "wall_time_s",
-                  "gpu_hours")  # fmt: skip
+_NUMBER_FIELDS = (
+    "sparsity",
+    "accuracy",
+    "throughput",
+    "achieved_sparsity",
+    "wall_time_s",
+    "gpu_hours",
+)
 _INTEGER_FIELDS = ("n", "seed")
 
 

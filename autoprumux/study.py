@@ -104,8 +104,12 @@ class TrainingSection:
     sparsity_epsilon: float = 0.01  # a pruned model within this of the target is on target
 
     def __post_init__(self) -> None:
-        for name in ("finetune_epochs", "pruning_epochs", "lagrangian_warmup_epochs",
-                     "post_pruning_epochs"):  # fmt: skip
+        for name in (
+            "finetune_epochs",
+            "pruning_epochs",
+            "lagrangian_warmup_epochs",
+            "post_pruning_epochs",
+        ):
             _check_range(name, getattr(self, name), 0.0, None)
         _check_range("batch_rows", self.batch_rows, 1, None)
         for name in ("finetune_learning_rate", "pruning_learning_rate", "distill_temperature"):
@@ -173,10 +177,11 @@ def study_from_dict(document: dict[str, Any], path: Path | None = None) -> Study
     source = str(path) if path else None
     schema = document.get("schema", SCHEMA_VERSION)
     if schema != SCHEMA_VERSION:
-        raise FieldError("schema", f"{schema!r} is not supported; this release reads {SCHEMA_VERSION}",
-                         source)  # fmt: skip
+        raise FieldError(
+            "schema", f"{schema!r} is not supported; this release reads {SCHEMA_VERSION}", source
+        )
     if "study" not in document:
-        raise FieldError("study", "section is missing; it needs at least: task = \"sst2\"", source)
+        raise FieldError("study", 'section is missing; it needs at least: task = "sst2"', source)
     try:
         study = _build(Study, document, "")
     except FieldError as err:
@@ -194,8 +199,9 @@ def _build(cls: type, table: object, section: str) -> Any:
     for key, raw in table.items():
         if key not in allowed:
             where = f"[{section}]" if section else "the study file"
-            raise FieldError(_join(section, key), f"is not a field of {where}; allowed: "
-                             f"{', '.join(allowed)}")  # fmt: skip
+            raise FieldError(
+                _join(section, key), f"is not a field of {where}; allowed: {', '.join(allowed)}"
+            )
         values[key] = _convert(hints[key], raw, _join(section, key))
     for f in fields(cls):
         if f.name not in values and f.default is MISSING and f.default_factory is MISSING:
@@ -208,7 +214,7 @@ def _build(cls: type, table: object, section: str) -> Any:
 
 def _convert(hint: Any, raw: object, name: str) -> object:
     origin = typing.get_origin(hint)
-    if is_dataclass(hint):
+    if isinstance(hint, type) and is_dataclass(hint):
         return _build(hint, raw, name)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(hint) if a is not type(None)]

@@ -56,13 +56,28 @@ def synthetic_results(
         throughput_noise = rng.gauss(0.0, family.throughput_noise)
         loss = family.expected_loss(point)
         if loss > family.untrainable_loss:
-            records.append(TrialRecord(family.task, point.n, point.sparsity,
-                           status=TrialStatus.FAILED, reason="synthetic: did not train"))  # fmt: skip
+            records.append(
+                TrialRecord(
+                    family.task,
+                    point.n,
+                    point.sparsity,
+                    status=TrialStatus.FAILED,
+                    reason="synthetic: did not train",
+                )
+            )
             continue
         if point.n == 1 and point.sparsity == 0:
             accuracy_noise = throughput_noise = 0.0
         accuracy = min(1.0, max(0.0, family.baseline_accuracy - loss + accuracy_noise))
         speedup = family.expected_speedup(point) * (1.0 + throughput_noise)
-        records.append(TrialRecord(family.task, point.n, point.sparsity, round(accuracy, 4),
-                       round(family.baseline_throughput * speedup, 1), seed=seed))  # fmt: skip
+        records.append(
+            TrialRecord(
+                family.task,
+                point.n,
+                point.sparsity,
+                round(accuracy, 4),
+                round(family.baseline_throughput * speedup, 1),
+                seed=seed,
+            )
+        )
     return ResultsTable.from_records(records, source=f"synthetic(seed={seed})")

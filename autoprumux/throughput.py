@@ -102,7 +102,9 @@ def read_throughput_table(path: str | Path, task: str | None = None) -> Throughp
     rows, metadata = read_table(path, required=THROUGHPUT_COLUMNS)
     tasks = sorted({str(r["task"]) for r in rows if r.get("task") not in (None, "")})
     if task is None and len(tasks) > 1:
-        raise DataError(source, f"holds tasks {', '.join(tasks)}; choose one with --throughput-task")
+        raise DataError(
+            source, f"holds tasks {', '.join(tasks)}; choose one with --throughput-task"
+        )
     if task is not None and task not in tasks:
         raise DataError(source, f"has no rows for task {task!r} (it has: {', '.join(tasks)})")
     throughput: dict[GridPoint, float] = {}
@@ -143,6 +145,8 @@ def write_throughput_table(table: ThroughputTable, path: str | Path) -> Path:
     """Write a table; only JSON keeps the fingerprint."""
     from autoprumux.results_io import write_table
 
-    rows = [{"n": p.n, "sparsity": p.sparsity, "throughput": v}
-            for p, v in sorted(table.throughput.items())]  # fmt: skip
+    rows = [
+        {"n": p.n, "sparsity": p.sparsity, "throughput": v}
+        for p, v in sorted(table.throughput.items())
+    ]
     return write_table(rows, path, THROUGHPUT_COLUMNS, {"fingerprint": dict(table.fingerprint)})

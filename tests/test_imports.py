@@ -2,9 +2,19 @@ import subprocess
 import sys
 
 HEAVY = ("torch", "ray", "optuna", "plotly", "pandas", "transformers", "datasets")
-CORE = ("autoprumux", "autoprumux.grid", "autoprumux.records", "autoprumux.surface",
-        "autoprumux.throughput", "autoprumux.budget", "autoprumux.recommender",
-        "autoprumux.evaluation", "autoprumux.study", "autoprumux.outputs", "autoprumux.synthetic")  # fmt: skip
+CORE = (
+    "autoprumux",
+    "autoprumux.grid",
+    "autoprumux.records",
+    "autoprumux.surface",
+    "autoprumux.throughput",
+    "autoprumux.budget",
+    "autoprumux.recommender",
+    "autoprumux.evaluation",
+    "autoprumux.study",
+    "autoprumux.outputs",
+    "autoprumux.synthetic",
+)
 
 
 def test_decision_core_imports_no_heavy_library():

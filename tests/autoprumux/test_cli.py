@@ -25,8 +25,9 @@ def test_committed_synthetic_table_is_what_the_generator_writes(tmp_path):
 
 
 def test_predict_json(capsys):
-    code, out, err = run(capsys, "predict", "--results", str(SYNTHETIC), "--budget", "0.03",
-                         "--json")  # fmt: skip
+    code, out, err = run(
+        capsys, "predict", "--results", str(SYNTHETIC), "--budget", "0.03", "--json"
+    )
     assert code == 0 and err == ""
     document = json.loads(out)
     assert document["budget"] == {"kind": "absolute", "value": 0.03}
@@ -36,15 +37,34 @@ def test_predict_json(capsys):
     assert [r["rank"] for r in top] == [1, 2, 3]
     assert all(r["accuracy"] >= 0.9 - 1e-9 for r in top)
     assert [r["throughput"] for r in top] == sorted((r["throughput"] for r in top), reverse=True)
-    assert set(top[0]) == {"rank", "n", "sparsity", "family", "accuracy", "accuracy_source",
-                           "throughput", "throughput_source", "speedup", "measured_throughput"}
+    assert set(top[0]) == {
+        "rank",
+        "n",
+        "sparsity",
+        "family",
+        "accuracy",
+        "accuracy_source",
+        "throughput",
+        "throughput_source",
+        "speedup",
+        "measured_throughput",
+    }
     # candidates: the throughput table's points (here the results' own 33 complete rows)
     assert document["candidates"] == 33 and "failed" not in document["excluded"]
 
 
 def test_predict_over_a_study_grid_excludes_failed_points(capsys):
-    code, out, _ = run(capsys, "predict", "--results", str(SYNTHETIC), "--budget", "0.1",
-                       "--grid", str(ROOT / "studies" / "sst2.toml"), "--json")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "predict",
+        "--results",
+        str(SYNTHETIC),
+        "--budget",
+        "0.1",
+        "--grid",
+        str(ROOT / "studies" / "sst2.toml"),
+        "--json",
+    )
     document = json.loads(out)
     assert code == 0 and document["candidates"] == 36
     assert document["excluded"] == {"failed": 3}
@@ -56,19 +76,44 @@ def test_predict_json_agrees_with_the_table(capsys):
     ranked = [f"({r['n']}, {r['sparsity']:g})" for r in json.loads(out)["recommendations"]]
     _, text, _ = run(capsys, "predict", "--results", str(SYNTHETIC), "--budget", "0.05")
     assert "absolute budget 0.05 (accuracy points below (1, 0)): threshold 0.8800" in text
-    rows = [line.split()[1] + " " + line.split()[2] for line in text.splitlines()
-            if line[:1].isdigit() and "(" in line]  # fmt: skip
+    rows = [
+        line.split()[1] + " " + line.split()[2]
+        for line in text.splitlines()
+        if line[:1].isdigit() and "(" in line
+    ]
     assert rows == ranked
 
 
 def test_predict_with_a_grid_and_a_throughput_table(tmp_path, capsys):
     table = tmp_path / "t.json"
-    table.write_text(json.dumps({"fingerprint": {"device": "H200"}, "rows": [
-        {"n": 1, "sparsity": 0.0, "throughput": 10.0}, {"n": 2, "sparsity": 0.0, "throughput": 19.0},
-        {"n": 2, "sparsity": 0.6, "throughput": 40.0}, {"n": 2, "sparsity": 0.7, "throughput": 50.0}]}))
-    code, out, _ = run(capsys, "predict", "--results", str(SYNTHETIC), "--relative-budget", "0.05",
-                       "--throughput", str(table), "--grid", "1,2:0,0.6,0.65,0.7", "--top", "2",
-                       "--json")  # fmt: skip
+    table.write_text(
+        json.dumps(
+            {
+                "fingerprint": {"device": "H200"},
+                "rows": [
+                    {"n": 1, "sparsity": 0.0, "throughput": 10.0},
+                    {"n": 2, "sparsity": 0.0, "throughput": 19.0},
+                    {"n": 2, "sparsity": 0.6, "throughput": 40.0},
+                    {"n": 2, "sparsity": 0.7, "throughput": 50.0},
+                ],
+            }
+        )
+    )
+    code, out, _ = run(
+        capsys,
+        "predict",
+        "--results",
+        str(SYNTHETIC),
+        "--relative-budget",
+        "0.05",
+        "--throughput",
+        str(table),
+        "--grid",
+        "1,2:0,0.6,0.65,0.7",
+        "--top",
+        "2",
+        "--json",
+    )
     assert code == 0
     document = json.loads(out)
     assert document["throughput_table"] == {"source": str(table), "fingerprint": {"device": "H200"}}
@@ -84,7 +129,10 @@ def test_predict_with_a_grid_and_a_throughput_table(tmp_path, capsys):
 def test_infeasible_budget(capsys):
     code, out, _ = run(capsys, "predict", "--results", str(SYNTHETIC), "--min-accuracy", "0.99")
     assert code == 0
-    assert "no candidate meets the threshold 0.9900; the most accurate candidate is (1, 0) at 0.9300" in out
+    assert (
+        "no candidate meets the threshold 0.9900; the most accurate candidate is (1, 0) at 0.9300"
+        in out
+    )
 
 
 def test_evaluate_json(capsys):
@@ -99,16 +147,22 @@ def test_evaluate_json(capsys):
 
 
 def test_evaluate_text(capsys):
-    code, out, _ = run(capsys, "evaluate", "--results", str(SYNTHETIC), "--train-grid",
-                       "1,2,5,10:0,0.6,0.8,0.95")  # fmt: skip
+    code, out, _ = run(
+        capsys, "evaluate", "--results", str(SYNTHETIC), "--train-grid", "1,2,5,10:0,0.6,0.8,0.95"
+    )
     assert code == 0 and out.startswith("task sst2 | results ")
     assert "M_A: " in out and "M_T: " in out and "true best in predicted top-1" in out
 
 
 @pytest.fixture
 def csv(write_csv):
-    return write_csv([["task", "n", "sparsity", "accuracy", "throughput"],
-                      ["sst2", 1, 0, 0.9, 100], ["sst2", 2, 0, 0.88, 190]])  # fmt: skip
+    return write_csv(
+        [
+            ["task", "n", "sparsity", "accuracy", "throughput"],
+            ["sst2", 1, 0, 0.9, 100],
+            ["sst2", 2, 0, 0.88, 190],
+        ]
+    )
 
 
 @pytest.mark.parametrize(
@@ -123,10 +177,16 @@ def csv(write_csv):
         (["--budget", "0.1", "--grid", "1,2"], "--grid: '1,2' is not 'N,N,...:s,s,...'"),
         (["--budget", "0.1", "--top", "0"], "0 is not in the range x>=1"),
         (["--budget", "0.1", "--task", "qqp"], "has no rows for task 'qqp' (it has: sst2)"),
-        (["--budget", "0.1", "--throughput", "/nonexistent/t.csv"], "/nonexistent/t.csv: cannot be read: no such file"),
-        (["--budget", "0.1", "--grid", "/nonexistent/s.toml"], "/nonexistent/s.toml: study: cannot be read"),
+        (
+            ["--budget", "0.1", "--throughput", "/nonexistent/t.csv"],
+            "/nonexistent/t.csv: cannot be read: no such file",
+        ),
+        (
+            ["--budget", "0.1", "--grid", "/nonexistent/s.toml"],
+            "/nonexistent/s.toml: study: cannot be read",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_options_exit_2_with_one_line(capsys, csv, args, message):
     code, out, err = run(capsys, "predict", "--results", str(csv), *args)
     assert code == 2 and out == ""
@@ -152,10 +212,16 @@ def test_unknown_command_and_help(capsys):
 def test_console_script_exit_code_without_traceback(tmp_path):
     bad = tmp_path / "r.csv"
     bad.write_text("task,n,sparsity,accuracy,throughput\nsst2,1,0,0.9,100\nsst2,2,0.5,nan,3\n")
-    done = subprocess.run([sys.executable, "-m", "autoprumux", "predict", "--results", str(bad),
-                           "--budget", "0.03"], capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "autoprumux", "predict", "--results", str(bad), "--budget", "0.03"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr == f"autoprumux: error: {bad}: row 2: field 'accuracy': 'nan' is not a finite number\n"
+    assert (
+        done.stderr
+        == f"autoprumux: error: {bad}: row 2: field 'accuracy': 'nan' is not a finite number\n"
+    )
 
 
 def test_parquet_results(tmp_path, capsys):

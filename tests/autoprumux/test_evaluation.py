@@ -26,8 +26,9 @@ def accuracy(n, s):
 def results():
     return ResultsTable.from_records(
         TrialRecord("t", n, s, accuracy(n, s), 100 * n / (1 - s))
-        for n in (1, 2, 4) for s in (0.0, 0.5, 0.7, 0.9)
-    )  # fmt: skip
+        for n in (1, 2, 4)
+        for s in (0.0, 0.5, 0.7, 0.9)
+    )
 
 
 def test_leave_one_out_accuracy_model():
@@ -54,8 +55,11 @@ def test_leave_one_out_throughput_model():
 def test_throughput_table_from_another_task():
     # "task 0" runs 30% faster at (2, 0.5) and 10% faster elsewhere: one miss of four
     table = ThroughputTable(
-        {P(n, s): 100 * n / (1 - s) * (1.3 if (n, s) == (2, 0.5) else 1.1)
-         for n in (1, 2, 4) for s in (0.0, 0.5, 0.7, 0.9)}  # fmt: skip
+        {
+            P(n, s): 100 * n / (1 - s) * (1.3 if (n, s) == (2, 0.5) else 1.1)
+            for n in (1, 2, 4)
+            for s in (0.0, 0.5, 0.7, 0.9)
+        }
     )
     evaluation = evaluate(results(), "t", TRAIN, throughput_table=table, budgets=[0.0])
     assert evaluation.throughput.method == "table"
@@ -75,7 +79,9 @@ def test_top_k_outcomes_per_budget():
     assert large.true_best == P(2, 0.7)
     assert large.predicted == (P(4, 0), P(2, 0.5), P(1, 0.7))
     assert not large.top1_hit and not large.topk_hit
-    assert evaluation.top1_rate == pytest.approx(2 / 3) and evaluation.topk_rate == pytest.approx(2 / 3)
+    assert evaluation.top1_rate == pytest.approx(2 / 3) and evaluation.topk_rate == pytest.approx(
+        2 / 3
+    )
     assert len(evaluation.test_points) == 12 and len(evaluation.train_points) == 9
 
 

@@ -26,9 +26,16 @@ def test_sparsity_is_rounded_so_equal_values_are_equal_keys():
 
 
 @pytest.mark.parametrize(
-    ("n", "s", "field"), [(0, 0.5, "n"), (2.5, 0.5, "n"), (True, 0.5, "n"), (2, 1.0, "sparsity"),
-                          (2, -0.1, "sparsity"), (2, float("nan"), "sparsity")]
-)  # fmt: skip
+    ("n", "s", "field"),
+    [
+        (0, 0.5, "n"),
+        (2.5, 0.5, "n"),
+        (True, 0.5, "n"),
+        (2, 1.0, "sparsity"),
+        (2, -0.1, "sparsity"),
+        (2, float("nan"), "sparsity"),
+    ],
+)
 def test_invalid_points_name_the_field(n, s, field):
     with pytest.raises(FieldError) as err:
         GridPoint(n, s)
@@ -51,9 +58,14 @@ def test_grid_spec_round_trip():
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("1,2", "is not 'N,N,...:s,s,...'"), ("1,x:0", "integer N"), ("1,1:0", "repeats"),
-     ("1:0,1.5", "outside [0, 1)"), ("0:0", ">= 1")],
-)  # fmt: skip
+    [
+        ("1,2", "is not 'N,N,...:s,s,...'"),
+        ("1,x:0", "integer N"),
+        ("1,1:0", "repeats"),
+        ("1:0,1.5", "outside [0, 1)"),
+        ("0:0", ">= 1"),
+    ],
+)
 def test_bad_grid_specs(spec, message):
     with pytest.raises(FieldError, match="^grid") as err:
         parse_grid_spec(spec)

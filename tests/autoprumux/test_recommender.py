@@ -4,14 +4,23 @@ from autoprumux.budget import Budget, BudgetKind, budget_sweep
 from autoprumux.errors import DataError, FieldError
 from autoprumux.grid import Grid
 from autoprumux.grid import GridPoint as P
-from autoprumux.records import Observations
 from autoprumux.recommender import Exclusion, Recommender
+from autoprumux.records import Observations
 from autoprumux.surface import Source
 from autoprumux.throughput import ThroughputTable
 
 ACCURACY = {P(1, 0): 0.90, P(1, 0.5): 0.88, P(2, 0): 0.87, P(2, 0.5): 0.84, P(4, 0): 0.80}
-TABLE = ThroughputTable({P(1, 0): 100.0, P(1, 0.5): 250.0, P(2, 0): 190.0, P(2, 0.5): 480.0,
-                         P(4, 0): 380.0, P(2, 0.25): 300.0, P(4, 0.5): 900.0})  # fmt: skip
+TABLE = ThroughputTable(
+    {
+        P(1, 0): 100.0,
+        P(1, 0.5): 250.0,
+        P(2, 0): 190.0,
+        P(2, 0.5): 480.0,
+        P(4, 0): 380.0,
+        P(2, 0.25): 300.0,
+        P(4, 0.5): 900.0,
+    }
+)
 
 
 def recommender(accuracy=ACCURACY, failed=(), table=TABLE, top_k=3):
@@ -101,10 +110,14 @@ def test_budgets_need_a_baseline_unless_they_are_a_floor():
 
 @pytest.mark.parametrize(
     ("kind", "value", "field"),
-    [(BudgetKind.ABSOLUTE, 1.0, "budget"), (BudgetKind.ABSOLUTE, -0.01, "budget"),
-     (BudgetKind.RELATIVE, 1.5, "relative_budget"), (BudgetKind.MIN_ACCURACY, 1.01, "min_accuracy"),
-     (BudgetKind.ABSOLUTE, float("nan"), "budget")],
-)  # fmt: skip
+    [
+        (BudgetKind.ABSOLUTE, 1.0, "budget"),
+        (BudgetKind.ABSOLUTE, -0.01, "budget"),
+        (BudgetKind.RELATIVE, 1.5, "relative_budget"),
+        (BudgetKind.MIN_ACCURACY, 1.01, "min_accuracy"),
+        (BudgetKind.ABSOLUTE, float("nan"), "budget"),
+    ],
+)
 def test_budget_validation(kind, value, field):
     with pytest.raises(FieldError) as err:
         Budget(kind, value)
@@ -118,5 +131,7 @@ def test_budget_sweep_is_the_papers():
 
 def test_describe_says_which_budget_is_in_force():
     text = Budget(BudgetKind.RELATIVE, 0.05).describe(0.9)
-    assert text == ("relative budget 0.05 (fraction of the (1, 0) accuracy): threshold 0.8550 "
-                    "(baseline 0.9000 x (1 - 0.05))")  # fmt: skip
+    assert text == (
+        "relative budget 0.05 (fraction of the (1, 0) accuracy): threshold 0.8550 "
+        "(baseline 0.9000 x (1 - 0.05))"
+    )

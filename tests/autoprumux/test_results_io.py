@@ -11,13 +11,25 @@ HEADER = ["task", "n", "sparsity", "accuracy", "throughput"]
 
 
 def sample_table():
-    return ResultsTable.from_records([
-        TrialRecord("sst2", 1, 0.0, 0.925, 812.5, seed=1, wall_time_s=3600.0, gpu_hours=1.0,
-                    artifact_path="runs/1-0", achieved_sparsity=0.0),
-        TrialRecord("sst2", 2, 0.6, 0.901, 3300.0, achieved_sparsity=0.604),
-        TrialRecord("sst2", 10, 0.95, status=TrialStatus.FAILED, reason="loss is NaN"),
-        TrialRecord("sst2", 5, 0.7, status=TrialStatus.PRUNED, reason="dominated"),
-    ])  # fmt: skip
+    return ResultsTable.from_records(
+        [
+            TrialRecord(
+                "sst2",
+                1,
+                0.0,
+                0.925,
+                812.5,
+                seed=1,
+                wall_time_s=3600.0,
+                gpu_hours=1.0,
+                artifact_path="runs/1-0",
+                achieved_sparsity=0.0,
+            ),
+            TrialRecord("sst2", 2, 0.6, 0.901, 3300.0, achieved_sparsity=0.604),
+            TrialRecord("sst2", 10, 0.95, status=TrialStatus.FAILED, reason="loss is NaN"),
+            TrialRecord("sst2", 5, 0.7, status=TrialStatus.PRUNED, reason="dominated"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
@@ -29,22 +41,29 @@ def test_round_trip(tmp_path, suffix):
 
 def test_optional_columns_may_be_absent_and_json_may_wrap_rows(tmp_path):
     path = tmp_path / "r.json"
-    path.write_text(json.dumps({"rows": [{"task": "qqp", "n": 2, "sparsity": 0.6,
-                                           "accuracy": 0.9, "throughput": 10}]}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {"rows": [{"task": "qqp", "n": 2, "sparsity": 0.6, "accuracy": 0.9, "throughput": 10}]}
+        )
+    )
     (record,) = read_results(path).records
-    assert record.status is TrialStatus.COMPLETE and record.seed is None and record.point == P(2, 0.6)
+    assert (
+        record.status is TrialStatus.COMPLETE and record.seed is None and record.point == P(2, 0.6)
+    )
 
 
 def test_observations_average_seeds_and_keep_failures():
-    table = ResultsTable.from_records([
-        TrialRecord("sst2", 2, 0.6, 0.90, 100.0, seed=1),
-        TrialRecord("sst2", 2, 0.6, 0.92, 110.0, seed=2),
-        TrialRecord("sst2", 2, 0.7, status=TrialStatus.FAILED),
-        TrialRecord("sst2", 2, 0.8, status=TrialStatus.FAILED, seed=1),
-        TrialRecord("sst2", 2, 0.8, 0.85, 150.0, seed=2),  # one seed trained: not a hole
-        TrialRecord("sst2", 2, 0.9, status=TrialStatus.PRUNED),
-        TrialRecord("qqp", 2, 0.6, 0.5, 1.0),
-    ])  # fmt: skip
+    table = ResultsTable.from_records(
+        [
+            TrialRecord("sst2", 2, 0.6, 0.90, 100.0, seed=1),
+            TrialRecord("sst2", 2, 0.6, 0.92, 110.0, seed=2),
+            TrialRecord("sst2", 2, 0.7, status=TrialStatus.FAILED),
+            TrialRecord("sst2", 2, 0.8, status=TrialStatus.FAILED, seed=1),
+            TrialRecord("sst2", 2, 0.8, 0.85, 150.0, seed=2),  # one seed trained: not a hole
+            TrialRecord("sst2", 2, 0.9, status=TrialStatus.PRUNED),
+            TrialRecord("qqp", 2, 0.6, 0.5, 1.0),
+        ]
+    )
     obs = table.observations("sst2")
     assert obs.accuracy == {P(2, 0.6): pytest.approx(0.91), P(2, 0.8): 0.85}
     assert obs.throughput[P(2, 0.6)] == pytest.approx(105.0)
@@ -57,10 +76,13 @@ def test_identical_duplicates_collapse():
 
 
 def test_task_resolution():
-    table = ResultsTable.from_records([TrialRecord("sst2", 1, 0, 0.9, 1.0),
-                                       TrialRecord("qqp", 1, 0, 0.9, 1.0)], "r.csv")  # fmt: skip
+    table = ResultsTable.from_records(
+        [TrialRecord("sst2", 1, 0, 0.9, 1.0), TrialRecord("qqp", 1, 0, 0.9, 1.0)], "r.csv"
+    )
     assert table.resolve_task("qqp") == "qqp"
-    with pytest.raises(DataError, match="r.csv: holds 2 tasks \\(qqp, sst2\\); choose one with --task"):
+    with pytest.raises(
+        DataError, match="r.csv: holds 2 tasks \\(qqp, sst2\\); choose one with --task"
+    ):
         table.resolve_task(None)
     with pytest.raises(DataError, match="no rows for task 'mnli'"):
         table.resolve_task("mnli")
@@ -69,26 +91,50 @@ def test_task_resolution():
 @pytest.mark.parametrize(
     ("rows", "expected"),
     [
-        ([["task", "n", "sparsity", "accuracy"], ["sst2", 1, 0, 0.9]],
-         "is missing column(s) throughput; required: task, n, sparsity, accuracy, throughput"),
+        (
+            [["task", "n", "sparsity", "accuracy"], ["sst2", 1, 0, 0.9]],
+            "is missing column(s) throughput; required: task, n, sparsity, accuracy, throughput",
+        ),
         ([HEADER, ["sst2", 1, 0, "high", 10]], "row 1: field 'accuracy': 'high' is not a number"),
-        ([HEADER, ["sst2", 1, 0, 0.9, 10], ["sst2", 2, 0, "NaN", 10]],
-         "row 2: field 'accuracy': 'NaN' is not a finite number"),
-        ([HEADER, ["sst2", 1, 0, 1.2, 10]], "row 1: field 'accuracy': 1.2 is outside [0, 1] (a fraction)"),
-        ([HEADER, ["sst2", 1, 0, 0.9, 0]], "row 1: field 'throughput': 0.0 is not positive (examples per second)"),
-        ([HEADER, ["sst2", 1, 0, 0.9, -3]], "row 1: field 'throughput': -3.0 is not positive (examples per second)"),
-        ([HEADER, ["sst2", 0, 0, 0.9, 10]], "row 1: field 'n': 0 is not allowed; N is an integer >= 1"),
+        (
+            [HEADER, ["sst2", 1, 0, 0.9, 10], ["sst2", 2, 0, "NaN", 10]],
+            "row 2: field 'accuracy': 'NaN' is not a finite number",
+        ),
+        (
+            [HEADER, ["sst2", 1, 0, 1.2, 10]],
+            "row 1: field 'accuracy': 1.2 is outside [0, 1] (a fraction)",
+        ),
+        (
+            [HEADER, ["sst2", 1, 0, 0.9, 0]],
+            "row 1: field 'throughput': 0.0 is not positive (examples per second)",
+        ),
+        (
+            [HEADER, ["sst2", 1, 0, 0.9, -3]],
+            "row 1: field 'throughput': -3.0 is not positive (examples per second)",
+        ),
+        (
+            [HEADER, ["sst2", 0, 0, 0.9, 10]],
+            "row 1: field 'n': 0 is not allowed; N is an integer >= 1",
+        ),
         ([HEADER, ["sst2", 1.5, 0, 0.9, 10]], "row 1: field 'n': '1.5' is not an integer"),
         ([HEADER, ["sst2", 1, 1.0, 0.9, 10]], "row 1: field 'sparsity': 1.0 is outside [0, 1)"),
         ([HEADER, ["sst2", 1, -0.1, 0.9, 10]], "row 1: field 'sparsity': -0.1 is outside [0, 1)"),
-        ([HEADER, ["sst2", 1, 0, "", 10]], "row 1: field 'accuracy': is missing; a complete trial needs it"),
+        (
+            [HEADER, ["sst2", 1, 0, "", 10]],
+            "row 1: field 'accuracy': is missing; a complete trial needs it",
+        ),
         ([HEADER, ["", 1, 0, 0.9, 10]], "row 1: field 'task': is empty; name the task (e.g. sst2)"),
-        ([HEADER, ["sst2", 1, 0, 0.9, 10], ["sst2", 1, 0, 0.8, 10]],
-         "row 2: field 'accuracy': conflicts with row 1: same task 'sst2', point (1, 0) but accuracy 0.8 vs 0.9; keep one row or give each a distinct seed"),
-        ([HEADER + ["status"], ["sst2", 1, 0, 0.9, 10, "done"]],
-         "row 1: field 'status': 'done' is not one of: complete, failed, pruned"),
+        (
+            [HEADER, ["sst2", 1, 0, 0.9, 10], ["sst2", 1, 0, 0.8, 10]],
+            "row 2: field 'accuracy': conflicts with row 1: same task 'sst2', point (1, 0) but "
+            "accuracy 0.8 vs 0.9; keep one row or give each a distinct seed",
+        ),
+        (
+            [HEADER + ["status"], ["sst2", 1, 0, 0.9, 10, "done"]],
+            "row 1: field 'status': 'done' is not one of: complete, failed, pruned",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_rows_name_file_row_and_field(write_csv, rows, expected):
     path = write_csv(rows)
     with pytest.raises(DataError) as err:

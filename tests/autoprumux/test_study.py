@@ -45,25 +45,44 @@ def test_relative_paths_are_relative_to_the_study_file(tmp_path):
     [
         ('[study]\ntask = "cola"', "study.task: 'cola' is not one of: sst2, mnli, qnli, qqp"),
         ("[grid]\nn = [1]", 'study: section is missing; it needs at least: task = "sst2"'),
-        ('[study]\ntask = "sst2"\n[grids]\nn = [1]',
-         "grids: is not a field of the study file; allowed: study, grid, model, data, training, "
-         "storage, schema"),
-        ('[study]\ntask = "sst2"\n[grid]\nN = [1]', "grid.N: is not a field of [grid]; allowed: n, sparsity"),
-        ('[study]\ntask = "sst2"\n[grid]\nn = [2, 5]', "grid.n: the grid must hold N = 1 and s = 0"),
-        ('[study]\ntask = "sst2"\n[grid]\nsparsity = [0, 1.2]', "grid.sparsity: 1.2 is outside [0, 1)"),
+        (
+            '[study]\ntask = "sst2"\n[grids]\nn = [1]',
+            "grids: is not a field of the study file; allowed: study, grid, model, data, training, "
+            "storage, schema",
+        ),
+        (
+            '[study]\ntask = "sst2"\n[grid]\nN = [1]',
+            "grid.N: is not a field of [grid]; allowed: n, sparsity",
+        ),
+        (
+            '[study]\ntask = "sst2"\n[grid]\nn = [2, 5]',
+            "grid.n: the grid must hold N = 1 and s = 0",
+        ),
+        (
+            '[study]\ntask = "sst2"\n[grid]\nsparsity = [0, 1.2]',
+            "grid.sparsity: 1.2 is outside [0, 1)",
+        ),
         ('[study]\ntask = "sst2"\n[grid]\nn = [1, 1]', "grid.n: [1, 1] repeats a value"),
         ('[study]\ntask = "sst2"\n[grid]\nn = "1,2"', "grid.n: '1,2' is not a list"),
         ('[study]\ntask = "sst2"\n[grid]\nn = [1, 2.5]', "grid.n[1]: 2.5 is not an integer"),
-        ('[study]\ntask = "sst2"\n[training]\nbatch_rows = 0', "training.batch_rows: 0 is not >= 1"),
-        ('[study]\ntask = "sst2"\n[training]\npruning_learning_rate = "fast"',
-         "training.pruning_learning_rate: 'fast' is not a number"),
-        ('[study]\ntask = "sst2"\n[data]\nsource = "s3"', "data.source: 's3' is not one of: 'hub', 'glue_dir'"),
+        (
+            '[study]\ntask = "sst2"\n[training]\nbatch_rows = 0',
+            "training.batch_rows: 0 is not >= 1",
+        ),
+        (
+            '[study]\ntask = "sst2"\n[training]\npruning_learning_rate = "fast"',
+            "training.pruning_learning_rate: 'fast' is not a number",
+        ),
+        (
+            '[study]\ntask = "sst2"\n[data]\nsource = "s3"',
+            "data.source: 's3' is not one of: 'hub', 'glue_dir'",
+        ),
         ('[study]\ntask = "sst2"\n[data]\nsource = "glue_dir"', "data.glue_dir: is empty"),
         ('schema = 2\n[study]\ntask = "sst2"', "schema: 2 is not supported; this release reads 1"),
         ("[study\n", "study: is not valid TOML"),
-        ('study = 3', "study: must be a table ([section])"),
+        ("study = 3", "study: must be a table ([section])"),
     ],
-)  # fmt: skip
+)
 def test_invalid_studies_name_the_file_and_field(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)

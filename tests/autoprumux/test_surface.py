@@ -45,7 +45,9 @@ def test_matches_the_bilinear_form_fitted_to_each_cell():
     ns, ss = (1, 2, 5, 10), (0.0, 0.6, 0.7, 0.8, 0.9, 0.95)
     grid = {P(n, s): rng.uniform(0.6, 0.95) for n in ns for s in ss}
     surface = AccuracySurface().fit(grid)
-    for (n0, n1), (s0, s1) in itertools.product(zip(ns, ns[1:]), zip(ss, ss[1:])):
+    for (n0, n1), (s0, s1) in itertools.product(
+        zip(ns, ns[1:], strict=False), zip(ss, ss[1:], strict=False)
+    ):
         corners = [(n, s) for n in (n0, n1) for s in (s0, s1)]
         design = np.array([[1, n, s, n * s] for n, s in corners])
         k = np.linalg.solve(design, [grid[P(n, s)] for n, s in corners])
@@ -58,8 +60,12 @@ def test_matches_scipy_on_a_full_grid():
     rng = np.random.default_rng(0)
     ns, ss = np.array([1, 2, 5, 10]), np.array([0.0, 0.6, 0.65, 0.7, 0.8, 0.95])
     values = rng.uniform(0.5, 0.95, (len(ns), len(ss)))
-    surface = AccuracySurface().fit({P(int(n), s): values[i, j] for (i, n), (j, s)
-                                     in itertools.product(enumerate(ns), enumerate(ss))})  # fmt: skip
+    surface = AccuracySurface().fit(
+        {
+            P(int(n), s): values[i, j]
+            for (i, n), (j, s) in itertools.product(enumerate(ns), enumerate(ss))
+        }
+    )
     reference = RegularGridInterpolator((ns, ss), values, method="linear")
     queries = [(rng.uniform(1, 10), round(rng.uniform(0, 0.95), 6)) for _ in range(200)]
     ours = [value(surface, n, s) for n, s in queries]
@@ -76,8 +82,11 @@ def test_outside_the_measured_hull_is_unknown():
 def full_grid():
     # accuracy = 0.9 - 0.01 (N - 1) - 0.1 s: bilinear everywhere, so any rule that
     # interpolates between the right neighbours reproduces it exactly
-    return {P(n, s): 0.9 - 0.01 * (n - 1) - 0.1 * s
-            for n in (1, 2, 5, 10) for s in (0.0, 0.6, 0.7, 0.8, 0.9, 0.95)}  # fmt: skip
+    return {
+        P(n, s): 0.9 - 0.01 * (n - 1) - 0.1 * s
+        for n in (1, 2, 5, 10)
+        for s in (0.0, 0.6, 0.7, 0.8, 0.9, 0.95)
+    }
 
 
 def test_a_missing_node_is_interpolated_along_its_row():

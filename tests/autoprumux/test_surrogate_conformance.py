@@ -7,8 +7,14 @@ from autoprumux.surface import AccuracySurface, Source
 from autoprumux.throughput import ThroughputModel
 
 MODELS = [AccuracySurface, ThroughputModel]
-MEASURED = {P(1, 0): 0.9, P(1, 0.5): 0.85, P(1, 0.9): 0.8, P(2, 0): 0.88, P(2, 0.5): 0.83,
-            P(2, 0.9): 0.75}  # fmt: skip
+MEASURED = {
+    P(1, 0): 0.9,
+    P(1, 0.5): 0.85,
+    P(1, 0.9): 0.8,
+    P(2, 0): 0.88,
+    P(2, 0.5): 0.83,
+    P(2, 0.9): 0.75,
+}
 
 
 @pytest.fixture(params=MODELS, ids=lambda cls: cls.__name__)

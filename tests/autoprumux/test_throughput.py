@@ -49,8 +49,14 @@ def test_table_round_trip(tmp_path, suffix):
 
 
 def test_a_results_file_with_several_tasks_needs_a_task(write_csv):
-    path = write_csv([["task", "n", "sparsity", "throughput"], ["qqp", 1, 0, 100],
-                      ["qqp", 2, 0, 190], ["sst2", 1, 0, 110]])  # fmt: skip
+    path = write_csv(
+        [
+            ["task", "n", "sparsity", "throughput"],
+            ["qqp", 1, 0, 100],
+            ["qqp", 2, 0, 190],
+            ["sst2", 1, 0, 110],
+        ]
+    )
     with pytest.raises(DataError, match="choose one with --throughput-task"):
         read_throughput_table(path)
     assert read_throughput_table(path, "qqp").throughput == {P(1, 0): 100.0, P(2, 0): 190.0}
@@ -60,11 +66,22 @@ def test_a_results_file_with_several_tasks_needs_a_task(write_csv):
 
 @pytest.mark.parametrize(
     ("rows", "message"),
-    [([["n", "sparsity"], [1, 0]], "missing column(s) throughput"),
-     ([["n", "sparsity", "throughput"], [1, 0, -5]], "row 1: field 'throughput': -5.0 is not positive"),
-     ([["n", "sparsity", "throughput"], [1, 0, 5], [1, 0, 6]], "row 2: field 'throughput': conflicts"),
-     ([["n", "sparsity", "throughput"], [1, 0, "fast"]], "row 1: field 'throughput': 'fast' is not a number")],
-)  # fmt: skip
+    [
+        ([["n", "sparsity"], [1, 0]], "missing column(s) throughput"),
+        (
+            [["n", "sparsity", "throughput"], [1, 0, -5]],
+            "row 1: field 'throughput': -5.0 is not positive",
+        ),
+        (
+            [["n", "sparsity", "throughput"], [1, 0, 5], [1, 0, 6]],
+            "row 2: field 'throughput': conflicts",
+        ),
+        (
+            [["n", "sparsity", "throughput"], [1, 0, "fast"]],
+            "row 1: field 'throughput': 'fast' is not a number",
+        ),
+    ],
+)
 def test_malformed_tables(write_csv, rows, message):
     with pytest.raises(DataError) as err:
         read_throughput_table(write_csv(rows))

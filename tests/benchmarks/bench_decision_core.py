@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from autoprumux.budget import Budget, BudgetKind
@@ -40,6 +41,11 @@ def median_seconds(function, repeats: int = REPEATS) -> float:
     return statistics.median(times)
 
 
+def predict_once(observations, table, grid) -> None:
+    budget = Budget(BudgetKind.ABSOLUTE, 0.03)
+    Recommender().fit("sst2", observations, table).recommend(budget, grid)
+
+
 def command_seconds(*args: str) -> float:
     command = [sys.executable, "-m", "autoprumux", *args]
     return median_seconds(lambda: subprocess.run(command, check=True, capture_output=True))
@@ -47,29 +53,49 @@ def command_seconds(*args: str) -> float:
 
 def main() -> None:
     code = "import time; t = time.perf_counter(); import autoprumux; print(time.perf_counter() - t)"
-    imports = [float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-               text=True).stdout) for _ in range(REPEATS)]  # fmt: skip
-    print(f"import autoprumux: median {statistics.median(imports) * 1000:.0f} ms "
-          f"(min {min(imports) * 1000:.0f}, max {max(imports) * 1000:.0f}) over {REPEATS} runs")
+    imports = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], check=True, capture_output=True, text=True
+            ).stdout
+        )
+        for _ in range(REPEATS)
+    ]
+    print(
+        f"import autoprumux: median {statistics.median(imports) * 1000:.0f} ms "
+        f"(min {min(imports) * 1000:.0f}, max {max(imports) * 1000:.0f}) over {REPEATS} runs"
+    )
     print()
     print("grid      points  train  predict (s)  evaluate (s)  in-process predict / evaluate (s)")
     family = SyntheticFamily(untrainable_loss=0.1)
     with tempfile.TemporaryDirectory() as folder:
-        for name, grid, train in (("4 x 9", PAPER_GRID, PAPER_TRAIN_GRID),
-                                  ("20 x 40", BIG_GRID, BIG_TRAIN)):  # fmt: skip
+        for name, grid, train in (
+            ("4 x 9", PAPER_GRID, PAPER_TRAIN_GRID),
+            ("20 x 40", BIG_GRID, BIG_TRAIN),
+        ):
             results = synthetic_results(grid, family)
             path = write_results(results, Path(folder) / f"{len(grid)}.csv")
-            predict = command_seconds("predict", "--results", str(path), "--budget", "0.03",
-                                      "--grid", grid.spec(), "--json")  # fmt: skip
-            full = command_seconds("evaluate", "--results", str(path), "--train-grid",
-                                   train.spec(), "--json")  # fmt: skip
+            predict = command_seconds(
+                "predict",
+                "--results",
+                str(path),
+                "--budget",
+                "0.03",
+                "--grid",
+                grid.spec(),
+                "--json",
+            )
+            full = command_seconds(
+                "evaluate", "--results", str(path), "--train-grid", train.spec(), "--json"
+            )
             table = ThroughputTable.from_results(results, "sst2")
             observations = results.observations("sst2")
-            core_predict = median_seconds(lambda: Recommender().fit("sst2", observations, table)
-                                          .recommend(Budget(BudgetKind.ABSOLUTE, 0.03), grid))  # fmt: skip
-            core_evaluate = median_seconds(lambda: evaluate(results, "sst2", train))
-            print(f"{name:<9} {len(grid):>6}  {len(set(train) & set(grid)):>5}  "
-                  f"{predict:>10.3f}  {full:>12.3f}  {core_predict:>12.4f} / {core_evaluate:.4f}")
+            core_predict = median_seconds(partial(predict_once, observations, table, grid))
+            core_evaluate = median_seconds(partial(evaluate, results, "sst2", train))
+            print(
+                f"{name:<9} {len(grid):>6}  {len(set(train) & set(grid)):>5}  "
+                f"{predict:>10.3f}  {full:>12.3f}  {core_predict:>12.4f} / {core_evaluate:.4f}"
+            )
 
 
 if __name__ == "__main__":
