@@ -10,7 +10,8 @@ from autoprumux.errors import AutoPruMuxError, DataError, FieldError
 from autoprumux.grid import BASELINE, Family, Grid, GridPoint
 from autoprumux.recommender import Decision, Recommendation, Recommender
 from autoprumux.records import Observations, ResultsTable, TrialRecord, TrialStatus
-from autoprumux.surface import AccuracySurface, Prediction, Source
+from autoprumux.surface import AccuracySurface
+from autoprumux.surrogate import Prediction, Source
 from autoprumux.throughput import ThroughputModel, ThroughputTable
 
 __version__ = "0.1.0"

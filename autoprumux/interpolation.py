@@ -14,8 +14,10 @@ varying s) or a column (fixed s, varying N) of measured values.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from autoprumux.grid import GridPoint
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,19 @@ def across(lines: dict[float, Line], major: float, minor: float) -> float | None
         return None
     t = (major - lo) / (hi - lo)
     return (1.0 - t) * below + t * above
+
+
+def grid_lines(
+    values: Mapping[GridPoint, float], failed: Iterable[GridPoint], by_n: bool
+) -> dict[float, Line]:
+    """The grid's rows (``by_n``: one line along s per N) or columns (one line along N per s)."""
+    measured_by: dict[float, list[tuple[float, float]]] = {}
+    failed_by: dict[float, list[float]] = {}
+    for point, value in values.items():
+        major, minor = (point.n, point.sparsity) if by_n else (point.sparsity, point.n)
+        measured_by.setdefault(major, []).append((minor, value))
+    for point in failed:
+        major, minor = (point.n, point.sparsity) if by_n else (point.sparsity, point.n)
+        failed_by.setdefault(major, []).append(minor)
+    majors = measured_by.keys() | failed_by.keys()
+    return {m: Line.of(measured_by.get(m, ()), failed_by.get(m, ())) for m in majors}

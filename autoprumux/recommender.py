@@ -16,7 +16,8 @@ from autoprumux.budget import FEASIBILITY_TOLERANCE, Budget
 from autoprumux.errors import DataError
 from autoprumux.grid import BASELINE, Family, GridPoint
 from autoprumux.records import Observations
-from autoprumux.surface import AccuracySurface, Prediction, Source
+from autoprumux.surface import AccuracySurface
+from autoprumux.surrogate import Prediction, Source
 from autoprumux.throughput import ThroughputTable
 
 

@@ -20,73 +20,19 @@ Where the grid is not full, the rule (see :mod:`autoprumux.interpolation`) is:
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-
-from autoprumux.grid import GridPoint
-from autoprumux.interpolation import Line, across
+from autoprumux.interpolation import across, grid_lines
+from autoprumux.surrogate import GridModel
 
 
-class Source(enum.Enum):
-    """Where a predicted value comes from."""
+class AccuracySurface(GridModel):
+    """Piecewise bilinear accuracy model over (N, s), fitted on accuracies (fractions)."""
 
-    MEASURED = "measured"  # the point was trained and measured: the value is the measurement
-    INTERPOLATED = "interpolated"  # interpolated between measured points
-    FAILED = "failed"  # the point was trained and failed: no value
-    UNKNOWN = "unknown"  # outside the measured hull, or next to a failed point: no value
-
-
-@dataclass(frozen=True)
-class Prediction:
-    value: float | None  # None unless source is MEASURED or INTERPOLATED
-    source: Source
-
-    @property
-    def known(self) -> bool:
-        return self.value is not None
-
-
-class AccuracySurface:
-    """Piecewise bilinear accuracy model over (N, s). Estimator-style: ``fit`` returns self."""
-
-    def fit(
-        self, accuracy: Mapping[GridPoint, float], failed: Iterable[GridPoint] = ()
-    ) -> AccuracySurface:
-        self.measured_ = dict(accuracy)
-        self.failed_ = frozenset(failed) - self.measured_.keys()
-        self.rows_ = _lines(self.measured_, self.failed_, by_n=True)
-        self.columns_ = _lines(self.measured_, self.failed_, by_n=False)
-        return self
-
-    def predict(self, point: GridPoint) -> Prediction:
-        if point in self.measured_:
-            return Prediction(self.measured_[point], Source.MEASURED)
-        if point in self.failed_:
-            return Prediction(None, Source.FAILED)
-        value = self.interpolate(point.n, point.sparsity)
-        if value is None:
-            return Prediction(None, Source.UNKNOWN)
-        return Prediction(value, Source.INTERPOLATED)
+    def _fit_rule(self) -> None:
+        self.rows_ = grid_lines(self.measured_, self.failed_, by_n=True)
+        self.columns_ = grid_lines(self.measured_, self.failed_, by_n=False)
 
     def interpolate(self, n: float, sparsity: float) -> float | None:
         """The continuous surface at any (n, s), N not necessarily an integer; None where the
         rule gives no value. Equals the measurement at measured points."""
         value = across(self.rows_, n, sparsity)
         return value if value is not None else across(self.columns_, sparsity, n)
-
-
-def _lines(
-    measured: Mapping[GridPoint, float], failed: frozenset[GridPoint], by_n: bool
-) -> dict[float, Line]:
-    """The grid's rows (``by_n``: one line along s per N) or columns (one line along N per s)."""
-    measured_by: dict[float, list[tuple[float, float]]] = {}
-    failed_by: dict[float, list[float]] = {}
-    for point, value in measured.items():
-        major, minor = (point.n, point.sparsity) if by_n else (point.sparsity, point.n)
-        measured_by.setdefault(major, []).append((minor, value))
-    for point in failed:
-        major, minor = (point.n, point.sparsity) if by_n else (point.sparsity, point.n)
-        failed_by.setdefault(major, []).append(minor)
-    majors = measured_by.keys() | failed_by.keys()
-    return {m: Line.of(measured_by.get(m, ()), failed_by.get(m, ())) for m in majors}

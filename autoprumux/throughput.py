@@ -14,49 +14,31 @@ such points are ``UNKNOWN``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoprumux.errors import DataError, FieldError
 from autoprumux.grid import BASELINE, GridPoint
-from autoprumux.interpolation import Line
+from autoprumux.interpolation import grid_lines
 from autoprumux.records import ResultsTable, TrialStatus
-from autoprumux.surface import Prediction, Source
+from autoprumux.surrogate import GridModel
 
 THROUGHPUT_COLUMNS = ("n", "sparsity", "throughput")
 
 
-class ThroughputModel:
-    """Throughput at (N, s) from measured points. Estimator-style: ``fit`` returns self."""
+class ThroughputModel(GridModel):
+    """Throughput (examples per second) at (N, s) from measured points of one table."""
 
-    def fit(
-        self, throughput: Mapping[GridPoint, float], failed: Iterable[GridPoint] = ()
-    ) -> ThroughputModel:
-        self.measured_ = dict(throughput)
-        self.failed_ = frozenset(failed) - self.measured_.keys()
-        rows: dict[int, list[tuple[float, float]]] = {}
-        for point, value in self.measured_.items():
-            rows.setdefault(point.n, []).append((point.sparsity, 1.0 / value))
-        failed_rows: dict[int, list[float]] = {}
-        for point in self.failed_:
-            failed_rows.setdefault(point.n, []).append(point.sparsity)
-        # Lines of seconds per example along s, one per N.
-        self.latency_rows_ = {
-            n: Line.of(rows.get(n, ()), failed_rows.get(n, ())) for n in rows.keys() | failed_rows
-        }
-        return self
+    def _fit_rule(self) -> None:
+        # One line of seconds per example along s for each N.
+        latency = {point: 1.0 / value for point, value in self.measured_.items()}
+        self.latency_rows_ = grid_lines(latency, self.failed_, by_n=True)
 
-    def predict(self, point: GridPoint) -> Prediction:
-        if point in self.measured_:
-            return Prediction(self.measured_[point], Source.MEASURED)
-        if point in self.failed_:
-            return Prediction(None, Source.FAILED)
-        row = self.latency_rows_.get(point.n)
-        latency = row.at(point.sparsity) if row is not None else None
-        if latency is None:
-            return Prediction(None, Source.UNKNOWN)
-        return Prediction(1.0 / latency, Source.INTERPOLATED)
+    def interpolate(self, n: float, sparsity: float) -> float | None:
+        row = self.latency_rows_.get(n)
+        latency = row.at(sparsity) if row is not None else None
+        return None if latency is None else 1.0 / latency
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ CORE = (
     "autoprumux.grid",
     "autoprumux.records",
     "autoprumux.surface",
+    "autoprumux.surrogate",
     "autoprumux.throughput",
     "autoprumux.budget",
     "autoprumux.recommender",

@@ -6,7 +6,7 @@ from autoprumux.grid import Grid
 from autoprumux.grid import GridPoint as P
 from autoprumux.recommender import Exclusion, Recommender
 from autoprumux.records import Observations
-from autoprumux.surface import Source
+from autoprumux.surrogate import Source
 from autoprumux.throughput import ThroughputTable
 
 ACCURACY = {P(1, 0): 0.90, P(1, 0.5): 0.88, P(2, 0): 0.87, P(2, 0.5): 0.84, P(4, 0): 0.80}

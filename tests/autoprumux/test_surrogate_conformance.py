@@ -3,7 +3,8 @@
 import pytest
 
 from autoprumux.grid import GridPoint as P
-from autoprumux.surface import AccuracySurface, Source
+from autoprumux.surface import AccuracySurface
+from autoprumux.surrogate import Source
 from autoprumux.throughput import ThroughputModel
 
 MODELS = [AccuracySurface, ThroughputModel]

@@ -4,7 +4,7 @@ import pytest
 
 from autoprumux.errors import DataError
 from autoprumux.grid import GridPoint as P
-from autoprumux.surface import Source
+from autoprumux.surrogate import Source
 from autoprumux.throughput import (
     ThroughputModel,
     ThroughputTable,
