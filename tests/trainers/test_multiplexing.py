@@ -1,0 +1,165 @@
+"""Multiplexing: grouping, padding, dependence on inputs, and the released MUX-BERT computation."""
+
+import json
+
+import torch
+import torch.nn.functional as F
+from transformers import BertConfig, BertModel
+
+from trainers.architecture import DemuxKind, MuxStyle
+from trainers.checkpoints import load_pretrained
+from trainers.model import Classifier
+from trainers.multiplexing import gaussian_keys
+
+
+def test_keys_have_the_requested_norm():
+    keys = gaussian_keys(5, 384, norm=384**0.5)
+    assert torch.allclose(keys.norm(dim=1), torch.full((5,), 384**0.5))
+
+
+def test_n1_has_no_multiplexer(tiny_arch):
+    model = Classifier(tiny_arch)
+    assert not hasattr(model, "mux") and hasattr(model, "pooler")
+
+
+def run(model, input_ids, attention_mask):
+    with torch.no_grad():
+        return model.eval()(input_ids, attention_mask)
+
+
+def test_outputs_depend_on_own_input_and_other_inputs_only_through_mixing(tiny_arch, batch):
+    torch.manual_seed(0)
+    for demux in DemuxKind:
+        model = Classifier(tiny_arch.with_mux(2, demux=demux))
+        input_ids, attention_mask = batch
+        base = run(model, input_ids, attention_mask)
+        changed = input_ids.clone()
+        changed[1, 1:4] = (changed[1, 1:4] + 7) % 200  # row 1: instance 1 of group 0
+        out = run(model, changed, attention_mask)
+        assert (out[1] - base[1]).abs().max() > 1e-4  # its own output moves
+        assert (out[0] - base[0]).abs().max() > 0  # its group partner's moves (mixing)
+        assert torch.equal(out[2:], base[2:])  # other groups do not
+        # with instance 1's key zeroed, instance 0 no longer sees instance 1 at all
+        model.mux.keys[1] = 0
+        assert torch.equal(
+            run(model, changed, attention_mask)[0], run(model, input_ids, attention_mask)[0]
+        )
+
+
+def test_a_batch_not_a_multiple_of_n_is_padded_and_trimmed(tiny_arch, batch):
+    model = Classifier(tiny_arch.with_mux(4))
+    input_ids, attention_mask = batch  # 6 rows: one full group of 4, one group of 2 + 2 padding
+    out = run(model, input_ids, attention_mask)
+    assert out.shape == (6, 2)
+    assert torch.allclose(out[:4], run(model, input_ids[:4], attention_mask[:4]))
+
+
+def test_the_caller_input_is_not_modified(tiny_arch, batch):
+    model = Classifier(tiny_arch.with_mux(2, mux_style=MuxStyle.PUBLISHED))
+    input_ids, attention_mask = batch
+    before = input_ids.clone()
+    run(model, input_ids, attention_mask)
+    assert torch.equal(input_ids, before)
+
+
+def published_reference(bert, weights, input_ids, n):
+    """The released MUX-BERT classification forward, written out with transformers' BertModel."""
+    ids = input_ids.clone()
+    ids[:, 0] = 101
+    embedded = bert.embeddings(input_ids=ids)  # [B, L, H], token type 0
+    groups, length, hidden = ids.shape[0] // n, ids.shape[1], embedded.shape[-1]
+    mixed = (
+        embedded.view(groups, n, length, hidden) * weights["instance_embedding"][None, :, None, :]
+    ).mean(1)
+    sequence = bert(inputs_embeds=mixed).last_hidden_state  # embeddings applied a second time
+    features = sequence[:, 0:1, :]
+    keys = weights["demux_module.demux_instance_embedding"]
+    x = torch.cat(
+        [
+            keys[None, :, None, :].expand(groups, n, 1, hidden),
+            features[:, None].expand(groups, n, 1, hidden),
+        ],
+        dim=-1,
+    ).view(-1, 1, 2 * hidden)
+    x = F.gelu(
+        F.linear(x, weights["demux_module.dense_1.weight"], weights["demux_module.dense_1.bias"])
+    )
+    x = x + F.gelu(
+        F.linear(x, weights["demux_module.dense_2.weight"], weights["demux_module.dense_2.bias"])
+    )
+    y = F.gelu(
+        F.linear(
+            x,
+            weights["demultiplexer.pre_decoder.weight"],
+            weights["demultiplexer.pre_decoder.bias"],
+        )
+    )
+    y = F.layer_norm(
+        y,
+        (hidden,),
+        weights["demultiplexer.pre_decoder_layer_norm.weight"],
+        weights["demultiplexer.pre_decoder_layer_norm.bias"],
+        1e-12,
+    )
+    x = (x + y).squeeze(1)
+    return F.linear(x, weights["classifier.weight"], weights["classifier.bias"])
+
+
+def test_published_muxbert_checkpoint_keys_and_logits(tmp_path, batch):
+    """A state dict with the released key names loads into our model and gives its logits."""
+    torch.manual_seed(0)
+    n, hidden = 2, 32
+    config = BertConfig(
+        vocab_size=200,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    bert = BertModel(config, add_pooling_layer=False).eval()
+    weights = {f"bert.{k}": v for k, v in bert.state_dict().items()}
+    weights["instance_embedding"] = gaussian_keys(n, hidden, norm=1.0, seed=5)
+    weights["demux_module.demux_instance_embedding"] = torch.randn(n, hidden)
+    for j, fan_in in ((1, 2 * hidden), (2, hidden), (3, hidden)):
+        weights[f"demux_module.dense_{j}.weight"] = torch.randn(hidden, fan_in) / fan_in**0.5
+        weights[f"demux_module.dense_{j}.bias"] = torch.randn(hidden) * 0.1
+        weights[f"demux_module.layer_norm_{j}.weight"] = torch.ones(hidden)
+        weights[f"demux_module.layer_norm_{j}.bias"] = torch.zeros(hidden)
+    weights["demultiplexer.pre_decoder.weight"] = torch.randn(hidden, hidden) / hidden**0.5
+    weights["demultiplexer.pre_decoder.bias"] = torch.randn(hidden) * 0.1
+    weights["demultiplexer.pre_decoder_layer_norm.weight"] = 1 + 0.1 * torch.randn(hidden)
+    weights["demultiplexer.pre_decoder_layer_norm.bias"] = 0.1 * torch.randn(hidden)
+    weights["retrieval_head.decoder.weight"] = torch.randn(200, hidden)
+    weights["classifier.weight"] = torch.randn(2, hidden)
+    weights["classifier.bias"] = torch.randn(2)
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                **config.to_dict(),
+                "model_type": "bert",
+                "num_instances": n,
+                "muxing_variant": "gaussian_hadamard",
+                "demuxing_variant": "index_pos",
+                "gaussian_hadamard_norm": 1,
+                "num_hidden_demux_layers": 3,
+            }
+        )
+    )
+
+    model, report = load_pretrained(str(tmp_path))
+    assert model.arch.mux_width == 2 and model.arch.mux_style is MuxStyle.PUBLISHED
+    assert report.initialized == ()
+    assert (
+        "retrieval_head.decoder.weight" in report.dropped
+        and "demux_module.dense_3.weight" in report.dropped
+    )
+    assert torch.equal(model.mux.keys, weights["instance_embedding"])
+    input_ids, attention_mask = batch
+    with torch.no_grad():
+        expected = published_reference(bert, weights, input_ids, n)
+        got = model.eval()(input_ids, attention_mask)  # the released models ignore the mask
+    assert (got - expected).abs().max() < 1e-5

@@ -1,0 +1,168 @@
+"""The shape of a (possibly pruned, possibly multiplexed) BERT classifier, as plain data.
+
+A dense model has the same number of heads and FFN units in every layer; a pruned one has its
+own per layer (0 heads: the attention block is gone; 0 units: the FFN block is gone) and a
+hidden size that may be smaller than the embedding tables' original width. The architecture is
+saved as JSON next to the weights, so a model can be rebuilt from the file alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoprumux.errors import FieldError
+
+
+class MuxStyle(enum.Enum):
+    """How the multiplexer feeds the encoder."""
+
+    # As the released MUX-BERT checkpoints: [CLS] forced at position 0, attention and token-type
+    # masks ignored, embeddings applied twice (before mixing, and to the mixed vectors).
+    PUBLISHED = "published"
+    # Embeddings once, instances mixed, then the encoder; a position is attended if any
+    # instance has a token there.
+    STANDARD = "standard"
+
+
+class DemuxKind(enum.Enum):
+    INDEX_POS = "index_pos"  # learned instance keys concatenated with the hidden state (MUX-BERT)
+    MLP = "mlp"  # one small MLP per instance
+
+
+@dataclass(frozen=True)
+class Architecture:
+    vocab_size: int
+    hidden_size: int  # width of the residual stream (pruned: the kept hidden dims)
+    num_heads: int  # heads of the dense model; the width of a head is head_dim
+    head_dim: int
+    heads: tuple[int, ...]  # heads kept per layer
+    intermediate: tuple[int, ...]  # FFN units kept per layer
+    max_positions: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    num_labels: int = 2
+    cls_token_id: int = 101  # [CLS] of the BERT uncased vocabularies; MUX-BERT forces it first
+    # Multiplexing: N = 1 is a plain BERT classifier (pooler + classifier).
+    mux_width: int = 1
+    mux_style: MuxStyle = MuxStyle.STANDARD
+    key_norm: float = (
+        1.0  # L2 norm of each fixed instance key row (MUX-BERT: 1; sqrt(H) also works)
+    )
+    demux: DemuxKind = DemuxKind.INDEX_POS
+    demux_depth: int = 3  # MUX-BERT's num_hidden_demux_layers; depth - 1 dense layers are used
+    head_size: int = 0  # width of the pooler or demultiplexer; 0: hidden_size (of the dense model)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance, free-form
+
+    def __post_init__(self) -> None:
+        if len(self.heads) != len(self.intermediate):
+            raise FieldError("heads", "heads and intermediate must list the same number of layers")
+        if self.mux_width < 1:
+            raise FieldError("mux_width", f"{self.mux_width} is not >= 1")
+        if self.demux_depth < 2:
+            raise FieldError("demux_depth", f"{self.demux_depth} is not >= 2")
+        if not self.head_size:
+            object.__setattr__(self, "head_size", self.hidden_size)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.heads)
+
+    @property
+    def is_multiplexed(self) -> bool:
+        return self.mux_width > 1
+
+    @classmethod
+    def dense(
+        cls,
+        *,
+        num_layers: int,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        vocab_size: int,
+        **kwargs: Any,
+    ) -> Architecture:
+        if hidden_size % num_heads:
+            raise FieldError(
+                "num_heads", f"hidden size {hidden_size} is not a multiple of {num_heads}"
+            )
+        return cls(
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_heads=num_heads,
+            head_dim=hidden_size // num_heads,
+            heads=(num_heads,) * num_layers,
+            intermediate=(intermediate_size,) * num_layers,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_hf_config(cls, config: dict[str, Any], **kwargs: Any) -> Architecture:
+        """From a Hugging Face BERT ``config.json`` (MUX-BERT fields included)."""
+        model_type = config.get("model_type")
+        if model_type != "bert":
+            raise FieldError(
+                "model_type", f"{model_type!r} is not a BERT model (model_type 'bert')"
+            )
+        if config.get("hidden_act", "gelu") != "gelu":
+            raise FieldError(
+                "hidden_act", f"{config['hidden_act']!r} is not supported; only 'gelu'"
+            )
+        if config.get("position_embedding_type", "absolute") != "absolute":
+            raise FieldError("position_embedding_type", "only 'absolute' positions are supported")
+        mux: dict[str, Any] = {}
+        if config.get("num_instances", 1) > 1:
+            if config.get("muxing_variant", "gaussian_hadamard") != "gaussian_hadamard":
+                raise FieldError("muxing_variant", "only 'gaussian_hadamard' is supported")
+            mux = {
+                "mux_width": config["num_instances"],
+                "mux_style": MuxStyle.PUBLISHED,
+                "key_norm": float(config.get("gaussian_hadamard_norm", 1.0)),
+                "demux": DemuxKind(config.get("demuxing_variant", "index_pos")),
+                "demux_depth": config.get("num_hidden_demux_layers", 3),
+            }
+        return cls.dense(
+            num_layers=config["num_hidden_layers"],
+            hidden_size=config["hidden_size"],
+            num_heads=config["num_attention_heads"],
+            intermediate_size=config["intermediate_size"],
+            vocab_size=config["vocab_size"],
+            max_positions=config.get("max_position_embeddings", 512),
+            type_vocab_size=config.get("type_vocab_size", 2),
+            layer_norm_eps=config.get("layer_norm_eps", 1e-12),
+            hidden_dropout=config.get("hidden_dropout_prob", 0.1),
+            attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
+            num_labels=config.get("num_labels", len(config.get("id2label", {})) or 2),
+            **{**mux, **kwargs},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["mux_style"] = self.mux_style.value
+        data["demux"] = self.demux.value
+        data["heads"], data["intermediate"] = list(self.heads), list(self.intermediate)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Architecture:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise FieldError(
+                sorted(unknown)[0],
+                f"is not an architecture field; allowed: {', '.join(sorted(known))}",
+            )
+        values = dict(data)
+        values["heads"] = tuple(values["heads"])
+        values["intermediate"] = tuple(values["intermediate"])
+        values["mux_style"] = MuxStyle(values.get("mux_style", "standard"))
+        values["demux"] = DemuxKind(values.get("demux", "index_pos"))
+        return cls(**values)
+
+    def with_mux(self, width: int, **kwargs: Any) -> Architecture:
+        return dataclasses.replace(self, mux_width=width, **kwargs)

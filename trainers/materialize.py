@@ -1,0 +1,134 @@
+"""Turn a masked model into a physically smaller one.
+
+A masked model is not a faster model: this builds a new model whose matrices hold only the
+kept heads, FFN units and hidden dims, with layers' blocks dropped where they are gone, and
+folds the masks' soft values into the weights, so that it computes exactly what the masked
+model computes (up to float rounding). The multiplexer keys and the demultiplexer's (and
+pooler's) inputs shrink with the hidden dims.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from trainers.architecture import DemuxKind
+from trainers.encoder import FeedForward, SelfAttention
+from trainers.masks import Masks
+from trainers.model import Classifier
+
+
+@torch.no_grad()
+def materialize(model: Classifier, masks: Masks) -> Classifier:
+    arch = model.arch
+    if len(set(arch.heads)) != 1 or len(set(arch.intermediate)) != 1:
+        raise ValueError("materialize a dense model: masks refer to the dense shapes")
+    heads, units, d = arch.heads[0], arch.intermediate[0], arch.head_dim
+    device = next(model.parameters()).device
+
+    def values(mask: Tensor | None, size: int) -> Tensor:
+        return torch.ones(size, device=device) if mask is None else mask.detach().float().to(device)
+
+    none = torch.empty(0, dtype=torch.long, device=device)
+    hidden_z = values(masks.hidden, arch.hidden_size)
+    kept = torch.nonzero(hidden_z, as_tuple=True)[0]
+    zh = hidden_z[kept]  # soft values of the kept hidden dims
+
+    head_scale, unit_scale, kept_heads, kept_units = [], [], [], []
+    for layer in range(arch.num_layers):
+        head_z = values(None if masks.head is None else masks.head[layer], heads)
+        unit_z = values(None if masks.intermediate is None else masks.intermediate[layer], units)
+        attention_z = float(masks.attention[layer]) if masks.attention is not None else 1.0
+        ffn_z = float(masks.ffn[layer]) if masks.ffn is not None else 1.0
+        kept_heads.append(torch.nonzero(head_z, as_tuple=True)[0] if attention_z else none)
+        kept_units.append(torch.nonzero(unit_z, as_tuple=True)[0] if ffn_z else none)
+        head_scale.append((head_z, attention_z))
+        unit_scale.append((unit_z, ffn_z))
+
+    small_arch = dataclasses.replace(
+        arch,
+        hidden_size=len(kept),
+        heads=tuple(len(h) for h in kept_heads),
+        intermediate=tuple(len(u) for u in kept_units),
+        head_size=arch.head_size,
+    )
+    small = Classifier(small_arch).to(device)
+    source = model
+
+    # Embeddings: tables keep the kept columns; the hidden mask folds into the LayerNorm.
+    emb, small_emb = source.encoder.embeddings, small.encoder.embeddings
+    for name in ("word", "position", "token_type"):
+        getattr(small_emb, name).weight.copy_(getattr(emb, name).weight[:, kept])
+    small_emb.norm.weight.copy_(emb.norm.weight[kept] * zh)
+    small_emb.norm.bias.copy_(emb.norm.bias[kept] * zh)
+
+    for layer, (big, little) in enumerate(
+        zip(source.encoder.layers, small.encoder.layers, strict=True)
+    ):
+        if little.attention is not None:
+            _copy_attention(
+                big.attention, little.attention, kept, zh, kept_heads[layer], *head_scale[layer], d
+            )
+        if little.ffn is not None:
+            _copy_ffn(big.ffn, little.ffn, kept, zh, kept_units[layer], *unit_scale[layer])
+
+    if arch.is_multiplexed:
+        small.mux.keys.copy_(source.mux.keys[:, kept])
+        if arch.demux is DemuxKind.INDEX_POS:
+            first = source.demux.dense[0]
+            key_columns = torch.arange(arch.head_size, device=device)
+            columns = torch.cat([key_columns, arch.head_size + kept])  # [key_i ; h_kept]
+            small.demux.load_state_dict(
+                {**source.demux.state_dict(), "dense.0.weight": first.weight[:, columns]}
+            )
+        else:
+            small.demux.load_state_dict(
+                {**source.demux.state_dict(), "w1": source.demux.w1[:, kept, :]}
+            )
+    else:
+        small.pooler.dense.weight.copy_(source.pooler.dense.weight[:, kept])
+        small.pooler.dense.bias.copy_(source.pooler.dense.bias)
+    small.classifier.load_state_dict(source.classifier.state_dict())
+    return small.train(model.training)
+
+
+def _copy_attention(
+    big: SelfAttention,
+    little: SelfAttention,
+    kept: Tensor,
+    zh: Tensor,
+    heads: Tensor,
+    head_z: Tensor,
+    attention_z: float,
+    d: int,
+) -> None:
+    # Rows of Q, K, V (and columns of the output projection) of the kept heads.
+    rows = (heads[:, None] * d + torch.arange(d, device=heads.device)[None, :]).reshape(-1)
+    for name in ("query", "key", "value"):
+        source, target = getattr(big, name), getattr(little, name)
+        target.weight.copy_(source.weight[rows][:, kept])
+        target.bias.copy_(source.bias[rows])
+    column_scale = head_z[heads].repeat_interleave(d) * attention_z  # head gate on each column
+    little.output.weight.copy_(big.output.weight[kept][:, rows] * column_scale * zh[:, None])
+    little.output.bias.copy_(big.output.bias[kept] * attention_z * zh)
+    little.norm.weight.copy_(big.norm.weight[kept])
+    little.norm.bias.copy_(big.norm.bias[kept])
+
+
+def _copy_ffn(
+    big: FeedForward,
+    little: FeedForward,
+    kept: Tensor,
+    zh: Tensor,
+    units: Tensor,
+    unit_z: Tensor,
+    ffn_z: float,
+) -> None:
+    little.up.weight.copy_(big.up.weight[units][:, kept])
+    little.up.bias.copy_(big.up.bias[units])
+    little.down.weight.copy_(big.down.weight[kept][:, units] * unit_z[units] * ffn_z * zh[:, None])
+    little.down.bias.copy_(big.down.bias[kept] * ffn_z * zh)
+    little.norm.weight.copy_(big.norm.weight[kept])
+    little.norm.bias.copy_(big.norm.bias[kept])

@@ -1,0 +1,108 @@
+"""The classifier autoprumux trains: encoder, optional multiplexing, and a classification head.
+
+With N = 1 it is a plain BERT classifier (pooler on [CLS], dropout, linear), the same
+computation as ``transformers.BertForSequenceClassification``. With N > 1 the batch's rows are
+mixed N at a time, the encoder runs once per group, and the demultiplexer recovers one
+representation per row from position 0 (MUX-BERT's classification path).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from trainers.architecture import Architecture, MuxStyle
+from trainers.encoder import Encoder
+from trainers.masks import Masks
+from trainers.multiplexing import DEMULTIPLEXERS, Multiplexer
+
+
+class Pooler(nn.Module):
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        self.dense = nn.Linear(arch.hidden_size, arch.head_size)
+
+    def forward(self, first_token: Tensor) -> Tensor:  # [B, H] -> [B, size]
+        return torch.tanh(self.dense(first_token))
+
+
+class Classifier(nn.Module):
+    def __init__(self, arch: Architecture, mux_seed: int = 0) -> None:
+        super().__init__()
+        self.arch = arch
+        self.encoder = Encoder(arch)
+        if arch.is_multiplexed:
+            self.mux = Multiplexer(arch, seed=mux_seed)
+            self.demux = DEMULTIPLEXERS[arch.demux](arch)
+        else:
+            self.pooler = Pooler(arch)
+        self.dropout = nn.Dropout(arch.hidden_dropout)
+        self.classifier = nn.Linear(arch.head_size, arch.num_labels)
+
+    def forward(
+        self,
+        input_ids: Tensor,  # [B, L]
+        attention_mask: Tensor | None = None,  # [B, L]
+        token_type_ids: Tensor | None = None,  # [B, L]
+        masks: Masks | None = None,
+    ) -> Tensor:  # logits [B, labels]
+        return self.classifier(
+            self.dropout(self.features(input_ids, attention_mask, token_type_ids, masks))
+        )
+
+    def features(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        masks: Masks | None = None,
+    ) -> Tensor:
+        """The representation the classifier reads, one per row: [B, size]."""
+        if not self.arch.is_multiplexed:
+            hidden = self.encoder(input_ids, attention_mask, token_type_ids, masks)
+            return self.pooler(hidden[:, 0])
+        rows = input_ids.shape[0]
+        input_ids, attention_mask, token_type_ids = pad_to_multiple(
+            self.arch.mux_width, input_ids, attention_mask, token_type_ids
+        )
+        hidden = self.multiplexed_hidden(input_ids, attention_mask, token_type_ids, masks)
+        return self.demux(hidden[:, 0])[:rows]  # padding rows dropped
+
+    def multiplexed_hidden(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        token_type_ids: Tensor | None,
+        masks: Masks | None,
+    ) -> Tensor:
+        """Encoder output of the mixed groups: [B/N, L, H]."""
+        embeddings = self.encoder.embeddings
+        if self.arch.mux_style is MuxStyle.PUBLISHED:
+            input_ids = input_ids.clone()  # never the caller's tensor
+            input_ids[:, 0] = self.arch.cls_token_id
+            mixed = self.mux(embeddings(input_ids, masks=masks))
+            # the released models embed the mixed vectors again (positions, type 0, LayerNorm)
+            # and attend to every position
+            return self.encoder.encode(embeddings(inputs_embeds=mixed, masks=masks), None, masks)
+        mixed = self.mux(embeddings(input_ids, token_type_ids, masks=masks))
+        group_mask = None
+        if attention_mask is not None:
+            width = self.arch.mux_width
+            group_mask = attention_mask.view(-1, width, attention_mask.shape[1]).amax(dim=1)
+        return self.encoder.encode(mixed, group_mask, masks)
+
+
+def pad_to_multiple(
+    width: int, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Append all-padding rows (token 0, attention 0) so the row count is a multiple of N."""
+    missing = -input_ids.shape[0] % width
+    if not missing:
+        return input_ids, attention_mask, token_type_ids
+
+    def pad(t: Tensor | None) -> Tensor | None:
+        if t is None:
+            return None
+        return torch.cat([t, t.new_zeros(missing, *t.shape[1:])])
+
+    return pad(input_ids), pad(attention_mask), pad(token_type_ids)  # type: ignore[return-value]
