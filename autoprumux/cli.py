@@ -152,6 +152,74 @@ def evaluate(
         click.echo(format_evaluation(evaluation, results_path))
 
 
+@cli.command()
+@click.option(
+    "--study",
+    "study_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Study file (TOML).",
+)
+@click.option("--n", "n", required=True, type=int, help="Multiplexing width N (1: none).")
+@click.option("--sparsity", required=True, type=float, help="Target sparsity s in [0, 1).")
+@click.option("--seed", type=int, default=None, help="Seed (default: the study's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+def train(study_path: str, n: int, sparsity: float, seed: int | None, as_json: bool) -> int:
+    """Train one (N, s) point of a study: warm-up, fine-tuning, pruning, evaluation."""
+    from autoprumux.grid import GridPoint
+    from autoprumux.study import load_study
+
+    study = load_study(study_path)
+    try:
+        point = GridPoint(n, sparsity)
+    except FieldError as err:
+        raise FieldError("--" + err.field, err.message) from None
+    if point not in study.grid.grid:
+        click.echo(f"note: {point} is not in the study grid {study.grid.grid.spec()}", err=True)
+    from trainers.trial import TrialSpec, run_trial
+
+    with _ProgressBar() as bar:
+        result = run_trial(TrialSpec(study, point.n, point.sparsity, seed), progress=bar.update)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1))
+    else:
+        from autoprumux.outputs import format_trial
+
+        click.echo(format_trial(result))
+    return 0 if result.reason is None else 1
+
+
+class _ProgressBar:
+    """One tqdm bar per training phase, on stderr (stdout stays clean for --json)."""
+
+    def __enter__(self) -> _ProgressBar:
+        self.bar = None
+        self.phase: str | None = None
+        return self
+
+    def update(self, progress) -> None:  # type: ignore[no-untyped-def]
+        from tqdm import tqdm
+
+        if progress.phase != self.phase:
+            if self.bar is not None:
+                self.bar.close()
+            self.phase = progress.phase
+            self.bar = tqdm(
+                total=progress.total,
+                desc=progress.phase,
+                file=sys.stderr,
+                mininterval=1.0,
+                unit="step",
+                dynamic_ncols=True,
+            )
+        self.bar.update(progress.step - self.bar.n)
+        self.bar.set_postfix(loss=f"{progress.loss:.4f}", refresh=False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _budget(absolute: float | None, relative: float | None, minimum: float | None) -> Budget:
     given = [
         (kind, value)

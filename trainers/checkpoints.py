@@ -173,6 +173,32 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 
+def check_model(name_or_path: str) -> Path:
+    """The checkpoint's folder, once its config says it is a BERT we can load."""
+    folder = resolve_model_path(name_or_path)
+    try:
+        Architecture.from_hf_config(read_hf_config(folder))
+    except FieldError as err:
+        raise CheckpointError(f"model {name_or_path!r}: config.json {err}") from None
+    return folder
+
+
+def load_tokenizer(name_or_path: str):  # type: ignore[no-untyped-def]
+    """The checkpoint's own tokenizer (a fast tokenizer from its folder)."""
+    from transformers import AutoTokenizer
+
+    folder = check_model(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as err:
+        raise CheckpointError(
+            f"model {name_or_path!r}: no usable tokenizer in {folder} ({type(err).__name__})"
+        ) from None
+    if tokenizer.pad_token_id is None or tokenizer.cls_token_id is None:
+        raise CheckpointError(f"model {name_or_path!r}: its tokenizer has no [PAD] or [CLS] token")
+    return tokenizer
+
+
 @dataclass(frozen=True)
 class LoadReport:
     initialized: tuple[str, ...]  # our parameters the checkpoint did not have (new heads)
@@ -185,8 +211,12 @@ def load_pretrained(
     """A classifier with a checkpoint's weights. ``overrides`` set architecture fields (e.g.
     ``num_labels``, ``mux_width``); parameters the checkpoint lacks keep their initialization."""
     folder = resolve_model_path(name_or_path)
+    config = read_hf_config(folder)
+    num_layers = overrides.pop("num_layers", 0)
+    if num_layers:  # keep the first k layers; the others' weights are dropped
+        config = {**config, "num_hidden_layers": min(num_layers, config["num_hidden_layers"])}
     try:
-        arch = Architecture.from_hf_config(read_hf_config(folder), **overrides)
+        arch = Architecture.from_hf_config(config, **overrides)
     except FieldError as err:
         raise CheckpointError(f"model {name_or_path!r}: config.json {err}") from None
     torch.manual_seed(seed)

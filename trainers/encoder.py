@@ -156,16 +156,24 @@ class Encoder(nn.Module):
         attention_mask: Tensor | None = None,  # [B, L], 1 for tokens, 0 for padding
         token_type_ids: Tensor | None = None,  # [B, L]
         masks: Masks | None = None,
+        collect: list[Tensor] | None = None,
     ) -> Tensor:  # [B, L, H]
         x = self.embeddings(input_ids, token_type_ids, masks=masks)
-        return self.encode(x, attention_mask, masks)
+        return self.encode(x, attention_mask, masks, collect)
 
     def encode(
-        self, x: Tensor, attention_mask: Tensor | None = None, masks: Masks | None = None
+        self,
+        x: Tensor,
+        attention_mask: Tensor | None = None,
+        masks: Masks | None = None,
+        collect: list[Tensor] | None = None,
     ) -> Tensor:
-        """Run the layers on embedded inputs x: [B, L, H]."""
+        """Run the layers on embedded inputs x: [B, L, H]; ``collect`` receives every layer's
+        output (for layer distillation)."""
         attend = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
         kept = masks.kept_hidden() if masks is not None else None
         for index, layer in enumerate(self.layers):
             x = layer(x, attend, masks, index, kept)
+            if collect is not None:
+                collect.append(x)
         return x

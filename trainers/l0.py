@@ -12,6 +12,14 @@ Constants and formulas follow CoFi (Xia et al., 2022) as DESIGN.md states them:
   a layer's block gate, the hidden dims), the round(size - sum P(z > 0)) gates with the smallest
   sigmoid(log_alpha / beta * 0.8) are 0 and the others keep that soft value;
 - Lagrangian: lambda_1 (s_hat - t) + lambda_2 (s_hat - t)^2, with the lambdas maximized.
+
+CoFi's deterministic rule rounds each row on its own, so the exact sparsity of the pruned
+model can differ from the expected sparsity by several points when the gates have not
+polarized to 0 or 1 (short runs). :meth:`L0Module.calibrated` makes "sparsity s" mean s:
+heads, FFN units and hidden dims are ranked by their soft mask value (a head's or unit's
+times its block's) and removed in that order, each one only if it brings the exact sparsity
+(from the materialized shapes) closer to the target. Gates the training drove to 0 have the
+lowest soft values, so they go first; with polarized gates the result is CoFi's own.
 """
 
 from __future__ import annotations
@@ -126,6 +134,88 @@ class L0Module(nn.Module):
             else:
                 values[gate.value] = deterministic_gates(log_alpha)
         return Masks(**values)
+
+    @torch.no_grad()
+    def calibrated(self, target: float) -> Masks:
+        """Deterministic masks whose exact sparsity is as close to ``target`` as the model's
+        granularity allows (see the module docstring). Kept gates hold their soft values."""
+        arch = self.arch
+        layers, width = (
+            arch.num_layers,
+            {Gate.HEAD: arch.heads[0], Gate.INTERMEDIATE: arch.intermediate[0]},
+        )
+        soft = {
+            gate: self._soft(gate, (layers, size)) * self._soft(block, (layers,)).unsqueeze(-1)
+            for gate, block, size in (
+                (Gate.HEAD, Gate.ATTENTION, width[Gate.HEAD]),
+                (Gate.INTERMEDIATE, Gate.FFN, width[Gate.INTERMEDIATE]),
+            )
+        }
+        soft[Gate.HIDDEN] = self._soft(Gate.HIDDEN, (arch.hidden_size,)).unsqueeze(0)  # one row
+        candidates = sorted(  # (score, gate, layer, index), lowest score first
+            (
+                (float(values[row, index]), gate, row, index)
+                for gate, values in soft.items()
+                for row in range(values.shape[0])
+                for index in range(values.shape[1])
+            ),
+            key=lambda candidate: candidate[0],
+        )
+        counts = {
+            Gate.HEAD: [width[Gate.HEAD]] * layers,
+            Gate.INTERMEDIATE: [width[Gate.INTERMEDIATE]] * layers,
+            Gate.HIDDEN: [arch.hidden_size],
+        }
+        full = prunable_params(arch)
+
+        def sparsity() -> float:
+            kept = sum(
+                prunable_params_per_layer(counts[Gate.HIDDEN][0], h, arch.head_dim, u)
+                for h, u in zip(counts[Gate.HEAD], counts[Gate.INTERMEDIATE], strict=True)
+            )
+            return 1.0 - kept / full
+
+        removed = {
+            gate: torch.zeros_like(values, dtype=torch.bool) for gate, values in soft.items()
+        }
+        # First up to the target, skipping pieces that would overshoot it (finer ones follow);
+        # then at most one more piece, if it lands closer to the target than staying below.
+        for stay_below in (True, False):
+            for _, gate, row, index in candidates:
+                if removed[gate][row, index] or (gate is Gate.HIDDEN and counts[gate][0] == 1):
+                    continue  # the residual stream keeps at least one dim
+                before = sparsity()
+                counts[gate][row] -= 1
+                after = sparsity()
+                if (
+                    (after <= target)
+                    if stay_below
+                    else (abs(after - target) < abs(before - target))
+                ):
+                    removed[gate][row, index] = True
+                    if not stay_below:
+                        break
+                else:
+                    counts[gate][row] += 1
+        values = {
+            gate: torch.where(
+                removed[gate], 0.0, self._soft(gate, soft[gate].shape).view_as(soft[gate])
+            )
+            for gate in soft
+        }
+        return Masks(
+            head=values[Gate.HEAD],
+            attention=self._soft(Gate.ATTENTION, (layers,)),
+            intermediate=values[Gate.INTERMEDIATE],
+            ffn=self._soft(Gate.FFN, (layers,)),
+            hidden=values[Gate.HIDDEN].squeeze(0),
+        )
+
+    def _soft(self, gate: Gate, shape: tuple[int, ...]) -> Tensor:
+        """Deterministic soft values sigmoid(log_alpha / beta * 0.8) of a gate; ones if absent."""
+        if gate not in self.gates:
+            return torch.ones(shape)
+        return torch.sigmoid(self.log_alpha[gate.value].detach() / BETA * SOFT_MASK_FACTOR)
 
     def keep(self, gate: Gate) -> Tensor | None:
         return keep_probability(self.log_alpha[gate.value]) if gate in self.gates else None

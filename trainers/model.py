@@ -45,10 +45,11 @@ class Classifier(nn.Module):
         attention_mask: Tensor | None = None,  # [B, L]
         token_type_ids: Tensor | None = None,  # [B, L]
         masks: Masks | None = None,
+        collect: list[Tensor] | None = None,
     ) -> Tensor:  # logits [B, labels]
-        return self.classifier(
-            self.dropout(self.features(input_ids, attention_mask, token_type_ids, masks))
-        )
+        """``collect`` receives every encoder layer's output ([B/N, L, H] each)."""
+        features = self.features(input_ids, attention_mask, token_type_ids, masks, collect)
+        return self.classifier(self.dropout(features))
 
     def features(
         self,
@@ -56,16 +57,17 @@ class Classifier(nn.Module):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         masks: Masks | None = None,
+        collect: list[Tensor] | None = None,
     ) -> Tensor:
         """The representation the classifier reads, one per row: [B, size]."""
         if not self.arch.is_multiplexed:
-            hidden = self.encoder(input_ids, attention_mask, token_type_ids, masks)
+            hidden = self.encoder(input_ids, attention_mask, token_type_ids, masks, collect)
             return self.pooler(hidden[:, 0])
         rows = input_ids.shape[0]
         input_ids, attention_mask, token_type_ids = pad_to_multiple(
             self.arch.mux_width, input_ids, attention_mask, token_type_ids
         )
-        hidden = self.multiplexed_hidden(input_ids, attention_mask, token_type_ids, masks)
+        hidden = self.multiplexed_hidden(input_ids, attention_mask, token_type_ids, masks, collect)
         return self.demux(hidden[:, 0])[:rows]  # padding rows dropped
 
     def multiplexed_hidden(
@@ -74,6 +76,7 @@ class Classifier(nn.Module):
         attention_mask: Tensor | None,
         token_type_ids: Tensor | None,
         masks: Masks | None,
+        collect: list[Tensor] | None = None,
     ) -> Tensor:
         """Encoder output of the mixed groups: [B/N, L, H]."""
         embeddings = self.encoder.embeddings
@@ -83,13 +86,14 @@ class Classifier(nn.Module):
             mixed = self.mux(embeddings(input_ids, masks=masks))
             # the released models embed the mixed vectors again (positions, type 0, LayerNorm)
             # and attend to every position
-            return self.encoder.encode(embeddings(inputs_embeds=mixed, masks=masks), None, masks)
+            mixed = embeddings(inputs_embeds=mixed, masks=masks)
+            return self.encoder.encode(mixed, None, masks, collect)
         mixed = self.mux(embeddings(input_ids, token_type_ids, masks=masks))
         group_mask = None
         if attention_mask is not None:
             width = self.arch.mux_width
             group_mask = attention_mask.view(-1, width, attention_mask.shape[1]).amax(dim=1)
-        return self.encoder.encode(mixed, group_mask, masks)
+        return self.encoder.encode(mixed, group_mask, masks, collect)
 
 
 def pad_to_multiple(

@@ -30,9 +30,8 @@ class Multiplexer(nn.Module):
         super().__init__()
         self.width = arch.mux_width
         # Fixed, not trained, saved with the weights (MUX-BERT: "instance_embedding").
-        self.register_buffer(
-            "keys", gaussian_keys(arch.mux_width, arch.hidden_size, arch.key_norm, seed)
-        )
+        norm = arch.key_norm or math.sqrt(arch.hidden_size)
+        self.register_buffer("keys", gaussian_keys(arch.mux_width, arch.hidden_size, norm, seed))
 
     def forward(self, embedded: Tensor) -> Tensor:  # [G*N, L, H] -> [G, L, H]
         rows, length, hidden = embedded.shape

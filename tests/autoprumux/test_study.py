@@ -48,7 +48,7 @@ def test_relative_paths_are_relative_to_the_study_file(tmp_path):
         (
             '[study]\ntask = "sst2"\n[grids]\nn = [1]',
             "grids: is not a field of the study file; allowed: study, grid, model, data, training, "
-            "storage, schema",
+            "multiplexing, warmup, storage, schema",
         ),
         (
             '[study]\ntask = "sst2"\n[grid]\nN = [1]',
@@ -78,6 +78,12 @@ def test_relative_paths_are_relative_to_the_study_file(tmp_path):
             "data.source: 's3' is not one of: 'hub', 'glue_dir'",
         ),
         ('[study]\ntask = "sst2"\n[data]\nsource = "glue_dir"', "data.glue_dir: is empty"),
+        ('[study]\ntask = "sst2"\n[data]\nsubset = "last"', "data.subset: 'last' is not one of"),
+        (
+            '[study]\ntask = "sst2"\n[multiplexing]\ndemux = "attention"',
+            "multiplexing.demux: 'attention' is not one of: 'index_pos', 'mlp'",
+        ),
+        ('[study]\ntask = "sst2"\n[warmup]\npositions = 0', "warmup.positions: 0 is not >= 1"),
         ('schema = 2\n[study]\ntask = "sst2"', "schema: 2 is not supported; this release reads 1"),
         ("[study\n", "study: is not valid TOML"),
         ("study = 3", "study: must be a table ([section])"),

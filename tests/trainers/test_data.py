@@ -1,0 +1,90 @@
+"""GLUE readers on real SST-2 and on pair-task fixtures; tokenization; subsets; batches."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from trainers.data import DataError, Split, batches, encode, endless_batches, read_glue_split
+
+# Real GLUE SST-2, beside the project (../shared/data/glue); CI lays shared/ out the same way.
+GLUE = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
+
+
+def test_real_sst2_splits():
+    train = read_glue_split(GLUE, "sst2", "train")
+    dev = read_glue_split(GLUE, "sst2", "dev")
+    assert (len(train), sum(train.labels)) == (67_349, 37_569)
+    assert (len(dev), sum(dev.labels)) == (872, 444)
+    assert (
+        train.texts[0] == ("hide new secretions from the parental units",) and train.labels[0] == 0
+    )
+
+
+def test_pair_tasks_and_their_label_maps(tiny_sources):
+    _, glue = tiny_sources
+    mnli = read_glue_split(glue, "mnli", "dev")  # dev_matched.tsv
+    assert mnli.labels[:3] == (0, 1, 2) and len(mnli.texts[0]) == 2
+    qnli = read_glue_split(glue, "qnli", "train")
+    assert qnli.labels[:2] == (0, 1) and qnli.texts[0][0] == "what is it ?"
+    qqp = read_glue_split(glue, "qqp", "dev")
+    assert qqp.labels[:2] == (0, 1) and qqp.texts[0] == ("who is it ?", "why is it ?")
+
+
+def test_pairs_tokenize_as_two_segments(tiny_sources):
+    model, glue = tiny_sources
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    encoded = encode(read_glue_split(glue, "qqp", "dev"), tokenizer, 16)
+    assert encoded.input_ids.shape == (10, 16)
+    ids, types = encoded.input_ids[0].tolist(), encoded.token_type_ids[0].tolist()
+    first_sep = ids.index(tokenizer.sep_token_id)
+    assert set(types[: first_sep + 1]) == {0} and types[first_sep + 1] == 1
+
+
+def test_subsets_are_reproducible():
+    split = Split(tuple((str(i),) for i in range(100)), tuple(i % 2 for i in range(100)))
+    assert split.subset(5, "first").texts == tuple((str(i),) for i in range(5))
+    assert split.subset(10, "random", seed=3) == split.subset(10, "random", seed=3)
+    assert split.subset(10, "random", seed=3) != split.subset(10, "random", seed=4)
+    assert split.subset(0) is split and split.subset(500) is split
+
+
+def test_batches_and_resumed_order(tiny_sources):
+    model, glue = tiny_sources
+    encoded = encode(
+        read_glue_split(glue, "sst2", "dev"), AutoTokenizer.from_pretrained(str(model)), 16
+    )
+    sizes = [len(b) for b in batches(encoded, 24, drop_last=False)]
+    assert sizes == [24, 24, 16]
+    full = endless_batches(encoded, 16, seed=1)
+    first_six = [next(full).labels for _ in range(6)]  # 4 batches per epoch: crosses an epoch
+    resumed = endless_batches(encoded, 16, seed=1, start_step=4)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(first_six[4:], [next(resumed).labels for _ in range(2)], strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("sentence\tlabel\ngood film\t1\nbad\n", "line 3: 1 fields, expected 2 (a malformed row)"),
+        ("sentence\tlabel\ngood film\t7\n", "line 2: label 7 is outside 0..1"),
+        ("sentence\tlabel\ngood film\tyes\n", "line 2: label 'yes' is not an integer"),
+        ("text\tlabel\ngood film\t1\n", "header lacks column(s) sentence"),
+    ],
+)
+def test_malformed_files(tmp_path, content, message):
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "train.tsv").write_text(content)
+    with pytest.raises(DataError) as err:
+        read_glue_split(tmp_path, "sst2", "train")
+    assert message in str(err.value)
+
+
+def test_a_glue_folder_without_the_task(tmp_path):
+    with pytest.raises(
+        DataError, match="MNLI/dev_matched.tsv: no such file; a GLUE folder holds MNLI/train.tsv"
+    ):
+        read_glue_split(tmp_path, "mnli", "dev")

@@ -1,0 +1,228 @@
+"""The PruMUX phases and run_trial on a tiny random BERT (seconds each)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from autoprumux.cli import main
+from autoprumux.records import TrialStatus
+from autoprumux.study import load_study
+from trainers.checkpoints import load_pretrained
+from trainers.data import encode, read_glue_split
+from trainers.l0 import L0Module, prunable_params
+from trainers.loop import run_phase
+from trainers.materialize import materialize
+from trainers.phases import accuracy, finetune_phase, identity_map, pruning_phase, warmup_phase
+from trainers.retrieval import RetrievalHead, token_recovery
+from trainers.trial import TrialSpec, run_trial
+
+
+@pytest.fixture
+def tiny(tiny_sources, tiny_study_file):
+    from transformers import AutoTokenizer
+
+    model_dir, glue = tiny_sources
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    train = encode(read_glue_split(glue, "sst2", "train"), tokenizer, 16)
+    dev = encode(read_glue_split(glue, "sst2", "dev"), tokenizer, 16)
+    return load_study(tiny_study_file()), str(model_dir), train, dev
+
+
+def losses_of(phase, **kwargs):
+    seen = []
+    run_phase(phase, progress=lambda p: seen.append(p.loss), **kwargs)
+    return seen
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def test_finetuning_learns_the_task(tiny):
+    study, model_dir, train, dev = tiny
+    torch.manual_seed(0)
+    model, _ = load_pretrained(model_dir)
+    losses = losses_of(finetune_phase(model, train, 60, 3e-3, 8, 0, study.training))
+    assert mean(losses[-10:]) < 0.5 * mean(losses[:10])
+    assert accuracy(model, dev) > 0.9
+
+
+def test_retrieval_warmup_recovers_tokens(tiny):
+    study, model_dir, train, dev = tiny
+    torch.manual_seed(0)
+    model, _ = load_pretrained(model_dir, mux_width=2, key_norm=0.0)
+    head = RetrievalHead(model)
+    before = token_recovery(model, head, dev)
+    losses = losses_of(warmup_phase(model, head, train, study.warmup, 0, 100))
+    assert mean(losses[-10:]) < 0.6 * mean(losses[:10])
+    assert token_recovery(model, head, dev) > before + 0.2
+
+
+def test_mlm_phase_runs_and_learns(tiny):
+    study, model_dir, train, _ = tiny
+    torch.manual_seed(0)
+    model, _ = load_pretrained(model_dir, mux_width=2, key_norm=0.0)
+    losses = losses_of(
+        warmup_phase(model, RetrievalHead(model), train, study.warmup, 0, 60, mask_token_id=4)
+    )
+    assert mean(losses[-10:]) < mean(losses[:10])
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_pruning_moves_toward_the_target_and_lands_on_it(tiny, width):
+    study, model_dir, train, dev = tiny
+    torch.manual_seed(0)
+    teacher, _ = load_pretrained(model_dir, mux_width=width, key_norm=0.0)
+    run_phase(finetune_phase(teacher, train, 60, 3e-3, 8, 0, study.training))
+    student, _ = load_pretrained(model_dir, mux_width=width, key_norm=0.0)
+    student.load_state_dict(teacher.state_dict())
+    l0 = L0Module(student.arch)
+    sparsities = []
+    phase = pruning_phase(
+        student, teacher, l0, identity_map(32), train, study.training, 80, 40, 0.6, 0
+    )
+    run_phase(phase, progress=lambda p: sparsities.append(l0.expected_sparsity().item()))
+    assert sparsities[-1] > sparsities[40]  # the Lagrangian pushes the expected sparsity up
+    assert l0.lambda_1.item() != 0.0  # the multipliers moved
+    small = materialize(student, l0.calibrated(0.6))
+    achieved = 1 - prunable_params(small.arch) / prunable_params(student.arch)
+    assert abs(achieved - 0.6) <= 0.02
+
+
+def test_run_trial_reuses_the_teacher(tiny_study_file):
+    study = load_study(tiny_study_file())
+    first = run_trial(TrialSpec(study, 1, 0.0))
+    assert first.status is TrialStatus.COMPLETE and "finetune" in first.phase_seconds
+    assert first.accuracy > 0.9 and first.achieved_sparsity == 0.0 and first.throughput > 0
+    pruned = run_trial(TrialSpec(study, 1, 0.5))
+    assert pruned.reused == ("teacher",) and "finetune" not in pruned.phase_seconds
+    assert abs(pruned.achieved_sparsity - 0.5) <= 0.02
+    assert pruned.parameters < first.parameters
+    again = run_trial(TrialSpec(study, 1, 0.5))  # a finished trial is not trained again
+    assert again.reused == ("teacher", "trial") and again.accuracy == pruned.accuracy
+    record = pruned.to_record()
+    assert (record.n, record.sparsity, record.accuracy) == (1, 0.5, pruned.accuracy)
+
+
+def test_multiplexed_trial_records_its_warmup(tiny_study_file):
+    study = load_study(tiny_study_file())
+    result = run_trial(TrialSpec(study, 2, 0.5))
+    assert result.status is TrialStatus.COMPLETE and 0 < result.token_recovery <= 1
+    assert {"warmup", "finetune", "prune", "post-finetune"} <= set(result.phase_seconds)
+    warmups = list((study.folder / "artifacts" / "warmup").iterdir())
+    assert [p.name for p in warmups if p.is_dir()] and not [
+        p for p in warmups if p.name.endswith(".partial")
+    ]
+
+
+def test_a_diverging_trial_fails_with_its_reason(tiny_study_file):
+    study = load_study(tiny_study_file(finetune_learning_rate=1e30))
+    result = run_trial(TrialSpec(study, 1, 0.0))
+    assert result.status is TrialStatus.FAILED
+    assert result.reason.startswith("finetune: loss is nan") or "loss is inf" in result.reason
+    finished = [
+        p
+        for p in study.artifacts_folder.iterdir()
+        if p.is_dir() and not p.name.endswith(".partial")
+    ]
+    assert finished == []  # no teacher that looks finished is left behind
+
+
+def test_an_interrupted_phase_resumes_from_its_checkpoint(tiny_study_file):
+    study = load_study(tiny_study_file())
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_25(progress):
+        if progress.step == 25:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_trial(TrialSpec(study, 1, 0.0), progress=stop_at_25)
+    partial = next(study.artifacts_folder.glob("teacher-n1-*.partial"))
+    assert json.loads((partial / "finetune-checkpoint" / "state.json").read_text())["step"] == 20
+    steps = []
+    result = run_trial(TrialSpec(study, 1, 0.0), progress=lambda p: steps.append(p.step))
+    assert steps[0] == 21 and steps[-1] == 60  # continued, not started over
+    assert result.status is TrialStatus.COMPLETE and not partial.exists()
+
+
+def test_cli_train_json_end_to_end(tiny_study_file, capsys):
+    path = tiny_study_file()
+    code = main(["train", "--study", str(path), "--n", "2", "--sparsity", "0.5", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    result = json.loads(out)
+    assert result["status"] == "complete" and result["n"] == 2 and result["sparsity"] == 0.5
+    assert abs(result["achieved_sparsity"] - 0.5) <= 0.02 and 0 <= result["accuracy"] <= 1
+    assert Path(result["artifact_path"]).is_dir()
+    assert "prune" in err  # the progress bars go to stderr
+
+
+def test_concurrent_trials_of_one_n_train_one_teacher(tiny_study_file):
+    path = tiny_study_file()
+    command = [
+        sys.executable,
+        "-m",
+        "autoprumux",
+        "train",
+        "--study",
+        str(path),
+        "--n",
+        "1",
+        "--json",
+    ]
+    runs = [
+        subprocess.Popen(
+            [*command, "--sparsity", s],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for s in ("0.4", "0.6")
+    ]
+    results = [json.loads(run.communicate(timeout=300)[0]) for run in runs]
+    assert [r["status"] for r in results] == ["complete", "complete"]
+    assert sorted("teacher" in r["reused"] for r in results) == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda text: text.replace('task = "sst2"', 'task = "mnli"'), "MNLI/train.tsv"),
+        (
+            lambda text: text.replace('task = "sst2"', 'task = "cola"'),
+            "study.task: 'cola' is not one of",
+        ),
+    ],
+)
+def test_bad_studies_exit_2(tiny_study_file, capsys, edit, message, tmp_path):
+    path = tiny_study_file()
+    if "MNLI" in message:  # a GLUE folder without the task's files
+        empty = tmp_path / "empty-glue"
+        empty.mkdir()
+        text = path.read_text()
+        text = text.replace(text.split('glue_dir = "')[1].split('"')[0], str(empty))
+        path.write_text(edit(text))
+    else:
+        path.write_text(edit(path.read_text()))
+    code = main(["train", "--study", str(path), "--n", "1", "--sparsity", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_a_model_that_is_not_a_bert_exits_2(tiny_study_file, capsys, tmp_path):
+    gpt = tmp_path / "gpt"
+    gpt.mkdir()
+    (gpt / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    path = tiny_study_file()
+    text = path.read_text()
+    path.write_text(text.replace(text.split('name_or_path = "')[1].split('"')[0], str(gpt)))
+    code = main(["train", "--study", str(path), "--n", "1", "--sparsity", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'gpt2' is not a BERT model" in err

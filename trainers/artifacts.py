@@ -1,0 +1,58 @@
+"""Cached, shareable training artifacts: one folder each, built once under a file lock.
+
+A folder's name carries a hash of everything that determines its content, so a changed
+setting builds a new artifact instead of reusing a stale one. A folder is built in
+``<name>.partial`` (where resumable phase checkpoints also live) and renamed when complete, so a
+crash or a kill never leaves a half-written artifact that looks finished; concurrent trials
+that need the same artifact wait on ``<name>.lock`` and the later ones reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+
+def cache_key(settings: dict[str, Any]) -> str:
+    """A short stable hash of JSON-able settings."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[-40:] or "model"
+
+
+def build_once(folder: Path, build: Callable[[Path], None]) -> bool:
+    """Make sure ``folder`` exists, calling ``build(partial_folder)`` if it does not.
+    Returns True if the artifact was already there (reused)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if folder.is_dir():
+            log.info("reusing %s", folder)
+            return True
+        partial = folder.with_name(folder.name + ".partial")
+        partial.mkdir(exist_ok=True)  # may hold checkpoints of an interrupted build
+        build(partial)
+        for leftover in partial.glob("*-checkpoint"):
+            shutil.rmtree(leftover)
+        partial.rename(folder)
+        return False
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())

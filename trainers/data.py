@@ -1,0 +1,192 @@
+"""GLUE data: read a task's train and dev splits, subset them, tokenize them, batch them.
+
+Sources: a local GLUE folder in the official layout (``<glue_dir>/SST-2/train.tsv``, tab-separated
+with a header row; MNLI's dev split is ``dev_matched.tsv``), or the ``nyu-mll/glue`` dataset on the
+hub where one is reachable. Labels are numbered as the hub numbers them.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from autoprumux.errors import AutoPruMuxError
+from autoprumux.tasks import TASKS, TaskSpec
+
+csv.field_size_limit(sys.maxsize)  # GLUE rows can be long (MNLI parses)
+
+
+class DataError(AutoPruMuxError):
+    """A data source is missing, unreadable, or holds a malformed row."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Examples of one split: texts[i] is a tuple of one or two strings, labels[i] an int."""
+
+    texts: tuple[tuple[str, ...], ...]
+    labels: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, k: int, mode: str = "random", seed: int = 0) -> Split:
+        """The first k, or k drawn at random with ``seed``; k = 0 or k >= len: the whole split."""
+        if not k or k >= len(self):
+            return self
+        if mode == "first":
+            indices = list(range(k))
+        else:
+            indices = sorted(random.Random(seed).sample(range(len(self)), k))
+        return Split(tuple(self.texts[i] for i in indices), tuple(self.labels[i] for i in indices))
+
+
+def read_glue_split(glue_dir: str | Path, task: str, split: str) -> Split:
+    """``split`` is "train" or "dev" from a local GLUE folder."""
+    spec = TASKS[task]
+    path = (
+        Path(glue_dir)
+        / spec.glue_folder
+        / (spec.glue_train_file if split == "train" else spec.glue_dev_file)
+    )
+    if not path.is_file():
+        raise DataError(
+            f"{path}: no such file; a GLUE folder holds {spec.glue_folder}/"
+            f"{spec.glue_train_file} and {spec.glue_folder}/{spec.glue_dev_file}"
+        )
+    texts, labels = [], []
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        columns = [*spec.glue_text_columns, spec.glue_label_column]
+        missing = [c for c in columns if header is None or c not in header]
+        if missing:
+            raise DataError(f"{path}: header lacks column(s) {', '.join(missing)}")
+        positions = [header.index(c) for c in columns]  # type: ignore[union-attr]
+        for line_number, row in enumerate(reader, start=2):
+            if len(row) <= max(positions):
+                raise DataError(
+                    f"{path}: line {line_number}: {len(row)} fields, expected "
+                    f"{len(header)} (a malformed row)"
+                )  # type: ignore[arg-type]
+            texts.append(tuple(row[p] for p in positions[:-1]))
+            labels.append(parse_label(spec, row[positions[-1]], f"{path}: line {line_number}"))
+    return Split(tuple(texts), tuple(labels))
+
+
+def parse_label(spec: TaskSpec, raw: str, where: str) -> int:
+    if spec.label_names:
+        if raw not in spec.label_names:
+            raise DataError(f"{where}: label {raw!r} is not one of: {', '.join(spec.label_names)}")
+        return spec.label_names[raw]
+    try:
+        label = int(raw)
+    except ValueError:
+        raise DataError(f"{where}: label {raw!r} is not an integer") from None
+    if not 0 <= label < spec.num_labels:
+        raise DataError(f"{where}: label {label} is outside 0..{spec.num_labels - 1}")
+    return label
+
+
+def read_hub_split(task: str, split: str) -> Split:  # pragma: no cover - needs a reachable hub
+    spec = TASKS[task]
+    try:
+        import datasets
+
+        data = datasets.load_dataset(
+            "nyu-mll/glue", spec.hub_config, split="train" if split == "train" else spec.dev_split
+        )
+    except Exception as err:
+        raise DataError(
+            f"GLUE {task} from the hub: {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''} (use [data] source = "
+            "'glue_dir' with a local GLUE folder)"
+        ) from None
+    texts = tuple(zip(*(data[f] for f in spec.text_fields), strict=True))
+    return Split(texts, tuple(int(label) for label in data["label"]))
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A tokenized split: every tensor has one row per example, padded to a fixed length."""
+
+    input_ids: Tensor  # [E, L] int64
+    attention_mask: Tensor  # [E, L] 1 for tokens, 0 for padding
+    token_type_ids: Tensor  # [E, L]
+    labels: Tensor  # [E] int64
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def rows(self, index: Tensor) -> Encoded:
+        return Encoded(
+            self.input_ids[index],
+            self.attention_mask[index],
+            self.token_type_ids[index],
+            self.labels[index],
+        )
+
+    def truncated(self, length: int) -> Encoded:
+        """The first ``length`` tokens of every example (the last kept token may not be [SEP])."""
+        return Encoded(
+            self.input_ids[:, :length],
+            self.attention_mask[:, :length],
+            self.token_type_ids[:, :length],
+            self.labels,
+        )
+
+
+def encode(split: Split, tokenizer, max_length: int) -> Encoded:  # type: ignore[no-untyped-def]
+    first = [t[0] for t in split.texts]
+    second = [t[1] for t in split.texts] if split.texts and len(split.texts[0]) > 1 else None
+    out = tokenizer(
+        first,
+        second,
+        padding="max_length",
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+        return_token_type_ids=True,
+    )
+    return Encoded(
+        out["input_ids"],
+        out["attention_mask"],
+        out["token_type_ids"],
+        torch.tensor(split.labels, dtype=torch.long),
+    )
+
+
+def batches(
+    data: Encoded, size: int, generator: torch.Generator | None = None, drop_last: bool = True
+) -> Iterator[Encoded]:
+    """Batches of ``size`` examples, shuffled when a generator is given; for width N, size is
+    B * N so that each batch fills B rows of N instances."""
+    order = (
+        torch.randperm(len(data), generator=generator)
+        if generator is not None
+        else torch.arange(len(data))
+    )
+    stop = len(data) - len(data) % size if drop_last else len(data)
+    for start in range(0, stop, size):
+        yield data.rows(order[start : start + size])
+
+
+def endless_batches(data: Encoded, size: int, seed: int, start_step: int = 0) -> Iterator[Encoded]:
+    """Shuffled batches forever, epoch after epoch; ``start_step`` skips ahead (resume)."""
+    if len(data) < size:
+        raise DataError(f"{len(data)} training examples cannot fill one batch of {size}")
+    per_epoch = len(data) // size
+    epoch, skip = divmod(start_step, per_epoch)
+    while True:
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        for index, batch in enumerate(batches(data, size, generator)):
+            if index >= skip:
+                yield batch
+        epoch, skip = epoch + 1, 0

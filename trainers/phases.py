@@ -1,0 +1,237 @@
+"""The PruMUX training phases, each as a :class:`~trainers.loop.Phase` for the shared loop.
+
+1. retrieval warm-up (N > 1) and optional masked-LM: :func:`warmup_phase`;
+2. task fine-tuning: :func:`finetune_phase` (this model is the teacher of every (N, s));
+3. CoFi pruning with distillation: :func:`pruning_phase` (logit KL at temperature T plus the
+   MSE of every layer's output through a learned linear map, and the Lagrangian with a target
+   that ramps up linearly);
+4. materialization (:mod:`trainers.materialize`), then fine-tuning of the pruned model with the
+   teacher's logits: :func:`finetune_phase` with a teacher.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from autoprumux.study import TrainingSection, WarmupSection
+from trainers.data import Encoded, batches, endless_batches
+from trainers.l0 import L0Module
+from trainers.loop import Phase
+from trainers.model import Classifier
+from trainers.retrieval import RetrievalHead, retrieval_loss
+
+
+def _split_parameters(model: Classifier) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(encoder parameters, new parameters: multiplexer, demultiplexer, pooler, classifier)."""
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    encoder_ids = {id(p) for p in encoder}
+    new = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]
+    return encoder, new
+
+
+def warmup_phase(
+    model: Classifier,
+    head: RetrievalHead,
+    text: Encoded,
+    settings: WarmupSection,
+    seed: int,
+    steps: int,
+    mask_token_id: int | None = None,
+) -> Phase:
+    """Retrieval warm-up (or masked-LM with ``mask_token_id``) of a multiplexed model."""
+    encoder, new = _split_parameters(model)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": encoder, "lr": settings.learning_rate},
+            {"params": new + list(head.parameters()), "lr": settings.new_learning_rate},
+        ]
+    )
+    size = settings.batch_rows * model.arch.mux_width
+
+    def loss(batch: object, step: int) -> Tensor:
+        return retrieval_loss(
+            model,
+            head,
+            batch,
+            settings.positions,
+            settings.negatives,  # type: ignore[arg-type]
+            mask_token_id,
+        )
+
+    return Phase(
+        name="mlm" if mask_token_id is not None else "warmup",
+        modules={"model": model, "head": head},
+        optimizer=optimizer,
+        steps=steps,
+        loss=loss,
+        data=lambda start: endless_batches(text, size, seed, start),
+    )
+
+
+def distillation_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """KL(teacher || student) at temperature T, times T^2 (Hinton et al.)."""
+    return (
+        F.kl_div(
+            F.log_softmax(student_logits / temperature, dim=-1),
+            F.softmax(teacher_logits / temperature, dim=-1),
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
+
+
+def finetune_phase(
+    model: Classifier,
+    train: Encoded,
+    steps: int,
+    learning_rate: float,
+    batch_rows: int,
+    seed: int,
+    training: TrainingSection,
+    teacher: Classifier | None = None,
+    name: str = "finetune",
+) -> Phase:
+    """Cross-entropy on the labels; with a teacher, plus the logit distillation term."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    size = batch_rows * model.arch.mux_width
+
+    def loss(batch: Encoded, step: int) -> Tensor:  # type: ignore[override]
+        logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        value = F.cross_entropy(logits, batch.labels)
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            value = value + distillation_kl(logits, target, training.distill_temperature)
+        return value
+
+    return Phase(
+        name=name,
+        modules={"model": model},
+        optimizer=optimizer,
+        steps=steps,
+        loss=loss,  # type: ignore[arg-type]
+        data=lambda start: endless_batches(train, size, seed, start),
+        max_grad_norm=training.max_grad_norm,
+    )
+
+
+def pruning_phase(
+    student: Classifier,
+    teacher: Classifier,
+    l0: L0Module,
+    layer_map: nn.Linear,
+    train: Encoded,
+    training: TrainingSection,
+    steps: int,
+    warmup_steps: int,
+    target: float,
+    seed: int,
+) -> Phase:
+    """CoFi: sampled masks, distillation from the teacher, and the Lagrangian towards
+    ``target`` (reached linearly over ``warmup_steps``); the multipliers ascend."""
+    optimizer = torch.optim.AdamW(
+        [
+            {
+                "params": list(student.parameters()) + list(layer_map.parameters()),
+                "lr": training.pruning_learning_rate,
+            },
+            {
+                "params": list(l0.log_alpha.parameters()),
+                "lr": training.l0_learning_rate,
+                "weight_decay": 0.0,
+            },
+            {
+                "params": [l0.lambda_1, l0.lambda_2],
+                "lr": training.lagrangian_learning_rate,
+                "weight_decay": 0.0,
+            },
+        ]
+    )
+    size = training.batch_rows * student.arch.mux_width
+    alpha, temperature = training.distill_ce_alpha, training.distill_temperature
+
+    def loss(batch: Encoded, step: int) -> Tensor:  # type: ignore[override]
+        inputs = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        teacher_layers: list[Tensor] = []
+        with torch.no_grad():
+            teacher_logits = teacher(*inputs, collect=teacher_layers)
+        student_layers: list[Tensor] = []
+        logits = student(*inputs, masks=l0.sample(), collect=student_layers)
+        layer_loss = torch.stack(
+            [
+                F.mse_loss(layer_map(s), t)
+                for s, t in zip(student_layers, teacher_layers, strict=True)
+            ]
+        ).mean()
+        distill = (
+            alpha * distillation_kl(logits, teacher_logits, temperature) + (1 - alpha) * layer_loss
+        )
+        ramp = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+        return distill + l0.lagrangian(target * ramp)
+
+    def ascend_multipliers() -> None:
+        for multiplier in (l0.lambda_1, l0.lambda_2):
+            if multiplier.grad is not None:
+                multiplier.grad.neg_()
+
+    teacher.eval()
+    return Phase(
+        name="prune",
+        modules={"student": student, "l0": l0, "layer_map": layer_map},
+        optimizer=optimizer,
+        steps=steps,
+        loss=loss,  # type: ignore[arg-type]
+        data=lambda start: endless_batches(train, size, seed, start),
+        decay=(True, False, False),
+        max_grad_norm=training.max_grad_norm,
+        after_backward=ascend_multipliers,
+    )
+
+
+def identity_map(size: int) -> nn.Linear:
+    layer = nn.Linear(size, size)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(size))
+        layer.bias.zero_()
+    return layer
+
+
+@torch.no_grad()
+def accuracy(model: Classifier, data: Encoded, batch_rows: int = 32) -> float:
+    """Dev accuracy; multiplexed models mix consecutive examples, N at a time."""
+    model.eval()
+    right = 0
+    for batch in batches(data, batch_rows * model.arch.mux_width, drop_last=False):
+        predicted = model(batch.input_ids, batch.attention_mask, batch.token_type_ids).argmax(-1)
+        right += int((predicted == batch.labels).sum())
+    return right / len(data)
+
+
+@torch.no_grad()
+def forward_throughput(
+    model: Classifier, data: Encoded, batch_rows: int = 32, rounds: int = 3
+) -> float:
+    """Examples per second of inference on batch_rows * N dev examples: one warm-up pass, then
+    the median of ``rounds`` timed passes. A simple timing, not the paper's harness."""
+    model.eval()
+    size = batch_rows * model.arch.mux_width
+    index = torch.arange(size) % len(data)
+    batch = data.rows(index)
+    inputs = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
+    model(*inputs)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        model(*inputs)
+        times.append(time.perf_counter() - start)
+    return size / statistics.median(times)
+
+
+def steps_for(steps: int, epochs: float, examples: int, batch_size: int) -> int:
+    """A phase's step count: ``steps`` if set, else ``epochs`` over the training examples."""
+    return steps if steps > 0 else max(1, round(epochs * examples / batch_size))

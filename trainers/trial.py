@@ -1,0 +1,462 @@
+"""``run_trial``: one (N, s) point of a study, trained, pruned, evaluated. The engine's only
+entry point for autoprumux.
+
+What it builds, each a cached artifact (see :mod:`trainers.artifacts`):
+- for N > 1 without a multiplexed checkpoint, the retrieval warm-up of the base model, shared
+  by every study and task that uses the same model, N, recipe and text
+  (``<studies>/artifacts/warmup/...``), with its token recovery recorded;
+- the fine-tuned (N, 0) model, the teacher of every (N, s) of the study
+  (``<studies>/artifacts/<study>/teacher-n<N>-<hash>``); it is the trial's result when s = 0;
+- for s > 0, the pruned, materialized and fine-tuned model
+  (``<studies>/artifacts/<study>/trial-n<N>-s<s>-<hash>``). A rerun of a finished trial
+  returns its recorded result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autoprumux.grid import GridPoint
+from autoprumux.records import TrialRecord, TrialStatus
+from autoprumux.study import DataSource, Study
+from autoprumux.tasks import TASKS
+from trainers.artifacts import build_once, cache_key, read_json, slug, write_json
+from trainers.checkpoints import load_model, load_pretrained, load_tokenizer, save_model
+from trainers.data import Encoded, Split, encode, read_glue_split, read_hub_split
+from trainers.l0 import L0Module, prunable_params
+from trainers.loop import Diverged, ProgressCallback, run_phase
+from trainers.materialize import materialize
+from trainers.model import Classifier
+from trainers.phases import (
+    accuracy,
+    finetune_phase,
+    forward_throughput,
+    identity_map,
+    pruning_phase,
+    steps_for,
+    warmup_phase,
+)
+from trainers.retrieval import RetrievalHead, token_recovery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    study: Study
+    n: int
+    sparsity: float
+    seed: int | None = None  # default: the study's seed
+
+    def __post_init__(self) -> None:
+        point = GridPoint(self.n, self.sparsity)  # validates N >= 1 and s in [0, 1)
+        object.__setattr__(self, "sparsity", point.sparsity)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    task: str
+    n: int
+    sparsity: float  # the target
+    status: TrialStatus
+    reason: str | None = None
+    accuracy: float | None = None  # dev accuracy, fraction
+    achieved_sparsity: float | None = None  # of the materialized model's prunable parameters
+    parameters: int | None = None  # prunable encoder parameters of the final model
+    throughput: float | None = None  # examples per second, simple forward timing (batch 32*N)
+    token_recovery: float | None = None  # of the warm-up (N > 1)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    artifact_path: str | None = None
+    reused: tuple[str, ...] = ()  # artifacts that were already there (warmup, teacher, trial)
+    seed: int = 0
+
+    def to_record(self) -> TrialRecord:
+        return TrialRecord(
+            self.task,
+            self.n,
+            self.sparsity,
+            self.accuracy,
+            self.throughput,
+            self.status,
+            self.reason,
+            self.achieved_sparsity,
+            self.wall_time_s,
+            None,
+            self.seed,
+            self.artifact_path,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["status"] = self.status.value
+        data["reused"] = list(self.reused)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrialResult:
+        return cls(
+            **{**data, "status": TrialStatus(data["status"]), "reused": tuple(data["reused"])}
+        )
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str):  # type: ignore[no-untyped-def]
+        timer = self
+
+        class _Span:
+            def __enter__(self) -> None:
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc: object) -> None:
+                timer.seconds[name] = (
+                    timer.seconds.get(name, 0.0) + time.perf_counter() - self.start
+                )
+
+        return _Span()
+
+
+def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> TrialResult:
+    """Train, prune and evaluate one (N, s) point; a diverging trial returns status FAILED."""
+    started = time.perf_counter()
+    study, n, sparsity = spec.study, spec.n, spec.sparsity
+    seed = study.study.seed if spec.seed is None else spec.seed
+    timer = _Timer()
+    trial = _Trial(study, n, seed, timer, progress)
+    try:
+        result = trial.run(sparsity)
+    except Diverged as err:
+        return TrialResult(
+            study.task,
+            n,
+            sparsity,
+            TrialStatus.FAILED,
+            reason=str(err),
+            phase_seconds=timer.seconds,
+            wall_time_s=time.perf_counter() - started,
+            reused=tuple(trial.reused),
+            seed=seed,
+        )
+    return dataclasses.replace(
+        result,
+        phase_seconds=timer.seconds,
+        wall_time_s=time.perf_counter() - started,
+        reused=tuple(trial.reused),
+    )
+
+
+class _Trial:
+    """The state of one run_trial call: data, model source and the artifacts it builds."""
+
+    def __init__(
+        self, study: Study, n: int, seed: int, timer: _Timer, progress: ProgressCallback | None
+    ) -> None:
+        self.study, self.n, self.seed, self.timer, self.progress = study, n, seed, timer, progress
+        self.reused: list[str] = []
+        self.spec = TASKS[study.task]
+        torch.manual_seed(seed)
+        with timer("data"):
+            self.tokenizer = _tokenizer(study.model.name_or_path)
+            self.train, self.dev = _task_data(study, self.tokenizer)
+
+    # -- the phases, each cached --------------------------------------------------------------
+
+    def run(self, sparsity: float) -> TrialResult:
+        teacher, teacher_dir, teacher_info = self.teacher()
+        if sparsity == 0:
+            return self._result(
+                teacher, teacher_dir, 0.0, 0.0, teacher_info, teacher_info["accuracy"]
+            )
+        training = self.study.training
+        key = cache_key(
+            {
+                "teacher": teacher_dir.name,
+                "sparsity": sparsity,
+                "training": training,
+                "seed": self.seed,
+            }
+        )
+        folder = self.study.artifacts_folder / f"trial-n{self.n}-s{sparsity:g}-{key}"
+
+        def build(partial: Path) -> None:
+            student = load_model(teacher_dir)
+            l0 = L0Module(student.arch)
+            layer_map = identity_map(student.arch.hidden_size)
+            batch = training.batch_rows * self.n
+            steps = steps_for(
+                training.pruning_steps, training.pruning_epochs, len(self.train), batch
+            )
+            warmup = steps_for(
+                training.lagrangian_warmup_steps,
+                training.lagrangian_warmup_epochs,
+                len(self.train),
+                batch,
+            )
+            phase = pruning_phase(
+                student,
+                teacher,
+                l0,
+                layer_map,
+                self.train,
+                training,
+                steps,
+                min(warmup, steps),
+                sparsity,
+                self.seed,
+            )
+            with self.timer("prune"):
+                run_phase(
+                    phase, partial / "prune-checkpoint", training.checkpoint_every, self.progress
+                )
+            cofi_rule = prunable_params(materialize(student, l0.deterministic()).arch)
+            small = materialize(student, l0.calibrated(sparsity))
+            post = steps_for(
+                training.post_pruning_steps, training.post_pruning_epochs, len(self.train), batch
+            )
+            phase = finetune_phase(
+                small,
+                self.train,
+                post,
+                training.finetune_learning_rate,
+                training.batch_rows,
+                self.seed + 1,
+                training,
+                teacher=teacher,
+                name="post-finetune",
+            )
+            with self.timer("post-finetune"):
+                run_phase(
+                    phase, partial / "post-checkpoint", training.checkpoint_every, self.progress
+                )
+            save_model(small, partial)
+            dense = prunable_params(student.arch)
+            with self.timer("evaluate"):
+                write_json(
+                    partial / "result.json",
+                    {
+                        "accuracy": accuracy(small, self.dev, training.batch_rows),
+                        "achieved_sparsity": 1 - prunable_params(small.arch) / dense,
+                        "expected_sparsity": float(l0.expected_sparsity().detach()),
+                        "cofi_rule_sparsity": 1 - cofi_rule / dense,
+                    },
+                )
+
+        if build_once(folder, build):
+            self.reused.append("trial")
+        info = read_json(folder / "result.json")
+        model = load_model(folder)
+        return self._result(
+            model, folder, sparsity, info["achieved_sparsity"], teacher_info, info["accuracy"]
+        )
+
+    def teacher(self) -> tuple[Classifier, Path, dict[str, Any]]:
+        """The fine-tuned (N, 0) model of this study."""
+        study, training = self.study, self.study.training
+        source = self.multiplexed_source()
+        key = cache_key(
+            {
+                "source": source,
+                "model": study.model,
+                "data": study.data,
+                "training": [
+                    training.finetune_epochs,
+                    training.finetune_steps,
+                    training.finetune_learning_rate,
+                    training.batch_rows,
+                    training.max_grad_norm,
+                ],
+                "seed": self.seed,
+            }
+        )
+        folder = study.artifacts_folder / f"teacher-n{self.n}-{key}"
+
+        def build(partial: Path) -> None:
+            model, recovery = self.initial_model()
+            batch = training.batch_rows * self.n
+            steps = steps_for(
+                training.finetune_steps, training.finetune_epochs, len(self.train), batch
+            )
+            phase = finetune_phase(
+                model,
+                self.train,
+                steps,
+                training.finetune_learning_rate,
+                training.batch_rows,
+                self.seed,
+                training,
+            )
+            with self.timer("finetune"):
+                run_phase(
+                    phase, partial / "finetune-checkpoint", training.checkpoint_every, self.progress
+                )
+            save_model(model, partial)
+            with self.timer("evaluate"):
+                write_json(
+                    partial / "teacher.json",
+                    {
+                        "accuracy": accuracy(model, self.dev, training.batch_rows),
+                        "token_recovery": recovery,
+                        "steps": steps,
+                    },
+                )
+
+        if build_once(folder, build):
+            self.reused.append("teacher")
+        return load_model(folder), folder, read_json(folder / "teacher.json")
+
+    def multiplexed_source(self) -> str:
+        template = self.study.model.multiplexed_name_or_path
+        return (
+            template.format(n=self.n) if self.n > 1 and template else self.study.model.name_or_path
+        )
+
+    def initial_model(self) -> tuple[Classifier, float | None]:
+        """The model fine-tuning starts from, and the token recovery of its warm-up."""
+        if self.n == 1 or self.study.model.multiplexed_name_or_path:
+            model, _ = load_pretrained(
+                self.multiplexed_source(), seed=self.seed, **self.overrides()
+            )
+            return model, None
+        return self.warmed_up()
+
+    def overrides(self) -> dict[str, Any]:
+        model, mux = self.study.model, self.study.multiplexing
+        values: dict[str, Any] = {
+            "num_labels": self.spec.num_labels,
+            "num_layers": model.num_layers,
+            "cls_token_id": self.tokenizer.cls_token_id,
+        }
+        if self.n > 1 and not model.multiplexed_name_or_path:
+            from trainers.architecture import DemuxKind, MuxStyle
+
+            values.update(
+                mux_width=self.n,
+                mux_style=MuxStyle(mux.style),
+                key_norm=mux.key_norm,
+                demux=DemuxKind(mux.demux),
+                demux_depth=mux.demux_depth,
+            )
+        return values
+
+    def warmed_up(self) -> tuple[Classifier, float]:
+        study, warmup = self.study, self.study.warmup
+        key = cache_key(
+            {
+                "model": study.model.name_or_path,
+                "layers": study.model.num_layers,
+                "n": self.n,
+                "task_text": study.task,
+                "data": study.data,
+                "multiplexing": study.multiplexing,
+                "warmup": warmup,
+                "seed": self.seed,
+            }
+        )
+        folder = (
+            study.folder.resolve()
+            / "artifacts"
+            / "warmup"
+            / (f"{slug(study.model.name_or_path)}-n{self.n}-{study.task}-{key}")
+        )
+
+        def build(partial: Path) -> None:
+            model, _ = load_pretrained(study.model.name_or_path, seed=self.seed, **self.overrides())
+            head = RetrievalHead(model)
+            text = self.train.truncated(warmup.max_length)
+            dev_text = self.dev.truncated(warmup.max_length)
+            phase = warmup_phase(
+                model, head, text, warmup, self.seed, warmup.steps_per_instance * self.n
+            )
+            with self.timer("warmup"):
+                run_phase(
+                    phase,
+                    partial / "warmup-checkpoint",
+                    study.training.checkpoint_every,
+                    self.progress,
+                )
+                if warmup.mlm_steps:
+                    phase = warmup_phase(
+                        model,
+                        head,
+                        text,
+                        warmup,
+                        self.seed + 1,
+                        warmup.mlm_steps,
+                        mask_token_id=self.tokenizer.mask_token_id,
+                    )
+                    run_phase(
+                        phase,
+                        partial / "mlm-checkpoint",
+                        study.training.checkpoint_every,
+                        self.progress,
+                    )
+            save_model(model, partial)
+            write_json(
+                partial / "warmup.json",
+                {"token_recovery": token_recovery(model, head, dev_text), "steps": phase.steps},
+            )
+
+        if build_once(folder, build):
+            self.reused.append("warmup")
+        model = load_model(folder)
+        model.train()
+        return model, read_json(folder / "warmup.json")["token_recovery"]
+
+    def _result(
+        self,
+        model: Classifier,
+        folder: Path,
+        target: float,
+        achieved: float,
+        teacher_info: dict[str, Any],
+        dev_accuracy: float,
+    ) -> TrialResult:
+        with self.timer("throughput"):
+            throughput = forward_throughput(model, self.dev, self.study.training.batch_rows)
+        return TrialResult(
+            self.study.task,
+            self.n,
+            target,
+            TrialStatus.COMPLETE,
+            accuracy=dev_accuracy,
+            achieved_sparsity=achieved,
+            parameters=prunable_params(model.arch),
+            throughput=throughput,
+            token_recovery=teacher_info.get("token_recovery"),
+            artifact_path=str(folder),
+            seed=self.seed,
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(name_or_path: str):  # type: ignore[no-untyped-def]
+    return load_tokenizer(name_or_path)
+
+
+def _task_data(study: Study, tokenizer) -> tuple[Encoded, Encoded]:  # type: ignore[no-untyped-def]
+    data = study.data
+    length = study.model.max_seq_length
+    train, dev = _splits(
+        study.task, data.source.value, str(study.resolve(data.glue_dir)) if data.glue_dir else ""
+    )
+    train = train.subset(data.max_train_examples, data.subset, study.study.seed)
+    dev = dev.subset(data.max_eval_examples, "first", study.study.seed)
+    return encode(train, tokenizer, length), encode(dev, tokenizer, length)
+
+
+@functools.lru_cache(maxsize=4)
+def _splits(task: str, source: str, glue_dir: str) -> tuple[Split, Split]:
+    if source == DataSource.GLUE_DIR.value:
+        return read_glue_split(glue_dir, task, "train"), read_glue_split(glue_dir, task, "dev")
+    return read_hub_split(task, "train"), read_hub_split(task, "dev")
