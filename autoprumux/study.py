@@ -151,6 +151,10 @@ class TrainingSection:
     post_pruning_steps: int = 0
     batch_rows: int = 32  # rows per batch; a row holds N sentences, so 32*N sentences
     finetune_learning_rate: float = 2e-5
+    # Fine-tuning lr of the parts that start untrained (classifier, pooler, demultiplexer);
+    # 0: finetune_learning_rate.
+    new_learning_rate: float = 0.0
+    freeze_word_embeddings: bool = False  # cheaper steps on a CPU; the tiny study sets it
     pruning_learning_rate: float = 5e-5
     l0_learning_rate: float = 0.01  # log_alpha of the gates
     lagrangian_learning_rate: float = 0.01  # the multipliers (gradient ascent)
@@ -178,6 +182,7 @@ class TrainingSection:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise FieldError(name, f"{getattr(self, name)!r} is not positive")
+        _check_range("new_learning_rate", self.new_learning_rate, 0.0, None)
         _check_range("distill_ce_alpha", self.distill_ce_alpha, 0.0, 1.0)
         _check_range("sparsity_epsilon", self.sparsity_epsilon, 0.0, 0.5)
 

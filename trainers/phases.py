@@ -96,8 +96,15 @@ def finetune_phase(
     teacher: Classifier | None = None,
     name: str = "finetune",
 ) -> Phase:
-    """Cross-entropy on the labels; with a teacher, plus the logit distillation term."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    """Cross-entropy on the labels; with a teacher, plus the logit distillation term. The
+    parts outside the encoder train at ``training.new_learning_rate`` when that is set."""
+    encoder, new = _split_parameters(model)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": encoder, "lr": learning_rate},
+            {"params": new, "lr": training.new_learning_rate or learning_rate},
+        ]
+    )
     size = batch_rows * model.arch.mux_width
 
     def loss(batch: Encoded, step: int) -> Tensor:  # type: ignore[override]
@@ -137,7 +144,8 @@ def pruning_phase(
     optimizer = torch.optim.AdamW(
         [
             {
-                "params": list(student.parameters()) + list(layer_map.parameters()),
+                "params": [p for p in student.parameters() if p.requires_grad]
+                + list(layer_map.parameters()),
                 "lr": training.pruning_learning_rate,
             },
             {

@@ -190,7 +190,7 @@ class _Trial:
         folder = self.study.artifacts_folder / f"trial-n{self.n}-s{sparsity:g}-{key}"
 
         def build(partial: Path) -> None:
-            student = load_model(teacher_dir)
+            student = self.prepared(load_model(teacher_dir))
             l0 = L0Module(student.arch)
             layer_map = identity_map(student.arch.hidden_size)
             batch = training.batch_rows * self.n
@@ -220,7 +220,7 @@ class _Trial:
                     phase, partial / "prune-checkpoint", training.checkpoint_every, self.progress
                 )
             cofi_rule = prunable_params(materialize(student, l0.deterministic()).arch)
-            small = materialize(student, l0.calibrated(sparsity))
+            small = self.prepared(materialize(student, l0.calibrated(sparsity)))
             post = steps_for(
                 training.post_pruning_steps, training.post_pruning_epochs, len(self.train), batch
             )
@@ -263,16 +263,18 @@ class _Trial:
     def teacher(self) -> tuple[Classifier, Path, dict[str, Any]]:
         """The fine-tuned (N, 0) model of this study."""
         study, training = self.study, self.study.training
-        source = self.multiplexed_source()
+        warmed_up = self.n > 1 and not study.model.multiplexed_name_or_path
         key = cache_key(
             {
-                "source": source,
+                "start": self.warmup_folder().name if warmed_up else self.multiplexed_source(),
                 "model": study.model,
                 "data": study.data,
                 "training": [
                     training.finetune_epochs,
                     training.finetune_steps,
                     training.finetune_learning_rate,
+                    training.new_learning_rate,
+                    training.freeze_word_embeddings,
                     training.batch_rows,
                     training.max_grad_norm,
                 ],
@@ -283,6 +285,7 @@ class _Trial:
 
         def build(partial: Path) -> None:
             model, recovery = self.initial_model()
+            self.prepared(model)
             batch = training.batch_rows * self.n
             steps = steps_for(
                 training.finetune_steps, training.finetune_epochs, len(self.train), batch
@@ -314,6 +317,12 @@ class _Trial:
         if build_once(folder, build):
             self.reused.append("teacher")
         return load_model(folder), folder, read_json(folder / "teacher.json")
+
+    def prepared(self, model: Classifier) -> Classifier:
+        """The model with the study's frozen parts frozen."""
+        if self.study.training.freeze_word_embeddings:
+            model.encoder.embeddings.word.weight.requires_grad_(False)
+        return model
 
     def multiplexed_source(self) -> str:
         template = self.study.model.multiplexed_name_or_path
@@ -349,30 +358,34 @@ class _Trial:
             )
         return values
 
-    def warmed_up(self) -> tuple[Classifier, float]:
-        study, warmup = self.study, self.study.warmup
+    def warmup_folder(self) -> Path:
+        """The warm-up artifact of this model, N, recipe and text; shared across studies."""
+        study = self.study
         key = cache_key(
             {
                 "model": study.model.name_or_path,
                 "layers": study.model.num_layers,
+                "length": study.model.max_seq_length,
                 "n": self.n,
                 "task_text": study.task,
                 "data": study.data,
                 "multiplexing": study.multiplexing,
-                "warmup": warmup,
+                "warmup": study.warmup,
+                "frozen_words": study.training.freeze_word_embeddings,
                 "seed": self.seed,
             }
         )
-        folder = (
-            study.folder.resolve()
-            / "artifacts"
-            / "warmup"
-            / (f"{slug(study.model.name_or_path)}-n{self.n}-{study.task}-{key}")
-        )
+        name = f"{slug(study.model.name_or_path)}-n{self.n}-{study.task}-{key}"
+        return study.folder.resolve() / "artifacts" / "warmup" / name
+
+    def warmed_up(self) -> tuple[Classifier, float]:
+        study, warmup = self.study, self.study.warmup
+        folder = self.warmup_folder()
 
         def build(partial: Path) -> None:
             model, _ = load_pretrained(study.model.name_or_path, seed=self.seed, **self.overrides())
             head = RetrievalHead(model)
+            self.prepared(model)
             text = self.train.truncated(warmup.max_length)
             dev_text = self.dev.truncated(warmup.max_length)
             phase = warmup_phase(
