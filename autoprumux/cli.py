@@ -189,6 +189,79 @@ def train(study_path: str, n: int, sparsity: float, seed: int | None, as_json: b
     return 0 if result.reason is None else 1
 
 
+@cli.command()
+@click.option(
+    "--study",
+    "study_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Study file (TOML); its [grid], [model] and [throughput] apply.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default=None,
+    help="Where to measure (default: the study's [throughput] device).",
+)
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None)
+@click.option(
+    "--batch-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows per batch; a batch holds rows x N sequences (the paper: 128).",
+)
+@click.option("--passes", type=click.IntRange(min=1), default=None, help="Timed passes.")
+@click.option(
+    "--trained",
+    is_flag=True,
+    help="Also measure the study's trained models, side by side with the estimates.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Table file (.json keeps the fingerprint); default "
+    "studies/throughput/<study>-<device>-<dtype>.json",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def measure(
+    study_path: str,
+    device: str | None,
+    dtype: str | None,
+    batch_rows: int | None,
+    passes: int | None,
+    trained: bool,
+    out_path: str | None,
+    as_json: bool,
+) -> None:
+    """Measure the throughput table of a study's grid (training-free estimates)."""
+    import dataclasses
+
+    from autoprumux.measurement import run_measure
+    from autoprumux.outputs import format_measurement
+    from autoprumux.study import load_study
+
+    study = load_study(study_path)
+    overrides = {
+        k: v
+        for k, v in {
+            "device": device,
+            "dtype": dtype,
+            "batch_rows": batch_rows,
+            "passes": passes,
+        }.items()
+        if v is not None
+    }
+    settings = dataclasses.replace(study.throughput, **overrides)
+    with _ProgressBar() as bar:
+        report = run_measure(study, settings, trained, out_path, progress=bar.update)
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    else:
+        click.echo(format_measurement(report))
+
+
 class _ProgressBar:
     """One tqdm bar per training phase, on stderr (stdout stays clean for --json)."""
 
@@ -209,11 +282,12 @@ class _ProgressBar:
                 desc=progress.phase,
                 file=sys.stderr,
                 mininterval=1.0,
-                unit="step",
+                unit="pass" if progress.loss is None else "step",
                 dynamic_ncols=True,
             )
         self.bar.update(progress.step - self.bar.n)
-        self.bar.set_postfix(loss=f"{progress.loss:.4f}", refresh=False)
+        if progress.loss is not None:
+            self.bar.set_postfix(loss=f"{progress.loss:.4f}", refresh=False)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

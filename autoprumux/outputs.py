@@ -200,3 +200,39 @@ def format_trial(result) -> str:  # type: ignore[no-untyped-def]
     if result.reused:
         lines.append(f"reused: {', '.join(result.reused)}")
     return "\n".join(lines)
+
+
+def format_measurement(report: dict) -> str:  # type: ignore[type-arg]
+    """``autoprumux measure``'s table: throughput of every (N, s), speedup over (1, 0)."""
+    stamp = report["fingerprint"]
+    lines = [
+        f"study {report['study']} | {stamp['device']} ({stamp['device_name']}) | "
+        f"{stamp['dtype']} | {stamp['threads']} threads | batch {stamp['batch_rows']} x N | "
+        f"{stamp['seq_len']} tokens",
+        f"table written to {report['table']}",
+        "",
+    ]
+    trained = any("trained_throughput" in r for r in report["rows"])
+    header = ["(N, s)", "params", "examples/s", "interval", "speedup", "ideal"]
+    if trained:
+        header += ["trained/s", "estimate error"]
+    rows = []
+    for r in report["rows"]:
+        row = [
+            f"({r['n']}, {r['sparsity']:g})",
+            f"{r['parameters']:,}",
+            f"{r['throughput']:,.1f}",
+            f"{r['low']:,.0f}-{r['high']:,.0f}",
+            f"{r['speedup']:.2f}x",
+            f"{r['ideal_speedup']:.2f}x",
+        ]
+        if trained:
+            has = "trained_throughput" in r
+            row.append(f"{r['trained_throughput']:,.1f}" if has else "-")
+            row.append(f"{r['estimate_error']:+.1%}" if has else "-")
+        rows.append(row)
+    lines += table_lines(header, rows)
+    if report["batch_rows_reduced_to"]:
+        reduced = report["batch_rows_reduced_to"]
+        lines.append(f"note: batches did not fit in memory; rows reduced to {reduced}")
+    return "\n".join(lines)

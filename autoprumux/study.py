@@ -188,6 +188,29 @@ class TrainingSection:
 
 
 @dataclass(frozen=True)
+class ThroughputSection:
+    """How throughput is measured (the paper: forward only, 128 N sequences per batch, padded
+    to the sequence length, several passes with the first discarded)."""
+
+    device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
+    dtype: str = "float32"  # "float32", "bfloat16" or "float16"
+    batch_rows: int = 128  # eval batch = batch_rows x N sequences
+    examples_per_pass: int = 1024  # one pass times about this many examples (SST-2 dev: 872)
+    passes: int = 5  # timed passes, after one discarded pass
+    warmup_passes: int = 1
+    threads: int = 0  # CPU threads; 0: torch's default
+    trial_examples_per_pass: int = 256  # the smaller measurement recorded with every trained trial
+
+    def __post_init__(self) -> None:
+        _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        _check_choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        for name in ("batch_rows", "examples_per_pass", "passes", "trial_examples_per_pass"):
+            _check_range(name, getattr(self, name), 1, None)
+        _check_range("warmup_passes", self.warmup_passes, 0, None)
+        _check_range("threads", self.threads, 0, None)
+
+
+@dataclass(frozen=True)
 class StorageSection:
     # Any SQLAlchemy URL; empty: a SQLite file named after the study beside the study file.
     url: str = ""
@@ -202,6 +225,7 @@ class Study:
     training: TrainingSection = field(default_factory=TrainingSection)
     multiplexing: MultiplexingSection = field(default_factory=MultiplexingSection)
     warmup: WarmupSection = field(default_factory=WarmupSection)
+    throughput: ThroughputSection = field(default_factory=ThroughputSection)
     storage: StorageSection = field(default_factory=StorageSection)
     schema: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)  # the file it was read from

@@ -166,3 +166,47 @@ class Architecture:
 
     def with_mux(self, width: int, **kwargs: Any) -> Architecture:
         return dataclasses.replace(self, mux_width=width, **kwargs)
+
+
+def prunable_params_per_layer(hidden: int, heads: int, head_dim: int, units: int) -> int:
+    """Exact parameter count of one layer's prunable matrices and biases (LayerNorms excluded):
+    Q, K, V, output (4 h d H + 3 h d + H) if it has heads; up, down (2 I H + I + H) if units."""
+    attention = 4 * heads * head_dim * hidden + 3 * heads * head_dim + hidden if heads else 0
+    ffn = 2 * units * hidden + units + hidden if units else 0
+    return attention + ffn
+
+
+def prunable_params(arch: Architecture) -> int:
+    """The encoder's prunable parameters; sparsity is the fraction of the dense count removed."""
+    return sum(
+        prunable_params_per_layer(arch.hidden_size, h, arch.head_dim, i)
+        for h, i in zip(arch.heads, arch.intermediate, strict=True)
+    )
+
+
+def sparsity_of(arch: Architecture, dense: Architecture) -> float:
+    return 1.0 - prunable_params(arch) / prunable_params(dense)
+
+
+def architecture_for_sparsity(dense: Architecture, sparsity: float) -> Architecture:
+    """The training-free stand-in for a model pruned to ``sparsity``, for throughput estimates.
+
+    Rule: every layer keeps round(heads * (1 - s)) heads and the same number of FFN units,
+    chosen so that the exact prunable-parameter count is the closest to (1 - s) of the dense
+    model's; the hidden size is kept. Speed depends on these shapes, not on the weights.
+    """
+    if sparsity == 0:
+        return dense
+    heads = round(dense.num_heads * (1.0 - sparsity))
+    target = (1.0 - sparsity) * prunable_params(dense)
+    width = dense.intermediate[0]
+
+    def total(units: int) -> int:
+        return dense.num_layers * prunable_params_per_layer(
+            dense.hidden_size, heads, dense.head_dim, units
+        )
+
+    units = min(range(width + 1), key=lambda u: abs(total(u) - target))
+    return dataclasses.replace(
+        dense, heads=(heads,) * dense.num_layers, intermediate=(units,) * dense.num_layers
+    )

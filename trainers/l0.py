@@ -30,7 +30,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from trainers.architecture import Architecture
+from trainers.architecture import Architecture, prunable_params, prunable_params_per_layer
 from trainers.masks import Masks
 
 LIMIT_A, LIMIT_B, BETA, EPS = -0.1, 1.1, 2.0 / 3.0, 1e-6
@@ -69,21 +69,6 @@ def deterministic_gates(log_alpha: Tensor) -> Tensor:
         if zeros > 0:
             out[index, torch.topk(soft[index], k=zeros, largest=False).indices] = 0.0
     return out.view_as(log_alpha)
-
-
-def prunable_params_per_layer(hidden: int, heads: int, head_dim: int, units: int) -> int:
-    """Exact parameter count of one layer's prunable matrices and biases (LayerNorms excluded):
-    Q, K, V, output (4 h d H + 3 h d + H) if it has heads; up, down (2 I H + I + H) if units."""
-    attention = 4 * heads * head_dim * hidden + 3 * heads * head_dim + hidden if heads else 0
-    ffn = 2 * units * hidden + units + hidden if units else 0
-    return attention + ffn
-
-
-def prunable_params(arch: Architecture) -> int:
-    return sum(
-        prunable_params_per_layer(arch.hidden_size, h, arch.head_dim, i)
-        for h, i in zip(arch.heads, arch.intermediate, strict=True)
-    )
 
 
 class L0Module(nn.Module):

@@ -19,20 +19,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from autoprumux.progress import Progress, ProgressCallback
+
 
 class Diverged(RuntimeError):
     """A loss became NaN or infinite: the trial fails with this reason."""
-
-
-@dataclass(frozen=True)
-class Progress:
-    phase: str
-    step: int  # 1-based, after the step
-    total: int
-    loss: float
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass

@@ -11,9 +11,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -218,26 +215,6 @@ def accuracy(model: Classifier, data: Encoded, batch_rows: int = 32) -> float:
         predicted = model(batch.input_ids, batch.attention_mask, batch.token_type_ids).argmax(-1)
         right += int((predicted == batch.labels).sum())
     return right / len(data)
-
-
-@torch.no_grad()
-def forward_throughput(
-    model: Classifier, data: Encoded, batch_rows: int = 32, rounds: int = 3
-) -> float:
-    """Examples per second of inference on batch_rows * N dev examples: one warm-up pass, then
-    the median of ``rounds`` timed passes. A simple timing, not the paper's harness."""
-    model.eval()
-    size = batch_rows * model.arch.mux_width
-    index = torch.arange(size) % len(data)
-    batch = data.rows(index)
-    inputs = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
-    model(*inputs)
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        model(*inputs)
-        times.append(time.perf_counter() - start)
-    return size / statistics.median(times)
 
 
 def steps_for(steps: int, epochs: float, examples: int, batch_size: int) -> int:

@@ -28,17 +28,17 @@ from autoprumux.grid import GridPoint
 from autoprumux.records import TrialRecord, TrialStatus
 from autoprumux.study import DataSource, Study
 from autoprumux.tasks import TASKS
+from trainers.architecture import prunable_params
 from trainers.artifacts import build_once, cache_key, read_json, slug, write_json
 from trainers.checkpoints import load_model, load_pretrained, load_tokenizer, save_model
 from trainers.data import Encoded, Split, encode, read_glue_split, read_hub_split
-from trainers.l0 import L0Module, prunable_params
+from trainers.l0 import L0Module
 from trainers.loop import Diverged, ProgressCallback, run_phase
 from trainers.materialize import materialize
 from trainers.model import Classifier
 from trainers.phases import (
     accuracy,
     finetune_phase,
-    forward_throughput,
     identity_map,
     pruning_phase,
     steps_for,
@@ -435,8 +435,10 @@ class _Trial:
         teacher_info: dict[str, Any],
         dev_accuracy: float,
     ) -> TrialResult:
+        from autoprumux.measurement import measure_one
+
         with self.timer("throughput"):
-            throughput = forward_throughput(model, self.dev, self.study.training.batch_rows)
+            throughput = measure_one(model, self.study.throughput, self.study.model.max_seq_length)
         return TrialResult(
             self.study.task,
             self.n,

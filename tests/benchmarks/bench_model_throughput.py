@@ -18,8 +18,8 @@ import time
 
 import torch
 
+from trainers.architecture import prunable_params
 from trainers.checkpoints import load_pretrained
-from trainers.l0 import prunable_params
 from trainers.masks import Masks
 from trainers.materialize import materialize
 from trainers.model import Classifier

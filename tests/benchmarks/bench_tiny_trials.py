@@ -34,8 +34,11 @@ def main() -> None:
         n, s = text.split(":")
         start = time.perf_counter()
         result = run_trial(TrialSpec(study, int(n), float(s)))
-        print(f"trained ({n}, {s}) in {time.perf_counter() - start:.0f}s: {result.status.value} "
-              f"accuracy {result.accuracy} reused {result.reused}", flush=True)  # fmt: skip
+        print(
+            f"trained ({n}, {s}) in {time.perf_counter() - start:.0f}s: {result.status.value} "
+            f"accuracy {result.accuracy} reused {result.reused}",
+            flush=True,
+        )
         results.append(result)
 
     _, dev = _task_data(study, _tokenizer(study.model.name_or_path))
@@ -49,16 +52,22 @@ def main() -> None:
                 model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
                 if round_index:
                     times[i].append(time.perf_counter() - start)
-    rates = [32 * m.arch.mux_width / statistics.median(t) for m, t in zip(models, times, strict=True)]
+    rates = [
+        32 * m.arch.mux_width / statistics.median(t) for m, t in zip(models, times, strict=True)
+    ]
     base = next(rate for r, rate in zip(results, rates, strict=True) if (r.n, r.sparsity) == (1, 0))
-    print(f"\n{'(N, s)':<10} {'dev acc':>8} {'sparsity':>9} {'recovery':>9} {'trial s':>8} "
-          f"{'ex/s':>8} {'speedup':>8}  phases (s)")  # fmt: skip
+    print(
+        f"\n{'(N, s)':<10} {'dev acc':>8} {'sparsity':>9} {'recovery':>9} {'trial s':>8} "
+        f"{'ex/s':>8} {'speedup':>8}  phases (s)"
+    )
     for result, rate in zip(results, rates, strict=True):
         recovery = "-" if result.token_recovery is None else f"{result.token_recovery:.3f}"
         phases = ", ".join(f"{k} {v:.0f}" for k, v in result.phase_seconds.items() if v >= 1)
-        print(f"({result.n}, {result.sparsity:g}){'':<3} {result.accuracy:>8.4f} "
-              f"{result.achieved_sparsity:>9.3f} {recovery:>9} {result.wall_time_s:>8.0f} "
-              f"{rate:>8.0f} {rate / base:>7.2f}x  {phases}")  # fmt: skip
+        print(
+            f"({result.n}, {result.sparsity:g}){'':<3} {result.accuracy:>8.4f} "
+            f"{result.achieved_sparsity:>9.3f} {recovery:>9} {result.wall_time_s:>8.0f} "
+            f"{rate:>8.0f} {rate / base:>7.2f}x  {phases}"
+        )
 
 
 if __name__ == "__main__":

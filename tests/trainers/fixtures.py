@@ -147,4 +147,10 @@ positions = 64
 negatives = 32
 learning_rate = 3e-3
 new_learning_rate = 3e-3
+
+[throughput]
+batch_rows = 8
+examples_per_pass = 32
+trial_examples_per_pass = 16
+passes = 2
 """

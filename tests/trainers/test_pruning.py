@@ -5,16 +5,9 @@ import math
 import pytest
 import torch
 
-from trainers.architecture import Architecture, DemuxKind, MuxStyle
+from trainers.architecture import Architecture, DemuxKind, MuxStyle, prunable_params
 from trainers.checkpoints import load_model, save_model
-from trainers.l0 import (
-    Gate,
-    L0Module,
-    deterministic_gates,
-    keep_probability,
-    prunable_params,
-    sample_gates,
-)
+from trainers.l0 import Gate, L0Module, deterministic_gates, keep_probability, sample_gates
 from trainers.masks import Masks
 from trainers.materialize import materialize
 from trainers.model import Classifier

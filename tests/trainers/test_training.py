@@ -11,9 +11,10 @@ import torch
 from autoprumux.cli import main
 from autoprumux.records import TrialStatus
 from autoprumux.study import load_study
+from trainers.architecture import prunable_params
 from trainers.checkpoints import load_pretrained
 from trainers.data import encode, read_glue_split
-from trainers.l0 import L0Module, prunable_params
+from trainers.l0 import L0Module
 from trainers.loop import run_phase
 from trainers.materialize import materialize
 from trainers.phases import accuracy, finetune_phase, identity_map, pruning_phase, warmup_phase
