@@ -262,6 +262,136 @@ def measure(
         click.echo(format_measurement(report))
 
 
+@cli.command()
+@click.option(
+    "--task", default="sst2", show_default=True, help="GLUE task (sst2, mnli, qnli, qqp)."
+)
+@click.option(
+    "--study",
+    "study_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Study file; default studies/<task>-tiny.toml without a GPU, "
+    "studies/<task>.toml with one.",
+)
+@click.option("--budget", type=float, help="Accuracy points below (1, 0) that may be lost.")
+@click.option(
+    "--relative-budget", type=float, help="Fraction of the (1, 0) accuracy that may be lost."
+)
+@click.option("--min-accuracy", type=float, help="Lowest acceptable accuracy.")
+@click.option(
+    "--gpus",
+    type=float,
+    default=None,
+    help="GPUs for the whole search (default: 0 "
+    "without CUDA, else all visible); with --gpus-per-trial it sets the concurrency.",
+)
+@click.option("--gpus-per-trial", type=float, default=1.0, show_default=True)
+@click.option(
+    "--cpus-per-trial", type=float, default=None, help="Default: 1 with GPUs, else all cores."
+)
+@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
+@click.option("--address", default=None, help="Join this Ray cluster instead of starting one.")
+@click.option("--storage", default=None, help="SQLAlchemy URL; default the study's (SQLite).")
+@click.option(
+    "--trainer",
+    "trainer_spec",
+    default="study",
+    show_default=True,
+    help="'study' trains for real; 'replay:FILE' answers from a results table.",
+)
+@click.option(
+    "--throughput",
+    "throughput_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Throughput table; default studies/throughput/<study>-<device>-<dtype>.json, "
+    "measured first if missing (replay: the replayed table's throughputs).",
+)
+@click.option("--max-trials", type=click.IntRange(min=1), default=None)
+@click.option("--max-gpu-hours", type=click.FloatRange(min=0), default=None)
+@click.option("--max-retries", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document at the end.")
+def search(
+    task: str,
+    study_path: str | None,
+    budget: float | None,
+    relative_budget: float | None,
+    min_accuracy: float | None,
+    gpus: float | None,
+    gpus_per_trial: float,
+    cpus_per_trial: float | None,
+    executor: str,
+    address: str | None,
+    storage: str | None,
+    trainer_spec: str,
+    throughput_path: str | None,
+    max_trials: int | None,
+    max_gpu_hours: float | None,
+    max_retries: int,
+    top_k: int,
+    as_json: bool,
+) -> None:
+    """Find the fastest (N, s) within the budget, training as few models as possible."""
+    from autoprumux.search_command import SearchRequest, run_search_command
+
+    chosen = _budget(budget, relative_budget, min_accuracy)
+    request = SearchRequest(
+        task,
+        study_path,
+        chosen,
+        gpus,
+        gpus_per_trial,
+        cpus_per_trial,
+        executor,
+        address,
+        storage,
+        trainer_spec,
+        throughput_path,
+        max_trials,
+        max_gpu_hours,
+        max_retries,
+        top_k,
+    )
+    report = run_search_command(request, echo=lambda line: click.echo(line, err=True))
+    if as_json:
+        click.echo(json.dumps(report["json"], indent=1))
+    else:
+        click.echo(report["text"])
+
+
+@cli.command()
+@click.option("--storage", default=None, help="SQLAlchemy URL (default: the tiny study's SQLite).")
+@click.option(
+    "--study",
+    "study_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Take the storage from this study file.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+def dashboard(storage: str | None, study_path: str | None, port: int) -> None:
+    """Serve optuna-dashboard for the studies in a storage, on 127.0.0.1."""
+    from autoprumux.study import load_study
+
+    if storage is None:
+        storage = load_study(study_path or _default_study("sst2")).storage_url
+    import optuna_dashboard
+
+    click.echo(
+        f"optuna-dashboard on http://127.0.0.1:{port} for {storage} (Ctrl-C stops it)", err=True
+    )
+    optuna_dashboard.run_server(storage, host="127.0.0.1", port=port)
+
+
+def _default_study(task: str) -> str:
+    from pathlib import Path
+
+    tiny = Path("studies") / f"{task}-tiny.toml"
+    return str(tiny if tiny.is_file() else Path("studies") / f"{task}.toml")
+
+
 class _ProgressBar:
     """One tqdm bar per training phase, on stderr (stdout stays clean for --json)."""
 

@@ -1,6 +1,6 @@
 """Repeat-to-repeat spread of the throughput harness on this machine.
 
-    .venv/bin/python tests/benchmarks/bench_harness.py [--study studies/sst2-tiny.toml] [--repeats 5]
+    .venv/bin/python tests/benchmarks/bench_harness.py [--study FILE] [--repeats 5]
 
 Runs the harness REPEATS times on the study's (1, 0), (1, 0.5) and (2, 0) estimate models with
 the study's [throughput] settings, and prints each run's median examples/s, the coefficient of
@@ -41,16 +41,14 @@ def main() -> None:
     for point in points:
         values = medians[point]
         cv = statistics.stdev(values) / statistics.fmean(values)
-        print(
-            f"{str(point):<10} {statistics.median(values):>15.1f} {cv:>15.1%} {statistics.fmean(within[point]):>15.1%}"
-        )
+        spread = statistics.fmean(within[point])
+        print(f"{str(point):<10} {statistics.median(values):>15.1f} {cv:>15.1%} {spread:>15.1%}")
     base = medians[points[0]]
     for point in points[1:]:
         ratios = [m / b for m, b in zip(medians[point], base, strict=True)]
         cv = statistics.stdev(ratios) / statistics.fmean(ratios)
-        print(
-            f"speedup {point} / (1, 0): median {statistics.median(ratios):.3f}, CV across runs {cv:.1%}"
-        )
+        middle = statistics.median(ratios)
+        print(f"speedup {point} / (1, 0): median {middle:.3f}, CV across runs {cv:.1%}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,286 @@
+"""``autoprumux search``: propose, train, record, until the answer is known.
+
+The :class:`SearchDriver` is the single place where decisions are made: it reads the Optuna
+study (the source of truth), asks the :class:`~autoprumux.proposer.Proposer` for the next points,
+starts their trials and records their outcomes. Executors only run trainings: the local one in
+threads of this process, the Ray one (:mod:`autoprumux.ray_executor`) as Ray Tune trials; both
+call the same ``suggest`` / ``complete``. Resume is free: a rerun reads what is recorded, and
+trials left RUNNING by a killed process are marked failed (interrupted) and trained again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+
+from autoprumux.budget import Budget
+from autoprumux.grid import BASELINE, Grid, GridPoint
+from autoprumux.optuna_store import INTERRUPTED, OptunaStore
+from autoprumux.proposer import Proposer, SearchState
+from autoprumux.recommender import Decision, Recommender
+from autoprumux.records import Observations, ResultsTable, TrialRecord, TrialStatus
+from autoprumux.throughput import ThroughputTable
+
+log = logging.getLogger(__name__)
+Trainer = Callable[[GridPoint], TrialRecord]
+FINISHED = "finished"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    study_name: str
+    task: str
+    grid: Grid
+    budget: Budget
+    storage_url: str
+    workers: int = 1  # trainings at once
+    max_trials: int | None = None  # trainings recorded in the study, all runs together
+    max_gpu_hours: float | None = None
+    max_retries: int = 1  # a failing point is tried 1 + max_retries times
+    gpus_per_trial: float = 0.0  # for GPU-hours: wall time x this
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the CLI shows: a trial started or finished, and the state of the search."""
+
+    kind: str  # "started", "complete", "failed", "stopped"
+    point: GridPoint | None
+    record: TrialRecord | None
+    running: int
+    done: int
+    failed: int
+    best: GridPoint | None
+    message: str = ""
+
+
+@dataclass
+class SearchOutcome:
+    stop_reason: str  # "answer known", "max trials", "max GPU-hours"
+    decision: Decision | None  # top-k for the budget over the candidates
+    trainings_this_run: int
+    trainings_total: int
+    failed_total: int
+    gpu_hours_total: float
+    grid_size: int
+    best: GridPoint | None
+    records: list[TrialRecord] = field(default_factory=list)
+
+
+class SearchDriver:
+    def __init__(
+        self,
+        config: SearchConfig,
+        candidates: ThroughputTable,
+        store: OptunaStore,
+        proposer: Proposer | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.config, self.table, self.store = config, candidates, store
+        self.candidates = {p: v for p, v in candidates.throughput.items() if p in config.grid}
+        self.proposer = proposer or Proposer()
+        self.on_event = on_event or (lambda event: None)
+        self.pending: dict[int, GridPoint] = {}
+        self.started_this_run = 0
+        self.stop_reason = "answer known"
+        recovered = store.recover_interrupted()
+        if recovered:
+            log.info("%d trials interrupted by a previous run will be trained again", recovered)
+
+    # -- what the study says ----------------------------------------------------------------
+
+    def observations(self) -> tuple[Observations, frozenset[GridPoint], list[TrialRecord]]:
+        """(observations of complete trials, points failed for good, all records)."""
+        records = [r for _, r in self.store.records()]
+        complete = [r for r in records if r.status is TrialStatus.COMPLETE]
+        failures = Counter(
+            r.point for r in records if r.status is TrialStatus.FAILED and r.reason != INTERRUPTED
+        )
+        observed = (
+            ResultsTable.from_records(_distinct(complete)).observations(self.config.task)
+            if complete
+            else Observations({}, {})
+        )
+        done_failing = frozenset(
+            p
+            for p, c in failures.items()
+            if c > self.config.max_retries and p not in observed.accuracy
+        )
+        return observed, done_failing, records
+
+    def threshold(self, observed: Observations) -> float | None:
+        budget = self.config.budget
+        if budget.needs_baseline and BASELINE not in observed.accuracy:
+            return None
+        return budget.threshold(observed.accuracy.get(BASELINE))
+
+    def state(self) -> SearchState:
+        observed, failed, _ = self.observations()
+        return SearchState(
+            self.candidates,
+            observed.accuracy,
+            failed,
+            frozenset(self.pending.values()),
+            self.threshold(observed),
+        )
+
+    # -- the executor's interface -----------------------------------------------------------
+
+    def suggest(self, free_slots: int = 1) -> list[tuple[int, GridPoint]] | str:
+        """Trials to start now: [(number, point)], [] to wait for running ones, or FINISHED."""
+        observed, failed, records = self.observations()
+        state = SearchState(
+            self.candidates,
+            observed.accuracy,
+            failed,
+            frozenset(self.pending.values()),
+            self.threshold(observed),
+        )
+        trained = sum(1 for r in records if r.reason != INTERRUPTED)
+        gpu_hours = sum(r.gpu_hours or 0.0 for r in records)
+        cap = self._cap(trained + len(self.pending), gpu_hours)
+        if cap:
+            self.stop_reason = cap
+            return FINISHED if not self.pending else []
+        slots = min(free_slots, (self.config.max_trials or math.inf) - trained - len(self.pending))
+        points = self.proposer.propose(state, int(slots)) if slots > 0 else []
+        if not points:
+            return [] if self.pending else FINISHED
+        started = []
+        for point in points:
+            number = self.store.start(point)
+            self.pending[number] = point
+            self.started_this_run += 1
+            started.append((number, point))
+            self._event("started", point, None, records)
+        return started
+
+    def complete(self, number: int, record: TrialRecord) -> None:
+        point = self.pending.pop(number)
+        if record.point != point:  # a trainer answering another point is a bug, not data
+            raise RuntimeError(f"trial {number} asked for {point} and got {record.point}")
+        if record.gpu_hours is None and record.wall_time_s is not None:
+            record = replace(
+                record, gpu_hours=record.wall_time_s / 3600 * self.config.gpus_per_trial
+            )
+        observed, _, _ = self.observations()
+        threshold = self.threshold(observed)
+        if threshold is None and point == BASELINE and record.accuracy is not None:
+            threshold = self.config.budget.threshold(record.accuracy)  # this record sets it
+        budget = f"{self.config.budget.kind.value} {self.config.budget.value:g}"
+        self.store.set_threshold(threshold, budget)
+        self.store.finish(number, record, threshold)
+        _, _, records = self.observations()
+        self._event(
+            "complete" if record.status is TrialStatus.COMPLETE else "failed",
+            point,
+            record,
+            records,
+        )
+
+    def _cap(self, trained: int, gpu_hours: float) -> str | None:
+        if self.config.max_trials is not None and trained >= self.config.max_trials:
+            return "max trials"
+        if self.config.max_gpu_hours is not None and gpu_hours >= self.config.max_gpu_hours:
+            return "max GPU-hours"
+        return None
+
+    def _event(
+        self,
+        kind: str,
+        point: GridPoint | None,
+        record: TrialRecord | None,
+        records: list[TrialRecord],
+    ) -> None:
+        state = self.state()
+        self.on_event(
+            Event(
+                kind,
+                point,
+                record,
+                len(self.pending),
+                sum(r.status is TrialStatus.COMPLETE for r in records),
+                sum(r.status is TrialStatus.FAILED for r in records),
+                self.proposer.status(state).best,
+            )
+        )
+
+    def outcome(self, top_k: int = 3) -> SearchOutcome:
+        observed, failed, records = self.observations()
+        state = SearchState(
+            self.candidates, observed.accuracy, failed, frozenset(), self.threshold(observed)
+        )
+        decision = None
+        if self.threshold(observed) is not None and BASELINE in self.table.throughput:
+            obs = Observations(
+                observed.accuracy, observed.throughput, observed.failed | failed, observed.source
+            )
+            decision = (
+                Recommender(top_k)
+                .fit(self.config.task, obs, self.table)
+                .recommend(self.config.budget, list(self.candidates))
+            )
+        return SearchOutcome(
+            stop_reason=self.stop_reason,
+            decision=decision,
+            trainings_this_run=self.started_this_run,
+            trainings_total=sum(1 for r in records if r.reason != INTERRUPTED),
+            failed_total=sum(r.status is TrialStatus.FAILED for r in records),
+            gpu_hours_total=sum(r.gpu_hours or 0.0 for r in records),
+            grid_size=len(self.config.grid),
+            best=self.proposer.status(state).best if state.threshold is not None else None,
+            records=records,
+        )
+
+
+def _distinct(records: list[TrialRecord]) -> list[TrialRecord]:
+    """Repeated trainings of one point become distinct seeds so that they average."""
+    seen: Counter[GridPoint] = Counter()
+    out = []
+    for record in records:
+        out.append(replace(record, seed=seen[record.point]))
+        seen[record.point] += 1
+    return out
+
+
+def run_local(driver: SearchDriver, trainer: Trainer, workers: int) -> SearchOutcome:
+    """Run trainings in threads of this process, ``workers`` at a time."""
+    futures: dict[Future[TrialRecord], int] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while True:
+            suggestion = driver.suggest(workers - len(futures)) if len(futures) < workers else []
+            if suggestion == FINISHED and not futures:
+                break
+            for number, point in suggestion if isinstance(suggestion, list) else []:
+                futures[pool.submit(_safe_train, trainer, point)] = number
+            if not futures:
+                break
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                driver.complete(futures.pop(future), future.result())
+    return driver.outcome()
+
+
+def _safe_train(trainer: Trainer, point: GridPoint) -> TrialRecord:
+    """A training that raises is a failed trial with the error as its reason."""
+    try:
+        return trainer(point)
+    except Exception as err:  # recorded as data, like Optuna's FAIL trials
+        log.exception("training %s failed", point)
+        return TrialRecord(
+            "?",
+            point.n,
+            point.sparsity,
+            status=TrialStatus.FAILED,
+            reason=f"{type(err).__name__}: {err}".splitlines()[0][:500],
+        )
+
+
+def candidates_table(
+    throughput: Mapping[GridPoint, float], source: str, fingerprint: dict | None = None
+) -> ThroughputTable:  # type: ignore[type-arg]
+    return ThroughputTable(dict(throughput), fingerprint or {}, source)

@@ -1,0 +1,206 @@
+"""What ``autoprumux search`` does between parsing its options and printing: choose the study,
+the trainer, the throughput table and the executor; run the search; shape the outcome."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoprumux.budget import Budget
+from autoprumux.errors import FieldError
+from autoprumux.outputs import decision_dict, format_decision
+from autoprumux.search import Event, SearchConfig, SearchDriver, SearchOutcome, run_local
+from autoprumux.study import Study, load_study
+from autoprumux.tasks import TASKS
+from autoprumux.throughput import ThroughputTable, read_throughput_table
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    task: str
+    study_path: str | None
+    budget: Budget
+    gpus: float | None
+    gpus_per_trial: float
+    cpus_per_trial: float | None
+    executor: str
+    address: str | None
+    storage: str | None
+    trainer_spec: str
+    throughput_path: str | None
+    max_trials: int | None
+    max_gpu_hours: float | None
+    max_retries: int
+    top_k: int
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def choose_study(request: SearchRequest, echo: Callable[[str], None]) -> Study:
+    if request.task not in TASKS:
+        raise FieldError("--task", f"{request.task!r} is not one of: {', '.join(TASKS)}")
+    if request.study_path:
+        study = load_study(request.study_path)
+    else:
+        gpu = _cuda_available() or bool(request.gpus)
+        name = f"{request.task}.toml" if gpu else f"{request.task}-tiny.toml"
+        path = Path("studies") / name
+        if not path.is_file():
+            raise FieldError(
+                "--study", f"no study given and {path} does not exist; pass --study FILE"
+            )
+        study = load_study(path)
+        echo(
+            f"study: {path} ({'a GPU is present' if gpu else 'no GPU here: the embedded default'})"
+        )
+    if study.task != request.task and request.study_path and request.task != "sst2":
+        raise FieldError("--task", f"{request.task!r} differs from the study's task {study.task!r}")
+    return study
+
+
+def choose_table(
+    request: SearchRequest, study: Study, echo: Callable[[str], None]
+) -> ThroughputTable:
+    if request.throughput_path:
+        return read_throughput_table(request.throughput_path)
+    if request.trainer_spec.startswith("replay:"):
+        from autoprumux.results_io import read_results
+
+        results = read_results(request.trainer_spec.split(":", 1)[1])
+        return ThroughputTable.from_results(results, results.resolve_task(study.task))
+    from autoprumux.measurement import resolve_device, run_measure
+
+    device = resolve_device(study.throughput)
+    path = study.folder / "throughput" / f"{study.name}-{device}-{study.throughput.dtype}.json"
+    if not path.is_file():
+        echo(f"measuring the throughput table first (training-free estimates) -> {path}")
+        run_measure(study, study.throughput, out_path=str(path))
+    return read_throughput_table(path)
+
+
+def make_trainer(request: SearchRequest, study: Study):  # type: ignore[no-untyped-def]
+    from autoprumux.trial_sources import ReplayTrainer, StudyTrainer
+
+    if request.trainer_spec.startswith("replay:"):
+        path = request.trainer_spec.split(":", 1)[1]
+        if not Path(path).is_file():
+            raise FieldError("--trainer", f"replay file {path!r} does not exist")
+        return ReplayTrainer(str(Path(path).resolve()), study.task)
+    if request.trainer_spec != "study":
+        raise FieldError("--trainer", f"{request.trainer_spec!r} is not 'study' or 'replay:FILE'")
+    return StudyTrainer(str(study.path.resolve()) if study.path else "")
+
+
+def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> dict[str, Any]:
+    from autoprumux.optuna_store import OptunaStore
+
+    study = choose_study(request, echo)
+    trainer = make_trainer(request, study)
+    table = choose_table(request, study, echo)
+    gpus = (
+        request.gpus
+        if request.gpus is not None
+        else (_gpu_count() if request.executor == "ray" else 0.0)
+    )
+    if gpus < 0 or request.gpus_per_trial <= 0 and gpus > 0:
+        raise FieldError("--gpus", f"{gpus:g} is not allowed; give a number >= 0")
+    per_trial_gpu = request.gpus_per_trial if gpus > 0 else 0.0
+    cores = os.cpu_count() or 1
+    cpus = request.cpus_per_trial or (1.0 if gpus > 0 else float(cores))
+    workers = max(1, int(gpus // per_trial_gpu)) if gpus > 0 else max(1, int(cores // cpus))
+    config = SearchConfig(
+        study.name,
+        study.task,
+        study.grid.grid,
+        request.budget,
+        request.storage or study.storage_url,
+        workers,
+        request.max_trials,
+        request.max_gpu_hours,
+        request.max_retries,
+        per_trial_gpu,
+    )
+    store = OptunaStore(config.storage_url, config.study_name, config.grid, config.task)
+    echo(
+        f"study {study.name!r} in {config.storage_url} | {request.budget.kind.value} budget "
+        f"{request.budget.value:g} | {workers} trial(s) at a time ({request.executor})"
+    )
+    driver = SearchDriver(config, table, store, on_event=lambda e: echo(_event_line(e)))
+    if request.executor == "ray":
+        from autoprumux.ray_executor import run_ray
+
+        outcome = run_ray(driver, trainer, workers, per_trial_gpu, cpus, request.address, gpus)
+    else:
+        outcome = run_local(driver, trainer, workers)
+    return _report(outcome, config, table, study, request)
+
+
+def _gpu_count() -> float:
+    try:
+        import torch
+
+        return float(torch.cuda.device_count())
+    except ImportError:
+        return 0.0
+
+
+def _event_line(event: Event) -> str:
+    what = f"{event.kind:<8} {event.point}" if event.point is not None else event.kind
+    if event.record is not None and event.record.accuracy is not None:
+        what += f" accuracy {event.record.accuracy:.4f}, {event.record.throughput:,.1f}/s"
+    elif event.record is not None and event.record.reason:
+        what += f" ({event.record.reason})"
+    return (
+        f"{what} | running {event.running}, done {event.done}, failed {event.failed}"
+        f" | best so far {event.best if event.best is not None else '-'}"
+    )
+
+
+def _report(
+    outcome: SearchOutcome,
+    config: SearchConfig,
+    table: ThroughputTable,
+    study: Study,
+    request: SearchRequest,
+) -> dict[str, Any]:
+    summary = (
+        f"stopped: {outcome.stop_reason} | trainings: {outcome.trainings_this_run} this run, "
+        f"{outcome.trainings_total} in the study ({outcome.failed_total} failed) of a "
+        f"{outcome.grid_size}-point grid | GPU-hours {outcome.gpu_hours_total:.2f}"
+    )
+    decision_json = (
+        decision_dict(outcome.decision, config.storage_url, table) if outcome.decision else None
+    )
+    text = [summary, ""]
+    if outcome.decision is not None:
+        text.append(format_decision(outcome.decision, f"study {study.name}", table))
+    else:
+        text.append("no recommendation: the (1, 0) baseline has not been trained")
+    text += ["", f"dashboard: autoprumux dashboard --storage {config.storage_url}"]
+    return {
+        "text": "\n".join(text),
+        "json": {
+            "study": study.name,
+            "storage": config.storage_url,
+            "stop_reason": outcome.stop_reason,
+            "trainings_this_run": outcome.trainings_this_run,
+            "trainings_total": outcome.trainings_total,
+            "failed_total": outcome.failed_total,
+            "grid_size": outcome.grid_size,
+            "gpu_hours_total": outcome.gpu_hours_total,
+            "best": None
+            if outcome.best is None
+            else {"n": outcome.best.n, "sparsity": outcome.best.sparsity},
+            "decision": decision_json,
+        },
+    }

@@ -1,0 +1,59 @@
+"""Where a search's measurements come from: real training, or a recorded full grid (replay).
+
+A trainer is a picklable callable ``(point) -> TrialRecord`` (Ray ships it to its workers).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from autoprumux.grid import GridPoint
+from autoprumux.records import ResultsTable, TrialRecord, TrialStatus
+
+
+@dataclass(frozen=True)
+class ReplayTrainer:
+    """Answers every training from a recorded results table, instantly (``replay:FILE``): the
+    same search code path as real training, for tests, benchmarks and demos. A point the table
+    lacks is a failed training; ``delay_s`` simulates training time."""
+
+    path: str
+    task: str | None = None
+    delay_s: float = 0.0
+
+    def table(self) -> ResultsTable:
+        from autoprumux.results_io import read_results
+
+        return read_results(self.path)
+
+    def __call__(self, point: GridPoint) -> TrialRecord:
+        table = self.table()
+        task = table.resolve_task(self.task)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        for record in table.for_task(task):
+            if record.point == point:
+                return record
+        return TrialRecord(
+            task,
+            point.n,
+            point.sparsity,
+            status=TrialStatus.FAILED,
+            reason=f"replay: {self.path} has no row for {point}",
+        )
+
+
+@dataclass(frozen=True)
+class StudyTrainer:
+    """Trains the point for real with the training engine (``trainers.run_trial``)."""
+
+    study_path: str
+    seed: int | None = None
+
+    def __call__(self, point: GridPoint) -> TrialRecord:
+        from autoprumux.study import load_study
+        from trainers.trial import TrialSpec, run_trial
+
+        study = load_study(self.study_path)
+        return run_trial(TrialSpec(study, point.n, point.sparsity, self.seed)).to_record()

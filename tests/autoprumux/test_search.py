@@ -1,0 +1,289 @@
+"""The whole search loop with the replay trainer: answers, resume, failures, workers, Ray,
+the dashboard, and bad input."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from autoprumux.budget import Budget, BudgetKind
+from autoprumux.cli import main
+from autoprumux.grid import BASELINE, PAPER_GRID
+from autoprumux.optuna_store import OptunaStore
+from autoprumux.records import TrialRecord, TrialStatus
+from autoprumux.results_io import write_results
+from autoprumux.search import SearchConfig, SearchDriver, run_local
+from autoprumux.synthetic import SyntheticFamily, synthetic_results
+from autoprumux.throughput import ThroughputTable
+from autoprumux.trial_sources import ReplayTrainer
+
+ROOT = Path(__file__).resolve().parents[2]
+FAMILY = SyntheticFamily(accuracy_noise=0.0)  # exactly monotone: answers are known
+TABLE = ThroughputTable({p: 1000 * FAMILY.expected_speedup(p) for p in PAPER_GRID})
+
+
+@pytest.fixture
+def grid_file(tmp_path):
+    return write_results(synthetic_results(family=FAMILY, seed=1), tmp_path / "grid.csv")
+
+
+def driver_for(tmp_path, budget=0.03, workers=1, name="s", **config):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    cfg = SearchConfig(
+        name, "sst2", PAPER_GRID, Budget(BudgetKind.ABSOLUTE, budget), url, workers, **config
+    )
+    return SearchDriver(cfg, TABLE, OptunaStore(url, name, PAPER_GRID, "sst2"))
+
+
+def best_by_brute_force(path, budget):
+    truth = ReplayTrainer(str(path)).table().observations("sst2").accuracy
+    threshold = truth[BASELINE] - budget
+    return max((p for p, a in truth.items() if a >= threshold - 1e-9), key=TABLE.throughput.get)
+
+
+@pytest.mark.parametrize("budget", [0.0, 0.02, 0.03, 0.05, 0.08])
+def test_the_loop_finds_the_known_best(tmp_path, grid_file, budget):
+    outcome = run_local(driver_for(tmp_path, budget), ReplayTrainer(str(grid_file)), 1)
+    assert outcome.stop_reason == "answer known"
+    assert outcome.best == best_by_brute_force(grid_file, budget)
+    assert outcome.decision.recommendations[0].point == outcome.best
+    assert outcome.trainings_total < len(PAPER_GRID) // 2
+
+
+class Killed(BaseException):
+    """Stands for the process being killed mid-training (not an Exception: nothing catches it)."""
+
+
+def test_resume_after_a_crash_repeats_nothing(tmp_path, grid_file):
+    calls = []
+
+    def dies_on_the_fourth(point):
+        calls.append(point)
+        if len(calls) == 4:
+            raise Killed
+        return ReplayTrainer(str(grid_file))(point)
+
+    with pytest.raises(Killed):
+        run_local(driver_for(tmp_path), dies_on_the_fourth, 1)
+    interrupted = calls[-1]
+    outcome = run_local(driver_for(tmp_path), ReplayTrainer(str(grid_file)), 1)
+    completed = Counter(r.point for r in outcome.records if r.status is TrialStatus.COMPLETE)
+    assert max(completed.values()) == 1  # no completed trial trained again
+    assert completed[interrupted] == 1  # the interrupted one was
+    assert outcome.best == best_by_brute_force(grid_file, 0.03)
+    assert any(r.reason and r.reason.startswith("interrupted") for r in outcome.records)
+
+
+def test_a_failing_point_is_retried_then_recorded_and_the_search_goes_on(tmp_path, grid_file):
+    replay = ReplayTrainer(str(grid_file))
+    target = best_by_brute_force(grid_file, 0.03)
+
+    def broken(point):
+        if point == target:
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return replay(point)
+
+    outcome = run_local(driver_for(tmp_path, max_retries=2), broken, 1)
+    failures = [r for r in outcome.records if r.point == target]
+    assert len(failures) == 3 and all(r.status is TrialStatus.FAILED for r in failures)
+    assert "RuntimeError: CUDA error" in failures[0].reason
+    assert outcome.stop_reason == "answer known" and outcome.best != target
+
+
+def test_four_workers_on_sqlite_lose_no_record(tmp_path, grid_file):
+    driver = driver_for(tmp_path, budget=0.05, workers=4)
+    outcome = run_local(driver, ReplayTrainer(str(grid_file), delay_s=0.05), 4)
+    assert len(outcome.records) == outcome.trainings_this_run == driver.started_this_run
+    assert all(r.status is TrialStatus.COMPLETE for r in outcome.records)
+    assert outcome.best == best_by_brute_force(grid_file, 0.05)
+
+
+def test_caps_stop_the_search(tmp_path, grid_file):
+    outcome = run_local(driver_for(tmp_path, max_trials=3), ReplayTrainer(str(grid_file)), 1)
+    assert outcome.stop_reason == "max trials" and outcome.trainings_total == 3
+
+
+def test_the_optuna_study_is_what_the_dashboard_reads(tmp_path, grid_file):
+    import optuna
+
+    run_local(driver_for(tmp_path), ReplayTrainer(str(grid_file)), 1)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE] * 2
+    assert study.metric_names == ["accuracy", "throughput"]
+    trial = next(t for t in study.trials if t.params == {"n": 1, "sparsity": 0.0})
+    assert trial.values[0] == trial.user_attrs["threshold"] + 0.03 == pytest.approx(0.93)
+    assert trial.system_attrs["constraints"] == [pytest.approx(-0.03)]
+    assert study.user_attrs["grid"] == PAPER_GRID.spec()
+
+
+def cli_search(tmp_path, grid_file, *extra):
+    return main(
+        [
+            "search",
+            "--study",
+            str(ROOT / "studies" / "sst2.toml"),
+            "--budget",
+            "0.03",
+            "--trainer",
+            f"replay:{grid_file}",
+            "--storage",
+            f"sqlite:///{tmp_path / 'cli.db'}",
+            "--executor",
+            "local",
+            *extra,
+        ]
+    )
+
+
+def test_cli_search_json(tmp_path, grid_file, capsys):
+    assert cli_search(tmp_path, grid_file, "--json") == 0
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    best = best_by_brute_force(grid_file, 0.03)
+    assert document["best"] == {"n": best.n, "sparsity": best.sparsity}
+    assert document["decision"]["recommendations"][0]["n"] == best.n
+    assert document["trainings_total"] < 18 and "complete" in err  # live progress on stderr
+    assert cli_search(tmp_path, grid_file, "--json") == 0  # a rerun trains nothing
+    assert json.loads(capsys.readouterr().out)["trainings_this_run"] == 0
+
+
+@pytest.mark.ray
+def test_ray_executor_with_cpu_trials(tmp_path, grid_file, capsys):
+    assert (
+        cli_search(
+            tmp_path,
+            grid_file,
+            "--json",
+            "--executor",
+            "ray",
+            "--gpus",
+            "0",
+            "--cpus-per-trial",
+            "1",
+        )
+        == 0
+    )
+    document = json.loads(capsys.readouterr().out)
+    best = best_by_brute_force(grid_file, 0.03)
+    assert document["best"] == {"n": best.n, "sparsity": best.sparsity}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--budget", "1.5"], "--budget: 1.5 is outside [0, 1)"),
+        (["--task", "cola"], "--task: 'cola' is not one of"),
+        (["--storage", "notaurl://x"], "--storage 'notaurl://x' cannot be opened"),
+        (["--trainer", "replay:/nonexistent.csv"], "replay file '/nonexistent.csv' does not exist"),
+        (["--executor", "ray", "--gpus", "64"], "--gpus 64: the Ray cluster offers 0 GPU(s)"),
+        (
+            ["--executor", "ray", "--address", "127.0.0.1:1"],
+            "--address 127.0.0.1:1: nothing answers there",
+        ),
+    ],
+)
+def test_bad_search_input_exits_2(tmp_path, grid_file, capsys, extra, message):
+    code = cli_search(tmp_path, grid_file, *extra)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err.splitlines()[-1]
+
+
+def test_a_study_name_with_another_grid_leaves_the_storage_untouched(tmp_path, grid_file, capsys):
+    assert cli_search(tmp_path, grid_file) == 0
+    before = (tmp_path / "cli.db").read_bytes()
+    other = tmp_path / "other.toml"
+    other.write_text(
+        '[study]\ntask = "sst2"\nname = "sst2"\n[grid]\nn = [1, 2]\nsparsity = [0, 0.5]\n'
+    )
+    code = main(
+        [
+            "search",
+            "--study",
+            str(other),
+            "--budget",
+            "0.03",
+            "--trainer",
+            f"replay:{grid_file}",
+            "--storage",
+            f"sqlite:///{tmp_path / 'cli.db'}",
+            "--executor",
+            "local",
+        ]
+    )
+    assert code == 2 and "holds task 'sst2' and grid '1,2,5,10:" in capsys.readouterr().err
+    assert (tmp_path / "cli.db").read_bytes() == before
+
+
+def test_an_invalid_grid_in_the_study_file(tmp_path, grid_file, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[study]\ntask = "sst2"\n[grid]\nn = [2]\n')
+    code = main(
+        ["search", "--study", str(bad), "--budget", "0.03", "--trainer", f"replay:{grid_file}"]
+    )
+    assert code == 2 and "grid.n: the grid must hold N = 1 and s = 0" in capsys.readouterr().err
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_serves_the_study(tmp_path, grid_file):
+    run_local(driver_for(tmp_path, name="dash"), ReplayTrainer(str(grid_file)), 1)
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autoprumux",
+            "dashboard",
+            "--storage",
+            f"sqlite:///{tmp_path / 'study.db'}",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/studies", timeout=2
+                ) as response:
+                    studies = json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the dashboard did not answer")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert [s["study_name"] for s in studies["study_summaries"]] == ["dash"]
+
+
+def test_trial_records_round_trip_through_optuna(tmp_path):
+    store = OptunaStore(f"sqlite:///{tmp_path / 'r.db'}", "r", PAPER_GRID, "sst2")
+    number = store.start(BASELINE)
+    record = TrialRecord(
+        "sst2",
+        1,
+        0.0,
+        0.9,
+        100.0,
+        achieved_sparsity=0.0,
+        wall_time_s=60.0,
+        gpu_hours=0.5,
+        seed=3,
+        artifact_path="/a",
+    )
+    store.finish(number, record, threshold=0.87)
+    assert store.records() == [(number, record)]
