@@ -10,13 +10,14 @@ Facts it relies on (paper section 3.3 and the grids it reports):
   verified (trained and feasible) point can never be the answer.
 
 The search keeps the *open* points: untrained, not settled by the monotone inferences above,
-and faster than the best verified point. It stops when no point is open: the best verified
-point is then the fastest feasible one (given monotonicity). While points are open, it trains
-the point expected to settle the most open points: if the point turns out feasible, every open
-point no faster than it is settled; if not, every open point at least as compressed is. The
-two outcomes are weighted by the chance of feasibility the accuracy surface gives the point
-(logistic in predicted accuracy - threshold, 1 point wide; even odds where the surface has no
-prediction). For k workers it picks the k best distinct points.
+faster than the best verified point, and not confidently predicted (< 5% chance) to miss the
+threshold. It stops when no point is open: the best verified point is then the fastest feasible
+one (given monotonicity). While points are open, every row (a fixed N) offers one probe: the
+largest open sparsity more likely feasible than not by the prediction (the accuracy surface, or
+the paper's additive rule acc(N, s) = acc(N, 0) + acc(1, s) - acc(1, 0)); the smallest open one
+if all are predicted to miss; the middle one (binary search) where nothing predicts. The probe
+with the highest throughput x chance of feasibility is trained first (even odds without a
+prediction). With k workers it proposes the k best distinct probes.
 """
 
 from __future__ import annotations
@@ -110,20 +111,23 @@ class Proposer:
         chosen: list[GridPoint] = []
         taken = set(state.pending)
         while len(chosen) < k:
-            # the lowest N first: its s*(N) bounds every higher row's
-            probe = next(
-                (
-                    p
-                    for n in sorted(rows)
-                    if (p := self._probe(sorted(rows[n]), taken, surface, state)) is not None
-                ),
-                None,
-            )
-            if probe is None:
+            probes = [
+                p
+                for n in sorted(rows)
+                if (p := self._probe(sorted(rows[n]), taken, surface, state)) is not None
+            ]
+            if not probes:
                 break
+            # the most promising row's probe: throughput x chance of feasibility
+            probe = max(probes, key=lambda p: (self._value(p, surface, state), -p.n))
             chosen.append(probe)
             taken.add(probe)
         return chosen
+
+    def _value(self, point: GridPoint, surface: AccuracySurface, state: SearchState) -> float:
+        """Throughput times the chance of feasibility: the expected worth of a probe."""
+        chance = self.feasible_chance(self.predicted(point, surface, state), state)
+        return state.candidates[point] * chance
 
     def predicted(
         self, point: GridPoint, surface: AccuracySurface, state: SearchState

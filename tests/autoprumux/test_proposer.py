@@ -64,7 +64,7 @@ def test_failed_points_count_as_infeasible():
 def test_budget_zero_stops_after_ruling_everything_out():
     truth = synthetic_results().observations("sst2").accuracy
     order, best = run(truth, set(), 0.0)
-    assert best == BASELINE and len(order) <= 5
+    assert best == BASELINE and len(order) < len(PAPER_GRID) // 2
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -22,17 +22,21 @@ import warnings
 from autoprumux.budget import Budget, BudgetKind, budget_sweep
 from autoprumux.grid import BASELINE, PAPER_GRID, PAPER_TRAIN_GRID, GridPoint
 from autoprumux.proposer import Proposer, SearchState
-from autoprumux.records import Observations
 from autoprumux.recommender import Recommender
+from autoprumux.records import Observations
 from autoprumux.synthetic import SyntheticFamily, synthetic_results
 from autoprumux.throughput import ThroughputTable
 
 
-def simulate(truth: dict, failed_truth: set, speed: dict, budget: float) -> tuple[int, GridPoint | None, list]:  # type: ignore[type-arg]
+def simulate(
+    truth: dict, failed_truth: set, speed: dict, budget: float
+) -> tuple[int, GridPoint | None, list]:  # type: ignore[type-arg]
     accuracy, failed, threshold, trained = {}, set(), None, 0
     proposer = Proposer()
     while True:
-        batch = proposer.propose(SearchState(speed, accuracy, frozenset(failed), frozenset(), threshold))
+        batch = proposer.propose(
+            SearchState(speed, accuracy, frozenset(failed), frozenset(), threshold)
+        )
         if not batch:
             break
         point = batch[0]
@@ -51,24 +55,34 @@ def simulate(truth: dict, failed_truth: set, speed: dict, budget: float) -> tupl
 def recommend(accuracy: dict, failed: set, speed: dict, budget: float, points: list) -> list:  # type: ignore[type-arg]
     table = ThroughputTable(speed)
     observations = Observations(accuracy, {p: speed[p] for p in accuracy}, frozenset(failed))
-    decision = Recommender(3).fit("t", observations, table).recommend(Budget(BudgetKind.ABSOLUTE, budget), points)
+    decision = (
+        Recommender(3)
+        .fit("t", observations, table)
+        .recommend(Budget(BudgetKind.ABSOLUTE, budget), points)
+    )
     return [r.point for r in decision.recommendations]
 
 
-def sampler_hit(name: str, truth: dict, speed: dict, threshold: float, trials: int, best: GridPoint, seed: int) -> bool:  # type: ignore[type-arg]
+def sampler_hit(
+    name: str, truth: dict, speed: dict, threshold: float, trials: int, best: GridPoint, seed: int
+) -> bool:  # type: ignore[type-arg]
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     constraints = lambda t: [t.user_attrs["violation"]]  # noqa: E731
-    sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed, constraints_func=constraints),
-               "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints),
-               "random": lambda: optuna.samplers.RandomSampler(seed=seed)}[name]()  # fmt: skip
+    sampler = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, constraints_func=constraints),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }[name]()
     study = optuna.create_study(direction="maximize", sampler=sampler)
     seen = set()
 
     def objective(trial):  # type: ignore[no-untyped-def]
-        point = GridPoint(trial.suggest_categorical("n", [1, 2, 5, 10]),
-                          trial.suggest_categorical("sparsity", list(PAPER_GRID.sparsities)))  # fmt: skip
+        point = GridPoint(
+            trial.suggest_categorical("n", [1, 2, 5, 10]),
+            trial.suggest_categorical("sparsity", list(PAPER_GRID.sparsities)),
+        )
         seen.add(point)
         accuracy = truth.get(point, 0.0)
         trial.set_user_attr("violation", threshold - accuracy)
@@ -96,11 +110,23 @@ def main() -> None:
             best = max((p for p, a in truth.items() if a >= threshold - 1e-9), key=speed.get)
             trained, found, top = simulate(truth, failed_truth, speed, budget)
             paper_train = {p: a for p, a in truth.items() if p in PAPER_TRAIN_GRID}
-            paper_top = recommend(paper_train, {p for p in failed_truth if p in PAPER_TRAIN_GRID},
-                                  speed, budget, list(truth))  # fmt: skip
-            row = {"seed": seed, "budget": budget, "trained": trained, "exact": found == best,
-                   "top1": bool(top) and top[0] == best, "top3": best in top,
-                   "paper_top1": bool(paper_top) and paper_top[0] == best, "paper_top3": best in paper_top}  # fmt: skip
+            paper_top = recommend(
+                paper_train,
+                {p for p in failed_truth if p in PAPER_TRAIN_GRID},
+                speed,
+                budget,
+                list(truth),
+            )
+            row = {
+                "seed": seed,
+                "budget": budget,
+                "trained": trained,
+                "exact": found == best,
+                "top1": bool(top) and top[0] == best,
+                "top3": best in top,
+                "paper_top1": bool(paper_top) and paper_top[0] == best,
+                "paper_top3": best in paper_top,
+            }
             for name in args.samplers:
                 row[name] = sampler_hit(name, truth, speed, threshold, trained, best, seed)
             rows.append(row)
@@ -109,21 +135,31 @@ def main() -> None:
     def rate(key: str, subset: list) -> str:  # type: ignore[type-arg]
         return f"{sum(r[key] for r in subset) / len(subset):.0%}"
 
-    print(f"\n{len(rows)} searches ({args.seeds} grids x 21 budgets), paper grid 4 x 9 = 36 points, "
-          f"paper training grid {len(PAPER_TRAIN_GRID)} points")  # fmt: skip
-    header = f"{'budget':>7} {'trainings (median)':>19} {'exact best':>11} {'top-1':>6} {'top-3':>6} {'paper top-1/3':>14}"
+    print(
+        f"\n{len(rows)} searches ({args.seeds} grids x 21 budgets), paper grid 4 x 9 = 36 points, "
+        f"paper training grid {len(PAPER_TRAIN_GRID)} points"
+    )
+    header = (
+        f"{'budget':>7} {'trainings (median)':>19} {'exact best':>11} {'top-1':>6} {'top-3':>6} "
+        f"{'paper top-1/3':>14}"
+    )
     header += "".join(f" {name + ' hit':>10}" for name in args.samplers)
     print(header)
     for budget in budget_sweep():
         subset = [r for r in rows if r["budget"] == budget]
-        line = (f"{budget:>7.3f} {statistics.median(r['trained'] for r in subset):>19} {rate('exact', subset):>11} "
-                f"{rate('top1', subset):>6} {rate('top3', subset):>6} "
-                f"{rate('paper_top1', subset) + ' / ' + rate('paper_top3', subset):>14}")  # fmt: skip
+        line = (
+            f"{budget:>7.3f} {statistics.median(r['trained'] for r in subset):>19} "
+            f"{rate('exact', subset):>11} "
+            f"{rate('top1', subset):>6} {rate('top3', subset):>6} "
+            f"{rate('paper_top1', subset) + ' / ' + rate('paper_top3', subset):>14}"
+        )
         line += "".join(f" {rate(name, subset):>10}" for name in args.samplers)
         print(line)
-    line = (f"{'all':>7} {statistics.median(r['trained'] for r in rows):>19} {rate('exact', rows):>11} "
-            f"{rate('top1', rows):>6} {rate('top3', rows):>6} "
-            f"{rate('paper_top1', rows) + ' / ' + rate('paper_top3', rows):>14}")  # fmt: skip
+    line = (
+        f"{'all':>7} {statistics.median(r['trained'] for r in rows):>19} {rate('exact', rows):>11} "
+        f"{rate('top1', rows):>6} {rate('top3', rows):>6} "
+        f"{rate('paper_top1', rows) + ' / ' + rate('paper_top3', rows):>14}"
+    )
     line += "".join(f" {rate(name, rows):>10}" for name in args.samplers)
     print(line)
 
