@@ -23,7 +23,7 @@ prediction). With k workers it proposes the k best distinct probes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from autoprumux.budget import FEASIBILITY_TOLERANCE
@@ -173,12 +173,3 @@ class Proposer:
         if predicted is None or state.threshold is None:
             return 0.5
         return 1.0 / (1.0 + math.exp(-(predicted - state.threshold) / self.uncertainty))
-
-
-def candidates_from(
-    throughput: Mapping[GridPoint, float], grid: Iterable[GridPoint] | None
-) -> dict[GridPoint, float]:
-    """The points a search may train: the grid's points that have a throughput."""
-    if grid is None:
-        return dict(throughput)
-    return {p: throughput[p] for p in grid if p in throughput}

@@ -151,18 +151,7 @@ def _trainable(config: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
 
 
 def _record_from_result(task: str, point: GridPoint, result: dict[str, Any]) -> TrialRecord:
-    status = TrialStatus(result["status"])
-    return TrialRecord(
-        task,
-        point.n,
-        point.sparsity,
-        accuracy=result.get("accuracy"),
-        throughput=result.get("throughput"),
-        status=status,
-        reason=result.get("reason"),
-        achieved_sparsity=result.get("achieved_sparsity"),
-        wall_time_s=result.get("wall_time_s"),
-        gpu_hours=result.get("gpu_hours"),
-        seed=result.get("seed"),
-        artifact_path=result.get("artifact_path"),
-    )
+    from autoprumux.results_io import record_from_row
+
+    row = {**result, "task": task, "n": point.n, "sparsity": point.sparsity}
+    return record_from_row(row, "Ray trial result", 1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
@@ -278,9 +278,3 @@ def _safe_train(trainer: Trainer, point: GridPoint) -> TrialRecord:
             status=TrialStatus.FAILED,
             reason=f"{type(err).__name__}: {err}".splitlines()[0][:500],
         )
-
-
-def candidates_table(
-    throughput: Mapping[GridPoint, float], source: str, fingerprint: dict | None = None
-) -> ThroughputTable:  # type: ignore[type-arg]
-    return ThroughputTable(dict(throughput), fingerprint or {}, source)
