@@ -362,6 +362,72 @@ def search(
 
 
 @cli.command()
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A results table (.csv/.json/.parquet) ...",
+)
+@click.option(
+    "--storage", default=None, help="... or the Optuna storage of a search, with --study-name."
+)
+@click.option("--study-name", default=None, help="The study's name in --storage.")
+@click.option("--task", default=None, help="Task to use when the results hold several.")
+@click.option(
+    "--throughput",
+    "throughput_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Throughput table (default: the measured throughputs).",
+)
+@click.option("--budget", type=float, help="The budget to highlight (absolute points).")
+@click.option("--relative-budget", type=float)
+@click.option("--min-accuracy", type=float)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Default reports/<name>.html",
+)
+def report(
+    results_path: str | None,
+    storage: str | None,
+    study_name: str | None,
+    task: str | None,
+    throughput_path: str | None,
+    budget: float | None,
+    relative_budget: float | None,
+    min_accuracy: float | None,
+    out_path: str | None,
+) -> None:
+    """Write the HTML report: Pareto frontiers, top-3 per budget, surrogate quality, cost."""
+    from autoprumux import report_command
+    from autoprumux.report_html import write_report
+
+    if budget is None and relative_budget is None and min_accuracy is None:
+        budget = 0.03
+    chosen = _budget(budget, relative_budget, min_accuracy)
+    if results_path and not storage:
+        data = report_command.from_results(results_path, task, chosen, throughput_path)
+    elif storage and study_name and not results_path:
+        data = report_command.from_storage(storage, study_name, chosen, throughput_path)
+    else:
+        raise FieldError(
+            "--results", "give --results FILE, or --storage URL with --study-name NAME"
+        )
+    path = write_report(data, out_path or f"reports/{_file_name(data.title)}.html")
+    click.echo(str(path))
+
+
+def _file_name(title: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-") or "report"
+
+
+@cli.command()
 @click.option("--storage", default=None, help="SQLAlchemy URL (default: the tiny study's SQLite).")
 @click.option(
     "--study",

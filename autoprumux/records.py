@@ -176,3 +176,17 @@ class ResultsTable:
 def is_missing(value: object) -> bool:
     """Empty cells: None, '', or a float NaN from a typed reader (Parquet)."""
     return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def distinct_seeds(records: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """Repeated trainings of one point (a search's retries) as distinct seeds, so that they
+    average instead of conflicting."""
+    from collections import Counter
+    from dataclasses import replace
+
+    seen: Counter[GridPoint] = Counter()
+    out = []
+    for record in records:
+        out.append(replace(record, seed=seen[record.point]))
+        seen[record.point] += 1
+    return out

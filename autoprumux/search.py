@@ -22,7 +22,7 @@ from autoprumux.grid import BASELINE, Grid, GridPoint
 from autoprumux.optuna_store import INTERRUPTED, OptunaStore
 from autoprumux.proposer import Proposer, SearchState
 from autoprumux.recommender import Decision, Recommender
-from autoprumux.records import Observations, ResultsTable, TrialRecord, TrialStatus
+from autoprumux.records import Observations, ResultsTable, TrialRecord, TrialStatus, distinct_seeds
 from autoprumux.throughput import ThroughputTable
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class SearchDriver:
             r.point for r in records if r.status is TrialStatus.FAILED and r.reason != INTERRUPTED
         )
         observed = (
-            ResultsTable.from_records(_distinct(complete)).observations(self.config.task)
+            ResultsTable.from_records(distinct_seeds(complete)).observations(self.config.task)
             if complete
             else Observations({}, {})
         )
@@ -235,16 +235,6 @@ class SearchDriver:
             best=self.proposer.status(state).best if state.threshold is not None else None,
             records=records,
         )
-
-
-def _distinct(records: list[TrialRecord]) -> list[TrialRecord]:
-    """Repeated trainings of one point become distinct seeds so that they average."""
-    seen: Counter[GridPoint] = Counter()
-    out = []
-    for record in records:
-        out.append(replace(record, seed=seen[record.point]))
-        seen[record.point] += 1
-    return out
 
 
 def run_local(driver: SearchDriver, trainer: Trainer, workers: int) -> SearchOutcome:

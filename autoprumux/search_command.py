@@ -145,6 +145,16 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
     return _report(outcome, config, table, study, request)
 
 
+def _write_report(config: SearchConfig, study: Study, request: SearchRequest) -> str:
+    from autoprumux.report_command import from_storage
+    from autoprumux.report_html import write_report
+
+    data = from_storage(
+        config.storage_url, config.study_name, request.budget, request.throughput_path
+    )
+    return str(write_report(data, study.folder.resolve().parent / "reports" / f"{study.name}.html"))
+
+
 def _gpu_count() -> float:
     try:
         import torch
@@ -186,7 +196,12 @@ def _report(
         text.append(format_decision(outcome.decision, f"study {study.name}", table))
     else:
         text.append("no recommendation: the (1, 0) baseline has not been trained")
-    text += ["", f"dashboard: autoprumux dashboard --storage {config.storage_url}"]
+    report = _write_report(config, study, request)
+    text += [
+        "",
+        f"report: {report}",
+        f"dashboard: autoprumux dashboard --storage {config.storage_url}",
+    ]
     return {
         "text": "\n".join(text),
         "json": {
@@ -202,5 +217,6 @@ def _report(
             if outcome.best is None
             else {"n": outcome.best.n, "sparsity": outcome.best.sparsity},
             "decision": decision_json,
+            "report": report,
         },
     }

@@ -15,6 +15,9 @@ CORE = (
     "autoprumux.study",
     "autoprumux.outputs",
     "autoprumux.synthetic",
+    "autoprumux.proposer",
+    "autoprumux.report",
+    "autoprumux.harness",
 )
 
 

@@ -153,6 +153,7 @@ def test_cli_search_json(tmp_path, grid_file, capsys):
     assert document["best"] == {"n": best.n, "sparsity": best.sparsity}
     assert document["decision"]["recommendations"][0]["n"] == best.n
     assert document["trainings_total"] < 18 and "complete" in err  # live progress on stderr
+    assert Path(document["report"]).is_file()  # the HTML report is written at the end
     assert cli_search(tmp_path, grid_file, "--json") == 0  # a rerun trains nothing
     assert json.loads(capsys.readouterr().out)["trainings_this_run"] == 0
 

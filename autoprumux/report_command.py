@@ -1,0 +1,99 @@
+"""Where a report's data come from: a results file, or the Optuna study of a search."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from autoprumux import __version__
+from autoprumux.budget import Budget
+from autoprumux.errors import DataError
+from autoprumux.grid import BASELINE, Grid, parse_grid_spec
+from autoprumux.records import ResultsTable, distinct_seeds
+from autoprumux.report import ReportInput
+from autoprumux.throughput import ThroughputTable, read_throughput_table
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"autoprumux": __version__}
+    for name in ("torch", "optuna", "ray", "plotly"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
+
+
+def _table(results: ResultsTable, task: str, throughput_path: str | None) -> ThroughputTable | None:
+    """--throughput, else the results' own throughputs; None without a (1, 0) row (the report
+    then says what is missing)."""
+    if throughput_path:
+        return read_throughput_table(throughput_path)
+    observed = results.observations(task).throughput
+    if BASELINE not in observed:
+        return None
+    return ThroughputTable(dict(observed), {"task": task}, f"{results.source} (task {task})")
+
+
+def from_results(
+    path: str,
+    task: str | None,
+    budget: Budget,
+    throughput_path: str | None,
+    grid_spec: str | None = None,
+) -> ReportInput:
+    from autoprumux.results_io import read_results
+
+    results = read_results(path)
+    task = results.resolve_task(task)
+    records = results.for_task(task)
+    grid = (
+        parse_grid_spec(grid_spec)
+        if grid_spec
+        else Grid(
+            tuple(sorted({r.n for r in records})), tuple(sorted({r.sparsity for r in records}))
+        )
+    )
+    return ReportInput(
+        Path(path).stem,
+        task,
+        grid,
+        budget,
+        results.observations(task),
+        _table(results, task, throughput_path),
+        records,
+        {"results": path, **_versions()},
+    )
+
+
+def from_storage(
+    url: str, study_name: str, budget: Budget, throughput_path: str | None
+) -> ReportInput:
+    import optuna
+
+    from autoprumux.optuna_store import OptunaStore
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=url)
+    except KeyError:
+        raise DataError(url, f"holds no study named {study_name!r}") from None
+    grid_spec, task = study.user_attrs.get("grid"), study.user_attrs.get("task")
+    if not grid_spec or not task:
+        raise DataError(url, f"study {study_name!r} was not written by autoprumux search")
+    grid = parse_grid_spec(grid_spec)
+    records = [r for _, r in OptunaStore(url, study_name, grid, task).records()]
+    results = ResultsTable.from_records(distinct_seeds(records), source=f"study {study_name}")
+    observations = (
+        results.observations(task) if records else ResultsTable((), "").observations(task)
+    )
+    return ReportInput(
+        study_name,
+        task,
+        grid,
+        budget,
+        observations,
+        _table(results, task, throughput_path),
+        records,
+        {"storage": url, "study": study_name, **_versions()},
+    )

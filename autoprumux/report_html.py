@@ -1,0 +1,278 @@
+"""Render the report's data (:mod:`autoprumux.report`) as one self-contained HTML file.
+
+plotly.js is inlined once (the file works offline and from file://); every user-provided
+string (study and task names, paths, fingerprints) is HTML-escaped and never enters a script.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from autoprumux.grid import Family
+from autoprumux.report import (
+    ReportInput,
+    cost,
+    pareto_frontier,
+    recommendations,
+    surface_heatmap,
+    surrogate_quality,
+    tradeoff,
+)
+
+FAMILY_STYLE = {
+    Family.BASELINE: ("BERT-base (1, 0)", "#222222"),
+    Family.COFI: ("CoFi (N = 1)", "#1f77b4"),
+    Family.DATAMUX: ("DataMUX (s = 0)", "#2ca02c"),
+    Family.PRUMUX: ("PruMUX (N > 1, s > 0)", "#d62728"),
+}
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def render(data: ReportInput) -> str:
+    import plotly.graph_objects as go
+
+    started = time.perf_counter()
+    parts: list[str] = []
+    include_js: Any = True  # the first figure carries plotly.js, inline
+
+    def figure(fig: go.Figure, name: str) -> str:
+        nonlocal include_js
+        fig.update_layout(
+            margin={"l": 60, "r": 20, "t": 40, "b": 50}, height=460, template="plotly_white"
+        )
+        out = fig.to_html(
+            full_html=False,
+            include_plotlyjs=include_js,
+            div_id=name,
+            config={"displaylogo": False, "responsive": True},
+        )
+        include_js = False
+        return out
+
+    missing = data.missing()
+    budget_text = (
+        data.budget.describe(data.baseline_accuracy)
+        if not (data.budget.needs_baseline and data.baseline_accuracy is None)
+        else (f"{data.budget.kind.value} budget {data.budget.value:g} (no baseline yet)")
+    )
+    parts.append(f"<h1>autoprumux report: {_e(data.title)}</h1>")
+    parts.append(f"<p class='lead'>task <b>{_e(data.task)}</b> | {_e(budget_text)}</p>")
+    if missing:
+        parts.append(
+            "<div class='warn'><b>This report is incomplete:</b><ul>"
+            + "".join(f"<li>{_e(m)}</li>" for m in missing)
+            + "</ul></div>"
+        )
+
+    rows = recommendations(data)
+    requested = next((r for r in rows if r.requested), None)
+    if requested is not None and requested.top:
+        best = requested.top[0]
+        measured = "measured" if best["accuracy_measured"] else "predicted"
+        parts.append(
+            f"<div class='answer'>Deploy <b>{_e(best['point'])}</b>: {best['speedup']:.2f}x the "
+            f"throughput of (1, 0) at {measured} accuracy {best['accuracy']:.4f} "
+            f"(threshold {requested.threshold:.4f}).</div>"
+        )
+
+    # 1. throughput vs accuracy
+    series = tradeoff(data)
+    fig = go.Figure()
+    for family, points in series.items():
+        label, color = FAMILY_STYLE[family]
+        for measured in (True, False):
+            chosen = [p for p in points if p.measured is measured]
+            if chosen:
+                fig.add_trace(
+                    go.Scatter(
+                        x=[p.accuracy for p in chosen],
+                        y=[p.speedup for p in chosen],
+                        mode="markers+text",
+                        name=f"{label}, {'measured' if measured else 'predicted'}",
+                        text=[str(p.point) for p in chosen],
+                        textposition="top center",
+                        marker={
+                            "color": color,
+                            "size": 10 if measured else 8,
+                            "symbol": "circle" if measured else "circle-open",
+                        },
+                    )
+                )
+        frontier = pareto_frontier(points)
+        if len(frontier) > 1:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p.accuracy for p in frontier],
+                    y=[p.speedup for p in frontier],
+                    mode="lines",
+                    line={"color": color, "dash": "dot"},
+                    name=f"{label} frontier",
+                )
+            )
+    fig.update_xaxes(title="accuracy", autorange="reversed")
+    fig.update_yaxes(title="throughput improvement over (1, 0) (x)")
+    parts.append("<h2>1. Throughput vs accuracy</h2>" + figure(fig, "tradeoff"))
+
+    # 2. recommendations
+    table = [
+        "<table><tr><th>budget</th><th>threshold</th><th>rank</th><th>(N, s)</th>"
+        "<th>accuracy</th><th>speedup</th><th>measured throughput</th></tr>"
+    ]
+    for row in rows:
+        css = " class='requested'" if row.requested else ""
+        if not row.top:
+            table.append(
+                f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
+                "<td colspan='5'>nothing meets the threshold</td></tr>"
+            )
+        for item in row.top:
+            how = "measured" if item["accuracy_measured"] else "predicted"
+            accuracy = f"{item['accuracy']:.4f} ({how})"
+            thr = (
+                "-"
+                if item["measured_throughput"] is None
+                else f"{item['measured_throughput']:,.1f}/s"
+            )
+            table.append(
+                f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td><td>{item['rank']}</td>"
+                f"<td>{_e(item['point'])}</td><td>{accuracy}</td><td>{item['speedup']:.2f}x</td>"
+                f"<td>{thr}</td></tr>"
+            )
+    table.append("</table>")
+    parts.append(
+        "<h2>2. Recommendations per accuracy budget</h2>"
+        "<p>Highlighted: the budget asked for.</p>" + "".join(table)
+    )
+
+    # 3. accuracy surface
+    heat = surface_heatmap(data)
+    fig = go.Figure(
+        go.Heatmap(
+            z=[list(r) for r in heat.accuracy],
+            x=[f"{s:g}" for s in heat.sparsities],
+            y=[str(n) for n in heat.n_values],
+            colorscale="Viridis",
+            colorbar={"title": "accuracy"},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[f"{p.sparsity:g}" for p in heat.trained],
+            y=[str(p.n) for p in heat.trained],
+            mode="markers",
+            marker={"symbol": "x", "color": "white", "size": 11},
+            name="trained",
+        )
+    )
+    edge = [(n, s) for n, s in heat.boundary if s is not None]
+    if edge:
+        fig.add_trace(
+            go.Scatter(
+                x=[f"{s:g}" for _, s in edge],
+                y=[str(n) for n, _ in edge],
+                mode="lines+markers",
+                line={"color": "red"},
+                name="largest feasible s (requested budget)",
+            )
+        )
+    fig.update_xaxes(title="sparsity s", type="category")
+    fig.update_yaxes(title="N", type="category")
+    parts.append("<h2>3. Accuracy surface</h2>" + figure(fig, "surface"))
+
+    # 4. surrogate quality
+    quality, m_a, m_t = surrogate_quality(data)
+    predicted = [q for q in quality if q.predicted_accuracy is not None]
+    if predicted:
+        fig = go.Figure(
+            go.Scatter(
+                x=[q.measured_accuracy for q in predicted],
+                y=[q.predicted_accuracy for q in predicted],
+                mode="markers+text",
+                text=[str(q.point) for q in predicted],
+                textposition="top center",
+                name="leave-one-out",
+            )
+        )
+        low = min(
+            min(q.measured_accuracy for q in predicted),
+            min(q.predicted_accuracy for q in predicted),
+        )  # type: ignore[type-var]
+        high = max(
+            max(q.measured_accuracy for q in predicted),
+            max(q.predicted_accuracy for q in predicted),
+        )  # type: ignore[type-var]
+        fig.add_trace(
+            go.Scatter(
+                x=[low, high], y=[low, high], mode="lines", line={"dash": "dash"}, name="exact"
+            )
+        )
+        fig.update_xaxes(title="measured accuracy")
+        fig.update_yaxes(title="predicted accuracy (leave-one-out)")
+        text = f"M_A (within 1.5 points): {m_a:.0%} of {len(predicted)}" if m_a is not None else ""
+        text += f"; M_T (table within 20% of measured): {m_t:.0%}" if m_t is not None else ""
+        parts.append(
+            f"<h2>4. How far to trust the surrogate</h2><p>{_e(text)}</p>" + figure(fig, "quality")
+        )
+    else:
+        parts.append(
+            "<h2>4. How far to trust the surrogate</h2><p>Not enough trained PruMUX points "
+            "(N &gt; 1, s &gt; 0) for a leave-one-out check yet.</p>"
+        )
+
+    # 5. cost
+    spent = cost(data)
+    exhaustive = "-" if spent.exhaustive_gpu_hours is None else f"{spent.exhaustive_gpu_hours:.2f}"
+    parts.append(
+        "<h2>5. Cost</h2><table><tr><th>trained</th><th>failed</th><th>never trained</th>"
+        "<th>grid</th><th>GPU-hours spent</th>"
+        "<th>GPU-hours for the exhaustive grid (est.)</th></tr>"
+        f"<tr><td>{spent.trained}</td><td>{spent.failed}</td><td>{spent.skipped}</td><td>{spent.grid_size}</td>"
+        f"<td>{spent.gpu_hours:.2f}</td><td>{exhaustive}</td></tr></table>"
+    )
+
+    # 6. provenance
+    stamp = {
+        **data.provenance,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "throughput table": data.table.source if data.table else "-",
+        **{
+            f"fingerprint.{k}": v for k, v in (data.table.fingerprint if data.table else {}).items()
+        },
+    }
+    parts.append(
+        "<h2>6. Provenance</h2><table>"
+        + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in stamp.items())
+        + "</table>"
+    )
+    parts.append(f"<p class='small'>rendered in {time.perf_counter() - started:.2f} s</p>")
+    return PAGE.format(title=_e(f"autoprumux: {data.title}"), body="\n".join(parts))
+
+
+def write_report(data: ReportInput, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(data), encoding="utf-8")
+    return path
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }}
+tr.requested td {{ background: #fff3c4; font-weight: 600; }}
+.answer {{ font-size: 1.2em; background: #e8f4ea; padding: 0.8em; border-radius: 6px; }}
+.warn {{ background: #fde2e2; padding: 0.6em 1em; border-radius: 6px; }}
+.lead {{ color: #555; }} .small {{ color: #888; font-size: 0.8em; }}
+</style></head><body>
+{body}
+</body></html>
+"""
