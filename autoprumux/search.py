@@ -118,8 +118,12 @@ class SearchDriver:
             return None
         return budget.threshold(observed.accuracy.get(BASELINE))
 
-    def state(self) -> SearchState:
-        observed, failed, _ = self.observations()
+    def state(
+        self, observed: Observations | None = None, failed: frozenset[GridPoint] | None = None
+    ) -> SearchState:
+        """What the proposer sees now (from the study, unless given)."""
+        if observed is None or failed is None:
+            observed, failed, _ = self.observations()
         return SearchState(
             self.candidates,
             observed.accuracy,
@@ -133,13 +137,7 @@ class SearchDriver:
     def suggest(self, free_slots: int = 1) -> list[tuple[int, GridPoint]] | str:
         """Trials to start now: [(number, point)], [] to wait for running ones, or FINISHED."""
         observed, failed, records = self.observations()
-        state = SearchState(
-            self.candidates,
-            observed.accuracy,
-            failed,
-            frozenset(self.pending.values()),
-            self.threshold(observed),
-        )
+        state = self.state(observed, failed)
         trained = sum(1 for r in records if r.reason != INTERRUPTED)
         gpu_hours = sum(r.gpu_hours or 0.0 for r in records)
         cap = self._cap(trained + len(self.pending), gpu_hours)
