@@ -458,6 +458,27 @@ def _default_study(task: str) -> str:
     return str(tiny if tiny.is_file() else Path("studies") / f"{task}.toml")
 
 
+@cli.command()
+@click.option("--study", "study_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--n", "n", required=True, type=click.IntRange(min=2), help="Multiplexing width N.")
+@click.option("--json", "as_json", is_flag=True)
+def warmup(study_path: str, n: int, as_json: bool) -> None:
+    """Build (or reuse) the retrieval warm-up of width N ahead of a search."""
+    from autoprumux.study import load_study
+    from trainers.trial import warm_up
+
+    study = load_study(study_path)
+    with _ProgressBar() as bar:
+        result = warm_up(study, n, progress=bar.update)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+    else:
+        click.echo(
+            f"warm-up N={n}: token recovery {result['token_recovery']:.3f} "
+            f"({'reused' if result['reused'] else 'trained'}) -> {result['artifact_path']}"
+        )
+
+
 class _ProgressBar:
     """One tqdm bar per training phase, on stderr (stdout stays clean for --json)."""
 

@@ -13,6 +13,7 @@ a batch. torch and the training engine are imported only here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import re
@@ -81,7 +82,11 @@ def estimate_models(study: Study, points: list[GridPoint]) -> dict[GridPoint, An
     import torch
 
     from autoprumux.tasks import TASKS
-    from trainers.architecture import Architecture, DemuxKind, MuxStyle, architecture_for_sparsity
+    from trainers.architecture import (
+        Architecture,
+        architecture_for_sparsity,
+        multiplexing_fields,
+    )
     from trainers.checkpoints import load_tokenizer, read_hf_config, resolve_model_path
     from trainers.model import Classifier
 
@@ -91,24 +96,14 @@ def estimate_models(study: Study, points: list[GridPoint]) -> dict[GridPoint, An
             **config,
             "num_hidden_layers": min(study.model.num_layers, config["num_hidden_layers"]),
         }
-    mux = study.multiplexing
     cls_token_id = load_tokenizer(study.model.name_or_path).cls_token_id
     dense = Architecture.from_hf_config(
         config, num_labels=TASKS[study.task].num_labels, cls_token_id=cls_token_id
     )
     models = {}
     for point in points:
-        arch = (
-            dense
-            if point.n == 1
-            else dense.with_mux(
-                point.n,
-                mux_style=MuxStyle(mux.style),
-                key_norm=mux.key_norm,
-                demux=DemuxKind(mux.demux),
-                demux_depth=mux.demux_depth,
-            )
-        )
+        fields = multiplexing_fields(study.multiplexing, point.n) if point.n > 1 else {}
+        arch = dataclasses.replace(dense, **fields)
         torch.manual_seed(0)
         models[point] = Classifier(architecture_for_sparsity(arch, point.sparsity)).eval()
     return models

@@ -83,8 +83,12 @@ class MultiplexingSection:
     demux: str = "index_pos"  # "index_pos" (MUX-BERT) or "mlp" (one MLP per instance)
     key_norm: float = 0.0  # L2 norm of each instance key row; 0: sqrt(hidden size)
     demux_depth: int = 3
+    # What the classifier of an N > 1 model reads: "cls" (the demultiplexed position 0, as
+    # MUX-BERT) or "mean" (the mean of the instance's own demultiplexed token outputs).
+    pooling: str = "cls"
 
     def __post_init__(self) -> None:
+        _check_choice("pooling", self.pooling, ("cls", "mean"))
         _check_choice("style", self.style, ("standard", "published"))
         _check_choice("demux", self.demux, ("index_pos", "mlp"))
         _check_range("key_norm", self.key_norm, 0.0, None)

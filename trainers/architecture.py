@@ -27,6 +27,13 @@ class MuxStyle(enum.Enum):
     STANDARD = "standard"
 
 
+class Pooling(enum.Enum):
+    """What the classifier of a multiplexed model reads, per instance."""
+
+    CLS = "cls"  # the demultiplexed position 0 (MUX-BERT)
+    MEAN = "mean"  # the mean of the instance's demultiplexed outputs over its own tokens
+
+
 class DemuxKind(enum.Enum):
     INDEX_POS = "index_pos"  # learned instance keys concatenated with the hidden state (MUX-BERT)
     MLP = "mlp"  # one small MLP per instance
@@ -53,6 +60,7 @@ class Architecture:
     key_norm: float = 1.0  # L2 norm of each fixed instance key row (MUX-BERT: 1); 0: sqrt(H)
     demux: DemuxKind = DemuxKind.INDEX_POS
     demux_depth: int = 3  # MUX-BERT's num_hidden_demux_layers; depth - 1 dense layers are used
+    pooling: Pooling = Pooling.CLS  # N > 1 only
     head_size: int = 0  # width of the pooler or demultiplexer; 0: hidden_size (of the dense model)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance, free-form
 
@@ -145,6 +153,7 @@ class Architecture:
         data = dataclasses.asdict(self)
         data["mux_style"] = self.mux_style.value
         data["demux"] = self.demux.value
+        data["pooling"] = self.pooling.value
         data["heads"], data["intermediate"] = list(self.heads), list(self.intermediate)
         return data
 
@@ -162,6 +171,7 @@ class Architecture:
         values["intermediate"] = tuple(values["intermediate"])
         values["mux_style"] = MuxStyle(values.get("mux_style", "standard"))
         values["demux"] = DemuxKind(values.get("demux", "index_pos"))
+        values["pooling"] = Pooling(values.get("pooling", "cls"))
         return cls(**values)
 
     def with_mux(self, width: int, **kwargs: Any) -> Architecture:
@@ -210,3 +220,15 @@ def architecture_for_sparsity(dense: Architecture, sparsity: float) -> Architect
     return dataclasses.replace(
         dense, heads=(heads,) * dense.num_layers, intermediate=(units,) * dense.num_layers
     )
+
+
+def multiplexing_fields(settings: Any, width: int) -> dict[str, Any]:
+    """Architecture fields of width N from a study's [multiplexing] section."""
+    return {
+        "mux_width": width,
+        "mux_style": MuxStyle(settings.style),
+        "key_norm": settings.key_norm,
+        "demux": DemuxKind(settings.demux),
+        "demux_depth": settings.demux_depth,
+        "pooling": Pooling(settings.pooling),
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from trainers.architecture import Architecture, MuxStyle
+from trainers.architecture import Architecture, MuxStyle, Pooling
 from trainers.encoder import Encoder
 from trainers.masks import Masks
 from trainers.multiplexing import DEMULTIPLEXERS, Multiplexer
@@ -68,7 +68,12 @@ class Classifier(nn.Module):
             self.arch.mux_width, input_ids, attention_mask, token_type_ids
         )
         hidden = self.multiplexed_hidden(input_ids, attention_mask, token_type_ids, masks, collect)
-        return self.demux(hidden[:, 0])[:rows]  # padding rows dropped
+        if self.arch.pooling is Pooling.CLS or attention_mask is None:
+            return self.demux(hidden[:, 0])[:rows]  # padding rows dropped
+        tokens = self.demux(hidden)  # [B, L, size]: every instance at every position
+        weights = attention_mask.to(tokens.dtype).unsqueeze(-1)  # the instance's own tokens
+        pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return pooled[:rows]
 
     def multiplexed_hidden(
         self,

@@ -28,9 +28,15 @@ from autoprumux.grid import GridPoint
 from autoprumux.records import TrialRecord, TrialStatus
 from autoprumux.study import DataSource, Study
 from autoprumux.tasks import TASKS
-from trainers.architecture import prunable_params
+from trainers.architecture import multiplexing_fields, prunable_params
 from trainers.artifacts import build_once, cache_key, read_json, slug, write_json
-from trainers.checkpoints import load_model, load_pretrained, load_tokenizer, save_model
+from trainers.checkpoints import (
+    CheckpointError,
+    load_model,
+    load_pretrained,
+    load_tokenizer,
+    save_model,
+)
 from trainers.data import Encoded, Split, encode, read_glue_split, read_hub_split
 from trainers.l0 import L0Module
 from trainers.loop import Diverged, ProgressCallback, run_phase
@@ -267,6 +273,7 @@ class _Trial:
         key = cache_key(
             {
                 "start": self.warmup_folder().name if warmed_up else self.multiplexed_source(),
+                "pooling": study.multiplexing.pooling if self.n > 1 else None,
                 "model": study.model,
                 "data": study.data,
                 "training": [
@@ -340,27 +347,19 @@ class _Trial:
         return self.warmed_up()
 
     def overrides(self) -> dict[str, Any]:
-        model, mux = self.study.model, self.study.multiplexing
+        model = self.study.model
         values: dict[str, Any] = {
             "num_labels": self.spec.num_labels,
             "num_layers": model.num_layers,
             "cls_token_id": self.tokenizer.cls_token_id,
         }
         if self.n > 1 and not model.multiplexed_name_or_path:
-            from trainers.architecture import DemuxKind, MuxStyle
-
-            values.update(
-                mux_width=self.n,
-                mux_style=MuxStyle(mux.style),
-                key_norm=mux.key_norm,
-                demux=DemuxKind(mux.demux),
-                demux_depth=mux.demux_depth,
-            )
+            values.update(multiplexing_fields(self.study.multiplexing, self.n))
         return values
 
     def warmup_folder(self) -> Path:
         """The warm-up artifact of this model, N, recipe and text; shared across studies."""
-        study = self.study
+        study, m = self.study, self.study.multiplexing
         key = cache_key(
             {
                 "model": study.model.name_or_path,
@@ -369,7 +368,7 @@ class _Trial:
                 "n": self.n,
                 "task_text": study.task,
                 "data": study.data,
-                "multiplexing": study.multiplexing,
+                "multiplexing": [m.style, m.demux, m.key_norm, m.demux_depth],  # not pooling
                 "warmup": study.warmup,
                 "frozen_words": study.training.freeze_word_embeddings,
                 "seed": self.seed,
@@ -475,3 +474,22 @@ def _splits(task: str, source: str, glue_dir: str) -> tuple[Split, Split]:
     if source == DataSource.GLUE_DIR.value:
         return read_glue_split(glue_dir, task, "train"), read_glue_split(glue_dir, task, "dev")
     return read_hub_split(task, "train"), read_hub_split(task, "dev")
+
+
+def warm_up(study: Study, n: int, progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Build (or reuse) the retrieval warm-up artifact of width N for a study's model and
+    recipe; ``autoprumux warmup``. Returns its token recovery, path and whether it existed."""
+    trial = _Trial(study, n, study.study.seed, _Timer(), progress)
+    if study.model.multiplexed_name_or_path:
+        raise CheckpointError(
+            f"{study.path}: [model] multiplexed_name_or_path is set; its "
+            "checkpoints are already warmed up"
+        )
+    _, recovery = trial.warmed_up()
+    return {
+        "n": n,
+        "token_recovery": recovery,
+        "artifact_path": str(trial.warmup_folder()),
+        "reused": "warmup" in trial.reused,
+        "seconds": trial.timer.seconds,
+    }

@@ -55,7 +55,10 @@ def main() -> None:
     rates = [
         32 * m.arch.mux_width / statistics.median(t) for m, t in zip(models, times, strict=True)
     ]
-    base = next(rate for r, rate in zip(results, rates, strict=True) if (r.n, r.sparsity) == (1, 0))
+    base = next(
+        (rate for r, rate in zip(results, rates, strict=True) if (r.n, r.sparsity) == (1, 0)),
+        rates[0],
+    )  # without (1, 0), ratios to the first point
     print(
         f"\n{'(N, s)':<10} {'dev acc':>8} {'sparsity':>9} {'recovery':>9} {'trial s':>8} "
         f"{'ex/s':>8} {'speedup':>8}  phases (s)"

@@ -163,3 +163,17 @@ def test_published_muxbert_checkpoint_keys_and_logits(tmp_path, batch):
         expected = published_reference(bert, weights, input_ids, n)
         got = model.eval()(input_ids, attention_mask)  # the released models ignore the mask
     assert (got - expected).abs().max() < 1e-5
+
+
+def test_mean_pooling_reads_only_the_instances_own_tokens(tiny_arch, batch):
+    from trainers.architecture import Pooling
+
+    torch.manual_seed(0)
+    model = Classifier(tiny_arch.with_mux(2, pooling=Pooling.MEAN)).eval()
+    input_ids, attention_mask = batch
+    with torch.no_grad():
+        features = model.features(input_ids, attention_mask)
+        hidden = model.multiplexed_hidden(input_ids, attention_mask, None, None)
+        tokens = model.demux(hidden)  # [B, L, size]
+        own = attention_mask[2].bool()  # row 2 has 8 real tokens
+        assert torch.allclose(features[2], tokens[2][own].mean(0), atol=1e-6)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from trainers.architecture import Architecture, DemuxKind, MuxStyle, prunable_params
+from trainers.architecture import Architecture, DemuxKind, MuxStyle, Pooling, prunable_params
 from trainers.checkpoints import load_model, save_model
 from trainers.l0 import Gate, L0Module, deterministic_gates, keep_probability, sample_gates
 from trainers.masks import Masks
@@ -138,6 +138,7 @@ ARCH_VARIANTS = [
     {"mux_width": 2},
     {"mux_width": 3, "demux": DemuxKind.MLP},
     {"mux_width": 2, "mux_style": MuxStyle.PUBLISHED},
+    {"mux_width": 2, "pooling": Pooling.MEAN},
 ]
 
 

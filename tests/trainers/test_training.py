@@ -227,3 +227,18 @@ def test_a_model_that_is_not_a_bert_exits_2(tiny_study_file, capsys, tmp_path):
     code = main(["train", "--study", str(path), "--n", "1", "--sparsity", "0"])
     err = capsys.readouterr().err
     assert code == 2 and "'gpt2' is not a BERT model" in err
+
+
+def test_cli_warmup_builds_once(tiny_study_file, capsys):
+    path = tiny_study_file()
+    assert main(["warmup", "--study", str(path), "--n", "2", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert 0 < first["token_recovery"] <= 1 and not first["reused"]
+    assert Path(first["artifact_path"]).is_dir()
+    assert main(["warmup", "--study", str(path), "--n", "2", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["reused"] and again["token_recovery"] == first["token_recovery"]
+    # the trial of the same N picks the artifact up
+    result = run_trial(TrialSpec(load_study(path), 2, 0.0))
+    assert "warmup" in result.reused
+    assert main(["warmup", "--study", str(path), "--n", "1"]) == 2  # N >= 2
