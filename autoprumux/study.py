@@ -84,11 +84,13 @@ class MultiplexingSection:
     key_norm: float = 0.0  # L2 norm of each instance key row; 0: sqrt(hidden size)
     demux_depth: int = 3
     # What the classifier of an N > 1 model reads: "cls" (the demultiplexed position 0, as
-    # MUX-BERT) or "mean" (the mean of the instance's own demultiplexed token outputs).
+    # MUX-BERT), "mean" (the mean of the instance's own demultiplexed token outputs: accurate,
+    # but the demultiplexer runs at every position) or "mean_hidden" (the demultiplexed mean of
+    # the mixed hidden states over the instance's own tokens: one demultiplexer pass).
     pooling: str = "cls"
 
     def __post_init__(self) -> None:
-        _check_choice("pooling", self.pooling, ("cls", "mean"))
+        _check_choice("pooling", self.pooling, ("cls", "mean", "mean_hidden"))
         _check_choice("style", self.style, ("standard", "published"))
         _check_choice("demux", self.demux, ("index_pos", "mlp"))
         _check_range("key_norm", self.key_norm, 0.0, None)

@@ -32,6 +32,9 @@ class Pooling(enum.Enum):
 
     CLS = "cls"  # the demultiplexed position 0 (MUX-BERT)
     MEAN = "mean"  # the mean of the instance's demultiplexed outputs over its own tokens
+    # the demultiplexed mean of the mixed hidden states over the instance's own tokens: one
+    # demultiplexer pass per instance, as cheap as CLS
+    MEAN_HIDDEN = "mean_hidden"
 
 
 class DemuxKind(enum.Enum):

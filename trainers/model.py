@@ -70,6 +70,15 @@ class Classifier(nn.Module):
         hidden = self.multiplexed_hidden(input_ids, attention_mask, token_type_ids, masks, collect)
         if self.arch.pooling is Pooling.CLS or attention_mask is None:
             return self.demux(hidden[:, 0])[:rows]  # padding rows dropped
+        if self.arch.pooling is Pooling.MEAN_HIDDEN:
+            width = self.arch.mux_width
+            mask = attention_mask.to(hidden.dtype).view(hidden.shape[0], width, -1)  # [G, N, L]
+            pooled = mask @ hidden / mask.sum(-1, keepdim=True).clamp(min=1.0)  # [G, N, H]
+            demuxed = self.demux(pooled).view(
+                hidden.shape[0], width, width, -1
+            )  # [G, i, input, size]
+            own = torch.arange(width, device=hidden.device)
+            return demuxed[:, own, own].reshape(-1, demuxed.shape[-1])[:rows]
         tokens = self.demux(hidden)  # [B, L, size]: every instance at every position
         weights = attention_mask.to(tokens.dtype).unsqueeze(-1)  # the instance's own tokens
         pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)

@@ -177,3 +177,18 @@ def test_mean_pooling_reads_only_the_instances_own_tokens(tiny_arch, batch):
         tokens = model.demux(hidden)  # [B, L, size]
         own = attention_mask[2].bool()  # row 2 has 8 real tokens
         assert torch.allclose(features[2], tokens[2][own].mean(0), atol=1e-6)
+
+
+def test_mean_hidden_pooling_demultiplexes_each_instances_own_mean(tiny_arch, batch):
+    from trainers.architecture import Pooling
+
+    torch.manual_seed(0)
+    model = Classifier(tiny_arch.with_mux(2, pooling=Pooling.MEAN_HIDDEN)).eval()
+    input_ids, attention_mask = batch
+    with torch.no_grad():
+        features = model.features(input_ids, attention_mask)
+        hidden = model.multiplexed_hidden(input_ids, attention_mask, None, None)  # [3, L, H]
+        own = attention_mask[5].bool()  # row 5: instance 1 of group 2, 5 real tokens
+        mean = hidden[2][own].mean(0)  # [H]
+        expected = model.demux(mean.unsqueeze(0)).view(2, -1)[1]  # instance 1's demux of it
+        assert torch.allclose(features[5], expected, atol=1e-6)

@@ -139,6 +139,7 @@ ARCH_VARIANTS = [
     {"mux_width": 3, "demux": DemuxKind.MLP},
     {"mux_width": 2, "mux_style": MuxStyle.PUBLISHED},
     {"mux_width": 2, "pooling": Pooling.MEAN},
+    {"mux_width": 3, "pooling": Pooling.MEAN_HIDDEN},
 ]
 
 
