@@ -10,23 +10,34 @@ pooler's) inputs shrink with the hidden dims.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from trainers.architecture import DemuxKind
+from trainers.architecture import Architecture, DemuxKind
 from trainers.encoder import FeedForward, SelfAttention
 from trainers.masks import Masks
 from trainers.model import Classifier
 
 
-@torch.no_grad()
-def materialize(model: Classifier, masks: Masks) -> Classifier:
-    arch = model.arch
+@dataclass(frozen=True)
+class Kept:
+    """What masks keep of a dense architecture, and the soft values to fold into weights."""
+
+    arch: Architecture  # the materialized shape
+    hidden: Tensor  # indices of the kept hidden dims
+    hidden_z: Tensor  # their soft mask values
+    heads: list[Tensor]  # per layer: indices of the kept heads (none if the block is gone)
+    units: list[Tensor]  # per layer: indices of the kept FFN units
+    head_scale: list[tuple[Tensor, float]]  # per layer: (head mask values, attention gate)
+    unit_scale: list[tuple[Tensor, float]]  # per layer: (unit mask values, FFN gate)
+
+
+def kept_by(arch: Architecture, masks: Masks, device: torch.device | str = "cpu") -> Kept:
     if len(set(arch.heads)) != 1 or len(set(arch.intermediate)) != 1:
         raise ValueError("materialize a dense model: masks refer to the dense shapes")
-    heads, units, d = arch.heads[0], arch.intermediate[0], arch.head_dim
-    device = next(model.parameters()).device
+    heads, units = arch.heads[0], arch.intermediate[0]
 
     def values(mask: Tensor | None, size: int) -> Tensor:
         return torch.ones(size, device=device) if mask is None else mask.detach().float().to(device)
@@ -34,8 +45,6 @@ def materialize(model: Classifier, masks: Masks) -> Classifier:
     none = torch.empty(0, dtype=torch.long, device=device)
     hidden_z = values(masks.hidden, arch.hidden_size)
     kept = torch.nonzero(hidden_z, as_tuple=True)[0]
-    zh = hidden_z[kept]  # soft values of the kept hidden dims
-
     head_scale, unit_scale, kept_heads, kept_units = [], [], [], []
     for layer in range(arch.num_layers):
         head_z = values(None if masks.head is None else masks.head[layer], heads)
@@ -46,7 +55,6 @@ def materialize(model: Classifier, masks: Masks) -> Classifier:
         kept_units.append(torch.nonzero(unit_z, as_tuple=True)[0] if ffn_z else none)
         head_scale.append((head_z, attention_z))
         unit_scale.append((unit_z, ffn_z))
-
     small_arch = dataclasses.replace(
         arch,
         hidden_size=len(kept),
@@ -54,18 +62,32 @@ def materialize(model: Classifier, masks: Masks) -> Classifier:
         intermediate=tuple(len(u) for u in kept_units),
         head_size=arch.head_size,
     )
-    small = Classifier(small_arch).to(device)
-    source = model
+    return Kept(small_arch, kept, hidden_z[kept], kept_heads, kept_units, head_scale, unit_scale)
+
+
+def materialized_architecture(arch: Architecture, masks: Masks) -> Architecture:
+    """The shape ``materialize`` would build, without building it."""
+    return kept_by(arch, masks).arch
+
+
+@torch.no_grad()
+def materialize(model: Classifier, masks: Masks) -> Classifier:
+    arch, d = model.arch, model.arch.head_dim
+    device = next(model.parameters()).device
+    k = kept_by(arch, masks, device)
+    kept, zh = k.hidden, k.hidden_z
+    kept_heads, kept_units, head_scale, unit_scale = k.heads, k.units, k.head_scale, k.unit_scale
+    small = Classifier(k.arch).to(device)
 
     # Embeddings: tables keep the kept columns; the hidden mask folds into the LayerNorm.
-    emb, small_emb = source.encoder.embeddings, small.encoder.embeddings
+    emb, small_emb = model.encoder.embeddings, small.encoder.embeddings
     for name in ("word", "position", "token_type"):
         getattr(small_emb, name).weight.copy_(getattr(emb, name).weight[:, kept])
     small_emb.norm.weight.copy_(emb.norm.weight[kept] * zh)
     small_emb.norm.bias.copy_(emb.norm.bias[kept] * zh)
 
     for layer, (big, little) in enumerate(
-        zip(source.encoder.layers, small.encoder.layers, strict=True)
+        zip(model.encoder.layers, small.encoder.layers, strict=True)
     ):
         if little.attention is not None:
             _copy_attention(
@@ -75,22 +97,22 @@ def materialize(model: Classifier, masks: Masks) -> Classifier:
             _copy_ffn(big.ffn, little.ffn, kept, zh, kept_units[layer], *unit_scale[layer])
 
     if arch.is_multiplexed:
-        small.mux.keys.copy_(source.mux.keys[:, kept])
+        small.mux.keys.copy_(model.mux.keys[:, kept])
         if arch.demux is DemuxKind.INDEX_POS:
-            first = source.demux.dense[0]
+            first = model.demux.dense[0]
             key_columns = torch.arange(arch.head_size, device=device)
             columns = torch.cat([key_columns, arch.head_size + kept])  # [key_i ; h_kept]
             small.demux.load_state_dict(
-                {**source.demux.state_dict(), "dense.0.weight": first.weight[:, columns]}
+                {**model.demux.state_dict(), "dense.0.weight": first.weight[:, columns]}
             )
         else:
             small.demux.load_state_dict(
-                {**source.demux.state_dict(), "w1": source.demux.w1[:, kept, :]}
+                {**model.demux.state_dict(), "w1": model.demux.w1[:, kept, :]}
             )
     else:
-        small.pooler.dense.weight.copy_(source.pooler.dense.weight[:, kept])
-        small.pooler.dense.bias.copy_(source.pooler.dense.bias)
-    small.classifier.load_state_dict(source.classifier.state_dict())
+        small.pooler.dense.weight.copy_(model.pooler.dense.weight[:, kept])
+        small.pooler.dense.bias.copy_(model.pooler.dense.bias)
+    small.classifier.load_state_dict(model.classifier.state_dict())
     return small.train(model.training)
 
 

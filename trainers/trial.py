@@ -40,7 +40,7 @@ from trainers.checkpoints import (
 from trainers.data import Encoded, Split, encode, read_glue_split, read_hub_split
 from trainers.l0 import L0Module
 from trainers.loop import Diverged, ProgressCallback, run_phase
-from trainers.materialize import materialize
+from trainers.materialize import materialize, materialized_architecture
 from trainers.model import Classifier
 from trainers.phases import (
     accuracy,
@@ -225,7 +225,7 @@ class _Trial:
                 run_phase(
                     phase, partial / "prune-checkpoint", training.checkpoint_every, self.progress
                 )
-            cofi_rule = prunable_params(materialize(student, l0.deterministic()).arch)
+            cofi_rule = prunable_params(materialized_architecture(student.arch, l0.deterministic()))
             small = self.prepared(materialize(student, l0.calibrated(sparsity)))
             post = steps_for(
                 training.post_pruning_steps, training.post_pruning_epochs, len(self.train), batch
