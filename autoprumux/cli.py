@@ -442,20 +442,16 @@ def dashboard(storage: str | None, study_path: str | None, port: int) -> None:
     from autoprumux.study import load_study
 
     if storage is None:
-        storage = load_study(study_path or _default_study("sst2")).storage_url
+        from autoprumux.search_command import cuda_available, default_study_path
+
+        path = study_path or default_study_path("sst2", cuda_available())
+        storage = load_study(path).storage_url
     import optuna_dashboard
 
     click.echo(
         f"optuna-dashboard on http://127.0.0.1:{port} for {storage} (Ctrl-C stops it)", err=True
     )
     optuna_dashboard.run_server(storage, host="127.0.0.1", port=port)
-
-
-def _default_study(task: str) -> str:
-    from pathlib import Path
-
-    tiny = Path("studies") / f"{task}-tiny.toml"
-    return str(tiny if tiny.is_file() else Path("studies") / f"{task}.toml")
 
 
 @cli.command()

@@ -17,6 +17,8 @@ from autoprumux.study import Study, load_study
 from autoprumux.tasks import TASKS
 from autoprumux.throughput import ThroughputTable, read_throughput_table
 
+BUNDLED_STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
 
 @dataclass(frozen=True)
 class SearchRequest:
@@ -37,7 +39,7 @@ class SearchRequest:
     top_k: int
 
 
-def _cuda_available() -> bool:
+def cuda_available() -> bool:
     try:
         import torch
 
@@ -46,19 +48,29 @@ def _cuda_available() -> bool:
         return False
 
 
+def default_study_path(task: str, gpu: bool) -> Path:
+    """studies/<task>-tiny.toml without a GPU (the embedded default), studies/<task>.toml with
+    one; looked up in ./studies first (a project of your own), then beside autoprumux."""
+    name = f"{task}.toml" if gpu else f"{task}-tiny.toml"
+    candidates = [Path("studies") / name, BUNDLED_STUDIES / name]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise FieldError(
+            "--study",
+            f"no study given and neither {candidates[0]} nor {candidates[1]} exists; "
+            "pass --study FILE",
+        )
+    return path
+
+
 def choose_study(request: SearchRequest, echo: Callable[[str], None]) -> Study:
     if request.task not in TASKS:
         raise FieldError("--task", f"{request.task!r} is not one of: {', '.join(TASKS)}")
     if request.study_path:
         study = load_study(request.study_path)
     else:
-        gpu = _cuda_available() or bool(request.gpus)
-        name = f"{request.task}.toml" if gpu else f"{request.task}-tiny.toml"
-        path = Path("studies") / name
-        if not path.is_file():
-            raise FieldError(
-                "--study", f"no study given and {path} does not exist; pass --study FILE"
-            )
+        gpu = cuda_available() or bool(request.gpus)
+        path = default_study_path(request.task, gpu)
         study = load_study(path)
         echo(
             f"study: {path} ({'a GPU is present' if gpu else 'no GPU here: the embedded default'})"

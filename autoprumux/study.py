@@ -109,6 +109,11 @@ class WarmupSection:
     positions: int = 1024  # (group, position) pairs demultiplexed per step
     negatives: int = 1024  # random tokens added to the batch's targets in the sampled softmax
     mlm_steps: int = 0  # optional masked-language-model steps after the warm-up
+    # Unlabelled text to warm up on: "" = the task's own training sentences; a UTF-8 file with
+    # one passage per line (relative to the study file); or "hub:NAME[:CONFIG]", the "text"
+    # column of a datasets-hub dataset's train split. Not in the repr: the warm-up cache key
+    # is built from the repr, and artifacts made before this field existed stay valid.
+    text: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         for name in ("steps_per_instance", "mlm_steps"):

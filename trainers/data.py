@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +111,32 @@ def read_hub_split(task: str, split: str) -> Split:  # pragma: no cover - needs 
         ) from None
     texts = tuple(zip(*(data[f] for f in spec.text_fields), strict=True))
     return Split(texts, tuple(int(label) for label in data["label"]))
+
+
+def read_unlabelled_text(source: str, resolve: Callable[[str], Path]) -> Split:
+    """Warm-up text (``[warmup] text``): a file with one passage per line, or
+    ``hub:NAME[:CONFIG]`` from the datasets hub. Labels are 0 (unused)."""
+    if source.startswith("hub:"):  # pragma: no cover - needs a reachable hub
+        name, _, config = source[4:].partition(":")
+        try:
+            import datasets
+
+            lines = datasets.load_dataset(name, config or None, split="train")["text"]
+        except Exception as err:
+            raise DataError(
+                f"[warmup] text {source!r}: {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}"
+            ) from None
+    else:
+        path = resolve(source)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"[warmup] text {str(path)!r} cannot be read: {err}") from None
+    texts = tuple((line.strip(),) for line in lines if line.strip())
+    if not texts:
+        raise DataError(f"[warmup] text {source!r} holds no text")
+    return Split(texts, (0,) * len(texts))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,15 @@ from trainers.checkpoints import (
     load_tokenizer,
     save_model,
 )
-from trainers.data import Encoded, Split, encode, read_glue_split, read_hub_split
+from trainers.data import (
+    DataError,
+    Encoded,
+    Split,
+    encode,
+    read_glue_split,
+    read_hub_split,
+    read_unlabelled_text,
+)
 from trainers.l0 import L0Module
 from trainers.loop import Diverged, ProgressCallback, run_phase
 from trainers.materialize import materialize, materialized_architecture
@@ -358,24 +367,7 @@ class _Trial:
         return values
 
     def warmup_folder(self) -> Path:
-        """The warm-up artifact of this model, N, recipe and text; shared across studies."""
-        study, m = self.study, self.study.multiplexing
-        key = cache_key(
-            {
-                "model": study.model.name_or_path,
-                "layers": study.model.num_layers,
-                "length": study.model.max_seq_length,
-                "n": self.n,
-                "task_text": study.task,
-                "data": study.data,
-                "multiplexing": [m.style, m.demux, m.key_norm, m.demux_depth],  # not pooling
-                "warmup": study.warmup,
-                "frozen_words": study.training.freeze_word_embeddings,
-                "seed": self.seed,
-            }
-        )
-        name = f"{slug(study.model.name_or_path)}-n{self.n}-{study.task}-{key}"
-        return study.folder.resolve() / "artifacts" / "warmup" / name
+        return warmup_folder(self.study, self.n, self.seed)
 
     def warmed_up(self) -> tuple[Classifier, float]:
         study, warmup = self.study, self.study.warmup
@@ -385,7 +377,15 @@ class _Trial:
             model, _ = load_pretrained(study.model.name_or_path, seed=self.seed, **self.overrides())
             head = RetrievalHead(model)
             self.prepared(model)
-            text = self.train.truncated(warmup.max_length)
+            text = (
+                encode(
+                    read_unlabelled_text(warmup.text, lambda p: study.resolve(p)),
+                    self.tokenizer,
+                    warmup.max_length,
+                )
+                if warmup.text
+                else self.train.truncated(warmup.max_length)
+            )
             dev_text = self.dev.truncated(warmup.max_length)
             phase = warmup_phase(
                 model, head, text, warmup, self.seed, warmup.steps_per_instance * self.n
@@ -451,6 +451,43 @@ class _Trial:
             artifact_path=str(folder),
             seed=self.seed,
         )
+
+
+def warmup_folder(study: Study, n: int, seed: int) -> Path:
+    """The warm-up artifact of this model, N, recipe and text; shared across studies."""
+    m = study.multiplexing
+    key = cache_key(
+        {
+            "model": study.model.name_or_path,
+            "layers": study.model.num_layers,
+            "length": study.model.max_seq_length,
+            "n": n,
+            # the task's sentences by default; a named text is shared across tasks
+            "task_text": None if study.warmup.text else study.task,
+            "data": None if study.warmup.text else study.data,
+            "multiplexing": [m.style, m.demux, m.key_norm, m.demux_depth],  # not pooling
+            "warmup": study.warmup,
+            **({"text": _warmup_text_id(study)} if study.warmup.text else {}),
+            "frozen_words": study.training.freeze_word_embeddings,
+            "seed": seed,
+        }
+    )
+    source = slug(Path(study.warmup.text).stem) if study.warmup.text else study.task
+    name = f"{slug(study.model.name_or_path)}-n{n}-{source}-{key}"
+    return study.folder.resolve() / "artifacts" / "warmup" / name
+
+
+def _warmup_text_id(study: Study) -> str:
+    """What names the warm-up text in its cache key: a file's content hash (so a moved file
+    still matches and an edited one does not), or the hub id."""
+    text = study.warmup.text
+    if text.startswith("hub:"):
+        return text
+    path = study.resolve(text)
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError as err:
+        raise DataError(f"[warmup] text {str(path)!r} cannot be read: {err}") from None
 
 
 @functools.lru_cache(maxsize=4)

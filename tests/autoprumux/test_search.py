@@ -292,3 +292,17 @@ def test_trial_records_round_trip_through_optuna(tmp_path):
     )
     store.finish(number, record, threshold=0.87)
     assert store.records() == [(number, record)]
+
+
+def test_the_default_study_is_found_from_any_folder(tmp_path, monkeypatch):
+    from autoprumux.errors import FieldError
+    from autoprumux.search_command import default_study_path
+
+    monkeypatch.chdir(tmp_path)
+    assert default_study_path("sst2", gpu=False) == ROOT / "studies" / "sst2-tiny.toml"
+    assert default_study_path("sst2", gpu=True) == ROOT / "studies" / "sst2.toml"
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "sst2-tiny.toml").write_text("")
+    assert default_study_path("sst2", gpu=False) == Path("studies") / "sst2-tiny.toml"
+    with pytest.raises(FieldError, match="--study: no study given and neither studies/mnli-tiny"):
+        default_study_path("mnli", gpu=False)

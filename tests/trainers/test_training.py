@@ -13,13 +13,13 @@ from autoprumux.records import TrialStatus
 from autoprumux.study import load_study
 from trainers.architecture import prunable_params
 from trainers.checkpoints import load_pretrained
-from trainers.data import encode, read_glue_split
+from trainers.data import DataError, encode, read_glue_split, read_unlabelled_text
 from trainers.l0 import L0Module
 from trainers.loop import run_phase
 from trainers.materialize import materialize
 from trainers.phases import accuracy, finetune_phase, identity_map, pruning_phase, warmup_phase
 from trainers.retrieval import RetrievalHead, token_recovery
-from trainers.trial import TrialSpec, run_trial
+from trainers.trial import TrialSpec, run_trial, warmup_folder
 
 
 @pytest.fixture
@@ -242,3 +242,35 @@ def test_cli_warmup_builds_once(tiny_study_file, capsys):
     result = run_trial(TrialSpec(load_study(path), 2, 0.0))
     assert "warmup" in result.reused
     assert main(["warmup", "--study", str(path), "--n", "1"]) == 2  # N >= 2
+
+
+def test_warmup_on_named_text_is_shared_across_tasks(tiny_study_file, capsys):
+    path = tiny_study_file()
+    corpus = path.parent / "corpus.txt"
+    corpus.write_text("the film was good .\n\n" + "the plot was bad , a fine cast .\n" * 40)
+    default_folder = warmup_folder(load_study(path), 2, 0)
+    text = path.read_text().replace("[warmup]\n", '[warmup]\ntext = "corpus.txt"\n')
+    path.write_text(text)
+    assert main(["warmup", "--study", str(path), "--n", "2", "--json"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert Path(built["artifact_path"]) != default_folder
+    assert "-n2-corpus-" in Path(built["artifact_path"]).name and not built["reused"]
+    # another task naming the same text reuses it; an edited text does not
+    other = path.with_name("other.toml")
+    other.write_text(text.replace('task = "sst2"', 'task = "qnli"'))
+    assert warmup_folder(load_study(other), 2, 0) == Path(built["artifact_path"])
+    corpus.write_text("another corpus .\n")
+    assert warmup_folder(load_study(path), 2, 0) != Path(built["artifact_path"])
+    corpus.unlink()
+    assert main(["warmup", "--study", str(path), "--n", "2"]) == 2
+    assert "[warmup] text" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_unlabelled_text_reader_skips_blank_lines(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(" a b \n\n  \nc\n")
+    split = read_unlabelled_text("c.txt", lambda p: tmp_path / p)
+    assert split.texts == (("a b",), ("c",)) and split.labels == (0, 0)
+    corpus.write_text("\n")
+    with pytest.raises(DataError, match="holds no text"):
+        read_unlabelled_text("c.txt", lambda p: tmp_path / p)
