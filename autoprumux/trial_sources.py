@@ -5,10 +5,12 @@ A trainer is a picklable callable ``(point) -> TrialRecord`` (Ray ships it to it
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
 from autoprumux.grid import GridPoint
+from autoprumux.progress import ProgressLines
 from autoprumux.records import ResultsTable, TrialRecord, TrialStatus
 
 
@@ -56,4 +58,6 @@ class StudyTrainer:
         from trainers.trial import TrialSpec, run_trial
 
         study = load_study(self.study_path)
-        return run_trial(TrialSpec(study, point.n, point.sparsity, self.seed)).to_record()
+        progress = ProgressLines(str(point), lambda line: print(line, file=sys.stderr, flush=True))
+        spec = TrialSpec(study, point.n, point.sparsity, self.seed)
+        return run_trial(spec, progress).to_record()

@@ -59,7 +59,8 @@ def read_glue_split(glue_dir: str | Path, task: str, split: str) -> Split:
     if not path.is_file():
         raise DataError(
             f"{path}: no such file; a GLUE folder holds {spec.glue_folder}/"
-            f"{spec.glue_train_file} and {spec.glue_folder}/{spec.glue_dev_file}"
+            f"{spec.glue_train_file} and {spec.glue_folder}/{spec.glue_dev_file} (set [data] "
+            'glue_dir in the study file, or source = "hub" to load GLUE from the datasets hub)'
         )
     texts, labels = [], []
     with path.open(encoding="utf-8", newline="") as handle:

@@ -45,7 +45,7 @@ def test_the_bare_search_command_on_the_default_study(tiny_study_file, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "study: studies/sst2-tiny.toml (no GPU here: the embedded default)" in done.stderr
-    assert "(ray)" in out  # Ray Tune ran the trials
+    assert "trial(s) at a time (ray)" in done.stderr  # Ray Tune ran the trials
     assert "complete" in done.stderr  # live progress
 
     # The study in the SQLite storage: what was trained, each a complete trial of the grid.
