@@ -15,7 +15,9 @@ threshold. It stops when no point is open: the best verified point is then the f
 one (given monotonicity). While points are open, every row (a fixed N) offers one probe: the
 largest open sparsity more likely feasible than not by the prediction (the accuracy surface, or
 the paper's additive rule acc(N, s) = acc(N, 0) + acc(1, s) - acc(1, 0)); the smallest open one
-if all are predicted to miss; the middle one (binary search) where nothing predicts. The probe
+if all are predicted to miss; where nothing predicts, the row's (N, 0) (the teacher every
+other point of the row is trained from, so paid for anyway; it rules the row out or gives the
+additive rule its input), else the middle one (binary search). The probe
 with the highest throughput x chance of feasibility is trained first (even odds without a
 prediction). With k workers it proposes the k best distinct probes.
 """
@@ -163,7 +165,9 @@ class Proposer:
             for p in free
         ]
         if all(c is None for c in chances):
-            return free[len(free) // 2]
+            # (N, 0) first: it is the teacher every other point of the row is trained from (paid
+            # for anyway), and with it the additive rule predicts the whole row
+            return free[0] if free[0].sparsity == 0 else free[len(free) // 2]
         likely = [p for p, c in zip(free, chances, strict=True) if c is not None and c >= 0.5]
         return likely[-1] if likely else free[0]
 

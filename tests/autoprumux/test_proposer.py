@@ -83,3 +83,15 @@ def test_batches_are_distinct_and_find_the_same_answer():
     truth = synthetic_results(family=family).observations("sst2").accuracy
     order, best = run(truth, set(), 0.05, k=4)
     assert best == true_best(truth, 0.05)
+
+
+def test_an_untouched_row_is_probed_at_its_teacher_first():
+    # after the baseline nothing predicts the N > 1 rows: the fastest row offers its (N, 0), the
+    # teacher its other points are trained from (paid for anyway), not the middle of the row
+    state = SearchState(SPEED, {BASELINE: 0.9}, frozenset(), frozenset(), 0.87)
+    assert Proposer().propose(state) == [P(10, 0)]
+    # a missed teacher rules its whole row out in one training; (2, 0), interpolated between
+    # (1, 0) and (10, 0) as feasible, is next after the CoFi row's middle
+    state = SearchState(SPEED, {BASELINE: 0.9, P(10, 0): 0.8}, frozenset(), frozenset(), 0.87)
+    assert not [p for p in Proposer().status(state).open if p.n == 10]
+    assert Proposer().propose(state, 2) == [P(1, 0.8), P(2, 0)]
