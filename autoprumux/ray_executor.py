@@ -50,9 +50,9 @@ def start_ray(address: str | None, gpus: float, cpus: int | None = None) -> None
         _check_reachable(address)
     try:
         if address:
-            ray.init(address=address, log_to_driver=False, include_dashboard=False)
+            ray.init(address=address, include_dashboard=False)
         else:
-            ray.init(num_cpus=cpus, log_to_driver=False, include_dashboard=False)
+            ray.init(num_cpus=cpus, include_dashboard=False)
     except Exception as err:  # ConnectionError, TimeoutError, RuntimeError from Ray
         raise ClusterError(
             f"--address {address or 'local'}: Ray did not start: "
@@ -140,7 +140,10 @@ def _trainable(config: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
     """A Tune trial: train one point, return its record as the final result."""
     point = GridPoint(int(config["n"]), float(config["sparsity"]))
     try:
-        record = trainer(point)
+        # Ray forwards the trial's output to the driver, whose stdout is kept for --json: the
+        # trial's progress lines and anything a library prints go to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            record = trainer(point)
     except Exception as err:  # a failed training is data, not a crashed trial
         return {"status": "failed", "reason": f"{type(err).__name__}: {err}".splitlines()[0][:500]}
     return {

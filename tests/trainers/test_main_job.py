@@ -46,7 +46,8 @@ def test_the_bare_search_command_on_the_default_study(tiny_study_file, tmp_path)
     out = done.stdout
     assert "study: studies/sst2-tiny.toml (no GPU here: the embedded default)" in done.stderr
     assert "trial(s) at a time (ray)" in done.stderr  # Ray Tune ran the trials
-    assert "complete" in done.stderr  # live progress
+    assert "complete" in done.stderr  # live progress: trials, and steps inside each trial
+    assert "(1, 0) finetune 60/60" in done.stderr
 
     # The study in the SQLite storage: what was trained, each a complete trial of the grid.
     study = load_study(study_path)
