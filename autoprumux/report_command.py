@@ -82,6 +82,9 @@ def from_storage(
     if not grid_spec or not task:
         raise DataError(url, f"study {study_name!r} was not written by autoprumux search")
     grid = parse_grid_spec(grid_spec)
+    stored_table = study.user_attrs.get("throughput_table")  # what the search ranked by
+    if throughput_path is None and stored_table and Path(stored_table).is_file():
+        throughput_path = stored_table
     records = [r for _, r in OptunaStore(url, study_name, grid, task).records()]
     results = ResultsTable.from_records(distinct_seeds(records), source=f"study {study_name}")
     observations = (

@@ -82,14 +82,16 @@ def choose_study(request: SearchRequest, echo: Callable[[str], None]) -> Study:
 
 def choose_table(
     request: SearchRequest, study: Study, echo: Callable[[str], None]
-) -> ThroughputTable:
+) -> tuple[ThroughputTable, Path | None]:
+    """The throughput table the search ranks by, and its file (None for a replay's own
+    throughputs, which the study's records then hold too)."""
     if request.throughput_path:
-        return read_throughput_table(request.throughput_path)
+        return read_throughput_table(request.throughput_path), Path(request.throughput_path)
     if request.trainer_spec.startswith("replay:"):
         from autoprumux.results_io import read_results
 
         results = read_results(request.trainer_spec.split(":", 1)[1])
-        return ThroughputTable.from_results(results, results.resolve_task(study.task))
+        return ThroughputTable.from_results(results, results.resolve_task(study.task)), None
     from autoprumux.measurement import resolve_device, run_measure
 
     device = resolve_device(study.throughput)
@@ -97,7 +99,7 @@ def choose_table(
     if not path.is_file():
         echo(f"measuring the throughput table first (training-free estimates) -> {path}")
         run_measure(study, study.throughput, out_path=str(path))
-    return read_throughput_table(path)
+    return read_throughput_table(path), path
 
 
 def make_trainer(request: SearchRequest, study: Study):  # type: ignore[no-untyped-def]
@@ -118,7 +120,7 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
 
     study = choose_study(request, echo)
     trainer = make_trainer(request, study)
-    table = choose_table(request, study, echo)
+    table, table_path = choose_table(request, study, echo)
     gpus = (
         request.gpus
         if request.gpus is not None
@@ -143,6 +145,8 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
         per_trial_gpu,
     )
     store = OptunaStore(config.storage_url, config.study_name, config.grid, config.task)
+    if table_path is not None:  # the report of this study ranks by the same table
+        store.study.set_user_attr("throughput_table", str(table_path.resolve()))
     echo(
         f"study {study.name!r} in {config.storage_url} | {request.budget.kind.value} budget "
         f"{request.budget.value:g} | {workers} trial(s) at a time ({request.executor})"
