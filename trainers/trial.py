@@ -379,7 +379,7 @@ class _Trial:
             self.prepared(model)
             text = (
                 encode(
-                    read_unlabelled_text(warmup.text, lambda p: study.resolve(p)),
+                    read_unlabelled_text(warmup.text, study.resolve),
                     self.tokenizer,
                     warmup.max_length,
                 )
