@@ -281,7 +281,7 @@ class _Trial:
         warmed_up = self.n > 1 and not study.model.multiplexed_name_or_path
         key = cache_key(
             {
-                "start": self.warmup_folder().name if warmed_up else self.multiplexed_source(),
+                "start": self.warmup_folder.name if warmed_up else self.multiplexed_source(),
                 "pooling": study.multiplexing.pooling if self.n > 1 else None,
                 "model": study.model,
                 "data": study.data,
@@ -366,12 +366,14 @@ class _Trial:
             values.update(multiplexing_fields(self.study.multiplexing, self.n))
         return values
 
+    @functools.cached_property
     def warmup_folder(self) -> Path:
+        # cached: with a named warm-up text, its key hashes the text file
         return warmup_folder(self.study, self.n, self.seed)
 
     def warmed_up(self) -> tuple[Classifier, float]:
         study, warmup = self.study, self.study.warmup
-        folder = self.warmup_folder()
+        folder = self.warmup_folder
 
         def build(partial: Path) -> None:
             model, _ = load_pretrained(study.model.name_or_path, seed=self.seed, **self.overrides())
@@ -526,7 +528,7 @@ def warm_up(study: Study, n: int, progress: ProgressCallback | None = None) -> d
     return {
         "n": n,
         "token_recovery": recovery,
-        "artifact_path": str(trial.warmup_folder()),
+        "artifact_path": str(trial.warmup_folder),
         "reused": "warmup" in trial.reused,
         "seconds": trial.timer.seconds,
     }

@@ -126,12 +126,12 @@ def test_the_optuna_study_is_what_the_dashboard_reads(tmp_path, grid_file):
     assert study.user_attrs["grid"] == PAPER_GRID.spec()
 
 
-def cli_search(tmp_path, grid_file, *extra):
+def cli_search(tmp_path, grid_file, *extra, study=ROOT / "studies" / "sst2.toml"):
     return main(
         [
             "search",
             "--study",
-            str(ROOT / "studies" / "sst2.toml"),
+            str(study),
             "--budget",
             "0.03",
             "--trainer",
@@ -206,21 +206,7 @@ def test_a_study_name_with_another_grid_leaves_the_storage_untouched(tmp_path, g
     other.write_text(
         '[study]\ntask = "sst2"\nname = "sst2"\n[grid]\nn = [1, 2]\nsparsity = [0, 0.5]\n'
     )
-    code = main(
-        [
-            "search",
-            "--study",
-            str(other),
-            "--budget",
-            "0.03",
-            "--trainer",
-            f"replay:{grid_file}",
-            "--storage",
-            f"sqlite:///{tmp_path / 'cli.db'}",
-            "--executor",
-            "local",
-        ]
-    )
+    code = cli_search(tmp_path, grid_file, study=other)
     assert code == 2 and "holds task 'sst2' and grid '1,2,5,10:" in capsys.readouterr().err
     assert (tmp_path / "cli.db").read_bytes() == before
 
