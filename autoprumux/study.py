@@ -174,6 +174,10 @@ class TrainingSection:
     sparsity_epsilon: float = 0.01  # a pruned model within this of the target is on target
     max_grad_norm: float = 1.0
     checkpoint_every: int = 200  # steps between resumable checkpoints of a phase
+    # Dropout (hidden, attention, classifier, demultiplexer) in the task phases: fine-tuning,
+    # pruning and post-pruning; below 0: the model's own (0.1 for BERT). Not in the repr: trial
+    # cache keys are built from it, and artifacts made before this field existed stay valid.
+    dropout: float = field(default=-1.0, repr=False)
 
     def __post_init__(self) -> None:
         epochs = ("finetune", "pruning", "lagrangian_warmup", "post_pruning")
@@ -196,6 +200,10 @@ class TrainingSection:
         _check_range("new_learning_rate", self.new_learning_rate, 0.0, None)
         _check_range("distill_ce_alpha", self.distill_ce_alpha, 0.0, 1.0)
         _check_range("sparsity_epsilon", self.sparsity_epsilon, 0.0, 0.5)
+        if self.dropout >= 1:
+            raise FieldError(
+                "dropout", f"{self.dropout!r} is not below 1 (below 0: the model's own)"
+            )
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,12 @@ def pad_to_multiple(
         return torch.cat([t, t.new_zeros(missing, *t.shape[1:])])
 
     return pad(input_ids), pad(attention_mask), pad(token_type_ids)  # type: ignore[return-value]
+
+
+def set_dropout(model: nn.Module, rate: float) -> None:
+    """Every dropout of the model to ``rate``: hidden, attention, classifier, demultiplexer."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = rate
+        if hasattr(module, "attention_dropout"):  # SelfAttention passes it to the SDPA kernel
+            module.attention_dropout = rate

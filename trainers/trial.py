@@ -50,7 +50,7 @@ from trainers.data import (
 from trainers.l0 import L0Module
 from trainers.loop import Diverged, ProgressCallback, run_phase
 from trainers.materialize import materialize, materialized_architecture
-from trainers.model import Classifier
+from trainers.model import Classifier, set_dropout
 from trainers.phases import (
     accuracy,
     finetune_phase,
@@ -200,12 +200,13 @@ class _Trial:
                 "sparsity": sparsity,
                 "training": training,
                 "seed": self.seed,
+                **self.dropout_key(),
             }
         )
         folder = self.study.artifacts_folder / f"trial-n{self.n}-s{sparsity:g}-{key}"
 
         def build(partial: Path) -> None:
-            student = self.prepared(load_model(teacher_dir))
+            student = self.prepared(load_model(teacher_dir), task=True)
             l0 = L0Module(student.arch)
             layer_map = identity_map(student.arch.hidden_size)
             batch = training.batch_rows * self.n
@@ -235,7 +236,7 @@ class _Trial:
                     phase, partial / "prune-checkpoint", training.checkpoint_every, self.progress
                 )
             cofi_rule = prunable_params(materialized_architecture(student.arch, l0.deterministic()))
-            small = self.prepared(materialize(student, l0.calibrated(sparsity)))
+            small = self.prepared(materialize(student, l0.calibrated(sparsity)), task=True)
             post = steps_for(
                 training.post_pruning_steps, training.post_pruning_epochs, len(self.train), batch
             )
@@ -295,13 +296,14 @@ class _Trial:
                     training.max_grad_norm,
                 ],
                 "seed": self.seed,
+                **self.dropout_key(),
             }
         )
         folder = study.artifacts_folder / f"teacher-n{self.n}-{key}"
 
         def build(partial: Path) -> None:
             model, recovery = self.initial_model()
-            self.prepared(model)
+            self.prepared(model, task=True)
             batch = training.batch_rows * self.n
             steps = steps_for(
                 training.finetune_steps, training.finetune_epochs, len(self.train), batch
@@ -334,11 +336,21 @@ class _Trial:
             self.reused.append("teacher")
         return load_model(folder), folder, read_json(folder / "teacher.json")
 
-    def prepared(self, model: Classifier) -> Classifier:
-        """The model with the study's frozen parts frozen."""
-        if self.study.training.freeze_word_embeddings:
+    def prepared(self, model: Classifier, task: bool = False) -> Classifier:
+        """The model with the study's frozen parts frozen, and for a task phase (``task``) the
+        study's dropout."""
+        training = self.study.training
+        if training.freeze_word_embeddings:
             model.encoder.embeddings.word.weight.requires_grad_(False)
+        if task and training.dropout >= 0:
+            set_dropout(model, training.dropout)
         return model
+
+    def dropout_key(self) -> dict[str, float]:
+        """The study's dropout for the cache keys of task artifacts, absent when it is the
+        model's own (so keys from before the field existed still match)."""
+        dropout = self.study.training.dropout
+        return {"dropout": dropout} if dropout >= 0 else {}
 
     def multiplexed_source(self) -> str:
         template = self.study.model.multiplexed_name_or_path

@@ -70,6 +70,10 @@ def test_relative_paths_are_relative_to_the_study_file(tmp_path):
             "training.batch_rows: 0 is not >= 1",
         ),
         (
+            '[study]\ntask = "sst2"\n[training]\ndropout = 1.0',
+            "training.dropout: 1.0 is not below 1",
+        ),
+        (
             '[study]\ntask = "sst2"\n[training]\npruning_learning_rate = "fast"',
             "training.pruning_learning_rate: 'fast' is not a number",
         ),

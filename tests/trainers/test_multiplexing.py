@@ -8,7 +8,7 @@ from transformers import BertConfig, BertModel
 
 from trainers.architecture import DemuxKind, MuxStyle
 from trainers.checkpoints import load_pretrained
-from trainers.model import Classifier
+from trainers.model import Classifier, set_dropout
 from trainers.multiplexing import gaussian_keys
 
 
@@ -192,3 +192,19 @@ def test_mean_hidden_pooling_demultiplexes_each_instances_own_mean(tiny_arch, ba
         mean = hidden[2][own].mean(0)  # [H]
         expected = model.demux(mean.unsqueeze(0)).view(2, -1)[1]  # instance 1's demux of it
         assert torch.allclose(features[5], expected, atol=1e-6)
+
+
+def test_set_dropout_reaches_every_dropout(tiny_arch, batch):
+    """Dropout 0 in train mode gives the eval-mode output: no dropout is left anywhere (hidden,
+    attention, demultiplexer, classifier); the model's own 0.1 does not."""
+    input_ids, attention_mask = batch
+    model = Classifier(tiny_arch.with_mux(2))
+    expected = run(model, input_ids, attention_mask)
+    model.train()
+    torch.manual_seed(0)
+    assert not torch.allclose(model(input_ids, attention_mask), expected)
+    set_dropout(model, 0.0)
+    assert torch.allclose(model(input_ids, attention_mask), expected, atol=1e-6)
+    set_dropout(model, 0.3)
+    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.3} and model.encoder.layers[0].attention.attention_dropout == 0.3

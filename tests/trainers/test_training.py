@@ -120,6 +120,14 @@ def test_multiplexed_trial_records_its_warmup(tiny_study_file):
     ]
 
 
+def test_task_dropout_keys_the_task_artifacts_not_the_warmup(tiny_study_file):
+    own = run_trial(TrialSpec(load_study(tiny_study_file()), 2, 0.0))
+    assert own.reused == ()
+    none = run_trial(TrialSpec(load_study(tiny_study_file(dropout=0.0)), 2, 0.0))
+    assert none.reused == ("warmup",) and none.artifact_path != own.artifact_path
+    assert none.status is TrialStatus.COMPLETE and none.accuracy != own.accuracy
+
+
 def test_a_diverging_trial_fails_with_its_reason(tiny_study_file):
     study = load_study(tiny_study_file(finetune_learning_rate=1e30))
     result = run_trial(TrialSpec(study, 1, 0.0))
