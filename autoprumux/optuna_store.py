@@ -28,7 +28,11 @@ class StorageError(AutoPruMuxError):
 
 
 class OptunaStore:
-    def __init__(self, url: str, study_name: str, grid: Grid, task: str) -> None:
+    def __init__(
+        self, url: str, study_name: str, grid: Grid, task: str, recipe: str | None = None
+    ) -> None:
+        """Open or create the study. With ``recipe`` (:attr:`Study.recipe`), a stored study
+        whose trials were trained under another recipe is refused: its results do not apply."""
         import optuna
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -51,6 +55,8 @@ class OptunaStore:
                     f"{stored[0]!r}, not {task!r} and {grid.spec()!r}; use another study name "
                     "([study] name) or another --storage"
                 )
+            if recipe is not None:
+                _check_recipe(study, recipe, url)
         else:
             study = optuna.create_study(
                 study_name=study_name, storage=storage, directions=["maximize", "maximize"]
@@ -60,6 +66,8 @@ class OptunaStore:
                 study.set_metric_names(["accuracy", "throughput"])
             study.set_user_attr("grid", grid.spec())
             study.set_user_attr("task", task)
+        if recipe is not None and "recipe" not in study.user_attrs:
+            study.set_user_attr("recipe", recipe)
         self.study, self.url = study, url
         self._running: dict[int, Any] = {}
 
@@ -144,3 +152,23 @@ class OptunaStore:
                 )
             )
         return out
+
+
+def _check_recipe(study: Any, recipe: str, url: str) -> None:
+    """Refuse a stored study trained under another recipe (or under an unknown one: recorded
+    by a release without recipes); a study without trials just takes the new recipe."""
+    stored = study.user_attrs.get("recipe")
+    if stored == recipe or (stored is None and not study.get_trials(deepcopy=False)):
+        return
+    name = study.study_name
+    why = (
+        "was trained under another recipe (the study file's [model], [data], [training], "
+        "[multiplexing] or [warmup] settings or its seed changed since)"
+        if stored
+        else "holds trials of an older autoprumux that did not record their recipe"
+    )
+    raise StorageError(
+        f"study {name!r} in {url} {why}, so its results do not apply; use another study name "
+        f"([study] name) or --storage, or delete it: optuna delete-study --study-name {name} "
+        f"--storage {url}"
+    )

@@ -144,7 +144,9 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
         request.max_retries,
         per_trial_gpu,
     )
-    store = OptunaStore(config.storage_url, config.study_name, config.grid, config.task)
+    store = OptunaStore(
+        config.storage_url, config.study_name, config.grid, config.task, study.recipe
+    )
     if table_path is not None:  # the report of this study ranks by the same table
         store.study.set_user_attr("throughput_table", str(table_path.resolve()))
     echo(

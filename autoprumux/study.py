@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import json
 import math
 import tomllib
 import types
@@ -275,6 +277,20 @@ class Study:
         if self.storage.url:
             return self.storage.url
         return f"sqlite:///{self.folder.resolve() / (self.name + '.db')}"
+
+    @property
+    def recipe(self) -> str:
+        """A short hash of everything that decides a trial's result (seed, model, data,
+        training, multiplexing, warm-up), so a study's stored results are never reused under
+        another recipe. The grid, the throughput settings and the storage are not part of it."""
+        parts = [self.study.seed, self.model, self.data, self.training, self.multiplexing]
+        parts.append(self.warmup)
+        text = json.dumps(
+            [dataclasses.asdict(p) if is_dataclass(p) else p for p in parts],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def load_study(path: str | Path) -> Study:

@@ -3,6 +3,7 @@ the dashboard, and bad input."""
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -209,6 +210,25 @@ def test_a_study_name_with_another_grid_leaves_the_storage_untouched(tmp_path, g
     code = cli_search(tmp_path, grid_file, study=other)
     assert code == 2 and "holds task 'sst2' and grid '1,2,5,10:" in capsys.readouterr().err
     assert (tmp_path / "cli.db").read_bytes() == before
+
+
+def test_a_study_trained_under_another_recipe_is_not_reused(tmp_path, grid_file, capsys):
+    assert cli_search(tmp_path, grid_file) == 0
+    before = (tmp_path / "cli.db").read_bytes()
+    edited = tmp_path / "edited" / "sst2.toml"  # same study name, another learning rate
+    edited.parent.mkdir()
+    text = (ROOT / "studies" / "sst2.toml").read_text()
+    edited.write_text(
+        text.replace("finetune_learning_rate = 2e-5", "finetune_learning_rate = 3e-5")
+    )
+    assert cli_search(tmp_path, grid_file, study=edited) == 2
+    assert "was trained under another recipe" in capsys.readouterr().err.splitlines()[-1]
+    assert (tmp_path / "cli.db").read_bytes() == before
+    # a study recorded without a recipe (an older release) is refused too, not trusted
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        db.execute("DELETE FROM study_user_attributes WHERE key = 'recipe'")
+    assert cli_search(tmp_path, grid_file) == 2
+    assert "did not record their recipe" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_an_invalid_grid_in_the_study_file(tmp_path, grid_file, capsys):

@@ -101,6 +101,28 @@ def test_invalid_studies_name_the_file_and_field(tmp_path, text, message):
     assert str(err.value).startswith(f"{path}: {message}")
 
 
+def test_the_recipe_covers_what_decides_a_trials_result(tmp_path):
+    path = tmp_path / "s.toml"
+
+    def recipe(extra, study='[study]\ntask = "sst2"\n'):
+        path.write_text(study + extra)
+        return load_study(path).recipe
+
+    plain = recipe("")
+    assert plain == recipe("") and len(plain) == 12
+    for changed in (
+        "[training]\nfinetune_learning_rate = 3e-5",
+        "[training]\ndropout = 0.0",  # not in the repr, still in the recipe
+        '[warmup]\ntext = "corpus.txt"',
+        "[multiplexing]\npooling = 'mean'",
+        "[model]\nnum_layers = 2",
+    ):
+        assert recipe(changed) != plain, changed
+    assert recipe("", study='[study]\ntask = "sst2"\nseed = 1\n') != plain
+    for unchanged in ("[grid]\nn = [1, 2]", "[throughput]\npasses = 3", "[storage]\nurl = 'x'"):
+        assert recipe(unchanged) == plain, unchanged
+
+
 def test_missing_study_file(tmp_path):
     with pytest.raises(FieldError, match="cannot be read: no such file"):
         load_study(tmp_path / "nope.toml")
