@@ -283,13 +283,9 @@ class Study:
         """A short hash of everything that decides a trial's result (seed, model, data,
         training, multiplexing, warm-up), so a study's stored results are never reused under
         another recipe. The grid, the throughput settings and the storage are not part of it."""
-        parts = [self.study.seed, self.model, self.data, self.training, self.multiplexing]
-        parts.append(self.warmup)
-        text = json.dumps(
-            [dataclasses.asdict(p) if is_dataclass(p) else p for p in parts],
-            sort_keys=True,
-            default=str,
-        )
+        sections = (self.model, self.data, self.training, self.multiplexing, self.warmup)
+        parts = [self.study.seed, *(dataclasses.asdict(section) for section in sections)]
+        text = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
