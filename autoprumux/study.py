@@ -180,6 +180,9 @@ class TrainingSection:
     # pruning and post-pruning; below 0: the model's own (0.1 for BERT). Not in the repr: trial
     # cache keys are built from it, and artifacts made before this field existed stay valid.
     dropout: float = field(default=-1.0, repr=False)
+    # N > 1: the task fine-tuning also learns the (1, 0) teacher's logits (KL at
+    # distill_temperature), building that teacher first if needed. Not in the repr, as dropout.
+    distill_from_n1: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         epochs = ("finetune", "pruning", "lagrangian_warmup", "post_pruning")

@@ -200,7 +200,7 @@ class _Trial:
                 "sparsity": sparsity,
                 "training": training,
                 "seed": self.seed,
-                **self.dropout_key(),
+                **self.task_key(),
             }
         )
         folder = self.study.artifacts_folder / f"trial-n{self.n}-s{sparsity:g}-{key}"
@@ -296,7 +296,7 @@ class _Trial:
                     training.max_grad_norm,
                 ],
                 "seed": self.seed,
-                **self.dropout_key(),
+                **self.task_key(),
             }
         )
         folder = study.artifacts_folder / f"teacher-n{self.n}-{key}"
@@ -316,6 +316,7 @@ class _Trial:
                 training.batch_rows,
                 self.seed,
                 training,
+                teacher=self.guide(),
             )
             with self.timer("finetune"):
                 run_phase(
@@ -346,11 +347,23 @@ class _Trial:
             set_dropout(model, training.dropout)
         return model
 
-    def dropout_key(self) -> dict[str, float]:
-        """The study's dropout for the cache keys of task artifacts, absent when it is the
-        model's own (so keys from before the field existed still match)."""
-        dropout = self.study.training.dropout
-        return {"dropout": dropout} if dropout >= 0 else {}
+    def task_key(self) -> dict[str, Any]:
+        """The study's dropout and distillation from N = 1 for the cache keys of task
+        artifacts, absent when unset (so keys from before these fields existed still match)."""
+        training = self.study.training
+        key: dict[str, Any] = {"dropout": training.dropout} if training.dropout >= 0 else {}
+        if training.distill_from_n1 and self.n > 1:
+            key["distill_from_n1"] = True
+        return key
+
+    def guide(self) -> Classifier | None:
+        """The (1, 0) teacher whose logits an N > 1 model also learns (``distill_from_n1``)."""
+        if self.n == 1 or not self.study.training.distill_from_n1:
+            return None
+        rng = torch.get_rng_state()  # this phase's randomness stays as without the guide
+        model, _, _ = _Trial(self.study, 1, self.seed, self.timer, self.progress).teacher()
+        torch.set_rng_state(rng)
+        return model.eval()
 
     def multiplexed_source(self) -> str:
         template = self.study.model.multiplexed_name_or_path

@@ -128,6 +128,19 @@ def test_task_dropout_keys_the_task_artifacts_not_the_warmup(tiny_study_file):
     assert none.status is TrialStatus.COMPLETE
 
 
+def test_distilling_from_n1_builds_the_n1_teacher_first(tiny_study_file):
+    plain = run_trial(TrialSpec(load_study(tiny_study_file()), 2, 0.0))
+    path = tiny_study_file()
+    path.write_text(
+        path.read_text().replace("[training]\n", "[training]\ndistill_from_n1 = true\n")
+    )
+    study = load_study(path)
+    guided = run_trial(TrialSpec(study, 2, 0.0))
+    assert guided.reused == ("warmup",) and guided.artifact_path != plain.artifact_path
+    assert guided.status is TrialStatus.COMPLETE
+    assert run_trial(TrialSpec(study, 1, 0.0)).reused == ("teacher",)  # built by the N = 2 run
+
+
 def test_a_diverging_trial_fails_with_its_reason(tiny_study_file):
     study = load_study(tiny_study_file(finetune_learning_rate=1e30))
     result = run_trial(TrialSpec(study, 1, 0.0))
