@@ -175,7 +175,13 @@ class _Trial:
     """The state of one run_trial call: data, model source and the artifacts it builds."""
 
     def __init__(
-        self, study: Study, n: int, seed: int, timer: _Timer, progress: ProgressCallback | None
+        self,
+        study: Study,
+        n: int,
+        seed: int,
+        timer: _Timer,
+        progress: ProgressCallback | None,
+        data: tuple[Encoded, Encoded] | None = None,  # (train, dev), already encoded
     ) -> None:
         self.study, self.n, self.seed, self.timer, self.progress = study, n, seed, timer, progress
         self.reused: list[str] = []
@@ -183,7 +189,7 @@ class _Trial:
         torch.manual_seed(seed)
         with timer("data"):
             self.tokenizer = _tokenizer(study.model.name_or_path)
-            self.train, self.dev = _task_data(study, self.tokenizer)
+            self.train, self.dev = data or _task_data(study, self.tokenizer)
 
     # -- the phases, each cached --------------------------------------------------------------
 
@@ -361,7 +367,10 @@ class _Trial:
         if self.n == 1 or not self.study.training.distill_from_n1:
             return None
         rng = torch.get_rng_state()  # this phase's randomness stays as without the guide
-        model, _, _ = _Trial(self.study, 1, self.seed, self.timer, self.progress).teacher()
+        sibling = _Trial(
+            self.study, 1, self.seed, self.timer, self.progress, data=(self.train, self.dev)
+        )
+        model, _, _ = sibling.teacher()
         torch.set_rng_state(rng)
         return model.eval()
 
