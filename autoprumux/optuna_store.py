@@ -6,7 +6,8 @@ Every metric of the record is a user attribute; ``constraint`` (accuracy - thres
 and the system attribute ``constraints`` holds [threshold - accuracy] (<= 0 is feasible), which
 is what Optuna's constrained samplers and the dashboard's feasibility view read. The threshold
 is the one in force when the trial was recorded (a finished trial cannot be changed). Failed
-trainings are FAIL trials with their ``reason``.
+trainings are FAIL trials with their ``reason``. A model trained on the way by another trial
+(its (N, 0) teacher) is a COMPLETE trial added as is, with ``from_trial`` naming that trial.
 """
 
 from __future__ import annotations
@@ -88,17 +89,18 @@ class OptunaStore:
             count += 1
         return count
 
-    def start(self, point: GridPoint) -> int:
-        """A new RUNNING trial for ``point``; returns its number."""
+    def distributions(self) -> dict[str, Any]:
         from optuna.distributions import CategoricalDistribution
 
+        return {
+            "n": CategoricalDistribution(self.grid.n_values),
+            "sparsity": CategoricalDistribution(self.grid.sparsities),
+        }
+
+    def start(self, point: GridPoint) -> int:
+        """A new RUNNING trial for ``point``; returns its number."""
         self.study.enqueue_trial({"n": point.n, "sparsity": point.sparsity}, skip_if_exists=False)
-        trial = self.study.ask(
-            {
-                "n": CategoricalDistribution(self.grid.n_values),
-                "sparsity": CategoricalDistribution(self.grid.sparsities),
-            }
-        )
+        trial = self.study.ask(self.distributions())
         self._running[trial.number] = trial
         return trial.number
 
@@ -106,20 +108,33 @@ class OptunaStore:
         from optuna.trial import TrialState
 
         trial = self._running.pop(number)
-        for key, value in record.to_row().items():
-            if value is not None and key not in ("task", "n", "sparsity"):
-                trial.set_user_attr(key, value)
+        for key, value in _user_attrs(record, threshold).items():
+            trial.set_user_attr(key, value)
         if record.status is TrialStatus.COMPLETE:
             assert record.accuracy is not None and record.throughput is not None
             if threshold is not None:
-                trial.set_user_attr("threshold", threshold)
-                trial.set_user_attr("constraint", record.accuracy - threshold)
                 self.study._storage.set_trial_system_attr(
                     trial._trial_id, "constraints", [threshold - record.accuracy]
                 )
             self.study.tell(trial, [record.accuracy, record.throughput])
         else:
             self.study.tell(trial, state=TrialState.FAIL)
+
+    def add(self, record: TrialRecord, threshold: float | None) -> None:
+        """A complete trial that was not trained on its own (``record.from_trial``)."""
+        from optuna.trial import create_trial
+
+        assert record.accuracy is not None and record.throughput is not None
+        constraints = {} if threshold is None else {"constraints": [threshold - record.accuracy]}
+        self.study.add_trial(
+            create_trial(
+                values=[record.accuracy, record.throughput],
+                params={"n": record.n, "sparsity": record.sparsity},
+                distributions=self.distributions(),
+                user_attrs=_user_attrs(record, threshold),
+                system_attrs=constraints,
+            )
+        )
 
     def records(self) -> list[tuple[int, TrialRecord]]:
         """Finished trials as (number, record); failed ones with their reason."""
@@ -148,10 +163,25 @@ class OptunaStore:
                         gpu_hours=attrs.get("gpu_hours"),
                         seed=attrs.get("seed"),
                         artifact_path=attrs.get("artifact_path"),
+                        from_trial=attrs.get("from_trial"),
                     ),
                 )
             )
         return out
+
+
+def _user_attrs(record: TrialRecord, threshold: float | None) -> dict[str, Any]:
+    """Every metric of the record, and for a complete one the threshold in force and the
+    margin to it (``constraint``, >= 0 is feasible)."""
+    attrs = {
+        k: v
+        for k, v in record.to_row().items()
+        if v is not None and k not in ("task", "n", "sparsity")
+    }
+    if record.status is TrialStatus.COMPLETE and threshold is not None:
+        assert record.accuracy is not None
+        attrs.update(threshold=threshold, constraint=record.accuracy - threshold)
+    return attrs
 
 
 def _check_recipe(study: Any, recipe: str, url: str) -> None:

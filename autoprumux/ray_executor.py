@@ -9,6 +9,7 @@ Optuna storage, stay in this process: Ray workers only train.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from typing import Any
 
 from autoprumux.errors import AutoPruMuxError
 from autoprumux.grid import GridPoint
-from autoprumux.records import TrialRecord, TrialStatus
+from autoprumux.records import Training, TrialRecord, TrialStatus
 from autoprumux.search import FINISHED, SearchDriver, SearchOutcome, Trainer
 
 log = logging.getLogger(__name__)
@@ -99,16 +100,18 @@ def run_ray(
             number = self.numbers.pop(trial_id)
             point = driver.pending[number]
             if error or not result or "status" not in result:
-                record = TrialRecord(
-                    driver.config.task,
-                    point.n,
-                    point.sparsity,
-                    status=TrialStatus.FAILED,
-                    reason="the Ray trial raised an error (see Ray's logs)",
+                training = Training(
+                    TrialRecord(
+                        driver.config.task,
+                        point.n,
+                        point.sparsity,
+                        status=TrialStatus.FAILED,
+                        reason="the Ray trial raised an error (see Ray's logs)",
+                    )
                 )
             else:
-                record = _record_from_result(driver.config.task, point, result)
-            driver.complete(number, record)
+                training = _training_from_result(driver.config.task, point, result)
+            driver.complete(number, training)
 
     start_ray(address, total_gpus)
     try:
@@ -137,15 +140,23 @@ def run_ray(
 
 
 def _trainable(config: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
-    """A Tune trial: train one point, return its record as the final result."""
+    """A Tune trial: train one point, return its record as the final result (the by-products'
+    records as one JSON text: Tune flattens nested results into metrics)."""
     point = GridPoint(int(config["n"]), float(config["sparsity"]))
     try:
         # Ray forwards the trial's output to the driver, whose stdout is kept for --json: the
         # trial's progress lines and anything a library prints go to stderr
         with contextlib.redirect_stdout(sys.stderr):
-            record = trainer(point)
+            training = trainer(point)
     except Exception as err:  # a failed training is data, not a crashed trial
         return {"status": "failed", "reason": f"{type(err).__name__}: {err}".splitlines()[0][:500]}
+    return {
+        **_row(training.record),
+        "by_products": json.dumps([_row(r) for r in training.by_products]),
+    }
+
+
+def _row(record: TrialRecord) -> dict[str, Any]:
     return {
         k: (v.value if isinstance(v, TrialStatus) else v)
         for k, v in record.to_row().items()
@@ -153,8 +164,12 @@ def _trainable(config: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
     }
 
 
-def _record_from_result(task: str, point: GridPoint, result: dict[str, Any]) -> TrialRecord:
+def _training_from_result(task: str, point: GridPoint, result: dict[str, Any]) -> Training:
     from autoprumux.results_io import record_from_row
 
     row = {**result, "task": task, "n": point.n, "sparsity": point.sparsity}
-    return record_from_row(row, "Ray trial result", 1)
+    by_products = [
+        record_from_row({**r, "task": task}, "Ray trial result", i)
+        for i, r in enumerate(json.loads(result.get("by_products", "[]")), start=2)
+    ]
+    return Training(record_from_row(row, "Ray trial result", 1), tuple(by_products))

@@ -39,6 +39,9 @@ class TrialRecord:
     gpu_hours: float | None = None
     seed: int | None = None
     artifact_path: str | None = None
+    # the number of the search trial whose training produced this model on the way (an (N, s)
+    # trial fine-tunes the (N, 0) teacher it prunes): recorded free, not a training of its own
+    from_trial: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or not self.task.strip():
@@ -57,7 +60,7 @@ class TrialRecord:
             )
         if self.achieved_sparsity is not None and not 0.0 <= self.achieved_sparsity < 1.0:
             raise FieldError("achieved_sparsity", f"{self.achieved_sparsity!r} is outside [0, 1)")
-        for name in ("wall_time_s", "gpu_hours"):
+        for name in ("wall_time_s", "gpu_hours", "from_trial"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise FieldError(name, f"{value!r} is negative")
@@ -73,6 +76,17 @@ class TrialRecord:
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(TrialRecord))
+
+
+@dataclass(frozen=True)
+class Training:
+    """What training one point gave: its record, and records of other grid points whose
+    models it trained on the way (an (N, s) trial's (N, 0) teacher is that point's model)."""
+
+    record: TrialRecord
+    by_products: tuple[TrialRecord, ...] = ()
+
+
 REQUIRED_COLUMNS = ("task", "n", "sparsity", "accuracy", "throughput")
 
 

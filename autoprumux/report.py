@@ -205,6 +205,7 @@ def surrogate_quality(
 @dataclass(frozen=True)
 class Cost:
     trained: int
+    free: int  # recorded free: the (N, 0) teachers that trainings of (N, s) produced
     failed: int
     skipped: int  # grid points never trained
     grid_size: int
@@ -214,13 +215,15 @@ class Cost:
 
 def cost(data: ReportInput) -> Cost:
     complete = [r for r in data.records if r.status is TrialStatus.COMPLETE]
+    free = [r for r in complete if r.from_trial is not None]
     failed = [r for r in data.records if r.status is TrialStatus.FAILED]
     touched = {r.point for r in data.records}
     hours = [r.gpu_hours for r in data.records if r.gpu_hours is not None]
     total = sum(hours)
     mean = total / len(hours) if hours else None
     return Cost(
-        len(complete),
+        len(complete) - len(free),
+        len(free),
         len(failed),
         len([p for p in data.grid if p not in touched]),
         len(data.grid),

@@ -48,7 +48,7 @@ _NUMBER_FIELDS = (
     "wall_time_s",
     "gpu_hours",
 )
-_INTEGER_FIELDS = ("n", "seed")
+_INTEGER_FIELDS = ("n", "seed", "from_trial")
 
 
 def read_table(

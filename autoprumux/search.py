@@ -22,11 +22,18 @@ from autoprumux.grid import BASELINE, Grid, GridPoint
 from autoprumux.optuna_store import INTERRUPTED, OptunaStore
 from autoprumux.proposer import Proposer, SearchState
 from autoprumux.recommender import Decision, Recommender
-from autoprumux.records import Observations, ResultsTable, TrialRecord, TrialStatus, distinct_seeds
+from autoprumux.records import (
+    Observations,
+    ResultsTable,
+    Training,
+    TrialRecord,
+    TrialStatus,
+    distinct_seeds,
+)
 from autoprumux.throughput import ThroughputTable
 
 log = logging.getLogger(__name__)
-Trainer = Callable[[GridPoint], TrialRecord]
+Trainer = Callable[[GridPoint], Training]
 FINISHED = "finished"
 
 
@@ -48,7 +55,7 @@ class SearchConfig:
 class Event:
     """Something the CLI shows: a trial started or finished, and the state of the search."""
 
-    kind: str  # "started", "complete", "failed", "stopped"
+    kind: str  # "started", "complete", "failed", "free" (a by-product recorded), "stopped"
     point: GridPoint | None
     record: TrialRecord | None
     running: int
@@ -64,6 +71,7 @@ class SearchOutcome:
     decision: Decision | None  # top-k for the budget over the candidates
     trainings_this_run: int
     trainings_total: int
+    free_total: int  # records that came free with a training (its (N, 0) teacher)
     failed_total: int
     gpu_hours_total: float
     grid_size: int
@@ -138,7 +146,7 @@ class SearchDriver:
         """Trials to start now: [(number, point)], [] to wait for running ones, or FINISHED."""
         observed, failed, records = self.observations()
         state = self.state(observed, failed)
-        trained = sum(1 for r in records if r.reason != INTERRUPTED)
+        trained = trainings(records)
         gpu_hours = sum(r.gpu_hours or 0.0 for r in records)
         cap = self._cap(trained + len(self.pending), gpu_hours)
         if cap:
@@ -157,8 +165,11 @@ class SearchDriver:
             self._event("started", point, None, records)
         return started
 
-    def complete(self, number: int, record: TrialRecord) -> None:
-        point = self.pending.pop(number)
+    def complete(self, number: int, training: Training) -> None:
+        """Record a finished training, and the by-products no trial has measured yet (the
+        (N, 0) teacher of an (N, s) trial is that point's model: it needs no training of its
+        own). A by-product costs nothing: it has no wall time or GPU-hours."""
+        point, record = self.pending.pop(number), training.record
         if record.point != point:  # a trainer answering another point is a bug, not data
             raise RuntimeError(f"trial {number} asked for {point} and got {record.point}")
         if record.gpu_hours is None and record.wall_time_s is not None:
@@ -166,12 +177,24 @@ class SearchDriver:
                 record, gpu_hours=record.wall_time_s / 3600 * self.config.gpus_per_trial
             )
         observed, _, _ = self.observations()
+        free = [
+            replace(r, from_trial=number, wall_time_s=None, gpu_hours=None)
+            for r in training.by_products
+            if r.status is TrialStatus.COMPLETE
+            and r.point in self.config.grid
+            and r.point not in observed.accuracy
+            and r.point not in self.pending.values()
+            and r.point != point
+        ]
         threshold = self.threshold(observed)
-        if threshold is None and point == BASELINE and record.accuracy is not None:
-            threshold = self.config.budget.threshold(record.accuracy)  # this record sets it
+        baseline = [r for r in (record, *free) if r.point == BASELINE and r.accuracy is not None]
+        if threshold is None and baseline:
+            threshold = self.config.budget.threshold(baseline[0].accuracy)  # it sets it
         budget = f"{self.config.budget.kind.value} {self.config.budget.value:g}"
         self.store.set_threshold(threshold, budget)
         self.store.finish(number, record, threshold)
+        for by_product in free:
+            self.store.add(by_product, threshold)
         _, _, records = self.observations()
         self._event(
             "complete" if record.status is TrialStatus.COMPLETE else "failed",
@@ -179,6 +202,10 @@ class SearchDriver:
             record,
             records,
         )
+        for by_product in free:
+            self._event(
+                "free", by_product.point, by_product, records, f"the teacher of trial {number}"
+            )
 
     def _cap(self, trained: int, gpu_hours: float) -> str | None:
         if self.config.max_trials is not None and trained >= self.config.max_trials:
@@ -193,6 +220,7 @@ class SearchDriver:
         point: GridPoint | None,
         record: TrialRecord | None,
         records: list[TrialRecord],
+        message: str = "",
     ) -> None:
         state = self.state()
         self.on_event(
@@ -204,6 +232,7 @@ class SearchDriver:
                 sum(r.status is TrialStatus.COMPLETE for r in records),
                 sum(r.status is TrialStatus.FAILED for r in records),
                 self.proposer.status(state).best,
+                message,
             )
         )
 
@@ -226,7 +255,8 @@ class SearchDriver:
             stop_reason=self.stop_reason,
             decision=decision,
             trainings_this_run=self.started_this_run,
-            trainings_total=sum(1 for r in records if r.reason != INTERRUPTED),
+            trainings_total=trainings(records),
+            free_total=sum(r.from_trial is not None for r in records),
             failed_total=sum(r.status is TrialStatus.FAILED for r in records),
             gpu_hours_total=sum(r.gpu_hours or 0.0 for r in records),
             grid_size=len(self.config.grid),
@@ -235,9 +265,14 @@ class SearchDriver:
         )
 
 
+def trainings(records: list[TrialRecord]) -> int:
+    """Trainings paid for: every record but the interrupted ones and the free by-products."""
+    return sum(1 for r in records if r.reason != INTERRUPTED and r.from_trial is None)
+
+
 def run_local(driver: SearchDriver, trainer: Trainer, workers: int) -> SearchOutcome:
     """Run trainings in threads of this process, ``workers`` at a time."""
-    futures: dict[Future[TrialRecord], int] = {}
+    futures: dict[Future[Training], int] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while True:
             suggestion = driver.suggest(workers - len(futures)) if len(futures) < workers else []
@@ -253,16 +288,18 @@ def run_local(driver: SearchDriver, trainer: Trainer, workers: int) -> SearchOut
     return driver.outcome()
 
 
-def _safe_train(trainer: Trainer, point: GridPoint) -> TrialRecord:
+def _safe_train(trainer: Trainer, point: GridPoint) -> Training:
     """A training that raises is a failed trial with the error as its reason."""
     try:
         return trainer(point)
     except Exception as err:  # recorded as data, like Optuna's FAIL trials
         log.exception("training %s failed", point)
-        return TrialRecord(
-            "?",
-            point.n,
-            point.sparsity,
-            status=TrialStatus.FAILED,
-            reason=f"{type(err).__name__}: {err}".splitlines()[0][:500],
+        return Training(
+            TrialRecord(
+                "?",
+                point.n,
+                point.sparsity,
+                status=TrialStatus.FAILED,
+                reason=f"{type(err).__name__}: {err}".splitlines()[0][:500],
+            )
         )

@@ -188,6 +188,8 @@ def _event_line(event: Event) -> str:
         what += f" accuracy {event.record.accuracy:.4f}, {event.record.throughput:,.1f}/s"
     elif event.record is not None and event.record.reason:
         what += f" ({event.record.reason})"
+    if event.message:
+        what += f" ({event.message})"
     return (
         f"{what} | running {event.running}, done {event.done}, failed {event.failed}"
         f" | best so far {event.best if event.best is not None else '-'}"
@@ -203,7 +205,8 @@ def _report(
 ) -> dict[str, Any]:
     summary = (
         f"stopped: {outcome.stop_reason} | trainings: {outcome.trainings_this_run} this run, "
-        f"{outcome.trainings_total} in the study ({outcome.failed_total} failed) of a "
+        f"{outcome.trainings_total} in the study ({outcome.failed_total} failed, "
+        f"{outcome.free_total} more point(s) recorded free) of a "
         f"{outcome.grid_size}-point grid | GPU-hours {outcome.gpu_hours_total:.2f}"
     )
     decision_json = (
@@ -228,6 +231,7 @@ def _report(
             "stop_reason": outcome.stop_reason,
             "trainings_this_run": outcome.trainings_this_run,
             "trainings_total": outcome.trainings_total,
+            "free_total": outcome.free_total,
             "failed_total": outcome.failed_total,
             "grid_size": outcome.grid_size,
             "gpu_hours_total": outcome.gpu_hours_total,

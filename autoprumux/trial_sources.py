@@ -1,6 +1,7 @@
 """Where a search's measurements come from: real training, or a recorded full grid (replay).
 
-A trainer is a picklable callable ``(point) -> TrialRecord`` (Ray ships it to its workers).
+A trainer is a picklable callable ``(point) -> Training`` (Ray ships it to its workers): the
+point's record, and records of points it trained on the way (the (N, 0) teacher).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from autoprumux.grid import GridPoint
 from autoprumux.progress import ProgressLines
-from autoprumux.records import ResultsTable, TrialRecord, TrialStatus
+from autoprumux.records import ResultsTable, Training, TrialRecord, TrialStatus
 
 
 @dataclass(frozen=True)
@@ -29,21 +30,24 @@ class ReplayTrainer:
 
         return read_results(self.path)
 
-    def __call__(self, point: GridPoint) -> TrialRecord:
+    def __call__(self, point: GridPoint) -> Training:
         table = self.table()
         task = table.resolve_task(self.task)
         if self.delay_s:
             time.sleep(self.delay_s)
-        for record in table.for_task(task):
-            if record.point == point:
-                return record
-        return TrialRecord(
+        rows = {r.point: r for r in table.for_task(task)}
+        record = rows.get(point) or TrialRecord(
             task,
             point.n,
             point.sparsity,
             status=TrialStatus.FAILED,
             reason=f"replay: {self.path} has no row for {point}",
         )
+        # like a real (N, s) training, which fine-tunes the (N, 0) teacher it prunes
+        teacher = rows.get(GridPoint(point.n, 0.0))
+        if point.sparsity == 0 or record.status is not TrialStatus.COMPLETE or teacher is None:
+            return Training(record)
+        return Training(record, (teacher,))
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,11 @@ class StudyTrainer:
     study_path: str
     seed: int | None = None
 
-    def __call__(self, point: GridPoint) -> TrialRecord:
+    def __call__(self, point: GridPoint) -> Training:
         from autoprumux.study import load_study
         from trainers.trial import TrialSpec, run_trial
 
         study = load_study(self.study_path)
         progress = ProgressLines(str(point), lambda line: print(line, file=sys.stderr, flush=True))
         spec = TrialSpec(study, point.n, point.sparsity, self.seed)
-        return run_trial(spec, progress).to_record()
+        return run_trial(spec, progress).training()

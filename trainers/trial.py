@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from autoprumux.grid import GridPoint
-from autoprumux.records import TrialRecord, TrialStatus
+from autoprumux.records import Training, TrialRecord, TrialStatus
 from autoprumux.study import DataSource, Study
 from autoprumux.tasks import TASKS
 from trainers.architecture import multiplexing_fields, prunable_params
@@ -93,6 +93,12 @@ class TrialResult:
     artifact_path: str | None = None
     reused: tuple[str, ...] = ()  # artifacts that were already there (warmup, teacher, trial)
     seed: int = 0
+    teacher: TrialResult | None = None  # for s > 0: the (N, 0) model it was pruned from
+
+    def training(self) -> Training:
+        """The search's view: this point's record, and the teacher's as a by-product."""
+        by_products = (self.teacher.to_record(),) if self.teacher else ()
+        return Training(self.to_record(), by_products)
 
     def to_record(self) -> TrialRecord:
         return TrialRecord(
@@ -111,15 +117,22 @@ class TrialResult:
         )
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["status"] = self.status.value
         data["reused"] = list(self.reused)
+        data["teacher"] = self.teacher.to_json() if self.teacher else None
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrialResult:
+        teacher = data.get("teacher")
         return cls(
-            **{**data, "status": TrialStatus(data["status"]), "reused": tuple(data["reused"])}
+            **{
+                **data,
+                "status": TrialStatus(data["status"]),
+                "reused": tuple(data["reused"]),
+                "teacher": cls.from_json(teacher) if teacher else None,
+            }
         )
 
 
@@ -195,10 +208,11 @@ class _Trial:
 
     def run(self, sparsity: float) -> TrialResult:
         teacher, teacher_dir, teacher_info = self.teacher()
+        as_teacher = self._result(
+            teacher, teacher_dir, 0.0, 0.0, teacher_info, teacher_info["accuracy"]
+        )
         if sparsity == 0:
-            return self._result(
-                teacher, teacher_dir, 0.0, 0.0, teacher_info, teacher_info["accuracy"]
-            )
+            return as_teacher
         training = self.study.training
         key = cache_key(
             {
@@ -278,9 +292,10 @@ class _Trial:
             self.reused.append("trial")
         info = read_json(folder / "result.json")
         model = load_model(folder)
-        return self._result(
+        result = self._result(
             model, folder, sparsity, info["achieved_sparsity"], teacher_info, info["accuracy"]
         )
+        return dataclasses.replace(result, teacher=as_teacher)
 
     def teacher(self) -> tuple[Classifier, Path, dict[str, Any]]:
         """The fine-tuned (N, 0) model of this study."""

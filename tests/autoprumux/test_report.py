@@ -73,9 +73,12 @@ def test_cost_counts():
     records = [
         TrialRecord("sst2", 1, 0.0, 0.9, 100.0, gpu_hours=1.0),
         TrialRecord("sst2", 2, 0.5, status=TrialStatus.FAILED, gpu_hours=3.0),
+        TrialRecord("sst2", 2, 0.0, 0.85, 180.0, from_trial=1),  # the failed one's teacher
     ]
     spent = cost(data(records=records))
-    assert (spent.trained, spent.failed, spent.skipped, spent.grid_size) == (1, 1, 2, 4)
+    assert (spent.trained, spent.free, spent.failed, spent.skipped) == (1, 1, 1, 1)
+    assert spent.grid_size == 4
+    # the free record has no GPU-hours: it does not lower the mean cost of a training
     assert spent.gpu_hours == 4.0 and spent.exhaustive_gpu_hours == 8.0
 
 

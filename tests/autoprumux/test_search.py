@@ -9,15 +9,16 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from autoprumux.budget import Budget, BudgetKind
 from autoprumux.cli import main
-from autoprumux.grid import BASELINE, PAPER_GRID
+from autoprumux.grid import BASELINE, PAPER_GRID, GridPoint
 from autoprumux.optuna_store import OptunaStore
-from autoprumux.records import TrialRecord, TrialStatus
+from autoprumux.records import Training, TrialRecord, TrialStatus
 from autoprumux.results_io import write_results
 from autoprumux.search import SearchConfig, SearchDriver, run_local
 from autoprumux.synthetic import SyntheticFamily, synthetic_results
@@ -55,6 +56,57 @@ def test_the_loop_finds_the_known_best(tmp_path, grid_file, budget):
     assert outcome.best == best_by_brute_force(grid_file, budget)
     assert outcome.decision.recommendations[0].point == outcome.best
     assert outcome.trainings_total < len(PAPER_GRID) // 2
+
+
+@pytest.mark.parametrize("budget", [0.01, 0.03, 0.05])
+def test_free_teachers_save_trainings_and_change_no_answer(tmp_path, grid_file, budget):
+    replay = ReplayTrainer(str(grid_file))
+
+    def without_by_products(point):
+        return Training(replay(point).record)
+
+    plain = run_local(driver_for(tmp_path, budget, name="plain"), without_by_products, 1)
+    free = run_local(driver_for(tmp_path, budget, name="free"), replay, 1)
+    assert plain.free_total == 0 and free.best == plain.best
+    assert free.trainings_total <= plain.trainings_total
+    assert free.trainings_total + free.free_total == len(free.records)
+
+
+def test_a_trainings_teacher_is_recorded_free_and_settles_its_row(tmp_path):
+    import optuna
+
+    driver = driver_for(tmp_path)  # threshold: 0.93 - 0.03 = 0.90
+
+    def train(point, record, *by_products):
+        number = driver.store.start(point)
+        driver.pending[number] = point
+        driver.complete(number, Training(record, by_products))
+        return number
+
+    train(BASELINE, TrialRecord("sst2", 1, 0.0, 0.93, 1000.0, wall_time_s=60.0))
+    # training (5, 0.6) fine-tuned its (5, 0) teacher on the way; that model misses 0.90
+    teacher = TrialRecord("sst2", 5, 0.0, 0.85, 3000.0, wall_time_s=0.0, artifact_path="/t")
+    pruned = TrialRecord("sst2", 5, 0.6, 0.84, 6000.0, wall_time_s=90.0)
+    number = train(GridPoint(5, 0.6), pruned, teacher)
+    # a later training from the same teacher does not record it again
+    train(GridPoint(5, 0.7), TrialRecord("sst2", 5, 0.7, 0.83, 7000.0), teacher)
+    # a by-product of a point being trained now is left to that training
+    driver.pending[driver.store.start(GridPoint(2, 0.0))] = GridPoint(2, 0.0)
+    two = TrialRecord("sst2", 2, 0.0, 0.91, 1900.0)
+    train(GridPoint(2, 0.6), TrialRecord("sst2", 2, 0.6, 0.90, 3500.0), two)
+
+    free = [r for _, r in driver.store.records() if r.from_trial is not None]
+    assert free == [replace(teacher, from_trial=number, wall_time_s=None)]
+    status = driver.proposer.status(driver.state())
+    assert not [p for p in status.open if p.n >= 5]  # (5, 0) missing settles N >= 5
+    assert GridPoint(10, 0.0) in status.ruled_out
+    outcome = driver.outcome()
+    assert (outcome.trainings_total, outcome.free_total) == (4, 1)
+    stored = optuna.load_study(study_name="s", storage=driver.config.storage_url)
+    trial = next(t for t in stored.trials if t.user_attrs.get("from_trial") == number)
+    assert trial.params == {"n": 5, "sparsity": 0.0} and trial.values == [0.85, 3000.0]
+    assert trial.user_attrs["constraint"] == pytest.approx(-0.05)
+    assert trial.system_attrs["constraints"] == [pytest.approx(0.05)]
 
 
 class Killed(BaseException):
@@ -100,7 +152,9 @@ def test_a_failing_point_is_retried_then_recorded_and_the_search_goes_on(tmp_pat
 def test_four_workers_on_sqlite_lose_no_record(tmp_path, grid_file):
     driver = driver_for(tmp_path, budget=0.05, workers=4)
     outcome = run_local(driver, ReplayTrainer(str(grid_file), delay_s=0.05), 4)
-    assert len(outcome.records) == outcome.trainings_this_run == driver.started_this_run
+    trained = [r for r in outcome.records if r.from_trial is None]
+    assert len(trained) == outcome.trainings_this_run == driver.started_this_run
+    assert len(outcome.records) == len(trained) + outcome.free_total
     # every training is recorded: measured, or failed as the grid says (untrainable points)
     assert all(
         r.status is TrialStatus.COMPLETE or r.reason == "synthetic: did not train"

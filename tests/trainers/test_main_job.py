@@ -69,7 +69,14 @@ def test_the_bare_search_command_on_the_default_study(tiny_study_file, tmp_path)
     )
     rank_one = next(line for line in out.splitlines() if line.lstrip().startswith("1 "))
     assert str(best) in rank_one and "measured" in rank_one
-    assert f"trainings: {len(records)} this run" in out
+    trained = [r for r in records if r.from_trial is None]
+    assert f"trainings: {len(trained)} this run" in out
+    # a point recorded free is the (N, 0) teacher of a training of that N: the same model
+    numbers = dict(store.records())
+    for free in (r for r in records if r.from_trial is not None):
+        origin = numbers[free.from_trial]
+        assert free.sparsity == 0.0 and origin.n == free.n and origin.sparsity > 0
+        assert free.wall_time_s is None and free.gpu_hours is None
 
     # The report: written where the output says, naming the study and the recommended point.
     report = project / "reports" / "sst2-tiny.html"

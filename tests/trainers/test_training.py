@@ -19,7 +19,7 @@ from trainers.loop import run_phase
 from trainers.materialize import materialize
 from trainers.phases import accuracy, finetune_phase, identity_map, pruning_phase, warmup_phase
 from trainers.retrieval import RetrievalHead, token_recovery
-from trainers.trial import TrialSpec, run_trial, warmup_folder
+from trainers.trial import TrialResult, TrialSpec, run_trial, warmup_folder
 
 
 @pytest.fixture
@@ -107,6 +107,13 @@ def test_run_trial_reuses_the_teacher(tiny_study_file):
     assert again.reused == ("teacher", "trial") and again.accuracy == pruned.accuracy
     record = pruned.to_record()
     assert (record.n, record.sparsity, record.accuracy) == (1, 0.5, pruned.accuracy)
+    # the (1, 0) model it was pruned from comes with it: the search records that point free
+    training = pruned.training()
+    assert training.record == record and len(training.by_products) == 1
+    teacher = training.by_products[0]
+    assert (teacher.n, teacher.sparsity, teacher.accuracy) == (1, 0.0, first.accuracy)
+    assert teacher.artifact_path == first.artifact_path and teacher.throughput > 0
+    assert first.training().by_products == ()
 
 
 def test_multiplexed_trial_records_its_warmup(tiny_study_file):
@@ -183,6 +190,8 @@ def test_cli_train_json_end_to_end(tiny_study_file, capsys):
     assert result["status"] == "complete" and result["n"] == 2 and result["sparsity"] == 0.5
     assert abs(result["achieved_sparsity"] - 0.5) <= 0.02 and 0 <= result["accuracy"] <= 1
     assert Path(result["artifact_path"]).is_dir()
+    assert (result["teacher"]["n"], result["teacher"]["sparsity"]) == (2, 0.0)
+    assert TrialResult.from_json(result).teacher.accuracy == result["teacher"]["accuracy"]
     assert "prune" in err  # the progress bars go to stderr
 
 
