@@ -175,9 +175,13 @@ def _fitting_pass(model, width: int, settings: ThroughputSection, seq_len: int, 
     import torch
 
     rows = settings.batch_rows
+    # its own generator: timing a model inside a trial must not move the trial's random stream
+    generator = torch.Generator(device=device).manual_seed(0)
     while rows >= 1:
         batch = rows * width
-        ids = torch.randint(0, model.arch.vocab_size, (batch, seq_len), device=device)
+        ids = torch.randint(
+            0, model.arch.vocab_size, (batch, seq_len), device=device, generator=generator
+        )
         ids[:, 0] = model.arch.cls_token_id
         mask = torch.ones_like(ids)
         batches = max(1, math.ceil(settings.examples_per_pass / batch))

@@ -107,3 +107,20 @@ def test_a_batch_that_does_not_fit_backs_off():
     assert rows == 32 and run() == 128  # 32 rows x N = 2: 64 sequences, two batches a pass
     with pytest.raises(MeasureError, match="does not fit in memory"):
         _fitting_pass(Choking(), 128, settings, 8, "cpu")
+
+
+def test_timing_a_model_leaves_the_callers_random_stream_alone():
+    # a trial times its (N, 0) teacher before pruning; the pruning's randomness must not change
+    from autoprumux.measurement import measure_one
+    from trainers.model import Classifier
+
+    arch = Architecture.dense(
+        num_layers=1, hidden_size=16, num_heads=2, intermediate_size=32, vocab_size=200
+    )
+    model = Classifier(arch).eval()
+    settings = ThroughputSection(batch_rows=2, examples_per_pass=8, trial_examples_per_pass=8)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    assert measure_one(model, settings, 8) > 0
+    assert torch.equal(torch.rand(3), expected)
