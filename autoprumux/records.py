@@ -76,6 +76,7 @@ class TrialRecord:
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(TrialRecord))
+REQUIRED_COLUMNS = ("task", "n", "sparsity", "accuracy", "throughput")
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,6 @@ class Training:
 
     record: TrialRecord
     by_products: tuple[TrialRecord, ...] = ()
-
-
-REQUIRED_COLUMNS = ("task", "n", "sparsity", "accuracy", "throughput")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,9 @@ class ReplayTrainer:
         task = table.resolve_task(self.task)
         if self.delay_s:
             time.sleep(self.delay_s)
-        rows = {r.point: r for r in table.for_task(task)}
+        rows: dict[GridPoint, TrialRecord] = {}
+        for row in table.for_task(task):
+            rows.setdefault(row.point, row)  # a point with several seeds: its first row
         record = rows.get(point) or TrialRecord(
             task,
             point.n,

@@ -86,12 +86,6 @@ def sampler_hit(
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     constraints = lambda t: [t.user_attrs["violation"]]  # noqa: E731
-    sampler = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, constraints_func=constraints),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-    }[name]()
-    study = optuna.create_study(direction="maximize", sampler=sampler)
     seen = set()
 
     def objective(trial):  # type: ignore[no-untyped-def]
@@ -104,8 +98,14 @@ def sampler_hit(
         trial.set_user_attr("violation", threshold - accuracy)
         return speed[point]
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # constraints_func is deprecated in Optuna 5, still works
         warnings.simplefilter("ignore")
+        sampler = {
+            "tpe": lambda: optuna.samplers.TPESampler(seed=seed, constraints_func=constraints),
+            "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints),
+            "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        }[name]()
+        study = optuna.create_study(direction="maximize", sampler=sampler)
         study.optimize(objective, n_trials=trials)
     return best in seen
 
