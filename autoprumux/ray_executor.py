@@ -100,14 +100,8 @@ def run_ray(
             number = self.numbers.pop(trial_id)
             point = driver.pending[number]
             if error or not result or "status" not in result:
-                training = Training(
-                    TrialRecord(
-                        driver.config.task,
-                        point.n,
-                        point.sparsity,
-                        status=TrialStatus.FAILED,
-                        reason="the Ray trial raised an error (see Ray's logs)",
-                    )
+                training = Training.failed(
+                    driver.config.task, point, "the Ray trial raised an error (see Ray's logs)"
                 )
             else:
                 training = _training_from_result(driver.config.task, point, result)

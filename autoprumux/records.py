@@ -87,6 +87,12 @@ class Training:
     record: TrialRecord
     by_products: tuple[TrialRecord, ...] = ()
 
+    @classmethod
+    def failed(cls, task: str, point: GridPoint, reason: str) -> Training:
+        return cls(
+            TrialRecord(task, point.n, point.sparsity, status=TrialStatus.FAILED, reason=reason)
+        )
+
 
 @dataclass(frozen=True)
 class Observations:

@@ -294,12 +294,4 @@ def _safe_train(trainer: Trainer, point: GridPoint) -> Training:
         return trainer(point)
     except Exception as err:  # recorded as data, like Optuna's FAIL trials
         log.exception("training %s failed", point)
-        return Training(
-            TrialRecord(
-                "?",
-                point.n,
-                point.sparsity,
-                status=TrialStatus.FAILED,
-                reason=f"{type(err).__name__}: {err}".splitlines()[0][:500],
-            )
-        )
+        return Training.failed("?", point, f"{type(err).__name__}: {err}".splitlines()[0][:500])
