@@ -438,9 +438,8 @@ class _Trial:
                 else self.train.truncated(warmup.max_length)
             )
             dev_text = self.dev.truncated(warmup.max_length)
-            phase = warmup_phase(
-                model, head, text, warmup, self.seed, warmup.steps_per_instance * self.n
-            )
+            steps = warmup.steps_per_instance * self.n
+            phase = warmup_phase(model, head, text, warmup, self.seed, steps)
             with self.timer("warmup"):
                 run_phase(
                     phase,
@@ -467,7 +466,11 @@ class _Trial:
             save_model(model, partial)
             write_json(
                 partial / "warmup.json",
-                {"token_recovery": token_recovery(model, head, dev_text), "steps": phase.steps},
+                {
+                    "token_recovery": token_recovery(model, head, dev_text),
+                    "steps": steps,
+                    "mlm_steps": warmup.mlm_steps,
+                },
             )
 
         if build_once(folder, build):

@@ -125,6 +125,13 @@ def test_multiplexed_trial_records_its_warmup(tiny_study_file):
     assert [p.name for p in warmups if p.is_dir()] and not [
         p for p in warmups if p.name.endswith(".partial")
     ]
+    (folder,) = [p for p in warmups if p.is_dir()]
+    recorded = json.loads((folder / "warmup.json").read_text())
+    assert recorded == {
+        "token_recovery": result.token_recovery,
+        "steps": 2 * study.warmup.steps_per_instance,
+        "mlm_steps": 0,
+    }
 
 
 def test_task_dropout_keys_the_task_artifacts_not_the_warmup(tiny_study_file):
