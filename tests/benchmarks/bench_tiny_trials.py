@@ -1,7 +1,11 @@
 """Train points of the tiny study on real SST-2 and print accuracy, wall time and throughput.
 
     .venv/bin/python tests/benchmarks/bench_tiny_trials.py [--points 1:0 2:0 4:0 1:0.5 2:0.5]
-                                                           [--study studies/sst2-tiny.toml]
+        [--study studies/sst2-tiny.toml] [--set training.finetune_steps=1200 ...] [--threads 1]
+
+``--set SECTION.KEY=VALUE`` changes one field of the study file for this run (the value in TOML
+syntax: 1200, true, "cls"); the artifacts are keyed by the recipe, so a changed run trains its
+own warm-ups and teachers beside the study's.
 
 Each point is one ``run_trial`` (warm-ups and teachers are built once and cached under
 studies/artifacts/, so a rerun reuses them; delete that folder for cold timings). Throughput is
@@ -14,10 +18,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import tomllib
+from pathlib import Path
 
 import torch
 
-from autoprumux.study import load_study
+from autoprumux.study import Study, study_from_dict
 from trainers.checkpoints import load_model
 from trainers.trial import TrialSpec, _task_data, _tokenizer, run_trial
 
@@ -27,8 +33,12 @@ def main() -> None:
     parser.add_argument("--study", default="studies/sst2-tiny.toml")
     parser.add_argument("--points", nargs="+", default=["1:0", "2:0", "4:0", "1:0.5", "2:0.5"])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     args = parser.parse_args()
-    study = load_study(args.study)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    study = _changed_study(Path(args.study), args.set)
     results = []
     for text in args.points:
         n, s = text.split(":")
@@ -71,6 +81,17 @@ def main() -> None:
             f"{result.achieved_sparsity:>9.3f} {recovery:>9} {result.wall_time_s:>8.0f} "
             f"{rate:>8.0f} {rate / base:>7.2f}x  {phases}"
         )
+
+
+def _changed_study(path: Path, changes: list[str]) -> Study:
+    """The study file with each ``SECTION.KEY=VALUE`` applied (VALUE parsed as TOML)."""
+    document = tomllib.loads(path.read_text())
+    for change in changes:
+        key, _, value = change.partition("=")
+        section, _, field = key.partition(".")
+        document.setdefault(section, {})[field] = tomllib.loads(f"v = {value}")["v"]
+        print(f"study change: [{section}] {field} = {value}")
+    return study_from_dict(document, path)
 
 
 if __name__ == "__main__":
