@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from autoprumux.errors import FieldError
 from autoprumux.study import Study, study_from_dict
 from trainers.checkpoints import load_model
 from trainers.trial import TrialSpec, _task_data, _tokenizer, run_trial
@@ -38,7 +39,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    study = _changed_study(Path(args.study), args.set)
+    try:
+        study = _changed_study(Path(args.study), args.set)
+    except FieldError as err:
+        parser.error(str(err))  # one line, exit 2
     results = []
     for text in args.points:
         n, s = text.split(":")
@@ -89,7 +93,11 @@ def _changed_study(path: Path, changes: list[str]) -> Study:
     for change in changes:
         key, _, value = change.partition("=")
         section, _, field = key.partition(".")
-        document.setdefault(section, {})[field] = tomllib.loads(f"v = {value}")["v"]
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise FieldError(key, f'{value} is not a TOML value: 1200, true, "cls"') from None
+        document.setdefault(section, {})[field] = parsed
         print(f"study change: [{section}] {field} = {value}")
     return study_from_dict(document, path)
 
