@@ -293,7 +293,11 @@ class Study:
 
 
 def load_study(path: str | Path) -> Study:
-    path = Path(path)
+    return study_from_dict(read_study_document(Path(path)), Path(path))
+
+
+def read_study_document(path: Path) -> dict[str, Any]:
+    """The study file's TOML as a dict; an unreadable or invalid file is a FieldError."""
     try:
         with path.open("rb") as handle:
             document = tomllib.load(handle)
@@ -303,7 +307,7 @@ def load_study(path: str | Path) -> Study:
         raise FieldError("study", f"cannot be read: {err}", source=str(path)) from None
     except tomllib.TOMLDecodeError as err:
         raise FieldError("study", f"is not valid TOML: {err}", source=str(path)) from None
-    return study_from_dict(document, path)
+    return document
 
 
 def study_from_dict(document: dict[str, Any], path: Path | None = None) -> Study:

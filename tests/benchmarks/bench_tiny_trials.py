@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from autoprumux.errors import FieldError
-from autoprumux.study import Study, study_from_dict
+from autoprumux.study import Study, read_study_document, study_from_dict
 from trainers.checkpoints import load_model
 from trainers.trial import TrialSpec, _task_data, _tokenizer, run_trial
 
@@ -89,7 +89,7 @@ def main() -> None:
 
 def _changed_study(path: Path, changes: list[str]) -> Study:
     """The study file with each ``SECTION.KEY=VALUE`` applied (VALUE parsed as TOML)."""
-    document = tomllib.loads(path.read_text())
+    document = read_study_document(path)
     for change in changes:
         key, _, value = change.partition("=")
         section, _, field = key.partition(".")
