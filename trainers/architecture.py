@@ -133,7 +133,8 @@ class Architecture:
                 "mux_style": MuxStyle.PUBLISHED,
                 "key_norm": float(config.get("gaussian_hadamard_norm", 1.0)),
                 "demux": DemuxKind(config.get("demuxing_variant", "index_pos")),
-                "demux_depth": config.get("num_hidden_demux_layers", 3),
+                # the released DataMUX code reads a config without the key as depth 2
+                "demux_depth": config.get("num_hidden_demux_layers", 2),
             }
         values = {
             "num_layers": config["num_hidden_layers"],

@@ -1,16 +1,31 @@
 """CoFi's L0 masks: hard-concrete gates over heads, blocks, FFN units and hidden dims.
 
-Constants and formulas follow CoFi (Xia et al., 2022) as DESIGN.md states them:
-- a gate z = clamp(sigmoid((log u - log(1 - u) + log_alpha) / beta) * (b - a) + a, 0, 1),
+Everything here follows CoFiPruning's ``L0Module`` (models/l0_module.py, Xia et al., 2022) and
+its trainer, in CoFi's own conventions:
+
+- gates: z = clamp(sigmoid((log u - log(1 - u) + log_alpha) / beta) * (b - a) + a, 0, 1),
   u ~ U(eps, 1 - eps), with a = -0.1, b = 1.1, beta = 2/3, eps = 1e-6;
-- P(z > 0) = 1 - sigmoid(beta * log(-a / b) - log_alpha), clamped to [eps, 1 - eps];
-- expected prunable size: every head carries (4H^2 + 4H) / heads parameters and every FFN unit
-  2H + 1, each times the probability that it (and its layer) is kept, all times the expected
-  fraction of kept hidden dims; expected sparsity = 1 - size / full prunable size, where the
-  full size of one layer is 4H^2 + 4H (attention) + 2HI + I + H (FFN) - 85,017,600 for BERT-base;
+- P(z > 0) = 1 - clamp(sigmoid(beta * log(-a / b) - log_alpha), eps, 1 - eps) (CoFi's
+  ``1 - cdf_qz(0, log_alpha)``);
+- initialisation (``reset_loga``): log_alpha ~ N(10, 0.01) for heads, whole attention layers,
+  whole FFN layers and hidden dims (all kept at first); N(log(1 - d) - log(d), 0.01) with
+  droprate d = 0.5 (mean 0, P(z > 0) = 0.83) for FFN units only;
+- after every optimizer step the trainer clamps log_alpha to [ln 0.01, ln 100]
+  (``constrain_parameters``): :meth:`L0Module.clamp_`;
+- expected prunable size: a head carries (4H^2 + 4H) // heads parameters, an FFN unit 2H (no
+  bias), each times the probability that it and its layer gate are kept, all times the expected
+  fraction of kept hidden dims (``get_num_parameters_and_constraint_for_hidden``). Without a
+  hidden-dim gate CoFi's other branch counts a unit as (2HI + 5H) // I and no hidden factor;
+- full prunable size (CoFi's ``prunable_model_size``): L * heads * ((4H^2 + 4H) // heads)
+  + L * (2HI + 5H) = 85,017,600 for BERT-base. It is CoFi's formula, not the model's exact count
+  (``prunable_params``, 2HI + I + H per FFN), and the two agree only when I = 4H. The L*5H that
+  no gate reaches is why all gates open give an expected sparsity of 5H / (4H^2 + 4H + 2HI + 5H)
+  > 0. Expected sparsity = 1 - expected size / full size; the achieved sparsity of a pruned
+  model is measured on its materialized shapes instead;
 - deterministic (evaluation) masks: in each row (the heads of a layer, the units of a layer,
-  a layer's block gate, the hidden dims), the round(size - sum P(z > 0)) gates with the smallest
-  sigmoid(log_alpha / beta * 0.8) are 0 and the others keep that soft value;
+  a layer's block gate, the hidden dims), the round(size - sum P(z > 0)) gates (a float32 sum,
+  Python's round-half-even) with the smallest sigmoid(log_alpha / beta * 0.8) are 0 and the
+  others keep that soft value;
 - Lagrangian: lambda_1 (s_hat - t) + lambda_2 (s_hat - t)^2, with the lambdas maximized.
 
 CoFi's deterministic rule rounds each row on its own, so the exact sparsity of the pruned
@@ -20,6 +35,8 @@ heads, FFN units and hidden dims are ranked by their soft mask value (a head's o
 times its block's) and removed in that order, each one only if it brings the exact sparsity
 (from the materialized shapes) closer to the target. Gates the training drove to 0 have the
 lowest soft values, so they go first; with polarized gates the result is CoFi's own.
+
+Every tensor made here lives on the device of the module's parameters.
 """
 
 from __future__ import annotations
@@ -35,6 +52,12 @@ from trainers.masks import Masks
 
 LIMIT_A, LIMIT_B, BETA, EPS = -0.1, 1.1, 2.0 / 3.0, 1e-6
 SOFT_MASK_FACTOR = 0.8  # CoFi's "magical number" in the deterministic soft mask
+# log(x_n / (1 - x_n)) for the stretched point x_n of z = 0, as CoFi's cdf_qz computes it
+_ZERO = (0.0 - LIMIT_A) / (LIMIT_B - LIMIT_A)
+ZERO_LOGIT = math.log(_ZERO) - math.log(1.0 - _ZERO)  # = log(-a / b)
+KEPT_INIT_MEAN = 10.0  # reset_loga(mean=10): heads, layer gates, hidden dims start kept
+INIT_STD = 1e-2  # reset_loga's normal_(mean, 1e-2)
+LOG_ALPHA_MIN, LOG_ALPHA_MAX = math.log(1e-2), math.log(1e2)  # constrain_parameters' clamp
 
 
 class Gate(enum.Enum):
@@ -46,9 +69,9 @@ class Gate(enum.Enum):
 
 
 def keep_probability(log_alpha: Tensor) -> Tensor:
-    """P(z > 0) of hard-concrete gates."""
-    closed = torch.sigmoid(BETA * math.log(-LIMIT_A / LIMIT_B) - log_alpha)
-    return (1.0 - closed).clamp(EPS, 1.0 - EPS)
+    """P(z > 0) of hard-concrete gates: CoFi's 1 - cdf_qz(0, log_alpha), clamp included."""
+    closed = torch.sigmoid(ZERO_LOGIT * BETA - log_alpha).clamp(EPS, 1.0 - EPS)
+    return 1.0 - closed
 
 
 def sample_gates(log_alpha: Tensor) -> Tensor:
@@ -62,10 +85,10 @@ def deterministic_gates(log_alpha: Tensor) -> Tensor:
     """Evaluation masks, row by row along the last dimension (see the module docstring)."""
     rows = log_alpha.reshape(-1, log_alpha.shape[-1])
     soft = torch.sigmoid(rows / BETA * SOFT_MASK_FACTOR)
-    probability = keep_probability(rows)
+    expected_kept = keep_probability(rows).sum(dim=1).tolist()  # float32 sums, one host sync
     out = soft.clone()
-    for index in range(rows.shape[0]):
-        zeros = round(rows.shape[1] - float(probability[index].sum()))  # Python rounding
+    for index, kept in enumerate(expected_kept):
+        zeros = round(rows.shape[1] - kept)  # Python's round: half to even, as CoFi
         if zeros > 0:
             out[index, torch.topk(soft[index], k=zeros, largest=False).indices] = 0.0
     return out.view_as(log_alpha)
@@ -83,26 +106,45 @@ class L0Module(nn.Module):
         self.arch = arch
         self.gates = gates
         layers, heads = arch.num_layers, arch.heads[0]
+        hidden, intermediate = arch.hidden_size, arch.intermediate[0]
         shapes = {
             Gate.HEAD: (layers, heads),
             Gate.ATTENTION: (layers,),
-            Gate.INTERMEDIATE: (layers, arch.intermediate[0]),
+            Gate.INTERMEDIATE: (layers, intermediate),
             Gate.FFN: (layers,),
-            Gate.HIDDEN: (arch.hidden_size,),
+            Gate.HIDDEN: (hidden,),
         }
-        mean = math.log(1.0 - drop_init) - math.log(drop_init)
+        # reset_loga: only FFN units start at the droprate; every other gate starts kept
+        unit_mean = math.log(1.0 - drop_init) - math.log(drop_init)
         self.log_alpha = nn.ParameterDict(
             {
-                gate.value: nn.Parameter(torch.empty(shapes[gate]).normal_(mean, 1e-2))
+                gate.value: nn.Parameter(
+                    torch.empty(shapes[gate]).normal_(
+                        unit_mean if gate is Gate.INTERMEDIATE else KEPT_INIT_MEAN, INIT_STD
+                    )
+                )
                 for gate in gates
             }
         )
         self.lambda_1 = nn.Parameter(torch.zeros(()))
         self.lambda_2 = nn.Parameter(torch.zeros(()))
-        hidden, intermediate = arch.hidden_size, arch.intermediate[0]
-        self.full_size = layers * (
-            4 * hidden * hidden + 4 * hidden + 2 * hidden * intermediate + intermediate + hidden
-        )
+        # CoFi's parameter counts (integer division as CoFi's): parameters per head, per FFN
+        # layer, per FFN unit when hidden dims are not pruned, and the full prunable size
+        self.head_size = (4 * hidden * hidden + 4 * hidden) // heads
+        self.ffn_layer_size = 2 * hidden * intermediate + 5 * hidden
+        self.unit_size = self.ffn_layer_size // intermediate
+        self.full_size = layers * heads * self.head_size + layers * self.ffn_layer_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.lambda_1.device
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Clamp every log_alpha to [ln 0.01, ln 100] in place, as CoFi's trainer does after
+        every optimizer step (``constrain_parameters``)."""
+        for log_alpha in self.log_alpha.values():
+            log_alpha.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)
 
     def sample(self) -> Masks:
         """Training masks: a fresh hard-concrete sample of every gate."""
@@ -139,10 +181,10 @@ class L0Module(nn.Module):
         soft[Gate.HIDDEN] = self._soft(Gate.HIDDEN, (arch.hidden_size,)).unsqueeze(0)  # one row
         candidates = sorted(  # (score, gate, layer, index), lowest score first
             (
-                (float(values[row, index]), gate, row, index)
+                (score, gate, row, index)
                 for gate, values in soft.items()
-                for row in range(values.shape[0])
-                for index in range(values.shape[1])
+                for row, scores in enumerate(values.tolist())  # one host sync per gate
+                for index, score in enumerate(scores)
             ),
             key=lambda candidate: candidate[0],
         )
@@ -160,14 +202,15 @@ class L0Module(nn.Module):
             )
             return 1.0 - kept / full
 
-        removed = {
-            gate: torch.zeros_like(values, dtype=torch.bool) for gate, values in soft.items()
+        removed = {  # [rows][index] -> removed, kept on the host while deciding
+            gate: [[False] * values.shape[1] for _ in range(values.shape[0])]
+            for gate, values in soft.items()
         }
         # First up to the target, skipping pieces that would overshoot it (finer ones follow);
         # then at most one more piece, if it lands closer to the target than staying below.
         for stay_below in (True, False):
             for _, gate, row, index in candidates:
-                if removed[gate][row, index] or (gate is Gate.HIDDEN and counts[gate][0] == 1):
+                if removed[gate][row][index] or (gate is Gate.HIDDEN and counts[gate][0] == 1):
                     continue  # the residual stream keeps at least one dim
                 before = sparsity()
                 counts[gate][row] -= 1
@@ -177,14 +220,16 @@ class L0Module(nn.Module):
                     if stay_below
                     else (abs(after - target) < abs(before - target))
                 ):
-                    removed[gate][row, index] = True
+                    removed[gate][row][index] = True
                     if not stay_below:
                         break
                 else:
                     counts[gate][row] += 1
         values = {
             gate: torch.where(
-                removed[gate], 0.0, self._soft(gate, soft[gate].shape).view_as(soft[gate])
+                torch.tensor(removed[gate], device=self.device),
+                0.0,
+                self._soft(gate, soft[gate].shape).view_as(soft[gate]),
             )
             for gate in soft
         }
@@ -199,29 +244,31 @@ class L0Module(nn.Module):
     def _soft(self, gate: Gate, shape: tuple[int, ...]) -> Tensor:
         """Deterministic soft values sigmoid(log_alpha / beta * 0.8) of a gate; ones if absent."""
         if gate not in self.gates:
-            return torch.ones(shape)
+            return torch.ones(shape, device=self.device)
         return torch.sigmoid(self.log_alpha[gate.value].detach() / BETA * SOFT_MASK_FACTOR)
 
     def keep(self, gate: Gate) -> Tensor | None:
+        """P(z > 0) of a gate's entries (differentiable); None if the gate is not learned."""
         return keep_probability(self.log_alpha[gate.value]) if gate in self.gates else None
 
+    def _keep_or_ones(self, gate: Gate, shape: tuple[int, ...]) -> Tensor:
+        kept = self.keep(gate)
+        return torch.ones(shape, device=self.device) if kept is None else kept
+
     def expected_size(self) -> Tensor:
-        """Expected prunable parameter count under the gate probabilities (differentiable)."""
+        """Expected prunable parameter count in CoFi's convention (differentiable)."""
         arch = self.arch
-        hidden, heads = arch.hidden_size, arch.heads[0]
-        ones_layer = torch.ones(arch.num_layers)
-        head = self.keep(Gate.HEAD)
-        head = torch.ones(arch.num_layers, heads) if head is None else head
-        unit = self.keep(Gate.INTERMEDIATE)
-        unit = torch.ones(arch.num_layers, arch.intermediate[0]) if unit is None else unit
-        attention = self.keep(Gate.ATTENTION)
-        ffn = self.keep(Gate.FFN)
-        head = head * (ones_layer if attention is None else attention).unsqueeze(-1)
-        unit = unit * (ones_layer if ffn is None else ffn).unsqueeze(-1)
-        kept_hidden = self.keep(Gate.HIDDEN)
-        fraction = 1.0 if kept_hidden is None else kept_hidden.mean()
-        per_head = (4 * hidden * hidden + 4 * hidden) / heads
-        return fraction * (head.sum() * per_head + unit.sum() * (2 * hidden + 1))
+        layers, hidden = arch.num_layers, arch.hidden_size
+        head = self._keep_or_ones(Gate.HEAD, (layers, arch.heads[0]))  # [L, heads]
+        head = head * self._keep_or_ones(Gate.ATTENTION, (layers,)).unsqueeze(-1)
+        unit = self._keep_or_ones(Gate.INTERMEDIATE, (layers, arch.intermediate[0]))  # [L, I]
+        unit = unit * self._keep_or_ones(Gate.FFN, (layers,)).unsqueeze(-1)
+        kept_hidden = self.keep(Gate.HIDDEN)  # [H]
+        if kept_hidden is None:  # CoFi's get_num_parameters_and_constraint
+            return head.sum() * self.head_size + unit.sum() * self.unit_size
+        # get_num_parameters_and_constraint_for_hidden: sum(outer(hidden, head)) * per head / H
+        # + sum(outer(hidden, unit)) * 2, i.e. the kept-hidden fraction times heads and 2H units
+        return kept_hidden.sum() * (head.sum() * (self.head_size / hidden) + unit.sum() * 2)
 
     def expected_sparsity(self) -> Tensor:
         return 1.0 - self.expected_size() / self.full_size
