@@ -26,6 +26,15 @@ def cli() -> None:
     """Find the fastest multiplexed (N) and pruned (s) BERT within an accuracy budget."""
 
 
+def _device_option(func):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        help="auto (CUDA when present), cpu, cuda or cuda:INDEX: where the trial trains.",
+    )(func)
+
+
 def _results_option(func):  # type: ignore[no-untyped-def]
     options = [
         click.option(
@@ -163,13 +172,29 @@ def evaluate(
 @click.option("--n", "n", required=True, type=int, help="Multiplexing width N (1: none).")
 @click.option("--sparsity", required=True, type=float, help="Target sparsity s in [0, 1).")
 @click.option("--seed", type=int, default=None, help="Seed (default: the study's).")
+@_device_option
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=0,
+    help="CPU threads of the trial's kernels; 0: every core. A search uses its CPUs per trial.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
-def train(study_path: str, n: int, sparsity: float, seed: int | None, as_json: bool) -> int:
+def train(
+    study_path: str,
+    n: int,
+    sparsity: float,
+    seed: int | None,
+    device: str,
+    threads: int,
+    as_json: bool,
+) -> int:
     """Train one (N, s) point of a study: warm-up, fine-tuning, pruning, evaluation."""
     from autoprumux.grid import GridPoint
     from autoprumux.study import load_study
 
     study = load_study(study_path)
+    _check_device(device, study.training.precision)
     try:
         point = GridPoint(n, sparsity)
     except FieldError as err:
@@ -179,7 +204,8 @@ def train(study_path: str, n: int, sparsity: float, seed: int | None, as_json: b
     from trainers.trial import TrialSpec, run_trial
 
     with _ProgressBar() as bar:
-        result = run_trial(TrialSpec(study, point.n, point.sparsity, seed), progress=bar.update)
+        spec = TrialSpec(study, point.n, point.sparsity, seed, device=device, threads=threads)
+        result = run_trial(spec, progress=bar.update)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
     else:
@@ -199,9 +225,8 @@ def train(study_path: str, n: int, sparsity: float, seed: int | None, as_json: b
 )
 @click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
     default=None,
-    help="Where to measure (default: the study's [throughput] device).",
+    help="auto, cpu, cuda or cuda:INDEX: where to measure (default: the study's [throughput]).",
 )
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None)
 @click.option(
@@ -253,6 +278,8 @@ def measure(
         }.items()
         if v is not None
     }
+    if device is not None:
+        _check_device(device)
     settings = dataclasses.replace(study.throughput, **overrides)
     with _ProgressBar() as bar:
         report = run_measure(study, settings, trained, out_path, progress=bar.update)
@@ -291,6 +318,13 @@ def measure(
     "--cpus-per-trial", type=float, default=None, help="Default: 1 with GPUs, else all cores."
 )
 @click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where trials train: auto (each Ray trial's own GPU when it has one), cpu, cuda, or "
+    "cuda:INDEX with --executor local.",
+)
 @click.option("--address", default=None, help="Join this Ray cluster instead of starting one.")
 @click.option("--storage", default=None, help="SQLAlchemy URL; default the study's (SQLite).")
 @click.option(
@@ -323,6 +357,7 @@ def search(
     gpus_per_trial: float,
     cpus_per_trial: float | None,
     executor: str,
+    device: str,
     address: str | None,
     storage: str | None,
     trainer_spec: str,
@@ -353,6 +388,7 @@ def search(
         max_gpu_hours,
         max_retries,
         top_k,
+        device,
     )
     report = run_search_command(request, echo=lambda line: click.echo(line, err=True))
     if as_json:
@@ -457,15 +493,17 @@ def dashboard(storage: str | None, study_path: str | None, port: int) -> None:
 @cli.command()
 @click.option("--study", "study_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--n", "n", required=True, type=click.IntRange(min=2), help="Multiplexing width N.")
+@_device_option
 @click.option("--json", "as_json", is_flag=True)
-def warmup(study_path: str, n: int, as_json: bool) -> None:
+def warmup(study_path: str, n: int, device: str, as_json: bool) -> None:
     """Build (or reuse) the retrieval warm-up of width N ahead of a search."""
     from autoprumux.study import load_study
     from trainers.trial import warm_up
 
     study = load_study(study_path)
+    _check_device(device, study.training.precision)
     with _ProgressBar() as bar:
-        result = warm_up(study, n, progress=bar.update)
+        result = warm_up(study, n, progress=bar.update, device=device)
     if as_json:
         click.echo(json.dumps(result, indent=1))
     else:
@@ -473,6 +511,16 @@ def warmup(study_path: str, n: int, as_json: bool) -> None:
             f"warm-up N={n}: token recovery {result['token_recovery']:.3f} "
             f"({'reused' if result['reused'] else 'trained'}) -> {result['artifact_path']}"
         )
+
+
+def _check_device(device: str, precision: str | None = None) -> None:
+    """A device (and the study's precision on it) that this machine cannot give: one line,
+    before any work."""
+    from trainers.device import resolve_device, resolve_precision
+
+    where = resolve_device(device)
+    if precision is not None:
+        resolve_precision(precision, where)
 
 
 class _ProgressBar:

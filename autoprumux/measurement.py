@@ -43,21 +43,24 @@ class Measured:
 
 
 def resolve_device(settings: ThroughputSection) -> str:
-    import torch
+    """The device to measure on ("cpu", "cuda:0", ...); one line when it is not here."""
+    from trainers.device import resolve_device as resolve
 
-    if settings.device == "cuda" and not torch.cuda.is_available():
-        raise MeasureError("--device cuda: no CUDA device is available here; use --device cpu")
-    if settings.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return settings.device
+    return str(resolve(settings.device))
+
+
+def default_table_path(study: Study, settings: ThroughputSection) -> Path:
+    """studies/throughput/<study>-<cpu|cuda>-<dtype>.json: the table a search ranks by."""
+    kind = resolve_device(settings).partition(":")[0]
+    return study.folder / "throughput" / f"{study.name}-{kind}-{settings.dtype}.json"
 
 
 def fingerprint(settings: ThroughputSection, device: str, study: Study) -> dict[str, Any]:
     import torch
 
     name = (
-        torch.cuda.get_device_name(0)
-        if device == "cuda"
+        torch.cuda.get_device_name(device)
+        if device.startswith("cuda")
         else (platform.processor() or platform.machine())
     )
     return {
@@ -154,7 +157,8 @@ def measure(
         keyed[key] = (key[0], model, key[1])
     if not keyed:
         raise MeasureError("there are no models to measure")
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    on_gpu = device.startswith("cuda")
+    sync = (lambda: torch.cuda.synchronize(device)) if on_gpu else (lambda: None)
     runs, rows_used = {}, {}
     for key, (point, model, _) in keyed.items():
         model = model.to(device=device, dtype=dtype).eval()
@@ -260,8 +264,7 @@ def run_measure(
             row["trained_throughput"] = trained.timing.median
             row["estimate_error"] = measured.timing.median / trained.timing.median - 1
         rows.append(row)
-    default = study.folder / "throughput" / f"{study.name}-{device}-{settings.dtype}.json"
-    path = Path(out_path) if out_path else default
+    path = Path(out_path) if out_path else default_table_path(study, settings)
     columns = [*THROUGHPUT_COLUMNS, "low", "high", "cv", "parameters", "batch_rows"]
     write_table(rows, path, columns, {"fingerprint": stamp})
     shrunk = sorted({r["batch_rows"] for r in rows if r["batch_rows"] < settings.batch_rows})

@@ -44,7 +44,9 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
-def start_ray(address: str | None, gpus: float, cpus: int | None = None) -> None:
+def start_ray(
+    address: str | None, gpus: float, cpus: int | None = None, gpus_per_trial: float = 0.0
+) -> None:
     import ray
 
     if address:
@@ -63,6 +65,16 @@ def start_ray(address: str | None, gpus: float, cpus: int | None = None) -> None
     if gpus > offered:
         ray.shutdown()
         raise ClusterError(f"--gpus {gpus:g}: the Ray cluster offers {offered:g} GPU(s)")
+    # a trial runs on one node: its GPUs must fit on the largest one
+    largest = max(
+        (node["Resources"].get("GPU", 0.0) for node in ray.nodes() if node["Alive"]), default=0.0
+    )
+    if gpus_per_trial > max(largest, 1.0 if largest else 0.0):
+        ray.shutdown()
+        raise ClusterError(
+            f"--gpus-per-trial {gpus_per_trial:g}: no node of the Ray cluster has that many "
+            f"GPUs (the largest has {largest:g})"
+        )
 
 
 def run_ray(
@@ -107,7 +119,7 @@ def run_ray(
                 training = _training_from_result(driver.config.task, point, result)
             driver.complete(number, training)
 
-    start_ray(address, total_gpus)
+    start_ray(address, total_gpus, gpus_per_trial=gpus_per_trial)
     try:
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, trainer=trainer),

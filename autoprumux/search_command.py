@@ -37,6 +37,7 @@ class SearchRequest:
     max_gpu_hours: float | None
     max_retries: int
     top_k: int
+    device: str = "auto"  # where trials train: auto, cpu, cuda (cuda:i with --executor local)
 
 
 def cuda_available() -> bool:
@@ -92,17 +93,16 @@ def choose_table(
 
         results = read_results(request.trainer_spec.split(":", 1)[1])
         return ThroughputTable.from_results(results, results.resolve_task(study.task)), None
-    from autoprumux.measurement import resolve_device, run_measure
+    from autoprumux.measurement import default_table_path, run_measure
 
-    device = resolve_device(study.throughput)
-    path = study.folder / "throughput" / f"{study.name}-{device}-{study.throughput.dtype}.json"
+    path = default_table_path(study, study.throughput)
     if not path.is_file():
         echo(f"measuring the throughput table first (training-free estimates) -> {path}")
         run_measure(study, study.throughput, out_path=str(path))
     return read_throughput_table(path), path
 
 
-def make_trainer(request: SearchRequest, study: Study):  # type: ignore[no-untyped-def]
+def make_trainer(request: SearchRequest, study: Study, threads: int = 0):  # type: ignore[no-untyped-def]
     from autoprumux.trial_sources import ReplayTrainer, StudyTrainer
 
     if request.trainer_spec.startswith("replay:"):
@@ -112,15 +112,14 @@ def make_trainer(request: SearchRequest, study: Study):  # type: ignore[no-untyp
         return ReplayTrainer(str(Path(path).resolve()), study.task)
     if request.trainer_spec != "study":
         raise FieldError("--trainer", f"{request.trainer_spec!r} is not 'study' or 'replay:FILE'")
-    return StudyTrainer(str(study.path.resolve()) if study.path else "")
+    path = str(study.path.resolve()) if study.path else ""
+    return StudyTrainer(path, device=request.device, threads=threads)
 
 
 def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> dict[str, Any]:
     from autoprumux.optuna_store import OptunaStore
 
     study = choose_study(request, echo)
-    trainer = make_trainer(request, study)
-    table, table_path = choose_table(request, study, echo)
     gpus = (
         request.gpus
         if request.gpus is not None
@@ -132,6 +131,11 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
     cores = os.cpu_count() or 1
     cpus = request.cpus_per_trial or (1.0 if gpus > 0 else float(cores))
     workers = max(1, int(gpus // per_trial_gpu)) if gpus > 0 else max(1, int(cores // cpus))
+    if request.trainer_spec == "study":  # before any work: a device the trials cannot have
+        check_trial_device(request, study, per_trial_gpu)
+    # a trial's CPU threads change its float sums: the same count on every executor
+    trainer = make_trainer(request, study, threads=max(1, int(cpus)))
+    table, table_path = choose_table(request, study, echo)
     config = SearchConfig(
         study.name,
         study.task,
@@ -161,6 +165,36 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
     else:
         outcome = run_local(driver, trainer, workers)
     return _report(outcome, config, table, study, request)
+
+
+def check_trial_device(request: SearchRequest, study: Study, gpus_per_trial: float) -> None:
+    """Refuse, in one line naming the option, a device or precision the trials cannot have."""
+    from trainers.device import check_device_spec, resolve_device, resolve_precision
+
+    device = check_device_spec(request.device)
+    if request.executor == "local":
+        resolve_precision(study.training.precision, resolve_device(device))
+        return
+    if device.startswith("cuda:"):
+        raise FieldError(
+            "--device",
+            f"{device}: with --executor ray every trial uses the GPU(s) Ray assigns it; "
+            "use auto or cuda (or --executor local)",
+        )
+    if device == "cuda" and gpus_per_trial == 0:
+        raise FieldError(
+            "--device", "cuda: the trials get no GPU from Ray (--gpus 0); give --gpus, or use auto"
+        )
+    if request.address or gpus_per_trial == 0:
+        return  # a cluster's nodes are checked when Ray starts
+    local = _gpu_count()
+    if gpus_per_trial > local:
+        raise FieldError(
+            "--gpus-per-trial",
+            f"{gpus_per_trial:g}: no node can give a trial that many GPUs (this machine has "
+            f"{local:g})",
+        )
+    resolve_precision(study.training.precision, resolve_device("cuda"))
 
 
 def _write_report(config: SearchConfig, study: Study, request: SearchRequest) -> str:

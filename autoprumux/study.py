@@ -15,6 +15,7 @@ import enum
 import hashlib
 import json
 import math
+import re
 import tomllib
 import types
 import typing
@@ -27,6 +28,7 @@ from autoprumux.grid import PAPER_N_VALUES, PAPER_SPARSITIES, Grid
 from autoprumux.tasks import TASKS
 
 SCHEMA_VERSION = 1
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # [training] precision
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,13 @@ class TrainingSection:
     # N > 1: the task fine-tuning also learns the (1, 0) teacher's logits (KL at
     # distill_temperature), building that teacher first if needed. Not in the repr, as dropout.
     distill_from_n1: bool = field(default=False, repr=False)
+    # Training precision: "auto" (bf16 autocast on a GPU that has it, fp16 with a gradient
+    # scaler on one that does not, fp32 on a CPU), or "fp32", "bf16", "fp16".
+    precision: str = "auto"
+    compile: bool = False  # torch.compile the trained models (faster steps after a compile)
 
     def __post_init__(self) -> None:
+        _check_choice("precision", self.precision, PRECISIONS)
         epochs = ("finetune", "pruning", "lagrangian_warmup", "post_pruning")
         for name in epochs:
             _check_range(f"{name}_epochs", getattr(self, f"{name}_epochs"), 0.0, None)
@@ -216,7 +223,7 @@ class ThroughputSection:
     """How throughput is measured (the paper: forward only, 128 N sequences per batch, padded
     to the sequence length, several passes with the first discarded)."""
 
-    device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda" or "cuda:INDEX"
     dtype: str = "float32"  # "float32", "bfloat16" or "float16"
     batch_rows: int = 128  # eval batch = batch_rows x N sequences
     examples_per_pass: int = 1024  # one pass times about this many examples (SST-2 dev: 872)
@@ -226,7 +233,10 @@ class ThroughputSection:
     trial_examples_per_pass: int = 256  # the smaller measurement recorded with every trained trial
 
     def __post_init__(self) -> None:
-        _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise FieldError(
+                "device", f"{self.device!r} is not one of: auto, cpu, cuda, cuda:INDEX"
+            )
         _check_choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
         for name in ("batch_rows", "examples_per_pass", "passes", "trial_examples_per_pass"):
             _check_range(name, getattr(self, name), 1, None)

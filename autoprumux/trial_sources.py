@@ -58,6 +58,8 @@ class StudyTrainer:
 
     study_path: str
     seed: int | None = None
+    device: str = "auto"  # in a Ray worker, auto and cuda are the GPU(s) Ray assigned
+    threads: int = 0  # CPU threads per trial (0: every core); the same on every executor
 
     def __call__(self, point: GridPoint) -> Training:
         from autoprumux.study import load_study
@@ -65,5 +67,7 @@ class StudyTrainer:
 
         study = load_study(self.study_path)
         progress = ProgressLines(str(point), lambda line: print(line, file=sys.stderr, flush=True))
-        spec = TrialSpec(study, point.n, point.sparsity, self.seed)
+        spec = TrialSpec(
+            study, point.n, point.sparsity, self.seed, device=self.device, threads=self.threads
+        )
         return run_trial(spec, progress).training()

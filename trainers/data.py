@@ -160,6 +160,21 @@ class Encoded:
             self.labels[index],
         )
 
+    @property
+    def device(self) -> torch.device:
+        return self.input_ids.device
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Encoded:
+        """The same examples on ``device`` (itself when they are there already)."""
+        if self.input_ids.device == torch.device(device):
+            return self
+        return Encoded(
+            *(
+                t.to(device, non_blocking=non_blocking)
+                for t in (self.input_ids, self.attention_mask, self.token_type_ids, self.labels)
+            )
+        )
+
     def truncated(self, length: int) -> Encoded:
         """The first ``length`` tokens of every example (the last kept token may not be [SEP])."""
         return Encoded(
@@ -195,11 +210,11 @@ def batches(
 ) -> Iterator[Encoded]:
     """Batches of ``size`` examples, shuffled when a generator is given; for width N, size is
     B * N so that each batch fills B rows of N instances."""
-    order = (
+    order = (  # drawn on the CPU (one seeded stream on every device), used where the data is
         torch.randperm(len(data), generator=generator)
         if generator is not None
         else torch.arange(len(data))
-    )
+    ).to(data.device)
     stop = len(data) - len(data) % size if drop_last else len(data)
     for start in range(0, stop, size):
         yield data.rows(order[start : start + size])

@@ -17,14 +17,18 @@ from trainers.masks import Masks
 
 
 def masked_layer_norm(x: Tensor, norm: nn.LayerNorm, kept: Tensor | None) -> Tensor:
-    """LayerNorm over the kept hidden dims only; pruned dims come out as 0. x: [..., H]."""
+    """LayerNorm over the kept hidden dims only; pruned dims come out as 0. x: [..., H];
+    kept: [H], 1.0 for a kept dim and 0.0 for a pruned one (statistics weighted by it, so the
+    kept set's size is never read back from the device). Computed in float32, as autocast
+    computes LayerNorm."""
     if kept is None:
         return norm(x)
-    out = torch.zeros_like(x)
-    out[..., kept] = F.layer_norm(
-        x[..., kept], (kept.numel(),), norm.weight[kept], norm.bias[kept], norm.eps
-    )
-    return out
+    x = x.float()
+    count = kept.sum()
+    mean = (x * kept).sum(-1, keepdim=True) / count  # [..., 1]
+    centred = (x - mean) * kept
+    variance = (centred * centred).sum(-1, keepdim=True) / count  # biased, as LayerNorm's
+    return (centred * torch.rsqrt(variance + norm.eps) * norm.weight + norm.bias) * kept
 
 
 class Embeddings(nn.Module):
@@ -132,11 +136,20 @@ class Layer(nn.Module):
     def forward(
         self, x: Tensor, attend: Tensor | None, masks: Masks | None, layer: int, kept: Tensor | None
     ) -> Tensor:
-        if self.attention is not None and not (masks and masks.attention_removed(layer)):
-            x = self.attention(x, attend, masks, layer, kept)
-        if self.ffn is not None and not (masks and masks.ffn_removed(layer)):
-            x = self.ffn(x, masks, layer, kept)
+        # A block whose masks remove it passes x through (no LayerNorm), as its materialized
+        # form does; chosen on the device, so a step never waits for the masks' values.
+        if self.attention is not None:
+            out = self.attention(x, attend, masks, layer, kept)
+            x = _unless(masks.attention_removed(layer) if masks else None, x, out)
+        if self.ffn is not None:
+            out = self.ffn(x, masks, layer, kept)
+            x = _unless(masks.ffn_removed(layer) if masks else None, x, out)
         return x
+
+
+def _unless(removed: Tensor | None, x: Tensor, out: Tensor) -> Tensor:
+    """The block's output, or its input where the masks removed the block."""
+    return out if removed is None else torch.where(removed, x, out)
 
 
 class Encoder(nn.Module):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 
@@ -24,20 +23,27 @@ class Masks:
     )
 
     def kept_hidden(self) -> Tensor | None:
-        """Indices of the hidden dims with a nonzero mask; None when hidden dims are unmasked."""
+        """[H] 1.0 for the hidden dims with a nonzero mask, 0.0 for the others; None when hidden
+        dims are unmasked. A tensor, not indices: reading it never waits for the device."""
         if self.hidden is None:
             return None
-        return torch.nonzero(self.hidden, as_tuple=True)[0]
+        return (self.hidden.detach() != 0).float()
 
-    def attention_removed(self, layer: int) -> bool:
-        """A block whose layer gate is 0, or whose every head is 0, is the identity."""
+    def attention_removed(self, layer: int) -> Tensor | None:
+        """A block whose layer gate is 0, or whose every head is 0, is the identity: a bool
+        scalar on the masks' device (no host synchronisation); None when nothing gates it."""
         return _removed(self.attention, self.head, layer)
 
-    def ffn_removed(self, layer: int) -> bool:
+    def ffn_removed(self, layer: int) -> Tensor | None:
         return _removed(self.ffn, self.intermediate, layer)
 
 
-def _removed(layer_gate: Tensor | None, unit_gates: Tensor | None, layer: int) -> bool:
-    if layer_gate is not None and float(layer_gate[layer].detach()) == 0.0:
-        return True
-    return unit_gates is not None and not bool(torch.any(unit_gates[layer].detach() != 0))
+def _removed(layer_gate: Tensor | None, unit_gates: Tensor | None, layer: int) -> Tensor | None:
+    flags = []
+    if layer_gate is not None:
+        flags.append(layer_gate[layer].detach() == 0)
+    if unit_gates is not None:
+        flags.append((unit_gates[layer].detach() == 0).all())
+    if not flags:
+        return None
+    return flags[0] if len(flags) == 1 else flags[0] | flags[1]

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from autoprumux.study import TrainingSection, WarmupSection
 from trainers.data import Encoded, batches, endless_batches
+from trainers.device import Engine, adamw
 from trainers.l0 import L0Module
 from trainers.loop import Phase
 from trainers.model import Classifier
@@ -31,6 +32,11 @@ def _split_parameters(model: Classifier) -> tuple[list[nn.Parameter], list[nn.Pa
     return encoder, new
 
 
+def _on_device_of(model: nn.Module, data: Encoded) -> Encoded:
+    """The data where the model is, moved once for the whole phase (batches index it there)."""
+    return data.to(next(model.parameters()).device)
+
+
 def warmup_phase(
     model: Classifier,
     head: RetrievalHead,
@@ -41,8 +47,9 @@ def warmup_phase(
     mask_token_id: int | None = None,
 ) -> Phase:
     """Retrieval warm-up (or masked-LM with ``mask_token_id``) of a multiplexed model."""
+    text = _on_device_of(model, text)
     encoder, new = _split_parameters(model)
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         [
             {"params": encoder, "lr": settings.learning_rate},
             {"params": new + list(head.parameters()), "lr": settings.new_learning_rate},
@@ -95,8 +102,9 @@ def finetune_phase(
 ) -> Phase:
     """Cross-entropy on the labels; with a teacher, plus the logit distillation term. The
     parts outside the encoder train at ``training.new_learning_rate`` when that is set."""
+    train = _on_device_of(model, train)
     encoder, new = _split_parameters(model)
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         [
             {"params": encoder, "lr": learning_rate},
             {"params": new, "lr": training.new_learning_rate or learning_rate},
@@ -137,8 +145,11 @@ def pruning_phase(
     seed: int,
 ) -> Phase:
     """CoFi: sampled masks, distillation from the teacher, and the Lagrangian towards
-    ``target`` (reached linearly over ``warmup_steps``); the multipliers ascend."""
-    optimizer = torch.optim.AdamW(
+    ``target`` (reached linearly over ``warmup_steps``, on the steps already done as CoFi's
+    trainer counts them: 0 at the first step); the multipliers ascend, and the log-alphas are
+    clamped to CoFi's range after every step."""
+    train = _on_device_of(student, train)
+    optimizer = adamw(
         [
             {
                 "params": [p for p in student.parameters() if p.requires_grad]
@@ -176,7 +187,7 @@ def pruning_phase(
         distill = (
             alpha * distillation_kl(logits, teacher_logits, temperature) + (1 - alpha) * layer_loss
         )
-        ramp = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+        ramp = min(1.0, step / warmup_steps) if warmup_steps else 1.0
         return distill + l0.lagrangian(target * ramp)
 
     def ascend_multipliers() -> None:
@@ -195,6 +206,7 @@ def pruning_phase(
         decay=(True, False, False),
         max_grad_norm=training.max_grad_norm,
         after_backward=ascend_multipliers,
+        after_step=l0.clamp_,
     )
 
 
@@ -207,14 +219,19 @@ def identity_map(size: int) -> nn.Linear:
 
 
 @torch.no_grad()
-def accuracy(model: Classifier, data: Encoded, batch_rows: int = 32) -> float:
-    """Dev accuracy; multiplexed models mix consecutive examples, N at a time."""
+def accuracy(
+    model: Classifier, data: Encoded, batch_rows: int = 32, engine: Engine | None = None
+) -> float:
+    """Dev accuracy, on the model's device in the engine's precision; multiplexed models mix
+    consecutive examples, N at a time."""
     model.eval()
-    right = 0
-    for batch in batches(data, batch_rows * model.arch.mux_width, drop_last=False):
-        predicted = model(batch.input_ids, batch.attention_mask, batch.token_type_ids).argmax(-1)
-        right += int((predicted == batch.labels).sum())
-    return right / len(data)
+    device = next(model.parameters()).device
+    right = torch.zeros((), dtype=torch.long, device=device)
+    with (engine or Engine()).autocast():
+        for batch in batches(data.to(device), batch_rows * model.arch.mux_width, drop_last=False):
+            logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            right += (logits.argmax(-1) == batch.labels).sum()
+    return int(right) / len(data)
 
 
 def steps_for(steps: int, epochs: float, examples: int, batch_size: int) -> int:

@@ -30,8 +30,10 @@ class RetrievalHead(nn.Module):
         if words.shape[1] == arch.head_size:
             self.decoder = nn.Parameter(words.clone())
         else:
-            self.decoder = nn.Parameter(torch.randn(arch.vocab_size, arch.head_size) * 0.02)
-        self.bias = nn.Parameter(torch.zeros(arch.vocab_size))
+            self.decoder = nn.Parameter(
+                torch.randn(arch.vocab_size, arch.head_size, device=words.device) * 0.02
+            )
+        self.bias = nn.Parameter(torch.zeros(arch.vocab_size, device=words.device))
 
     def forward(self, features: Tensor, candidates: Tensor | None = None) -> Tensor:
         """features [M, size] -> logits [M, V] (or [M, C] over the candidate token ids)."""
@@ -47,7 +49,8 @@ def _pair_features(
     """Demux features of the chosen instance at chosen (group, position) pairs: [P, size]."""
     width = model.arch.mux_width
     features = model.demux(hidden[groups, positions])  # [P * N, size]
-    return features.view(-1, width, features.shape[-1])[torch.arange(len(groups)), instances]
+    rows = torch.arange(len(groups), device=features.device)
+    return features.view(-1, width, features.shape[-1])[rows, instances]
 
 
 def retrieval_loss(
@@ -62,24 +65,25 @@ def retrieval_loss(
     is masked-LM instead: 15% of each instance's tokens are masked and predicted."""
     width = model.arch.mux_width
     input_ids, attention = batch.input_ids, batch.attention_mask  # [G*N, L]
+    device = input_ids.device
     groups_count, length = input_ids.shape[0] // width, input_ids.shape[1]
     valid = attention.view(groups_count, width, length).clone()
     valid[:, :, 0] = 0  # [CLS] carries nothing to recover
     model_input = input_ids
     if mask_token_id is not None:
-        chosen_mask = (torch.rand(valid.shape) < 0.15) & valid.bool()
+        chosen_mask = (torch.rand(valid.shape, device=device) < 0.15) & valid.bool()
         model_input = input_ids.clone()
         model_input[chosen_mask.view(-1, length)] = mask_token_id
         valid = chosen_mask.long()
     triples = torch.nonzero(valid)  # (group, instance, position) of real tokens
     if len(triples) == 0:
         return next(model.parameters()).sum() * 0.0
-    pick = triples[torch.randperm(len(triples))[:positions]]
+    pick = triples[torch.randperm(len(triples), device=device)[:positions]]
     groups, instances, places = pick[:, 0], pick[:, 1], pick[:, 2]
     hidden = model.multiplexed_hidden(model_input, attention, batch.token_type_ids, None)
     features = _pair_features(model, hidden, groups, places, instances)
     targets = input_ids[groups * width + instances, places]
-    noise = torch.randint(0, head.bias.shape[0], (negatives,))
+    noise = torch.randint(0, head.bias.shape[0], (negatives,), device=device)
     candidates = torch.unique(torch.cat([targets, noise]))  # sorted
     return F.cross_entropy(head(features, candidates), torch.searchsorted(candidates, targets))
 
@@ -93,9 +97,12 @@ def token_recovery(
     model.eval()
     width = model.arch.mux_width
     rows = min(len(data), max_rows) // width * width
+    data = data.to(head.bias.device)
     right = total = 0
     for start in range(0, rows, batch_rows * width):
-        batch = data.rows(torch.arange(start, min(start + batch_rows * width, rows)))
+        batch = data.rows(
+            torch.arange(start, min(start + batch_rows * width, rows), device=data.device)
+        )
         hidden = model.multiplexed_hidden(
             batch.input_ids, batch.attention_mask, batch.token_type_ids, None
         )

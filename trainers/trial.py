@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +48,9 @@ from trainers.data import (
     read_hub_split,
     read_unlabelled_text,
 )
+from trainers.device import Engine, Precision, numerics, thread_count
 from trainers.l0 import L0Module
-from trainers.loop import Diverged, ProgressCallback, run_phase
+from trainers.loop import Diverged, Phase, ProgressCallback, run_phase
 from trainers.materialize import materialize, materialized_architecture
 from trainers.model import Classifier, set_dropout
 from trainers.phases import (
@@ -63,6 +65,10 @@ from trainers.retrieval import RetrievalHead, token_recovery
 
 log = logging.getLogger(__name__)
 
+# Bumped when the pruning's conventions change what a trained (N, s) is, so cached trials of
+# the old rules are not reused: "cofi-exact" is CoFi's initialisation, size, ramp and clamp.
+PRUNING_RULES = "cofi-exact"
+
 
 @dataclass(frozen=True)
 class TrialSpec:
@@ -70,6 +76,10 @@ class TrialSpec:
     n: int
     sparsity: float
     seed: int | None = None  # default: the study's seed
+    device: str = "auto"  # auto, cpu, cuda or cuda:i (in a Ray worker: the GPU Ray assigned)
+    # CPU threads of the trial's kernels (they change float sums, so a trial's numbers depend
+    # on them); 0: every core (os.cpu_count()). The search passes its CPUs per trial.
+    threads: int = 0
 
     def __post_init__(self) -> None:
         point = GridPoint(self.n, self.sparsity)  # validates N >= 1 and s in [0, 1)
@@ -94,6 +104,9 @@ class TrialResult:
     reused: tuple[str, ...] = ()  # artifacts that were already there (warmup, teacher, trial)
     seed: int = 0
     teacher: TrialResult | None = None  # for s > 0: the (N, 0) model it was pruned from
+    # what decided the model's numbers besides settings and seed, when it was trained:
+    # device, precision, threads, versions (trainers.device.numerics)
+    numerics: dict[str, Any] = field(default_factory=dict)
 
     def training(self) -> Training:
         """The search's view: this point's record, and the teacher's as a by-product."""
@@ -156,31 +169,52 @@ class _Timer:
 
 
 def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> TrialResult:
-    """Train, prune and evaluate one (N, s) point; a diverging trial returns status FAILED."""
+    """Train, prune and evaluate one (N, s) point on the spec's device; a diverging trial, or
+    one that runs out of GPU memory, returns status FAILED with the reason."""
     started = time.perf_counter()
     study, n, sparsity = spec.study, spec.n, spec.sparsity
     seed = study.study.seed if spec.seed is None else spec.seed
+    training = study.training
+    engine = Engine.resolve(spec.device, training.precision, training.compile)
     timer = _Timer()
-    trial = _Trial(study, n, seed, timer, progress)
-    try:
-        result = trial.run(sparsity)
-    except Diverged as err:
-        return TrialResult(
-            study.task,
-            n,
-            sparsity,
-            TrialStatus.FAILED,
-            reason=str(err),
-            phase_seconds=timer.seconds,
-            wall_time_s=time.perf_counter() - started,
-            reused=tuple(trial.reused),
-            seed=seed,
-        )
+    with thread_count(spec.threads or os.cpu_count() or 1):
+        trial = _Trial(study, n, seed, timer, progress, engine)
+        try:
+            result = trial.run(sparsity)
+        except (Diverged, torch.OutOfMemoryError) as err:
+            reason = str(err) if isinstance(err, Diverged) else _out_of_memory(engine, study, n)
+            return TrialResult(
+                study.task,
+                n,
+                sparsity,
+                TrialStatus.FAILED,
+                reason=reason,
+                phase_seconds=timer.seconds,
+                wall_time_s=time.perf_counter() - started,
+                reused=tuple(trial.reused),
+                seed=seed,
+                numerics=numerics(engine),
+            )
     return dataclasses.replace(
         result,
         phase_seconds=timer.seconds,
         wall_time_s=time.perf_counter() - started,
         reused=tuple(trial.reused),
+    )
+
+
+def _out_of_memory(engine: Engine, study: Study, n: int) -> str:
+    """The reason of a trial that ran out of GPU memory: the batch and the memory."""
+    rows, length = study.training.batch_rows, study.model.max_seq_length
+    memory = ""
+    if engine.on_gpu:
+        total = torch.cuda.get_device_properties(engine.device).total_memory / 2**30
+        peak = torch.cuda.max_memory_allocated(engine.device) / 2**30
+        memory = f" ({peak:.1f} of {total:.0f} GiB in use at the peak)"
+        torch.cuda.empty_cache()
+    return (
+        f"out of memory on {engine.device}{memory} with [training] batch_rows = {rows}: "
+        f"{rows} x N={n} = {rows * n} sequences of {length} tokens a batch; lower batch_rows"
     )
 
 
@@ -194,23 +228,26 @@ class _Trial:
         seed: int,
         timer: _Timer,
         progress: ProgressCallback | None,
-        data: tuple[Encoded, Encoded] | None = None,  # (train, dev), already encoded
+        engine: Engine,
+        data: tuple[Encoded, Encoded] | None = None,  # (train, dev), encoded, on the device
     ) -> None:
         self.study, self.n, self.seed, self.timer, self.progress = study, n, seed, timer, progress
+        self.engine = engine
         self.reused: list[str] = []
         self.spec = TASKS[study.task]
         torch.manual_seed(seed)
         with timer("data"):
             self.tokenizer = _tokenizer(study.model.name_or_path)
-            self.train, self.dev = data or _task_data(study, self.tokenizer)
+            # moved to the device once: every phase's batches are drawn there
+            self.train, self.dev = data or (
+                split.to(engine.device) for split in _task_data(study, self.tokenizer)
+            )
 
     # -- the phases, each cached --------------------------------------------------------------
 
     def run(self, sparsity: float) -> TrialResult:
         teacher, teacher_dir, teacher_info = self.teacher()
-        as_teacher = self._result(
-            teacher, teacher_dir, 0.0, 0.0, teacher_info, teacher_info["accuracy"]
-        )
+        as_teacher = self._result(teacher, teacher_dir, 0.0, 0.0, teacher_info, teacher_info)
         if sparsity == 0:
             return as_teacher
         training = self.study.training
@@ -220,15 +257,18 @@ class _Trial:
                 "sparsity": sparsity,
                 "training": training,
                 "seed": self.seed,
+                "pruning_rules": PRUNING_RULES,
                 **self.task_key(),
+                **self.precision_key(),
             }
         )
         folder = self.study.artifacts_folder / f"trial-n{self.n}-s{sparsity:g}-{key}"
 
         def build(partial: Path) -> None:
-            student = self.prepared(load_model(teacher_dir), task=True)
-            l0 = L0Module(student.arch)
-            layer_map = identity_map(student.arch.hidden_size)
+            torch.manual_seed(self.seed)  # the same gates and samples, built fresh or resumed
+            student = self.on_device(self.prepared(load_model(teacher_dir), task=True))
+            l0 = L0Module(student.arch).to(self.engine.device)
+            layer_map = identity_map(student.arch.hidden_size).to(self.engine.device)
             batch = training.batch_rows * self.n
             steps = steps_for(
                 training.pruning_steps, training.pruning_epochs, len(self.train), batch
@@ -252,11 +292,10 @@ class _Trial:
                 self.seed,
             )
             with self.timer("prune"):
-                run_phase(
-                    phase, partial / "prune-checkpoint", training.checkpoint_every, self.progress
-                )
+                self.run_phase(phase, partial / "prune-checkpoint")
             cofi_rule = prunable_params(materialized_architecture(student.arch, l0.deterministic()))
             small = self.prepared(materialize(student, l0.calibrated(sparsity)), task=True)
+            small = self.on_device(small)
             post = steps_for(
                 training.post_pruning_steps, training.post_pruning_epochs, len(self.train), batch
             )
@@ -272,28 +311,27 @@ class _Trial:
                 name="post-finetune",
             )
             with self.timer("post-finetune"):
-                run_phase(
-                    phase, partial / "post-checkpoint", training.checkpoint_every, self.progress
-                )
+                self.run_phase(phase, partial / "post-checkpoint")
             save_model(small, partial)
             dense = prunable_params(student.arch)
             with self.timer("evaluate"):
                 write_json(
                     partial / "result.json",
                     {
-                        "accuracy": accuracy(small, self.dev, training.batch_rows),
+                        "accuracy": self.accuracy(small),
                         "achieved_sparsity": 1 - prunable_params(small.arch) / dense,
                         "expected_sparsity": float(l0.expected_sparsity().detach()),
                         "cofi_rule_sparsity": 1 - cofi_rule / dense,
+                        "numerics": numerics(self.engine),
                     },
                 )
 
         if build_once(folder, build):
             self.reused.append("trial")
         info = read_json(folder / "result.json")
-        model = load_model(folder)
+        model = load_model(folder, self.engine.device)
         result = self._result(
-            model, folder, sparsity, info["achieved_sparsity"], teacher_info, info["accuracy"]
+            model, folder, sparsity, info["achieved_sparsity"], teacher_info, info
         )
         return dataclasses.replace(result, teacher=as_teacher)
 
@@ -318,13 +356,16 @@ class _Trial:
                 ],
                 "seed": self.seed,
                 **self.task_key(),
+                **self.precision_key(),
             }
         )
         folder = study.artifacts_folder / f"teacher-n{self.n}-{key}"
 
         def build(partial: Path) -> None:
             model, recovery = self.initial_model()
-            self.prepared(model, task=True)
+            model = self.on_device(self.prepared(model, task=True))
+            guide = self.guide()
+            torch.manual_seed(self.seed)  # whether the warm-up and guide were built or reused
             batch = training.batch_rows * self.n
             steps = steps_for(
                 training.finetune_steps, training.finetune_epochs, len(self.train), batch
@@ -337,26 +378,42 @@ class _Trial:
                 training.batch_rows,
                 self.seed,
                 training,
-                teacher=self.guide(),
+                teacher=guide,
             )
             with self.timer("finetune"):
-                run_phase(
-                    phase, partial / "finetune-checkpoint", training.checkpoint_every, self.progress
-                )
+                self.run_phase(phase, partial / "finetune-checkpoint")
             save_model(model, partial)
             with self.timer("evaluate"):
                 write_json(
                     partial / "teacher.json",
                     {
-                        "accuracy": accuracy(model, self.dev, training.batch_rows),
+                        "accuracy": self.accuracy(model),
                         "token_recovery": recovery,
                         "steps": steps,
+                        "numerics": numerics(self.engine),
                     },
                 )
 
         if build_once(folder, build):
             self.reused.append("teacher")
-        return load_model(folder), folder, read_json(folder / "teacher.json")
+        model = self.on_device(load_model(folder, self.engine.device))
+        return model, folder, read_json(folder / "teacher.json")
+
+    def on_device(self, model: Classifier) -> Classifier:
+        return self.engine.prepared(model)  # type: ignore[return-value]
+
+    def run_phase(self, phase: Phase, checkpoint: Path) -> None:
+        every = self.study.training.checkpoint_every
+        run_phase(phase, checkpoint, every, self.progress, self.engine)
+
+    def accuracy(self, model: Classifier) -> float:
+        return accuracy(model, self.dev, self.study.training.batch_rows, self.engine)
+
+    def precision_key(self) -> dict[str, Any]:
+        """The precision of an artifact's training, for its cache key; absent for fp32 (so
+        keys from before precisions existed still match)."""
+        precision = self.engine.precision
+        return {} if precision is Precision.FP32 else {"precision": precision.value}
 
     def prepared(self, model: Classifier, task: bool = False) -> Classifier:
         """The model with the study's frozen parts frozen, and for a task phase (``task``) the
@@ -381,12 +438,16 @@ class _Trial:
         """The (1, 0) teacher whose logits an N > 1 model also learns (``distill_from_n1``)."""
         if self.n == 1 or not self.study.training.distill_from_n1:
             return None
-        rng = torch.get_rng_state()  # this phase's randomness stays as without the guide
         sibling = _Trial(
-            self.study, 1, self.seed, self.timer, self.progress, data=(self.train, self.dev)
+            self.study,
+            1,
+            self.seed,
+            self.timer,
+            self.progress,
+            self.engine,
+            data=(self.train, self.dev),
         )
         model, _, _ = sibling.teacher()
-        torch.set_rng_state(rng)
         return model.eval()
 
     def multiplexed_source(self) -> str:
@@ -418,7 +479,7 @@ class _Trial:
     @functools.cached_property
     def warmup_folder(self) -> Path:
         # cached: with a named warm-up text, its key hashes the text file
-        return warmup_folder(self.study, self.n, self.seed)
+        return warmup_folder(self.study, self.n, self.seed, self.engine.precision)
 
     def warmed_up(self) -> tuple[Classifier, float]:
         study, warmup = self.study, self.study.warmup
@@ -426,8 +487,8 @@ class _Trial:
 
         def build(partial: Path) -> None:
             model, _ = load_pretrained(study.model.name_or_path, seed=self.seed, **self.overrides())
-            head = RetrievalHead(model)
-            self.prepared(model)
+            model = self.on_device(self.prepared(model))
+            head = RetrievalHead(model)  # on the model's device
             text = (
                 encode(
                     read_unlabelled_text(warmup.text, study.resolve),
@@ -441,12 +502,7 @@ class _Trial:
             steps = warmup.steps_per_instance * self.n
             phase = warmup_phase(model, head, text, warmup, self.seed, steps)
             with self.timer("warmup"):
-                run_phase(
-                    phase,
-                    partial / "warmup-checkpoint",
-                    study.training.checkpoint_every,
-                    self.progress,
-                )
+                self.run_phase(phase, partial / "warmup-checkpoint")
                 if warmup.mlm_steps:
                     phase = warmup_phase(
                         model,
@@ -457,12 +513,7 @@ class _Trial:
                         warmup.mlm_steps,
                         mask_token_id=self.tokenizer.mask_token_id,
                     )
-                    run_phase(
-                        phase,
-                        partial / "mlm-checkpoint",
-                        study.training.checkpoint_every,
-                        self.progress,
-                    )
+                    self.run_phase(phase, partial / "mlm-checkpoint")
             save_model(model, partial)
             write_json(
                 partial / "warmup.json",
@@ -470,12 +521,13 @@ class _Trial:
                     "token_recovery": token_recovery(model, head, dev_text),
                     "steps": steps,
                     "mlm_steps": warmup.mlm_steps,
+                    "numerics": numerics(self.engine),
                 },
             )
 
         if build_once(folder, build):
             self.reused.append("warmup")
-        model = load_model(folder)
+        model = load_model(folder, self.engine.device)
         model.train()
         return model, read_json(folder / "warmup.json")["token_recovery"]
 
@@ -486,28 +538,30 @@ class _Trial:
         target: float,
         achieved: float,
         teacher_info: dict[str, Any],
-        dev_accuracy: float,
+        info: dict[str, Any],  # the artifact's record: accuracy, numerics
     ) -> TrialResult:
         from autoprumux.measurement import measure_one
 
+        settings = dataclasses.replace(self.study.throughput, device=str(self.engine.device))
         with self.timer("throughput"):
-            throughput = measure_one(model, self.study.throughput, self.study.model.max_seq_length)
+            throughput = measure_one(model, settings, self.study.model.max_seq_length)
         return TrialResult(
             self.study.task,
             self.n,
             target,
             TrialStatus.COMPLETE,
-            accuracy=dev_accuracy,
+            accuracy=info["accuracy"],
             achieved_sparsity=achieved,
             parameters=prunable_params(model.arch),
             throughput=throughput,
             token_recovery=teacher_info.get("token_recovery"),
             artifact_path=str(folder),
             seed=self.seed,
+            numerics=info.get("numerics") or numerics(self.engine),  # older artifacts: now
         )
 
 
-def warmup_folder(study: Study, n: int, seed: int) -> Path:
+def warmup_folder(study: Study, n: int, seed: int, precision: Precision = Precision.FP32) -> Path:
     """The warm-up artifact of this model, N, recipe and text; shared across studies."""
     m = study.multiplexing
     key = cache_key(
@@ -524,6 +578,7 @@ def warmup_folder(study: Study, n: int, seed: int) -> Path:
             **({"text": _warmup_text_id(study)} if study.warmup.text else {}),
             "frozen_words": study.training.freeze_word_embeddings,
             "seed": seed,
+            **({} if precision is Precision.FP32 else {"precision": precision.value}),
         }
     )
     source = slug(Path(study.warmup.text).stem) if study.warmup.text else study.task
@@ -567,10 +622,14 @@ def _splits(task: str, source: str, glue_dir: str) -> tuple[Split, Split]:
     return read_hub_split(task, "train"), read_hub_split(task, "dev")
 
 
-def warm_up(study: Study, n: int, progress: ProgressCallback | None = None) -> dict[str, Any]:
+def warm_up(
+    study: Study, n: int, progress: ProgressCallback | None = None, device: str = "auto"
+) -> dict[str, Any]:
     """Build (or reuse) the retrieval warm-up artifact of width N for a study's model and
     recipe; ``autoprumux warmup``. Returns its token recovery, path and whether it existed."""
-    trial = _Trial(study, n, study.study.seed, _Timer(), progress)
+    training = study.training
+    engine = Engine.resolve(device, training.precision, training.compile)
+    trial = _Trial(study, n, study.study.seed, _Timer(), progress, engine)
     if study.model.multiplexed_name_or_path:
         raise CheckpointError(
             f"{study.path}: [model] multiplexed_name_or_path is set; its "

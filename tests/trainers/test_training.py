@@ -1,6 +1,7 @@
 """The PruMUX phases and run_trial on a tiny random BERT (seconds each)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,11 +128,19 @@ def test_multiplexed_trial_records_its_warmup(tiny_study_file):
     ]
     (folder,) = [p for p in warmups if p.is_dir()]
     recorded = json.loads((folder / "warmup.json").read_text())
+    numerics = recorded.pop("numerics")
     assert recorded == {
         "token_recovery": result.token_recovery,
         "steps": 2 * study.warmup.steps_per_instance,
         "mlm_steps": 0,
     }
+    # what decided the numbers: the trial's device, precision and threads (every core)
+    assert (numerics["device"], numerics["precision"]) == ("cpu", "fp32")
+    assert numerics["threads"] == os.cpu_count() and numerics["torch"] == torch.__version__
+    assert (
+        result.numerics
+        == json.loads((Path(result.artifact_path) / "result.json").read_text())["numerics"]
+    )
 
 
 def test_task_dropout_keys_the_task_artifacts_not_the_warmup(tiny_study_file):
