@@ -118,7 +118,9 @@ def study_text(model: Path, glue: Path, **training: object) -> str:
         "checkpoint_every": 10,
         **training,
     }
-    lines = "\n".join(f"{k} = {v!r}" for k, v in settings.items())
+    lines = "\n".join(  # TOML: true / false, strings and numbers as Python writes them
+        f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in settings.items()
+    )
     return f"""
 [study]
 task = "sst2"

@@ -338,3 +338,27 @@ def test_measurement_synchronises_before_it_reads_the_clock(tiny_arch, tmp_path,
     settings = ThroughputSection(device="cuda", batch_rows=64, examples_per_pass=512, passes=2)
     measurement.measure({GridPoint(1, 0.0): Classifier(tiny_arch)}, settings, 64, "estimate")
     assert idle and all(idle)
+
+
+def test_compile_is_opt_in_and_compiles_every_trained_model(tiny_study_file, monkeypatch):
+    """``[training] compile = true``: the trial's models go through ``nn.Module.compile`` (here
+    with dynamo's eager backend: the same graph capture, without inductor's minutes of C++
+    compilation on 2 cores) and the trial trains as without it."""
+    compiled = []
+    original = torch.nn.Module.compile
+
+    def eager_compile(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        compiled.append(type(self).__name__)
+        return original(self, *args, **{**kwargs, "backend": "eager"})
+
+    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+    plain = run_trial(TrialSpec(load_study(tiny_study_file()), 1, 0.0, device="cpu"))
+    assert compiled == []  # off unless the study asks
+    study = load_study(tiny_study_file(compile=True))
+    assert study.training.compile is True
+    result = run_trial(TrialSpec(study, 1, 0.5, device="cpu"))
+    assert result.status is TrialStatus.COMPLETE and result.numerics["compile"] is True
+    # the (1, 0) teacher comes from the cache (compiling does not change what it is); then the
+    # teacher loaded for distillation, the student being pruned, and the materialized model
+    assert "teacher" in result.reused and compiled == ["Classifier"] * 3
+    assert result.accuracy > 0.9 and plain.accuracy > 0.9
