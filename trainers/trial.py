@@ -266,7 +266,7 @@ class _Trial:
 
         def build(partial: Path) -> None:
             torch.manual_seed(self.seed)  # the same gates and samples, built fresh or resumed
-            student = self.on_device(self.prepared(load_model(teacher_dir), task=True))
+            student = self.prepared(load_model(teacher_dir, self.engine.device), task=True)
             l0 = L0Module(student.arch).to(self.engine.device)
             layer_map = identity_map(student.arch.hidden_size).to(self.engine.device)
             batch = training.batch_rows * self.n
@@ -295,7 +295,6 @@ class _Trial:
                 self.run_phase(phase, partial / "prune-checkpoint")
             cofi_rule = prunable_params(materialized_architecture(student.arch, l0.deterministic()))
             small = self.prepared(materialize(student, l0.calibrated(sparsity)), task=True)
-            small = self.on_device(small)
             post = steps_for(
                 training.post_pruning_steps, training.post_pruning_epochs, len(self.train), batch
             )
@@ -363,7 +362,7 @@ class _Trial:
 
         def build(partial: Path) -> None:
             model, recovery = self.initial_model()
-            model = self.on_device(self.prepared(model, task=True))
+            model = self.prepared(model, task=True)
             guide = self.guide()
             torch.manual_seed(self.seed)  # whether the warm-up and guide were built or reused
             batch = training.batch_rows * self.n
@@ -396,11 +395,8 @@ class _Trial:
 
         if build_once(folder, build):
             self.reused.append("teacher")
-        model = self.on_device(load_model(folder, self.engine.device))
-        return model, folder, read_json(folder / "teacher.json")
-
-    def on_device(self, model: Classifier) -> Classifier:
-        return self.engine.prepared(model)  # type: ignore[return-value]
+        model = self.engine.prepared(load_model(folder, self.engine.device))
+        return model, folder, read_json(folder / "teacher.json")  # type: ignore[return-value]
 
     def run_phase(self, phase: Phase, checkpoint: Path) -> None:
         every = self.study.training.checkpoint_every
@@ -410,20 +406,17 @@ class _Trial:
         return accuracy(model, self.dev, self.study.training.batch_rows, self.engine)
 
     def precision_key(self) -> dict[str, Any]:
-        """The precision of an artifact's training, for its cache key; absent for fp32 (so
-        keys from before precisions existed still match)."""
-        precision = self.engine.precision
-        return {} if precision is Precision.FP32 else {"precision": precision.value}
+        return _precision_key(self.engine.precision)
 
     def prepared(self, model: Classifier, task: bool = False) -> Classifier:
-        """The model with the study's frozen parts frozen, and for a task phase (``task``) the
-        study's dropout."""
+        """The model to train: the study's frozen parts frozen, for a task phase (``task``)
+        the study's dropout, on the trial's device (and compiled, if the study asks)."""
         training = self.study.training
         if training.freeze_word_embeddings:
             model.encoder.embeddings.word.weight.requires_grad_(False)
         if task and training.dropout >= 0:
             set_dropout(model, training.dropout)
-        return model
+        return self.engine.prepared(model)  # type: ignore[return-value]
 
     def task_key(self) -> dict[str, Any]:
         """The study's dropout and distillation from N = 1 for the cache keys of task
@@ -487,7 +480,7 @@ class _Trial:
 
         def build(partial: Path) -> None:
             model, _ = load_pretrained(study.model.name_or_path, seed=self.seed, **self.overrides())
-            model = self.on_device(self.prepared(model))
+            model = self.prepared(model)
             head = RetrievalHead(model)  # on the model's device
             text = (
                 encode(
@@ -578,12 +571,18 @@ def warmup_folder(study: Study, n: int, seed: int, precision: Precision = Precis
             **({"text": _warmup_text_id(study)} if study.warmup.text else {}),
             "frozen_words": study.training.freeze_word_embeddings,
             "seed": seed,
-            **({} if precision is Precision.FP32 else {"precision": precision.value}),
+            **_precision_key(precision),
         }
     )
     source = slug(Path(study.warmup.text).stem) if study.warmup.text else study.task
     name = f"{slug(study.model.name_or_path)}-n{n}-{source}-{key}"
     return study.folder.resolve() / "artifacts" / "warmup" / name
+
+
+def _precision_key(precision: Precision) -> dict[str, Any]:
+    """An artifact's training precision for its cache key; absent for fp32 (so keys from
+    before precisions existed still match)."""
+    return {} if precision is Precision.FP32 else {"precision": precision.value}
 
 
 def _warmup_text_id(study: Study) -> str:
