@@ -195,6 +195,13 @@ def format_trial(result) -> str:  # type: ignore[no-untyped-def]
         f"wall time {result.wall_time_s:.1f}s ({phases})",
         f"artifact {result.artifact_path}",
     ]
+    numerics = result.numerics
+    if numerics:  # where the model was trained, as recorded with it
+        lines.insert(
+            -1,
+            f"trained on {numerics['device']} ({numerics['device_name']}) | "
+            f"{numerics['precision']} | {numerics['threads']} threads | torch {numerics['torch']}",
+        )
     if result.token_recovery is not None:
         lines.insert(2, f"warm-up token recovery {result.token_recovery:.3f}")
     if result.reused:

@@ -17,12 +17,20 @@ from trainers.masks import Masks
 
 
 def masked_layer_norm(x: Tensor, norm: nn.LayerNorm, kept: Tensor | None) -> Tensor:
-    """LayerNorm over the kept hidden dims only; pruned dims come out as 0. x: [..., H];
-    kept: [H], 1.0 for a kept dim and 0.0 for a pruned one (statistics weighted by it, so the
-    kept set's size is never read back from the device). Computed in float32, as autocast
-    computes LayerNorm."""
+    """LayerNorm over the kept hidden dims only; pruned dims come out as 0. x: [..., H].
+
+    ``kept`` (see :meth:`Masks.kept_hidden`) is either the kept dims' indices (int64, on a
+    CPU: the exact LayerNorm kernel on the gathered dims) or a [H] indicator, 1.0 for a kept
+    dim (on a GPU: statistics weighted by it, so a step never reads the kept set's size back
+    from the device; computed in float32, as autocast computes LayerNorm)."""
     if kept is None:
         return norm(x)
+    if kept.dtype == torch.long:
+        out = torch.zeros_like(x)
+        out[..., kept] = F.layer_norm(
+            x[..., kept], (kept.numel(),), norm.weight[kept], norm.bias[kept], norm.eps
+        )
+        return out
     x = x.float()
     count = kept.sum()
     mean = (x * kept).sum(-1, keepdim=True) / count  # [..., 1]

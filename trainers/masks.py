@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 
@@ -23,11 +24,15 @@ class Masks:
     )
 
     def kept_hidden(self) -> Tensor | None:
-        """[H] 1.0 for the hidden dims with a nonzero mask, 0.0 for the others; None when hidden
-        dims are unmasked. A tensor, not indices: reading it never waits for the device."""
+        """The hidden dims with a nonzero mask, for the masked LayerNorm; None when hidden dims
+        are unmasked. On a CPU their indices (reading them back is free there); elsewhere a
+        [H] indicator, 1.0 for a kept dim, that never waits for the device."""
         if self.hidden is None:
             return None
-        return (self.hidden.detach() != 0).float()
+        kept = self.hidden.detach() != 0
+        if kept.device.type == "cpu":
+            return torch.nonzero(kept, as_tuple=True)[0]
+        return kept.float()
 
     def attention_removed(self, layer: int) -> Tensor | None:
         """A block whose layer gate is 0, or whose every head is 0, is the identity: a bool

@@ -362,3 +362,28 @@ def test_compile_is_opt_in_and_compiles_every_trained_model(tiny_study_file, mon
     # teacher loaded for distillation, the student being pruned, and the materialized model
     assert "teacher" in result.reused and compiled == ["Classifier"] * 3
     assert result.accuracy > 0.9 and plain.accuracy > 0.9
+
+
+def test_train_says_where_the_model_was_trained(tiny_study_file, capsys):
+    path = tiny_study_file()
+    args = ["train", "--study", str(path), "--n", "1", "--sparsity", "0"]
+    assert main([*args, "--device", "cpu", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "trained on cpu (" in out and "| fp32 | 1 threads | torch " + torch.__version__ in out
+
+
+def test_the_masked_layer_norm_without_host_sync_equals_the_gathered_one():
+    """The GPU path (statistics weighted by a kept-dims indicator) computes what the CPU path
+    (the LayerNorm kernel on the gathered kept dims) computes."""
+    from trainers.encoder import masked_layer_norm
+
+    torch.manual_seed(0)
+    norm = torch.nn.LayerNorm(8)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = torch.randn(3, 5, 8)
+    keep = torch.tensor([1, 0, 1, 1, 0, 1, 1, 0], dtype=torch.bool)
+    gathered = masked_layer_norm(x, norm, torch.nonzero(keep, as_tuple=True)[0])
+    weighted = masked_layer_norm(x, norm, keep.float())
+    torch.testing.assert_close(weighted, gathered, rtol=1e-5, atol=1e-6)
+    assert torch.all(weighted[..., ~keep] == 0)
