@@ -194,7 +194,6 @@ def train(
     from autoprumux.study import load_study
 
     study = load_study(study_path)
-    _check_device(device, study.training.precision)
     try:
         point = GridPoint(n, sparsity)
     except FieldError as err:
@@ -278,8 +277,6 @@ def measure(
         }.items()
         if v is not None
     }
-    if device is not None:
-        _check_device(device)
     settings = dataclasses.replace(study.throughput, **overrides)
     with _ProgressBar() as bar:
         report = run_measure(study, settings, trained, out_path, progress=bar.update)
@@ -501,7 +498,6 @@ def warmup(study_path: str, n: int, device: str, as_json: bool) -> None:
     from trainers.trial import warm_up
 
     study = load_study(study_path)
-    _check_device(device, study.training.precision)
     with _ProgressBar() as bar:
         result = warm_up(study, n, progress=bar.update, device=device)
     if as_json:
@@ -511,16 +507,6 @@ def warmup(study_path: str, n: int, device: str, as_json: bool) -> None:
             f"warm-up N={n}: token recovery {result['token_recovery']:.3f} "
             f"({'reused' if result['reused'] else 'trained'}) -> {result['artifact_path']}"
         )
-
-
-def _check_device(device: str, precision: str | None = None) -> None:
-    """A device (and the study's precision on it) that this machine cannot give: one line,
-    before any work."""
-    from trainers.device import resolve_device, resolve_precision
-
-    where = resolve_device(device)
-    if precision is not None:
-        resolve_precision(precision, where)
 
 
 class _ProgressBar:

@@ -42,7 +42,6 @@ class Precision(enum.Enum):
         return {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}.get(self)
 
 
-PRECISION_CHOICES = PRECISIONS  # "auto" and every Precision
 GPU_LOG_EVERY = 25  # steps between loss reads on a GPU
 
 
@@ -72,9 +71,9 @@ def resolve_device(spec: str = "auto", option: str = "--device") -> torch.device
 
 def resolve_precision(setting: str, device: torch.device) -> Precision:
     """``auto`` as the device does best; an explicit choice the device cannot run is refused."""
-    if setting not in PRECISION_CHOICES:
+    if setting not in PRECISIONS:
         raise FieldError(
-            "training.precision", f"{setting!r} is not one of: {', '.join(PRECISION_CHOICES)}"
+            "training.precision", f"{setting!r} is not one of: {', '.join(PRECISIONS)}"
         )
     on_gpu = device.type == "cuda"
     bf16 = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
@@ -89,7 +88,10 @@ def resolve_precision(setting: str, device: torch.device) -> Precision:
             "training.precision", f"bf16: {name} has no bfloat16 support; use fp16 or fp32"
         )
     if precision is Precision.FP16 and not on_gpu:
-        raise FieldError("training.precision", "fp16 needs a GPU; use fp32 (or bf16) on a CPU")
+        raise FieldError(
+            "training.precision",
+            "fp16 is for GPUs (a CPU runs it slowly); use fp32 or bf16 on a CPU",
+        )
     return precision
 
 

@@ -74,6 +74,18 @@ def test_relative_paths_are_relative_to_the_study_file(tmp_path):
             "training.dropout: 1.0 is not below 1",
         ),
         (
+            '[study]\ntask = "sst2"\n[training]\nprecision = "fp8"',
+            "training.precision: 'fp8' is not one of: 'auto', 'fp32', 'bf16', 'fp16'",
+        ),
+        (
+            '[study]\ntask = "sst2"\n[training]\ncompile = "yes"',
+            "training.compile: 'yes' is not",
+        ),
+        (
+            '[study]\ntask = "sst2"\n[throughput]\ndevice = "gpu"',
+            "throughput.device: 'gpu' is not one of: auto, cpu, cuda, cuda:INDEX",
+        ),
+        (
             '[study]\ntask = "sst2"\n[training]\npruning_learning_rate = "fast"',
             "training.pruning_learning_rate: 'fast' is not a number",
         ),

@@ -140,7 +140,7 @@ def test_device_and_precision_choices():
     assert resolve_precision("bf16", torch.device("cpu")) is Precision.BF16
     with pytest.raises(FieldError, match="'gpu' is not one of: auto, cpu, cuda or cuda:INDEX"):
         resolve_device("gpu")
-    with pytest.raises(FieldError, match="fp16 needs a GPU"):
+    with pytest.raises(FieldError, match="fp16 is for GPUs"):
         resolve_precision("fp16", torch.device("cpu"))
     if not torch.cuda.is_available():
         assert resolve_device("auto") == torch.device("cpu")
