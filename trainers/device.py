@@ -19,6 +19,7 @@ import enum
 import os
 import platform
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -187,13 +188,27 @@ def numerics(engine: Engine) -> dict[str, Any]:
     return record
 
 
+_threads_lock = threading.Lock()
+_threads_users = 0  # trials inside thread_count now (the local executor runs several at once)
+_threads_before = 0
+
+
 @contextlib.contextmanager
 def thread_count(threads: int) -> Iterator[None]:
-    """torch's intra-op CPU threads set to ``threads`` (0: unchanged) for a block."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
+    """torch's intra-op CPU threads set to ``threads`` (0: unchanged) for a block. The setting
+    is process-wide: trials running side by side in one process share it (the search gives
+    them one count), and the caller's own setting comes back when the last of them ends."""
+    global _threads_users, _threads_before
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+        _threads_users += 1
+        if threads:
+            torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)

@@ -387,3 +387,18 @@ def test_the_masked_layer_norm_without_host_sync_equals_the_gathered_one():
     weighted = masked_layer_norm(x, norm, keep.float())
     torch.testing.assert_close(weighted, gathered, rtol=1e-5, atol=1e-6)
     assert torch.all(weighted[..., ~keep] == 0)
+
+
+def test_trials_side_by_side_keep_their_thread_count_until_the_last_ends():
+    """The local executor runs trials in threads of one process: the first trial to end must
+    not hand the second the caller's thread count mid-training."""
+    from trainers.device import thread_count
+
+    before = torch.get_num_threads()
+    first, second = thread_count(1), thread_count(1)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert torch.get_num_threads() == 1  # the second trial is still running
+    second.__exit__(None, None, None)
+    assert torch.get_num_threads() == before
