@@ -1,7 +1,7 @@
 """Train every (N, s) of a study once and write the ground-truth results table.
 
     .venv/bin/python tests/benchmarks/bench_tiny_grid.py \
-        [--study studies/sst2-tiny.toml] [--out studies/results/sst2-tiny-grid.json]
+        [--study studies/sst2-tiny.toml] [--out studies/results/sst2-tiny-grid.json] [--n 1 ...]
 
 Each point is one ``run_trial`` (warm-ups, teachers and finished trials are cached under
 studies/artifacts/, so an interrupted run continues where it stopped). When all points are
@@ -9,6 +9,7 @@ trained, the trained models are timed side by side in one round-robin run with t
 throughput harness, and the table is written as JSON with its fingerprint (the harness
 settings, the machine, the study file's hash, the code's git commit, the wall time of every
 trial). ``autoprumux predict --results`` and ``bench_search.py --ground-truth`` read it.
+``--n`` trains and writes only those rows of the grid (e.g. a row re-measured on its own).
 On 2 CPU cores the tiny study's 18 points take about an hour (README, "Measured").
 """
 
@@ -48,9 +49,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--study", default="studies/sst2-tiny.toml")
     parser.add_argument("--out", default="studies/results/sst2-tiny-grid.json")
+    parser.add_argument("--n", nargs="+", type=int, help="only these rows (default: all)")
     args = parser.parse_args()
     study = load_study(args.study)
-    points = sorted(study.grid.grid)
+    points = sorted(p for p in study.grid.grid if not args.n or p.n in args.n)
     started = time.perf_counter()
     results = {}
     for i, point in enumerate(points, start=1):
