@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 _PROBE = r"""
 import json, sys, time
 import torch
+import trainers
+print("ENGINE " + trainers.__file__, file=sys.stderr)
 torch.set_num_threads(int(sys.argv[3]))
 from autoprumux.study import load_study
 from trainers.checkpoints import load_pretrained, load_tokenizer
@@ -104,16 +106,19 @@ print("RATES " + json.dumps(rates))
 
 
 def probe(root: Path, args: argparse.Namespace) -> dict[str, float]:
+    study = str(Path(args.study).resolve())
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, args.study, str(args.steps), str(args.threads), args.device],
+        [sys.executable, "-c", _PROBE, study, str(args.steps), str(args.threads), args.device],
         capture_output=True,
         text=True,
-        cwd=ROOT,  # the study's relative paths
+        cwd=root,  # `python -c` imports from its working folder first: the version's own code
         env={**_env(), "PYTHONPATH": str(root)},
     )
     line = next((x for x in done.stdout.splitlines() if x.startswith("RATES ")), None)
     if line is None:
         sys.exit(f"{root}: the probe failed\n{done.stderr[-2000:]}")
+    if f"ENGINE {root}/trainers/" not in done.stderr:  # the version asked for, not another
+        sys.exit(f"{root}: the probe imported another engine\n{done.stderr[-500:]}")
     return json.loads(line[len("RATES ") :])
 
 
