@@ -143,7 +143,8 @@ def main() -> None:
         order = list(versions) if index % 2 == 0 else list(reversed(versions))
         for name in order:
             runs[name].append(probe(versions[name], args))
-            print(f"round {index + 1}/{args.rounds}: {name} done", file=sys.stderr, flush=True)
+            rates = " ".join(f"{rate:.1f}" for rate in runs[name][-1].values())
+            print(f"round {index + 1}/{args.rounds}: {name} {rates}", file=sys.stderr, flush=True)
     print(f"{'phase':<28} {'before ex/s':>12} {'this ex/s':>10} {'this/before':>12}")
     for phase in runs["this"][0]:
         before = statistics.median(r[phase] for r in runs["before"])
