@@ -3,6 +3,9 @@
 The decision core (grid, records, surface, throughput model, recommender, evaluation) is pure
 Python: importing it loads none of torch, ray, optuna, plotly or pandas. Those live in adapter
 modules and are imported only when a command needs them.
+
+``autoprumux.load_model(folder_or_file).predict(["a fine film"])`` classifies text with a
+trained or exported model (:mod:`trainers.inference`).
 """
 
 from autoprumux.budget import Budget, BudgetKind
@@ -15,6 +18,16 @@ from autoprumux.surrogate import Prediction, Source
 from autoprumux.throughput import ThroughputModel, ThroughputTable
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    """``load_model`` is imported on first use: it brings torch, which the core does not."""
+    if name == "load_model":
+        from trainers.inference import load_text_classifier
+
+        return load_text_classifier
+    raise AttributeError(f"module 'autoprumux' has no attribute {name!r}")
+
 
 __all__ = [
     "BASELINE",
@@ -38,4 +51,5 @@ __all__ = [
     "ThroughputTable",
     "TrialRecord",
     "TrialStatus",
+    "load_model",
 ]

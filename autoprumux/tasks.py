@@ -20,6 +20,15 @@ class TaskSpec:
     glue_label_column: str
     # Label text -> id, as the hub numbers them; empty: labels are already integers.
     label_names: dict[str, int] = field(default_factory=dict)
+    # What the ids mean where the files hold integers (the hub's ClassLabel names).
+    integer_label_meanings: tuple[str, ...] = ()
+
+    @property
+    def label_texts(self) -> tuple[str, ...]:
+        """The name of every label id, in id order (what a classifier prints)."""
+        if self.label_names:
+            return tuple(sorted(self.label_names, key=self.label_names.__getitem__))
+        return self.integer_label_meanings
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -36,6 +45,7 @@ TASKS: dict[str, TaskSpec] = {
             "dev.tsv",
             ("sentence",),
             "label",
+            integer_label_meanings=("negative", "positive"),
         ),
         TaskSpec(
             "mnli",
@@ -74,6 +84,7 @@ TASKS: dict[str, TaskSpec] = {
             "dev.tsv",
             ("question1", "question2"),
             "is_duplicate",
+            integer_label_meanings=("not_duplicate", "duplicate"),
         ),
     )
 }

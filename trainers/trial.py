@@ -53,6 +53,7 @@ from trainers.l0 import L0Module
 from trainers.loop import Diverged, Phase, ProgressCallback, run_phase
 from trainers.materialize import materialize, materialized_architecture
 from trainers.model import Classifier, set_dropout
+from trainers.model_folder import ModelInfo, describe
 from trainers.phases import (
     accuracy,
     finetune_phase,
@@ -330,7 +331,7 @@ class _Trial:
         info = read_json(folder / "result.json")
         model = load_model(folder, self.engine.device)
         result = self._result(
-            model, folder, sparsity, info["achieved_sparsity"], teacher_info, info
+            model, folder, sparsity, info["achieved_sparsity"], teacher_info, info, teacher_dir
         )
         return dataclasses.replace(result, teacher=as_teacher)
 
@@ -532,13 +533,15 @@ class _Trial:
         achieved: float,
         teacher_info: dict[str, Any],
         info: dict[str, Any],  # the artifact's record: accuracy, numerics
+        teacher_folder: Path | None = None,  # for s > 0: the model it was pruned from
     ) -> TrialResult:
+        """The trial's result; the model folder is described (tokenizer, info, card) with it."""
         from autoprumux.measurement import measure_one
 
         settings = dataclasses.replace(self.study.throughput, device=str(self.engine.device))
         with self.timer("throughput"):
             throughput = measure_one(model, settings, self.study.model.max_seq_length)
-        return TrialResult(
+        result = TrialResult(
             self.study.task,
             self.n,
             target,
@@ -551,6 +554,33 @@ class _Trial:
             artifact_path=str(folder),
             seed=self.seed,
             numerics=info.get("numerics") or numerics(self.engine),  # older artifacts: now
+        )
+        describe(folder, self.model_info(result, teacher_folder), self.tokenizer)
+        return result
+
+    def model_info(self, result: TrialResult, teacher_folder: Path | None) -> ModelInfo:
+        study, spec = self.study, self.spec
+        return ModelInfo(
+            task=study.task,
+            labels=spec.label_texts or tuple(str(i) for i in range(spec.num_labels)),
+            text_columns=spec.glue_text_columns,
+            label_column=spec.glue_label_column,
+            max_length=study.model.max_seq_length,
+            n=self.n,
+            sparsity=result.sparsity,
+            achieved_sparsity=result.achieved_sparsity or 0.0,
+            parameters=result.parameters or 0,
+            dev_accuracy=result.accuracy or 0.0,
+            dev_examples=len(self.dev),
+            throughput=result.throughput,
+            throughput_device=str(self.engine.device),
+            study=study.name,
+            study_file=str(study.path.resolve()) if study.path else "",
+            recipe=study.recipe,
+            base_model=self.multiplexed_source(),
+            teacher=str(teacher_folder) if teacher_folder else None,
+            seed=self.seed,
+            numerics=result.numerics,
         )
 
 
