@@ -7,11 +7,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autoprumux.answer import ModelPointer, TrainCommand, locate_model
 from autoprumux.budget import FEASIBILITY_TOLERANCE, Budget, BudgetKind, budget_sweep
 from autoprumux.grid import BASELINE, Family, Grid, GridPoint
 from autoprumux.recommender import Recommender
 from autoprumux.records import Observations, TrialRecord, TrialStatus
 from autoprumux.surface import AccuracySurface
+from autoprumux.surrogate import Source
 from autoprumux.throughput import ThroughputTable
 
 
@@ -23,12 +25,23 @@ class ReportInput:
     budget: Budget  # the budget the user asked for
     observations: Observations  # measured accuracy / throughput, failed points
     table: ThroughputTable | None  # throughput of every candidate; None: no (1, 0) throughput
-    records: Sequence[TrialRecord] = ()  # every training, for the cost section
+    records: Sequence[TrialRecord] = ()  # every training: the cost, and the models' folders
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    # how the search trained its points (a study's report); None for a results file, whose
+    # study is unknown: a predicted answer then has no command to train it
+    train: TrainCommand | None = None
 
     @property
     def baseline_accuracy(self) -> float | None:
         return self.observations.accuracy.get(BASELINE)
+
+    @property
+    def threshold(self) -> float | None:
+        """The requested budget's threshold; None while it needs a baseline not yet trained."""
+        base = self.baseline_accuracy
+        if base is None and self.budget.needs_baseline:
+            return None
+        return self.budget.threshold(base)
 
     def missing(self) -> list[str]:
         """What the report cannot show, in words (empty when everything is there)."""
@@ -79,11 +92,48 @@ def pareto_frontier(points: Sequence[TradeoffPoint]) -> list[TradeoffPoint]:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """The top-1 for the budget asked for: the report's answer box, marked in figure 1."""
+
+    point: GridPoint
+    accuracy: float  # fraction; measured where trained, else predicted by the surface
+    accuracy_measured: bool
+    speedup: float  # throughput over (1, 0)'s, both from the report's throughput table
+    threshold: float
+    model: ModelPointer  # its model folder, or the command that trains it
+
+
+def answer(data: ReportInput) -> Answer | None:
+    """The recommended point for ``data.budget``; None when nothing can be recommended."""
+    if data.missing():
+        return None
+    assert data.table is not None  # missing() says so otherwise
+    decision = (
+        Recommender(1)
+        .fit(data.task, data.observations, data.table)
+        .recommend(data.budget, list(data.grid))
+    )
+    if not decision.recommendations:
+        return None
+    top = decision.recommendations[0]
+    return Answer(
+        top.point,
+        top.accuracy,
+        top.accuracy_source is Source.MEASURED,
+        top.speedup,
+        decision.threshold,
+        locate_model(top.point, data.records, data.train),
+    )
+
+
+@dataclass(frozen=True)
 class BudgetRow:
     budget: float
     requested: bool  # the budget the user asked for
     threshold: float
-    top: tuple[dict[str, Any], ...]  # rank, point, accuracy, speedup, measured accuracy/throughput
+    # rank, point, accuracy, accuracy_measured, and throughput (examples/s) and speedup: both
+    # from the report's throughput table alone (a trial's own timing is another source)
+    top: tuple[dict[str, Any], ...]
 
 
 def recommendations(data: ReportInput, top_k: int = 3) -> list[BudgetRow]:
@@ -108,9 +158,9 @@ def recommendations(data: ReportInput, top_k: int = 3) -> list[BudgetRow]:
                 "rank": r.rank,
                 "point": r.point,
                 "accuracy": r.accuracy,
-                "accuracy_measured": r.accuracy_source.value == "measured",
+                "accuracy_measured": r.accuracy_source is Source.MEASURED,
+                "throughput": r.throughput,
                 "speedup": r.throughput / base,
-                "measured_throughput": r.measured_throughput,
             }
             for r in decision.recommendations
         )
@@ -130,12 +180,7 @@ class Heatmap:
 
 def surface_heatmap(data: ReportInput) -> Heatmap:
     surface = AccuracySurface().fit(data.observations.accuracy, data.observations.failed)
-    base = data.baseline_accuracy
-    threshold = (
-        data.budget.threshold(base)
-        if (base is not None or not data.budget.needs_baseline)
-        else None
-    )
+    threshold = data.threshold
     rows, boundary = [], []
     for n in data.grid.n_values:
         values = tuple(surface.predict(GridPoint(n, s)).value for s in data.grid.sparsities)

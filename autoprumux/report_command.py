@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 
 from autoprumux import __version__
+from autoprumux.answer import TRAIN_COMMAND_ATTR, TrainCommand
 from autoprumux.budget import Budget
 from autoprumux.errors import DataError
 from autoprumux.grid import BASELINE, Grid, parse_grid_spec
@@ -29,10 +30,9 @@ def _table(results: ResultsTable, task: str, throughput_path: str | None) -> Thr
     then says what is missing)."""
     if throughput_path:
         return read_throughput_table(throughput_path)
-    observed = results.observations(task).throughput
-    if BASELINE not in observed:
+    if BASELINE not in results.observations(task).throughput:
         return None
-    return ThroughputTable(dict(observed), {"task": task}, f"{results.source} (task {task})")
+    return ThroughputTable.from_results(results, task)  # its fingerprint says: timed in trials
 
 
 def from_results(
@@ -86,6 +86,8 @@ def from_storage(
     if throughput_path is None and stored_table and Path(stored_table).is_file():
         throughput_path = stored_table
     records = [r for _, r in OptunaStore(url, study_name, grid, task).records()]
+    # how the search trained its points, so the report can say how to train a predicted one
+    train = TrainCommand.from_dict(study.user_attrs.get(TRAIN_COMMAND_ATTR))
     results = ResultsTable.from_records(distinct_seeds(records), source=f"study {study_name}")
     observations = (
         results.observations(task) if records else ResultsTable((), "").observations(task)
@@ -99,4 +101,5 @@ def from_storage(
         _table(results, task, throughput_path),
         records,
         {"storage": url, "study": study_name, **_versions()},
+        train,
     )

@@ -10,11 +10,14 @@ import html
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoprumux.grid import Family
 from autoprumux.report import (
+    Answer,
+    BudgetRow,
     ReportInput,
+    answer,
     cost,
     pareto_frontier,
     recommendations,
@@ -22,6 +25,9 @@ from autoprumux.report import (
     surrogate_quality,
     tradeoff,
 )
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 FAMILY_STYLE = {
     Family.BASELINE: ("BERT-base (1, 0)", "#222222"),
@@ -71,84 +77,23 @@ def render(data: ReportInput) -> str:
             + "</ul></div>"
         )
 
-    rows = recommendations(data)
-    requested = next((r for r in rows if r.requested), None)
-    if requested is not None and requested.top:
-        best = requested.top[0]
-        measured = "measured" if best["accuracy_measured"] else "predicted"
-        parts.append(
-            f"<div class='answer'>Deploy <b>{_e(best['point'])}</b>: {best['speedup']:.2f}x the "
-            f"throughput of (1, 0) at {measured} accuracy {best['accuracy']:.4f} "
-            f"(threshold {requested.threshold:.4f}).</div>"
-        )
+    top = answer(data)
+    if top is not None:
+        parts.append(answer_box(top))
 
     # 1. throughput vs accuracy
-    series = tradeoff(data)
-    fig = go.Figure()
-    for family, points in series.items():
-        label, color = FAMILY_STYLE[family]
-        for measured in (True, False):
-            chosen = [p for p in points if p.measured is measured]
-            if chosen:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[p.accuracy for p in chosen],
-                        y=[p.speedup for p in chosen],
-                        mode="markers+text",
-                        name=f"{label}, {'measured' if measured else 'predicted'}",
-                        text=[str(p.point) for p in chosen],
-                        textposition="top center",
-                        marker={
-                            "color": color,
-                            "size": 10 if measured else 8,
-                            "symbol": "circle" if measured else "circle-open",
-                        },
-                    )
-                )
-        frontier = pareto_frontier(points)
-        if len(frontier) > 1:
-            fig.add_trace(
-                go.Scatter(
-                    x=[p.accuracy for p in frontier],
-                    y=[p.speedup for p in frontier],
-                    mode="lines",
-                    line={"color": color, "dash": "dot"},
-                    name=f"{label} frontier",
-                )
-            )
-    fig.update_xaxes(title="accuracy", autorange="reversed")
-    fig.update_yaxes(title="throughput improvement over (1, 0) (x)")
-    parts.append("<h2>1. Throughput vs accuracy</h2>" + figure(fig, "tradeoff"))
+    source = f"<p>Speedup: {_e(data.table.describe())}.</p>" if data.table else ""
+    parts.append(
+        "<h2>1. Throughput vs accuracy</h2>"
+        + source
+        + figure(tradeoff_figure(data, top), "tradeoff")
+    )
 
     # 2. recommendations
-    table = [
-        "<table><tr><th>budget</th><th>threshold</th><th>rank</th><th>(N, s)</th>"
-        "<th>accuracy</th><th>speedup</th><th>measured throughput</th></tr>"
-    ]
-    for row in rows:
-        css = " class='requested'" if row.requested else ""
-        if not row.top:
-            table.append(
-                f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
-                "<td colspan='5'>nothing meets the threshold</td></tr>"
-            )
-        for item in row.top:
-            how = "measured" if item["accuracy_measured"] else "predicted"
-            accuracy = f"{item['accuracy']:.4f} ({how})"
-            thr = (
-                "-"
-                if item["measured_throughput"] is None
-                else f"{item['measured_throughput']:,.1f}/s"
-            )
-            table.append(
-                f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td><td>{item['rank']}</td>"
-                f"<td>{_e(item['point'])}</td><td>{accuracy}</td><td>{item['speedup']:.2f}x</td>"
-                f"<td>{thr}</td></tr>"
-            )
-    table.append("</table>")
     parts.append(
         "<h2>2. Recommendations per accuracy budget</h2>"
-        "<p>Highlighted: the budget asked for.</p>" + "".join(table)
+        "<p>Highlighted: the budget asked for.</p>"
+        + recommendations_table(data, recommendations(data))
     )
 
     # 3. accuracy surface
@@ -216,7 +161,12 @@ def render(data: ReportInput) -> str:
         fig.update_xaxes(title="measured accuracy")
         fig.update_yaxes(title="predicted accuracy (leave-one-out)")
         text = f"M_A (within 1.5 points): {m_a:.0%} of {len(predicted)}" if m_a is not None else ""
-        text += f"; M_T (table within 20% of measured): {m_t:.0%}" if m_t is not None else ""
+        text += (
+            f"; M_T (the throughput table within 20% of the throughput timed inside each "
+            f"trial): {m_t:.0%}"
+            if m_t is not None
+            else ""
+        )
         parts.append(
             f"<h2>4. How far to trust the surrogate</h2><p>{_e(text)}</p>" + figure(fig, "quality")
         )
@@ -256,6 +206,120 @@ def render(data: ReportInput) -> str:
     return PAGE.format(title=_e(f"autoprumux: {data.title}"), body="\n".join(parts))
 
 
+def answer_box(top: Answer) -> str:
+    """What to deploy, and where its model is or the command that trains it."""
+    measured = "measured" if top.accuracy_measured else "predicted"
+    words, code = top.model.describe()
+    where = _e(words) + (f": <code>{_e(code)}</code>" if code is not None else "")
+    return (
+        f"<div class='answer'>Deploy <b>{_e(top.point)}</b>: {top.speedup:.2f}x the "
+        f"throughput of (1, 0) at {measured} accuracy {top.accuracy:.4f} "
+        f"(threshold {top.threshold:.4f}).<br><span class='model'>{where}.</span></div>"
+    )
+
+
+def tradeoff_figure(data: ReportInput, top: Answer | None) -> go.Figure:
+    """Figure 1: accuracy (x, reversed) vs speedup over (1, 0) (y) per family, with the
+    requested budget's threshold (a vertical line: accuracy is the x axis) and the
+    recommended point."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for family, points in tradeoff(data).items():
+        label, color = FAMILY_STYLE[family]
+        for measured in (True, False):
+            chosen = [p for p in points if p.measured is measured]
+            if chosen:
+                fig.add_trace(
+                    go.Scatter(
+                        x=[p.accuracy for p in chosen],
+                        y=[p.speedup for p in chosen],
+                        mode="markers+text",
+                        name=f"{label}, {'measured' if measured else 'predicted'}",
+                        text=[str(p.point) for p in chosen],
+                        textposition="top center",
+                        marker={
+                            "color": color,
+                            "size": 10 if measured else 8,
+                            "symbol": "circle" if measured else "circle-open",
+                        },
+                    )
+                )
+        frontier = pareto_frontier(points)
+        if len(frontier) > 1:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p.accuracy for p in frontier],
+                    y=[p.speedup for p in frontier],
+                    mode="lines",
+                    line={"color": color, "dash": "dot"},
+                    name=f"{label} frontier",
+                )
+            )
+    threshold = data.threshold
+    if threshold is not None:  # feasible points lie left of it (the x axis is reversed)
+        fig.add_vline(
+            x=threshold,
+            line={"color": "#555555", "dash": "dash"},
+            annotation_text=f"threshold {threshold:.4f}",
+            annotation_position="top left",
+            name="threshold",
+        )
+    if top is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[top.accuracy],
+                y=[top.speedup],
+                mode="markers",
+                name=f"recommended {top.point}",
+                marker={
+                    "symbol": "star",
+                    "size": 20,
+                    "color": "#ffbf00",
+                    "line": {"color": "#222222", "width": 1.5},
+                },
+            )
+        )
+        fig.add_annotation(
+            x=top.accuracy, y=top.speedup, text=f"deploy {top.point}", showarrow=True, ay=-40
+        )
+    fig.update_xaxes(title="accuracy", autorange="reversed")
+    fig.update_yaxes(title="throughput improvement over (1, 0) (x)")
+    return fig
+
+
+def recommendations_table(data: ReportInput, rows: list[BudgetRow]) -> str:
+    """Section 2: top-k per budget; throughput and speedup from one source, the report's
+    throughput table, named in the caption."""
+    source = (
+        f"<p>Throughput and speedup: {_e(data.table.describe())}. Accuracy: measured where the "
+        "point was trained, else predicted by the accuracy surface.</p>"
+        if data.table
+        else ""
+    )
+    table = [
+        "<table><tr><th>budget</th><th>threshold</th><th>rank</th><th>(N, s)</th>"
+        "<th>accuracy</th><th>throughput (examples/s)</th><th>speedup</th></tr>"
+    ]
+    for row in rows:
+        css = " class='requested'" if row.requested else ""
+        if not row.top:
+            table.append(
+                f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
+                "<td colspan='5'>nothing meets the threshold</td></tr>"
+            )
+        for item in row.top:
+            how = "measured" if item["accuracy_measured"] else "predicted"
+            table.append(
+                f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
+                f"<td>{item['rank']}</td><td>{_e(item['point'])}</td>"
+                f"<td>{item['accuracy']:.4f} ({how})</td><td>{item['throughput']:,.1f}</td>"
+                f"<td>{item['speedup']:.2f}x</td></tr>"
+            )
+    table.append("</table>")
+    return source + "".join(table)
+
+
 def write_report(data: ReportInput, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -271,6 +335,7 @@ table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }}
 tr.requested td {{ background: #fff3c4; font-weight: 600; }}
 .answer {{ font-size: 1.2em; background: #e8f4ea; padding: 0.8em; border-radius: 6px; }}
+.answer .model {{ font-size: 0.8em; }} code {{ word-break: break-all; }}
 .warn {{ background: #fde2e2; padding: 0.6em 1em; border-radius: 6px; }}
 .lead {{ color: #555; }} .small {{ color: #888; font-size: 0.8em; }}
 </style></head><body>

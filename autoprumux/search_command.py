@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoprumux.answer import TRAIN_COMMAND_ATTR, ModelPointer, TrainCommand, locate_model
 from autoprumux.budget import Budget
 from autoprumux.errors import FieldError
 from autoprumux.outputs import decision_dict, format_decision
@@ -153,6 +154,9 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
     )
     if table_path is not None:  # the report of this study ranks by the same table
         store.study.set_user_attr("throughput_table", str(table_path.resolve()))
+    train = train_command(request, study)
+    if train is not None:  # the report of this study says how to train a predicted point
+        store.study.set_user_attr(TRAIN_COMMAND_ATTR, train.to_dict())
     echo(
         f"study {study.name!r} in {config.storage_url} | {request.budget.kind.value} budget "
         f"{request.budget.value:g} | {workers} trial(s) at a time ({request.executor})"
@@ -164,7 +168,24 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
         outcome = run_ray(driver, trainer, workers, per_trial_gpu, cpus, request.address, gpus)
     else:
         outcome = run_local(driver, trainer, workers)
-    return _report(outcome, config, table, study, request)
+    return _report(outcome, config, table, study, request, train)
+
+
+def train_command(request: SearchRequest, study: Study) -> TrainCommand | None:
+    """How ``autoprumux train`` trains a point as this search does: the same study file (the
+    default one for the bare command), the study's seed, and the search's --device."""
+    if study.path is None:
+        return None
+    return TrainCommand(
+        study_path=str(study.path.resolve()), study_seed=study.study.seed, device=request.device
+    )
+
+
+def recommended_model(outcome: SearchOutcome, train: TrainCommand | None) -> ModelPointer | None:
+    """The top-1's model folder, or the command that trains it; None with no top-1."""
+    if outcome.decision is None or not outcome.decision.recommendations:
+        return None
+    return locate_model(outcome.decision.recommendations[0].point, outcome.records, train)
 
 
 def check_trial_device(request: SearchRequest, study: Study, gpus_per_trial: float) -> None:
@@ -236,6 +257,7 @@ def _report(
     table: ThroughputTable,
     study: Study,
     request: SearchRequest,
+    train: TrainCommand | None,
 ) -> dict[str, Any]:
     summary = (
         f"stopped: {outcome.stop_reason} | trainings: {outcome.trainings_this_run} this run, "
@@ -246,11 +268,18 @@ def _report(
     decision_json = (
         decision_dict(outcome.decision, config.storage_url, table) if outcome.decision else None
     )
+    best = recommended_model(outcome, train)
     text = [summary, ""]
     if outcome.decision is not None:
         text.append(format_decision(outcome.decision, f"study {study.name}", table))
+        # the table's throughput/s and speedup and its measured/s come from two sources
+        text.append(
+            f"throughput/s and speedup: {table.describe()}; measured/s: timed inside each trial"
+        )
     else:
         text.append("no recommendation: the (1, 0) baseline has not been trained")
+    if best is not None:
+        text += ["", f"answer: {best.message}"]
     report = _write_report(config, study, request)
     text += [
         "",
@@ -269,9 +298,7 @@ def _report(
             "failed_total": outcome.failed_total,
             "grid_size": outcome.grid_size,
             "gpu_hours_total": outcome.gpu_hours_total,
-            "best": None
-            if outcome.best is None
-            else {"n": outcome.best.n, "sparsity": outcome.best.sparsity},
+            "best": None if best is None else best.to_dict(),
             "decision": decision_json,
             "report": report,
         },

@@ -25,6 +25,10 @@ from autoprumux.records import ResultsTable, TrialStatus
 from autoprumux.surrogate import GridModel
 
 THROUGHPUT_COLUMNS = ("n", "sparsity", "throughput")
+# A table's fingerprint["timed"] when its throughputs are the trials' own: each timed inside its
+# trial, at another moment and beside whatever else ran, so ratios between them are not
+# speedups measured side by side like ``autoprumux measure``'s.
+TIMED_IN_TRIALS = "inside each trial"
 
 
 class ThroughputModel(GridModel):
@@ -68,11 +72,26 @@ class ThroughputTable:
     def model(self) -> ThroughputModel:
         return ThroughputModel().fit(self.throughput)
 
+    def describe(self) -> str:
+        """Where these throughputs come from, in words: what a table's caption names."""
+        stamp = self.fingerprint
+        if stamp.get("timed") == TIMED_IN_TRIALS:
+            return f"timed inside each trial, beside whatever else ran ({self.source})"
+        how = ", ".join(str(stamp[k]) for k in ("device", "device_name", "dtype") if k in stamp)
+        # a fingerprint with a device is ``autoprumux measure``'s: one run, round robin
+        return f"the throughput table {self.source}" + (
+            f" (every point timed in one run, round robin: {how})" if how else ""
+        )
+
     @classmethod
     def from_results(cls, results: ResultsTable, task: str) -> ThroughputTable:
         """The measured throughput of one task's complete trials, as a table."""
         observed = results.observations(task).throughput
-        return cls(observed, {"task": task}, source=f"{results.source} (task {task})")
+        return cls(
+            observed,
+            {"task": task, "timed": TIMED_IN_TRIALS},
+            source=f"{results.source} (task {task})",
+        )
 
 
 def read_throughput_table(path: str | Path, task: str | None = None) -> ThroughputTable:

@@ -17,6 +17,7 @@ CORE = (
     "autoprumux.synthetic",
     "autoprumux.proposer",
     "autoprumux.report",
+    "autoprumux.answer",
     "autoprumux.harness",
 )
 

@@ -106,9 +106,13 @@ class TorchBackend:
         self.model, self.device, self.autocast = model, device, autocast
 
     def logits(self, groups: Groups) -> np.ndarray:
+        return self.device_logits(groups).float().cpu().numpy()
+
+    def device_logits(self, groups: Groups) -> Tensor:
+        """[G, N, labels] on the model's device: the token arrays move there once a batch."""
         tensors = [torch.from_numpy(a).to(self.device, non_blocking=True) for a in _arrays(groups)]
         with torch.inference_mode(), self.autocast():
-            return self.model(*tensors).float().cpu().numpy()
+            return self.model(*tensors)
 
 
 class OnnxBackend:
@@ -201,7 +205,7 @@ def load_text_classifier(path: str | Path, device: str = "auto") -> TextClassifi
 
     path = Path(path).expanduser()
     if path.is_dir():
-        return _from_folder(path, Engine.resolve(device, "auto"))
+        return _from_folder(path, device)
     if not path.is_file():
         raise NotAModelError(f"{path}: no such model folder or file")
     if path.suffix == ".onnx":
@@ -213,10 +217,11 @@ def load_text_classifier(path: str | Path, device: str = "auto") -> TextClassifi
     )
 
 
-def _from_folder(folder: Path, engine: Any) -> TextClassifier:  # noqa: ANN401
+def _from_folder(folder: Path, device: str) -> TextClassifier:
     from trainers.checkpoints import CheckpointError, load_model
 
     info = read_info(folder)
+    engine = _engine(device, info)
     try:
         model = load_model(folder, engine.device)
     except CheckpointError as err:
@@ -226,6 +231,22 @@ def _from_folder(folder: Path, engine: Any) -> TextClassifier:  # noqa: ANN401
     return TextClassifier(
         info, tokenizer, TorchBackend(grouped, engine.device, engine.autocast), str(folder)
     )
+
+
+def _engine(device: str, info: ModelInfo) -> Any:  # noqa: ANN401 - a trainers.device.Engine
+    """On a GPU, the precision the trial evaluated in (so its dev accuracy is reproduced) where
+    this GPU runs it, else the device's best; on a CPU, fp32."""
+    from autoprumux.errors import FieldError
+    from trainers.device import Engine
+
+    engine = Engine.resolve(device, "auto")
+    recorded = info.numerics.get("precision")
+    if engine.on_gpu and recorded in ("fp32", "bf16", "fp16"):
+        try:
+            return Engine.resolve(device, recorded)
+        except FieldError:  # e.g. a bf16 model on a GPU without bf16
+            pass
+    return engine
 
 
 def _from_onnx(path: Path, device: str) -> TextClassifier:

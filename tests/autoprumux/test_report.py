@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 
+from autoprumux.answer import ModelState, TrainCommand
 from autoprumux.budget import Budget, BudgetKind
 from autoprumux.cli import main
 from autoprumux.grid import BASELINE, Family, Grid
@@ -12,25 +13,26 @@ from autoprumux.records import Observations, TrialRecord, TrialStatus
 from autoprumux.report import (
     ReportInput,
     TradeoffPoint,
+    answer,
     cost,
     pareto_frontier,
     recommendations,
     surface_heatmap,
     tradeoff,
 )
-from autoprumux.report_html import render
-from autoprumux.throughput import ThroughputTable
+from autoprumux.report_html import render, tradeoff_figure
+from autoprumux.throughput import TIMED_IN_TRIALS, ThroughputTable
 
 GRID = Grid((1, 2), (0.0, 0.5))
 ACCURACY = {BASELINE: 0.90, P(1, 0.5): 0.88, P(2, 0.0): 0.87, P(2, 0.5): 0.84}
 SPEED = {BASELINE: 100.0, P(1, 0.5): 250.0, P(2, 0.0): 190.0, P(2, 0.5): 480.0}
 
 
-def data(title="demo", accuracy=ACCURACY, budget=0.03, records=()):
-    obs = Observations(dict(accuracy), {p: SPEED[p] for p in accuracy})
+def data(title="demo", accuracy=ACCURACY, budget=0.03, records=(), timed=SPEED, **fields):
+    obs = Observations(dict(accuracy), {p: timed[p] for p in accuracy})
     table = ThroughputTable(SPEED) if BASELINE in SPEED else None
     return ReportInput(
-        title, "sst2", GRID, Budget(BudgetKind.ABSOLUTE, budget), obs, table, records
+        title, "sst2", GRID, Budget(BudgetKind.ABSOLUTE, budget), obs, table, records, **fields
     )
 
 
@@ -61,6 +63,68 @@ def test_top3_per_budget_with_the_requested_one_flagged():
     assert requested[0].top[0]["speedup"] == 2.5
     loose = next(r for r in rows if r.budget == 0.1)
     assert loose.top[0]["point"] == P(2, 0.5)
+
+
+def test_figure1_draws_the_threshold_and_marks_the_recommended_point():
+    report = data(budget=0.03)  # threshold 0.90 - 0.03 = 0.87; top-1 (1, 0.5) at 0.88, 2.5x
+    top = answer(report)
+    assert (top.point, top.accuracy, top.speedup, top.threshold) == (P(1, 0.5), 0.88, 2.5, 0.87)
+    figure = tradeoff_figure(report, top).to_plotly_json()
+    # accuracy is figure 1's x axis: the threshold is the vertical line x = 0.87
+    (line,) = figure["layout"]["shapes"]
+    assert line["x0"] == line["x1"] == 0.87 and line["xref"] == "x"
+    assert (line["y0"], line["y1"], line["yref"]) == (0, 1, "y domain")  # floor to ceiling
+    notes = {a["text"]: (a["x"], a.get("y")) for a in figure["layout"]["annotations"]}
+    assert notes["threshold 0.8700"][0] == 0.87
+    assert notes["deploy (1, 0.5)"] == (0.88, 2.5)
+    (star,) = [t for t in figure["data"] if t["name"] == "recommended (1, 0.5)"]
+    assert (list(star["x"]), list(star["y"]), star["marker"]["symbol"]) == ([0.88], [2.5], "star")
+    # nothing to recommend (no baseline): no marker, and no threshold to draw
+    empty = data(accuracy={p: v for p, v in ACCURACY.items() if p != BASELINE})
+    bare = tradeoff_figure(empty, answer(empty)).to_plotly_json()
+    assert answer(empty) is None and not bare["layout"].get("shapes")
+    assert not [t for t in bare["data"] if t["name"].startswith("recommended")]
+
+
+def test_the_answer_box_names_the_model_folder_or_the_train_command(tmp_path):
+    folder = tmp_path / "trial-n1-s0.5"
+    folder.mkdir()
+    trained = [TrialRecord("sst2", 1, 0.5, 0.88, 250.0, artifact_path=str(folder))]
+    page = render(data(records=trained))
+    assert answer(data(records=trained)).model.state is ModelState.SAVED
+    assert (
+        "Deploy <b>(1, 0.5)</b>: 2.50x the throughput of (1, 0) at measured accuracy 0.8800 "
+        f"(threshold 0.8700).<br><span class='model'>(1, 0.5) was trained; its model folder: "
+        f"<code>{folder}</code>.</span>"
+    ) in page
+    folder.rmdir()  # deleted since: said so, not printed as the answer
+    train = TrainCommand(study_path="/s/a b.toml", study_seed=42)
+    page = render(data(records=trained, train=train))
+    assert (
+        f"(1, 0.5) was trained, but its model folder {folder} no longer exists; train it again "
+        "with: <code>autoprumux train --study &#x27;/s/a b.toml&#x27; --n 1 --sparsity 0.5</code>"
+    ) in page
+    assert f"<code>{folder}</code>" not in page
+
+
+def test_the_recommendations_table_takes_throughput_from_one_named_source():
+    # timed inside the trials, (1, 0.5) at 421.7/s over (1, 0) at 121.9/s reads as 3.46x, while
+    # the table, timed side by side, says 2.50x: the table shows the table's numbers only
+    timed = {**SPEED, BASELINE: 121.9, P(1, 0.5): 421.7}
+    page = render(data(timed=timed))
+    section = page[page.index("<h2>2. Recommendations") : page.index("<h2>3.")]
+    assert "<p>Throughput and speedup: the throughput table throughput table." in section
+    assert "<th>throughput (examples/s)</th><th>speedup</th>" in section
+    assert "<td>(1, 0.5)</td><td>0.8800 (measured)</td><td>250.0</td><td>2.50x</td>" in section
+    assert "421.7" not in section and "121.9" not in section
+    assert "measured throughput" not in page
+    trials = ThroughputTable(SPEED, {"task": "sst2", "timed": TIMED_IN_TRIALS}, "study s")
+    assert trials.describe() == "timed inside each trial, beside whatever else ran (study s)"
+    measured = ThroughputTable(SPEED, {"device": "cuda:0", "device_name": "H200", "dtype": "fp32"})
+    assert measured.describe() == (
+        "the throughput table throughput table (every point timed in one run, round robin: "
+        "cuda:0, H200, fp32)"
+    )
 
 
 def test_heatmap_and_feasibility_boundary():

@@ -402,3 +402,22 @@ def test_trials_side_by_side_keep_their_thread_count_until_the_last_ends():
     assert torch.get_num_threads() == 1  # the second trial is still running
     second.__exit__(None, None, None)
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_classifying_stays_on_the_model_device(tiny_arch, width):
+    import contextlib
+
+    import numpy as np
+
+    from trainers.inference import GroupedClassifier, Groups, TorchBackend
+
+    arch = dataclasses.replace(tiny_arch, mux_width=width)
+    model = GroupedClassifier(Classifier(arch)).to(META).eval()
+    backend = TorchBackend(model, META, contextlib.nullcontext)
+    ids = np.random.default_rng(0).integers(1, 200, (3, width, 12))
+    groups = Groups(ids, np.ones_like(ids), np.zeros_like(ids))  # numpy, on the host
+    with CreatedOn() as created:
+        logits = backend.device_logits(groups)
+    assert logits.device == META and logits.shape == (3, width, 2)
+    assert created.functions["cpu"] <= {"from_numpy"}, created.functions["cpu"]

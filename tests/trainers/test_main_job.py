@@ -89,4 +89,10 @@ def test_the_bare_search_command_on_the_default_study(tiny_study_file, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     document = json.loads(again.stdout)
     assert document["trainings_this_run"] == 0
-    assert document["best"] == {"n": best.n, "sparsity": best.sparsity}
+    assert (document["best"]["n"], document["best"]["sparsity"]) == (best.n, best.sparsity)
+    # the answer is a model people can use: its folder classifies the dev set as recorded
+    assert document["best"]["model"] == "saved"
+    from trainers.model_folder import read_info
+
+    info = read_info(Path(document["best"]["model_dir"]))
+    assert (info.n, info.sparsity) == (best.n, best.sparsity)
