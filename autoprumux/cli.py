@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
@@ -305,14 +306,23 @@ def measure(
 @click.option("--min-accuracy", type=float, help="Lowest acceptable accuracy.")
 @click.option(
     "--gpus",
-    type=float,
+    type=click.FloatRange(min=0),
     default=None,
     help="GPUs for the whole search (default: 0 "
     "without CUDA, else all visible); with --gpus-per-trial it sets the concurrency.",
 )
-@click.option("--gpus-per-trial", type=float, default=1.0, show_default=True)
 @click.option(
-    "--cpus-per-trial", type=float, default=None, help="Default: 1 with GPUs, else all cores."
+    "--gpus-per-trial",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="A trial's share of GPUs (> 0 with --gpus above 0).",
+)
+@click.option(
+    "--cpus-per-trial",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Default: 1 with GPUs, else all cores.",
 )
 @click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
 @click.option(
@@ -329,7 +339,8 @@ def measure(
     "trainer_spec",
     default="study",
     show_default=True,
-    help="'study' trains for real; 'replay:FILE' answers from a results table.",
+    help="'study' trains for real; 'replay:FILE' answers from a results table "
+    "('replay:FILE?delay=SECONDS': each answer takes that long, for demos and tests).",
 )
 @click.option(
     "--throughput",
@@ -437,27 +448,27 @@ def report(
 ) -> None:
     """Write the HTML report: Pareto frontiers, top-3 per budget, surrogate quality, cost."""
     from autoprumux import report_command
+    from autoprumux.atomic_files import check_output
+    from autoprumux.report_command import default_report_path
     from autoprumux.report_html import write_report
+    from autoprumux.storage_check import check_existing_storage
 
     if budget is None and relative_budget is None and min_accuracy is None:
         budget = 0.03
     chosen = _budget(budget, relative_budget, min_accuracy)
+    # the output is checked before anything is read; the title is the one the data will have
     if results_path and not storage:
+        out = check_output(out_path or default_report_path(Path(results_path).stem), "--out")
         data = report_command.from_results(results_path, task, chosen, throughput_path)
     elif storage and study_name and not results_path:
+        out = check_output(out_path or default_report_path(study_name), "--out")
+        check_existing_storage(storage)  # before Optuna opens (and writes to) it
         data = report_command.from_storage(storage, study_name, chosen, throughput_path)
     else:
         raise FieldError(
             "--results", "give --results FILE, or --storage URL with --study-name NAME"
         )
-    path = write_report(data, out_path or f"reports/{_file_name(data.title)}.html")
-    click.echo(str(path))
-
-
-def _file_name(title: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-") or "report"
+    click.echo(str(write_report(data, out)))
 
 
 @cli.command()
@@ -472,6 +483,7 @@ def _file_name(title: str) -> str:
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 def dashboard(storage: str | None, study_path: str | None, port: int) -> None:
     """Serve optuna-dashboard for the studies in a storage, on 127.0.0.1."""
+    from autoprumux.storage_check import check_existing_storage
     from autoprumux.study import load_study
 
     if storage is None:
@@ -479,12 +491,31 @@ def dashboard(storage: str | None, study_path: str | None, port: int) -> None:
 
         path = study_path or default_study_path("sst2", cuda_available())
         storage = load_study(path).storage_url
+    _check_port(port)
+    check_existing_storage(storage)  # a typo is not a new storage: nothing is created
     import optuna_dashboard
 
     click.echo(
         f"optuna-dashboard on http://127.0.0.1:{port} for {storage} (Ctrl-C stops it)", err=True
     )
     optuna_dashboard.run_server(storage, host="127.0.0.1", port=port)
+
+
+def _check_port(port: int) -> None:
+    """Refuse a port something already listens on, in one line, before the server starts."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as the server will: a port left in TIME_WAIT by a stopped dashboard is free
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as err:
+            raise FieldError(
+                "--port",
+                f"cannot listen on 127.0.0.1:{port} ({err.strerror}: another server holds "
+                "it?); give another --port",
+            ) from None
 
 
 @cli.command()

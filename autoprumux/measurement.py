@@ -23,9 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autoprumux.errors import AutoPruMuxError
+from autoprumux.atomic_files import check_output
+from autoprumux.errors import AutoPruMuxError, DataError, FieldError
 from autoprumux.grid import GridPoint
 from autoprumux.harness import Timing, time_round_robin
+from autoprumux.results_io import TableFormat
 from autoprumux.study import Study, ThroughputSection
 
 
@@ -215,6 +217,18 @@ def measure_one(model, settings: ThroughputSection, seq_len: int) -> float:  # t
     return measure({point: model}, small, seq_len, "trained")[point].timing.median
 
 
+def check_table_output(out_path: str | None, study: Study, settings: ThroughputSection) -> Path:
+    """Where the table goes (``--out``, else :func:`default_table_path`), refused at once when
+    it cannot be written or has no table extension, not after the measuring."""
+    option = "--out" if out_path else "throughput table"
+    path = check_output(Path(out_path) if out_path else default_table_path(study, settings), option)
+    try:
+        TableFormat.of(path)
+    except DataError as err:
+        raise FieldError(option, str(err)) from None
+    return path
+
+
 def run_measure(
     study: Study,
     settings: ThroughputSection,
@@ -229,6 +243,7 @@ def run_measure(
     from autoprumux.results_io import write_table
     from autoprumux.throughput import THROUGHPUT_COLUMNS
 
+    path = check_table_output(out_path, study, settings)  # before a minute of measuring
     device = resolve_device(settings)
     points = sorted(study.grid.grid)
     models = estimate_models(study, points)
@@ -264,7 +279,6 @@ def run_measure(
             row["trained_throughput"] = trained.timing.median
             row["estimate_error"] = measured.timing.median / trained.timing.median - 1
         rows.append(row)
-    path = Path(out_path) if out_path else default_table_path(study, settings)
     columns = [*THROUGHPUT_COLUMNS, "low", "high", "cv", "parameters", "batch_rows"]
     write_table(rows, path, columns, {"fingerprint": stamp})
     shrunk = sorted({r["batch_rows"] for r in rows if r["batch_rows"] < settings.batch_rows})

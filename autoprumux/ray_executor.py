@@ -101,7 +101,7 @@ def run_ray(
             if suggestion == FINISHED:
                 return Searcher.FINISHED
             if not suggestion:
-                return None  # wait for a running trial to finish
+                return None  # wait for a running trial (of this search or another) to finish
             number, point = suggestion[0]
             self.numbers[trial_id] = number
             return {"n": point.n, "sparsity": point.sparsity}
@@ -140,9 +140,10 @@ def run_ray(
         )
         with contextlib.redirect_stdout(sys.stderr):  # Tune's tables; stdout stays for --json
             tuner.fit()
+        return driver.outcome()
     finally:
         ray.shutdown()
-    return driver.outcome()
+        driver.close()  # its trials still running, if Tune stopped early, are interrupted
 
 
 def _trainable(config: dict[str, Any], trainer: Trainer) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 from autoprumux import __version__
@@ -12,6 +13,7 @@ from autoprumux.errors import DataError
 from autoprumux.grid import BASELINE, Grid, parse_grid_spec
 from autoprumux.records import ResultsTable, distinct_seeds
 from autoprumux.report import ReportInput
+from autoprumux.study import Study
 from autoprumux.throughput import ThroughputTable, read_throughput_table
 
 
@@ -23,6 +25,23 @@ def _versions() -> dict[str, str]:
         with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
     return out
+
+
+def file_name(title: str) -> str:
+    """A report title as one safe file name: anything but letters, digits, '.', '_' and '-'
+    becomes '-' (no '/', no leading '.', so no '..')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-.") or "report"
+
+
+def default_report_path(title: str) -> Path:
+    """Where ``autoprumux report`` writes without --out: reports/<title>.html."""
+    return Path("reports") / f"{file_name(title)}.html"
+
+
+def search_report_path(study: Study) -> Path:
+    """Where ``autoprumux search`` writes the study's report: reports/<study>.html beside the
+    studies folder (the study name is a safe file name: :func:`autoprumux.study.check_name`)."""
+    return study.folder.resolve().parent / "reports" / f"{study.name}.html"
 
 
 def _table(results: ResultsTable, task: str, throughput_path: str | None) -> ThroughputTable | None:

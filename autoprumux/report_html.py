@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autoprumux.atomic_files import explained_write_errors, write_text_atomic
 from autoprumux.grid import Family
 from autoprumux.report import (
     Answer,
@@ -321,9 +322,13 @@ def recommendations_table(data: ReportInput, rows: list[BudgetRow]) -> str:
 
 
 def write_report(data: ReportInput, path: str | Path) -> Path:
+    """Render and write the report by rename: a kill while it is written leaves the previous
+    report whole (and at most a hidden temporary file beside it), never an empty one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(data), encoding="utf-8")
+    page = render(data)
+    with explained_write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, page)
     return path
 
 

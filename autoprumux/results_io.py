@@ -1,20 +1,24 @@
 """Read and write results tables as CSV, JSON or Parquet, validating every row.
 
 Formats are chosen by file extension: ``.csv``, ``.json`` (a list of row objects, or an object
-with a ``rows`` list), ``.parquet`` / ``.pq``. pandas (and pyarrow for Parquet) are imported
-only here, and only when a file is read or written. Columns not in
-:data:`~autoprumux.records.RECORD_FIELDS` are ignored. Rows are numbered from 1, after the
-header.
+with a ``rows`` list), ``.parquet`` / ``.pq``. CSV is read by the standard library (a row's
+trailing comma is an empty cell, never a column shift); pandas (and pyarrow for Parquet) are
+imported only here, and only when a Parquet file is read or a CSV or Parquet file written.
+Columns not in :data:`~autoprumux.records.RECORD_FIELDS` are ignored. Rows are numbered from 1,
+after the header (blank lines do not count). Tables are written by rename
+(:mod:`autoprumux.atomic_files`): a kill leaves the old table or the new one, never half.
 """
 
 from __future__ import annotations
 
+import csv
 import enum
 import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from autoprumux.atomic_files import atomic_path, explained_write_errors, write_text_atomic
 from autoprumux.errors import DataError, FieldError
 from autoprumux.records import (
     RECORD_FIELDS,
@@ -73,14 +77,12 @@ def read_table(
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise DataError(str(path), "is not a JSON list of row objects (or {'rows': [...]})")
             columns = set().union(*(r.keys() for r in rows)) if rows else set()
+        elif fmt is TableFormat.CSV:
+            rows, columns = _read_csv(path)
         else:
             import pandas as pd
 
-            if fmt is TableFormat.CSV:
-                # Every cell as text: we parse numbers ourselves to name the bad cell.
-                frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-            else:
-                frame = pd.read_parquet(path)
+            frame = pd.read_parquet(path)
             columns = set(frame.columns)
             rows = frame.to_dict("records")
     except DataError:
@@ -93,6 +95,33 @@ def read_table(
             str(path), f"is missing column(s) {', '.join(missing)}; required: {', '.join(required)}"
         )
     return rows, metadata
+
+
+def _read_csv(path: Path) -> tuple[list[dict[str, object]], set[str]]:
+    """Rows of a CSV file as {header: cell text} (we parse numbers ourselves, to name the bad
+    cell). A row may end with empty cells the header lacks (``1,0,0.9,``: a trailing comma),
+    which are dropped, never read as a shifted row; a row with more values than the header is
+    refused. Blank lines are skipped and do not count as rows."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:  # -sig: a BOM is not a name
+        lines = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    if not lines:
+        return [], set()
+    header, *body = lines
+    repeated = sorted({name for name in header if name and header.count(name) > 1})
+    if repeated:
+        raise DataError(str(path), f"column(s) {', '.join(repeated)} appear more than once")
+    rows: list[dict[str, object]] = []
+    for number, cells in enumerate(body, start=1):
+        extra = cells[len(header) :]
+        if any(cell.strip() for cell in extra):
+            raise DataError(
+                str(path),
+                f"has {len(cells)} values but the header names {len(header)} columns",
+                row=number,
+            )
+        cells = cells[: len(header)] + [""] * (len(header) - len(cells))  # short rows: empty
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows, set(header)
 
 
 def read_results(path: str | Path) -> ResultsTable:
@@ -159,19 +188,21 @@ def write_table(
     """Write rows; JSON keeps ``metadata`` beside them (``{"rows": [...], **metadata}``)."""
     path = Path(path)
     fmt = TableFormat.of(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt is TableFormat.JSON:
-        rows_out = [{c: r.get(c) for c in columns} for r in rows]
-        document: object = {**metadata, "rows": rows_out} if metadata else rows_out
-        path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-        return path
-    import pandas as pd
+    with explained_write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt is TableFormat.JSON:
+            rows_out = [{c: r.get(c) for c in columns} for r in rows]
+            document: object = {**metadata, "rows": rows_out} if metadata else rows_out
+            write_text_atomic(path, json.dumps(document, indent=1) + "\n")
+            return path
+        import pandas as pd
 
-    frame = pd.DataFrame(list(rows), columns=list(columns))
-    if fmt is TableFormat.CSV:
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
+        frame = pd.DataFrame(list(rows), columns=list(columns))
+        with atomic_path(path) as temporary:  # a kill leaves the old table, never half of one
+            if fmt is TableFormat.CSV:
+                frame.to_csv(temporary, index=False)
+            else:
+                frame.to_parquet(temporary, index=False)
     return path
 
 

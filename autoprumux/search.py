@@ -5,13 +5,17 @@ study (the source of truth), asks the :class:`~autoprumux.proposer.Proposer` for
 starts their trials and records their outcomes. Executors only run trainings: the local one in
 threads of this process, the Ray one (:mod:`autoprumux.ray_executor`) as Ray Tune trials; both
 call the same ``suggest`` / ``complete``. Resume is free: a rerun reads what is recorded, and
-trials left RUNNING by a killed process are marked failed (interrupted) and trained again.
+trials a killed process left behind are closed (interrupted) and trained again if needed
+(:meth:`OptunaStore.repair`, before anything is proposed). Searches share a study: each one
+leaves the others' live trials alone, proposes other points, and waits for theirs when it
+needs nothing else.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from autoprumux.budget import Budget
 from autoprumux.grid import BASELINE, Grid, GridPoint
-from autoprumux.optuna_store import INTERRUPTED, OptunaStore
+from autoprumux.optuna_store import OptunaStore, is_abandoned
 from autoprumux.proposer import Proposer, SearchState
 from autoprumux.recommender import Decision, Recommender
 from autoprumux.records import (
@@ -49,13 +53,17 @@ class SearchConfig:
     max_gpu_hours: float | None = None
     max_retries: int = 1  # a failing point is tried 1 + max_retries times
     gpus_per_trial: float = 0.0  # for GPU-hours: wall time x this
+    # seconds between looks at the study while other searches train points this one waits for
+    poll_s: float = 0.5
 
 
 @dataclass(frozen=True)
 class Event:
     """Something the CLI shows: a trial started or finished, and the state of the search."""
 
-    kind: str  # "started", "complete", "failed", "free" (a by-product recorded), "stopped"
+    # "started", "complete", "failed", "free" (a by-product recorded), "stopped", "joined"
+    # (other searches run trials of this study), "waiting" (for those trials' results)
+    kind: str
     point: GridPoint | None
     record: TrialRecord | None
     running: int
@@ -63,6 +71,16 @@ class Event:
     failed: int
     best: GridPoint | None
     message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyView:
+    """What the study says at one read, as the search uses it."""
+
+    observed: Observations  # of the complete trials
+    failed: frozenset[GridPoint]  # points failed for good (retries spent, never measured)
+    records: list[TrialRecord]  # every finished trial
+    running: dict[int, GridPoint]  # live RUNNING trials of every search: number -> point
 
 
 @dataclass
@@ -92,21 +110,39 @@ class SearchDriver:
         self.candidates = {p: v for p, v in candidates.throughput.items() if p in config.grid}
         self.proposer = proposer or Proposer()
         self.on_event = on_event or (lambda event: None)
-        self.pending: dict[int, GridPoint] = {}
+        self.pending: dict[int, GridPoint] = {}  # this search's running trials
         self.started_this_run = 0
         self.stop_reason = "answer known"
-        recovered = store.recover_interrupted()
-        if recovered:
-            log.info("%d trials interrupted by a previous run will be trained again", recovered)
+        self._waited_for: frozenset[int] = frozenset()  # other searches' trials, last "waiting"
+        for why, count in store.repair().items():  # before anything is proposed
+            if count:
+                log.info("%d trial(s) closed, %s", count, why.value)
+        others = store.snapshot().others()
+        if others:
+            owners = sorted({t.owner.describe() for t in others})
+            self._event(
+                "joined",
+                None,
+                None,
+                [r for _, r in store.records()],
+                f"{len(others)} trial(s) of other searches running ({', '.join(owners)}); "
+                "this one trains other points",
+            )
 
     # -- what the study says ----------------------------------------------------------------
 
     def observations(self) -> tuple[Observations, frozenset[GridPoint], list[TrialRecord]]:
         """(observations of complete trials, points failed for good, all records)."""
-        records = [r for _, r in self.store.records()]
+        view = self._read()
+        return view.observed, view.failed, view.records
+
+    def _read(self) -> StudyView:
+        snapshot = self.store.snapshot()
+        records = [r for _, r in snapshot.records]
+        running = {t.number: t.point for t in snapshot.running}
         complete = [r for r in records if r.status is TrialStatus.COMPLETE]
         failures = Counter(
-            r.point for r in records if r.status is TrialStatus.FAILED and r.reason != INTERRUPTED
+            r.point for r in records if r.status is TrialStatus.FAILED and not is_abandoned(r)
         )
         observed = (
             ResultsTable.from_records(distinct_seeds(complete)).observations(self.config.task)
@@ -118,7 +154,7 @@ class SearchDriver:
             for p, c in failures.items()
             if c > self.config.max_retries and p not in observed.accuracy
         )
-        return observed, done_failing, records
+        return StudyView(observed=observed, failed=done_failing, records=records, running=running)
 
     def threshold(self, observed: Observations) -> float | None:
         budget = self.config.budget
@@ -127,38 +163,51 @@ class SearchDriver:
         return budget.threshold(observed.accuracy.get(BASELINE))
 
     def state(
-        self, observed: Observations | None = None, failed: frozenset[GridPoint] | None = None
+        self,
+        observed: Observations | None = None,
+        failed: frozenset[GridPoint] | None = None,
+        running: dict[int, GridPoint] | None = None,
     ) -> SearchState:
-        """What the proposer sees now (from the study, unless given)."""
-        if observed is None or failed is None:
-            observed, failed, _ = self.observations()
+        """What the proposer sees now (from the study, unless given): pending are the points
+        that this search or another one trains now."""
+        if observed is None or failed is None or running is None:
+            view = self._read()
+            observed, failed, running = view.observed, view.failed, view.running
         return SearchState(
             self.candidates,
             observed.accuracy,
             failed,
-            frozenset(self.pending.values()),
+            frozenset(self.pending.values()) | frozenset(running.values()),
             self.threshold(observed),
         )
 
     # -- the executor's interface -----------------------------------------------------------
 
     def suggest(self, free_slots: int = 1) -> list[tuple[int, GridPoint]] | str:
-        """Trials to start now: [(number, point)], [] to wait for running ones, or FINISHED."""
-        observed, failed, records = self.observations()
-        state = self.state(observed, failed)
+        """Trials to start now: [(number, point)], [] to wait for running ones (this search's
+        or another's), or FINISHED."""
+        self.store.repair()  # takes back the trials of searches that died since
+        view = self._read()
+        observed, records, running = view.observed, view.records, view.running
+        state = self.state(observed, view.failed, running)
         trained = trainings(records)
         gpu_hours = sum(r.gpu_hours or 0.0 for r in records)
-        cap = self._cap(trained + len(self.pending), gpu_hours)
+        busy = len(set(running) | set(self.pending))  # trials running now, in every search
+        cap = self._cap(trained + busy, gpu_hours)
         if cap:
             self.stop_reason = cap
             return FINISHED if not self.pending else []
-        slots = min(free_slots, (self.config.max_trials or math.inf) - trained - len(self.pending))
+        slots = min(free_slots, (self.config.max_trials or math.inf) - trained - busy)
         points = self.proposer.propose(state, int(slots)) if slots > 0 else []
         if not points:
-            return [] if self.pending else FINISHED
+            if running.keys() - self.pending.keys() and not self.pending:
+                self._waiting(running, records)
+            return [] if self.pending or running else FINISHED
         started = []
         for point in points:
             number = self.store.start(point)
+            if number is None:  # another search started it first: it is theirs to train
+                continue
             self.pending[number] = point
             self.started_this_run += 1
             started.append((number, point))
@@ -176,7 +225,8 @@ class SearchDriver:
             record = replace(
                 record, gpu_hours=record.wall_time_s / 3600 * self.config.gpus_per_trial
             )
-        observed, _, _ = self.observations()
+        view = self._read()
+        observed, running = view.observed, view.running
         free = [
             replace(r, from_trial=number, wall_time_s=None, gpu_hours=None)
             for r in training.by_products
@@ -184,6 +234,7 @@ class SearchDriver:
             and r.point in self.config.grid
             and r.point not in observed.accuracy
             and r.point not in self.pending.values()
+            and r.point not in running.values()  # another search trains it: theirs to record
             and r.point != point
         ]
         threshold = self.threshold(observed)
@@ -192,9 +243,7 @@ class SearchDriver:
             threshold = self.config.budget.threshold(baseline[0].accuracy)  # it sets it
         budget = f"{self.config.budget.kind.value} {self.config.budget.value:g}"
         self.store.set_threshold(threshold, budget)
-        self.store.finish(number, record, threshold)
-        for by_product in free:
-            self.store.add(by_product, threshold)
+        self.store.finish(number, record, threshold, free)
         _, _, records = self.observations()
         self._event(
             "complete" if record.status is TrialStatus.COMPLETE else "failed",
@@ -206,6 +255,18 @@ class SearchDriver:
             self._event(
                 "free", by_product.point, by_product, records, f"the teacher of trial {number}"
             )
+
+    def close(self) -> None:
+        """The search is over (or crashed): see :meth:`OptunaStore.close`."""
+        self.store.close()
+
+    def _waiting(self, running: dict[int, GridPoint], records: list[TrialRecord]) -> None:
+        """Say once per set of other searches' trials that this search waits for them."""
+        others = frozenset(running.keys() - self.pending.keys())
+        if others != self._waited_for:
+            self._waited_for = others
+            points = ", ".join(str(running[n]) for n in sorted(others))
+            self._event("waiting", None, None, records, f"for other searches' trials: {points}")
 
     def _cap(self, trained: int, gpu_hours: float) -> str | None:
         if self.config.max_trials is not None and trained >= self.config.max_trials:
@@ -230,7 +291,7 @@ class SearchDriver:
                 record,
                 len(self.pending),
                 sum(r.status is TrialStatus.COMPLETE for r in records),
-                sum(r.status is TrialStatus.FAILED for r in records),
+                sum(r.status is TrialStatus.FAILED and not is_abandoned(r) for r in records),
                 self.proposer.status(state).best,
                 message,
             )
@@ -257,7 +318,9 @@ class SearchDriver:
             trainings_this_run=self.started_this_run,
             trainings_total=trainings(records),
             free_total=sum(r.from_trial is not None for r in records),
-            failed_total=sum(r.status is TrialStatus.FAILED for r in records),
+            failed_total=sum(
+                r.status is TrialStatus.FAILED and not is_abandoned(r) for r in records
+            ),
             gpu_hours_total=sum(r.gpu_hours or 0.0 for r in records),
             grid_size=len(self.config.grid),
             best=self.proposer.status(state).best if state.threshold is not None else None,
@@ -266,26 +329,34 @@ class SearchDriver:
 
 
 def trainings(records: list[TrialRecord]) -> int:
-    """Trainings paid for: every record but the interrupted ones and the free by-products."""
-    return sum(1 for r in records if r.reason != INTERRUPTED and r.from_trial is None)
+    """Trainings paid for: every record but the abandoned ones (interrupted, never started,
+    superseded) and the free by-products."""
+    return sum(1 for r in records if not is_abandoned(r) and r.from_trial is None)
 
 
 def run_local(driver: SearchDriver, trainer: Trainer, workers: int) -> SearchOutcome:
-    """Run trainings in threads of this process, ``workers`` at a time."""
+    """Run trainings in threads of this process, ``workers`` at a time. With a slot free it
+    looks at the study every ``poll_s``: other searches' results may open new points."""
     futures: dict[Future[Training], int] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        while True:
-            suggestion = driver.suggest(workers - len(futures)) if len(futures) < workers else []
-            if suggestion == FINISHED and not futures:
-                break
-            for number, point in suggestion if isinstance(suggestion, list) else []:
-                futures[pool.submit(_safe_train, trainer, point)] = number
-            if not futures:
-                break
-            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-            for future in finished:
-                driver.complete(futures.pop(future), future.result())
-    return driver.outcome()
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            while True:
+                free = workers - len(futures)
+                suggestion = driver.suggest(free) if free > 0 else []
+                if suggestion == FINISHED and not futures:
+                    break
+                for number, point in suggestion if isinstance(suggestion, list) else []:
+                    futures[pool.submit(_safe_train, trainer, point)] = number
+                if not futures:  # other searches train what this one needs: wait for them
+                    time.sleep(driver.config.poll_s)
+                    continue
+                timeout = driver.config.poll_s if len(futures) < workers else None
+                finished, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    driver.complete(futures.pop(future), future.result())
+        return driver.outcome()
+    finally:
+        driver.close()
 
 
 def _safe_train(trainer: Trainer, point: GridPoint) -> Training:

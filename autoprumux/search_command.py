@@ -3,16 +3,20 @@ the trainer, the throughput table and the executor; run the search; shape the ou
 
 from __future__ import annotations
 
+import math
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autoprumux.answer import TRAIN_COMMAND_ATTR, ModelPointer, TrainCommand, locate_model
+from autoprumux.atomic_files import check_output
 from autoprumux.budget import Budget
 from autoprumux.errors import FieldError
 from autoprumux.outputs import decision_dict, format_decision
+from autoprumux.report_command import search_report_path
 from autoprumux.search import Event, SearchConfig, SearchDriver, SearchOutcome, run_local
 from autoprumux.study import Study, load_study
 from autoprumux.tasks import TASKS
@@ -91,8 +95,9 @@ def choose_table(
         return read_throughput_table(request.throughput_path), Path(request.throughput_path)
     if request.trainer_spec.startswith("replay:"):
         from autoprumux.results_io import read_results
+        from autoprumux.trial_sources import ReplaySpec
 
-        results = read_results(request.trainer_spec.split(":", 1)[1])
+        results = read_results(ReplaySpec.parse(request.trainer_spec).path)
         return ThroughputTable.from_results(results, results.resolve_task(study.task)), None
     from autoprumux.measurement import default_table_path, run_measure
 
@@ -104,13 +109,13 @@ def choose_table(
 
 
 def make_trainer(request: SearchRequest, study: Study, threads: int = 0):  # type: ignore[no-untyped-def]
-    from autoprumux.trial_sources import ReplayTrainer, StudyTrainer
+    from autoprumux.trial_sources import ReplaySpec, ReplayTrainer, StudyTrainer
 
     if request.trainer_spec.startswith("replay:"):
-        path = request.trainer_spec.split(":", 1)[1]
-        if not Path(path).is_file():
-            raise FieldError("--trainer", f"replay file {path!r} does not exist")
-        return ReplayTrainer(str(Path(path).resolve()), study.task)
+        replay = ReplaySpec.parse(request.trainer_spec)  # replay:FILE[?delay=SECONDS]
+        if not Path(replay.path).is_file():
+            raise FieldError("--trainer", f"replay file {replay.path!r} does not exist")
+        return ReplayTrainer(str(Path(replay.path).resolve()), study.task, replay.delay_s)
     if request.trainer_spec != "study":
         raise FieldError("--trainer", f"{request.trainer_spec!r} is not 'study' or 'replay:FILE'")
     path = str(study.path.resolve()) if study.path else ""
@@ -119,6 +124,7 @@ def make_trainer(request: SearchRequest, study: Study, threads: int = 0):  # typ
 
 def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> dict[str, Any]:
     from autoprumux.optuna_store import OptunaStore
+    from autoprumux.storage_check import StorageUse, check_storage
 
     study = choose_study(request, echo)
     gpus = (
@@ -126,8 +132,9 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
         if request.gpus is not None
         else (_gpu_count() if request.executor == "ray" else 0.0)
     )
-    if gpus < 0 or request.gpus_per_trial <= 0 and gpus > 0:
-        raise FieldError("--gpus", f"{gpus:g} is not allowed; give a number >= 0")
+    check_resources(request, gpus)
+    # before hours of training: the report written at the end must be writable
+    check_output(search_report_path(study), "report")
     per_trial_gpu = request.gpus_per_trial if gpus > 0 else 0.0
     cores = os.cpu_count() or 1
     cpus = request.cpus_per_trial or (1.0 if gpus > 0 else float(cores))
@@ -136,6 +143,8 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
         check_trial_device(request, study, per_trial_gpu)
     # a trial's CPU threads change its float sums: the same count on every executor
     trainer = make_trainer(request, study, threads=max(1, int(cpus)))
+    # before the throughput table may be measured and written: a storage search cannot use
+    check_storage(request.storage or study.storage_url, StorageUse.CREATE)
     table, table_path = choose_table(request, study, echo)
     config = SearchConfig(
         study.name,
@@ -188,6 +197,25 @@ def recommended_model(outcome: SearchOutcome, train: TrainCommand | None) -> Mod
     return locate_model(outcome.decision.recommendations[0].point, outcome.records, train)
 
 
+def check_resources(request: SearchRequest, gpus: float) -> None:
+    """Refuse, in one line naming the option, GPU and CPU counts no search can run with."""
+    for option, value in (
+        ("--gpus", gpus),
+        ("--gpus-per-trial", request.gpus_per_trial),
+        ("--cpus-per-trial", request.cpus_per_trial),
+    ):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise FieldError(option, f"{value:g} is not allowed; give a number >= 0")
+    if gpus > 0 and request.gpus_per_trial == 0:
+        raise FieldError(
+            "--gpus-per-trial",
+            f"0 with --gpus {gpus:g}: give each trial a share above 0 (0.5: two trials a GPU), "
+            "or --gpus 0 for CPU trials",
+        )
+    if request.cpus_per_trial == 0:
+        raise FieldError("--cpus-per-trial", "0 is not allowed; give a number above 0")
+
+
 def check_trial_device(request: SearchRequest, study: Study, gpus_per_trial: float) -> None:
     """Refuse, in one line naming the option, a device or precision the trials cannot have."""
     from trainers.device import check_device_spec, resolve_device, resolve_precision
@@ -225,7 +253,7 @@ def _write_report(config: SearchConfig, study: Study, request: SearchRequest) ->
     data = from_storage(
         config.storage_url, config.study_name, request.budget, request.throughput_path
     )
-    return str(write_report(data, study.folder.resolve().parent / "reports" / f"{study.name}.html"))
+    return str(write_report(data, search_report_path(study)))
 
 
 def _gpu_count() -> float:
@@ -284,7 +312,7 @@ def _report(
     text += [
         "",
         f"report: {report}",
-        f"dashboard: autoprumux dashboard --storage {config.storage_url}",
+        f"dashboard: autoprumux dashboard --storage {shlex.quote(config.storage_url)}",
     ]
     return {
         "text": "\n".join(text),

@@ -29,18 +29,34 @@ from autoprumux.tasks import TASKS
 
 SCHEMA_VERSION = 1
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # [training] precision
+# A study's name becomes file and folder names (<name>.db, reports/<name>.html,
+# artifacts/<name>/): one path component, never hidden, never "..".
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+NAME_RULE = (
+    "use 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit "
+    "(it names files: no '/', no '..')"
+)
+
+
+def check_name(name: str, field_name: str = "name") -> str:
+    """``name`` if it is safe as a file name (see :data:`NAME_PATTERN`), else a FieldError."""
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise FieldError(field_name, f"{name!r} is not allowed; {NAME_RULE}")
+    return name
 
 
 @dataclass(frozen=True)
 class StudySection:
     task: str  # one of autoprumux.tasks.TASKS
-    name: str = ""  # the Optuna study name; default: the file name without .toml
+    name: str = ""  # the Optuna study name, a file name too (NAME_PATTERN); default: the file stem
     seed: int = 42
     description: str = ""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise FieldError("task", f"{self.task!r} is not one of: {', '.join(TASKS)}")
+        if self.name:
+            check_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -333,7 +349,10 @@ def study_from_dict(document: dict[str, Any], path: Path | None = None) -> Study
         study = _build(Study, document, "")
     except FieldError as err:
         raise err.within(source=source) from None
-    return dataclasses.replace(study, path=path)
+    study = dataclasses.replace(study, path=path)
+    if study.name in (".", ".."):  # from the file name ("...toml"): a folder, not a name
+        raise FieldError("study.name", f"{study.name!r} is not allowed; {NAME_RULE}", source)
+    return study
 
 
 def _build(cls: type, table: object, section: str) -> Any:

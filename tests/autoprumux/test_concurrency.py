@@ -1,0 +1,304 @@
+"""Several searches on one study: each leaves the others' live trials alone and trains other
+points; a dead one's trials are taken back (at once on this machine, once their lease lapses
+from another); four processes can create one new SQLite study file at once."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from autoprumux.budget import Budget, BudgetKind
+from autoprumux.grid import BASELINE, PAPER_GRID, GridPoint
+from autoprumux.optuna_store import LEASE_ATTR, OWNER_ATTR, Abandoned, OptunaStore
+from autoprumux.records import TrialRecord, TrialStatus
+from autoprumux.search import SearchConfig, SearchDriver, run_local, trainings
+from autoprumux.synthetic import SyntheticFamily
+from autoprumux.throughput import ThroughputTable
+from autoprumux.trial_owner import (
+    LeaseKeeper,
+    LeaseTerms,
+    Liveness,
+    TrialOwner,
+    close_owner,
+    liveness,
+    now_s,
+)
+from autoprumux.trial_sources import ReplayTrainer
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = ROOT / "studies" / "results" / "synthetic-sst2.csv"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+FAMILY = SyntheticFamily(accuracy_noise=0.0)
+THROUGHPUT = ThroughputTable({p: 1000 * FAMILY.expected_speedup(p) for p in PAPER_GRID})
+
+
+def best_by_brute_force(budget=0.03):
+    truth = ReplayTrainer(str(TABLE)).table().observations("sst2")
+    threshold = truth.accuracy[BASELINE] - budget
+    feasible = [p for p, a in truth.accuracy.items() if a >= threshold - 1e-9]
+    return max(feasible, key=truth.throughput.get)
+
+
+def launch(folder, delay):
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autoprumux",
+            "search",
+            "--study",
+            str(folder / "sst2.toml"),
+            "--budget",
+            "0.03",
+            "--executor",
+            "local",
+            "--trainer",
+            f"replay:{TABLE}?delay={delay}",
+            "--storage",
+            f"sqlite:///{folder / 'study.db'}",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finished(processes):
+    outputs = [p.communicate(timeout=240) for p in processes]
+    return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs, strict=True)]
+
+
+def assert_one_measurement_per_point_and_the_answer(folder, results):
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    best = best_by_brute_force()
+    for _, out, _ in results:
+        document = json.loads(out)
+        assert (document["best"]["n"], document["best"]["sparsity"]) == (best.n, best.sparsity)
+    study = optuna.load_study(study_name="sst2", storage=f"sqlite:///{folder / 'study.db'}")
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    points = Counter((t.params["n"], t.params["sparsity"]) for t in complete)
+    assert max(points.values()) == 1, points
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    return study
+
+
+@pytest.fixture
+def folder(tmp_path):
+    shutil.copy(ROOT / "studies" / "sst2.toml", tmp_path / "sst2.toml")
+    return tmp_path
+
+
+def test_four_searches_create_one_new_sqlite_study_at_once_and_share_it(folder):
+    results = finished([launch(folder, delay=0.3) for _ in range(4)])
+    study = assert_one_measurement_per_point_and_the_answer(folder, results)
+    # nobody's live trial was taken for dead: every closed trial lost a race to start its point
+    reasons = Counter(
+        t.user_attrs.get("reason") for t in study.trials if t.state == TrialState.FAIL
+    )
+    assert set(reasons) <= {Abandoned.SUPERSEDED.value}, reasons
+
+
+def test_a_second_search_joins_a_live_one_without_touching_its_trials(folder):
+    first = launch(folder, delay=1.0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        study = _study_or_none(folder)
+        if study and any(t.state == TrialState.RUNNING for t in study.trials):
+            break
+        time.sleep(0.05)
+    second = launch(folder, delay=1.0)
+    results = finished([first, second])
+    study = assert_one_measurement_per_point_and_the_answer(folder, results)
+    assert not [
+        t for t in study.trials if t.user_attrs.get("reason") == Abandoned.INTERRUPTED.value
+    ]
+    assert "joined" in results[1][2] or "waiting" in results[1][2]
+    # each trained points of its own
+    trained = [
+        t for t in study.trials if t.state == TrialState.COMPLETE and OWNER_ATTR in t.system_attrs
+    ]
+    assert len({t.system_attrs[OWNER_ATTR]["pid"] for t in trained}) == 2
+
+
+def _study_or_none(folder):
+    try:
+        return optuna.load_study(study_name="sst2", storage=f"sqlite:///{folder / 'study.db'}")
+    except Exception:
+        return None
+
+
+# -- the lease, in this process -------------------------------------------------------------
+
+
+def store_for(tmp_path, **kwargs):
+    return OptunaStore(f"sqlite:///{tmp_path / 's.db'}", "s", PAPER_GRID, "sst2", **kwargs)
+
+
+def driver_for(store, workers=1):
+    config = SearchConfig(
+        "s", "sst2", PAPER_GRID, Budget(BudgetKind.ABSOLUTE, 0.03), store.url, workers, poll_s=0.05
+    )
+    return SearchDriver(config, THROUGHPUT, store)
+
+
+def owned_elsewhere(store, point, lease_until):
+    """A RUNNING trial of a search on another machine whose lease ends at ``lease_until``."""
+    from optuna.trial import create_trial
+
+    other = {**store.owner.to_attr(), "host": "elsewhere", "token": "theirs"}
+    template = create_trial(
+        state=TrialState.RUNNING,
+        params={"n": point.n, "sparsity": point.sparsity},
+        distributions=store.distributions(),
+        system_attrs={OWNER_ATTR: other, LEASE_ATTR: lease_until},
+    )
+    trial_id = store._storage.create_new_trial(store._study_id, template)
+    return store._storage.get_trial_number_from_id(trial_id)
+
+
+def test_another_machines_trial_is_left_alone_while_its_lease_holds(tmp_path):
+    store = store_for(tmp_path)
+    number = owned_elsewhere(store, BASELINE, now_s() + 60)
+    driver = driver_for(store)
+    assert driver.suggest(1) == []  # the baseline is theirs: nothing else to do before it
+    snapshot = store.snapshot()
+    assert [t.number for t in snapshot.others()] == [number]
+    assert not store.repair()[Abandoned.INTERRUPTED]
+
+
+def test_another_machines_trial_is_taken_back_once_its_lease_lapses(tmp_path):
+    store = store_for(tmp_path)
+    owned_elsewhere(store, BASELINE, now_s() - 1)
+    driver = driver_for(store)  # repairs before proposing anything
+    ((number, point),) = driver.suggest(1)
+    assert point == BASELINE
+    records = [r for _, r in store.records()]
+    assert [r.reason for r in records] == [Abandoned.INTERRUPTED.value]
+    assert trainings(records) == 0
+
+
+def test_a_dead_process_on_this_machine_loses_its_trials_at_once(tmp_path):
+    store = store_for(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", "import os; print(os.getpid())"])
+    child.wait()
+    dead = {**store.owner.to_attr(), "pid": child.pid, "token": "dead"}
+    assert liveness(TrialOwner.from_attr(dead), now_s() + 60, now_s()) is Liveness.DEAD
+    assert liveness(store.owner, None, now_s()) is Liveness.LIVE  # this open search
+    store.close()
+    assert liveness(store.owner, now_s() + 60, now_s()) is Liveness.DEAD  # closed: dead
+    assert liveness(None, now_s() + 60, now_s()) is Liveness.DEAD  # no owner: nobody renews
+
+
+def test_of_two_searches_starting_one_point_only_the_first_trains_it(tmp_path):
+    first, second = store_for(tmp_path), store_for(tmp_path)
+    number = first.start(BASELINE)
+    assert number is not None
+    assert second.start(BASELINE) is None  # it read the study before the first started it
+    first.finish(number, TrialRecord("sst2", 1, 0.0, 0.93, 1000.0), threshold=0.9)
+    assert second.start(BASELINE) is None  # measured meanwhile
+    records = [r for _, r in first.records()]
+    assert [r.reason for r in records if r.status is TrialStatus.FAILED] == [
+        Abandoned.SUPERSEDED.value
+    ] * 2
+    assert trainings(records) == 1
+
+
+def test_a_trial_taken_back_meanwhile_is_recorded_anew_not_crashed(tmp_path):
+    first, second = store_for(tmp_path), store_for(tmp_path)
+    number = first.start(GridPoint(2, 0.6))
+    first._lease.stop()
+    close_owner(first.owner)  # as another search sees a process that stopped renewing
+    assert second.repair()[Abandoned.INTERRUPTED] == 1
+    first.finish(number, TrialRecord("sst2", 2, 0.6, 0.91, 3000.0), threshold=0.9)
+    complete = [r for _, r in second.records() if r.status is TrialStatus.COMPLETE]
+    assert [r.point for r in complete] == [GridPoint(2, 0.6)]
+
+
+def test_the_lease_is_renewed_while_the_trial_trains(tmp_path):
+    store = store_for(tmp_path, lease=LeaseTerms(renew_every_s=0.05, lasts_s=1.0))
+    number = store.start(BASELINE)
+
+    def lease():
+        trial = store.study.get_trials(deepcopy=False)[number]
+        return trial.system_attrs[LEASE_ATTR]
+
+    first = lease()
+    time.sleep(0.4)
+    assert lease() > first
+    store.close()
+    assert store.study.get_trials(deepcopy=False)[number].state == TrialState.FAIL
+
+
+def test_the_lease_keeper_stops_with_nothing_to_renew():
+    renewed = []
+    keeper = LeaseKeeper(renewed.append, LeaseTerms(renew_every_s=0.01, lasts_s=1.0))
+    keeper.add(7)
+    time.sleep(0.1)
+    keeper.remove(7)
+    time.sleep(0.05)
+    count = len(renewed)
+    time.sleep(0.1)
+    assert count > 0 and len(renewed) == count and set(renewed) == {7}
+
+
+def test_two_drivers_in_one_process_share_the_work(tmp_path):
+    """Searches side by side in threads: every point measured once, the answer right."""
+    import threading
+
+    trainer = ReplayTrainer(str(TABLE), delay_s=0.05)
+    outcomes = {}
+
+    def run(key):
+        outcomes[key] = run_local(driver_for(store_for(tmp_path)), trainer, 1)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert {o.best for o in outcomes.values()} == {best_by_brute_force()}
+    records = [r for _, r in store_for(tmp_path).records()]
+    complete = Counter(r.point for r in records if r.status is TrialStatus.COMPLETE)
+    assert max(complete.values()) == 1
+    assert sum(o.trainings_this_run for o in outcomes.values()) == trainings(records)
+
+
+def test_a_trial_added_just_after_the_last_one_left_is_still_renewed():
+    renewed = []
+    keeper = LeaseKeeper(renewed.append, LeaseTerms(renew_every_s=0.02, lasts_s=1.0))
+    keeper.add(1)
+    keeper.remove(1)  # the thread is told to stop ...
+    keeper.add(2)  # ... and a new trial starts before it has woken
+    time.sleep(0.2)
+    keeper.stop()
+    assert 2 in renewed
+
+
+def test_a_store_with_live_leases_pickles_as_ray_tune_needs():
+    """Tune pickles the searcher, and with it the store: its lease keeper (a lock and a thread)
+    must survive that, and the copy renews nothing."""
+    import pickle
+
+    from autoprumux.trial_owner import LeaseKeeper, LeaseTerms
+
+    renewed: list[int] = []
+    keeper = LeaseKeeper(renewed.append, LeaseTerms(renew_every_s=0.05, lasts_s=1.0))
+    keeper.add(7)
+    try:
+        copy = pickle.loads(pickle.dumps(keeper))
+        assert copy.terms == keeper.terms and copy._trial_ids == set()
+        assert copy._thread is None  # no second renewer
+    finally:
+        keeper.stop()

@@ -1,0 +1,137 @@
+"""A storage that is malformed, missing or not an Optuna one: one line, nothing created or
+written. ``search`` may create a new SQLite file; ``report`` and ``dashboard`` never do."""
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autoprumux.cli import main
+from autoprumux.grid import PAPER_GRID
+from autoprumux.optuna_store import OptunaStore
+from autoprumux.storage_check import StorageError, check_existing_storage
+from autoprumux.trial_sources import ReplaySpec
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = ROOT / "studies" / "results" / "synthetic-sst2.csv"
+
+
+def another_applications_db(path):
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO users (name) VALUES ('ada')")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: "nonsense", "cannot be opened: not a database URL"),
+        (lambda d: "notaurl://x", "cannot be opened: unknown database kind 'notaurl'"),
+        (lambda d: f"sqlite:///{d / 'typo.db'}", "no such file"),
+        (lambda d: f"sqlite:///{d / 'no' / 'such' / 'x.db'}", "no such file"),
+        (lambda d: "sqlite://", "in-memory SQLite database: it holds no study"),
+        (lambda d: f"sqlite:///{d}", "is a folder, not a SQLite file"),
+        (
+            lambda d: (
+                (d / "junk.db").write_bytes(b"not sqlite" * 20) and f"sqlite:///{d / 'junk.db'}"
+            ),
+            "cannot be opened: file is not a database",
+        ),
+        (
+            lambda d: f"sqlite:///{another_applications_db(d / 'app.db')}",
+            "is not an Optuna storage: it holds other tables (users)",
+        ),
+        (lambda d: (d / "empty.db").touch() or f"sqlite:///{d / 'empty.db'}", "holds no study yet"),
+        (
+            lambda d: (
+                optuna.storages.RDBStorage(f"sqlite:///{d / 'o.db'}") and f"sqlite:///{d / 'o.db'}"
+            ),
+            "holds no study yet",
+        ),
+    ],
+)
+def test_an_unusable_storage_is_refused_in_one_line_and_left_as_it_was(tmp_path, make, message):
+    url = make(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(StorageError, match="^--storage ") as caught:
+        check_existing_storage(url)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_searchs_storage_passes(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    OptunaStore(url, "s", PAPER_GRID, "sst2")
+    check_existing_storage(url)
+
+
+def search(tmp_path, storage, *extra):
+    (tmp_path / "sst2.toml").write_text((ROOT / "studies" / "sst2.toml").read_text())
+    return main(
+        [
+            "search",
+            "--study",
+            str(tmp_path / "sst2.toml"),
+            "--budget",
+            "0.03",
+            "--executor",
+            "local",
+            "--trainer",
+            f"replay:{TABLE}",
+            "--storage",
+            storage,
+            *extra,
+        ]
+    )
+
+
+def test_search_refuses_another_applications_database_without_writing_it(tmp_path, capsys):
+    path = another_applications_db(tmp_path / "app.db")
+    before = path.read_bytes()
+    assert search(tmp_path, f"sqlite:///{path}") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not an Optuna storage: it holds other tables (users)" in err[0]
+    assert path.read_bytes() == before
+    with sqlite3.connect(path) as db:
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["users"]
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("sqlite:////no/such/folder/s.db", "the folder /no/such/folder does not exist"),
+        ("notaurl://x", "cannot be opened: unknown database kind"),
+    ],
+)
+def test_search_refuses_a_storage_it_cannot_create_in_one_line(tmp_path, capsys, storage, message):
+    assert search(tmp_path, storage) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sst2.toml"]
+
+
+def test_search_creates_a_new_sqlite_file(tmp_path):
+    assert search(tmp_path, f"sqlite:///{tmp_path / 'new.db'}", "--max-trials", "1") == 0
+    check_existing_storage(f"sqlite:///{tmp_path / 'new.db'}")
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "delay"),
+    [("replay:a.csv", "a.csv", 0.0), ("replay:/x/a.csv?delay=0.25", "/x/a.csv", 0.25)],
+)
+def test_a_replay_spec_may_slow_each_training(spec, path, delay):
+    assert ReplaySpec.parse(spec) == ReplaySpec(path=path, delay_s=delay)
+
+
+@pytest.mark.parametrize("suffix", ["?delay=-1", "?delay=x", "?pause=1", "?delay=nan"])
+def test_a_bad_replay_delay_is_refused_in_one_line(tmp_path, capsys, suffix):
+    code = main(
+        ["search", "--study", str(ROOT / "studies" / "sst2.toml"), "--budget", "0.03"]
+        + ["--executor", "local", "--trainer", f"replay:{TABLE}{suffix}"]
+        + ["--storage", f"sqlite:///{tmp_path / 's.db'}"]
+    )
+    assert code == 2
+    assert "only ?delay=SECONDS may follow" in capsys.readouterr().err.splitlines()[-1]
+    assert not (tmp_path / "s.db").exists()

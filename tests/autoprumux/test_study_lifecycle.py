@@ -1,0 +1,324 @@
+"""A search killed at any step of a trial's life: the rerun repairs the study before it
+proposes anything, and gives the uninterrupted run's answer, from the trainer's own values,
+without training a measured point again.
+
+Steps a kill can be timed at from outside (a trial training, one just recorded, the study just
+created) are real SIGKILLs of a search subprocess whose replayed trainings are slowed
+(``replay:FILE?delay=SECONDS``), sent when the storage shows the step. Steps that last between
+two writes are written into the study as such a kill (by this release or an older one) leaves
+them, then the same search runs again.
+"""
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+
+from autoprumux.budget import Budget, BudgetKind
+from autoprumux.cli import main
+from autoprumux.grid import PAPER_GRID, GridPoint
+from autoprumux.optuna_store import Abandoned, OptunaStore
+from autoprumux.records import TrialStatus
+from autoprumux.report_command import from_storage
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = ROOT / "studies" / "results" / "synthetic-sst2.csv"
+NAME = "sst2"
+DISTRIBUTIONS = {
+    "n": CategoricalDistribution(PAPER_GRID.n_values),
+    "sparsity": CategoricalDistribution(PAPER_GRID.sparsities),
+}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def truth():
+    """The replayed table: point -> accuracy, what every measured value must equal."""
+    from autoprumux.results_io import read_results
+
+    return {r.point: r.accuracy for r in read_results(TABLE).records}
+
+
+def new_folder(parent):
+    parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "studies" / "sst2.toml", parent / "sst2.toml")  # reports go beside it
+    return parent
+
+
+def url(folder):
+    return f"sqlite:///{folder / 'study.db'}"
+
+
+def search_args(folder, trainer=f"replay:{TABLE}", *extra):
+    return [
+        "search",
+        "--study",
+        str(folder / "sst2.toml"),
+        "--budget",
+        "0.03",
+        "--executor",
+        "local",
+        "--trainer",
+        trainer,
+        "--storage",
+        url(folder),
+        "--json",
+        *extra,
+    ]
+
+
+def search(folder, *extra):
+    """The search, in this process: (exit code, its JSON document, its stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(search_args(folder, f"replay:{TABLE}", *extra))
+    return code, (json.loads(out.getvalue()) if code == 0 else None), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The answer and the trainings of the search run without a kill."""
+    folder = new_folder(tmp_path_factory.mktemp("uninterrupted"))
+    code, document, _ = search(folder)
+    assert code == 0
+    study = optuna.load_study(study_name=NAME, storage=url(folder))
+    trained = [
+        (t.params["n"], t.params["sparsity"])
+        for t in study.trials
+        if t.state == TrialState.COMPLETE and "from_trial" not in t.user_attrs
+    ]
+    return {"answer": answer(document), "decision": document["decision"], "trained": trained}
+
+
+def answer(document):
+    return (document["best"]["n"], document["best"]["sparsity"])
+
+
+def assert_as_uninterrupted(folder, document, uninterrupted):
+    """The rerun's answer is the uninterrupted run's; every measured value is the trainer's;
+    no point is measured twice; nothing is left open."""
+    assert answer(document) == uninterrupted["answer"]
+    assert document["decision"]["recommendations"] == uninterrupted["decision"]["recommendations"]
+    study = optuna.load_study(study_name=NAME, storage=url(folder))
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    points = Counter((t.params["n"], t.params["sparsity"]) for t in complete)
+    assert max(points.values()) == 1, points  # no completed training done twice
+    expected = truth()
+    for trial in complete:
+        point = GridPoint(trial.params["n"], trial.params["sparsity"])
+        assert trial.values[0] == pytest.approx(expected[point], abs=1e-12), point
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for rec in document["decision"]["recommendations"]:
+        if rec["accuracy_source"] == "measured":
+            assert rec["accuracy"] == pytest.approx(expected[GridPoint(rec["n"], rec["sparsity"])])
+
+
+def storage_of(folder):
+    storage = optuna.storages.RDBStorage(url(folder))
+    return storage, storage.get_study_id_from_name(NAME)
+
+
+# -- a real kill ----------------------------------------------------------------------------
+
+
+def trial_states(folder):
+    """The trials' states, read from the SQLite file as another process would; None before
+    the study's tables exist."""
+    path = folder / "study.db"
+    if not path.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return [row[0] for row in db.execute("SELECT state FROM trials")]
+    except sqlite3.Error:
+        return None
+
+
+def kill_search_when(folder, ready, delay=0.4):
+    """Start the search as a subprocess (trainings take ``delay`` s), SIGKILL it once
+    ``ready(states)`` holds; what the storage showed then."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autoprumux", *search_args(folder, f"replay:{TABLE}?delay={delay}")],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            states = trial_states(folder)
+            if ready(states):
+                process.send_signal(signal.SIGKILL)
+                break
+            assert process.poll() is None, process.communicate()[1][-2000:]
+            time.sleep(0.005)
+        else:
+            pytest.fail("the search never reached the step")
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return states
+
+
+def completes(states):
+    return states.count("COMPLETE") if states else 0
+
+
+@pytest.mark.parametrize(
+    "ready",
+    [
+        pytest.param(lambda s: s is not None, id="study-just-created"),
+        pytest.param(lambda s: s and "RUNNING" in s and completes(s) == 0, id="baseline-training"),
+        pytest.param(lambda s: s and "RUNNING" in s and completes(s) >= 3, id="fourth-training"),
+        pytest.param(lambda s: completes(s) >= 5, id="trial-just-recorded"),
+    ],
+)
+def test_a_killed_search_reruns_to_the_uninterrupted_answer(tmp_path, uninterrupted, ready):
+    folder = new_folder(tmp_path)
+    kill_search_when(folder, ready)
+    code, document, err = search(folder)
+    assert code == 0, err
+    assert_as_uninterrupted(folder, document, uninterrupted)
+
+
+def test_a_kill_mid_training_leaves_a_live_looking_trial_that_the_rerun_takes_back(
+    tmp_path, uninterrupted
+):
+    folder = new_folder(tmp_path)
+    states = kill_search_when(folder, lambda s: s and "RUNNING" in s and completes(s) >= 1)
+    assert "RUNNING" in states
+    code, document, _ = search(folder)
+    assert code == 0
+    study = optuna.load_study(study_name=NAME, storage=url(folder))
+    interrupted = [
+        t for t in study.trials if t.user_attrs.get("reason") == Abandoned.INTERRUPTED.value
+    ]
+    assert len(interrupted) == 1  # its owner was dead: taken back at once, not after a lease
+    assert document["trainings_total"] == len(uninterrupted["trained"])  # it is no training
+    assert document["failed_total"] == 0  # nor a failure of its point
+    assert_as_uninterrupted(folder, document, uninterrupted)
+
+
+# -- states a kill between two writes leaves ------------------------------------------------
+
+
+@pytest.mark.parametrize("labels", [{}, {"grid": PAPER_GRID.spec()}])
+def test_a_study_killed_before_its_labels_is_labelled_again(tmp_path, uninterrupted, labels):
+    folder = new_folder(tmp_path)
+    study = optuna.create_study(
+        study_name=NAME, storage=url(folder), directions=["maximize", "maximize"]
+    )
+    for key, value in labels.items():
+        study.set_user_attr(key, value)
+    code, document, err = search(folder)
+    assert code == 0, err
+    assert_as_uninterrupted(folder, document, uninterrupted)
+
+
+def test_a_labelless_study_with_trials_is_refused_not_relabelled(tmp_path, capsys):
+    folder = new_folder(tmp_path)
+    study = optuna.create_study(
+        study_name=NAME, storage=url(folder), directions=["maximize", "maximize"]
+    )
+    study.enqueue_trial({"x": 1})
+    assert main(search_args(folder)) == 2
+    assert "holds trials but no task or grid" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_waiting_trial_is_closed_not_trained_under_another_point(tmp_path, uninterrupted):
+    """The issue's reproduction: one finished trial, then a WAITING (10, 0) one."""
+    folder = new_folder(tmp_path)
+    assert search(folder, "--max-trials", "1")[0] == 0
+    optuna.load_study(study_name=NAME, storage=url(folder)).enqueue_trial(
+        {"n": 10, "sparsity": 0.0}
+    )
+    code, document, _ = search(folder)
+    assert code == 0
+    study = optuna.load_study(study_name=NAME, storage=url(folder))
+    closed = [t for t in study.trials if t.user_attrs.get("reason") == Abandoned.NOT_STARTED.value]
+    assert len(closed) == 1 and closed[0].state == TrialState.FAIL
+    assert document["failed_total"] == 0
+    assert_as_uninterrupted(folder, document, uninterrupted)
+
+
+def test_a_trial_asked_without_params_breaks_neither_report_nor_rerun(tmp_path, uninterrupted):
+    folder = new_folder(tmp_path)
+    assert search(folder, "--max-trials", "1")[0] == 0
+    storage, study_id = storage_of(folder)
+    storage.create_new_trial(study_id)  # an older release: asked, killed before its params
+    budget = Budget(BudgetKind.ABSOLUTE, 0.03)
+    assert len(from_storage(url(folder), NAME, budget, None).records) == 1  # no KeyError: 'n'
+    code, document, _ = search(folder)
+    assert code == 0
+    assert_as_uninterrupted(folder, document, uninterrupted)
+    assert len(from_storage(url(folder), NAME, budget, None).records) >= 2
+
+
+@pytest.mark.parametrize("teacher_recorded", [False, True])
+def test_a_trial_killed_while_its_result_was_written_is_trained_again(
+    tmp_path, uninterrupted, teacher_recorded
+):
+    """The result's attributes written (and the teacher recorded free), the state not yet."""
+    folder = new_folder(tmp_path)
+    assert search(folder, "--max-trials", "2")[0] == 0
+    point = next(p for p in uninterrupted["trained"][2:] if p[1] > 0)  # one with a teacher
+    accuracy = truth()
+    storage, study_id = storage_of(folder)
+    number = len(storage.get_all_trials(study_id)) + int(teacher_recorded)
+    teacher = GridPoint(point[0], 0.0)
+    if teacher_recorded and teacher not in _measured(folder):
+        storage.create_new_trial(
+            study_id,
+            create_trial(
+                values=[accuracy[teacher], 1000.0],
+                params={"n": teacher.n, "sparsity": 0.0},
+                distributions=DISTRIBUTIONS,
+                user_attrs={"from_trial": number},
+            ),
+        )
+    storage.create_new_trial(
+        study_id,
+        create_trial(
+            state=TrialState.RUNNING,
+            params={"n": point[0], "sparsity": point[1]},
+            distributions=DISTRIBUTIONS,
+            user_attrs={"accuracy": accuracy[GridPoint(*point)], "status": "complete"},
+        ),
+    )
+    code, document, _ = search(folder)
+    assert code == 0
+    assert_as_uninterrupted(folder, document, uninterrupted)
+
+
+def _measured(folder):
+    store = OptunaStore(url(folder), NAME, PAPER_GRID, "sst2")
+    return {r.point for _, r in store.records() if r.status is TrialStatus.COMPLETE}
+
+
+def test_a_fail_trial_without_a_reason_counts_as_interrupted(tmp_path):
+    """Optuna's own stale-trial check fails a trial without a reason: not a failure."""
+    store = OptunaStore(f"sqlite:///{tmp_path / 's.db'}", NAME, PAPER_GRID, "sst2")
+    storage, study_id = store._storage, store._study_id
+    storage.create_new_trial(
+        study_id,
+        create_trial(
+            state=TrialState.FAIL, params={"n": 1, "sparsity": 0.0}, distributions=DISTRIBUTIONS
+        ),
+    )
+    ((_, record),) = store.records()
+    assert record.reason == Abandoned.INTERRUPTED.value
