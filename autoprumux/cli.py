@@ -540,14 +540,12 @@ def warmup(study_path: str, n: int, device: str, as_json: bool) -> None:
         )
 
 
+def _model_option(help: str):  # type: ignore[no-untyped-def]  # noqa: A002 - click's name
+    return click.option("--model", "model_path", required=True, type=click.Path(), help=help)
+
+
 @cli.command()
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(),
-    help="A model folder (a trial's), or an .onnx / .pt file `autoprumux export` wrote.",
-)
+@_model_option("A model folder (a trial's), or an .onnx / .pt file `autoprumux export` wrote.")
 @click.option(
     "--input",
     "input_path",
@@ -635,13 +633,7 @@ def classify(
 
 
 @cli.command()
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(),
-    help="A model folder (a trial's).",
-)
+@_model_option("A model folder (a trial's).")
 @click.option(
     "--format",
     "fmt",
