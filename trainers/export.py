@@ -29,8 +29,8 @@ from trainers.inference import (
     GroupedClassifier,
     Groups,
     TextClassifier,
-    _import_export_library,
     bundle,
+    import_export_library,
     load_text_classifier,
 )
 
@@ -74,8 +74,8 @@ def export_model(
     started = time.perf_counter()
     folder, out = Path(folder), Path(out)
     if fmt is ExportFormat.ONNX:  # before any work: one line saying what to install
-        _import_export_library("onnx")
-        _import_export_library("onnxruntime")
+        import_export_library("onnx")
+        import_export_library("onnxruntime")
     if out.suffix != fmt.suffix:
         raise FieldError("--out", f"{out}: a {fmt.value} file ends with {fmt.suffix}")
     if not out.parent.is_dir():

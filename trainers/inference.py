@@ -250,7 +250,7 @@ def _engine(device: str, info: ModelInfo) -> Any:  # noqa: ANN401 - a trainers.d
 
 
 def _from_onnx(path: Path, device: str) -> TextClassifier:
-    ort = _import_export_library("onnxruntime")
+    ort = import_export_library("onnxruntime")
     try:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: no warnings on the user's terminal
@@ -323,7 +323,7 @@ def _tokenizer(folder: Path, where: str) -> Any:  # noqa: ANN401
         ) from None
 
 
-def _import_export_library(name: str) -> Any:  # noqa: ANN401
+def import_export_library(name: str) -> Any:  # noqa: ANN401
     import importlib
 
     try:
