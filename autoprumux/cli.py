@@ -228,7 +228,12 @@ def train(
     default=None,
     help="auto, cpu, cuda or cuda:INDEX: where to measure (default: the study's [throughput]).",
 )
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    default=None,
+    help="Precision of the timed forward passes (default: the study's [throughput] dtype).",
+)
 @click.option(
     "--batch-rows",
     type=click.IntRange(min=1),
@@ -324,7 +329,14 @@ def measure(
     default=None,
     help="Default: 1 with GPUs, else all cores.",
 )
-@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
+@click.option(
+    "--executor",
+    type=click.Choice(["ray", "local"]),
+    default="ray",
+    show_default=True,
+    help="ray: each training is a Ray Tune trial (a local Ray, or the cluster at --address); "
+    "local: threads of this process, without Ray.",
+)
 @click.option(
     "--device",
     default="auto",
@@ -333,7 +345,12 @@ def measure(
     "cuda:INDEX with --executor local.",
 )
 @click.option("--address", default=None, help="Join this Ray cluster instead of starting one.")
-@click.option("--storage", default=None, help="SQLAlchemy URL; default the study's (SQLite).")
+@click.option(
+    "--storage",
+    default=None,
+    help="SQLAlchemy URL of the Optuna storage; default the study's [storage] url, else "
+    "<study>.db (SQLite) beside the study file. Shown with its password masked.",
+)
 @click.option(
     "--trainer",
     "trainer_spec",
@@ -350,10 +367,35 @@ def measure(
     help="Throughput table; default studies/throughput/<study>-<device>-<dtype>.json, "
     "measured first if missing (replay: the replayed table's throughputs).",
 )
-@click.option("--max-trials", type=click.IntRange(min=1), default=None)
-@click.option("--max-gpu-hours", type=click.FloatRange(min=0), default=None)
-@click.option("--max-retries", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--max-trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop starting trainings once the study holds this many (all runs together, running "
+    "ones included; free by-products do not count). Default: no cap.",
+)
+@click.option(
+    "--max-gpu-hours",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop starting trainings once the study's trainings used this many GPU-hours (wall "
+    "time x GPUs per trial, all runs together). Default: no cap.",
+)
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Tries of a failing point after its first: it is given up after 1 + this many failures.",
+)
+@click.option(
+    "--top",
+    "top_k",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="How many recommendations to print (the HTML report always shows the top 3).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document at the end.")
 def search(
     task: str,
@@ -425,9 +467,20 @@ def search(
     default=None,
     help="Throughput table (default: the measured throughputs).",
 )
-@click.option("--budget", type=float, help="The budget to highlight (absolute points).")
-@click.option("--relative-budget", type=float)
-@click.option("--min-accuracy", type=float)
+@click.option(
+    "--budget",
+    type=float,
+    help="The budget to highlight: accuracy points below (1, 0) that may be lost (default "
+    "0.03 when no budget option is given).",
+)
+@click.option(
+    "--relative-budget",
+    type=float,
+    help="... or as the fraction of the (1, 0) accuracy that may be lost.",
+)
+@click.option(
+    "--min-accuracy", type=float, help="... or as the lowest acceptable accuracy (a fraction)."
+)
 @click.option(
     "--out",
     "out_path",
@@ -472,7 +525,12 @@ def report(
 
 
 @cli.command()
-@click.option("--storage", default=None, help="SQLAlchemy URL (default: the tiny study's SQLite).")
+@click.option(
+    "--storage",
+    default=None,
+    help="SQLAlchemy URL of the storage (default: --study's, else the sst2 study's: "
+    "studies/sst2-tiny.toml without a GPU, studies/sst2.toml with one).",
+)
 @click.option(
     "--study",
     "study_path",
@@ -480,9 +538,16 @@ def report(
     default=None,
     help="Take the storage from this study file.",
 )
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to serve on, on 127.0.0.1; refused if another server holds it.",
+)
 def dashboard(storage: str | None, study_path: str | None, port: int) -> None:
     """Serve optuna-dashboard for the studies in a storage, on 127.0.0.1."""
+    from autoprumux.masking import masked_url
     from autoprumux.storage_check import check_existing_storage
     from autoprumux.study import load_study
 
@@ -496,9 +561,10 @@ def dashboard(storage: str | None, study_path: str | None, port: int) -> None:
     import optuna_dashboard
 
     click.echo(
-        f"optuna-dashboard on http://127.0.0.1:{port} for {storage} (Ctrl-C stops it)", err=True
+        f"optuna-dashboard on http://127.0.0.1:{port} for {masked_url(storage)} (Ctrl-C stops it)",
+        err=True,
     )
-    optuna_dashboard.run_server(storage, host="127.0.0.1", port=port)
+    optuna_dashboard.run_server(storage, host="127.0.0.1", port=port)  # the real URL connects
 
 
 def _check_port(port: int) -> None:
@@ -519,10 +585,22 @@ def _check_port(port: int) -> None:
 
 
 @cli.command()
-@click.option("--study", "study_path", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--study",
+    "study_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Study file (TOML); its [model], [warmup] and [training] settings apply (not with "
+    "[model] multiplexed_name_or_path: those checkpoints are warmed up already).",
+)
 @click.option("--n", "n", required=True, type=click.IntRange(min=2), help="Multiplexing width N.")
 @_device_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document (n, token_recovery, artifact_path, reused, seconds).",
+)
 def warmup(study_path: str, n: int, device: str, as_json: bool) -> None:
     """Build (or reuse) the retrieval warm-up of width N ahead of a search."""
     from autoprumux.study import load_study

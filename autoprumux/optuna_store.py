@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 from autoprumux.errors import AutoPruMuxError
 from autoprumux.grid import Grid, GridPoint
+from autoprumux.masking import masked_url, without_password
 from autoprumux.records import TrialRecord, TrialStatus
 from autoprumux.storage_check import StorageError, StorageUse, check_storage
 from autoprumux.trial_owner import (
@@ -404,13 +405,11 @@ def _open_storage(url: str) -> Any:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
         except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
             if attempt == OPEN_ATTEMPTS:
-                raise StorageError(
-                    f"--storage {url!r} cannot be opened: {_first_line(err)}"
-                ) from None
+                raise _cannot_open(url, err) from None
             time.sleep(random.uniform(0.05, 0.3) * attempt)
         except (ValueError, ImportError, OSError, RuntimeError) as err:
             # RuntimeError: written by an Optuna whose schema this one cannot read
-            raise StorageError(f"--storage {url!r} cannot be opened: {_first_line(err)}") from None
+            raise _cannot_open(url, err) from None
     raise AssertionError("unreachable")
 
 
@@ -427,9 +426,10 @@ def _open_study(storage: Any, name: str, grid: Grid, task: str, url: str) -> Any
         with contextlib.suppress(optuna.exceptions.DuplicatedStudyError):  # another search's
             storage.create_new_study([StudyDirection.MAXIMIZE] * 2, name)
         study = optuna.load_study(study_name=name, storage=storage)
+    where = f"study {name!r} in {masked_url(url)}"  # never the password
     if study.directions != [StudyDirection.MAXIMIZE] * 2:
         raise StorageError(
-            f"study {name!r} in {url} was not created by autoprumux search (it does not maximize "
+            f"{where} was not created by autoprumux search (it does not maximize "
             "accuracy and throughput); use another study name ([study] name) or --storage"
         )
     stored = (study.user_attrs.get("grid"), study.user_attrs.get("task"))
@@ -444,11 +444,11 @@ def _open_study(storage: Any, name: str, grid: Grid, task: str, url: str) -> Any
         return study
     if None in stored:
         raise StorageError(
-            f"study {name!r} in {url} holds trials but no task or grid: it was not written by "
+            f"{where} holds trials but no task or grid: it was not written by "
             "autoprumux search; use another study name ([study] name) or another --storage"
         )
     raise StorageError(
-        f"study {name!r} in {url} holds task {stored[1]!r} and grid {stored[0]!r}, not "
+        f"{where} holds task {stored[1]!r} and grid {stored[0]!r}, not "
         f"{task!r} and {grid.spec()!r}; use another study name ([study] name) or another "
         "--storage"
     )
@@ -485,6 +485,13 @@ def _user_attrs(record: TrialRecord, threshold: float | None) -> dict[str, Any]:
     return attrs
 
 
+def _cannot_open(url: str, err: BaseException) -> StorageError:
+    """The error for a storage Optuna cannot open, the password masked in the URL and in the
+    database's message (which may quote either)."""
+    why = without_password(_first_line(err), url)
+    return StorageError(f"--storage {masked_url(url)!r} cannot be opened: {why}")
+
+
 def _first_line(err: BaseException) -> str:
     orig = getattr(err, "orig", None) or err.__cause__
     text = str(orig if orig is not None else err) or type(err).__name__
@@ -504,8 +511,9 @@ def _check_recipe(study: Any, recipe: str, url: str) -> None:
         if stored
         else "holds trials of an older autoprumux that did not record their recipe"
     )
+    shown = masked_url(url)  # never the password
     raise StorageError(
-        f"study {name!r} in {url} {why}, so its results do not apply; use another study name "
+        f"study {name!r} in {shown} {why}, so its results do not apply; use another study name "
         "([study] name) or --storage, or delete it: "
-        + shlex.join(["optuna", "delete-study", "--study-name", name, "--storage", url])
+        + shlex.join(["optuna", "delete-study", "--study-name", name, "--storage", shown])
     )

@@ -11,6 +11,7 @@ from autoprumux.answer import TRAIN_COMMAND_ATTR, TrainCommand
 from autoprumux.budget import Budget
 from autoprumux.errors import DataError
 from autoprumux.grid import BASELINE, Grid, parse_grid_spec
+from autoprumux.masking import masked_url
 from autoprumux.records import ResultsTable, distinct_seeds
 from autoprumux.report import ReportInput
 from autoprumux.study import Study
@@ -96,10 +97,12 @@ def from_storage(
     try:
         study = optuna.load_study(study_name=study_name, storage=url)
     except KeyError:
-        raise DataError(url, f"holds no study named {study_name!r}") from None
+        raise DataError(masked_url(url), f"holds no study named {study_name!r}") from None
     grid_spec, task = study.user_attrs.get("grid"), study.user_attrs.get("task")
     if not grid_spec or not task:
-        raise DataError(url, f"study {study_name!r} was not written by autoprumux search")
+        raise DataError(
+            masked_url(url), f"study {study_name!r} was not written by autoprumux search"
+        )
     grid = parse_grid_spec(grid_spec)
     stored_table = study.user_attrs.get("throughput_table")  # what the search ranked by
     if throughput_path is None and stored_table and Path(stored_table).is_file():
@@ -119,6 +122,7 @@ def from_storage(
         observations,
         _table(results, task, throughput_path),
         records,
-        {"storage": url, "study": study_name, **_versions()},
+        # the report is the file people share: never the password
+        {"storage": masked_url(url), "study": study_name, **_versions()},
         train,
     )

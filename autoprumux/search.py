@@ -53,6 +53,7 @@ class SearchConfig:
     max_gpu_hours: float | None = None
     max_retries: int = 1  # a failing point is tried 1 + max_retries times
     gpus_per_trial: float = 0.0  # for GPU-hours: wall time x this
+    top_k: int = 3  # recommendations in the outcome's decision (search --top)
     # seconds between looks at the study while other searches train points this one waits for
     poll_s: float = 0.5
 
@@ -297,7 +298,7 @@ class SearchDriver:
             )
         )
 
-    def outcome(self, top_k: int = 3) -> SearchOutcome:
+    def outcome(self) -> SearchOutcome:
         observed, failed, records = self.observations()
         state = SearchState(
             self.candidates, observed.accuracy, failed, frozenset(), self.threshold(observed)
@@ -308,7 +309,7 @@ class SearchDriver:
                 observed.accuracy, observed.throughput, observed.failed | failed, observed.source
             )
             decision = (
-                Recommender(top_k)
+                Recommender(self.config.top_k)
                 .fit(self.config.task, obs, self.table)
                 .recommend(self.config.budget, list(self.candidates))
             )

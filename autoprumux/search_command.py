@@ -15,6 +15,7 @@ from autoprumux.answer import TRAIN_COMMAND_ATTR, ModelPointer, TrainCommand, lo
 from autoprumux.atomic_files import check_output
 from autoprumux.budget import Budget
 from autoprumux.errors import FieldError
+from autoprumux.masking import has_password, masked_url
 from autoprumux.outputs import decision_dict, format_decision
 from autoprumux.report_command import search_report_path
 from autoprumux.search import Event, SearchConfig, SearchDriver, SearchOutcome, run_local
@@ -157,6 +158,7 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
         request.max_gpu_hours,
         request.max_retries,
         per_trial_gpu,
+        top_k=request.top_k,
     )
     store = OptunaStore(
         config.storage_url, config.study_name, config.grid, config.task, study.recipe
@@ -167,7 +169,8 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
     if train is not None:  # the report of this study says how to train a predicted point
         store.study.set_user_attr(TRAIN_COMMAND_ATTR, train.to_dict())
     echo(
-        f"study {study.name!r} in {config.storage_url} | {request.budget.kind.value} budget "
+        f"study {study.name!r} in {masked_url(config.storage_url)} | "
+        f"{request.budget.kind.value} budget "
         f"{request.budget.value:g} | {workers} trial(s) at a time ({request.executor})"
     )
     driver = SearchDriver(config, table, store, on_event=lambda e: echo(_event_line(e)))
@@ -246,6 +249,20 @@ def check_trial_device(request: SearchRequest, study: Study, gpus_per_trial: flo
     resolve_precision(study.training.precision, resolve_device("cuda"))
 
 
+def dashboard_hint(url: str, study: Study, request: SearchRequest) -> str:
+    """The command that serves this study's dashboard, without the storage's password: a URL
+    with one is named by the study file that holds it (a command that works as printed), or
+    shown masked with a note to put the password back (it came from --storage)."""
+    if not has_password(url):
+        return f"autoprumux dashboard --storage {shlex.quote(url)}"
+    if request.storage is None and study.path is not None:
+        return f"autoprumux dashboard --study {shlex.quote(str(study.path))}"
+    return (
+        f"autoprumux dashboard --storage {shlex.quote(masked_url(url))} "
+        "(the password is masked: put yours in place of ***)"
+    )
+
+
 def _write_report(config: SearchConfig, study: Study, request: SearchRequest) -> str:
     from autoprumux.report_command import from_storage
     from autoprumux.report_html import write_report
@@ -294,7 +311,9 @@ def _report(
         f"{outcome.grid_size}-point grid | GPU-hours {outcome.gpu_hours_total:.2f}"
     )
     decision_json = (
-        decision_dict(outcome.decision, config.storage_url, table) if outcome.decision else None
+        decision_dict(outcome.decision, masked_url(config.storage_url), table)
+        if outcome.decision
+        else None
     )
     best = recommended_model(outcome, train)
     text = [summary, ""]
@@ -312,13 +331,13 @@ def _report(
     text += [
         "",
         f"report: {report}",
-        f"dashboard: autoprumux dashboard --storage {shlex.quote(config.storage_url)}",
+        f"dashboard: {dashboard_hint(config.storage_url, study, request)}",
     ]
     return {
         "text": "\n".join(text),
         "json": {
             "study": study.name,
-            "storage": config.storage_url,
+            "storage": masked_url(config.storage_url),
             "stop_reason": outcome.stop_reason,
             "trainings_this_run": outcome.trainings_this_run,
             "trainings_total": outcome.trainings_total,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autoprumux.errors import AutoPruMuxError
+from autoprumux.masking import masked_url, without_password
 
 # tables every Optuna RDB storage has had, whatever its schema version
 OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
@@ -30,7 +31,7 @@ OPTUNA_ALL_TABLES = OPTUNA_TABLES | {
     "trial_system_attributes",
     "trial_heartbeats",
 }
-URL_EXAMPLES = "e.g. sqlite:///studies/sst2.db or postgresql://user@host/db"
+URL_EXAMPLES = "e.g. sqlite:///studies/sst2.db or postgresql+psycopg://user@host/db"
 
 
 class StorageError(AutoPruMuxError):
@@ -62,7 +63,7 @@ def check_storage(url: str, use: StorageUse) -> None:
     except (ArgumentError, ValueError):
         raise _cannot_open(url, f"not a database URL ({URL_EXAMPLES})") from None
     except ImportError as err:
-        raise _cannot_open(url, f"its database driver is not installed ({err})") from None
+        raise _driver_missing(url, err) from None
     if parsed.get_backend_name() == "sqlite" and not _check_sqlite_path(url, parsed, use):
         return  # in memory: nothing to look at
     try:
@@ -75,19 +76,17 @@ def check_storage(url: str, use: StorageUse) -> None:
     except SQLAlchemyError as err:
         raise _cannot_open(url, _first_line(err)) from None
     except ImportError as err:
-        raise _cannot_open(url, f"its database driver is not installed ({err})") from None
+        raise _driver_missing(url, err) from None
     foreign = sorted(tables - OPTUNA_ALL_TABLES)
     if foreign and not tables >= OPTUNA_TABLES:  # an Optuna storage may share its database
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         raise StorageError(
-            f"--storage {url!r} is not an Optuna storage: it holds other tables ({shown}); "
+            f"{_option(url)} is not an Optuna storage: it holds other tables ({shown}); "
             "autoprumux writes only to an empty database or an Optuna one: give another --storage"
         )
     if use is StorageUse.READ:
         if not studies:
-            raise StorageError(
-                f"--storage {url!r} holds no study yet; autoprumux search creates one"
-            )
+            raise StorageError(f"{_option(url)} holds no study yet; autoprumux search creates one")
         _check_optuna_schema(url)
 
 
@@ -97,7 +96,7 @@ def _check_sqlite_path(url: str, parsed: Any, use: StorageUse) -> bool:
     if database in ("", ":memory:") or database.startswith("file:"):
         if use is StorageUse.READ:
             raise StorageError(
-                f"--storage {url!r} is an in-memory SQLite database: it holds no study; give "
+                f"{_option(url)} is an in-memory SQLite database: it holds no study; give "
                 "the file of a search's storage (sqlite:///path/to/study.db)"
             )
         return False
@@ -108,7 +107,7 @@ def _check_sqlite_path(url: str, parsed: Any, use: StorageUse) -> bool:
         return True
     if use is StorageUse.READ:
         raise StorageError(
-            f"--storage {url!r}: no such file {path} (a storage file is created only by "
+            f"{_option(url)}: no such file {path} (a storage file is created only by "
             "autoprumux search); check the path (sqlite:///relative or sqlite:////absolute)"
         )
     if not path.parent.is_dir():
@@ -134,8 +133,26 @@ def _check_optuna_schema(url: str) -> None:
         raise _cannot_open(url, _first_line(err)) from None
 
 
+def _option(url: str) -> str:
+    """``--storage 'URL'`` as an error message names it: the password masked."""
+    return f"--storage {masked_url(url)!r}"
+
+
+def _driver_missing(url: str, err: ImportError) -> StorageError:
+    # the postgres extra is psycopg 3: SQLAlchemy 2.1's default PostgreSQL driver (2.0's is
+    # psycopg2), named in any version by postgresql+psycopg://
+    hint = (
+        "; pip install 'autoprumux[postgres]' (psycopg 3: postgresql+psycopg://)"
+        if url.startswith("postgresql")
+        else ""
+    )
+    return _cannot_open(url, f"its database driver is not installed ({err}){hint}")
+
+
 def _cannot_open(url: str, why: str) -> StorageError:
-    return StorageError(f"--storage {url!r} cannot be opened: {why}")
+    """The error for a storage that cannot be opened; a driver's message may quote the URL
+    (or its password), so ``why`` is shown without the password too."""
+    return StorageError(f"{_option(url)} cannot be opened: {without_password(why, url)}")
 
 
 def _first_line(err: BaseException) -> str:

@@ -19,6 +19,7 @@ CORE = (
     "autoprumux.report",
     "autoprumux.answer",
     "autoprumux.harness",
+    "autoprumux.masking",
 )
 
 

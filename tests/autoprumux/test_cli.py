@@ -209,6 +209,20 @@ def test_unknown_command_and_help(capsys):
     assert code == 0 and "--relative-budget" in out and "--json" in out
 
 
+def test_every_option_of_every_command_has_help():
+    import click
+
+    from autoprumux.cli import cli
+
+    missing = [
+        f"{name} {option.opts[0]}"
+        for name, command in [("autoprumux", cli), *sorted(cli.commands.items())]
+        for option in command.get_params(click.Context(command))
+        if isinstance(option, click.Option) and not (option.help or "").strip()
+    ]
+    assert missing == []
+
+
 def test_console_script_exit_code_without_traceback(tmp_path):
     bad = tmp_path / "r.csv"
     bad.write_text("task,n,sparsity,accuracy,throughput\nsst2,1,0,0.9,100\nsst2,2,0.5,nan,3\n")

@@ -208,10 +208,12 @@ def test_cli_search_json(tmp_path, grid_file, capsys):
     assert (document["best"]["n"], document["best"]["sparsity"]) == (best.n, best.sparsity)
     assert document["best"]["model"] == "not_saved"  # the replayed rows record no folder
     assert document["decision"]["recommendations"][0]["n"] == best.n
+    assert len(document["decision"]["recommendations"]) == 3  # --top's default
     assert document["trainings_total"] < 18 and "complete" in err  # live progress on stderr
     assert Path(document["report"]).is_file()  # the HTML report is written at the end
-    assert cli_search(tmp_path, grid_file, "--json") == 0  # a rerun trains nothing
-    assert json.loads(capsys.readouterr().out)["trainings_this_run"] == 0
+    assert cli_search(tmp_path, grid_file, "--json", "--top", "1") == 0  # a rerun trains nothing
+    rerun = json.loads(capsys.readouterr().out)
+    assert rerun["trainings_this_run"] == 0 and len(rerun["decision"]["recommendations"]) == 1
 
 
 @pytest.mark.ray
