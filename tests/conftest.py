@@ -1,6 +1,11 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# helpers shared by tests and benchmarks (tests/ itself would shadow the autoprumux package)
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 # No hub is reachable from CI or the developers' machines: never try one.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from replay_search import replay_search_argv
 
 from autoprumux.budget import Budget, BudgetKind
 from autoprumux.grid import BASELINE, PAPER_GRID, GridPoint
@@ -53,18 +54,12 @@ def launch(folder, delay):
             sys.executable,
             "-m",
             "autoprumux",
-            "search",
-            "--study",
-            str(folder / "sst2.toml"),
-            "--budget",
-            "0.03",
-            "--executor",
-            "local",
-            "--trainer",
-            f"replay:{TABLE}?delay={delay}",
-            "--storage",
-            f"sqlite:///{folder / 'study.db'}",
-            "--json",
+            *replay_search_argv(
+                folder / "sst2.toml",
+                f"sqlite:///{folder / 'study.db'}",
+                f"replay:{TABLE}?delay={delay}",
+                "--json",
+            ),
         ],
         cwd=ROOT,
         env=ENV,

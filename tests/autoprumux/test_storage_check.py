@@ -6,6 +6,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from replay_search import replay_search_argv
 
 from autoprumux.cli import main
 from autoprumux.grid import PAPER_GRID
@@ -69,22 +70,7 @@ def test_a_searchs_storage_passes(tmp_path):
 
 def search(tmp_path, storage, *extra):
     (tmp_path / "sst2.toml").write_text((ROOT / "studies" / "sst2.toml").read_text())
-    return main(
-        [
-            "search",
-            "--study",
-            str(tmp_path / "sst2.toml"),
-            "--budget",
-            "0.03",
-            "--executor",
-            "local",
-            "--trainer",
-            f"replay:{TABLE}",
-            "--storage",
-            storage,
-            *extra,
-        ]
-    )
+    return main(replay_search_argv(tmp_path / "sst2.toml", storage, f"replay:{TABLE}", *extra))
 
 
 def test_search_refuses_another_applications_database_without_writing_it(tmp_path, capsys):

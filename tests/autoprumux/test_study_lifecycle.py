@@ -26,6 +26,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
+from replay_search import replay_search_argv
 
 from autoprumux.budget import Budget, BudgetKind
 from autoprumux.cli import main
@@ -62,21 +63,7 @@ def url(folder):
 
 
 def search_args(folder, trainer=f"replay:{TABLE}", *extra):
-    return [
-        "search",
-        "--study",
-        str(folder / "sst2.toml"),
-        "--budget",
-        "0.03",
-        "--executor",
-        "local",
-        "--trainer",
-        trainer,
-        "--storage",
-        url(folder),
-        "--json",
-        *extra,
-    ]
+    return replay_search_argv(folder / "sst2.toml", url(folder), trainer, "--json", *extra)
 
 
 def search(folder, *extra):

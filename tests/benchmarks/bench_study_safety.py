@@ -41,6 +41,9 @@ from pathlib import Path
 
 import autoprumux
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from replay_search import replay_search_argv  # noqa: E402
+
 ROOT = Path(autoprumux.__file__).resolve().parents[1]  # the checkout measured (PYTHONPATH)
 TABLE = ROOT / "studies" / "results" / "synthetic-sst2.csv"
 STUDY = ROOT / "studies" / "sst2.toml"
@@ -48,21 +51,8 @@ NAME = "sst2"  # the study's name (its file's stem)
 
 
 def search_args(folder: Path, *extra: str) -> list[str]:
-    return [
-        "search",
-        "--study",
-        str(folder / "sst2.toml"),
-        "--budget",
-        "0.03",
-        "--executor",
-        "local",
-        "--trainer",
-        f"replay:{TABLE}",
-        "--storage",
-        url(folder),
-        "--json",
-        *extra,
-    ]
+    study_file, trainer = folder / "sst2.toml", f"replay:{TABLE}"
+    return replay_search_argv(study_file, url(folder), trainer, "--json", *extra)
 
 
 def url(folder: Path) -> str:
