@@ -13,6 +13,7 @@ a batch. torch and the training engine are imported only here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import platform
@@ -70,6 +71,7 @@ def fingerprint(settings: ThroughputSection, device: str, study: Study) -> dict[
         "device_name": name,
         "torch": torch.__version__,
         "dtype": settings.dtype,
+        "tf32": False,  # float32 is timed as IEEE float32 (strict_float32)
         "threads": torch.get_num_threads(),
         "batch_rows": settings.batch_rows,
         "seq_len": study.model.max_seq_length,
@@ -162,17 +164,33 @@ def measure(
     on_gpu = device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(device)) if on_gpu else (lambda: None)
     runs, rows_used = {}, {}
-    for key, (point, model, _) in keyed.items():
-        model = model.to(device=device, dtype=dtype).eval()
-        runs[key], rows_used[key] = _fitting_pass(model, point.n, settings, seq_len, device)
-    with torch.inference_mode():
-        timings = time_round_robin(
-            runs, settings.passes, settings.warmup_passes, sync, progress=progress
-        )
+    with strict_float32():
+        for key, (point, model, _) in keyed.items():
+            model = model.to(device=device, dtype=dtype).eval()
+            runs[key], rows_used[key] = _fitting_pass(model, point.n, settings, seq_len, device)
+        with torch.inference_mode():
+            timings = time_round_robin(
+                runs, settings.passes, settings.warmup_passes, sync, progress=progress
+            )
     return {
         key: Measured(point, timings[key], prunable_params(model.arch), rows_used[key], kind)
         for key, (point, model, kind) in keyed.items()
     }
+
+
+@contextlib.contextmanager
+def strict_float32() -> Any:
+    """IEEE float32 matmuls while timing (TF32 off), whatever the process set before: a
+    training in the same process turns TF32 on, and a trial's timing must match a table
+    measured in a process that never trained."""
+    import torch
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def _fitting_pass(model, width: int, settings: ThroughputSection, seq_len: int, device: str):  # type: ignore[no-untyped-def]

@@ -7,7 +7,10 @@
   auto is bf16 autocast on a GPU that has it, fp16 autocast with a gradient scaler on one that
   does not, and fp32 on a CPU. Parameters and optimizer state stay fp32 in every mode.
 - On CUDA, float32 matmuls use TF32 (:func:`configure`), and cuBLAS/cuDNN run their
-  deterministic kernels, so a trial on one GPU gives one result wherever it is scheduled.
+  deterministic kernels. One kernel has no deterministic form: the backward of
+  ``scaled_dot_product_attention`` (cuDNN or memory-efficient attention), so two GPU runs of a
+  trial can differ in the last bits; the trial records it (``nondeterministic``) instead of
+  warning at every step. The math backend would be deterministic, at several times the memory.
 
 Everything a trial's numerics depend on is recorded with its result (:func:`numerics`).
 """
@@ -20,6 +23,7 @@ import os
 import platform
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +34,8 @@ from autoprumux.errors import FieldError
 from autoprumux.study import PRECISIONS
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:INDEX"
+# kernels with no deterministic CUDA form that a training step runs (see the module docstring)
+NONDETERMINISTIC_ON_CUDA = ("scaled_dot_product_attention backward",)
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -164,6 +170,7 @@ def configure(engine: Engine) -> None:
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(True, warn_only=True)
+    warnings.filterwarnings("ignore", r".*Attention defaults to a non-deterministic algorithm")
     torch.cuda.set_device(engine.device)
 
 
@@ -185,6 +192,7 @@ def numerics(engine: Engine) -> dict[str, Any]:
     if engine.on_gpu:
         record["cuda"] = torch.version.cuda
         record["tf32"] = torch.backends.cuda.matmul.allow_tf32
+        record["nondeterministic"] = list(NONDETERMINISTIC_ON_CUDA)
     return record
 
 

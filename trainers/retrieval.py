@@ -24,9 +24,10 @@ class RetrievalHead(nn.Module):
     def __init__(self, model: Classifier) -> None:
         super().__init__()
         arch = model.arch
-        self.transform = nn.Linear(arch.head_size, arch.head_size)
-        self.norm = nn.LayerNorm(arch.head_size, eps=arch.layer_norm_eps)
         words = model.encoder.embeddings.word.weight.detach()  # [V, H]
+        # every part made where the model lives (a CPU-built layer would stay there on a GPU)
+        self.transform = nn.Linear(arch.head_size, arch.head_size, device=words.device)
+        self.norm = nn.LayerNorm(arch.head_size, eps=arch.layer_norm_eps, device=words.device)
         if words.shape[1] == arch.head_size:
             self.decoder = nn.Parameter(words.clone())
         else:

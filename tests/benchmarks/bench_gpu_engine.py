@@ -2,8 +2,9 @@
 paper grid's throughput table. The one script to run when a GPU machine is lent (no hub there).
 
     .venv/bin/python tests/benchmarks/bench_gpu_engine.py [--device cuda] [--steps 30]
-        [--precisions fp32 bf16] [--n 1 2] [--batch-rows 32] [--length 128]
-        [--table studies/throughput/sst2-cuda-float32.json] [--layers 12 --hidden 768]
+        [--precisions fp32 bf16] [--n 1 2 5 10] [--batch-rows 32] [--length 128]
+        [--compile] [--json FILE] [--skip-training] [--tables studies/throughput]
+        [--table-dtypes float32 bfloat16] [--layers 12 --hidden 768]
 
 Models have bert-base-uncased's shape (12 layers, hidden 768, 12 heads, FFN 3072, vocabulary
 30522) with random weights — speed depends on shapes, not weights — and batches of random
@@ -12,10 +13,13 @@ For each N and precision it times, after 3 untimed steps, ``--steps`` steps of
 - task fine-tuning (cross-entropy), and
 - CoFi pruning with distillation (sampled L0 masks, the teacher's logits and layers, the
   Lagrangian),
-and prints examples/s. With ``--table PATH`` it then measures the throughput table of the
-paper's grid (N ∈ {1, 2, 5, 10} × s ∈ {0, 0.60, …, 0.95}, ``studies/sst2.toml``'s harness
-settings) with ``autoprumux measure``'s own code, and prints every speedup over (1, 0).
-``--layers``/``--hidden`` shrink the model to try the script on a CPU.
+and prints examples/s (``--json FILE`` also writes them); ``--compile`` runs the models through
+``torch.compile`` as ``[training] compile = true`` does. With ``--tables DIR`` it then
+measures the throughput table of the paper's grid (N ∈ {1, 2, 5, 10} × s ∈ {0, 0.60, …, 0.95},
+``studies/sst2.toml``'s harness settings) with ``autoprumux measure``'s own code, once per
+``--table-dtypes``, into ``DIR/sst2-<device>-<dtype>.json`` (the name a search looks up), and
+prints every speedup over (1, 0). ``--layers``/``--hidden`` shrink the model to try the script
+on a CPU. ``tests/benchmarks/gpu_session.sh`` is the whole prepared run for a lent GPU.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from trainers.phases import finetune_phase, identity_map, pruning_phase
 
 ROOT = Path(__file__).resolve().parents[2]
 VOCAB = 30522
+MODEL_LABEL = "bert-base-uncased's config, random weights (speed depends on shapes only)"
 
 
 def bert_base(layers: int, hidden: int, n: int) -> Architecture:
@@ -63,7 +68,11 @@ def random_data(rows: int, length: int, device: torch.device) -> Encoded:
 
 
 def examples_per_second(phase, engine: Engine, steps: int, per_step: int) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
     run_phase(dataclasses.replace(phase, steps=3), engine=engine)  # untimed: kernels, caches
+    engine.synchronize()
+    if engine.compile:
+        print(f"  compiling + 3 steps: {time.perf_counter() - start:.0f} s", flush=True)
     phase.steps = steps
     engine.synchronize()
     start = time.perf_counter()
@@ -76,14 +85,14 @@ def training_speed(args: argparse.Namespace) -> list[dict[str, object]]:
     rows = []
     training = TrainingSection(batch_rows=args.batch_rows)
     for precision in args.precisions:
-        engine = Engine.resolve(args.device, precision)
+        engine = Engine.resolve(args.device, precision, compile=args.compile)
         for n in args.n:
             arch = bert_base(args.layers, args.hidden, n)
             per_step = args.batch_rows * n
             data = random_data(per_step * (args.steps + 4), args.length, engine.device)
             torch.manual_seed(0)
-            student = Classifier(arch).to(engine.device)
-            teacher = Classifier(arch).to(engine.device).eval()
+            student = engine.prepared(Classifier(arch))
+            teacher = engine.prepared(Classifier(arch)).eval()
             finetune = finetune_phase(student, data, args.steps, 2e-5, args.batch_rows, 0, training)
             l0 = L0Module(arch).to(engine.device)
             prune = pruning_phase(
@@ -100,8 +109,20 @@ def training_speed(args: argparse.Namespace) -> list[dict[str, object]]:
             )
             for name, phase in (("finetune", finetune), ("prune + distill", prune)):
                 rate = examples_per_second(phase, engine, args.steps, per_step)
-                rows.append({"phase": name, "n": n, "precision": precision, "examples_s": rate})
-                print(f"{name:<16} N={n:<3} {precision:<5} {rate:>10.1f} examples/s", flush=True)
+                rows.append(
+                    {
+                        "phase": name,
+                        "n": n,
+                        "precision": precision,
+                        "compile": args.compile,
+                        "examples_s": rate,
+                    }
+                )
+                compiled = " compiled" if args.compile else ""
+                print(
+                    f"{name:<16} N={n:<3} {precision:<5}{compiled} {rate:>10.1f} examples/s",
+                    flush=True,
+                )
             del student, teacher, l0
             if engine.on_gpu:
                 torch.cuda.empty_cache()
@@ -128,18 +149,35 @@ def local_bert_base(folder: Path, layers: int, hidden: int) -> Path:
     return folder
 
 
-def paper_table(args: argparse.Namespace) -> None:
+def paper_table(args: argparse.Namespace, dtype: str) -> None:
+    from autoprumux.atomic_files import write_text_atomic
     from autoprumux.measurement import run_measure
+    from autoprumux.progress import ProgressLines
 
     study = load_study(ROOT / "studies" / "sst2.toml")
+    device = "cuda" if args.device.startswith("cuda") else "cpu"
+    out = Path(args.tables) / f"{study.name}-{device}-{dtype}.json"
     with tempfile.TemporaryDirectory() as scratch:
         model = local_bert_base(Path(scratch) / "bert-base", args.layers, args.hidden)
         study = dataclasses.replace(
             study, model=dataclasses.replace(study.model, name_or_path=str(model))
         )
-        settings = dataclasses.replace(study.throughput, device=args.device)
-        report = run_measure(study, settings, out_path=args.table)
-    print(f"\nthroughput table -> {report['table']} ({report['fingerprint']['device_name']})")
+        settings = dataclasses.replace(study.throughput, device=args.device, dtype=dtype)
+        report = run_measure(
+            study,
+            settings,
+            out_path=str(out),
+            progress=ProgressLines(f"{dtype} ", print, 0.1),
+        )
+    # the fingerprint names the shape measured, not the scratch folder it was read from
+    table = json.loads(out.read_text())
+    table["fingerprint"]["model"] = (
+        MODEL_LABEL
+        if (args.layers, args.hidden) == (12, 768)
+        else f"BERT shape: {args.layers} layers, hidden {args.hidden}, random weights"
+    )
+    write_text_atomic(out, json.dumps(table, indent=1) + "\n")
+    print(f"\nthroughput table -> {out} ({report['fingerprint']['device_name']}, {dtype})")
     for row in report["rows"]:
         print(
             f"({row['n']}, {row['sparsity']:g}) {row['throughput']:>10.1f} examples/s "
@@ -151,17 +189,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
-    parser.add_argument("--n", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--n", nargs="+", type=int, default=[1, 2, 5, 10])
     parser.add_argument("--batch-rows", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--hidden", type=int, default=768)
-    parser.add_argument("--table", default=None, help="also measure the paper grid's table")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
+    parser.add_argument("--json", default=None, help="also write the training rows here")
+    parser.add_argument("--skip-training", action="store_true", help="only the tables")
+    parser.add_argument("--tables", default=None, help="also measure the paper grid's tables")
+    parser.add_argument("--table-dtypes", nargs="+", default=["float32"])
     args = parser.parse_args()
-    training_speed(args)
-    if args.table:
-        paper_table(args)
+    if not args.skip_training:
+        rows = training_speed(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    if args.tables:
+        for dtype in args.table_dtypes:
+            paper_table(args, dtype)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,21 @@ from torch.utils import _pytree
 from autoprumux.cli import main
 from autoprumux.errors import FieldError
 from autoprumux.records import TrialStatus
-from autoprumux.study import TrainingSection, load_study
+from autoprumux.study import TrainingSection, WarmupSection, load_study
 from trainers.checkpoints import load_pretrained
 from trainers.data import Encoded
 from trainers.device import Engine, Precision, resolve_device, resolve_precision
 from trainers.l0 import L0Module
 from trainers.loop import Diverged, Phase, run_phase, train_step
 from trainers.model import Classifier
-from trainers.phases import accuracy, finetune_phase, identity_map, pruning_phase
+from trainers.phases import (
+    accuracy,
+    finetune_phase,
+    identity_map,
+    pruning_phase,
+    warmup_phase,
+)
+from trainers.retrieval import RetrievalHead
 from trainers.trial import TrialSpec, run_trial
 
 META = torch.device("meta")
@@ -93,6 +100,17 @@ def test_a_training_step_of_every_task_phase_stays_on_the_device(tiny_arch, widt
     # only the data order is drawn on the CPU (one seeded stream on every device), then moved
     assert created.functions["cpu"] <= {"randperm"}, created.functions["cpu"]
     assert "meta" in created.functions
+
+
+def test_the_warmup_trains_only_parameters_on_the_models_device(tiny_arch):
+    """The retrieval head is made beside the model (its step cannot run on ``meta``: the warm-up
+    draws positions with unique(), which has no meta kernel; the GPU test runs it)."""
+    student = Classifier(dataclasses.replace(tiny_arch, mux_width=2)).to(META)
+    settings = WarmupSection(batch_rows=4, positions=4, negatives=8)
+    phase = warmup_phase(student, RetrievalHead(student), fake_data(48), settings, 0, 4)
+    trained = [p for group in phase.optimizer.param_groups for p in group["params"]]
+    assert {p.device for p in trained} == {META}
+    assert {p.device for m in phase.modules.values() for p in m.parameters()} == {META}
 
 
 def test_the_loss_is_read_at_the_logging_cadence_and_a_nan_names_its_step(tiny_arch):

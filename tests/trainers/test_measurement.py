@@ -124,3 +124,32 @@ def test_timing_a_model_leaves_the_callers_random_stream_alone():
     torch.manual_seed(7)
     assert measure_one(model, settings, 8) > 0
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_float32_is_timed_without_tf32_whatever_the_process_set(monkeypatch):
+    # a GPU training turns TF32 on for its process; the trial's timing after it must still be
+    # IEEE float32, as a table measured in a fresh process is (the flags exist without CUDA)
+    import autoprumux.measurement as measurement
+    from trainers.model import Classifier
+
+    seen = []
+    real = measurement.time_round_robin
+
+    def spied(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(measurement, "time_round_robin", spied)
+    arch = Architecture.dense(
+        num_layers=1, hidden_size=16, num_heads=2, intermediate_size=32, vocab_size=200
+    )
+    settings = ThroughputSection(batch_rows=2, examples_per_pass=8, trial_examples_per_pass=8)
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        assert measurement.measure_one(Classifier(arch).eval(), settings, 8) > 0
+        after = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert seen == [(False, False)]
+    assert after == (True, True)  # the caller's setting comes back
