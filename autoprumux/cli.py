@@ -548,7 +548,7 @@ def report(
 def dashboard(storage: str | None, study_path: str | None, port: int) -> None:
     """Serve optuna-dashboard for the studies in a storage, on 127.0.0.1."""
     from autoprumux.masking import masked_url
-    from autoprumux.storage_check import check_existing_storage
+    from autoprumux.storage_check import check_existing_storage, connect_url
     from autoprumux.study import load_study
 
     if storage is None:
@@ -564,7 +564,8 @@ def dashboard(storage: str | None, study_path: str | None, port: int) -> None:
         f"optuna-dashboard on http://127.0.0.1:{port} for {masked_url(storage)} (Ctrl-C stops it)",
         err=True,
     )
-    optuna_dashboard.run_server(storage, host="127.0.0.1", port=port)  # the real URL connects
+    # the real URL connects, a plain postgresql:// one through the installed driver
+    optuna_dashboard.run_server(connect_url(storage), host="127.0.0.1", port=port)
 
 
 def _check_port(port: int) -> None:

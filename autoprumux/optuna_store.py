@@ -44,7 +44,7 @@ from autoprumux.errors import AutoPruMuxError
 from autoprumux.grid import Grid, GridPoint
 from autoprumux.masking import masked_url, without_password
 from autoprumux.records import TrialRecord, TrialStatus
-from autoprumux.storage_check import StorageError, StorageUse, check_storage
+from autoprumux.storage_check import StorageError, StorageUse, check_storage, connect_url
 from autoprumux.trial_owner import (
     LeaseKeeper,
     LeaseTerms,
@@ -201,6 +201,7 @@ class OptunaStore:
             seed=attrs.get("seed"),
             artifact_path=attrs.get("artifact_path"),
             from_trial=attrs.get("from_trial"),
+            node=attrs.get("node"),
         )
 
     # -- the trial lifecycle ----------------------------------------------------------------
@@ -390,7 +391,8 @@ class OptunaStore:
 
 
 def _open_storage(url: str) -> Any:
-    """Optuna's RDBStorage for ``url``, its tables created if it is new. Searches that create
+    """Optuna's RDBStorage for ``url`` (a plain ``postgresql://`` one through the installed
+    driver: :func:`connect_url`), its tables created if it is new. Searches that create
     one new storage at once collide (Optuna stamps the schema version without a lock: "UNIQUE
     constraint failed: alembic_version", or "table ... already exists"): the loser finds the
     storage created on its next try."""
@@ -402,7 +404,7 @@ def _open_storage(url: str) -> Any:
     )
     for attempt in range(1, OPEN_ATTEMPTS + 1):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            return optuna.storages.RDBStorage(connect_url(url), engine_kwargs=engine_kwargs)
         except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
             if attempt == OPEN_ATTEMPTS:
                 raise _cannot_open(url, err) from None
@@ -495,7 +497,7 @@ def _cannot_open(url: str, err: BaseException) -> StorageError:
 def _first_line(err: BaseException) -> str:
     orig = getattr(err, "orig", None) or err.__cause__
     text = str(orig if orig is not None else err) or type(err).__name__
-    return text.strip().splitlines()[0]
+    return " ".join(text.strip().splitlines()[0].split())  # libpq writes "FATAL:  ..."
 
 
 def _check_recipe(study: Any, recipe: str, url: str) -> None:

@@ -42,6 +42,7 @@ class TrialRecord:
     # the number of the search trial whose training produced this model on the way (an (N, s)
     # trial fine-tunes the (N, 0) teacher it prunes): recorded free, not a training of its own
     from_trial: int | None = None
+    node: str | None = None  # where it was trained, on a Ray cluster: "address/node id"
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or not self.task.strip():

@@ -92,10 +92,11 @@ def from_storage(
     import optuna
 
     from autoprumux.optuna_store import OptunaStore
+    from autoprumux.storage_check import connect_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=study_name, storage=url)
+        study = optuna.load_study(study_name=study_name, storage=connect_url(url))
     except KeyError:
         raise DataError(masked_url(url), f"holds no study named {study_name!r}") from None
     grid_spec, task = study.user_attrs.get("grid"), study.user_attrs.get("task")

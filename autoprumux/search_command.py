@@ -14,6 +14,7 @@ from typing import Any
 from autoprumux.answer import TRAIN_COMMAND_ATTR, ModelPointer, TrainCommand, locate_model
 from autoprumux.atomic_files import check_output
 from autoprumux.budget import Budget
+from autoprumux.embedded import checkout_studies, copy_studies, packaged_studies
 from autoprumux.errors import FieldError
 from autoprumux.masking import has_password, masked_url
 from autoprumux.outputs import decision_dict, format_decision
@@ -22,8 +23,6 @@ from autoprumux.search import Event, SearchConfig, SearchDriver, SearchOutcome, 
 from autoprumux.study import Study, load_study
 from autoprumux.tasks import TASKS
 from autoprumux.throughput import ThroughputTable, read_throughput_table
-
-BUNDLED_STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
 @dataclass(frozen=True)
@@ -55,19 +54,51 @@ def cuda_available() -> bool:
         return False
 
 
-def default_study_path(task: str, gpu: bool) -> Path:
+def default_study_path(
+    task: str, gpu: bool, echo: Callable[[str], None] | None = None, copy: bool = False
+) -> Path:
     """studies/<task>-tiny.toml without a GPU (the embedded default), studies/<task>.toml with
-    one; looked up in ./studies first (a project of your own), then beside autoprumux."""
+    one; looked up in ./studies first (a project of your own), then in the repository checkout
+    autoprumux runs from (used in place, as it always was). An installed autoprumux carries its
+    studies inside the package, where nothing may be written: with ``copy``, they are copied
+    into ./studies (files already there are kept), said in one line, and used from there, so
+    the study's database, artifacts, tables and report land in the current folder."""
     name = f"{task}.toml" if gpu else f"{task}-tiny.toml"
-    candidates = [Path("studies") / name, BUNDLED_STUDIES / name]
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
+    local = Path("studies") / name
+    if local.is_file():
+        return local
+    checkout, packaged = checkout_studies(), packaged_studies()
+    if checkout is not None and (checkout / name).is_file():
+        return checkout / name
+    if packaged is not None and (packaged / name).is_file():
+        if not copy:
+            raise FieldError(
+                "--study",
+                f"no study given and {local} does not exist (autoprumux search copies the "
+                "packaged studies there); pass --study FILE",
+            )
+        _copy_packaged_studies(packaged, local.parent, echo or (lambda line: None))
+        return local
+    others = [str(folder / name) for folder in (checkout, packaged) if folder is not None]
+    missing = (
+        f"neither {local} nor {' nor '.join(others)} exists" if others else f"{local} is missing"
+    )
+    raise FieldError("--study", f"no study given and {missing}; pass --study FILE")
+
+
+def _copy_packaged_studies(packaged: Path, into: Path, echo: Callable[[str], None]) -> None:
+    try:
+        copied = copy_studies(packaged, into)
+    except OSError as err:
         raise FieldError(
             "--study",
-            f"no study given and neither {candidates[0]} nor {candidates[1]} exists; "
-            "pass --study FILE",
-        )
-    return path
+            f"cannot copy the packaged studies into {into.resolve()}: {err}; run from a folder "
+            "you can write to, or pass --study FILE",
+        ) from None
+    echo(
+        f"copied the packaged studies into {into.resolve()} ({len(copied)} files): the "
+        "study's database, artifacts and tables are kept there"
+    )
 
 
 def choose_study(request: SearchRequest, echo: Callable[[str], None]) -> Study:
@@ -77,7 +108,7 @@ def choose_study(request: SearchRequest, echo: Callable[[str], None]) -> Study:
         study = load_study(request.study_path)
     else:
         gpu = cuda_available() or bool(request.gpus)
-        path = default_study_path(request.task, gpu)
+        path = default_study_path(request.task, gpu, echo, copy=True)
         study = load_study(path)
         echo(
             f"study: {path} ({'a GPU is present' if gpu else 'no GPU here: the embedded default'})"
@@ -124,28 +155,58 @@ def make_trainer(request: SearchRequest, study: Study, threads: int = 0):  # typ
 
 
 def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> dict[str, Any]:
-    from autoprumux.optuna_store import OptunaStore
-    from autoprumux.storage_check import StorageUse, check_storage
-
     study = choose_study(request, echo)
-    gpus = (
-        request.gpus
-        if request.gpus is not None
-        else (_gpu_count() if request.executor == "ray" else 0.0)
-    )
-    check_resources(request, gpus)
+    check_resources(request, request.gpus or 0.0)
     # before hours of training: the report written at the end must be writable
     check_output(search_report_path(study), "report")
+    # before Ray starts (seconds, and its log lines): a storage the search cannot use
+    from autoprumux.storage_check import StorageUse, check_storage
+
+    check_storage(request.storage or study.storage_url, StorageUse.CREATE)
+    if request.executor != "ray":
+        return _run_search(request, study, None, echo)
+    if request.address:
+        from autoprumux.ray_auth import join_with_token
+
+        join_with_token()  # before Ray is imported: it reads its auth mode then
+    from autoprumux.ray_executor import ray_cluster
+
+    with ray_cluster(request.address) as cluster:
+        return _run_search(request, study, cluster, echo)
+
+
+def _run_search(
+    request: SearchRequest, study: Study, cluster: Any, echo: Callable[[str], None]
+) -> dict[str, Any]:
+    """The search on the local executor (``cluster`` None) or on the joined Ray cluster, its
+    trials at once sized from the cluster's nodes (a trial runs on one node)."""
+    from autoprumux.optuna_store import OptunaStore
+
+    gpus = request.gpus if request.gpus is not None else (cluster.gpus if cluster else 0.0)
+    check_resources(request, gpus)
     per_trial_gpu = request.gpus_per_trial if gpus > 0 else 0.0
     cores = os.cpu_count() or 1
-    cpus = request.cpus_per_trial or (1.0 if gpus > 0 else float(cores))
-    workers = max(1, int(gpus // per_trial_gpu)) if gpus > 0 else max(1, int(cores // cpus))
+    if cluster is None:
+        cpus = request.cpus_per_trial or (1.0 if gpus > 0 else float(cores))
+        workers = max(1, int(gpus // per_trial_gpu)) if gpus > 0 else max(1, int(cores // cpus))
+    else:
+        from autoprumux.ray_executor import check_cluster
+
+        check_cluster(cluster, gpus, per_trial_gpu)
+        # a CPU trial takes a whole node by default: the smallest node's cores
+        cpus = request.cpus_per_trial or (1.0 if gpus > 0 else min(cluster.node_cpus))
+        workers = cluster.trials_at_once(cpus, per_trial_gpu)
+        if gpus > 0:  # --gpus caps the GPUs the search takes from the cluster
+            workers = min(workers, max(1, int(gpus // per_trial_gpu)))
     if request.trainer_spec == "study":  # before any work: a device the trials cannot have
         check_trial_device(request, study, per_trial_gpu)
     # a trial's CPU threads change its float sums: the same count on every executor
     trainer = make_trainer(request, study, threads=max(1, int(cpus)))
-    # before the throughput table may be measured and written: a storage search cannot use
-    check_storage(request.storage or study.storage_url, StorageUse.CREATE)
+    if cluster is not None and request.address:
+        from autoprumux.ray_executor import check_nodes_share
+
+        nodes = check_nodes_share(trainer.worker_paths())
+        echo(f"Ray cluster at {request.address}: {len(nodes)} node(s) see the study's files")
     table, table_path = choose_table(request, study, echo)
     config = SearchConfig(
         study.name,
@@ -174,10 +235,10 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
         f"{request.budget.value:g} | {workers} trial(s) at a time ({request.executor})"
     )
     driver = SearchDriver(config, table, store, on_event=lambda e: echo(_event_line(e)))
-    if request.executor == "ray":
+    if cluster is not None:
         from autoprumux.ray_executor import run_ray
 
-        outcome = run_ray(driver, trainer, workers, per_trial_gpu, cpus, request.address, gpus)
+        outcome = run_ray(driver, trainer, workers, per_trial_gpu, cpus)
     else:
         outcome = run_local(driver, trainer, workers)
     return _report(outcome, config, table, study, request, train)

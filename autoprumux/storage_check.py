@@ -3,11 +3,15 @@
 ``search`` may create a storage (a missing SQLite file, or the tables in an empty database);
 ``report`` and ``dashboard`` only read one, so for them a missing SQLite file is a typo, not a
 new study. Neither writes to a database that holds another application's tables.
+
+:func:`connect_url` is the URL every engine and Optuna storage is opened with: a plain
+``postgresql://`` URL there names the PostgreSQL driver that is installed.
 """
 
 from __future__ import annotations
 
 import enum
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,13 @@ OPTUNA_ALL_TABLES = OPTUNA_TABLES | {
     "trial_system_attributes",
     "trial_heartbeats",
 }
-URL_EXAMPLES = "e.g. sqlite:///studies/sst2.db or postgresql+psycopg://user@host/db"
+URL_EXAMPLES = "e.g. sqlite:///studies/sst2.db or postgresql://user@host/db"
+# PostgreSQL drivers a plain postgresql:// URL may use, by preference after SQLAlchemy's own
+# default (psycopg2 in SQLAlchemy 2.0, psycopg in 2.1): the postgres extra installs psycopg 3
+POSTGRES_DRIVERS = ("psycopg", "psycopg2")
+# seconds a PostgreSQL connection may take: a host that is down (no answer, not even a
+# refusal) fails the check after this, not after the system's TCP timeout of minutes
+CONNECT_TIMEOUT_S = 10
 
 
 class StorageError(AutoPruMuxError):
@@ -50,13 +60,35 @@ def check_existing_storage(url: str) -> None:
     check_storage(url, StorageUse.READ)
 
 
+def connect_url(url: str) -> str:
+    """``url`` as engines and Optuna storages open it. A plain ``postgresql://`` URL names
+    the driver SQLAlchemy defaults to where it is installed, else the installed one of
+    :data:`POSTGRES_DRIVERS` (``postgresql+psycopg://`` with the postgres extra on SQLAlchemy
+    2.0, whose default is psycopg2); any other URL, one naming its driver or one whose driver
+    is not installed at all (the check says so), is returned as it is. Only the real URL is
+    returned: show it with :func:`~autoprumux.masking.masked_url`."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+        default = parsed.get_dialect().driver if parsed.drivername == "postgresql" else None
+    except Exception:  # malformed or unknown: check_storage says what is wrong with it
+        return url
+    if default is None or _installed(default):
+        return url
+    driver = next((d for d in POSTGRES_DRIVERS if _installed(d)), None)
+    if driver is None:
+        return url
+    return parsed.set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
+
+
 def check_storage(url: str, use: StorageUse) -> None:
     """Refuse (:class:`StorageError`) a storage that ``use`` cannot have; see the module doc."""
     import sqlalchemy
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
     try:
-        parsed = sqlalchemy.engine.make_url(url)
+        parsed = sqlalchemy.engine.make_url(connect_url(url))
         parsed.get_dialect()
     except NoSuchModuleError:  # before ArgumentError, its base
         raise _cannot_open(url, f"unknown database kind {url.split(':', 1)[0]!r}") from None
@@ -67,7 +99,7 @@ def check_storage(url: str, use: StorageUse) -> None:
     if parsed.get_backend_name() == "sqlite" and not _check_sqlite_path(url, parsed, use):
         return  # in memory: nothing to look at
     try:
-        engine = sqlalchemy.create_engine(parsed)
+        engine = sqlalchemy.create_engine(parsed, connect_args=_connect_args(parsed))
         try:
             tables = set(sqlalchemy.inspect(engine).get_table_names())
             studies = _count_studies(engine) if tables >= OPTUNA_TABLES else 0
@@ -115,6 +147,19 @@ def _check_sqlite_path(url: str, parsed: Any, use: StorageUse) -> bool:
     return False  # search creates it: there is nothing in it yet
 
 
+def _installed(driver: str) -> bool:
+    return importlib.util.find_spec(driver) is not None
+
+
+def _connect_args(parsed: Any) -> dict[str, Any]:
+    """A connection timeout for libpq's drivers, unless the URL sets its own."""
+    if parsed.get_backend_name() != "postgresql" or "connect_timeout" in parsed.query:
+        return {}
+    if parsed.get_driver_name() not in POSTGRES_DRIVERS:
+        return {}
+    return {"connect_timeout": CONNECT_TIMEOUT_S}
+
+
 def _count_studies(engine: Any) -> int:
     import sqlalchemy
 
@@ -128,7 +173,7 @@ def _check_optuna_schema(url: str) -> None:
     import optuna
 
     try:
-        optuna.storages.RDBStorage(url, skip_table_creation=True)
+        optuna.storages.RDBStorage(connect_url(url), skip_table_creation=True)
     except RuntimeError as err:  # Optuna's message says to run `optuna storage upgrade`
         raise _cannot_open(url, _first_line(err)) from None
 
@@ -139,12 +184,9 @@ def _option(url: str) -> str:
 
 
 def _driver_missing(url: str, err: ImportError) -> StorageError:
-    # the postgres extra is psycopg 3: SQLAlchemy 2.1's default PostgreSQL driver (2.0's is
-    # psycopg2), named in any version by postgresql+psycopg://
+    # the postgres extra is psycopg 3, which a plain postgresql:// URL uses (connect_url)
     hint = (
-        "; pip install 'autoprumux[postgres]' (psycopg 3: postgresql+psycopg://)"
-        if url.startswith("postgresql")
-        else ""
+        "; pip install 'autoprumux[postgres]' (psycopg 3)" if url.startswith("postgresql") else ""
     )
     return _cannot_open(url, f"its database driver is not installed ({err}){hint}")
 
@@ -156,7 +198,8 @@ def _cannot_open(url: str, why: str) -> StorageError:
 
 
 def _first_line(err: BaseException) -> str:
-    """The database's own words, without SQLAlchemy's statement dump and background link."""
+    """The database's own words, without SQLAlchemy's statement dump and background link,
+    nor libpq's runs of spaces (``FATAL:  password authentication failed``)."""
     orig = getattr(err, "orig", None)
     text = str(orig if orig is not None else err) or type(err).__name__
-    return text.strip().splitlines()[0]
+    return " ".join(text.strip().splitlines()[0].split())

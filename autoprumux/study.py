@@ -4,7 +4,8 @@ A study names the task, the (N, s) grid, where the model and the data come from,
 settings and where trials are stored. Every section and field has a default except
 ``[study] task``, so a later release can add sections and fields without breaking old files;
 an unknown section or field is an error (it is almost always a typo). Relative paths are
-relative to the study file's folder. Validation happens once, here, with errors that name the
+relative to the study file's folder; ``package:MODULE/SUBPATH`` is a path inside an installed
+Python package (the tiny study's SST-2). Validation happens once, here, with errors that name the
 file, the field and what is allowed.
 """
 
@@ -23,6 +24,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from autoprumux.embedded import PACKAGE_SCHEME, package_path
 from autoprumux.errors import FieldError
 from autoprumux.grid import PAPER_N_VALUES, PAPER_SPARSITIES, Grid
 from autoprumux.tasks import TASKS
@@ -154,7 +156,11 @@ class DataSource(enum.Enum):
 @dataclass(frozen=True)
 class DataSection:
     source: DataSource = DataSource.HUB
-    glue_dir: str = ""  # the GLUE folder (one sub-folder per task) when source = "glue_dir"
+    # The GLUE folder (one sub-folder per task) when source = "glue_dir": relative to the study
+    # file, absolute, or "package:MODULE/SUBPATH" inside an installed package (the tiny study's
+    # SST-2: "package:autoprumux/embedded/glue"). A split is read from <file>.tsv, else from
+    # <file>.tsv.xz.
+    glue_dir: str = ""
     max_train_examples: int = 0  # 0: all; otherwise a subset for short runs
     max_eval_examples: int = 0  # 0: the whole dev set
     subset: str = "random"  # how a subset is drawn: "first" k rows or "random" k (study seed)
@@ -293,7 +299,10 @@ class Study:
         return self.path.parent if self.path else Path.cwd()
 
     def resolve(self, path: str) -> Path:
-        """A path from the study file, made absolute against the study file's folder."""
+        """A path from the study file: ``package:MODULE/SUBPATH`` inside that installed package
+        (the same text on every machine), else made absolute against the study file's folder."""
+        if path.startswith(PACKAGE_SCHEME):
+            return package_path(path)
         return (self.folder / Path(path).expanduser()).resolve()
 
     @property

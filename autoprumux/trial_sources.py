@@ -20,6 +20,15 @@ REPLAY_PREFIX = "replay:"
 
 
 @dataclass(frozen=True, kw_only=True)
+class WorkerPaths:
+    """What a trainer reads and writes by path on whichever node runs it: on a cluster every
+    node must see them at the same place (``ray_executor.check_nodes_share``)."""
+
+    reads: tuple[str, ...] = ()  # files, compared by size
+    writes: tuple[str, ...] = ()  # folders whose files the driver must see
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReplaySpec:
     """``--trainer replay:FILE[?delay=SECONDS]``: the results table to answer from, and how
     long each training takes (0: instantly). A delay makes a replayed search slow enough to be
@@ -60,6 +69,9 @@ class ReplayTrainer:
     task: str | None = None
     delay_s: float = 0.0
 
+    def worker_paths(self) -> WorkerPaths:
+        return WorkerPaths(reads=(self.path,))
+
     def table(self) -> ResultsTable:
         from autoprumux.results_io import read_results
 
@@ -95,6 +107,13 @@ class StudyTrainer:
     seed: int | None = None
     device: str = "auto"  # in a Ray worker, auto and cuda are the GPU(s) Ray assigned
     threads: int = 0  # CPU threads per trial (0: every core); the same on every executor
+
+    def worker_paths(self) -> WorkerPaths:
+        """The study file, and the artifacts folder its trainings write and the driver records."""
+        from autoprumux.study import load_study
+
+        folder = load_study(self.study_path).artifacts_folder
+        return WorkerPaths(reads=(self.study_path,), writes=(str(folder.resolve()),))
 
     def __call__(self, point: GridPoint) -> Training:
         from autoprumux.study import load_study

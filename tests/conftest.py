@@ -6,6 +6,8 @@ import pytest
 
 # helpers shared by tests and benchmarks (tests/ itself would shadow the autoprumux package)
 sys.path.insert(0, str(Path(__file__).parent / "support"))
+# fixtures of a throwaway PostgreSQL server: postgres_server, postgres_url, storage_url
+pytest_plugins = ["postgres_server"]
 
 # No hub is reachable from CI or the developers' machines: never try one.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

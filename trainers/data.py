@@ -1,18 +1,22 @@
 """GLUE data: read a task's train and dev splits, subset them, tokenize them, batch them.
 
 Sources: a local GLUE folder in the official layout (``<glue_dir>/SST-2/train.tsv``, tab-separated
-with a header row; MNLI's dev split is ``dev_matched.tsv``), or the ``nyu-mll/glue`` dataset on the
+with a header row; MNLI's dev split is ``dev_matched.tsv``; a split may be xz-compressed,
+``train.tsv.xz``, as the SST-2 that autoprumux ships is), or the ``nyu-mll/glue`` dataset on the
 hub where one is reachable. Labels are numbered as the hub numbers them.
 """
 
 from __future__ import annotations
 
 import csv
+import lzma
 import random
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from torch import Tensor
@@ -49,21 +53,39 @@ class Split:
 
 
 def read_glue_split(glue_dir: str | Path, task: str, split: str) -> Split:
-    """``split`` is "train" or "dev" from a local GLUE folder."""
+    """``split`` is "train" or "dev" from a local GLUE folder: ``<file>.tsv``, else
+    ``<file>.tsv.xz``."""
     spec = TASKS[task]
     path = (
         Path(glue_dir)
         / spec.glue_folder
         / (spec.glue_train_file if split == "train" else spec.glue_dev_file)
     )
+    compressed = path.with_name(path.name + ".xz")
+    if not path.is_file() and compressed.is_file():
+        path = compressed
     if not path.is_file():
         raise DataError(
             f"{path}: no such file; a GLUE folder holds {spec.glue_folder}/"
-            f"{spec.glue_train_file} and {spec.glue_folder}/{spec.glue_dev_file} (set [data] "
-            'glue_dir in the study file, or source = "hub" to load GLUE from the datasets hub)'
+            f"{spec.glue_train_file} and {spec.glue_folder}/{spec.glue_dev_file}, or the same "
+            'with .xz (set [data] glue_dir in the study file, or source = "hub" to load GLUE '
+            "from the datasets hub)"
         )
+    try:
+        return _read_glue_file(path, spec)
+    except (lzma.LZMAError, EOFError, UnicodeDecodeError) as err:  # a damaged file
+        raise DataError(f"{path}: cannot be read: {err}") from None
+
+
+def _open_text(path: Path) -> AbstractContextManager[TextIO]:
+    if path.suffix == ".xz":
+        return lzma.open(path, "rt", encoding="utf-8", newline="")
+    return path.open(encoding="utf-8", newline="")
+
+
+def _read_glue_file(path: Path, spec: TaskSpec) -> Split:
     texts, labels = [], []
-    with path.open(encoding="utf-8", newline="") as handle:
+    with _open_text(path) as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         columns = [*spec.glue_text_columns, spec.glue_label_column]

@@ -1,6 +1,7 @@
 """Several searches on one study: each leaves the others' live trials alone and trains other
 points; a dead one's trials are taken back (at once on this machine, once their lease lapses
-from another); four processes can create one new SQLite study file at once."""
+from another); four processes can create one new study at once, in a new SQLite file or an
+empty PostgreSQL database (tests taking ``storage_url`` run on both)."""
 
 import json
 import os
@@ -48,7 +49,7 @@ def best_by_brute_force(budget=0.03):
     return max(feasible, key=truth.throughput.get)
 
 
-def launch(folder, delay):
+def launch(folder, delay, url):
     return subprocess.Popen(
         [
             sys.executable,
@@ -56,7 +57,7 @@ def launch(folder, delay):
             "autoprumux",
             *replay_search_argv(
                 folder / "sst2.toml",
-                f"sqlite:///{folder / 'study.db'}",
+                url,
                 f"replay:{TABLE}?delay={delay}",
                 "--json",
             ),
@@ -74,14 +75,14 @@ def finished(processes):
     return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs, strict=True)]
 
 
-def assert_one_measurement_per_point_and_the_answer(folder, results):
+def assert_one_measurement_per_point_and_the_answer(url, results):
     for code, _, err in results:
         assert code == 0, err[-3000:]
     best = best_by_brute_force()
     for _, out, _ in results:
         document = json.loads(out)
         assert (document["best"]["n"], document["best"]["sparsity"]) == (best.n, best.sparsity)
-    study = optuna.load_study(study_name="sst2", storage=f"sqlite:///{folder / 'study.db'}")
+    study = optuna.load_study(study_name="sst2", storage=url)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     points = Counter((t.params["n"], t.params["sparsity"]) for t in complete)
     assert max(points.values()) == 1, points
@@ -95,9 +96,9 @@ def folder(tmp_path):
     return tmp_path
 
 
-def test_four_searches_create_one_new_sqlite_study_at_once_and_share_it(folder):
-    results = finished([launch(folder, delay=0.3) for _ in range(4)])
-    study = assert_one_measurement_per_point_and_the_answer(folder, results)
+def test_four_searches_create_one_new_study_at_once_and_share_it(folder, storage_url):
+    results = finished([launch(folder, 0.3, storage_url) for _ in range(4)])
+    study = assert_one_measurement_per_point_and_the_answer(storage_url, results)
     # nobody's live trial was taken for dead: every closed trial lost a race to start its point
     reasons = Counter(
         t.user_attrs.get("reason") for t in study.trials if t.state == TrialState.FAIL
@@ -106,16 +107,17 @@ def test_four_searches_create_one_new_sqlite_study_at_once_and_share_it(folder):
 
 
 def test_a_second_search_joins_a_live_one_without_touching_its_trials(folder):
-    first = launch(folder, delay=1.0)
+    url = f"sqlite:///{folder / 'study.db'}"
+    first = launch(folder, 1.0, url)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        study = _study_or_none(folder)
+        study = _study_or_none(url)
         if study and any(t.state == TrialState.RUNNING for t in study.trials):
             break
         time.sleep(0.05)
-    second = launch(folder, delay=1.0)
+    second = launch(folder, 1.0, url)
     results = finished([first, second])
-    study = assert_one_measurement_per_point_and_the_answer(folder, results)
+    study = assert_one_measurement_per_point_and_the_answer(url, results)
     assert not [
         t for t in study.trials if t.user_attrs.get("reason") == Abandoned.INTERRUPTED.value
     ]
@@ -127,9 +129,9 @@ def test_a_second_search_joins_a_live_one_without_touching_its_trials(folder):
     assert len({t.system_attrs[OWNER_ATTR]["pid"] for t in trained}) == 2
 
 
-def _study_or_none(folder):
+def _study_or_none(url):
     try:
-        return optuna.load_study(study_name="sst2", storage=f"sqlite:///{folder / 'study.db'}")
+        return optuna.load_study(study_name="sst2", storage=url)
     except Exception:
         return None
 
@@ -137,8 +139,9 @@ def _study_or_none(folder):
 # -- the lease, in this process -------------------------------------------------------------
 
 
-def store_for(tmp_path, **kwargs):
-    return OptunaStore(f"sqlite:///{tmp_path / 's.db'}", "s", PAPER_GRID, "sst2", **kwargs)
+def store_for(tmp_path, url=None, **kwargs):
+    url = url or f"sqlite:///{tmp_path / 's.db'}"
+    return OptunaStore(url, "s", PAPER_GRID, "sst2", **kwargs)
 
 
 def driver_for(store, workers=1):
@@ -173,8 +176,8 @@ def test_another_machines_trial_is_left_alone_while_its_lease_holds(tmp_path):
     assert not store.repair()[Abandoned.INTERRUPTED]
 
 
-def test_another_machines_trial_is_taken_back_once_its_lease_lapses(tmp_path):
-    store = store_for(tmp_path)
+def test_another_machines_trial_is_taken_back_once_its_lease_lapses(tmp_path, storage_url):
+    store = store_for(tmp_path, storage_url)
     owned_elsewhere(store, BASELINE, now_s() - 1)
     driver = driver_for(store)  # repairs before proposing anything
     ((number, point),) = driver.suggest(1)
@@ -196,8 +199,8 @@ def test_a_dead_process_on_this_machine_loses_its_trials_at_once(tmp_path):
     assert liveness(None, now_s() + 60, now_s()) is Liveness.DEAD  # no owner: nobody renews
 
 
-def test_of_two_searches_starting_one_point_only_the_first_trains_it(tmp_path):
-    first, second = store_for(tmp_path), store_for(tmp_path)
+def test_of_two_searches_starting_one_point_only_the_first_trains_it(tmp_path, storage_url):
+    first, second = store_for(tmp_path, storage_url), store_for(tmp_path, storage_url)
     number = first.start(BASELINE)
     assert number is not None
     assert second.start(BASELINE) is None  # it read the study before the first started it
@@ -210,8 +213,8 @@ def test_of_two_searches_starting_one_point_only_the_first_trains_it(tmp_path):
     assert trainings(records) == 1
 
 
-def test_a_trial_taken_back_meanwhile_is_recorded_anew_not_crashed(tmp_path):
-    first, second = store_for(tmp_path), store_for(tmp_path)
+def test_a_trial_taken_back_meanwhile_is_recorded_anew_not_crashed(tmp_path, storage_url):
+    first, second = store_for(tmp_path, storage_url), store_for(tmp_path, storage_url)
     number = first.start(GridPoint(2, 0.6))
     first._lease.stop()
     close_owner(first.owner)  # as another search sees a process that stopped renewing
@@ -248,7 +251,7 @@ def test_the_lease_keeper_stops_with_nothing_to_renew():
     assert count > 0 and len(renewed) == count and set(renewed) == {7}
 
 
-def test_two_drivers_in_one_process_share_the_work(tmp_path):
+def test_two_drivers_in_one_process_share_the_work(tmp_path, storage_url):
     """Searches side by side in threads: every point measured once, the answer right."""
     import threading
 
@@ -256,7 +259,7 @@ def test_two_drivers_in_one_process_share_the_work(tmp_path):
     outcomes = {}
 
     def run(key):
-        outcomes[key] = run_local(driver_for(store_for(tmp_path)), trainer, 1)
+        outcomes[key] = run_local(driver_for(store_for(tmp_path, storage_url)), trainer, 1)
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
     for thread in threads:
@@ -264,7 +267,7 @@ def test_two_drivers_in_one_process_share_the_work(tmp_path):
     for thread in threads:
         thread.join(timeout=120)
     assert {o.best for o in outcomes.values()} == {best_by_brute_force()}
-    records = [r for _, r in store_for(tmp_path).records()]
+    records = [r for _, r in store_for(tmp_path, storage_url).records()]
     complete = Counter(r.point for r in records if r.status is TrialStatus.COMPLETE)
     assert max(complete.values()) == 1
     assert sum(o.trainings_this_run for o in outcomes.values()) == trainings(records)

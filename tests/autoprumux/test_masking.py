@@ -3,7 +3,8 @@ in error messages or in the HTML report (the file people share); the real URL st
 
 SQLite takes no password, so the end-to-end runs use ``sqlite+withpassword://``: SQLite behind
 a URL that carries one (the dialect below drops it before connecting), which every autoprumux
-code path reads as any other SQLAlchemy URL."""
+code path reads as any other SQLAlchemy URL; the search-and-report run also uses a real one,
+a PostgreSQL database of the throwaway server (``postgres_server``) that the password opens."""
 
 import json
 import socket
@@ -34,7 +35,12 @@ class SQLiteWithPassword(SQLiteDialect_pysqlite):
 
 
 @pytest.fixture
-def password_url(tmp_path, monkeypatch):
+def password_url(request, tmp_path, monkeypatch):
+    """A storage URL with user ada and PASSWORD: SQLite's (by default) or, with the indirect
+    parameter "postgresql", a database of the throwaway PostgreSQL server."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        return server.new_database(user="ada", password=PASSWORD)
     monkeypatch.setitem(registry.impls, "sqlite.withpassword", lambda: SQLiteWithPassword)
     # user:PASSWORD@ then the absolute path (its leading / makes the //)
     return f"sqlite+withpassword://ada:{PASSWORD}@/{tmp_path / 'studies' / 'sst2.db'}"
@@ -83,6 +89,7 @@ def assert_no_password(*texts):
         assert PASSWORD not in text
 
 
+@pytest.mark.parametrize("password_url", ["sqlite", "postgresql"], indirect=True)
 def test_no_output_of_a_search_and_a_report_shows_the_password(
     tmp_path, capfd, password_url, study_file
 ):

@@ -35,8 +35,8 @@ def grid_file(tmp_path):
     return write_results(synthetic_results(family=FAMILY, seed=1), tmp_path / "grid.csv")
 
 
-def driver_for(tmp_path, budget=0.03, workers=1, name="s", **config):
-    url = f"sqlite:///{tmp_path / 'study.db'}"
+def driver_for(tmp_path, budget=0.03, workers=1, name="s", url=None, **config):
+    url = url or f"sqlite:///{tmp_path / 'study.db'}"
     cfg = SearchConfig(
         name, "sst2", PAPER_GRID, Budget(BudgetKind.ABSOLUTE, budget), url, workers, **config
     )
@@ -113,7 +113,7 @@ class Killed(BaseException):
     """Stands for the process being killed mid-training (not an Exception: nothing catches it)."""
 
 
-def test_resume_after_a_crash_repeats_nothing(tmp_path, grid_file):
+def test_resume_after_a_crash_repeats_nothing(tmp_path, grid_file, storage_url):
     calls = []
 
     def dies_on_the_fourth(point):
@@ -123,9 +123,9 @@ def test_resume_after_a_crash_repeats_nothing(tmp_path, grid_file):
         return ReplayTrainer(str(grid_file))(point)
 
     with pytest.raises(Killed):
-        run_local(driver_for(tmp_path), dies_on_the_fourth, 1)
+        run_local(driver_for(tmp_path, url=storage_url), dies_on_the_fourth, 1)
     interrupted = calls[-1]
-    outcome = run_local(driver_for(tmp_path), ReplayTrainer(str(grid_file)), 1)
+    outcome = run_local(driver_for(tmp_path, url=storage_url), ReplayTrainer(str(grid_file)), 1)
     completed = Counter(r.point for r in outcome.records if r.status is TrialStatus.COMPLETE)
     assert max(completed.values()) == 1  # no completed trial trained again
     assert completed[interrupted] == 1  # the interrupted one was
@@ -149,8 +149,8 @@ def test_a_failing_point_is_retried_then_recorded_and_the_search_goes_on(tmp_pat
     assert outcome.stop_reason == "answer known" and outcome.best != target
 
 
-def test_four_workers_on_sqlite_lose_no_record(tmp_path, grid_file):
-    driver = driver_for(tmp_path, budget=0.05, workers=4)
+def test_four_workers_lose_no_record(tmp_path, grid_file, storage_url):
+    driver = driver_for(tmp_path, budget=0.05, workers=4, url=storage_url)
     outcome = run_local(driver, ReplayTrainer(str(grid_file), delay_s=0.05), 4)
     trained = [r for r in outcome.records if r.from_trial is None]
     assert len(trained) == outcome.trainings_this_run == driver.started_this_run
@@ -181,7 +181,7 @@ def test_the_optuna_study_is_what_the_dashboard_reads(tmp_path, grid_file):
     assert study.user_attrs["grid"] == PAPER_GRID.spec()
 
 
-def cli_search(tmp_path, grid_file, *extra, study=ROOT / "studies" / "sst2.toml"):
+def cli_search(tmp_path, grid_file, *extra, study=ROOT / "studies" / "sst2.toml", storage=None):
     return main(
         [
             "search",
@@ -192,7 +192,7 @@ def cli_search(tmp_path, grid_file, *extra, study=ROOT / "studies" / "sst2.toml"
             "--trainer",
             f"replay:{grid_file}",
             "--storage",
-            f"sqlite:///{tmp_path / 'cli.db'}",
+            storage or f"sqlite:///{tmp_path / 'cli.db'}",
             "--executor",
             "local",
             *extra,
@@ -200,8 +200,8 @@ def cli_search(tmp_path, grid_file, *extra, study=ROOT / "studies" / "sst2.toml"
     )
 
 
-def test_cli_search_json(tmp_path, grid_file, capsys):
-    assert cli_search(tmp_path, grid_file, "--json") == 0
+def test_cli_search_json(tmp_path, grid_file, capsys, storage_url):
+    assert cli_search(tmp_path, grid_file, "--json", storage=storage_url) == 0
     out, err = capsys.readouterr()
     document = json.loads(out)
     best = best_by_brute_force(grid_file, 0.03)
@@ -211,7 +211,8 @@ def test_cli_search_json(tmp_path, grid_file, capsys):
     assert len(document["decision"]["recommendations"]) == 3  # --top's default
     assert document["trainings_total"] < 18 and "complete" in err  # live progress on stderr
     assert Path(document["report"]).is_file()  # the HTML report is written at the end
-    assert cli_search(tmp_path, grid_file, "--json", "--top", "1") == 0  # a rerun trains nothing
+    # a rerun trains nothing
+    assert cli_search(tmp_path, grid_file, "--json", "--top", "1", storage=storage_url) == 0
     rerun = json.loads(capsys.readouterr().out)
     assert rerun["trainings_this_run"] == 0 and len(rerun["decision"]["recommendations"]) == 1
 
@@ -303,8 +304,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_dashboard_serves_the_study(tmp_path, grid_file):
-    run_local(driver_for(tmp_path, name="dash"), ReplayTrainer(str(grid_file)), 1)
+def test_dashboard_serves_the_study(tmp_path, grid_file, storage_url):
+    run_local(driver_for(tmp_path, name="dash", url=storage_url), ReplayTrainer(str(grid_file)), 1)
     port = free_port()
     server = subprocess.Popen(
         [
@@ -313,7 +314,7 @@ def test_dashboard_serves_the_study(tmp_path, grid_file):
             "autoprumux",
             "dashboard",
             "--storage",
-            f"sqlite:///{tmp_path / 'study.db'}",
+            storage_url,
             "--port",
             str(port),
         ],
@@ -352,6 +353,7 @@ def test_trial_records_round_trip_through_optuna(tmp_path):
         gpu_hours=0.5,
         seed=3,
         artifact_path="/a",
+        node="10.0.0.7/9f79f4ab",
     )
     store.finish(number, record, threshold=0.87)
     assert store.records() == [(number, record)]

@@ -1,5 +1,6 @@
 """A storage that is malformed, missing or not an Optuna one: one line, nothing created or
-written. ``search`` may create a new SQLite file; ``report`` and ``dashboard`` never do."""
+written. ``search`` may create a new SQLite file; ``report`` and ``dashboard`` never do.
+(PostgreSQL's own cases, a wrong password and a dead server among them: test_postgres.py.)"""
 
 import sqlite3
 from pathlib import Path
@@ -62,10 +63,9 @@ def test_an_unusable_storage_is_refused_in_one_line_and_left_as_it_was(tmp_path,
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
-def test_a_searchs_storage_passes(tmp_path):
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    OptunaStore(url, "s", PAPER_GRID, "sst2")
-    check_existing_storage(url)
+def test_a_searchs_storage_passes(storage_url):
+    OptunaStore(storage_url, "s", PAPER_GRID, "sst2")
+    check_existing_storage(storage_url)
 
 
 def search(tmp_path, storage, *extra):

@@ -6,7 +6,8 @@ Steps a kill can be timed at from outside (a trial training, one just recorded, 
 created) are real SIGKILLs of a search subprocess whose replayed trainings are slowed
 (``replay:FILE?delay=SECONDS``), sent when the storage shows the step. Steps that last between
 two writes are written into the study as such a kill (by this release or an older one) leaves
-them, then the same search runs again.
+them, then the same search runs again. The real kills run on SQLite and, some of them, on
+PostgreSQL (a database of the throwaway server: the ``storage_url`` fixture).
 """
 
 import contextlib
@@ -62,15 +63,17 @@ def url(folder):
     return f"sqlite:///{folder / 'study.db'}"
 
 
-def search_args(folder, trainer=f"replay:{TABLE}", *extra):
-    return replay_search_argv(folder / "sst2.toml", url(folder), trainer, "--json", *extra)
+def search_args(folder, trainer=f"replay:{TABLE}", *extra, storage=None):
+    """``storage``: a URL; None for the SQLite file in ``folder``."""
+    storage = storage or url(folder)
+    return replay_search_argv(folder / "sst2.toml", storage, trainer, "--json", *extra)
 
 
-def search(folder, *extra):
+def search(folder, *extra, storage=None):
     """The search, in this process: (exit code, its JSON document, its stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(search_args(folder, f"replay:{TABLE}", *extra))
+        code = main(search_args(folder, f"replay:{TABLE}", *extra, storage=storage))
     return code, (json.loads(out.getvalue()) if code == 0 else None), err.getvalue()
 
 
@@ -93,12 +96,12 @@ def answer(document):
     return (document["best"]["n"], document["best"]["sparsity"])
 
 
-def assert_as_uninterrupted(folder, document, uninterrupted):
-    """The rerun's answer is the uninterrupted run's; every measured value is the trainer's;
-    no point is measured twice; nothing is left open."""
+def assert_as_uninterrupted(folder, document, uninterrupted, storage=None):
+    """The rerun's answer is the uninterrupted run's (on SQLite); every measured value is the
+    trainer's; no point is measured twice; nothing is left open."""
     assert answer(document) == uninterrupted["answer"]
     assert document["decision"]["recommendations"] == uninterrupted["decision"]["recommendations"]
-    study = optuna.load_study(study_name=NAME, storage=url(folder))
+    study = optuna.load_study(study_name=NAME, storage=storage or url(folder))
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     points = Counter((t.params["n"], t.params["sparsity"]) for t in complete)
     assert max(points.values()) == 1, points  # no completed training done twice
@@ -120,10 +123,12 @@ def storage_of(folder):
 # -- a real kill ----------------------------------------------------------------------------
 
 
-def trial_states(folder):
-    """The trials' states, read from the SQLite file as another process would; None before
+def trial_states(storage):
+    """The trials' states, read from the storage as another process would; None before
     the study's tables exist."""
-    path = folder / "study.db"
+    if storage.startswith("postgresql"):
+        return _postgres_trial_states(storage)
+    path = Path(storage.removeprefix("sqlite:///"))
     if not path.exists():
         return None
     try:
@@ -133,11 +138,23 @@ def trial_states(folder):
         return None
 
 
-def kill_search_when(folder, ready, delay=0.4):
+def _postgres_trial_states(storage):
+    import psycopg
+
+    try:
+        with psycopg.connect(storage, connect_timeout=5) as db:
+            return [row[0] for row in db.execute("SELECT state FROM trials")]
+    except psycopg.Error:  # no such table yet
+        return None
+
+
+def kill_search_when(folder, ready, delay=0.4, storage=None):
     """Start the search as a subprocess (trainings take ``delay`` s), SIGKILL it once
     ``ready(states)`` holds; what the storage showed then."""
+    storage = storage or url(folder)
+    trainer = f"replay:{TABLE}?delay={delay}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "autoprumux", *search_args(folder, f"replay:{TABLE}?delay={delay}")],
+        [sys.executable, "-m", "autoprumux", *search_args(folder, trainer, storage=storage)],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.DEVNULL,
@@ -147,7 +164,7 @@ def kill_search_when(folder, ready, delay=0.4):
     deadline = time.monotonic() + 90
     try:
         while time.monotonic() < deadline:
-            states = trial_states(folder)
+            states = trial_states(storage)
             if ready(states):
                 process.send_signal(signal.SIGKILL)
                 break
@@ -166,39 +183,53 @@ def completes(states):
     return states.count("COMPLETE") if states else 0
 
 
+KILL_STEPS = {
+    "study-just-created": lambda s: s is not None,
+    "baseline-training": lambda s: s and "RUNNING" in s and completes(s) == 0,
+    "fourth-training": lambda s: s and "RUNNING" in s and completes(s) >= 3,
+    "trial-just-recorded": lambda s: completes(s) >= 5,
+}
+# on PostgreSQL too: a kill while the tables are created (a kill mid-training: the next test)
+KILLED_ON_POSTGRES = ("study-just-created",)
+
+
 @pytest.mark.parametrize(
-    "ready",
-    [
-        pytest.param(lambda s: s is not None, id="study-just-created"),
-        pytest.param(lambda s: s and "RUNNING" in s and completes(s) == 0, id="baseline-training"),
-        pytest.param(lambda s: s and "RUNNING" in s and completes(s) >= 3, id="fourth-training"),
-        pytest.param(lambda s: completes(s) >= 5, id="trial-just-recorded"),
+    ("storage_url", "ready"),
+    [pytest.param("sqlite", ready, id=f"{step}-sqlite") for step, ready in KILL_STEPS.items()]
+    + [
+        pytest.param("postgresql", KILL_STEPS[step], id=f"{step}-postgresql")
+        for step in KILLED_ON_POSTGRES
     ],
+    indirect=["storage_url"],
 )
-def test_a_killed_search_reruns_to_the_uninterrupted_answer(tmp_path, uninterrupted, ready):
+def test_a_killed_search_reruns_to_the_uninterrupted_answer(
+    tmp_path, uninterrupted, storage_url, ready
+):
     folder = new_folder(tmp_path)
-    kill_search_when(folder, ready)
-    code, document, err = search(folder)
+    kill_search_when(folder, ready, storage=storage_url)
+    code, document, err = search(folder, storage=storage_url)
     assert code == 0, err
-    assert_as_uninterrupted(folder, document, uninterrupted)
+    assert_as_uninterrupted(folder, document, uninterrupted, storage_url)
 
 
 def test_a_kill_mid_training_leaves_a_live_looking_trial_that_the_rerun_takes_back(
-    tmp_path, uninterrupted
+    tmp_path, uninterrupted, storage_url
 ):
     folder = new_folder(tmp_path)
-    states = kill_search_when(folder, lambda s: s and "RUNNING" in s and completes(s) >= 1)
+    states = kill_search_when(
+        folder, lambda s: s and "RUNNING" in s and completes(s) >= 1, storage=storage_url
+    )
     assert "RUNNING" in states
-    code, document, _ = search(folder)
+    code, document, _ = search(folder, storage=storage_url)
     assert code == 0
-    study = optuna.load_study(study_name=NAME, storage=url(folder))
+    study = optuna.load_study(study_name=NAME, storage=storage_url)
     interrupted = [
         t for t in study.trials if t.user_attrs.get("reason") == Abandoned.INTERRUPTED.value
     ]
     assert len(interrupted) == 1  # its owner was dead: taken back at once, not after a lease
     assert document["trainings_total"] == len(uninterrupted["trained"])  # it is no training
     assert document["failed_total"] == 0  # nor a failure of its point
-    assert_as_uninterrupted(folder, document, uninterrupted)
+    assert_as_uninterrupted(folder, document, uninterrupted, storage_url)
 
 
 # -- states a kill between two writes leaves ------------------------------------------------

@@ -33,7 +33,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="groups of N per forward pass")
     args = parser.parse_args()
     study = load_study(args.study)
-    dev_tsv = study.resolve(study.data.glue_dir) / "SST-2" / "dev.tsv"
+    # the TSV file `autoprumux classify` reads; the study's own SST-2 may be the .xz inside
+    # autoprumux (byte-identical, tests/autoprumux/test_embedded.py)
+    dev_tsv = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue" / "SST-2" / "dev.tsv"
     runners, recorded = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         for text in args.points:

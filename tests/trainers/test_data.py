@@ -1,15 +1,18 @@
 """GLUE readers on real SST-2 and on pair-task fixtures; tokenization; subsets; batches."""
 
+import lzma
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoTokenizer
 
+from autoprumux.study import load_study
 from trainers.data import DataError, Split, batches, encode, endless_batches, read_glue_split
 
+ROOT = Path(__file__).resolve().parents[2]
 # Real GLUE SST-2, beside the project (../shared/data/glue); CI lays shared/ out the same way.
-GLUE = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
+GLUE = ROOT.parent / "shared" / "data" / "glue"
 
 
 def test_real_sst2_splits():
@@ -88,3 +91,27 @@ def test_a_glue_folder_without_the_task(tmp_path):
         DataError, match="MNLI/dev_matched.tsv: no such file; a GLUE folder holds MNLI/train.tsv"
     ):
         read_glue_split(tmp_path, "mnli", "dev")
+
+
+def test_the_tiny_study_reads_the_sst2_inside_autoprumux():
+    study = load_study(ROOT / "studies" / "sst2-tiny.toml")
+    shipped = study.resolve(study.data.glue_dir)
+    assert shipped == ROOT / "autoprumux" / "embedded" / "glue"
+    assert not (shipped / "SST-2" / "train.tsv").exists()  # read from train.tsv.xz
+    for split in ("train", "dev"):
+        assert read_glue_split(shipped, "sst2", split) == read_glue_split(GLUE, "sst2", split)
+
+
+def test_a_split_is_read_from_its_tsv_else_its_xz(tmp_path):
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "dev.tsv.xz").write_bytes(lzma.compress(b"sentence\tlabel\nfine\t1\n"))
+    assert read_glue_split(tmp_path, "sst2", "dev") == Split((("fine",),), (1,))
+    (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nplain\t0\n")
+    assert read_glue_split(tmp_path, "sst2", "dev") == Split((("plain",),), (0,))
+    (tmp_path / "SST-2" / "train.tsv.xz").write_bytes(b"not xz")
+    with pytest.raises(DataError, match=r"SST-2/train.tsv.xz: cannot be read: "):
+        read_glue_split(tmp_path, "sst2", "train")
+    truncated = lzma.compress(b"sentence\tlabel\n" + b"good film\t1\n" * 100)[:-20]
+    (tmp_path / "SST-2" / "train.tsv.xz").write_bytes(truncated)
+    with pytest.raises(DataError, match=r"SST-2/train.tsv.xz: cannot be read: "):
+        read_glue_split(tmp_path, "sst2", "train")
