@@ -34,7 +34,6 @@ and holds keys the classification path never reads, which are dropped: ``retriev
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from autoprumux.embedded import PACKAGE_SCHEME, package_path
 from autoprumux.errors import AutoPruMuxError, FieldError
 from trainers.architecture import Architecture
 from trainers.model import Classifier
@@ -118,12 +118,11 @@ def map_state_dict(
 
 def resolve_model_path(name_or_path: str) -> Path:
     """A local folder holding the checkpoint: as given, inside a package, or from the hub."""
-    if name_or_path.startswith("package:"):
-        module, _, subdir = name_or_path[len("package:") :].partition("/")
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            raise CheckpointError(f"model {name_or_path!r}: package {module!r} is not installed")
-        path = Path(next(iter(spec.submodule_search_locations))) / subdir
+    if name_or_path.startswith(PACKAGE_SCHEME):
+        try:
+            path = package_path(name_or_path)
+        except AutoPruMuxError as err:
+            raise CheckpointError(f"model {err}") from None
         if not path.is_dir():
             raise CheckpointError(f"model {name_or_path!r}: {path} is not a folder")
         return path

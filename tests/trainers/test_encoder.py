@@ -87,7 +87,10 @@ def test_not_a_bert(tmp_path):
         load_pretrained(str(tmp_path))
     with pytest.raises(CheckpointError, match="not a folder"):
         load_pretrained(str(tmp_path / "missing"))
-    with pytest.raises(CheckpointError, match="package 'no_such_module' is not installed"):
+    with pytest.raises(
+        CheckpointError,
+        match="model 'package:no_such_module.*no installed package 'no_such_module'",
+    ):
         load_pretrained("package:no_such_module/model")
 
 
