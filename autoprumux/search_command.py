@@ -156,9 +156,18 @@ def make_trainer(request: SearchRequest, study: Study, threads: int = 0):  # typ
 
 def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> dict[str, Any]:
     study = choose_study(request, echo)
-    check_resources(request, request.gpus or 0.0)
+    gpus_here = (
+        request.gpus
+        if request.gpus is not None
+        else (_gpu_count() if request.executor == "ray" else 0.0)
+    )
+    check_resources(request, gpus_here)
     # before hours of training: the report written at the end must be writable
     check_output(search_report_path(study), "report")
+    if request.trainer_spec == "study":  # before Ray starts: a device the trials cannot have
+        # a cluster's GPUs are known once it is joined: there, trials get GPUs unless --gpus 0
+        get_gpus = gpus_here > 0 or (request.address is not None and request.gpus is None)
+        check_trial_device(request, study, request.gpus_per_trial if get_gpus else 0.0)
     # before Ray starts (seconds, and its log lines): a storage the search cannot use
     from autoprumux.storage_check import StorageUse, check_storage
 
@@ -198,8 +207,6 @@ def _run_search(
         workers = cluster.trials_at_once(cpus, per_trial_gpu)
         if gpus > 0:  # --gpus caps the GPUs the search takes from the cluster
             workers = min(workers, max(1, int(gpus // per_trial_gpu)))
-    if request.trainer_spec == "study":  # before any work: a device the trials cannot have
-        check_trial_device(request, study, per_trial_gpu)
     # a trial's CPU threads change its float sums: the same count on every executor
     trainer = make_trainer(request, study, threads=max(1, int(cpus)))
     if cluster is not None and request.address:
