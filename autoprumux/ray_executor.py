@@ -83,10 +83,20 @@ def _check_reachable(address: str) -> None:
 
 
 def _exit_quietly_on_sigterm() -> None:
-    """Runs in every worker of the search: Ray stops a job's workers with SIGTERM when the
-    search ends, and its own handler raises SystemExit wherever the worker is, which prints a
-    traceback after a run that went well. The trial's results are already reported: exit."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+    """Runs in every worker of the search (Ray's ``worker_process_setup_hook``). Ray stops a
+    job's workers with SIGTERM when the search ends, and the handler its worker loop installs
+    raises SystemExit wherever the worker is, which prints a traceback (from a weakref callback,
+    say) after a run that went well. The trial's results are reported by then: exit at once.
+    The worker loop installs its handler after this hook runs, so the hook replaces the
+    function it installs it with (Ray < 3, pinned, names it ``set_sigterm_handler``)."""
+    import ray._private.utils as ray_utils
+
+    def install(ray_handler: Any) -> None:
+        signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+
+    if hasattr(ray_utils, "set_sigterm_handler"):
+        ray_utils.set_sigterm_handler = install
+    install(None)
 
 
 def start_ray(address: str | None, cpus: int | None = None) -> Cluster:

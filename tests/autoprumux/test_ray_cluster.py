@@ -152,10 +152,30 @@ def test_joining_picks_token_auth_when_a_token_is_at_hand(monkeypatch, tmp_path)
 
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # so that what join_with_token sets is undone after
+        monkeypatch.delenv(name)
     assert join_with_token() is False and "RAY_AUTH_MODE" not in os.environ
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("t" * 64)  # where `ray start` keeps it
     assert join_with_token() is True and os.environ["RAY_AUTH_MODE"] == "token"
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a choice made is kept
     assert join_with_token() is True and os.environ["RAY_AUTH_MODE"] == "disabled"
+
+
+def test_a_worker_stopped_by_ray_exits_quietly():
+    """The setup hook runs before Ray's worker loop installs its SIGTERM handler (which raises
+    SystemExit wherever the worker is): the loop's handler must not come back."""
+    code = (
+        "import os, signal, time\n"
+        "import ray._private.utils as u\n"
+        "from autoprumux.ray_executor import _exit_quietly_on_sigterm\n"
+        "_exit_quietly_on_sigterm()\n"
+        "def ray_handler(signum, frame):\n"
+        "    raise SystemExit('The process receives a SIGTERM.')\n"
+        "u.set_sigterm_handler(ray_handler)  # what the worker loop does next\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(5)\n"
+        "print('still running')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
