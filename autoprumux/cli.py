@@ -313,8 +313,8 @@ def measure(
     "--gpus",
     type=click.FloatRange(min=0),
     default=None,
-    help="GPUs for the whole search (default: 0 "
-    "without CUDA, else all visible); with --gpus-per-trial it sets the concurrency.",
+    help="GPUs for the whole search (default: 0 without CUDA, else all visible; with "
+    "--address, the cluster's); with --gpus-per-trial it sets the concurrency.",
 )
 @click.option(
     "--gpus-per-trial",
@@ -327,7 +327,7 @@ def measure(
     "--cpus-per-trial",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Default: 1 with GPUs, else all cores.",
+    help="Default: 1 with GPUs, else all cores (with --address, the smallest node's).",
 )
 @click.option(
     "--executor",
@@ -344,7 +344,13 @@ def measure(
     help="Where trials train: auto (each Ray trial's own GPU when it has one), cpu, cuda, or "
     "cuda:INDEX with --executor local.",
 )
-@click.option("--address", default=None, help="Join this Ray cluster instead of starting one.")
+@click.option(
+    "--address",
+    default=None,
+    help="Join this Ray cluster (HOST:PORT of its head) instead of starting one; its token "
+    "from RAY_AUTH_TOKEN or ~/.ray/auth_token. Every node must see the study's folder at the "
+    "same path.",
+)
 @click.option(
     "--storage",
     default=None,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import shutil
 import signal
@@ -39,8 +38,6 @@ from autoprumux.ray_auth import token_available
 from autoprumux.records import Training, TrialRecord, TrialStatus
 from autoprumux.search import FINISHED, SearchDriver, SearchOutcome, Trainer
 from autoprumux.trial_sources import WorkerPaths
-
-log = logging.getLogger(__name__)
 
 
 class ClusterError(AutoPruMuxError):
@@ -99,7 +96,7 @@ def _exit_quietly_on_sigterm() -> None:
     install(None)
 
 
-def start_ray(address: str | None, cpus: int | None = None) -> Cluster:
+def start_ray(address: str | None) -> Cluster:
     """Join the cluster at ``address`` (or start a local one) and say what it offers."""
     if address:
         _check_reachable(address)
@@ -108,7 +105,7 @@ def start_ray(address: str | None, cpus: int | None = None) -> Cluster:
         if address:
             ray.init(address=address, include_dashboard=False, runtime_env=quiet)
         else:
-            ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=quiet)
+            ray.init(include_dashboard=False, runtime_env=quiet)
     except Exception as err:  # ConnectionError, TimeoutError, RuntimeError from Ray
         why = str(err).splitlines()[0] if str(err) else type(err).__name__
         hint = (
@@ -198,9 +195,9 @@ def check_nodes_share(paths: WorkerPaths) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def ray_cluster(address: str | None, cpus: int | None = None) -> Iterator[Cluster]:
+def ray_cluster(address: str | None) -> Iterator[Cluster]:
     """Ray joined (or started) for a search, and shut down after it whatever happens."""
-    cluster = start_ray(address, cpus)
+    cluster = start_ray(address)
     try:
         yield cluster
     finally:
