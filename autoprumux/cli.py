@@ -402,6 +402,13 @@ def measure(
     show_default=True,
     help="How many recommendations to print (the HTML report always shows the top 3).",
 )
+@click.option(
+    "--no-early-stop",
+    "no_early_stop",
+    is_flag=True,
+    help="Train every point to its end, even when its dev accuracy shows it cannot reach the "
+    "threshold (by default such a training stops, recorded as a miss with the evidence).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document at the end.")
 def search(
     task: str,
@@ -422,6 +429,7 @@ def search(
     max_gpu_hours: float | None,
     max_retries: int,
     top_k: int,
+    no_early_stop: bool,
     as_json: bool,
 ) -> None:
     """Find the fastest (N, s) within the budget, training as few models as possible."""
@@ -445,6 +453,7 @@ def search(
         max_retries,
         top_k,
         device,
+        early_stop=not no_early_stop,
     )
     report = run_search_command(request, echo=lambda line: click.echo(line, err=True))
     if as_json:

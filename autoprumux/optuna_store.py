@@ -164,7 +164,7 @@ class OptunaStore:
             point = _point(trial)
             if point is None:  # asked by an older release and killed before its params
                 continue
-            if trial.state in (TrialState.COMPLETE, TrialState.FAIL):
+            if trial.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED):
                 records.append((trial.number, self._record(trial, point)))
             elif trial.state == TrialState.RUNNING:
                 owner = TrialOwner.from_attr(trial.system_attrs.get(OWNER_ATTR))
@@ -184,16 +184,19 @@ class OptunaStore:
 
         attrs = trial.user_attrs
         complete = trial.state == TrialState.COMPLETE
+        # a training stopped early is PRUNED in Optuna, with its evidence
+        stopped = trial.state == TrialState.PRUNED and "stop_accuracy" in attrs
         reason = attrs.get("reason")
         if not complete and reason is None:  # failed by Optuna's stale-trial check, or by hand
             reason = INTERRUPTED
+        status = TrialStatus.COMPLETE if complete else TrialStatus.FAILED
         return TrialRecord(
             self.task,
             point.n,
             point.sparsity,
             accuracy=trial.values[0] if complete else None,
             throughput=trial.values[1] if complete else None,
-            status=TrialStatus.COMPLETE if complete else TrialStatus.FAILED,
+            status=TrialStatus.STOPPED if stopped else status,
             reason=reason,
             achieved_sparsity=attrs.get("achieved_sparsity"),
             wall_time_s=attrs.get("wall_time_s"),
@@ -202,6 +205,7 @@ class OptunaStore:
             artifact_path=attrs.get("artifact_path"),
             from_trial=attrs.get("from_trial"),
             node=attrs.get("node"),
+            **{name: attrs.get(name) for name in COST_AND_STOP_FIELDS},
         )
 
     # -- the trial lifecycle ----------------------------------------------------------------
@@ -279,6 +283,8 @@ class OptunaStore:
                 self._retrying(
                     self._storage.set_trial_state_values, trial_id, TrialState.COMPLETE, values
                 )
+            elif record.status is TrialStatus.STOPPED:
+                self._retrying(self._storage.set_trial_state_values, trial_id, TrialState.PRUNED)
             else:
                 self._retrying(self._storage.set_trial_state_values, trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
@@ -300,8 +306,11 @@ class OptunaStore:
             values = [record.accuracy, record.throughput]
             if threshold is not None:
                 constraints = {"constraints": [threshold - record.accuracy]}
+        state = TrialState.FAIL if values is None else TrialState.COMPLETE
+        if record.status is TrialStatus.STOPPED:
+            state = TrialState.PRUNED
         trial = create_trial(
-            state=TrialState.FAIL if values is None else TrialState.COMPLETE,
+            state=state,
             values=values,
             params={"n": record.n, "sparsity": record.sparsity},
             distributions=self.distributions(),
@@ -456,6 +465,17 @@ def _open_study(storage: Any, name: str, grid: Grid, task: str, url: str) -> Any
     )
 
 
+# read back from user attributes as they were written (TrialRecord's field names)
+COST_AND_STOP_FIELDS = (
+    "warmup_s",
+    "teacher_s",
+    "own_s",
+    "stop_step",
+    "stop_accuracy",
+    "stop_margin",
+)
+
+
 def _point(trial: Any) -> GridPoint | None:
     """The trial's (N, s); None for a trial without (valid) params."""
     try:
@@ -482,8 +502,10 @@ def _user_attrs(record: TrialRecord, threshold: float | None) -> dict[str, Any]:
     if record.status is TrialStatus.COMPLETE and threshold is not None:
         assert record.accuracy is not None
         attrs.update(threshold=threshold, constraint=record.accuracy - threshold)
-    if record.status is not TrialStatus.COMPLETE:
+    if record.status is TrialStatus.FAILED:
         attrs.setdefault("reason", "failed (the trainer gave no reason)")
+    elif record.status is not TrialStatus.COMPLETE:
+        attrs.setdefault("reason", f"{record.status.value} (the trainer gave no reason)")
     return attrs
 
 

@@ -12,25 +12,47 @@ Facts it relies on (paper section 3.3 and the grids it reports):
 The search keeps the *open* points: untrained, not settled by the monotone inferences above,
 faster than the best verified point, and not confidently predicted (< 5% chance) to miss the
 threshold. It stops when no point is open: the best verified point is then the fastest feasible
-one (given monotonicity). While points are open, every row (a fixed N) offers one probe: the
-largest open sparsity more likely feasible than not by the prediction (the accuracy surface, or
-the paper's additive rule acc(N, s) = acc(N, 0) + acc(1, s) - acc(1, 0)); the smallest open one
-if all are predicted to miss; where nothing predicts, the row's (N, 0) (the teacher every
-other point of the row is trained from, so paid for anyway; it rules the row out or gives the
-additive rule its input), else the middle one (binary search). The probe
-with the highest throughput x chance of feasibility is trained first (even odds without a
-prediction). With k workers it proposes the k best distinct probes.
+one (given monotonicity). A trained point whose training stopped early (it could not reach
+the threshold, :mod:`autoprumux.early_stop`) counts as a miss while its accuracy bound is under
+the threshold.
+
+Which point to train next (``ProbeRule``):
+
+Every row (a fixed N) offers one probe: the largest open sparsity more likely feasible than not
+by the prediction (the accuracy surface, or the paper's additive rule acc(N, s) = acc(N, 0) +
+acc(1, s) - acc(1, 0)); the smallest open one if all are predicted to miss; where nothing
+predicts, the row's (N, 0) (the teacher every other point of the row is trained from, so paid
+for anyway), else the middle one (binary search). Between the rows' probes (``ProbeRule``):
+
+- ``SETTLED_PER_SECOND`` (the default): the probe that settles the most open points per
+  predicted second of training (:mod:`autoprumux.costs`: its warm-up and teacher unless built,
+  its own phases). With q its chance of feasibility (even odds without a prediction), it settles
+  in expectation q x (the open points no faster than it, and those it dominates) + (1 - q) x
+  (the open points at least as compressed: a miss rules them out). An unpredicted row offers
+  its (N, 0) even when that point is not open (slower than the best verified one): untrained,
+  it is the row's cheapest training, and a miss there rules out the row and every wider N.
+- ``THROUGHPUT_X_CHANCE`` (the rule before costs, kept for comparison): the probe with the
+  highest throughput x chance of feasibility, every training counting as one.
+
+With k workers either proposes the k best distinct probes.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from autoprumux.budget import FEASIBILITY_TOLERANCE
+from autoprumux.costs import CostModel
 from autoprumux.grid import BASELINE, GridPoint
 from autoprumux.surface import AccuracySurface
+
+
+class ProbeRule(enum.Enum):
+    SETTLED_PER_SECOND = "settled-per-second"
+    THROUGHPUT_X_CHANCE = "throughput-x-chance"
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,21 @@ class SearchState:
     failed: frozenset[GridPoint] = frozenset()  # trained and failed for good
     pending: frozenset[GridPoint] = frozenset()  # being trained now
     threshold: float | None = None
+    # stopped early: the most each point's accuracy can be (autoprumux.early_stop)
+    bounds: Mapping[GridPoint, float] = field(default_factory=dict)
+    costs: CostModel | None = None  # None: every training costs the same
+
+    def stopped_short(self) -> frozenset[GridPoint]:
+        """Points stopped early whose bound is under the threshold: misses."""
+        if self.threshold is None:
+            return frozenset()
+        return frozenset(p for p, b in self.bounds.items() if not self.feasible(b))
+
+    def cost(self, point: GridPoint, building: frozenset[GridPoint] = frozenset()) -> float:
+        """Predicted seconds to train ``point`` now (1 without a cost model)."""
+        if self.costs is None:
+            return 1.0
+        return self.costs.predict(point, self.accuracy, self.pending | building, self.bounds)
 
     def feasible(self, accuracy: float) -> bool:
         assert self.threshold is not None
@@ -65,16 +102,20 @@ class Status:
 class Proposer:
     """Monotone, surface-guided search for the fastest feasible point (see module docstring)."""
 
-    def __init__(self, uncertainty: float = 0.01, min_chance: float = 0.05) -> None:
+    def __init__(
+        self,
+        uncertainty: float = 0.01,
+        min_chance: float = 0.05,
+        rule: ProbeRule = ProbeRule.SETTLED_PER_SECOND,
+    ) -> None:
         self.uncertainty = uncertainty  # accuracy spread of a surface prediction (fraction)
         self.min_chance = min_chance  # below this chance of feasibility a point is not worth it
+        self.rule = rule
 
     def status(self, state: SearchState) -> Status:
         if state.threshold is None:
             return Status(None, (BASELINE,) if BASELINE in state.candidates else ())
-        trained_bad = [p for p, a in state.accuracy.items() if not state.feasible(a)]
-        bad = set(trained_bad) | set(state.failed)
-        good = [p for p, a in state.accuracy.items() if state.feasible(a)]
+        bad, good = _verdicts(state)
         best = max(
             good, key=lambda p: (state.candidates.get(p, 0.0), -p.n, -p.sparsity), default=None
         )
@@ -83,7 +124,7 @@ class Proposer:
         ruled_out = set()
         open_points = []
         for point, throughput in state.candidates.items():
-            if point in state.accuracy or point in state.failed:
+            if point in state.accuracy or point in state.failed or point in bad:
                 continue
             if any(b.n <= point.n and b.sparsity <= point.sparsity for b in bad):
                 ruled_out.add(point)
@@ -110,21 +151,52 @@ class Proposer:
         rows: dict[int, list[GridPoint]] = {}
         for point in status.open:
             rows.setdefault(point.n, []).append(point)
+        by_cost = self.rule is ProbeRule.SETTLED_PER_SECOND
         chosen: list[GridPoint] = []
         taken = set(state.pending)
         while len(chosen) < k:
             probes = [
                 p
                 for n in sorted(rows)
-                if (p := self._probe(sorted(rows[n]), taken, surface, state)) is not None
+                if (p := self._probe(sorted(rows[n]), taken, surface, state, by_cost)) is not None
             ]
             if not probes:
                 break
-            # the most promising row's probe: throughput x chance of feasibility
-            probe = max(probes, key=lambda p: (self._value(p, surface, state), -p.n))
+            if by_cost:  # the probe that settles the most open points per predicted second
+                to_settle = [p for p in status.open if p not in taken]
+                building = frozenset(chosen)
+                probe = max(
+                    probes,
+                    key=lambda p: (
+                        self._settled(p, to_settle, surface, state) / state.cost(p, building),
+                        -p.n,
+                    ),
+                )
+            else:  # the most promising row's probe: throughput x chance of feasibility
+                probe = max(probes, key=lambda p: (self._value(p, surface, state), -p.n))
             chosen.append(probe)
             taken.add(probe)
         return chosen
+
+    def _settled(
+        self,
+        probe: GridPoint,
+        to_settle: list[GridPoint],
+        surface: AccuracySurface,
+        state: SearchState,
+    ) -> float:
+        """Open points that training ``probe`` settles, in expectation over its outcome: if it
+        meets the threshold, those no faster than it and those it dominates; if it misses, those
+        at least as compressed (even odds where nothing predicts it)."""
+        speed = state.candidates[probe]
+        if_met = sum(
+            1
+            for p in to_settle
+            if state.candidates[p] <= speed or (p.n <= probe.n and p.sparsity <= probe.sparsity)
+        )
+        if_missed = sum(1 for p in to_settle if p.n >= probe.n and p.sparsity >= probe.sparsity)
+        chance = self.feasible_chance(self.predicted(probe, surface, state), state)
+        return chance * if_met + (1 - chance) * if_missed
 
     def _value(self, point: GridPoint, surface: AccuracySurface, state: SearchState) -> float:
         """Throughput times the chance of feasibility: the expected worth of a probe."""
@@ -151,13 +223,17 @@ class Proposer:
         taken: set[GridPoint],
         surface: AccuracySurface,
         state: SearchState,
+        any_teacher: bool = False,
     ) -> GridPoint | None:
         """A row's next probe among its free open points (sorted by s): the largest one more
         likely feasible than not; if all are predicted infeasible, the smallest (it may rule
-        the row out); without predictions, the middle one (a binary search)."""
+        the row out); without predictions, the row's (N, 0) if open (with ``any_teacher``,
+        open or not: see :meth:`_row_teacher`), else the middle one (a binary search)."""
         free = [p for p in row if p not in taken]
-        if not free or len(free) < len(row) and len(row) - len(free) >= 1 and len(free) == 0:
+        if not free:
             return None
+        if any_teacher and (teacher := self._row_teacher(row, taken, surface, state)):
+            return teacher
         chances = [
             self.feasible_chance(self.predicted(p, surface, state), state)
             if self.predicted(p, surface, state) is not None
@@ -171,9 +247,46 @@ class Proposer:
         likely = [p for p, c in zip(free, chances, strict=True) if c is not None and c >= 0.5]
         return likely[-1] if likely else free[0]
 
+    def _row_teacher(
+        self,
+        row: list[GridPoint],
+        taken: set[GridPoint],
+        surface: AccuracySurface,
+        state: SearchState,
+    ) -> GridPoint | None:
+        """The (N, 0) of a row whose open points nothing predicts, even when it is not open
+        itself (slower than the best verified point): untrained and unsettled, it is the row's
+        cheapest training, and a miss there rules out the row and every wider N."""
+        teacher = GridPoint(row[0].n, 0.0)
+        if (
+            teacher in taken
+            or teacher not in state.candidates
+            or not self._unsettled(teacher, state)
+            or any(self.predicted(p, surface, state) is not None for p in row if p not in taken)
+        ):
+            return None
+        return teacher
+
+    def _unsettled(self, point: GridPoint, state: SearchState) -> bool:
+        """Untrained, and neither ruled out nor certified feasible by a trained point."""
+        if point in state.accuracy or point in state.failed:
+            return False
+        bad, good = _verdicts(state)
+        return not any(b.n <= point.n and b.sparsity <= point.sparsity for b in bad) and not any(
+            g.n >= point.n and g.sparsity >= point.sparsity for g in good
+        )
+
     def feasible_chance(self, predicted: float | None, state: SearchState) -> float:
         """P(accuracy >= threshold) for a predicted accuracy with ``self.uncertainty`` spread
         (logistic); 0.5 where there is no prediction."""
         if predicted is None or state.threshold is None:
             return 0.5
         return 1.0 / (1.0 + math.exp(-(predicted - state.threshold) / self.uncertainty))
+
+
+def _verdicts(state: SearchState) -> tuple[set[GridPoint], list[GridPoint]]:
+    """(points known to miss the threshold: trained under it, failed or stopped short;
+    points trained and feasible)."""
+    bad = {p for p, a in state.accuracy.items() if not state.feasible(a)}
+    bad |= set(state.failed) | state.stopped_short()
+    return bad, [p for p, a in state.accuracy.items() if state.feasible(a)]

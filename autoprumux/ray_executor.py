@@ -14,6 +14,7 @@ the same path; :func:`check_nodes_share` refuses a cluster where it is not, befo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from ray.tune.search import Searcher
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from autoprumux.atomic_files import write_text_atomic
+from autoprumux.early_stop import StopRule
 from autoprumux.errors import AutoPruMuxError
 from autoprumux.grid import GridPoint
 from autoprumux.ray_auth import token_available
@@ -254,7 +256,13 @@ class ProposerSearcher(Searcher):  # type: ignore[misc]
             return None  # wait for a running trial (of this search or another) to finish
         number, point = suggestion[0]
         self.numbers[trial_id] = number
-        return {"n": point.n, "sparsity": point.sparsity}
+        stop = self.driver.stop_rule()
+        return {
+            "n": point.n,
+            "sparsity": point.sparsity,
+            # the stop rule, as Tune's config holds plain values
+            "stop": None if stop is None else json.dumps(dataclasses.asdict(stop)),
+        }
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -275,6 +283,15 @@ def _trainable(config: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
     """A Tune trial: train one point, return its record as the final result (the by-products'
     records as one JSON text: Tune flattens nested results into metrics)."""
     point = GridPoint(int(config["n"]), float(config["sparsity"]))
+    stop_fields = json.loads(config["stop"]) if config.get("stop") else None
+    stop = (
+        StopRule(
+            threshold=stop_fields["threshold"],
+            margins=tuple((f, m) for f, m in stop_fields["margins"]),
+        )
+        if stop_fields
+        else None
+    )
     # where it ran: the node's address and the start of its Ray node id (one host can run
     # several nodes)
     node = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
@@ -282,7 +299,7 @@ def _trainable(config: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
         # Ray forwards the trial's output to the driver, whose stdout is kept for --json: the
         # trial's progress lines and anything a library prints go to stderr
         with contextlib.redirect_stdout(sys.stderr):
-            training = trainer(point)
+            training = trainer(point, stop)
     except Exception as err:  # a failed training is data, not a crashed trial
         reason = f"{type(err).__name__}: {err}".splitlines()[0][:500]
         return {"status": "failed", "reason": reason, "node": node}

@@ -25,6 +25,7 @@ class Exclusion(enum.Enum):
     """Why a candidate cannot be recommended."""
 
     BELOW_THRESHOLD = "below_threshold"
+    STOPPED_SHORT = "stopped_short"  # its training stopped early, its bound under the threshold
     FAILED = "failed"  # the point was trained and failed
     ACCURACY_UNKNOWN = "accuracy_unknown"  # outside the measured hull or next to a failed point
     THROUGHPUT_UNKNOWN = "throughput_unknown"  # no rule gives its throughput from the table
@@ -33,6 +34,7 @@ class Exclusion(enum.Enum):
     def description(self) -> str:
         return {
             Exclusion.BELOW_THRESHOLD: "below the threshold",
+            Exclusion.STOPPED_SHORT: "stopped early: cannot reach the threshold",
             Exclusion.FAILED: "failed to train",
             Exclusion.ACCURACY_UNKNOWN: "accuracy unknown (outside the measured hull or next "
             "to a failed point)",
@@ -115,6 +117,8 @@ class Recommender:
             exclusion = Exclusion.THROUGHPUT_UNKNOWN
         elif accuracy.value < threshold - FEASIBILITY_TOLERANCE:  # type: ignore[operator]
             exclusion = Exclusion.BELOW_THRESHOLD
+        elif self.observations_.bounds.get(point, 1.0) < threshold - FEASIBILITY_TOLERANCE:
+            exclusion = Exclusion.STOPPED_SHORT  # predicted feasible, known not to be
         else:
             exclusion = None
         return Candidate(point, accuracy, throughput, exclusion)

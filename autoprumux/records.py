@@ -21,6 +21,9 @@ class TrialStatus(enum.Enum):
     COMPLETE = "complete"  # trained and evaluated: accuracy and throughput are measured
     FAILED = "failed"  # did not train (diverged, crashed): a hole the surface must not fill
     PRUNED = "pruned"  # stopped by the search before the end: no measurement, no verdict
+    # stopped early because it could not reach the threshold (autoprumux.early_stop): no
+    # measurement, but a verdict: its accuracy is at most stop_accuracy + stop_margin
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,17 @@ class TrialRecord:
     # trial fine-tunes the (N, 0) teacher it prunes): recorded free, not a training of its own
     from_trial: int | None = None
     node: str | None = None  # where it was trained, on a Ray cluster: "address/node id"
+    # what the training cost, in seconds: building the N's warm-up, the (N, 0) teacher (with
+    # the (1, 0) model an N > 1 one distills from, when it built it) and the rest (the point's
+    # own phases, evaluation, timing); 0 for an artifact it reused. None: not measured
+    warmup_s: float | None = None
+    teacher_s: float | None = None
+    own_s: float | None = None
+    # a STOPPED training's evidence: at step stop_step of its last phase the dev accuracy was
+    # stop_accuracy, and the phase gains at most stop_margin from there (early_stop.MARGINS)
+    stop_step: int | None = None
+    stop_accuracy: float | None = None
+    stop_margin: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or not self.task.strip():
@@ -61,7 +75,11 @@ class TrialRecord:
             )
         if self.achieved_sparsity is not None and not 0.0 <= self.achieved_sparsity < 1.0:
             raise FieldError("achieved_sparsity", f"{self.achieved_sparsity!r} is outside [0, 1)")
-        for name in ("wall_time_s", "gpu_hours", "from_trial"):
+        if self.status is TrialStatus.STOPPED:
+            for name in ("stop_step", "stop_accuracy", "stop_margin"):
+                if getattr(self, name) is None:
+                    raise FieldError(name, "is missing; a stopped trial needs its evidence")
+        for name in ("wall_time_s", "gpu_hours", "from_trial", "warmup_s", "teacher_s", "own_s"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise FieldError(name, f"{value!r} is negative")
@@ -69,6 +87,13 @@ class TrialRecord:
     @property
     def point(self) -> GridPoint:
         return GridPoint(self.n, self.sparsity)
+
+    @property
+    def accuracy_bound(self) -> float | None:
+        """A stopped trial's most possible final accuracy; None for others."""
+        if self.stop_accuracy is None or self.stop_margin is None:
+            return None
+        return self.stop_accuracy + self.stop_margin
 
     def to_row(self) -> dict[str, object]:
         row = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -107,6 +132,8 @@ class Observations:
     throughput: Mapping[GridPoint, float]
     failed: frozenset[GridPoint] = frozenset()
     source: str = field(default="results", compare=False)  # names them in errors
+    # untrained points whose training stopped early: the most their accuracy can be
+    bounds: Mapping[GridPoint, float] = field(default_factory=dict)
 
     def without(self, point: GridPoint) -> Observations:
         """These observations with one point removed (as if never trained): leave-one-out."""
@@ -115,6 +142,7 @@ class Observations:
             {p: v for p, v in self.throughput.items() if p != point},
             self.failed - {point},
             self.source,
+            {p: v for p, v in self.bounds.items() if p != point},
         )
 
 
@@ -177,7 +205,11 @@ class ResultsTable:
         accuracy: dict[GridPoint, list[float]] = {}
         throughput: dict[GridPoint, list[float]] = {}
         attempted: set[GridPoint] = set()
+        bounds: dict[GridPoint, float] = {}
         for record in self.for_task(task):
+            bound = record.accuracy_bound
+            if bound is not None:
+                bounds[record.point] = min(bound, bounds.get(record.point, bound))
             if record.status is TrialStatus.COMPLETE:
                 assert record.accuracy is not None and record.throughput is not None
                 accuracy.setdefault(record.point, []).append(record.accuracy)
@@ -189,6 +221,7 @@ class ResultsTable:
             {p: fmean(v) for p, v in throughput.items()},
             frozenset(attempted - accuracy.keys()),
             self.source,
+            {p: b for p, b in bounds.items() if p not in accuracy},
         )
 
 

@@ -252,6 +252,7 @@ class Cost:
     trained: int
     free: int  # recorded free: the (N, 0) teachers that trainings of (N, s) produced
     failed: int
+    stopped: int  # stopped early: they could not reach the threshold in force
     skipped: int  # grid points never trained
     grid_size: int
     gpu_hours: float
@@ -262,14 +263,16 @@ def cost(data: ReportInput) -> Cost:
     complete = [r for r in data.records if r.status is TrialStatus.COMPLETE]
     free = [r for r in complete if r.from_trial is not None]
     failed = [r for r in data.records if r.status is TrialStatus.FAILED]
+    stopped = [r for r in data.records if r.status is TrialStatus.STOPPED and r.from_trial is None]
     touched = {r.point for r in data.records}
     hours = [r.gpu_hours for r in data.records if r.gpu_hours is not None]
     total = sum(hours)
     mean = total / len(hours) if hours else None
     return Cost(
-        len(complete) - len(free),
+        len(complete) - len(free) + len(stopped),
         len(free),
         len(failed),
+        len(stopped),
         len([p for p in data.grid if p not in touched]),
         len(data.grid),
         total,

@@ -182,9 +182,11 @@ def render(data: ReportInput) -> str:
     exhaustive = "-" if spent.exhaustive_gpu_hours is None else f"{spent.exhaustive_gpu_hours:.2f}"
     parts.append(
         "<h2>5. Cost</h2><table><tr><th>trained</th><th>free (the teacher of a training)</th>"
-        "<th>failed</th><th>never trained</th><th>grid</th><th>GPU-hours spent</th>"
+        "<th>failed</th><th>stopped early</th><th>never trained</th><th>grid</th>"
+        "<th>GPU-hours spent</th>"
         "<th>GPU-hours for the exhaustive grid (est.)</th></tr>"
         f"<tr><td>{spent.trained}</td><td>{spent.free}</td><td>{spent.failed}</td>"
+        f"<td>{spent.stopped}</td>"
         f"<td>{spent.skipped}</td><td>{spent.grid_size}</td>"
         f"<td>{spent.gpu_hours:.2f}</td><td>{exhaustive}</td></tr></table>"
     )

@@ -51,8 +51,13 @@ _NUMBER_FIELDS = (
     "achieved_sparsity",
     "wall_time_s",
     "gpu_hours",
+    "warmup_s",
+    "teacher_s",
+    "own_s",
+    "stop_accuracy",
+    "stop_margin",
 )
-_INTEGER_FIELDS = ("n", "seed", "from_trial")
+_INTEGER_FIELDS = ("n", "seed", "from_trial", "stop_step")
 
 
 def read_table(

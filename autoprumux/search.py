@@ -22,6 +22,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from autoprumux.budget import Budget
+from autoprumux.costs import CostModel, Recipe
+from autoprumux.early_stop import StopRule
 from autoprumux.grid import BASELINE, Grid, GridPoint
 from autoprumux.optuna_store import OptunaStore, is_abandoned
 from autoprumux.proposer import Proposer, SearchState
@@ -37,7 +39,8 @@ from autoprumux.records import (
 from autoprumux.throughput import ThroughputTable
 
 log = logging.getLogger(__name__)
-Trainer = Callable[[GridPoint], Training]
+# trains one point; with a StopRule it stops when it cannot reach the threshold (STOPPED)
+Trainer = Callable[[GridPoint, StopRule | None], Training]
 FINISHED = "finished"
 
 
@@ -56,14 +59,18 @@ class SearchConfig:
     top_k: int = 3  # recommendations in the outcome's decision (search --top)
     # seconds between looks at the study while other searches train points this one waits for
     poll_s: float = 0.5
+    # the study's training work, for predicted costs (None: every training costs the same)
+    recipe: Recipe | None = None
+    early_stop: bool = True  # trainings stop when they cannot reach the threshold
 
 
 @dataclass(frozen=True)
 class Event:
     """Something the CLI shows: a trial started or finished, and the state of the search."""
 
-    # "started", "complete", "failed", "free" (a by-product recorded), "stopped", "joined"
-    # (other searches run trials of this study), "waiting" (for those trials' results)
+    # "started", "complete", "failed", "missed" (stopped early: cannot reach the threshold),
+    # "free" (a by-product recorded), "joined" (other searches run trials of this study),
+    # "waiting" (for those trials' results)
     kind: str
     point: GridPoint | None
     record: TrialRecord | None
@@ -93,6 +100,7 @@ class SearchOutcome:
     free_total: int  # records that came free with a training (its (N, 0) teacher)
     failed_total: int
     gpu_hours_total: float
+    stopped_total: int  # trainings stopped early: they could not reach the threshold
     grid_size: int
     best: GridPoint | None
     records: list[TrialRecord] = field(default_factory=list)
@@ -141,13 +149,13 @@ class SearchDriver:
         snapshot = self.store.snapshot()
         records = [r for _, r in snapshot.records]
         running = {t.number: t.point for t in snapshot.running}
-        complete = [r for r in records if r.status is TrialStatus.COMPLETE]
+        measured = [r for r in records if r.status in (TrialStatus.COMPLETE, TrialStatus.STOPPED)]
         failures = Counter(
             r.point for r in records if r.status is TrialStatus.FAILED and not is_abandoned(r)
         )
         observed = (
-            ResultsTable.from_records(distinct_seeds(complete)).observations(self.config.task)
-            if complete
+            ResultsTable.from_records(distinct_seeds(measured)).observations(self.config.task)
+            if measured
             else Observations({}, {})
         )
         done_failing = frozenset(
@@ -163,24 +171,30 @@ class SearchDriver:
             return None
         return budget.threshold(observed.accuracy.get(BASELINE))
 
-    def state(
-        self,
-        observed: Observations | None = None,
-        failed: frozenset[GridPoint] | None = None,
-        running: dict[int, GridPoint] | None = None,
-    ) -> SearchState:
+    def state(self, view: StudyView | None = None) -> SearchState:
         """What the proposer sees now (from the study, unless given): pending are the points
-        that this search or another one trains now."""
-        if observed is None or failed is None or running is None:
-            view = self._read()
-            observed, failed, running = view.observed, view.failed, view.running
+        that this search or another one trains now; costs are predicted from the recipe and
+        the seconds the study's trainings took."""
+        view = view or self._read()
+        recipe = self.config.recipe
         return SearchState(
-            self.candidates,
-            observed.accuracy,
-            failed,
-            frozenset(self.pending.values()) | frozenset(running.values()),
-            self.threshold(observed),
+            candidates=self.candidates,
+            accuracy=view.observed.accuracy,
+            failed=view.failed,
+            pending=frozenset(self.pending.values()) | frozenset(view.running.values()),
+            threshold=self.threshold(view.observed),
+            bounds=view.observed.bounds,
+            costs=None
+            if recipe is None
+            else CostModel.for_study(recipe, self.candidates, view.records),
         )
+
+    def stop_rule(self) -> StopRule | None:
+        """What trainings started now stop by: the threshold in force (once known)."""
+        if not self.config.early_stop:
+            return None
+        threshold = self.threshold(self._read().observed)
+        return None if threshold is None else StopRule(threshold=threshold)
 
     # -- the executor's interface -----------------------------------------------------------
 
@@ -189,8 +203,8 @@ class SearchDriver:
         or another's), or FINISHED."""
         self.store.repair()  # takes back the trials of searches that died since
         view = self._read()
-        observed, records, running = view.observed, view.records, view.running
-        state = self.state(observed, view.failed, running)
+        records, running = view.records, view.running
+        state = self.state(view)
         trained = trainings(records)
         gpu_hours = sum(r.gpu_hours or 0.0 for r in records)
         busy = len(set(running) | set(self.pending))  # trials running now, in every search
@@ -231,7 +245,7 @@ class SearchDriver:
         free = [
             replace(r, from_trial=number, wall_time_s=None, gpu_hours=None)
             for r in training.by_products
-            if r.status is TrialStatus.COMPLETE
+            if r.status in (TrialStatus.COMPLETE, TrialStatus.STOPPED)
             and r.point in self.config.grid
             and r.point not in observed.accuracy
             and r.point not in self.pending.values()
@@ -246,12 +260,8 @@ class SearchDriver:
         self.store.set_threshold(threshold, budget)
         self.store.finish(number, record, threshold, free)
         _, _, records = self.observations()
-        self._event(
-            "complete" if record.status is TrialStatus.COMPLETE else "failed",
-            point,
-            record,
-            records,
-        )
+        kind = {TrialStatus.COMPLETE: "complete", TrialStatus.STOPPED: "missed"}
+        self._event(kind.get(record.status, "failed"), point, record, records)
         for by_product in free:
             self._event(
                 "free", by_product.point, by_product, records, f"the teacher of trial {number}"
@@ -299,15 +309,12 @@ class SearchDriver:
         )
 
     def outcome(self) -> SearchOutcome:
-        observed, failed, records = self.observations()
-        state = SearchState(
-            self.candidates, observed.accuracy, failed, frozenset(), self.threshold(observed)
-        )
+        view = self._read()
+        observed, failed, records = view.observed, view.failed, view.records
+        state = replace(self.state(view), pending=frozenset())
         decision = None
         if self.threshold(observed) is not None and BASELINE in self.table.throughput:
-            obs = Observations(
-                observed.accuracy, observed.throughput, observed.failed | failed, observed.source
-            )
+            obs = replace(observed, failed=observed.failed | failed)
             decision = (
                 Recommender(self.config.top_k)
                 .fit(self.config.task, obs, self.table)
@@ -323,6 +330,9 @@ class SearchDriver:
                 r.status is TrialStatus.FAILED and not is_abandoned(r) for r in records
             ),
             gpu_hours_total=sum(r.gpu_hours or 0.0 for r in records),
+            stopped_total=sum(
+                r.status is TrialStatus.STOPPED and r.from_trial is None for r in records
+            ),
             grid_size=len(self.config.grid),
             best=self.proposer.status(state).best if state.threshold is not None else None,
             records=records,
@@ -347,7 +357,8 @@ def run_local(driver: SearchDriver, trainer: Trainer, workers: int) -> SearchOut
                 if suggestion == FINISHED and not futures:
                     break
                 for number, point in suggestion if isinstance(suggestion, list) else []:
-                    futures[pool.submit(_safe_train, trainer, point)] = number
+                    stop = driver.stop_rule()
+                    futures[pool.submit(_safe_train, trainer, point, stop)] = number
                 if not futures:  # other searches train what this one needs: wait for them
                     time.sleep(driver.config.poll_s)
                     continue
@@ -360,10 +371,10 @@ def run_local(driver: SearchDriver, trainer: Trainer, workers: int) -> SearchOut
         driver.close()
 
 
-def _safe_train(trainer: Trainer, point: GridPoint) -> Training:
+def _safe_train(trainer: Trainer, point: GridPoint, stop: StopRule | None) -> Training:
     """A training that raises is a failed trial with the error as its reason."""
     try:
-        return trainer(point)
+        return trainer(point, stop)
     except Exception as err:  # recorded as data, like Optuna's FAIL trials
         log.exception("training %s failed", point)
         return Training.failed("?", point, f"{type(err).__name__}: {err}".splitlines()[0][:500])

@@ -14,6 +14,7 @@ from typing import Any
 from autoprumux.answer import TRAIN_COMMAND_ATTR, ModelPointer, TrainCommand, locate_model
 from autoprumux.atomic_files import check_output
 from autoprumux.budget import Budget
+from autoprumux.costs import recipe_of
 from autoprumux.embedded import checkout_studies, copy_studies, packaged_studies
 from autoprumux.errors import FieldError
 from autoprumux.masking import has_password, masked_url
@@ -43,6 +44,7 @@ class SearchRequest:
     max_retries: int
     top_k: int
     device: str = "auto"  # where trials train: auto, cpu, cuda (cuda:i with --executor local)
+    early_stop: bool = True  # --no-early-stop: False
 
 
 def cuda_available() -> bool:
@@ -227,6 +229,8 @@ def _run_search(
         request.max_retries,
         per_trial_gpu,
         top_k=request.top_k,
+        recipe=recipe_of(study),
+        early_stop=request.early_stop,
     )
     store = OptunaStore(
         config.storage_url, config.study_name, config.grid, config.task, study.recipe
@@ -375,6 +379,7 @@ def _report(
     summary = (
         f"stopped: {outcome.stop_reason} | trainings: {outcome.trainings_this_run} this run, "
         f"{outcome.trainings_total} in the study ({outcome.failed_total} failed, "
+        f"{outcome.stopped_total} stopped early, "
         f"{outcome.free_total} more point(s) recorded free) of a "
         f"{outcome.grid_size}-point grid | GPU-hours {outcome.gpu_hours_total:.2f}"
     )
@@ -411,6 +416,7 @@ def _report(
             "trainings_total": outcome.trainings_total,
             "free_total": outcome.free_total,
             "failed_total": outcome.failed_total,
+            "stopped_total": outcome.stopped_total,
             "grid_size": outcome.grid_size,
             "gpu_hours_total": outcome.gpu_hours_total,
             "best": None if best is None else best.to_dict(),

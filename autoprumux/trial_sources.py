@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from autoprumux.early_stop import StopRule
 from autoprumux.errors import FieldError
 from autoprumux.grid import GridPoint
 from autoprumux.progress import ProgressLines
@@ -77,7 +78,8 @@ class ReplayTrainer:
 
         return read_results(self.path)
 
-    def __call__(self, point: GridPoint) -> Training:
+    def __call__(self, point: GridPoint, stop: StopRule | None = None) -> Training:
+        """The recorded row (a recorded stopped row stays stopped: no curve, no new stop)."""
         table = self.table()
         task = table.resolve_task(self.task)
         if self.delay_s:
@@ -115,13 +117,19 @@ class StudyTrainer:
         folder = load_study(self.study_path).artifacts_folder
         return WorkerPaths(reads=(self.study_path,), writes=(str(folder.resolve()),))
 
-    def __call__(self, point: GridPoint) -> Training:
+    def __call__(self, point: GridPoint, stop: StopRule | None = None) -> Training:
         from autoprumux.study import load_study
         from trainers.trial import TrialSpec, run_trial
 
         study = load_study(self.study_path)
         progress = ProgressLines(str(point), lambda line: print(line, file=sys.stderr, flush=True))
         spec = TrialSpec(
-            study, point.n, point.sparsity, self.seed, device=self.device, threads=self.threads
+            study,
+            point.n,
+            point.sparsity,
+            self.seed,
+            device=self.device,
+            threads=self.threads,
+            stop=stop,
         )
         return run_trial(spec, progress).training()

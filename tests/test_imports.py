@@ -16,6 +16,8 @@ CORE = (
     "autoprumux.outputs",
     "autoprumux.synthetic",
     "autoprumux.proposer",
+    "autoprumux.costs",
+    "autoprumux.early_stop",
     "autoprumux.report",
     "autoprumux.answer",
     "autoprumux.harness",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +56,12 @@ def run_phase(
     checkpoint_every: int = 200,
     progress: ProgressCallback | None = None,
     engine: Engine | None = None,
+    check: Callable[[int], None] | None = None,
+    check_steps: Collection[int] = (),
 ) -> float:
-    """Train for ``phase.steps`` steps; returns the mean loss of the last 50 steps."""
+    """Train for ``phase.steps`` steps; returns the mean loss of the last 50 steps.
+    ``check(step)`` runs after each of ``check_steps`` (evaluating the model, say); if it
+    raises, the phase is checkpointed at that step first, so a later run continues from it."""
     engine = engine or Engine()
     decay = phase.decay or (True,) * len(phase.optimizer.param_groups)
     total = max(phase.steps, 1)
@@ -87,6 +91,15 @@ def run_phase(
                     raise Diverged(f"{phase.name}: loss is {value} at step {at}")
             if progress is not None:
                 progress(Progress(phase.name, done, phase.steps, values[-1]))
+        if check is not None and done in check_steps and done < phase.steps:
+            try:
+                check(done)
+            except Exception:
+                if checkpoint_dir is not None:
+                    _save(phase, schedule, scaler, checkpoint_dir, done)
+                raise
+            for module in phase.modules.values():
+                module.train()  # the check may have evaluated them
         if checkpoint_dir is not None and done % checkpoint_every == 0 and done < phase.steps:
             _save(phase, schedule, scaler, checkpoint_dir, done)
     if checkpoint_dir is not None and checkpoint_dir.exists():

@@ -14,18 +14,21 @@ What it builds, each a cached artifact (see :mod:`trainers.artifacts`):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from autoprumux.early_stop import Curve, StopEvidence, StoppedEarly, StopRule, check_step
 from autoprumux.grid import GridPoint
 from autoprumux.records import Training, TrialRecord, TrialStatus
 from autoprumux.study import DataSource, Study
@@ -81,6 +84,11 @@ class TrialSpec:
     # CPU threads of the trial's kernels (they change float sums, so a trial's numbers depend
     # on them); 0: every core (os.cpu_count()). The search passes its CPUs per trial.
     threads: int = 0
+    # the search's threshold and margins: the last phases stop when they cannot reach it
+    stop: StopRule | None = None
+    # dev evaluations at k/curve_points of the last phases (k < curve_points), recorded as
+    # learning curves (to calibrate early stopping); 0: none beyond the stop checks
+    curve_points: int = 0
 
     def __post_init__(self) -> None:
         point = GridPoint(self.n, self.sparsity)  # validates N >= 1 and s in [0, 1)
@@ -108,6 +116,20 @@ class TrialResult:
     # what decided the model's numbers besides settings and seed, when it was trained:
     # device, precision, threads, versions (trainers.device.numerics)
     numerics: dict[str, Any] = field(default_factory=dict)
+    # dev accuracy during the last phase, (step, accuracy), the phase's end last: where it
+    # was checked (early stopping) or asked for (curve_points)
+    curve: Curve | None = None
+    stop: StopEvidence | None = None  # status STOPPED: why
+
+    def cost_parts(self) -> tuple[float, float, float]:
+        """(warm-up, teacher, own) seconds of this run; 0 for what it reused."""
+        warmup = self.phase_seconds.get("warmup", 0.0)
+        teacher = sum(
+            v
+            for k, v in self.phase_seconds.items()
+            if k in TEACHER_TIMERS or k.startswith(GUIDE_PREFIX)
+        )
+        return warmup, teacher, max(0.0, self.wall_time_s - warmup - teacher)
 
     def training(self) -> Training:
         """The search's view: this point's record, and the teacher's as a by-product."""
@@ -115,19 +137,27 @@ class TrialResult:
         return Training(self.to_record(), by_products)
 
     def to_record(self) -> TrialRecord:
+        """The search's record; a by-product teacher (``self.wall_time_s`` 0) has no costs."""
+        warmup, teacher, own = self.cost_parts() if self.wall_time_s else (None, None, None)
+        stop = self.stop
         return TrialRecord(
-            self.task,
-            self.n,
-            self.sparsity,
-            self.accuracy,
-            self.throughput,
-            self.status,
-            self.reason,
-            self.achieved_sparsity,
-            self.wall_time_s,
-            None,
-            self.seed,
-            self.artifact_path,
+            task=self.task,
+            n=self.n,
+            sparsity=self.sparsity,
+            accuracy=self.accuracy,
+            throughput=self.throughput,
+            status=self.status,
+            reason=self.reason,
+            achieved_sparsity=self.achieved_sparsity,
+            wall_time_s=self.wall_time_s,
+            seed=self.seed,
+            artifact_path=self.artifact_path,
+            warmup_s=warmup,
+            teacher_s=teacher,
+            own_s=own,
+            stop_step=stop.step if stop else None,
+            stop_accuracy=stop.accuracy if stop else None,
+            stop_margin=stop.margin if stop else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -135,38 +165,58 @@ class TrialResult:
         data["status"] = self.status.value
         data["reused"] = list(self.reused)
         data["teacher"] = self.teacher.to_json() if self.teacher else None
+        data["curve"] = self.curve.to_json() if self.curve else None
+        data["stop"] = _evidence_json(self.stop) if self.stop else None
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrialResult:
-        teacher = data.get("teacher")
+        teacher, curve, stop = data.get("teacher"), data.get("curve"), data.get("stop")
         return cls(
             **{
                 **data,
                 "status": TrialStatus(data["status"]),
                 "reused": tuple(data["reused"]),
                 "teacher": cls.from_json(teacher) if teacher else None,
+                "curve": Curve.from_json(curve) if curve else None,
+                "stop": StopEvidence(**{**stop, "point": GridPoint(*stop["point"])})
+                if stop
+                else None,
             }
         )
 
 
+def _evidence_json(evidence: StopEvidence) -> dict[str, Any]:
+    data = dataclasses.asdict(evidence)
+    data["point"] = [evidence.point.n, evidence.point.sparsity]
+    return data
+
+
+# the timers whose seconds are the (N, 0) teacher's cost ("finetune" holds its checks); the
+# (1, 0) model an N > 1 one distills from, when built inside the trial, is timed under
+# GUIDE_PREFIX
+TEACHER_TIMERS = ("finetune", "teacher evaluate")
+GUIDE_PREFIX = "guide "
+
+
 class _Timer:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
+    """Seconds per named span, summed; a prefixed view shares the sums (the guide's spans)."""
 
-    def __call__(self, name: str):  # type: ignore[no-untyped-def]
-        timer = self
+    def __init__(self, seconds: dict[str, float] | None = None, prefix: str = "") -> None:
+        self.seconds: dict[str, float] = {} if seconds is None else seconds
+        self.prefix = prefix
 
-        class _Span:
-            def __enter__(self) -> None:
-                self.start = time.perf_counter()
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = self.prefix + name
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
 
-            def __exit__(self, *exc: object) -> None:
-                timer.seconds[name] = (
-                    timer.seconds.get(name, 0.0) + time.perf_counter() - self.start
-                )
-
-        return _Span()
+    def prefixed(self, prefix: str) -> _Timer:
+        return _Timer(self.seconds, self.prefix + prefix)
 
 
 def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> TrialResult:
@@ -179,9 +229,31 @@ def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> Tria
     engine = Engine.resolve(spec.device, training.precision, training.compile)
     timer = _Timer()
     with thread_count(spec.threads or os.cpu_count() or 1):
-        trial = _Trial(study, n, seed, timer, progress, engine)
+        trial = _Trial(study, n, seed, timer, progress, engine, spec)
         try:
             result = trial.run(sparsity)
+        except StoppedEarly as stopped:
+            evidence = stopped.evidence
+            stopped_result = TrialResult(
+                study.task,
+                n,
+                sparsity,
+                TrialStatus.STOPPED,
+                reason=evidence.reason(),
+                phase_seconds=timer.seconds,
+                wall_time_s=time.perf_counter() - started,
+                reused=tuple(trial.reused),
+                seed=seed,
+                numerics=numerics(engine),
+                curve=trial.curves.get(evidence.point),
+                stop=evidence,
+            )
+            if evidence.point != GridPoint(n, sparsity):  # the teacher stopped: a miss too
+                teacher = dataclasses.replace(
+                    stopped_result, sparsity=0.0, phase_seconds={}, wall_time_s=0.0
+                )
+                stopped_result = dataclasses.replace(stopped_result, teacher=teacher)
+            return stopped_result
         except (Diverged, torch.OutOfMemoryError) as err:
             reason = str(err) if isinstance(err, Diverged) else _out_of_memory(engine, study, n)
             return TrialResult(
@@ -230,10 +302,14 @@ class _Trial:
         timer: _Timer,
         progress: ProgressCallback | None,
         engine: Engine,
+        spec: TrialSpec | None = None,  # its early stopping and curve points
         data: tuple[Encoded, Encoded] | None = None,  # (train, dev), encoded, on the device
     ) -> None:
         self.study, self.n, self.seed, self.timer, self.progress = study, n, seed, timer, progress
         self.engine = engine
+        self.stop = spec.stop if spec else None
+        self.curve_points = spec.curve_points if spec else 0
+        self.curves: dict[GridPoint, Curve] = {}  # of the last phases run, by model
         self.reused: list[str] = []
         self.spec = TASKS[study.task]
         torch.manual_seed(seed)
@@ -310,15 +386,20 @@ class _Trial:
                 teacher=teacher,
                 name="post-finetune",
             )
+            point = GridPoint(self.n, sparsity)
             with self.timer("post-finetune"):
-                self.run_phase(phase, partial / "post-checkpoint")
+                self.run_checked_phase(phase, partial / "post-checkpoint", small, point, partial)
             save_model(small, partial)
             dense = prunable_params(student.arch)
             with self.timer("evaluate"):
+                final = self.accuracy(small)
                 write_json(
                     partial / "result.json",
                     {
-                        "accuracy": self.accuracy(small),
+                        "accuracy": final,
+                        "curve": self.finish_curve(
+                            point, phase.name, post, final, partial
+                        ).to_json(),
                         "achieved_sparsity": 1 - prunable_params(small.arch) / dense,
                         "expected_sparsity": float(l0.expected_sparsity().detach()),
                         "cofi_rule_sparsity": 1 - cofi_rule / dense,
@@ -380,14 +461,21 @@ class _Trial:
                 training,
                 teacher=guide,
             )
+            point = GridPoint(self.n, 0.0)
             with self.timer("finetune"):
-                self.run_phase(phase, partial / "finetune-checkpoint")
+                self.run_checked_phase(
+                    phase, partial / "finetune-checkpoint", model, point, partial
+                )
             save_model(model, partial)
-            with self.timer("evaluate"):
+            with self.timer("teacher evaluate"):
+                final = self.accuracy(model)
                 write_json(
                     partial / "teacher.json",
                     {
-                        "accuracy": self.accuracy(model),
+                        "accuracy": final,
+                        "curve": self.finish_curve(
+                            point, phase.name, steps, final, partial
+                        ).to_json(),
                         "token_recovery": recovery,
                         "steps": steps,
                         "numerics": numerics(self.engine),
@@ -402,6 +490,74 @@ class _Trial:
     def run_phase(self, phase: Phase, checkpoint: Path) -> None:
         every = self.study.training.checkpoint_every
         run_phase(phase, checkpoint, every, self.progress, self.engine)
+
+    def run_checked_phase(
+        self, phase: Phase, checkpoint: Path, model: Classifier, point: GridPoint, partial: Path
+    ) -> None:
+        """A last phase (of the model of ``point``), with dev evaluations at the stop rule's
+        checks and the curve points; each is kept in ``partial`` as it is made (a resumed phase
+        keeps its curve), and a hopeless one stops the training (StoppedEarly)."""
+        dev_batches = -(-len(self.dev) // (self.study.training.batch_rows * self.n))
+        margins = self.stop.checks(phase.steps, dev_batches / 3) if self.stop else {}
+        curve_steps = {
+            check_step(k / self.curve_points, phase.steps) for k in range(1, self.curve_points)
+        }
+        recorded = partial / f"curve-{phase.name}.json"
+        points = (
+            [(int(s), float(a)) for s, a in read_json(recorded)["points"]]
+            if recorded.exists()
+            else []
+        )
+
+        def check(step: int) -> None:
+            with self.timer(f"{phase.name} checks"):
+                accuracy = self.accuracy(model)
+            # a phase resumed from a checkpoint before its last check evaluates that step again
+            points[:] = [p for p in points if p[0] < step]
+            points.append((step, accuracy))
+            write_json(recorded, {"points": points})
+            self.curves[point] = Curve(
+                label=f"{point} {phase.name}", steps=phase.steps, points=tuple(points)
+            )
+            margin = margins.get(step)
+            best = max(a for _, a in points)  # the statistic the margins are calibrated for
+            if self.stop is not None and margin is not None and self.stop.hopeless(best, margin):
+                raise StoppedEarly(
+                    StopEvidence(
+                        point=point,
+                        phase=phase.name,
+                        step=step,
+                        steps=phase.steps,
+                        accuracy=best,
+                        margin=margin,
+                        threshold=self.stop.threshold,
+                    )
+                )
+
+        every = self.study.training.checkpoint_every
+        run_phase(
+            phase,
+            checkpoint,
+            every,
+            self.progress,
+            self.engine,
+            check=check,
+            check_steps=set(margins) | curve_steps,
+        )
+
+    def finish_curve(
+        self, point: GridPoint, phase: str, steps: int, final: float, partial: Path
+    ) -> Curve:
+        """The last phase's curve: what was checked, then the final accuracy at its end."""
+        recorded = partial / f"curve-{phase}.json"
+        points = (
+            [(int(s), float(a)) for s, a in read_json(recorded)["points"]]
+            if recorded.exists()
+            else []
+        )
+        curve = Curve(label=f"{point} {phase}", steps=steps, points=(*points, (steps, final)))
+        self.curves[point] = curve
+        return curve
 
     def accuracy(self, model: Classifier) -> float:
         return accuracy(model, self.dev, self.study.training.batch_rows, self.engine)
@@ -436,7 +592,7 @@ class _Trial:
             self.study,
             1,
             self.seed,
-            self.timer,
+            self.timer.prefixed(GUIDE_PREFIX),
             self.progress,
             self.engine,
             data=(self.train, self.dev),
@@ -554,6 +710,7 @@ class _Trial:
             artifact_path=str(folder),
             seed=self.seed,
             numerics=info.get("numerics") or numerics(self.engine),  # older artifacts: now
+            curve=_curve(info),
         )
         describe(folder, self.model_info(result, teacher_folder), self.tokenizer)
         return result
@@ -582,6 +739,11 @@ class _Trial:
             seed=self.seed,
             numerics=result.numerics,
         )
+
+
+def _curve(info: dict[str, Any]) -> Curve | None:
+    """An artifact's recorded curve (None for artifacts from before curves were kept)."""
+    return Curve.from_json(info["curve"]) if info.get("curve") else None
 
 
 def warmup_folder(study: Study, n: int, seed: int, precision: Precision = Precision.FP32) -> Path:

@@ -131,7 +131,7 @@ def test_task_resolution():
         ),
         (
             [HEADER + ["status"], ["sst2", 1, 0, 0.9, 10, "done"]],
-            "row 1: field 'status': 'done' is not one of: complete, failed, pruned",
+            "row 1: field 'status': 'done' is not one of: complete, failed, pruned, stopped",
         ),
     ],
 )

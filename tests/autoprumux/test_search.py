@@ -62,7 +62,7 @@ def test_the_loop_finds_the_known_best(tmp_path, grid_file, budget):
 def test_free_teachers_save_trainings_and_change_no_answer(tmp_path, grid_file, budget):
     replay = ReplayTrainer(str(grid_file))
 
-    def without_by_products(point):
+    def without_by_products(point, stop=None):
         return Training(replay(point).record)
 
     plain = run_local(driver_for(tmp_path, budget, name="plain"), without_by_products, 1)
@@ -116,7 +116,7 @@ class Killed(BaseException):
 def test_resume_after_a_crash_repeats_nothing(tmp_path, grid_file, storage_url):
     calls = []
 
-    def dies_on_the_fourth(point):
+    def dies_on_the_fourth(point, stop=None):
         calls.append(point)
         if len(calls) == 4:
             raise Killed
@@ -137,7 +137,7 @@ def test_a_failing_point_is_retried_then_recorded_and_the_search_goes_on(tmp_pat
     replay = ReplayTrainer(str(grid_file))
     target = best_by_brute_force(grid_file, 0.03)
 
-    def broken(point):
+    def broken(point, stop=None):
         if point == target:
             raise RuntimeError("CUDA error: an illegal memory access")
         return replay(point)

@@ -1,64 +1,198 @@
-"""Search efficiency on replayed synthetic full grids, against the paper's fixed training grid
-and Optuna's TPE / NSGA-II / random samplers given the same number of trainings.
+"""Search efficiency in trainings and in cost, on replayed full grids: our proposer (the rule
+before costs, "old", and the cost-aware one, "new", with and without early stopping) against
+the paper's fixed training grid and Optuna's TPE / NSGA-II / random samplers given the same
+cost.
 
     .venv/bin/python tests/benchmarks/bench_search.py [--seeds 10]
     .venv/bin/python tests/benchmarks/bench_search.py --grid studies/results/sst2-tiny-grid.json \
-        --budgets 0.01 0.02 0.03 0.05
+        --budgets 0.01 0.02 0.03 0.04 0.05 0.06 0.08 0.10
 
 Grids: ``autoprumux.synthetic`` families (PruMUX loss = DataMUX loss + CoFi loss + noise, points
 whose loss is too high fail to train), one per seed, on the paper's 4 x 9 grid; or a recorded
 full grid with ``--grid`` (then one grid, the paper's training grid does not apply, and the
 fastest point within each budget is printed for CoFi alone, DataMUX alone and PruMUX).
 Throughput is known for every point (the family's expected speedup; the recorded throughput with
---grid). For each budget: our proposer's trainings until it stops, whether its verified best is
-the true best, and whether the final recommendation's top-1 / top-3 hold the true best; the
-paper's protocol (train the 24-point training grid, recommend with the surface); and each
-Optuna sampler's chance to have trained the true best within as many trainings as ours needed.
-A training of (N, s) also gives (N, 0), the teacher it fine-tuned on the way, to every method.
+--grid). A training of (N, s) also gives (N, 0), the teacher it fine-tuned on the way.
+
+Costs: a training pays for its N's warm-up unless a point of the row was trained, its (N, 0)
+teacher unless trained, and its own phases. With --grid they are the seconds measured by
+bench_learning_curves.py (``--costs``: each N's warm-up and teacher from its (N, 0) training,
+each row's own part from its pruned training), and early stopping replays the recorded teacher
+curves with the margins of ``autoprumux.early_stop``. On the synthetic family the cost model is
+``synthetic_costs``: the forward units of studies/sst2.toml's recipe at the family's
+throughput (no curves, so no early stopping). The proposer predicts costs as the search does
+(``CostModel.for_study`` on the replayed records). For each budget: trainings and total cost
+until each method stops, whether its verified best is the true best, the final recommendation's
+top-1 / top-3, the paper's protocol, and each Optuna sampler's chance to train the true best
+within the cost new+stop spent.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import statistics
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from autoprumux.budget import Budget, BudgetKind, budget_sweep
+from autoprumux.costs import CostModel, PartCosts, Recipe, forward_units, recipe_of
+from autoprumux.early_stop import Curve, StopRule
 from autoprumux.grid import BASELINE, PAPER_GRID, PAPER_TRAIN_GRID, Grid, GridPoint
-from autoprumux.proposer import Proposer, SearchState
+from autoprumux.proposer import ProbeRule, Proposer, SearchState
 from autoprumux.recommender import Recommender
-from autoprumux.records import Observations
+from autoprumux.records import Observations, TrialRecord, TrialStatus
 from autoprumux.results_io import read_results
+from autoprumux.study import load_study
 from autoprumux.synthetic import SyntheticFamily, synthetic_results
 from autoprumux.throughput import ThroughputTable, read_throughput_table
 
 
+@dataclass(frozen=True, kw_only=True)
+class Costs:
+    """What each training really costs in a replay: the seconds of every point's parts with
+    nothing built (``parts``), and the learning curves of the (N, 0) teachers' fine-tuning
+    that early stopping reads (``teacher_curves``, by N)."""
+
+    parts: Mapping[GridPoint, PartCosts]
+    recipe: Recipe  # what the proposer's cost model predicts from
+    teacher_curves: Mapping[int, Curve] = field(default_factory=dict)
+    # a dev evaluation, in training steps, by N (StopRule.checks)
+    evaluation_steps: Mapping[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    trained: int
+    cost: float  # seconds (or the synthetic model's units)
+    found: GridPoint | None
+    top: list[GridPoint]
+    stopped: int  # trainings stopped early
+
+
 def simulate(
-    truth: dict, failed_truth: set, speed: dict, budget: float
-) -> tuple[int, GridPoint | None, list]:  # type: ignore[type-arg]
-    accuracy, failed, threshold, trained = {}, set(), None, 0
-    proposer = Proposer()
+    truth: dict,  # type: ignore[type-arg]
+    speed: dict,  # type: ignore[type-arg]
+    budget: float,
+    costs: Costs,
+    rule: ProbeRule,
+    early_stop: bool,
+) -> Run:
+    """One search replayed on a full grid: the proposer's choices, what each training costs
+    given what earlier ones built, and (with ``early_stop``) teachers stopped where their
+    recorded curve shows they cannot reach the threshold."""
+    accuracy: dict[GridPoint, float] = {}
+    failed: set[GridPoint] = set()
+    bounds: dict[GridPoint, float] = {}
+    records: list[TrialRecord] = []
+    threshold, spent, stopped = None, 0.0, 0
+    warm_rows: set[int] = set()
+    proposer = Proposer(rule=rule)
     while True:
-        batch = proposer.propose(
-            SearchState(speed, accuracy, frozenset(failed), frozenset(), threshold)
-        )
+        state = _state(speed, accuracy, failed, bounds, threshold, costs, records, rule)
+        batch = proposer.propose(state)
         if not batch:
             break
         point = batch[0]
-        trained += 1
-        if point in truth:
+        teacher = GridPoint(point.n, 0.0)
+        part = costs.parts[point]
+        warmup = 0.0 if point.n in warm_rows else part.warmup
+        teacher_s = 0.0 if teacher in accuracy else costs.parts[teacher].teacher
+        own = part.own
+        warm_rows.add(point.n)
+        stop = _teacher_stop(costs, point.n, threshold) if early_stop and teacher_s else None
+        if stop is not None:  # the teacher's fine-tuning stops: a miss for both
+            fraction, bound = stop
+            teacher_s, own = teacher_s * fraction, 0.0
+            bounds[point] = bounds[teacher] = bound
+            stopped += 1
+        spent += warmup + teacher_s + own
+        record_costs = {"warmup_s": warmup, "teacher_s": teacher_s, "own_s": own}
+        if stop is not None:
+            records.append(_stopped_record(point, bound, record_costs))
+        elif point in truth:
             accuracy[point] = truth[point]
             # as the search driver does: an (N, s) training's (N, 0) teacher is recorded free
-            teacher = GridPoint(point.n, 0.0)
             if teacher in truth and teacher in speed:
                 accuracy.setdefault(teacher, truth[teacher])
+            records.append(
+                TrialRecord(
+                    "t", point.n, point.sparsity, truth[point], speed[point], **record_costs
+                )
+            )
         else:
             failed.add(point)
         if point == BASELINE:
             threshold = accuracy[point] - budget
-    state = SearchState(speed, accuracy, frozenset(failed), frozenset(), threshold)
-    top = recommend(accuracy, failed, speed, budget, list(speed))
-    return trained, proposer.status(state).best, top
+    state = _state(speed, accuracy, failed, bounds, threshold, costs, records, rule)
+    missed = failed | set(state.stopped_short())
+    top = recommend(accuracy, missed, speed, budget, list(speed))
+    return Run(
+        trained=len(records) + len(failed),
+        cost=spent,
+        found=proposer.status(state).best,
+        top=top,
+        stopped=stopped,
+    )
+
+
+def _state(speed, accuracy, failed, bounds, threshold, costs, records, rule) -> SearchState:  # type: ignore[no-untyped-def]
+    model = (
+        CostModel.for_study(costs.recipe, speed, records)
+        if rule is ProbeRule.SETTLED_PER_SECOND
+        else None
+    )
+    return SearchState(
+        candidates=speed,
+        accuracy=dict(accuracy),
+        failed=frozenset(failed),
+        threshold=threshold,
+        bounds=dict(bounds),
+        costs=model,
+    )
+
+
+def _teacher_stop(costs: Costs, n: int, threshold: float | None) -> tuple[float, float] | None:
+    """(fraction of the fine-tuning done, accuracy bound) where the recorded curve of the
+    (N, 0) teacher stops under the threshold; None where it runs to the end."""
+    curve = costs.teacher_curves.get(n)
+    if threshold is None or curve is None:
+        return None
+    rule = StopRule(threshold=threshold)
+    checks = rule.checks(curve.steps, costs.evaluation_steps.get(n, 0.0))
+    for step, margin in sorted(checks.items()):
+        accuracy = next((a for s, a in curve.points if s == step), None)
+        if accuracy is not None and rule.hopeless(accuracy, margin):
+            return step / curve.steps, accuracy + margin
+    return None
+
+
+def _stopped_record(point: GridPoint, bound: float, record_costs: dict) -> TrialRecord:  # type: ignore[type-arg]
+    return TrialRecord(
+        "t",
+        point.n,
+        point.sparsity,
+        status=TrialStatus.STOPPED,
+        stop_step=0,
+        stop_accuracy=bound,
+        stop_margin=0.0,
+        **record_costs,
+    )
+
+
+def training_cost(costs: Costs, point: GridPoint, built: set[GridPoint]) -> float:
+    """What training ``point`` costs after the points in ``built`` (no early stopping)."""
+    part = costs.parts[point]
+    teacher = GridPoint(point.n, 0.0)
+    warm = any(p.n == point.n for p in built)
+    return (
+        (0.0 if warm else part.warmup)
+        + (0.0 if teacher in built else costs.parts[teacher].teacher)
+        + part.own
+    )
 
 
 def recommend(accuracy: dict, failed: set, speed: dict, budget: float, points: list) -> list:  # type: ignore[type-arg]
@@ -74,26 +208,39 @@ def recommend(accuracy: dict, failed: set, speed: dict, budget: float, points: l
 
 def sampler_hit(
     name: str,
-    truth: dict,
-    speed: dict,
+    truth: dict,  # type: ignore[type-arg]
+    speed: dict,  # type: ignore[type-arg]
     threshold: float,
-    trials: int,
+    cost_budget: float,
+    costs: Costs,
     best: GridPoint,
     seed: int,
     grid: Grid,
-) -> bool:  # type: ignore[type-arg]
+) -> bool:
+    """Whether an Optuna sampler trains the true best before it has spent ``cost_budget``
+    (each training charged as ours are: its warm-up and teacher unless built, its own part)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     constraints = lambda t: [t.user_attrs["violation"]]  # noqa: E731
-    seen = set()
+    built: set[GridPoint] = set()
+    hit = False
+    spent = 0.0
 
     def objective(trial):  # type: ignore[no-untyped-def]
+        nonlocal spent, hit
         point = GridPoint(
             trial.suggest_categorical("n", list(grid.n_values)),
             trial.suggest_categorical("sparsity", list(grid.sparsities)),
         )
-        seen.update({point, GridPoint(point.n, 0.0)})  # its teacher comes free, as in ours
+        cost = training_cost(costs, point, built)
+        if spent + cost > cost_budget * (1 + 1e-9):
+            trial.study.stop()  # the next training would not fit: it is not trained
+            trial.set_user_attr("violation", 1.0)
+            return 0.0
+        spent += cost
+        built.update({point, GridPoint(point.n, 0.0)})  # its teacher comes free, as in ours
+        hit = hit or point == best
         accuracy = truth.get(point, 0.0)
         trial.set_user_attr("violation", threshold - accuracy)
         return speed[point]
@@ -106,8 +253,8 @@ def sampler_hit(
             "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         }[name]()
         study = optuna.create_study(direction="maximize", sampler=sampler)
-        study.optimize(objective, n_trials=trials)
-    return best in seen
+        study.optimize(objective, n_trials=len(grid) * 4)
+    return hit
 
 
 def ground_truths(args: argparse.Namespace) -> list[tuple[dict, set, dict, Grid]]:  # type: ignore[type-arg]
@@ -168,11 +315,80 @@ def print_families(truth: dict, speed: dict, budgets: tuple[float, ...]) -> None
         print(f"{budget:>7.3f} " + " ".join(f"{c:>26}" for c in cells))
 
 
+def tiny_grid_costs(path: str, study_path: str, grid: Grid, speed: dict) -> Costs:  # type: ignore[type-arg]
+    """The real costs of the tiny grid, from a learning-curves run (bench_learning_curves.py):
+    each N's warm-up and teacher from its (N, 0) training, each point's own part from its
+    training; a point of a row not trained on its own there takes the linear interpolation in
+    s of the row's measured own parts (the nearest one beyond the ends), and in a row with no
+    pruned training measured, the cost model's forward units of its own phases at the seconds
+    per unit the row's teacher took (``autoprumux.costs``)."""
+    data = json.loads(Path(path).read_text())
+    trainings = {GridPoint(t["n"], t["sparsity"]): t for t in data["trainings"]}
+    study = load_study(study_path)
+    recipe = recipe_of(study)
+    parts: dict[GridPoint, PartCosts] = {}
+    curves: dict[int, Curve] = {}
+    for n in grid.n_values:
+        teacher = trainings.get(GridPoint(n, 0.0))
+        if teacher is None:
+            raise SystemExit(f"{path} has no ({n}, 0) training: its costs are unknown")
+        for curve in teacher["curves"]:
+            if curve["label"].startswith(f"({n}, 0)"):
+                curves[n] = Curve.from_json(curve)
+        measured = sorted(
+            (p.sparsity, t["own_s"]) for p, t in trainings.items() if p.n == n and p.sparsity > 0
+        )
+        per_unit = teacher["teacher_s"] / forward_units(recipe, speed, GridPoint(n, 0.0)).teacher
+        for sparsity in grid.sparsities:
+            point = GridPoint(n, sparsity)
+            if sparsity == 0:
+                own = teacher["own_s"]
+            elif measured:
+                own = _interpolate(measured, sparsity)
+            else:
+                own = forward_units(recipe, speed, point).own * per_unit
+            parts[point] = PartCosts(
+                warmup=teacher["warmup_s"], teacher=teacher["teacher_s"], own=own
+            )
+    dev_examples, rows = 872, study.training.batch_rows  # SST-2's dev set
+    evaluation = {n: math.ceil(dev_examples / (rows * n)) / 3 for n in grid.n_values}
+    return Costs(parts=parts, recipe=recipe, teacher_curves=curves, evaluation_steps=evaluation)
+
+
+def _interpolate(measured: list[tuple[float, float]], x: float) -> float:
+    for (x0, y0), (x1, y1) in zip(measured, measured[1:], strict=False):
+        if x0 <= x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return measured[0][1] if x < measured[0][0] else measured[-1][1]
+
+
+def synthetic_costs(speed: dict) -> Costs:  # type: ignore[type-arg]
+    """The synthetic family's cost model: the forward units of the paper-scale recipe
+    (studies/sst2.toml: BERT-base epochs on all of SST-2) at the family's throughput, i.e.
+    seconds on a machine whose inference runs at the synthetic table's speed. No curves: no
+    early stopping."""
+    recipe = recipe_of(load_study("studies/sst2.toml"))
+    return Costs(parts={p: forward_units(recipe, speed, p) for p in speed}, recipe=recipe)
+
+
+METHODS = {  # name -> (probe rule, early stopping)
+    "old": (ProbeRule.THROUGHPUT_X_CHANCE, False),
+    "new": (ProbeRule.SETTLED_PER_SECOND, False),
+    "new+stop": (ProbeRule.SETTLED_PER_SECOND, True),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--samplers", nargs="*", default=["tpe", "nsga2", "random"])
     parser.add_argument("--grid", help="a recorded full-grid results table to replay")
+    parser.add_argument(
+        "--costs",
+        default="studies/results/sst2-tiny-curves.json",
+        help="with --grid: the learning-curves run whose measured costs and curves it uses",
+    )
+    parser.add_argument("--study", default="studies/sst2-tiny.toml", help="with --grid")
     parser.add_argument("--throughput", help="table for the grid's failed points")
     parser.add_argument(
         "--budgets", nargs="*", type=float, help="absolute budgets (default: 0, 0.5%%, ..., 10%%)"
@@ -182,20 +398,21 @@ def main() -> None:
     rows = []
     truths = ground_truths(args)
     for seed, (truth, failed_truth, speed, grid) in enumerate(truths):
+        costs = (
+            tiny_grid_costs(args.costs, args.study, grid, speed)
+            if args.grid
+            else synthetic_costs(speed)
+        )
         for budget in budgets:
             threshold = truth[BASELINE] - budget
             best = best_of(truth, speed, threshold, lambda p: True)
-            trained, found, top = simulate(truth, failed_truth, speed, budget)
-            row = {
-                "seed": seed,
-                "budget": budget,
-                "trained": trained,
-                "exact": found == best,
-                "top1": bool(top) and top[0] == best,
-                "top3": best in top,
-                "best": best,
-                "found": found,
-            }
+            row: dict = {"seed": seed, "budget": budget, "best": best}  # type: ignore[type-arg]
+            for method, (rule, early_stop) in METHODS.items():
+                run = simulate(truth, speed, budget, costs, rule, early_stop)
+                row[method] = run
+                row[method + " exact"] = run.found == best
+                row[method + " top1"] = bool(run.top) and run.top[0] == best
+                row[method + " top3"] = best in run.top
             if not args.grid:
                 paper_train = {p: a for p, a in truth.items() if p in PAPER_TRAIN_GRID}
                 paper_top = recommend(
@@ -207,43 +424,68 @@ def main() -> None:
                 )
                 row["paper_top1"] = bool(paper_top) and paper_top[0] == best
                 row["paper_top3"] = best in paper_top
+            ours = row["new+stop"].cost
             for name in args.samplers:
-                row[name] = sampler_hit(name, truth, speed, threshold, trained, best, seed, grid)
+                row[name] = sampler_hit(
+                    name, truth, speed, threshold, ours, costs, best, seed, grid
+                )
             rows.append(row)
         print(f"grid {seed} done", flush=True)
+    report(rows, truths, budgets, args)
 
+
+def report(rows: list, truths: list, budgets: tuple, args: argparse.Namespace) -> None:  # type: ignore[type-arg]
     def rate(key: str, subset: list) -> str:  # type: ignore[type-arg]
         return f"{sum(r[key] for r in subset) / len(subset):.0%}"
 
+    unit = "s" if args.grid else "u"
     grid = truths[0][3]
     source = args.grid or f"{args.seeds} synthetic grids"
     print(
         f"\n{len(rows)} searches ({source} x {len(budgets)} budgets), "
-        f"grid {len(grid.n_values)} x {len(grid.sparsities)} = {len(grid)} points"
-        + ("" if args.grid else f", paper training grid {len(PAPER_TRAIN_GRID)} points")
+        f"grid {len(grid.n_values)} x {len(grid.sparsities)} = {len(grid)} points; cost in "
+        + (
+            f"measured seconds ({args.costs})"
+            if args.grid
+            else "units of the stated model (bench_search.synthetic_costs)"
+        )
+        + "; old = throughput x chance, every training one; new = settled per predicted "
+        "second; +stop = early stopping (where curves were recorded); a sampler hits if it "
+        "trains the true best within new+stop's cost"
     )
-    paper = not args.grid
-    header = (
-        f"{'budget':>7} {'trainings (median)':>19} {'exact best':>11} {'top-1':>6} {'top-3':>6}"
-        + (f" {'paper top-1/3':>14}" if paper else f" {'true best':>12} {'found':>12}")
-    )
+    header = f"{'budget':>7}"
+    for method in METHODS:
+        header += f" {method + ' trainings':>18} {method + ' cost':>15} {'exact':>6}"
+    header += f" {'top-1':>6} {'top-3':>6}"
+    header += f" {'paper top-1/3':>14}" if not args.grid else f" {'true best':>10}"
     header += "".join(f" {name + ' hit':>10}" for name in args.samplers)
     print(header)
     for budget in [*budgets, None]:
         subset = [r for r in rows if budget is None or r["budget"] == budget]
-        line = (
-            f"{'all' if budget is None else f'{budget:.3f}':>7} "
-            f"{statistics.median(r['trained'] for r in subset):>19} "
-            f"{rate('exact', subset):>11} {rate('top1', subset):>6} {rate('top3', subset):>6}"
-        )
-        if paper:
+        line = f"{'all' if budget is None else f'{budget:.3f}':>7}"
+        for method in METHODS:
+            trained = statistics.median(r[method].trained for r in subset)
+            cost = sum(r[method].cost for r in subset) / (1 if args.grid else len(subset))
+            line += f" {trained:>18g} {cost:>14,.0f}{unit} {rate(method + ' exact', subset):>6}"
+        line += f" {rate('new+stop top1', subset):>6} {rate('new+stop top3', subset):>6}"
+        if not args.grid:
             line += f" {rate('paper_top1', subset) + ' / ' + rate('paper_top3', subset):>14}"
-        elif budget is not None:
-            line += f" {_point(subset[0]['best']):>12} {_point(subset[0]['found']):>12}"
         else:
-            line += f" {'':>12} {'':>12}"
+            line += f" {_point(subset[0]['best']) if budget is not None else '':>10}"
         line += "".join(f" {rate(name, subset):>10}" for name in args.samplers)
         print(line)
+    old = sum(r["old"].cost for r in rows)
+    for method in ("new", "new+stop"):
+        new = sum(r[method].cost for r in rows)
+        more = sum(r[method].cost > r["old"].cost * (1 + 1e-9) for r in rows)
+        lost = sum(r["old exact"] and not r[method + " exact"] for r in rows)
+        print(
+            f"{method}: total cost {new:,.0f}{unit} vs old {old:,.0f}{unit} "
+            f"({1 - new / old:.0%} less); costs more than old in {more} of {len(rows)} searches; "
+            f"wrong where old is right in {lost}"
+        )
+    stopped = sum(r["new+stop"].stopped for r in rows)
+    print(f"trainings stopped early by new+stop: {stopped}")
     if args.grid:
         print_families(truths[0][0], truths[0][2], budgets)
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from autoprumux.cli import main
+from autoprumux.grid import GridPoint
 from autoprumux.records import TrialStatus
 from autoprumux.study import load_study
 from trainers.architecture import prunable_params
@@ -320,3 +321,42 @@ def test_unlabelled_text_reader_skips_blank_lines(tmp_path):
     corpus.write_text("\n")
     with pytest.raises(DataError, match="holds no text"):
         read_unlabelled_text("c.txt", lambda p: tmp_path / p)
+
+
+def test_a_hopeless_teacher_stops_at_its_first_check_and_resumes_later(tiny_study_file):
+    from autoprumux.early_stop import StopRule
+
+    study = load_study(tiny_study_file(finetune_steps=200))
+    # no accuracy plus a margin of 0.01 reaches 1.5: the check after 1/4 stops the training
+    rule = StopRule(threshold=1.5, margins=((0.25, 0.01), (0.5, 0.01), (0.75, 0.01)))
+    stopped = run_trial(TrialSpec(study, 1, 0.5, stop=rule))
+    assert stopped.status is TrialStatus.STOPPED
+    evidence = stopped.stop
+    assert (evidence.point, evidence.phase, evidence.step, evidence.steps) == (
+        GridPoint(1, 0.0),
+        "finetune",
+        50,
+        200,
+    )
+    assert evidence.margin == 0.01 and evidence.threshold == 1.5
+    assert stopped.curve.points == ((50, evidence.accuracy),)
+    record = stopped.to_record()
+    assert (record.stop_step, record.stop_accuracy, record.accuracy_bound) == (
+        50,
+        evidence.accuracy,
+        evidence.accuracy + 0.01,
+    )
+    assert record.teacher_s > 0 and record.warmup_s == 0 and record.own_s >= 0
+    # the teacher stopped: the (1, 0) point is recorded as a miss with the trial
+    (teacher,) = stopped.training().by_products
+    assert teacher.point == GridPoint(1, 0.0) and teacher.status is TrialStatus.STOPPED
+    # the teacher's phase was checkpointed at the check: without the rule it continues from
+    # step 50 (not from its last every-10-steps checkpoint before it) and keeps its curve
+    full = run_trial(TrialSpec(study, 1, 0.0, curve_points=4))
+    assert full.status is TrialStatus.COMPLETE and full.reused == ()
+    steps = [s for s, _ in full.curve.points]
+    assert steps == [50, 100, 150, 200] and full.curve.points[0] == (50, evidence.accuracy)
+    assert full.curve.final == full.accuracy
+    # a phase too short for its checks to pay is not checked
+    assert rule.checks(60, 8 / 3) == {}
+    assert rule.checks(200, 8 / 3) == {50: 0.01, 100: 0.01, 150: 0.01}

@@ -1,0 +1,25 @@
+"""The early-stopping margins in the code are the ones the committed learning curves give."""
+
+from pathlib import Path
+
+from autoprumux.budget import FEASIBILITY_TOLERANCE
+from autoprumux.early_stop import CHECK_FRACTIONS, MARGINS, calibrate, count_stops, load_curves
+
+CURVES = Path(__file__).parents[2] / "studies" / "results" / "sst2-tiny-curves.json"
+
+
+def test_the_margins_are_calibrated_on_the_committed_curves():
+    curves = load_curves(CURVES)
+    assert len(curves) >= 6 and all(c.at(f) is not None for c in curves for f in CHECK_FRACTIONS)
+    assert calibrate(curves) == dict(MARGINS)
+
+
+def test_on_the_recorded_curves_no_training_that_met_a_threshold_is_stopped():
+    curves = load_curves(CURVES)
+    # every threshold a curve's own final accuracy could just meet, and the budgets 1-10%
+    # below the (1, 0) baseline's
+    baseline = next(c for c in curves if c.label.startswith("(1, 0)")).final
+    thresholds = [c.final + FEASIBILITY_TOLERANCE for c in curves]
+    thresholds += [baseline - b / 100 for b in range(1, 11)]
+    counted = count_stops(curves, MARGINS, thresholds)
+    assert counted.wrong == 0

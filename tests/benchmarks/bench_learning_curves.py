@@ -1,0 +1,117 @@
+"""Record learning curves and training costs of a study's points (early stopping's calibration).
+
+    .venv/bin/python tests/benchmarks/bench_learning_curves.py \
+        [--study studies/sst2-tiny.toml] [--out studies/results/sst2-tiny-curves.json] \
+        [--points 1:0 1:0.5 ...] [--curve-points 8]
+
+Each point is one ``run_trial`` without early stopping, with dev accuracy evaluated at every
+k/8 of its last phases (the (N, 0) teacher's fine-tuning, the pruned model's fine-tuning). The
+output holds, per trained point, its curves and what the training cost (seconds of warm-up,
+teacher and own phases, as the search records them). It is rewritten after every point, and a
+rerun skips the points it holds. ``autoprumux.early_stop.calibrate`` reads the curves; the
+margins in ``early_stop.MARGINS`` are checked against them by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from autoprumux.atomic_files import write_text_atomic
+from autoprumux.early_stop import calibrate, count_stops, load_curves
+from autoprumux.grid import GridPoint
+from autoprumux.study import load_study
+from trainers.trial import TrialSpec, run_trial
+
+# every N's teacher (its warm-up and fine-tuning curve), then one pruned point per N (its own
+# phases' cost)
+DEFAULT_POINTS = ["1:0", "2:0", "4:0", "1:0.7", "2:0.7", "4:0.7"]
+
+
+def _point(text: str) -> GridPoint:
+    n, s = text.split(":")
+    return GridPoint(int(n), float(s))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--study", default="studies/sst2-tiny.toml")
+    parser.add_argument("--out", default="studies/results/sst2-tiny-curves.json")
+    parser.add_argument("--points", nargs="+", default=DEFAULT_POINTS)
+    parser.add_argument("--curve-points", type=int, default=8)
+    args = parser.parse_args()
+    study = load_study(args.study)
+    out = Path(args.out)
+    data = (
+        json.loads(out.read_text())
+        if out.exists()
+        else {
+            "study": study.name,
+            "study_recipe": study.recipe,
+            "threads": os.cpu_count(),
+            "curve_points": args.curve_points,
+            "trainings": [],
+        }
+    )
+    done = {(t["n"], t["sparsity"]) for t in data["trainings"]}
+    started = time.perf_counter()
+    for text in args.points:
+        point = _point(text)
+        if (point.n, point.sparsity) in done:
+            continue
+        spec = TrialSpec(study, point.n, point.sparsity, curve_points=args.curve_points)
+        result = run_trial(spec)
+        warmup, teacher, own = result.cost_parts()
+        curves = [c.to_json() for c in (result.teacher and result.teacher.curve, result.curve) if c]
+        data["trainings"].append(
+            {
+                "n": point.n,
+                "sparsity": point.sparsity,
+                "status": result.status.value,
+                "accuracy": result.accuracy,
+                "reused": list(result.reused),
+                "wall_time_s": result.wall_time_s,
+                "warmup_s": warmup,
+                "teacher_s": teacher,
+                "own_s": own,
+                "phase_seconds": result.phase_seconds,
+                "curves": curves,
+            }
+        )
+        write_text_atomic(out, json.dumps(data, indent=1) + "\n")
+        print(
+            f"{point}: {result.status.value} accuracy {result.accuracy} in "
+            f"{result.wall_time_s:.0f}s (warm-up {warmup:.0f}s, teacher {teacher:.0f}s, own "
+            f"{own:.0f}s; reused {', '.join(result.reused) or 'nothing'}) | elapsed "
+            f"{(time.perf_counter() - started) / 60:.1f} min",
+            flush=True,
+        )
+    curves = load_curves(out)
+    margins = calibrate(curves)
+    print(f"{len(curves)} curves; calibrated margins: {margins}", file=sys.stderr)
+    baseline = next(c for c in curves if c.label.startswith("(1, 0)")).final
+    # the thresholds of the budgets 1-10% below the baseline, and each curve's own final
+    thresholds = [baseline - b / 100 for b in range(1, 11)] + [c.final for c in curves]
+    print(f"with these margins, over {len(thresholds)} thresholds:")
+    print(f"  {count_stops(curves, margins, thresholds)}")
+    # leave-one-out: each curve judged by the margins of the others
+    wrong = right = 0
+    for i, curve in enumerate(curves):
+        others = calibrate(curves[:i] + curves[i + 1 :])
+        counted = count_stops([curve], others, thresholds)
+        wrong, right = wrong + counted.wrong, right + counted.right
+        for fraction in others:
+            gain = curve.gain(fraction)
+            print(
+                f"  {curve.label} gain after {fraction:g}: {gain:+.4f} "
+                f"(the others' margin {others[fraction]:.3f})"
+            )
+    print(f"leave-one-out: {wrong} wrong stops, {right} right stops")
+
+
+if __name__ == "__main__":
+    main()
