@@ -8,8 +8,10 @@ Each point is one ``run_trial`` without early stopping, with dev accuracy evalua
 k/8 of its last phases (the (N, 0) teacher's fine-tuning, the pruned model's fine-tuning). The
 output holds, per trained point, its curves and what the training cost (seconds of warm-up,
 teacher and own phases, as the search records them). It is rewritten after every point, and a
-rerun skips the points it holds. ``autoprumux.early_stop.calibrate`` reads the curves; the
-margins in ``early_stop.MARGINS`` are checked against them by the tests.
+rerun skips the points it holds. (The committed file holds (1, 0) and (2, 0), and the
+bare command's pruned N = 1 trainings for their costs: README, "Measured".)
+``autoprumux.early_stop.calibrate`` reads the curves; the margins in ``early_stop.MARGINS`` are
+checked against them by the tests.
 """
 
 from __future__ import annotations
