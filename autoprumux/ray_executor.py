@@ -302,12 +302,18 @@ def _trainable(config: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
             training = trainer(point, stop)
     except Exception as err:  # a failed training is data, not a crashed trial
         reason = f"{type(err).__name__}: {err}".splitlines()[0][:500]
-        return {"status": "failed", "reason": reason, "node": node}
+        return {"status": "failed", "reason": reason, "node": node, **NO_ACCURACY}
     return {
+        **NO_ACCURACY,
         **_row(training.record),
         "node": node,
         "by_products": json.dumps([{**_row(r), "node": node} for r in training.by_products]),
     }
+
+
+# Tune checks that every result holds the searcher's metric: a failed or stopped training has
+# no accuracy, so it reports None (which Tune's own metric tracking skips)
+NO_ACCURACY: dict[str, Any] = {"accuracy": None}
 
 
 def _row(record: TrialRecord) -> dict[str, Any]:

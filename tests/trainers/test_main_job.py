@@ -69,8 +69,14 @@ def test_the_bare_search_command_on_the_default_study(tiny_study_file, tmp_path)
     )
     rank_one = next(line for line in out.splitlines() if line.lstrip().startswith("1 "))
     assert str(best) in rank_one and "measured" in rank_one
-    trained = [r for r in records if r.from_trial is None]
+    # trainings: the complete ones and those stopped early (in Ray workers, with the search's
+    # threshold), each stopped one because its accuracy bound is under the threshold
+    every = [r for _, r in store.records()]
+    stopped = [r for r in every if r.status is TrialStatus.STOPPED and r.from_trial is None]
+    assert all(r.accuracy_bound < threshold and r.stop_step for r in stopped)
+    trained = [r for r in records if r.from_trial is None] + stopped
     assert f"trainings: {len(trained)} this run" in out
+    assert f"{len(stopped)} stopped early" in out
     # a point recorded free is the (N, 0) teacher of a training of that N: the same model
     numbers = dict(store.records())
     for free in (r for r in records if r.from_trial is not None):
