@@ -165,6 +165,11 @@ class Proposer:
             if by_cost:  # the probe that settles the most open points per predicted second
                 to_settle = [p for p in status.open if p not in taken]
                 building = frozenset(chosen)
+                # a probe that costs nothing is an (N, 0) another training builds now: it
+                # comes free with that training, so it is not trained on its own
+                probes = [p for p in probes if state.cost(p, building) > 0]
+                if not probes:
+                    break
                 probe = max(
                     probes,
                     key=lambda p: (

@@ -165,3 +165,11 @@ def test_a_row_being_built_makes_its_points_cheaper():
     state = tiny_state({BASELINE: 0.844}, pending=frozenset({P(2, 0.5)}))
     assert state.cost(P(2, 0.9)) == 200.0  # the pending training builds warm-up and teacher
     assert state.cost(P(4, 0.9)) == 900.0 + 1200.0 + 400.0
+
+
+def test_a_teacher_another_training_builds_is_not_proposed():
+    # (2, 0.5) trains now and builds (2, 0) on the way: (2, 0) costs nothing and comes free
+    state = tiny_state({BASELINE: 0.844}, pending=frozenset({P(2, 0.5)}))
+    assert state.cost(P(2, 0)) == 0.0
+    assert P(2, 0) not in Proposer().propose(state, 5)
+    assert len(Proposer().propose(state, 5)) == 5
