@@ -13,6 +13,10 @@ is high: the best so far is steadier, and so needs a smaller margin. The trainin
 its record carries the evidence (step, accuracy, margin), and the search applies the monotone
 rules as for a full miss. A check costs one pass over the dev set, so a phase is checked only
 where that pays: when its checks cost at most ``MAX_CHECK_SHARE`` of the phase.
+
+An (N, s) training also stops before its pruning when the (N, 0) teacher it fine-tuned or
+reused ends under the threshold (``TEACHER_MISSED``): by the search's monotone rule the pruned
+model cannot meet it either.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ MARGINS: Mapping[float, float] = {0.5: 0.06, 0.625: 0.05, 0.75: 0.05, 0.875: 0.0
 SLACK = 0.03
 # a phase is checked when its evaluations of the dev set cost at most this share of its steps
 MAX_CHECK_SHARE = 0.1
+# the phase of the evidence of an (N, s) training stopped before its pruning: its (N, 0) teacher,
+# trained to its end, missed the threshold (a margin of 0: its final accuracy is the bound)
+TEACHER_MISSED = "teacher missed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +113,12 @@ class StopEvidence:
         return self.accuracy + self.margin
 
     def reason(self) -> str:
+        if self.phase == TEACHER_MISSED:
+            return (
+                f"stopped before pruning: its teacher {self.point} ended at dev accuracy "
+                f"{self.accuracy:.4f} < threshold {self.threshold:.4f}, and a pruned model does "
+                "not beat its teacher"
+            )
         return (
             f"stopped early: {self.point} {self.phase} at step {self.step}/{self.steps} had best "
             f"dev accuracy {self.accuracy:.4f}; + margin {self.margin:.3f} = {self.bound:.4f} < "

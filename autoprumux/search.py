@@ -171,12 +171,13 @@ class SearchDriver:
             return None
         return budget.threshold(observed.accuracy.get(BASELINE))
 
-    def state(self, view: StudyView | None = None) -> SearchState:
+    def state(self, view: StudyView | None = None, with_costs: bool = True) -> SearchState:
         """What the proposer sees now (from the study, unless given): pending are the points
-        that this search or another one trains now; costs are predicted from the recipe and
-        the seconds the study's trainings took."""
+        that this search or another one trains now; costs (unless ``with_costs`` is False: the
+        status alone needs none) are predicted from the recipe and the seconds the study's
+        trainings took."""
         view = view or self._read()
-        recipe = self.config.recipe
+        recipe = self.config.recipe if with_costs else None
         return SearchState(
             candidates=self.candidates,
             accuracy=view.observed.accuracy,
@@ -294,7 +295,7 @@ class SearchDriver:
         records: list[TrialRecord],
         message: str = "",
     ) -> None:
-        state = self.state()
+        state = self.state(with_costs=False)
         self.on_event(
             Event(
                 kind,
@@ -311,7 +312,7 @@ class SearchDriver:
     def outcome(self) -> SearchOutcome:
         view = self._read()
         observed, failed, records = view.observed, view.failed, view.records
-        state = replace(self.state(view), pending=frozenset())
+        state = replace(self.state(view, with_costs=False), pending=frozenset())
         decision = None
         if self.threshold(observed) is not None and BASELINE in self.table.throughput:
             obs = replace(observed, failed=observed.failed | failed)

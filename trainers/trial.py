@@ -28,7 +28,14 @@ from typing import Any
 
 import torch
 
-from autoprumux.early_stop import Curve, StopEvidence, StoppedEarly, StopRule, check_step
+from autoprumux.early_stop import (
+    TEACHER_MISSED,
+    Curve,
+    StopEvidence,
+    StoppedEarly,
+    StopRule,
+    check_step,
+)
 from autoprumux.grid import GridPoint
 from autoprumux.records import Training, TrialRecord, TrialStatus
 from autoprumux.study import DataSource, Study
@@ -248,10 +255,10 @@ def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> Tria
                 curve=trial.curves.get(evidence.point),
                 stop=evidence,
             )
-            if evidence.point != GridPoint(n, sparsity):  # the teacher stopped: a miss too
-                teacher = dataclasses.replace(
+            if evidence.point != GridPoint(n, sparsity):  # the teacher missed: the point too
+                teacher = trial.finished_teacher or dataclasses.replace(
                     stopped_result, sparsity=0.0, phase_seconds={}, wall_time_s=0.0
-                )
+                )  # trained to its end, or stopped in its fine-tuning (a miss too)
                 stopped_result = dataclasses.replace(stopped_result, teacher=teacher)
             return stopped_result
         except (Diverged, torch.OutOfMemoryError) as err:
@@ -311,6 +318,7 @@ class _Trial:
         self.curve_points = spec.curve_points if spec else 0
         self.curves: dict[GridPoint, Curve] = {}  # of the last phases run, by model
         self.reused: list[str] = []
+        self.finished_teacher: TrialResult | None = None  # for s > 0, once the teacher exists
         self.spec = TASKS[study.task]
         torch.manual_seed(seed)
         with timer("data"):
@@ -327,6 +335,22 @@ class _Trial:
         as_teacher = self._result(teacher, teacher_dir, 0.0, 0.0, teacher_info, teacher_info)
         if sparsity == 0:
             return as_teacher
+        self.finished_teacher = as_teacher
+        if self.stop is not None and self.stop.hopeless(as_teacher.accuracy or 0.0, 0.0):
+            # a pruned model does not beat its teacher (the search's monotone rule): its
+            # pruning and fine-tuning would be paid for a known miss
+            steps = int(teacher_info["steps"])
+            raise StoppedEarly(
+                StopEvidence(
+                    point=GridPoint(self.n, 0.0),
+                    phase=TEACHER_MISSED,
+                    step=steps,
+                    steps=steps,
+                    accuracy=as_teacher.accuracy or 0.0,
+                    margin=0.0,
+                    threshold=self.stop.threshold,
+                )
+            )
         training = self.study.training
         key = cache_key(
             {

@@ -324,7 +324,7 @@ def test_unlabelled_text_reader_skips_blank_lines(tmp_path):
 
 
 def test_a_hopeless_teacher_stops_at_its_first_check_and_resumes_later(tiny_study_file):
-    from autoprumux.early_stop import StopRule
+    from autoprumux.early_stop import TEACHER_MISSED, StopRule
 
     study = load_study(tiny_study_file(finetune_steps=200))
     # no accuracy plus a margin of 0.01 reaches 1.5: the check after 1/4 stops the training
@@ -360,3 +360,21 @@ def test_a_hopeless_teacher_stops_at_its_first_check_and_resumes_later(tiny_stud
     # a phase too short for its checks to pay is not checked
     assert rule.checks(60, 8 / 3) == {}
     assert rule.checks(200, 8 / 3) == {50: 0.01, 100: 0.01, 150: 0.01}
+    # a pruned point whose teacher ends under the threshold stops before its pruning: the
+    # teacher is reused and recorded complete, the point a miss bounded by its accuracy
+    above = StopRule(threshold=full.accuracy + 0.01, margins=rule.margins)
+    pruned = run_trial(TrialSpec(study, 1, 0.5, stop=above))
+    assert pruned.status is TrialStatus.STOPPED and pruned.reused == ("teacher",)
+    assert "prune" not in pruned.phase_seconds
+    evidence = pruned.stop
+    assert (evidence.point, evidence.phase, evidence.step, evidence.steps) == (
+        GridPoint(1, 0.0),
+        TEACHER_MISSED,
+        200,
+        200,
+    )
+    assert (evidence.accuracy, evidence.margin) == (full.accuracy, 0.0)
+    assert pruned.to_record().accuracy_bound == full.accuracy
+    assert "stopped before pruning" in pruned.reason
+    (teacher,) = pruned.training().by_products
+    assert teacher.status is TrialStatus.COMPLETE and teacher.accuracy == full.accuracy
