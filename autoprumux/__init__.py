@@ -8,16 +8,15 @@ modules and are imported only when a command needs them.
 trained or exported model (:mod:`trainers.inference`).
 """
 
-from autoprumux.budget import Budget, BudgetKind
-from autoprumux.errors import AutoPruMuxError, DataError, FieldError
-from autoprumux.grid import BASELINE, Family, Grid, GridPoint
-from autoprumux.recommender import Decision, Recommendation, Recommender
-from autoprumux.records import Observations, ResultsTable, TrialRecord, TrialStatus
-from autoprumux.surface import AccuracySurface
-from autoprumux.surrogate import Prediction, Source
-from autoprumux.throughput import ThroughputModel, ThroughputTable
-
-__version__ = "0.1.0"
+from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.errors import AutoPruMuxError, DataError, FieldError
+from autoprumux.core.grid import BASELINE, Family, Grid, GridPoint
+from autoprumux.core.recommender import Decision, Recommendation, Recommender
+from autoprumux.core.records import Observations, ResultsTable, TrialRecord, TrialStatus
+from autoprumux.core.surface import AccuracySurface
+from autoprumux.core.surrogate import Prediction, Source
+from autoprumux.core.throughput import ThroughputModel, ThroughputTable
+from autoprumux.core.version import __version__
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
@@ -49,6 +48,7 @@ __all__ = [
     "Source",
     "ThroughputModel",
     "ThroughputTable",
+    "__version__",
     "TrialRecord",
     "TrialStatus",
     "load_model",

@@ -1,5 +1,5 @@
 import sys
 
-from autoprumux.cli import main
+from autoprumux.cli.main import main
 
 sys.exit(main())

@@ -13,36 +13,19 @@ a batch. torch and the training engine are imported only here.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
 import platform
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autoprumux.atomic_files import check_output
-from autoprumux.errors import AutoPruMuxError, DataError, FieldError
-from autoprumux.grid import GridPoint
-from autoprumux.harness import Timing, time_round_robin
-from autoprumux.results_io import TableFormat
-from autoprumux.study import Study, ThroughputSection
-
-
-class MeasureError(AutoPruMuxError):
-    """A measurement cannot run as asked (no CUDA, no models, a batch that never fits)."""
-
-
-@dataclass(frozen=True)
-class Measured:
-    point: GridPoint
-    timing: Timing
-    parameters: int  # prunable encoder parameters
-    batch_rows: int  # rows per batch actually used (after any out-of-memory back-off)
-    source: str  # "estimate" or "trained"
+from autoprumux.core.errors import DataError, FieldError
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.study import Study, ThroughputSection
+from autoprumux.files.atomic import check_output
+from autoprumux.files.results_io import TableFormat
+from trainers.timing import MeasureError, measure
 
 
 def resolve_device(settings: ThroughputSection) -> str:
@@ -88,7 +71,7 @@ def estimate_models(study: Study, points: list[GridPoint]) -> dict[GridPoint, An
     """Randomly initialized models with the architecture each (N, s) would have."""
     import torch
 
-    from autoprumux.tasks import TASKS
+    from autoprumux.core.tasks import TASKS
     from trainers.architecture import (
         Architecture,
         architecture_for_sparsity,
@@ -134,107 +117,6 @@ def trained_models(study: Study) -> dict[GridPoint, Any]:
     return {point: load_model(path) for point, path in newest.items()}
 
 
-def measure(
-    models: Mapping[GridPoint, Any],
-    settings: ThroughputSection,
-    seq_len: int,
-    source: str,
-    progress: Callable[[int, int], None] | None = None,
-    extra: Mapping[Any, Any] | None = None,
-) -> dict[Any, Measured]:
-    """Time every model in one round-robin run. ``extra`` adds more (key -> model) to the same
-    run, e.g. trained models beside their estimates; their keys are (point, source) pairs."""
-    import torch
-
-    from trainers.architecture import prunable_params
-
-    device = resolve_device(settings)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-        settings.dtype
-    ]
-    if dtype == torch.float16 and device == "cpu":
-        raise MeasureError("--dtype float16 needs a GPU here; use float32 or bfloat16 on a CPU")
-    keyed: dict[Any, tuple[GridPoint, Any, str]] = {p: (p, m, source) for p, m in models.items()}
-    for key, model in (extra or {}).items():
-        keyed[key] = (key[0], model, key[1])
-    if not keyed:
-        raise MeasureError("there are no models to measure")
-    on_gpu = device.startswith("cuda")
-    sync = (lambda: torch.cuda.synchronize(device)) if on_gpu else (lambda: None)
-    runs, rows_used = {}, {}
-    with strict_float32():
-        for key, (point, model, _) in keyed.items():
-            model = model.to(device=device, dtype=dtype).eval()
-            runs[key], rows_used[key] = _fitting_pass(model, point.n, settings, seq_len, device)
-        with torch.inference_mode():
-            timings = time_round_robin(
-                runs, settings.passes, settings.warmup_passes, sync, progress=progress
-            )
-    return {
-        key: Measured(point, timings[key], prunable_params(model.arch), rows_used[key], kind)
-        for key, (point, model, kind) in keyed.items()
-    }
-
-
-@contextlib.contextmanager
-def strict_float32() -> Any:
-    """IEEE float32 matmuls while timing (TF32 off), whatever the process set before: a
-    training in the same process turns TF32 on, and a trial's timing must match a table
-    measured in a process that never trained."""
-    import torch
-
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
-
-
-def _fitting_pass(model, width: int, settings: ThroughputSection, seq_len: int, device: str):  # type: ignore[no-untyped-def]
-    """A pass over ~examples_per_pass examples in batches of rows * N; halves the rows when a
-    batch does not fit in memory (and says so in the result)."""
-    import torch
-
-    rows = settings.batch_rows
-    # its own generator: timing a model inside a trial must not move the trial's random stream
-    generator = torch.Generator(device=device).manual_seed(0)
-    while rows >= 1:
-        batch = rows * width
-        ids = torch.randint(
-            0, model.arch.vocab_size, (batch, seq_len), device=device, generator=generator
-        )
-        ids[:, 0] = model.arch.cls_token_id
-        mask = torch.ones_like(ids)
-        batches = max(1, math.ceil(settings.examples_per_pass / batch))
-
-        def run(ids=ids, mask=mask, batches=batches, batch=batch) -> int:
-            with torch.inference_mode():
-                for _ in range(batches):
-                    model(ids, mask)
-            return batches * batch
-
-        try:
-            with torch.inference_mode():
-                model(ids, mask)
-            return run, rows
-        except torch.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            rows //= 2
-    raise MeasureError(
-        f"even one row of {width} sequences of {seq_len} tokens does not fit in memory"
-    )
-
-
-def measure_one(model, settings: ThroughputSection, seq_len: int) -> float:  # type: ignore[no-untyped-def]
-    """The throughput recorded with a trained trial: the same harness, a smaller pass."""
-    small = replace(settings, examples_per_pass=settings.trial_examples_per_pass, passes=3)
-    point = GridPoint(model.arch.mux_width, 0.0)
-    return measure({point: model}, small, seq_len, "trained")[point].timing.median
-
-
 def check_table_output(out_path: str | None, study: Study, settings: ThroughputSection) -> Path:
     """Where the table goes (``--out``, else :func:`default_table_path`), refused at once when
     it cannot be written or has no table extension, not after the measuring."""
@@ -256,10 +138,10 @@ def run_measure(
 ) -> dict[str, Any]:
     """Measure the study's grid (estimates, and trained models beside them if asked), write the
     table, and return what the CLI prints (the keys of ``autoprumux measure --json``)."""
-    from autoprumux.grid import BASELINE
-    from autoprumux.progress import Progress
-    from autoprumux.results_io import write_table
-    from autoprumux.throughput import THROUGHPUT_COLUMNS
+    from autoprumux.core.grid import BASELINE
+    from autoprumux.core.progress import Progress
+    from autoprumux.core.throughput import THROUGHPUT_COLUMNS
+    from autoprumux.files.results_io import write_table
 
     path = check_table_output(out_path, study, settings)  # before a minute of measuring
     device = resolve_device(settings)

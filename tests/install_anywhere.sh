@@ -81,8 +81,8 @@ import sys
 from pathlib import Path
 
 import autoprumux
-from autoprumux.search_command import default_study_path
-from autoprumux.study import load_study
+from autoprumux.cli.search_command import default_study_path
+from autoprumux.core.study import load_study
 from trainers.checkpoints import resolve_model_path
 from trainers.data import read_glue_split
 

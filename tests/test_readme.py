@@ -24,7 +24,7 @@ def test_readme_install_commands_pin_the_cpu_torch_and_the_embedded_model():
 
 
 def test_readme_example_output_is_what_the_command_prints(capsys, monkeypatch):
-    from autoprumux.cli import main
+    from autoprumux.cli.main import main
 
     text = (ROOT / "README.md").read_text()
     command, shown = re.search(r"```\n\$ autoprumux (.*?)\n(.*?)```", text, flags=re.S).groups()

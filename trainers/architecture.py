@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoprumux.errors import FieldError
+from autoprumux.core.errors import FieldError
 
 
 class MuxStyle(enum.Enum):

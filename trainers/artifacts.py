@@ -20,7 +20,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from autoprumux.atomic_files import write_text_atomic
+from autoprumux.files.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 

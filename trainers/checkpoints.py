@@ -43,8 +43,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from autoprumux.embedded import PACKAGE_SCHEME, package_path
-from autoprumux.errors import AutoPruMuxError, FieldError
+from autoprumux.core.errors import AutoPruMuxError, FieldError
+from autoprumux.core.package_paths import PACKAGE_SCHEME, package_path
 from trainers.architecture import Architecture
 from trainers.model import Classifier
 

@@ -21,8 +21,8 @@ from typing import TextIO
 import torch
 from torch import Tensor
 
-from autoprumux.errors import AutoPruMuxError
-from autoprumux.tasks import TASKS, TaskSpec
+from autoprumux.core.errors import AutoPruMuxError
+from autoprumux.core.tasks import TASKS, TaskSpec
 
 csv.field_size_limit(sys.maxsize)  # GLUE rows can be long (MNLI parses)
 

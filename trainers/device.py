@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from autoprumux.errors import FieldError
-from autoprumux.study import PRECISIONS
+from autoprumux.core.errors import FieldError
+from autoprumux.core.study import PRECISIONS
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:INDEX"
 # kernels with no deterministic CUDA form that a training step runs (see the module docstring)
@@ -74,6 +74,11 @@ def resolve_device(spec: str = "auto", option: str = "--device") -> torch.device
     if device.index is not None and device.index >= count:
         raise FieldError(option, f"{spec}: this machine has {count} CUDA device(s), cuda:0..")
     return torch.device("cuda", device.index if device.index is not None else 0)
+
+
+def cuda_device_count() -> int:
+    """CUDA devices this process sees (0 without CUDA)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def resolve_precision(setting: str, device: torch.device) -> Precision:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autoprumux.atomic_files import atomic_path
-from autoprumux.errors import AutoPruMuxError, FieldError
+from autoprumux.core.errors import AutoPruMuxError, FieldError
+from autoprumux.files.atomic import atomic_path
 from trainers.inference import (
     BUNDLE_KEY,
     INPUT_NAMES,

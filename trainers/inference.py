@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from autoprumux.progress import Progress
+from autoprumux.core.progress import Progress
 from trainers.model import Classifier
 from trainers.model_folder import INFO_FILE, ModelInfo, NotAModelError, read_info
 
@@ -236,7 +236,7 @@ def _from_folder(folder: Path, device: str) -> TextClassifier:
 def _engine(device: str, info: ModelInfo) -> Any:  # noqa: ANN401 - a trainers.device.Engine
     """On a GPU, the precision the trial evaluated in (so its dev accuracy is reproduced) where
     this GPU runs it, else the device's best; on a CPU, fp32."""
-    from autoprumux.errors import FieldError
+    from autoprumux.core.errors import FieldError
     from trainers.device import Engine
 
     engine = Engine.resolve(device, "auto")
@@ -329,7 +329,7 @@ def import_export_library(name: str) -> Any:  # noqa: ANN401
     try:
         return importlib.import_module(name)
     except ImportError:
-        from autoprumux.errors import AutoPruMuxError
+        from autoprumux.core.errors import AutoPruMuxError
 
         raise AutoPruMuxError(
             f"{name} is not installed; install the export extra: pip install 'autoprumux[export]'"

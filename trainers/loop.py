@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from autoprumux.progress import Progress, ProgressCallback
+from autoprumux.core.progress import Progress, ProgressCallback
 from trainers.device import Engine
 
 RECENT_STEPS = 50  # run_phase returns the mean loss of this many last steps

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoprumux import __version__
-from autoprumux.atomic_files import atomic_path, write_text_atomic
-from autoprumux.errors import AutoPruMuxError
+from autoprumux.core.errors import AutoPruMuxError
+from autoprumux.core.version import __version__
+from autoprumux.files.atomic import atomic_path, write_text_atomic
 
 INFO_FILE = "autoprumux.json"
 CARD_FILE = "README.md"

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from autoprumux.study import TrainingSection, WarmupSection
+from autoprumux.core.study import TrainingSection, WarmupSection
 from trainers.data import Encoded, batches, endless_batches
 from trainers.device import Engine, adamw
 from trainers.l0 import L0Module

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from autoprumux.early_stop import (
+from autoprumux.core.early_stop import (
     TEACHER_MISSED,
     Curve,
     StopEvidence,
@@ -36,10 +36,10 @@ from autoprumux.early_stop import (
     StopRule,
     check_step,
 )
-from autoprumux.grid import GridPoint
-from autoprumux.records import Training, TrialRecord, TrialStatus
-from autoprumux.study import DataSource, Study
-from autoprumux.tasks import TASKS
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.records import Training, TrialRecord, TrialStatus
+from autoprumux.core.study import DataSource, Study
+from autoprumux.core.tasks import TASKS
 from trainers.architecture import multiplexing_fields, prunable_params
 from trainers.artifacts import build_once, cache_key, read_json, slug, write_json
 from trainers.checkpoints import (
@@ -716,7 +716,7 @@ class _Trial:
         teacher_folder: Path | None = None,  # for s > 0: the model it was pruned from
     ) -> TrialResult:
         """The trial's result; the model folder is described (tokenizer, info, card) with it."""
-        from autoprumux.measurement import measure_one
+        from trainers.timing import measure_one
 
         settings = dataclasses.replace(self.study.throughput, device=str(self.engine.device))
         with self.timer("throughput"):

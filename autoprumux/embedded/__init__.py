@@ -10,35 +10,16 @@ any folder, offline, from a wheel or a fresh clone.
 A study writes beside its file: its SQLite database, ``artifacts/``, measured ``throughput/``
 tables, and ``reports/`` beside its folder. So a study is never used in place inside an installed
 package: :func:`copy_studies` first copies the packaged studies into ``./studies`` of the current
-folder (``autoprumux.search_command.default_study_path`` decides when).
+folder (``autoprumux.cli.search_command.default_study_path`` decides when).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-from autoprumux.atomic_files import write_bytes_atomic
-from autoprumux.errors import AutoPruMuxError
+from autoprumux.files.atomic import write_bytes_atomic
 
-PACKAGE_SCHEME = "package:"  # "package:MODULE/SUBPATH": a path inside an installed package
 HERE = Path(__file__).resolve().parent
-
-
-def package_path(text: str) -> Path:
-    """The file or folder that ``package:MODULE/SUBPATH`` names inside the installed package
-    MODULE, wherever it is installed (``package:autoprumux/embedded/glue``)."""
-    module, _, subpath = text.removeprefix(PACKAGE_SCHEME).partition("/")
-    try:
-        spec = importlib.util.find_spec(module) if module else None
-    except (ImportError, ValueError):  # a dotted MODULE whose parent is missing
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise AutoPruMuxError(
-            f"{text!r}: no installed package {module!r}; give {PACKAGE_SCHEME}MODULE/SUBPATH "
-            "with an installed package, or a path"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / subpath
 
 
 def checkout_studies() -> Path | None:

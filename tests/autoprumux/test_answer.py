@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux.answer import ModelState, TrainCommand, locate_model
-from autoprumux.cli import main
-from autoprumux.grid import PAPER_GRID, GridPoint
-from autoprumux.optuna_store import OptunaStore
-from autoprumux.records import ResultsTable, TrialRecord, TrialStatus
-from autoprumux.results_io import write_results
-from autoprumux.synthetic import SyntheticFamily, synthetic_results
-from autoprumux.throughput import ThroughputTable, write_throughput_table
+from autoprumux.cli.main import main
+from autoprumux.core.answer import ModelState, TrainCommand, locate_model
+from autoprumux.core.grid import PAPER_GRID, GridPoint
+from autoprumux.core.records import ResultsTable, TrialRecord, TrialStatus
+from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
+from autoprumux.core.throughput import ThroughputTable
+from autoprumux.files.results_io import write_results, write_throughput_table
+from autoprumux.search.optuna_store import OptunaStore
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "studies" / "sst2.toml"  # seed 42 (the default); the synthetic rows have seed 1

@@ -5,7 +5,7 @@ its bytes, and no file appears.
 
 Each case runs in a fresh project folder nested four levels below ``tmp_path`` (so a name that
 escapes with ``../../../`` still lands inside ``tmp_path``, where the check sees it). Most run
-in-process through :func:`autoprumux.cli.main`; those marked ``process`` run as real
+in-process through :func:`autoprumux.cli.main.main`; those marked ``process`` run as real
 subprocesses. Work that must never start on a bad input fails the case loudly: measuring
 (``estimate_models``) and serving the dashboard (``run_server``) are replaced by functions that
 raise.
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux.cli import main
-from autoprumux.results_io import read_results
+from autoprumux.cli.main import main
+from autoprumux.files.results_io import read_results
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ROOT / "studies" / "results" / "synthetic-sst2.csv"
@@ -145,6 +145,9 @@ CASES = [
     _c("search-gpus-negative", *SEARCH, *REPLAY, "--gpus", "-1", expect="--gpus"),
     _c("search-gpus-nan", *SEARCH, *REPLAY, "--gpus", "nan", expect="--gpus"),
     _c("search-unknown-task", *SEARCH, *REPLAY, "--task", "cola", expect="--task"),
+    # the study file is sst2's: --task mnli would search sst2 under mnli's name
+    _c("search-task-not-the-studys", *SEARCH, *REPLAY, "--task", "mnli",
+       expect="--task: 'mnli' differs from the task of"),
     _c("search-bad-trainer", *SEARCH, "--trainer", "magic", expect="--trainer"),
     _c("search-missing-replay", *SEARCH, "--trainer", "replay:{p}/nope.csv", expect="--trainer"),
     _c("search-bad-executor", *SEARCH[:-2], "--executor", "slurm", expect="--executor"),

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux.cli import main
-from autoprumux.results_io import write_results
-from autoprumux.synthetic import synthetic_results
+from autoprumux.cli.main import main
+from autoprumux.core.synthetic import synthetic_results
+from autoprumux.files.results_io import write_results
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ROOT / "studies" / "results" / "synthetic-sst2.csv"
@@ -212,7 +212,7 @@ def test_unknown_command_and_help(capsys):
 def test_every_option_of_every_command_has_help():
     import click
 
-    from autoprumux.cli import cli
+    from autoprumux.cli.main import cli
 
     missing = [
         f"{name} {option.opts[0]}"

@@ -17,14 +17,14 @@ import pytest
 from optuna.trial import TrialState
 from replay_search import replay_search_argv
 
-from autoprumux.budget import Budget, BudgetKind
-from autoprumux.grid import BASELINE, PAPER_GRID, GridPoint
-from autoprumux.optuna_store import LEASE_ATTR, OWNER_ATTR, Abandoned, OptunaStore
-from autoprumux.records import TrialRecord, TrialStatus
-from autoprumux.search import SearchConfig, SearchDriver, run_local, trainings
-from autoprumux.synthetic import SyntheticFamily
-from autoprumux.throughput import ThroughputTable
-from autoprumux.trial_owner import (
+from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.grid import BASELINE, PAPER_GRID, GridPoint
+from autoprumux.core.records import TrialRecord, TrialStatus
+from autoprumux.core.synthetic import SyntheticFamily
+from autoprumux.core.throughput import ThroughputTable
+from autoprumux.search.driver import SearchConfig, SearchDriver, run_local, trainings
+from autoprumux.search.optuna_store import LEASE_ATTR, OWNER_ATTR, Abandoned, OptunaStore
+from autoprumux.search.trial_owner import (
     LeaseKeeper,
     LeaseTerms,
     Liveness,
@@ -33,7 +33,7 @@ from autoprumux.trial_owner import (
     liveness,
     now_s,
 )
-from autoprumux.trial_sources import ReplayTrainer
+from autoprumux.search.trial_sources import ReplayTrainer
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "studies" / "results" / "synthetic-sst2.csv"
@@ -289,7 +289,7 @@ def test_a_store_with_live_leases_pickles_as_ray_tune_needs():
     must survive that, and the copy renews nothing."""
     import pickle
 
-    from autoprumux.trial_owner import LeaseKeeper, LeaseTerms
+    from autoprumux.search.trial_owner import LeaseKeeper, LeaseTerms
 
     renewed: list[int] = []
     keeper = LeaseKeeper(renewed.append, LeaseTerms(renew_every_s=0.05, lasts_s=1.0))

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux.costs import (
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.records import TrialRecord, TrialStatus
+from autoprumux.core.study import load_study
+from autoprumux.search.costs import (
     CostModel,
     CostPart,
     PartCosts,
@@ -15,9 +18,6 @@ from autoprumux.costs import (
     recipe_of,
     seconds_per_unit,
 )
-from autoprumux.grid import GridPoint
-from autoprumux.records import TrialRecord, TrialStatus
-from autoprumux.study import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
 

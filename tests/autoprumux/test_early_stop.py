@@ -3,8 +3,8 @@ calibrated from curves, stops counted on curves, the evidence, and a stopped rec
 
 import pytest
 
-from autoprumux.budget import FEASIBILITY_TOLERANCE
-from autoprumux.early_stop import (
+from autoprumux.core.budget import FEASIBILITY_TOLERANCE
+from autoprumux.core.early_stop import (
     MARGINS,
     MAX_CHECK_SHARE,
     Curve,
@@ -16,9 +16,9 @@ from autoprumux.early_stop import (
     check_step,
     count_stops,
 )
-from autoprumux.errors import FieldError
-from autoprumux.grid import GridPoint
-from autoprumux.records import TrialRecord, TrialStatus
+from autoprumux.core.errors import FieldError
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.records import TrialRecord, TrialStatus
 
 # gains from each check to the end: 0.25: 0.12, 0.5: 0.04, 0.75: 0.02
 RISING = Curve(

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from autoprumux.budget import FEASIBILITY_TOLERANCE
-from autoprumux.early_stop import CHECK_FRACTIONS, MARGINS, calibrate, count_stops, load_curves
+from autoprumux.core.budget import FEASIBILITY_TOLERANCE
+from autoprumux.core.early_stop import CHECK_FRACTIONS, MARGINS, calibrate, count_stops, load_curves
 
 CURVES = Path(__file__).parents[2] / "studies" / "results" / "sst2-tiny-curves.json"
 

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux import search_command
-from autoprumux.cli import main
-from autoprumux.embedded import copy_studies, package_path
-from autoprumux.errors import AutoPruMuxError, FieldError
-from autoprumux.search_command import default_study_path
-from autoprumux.study import load_study
+from autoprumux.cli import search_command
+from autoprumux.cli.main import main
+from autoprumux.cli.search_command import default_study_path
+from autoprumux.core.errors import AutoPruMuxError, FieldError
+from autoprumux.core.package_paths import package_path
+from autoprumux.core.study import load_study
+from autoprumux.embedded import copy_studies
 
 ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_GLUE = ROOT / "autoprumux" / "embedded" / "glue"

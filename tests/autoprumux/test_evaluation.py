@@ -8,13 +8,13 @@ Training grid: N in {1, 2, 4} x s in {0, 0.5, 0.9}; test points add s = 0.7.
 
 import pytest
 
-from autoprumux.budget import BudgetKind
-from autoprumux.errors import FieldError
-from autoprumux.evaluation import evaluate
-from autoprumux.grid import Grid
-from autoprumux.grid import GridPoint as P
-from autoprumux.records import ResultsTable, TrialRecord
-from autoprumux.throughput import ThroughputTable
+from autoprumux.core.budget import BudgetKind
+from autoprumux.core.errors import FieldError
+from autoprumux.core.evaluation import evaluate
+from autoprumux.core.grid import Grid
+from autoprumux.core.grid import GridPoint as P
+from autoprumux.core.records import ResultsTable, TrialRecord
+from autoprumux.core.throughput import ThroughputTable
 
 TRAIN = Grid((1, 2, 4), (0.0, 0.5, 0.9))
 

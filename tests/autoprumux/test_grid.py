@@ -1,7 +1,7 @@
 import pytest
 
-from autoprumux.errors import FieldError
-from autoprumux.grid import (
+from autoprumux.core.errors import FieldError
+from autoprumux.core.grid import (
     BASELINE,
     PAPER_GRID,
     PAPER_SPARSITIES,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from autoprumux.harness import Timing, time_round_robin
+from autoprumux.core.harness import Timing, time_round_robin
 
 
 class FakeClock:

@@ -15,14 +15,14 @@ from postgres_server import HOST, PASSWORD, USER
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 
-from autoprumux import storage_check
-from autoprumux.budget import Budget, BudgetKind
-from autoprumux.cli import main
-from autoprumux.grid import BASELINE, PAPER_GRID
-from autoprumux.optuna_store import OptunaStore
-from autoprumux.records import TrialRecord
-from autoprumux.report_command import from_storage
-from autoprumux.storage_check import StorageError, check_existing_storage, connect_url
+from autoprumux.cli.main import main
+from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.grid import BASELINE, PAPER_GRID
+from autoprumux.core.records import TrialRecord
+from autoprumux.report.sources import from_storage
+from autoprumux.search import storage_check
+from autoprumux.search.optuna_store import OptunaStore
+from autoprumux.search.storage_check import StorageError, check_existing_storage, connect_url
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLAY = ROOT / "studies" / "results" / "synthetic-sst2.csv"

@@ -1,4 +1,4 @@
-from autoprumux.progress import Progress, ProgressLines
+from autoprumux.core.progress import Progress, ProgressLines
 
 
 def test_progress_lines_print_each_quarter_of_each_phase_once():

@@ -2,11 +2,11 @@
 
 import pytest
 
-from autoprumux.costs import CostModel, PartCosts
-from autoprumux.grid import BASELINE, PAPER_GRID
-from autoprumux.grid import GridPoint as P
-from autoprumux.proposer import ProbeRule, Proposer, SearchState
-from autoprumux.synthetic import SyntheticFamily, synthetic_results
+from autoprumux.core.grid import BASELINE, PAPER_GRID
+from autoprumux.core.grid import GridPoint as P
+from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
+from autoprumux.search.costs import CostModel, PartCosts
+from autoprumux.search.proposer import ProbeRule, Proposer, SearchState
 
 FAMILY = SyntheticFamily()
 SPEED = {p: 1000 * FAMILY.expected_speedup(p) for p in PAPER_GRID}

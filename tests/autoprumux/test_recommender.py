@@ -1,13 +1,13 @@
 import pytest
 
-from autoprumux.budget import Budget, BudgetKind, budget_sweep
-from autoprumux.errors import DataError, FieldError
-from autoprumux.grid import Grid
-from autoprumux.grid import GridPoint as P
-from autoprumux.recommender import Exclusion, Recommender
-from autoprumux.records import Observations
-from autoprumux.surrogate import Source
-from autoprumux.throughput import ThroughputTable
+from autoprumux.core.budget import Budget, BudgetKind, budget_sweep
+from autoprumux.core.errors import DataError, FieldError
+from autoprumux.core.grid import Grid
+from autoprumux.core.grid import GridPoint as P
+from autoprumux.core.recommender import Exclusion, Recommender
+from autoprumux.core.records import Observations
+from autoprumux.core.surrogate import Source
+from autoprumux.core.throughput import ThroughputTable
 
 ACCURACY = {P(1, 0): 0.90, P(1, 0.5): 0.88, P(2, 0): 0.87, P(2, 0.5): 0.84, P(4, 0): 0.80}
 TABLE = ThroughputTable(

@@ -4,13 +4,14 @@ import re
 import shutil
 import subprocess
 
-from autoprumux.answer import ModelState, TrainCommand
-from autoprumux.budget import Budget, BudgetKind
-from autoprumux.cli import main
-from autoprumux.grid import BASELINE, Family, Grid
-from autoprumux.grid import GridPoint as P
-from autoprumux.records import Observations, TrialRecord, TrialStatus
-from autoprumux.report import (
+from autoprumux.cli.main import main
+from autoprumux.core.answer import ModelState, TrainCommand
+from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.grid import BASELINE, Family, Grid
+from autoprumux.core.grid import GridPoint as P
+from autoprumux.core.records import Observations, TrialRecord, TrialStatus
+from autoprumux.core.throughput import TIMED_IN_TRIALS, ThroughputTable
+from autoprumux.report.data import (
     ReportInput,
     TradeoffPoint,
     answer,
@@ -20,8 +21,7 @@ from autoprumux.report import (
     surface_heatmap,
     tradeoff,
 )
-from autoprumux.report_html import render, tradeoff_figure
-from autoprumux.throughput import TIMED_IN_TRIALS, ThroughputTable
+from autoprumux.report.html import render, tradeoff_figure
 
 GRID = Grid((1, 2), (0.0, 0.5))
 ACCURACY = {BASELINE: 0.90, P(1, 0.5): 0.88, P(2, 0.0): 0.87, P(2, 0.5): 0.84}

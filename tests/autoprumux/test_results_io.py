@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from autoprumux.errors import DataError
-from autoprumux.grid import GridPoint as P
-from autoprumux.records import ResultsTable, TrialRecord, TrialStatus
-from autoprumux.results_io import read_results, write_results
+from autoprumux.core.errors import DataError
+from autoprumux.core.grid import GridPoint as P
+from autoprumux.core.records import ResultsTable, TrialRecord, TrialStatus
+from autoprumux.files.results_io import read_results, write_results
 
 HEADER = ["task", "n", "sparsity", "accuracy", "throughput"]
 

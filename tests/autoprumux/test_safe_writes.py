@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux.atomic_files import check_output, explained_write_errors
-from autoprumux.errors import DataError, FieldError
-from autoprumux.report_command import default_report_path, file_name, search_report_path
-from autoprumux.results_io import read_table, write_table
-from autoprumux.study import load_study
+from autoprumux.core.errors import DataError, FieldError
+from autoprumux.core.study import load_study
+from autoprumux.files.atomic import check_output, explained_write_errors
+from autoprumux.files.results_io import read_table, write_table
+from autoprumux.report.sources import default_report_path, file_name, search_report_path
 from trainers.artifacts import read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[2]

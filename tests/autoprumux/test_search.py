@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux.budget import Budget, BudgetKind
-from autoprumux.cli import main
-from autoprumux.grid import BASELINE, PAPER_GRID, GridPoint
-from autoprumux.optuna_store import OptunaStore
-from autoprumux.records import Training, TrialRecord, TrialStatus
-from autoprumux.results_io import write_results
-from autoprumux.search import SearchConfig, SearchDriver, run_local
-from autoprumux.synthetic import SyntheticFamily, synthetic_results
-from autoprumux.throughput import ThroughputTable
-from autoprumux.trial_sources import ReplayTrainer
+from autoprumux.cli.main import main
+from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.grid import BASELINE, PAPER_GRID, GridPoint
+from autoprumux.core.records import Training, TrialRecord, TrialStatus
+from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
+from autoprumux.core.throughput import ThroughputTable
+from autoprumux.files.results_io import write_results
+from autoprumux.search.driver import SearchConfig, SearchDriver, run_local
+from autoprumux.search.optuna_store import OptunaStore
+from autoprumux.search.trial_sources import ReplayTrainer
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILY = SyntheticFamily(accuracy_noise=0.0)  # exactly monotone: answers are known
@@ -360,8 +360,8 @@ def test_trial_records_round_trip_through_optuna(tmp_path):
 
 
 def test_the_default_study_is_found_from_any_folder(tmp_path, monkeypatch):
-    from autoprumux.errors import FieldError
-    from autoprumux.search_command import default_study_path
+    from autoprumux.cli.search_command import default_study_path
+    from autoprumux.core.errors import FieldError
 
     monkeypatch.chdir(tmp_path)
     assert default_study_path("sst2", gpu=False) == ROOT / "studies" / "sst2-tiny.toml"

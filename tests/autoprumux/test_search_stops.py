@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux import search_command
-from autoprumux.budget import Budget, BudgetKind
-from autoprumux.cli import main
-from autoprumux.early_stop import MARGINS, StopRule
-from autoprumux.grid import BASELINE, Grid, GridPoint
-from autoprumux.optuna_store import COST_AND_STOP_FIELDS, OptunaStore
-from autoprumux.recommender import Exclusion, Recommender
-from autoprumux.records import Training, TrialRecord, TrialStatus
-from autoprumux.results_io import read_results
-from autoprumux.search import SearchConfig, SearchDriver, run_local
-from autoprumux.throughput import ThroughputTable
+from autoprumux.cli import search_command
+from autoprumux.cli.main import main
+from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.early_stop import MARGINS, StopRule
+from autoprumux.core.grid import BASELINE, Grid, GridPoint
+from autoprumux.core.recommender import Exclusion, Recommender
+from autoprumux.core.records import Training, TrialRecord, TrialStatus
+from autoprumux.core.throughput import ThroughputTable
+from autoprumux.files.results_io import read_results
+from autoprumux.search.driver import SearchConfig, SearchDriver, run_local
+from autoprumux.search.optuna_store import COST_AND_STOP_FIELDS, OptunaStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ROOT / "studies" / "results" / "synthetic-sst2.csv"
@@ -298,8 +298,8 @@ def test_a_point_stopped_short_is_never_recommended(tmp_path):
     # the report of the study says the same, at this budget and at every budget of its table
     # whose threshold is above the bound
     driver.close()
-    from autoprumux.report import recommendations
-    from autoprumux.report_command import from_storage
+    from autoprumux.report.data import recommendations
+    from autoprumux.report.sources import from_storage
 
     data = replace(
         from_storage(driver.config.storage_url, "s", driver.config.budget, None), table=TABLE

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux.errors import FieldError
-from autoprumux.grid import PAPER_GRID
-from autoprumux.study import DataSource, load_study
+from autoprumux.core.errors import FieldError
+from autoprumux.core.grid import PAPER_GRID
+from autoprumux.core.study import DataSource, load_study
 
 STUDIES = sorted(Path(__file__).resolve().parents[2].joinpath("studies").glob("*.toml"))
 

@@ -29,12 +29,12 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 from replay_search import replay_search_argv
 
-from autoprumux.budget import Budget, BudgetKind
-from autoprumux.cli import main
-from autoprumux.grid import PAPER_GRID, GridPoint
-from autoprumux.optuna_store import Abandoned, OptunaStore
-from autoprumux.records import TrialStatus
-from autoprumux.report_command import from_storage
+from autoprumux.cli.main import main
+from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.grid import PAPER_GRID, GridPoint
+from autoprumux.core.records import TrialStatus
+from autoprumux.report.sources import from_storage
+from autoprumux.search.optuna_store import Abandoned, OptunaStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "studies" / "results" / "synthetic-sst2.csv"
@@ -48,7 +48,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DAT
 
 def truth():
     """The replayed table: point -> accuracy, what every measured value must equal."""
-    from autoprumux.results_io import read_results
+    from autoprumux.files.results_io import read_results
 
     return {r.point: r.accuracy for r in read_results(TABLE).records}
 

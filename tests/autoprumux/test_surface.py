@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from scipy.interpolate import RegularGridInterpolator
 
-from autoprumux.grid import GridPoint as P
-from autoprumux.surface import AccuracySurface
-from autoprumux.surrogate import Source
+from autoprumux.core.grid import GridPoint as P
+from autoprumux.core.surface import AccuracySurface
+from autoprumux.core.surrogate import Source
 
 # One cell: corners (N, s) -> accuracy.
 CELL = {P(1, 0): 0.9, P(1, 0.5): 0.8, P(3, 0): 0.7, P(3, 0.5): 0.4}

@@ -2,10 +2,10 @@
 
 import pytest
 
-from autoprumux.grid import GridPoint as P
-from autoprumux.surface import AccuracySurface
-from autoprumux.surrogate import Source
-from autoprumux.throughput import ThroughputModel
+from autoprumux.core.grid import GridPoint as P
+from autoprumux.core.surface import AccuracySurface
+from autoprumux.core.surrogate import Source
+from autoprumux.core.throughput import ThroughputModel
 
 MODELS = [AccuracySurface, ThroughputModel]
 MEASURED = {

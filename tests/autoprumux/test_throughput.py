@@ -2,15 +2,11 @@ import json
 
 import pytest
 
-from autoprumux.errors import DataError
-from autoprumux.grid import GridPoint as P
-from autoprumux.surrogate import Source
-from autoprumux.throughput import (
-    ThroughputModel,
-    ThroughputTable,
-    read_throughput_table,
-    write_throughput_table,
-)
+from autoprumux.core.errors import DataError
+from autoprumux.core.grid import GridPoint as P
+from autoprumux.core.surrogate import Source
+from autoprumux.core.throughput import ThroughputModel, ThroughputTable
+from autoprumux.files.results_io import read_throughput_table, write_throughput_table
 
 
 def test_latency_is_interpolated_linearly_in_sparsity():

@@ -18,13 +18,13 @@ import time
 from functools import partial
 from pathlib import Path
 
-from autoprumux.budget import Budget, BudgetKind
-from autoprumux.evaluation import evaluate
-from autoprumux.grid import PAPER_GRID, PAPER_TRAIN_GRID, Grid, sparsity_range
-from autoprumux.recommender import Recommender
-from autoprumux.results_io import write_results
-from autoprumux.synthetic import SyntheticFamily, synthetic_results
-from autoprumux.throughput import ThroughputTable
+from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.evaluation import evaluate
+from autoprumux.core.grid import PAPER_GRID, PAPER_TRAIN_GRID, Grid, sparsity_range
+from autoprumux.core.recommender import Recommender
+from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
+from autoprumux.core.throughput import ThroughputTable
+from autoprumux.files.results_io import write_results
 
 REPEATS = 5
 BIG_GRID = Grid(tuple(range(1, 21)), (0.0, *sparsity_range(0.5, 0.975, 0.0125)))

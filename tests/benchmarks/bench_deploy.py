@@ -18,8 +18,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from autoprumux.classify_io import InputSpec, accuracy, read_inputs
-from autoprumux.study import load_study
+from autoprumux.cli.classify_io import InputSpec, accuracy, read_inputs
+from autoprumux.core.study import load_study
 from trainers.export import ExportFormat, export_model
 from trainers.inference import load_text_classifier
 from trainers.trial import TrialSpec, run_trial

@@ -32,7 +32,7 @@ import torch
 import trainers
 print("ENGINE " + trainers.__file__, file=sys.stderr)
 torch.set_num_threads(int(sys.argv[3]))
-from autoprumux.study import load_study
+from autoprumux.core.study import load_study
 from trainers.checkpoints import load_pretrained, load_tokenizer
 from trainers.data import encode, read_glue_split
 from trainers.l0 import L0Module

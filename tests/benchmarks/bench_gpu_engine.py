@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from autoprumux.study import TrainingSection, load_study
+from autoprumux.core.study import TrainingSection, load_study
 from trainers.architecture import Architecture
 from trainers.data import Encoded
 from trainers.device import Engine
@@ -150,9 +150,9 @@ def local_bert_base(folder: Path, layers: int, hidden: int) -> Path:
 
 
 def paper_table(args: argparse.Namespace, dtype: str) -> None:
-    from autoprumux.atomic_files import write_text_atomic
+    from autoprumux.core.progress import ProgressLines
+    from autoprumux.files.atomic import write_text_atomic
     from autoprumux.measurement import run_measure
-    from autoprumux.progress import ProgressLines
 
     study = load_study(ROOT / "studies" / "sst2.toml")
     device = "cuda" if args.device.startswith("cuda") else "cpu"

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from bench_gpu_engine import VOCAB, bert_base, random_data
 
-from autoprumux.study import TrainingSection
+from autoprumux.core.study import TrainingSection
 from trainers.device import Engine
 from trainers.loop import train_step
 from trainers.model import Classifier

@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from autoprumux.grid import GridPoint
-from autoprumux.measurement import estimate_models, measure
-from autoprumux.study import load_study
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.study import load_study
+from autoprumux.measurement import estimate_models
+from trainers.timing import measure
 
 
 def main() -> None:

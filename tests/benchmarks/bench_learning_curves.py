@@ -10,7 +10,7 @@ output holds, per trained point, its curves and what the training cost (seconds 
 teacher and own phases, as the search records them). It is rewritten after every point, and a
 rerun skips the points it holds. (The committed file holds (1, 0) and (2, 0), and the
 bare command's pruned N = 1 trainings for their costs: README, "Measured".)
-``autoprumux.early_stop.calibrate`` reads the curves; the margins in ``early_stop.MARGINS`` are
+``autoprumux.core.early_stop.calibrate`` reads the curves; the margins in ``early_stop.MARGINS`` are
 checked against them by the tests.
 """
 
@@ -23,10 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-from autoprumux.atomic_files import write_text_atomic
-from autoprumux.early_stop import calibrate, count_stops, load_curves
-from autoprumux.grid import GridPoint
-from autoprumux.study import load_study
+from autoprumux.core.early_stop import calibrate, count_stops, load_curves
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.study import load_study
+from autoprumux.files.atomic import write_text_atomic
 from trainers.trial import TrialSpec, run_trial
 
 # every N's teacher (its warm-up and fine-tuning curve), then one pruned point per N (its own

@@ -13,12 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoprumux.budget import Budget, BudgetKind
-from autoprumux.grid import Grid, sparsity_range
-from autoprumux.report_command import from_results
-from autoprumux.report_html import write_report
-from autoprumux.results_io import write_results
-from autoprumux.synthetic import SyntheticFamily, synthetic_results
+from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.grid import Grid, sparsity_range
+from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
+from autoprumux.files.results_io import write_results
+from autoprumux.report.html import write_report
+from autoprumux.report.sources import from_results
 
 GRIDS = {
     30: Grid((1, 2, 3, 4, 5), (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)),

@@ -7,18 +7,18 @@ cost.
     .venv/bin/python tests/benchmarks/bench_search.py --grid studies/results/sst2-tiny-grid.json \
         --budgets 0.01 0.02 0.03 0.04 0.05 0.06 0.08 0.10
 
-Grids: ``autoprumux.synthetic`` families (PruMUX loss = DataMUX loss + CoFi loss + noise, points
-whose loss is too high fail to train), one per seed, on the paper's 4 x 9 grid; or a recorded
-full grid with ``--grid`` (then one grid, the paper's training grid does not apply, and the
-fastest point within each budget is printed for CoFi alone, DataMUX alone and PruMUX).
-Throughput is known for every point (the family's expected speedup; the recorded throughput with
---grid). A training of (N, s) also gives (N, 0), the teacher it fine-tuned on the way.
+Grids: ``autoprumux.core.synthetic`` families (PruMUX loss = DataMUX loss + CoFi loss + noise,
+points whose loss is too high fail to train), one per seed, on the paper's 4 x 9 grid; or a recorded
+full grid with ``--grid`` (then one grid, the paper's training grid does not apply, and the fastest
+point within each budget is printed for CoFi alone, DataMUX alone and PruMUX). Throughput is known
+for every point (the family's expected speedup; the recorded throughput with --grid). A training of
+(N, s) also gives (N, 0), the teacher it fine-tuned on the way.
 
 Costs: a training pays for its N's warm-up unless a point of the row was trained, its (N, 0)
 teacher unless trained, and its own phases. With --grid they are the seconds measured by
 bench_learning_curves.py (``--costs``: each N's warm-up and teacher from its (N, 0) training,
 each row's own part from its pruned training), and early stopping replays the recorded teacher
-curves with the margins of ``autoprumux.early_stop``. On the synthetic family the cost model is
+curves with the margins of ``autoprumux.core.early_stop``. On the synthetic family the cost model is
 ``synthetic_costs``: the forward units of studies/sst2.toml's recipe at the family's
 throughput (no curves, so no early stopping). The proposer predicts costs as the search does
 (``CostModel.for_study`` on the replayed records). For each budget: trainings and total cost
@@ -39,17 +39,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoprumux.budget import Budget, BudgetKind, budget_sweep
-from autoprumux.costs import CostModel, PartCosts, Recipe, forward_units, recipe_of
-from autoprumux.early_stop import Curve, StopRule
-from autoprumux.grid import BASELINE, PAPER_GRID, PAPER_TRAIN_GRID, Grid, GridPoint
-from autoprumux.proposer import ProbeRule, Proposer, SearchState
-from autoprumux.recommender import Recommender
-from autoprumux.records import Observations, TrialRecord, TrialStatus
-from autoprumux.results_io import read_results
-from autoprumux.study import load_study
-from autoprumux.synthetic import SyntheticFamily, synthetic_results
-from autoprumux.throughput import ThroughputTable, read_throughput_table
+from autoprumux.core.budget import Budget, BudgetKind, budget_sweep
+from autoprumux.core.early_stop import Curve, StopRule
+from autoprumux.core.grid import BASELINE, PAPER_GRID, PAPER_TRAIN_GRID, Grid, GridPoint
+from autoprumux.core.recommender import Recommender
+from autoprumux.core.records import Observations, TrialRecord, TrialStatus
+from autoprumux.core.study import load_study
+from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
+from autoprumux.core.throughput import ThroughputTable
+from autoprumux.files.results_io import read_results, read_throughput_table
+from autoprumux.search.costs import CostModel, PartCosts, Recipe, forward_units, recipe_of
+from autoprumux.search.proposer import ProbeRule, Proposer, SearchState
 
 
 @dataclass(frozen=True, kw_only=True)

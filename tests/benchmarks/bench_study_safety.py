@@ -356,8 +356,8 @@ TMP = ""  # this run's temporary folder
 
 def run_search(delay: float, argv: list[str]) -> int:
     """One search (this script's subprocess): the CLI, its replay trainings slowed."""
-    import autoprumux.search_command as command
-    from autoprumux.cli import main
+    import autoprumux.cli.search_command as command
+    from autoprumux.cli.main import main
 
     plain = command.make_trainer
 

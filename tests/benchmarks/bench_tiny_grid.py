@@ -22,12 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-from autoprumux.grid import GridPoint
-from autoprumux.measurement import fingerprint, measure, resolve_device
-from autoprumux.records import RECORD_FIELDS, TrialStatus
-from autoprumux.results_io import write_table
-from autoprumux.study import load_study
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.records import RECORD_FIELDS, TrialStatus
+from autoprumux.core.study import load_study
+from autoprumux.files.results_io import write_table
+from autoprumux.measurement import fingerprint, resolve_device
 from trainers.checkpoints import load_model
+from trainers.timing import measure
 from trainers.trial import TrialSpec, run_trial
 
 

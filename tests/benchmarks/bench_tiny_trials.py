@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from autoprumux.errors import FieldError
-from autoprumux.study import Study, read_study_document, study_from_dict
+from autoprumux.core.errors import FieldError
+from autoprumux.core.study import Study, read_study_document, study_from_dict
 from trainers.checkpoints import load_model
 from trainers.trial import TrialSpec, _task_data, _tokenizer, run_trial
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from autoprumux.study import load_study
+from autoprumux.core.study import load_study
 from trainers.data import DataError, Split, batches, encode, endless_batches, read_glue_split
 
 ROOT = Path(__file__).resolve().parents[2]

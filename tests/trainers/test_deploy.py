@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from autoprumux.cli import main
-from autoprumux.study import load_study
+from autoprumux.cli.main import main
+from autoprumux.core.study import load_study
 from trainers.checkpoints import load_model as load_classifier
 from trainers.data import read_glue_split
 from trainers.export import ExportFormat, export_model

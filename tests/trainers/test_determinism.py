@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from autoprumux.grid import GridPoint
-from autoprumux.trial_sources import StudyTrainer
+from autoprumux.core.grid import GridPoint
+from autoprumux.search.trial_sources import StudyTrainer
 
 
 def weights_digest(artifact: str) -> str:
@@ -35,7 +35,7 @@ def study_copy(tiny_sources, folder: Path) -> str:  # type: ignore[no-untyped-de
 def test_a_trial_gives_the_same_result_in_process_and_in_a_ray_worker(tiny_sources, tmp_path):
     import ray
 
-    from autoprumux.ray_executor import _trainable
+    from autoprumux.search.ray_executor import _trainable
 
     point = GridPoint(2, 0.5)  # warm-up, fine-tuning, pruning, post-pruning fine-tuning
     here = StudyTrainer(study_copy(tiny_sources, tmp_path / "here"), threads=1)

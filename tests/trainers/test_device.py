@@ -16,10 +16,10 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree
 
-from autoprumux.cli import main
-from autoprumux.errors import FieldError
-from autoprumux.records import TrialStatus
-from autoprumux.study import TrainingSection, WarmupSection, load_study
+from autoprumux.cli.main import main
+from autoprumux.core.errors import FieldError
+from autoprumux.core.records import TrialStatus
+from autoprumux.core.study import TrainingSection, WarmupSection, load_study
 from trainers.checkpoints import load_pretrained
 from trainers.data import Encoded
 from trainers.device import Engine, Precision, resolve_device, resolve_precision
@@ -339,8 +339,8 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu(tiny_arch, tmp_path):
 @pytest.mark.gpu
 def test_measurement_synchronises_before_it_reads_the_clock(tiny_arch, tmp_path, monkeypatch):
     import autoprumux.measurement as measurement
-    from autoprumux.grid import GridPoint
-    from autoprumux.study import ThroughputSection
+    from autoprumux.core.grid import GridPoint
+    from autoprumux.core.study import ThroughputSection
 
     idle: list[bool] = []
     real = measurement.time_round_robin

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux.grid import BASELINE, GridPoint
-from autoprumux.optuna_store import OptunaStore
-from autoprumux.records import TrialStatus
-from autoprumux.study import load_study
-from autoprumux.throughput import read_throughput_table
+from autoprumux.core.grid import BASELINE, GridPoint
+from autoprumux.core.records import TrialStatus
+from autoprumux.core.study import load_study
+from autoprumux.files.results_io import read_throughput_table
+from autoprumux.search.optuna_store import OptunaStore
 
 BARE = ["search", "--task", "sst2", "--budget", "0.03"]
 
@@ -24,7 +24,7 @@ def autoprumux(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")])
     return subprocess.run(
-        [sys.executable, "-m", "autoprumux.cli", *args],
+        [sys.executable, "-m", "autoprumux.cli.main", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from autoprumux.cli import main
-from autoprumux.measurement import MeasureError, _fitting_pass
-from autoprumux.study import ThroughputSection
-from autoprumux.throughput import read_throughput_table
+from autoprumux.cli.main import main
+from autoprumux.core.study import ThroughputSection
+from autoprumux.files.results_io import read_throughput_table
 from trainers.architecture import Architecture, architecture_for_sparsity, sparsity_of
+from trainers.timing import MeasureError, fitting_pass
 
 DENSE = {
     "bert-base": Architecture.dense(
@@ -103,16 +103,16 @@ class Choking(torch.nn.Module):
 
 def test_a_batch_that_does_not_fit_backs_off():
     settings = ThroughputSection(batch_rows=128, examples_per_pass=128)
-    run, rows = _fitting_pass(Choking(), 2, settings, 8, "cpu")
+    run, rows = fitting_pass(Choking(), 2, settings, 8, "cpu")
     assert rows == 32 and run() == 128  # 32 rows x N = 2: 64 sequences, two batches a pass
     with pytest.raises(MeasureError, match="does not fit in memory"):
-        _fitting_pass(Choking(), 128, settings, 8, "cpu")
+        fitting_pass(Choking(), 128, settings, 8, "cpu")
 
 
 def test_timing_a_model_leaves_the_callers_random_stream_alone():
     # a trial times its (N, 0) teacher before pruning; the pruning's randomness must not change
-    from autoprumux.measurement import measure_one
     from trainers.model import Classifier
+    from trainers.timing import measure_one
 
     arch = Architecture.dense(
         num_layers=1, hidden_size=16, num_heads=2, intermediate_size=32, vocab_size=200
@@ -129,7 +129,7 @@ def test_timing_a_model_leaves_the_callers_random_stream_alone():
 def test_float32_is_timed_without_tf32_whatever_the_process_set(monkeypatch):
     # a GPU training turns TF32 on for its process; the trial's timing after it must still be
     # IEEE float32, as a table measured in a fresh process is (the flags exist without CUDA)
-    import autoprumux.measurement as measurement
+    import trainers.timing as measurement
     from trainers.model import Classifier
 
     seen = []

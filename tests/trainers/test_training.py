@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from autoprumux.cli import main
-from autoprumux.grid import GridPoint
-from autoprumux.records import TrialStatus
-from autoprumux.study import load_study
+from autoprumux.cli.main import main
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.records import TrialStatus
+from autoprumux.core.study import load_study
 from trainers.architecture import prunable_params
 from trainers.checkpoints import load_pretrained
 from trainers.data import DataError, encode, read_glue_split, read_unlabelled_text
@@ -324,7 +324,7 @@ def test_unlabelled_text_reader_skips_blank_lines(tmp_path):
 
 
 def test_a_hopeless_teacher_stops_at_its_first_check_and_resumes_later(tiny_study_file):
-    from autoprumux.early_stop import TEACHER_MISSED, StopRule
+    from autoprumux.core.early_stop import TEACHER_MISSED, StopRule
 
     study = load_study(tiny_study_file(finetune_steps=200))
     # no accuracy plus a margin of 0.01 reaches 1.5: the check after 1/4 stops the training

@@ -1,0 +1,190 @@
+"""``autoprumux classify``'s text in and out: reading inputs, shaping what is printed.
+
+Inputs (``--input FILE|-``):
+- a ``.tsv`` or ``.csv`` file with a header row: the text column(s) are ``--column NAME`` (pair
+  tasks: ``--column FIRST,SECOND``) or, by default, the model's GLUE columns (SST-2:
+  ``sentence``). A ``.tsv`` is read as GLUE writes it (tabs, no quoting). When the file also
+  holds the task's label column (SST-2: ``label``), the accuracy against it is reported;
+- anything else, and stdin: one input per line (a pair task: the two sentences separated by a
+  tab). Blank lines are skipped and counted.
+
+Every input keeps its line number, so a bad line is named and an output row says where its
+input came from. Pure Python: no torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoprumux.core.errors import AutoPruMuxError, FieldError
+
+csv.field_size_limit(sys.maxsize)
+
+Text = str | tuple[str, str]
+
+
+class InputError(AutoPruMuxError):
+    """An input file cannot be classified: it names the file and the line."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputSpec:
+    """What the model reads: its GLUE text columns (1 or 2), label column and label names."""
+
+    text_columns: tuple[str, ...]
+    label_column: str
+    labels: tuple[str, ...]
+
+    @property
+    def pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inputs:
+    texts: tuple[Text, ...]
+    lines: tuple[int, ...]  # the source line of every input (1-based; a table's header is 1)
+    source: str  # the file's path, or "<stdin>"
+    gold: tuple[int, ...] | None = None  # label ids from the label column, when it is there
+    label_column: str | None = None
+    blank_lines: int = 0
+
+
+def read_inputs(
+    path: str, spec: InputSpec, columns: str | None = None, stdin: Any = None
+) -> Inputs:
+    """The inputs of ``--input PATH`` ("-": stdin, a binary stream)."""
+    source = "<stdin>" if path == "-" else path
+    if path == "-":
+        data = (stdin or sys.stdin.buffer).read()
+    else:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as err:
+            raise FieldError("--input", f"{path}: {err.strerror or err}") from None
+    text = _decode(data, source)
+    table = Path(path).suffix.lower() in (".tsv", ".csv") and path != "-"
+    if columns and not table:
+        raise FieldError("--column", f"{source} is not a .tsv or .csv table; --column needs one")
+    inputs = (
+        _read_table(text, source, spec, columns, tab=path.lower().endswith(".tsv"))
+        if table
+        else _read_lines(text, source, spec)
+    )
+    if not inputs.texts:
+        raise InputError(f"{source}: no inputs to classify")
+    return inputs
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise InputError(f"{source}: line {line} is not UTF-8 text (byte {err.start})") from None
+
+
+def _read_lines(text: str, source: str, spec: InputSpec) -> Inputs:
+    texts: list[Text] = []
+    lines: list[int] = []
+    blank = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            blank += 1
+            continue
+        if spec.pair:
+            parts = line.split("\t")
+            if len(parts) != 2:
+                raise InputError(
+                    f"{source}: line {number}: {len(parts)} tab-separated field(s); this model "
+                    "classifies sentence pairs: FIRST<TAB>SECOND on each line"
+                )
+            texts.append((parts[0], parts[1]))
+        else:
+            texts.append(line)
+        lines.append(number)
+    return Inputs(texts=tuple(texts), lines=tuple(lines), source=source, blank_lines=blank)
+
+
+def _read_table(text: str, source: str, spec: InputSpec, columns: str | None, tab: bool) -> Inputs:
+    reader = (
+        csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+        if tab
+        else csv.reader(io.StringIO(text, newline=""))
+    )
+    header = next(reader, None)
+    if not header:
+        raise InputError(f"{source}: no header row (a table names its columns on line 1)")
+    wanted = tuple(c.strip() for c in columns.split(",")) if columns else spec.text_columns
+    if len(wanted) != len(spec.text_columns):
+        raise FieldError(
+            "--column",
+            f"{columns!r} names {len(wanted)} column(s); this model reads "
+            f"{len(spec.text_columns)} ({', '.join(spec.text_columns)})",
+        )
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise InputError(
+            f"{source}: line 1: no column {missing[0]!r} (columns: {', '.join(header)}); "
+            "name the text column with --column"
+        )
+    positions = [header.index(c) for c in wanted]
+    gold_at = header.index(spec.label_column) if spec.label_column in header else None
+    texts: list[Text] = []
+    lines: list[int] = []
+    gold: list[int] = []
+    for row in reader:
+        number = reader.line_num
+        if not any(field.strip() for field in row):
+            continue
+        needed = max(positions + ([gold_at] if gold_at is not None else []))
+        if len(row) <= needed:
+            raise InputError(
+                f"{source}: line {number}: {len(row)} field(s), expected {len(header)}"
+            )
+        values = tuple(row[p] for p in positions)
+        texts.append(values if spec.pair else values[0])  # type: ignore[arg-type]
+        lines.append(number)
+        if gold_at is not None:
+            gold.append(_label_id(row[gold_at], spec, f"{source}: line {number}"))
+    return Inputs(
+        texts=tuple(texts),
+        lines=tuple(lines),
+        source=source,
+        gold=tuple(gold) if gold_at is not None else None,
+        label_column=spec.label_column if gold_at is not None else None,
+    )
+
+
+def _label_id(raw: str, spec: InputSpec, where: str) -> int:
+    value = raw.strip()
+    if value in spec.labels:
+        return spec.labels.index(value)
+    if value.isdigit() and int(value) < len(spec.labels):
+        return int(value)
+    raise InputError(
+        f"{where}: label {raw!r} in column {spec.label_column!r} is not one of: "
+        f"{', '.join(spec.labels)} (or 0..{len(spec.labels) - 1})"
+    )
+
+
+def accuracy(inputs: Inputs, predicted: list[str], labels: tuple[str, ...]) -> float | None:
+    """The fraction of inputs whose predicted label is the gold one; None without gold."""
+    if inputs.gold is None:
+        return None
+    right = sum(labels[g] == p for g, p in zip(inputs.gold, predicted, strict=True))
+    return right / len(inputs.gold)
+
+
+def prediction_rows(inputs: Inputs, predictions: list[Any], labels: tuple[str, ...]) -> list[str]:
+    """Tab-separated output: line, label, then one probability per label."""
+    rows = ["\t".join(["line", "label", *labels])]
+    for line, prediction in zip(inputs.lines, predictions, strict=True):
+        probabilities = [f"{prediction.probabilities[label]:.4f}" for label in labels]
+        rows.append("\t".join([str(line), prediction.label, *probabilities]))
+    return rows

@@ -1,0 +1,245 @@
+"""What the CLI prints: JSON documents (stable keys, see README) and plain-text tables.
+
+Pure functions from decision-core records to dicts and strings; the CLI only prints them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from autoprumux.core.evaluation import Evaluation, ModelCheck
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.recommender import Decision
+from autoprumux.core.throughput import ThroughputTable
+
+
+def point_dict(point: GridPoint) -> dict[str, object]:
+    return {"n": point.n, "sparsity": point.sparsity}
+
+
+def decision_dict(decision: Decision, results: str, table: ThroughputTable) -> dict[str, object]:
+    return {
+        "task": decision.task,
+        "results": results,
+        "throughput_table": {"source": table.source, "fingerprint": dict(table.fingerprint)},
+        "budget": {"kind": decision.budget.kind.value, "value": decision.budget.value},
+        "baseline_accuracy": decision.baseline_accuracy,
+        "threshold": decision.threshold,
+        "recommendations": [
+            {
+                "rank": r.rank,
+                **point_dict(r.point),
+                "family": r.family.value,
+                "accuracy": r.accuracy,
+                "accuracy_source": r.accuracy_source.value,
+                "throughput": r.throughput,
+                "throughput_source": r.throughput_source.value,
+                "speedup": r.speedup,
+                "measured_throughput": r.measured_throughput,
+            }
+            for r in decision.recommendations
+        ],
+        "candidates": len(decision.candidates),
+        "excluded": {reason.value: count for reason, count in decision.exclusions.items()},
+    }
+
+
+def format_decision(decision: Decision, results: str, table: ThroughputTable) -> str:
+    lines = [
+        f"task {decision.task} | results {results} | throughput table {table.source}",
+        decision.budget.describe(decision.baseline_accuracy),
+        "",
+    ]
+    if decision.recommendations:
+        rows = [
+            [
+                str(r.rank),
+                str(r.point),
+                r.family.value,
+                f"{r.accuracy:.4f}",
+                r.accuracy_source.value,
+                f"{r.throughput:,.1f}",
+                f"{r.speedup:.2f}x",
+                "-" if r.measured_throughput is None else f"{r.measured_throughput:,.1f}",
+            ]
+            for r in decision.recommendations
+        ]
+        header = [
+            "rank",
+            "(N, s)",
+            "family",
+            "accuracy",
+            "accuracy is",
+            "throughput/s",
+            "speedup",
+            "measured/s",
+        ]
+        lines += table_lines(header, rows)
+    else:
+        best = decision.best_accuracy_candidate
+        hint = (
+            f"; the most accurate candidate is {best.point} at {best.accuracy.value:.4f}"
+            if best is not None
+            else ""
+        )
+        lines.append(f"no candidate meets the threshold {decision.threshold:.4f}{hint}")
+    excluded = ", ".join(f"{r.description}: {c}" for r, c in decision.exclusions.items())
+    lines += [
+        "",
+        f"{len(decision.candidates)} candidates" + (f"; excluded {excluded}" if excluded else ""),
+    ]
+    return "\n".join(lines)
+
+
+def _check_dict(check: ModelCheck) -> dict[str, object]:
+    return {
+        "fraction": check.fraction,
+        "within": check.within,
+        "evaluated": check.evaluated,
+        "unpredictable": check.unpredictable,
+        "tolerance": check.tolerance,
+        "method": check.method,
+        "points": [
+            {
+                **point_dict(c.point),
+                "measured": c.measured,
+                "predicted": c.predicted,
+                "within": c.within,
+            }
+            for c in check.checks
+        ],
+    }
+
+
+def evaluation_dict(evaluation: Evaluation, results: str) -> dict[str, object]:
+    return {
+        "task": evaluation.task,
+        "results": results,
+        "train_points": len(evaluation.train_points),
+        "test_points": len(evaluation.test_points),
+        "budget_kind": evaluation.budget_kind.value,
+        "top_k": evaluation.top_k,
+        "m_a": _check_dict(evaluation.accuracy),
+        "m_t": _check_dict(evaluation.throughput),
+        "budgets": [
+            {
+                "budget": b.budget,
+                "threshold": b.threshold,
+                "true_best": point_dict(b.true_best),
+                "predicted": [point_dict(p) for p in b.predicted],
+                "top1_hit": b.top1_hit,
+                "topk_hit": b.topk_hit,
+            }
+            for b in evaluation.budgets
+        ],
+        "top1_rate": evaluation.top1_rate,
+        "topk_rate": evaluation.topk_rate,
+    }
+
+
+def _fraction_text(name: str, check: ModelCheck, unit: str) -> str:
+    fraction = "n/a" if check.fraction is None else f"{check.fraction:.1%}"
+    return (
+        f"{name}: {fraction} ({check.within}/{check.evaluated} within {unit}, {check.method}"
+        f"; {check.unpredictable} unpredictable)"
+    )
+
+
+def format_evaluation(evaluation: Evaluation, results: str) -> str:
+    k = evaluation.top_k
+    lines = [
+        f"task {evaluation.task} | results {results} | "
+        f"{len(evaluation.train_points)} training points, {len(evaluation.test_points)} test "
+        f"points | {evaluation.budget_kind.value} budgets",
+        _fraction_text("M_A", evaluation.accuracy, f"{evaluation.accuracy.tolerance:g} accuracy"),
+        _fraction_text("M_T", evaluation.throughput, f"{evaluation.throughput.tolerance:.0%}"),
+        f"true best in predicted top-1: {evaluation.top1_rate:.1%}, top-{k}: "
+        f"{evaluation.topk_rate:.1%} of {len(evaluation.budgets)} budgets",
+        "",
+    ]
+    rows = [
+        [
+            f"{b.budget:g}",
+            f"{b.threshold:.4f}",
+            str(b.true_best),
+            " ".join(str(p) for p in b.predicted) or "-",
+            "yes" if b.topk_hit else "no",
+        ]
+        for b in evaluation.budgets
+    ]
+    lines += table_lines(["budget", "threshold", "true best", f"predicted top-{k}", "hit"], rows)
+    return "\n".join(lines)
+
+
+def table_lines(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns separated by two spaces."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+
+
+def format_trial(result) -> str:  # type: ignore[no-untyped-def]
+    """A trained trial (trainers.trial.TrialResult) as a few lines of text."""
+    head = (
+        f"task {result.task} | (N, s) = ({result.n}, {result.sparsity:g}) | {result.status.value}"
+    )
+    if result.reason:
+        return f"{head}\nreason: {result.reason}"
+    phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.phase_seconds.items())
+    lines = [
+        head,
+        f"dev accuracy {result.accuracy:.4f} | achieved sparsity {result.achieved_sparsity:.4f} | "
+        f"{result.parameters:,} prunable parameters | {result.throughput:,.1f} examples/s",
+        f"wall time {result.wall_time_s:.1f}s ({phases})",
+        f"artifact {result.artifact_path}",
+    ]
+    numerics = result.numerics
+    if numerics:  # where the model was trained, as recorded with it
+        lines.insert(
+            -1,
+            f"trained on {numerics['device']} ({numerics['device_name']}) | "
+            f"{numerics['precision']} | {numerics['threads']} threads | torch {numerics['torch']}",
+        )
+    if result.token_recovery is not None:
+        lines.insert(2, f"warm-up token recovery {result.token_recovery:.3f}")
+    if result.reused:
+        lines.append(f"reused: {', '.join(result.reused)}")
+    return "\n".join(lines)
+
+
+def format_measurement(report: dict) -> str:  # type: ignore[type-arg]
+    """``autoprumux measure``'s table: throughput of every (N, s), speedup over (1, 0)."""
+    stamp = report["fingerprint"]
+    lines = [
+        f"study {report['study']} | {stamp['device']} ({stamp['device_name']}) | "
+        f"{stamp['dtype']} | {stamp['threads']} threads | batch {stamp['batch_rows']} x N | "
+        f"{stamp['seq_len']} tokens",
+        f"table written to {report['table']}",
+        "",
+    ]
+    trained = any("trained_throughput" in r for r in report["rows"])
+    header = ["(N, s)", "params", "examples/s", "interval", "speedup", "ideal"]
+    if trained:
+        header += ["trained/s", "estimate error"]
+    rows = []
+    for r in report["rows"]:
+        row = [
+            f"({r['n']}, {r['sparsity']:g})",
+            f"{r['parameters']:,}",
+            f"{r['throughput']:,.1f}",
+            f"{r['low']:,.0f}-{r['high']:,.0f}",
+            f"{r['speedup']:.2f}x",
+            f"{r['ideal_speedup']:.2f}x",
+        ]
+        if trained:
+            has = "trained_throughput" in r
+            row.append(f"{r['trained_throughput']:,.1f}" if has else "-")
+            row.append(f"{r['estimate_error']:+.1%}" if has else "-")
+        rows.append(row)
+    lines += table_lines(header, rows)
+    if report["batch_rows_reduced_to"]:
+        reduced = report["batch_rows_reduced_to"]
+        lines.append(f"note: batches did not fit in memory; rows reduced to {reduced}")
+    return "\n".join(lines)

@@ -1,0 +1,149 @@
+"""Where the recommended model is, or the command that trains it.
+
+A recommendation is only useful with its model: a trained point's model is the folder its trial
+recorded (:attr:`TrialRecord.artifact_path`); a predicted point has no model yet, so the answer
+is the exact ``autoprumux train`` command that trains it. :func:`locate_model` decides which, in
+one place, for the three places that say it: ``search --json`` (``best``), the text ``search``
+prints and the HTML report's answer box.
+"""
+
+from __future__ import annotations
+
+import enum
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.records import TrialRecord, TrialStatus
+
+# The Optuna study's user attribute holding :meth:`TrainCommand.to_dict`, set by each search run
+TRAIN_COMMAND_ATTR = "train_command"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainCommand:
+    """How ``autoprumux train`` trains a point of the study a search ran on."""
+
+    study_path: str  # the study file the search used, absolute: runnable from any folder
+    study_seed: int  # the seed that file sets; a trial trained with it needs no --seed
+    device: str = "auto"  # the search's --device; "auto" is train's default too
+
+    def for_point(self, point: GridPoint, seed: int | None = None) -> str:
+        """The shell command, each argument quoted (a path may hold spaces or quotes)."""
+        args = ["autoprumux", "train", "--study", self.study_path, "--n", str(point.n)]
+        args += ["--sparsity", str(point.sparsity)]  # str(): the exact float, 0.65 not 0.650000
+        if seed is not None and seed != self.study_seed:
+            args += ["--seed", str(seed)]
+        if self.device != "auto":
+            args += ["--device", self.device]
+        return shlex.join(args)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the Optuna study stores (user attribute ``train_command``) for its report."""
+        return {"study": self.study_path, "seed": self.study_seed, "device": self.device}
+
+    @classmethod
+    def from_dict(cls, stored: Mapping[str, Any] | None) -> TrainCommand | None:
+        """The stored form back; None for a study recorded before it was stored."""
+        if not stored or not stored.get("study") or stored.get("seed") is None:
+            return None
+        return cls(
+            study_path=str(stored["study"]),
+            study_seed=int(stored["seed"]),
+            device=str(stored.get("device") or "auto"),
+        )
+
+
+class ModelState(enum.Enum):
+    """Whether the recommended point has a model on disk, and if not, why."""
+
+    SAVED = "saved"  # trained; its trial's folder is on disk
+    FOLDER_GONE = "folder_gone"  # trained; the folder its trial recorded no longer exists
+    NOT_SAVED = "not_saved"  # trained, but no folder was recorded (a replayed or imported row)
+    PREDICTED = "predicted"  # never trained: its accuracy is the surface's prediction
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelPointer:
+    """The recommended point's model folder, or the command that trains it."""
+
+    point: GridPoint
+    state: ModelState
+    model_dir: str | None  # SAVED only: the trial's artifact folder
+    gone_dir: str | None  # FOLDER_GONE only: the recorded folder, named so the user knows
+    train_command: str | None  # every state but SAVED, when the study file is known
+
+    def describe(self) -> tuple[str, str | None]:
+        """The answer in words, then the folder or command they end on (None when there is
+        neither): the text prints them joined, the HTML sets the second as code."""
+        point, command = self.point, self.train_command
+        if self.state is ModelState.SAVED:
+            return f"{point} was trained; its model folder", self.model_dir
+        if self.state is ModelState.FOLDER_GONE:
+            words = f"{point} was trained, but its model folder {self.gone_dir} no longer exists"
+            again = "train it again"
+        elif self.state is ModelState.NOT_SAVED:
+            words = f"{point} was trained, but no model folder was recorded with it"
+            again = "train it"
+        else:
+            words = f"{point} is predicted, not trained"
+            again = "train it"
+        if command is None:  # a results file: which study trains it is not known
+            return f"{words}; no study file is known here to {again} with", None
+        return f"{words}; {again} with", command
+
+    @property
+    def message(self) -> str:
+        words, code = self.describe()
+        return words if code is None else f"{words}: {code}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """``search --json``'s ``best``."""
+        return {
+            "n": self.point.n,
+            "sparsity": self.point.sparsity,
+            "model": self.state.value,
+            "model_dir": self.model_dir,
+            "train_command": self.train_command,
+            "message": self.message,
+        }
+
+
+def locate_model(
+    point: GridPoint,
+    records: Iterable[TrialRecord],
+    train: TrainCommand | None,
+    exists: Callable[[str], bool] = lambda path: Path(path).exists(),
+) -> ModelPointer:
+    """The model of ``point`` among the study's ``records``: the newest complete trial whose
+    folder is still on disk, else the newest one that recorded a folder (gone), else the newest
+    complete trial (no folder); with no complete trial the point is predicted."""
+    trained = [r for r in records if r.point == point and r.status is TrialStatus.COMPLETE]
+    with_dir = [r for r in trained if r.artifact_path]
+    on_disk = [r for r in with_dir if exists(r.artifact_path)]  # type: ignore[arg-type]
+    if on_disk:
+        return ModelPointer(
+            point=point,
+            state=ModelState.SAVED,
+            model_dir=on_disk[-1].artifact_path,
+            gone_dir=None,
+            train_command=None,
+        )
+    if with_dir:
+        state, chosen, gone = ModelState.FOLDER_GONE, with_dir[-1], with_dir[-1].artifact_path
+    elif trained:
+        state, chosen, gone = ModelState.NOT_SAVED, trained[-1], None
+    else:
+        state, chosen, gone = ModelState.PREDICTED, None, None
+    # retraining a trained point uses its record's seed, so the model it gives is that one
+    seed = chosen.seed if chosen is not None else None
+    return ModelPointer(
+        point=point,
+        state=state,
+        model_dir=None,
+        gone_dir=gone,
+        train_command=train.for_point(point, seed) if train is not None else None,
+    )

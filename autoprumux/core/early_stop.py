@@ -1,0 +1,219 @@
+"""Early stopping of hopeless trainings, and the learning curves that calibrate it.
+
+A training evaluates dev accuracy after every eighth of the second half of its last phase (the
+(N, 0) teacher's fine-tuning, the pruned model's fine-tuning); at the check after fraction f,
+with best(f) the best dev accuracy of the checks so far, if
+
+    best(f) + margin(f) < threshold - FEASIBILITY_TOLERANCE
+
+the model cannot reach the threshold by the end: ``margin(f)`` bounds what a phase gains from
+best(f) to its end, on this project's recorded learning curves (``calibrate``). The best so far,
+not the last check, because dev accuracy at one check swings by points while the learning rate
+is high: the best so far is steadier, and so needs a smaller margin. The training stops,
+its record carries the evidence (step, accuracy, margin), and the search applies the monotone
+rules as for a full miss. A check costs one pass over the dev set, so a phase is checked only
+where that pays: when its checks cost at most ``MAX_CHECK_SHARE`` of the phase.
+
+An (N, s) training also stops before its pruning when the (N, 0) teacher it fine-tuned or
+reused ends under the threshold (``TEACHER_MISSED``): by the search's monotone rule the pruned
+model cannot meet it either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoprumux.core.budget import FEASIBILITY_TOLERANCE
+from autoprumux.core.grid import GridPoint
+
+# of the last phase's steps: its second half. Earlier, the recorded curves gain too much and too
+# unevenly (up to 8.6 points after 1/8, 4.6 after 1/4; (4, 0) 8 points or more after 1/4 against
+# the grid's final) for a margin that stops anything without stopping a training that would
+# have made it
+CHECK_FRACTIONS = (0.5, 0.625, 0.75, 0.875)
+# margin(f): the largest gain from f to the end of a phase on the recorded curves plus SLACK,
+# rounded up to half a point (``calibrate`` on studies/results/sst2-tiny-curves.json;
+# tests/autoprumux/test_early_stop_margins.py recomputes them from the committed curves)
+MARGINS: Mapping[float, float] = {0.5: 0.06, 0.625: 0.05, 0.75: 0.05, 0.875: 0.04}
+# 3 points: one more than the least whole number of points (2) for which, leave-one-out (each
+# recorded curve judged by the margins of the others), no training that met a threshold of
+# budgets 1-10% would have been stopped; one more for the N = 4 curve, not recorded to its end
+SLACK = 0.03
+# a phase is checked when its evaluations of the dev set cost at most this share of its steps
+MAX_CHECK_SHARE = 0.1
+# the phase of the evidence of an (N, s) training stopped before its pruning: its (N, 0) teacher,
+# trained to its end, missed the threshold (a margin of 0: its final accuracy is the bound)
+TEACHER_MISSED = "teacher missed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Curve:
+    """Dev accuracy during one phase: ``points`` are (step, accuracy), the last one at
+    ``steps`` (the phase's end, the model's final accuracy)."""
+
+    label: str  # e.g. "(2, 0) finetune"
+    steps: int
+    points: tuple[tuple[int, float], ...]
+
+    @property
+    def final(self) -> float:
+        return self.points[-1][1]
+
+    def at(self, fraction: float) -> float | None:
+        """The accuracy recorded after ``fraction`` of the phase, if it was."""
+        step = check_step(fraction, self.steps)
+        return next((a for s, a in self.points if s == step), None)
+
+    def best_until(self, fraction: float) -> float | None:
+        """The best accuracy of the checks up to ``fraction`` (None if none was there)."""
+        if self.at(fraction) is None:
+            return None
+        step = check_step(fraction, self.steps)
+        return max(a for s, a in self.points if s <= step)
+
+    def gain(self, fraction: float) -> float | None:
+        """How much the phase gained from its best accuracy up to ``fraction`` to its end."""
+        value = self.best_until(fraction)
+        return None if value is None else self.final - value
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Curve:
+        points = tuple((int(s), float(a)) for s, a in data["points"])  # type: ignore[attr-defined]
+        return cls(label=str(data["label"]), steps=int(data["steps"]), points=points)  # type: ignore[call-overload]
+
+    def to_json(self) -> dict[str, object]:
+        return {"label": self.label, "steps": self.steps, "points": [list(p) for p in self.points]}
+
+
+def check_step(fraction: float, steps: int) -> int:
+    """The step after which ``fraction`` of a phase of ``steps`` steps is done."""
+    return round(fraction * steps)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopEvidence:
+    """Why a training stopped: at ``step`` of ``steps`` of its ``phase`` (the model of
+    ``point``), the best dev accuracy so far + margin was under the threshold."""
+
+    point: GridPoint
+    phase: str
+    step: int
+    steps: int
+    accuracy: float
+    margin: float
+    threshold: float
+
+    @property
+    def bound(self) -> float:
+        """The most the model's final accuracy can be."""
+        return self.accuracy + self.margin
+
+    def reason(self) -> str:
+        if self.phase == TEACHER_MISSED:
+            return (
+                f"stopped before pruning: its teacher {self.point} ended at dev accuracy "
+                f"{self.accuracy:.4f} < threshold {self.threshold:.4f}, and a pruned model does "
+                "not beat its teacher"
+            )
+        return (
+            f"stopped early: {self.point} {self.phase} at step {self.step}/{self.steps} had best "
+            f"dev accuracy {self.accuracy:.4f}; + margin {self.margin:.3f} = {self.bound:.4f} < "
+            f"threshold {self.threshold:.4f}"
+        )
+
+
+class StoppedEarly(Exception):
+    """Raised by a check that found the training hopeless; carries the evidence."""
+
+    def __init__(self, evidence: StopEvidence) -> None:
+        super().__init__(evidence.reason())
+        self.evidence = evidence
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopRule:
+    """What a training needs to stop itself: the threshold in force and the margins."""
+
+    threshold: float
+    margins: tuple[tuple[float, float], ...] = tuple(sorted(MARGINS.items()))
+
+    def checks(self, steps: int, evaluation_steps: float) -> dict[int, float]:
+        """step -> margin, for a phase of ``steps`` steps whose dev evaluation costs about
+        ``evaluation_steps`` training steps (a forward pass is about a third of a step); {}
+        where the checks would cost more than ``MAX_CHECK_SHARE`` of the phase."""
+        if evaluation_steps * len(self.margins) > MAX_CHECK_SHARE * steps:
+            return {}
+        return {
+            check_step(f, steps): m for f, m in self.margins if 0 < check_step(f, steps) < steps
+        }
+
+    def hopeless(self, accuracy: float, margin: float) -> bool:
+        return accuracy + margin < self.threshold - FEASIBILITY_TOLERANCE
+
+
+def calibrate(
+    curves: Sequence[Curve], fractions: Sequence[float] = CHECK_FRACTIONS, slack: float = SLACK
+) -> dict[float, float]:
+    """margin(f) = the largest gain from f to the end over the curves, plus ``slack``, rounded
+    up to half a point."""
+    margins = {}
+    for fraction in fractions:
+        gains = [g for c in curves if (g := c.gain(fraction)) is not None]
+        if not gains:
+            raise ValueError(f"no curve has a point at fraction {fraction}")
+        margins[fraction] = math.ceil((max(0.0, max(gains)) + slack) * 200 - 1e-9) / 200
+    return margins
+
+
+def load_curves(path: str | Path) -> list[Curve]:
+    """The curves of a learning-curves run (tests/benchmarks/bench_learning_curves.py), each
+    phase once (a teacher comes with each of its row's trainings)."""
+    data = json.loads(Path(path).read_text())
+    curves = [Curve.from_json(c) for t in data["trainings"] for c in t["curves"]]
+    return list({c.label: c for c in curves}.values())
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopCount:
+    """How a margin table does on curves, over thresholds: ``wrong`` stops of trainings that in
+    the end met the threshold, ``right`` stops of ones that missed it, and the steps saved."""
+
+    wrong: int
+    right: int
+    misses: int  # (curve, threshold) pairs whose training missed the threshold
+    steps_saved: int
+    steps_of_misses: int
+
+
+def count_stops(
+    curves: Sequence[Curve], margins: Mapping[float, float], thresholds: Sequence[float]
+) -> StopCount:
+    """Replay the rule on recorded curves: for every (curve, threshold), the first check where
+    it would have stopped the training, if any."""
+    wrong = right = misses = saved = of_misses = 0
+    for curve in curves:
+        for threshold in thresholds:
+            rule = StopRule(threshold=threshold, margins=tuple(sorted(margins.items())))
+            met = curve.final >= threshold - FEASIBILITY_TOLERANCE
+            misses += not met
+            of_misses += 0 if met else curve.steps
+            stop = next(
+                (
+                    check_step(f, curve.steps)
+                    for f, m in rule.margins
+                    if (a := curve.best_until(f)) is not None and rule.hopeless(a, m)
+                ),
+                None,
+            )
+            if stop is None:
+                continue
+            wrong += met
+            right += not met
+            saved += curve.steps - stop
+    return StopCount(
+        wrong=wrong, right=right, misses=misses, steps_saved=saved, steps_of_misses=of_misses
+    )

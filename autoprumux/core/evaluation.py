@@ -1,0 +1,200 @@
+"""The paper's evaluation protocol for Auto-PruMUX (section 4.4, Tables 1-3).
+
+Given a full results table of one task and which points count as training points:
+
+- M_A: leave-one-out over the training points the accuracy model exists to predict (N > 1 and
+  s > 0): fit the surface on the other training points, predict the one left out, and count
+  predictions within ``accuracy_tolerance`` (1.5 points) of the measurement.
+- M_T: with a throughput table from another task or run ("task 0"), the fraction of those
+  points whose table throughput is within ``throughput_tolerance`` (20%) of this task's
+  measurement; without one, leave-one-out on this task's own throughputs with the rule of
+  :mod:`autoprumux.core.throughput`.
+- Top-k: for each budget (0, 0.5%, ..., 10%) the true best point is the fastest measured point
+  that meets the threshold (measured accuracy and measured throughput of this task); the
+  prediction ranks all measured points with the accuracy model fitted on the training points
+  only and the throughput model. Top-1 / top-3 hits count whether the true best is first / in
+  the top 3.
+
+A point that cannot be predicted (outside the hull once left out) is counted apart as
+``unpredictable``, not as a hit or a miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from autoprumux.core.budget import Budget, BudgetKind, budget_sweep
+from autoprumux.core.errors import DataError, FieldError
+from autoprumux.core.grid import BASELINE, PAPER_TRAIN_GRID, Grid, GridPoint
+from autoprumux.core.recommender import Recommender
+from autoprumux.core.records import Observations, ResultsTable
+from autoprumux.core.surface import AccuracySurface
+from autoprumux.core.throughput import ThroughputModel, ThroughputTable
+
+PAPER_BUDGETS = budget_sweep()
+
+
+@dataclass(frozen=True)
+class PointCheck:
+    point: GridPoint
+    measured: float
+    predicted: float | None  # None: unpredictable
+    within: bool
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """One of M_A / M_T: how many held-out predictions fell within the tolerance."""
+
+    tolerance: float  # absolute for accuracy, relative for throughput
+    method: str  # "leave-one-out" or "table"
+    checks: tuple[PointCheck, ...]
+
+    @property
+    def evaluated(self) -> int:
+        return sum(c.predicted is not None for c in self.checks)
+
+    @property
+    def within(self) -> int:
+        return sum(c.within for c in self.checks)
+
+    @property
+    def unpredictable(self) -> int:
+        return len(self.checks) - self.evaluated
+
+    @property
+    def fraction(self) -> float | None:
+        return self.within / self.evaluated if self.evaluated else None
+
+
+@dataclass(frozen=True)
+class BudgetOutcome:
+    budget: float
+    threshold: float
+    true_best: GridPoint
+    predicted: tuple[GridPoint, ...]  # the predicted top-k, best first
+
+    @property
+    def top1_hit(self) -> bool:
+        return bool(self.predicted) and self.predicted[0] == self.true_best
+
+    @property
+    def topk_hit(self) -> bool:
+        return self.true_best in self.predicted
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    task: str
+    train_points: tuple[GridPoint, ...]  # measured training points
+    test_points: tuple[GridPoint, ...]  # every measured point (the candidates)
+    budget_kind: BudgetKind
+    top_k: int
+    accuracy: ModelCheck  # M_A
+    throughput: ModelCheck  # M_T
+    budgets: tuple[BudgetOutcome, ...]
+
+    @property
+    def top1_rate(self) -> float:
+        return sum(b.top1_hit for b in self.budgets) / len(self.budgets)
+
+    @property
+    def topk_rate(self) -> float:
+        return sum(b.topk_hit for b in self.budgets) / len(self.budgets)
+
+
+# a prediction exactly at the tolerance is within it, whatever the float rounding of the difference
+TOLERANCE_SLACK = 1e-12
+
+
+def accuracy_within(predicted: float | None, measured: float, tolerance: float) -> bool:
+    """M_A's test: the predicted accuracy within ``tolerance`` (absolute) of the measured."""
+    return predicted is not None and abs(predicted - measured) <= tolerance + TOLERANCE_SLACK
+
+
+def throughput_within(predicted: float | None, measured: float, tolerance: float) -> bool:
+    """M_T's test: the predicted throughput within ``tolerance`` (relative) of the measured."""
+    return (
+        predicted is not None
+        and abs(predicted - measured) <= tolerance * measured + TOLERANCE_SLACK
+    )
+
+
+def evaluate(
+    results: ResultsTable,
+    task: str,
+    train_grid: Grid = PAPER_TRAIN_GRID,
+    throughput_table: ThroughputTable | None = None,
+    budgets: Sequence[float] = PAPER_BUDGETS,
+    budget_kind: BudgetKind = BudgetKind.ABSOLUTE,
+    accuracy_tolerance: float = 0.015,
+    throughput_tolerance: float = 0.20,
+    top_k: int = 3,
+) -> Evaluation:
+    if BASELINE not in train_grid:
+        raise FieldError(
+            "train_grid", f"{train_grid.spec()!r} lacks (1, 0); the threshold needs it"
+        )
+    full = results.observations(task)
+    if BASELINE not in full.accuracy:
+        raise DataError(results.source, f"has no complete (1, 0) row for task {task!r}")
+    train = Observations(
+        {p: v for p, v in full.accuracy.items() if p in train_grid},
+        {p: v for p, v in full.throughput.items() if p in train_grid},
+        frozenset(p for p in full.failed if p in train_grid),
+        full.source,
+    )
+    loo_points = sorted(p for p in train.accuracy if p.n > 1 and p.sparsity > 0)
+    own_throughput = ThroughputTable(full.throughput, {"task": task}, results.source)
+    table = throughput_table or own_throughput
+
+    accuracy_checks = []
+    for point in loo_points:
+        rest = train.without(point)
+        predicted = AccuracySurface().fit(rest.accuracy, rest.failed).predict(point).value
+        measured = full.accuracy[point]
+        within = accuracy_within(predicted, measured, accuracy_tolerance)
+        accuracy_checks.append(PointCheck(point, measured, predicted, within))
+
+    throughput_checks = []
+    for point in loo_points:
+        measured = full.throughput[point]
+        if throughput_table is None:
+            rest = full.without(point)
+            predicted = ThroughputModel().fit(rest.throughput, rest.failed).predict(point).value
+        else:
+            predicted = throughput_table.model().predict(point).value
+        within = throughput_within(predicted, measured, throughput_tolerance)
+        throughput_checks.append(PointCheck(point, measured, predicted, within))
+
+    test_points = tuple(sorted(full.accuracy))
+    truth = Recommender(top_k=1).fit(task, full, own_throughput)
+    model = Recommender(top_k=top_k).fit(task, train, table)
+    outcomes = []
+    for value in budgets:
+        budget = Budget(budget_kind, value)
+        best = truth.recommend(budget, test_points)
+        ranked = model.recommend(budget, test_points)
+        outcomes.append(
+            BudgetOutcome(
+                value,
+                best.threshold,
+                best.recommendations[0].point,  # (1, 0) is always feasible for a budget >= 0
+                tuple(r.point for r in ranked.recommendations),
+            )
+        )
+    return Evaluation(
+        task,
+        tuple(sorted(train.accuracy)),
+        test_points,
+        budget_kind,
+        top_k,
+        ModelCheck(accuracy_tolerance, "leave-one-out", tuple(accuracy_checks)),
+        ModelCheck(
+            throughput_tolerance,
+            "leave-one-out" if throughput_table is None else "table",
+            tuple(throughput_checks),
+        ),
+        tuple(outcomes),
+    )

@@ -1,0 +1,157 @@
+"""Auto-PruMUX selection (paper section 4.3): the fastest (N, s) that meets the threshold.
+
+zeta(N, s) = throughput(N, s) * g(accuracy(N, s)), with g = 1 when the accuracy is at least the
+threshold and 0 otherwise. Candidates are ranked by predicted throughput, then by predicted
+accuracy, then by (N, s) ascending, so ties always resolve the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from autoprumux.core.budget import FEASIBILITY_TOLERANCE, Budget
+from autoprumux.core.errors import DataError
+from autoprumux.core.grid import BASELINE, Family, GridPoint
+from autoprumux.core.records import Observations
+from autoprumux.core.surface import AccuracySurface
+from autoprumux.core.surrogate import Prediction, Source
+from autoprumux.core.throughput import ThroughputTable
+
+
+class Exclusion(enum.Enum):
+    """Why a candidate cannot be recommended."""
+
+    BELOW_THRESHOLD = "below_threshold"
+    STOPPED_SHORT = "stopped_short"  # its training stopped early, its bound under the threshold
+    FAILED = "failed"  # the point was trained and failed
+    ACCURACY_UNKNOWN = "accuracy_unknown"  # outside the measured hull or next to a failed point
+    THROUGHPUT_UNKNOWN = "throughput_unknown"  # no rule gives its throughput from the table
+
+    @property
+    def description(self) -> str:
+        return {
+            Exclusion.BELOW_THRESHOLD: "below the threshold",
+            Exclusion.STOPPED_SHORT: "stopped early: cannot reach the threshold",
+            Exclusion.FAILED: "failed to train",
+            Exclusion.ACCURACY_UNKNOWN: "accuracy unknown (outside the measured hull or next "
+            "to a failed point)",
+            Exclusion.THROUGHPUT_UNKNOWN: "throughput unknown (no row of the throughput table)",
+        }[self]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    point: GridPoint
+    accuracy: Prediction
+    throughput: Prediction
+    exclusion: Exclusion | None  # None: feasible
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    rank: int  # 1 is best
+    point: GridPoint
+    accuracy: float  # fraction; measured or predicted, see accuracy_source
+    accuracy_source: Source
+    throughput: float  # examples per second, from the throughput model
+    throughput_source: Source
+    speedup: float  # throughput / throughput of (1, 0) in the same table
+    measured_throughput: float | None  # this task's own measurement, where trained
+
+    @property
+    def family(self) -> Family:
+        return self.point.family
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The top-k for one budget, with everything needed to explain it."""
+
+    task: str
+    budget: Budget
+    baseline_accuracy: float | None  # measured (1, 0) accuracy of the task
+    threshold: float
+    recommendations: tuple[Recommendation, ...]
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def exclusions(self) -> dict[Exclusion, int]:
+        counts = Counter(c.exclusion for c in self.candidates if c.exclusion is not None)
+        return {reason: counts[reason] for reason in Exclusion if counts[reason]}
+
+    @property
+    def best_accuracy_candidate(self) -> Candidate | None:
+        """The most accurate candidate with a known value: what to say when nothing is feasible."""
+        known = [c for c in self.candidates if c.accuracy.known]
+        return max(known, key=lambda c: c.accuracy.value) if known else None  # type: ignore[arg-type, return-value]
+
+
+class Recommender:
+    """Fit on one task's observations and a throughput table; recommend the top-k per budget."""
+
+    def __init__(self, top_k: int = 3) -> None:
+        self.top_k = top_k
+
+    def fit(
+        self, task: str, observations: Observations, throughput: ThroughputTable
+    ) -> Recommender:
+        self.task_ = task
+        self.observations_ = observations
+        self.table_ = throughput
+        self.surface_ = AccuracySurface().fit(observations.accuracy, observations.failed)
+        self.throughput_model_ = throughput.model()
+        self.baseline_accuracy_ = observations.accuracy.get(BASELINE)
+        return self
+
+    def candidate(self, point: GridPoint, threshold: float) -> Candidate:
+        accuracy = self.surface_.predict(point)
+        throughput = self.throughput_model_.predict(point)
+        if accuracy.source is Source.FAILED:
+            exclusion: Exclusion | None = Exclusion.FAILED
+        elif not accuracy.known:
+            exclusion = Exclusion.ACCURACY_UNKNOWN
+        elif not throughput.known:
+            exclusion = Exclusion.THROUGHPUT_UNKNOWN
+        elif accuracy.value < threshold - FEASIBILITY_TOLERANCE:  # type: ignore[operator]
+            exclusion = Exclusion.BELOW_THRESHOLD
+        elif self.observations_.bounds.get(point, 1.0) < threshold - FEASIBILITY_TOLERANCE:
+            exclusion = Exclusion.STOPPED_SHORT  # predicted feasible, known not to be
+        else:
+            exclusion = None
+        return Candidate(point, accuracy, throughput, exclusion)
+
+    def recommend(self, budget: Budget, points: Iterable[GridPoint] | None = None) -> Decision:
+        """Rank ``points`` (default: the throughput table's points) for ``budget``."""
+        if budget.needs_baseline and self.baseline_accuracy_ is None:
+            raise DataError(
+                self.observations_.source,
+                f"has no complete (1, 0) row for task {self.task_!r}; the baseline accuracy "
+                "is needed for this budget (or use --min-accuracy)",
+            )
+        threshold = budget.threshold(self.baseline_accuracy_)
+        points = sorted(set(self.table_.points if points is None else points))
+        candidates = tuple(self.candidate(p, threshold) for p in points)
+        feasible = sorted(
+            (c for c in candidates if c.exclusion is None),
+            key=lambda c: (-c.throughput.value, -c.accuracy.value, c.point),  # type: ignore[operator]
+        )
+        baseline_throughput = self.table_.baseline
+        recommendations = tuple(
+            Recommendation(
+                rank=rank,
+                point=c.point,
+                accuracy=c.accuracy.value,  # type: ignore[arg-type]
+                accuracy_source=c.accuracy.source,
+                throughput=c.throughput.value,  # type: ignore[arg-type]
+                throughput_source=c.throughput.source,
+                speedup=c.throughput.value / baseline_throughput,  # type: ignore[operator]
+                measured_throughput=self.observations_.throughput.get(c.point),
+            )
+            for rank, c in enumerate(feasible[: self.top_k], start=1)
+        )
+        return Decision(
+            self.task_, budget, self.baseline_accuracy_, threshold, recommendations, candidates
+        )

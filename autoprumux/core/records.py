@@ -1,0 +1,244 @@
+"""Trial records and the results table: what was measured at each (task, N, s).
+
+A results file has one row per trained (or attempted) model. Columns ``task, n, sparsity,
+accuracy, throughput`` are required; the others are optional. Units: accuracy is a fraction
+in [0, 1], throughput is examples per second, wall time in seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from statistics import fmean
+
+from autoprumux.core.errors import DataError, FieldError
+from autoprumux.core.grid import GridPoint
+
+
+class TrialStatus(enum.Enum):
+    COMPLETE = "complete"  # trained and evaluated: accuracy and throughput are measured
+    FAILED = "failed"  # did not train (diverged, crashed): a hole the surface must not fill
+    PRUNED = "pruned"  # stopped by the search before the end: no measurement, no verdict
+    # stopped early because it could not reach the threshold (autoprumux.core.early_stop): no
+    # measurement, but a verdict: its accuracy is at most stop_accuracy + stop_margin
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trained (or attempted) model: a task at one (N, s)."""
+
+    task: str
+    n: int
+    sparsity: float  # the target sparsity of the grid point
+    accuracy: float | None = None  # dev accuracy, fraction in [0, 1]
+    throughput: float | None = None  # examples per second
+    status: TrialStatus = TrialStatus.COMPLETE
+    reason: str | None = None  # why it failed or was pruned
+    achieved_sparsity: float | None = None  # sparsity of the materialized model
+    wall_time_s: float | None = None
+    gpu_hours: float | None = None
+    seed: int | None = None
+    artifact_path: str | None = None
+    # the number of the search trial whose training produced this model on the way (an (N, s)
+    # trial fine-tunes the (N, 0) teacher it prunes): recorded free, not a training of its own
+    from_trial: int | None = None
+    node: str | None = None  # where it was trained, on a Ray cluster: "address/node id"
+    # what the training cost, in seconds: building the N's warm-up, the (N, 0) teacher (with
+    # the (1, 0) model an N > 1 one distills from, when it built it) and the rest (the point's
+    # own phases, evaluation, timing); 0 for an artifact it reused. None: not measured
+    warmup_s: float | None = None
+    teacher_s: float | None = None
+    own_s: float | None = None
+    # a STOPPED training's evidence: at step stop_step of its last phase the dev accuracy was
+    # stop_accuracy, and the phase gains at most stop_margin from there (early_stop.MARGINS)
+    stop_step: int | None = None
+    stop_accuracy: float | None = None
+    stop_margin: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.task, str) or not self.task.strip():
+            raise FieldError("task", "is empty; name the task (e.g. sst2)")
+        point = GridPoint(self.n, self.sparsity)  # validates n and sparsity
+        object.__setattr__(self, "sparsity", point.sparsity)
+        if self.status is TrialStatus.COMPLETE:
+            for name in ("accuracy", "throughput"):
+                if getattr(self, name) is None:
+                    raise FieldError(name, "is missing; a complete trial needs it")
+        if self.accuracy is not None and not 0.0 <= self.accuracy <= 1.0:
+            raise FieldError("accuracy", f"{self.accuracy!r} is outside [0, 1] (a fraction)")
+        if self.throughput is not None and not self.throughput > 0:
+            raise FieldError(
+                "throughput", f"{self.throughput!r} is not positive (examples per second)"
+            )
+        if self.achieved_sparsity is not None and not 0.0 <= self.achieved_sparsity < 1.0:
+            raise FieldError("achieved_sparsity", f"{self.achieved_sparsity!r} is outside [0, 1)")
+        if self.status is TrialStatus.STOPPED:
+            for name in ("stop_step", "stop_accuracy", "stop_margin"):
+                if getattr(self, name) is None:
+                    raise FieldError(name, "is missing; a stopped trial needs its evidence")
+        for name in ("wall_time_s", "gpu_hours", "from_trial", "warmup_s", "teacher_s", "own_s"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise FieldError(name, f"{value!r} is negative")
+
+    @property
+    def point(self) -> GridPoint:
+        return GridPoint(self.n, self.sparsity)
+
+    @property
+    def accuracy_bound(self) -> float | None:
+        """A stopped trial's most possible final accuracy; None for others."""
+        if self.stop_accuracy is None or self.stop_margin is None:
+            return None
+        return self.stop_accuracy + self.stop_margin
+
+    def to_row(self) -> dict[str, object]:
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row["status"] = self.status.value
+        return row
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(TrialRecord))
+REQUIRED_COLUMNS = ("task", "n", "sparsity", "accuracy", "throughput")
+
+
+@dataclass(frozen=True)
+class Training:
+    """What training one point gave: its record, and records of other grid points whose
+    models it trained on the way (an (N, s) trial's (N, 0) teacher is that point's model)."""
+
+    record: TrialRecord
+    by_products: tuple[TrialRecord, ...] = ()
+
+    @classmethod
+    def failed(cls, task: str, point: GridPoint, reason: str) -> Training:
+        return cls(
+            TrialRecord(task, point.n, point.sparsity, status=TrialStatus.FAILED, reason=reason)
+        )
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What one task's records say about each point: the input of the surrogate models.
+
+    A point with several complete records (several seeds) holds their mean. A point is
+    ``failed`` only if none of its records completed.
+    """
+
+    accuracy: Mapping[GridPoint, float]
+    throughput: Mapping[GridPoint, float]
+    failed: frozenset[GridPoint] = frozenset()
+    source: str = field(default="results", compare=False)  # names them in errors
+    # untrained points whose training stopped early: the most their accuracy can be
+    bounds: Mapping[GridPoint, float] = field(default_factory=dict)
+
+    def without(self, point: GridPoint) -> Observations:
+        """These observations with one point removed (as if never trained): leave-one-out."""
+        return Observations(
+            {p: v for p, v in self.accuracy.items() if p != point},
+            {p: v for p, v in self.throughput.items() if p != point},
+            self.failed - {point},
+            self.source,
+            {p: v for p, v in self.bounds.items() if p != point},
+        )
+
+
+@dataclass(frozen=True)
+class ResultsTable:
+    """Validated trial records, possibly of several tasks. ``source`` names them in errors."""
+
+    records: tuple[TrialRecord, ...]
+    source: str = field(default="results", compare=False)
+
+    @classmethod
+    def from_records(cls, records: Iterable[TrialRecord], source: str = "results") -> ResultsTable:
+        """Drop exact duplicates; reject rows that disagree on the same (task, N, s, seed)."""
+        kept: dict[tuple[object, ...], tuple[int, TrialRecord]] = {}
+        for row_number, record in enumerate(records, start=1):
+            key = (record.task, record.point, record.seed)
+            if key not in kept:
+                kept[key] = (row_number, record)
+                continue
+            first_row, first = kept[key]
+            for name in ("accuracy", "throughput", "status"):
+                if getattr(first, name) != getattr(record, name):
+                    seed = "" if record.seed is None else f", seed {record.seed}"
+                    raise DataError(
+                        source,
+                        f"conflicts with row {first_row}: same task {record.task!r}, "
+                        f"point {record.point}{seed} but {name} {getattr(record, name)!r} vs "
+                        f"{getattr(first, name)!r}; keep one row or give each a distinct seed",
+                        row=row_number,
+                        field=name,
+                    )
+        return cls(tuple(record for _, record in kept.values()), source)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(sorted({r.task for r in self.records}))
+
+    def resolve_task(self, task: str | None) -> str:
+        """The task to use: ``task`` if the table has it, else the table's only task."""
+        tasks = self.tasks
+        if task is not None:
+            if task not in tasks:
+                allowed = ", ".join(tasks) or "none"
+                raise DataError(self.source, f"has no rows for task {task!r} (it has: {allowed})")
+            return task
+        if len(tasks) != 1:
+            allowed = ", ".join(tasks) or "none"
+            raise DataError(
+                self.source, f"holds {len(tasks)} tasks ({allowed}); choose one with --task"
+            )
+        return tasks[0]
+
+    def for_task(self, task: str) -> tuple[TrialRecord, ...]:
+        return tuple(r for r in self.records if r.task == task)
+
+    def observations(self, task: str) -> Observations:
+        accuracy: dict[GridPoint, list[float]] = {}
+        throughput: dict[GridPoint, list[float]] = {}
+        attempted: set[GridPoint] = set()
+        bounds: dict[GridPoint, float] = {}
+        for record in self.for_task(task):
+            bound = record.accuracy_bound
+            if bound is not None:
+                bounds[record.point] = min(bound, bounds.get(record.point, bound))
+            if record.status is TrialStatus.COMPLETE:
+                assert record.accuracy is not None and record.throughput is not None
+                accuracy.setdefault(record.point, []).append(record.accuracy)
+                throughput.setdefault(record.point, []).append(record.throughput)
+            elif record.status is TrialStatus.FAILED:
+                attempted.add(record.point)
+        return Observations(
+            {p: fmean(v) for p, v in accuracy.items()},
+            {p: fmean(v) for p, v in throughput.items()},
+            frozenset(attempted - accuracy.keys()),
+            self.source,
+            {p: b for p, b in bounds.items() if p not in accuracy},
+        )
+
+
+def is_missing(value: object) -> bool:
+    """Empty cells: None, '', or a float NaN from a typed reader (Parquet)."""
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def distinct_seeds(records: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """Repeated trainings of one point (a search's retries) as distinct seeds, so that they
+    average instead of conflicting."""
+    from collections import Counter
+    from dataclasses import replace
+
+    seen: Counter[GridPoint] = Counter()
+    out = []
+    for record in records:
+        out.append(replace(record, seed=seen[record.point]))
+        seen[record.point] += 1
+    return out

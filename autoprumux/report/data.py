@@ -1,0 +1,277 @@
+"""The data of the HTML report: one pure function per figure or table (the renderer is
+:mod:`autoprumux.report.html`). Everything here is tested on known inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoprumux.core.answer import ModelPointer, TrainCommand, locate_model
+from autoprumux.core.budget import FEASIBILITY_TOLERANCE, Budget, BudgetKind, budget_sweep
+from autoprumux.core.evaluation import accuracy_within, throughput_within
+from autoprumux.core.grid import BASELINE, Family, Grid, GridPoint
+from autoprumux.core.recommender import Recommender
+from autoprumux.core.records import Observations, TrialRecord, TrialStatus
+from autoprumux.core.surface import AccuracySurface
+from autoprumux.core.surrogate import Source
+from autoprumux.core.throughput import ThroughputTable
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    title: str  # the study's name (user text: escaped by the renderer)
+    task: str
+    grid: Grid
+    budget: Budget  # the budget the user asked for
+    observations: Observations  # measured accuracy / throughput, failed points
+    table: ThroughputTable | None  # throughput of every candidate; None: no (1, 0) throughput
+    records: Sequence[TrialRecord] = ()  # every training: the cost, and the models' folders
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    # how the search trained its points (a study's report); None for a results file, whose
+    # study is unknown: a predicted answer then has no command to train it
+    train: TrainCommand | None = None
+
+    @property
+    def baseline_accuracy(self) -> float | None:
+        return self.observations.accuracy.get(BASELINE)
+
+    @property
+    def threshold(self) -> float | None:
+        """The requested budget's threshold; None while it needs a baseline not yet trained."""
+        base = self.baseline_accuracy
+        if base is None and self.budget.needs_baseline:
+            return None
+        return self.budget.threshold(base)
+
+    def missing(self) -> list[str]:
+        """What the report cannot show, in words (empty when everything is there)."""
+        problems = []
+        if not self.observations.accuracy:
+            problems.append("no trained point yet: the study is empty")
+        elif BASELINE not in self.observations.accuracy:
+            problems.append("no (1, 0) baseline: accuracy budgets and speedups need it")
+        if self.table is None:
+            problems.append("no (1, 0) throughput: speedups need it")
+        return problems
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    point: GridPoint
+    accuracy: float
+    speedup: float
+    measured: bool  # trained (accuracy measured) or predicted by the surface
+
+
+def tradeoff(data: ReportInput) -> dict[Family, list[TradeoffPoint]]:
+    """Figure 1's points, by family: measured and predicted accuracy vs speedup over (1, 0)."""
+    surface = AccuracySurface().fit(data.observations.accuracy, data.observations.failed)
+    series: dict[Family, list[TradeoffPoint]] = {family: [] for family in Family}
+    if data.table is None:
+        return series
+    base = data.table.baseline
+    for point in sorted(data.grid):
+        throughput = data.table.throughput.get(point)
+        prediction = surface.predict(point)
+        if throughput is None or prediction.value is None:
+            continue
+        measured = point in data.observations.accuracy
+        series[point.family].append(
+            TradeoffPoint(point, prediction.value, throughput / base, measured)
+        )
+    return series
+
+
+def pareto_frontier(points: Sequence[TradeoffPoint]) -> list[TradeoffPoint]:
+    """The points no other point beats on both accuracy and speedup, by accuracy descending."""
+    frontier: list[TradeoffPoint] = []
+    for candidate in sorted(points, key=lambda p: (-p.accuracy, -p.speedup)):
+        if not frontier or candidate.speedup > frontier[-1].speedup:
+            frontier.append(candidate)
+    return frontier
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The top-1 for the budget asked for: the report's answer box, marked in figure 1."""
+
+    point: GridPoint
+    accuracy: float  # fraction; measured where trained, else predicted by the surface
+    accuracy_measured: bool
+    speedup: float  # throughput over (1, 0)'s, both from the report's throughput table
+    threshold: float
+    model: ModelPointer  # its model folder, or the command that trains it
+
+
+def answer(data: ReportInput) -> Answer | None:
+    """The recommended point for ``data.budget``; None when nothing can be recommended."""
+    if data.missing():
+        return None
+    assert data.table is not None  # missing() says so otherwise
+    decision = (
+        Recommender(1)
+        .fit(data.task, data.observations, data.table)
+        .recommend(data.budget, list(data.grid))
+    )
+    if not decision.recommendations:
+        return None
+    top = decision.recommendations[0]
+    return Answer(
+        top.point,
+        top.accuracy,
+        top.accuracy_source is Source.MEASURED,
+        top.speedup,
+        decision.threshold,
+        locate_model(top.point, data.records, data.train),
+    )
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    budget: float
+    requested: bool  # the budget the user asked for
+    threshold: float
+    # rank, point, accuracy, accuracy_measured, and throughput (examples/s) and speedup: both
+    # from the report's throughput table alone (a trial's own timing is another source)
+    top: tuple[dict[str, Any], ...]
+
+
+def recommendations(data: ReportInput, top_k: int = 3) -> list[BudgetRow]:
+    """Top-k per budget 0, 0.5%, ..., 10% (and the requested one), of the requested kind."""
+    if data.missing():
+        return []
+    obs = data.observations
+    assert data.table is not None  # missing() says so otherwise
+    recommender = Recommender(top_k).fit(data.task, obs, data.table)
+    kind = (
+        data.budget.kind if data.budget.kind is not BudgetKind.MIN_ACCURACY else BudgetKind.ABSOLUTE
+    )
+    values = sorted(
+        set(budget_sweep()) | ({data.budget.value} if data.budget.kind is kind else set())
+    )
+    rows = []
+    base = data.table.baseline
+    for value in values:
+        decision = recommender.recommend(Budget(kind, value), list(data.grid))
+        top = tuple(
+            {
+                "rank": r.rank,
+                "point": r.point,
+                "accuracy": r.accuracy,
+                "accuracy_measured": r.accuracy_source is Source.MEASURED,
+                "throughput": r.throughput,
+                "speedup": r.throughput / base,
+            }
+            for r in decision.recommendations
+        )
+        requested = data.budget.kind is kind and abs(value - data.budget.value) < 1e-12
+        rows.append(BudgetRow(value, requested, decision.threshold, top))
+    return rows
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    n_values: tuple[int, ...]
+    sparsities: tuple[float, ...]
+    accuracy: tuple[tuple[float | None, ...], ...]  # [len(n_values)][len(sparsities)]
+    trained: tuple[GridPoint, ...]
+    boundary: tuple[tuple[int, float | None], ...]  # per N: largest s predicted feasible
+
+
+def surface_heatmap(data: ReportInput) -> Heatmap:
+    surface = AccuracySurface().fit(data.observations.accuracy, data.observations.failed)
+    threshold = data.threshold
+    rows, boundary = [], []
+    for n in data.grid.n_values:
+        values = tuple(surface.predict(GridPoint(n, s)).value for s in data.grid.sparsities)
+        rows.append(values)
+        feasible = [
+            s
+            for s, v in zip(data.grid.sparsities, values, strict=True)
+            if v is not None and threshold is not None and v >= threshold - FEASIBILITY_TOLERANCE
+        ]
+        boundary.append((n, max(feasible) if feasible else None))
+    trained = tuple(sorted(p for p in data.observations.accuracy if p in data.grid))
+    return Heatmap(data.grid.n_values, data.grid.sparsities, tuple(rows), trained, tuple(boundary))
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    point: GridPoint
+    measured_accuracy: float
+    predicted_accuracy: float | None
+    measured_throughput: float | None
+    table_throughput: float | None
+
+
+def surrogate_quality(
+    data: ReportInput, accuracy_tolerance: float = 0.015, throughput_tolerance: float = 0.20
+) -> tuple[list[QualityRow], float | None, float | None]:
+    """Leave-one-out accuracy predictions of trained PruMUX points (N > 1, s > 0) and the
+    table's throughput against the measured one; returns (rows, M_A, M_T) - None when no
+    point can be predicted."""
+    obs = data.observations
+    rows = []
+    for point in sorted(p for p in obs.accuracy if p.n > 1 and p.sparsity > 0):
+        rest = obs.without(point)
+        predicted = AccuracySurface().fit(rest.accuracy, rest.failed).predict(point).value
+        table = data.table.throughput.get(point) if data.table is not None else None
+        rows.append(
+            QualityRow(point, obs.accuracy[point], predicted, obs.throughput.get(point), table)
+        )
+    predicted = [r for r in rows if r.predicted_accuracy is not None]
+    m_a = (
+        sum(
+            accuracy_within(r.predicted_accuracy, r.measured_accuracy, accuracy_tolerance)
+            for r in predicted
+        )
+        / len(predicted)
+        if predicted
+        else None
+    )
+    paired = [r for r in rows if r.measured_throughput and r.table_throughput]
+    m_t = (
+        sum(
+            throughput_within(r.table_throughput, r.measured_throughput, throughput_tolerance)
+            for r in paired
+            if r.measured_throughput is not None
+        )
+        / len(paired)
+        if paired
+        else None
+    )
+    return rows, m_a, m_t
+
+
+@dataclass(frozen=True)
+class Cost:
+    trained: int
+    free: int  # recorded free: the (N, 0) teachers that trainings of (N, s) produced
+    failed: int
+    stopped: int  # stopped early: they could not reach the threshold in force
+    skipped: int  # grid points never trained
+    grid_size: int
+    gpu_hours: float
+    exhaustive_gpu_hours: float | None  # mean GPU-hours of a training x grid size
+
+
+def cost(data: ReportInput) -> Cost:
+    complete = [r for r in data.records if r.status is TrialStatus.COMPLETE]
+    free = [r for r in complete if r.from_trial is not None]
+    failed = [r for r in data.records if r.status is TrialStatus.FAILED]
+    stopped = [r for r in data.records if r.status is TrialStatus.STOPPED and r.from_trial is None]
+    touched = {r.point for r in data.records}
+    hours = [r.gpu_hours for r in data.records if r.gpu_hours is not None]
+    total = sum(hours)
+    mean = total / len(hours) if hours else None
+    return Cost(
+        len(complete) - len(free) + len(stopped),
+        len(free),
+        len(failed),
+        len(stopped),
+        len([p for p in data.grid if p not in touched]),
+        len(data.grid),
+        total,
+        mean * len(data.grid) if mean is not None else None,
+    )

@@ -1,0 +1,351 @@
+"""Render the report's data (:mod:`autoprumux.report.data`) as one self-contained HTML file.
+
+plotly.js is inlined once (the file works offline and from file://); every user-provided
+string (study and task names, paths, fingerprints) is HTML-escaped and never enters a script.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autoprumux.core.grid import Family
+from autoprumux.files.atomic import explained_write_errors, write_text_atomic
+from autoprumux.report.data import (
+    Answer,
+    BudgetRow,
+    ReportInput,
+    answer,
+    cost,
+    pareto_frontier,
+    recommendations,
+    surface_heatmap,
+    surrogate_quality,
+    tradeoff,
+)
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+FAMILY_STYLE = {
+    Family.BASELINE: ("BERT-base (1, 0)", "#222222"),
+    Family.COFI: ("CoFi (N = 1)", "#1f77b4"),
+    Family.DATAMUX: ("DataMUX (s = 0)", "#2ca02c"),
+    Family.PRUMUX: ("PruMUX (N > 1, s > 0)", "#d62728"),
+}
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def render(data: ReportInput) -> str:
+    import plotly.graph_objects as go
+
+    started = time.perf_counter()
+    parts: list[str] = []
+    include_js: Any = True  # the first figure carries plotly.js, inline
+
+    def figure(fig: go.Figure, name: str) -> str:
+        nonlocal include_js
+        fig.update_layout(
+            margin={"l": 60, "r": 20, "t": 40, "b": 50}, height=460, template="plotly_white"
+        )
+        out = fig.to_html(
+            full_html=False,
+            include_plotlyjs=include_js,
+            div_id=name,
+            config={"displaylogo": False, "responsive": True},
+        )
+        include_js = False
+        return out
+
+    missing = data.missing()
+    budget_text = (
+        data.budget.describe(data.baseline_accuracy)
+        if not (data.budget.needs_baseline and data.baseline_accuracy is None)
+        else (f"{data.budget.kind.value} budget {data.budget.value:g} (no baseline yet)")
+    )
+    parts.append(f"<h1>autoprumux report: {_e(data.title)}</h1>")
+    parts.append(f"<p class='lead'>task <b>{_e(data.task)}</b> | {_e(budget_text)}</p>")
+    if missing:
+        parts.append(
+            "<div class='warn'><b>This report is incomplete:</b><ul>"
+            + "".join(f"<li>{_e(m)}</li>" for m in missing)
+            + "</ul></div>"
+        )
+
+    top = answer(data)
+    if top is not None:
+        parts.append(answer_box(top))
+
+    # 1. throughput vs accuracy
+    source = f"<p>Speedup: {_e(data.table.describe())}.</p>" if data.table else ""
+    parts.append(
+        "<h2>1. Throughput vs accuracy</h2>"
+        + source
+        + figure(tradeoff_figure(data, top), "tradeoff")
+    )
+
+    # 2. recommendations
+    parts.append(
+        "<h2>2. Recommendations per accuracy budget</h2>"
+        "<p>Highlighted: the budget asked for.</p>"
+        + recommendations_table(data, recommendations(data))
+    )
+
+    # 3. accuracy surface
+    heat = surface_heatmap(data)
+    fig = go.Figure(
+        go.Heatmap(
+            z=[list(r) for r in heat.accuracy],
+            x=[f"{s:g}" for s in heat.sparsities],
+            y=[str(n) for n in heat.n_values],
+            colorscale="Viridis",
+            colorbar={"title": "accuracy"},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[f"{p.sparsity:g}" for p in heat.trained],
+            y=[str(p.n) for p in heat.trained],
+            mode="markers",
+            marker={"symbol": "x", "color": "white", "size": 11},
+            name="trained",
+        )
+    )
+    edge = [(n, s) for n, s in heat.boundary if s is not None]
+    if edge:
+        fig.add_trace(
+            go.Scatter(
+                x=[f"{s:g}" for _, s in edge],
+                y=[str(n) for n, _ in edge],
+                mode="lines+markers",
+                line={"color": "red"},
+                name="largest feasible s (requested budget)",
+            )
+        )
+    fig.update_xaxes(title="sparsity s", type="category")
+    fig.update_yaxes(title="N", type="category")
+    parts.append("<h2>3. Accuracy surface</h2>" + figure(fig, "surface"))
+
+    # 4. surrogate quality
+    quality, m_a, m_t = surrogate_quality(data)
+    predicted = [q for q in quality if q.predicted_accuracy is not None]
+    if predicted:
+        fig = go.Figure(
+            go.Scatter(
+                x=[q.measured_accuracy for q in predicted],
+                y=[q.predicted_accuracy for q in predicted],
+                mode="markers+text",
+                text=[str(q.point) for q in predicted],
+                textposition="top center",
+                name="leave-one-out",
+            )
+        )
+        low = min(
+            min(q.measured_accuracy for q in predicted),
+            min(q.predicted_accuracy for q in predicted),
+        )  # type: ignore[type-var]
+        high = max(
+            max(q.measured_accuracy for q in predicted),
+            max(q.predicted_accuracy for q in predicted),
+        )  # type: ignore[type-var]
+        fig.add_trace(
+            go.Scatter(
+                x=[low, high], y=[low, high], mode="lines", line={"dash": "dash"}, name="exact"
+            )
+        )
+        fig.update_xaxes(title="measured accuracy")
+        fig.update_yaxes(title="predicted accuracy (leave-one-out)")
+        text = f"M_A (within 1.5 points): {m_a:.0%} of {len(predicted)}" if m_a is not None else ""
+        text += (
+            f"; M_T (the throughput table within 20% of the throughput timed inside each "
+            f"trial): {m_t:.0%}"
+            if m_t is not None
+            else ""
+        )
+        parts.append(
+            f"<h2>4. How far to trust the surrogate</h2><p>{_e(text)}</p>" + figure(fig, "quality")
+        )
+    else:
+        parts.append(
+            "<h2>4. How far to trust the surrogate</h2><p>Not enough trained PruMUX points "
+            "(N &gt; 1, s &gt; 0) for a leave-one-out check yet.</p>"
+        )
+
+    # 5. cost
+    spent = cost(data)
+    exhaustive = "-" if spent.exhaustive_gpu_hours is None else f"{spent.exhaustive_gpu_hours:.2f}"
+    parts.append(
+        "<h2>5. Cost</h2><table><tr><th>trained</th><th>free (the teacher of a training)</th>"
+        "<th>failed</th><th>stopped early</th><th>never trained</th><th>grid</th>"
+        "<th>GPU-hours spent</th>"
+        "<th>GPU-hours for the exhaustive grid (est.)</th></tr>"
+        f"<tr><td>{spent.trained}</td><td>{spent.free}</td><td>{spent.failed}</td>"
+        f"<td>{spent.stopped}</td>"
+        f"<td>{spent.skipped}</td><td>{spent.grid_size}</td>"
+        f"<td>{spent.gpu_hours:.2f}</td><td>{exhaustive}</td></tr></table>"
+    )
+
+    # 6. provenance
+    stamp = {
+        **data.provenance,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "throughput table": data.table.source if data.table else "-",
+        **{
+            f"fingerprint.{k}": v for k, v in (data.table.fingerprint if data.table else {}).items()
+        },
+    }
+    parts.append(
+        "<h2>6. Provenance</h2><table>"
+        + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in stamp.items())
+        + "</table>"
+    )
+    parts.append(f"<p class='small'>rendered in {time.perf_counter() - started:.2f} s</p>")
+    return PAGE.format(title=_e(f"autoprumux: {data.title}"), body="\n".join(parts))
+
+
+def answer_box(top: Answer) -> str:
+    """What to deploy, and where its model is or the command that trains it."""
+    measured = "measured" if top.accuracy_measured else "predicted"
+    words, code = top.model.describe()
+    where = _e(words) + (f": <code>{_e(code)}</code>" if code is not None else "")
+    return (
+        f"<div class='answer'>Deploy <b>{_e(top.point)}</b>: {top.speedup:.2f}x the "
+        f"throughput of (1, 0) at {measured} accuracy {top.accuracy:.4f} "
+        f"(threshold {top.threshold:.4f}).<br><span class='model'>{where}.</span></div>"
+    )
+
+
+def tradeoff_figure(data: ReportInput, top: Answer | None) -> go.Figure:
+    """Figure 1: accuracy (x, reversed) vs speedup over (1, 0) (y) per family, with the
+    requested budget's threshold (a vertical line: accuracy is the x axis) and the
+    recommended point."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for family, points in tradeoff(data).items():
+        label, color = FAMILY_STYLE[family]
+        for measured in (True, False):
+            chosen = [p for p in points if p.measured is measured]
+            if chosen:
+                fig.add_trace(
+                    go.Scatter(
+                        x=[p.accuracy for p in chosen],
+                        y=[p.speedup for p in chosen],
+                        mode="markers+text",
+                        name=f"{label}, {'measured' if measured else 'predicted'}",
+                        text=[str(p.point) for p in chosen],
+                        textposition="top center",
+                        marker={
+                            "color": color,
+                            "size": 10 if measured else 8,
+                            "symbol": "circle" if measured else "circle-open",
+                        },
+                    )
+                )
+        frontier = pareto_frontier(points)
+        if len(frontier) > 1:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p.accuracy for p in frontier],
+                    y=[p.speedup for p in frontier],
+                    mode="lines",
+                    line={"color": color, "dash": "dot"},
+                    name=f"{label} frontier",
+                )
+            )
+    threshold = data.threshold
+    if threshold is not None:  # feasible points lie left of it (the x axis is reversed)
+        fig.add_vline(
+            x=threshold,
+            line={"color": "#555555", "dash": "dash"},
+            annotation_text=f"threshold {threshold:.4f}",
+            annotation_position="top left",
+            name="threshold",
+        )
+    if top is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[top.accuracy],
+                y=[top.speedup],
+                mode="markers",
+                name=f"recommended {top.point}",
+                marker={
+                    "symbol": "star",
+                    "size": 20,
+                    "color": "#ffbf00",
+                    "line": {"color": "#222222", "width": 1.5},
+                },
+            )
+        )
+        fig.add_annotation(
+            x=top.accuracy, y=top.speedup, text=f"deploy {top.point}", showarrow=True, ay=-40
+        )
+    fig.update_xaxes(title="accuracy", autorange="reversed")
+    fig.update_yaxes(title="throughput improvement over (1, 0) (x)")
+    return fig
+
+
+def recommendations_table(data: ReportInput, rows: list[BudgetRow]) -> str:
+    """Section 2: top-k per budget; throughput and speedup from one source, the report's
+    throughput table, named in the caption."""
+    source = (
+        f"<p>Throughput and speedup: {_e(data.table.describe())}. Accuracy: measured where the "
+        "point was trained, else predicted by the accuracy surface.</p>"
+        if data.table
+        else ""
+    )
+    table = [
+        "<table><tr><th>budget</th><th>threshold</th><th>rank</th><th>(N, s)</th>"
+        "<th>accuracy</th><th>throughput (examples/s)</th><th>speedup</th></tr>"
+    ]
+    for row in rows:
+        css = " class='requested'" if row.requested else ""
+        if not row.top:
+            table.append(
+                f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
+                "<td colspan='5'>nothing meets the threshold</td></tr>"
+            )
+        for item in row.top:
+            how = "measured" if item["accuracy_measured"] else "predicted"
+            table.append(
+                f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
+                f"<td>{item['rank']}</td><td>{_e(item['point'])}</td>"
+                f"<td>{item['accuracy']:.4f} ({how})</td><td>{item['throughput']:,.1f}</td>"
+                f"<td>{item['speedup']:.2f}x</td></tr>"
+            )
+    table.append("</table>")
+    return source + "".join(table)
+
+
+def write_report(data: ReportInput, path: str | Path) -> Path:
+    """Render and write the report by rename: a kill while it is written leaves the previous
+    report whole (and at most a hidden temporary file beside it), never an empty one."""
+    path = Path(path)
+    page = render(data)
+    with explained_write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, page)
+    return path
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }}
+tr.requested td {{ background: #fff3c4; font-weight: 600; }}
+.answer {{ font-size: 1.2em; background: #e8f4ea; padding: 0.8em; border-radius: 6px; }}
+.answer .model {{ font-size: 0.8em; }} code {{ word-break: break-all; }}
+.warn {{ background: #fde2e2; padding: 0.6em 1em; border-radius: 6px; }}
+.lead {{ color: #555; }} .small {{ color: #888; font-size: 0.8em; }}
+</style></head><body>
+{body}
+</body></html>
+"""

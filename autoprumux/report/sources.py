@@ -1,0 +1,126 @@
+"""Where a report's data come from: a results file, or the Optuna study of a search."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+
+from autoprumux.core.answer import TRAIN_COMMAND_ATTR, TrainCommand
+from autoprumux.core.budget import Budget
+from autoprumux.core.errors import DataError
+from autoprumux.core.grid import BASELINE, Grid, parse_grid_spec
+from autoprumux.core.records import ResultsTable, distinct_seeds
+from autoprumux.core.study import Study
+from autoprumux.core.throughput import ThroughputTable
+from autoprumux.core.version import __version__
+from autoprumux.files.results_io import read_throughput_table
+from autoprumux.report.data import ReportInput
+from autoprumux.search.masking import masked_url
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"autoprumux": __version__}
+    for name in ("torch", "optuna", "ray", "plotly"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
+
+
+def file_name(title: str) -> str:
+    """A report title as one safe file name: anything but letters, digits, '.', '_' and '-'
+    becomes '-' (no '/', no leading '.', so no '..')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-.") or "report"
+
+
+def default_report_path(title: str) -> Path:
+    """Where ``autoprumux report`` writes without --out: reports/<title>.html."""
+    return Path("reports") / f"{file_name(title)}.html"
+
+
+def search_report_path(study: Study) -> Path:
+    """Where ``autoprumux search`` writes the study's report: reports/<study>.html beside the
+    studies folder (the study name is a safe file name:
+    :func:`autoprumux.core.study.check_name`)."""
+    return study.folder.resolve().parent / "reports" / f"{study.name}.html"
+
+
+def _table(results: ResultsTable, task: str, throughput_path: str | None) -> ThroughputTable | None:
+    """--throughput, else the results' own throughputs; None without a (1, 0) row (the report
+    then says what is missing)."""
+    if throughput_path:
+        return read_throughput_table(throughput_path)
+    if BASELINE not in results.observations(task).throughput:
+        return None
+    return ThroughputTable.from_results(results, task)  # its fingerprint says: timed in trials
+
+
+def from_results(
+    path: str,
+    task: str | None,
+    budget: Budget,
+    throughput_path: str | None,
+    grid_spec: str | None = None,
+) -> ReportInput:
+    from autoprumux.files.results_io import read_results
+
+    results = read_results(path)
+    task = results.resolve_task(task)
+    records = results.for_task(task)
+    grid = (
+        parse_grid_spec(grid_spec)
+        if grid_spec
+        else Grid(
+            tuple(sorted({r.n for r in records})), tuple(sorted({r.sparsity for r in records}))
+        )
+    )
+    return ReportInput(
+        Path(path).stem,
+        task,
+        grid,
+        budget,
+        results.observations(task),
+        _table(results, task, throughput_path),
+        records,
+        {"results": path, **_versions()},
+    )
+
+
+def from_storage(
+    url: str, study_name: str, budget: Budget, throughput_path: str | None
+) -> ReportInput:
+    from autoprumux.search.optuna_store import OptunaStore, study_attributes
+
+    attrs = study_attributes(url, study_name)
+    if attrs is None:
+        raise DataError(masked_url(url), f"holds no study named {study_name!r}")
+    grid_spec, task = attrs.get("grid"), attrs.get("task")
+    if not grid_spec or not task:
+        raise DataError(
+            masked_url(url), f"study {study_name!r} was not written by autoprumux search"
+        )
+    grid = parse_grid_spec(grid_spec)
+    stored_table = attrs.get("throughput_table")  # what the search ranked by
+    if throughput_path is None and stored_table and Path(stored_table).is_file():
+        throughput_path = stored_table
+    records = [r for _, r in OptunaStore(url, study_name, grid, task).records()]
+    # how the search trained its points, so the report can say how to train a predicted one
+    train = TrainCommand.from_dict(attrs.get(TRAIN_COMMAND_ATTR))
+    results = ResultsTable.from_records(distinct_seeds(records), source=f"study {study_name}")
+    observations = (
+        results.observations(task) if records else ResultsTable((), "").observations(task)
+    )
+    return ReportInput(
+        study_name,
+        task,
+        grid,
+        budget,
+        observations,
+        _table(results, task, throughput_path),
+        records,
+        # the report is the file people share: never the password
+        {"storage": masked_url(url), "study": study_name, **_versions()},
+        train,
+    )

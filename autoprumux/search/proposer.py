@@ -1,0 +1,296 @@
+"""Which (N, s) to train next: a search that uses what is known about this problem.
+
+Facts it relies on (paper section 3.3 and the grids it reports):
+- throughput is known before training (a throughput table measures or estimates every point);
+  only accuracy is uncertain;
+- accuracy falls with N and with s (monotone): if (N, s) misses the threshold, so does every
+  point at least as compressed, (N' >= N, s' >= s); if it meets it, so does every point at
+  most as compressed. A point that failed to train counts as missing it;
+- the answer is the fastest point that meets the threshold, so a point slower than the best
+  verified (trained and feasible) point can never be the answer.
+
+The search keeps the *open* points: untrained, not settled by the monotone inferences above,
+faster than the best verified point, and not confidently predicted (< 5% chance) to miss the
+threshold. It stops when no point is open: the best verified point is then the fastest feasible
+one (given monotonicity). A trained point whose training stopped early (it could not reach
+the threshold, :mod:`autoprumux.core.early_stop`) counts as a miss while its accuracy bound is under
+the threshold.
+
+Which point to train next (``ProbeRule``):
+
+Every row (a fixed N) offers one probe: the largest open sparsity more likely feasible than not
+by the prediction (the accuracy surface, or the paper's additive rule acc(N, s) = acc(N, 0) +
+acc(1, s) - acc(1, 0)); the smallest open one if all are predicted to miss; where nothing
+predicts, the row's (N, 0) (the teacher every other point of the row is trained from, so paid
+for anyway), else the middle one (binary search). Between the rows' probes (``ProbeRule``):
+
+- ``SETTLED_PER_SECOND`` (the default): the probe that settles the most open points per
+  predicted second of training (:mod:`autoprumux.search.costs`: its warm-up and teacher unless
+  built, its own phases). With q its chance of feasibility (even odds without a prediction), it
+  settles in expectation q x (the open points no faster than it, and those it dominates)
+  + (1 - q) x (the open points at least as compressed: a miss rules them out). An unpredicted
+  row offers its (N, 0) even when that point is not open (slower than the best verified one):
+  untrained, it is the row's cheapest training, and a miss there rules out the row and every
+  wider N.
+- ``THROUGHPUT_X_CHANCE`` (the rule before costs, kept for comparison): the probe with the
+  highest throughput x chance of feasibility, every training counting as one.
+
+With k workers either proposes the k best distinct probes.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from autoprumux.core.budget import FEASIBILITY_TOLERANCE
+from autoprumux.core.grid import BASELINE, GridPoint
+from autoprumux.core.surface import AccuracySurface
+from autoprumux.search.costs import CostModel
+
+
+class ProbeRule(enum.Enum):
+    SETTLED_PER_SECOND = "settled-per-second"
+    THROUGHPUT_X_CHANCE = "throughput-x-chance"
+
+
+@dataclass(frozen=True)
+class SearchState:
+    """What the proposer knows. ``threshold`` is None until the baseline is measured (for
+    budgets relative to it)."""
+
+    candidates: Mapping[GridPoint, float]  # every point that may be trained -> throughput
+    accuracy: Mapping[GridPoint, float]  # trained points (mean over repeats)
+    failed: frozenset[GridPoint] = frozenset()  # trained and failed for good
+    pending: frozenset[GridPoint] = frozenset()  # being trained now
+    threshold: float | None = None
+    # stopped early: the most each point's accuracy can be (autoprumux.core.early_stop)
+    bounds: Mapping[GridPoint, float] = field(default_factory=dict)
+    costs: CostModel | None = None  # None: every training costs the same
+
+    def stopped_short(self) -> frozenset[GridPoint]:
+        """Points stopped early whose bound is under the threshold: misses."""
+        if self.threshold is None:
+            return frozenset()
+        return frozenset(p for p, b in self.bounds.items() if not self.feasible(b))
+
+    def cost(self, point: GridPoint, building: frozenset[GridPoint] = frozenset()) -> float:
+        """Predicted seconds to train ``point`` now (1 without a cost model)."""
+        if self.costs is None:
+            return 1.0
+        return self.costs.predict(point, self.accuracy, self.pending | building, self.bounds)
+
+    def feasible(self, accuracy: float) -> bool:
+        assert self.threshold is not None
+        return accuracy >= self.threshold - FEASIBILITY_TOLERANCE
+
+
+@dataclass(frozen=True)
+class Status:
+    """The proposer's view of every candidate."""
+
+    best: GridPoint | None  # fastest verified feasible point
+    open: tuple[GridPoint, ...]  # could still beat ``best``; need training to know
+    ruled_out: frozenset[GridPoint] = field(default_factory=frozenset)  # infeasible by inference
+
+    @property
+    def done(self) -> bool:
+        return not self.open
+
+
+class Proposer:
+    """Monotone, surface-guided search for the fastest feasible point (see module docstring)."""
+
+    def __init__(
+        self,
+        uncertainty: float = 0.01,
+        min_chance: float = 0.05,
+        rule: ProbeRule = ProbeRule.SETTLED_PER_SECOND,
+    ) -> None:
+        self.uncertainty = uncertainty  # accuracy spread of a surface prediction (fraction)
+        self.min_chance = min_chance  # below this chance of feasibility a point is not worth it
+        self.rule = rule
+
+    def status(self, state: SearchState) -> Status:
+        if state.threshold is None:
+            return Status(None, (BASELINE,) if BASELINE in state.candidates else ())
+        bad, good = _verdicts(state)
+        best = max(
+            good, key=lambda p: (state.candidates.get(p, 0.0), -p.n, -p.sparsity), default=None
+        )
+        floor = state.candidates.get(best, 0.0) if best is not None else 0.0
+        surface = AccuracySurface().fit(state.accuracy, state.failed)
+        ruled_out = set()
+        open_points = []
+        for point, throughput in state.candidates.items():
+            if point in state.accuracy or point in state.failed or point in bad:
+                continue
+            if any(b.n <= point.n and b.sparsity <= point.sparsity for b in bad):
+                ruled_out.add(point)
+                continue
+            if any(g.n >= point.n and g.sparsity >= point.sparsity for g in good):
+                continue  # certainly feasible, and no faster than the point that certifies it
+            if throughput <= floor:
+                continue
+            if self.feasible_chance(self.predicted(point, surface, state), state) < self.min_chance:
+                ruled_out.add(point)  # the surface is confident it misses the threshold
+                continue
+            open_points.append(point)
+        return Status(best, tuple(sorted(open_points)), frozenset(ruled_out))
+
+    def propose(self, state: SearchState, k: int = 1) -> list[GridPoint]:
+        """Up to ``k`` distinct points to train now (fewer when fewer are open and not pending)."""
+        status = self.status(state)
+        available = [p for p in status.open if p not in state.pending]
+        if not available or k < 1:
+            return []
+        if state.threshold is None:
+            return available[:1]
+        surface = AccuracySurface().fit(state.accuracy, state.failed)
+        rows: dict[int, list[GridPoint]] = {}
+        for point in status.open:
+            rows.setdefault(point.n, []).append(point)
+        by_cost = self.rule is ProbeRule.SETTLED_PER_SECOND
+        chosen: list[GridPoint] = []
+        taken = set(state.pending)
+        while len(chosen) < k:
+            probes = [
+                p
+                for n in sorted(rows)
+                if (p := self._probe(sorted(rows[n]), taken, surface, state, by_cost)) is not None
+            ]
+            if not probes:
+                break
+            if by_cost:  # the probe that settles the most open points per predicted second
+                to_settle = [p for p in status.open if p not in taken]
+                building = frozenset(chosen)
+                # a probe that costs nothing is an (N, 0) another training builds now: it
+                # comes free with that training, so it is not trained on its own
+                probes = [p for p in probes if state.cost(p, building) > 0]
+                if not probes:
+                    break
+                probe = max(
+                    probes,
+                    key=lambda p: (
+                        self._settled(p, to_settle, surface, state) / state.cost(p, building),
+                        -p.n,
+                    ),
+                )
+            else:  # the most promising row's probe: throughput x chance of feasibility
+                probe = max(probes, key=lambda p: (self._value(p, surface, state), -p.n))
+            chosen.append(probe)
+            taken.add(probe)
+        return chosen
+
+    def _settled(
+        self,
+        probe: GridPoint,
+        to_settle: list[GridPoint],
+        surface: AccuracySurface,
+        state: SearchState,
+    ) -> float:
+        """Open points that training ``probe`` settles, in expectation over its outcome: if it
+        meets the threshold, those no faster than it and those it dominates; if it misses, those
+        at least as compressed (even odds where nothing predicts it)."""
+        speed = state.candidates[probe]
+        if_met = sum(
+            1
+            for p in to_settle
+            if state.candidates[p] <= speed or (p.n <= probe.n and p.sparsity <= probe.sparsity)
+        )
+        if_missed = sum(1 for p in to_settle if p.n >= probe.n and p.sparsity >= probe.sparsity)
+        chance = self.feasible_chance(self.predicted(probe, surface, state), state)
+        return chance * if_met + (1 - chance) * if_missed
+
+    def _value(self, point: GridPoint, surface: AccuracySurface, state: SearchState) -> float:
+        """Throughput times the chance of feasibility: the expected worth of a probe."""
+        chance = self.feasible_chance(self.predicted(point, surface, state), state)
+        return state.candidates[point] * chance
+
+    def predicted(
+        self, point: GridPoint, surface: AccuracySurface, state: SearchState
+    ) -> float | None:
+        """The surface's accuracy at a point; where it has none, the paper's additive rule
+        acc(N, s) = acc(N, 0) + acc(1, s) - acc(1, 0) when those three are measured."""
+        value = surface.predict(point).value
+        if value is not None:
+            return value
+        parts = (GridPoint(point.n, 0.0), GridPoint(1, point.sparsity), BASELINE)
+        if all(p in state.accuracy for p in parts):
+            row, column, base = (state.accuracy[p] for p in parts)
+            return row + column - base
+        return None
+
+    def _probe(
+        self,
+        row: list[GridPoint],
+        taken: set[GridPoint],
+        surface: AccuracySurface,
+        state: SearchState,
+        any_teacher: bool = False,
+    ) -> GridPoint | None:
+        """A row's next probe among its free open points (sorted by s): the largest one more
+        likely feasible than not; if all are predicted infeasible, the smallest (it may rule
+        the row out); without predictions, the row's (N, 0) if open (with ``any_teacher``,
+        open or not: see :meth:`_row_teacher`), else the middle one (a binary search)."""
+        free = [p for p in row if p not in taken]
+        if not free:
+            return None
+        if any_teacher and (teacher := self._row_teacher(row, taken, surface, state)):
+            return teacher
+        predictions = [self.predicted(p, surface, state) for p in free]
+        chances = [
+            None if value is None else self.feasible_chance(value, state) for value in predictions
+        ]
+        if all(c is None for c in chances):
+            # (N, 0) first: it is the teacher every other point of the row is trained from (paid
+            # for anyway), and with it the additive rule predicts the whole row
+            return free[0] if free[0].sparsity == 0 else free[len(free) // 2]
+        likely = [p for p, c in zip(free, chances, strict=True) if c is not None and c >= 0.5]
+        return likely[-1] if likely else free[0]
+
+    def _row_teacher(
+        self,
+        row: list[GridPoint],
+        taken: set[GridPoint],
+        surface: AccuracySurface,
+        state: SearchState,
+    ) -> GridPoint | None:
+        """The (N, 0) of a row whose open points nothing predicts, even when it is not open
+        itself (slower than the best verified point): untrained and unsettled, it is the row's
+        cheapest training, and a miss there rules out the row and every wider N."""
+        teacher = GridPoint(row[0].n, 0.0)
+        if (
+            teacher in taken
+            or teacher not in state.candidates
+            or not self._unsettled(teacher, state)
+            or any(self.predicted(p, surface, state) is not None for p in row if p not in taken)
+        ):
+            return None
+        return teacher
+
+    def _unsettled(self, point: GridPoint, state: SearchState) -> bool:
+        """Untrained, and neither ruled out nor certified feasible by a trained point."""
+        if point in state.accuracy or point in state.failed:
+            return False
+        bad, good = _verdicts(state)
+        return not any(b.n <= point.n and b.sparsity <= point.sparsity for b in bad) and not any(
+            g.n >= point.n and g.sparsity >= point.sparsity for g in good
+        )
+
+    def feasible_chance(self, predicted: float | None, state: SearchState) -> float:
+        """P(accuracy >= threshold) for a predicted accuracy with ``self.uncertainty`` spread
+        (logistic); 0.5 where there is no prediction."""
+        if predicted is None or state.threshold is None:
+            return 0.5
+        return 1.0 / (1.0 + math.exp(-(predicted - state.threshold) / self.uncertainty))
+
+
+def _verdicts(state: SearchState) -> tuple[set[GridPoint], list[GridPoint]]:
+    """(points known to miss the threshold: trained under it, failed or stopped short;
+    points trained and feasible)."""
+    bad = {p for p, a in state.accuracy.items() if not state.feasible(a)}
+    bad |= set(state.failed) | state.stopped_short()
+    return bad, [p for p, a in state.accuracy.items() if state.feasible(a)]
