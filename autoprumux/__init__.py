@@ -8,6 +8,8 @@ modules and are imported only when a command needs them.
 trained or exported model (:mod:`trainers.inference`).
 """
 
+from typing import TYPE_CHECKING
+
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.errors import AutoPruMuxError, DataError, FieldError
 from autoprumux.core.grid import BASELINE, Family, Grid, GridPoint
@@ -18,8 +20,11 @@ from autoprumux.core.surrogate import Prediction, Source
 from autoprumux.core.throughput import ThroughputModel, ThroughputTable
 from autoprumux.core.version import __version__
 
+if TYPE_CHECKING:
+    from trainers.inference import load_text_classifier as load_model
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
+
+def __getattr__(name: str) -> object:
     """``load_model`` is imported on first use: it brings torch, which the core does not."""
     if name == "load_model":
         from trainers.inference import load_text_classifier

@@ -18,7 +18,7 @@ import platform
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import GridPoint
@@ -26,6 +26,10 @@ from autoprumux.core.study import Study, ThroughputSection
 from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import TableFormat
 from trainers.timing import MeasureError, measure
+
+if TYPE_CHECKING:
+    from autoprumux.core.progress import ProgressCallback
+    from trainers.model import Classifier
 
 
 def resolve_device(settings: ThroughputSection) -> str:
@@ -67,7 +71,7 @@ def fingerprint(settings: ThroughputSection, device: str, study: Study) -> dict[
     }
 
 
-def estimate_models(study: Study, points: list[GridPoint]) -> dict[GridPoint, Any]:
+def estimate_models(study: Study, points: list[GridPoint]) -> dict[GridPoint, Classifier]:
     """Randomly initialized models with the architecture each (N, s) would have."""
     import torch
 
@@ -102,7 +106,7 @@ def estimate_models(study: Study, points: list[GridPoint]) -> dict[GridPoint, An
 _ARTIFACT = re.compile(r"^(teacher|trial)-n(\d+)(?:-s([0-9.]+))?-[0-9a-f]+$")
 
 
-def trained_models(study: Study) -> dict[GridPoint, Any]:
+def trained_models(study: Study) -> dict[GridPoint, Classifier]:
     """The newest trained artifact of each (N, s) in the study's artifacts folder."""
     from trainers.checkpoints import load_model
 
@@ -134,7 +138,7 @@ def run_measure(
     settings: ThroughputSection,
     with_trained: bool = False,
     out_path: str | None = None,
-    progress: Any = None,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Measure the study's grid (estimates, and trained models beside them if asked), write the
     table, and return what the CLI prints (the keys of ``autoprumux measure --json``)."""

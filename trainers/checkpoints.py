@@ -38,7 +38,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -47,6 +47,9 @@ from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.package_paths import PACKAGE_SCHEME, package_path
 from trainers.architecture import Architecture
 from trainers.model import Classifier
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 WEIGHTS_FILE = "model.safetensors"
 ARCHITECTURE_FILE = "architecture.json"
@@ -158,7 +161,8 @@ def read_hf_config(folder: Path) -> dict[str, Any]:
     config = folder / "config.json"
     if not config.is_file():
         raise CheckpointError(f"{folder}: no config.json; is this a Hugging Face model folder?")
-    return json.loads(config.read_text())
+    read: dict[str, Any] = json.loads(config.read_text())
+    return read
 
 
 def read_weights(folder: Path) -> dict[str, Tensor]:
@@ -168,7 +172,8 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
 
         return load_file(safetensors_file)
     if bin_file.is_file():
-        return torch.load(bin_file, map_location="cpu", weights_only=True)
+        weights: dict[str, Tensor] = torch.load(bin_file, map_location="cpu", weights_only=True)
+        return weights
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 
@@ -182,7 +187,7 @@ def check_model(name_or_path: str) -> Path:
     return folder
 
 
-def load_tokenizer(name_or_path: str):  # type: ignore[no-untyped-def]
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """The checkpoint's own tokenizer (a fast tokenizer from its folder)."""
     from transformers import AutoTokenizer
 

@@ -16,13 +16,16 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import torch
 from torch import Tensor
 
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.tasks import TASKS, TaskSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 csv.field_size_limit(sys.maxsize)  # GLUE rows can be long (MNLI parses)
 
@@ -87,18 +90,18 @@ def _read_glue_file(path: Path, spec: TaskSpec) -> Split:
     texts, labels = [], []
     with _open_text(path) as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
+        header = next(reader, None) or []  # an empty file: no header, every column missing
         columns = [*spec.glue_text_columns, spec.glue_label_column]
-        missing = [c for c in columns if header is None or c not in header]
+        missing = [c for c in columns if c not in header]
         if missing:
             raise DataError(f"{path}: header lacks column(s) {', '.join(missing)}")
-        positions = [header.index(c) for c in columns]  # type: ignore[union-attr]
+        positions = [header.index(c) for c in columns]
         for line_number, row in enumerate(reader, start=2):
             if len(row) <= max(positions):
                 raise DataError(
                     f"{path}: line {line_number}: {len(row)} fields, expected "
                     f"{len(header)} (a malformed row)"
-                )  # type: ignore[arg-type]
+                )
             texts.append(tuple(row[p] for p in positions[:-1]))
             labels.append(parse_label(spec, row[positions[-1]], f"{path}: line {line_number}"))
     return Split(tuple(texts), tuple(labels))
@@ -207,7 +210,7 @@ class Encoded:
         )
 
 
-def encode(split: Split, tokenizer, max_length: int) -> Encoded:  # type: ignore[no-untyped-def]
+def encode(split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Encoded:
     first = [t[0] for t in split.texts]
     second = [t[1] for t in split.texts] if split.texts and len(split.texts[0]) > 1 else None
     out = tokenizer(

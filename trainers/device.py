@@ -26,7 +26,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -37,6 +37,7 @@ DEVICE_CHOICES = "auto, cpu, cuda or cuda:INDEX"
 # kernels with no deterministic CUDA form that a training step runs (see the module docstring)
 NONDETERMINISTIC_ON_CUDA = ("scaled_dot_product_attention backward",)
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_Module = TypeVar("_Module", bound=torch.nn.Module)
 
 
 class Precision(enum.Enum):
@@ -145,7 +146,7 @@ class Engine:
             return None
         return torch.amp.GradScaler(self.device.type)
 
-    def prepared(self, model: torch.nn.Module) -> torch.nn.Module:
+    def prepared(self, model: _Module) -> _Module:
         """The model on the device, compiled in place (its state dict keeps its keys) when the
         study asks for it."""
         model = model.to(self.device)

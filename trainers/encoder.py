@@ -24,7 +24,8 @@ def masked_layer_norm(x: Tensor, norm: nn.LayerNorm, kept: Tensor | None) -> Ten
     dim (on a GPU: statistics weighted by it, so a step never reads the kept set's size back
     from the device; computed in float32, as autocast computes LayerNorm)."""
     if kept is None:
-        return norm(x)
+        normed: Tensor = norm(x)
+        return normed
     if kept.dtype == torch.long:
         out = torch.zeros_like(x)
         out[..., kept] = F.layer_norm(
@@ -55,7 +56,7 @@ class Embeddings(nn.Module):
         inputs_embeds: Tensor | None = None,  # [B, L, H], instead of input_ids
         masks: Masks | None = None,
     ) -> Tensor:  # [B, L, H]
-        x = self.word(input_ids) if inputs_embeds is None else inputs_embeds
+        x: Tensor = self.word(input_ids) if inputs_embeds is None else inputs_embeds
         length = x.shape[1]
         x = x + self.position.weight[:length]
         if token_type_ids is None:
@@ -66,7 +67,8 @@ class Embeddings(nn.Module):
             x = masked_layer_norm(x, self.norm, masks.kept_hidden()) * masks.hidden
         else:
             x = self.norm(x)
-        return self.dropout(x)
+        out: Tensor = self.dropout(x)
+        return out
 
 
 class SelfAttention(nn.Module):

@@ -15,6 +15,7 @@ import io
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from trainers.inference import (
     GroupedClassifier,
     Groups,
     TextClassifier,
+    TorchBackend,
     bundle,
     import_export_library,
     load_text_classifier,
@@ -81,7 +83,9 @@ def export_model(
     if not out.parent.is_dir():
         raise FieldError("--out", f"{out.parent} is not a folder")
     reference = load_text_classifier(folder, device="cpu")
-    module = reference.backend.model  # type: ignore[attr-defined]
+    backend = reference.backend  # a model folder loads into PyTorch
+    assert isinstance(backend, TorchBackend) and isinstance(backend.model, GroupedClassifier)
+    module = backend.model
     traced, checked = _sample(reference, 2), (1, 3)
     with atomic_path(out) as temporary:
         if fmt is ExportFormat.ONNX:
@@ -144,6 +148,7 @@ def _write_onnx(module: GroupedClassifier, example: Groups, path: Path, carried:
             dynamo=True,
             verbose=False,
         )
+    assert program is not None  # dynamo=True always returns the program
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = BUNDLE_KEY, carried
@@ -156,14 +161,18 @@ def _write_torchscript(
     with torch.no_grad(), warnings.catch_warnings():
         # "converting a tensor to a Python boolean": the row count is always a multiple of N
         # here, which the check on other group counts confirms
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # torch.jit leaves TracerWarning out of its __all__
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript's; ONNX is the future
-        traced = torch.jit.trace(module, _tensors(example), check_trace=False)
+        # torch leaves torch.jit.trace unannotated
+        traced = torch.jit.trace(  # type: ignore[no-untyped-call]
+            module, _tensors(example), check_trace=False
+        )
         torch.jit.save(traced, str(path), _extra_files={BUNDLE_KEY: carried})
 
 
 @contextlib.contextmanager
-def _quiet_logging(*names: str):  # type: ignore[no-untyped-def]
+def _quiet_logging(*names: str) -> Iterator[None]:
     loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -30,6 +31,12 @@ from torch import Tensor, nn
 from autoprumux.core.progress import Progress
 from trainers.model import Classifier
 from trainers.model_folder import INFO_FILE, ModelInfo, NotAModelError, read_info
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+    from transformers import PreTrainedTokenizerBase
+
+    from trainers.device import Engine
 
 # The key under which an exported file carries the model's info and tokenizer files
 # (ONNX metadata_props, TorchScript extra files).
@@ -71,7 +78,8 @@ class Groups:
         return Groups(self.input_ids[index], self.attention_mask[index], self.token_type_ids[index])
 
     def __len__(self) -> int:
-        return self.input_ids.shape[0]
+        rows: int = self.input_ids.shape[0]
+        return rows
 
     def feeds(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in INPUT_NAMES}
@@ -89,7 +97,7 @@ class GroupedClassifier(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> Tensor:
         groups, width, length = input_ids.shape
-        logits = self.model(
+        logits: Tensor = self.model(
             input_ids.reshape(groups * width, length),
             attention_mask.reshape(groups * width, length),
             token_type_ids.reshape(groups * width, length),
@@ -112,21 +120,25 @@ class TorchBackend:
         """[G, N, labels] on the model's device: the token arrays move there once a batch."""
         tensors = [torch.from_numpy(a).to(self.device, non_blocking=True) for a in _arrays(groups)]
         with torch.inference_mode(), self.autocast():
-            return self.model(*tensors)
+            logits: Tensor = self.model(*tensors)
+            return logits
 
 
 class OnnxBackend:
-    def __init__(self, session: Any) -> None:  # noqa: ANN401 - an onnxruntime.InferenceSession
+    def __init__(self, session: InferenceSession) -> None:
         self.session = session
 
     def logits(self, groups: Groups) -> np.ndarray:
-        return self.session.run(["logits"], groups.feeds())[0].astype(np.float32)
+        logits: np.ndarray = self.session.run(["logits"], groups.feeds())[0].astype(np.float32)
+        return logits
 
 
 class TextClassifier:
     """A trained model that classifies text: ``predict`` for a list, ``classify`` with costs."""
 
-    def __init__(self, info: ModelInfo, tokenizer: Any, backend: Backend, source: str) -> None:
+    def __init__(
+        self, info: ModelInfo, tokenizer: PreTrainedTokenizerBase, backend: Backend, source: str
+    ) -> None:
         self.info, self.tokenizer, self.backend, self.source = info, tokenizer, backend, source
 
     def predict(self, texts: Sequence[Text], batch: int = DEFAULT_BATCH) -> list[Prediction]:
@@ -233,7 +245,7 @@ def _from_folder(folder: Path, device: str) -> TextClassifier:
     )
 
 
-def _engine(device: str, info: ModelInfo) -> Any:  # noqa: ANN401 - a trainers.device.Engine
+def _engine(device: str, info: ModelInfo) -> Engine:
     """On a GPU, the precision the trial evaluated in (so its dev accuracy is reproduced) where
     this GPU runs it, else the device's best; on a CPU, fp32."""
     from autoprumux.core.errors import FieldError
@@ -265,14 +277,17 @@ def _from_onnx(path: Path, device: str) -> TextClassifier:
     return TextClassifier(info, tokenizer, OnnxBackend(session), str(path))
 
 
-def _from_torchscript(path: Path, engine: Any) -> TextClassifier:  # noqa: ANN401
+def _from_torchscript(path: Path, engine: Engine) -> TextClassifier:
     import warnings
 
     extra = {BUNDLE_KEY: ""}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit's own notice
-            module = torch.jit.load(str(path), map_location=engine.device, _extra_files=extra)
+            # torch leaves torch.jit.load unannotated
+            module = torch.jit.load(  # type: ignore[no-untyped-call]
+                str(path), map_location=engine.device, _extra_files=extra
+            )
     except Exception as err:  # a file that is not TorchScript
         raise NotAModelError(
             f"{path}: not a readable TorchScript model ({_first_line(err)})"
@@ -293,7 +308,7 @@ def bundle(folder: Path) -> str:
     return json.dumps({"info": read_info(folder).to_json(), "tokenizer": tokenizer_files})
 
 
-def _unbundle(text: str | None, path: Path, kind: str) -> tuple[ModelInfo, Any]:
+def _unbundle(text: str | None, path: Path, kind: str) -> tuple[ModelInfo, PreTrainedTokenizerBase]:
     if not text:
         raise NotAModelError(
             f"{path}: an {kind} model that autoprumux did not export (no {BUNDLE_KEY!r} "
@@ -311,7 +326,7 @@ def _unbundle(text: str | None, path: Path, kind: str) -> tuple[ModelInfo, Any]:
         return info, _tokenizer(Path(folder), str(path))
 
 
-def _tokenizer(folder: Path, where: str) -> Any:  # noqa: ANN401
+def _tokenizer(folder: Path, where: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     try:
@@ -323,7 +338,7 @@ def _tokenizer(folder: Path, where: str) -> Any:  # noqa: ANN401
         ) from None
 
 
-def import_export_library(name: str) -> Any:  # noqa: ANN401
+def import_export_library(name: str) -> ModuleType:
     import importlib
 
     try:
@@ -338,9 +353,10 @@ def import_export_library(name: str) -> Any:  # noqa: ANN401
 
 def _columns(texts: Sequence[Text], pair: bool) -> tuple[list[str], list[str] | None]:
     if not pair:
-        if any(not isinstance(t, str) for t in texts):
+        singles = [t for t in texts if isinstance(t, str)]
+        if len(singles) != len(texts):
             raise ValueError("this model classifies single sentences: give strings")
-        return list(texts), None  # type: ignore[arg-type]
+        return singles, None
     if any(isinstance(t, str) or len(t) != 2 for t in texts):
         raise ValueError("this model classifies sentence pairs: give (first, second) tuples")
     return [t[0] for t in texts], [t[1] for t in texts]

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from autoprumux.core.progress import Progress, ProgressCallback
+from trainers.data import Encoded
 from trainers.device import Engine
 
 RECENT_STEPS = 50  # run_phase returns the mean loss of this many last steps
@@ -42,8 +44,8 @@ class Phase:
     modules: dict[str, nn.Module]  # everything whose state a checkpoint must hold
     optimizer: torch.optim.Optimizer
     steps: int
-    loss: Callable[[object, int], Tensor]
-    data: Callable[[int], Iterator[object]]  # start step -> batches from there on
+    loss: Callable[[Encoded, int], Tensor]
+    data: Callable[[int], Iterator[Encoded]]  # start step -> batches from there on
     decay: tuple[bool, ...] = ()  # per parameter group: linear decay to 0 (default: all)
     max_grad_norm: float = 1.0
     after_backward: Callable[[], None] | None = None  # e.g. negate the Lagrange multipliers' grads
@@ -111,7 +113,7 @@ def run_phase(
 
 def train_step(
     phase: Phase,
-    batch: object,
+    batch: Encoded,
     step: int,
     engine: Engine,
     scaler: torch.amp.GradScaler | None,
@@ -122,7 +124,8 @@ def train_step(
     with engine.autocast():
         loss = phase.loss(batch, step)
     phase.optimizer.zero_grad(set_to_none=True)
-    (loss if scaler is None else scaler.scale(loss)).backward()
+    scaled = loss if scaler is None else scaler.scale(loss)
+    scaled.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
     if phase.after_backward is not None:
         phase.after_backward()
     if scaler is not None:
@@ -138,7 +141,13 @@ def train_step(
     return loss.detach().float()
 
 
-def _save(phase: Phase, schedule, scaler, folder: Path, step: int) -> None:  # type: ignore[no-untyped-def]
+def _save(
+    phase: Phase,
+    schedule: LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    folder: Path,
+    step: int,
+) -> None:
     from safetensors.torch import save_file
 
     partial = folder.with_name(folder.name + ".partial")
@@ -170,7 +179,9 @@ def _to_cpu(value: object) -> object:
     return value
 
 
-def _resume(phase: Phase, schedule, scaler, folder: Path | None) -> int:  # type: ignore[no-untyped-def]
+def _resume(
+    phase: Phase, schedule: LRScheduler, scaler: torch.amp.GradScaler | None, folder: Path | None
+) -> int:
     if folder is None or not (folder / "state.json").is_file():
         return 0
     from safetensors.torch import load_file

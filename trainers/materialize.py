@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from trainers.architecture import Architecture, DemuxKind
-from trainers.encoder import FeedForward, SelfAttention
+from trainers.architecture import Architecture
+from trainers.encoder import FeedForward, Layer, SelfAttention
 from trainers.masks import Masks
 from trainers.model import Classifier
+from trainers.multiplexing import IndexPosDemux
 
 
 @dataclass(frozen=True)
@@ -89,17 +90,21 @@ def materialize(model: Classifier, masks: Masks) -> Classifier:
     for layer, (big, little) in enumerate(
         zip(model.encoder.layers, small.encoder.layers, strict=True)
     ):
+        assert isinstance(big, Layer) and isinstance(little, Layer)  # what Encoder holds
         if little.attention is not None:
+            assert big.attention is not None  # pruning keeps a block only where there is one
             _copy_attention(
                 big.attention, little.attention, kept, zh, kept_heads[layer], *head_scale[layer], d
             )
         if little.ffn is not None:
+            assert big.ffn is not None
             _copy_ffn(big.ffn, little.ffn, kept, zh, kept_units[layer], *unit_scale[layer])
 
     if arch.is_multiplexed:
         small.mux.keys.copy_(model.mux.keys[:, kept])
-        if arch.demux is DemuxKind.INDEX_POS:
+        if isinstance(model.demux, IndexPosDemux):  # arch.demux is DemuxKind.INDEX_POS
             first = model.demux.dense[0]
+            assert isinstance(first, torch.nn.Linear)
             key_columns = torch.arange(arch.head_size, device=device)
             columns = torch.cat([key_columns, arch.head_size + kept])  # [key_i ; h_kept]
             small.demux.load_state_dict(

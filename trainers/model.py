@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from trainers.architecture import Architecture, MuxStyle, Pooling
-from trainers.encoder import Encoder
+from trainers.encoder import Encoder, SelfAttention
 from trainers.masks import Masks
 from trainers.multiplexing import DEMULTIPLEXERS, Multiplexer
 
@@ -49,7 +49,8 @@ class Classifier(nn.Module):
     ) -> Tensor:  # logits [B, labels]
         """``collect`` receives every encoder layer's output ([B/N, L, H] each)."""
         features = self.features(input_ids, attention_mask, token_type_ids, masks, collect)
-        return self.classifier(self.dropout(features))
+        logits: Tensor = self.classifier(self.dropout(features))
+        return logits
 
     def features(
         self,
@@ -61,25 +62,27 @@ class Classifier(nn.Module):
     ) -> Tensor:
         """The representation the classifier reads, one per row: [B, size]."""
         if not self.arch.is_multiplexed:
-            hidden = self.encoder(input_ids, attention_mask, token_type_ids, masks, collect)
-            return self.pooler(hidden[:, 0])
+            hidden: Tensor = self.encoder(input_ids, attention_mask, token_type_ids, masks, collect)
+            pooled_first: Tensor = self.pooler(hidden[:, 0])
+            return pooled_first
         rows = input_ids.shape[0]
         input_ids, attention_mask, token_type_ids = pad_to_multiple(
             self.arch.mux_width, input_ids, attention_mask, token_type_ids
         )
         hidden = self.multiplexed_hidden(input_ids, attention_mask, token_type_ids, masks, collect)
         if self.arch.pooling is Pooling.CLS or attention_mask is None:
-            return self.demux(hidden[:, 0])[:rows]  # padding rows dropped
+            first: Tensor = self.demux(hidden[:, 0])
+            return first[:rows]  # padding rows dropped
         if self.arch.pooling is Pooling.MEAN_HIDDEN:
             width = self.arch.mux_width
             mask = attention_mask.to(hidden.dtype).view(hidden.shape[0], width, -1)  # [G, N, L]
             pooled = mask @ hidden / mask.sum(-1, keepdim=True).clamp(min=1.0)  # [G, N, H]
-            demuxed = self.demux(pooled).view(
+            demuxed: Tensor = self.demux(pooled).view(
                 hidden.shape[0], width, width, -1
             )  # [G, i, input, size]
             own = torch.arange(width, device=hidden.device)
             return demuxed[:, own, own].reshape(-1, demuxed.shape[-1])[:rows]
-        tokens = self.demux(hidden)  # [B, L, size]: every instance at every position
+        tokens: Tensor = self.demux(hidden)  # [B, L, size]: every instance at every position
         weights = attention_mask.to(tokens.dtype).unsqueeze(-1)  # the instance's own tokens
         pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return pooled[:rows]
@@ -118,12 +121,14 @@ def pad_to_multiple(
     if not missing:
         return input_ids, attention_mask, token_type_ids
 
-    def pad(t: Tensor | None) -> Tensor | None:
-        if t is None:
-            return None
+    def pad(t: Tensor) -> Tensor:
         return torch.cat([t, t.new_zeros(missing, *t.shape[1:])])
 
-    return pad(input_ids), pad(attention_mask), pad(token_type_ids)  # type: ignore[return-value]
+    return (
+        pad(input_ids),
+        None if attention_mask is None else pad(attention_mask),
+        None if token_type_ids is None else pad(token_type_ids),
+    )
 
 
 def set_dropout(model: nn.Module, rate: float) -> None:
@@ -131,5 +136,5 @@ def set_dropout(model: nn.Module, rate: float) -> None:
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = rate
-        if hasattr(module, "attention_dropout"):  # SelfAttention passes it to the SDPA kernel
+        if isinstance(module, SelfAttention):  # passes attention_dropout to the SDPA kernel
             module.attention_dropout = rate

@@ -22,11 +22,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.version import __version__
 from autoprumux.files.atomic import atomic_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 INFO_FILE = "autoprumux.json"
 CARD_FILE = "README.md"
@@ -91,7 +94,7 @@ class ModelInfo:
         return cls(**values)
 
 
-def describe(folder: Path, info: ModelInfo, tokenizer: Any) -> None:  # noqa: ANN401
+def describe(folder: Path, info: ModelInfo, tokenizer: PreTrainedTokenizerBase) -> None:
     """Write the tokenizer, ``autoprumux.json`` and the model card into a model folder."""
     staging = folder / f".tokenizer.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)

@@ -18,7 +18,8 @@ def gaussian_keys(width: int, size: int, norm: float, seed: int = 0) -> Tensor:
     """[width, size] standard Gaussian rows, each scaled to L2 norm ``norm``."""
     generator = torch.Generator().manual_seed(seed)
     keys = torch.randn(width, size, generator=generator)
-    return keys / keys.norm(dim=1, keepdim=True) * norm
+    scaled: Tensor = keys / keys.norm(dim=1, keepdim=True) * norm
+    return scaled
 
 
 class Multiplexer(nn.Module):
@@ -62,11 +63,12 @@ class IndexPosDemux(nn.Module):
         keys = self.keys.view(1, self.width, *([1] * len(middle)), -1)
         keys = keys.expand(groups, self.width, *middle, -1)
         values = h.unsqueeze(1).expand(groups, self.width, *h.shape[1:])
-        x = torch.cat([keys, values], dim=-1).flatten(0, 1)  # rows: group * N + instance
+        x: Tensor = torch.cat([keys, values], dim=-1).flatten(0, 1)  # rows: group * N + instance
         x = self.dropout(F.gelu(self.dense[0](x)))
         for dense in self.dense[1:]:
             x = x + self.dropout(F.gelu(dense(x)))
-        return x + self.pre_decoder_norm(F.gelu(self.pre_decoder(x)))
+        decoded: Tensor = self.pre_decoder_norm(F.gelu(self.pre_decoder(x)))
+        return x + decoded
 
 
 class MLPDemux(nn.Module):
@@ -86,7 +88,7 @@ class MLPDemux(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:  # [G, ..., H] -> [G*N, ..., size]
         flat = h.reshape(h.shape[0], -1, h.shape[-1])  # [G, M, H]
-        x = F.gelu(torch.einsum("gmh,nhs->gnms", flat, self.w1) + self.b1[None, :, None, :])
+        x: Tensor = F.gelu(torch.einsum("gmh,nhs->gnms", flat, self.w1) + self.b1[None, :, None, :])
         x = self.dropout(x)
         x = x + self.dropout(
             F.gelu(torch.einsum("gnms,nst->gnmt", x, self.w2) + self.b2[None, :, None, :])
@@ -94,7 +96,7 @@ class MLPDemux(nn.Module):
         return x.reshape(h.shape[0] * self.width, *h.shape[1:-1], -1)
 
 
-DEMULTIPLEXERS: dict[DemuxKind, type[nn.Module]] = {
+DEMULTIPLEXERS: dict[DemuxKind, type[IndexPosDemux | MLPDemux]] = {
     DemuxKind.INDEX_POS: IndexPosDemux,
     DemuxKind.MLP: MLPDemux,
 }

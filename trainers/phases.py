@@ -57,14 +57,9 @@ def warmup_phase(
     )
     size = settings.batch_rows * model.arch.mux_width
 
-    def loss(batch: object, step: int) -> Tensor:
+    def loss(batch: Encoded, step: int) -> Tensor:
         return retrieval_loss(
-            model,
-            head,
-            batch,
-            settings.positions,
-            settings.negatives,  # type: ignore[arg-type]
-            mask_token_id,
+            model, head, batch, settings.positions, settings.negatives, mask_token_id
         )
 
     return Phase(
@@ -112,7 +107,7 @@ def finetune_phase(
     )
     size = batch_rows * model.arch.mux_width
 
-    def loss(batch: Encoded, step: int) -> Tensor:  # type: ignore[override]
+    def loss(batch: Encoded, step: int) -> Tensor:
         logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
         value = F.cross_entropy(logits, batch.labels)
         if teacher is not None:
@@ -126,7 +121,7 @@ def finetune_phase(
         modules={"model": model},
         optimizer=optimizer,
         steps=steps,
-        loss=loss,  # type: ignore[arg-type]
+        loss=loss,
         data=lambda start: endless_batches(train, size, seed, start),
         max_grad_norm=training.max_grad_norm,
     )
@@ -171,7 +166,7 @@ def pruning_phase(
     size = training.batch_rows * student.arch.mux_width
     alpha, temperature = training.distill_ce_alpha, training.distill_temperature
 
-    def loss(batch: Encoded, step: int) -> Tensor:  # type: ignore[override]
+    def loss(batch: Encoded, step: int) -> Tensor:
         inputs = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
         teacher_layers: list[Tensor] = []
         with torch.no_grad():
@@ -201,7 +196,7 @@ def pruning_phase(
         modules={"student": student, "l0": l0, "layer_map": layer_map},
         optimizer=optimizer,
         steps=steps,
-        loss=loss,  # type: ignore[arg-type]
+        loss=loss,
         data=lambda start: endless_batches(train, size, seed, start),
         decay=(True, False, False),
         max_grad_norm=training.max_grad_norm,

@@ -38,7 +38,7 @@ class RetrievalHead(nn.Module):
 
     def forward(self, features: Tensor, candidates: Tensor | None = None) -> Tensor:
         """features [M, size] -> logits [M, V] (or [M, C] over the candidate token ids)."""
-        x = self.norm(F.gelu(self.transform(features)))
+        x: Tensor = self.norm(F.gelu(self.transform(features)))
         if candidates is None:
             return x @ self.decoder.T + self.bias
         return x @ self.decoder[candidates].T + self.bias[candidates]
@@ -49,7 +49,7 @@ def _pair_features(
 ) -> Tensor:
     """Demux features of the chosen instance at chosen (group, position) pairs: [P, size]."""
     width = model.arch.mux_width
-    features = model.demux(hidden[groups, positions])  # [P * N, size]
+    features: Tensor = model.demux(hidden[groups, positions])  # [P * N, size]
     rows = torch.arange(len(groups), device=features.device)
     return features.view(-1, width, features.shape[-1])[rows, instances]
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
+from torch import Tensor
 
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.grid import GridPoint
@@ -20,6 +21,12 @@ from autoprumux.core.harness import Timing, time_round_robin
 from autoprumux.core.study import ThroughputSection
 from trainers.architecture import prunable_params
 from trainers.device import resolve_device
+
+if TYPE_CHECKING:
+    from trainers.model import Classifier
+
+# a model of the grid, or one beside it: (point, source), e.g. a trained model beside its estimate
+MeasureKey = GridPoint | tuple[GridPoint, str]
 
 
 class MeasureError(AutoPruMuxError):
@@ -36,13 +43,13 @@ class Measured:
 
 
 def measure(
-    models: Mapping[GridPoint, Any],
+    models: Mapping[GridPoint, Classifier],
     settings: ThroughputSection,
     seq_len: int,
     source: str,
     progress: Callable[[int, int], None] | None = None,
-    extra: Mapping[Any, Any] | None = None,
-) -> dict[Any, Measured]:
+    extra: Mapping[tuple[GridPoint, str], Classifier] | None = None,
+) -> dict[MeasureKey, Measured]:
     """Time every model in one round-robin run. ``extra`` adds more (key -> model) to the same
     run, e.g. trained models beside their estimates; their keys are (point, source) pairs."""
     device = str(resolve_device(settings.device))
@@ -53,14 +60,17 @@ def measure(
     ]
     if dtype == torch.float16 and device == "cpu":
         raise MeasureError("--dtype float16 needs a GPU here; use float32 or bfloat16 on a CPU")
-    keyed: dict[Any, tuple[GridPoint, Any, str]] = {p: (p, m, source) for p, m in models.items()}
-    for key, model in (extra or {}).items():
-        keyed[key] = (key[0], model, key[1])
+    keyed: dict[MeasureKey, tuple[GridPoint, Classifier, str]] = {
+        p: (p, m, source) for p, m in models.items()
+    }
+    for (point, kind), model in (extra or {}).items():
+        keyed[point, kind] = (point, model, kind)
     if not keyed:
         raise MeasureError("there are no models to measure")
     on_gpu = device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(device)) if on_gpu else (lambda: None)
-    runs, rows_used = {}, {}
+    runs: dict[MeasureKey, Callable[[], int]] = {}
+    rows_used: dict[MeasureKey, int] = {}
     with strict_float32():
         for key, (point, model, _) in keyed.items():
             model = model.to(device=device, dtype=dtype).eval()
@@ -76,7 +86,7 @@ def measure(
 
 
 @contextlib.contextmanager
-def strict_float32() -> Any:
+def strict_float32() -> Iterator[None]:
     """IEEE float32 matmuls while timing (TF32 off), whatever the process set before: a
     training in the same process turns TF32 on, and a trial's timing must match a table
     measured in a process that never trained."""
@@ -88,7 +98,9 @@ def strict_float32() -> Any:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-def fitting_pass(model, width: int, settings: ThroughputSection, seq_len: int, device: str):  # type: ignore[no-untyped-def]
+def fitting_pass(
+    model: Classifier, width: int, settings: ThroughputSection, seq_len: int, device: str
+) -> tuple[Callable[[], int], int]:
     """A pass over ~examples_per_pass examples in batches of rows * N; halves the rows when a
     batch does not fit in memory (and says so in the result)."""
     rows = settings.batch_rows
@@ -103,7 +115,9 @@ def fitting_pass(model, width: int, settings: ThroughputSection, seq_len: int, d
         mask = torch.ones_like(ids)
         batches = max(1, math.ceil(settings.examples_per_pass / batch))
 
-        def run(ids=ids, mask=mask, batches=batches, batch=batch) -> int:
+        def run(
+            ids: Tensor = ids, mask: Tensor = mask, batches: int = batches, batch: int = batch
+        ) -> int:
             with torch.inference_mode():
                 for _ in range(batches):
                     model(ids, mask)
@@ -121,7 +135,7 @@ def fitting_pass(model, width: int, settings: ThroughputSection, seq_len: int, d
     )
 
 
-def measure_one(model, settings: ThroughputSection, seq_len: int) -> float:  # type: ignore[no-untyped-def]
+def measure_one(model: Classifier, settings: ThroughputSection, seq_len: int) -> float:
     """The throughput recorded with a trained trial: the same harness, a smaller pass."""
     small = replace(settings, examples_per_pass=settings.trial_examples_per_pass, passes=3)
     point = GridPoint(model.arch.mux_width, 0.0)

@@ -19,9 +19,12 @@ import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, BinaryIO
 
 from autoprumux.core.errors import AutoPruMuxError, FieldError
+
+if TYPE_CHECKING:
+    from trainers.inference import Prediction
 
 csv.field_size_limit(sys.maxsize)
 
@@ -56,7 +59,7 @@ class Inputs:
 
 
 def read_inputs(
-    path: str, spec: InputSpec, columns: str | None = None, stdin: Any = None
+    path: str, spec: InputSpec, columns: str | None = None, stdin: BinaryIO | None = None
 ) -> Inputs:
     """The inputs of ``--input PATH`` ("-": stdin, a binary stream)."""
     source = "<stdin>" if path == "-" else path
@@ -147,8 +150,8 @@ def _read_table(text: str, source: str, spec: InputSpec, columns: str | None, ta
             raise InputError(
                 f"{source}: line {number}: {len(row)} field(s), expected {len(header)}"
             )
-        values = tuple(row[p] for p in positions)
-        texts.append(values if spec.pair else values[0])  # type: ignore[arg-type]
+        values = [row[p] for p in positions]  # two for a pair (its text columns), else one
+        texts.append((values[0], values[1]) if spec.pair else values[0])
         lines.append(number)
         if gold_at is not None:
             gold.append(_label_id(row[gold_at], spec, f"{source}: line {number}"))
@@ -181,7 +184,9 @@ def accuracy(inputs: Inputs, predicted: list[str], labels: tuple[str, ...]) -> f
     return right / len(inputs.gold)
 
 
-def prediction_rows(inputs: Inputs, predictions: list[Any], labels: tuple[str, ...]) -> list[str]:
+def prediction_rows(
+    inputs: Inputs, predictions: list[Prediction], labels: tuple[str, ...]
+) -> list[str]:
     """Tab-separated output: line, label, then one probability per label."""
     rows = ["\t".join(["line", "label", *labels])]
     for line, prediction in zip(inputs.lines, predictions, strict=True):

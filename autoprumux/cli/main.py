@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -18,7 +19,16 @@ from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.grid import PAPER_TRAIN_GRID, Grid, parse_grid_spec
 from autoprumux.core.version import __version__
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from autoprumux.core.progress import Progress
+    from autoprumux.core.records import ResultsTable
+    from autoprumux.core.throughput import ThroughputTable
+
 EXIT_USER_ERROR = 2
+# a command's function, or the command click made of it, that an option decorates
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,7 +37,7 @@ def cli() -> None:
     """Find the fastest multiplexed (N) and pruned (s) BERT within an accuracy budget."""
 
 
-def _device_option(func):  # type: ignore[no-untyped-def]
+def _device_option(func: _Command) -> _Command:
     return click.option(
         "--device",
         default="auto",
@@ -36,7 +46,7 @@ def _device_option(func):  # type: ignore[no-untyped-def]
     )(func)
 
 
-def _results_option(func):  # type: ignore[no-untyped-def]
+def _results_option(func: _Command) -> _Command:
     options = [
         click.option(
             "--results",
@@ -273,17 +283,14 @@ def measure(
     from autoprumux.measurement import run_measure
 
     study = load_study(study_path)
-    overrides = {
-        k: v
-        for k, v in {
-            "device": device,
-            "dtype": dtype,
-            "batch_rows": batch_rows,
-            "passes": passes,
-        }.items()
-        if v is not None
-    }
-    settings = dataclasses.replace(study.throughput, **overrides)
+    given = study.throughput
+    settings = dataclasses.replace(
+        given,
+        device=given.device if device is None else device,
+        dtype=given.dtype if dtype is None else dtype,
+        batch_rows=given.batch_rows if batch_rows is None else batch_rows,
+        passes=given.passes if passes is None else passes,
+    )
     with _ProgressBar() as bar:
         report = run_measure(study, settings, trained, out_path, progress=bar.update)
     if as_json:
@@ -636,7 +643,7 @@ def warmup(study_path: str, n: int, device: str, as_json: bool) -> None:
         )
 
 
-def _model_option(help: str):  # type: ignore[no-untyped-def]  # noqa: A002 - click's name
+def _model_option(help: str) -> Callable[[_Command], _Command]:  # noqa: A002 - click's name
     return click.option("--model", "model_path", required=True, type=click.Path(), help=help)
 
 
@@ -673,7 +680,6 @@ def classify(
 ) -> None:
     """Classify text with a trained model: label and probabilities per input, in input order."""
     from autoprumux.cli.classify_io import InputSpec, accuracy, prediction_rows, read_inputs
-    from autoprumux.core.progress import Progress
     from trainers.inference import load_text_classifier
 
     model = load_text_classifier(model_path, device)
@@ -777,11 +783,11 @@ class _ProgressBar:
     """One tqdm bar per training phase, on stderr (stdout stays clean for --json)."""
 
     def __enter__(self) -> _ProgressBar:
-        self.bar = None
+        self.bar: tqdm | None = None
         self.phase: str | None = None
         return self
 
-    def update(self, progress) -> None:  # type: ignore[no-untyped-def]
+    def update(self, progress: Progress) -> None:
         from tqdm import tqdm
 
         if progress.phase != self.phase:
@@ -796,6 +802,7 @@ class _ProgressBar:
                 unit="pass" if progress.loss is None else "step",
                 dynamic_ncols=True,
             )
+        assert self.bar is not None  # made above, for this phase
         self.bar.update(progress.step - self.bar.n)
         if progress.loss is not None:
             self.bar.set_postfix(loss=f"{progress.loss:.4f}", refresh=False)
@@ -836,7 +843,7 @@ def _grid(spec: str, option: str) -> Grid:
 
 def _load(
     results_path: str, task: str | None, throughput_path: str | None, throughput_task: str | None
-):  # type: ignore[no-untyped-def]
+) -> tuple[ResultsTable, str, ThroughputTable]:
     from autoprumux.core.throughput import ThroughputTable
     from autoprumux.files.results_io import read_results, read_throughput_table
 

@@ -6,11 +6,15 @@ Pure functions from decision-core records to dicts and strings; the CLI only pri
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from autoprumux.core.evaluation import Evaluation, ModelCheck
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.recommender import Decision
 from autoprumux.core.throughput import ThroughputTable
+
+if TYPE_CHECKING:
+    from trainers.trial import TrialResult
 
 
 def point_dict(point: GridPoint) -> dict[str, object]:
@@ -180,7 +184,7 @@ def table_lines(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[st
     ]
 
 
-def format_trial(result) -> str:  # type: ignore[no-untyped-def]
+def format_trial(result: TrialResult) -> str:
     """A trained trial (trainers.trial.TrialResult) as a few lines of text."""
     head = (
         f"task {result.task} | (N, s) = ({result.n}, {result.sparsity:g}) | {result.status.value}"
@@ -209,7 +213,7 @@ def format_trial(result) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(lines)
 
 
-def format_measurement(report: dict) -> str:  # type: ignore[type-arg]
+def format_measurement(report: dict[str, Any]) -> str:  # run_measure's report (JSON)
     """``autoprumux measure``'s table: throughput of every (N, s), speedup over (1, 0)."""
     stamp = report["fingerprint"]
     lines = [

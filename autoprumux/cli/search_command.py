@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoprumux.cli.outputs import decision_dict, format_decision
 from autoprumux.core.answer import TRAIN_COMMAND_ATTR, ModelPointer, TrainCommand, locate_model
@@ -23,8 +23,18 @@ from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import read_throughput_table
 from autoprumux.report.sources import search_report_path
 from autoprumux.search.costs import recipe_of
-from autoprumux.search.driver import Event, SearchConfig, SearchDriver, SearchOutcome, run_local
+from autoprumux.search.driver import (
+    Event,
+    SearchConfig,
+    SearchDriver,
+    SearchOutcome,
+    run_local,
+)
 from autoprumux.search.masking import has_password, masked_url
+
+if TYPE_CHECKING:
+    from autoprumux.search.ray_executor import Cluster
+    from autoprumux.search.trial_sources import ReplayTrainer, StudyTrainer
 
 
 @dataclass(frozen=True)
@@ -142,7 +152,9 @@ def choose_table(
     return read_throughput_table(path), path
 
 
-def make_trainer(request: SearchRequest, study: Study, threads: int = 0):  # type: ignore[no-untyped-def]
+def make_trainer(
+    request: SearchRequest, study: Study, threads: int = 0
+) -> ReplayTrainer | StudyTrainer:
     from autoprumux.search.trial_sources import ReplaySpec, ReplayTrainer, StudyTrainer
 
     if request.trainer_spec.startswith("replay:"):
@@ -187,7 +199,7 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
 
 
 def _run_search(
-    request: SearchRequest, study: Study, cluster: Any, echo: Callable[[str], None]
+    request: SearchRequest, study: Study, cluster: Cluster | None, echo: Callable[[str], None]
 ) -> dict[str, Any]:
     """The search on the local executor (``cluster`` None) or on the joined Ray cluster, its
     trials at once sized from the cluster's nodes (a trial runs on one node)."""

@@ -123,7 +123,7 @@ def locate_model(
     complete trial (no folder); with no complete trial the point is predicted."""
     trained = [r for r in records if r.point == point and r.status is TrialStatus.COMPLETE]
     with_dir = [r for r in trained if r.artifact_path]
-    on_disk = [r for r in with_dir if exists(r.artifact_path)]  # type: ignore[arg-type]
+    on_disk = [r for r in with_dir if r.artifact_path and exists(r.artifact_path)]
     if on_disk:
         return ModelPointer(
             point=point,

@@ -26,6 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autoprumux.core.budget import FEASIBILITY_TOLERANCE
 from autoprumux.core.grid import GridPoint
@@ -81,9 +82,9 @@ class Curve:
         return None if value is None else self.final - value
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> Curve:
-        points = tuple((int(s), float(a)) for s, a in data["points"])  # type: ignore[attr-defined]
-        return cls(label=str(data["label"]), steps=int(data["steps"]), points=points)  # type: ignore[call-overload]
+    def from_json(cls, data: Mapping[str, Any]) -> Curve:  # Any: decoded JSON
+        points = tuple((int(s), float(a)) for s, a in data["points"])
+        return cls(label=str(data["label"]), steps=int(data["steps"]), points=points)
 
     def to_json(self) -> dict[str, object]:
         return {"label": self.label, "steps": self.steps, "points": [list(p) for p in self.points]}

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from autoprumux.errors import FieldError
+from autoprumux.core.errors import FieldError
 
 # Sparsities are compared as keys; rounding makes 0.6 read from CSV equal 0.1 * 6.
 _SPARSITY_DECIMALS = 6

@@ -15,8 +15,10 @@ import statistics
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 Pass = Callable[[], int]  # runs one pass, returns the number of examples it processed
+Key = TypeVar("Key", bound=Hashable)  # names one run
 
 
 @dataclass(frozen=True)
@@ -47,20 +49,20 @@ class Timing:
 
 
 def time_round_robin(
-    runs: Mapping[Hashable, Pass],
+    runs: Mapping[Key, Pass],
     passes: int = 5,
     warmup_passes: int = 1,
     sync: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.perf_counter,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[Hashable, Timing]:
+) -> dict[Key, Timing]:
     """Time every run ``passes`` times (plus one discarded pass), interleaved."""
     if passes < 1:
         raise ValueError("passes must be >= 1")
     for run in runs.values():
         for _ in range(warmup_passes):
             run()
-    rates: dict[Hashable, list[float]] = {key: [] for key in runs}
+    rates: dict[Key, list[float]] = {key: [] for key in runs}
     for index in range(passes + 1):
         for key, run in runs.items():
             sync()

@@ -85,8 +85,8 @@ class Decision:
     @property
     def best_accuracy_candidate(self) -> Candidate | None:
         """The most accurate candidate with a known value: what to say when nothing is feasible."""
-        known = [c for c in self.candidates if c.accuracy.known]
-        return max(known, key=lambda c: c.accuracy.value) if known else None  # type: ignore[arg-type, return-value]
+        known = [(c.accuracy.value, c) for c in self.candidates if c.accuracy.value is not None]
+        return max(known, key=lambda known: known[0])[1] if known else None
 
 
 class Recommender:
@@ -111,11 +111,11 @@ class Recommender:
         throughput = self.throughput_model_.predict(point)
         if accuracy.source is Source.FAILED:
             exclusion: Exclusion | None = Exclusion.FAILED
-        elif not accuracy.known:
+        elif accuracy.value is None:
             exclusion = Exclusion.ACCURACY_UNKNOWN
         elif not throughput.known:
             exclusion = Exclusion.THROUGHPUT_UNKNOWN
-        elif accuracy.value < threshold - FEASIBILITY_TOLERANCE:  # type: ignore[operator]
+        elif accuracy.value < threshold - FEASIBILITY_TOLERANCE:
             exclusion = Exclusion.BELOW_THRESHOLD
         elif self.observations_.bounds.get(point, 1.0) < threshold - FEASIBILITY_TOLERANCE:
             exclusion = Exclusion.STOPPED_SHORT  # predicted feasible, known not to be
@@ -136,18 +136,18 @@ class Recommender:
         candidates = tuple(self.candidate(p, threshold) for p in points)
         feasible = sorted(
             (c for c in candidates if c.exclusion is None),
-            key=lambda c: (-c.throughput.value, -c.accuracy.value, c.point),  # type: ignore[operator]
+            key=lambda c: (-c.throughput.require(), -c.accuracy.require(), c.point),
         )
         baseline_throughput = self.table_.baseline
         recommendations = tuple(
             Recommendation(
                 rank=rank,
                 point=c.point,
-                accuracy=c.accuracy.value,  # type: ignore[arg-type]
+                accuracy=c.accuracy.require(),
                 accuracy_source=c.accuracy.source,
-                throughput=c.throughput.value,  # type: ignore[arg-type]
+                throughput=c.throughput.require(),
                 throughput_source=c.throughput.source,
-                speedup=c.throughput.value / baseline_throughput,  # type: ignore[operator]
+                speedup=c.throughput.require() / baseline_throughput,
                 measured_throughput=self.observations_.throughput.get(c.point),
             )
             for rank, c in enumerate(feasible[: self.top_k], start=1)

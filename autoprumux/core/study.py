@@ -22,12 +22,19 @@ import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import PAPER_N_VALUES, PAPER_SPARSITIES, Grid
 from autoprumux.core.package_paths import PACKAGE_SCHEME, package_path
 from autoprumux.core.tasks import TASKS
+
+
+class _DataclassInstance(Protocol):  # what dataclasses.fields takes (typeshed's, stdlib only)
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+_Dataclass = TypeVar("_Dataclass", bound=_DataclassInstance)
 
 SCHEMA_VERSION = 1
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # [training] precision
@@ -364,7 +371,7 @@ def study_from_dict(document: dict[str, Any], path: Path | None = None) -> Study
     return study
 
 
-def _build(cls: type, table: object, section: str) -> Any:
+def _build(cls: type[_Dataclass], table: object, section: str) -> _Dataclass:
     """A dataclass from a TOML table, checking names and types; errors name ``section.key``."""
     if not isinstance(table, dict):
         raise FieldError(section or "study", "must be a table ([section])")

@@ -35,6 +35,12 @@ class Prediction:
     def known(self) -> bool:
         return self.value is not None
 
+    def require(self) -> float:
+        """The value of a prediction known to have one (a feasible candidate's)."""
+        if self.value is None:
+            raise ValueError(f"a {self.source.value} prediction has no value")
+        return self.value
+
 
 class GridModel(abc.ABC):
     """Base of the surrogates: measured and failed points are handled here."""

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from autoprumux.errors import DataError, FieldError
+from autoprumux.core.errors import DataError, FieldError
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, SupportsFloat, SupportsIndex
 
 from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import GridPoint
@@ -138,7 +139,7 @@ def read_results(path: str | Path) -> ResultsTable:
 
 
 def record_from_row(row: Mapping[str, object], source: str, row_number: int) -> TrialRecord:
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # each field's own type, by its name (parse_cell)
     for name in RECORD_FIELDS:
         cell = row.get(name)
         try:
@@ -148,7 +149,7 @@ def record_from_row(row: Mapping[str, object], source: str, row_number: int) -> 
     if values["status"] is None:
         values["status"] = TrialStatus.COMPLETE
     try:
-        return TrialRecord(**values)  # type: ignore[arg-type]
+        return TrialRecord(**values)
     except FieldError as err:
         raise DataError(source, err.message, row=row_number, field=err.field) from None
 
@@ -175,10 +176,10 @@ def parse_cell(name: str, cell: object) -> object:
 
 
 def _parse_number(name: str, cell: object) -> float:
-    if isinstance(cell, bool):
+    if isinstance(cell, bool) or not isinstance(cell, str | bytes | SupportsFloat | SupportsIndex):
         raise FieldError(name, f"{cell!r} is not a number")
     try:
-        number = float(cell)  # type: ignore[arg-type]
+        number = float(cell)
     except (TypeError, ValueError):
         raise FieldError(name, f"{cell!r} is not a number") from None
     if not math.isfinite(number):
@@ -247,8 +248,11 @@ def read_throughput_table(path: str | Path, task: str | None = None) -> Throughp
             for name, value in values.items():
                 if value is None:
                     raise FieldError(name, "is missing")
-            point = GridPoint(values["n"], values["sparsity"])  # type: ignore[arg-type]
-            value = float(values["throughput"])  # type: ignore[arg-type]
+            n, sparsity, value = values["n"], values["sparsity"], values["throughput"]
+            # parse_cell reads n as an int, the others as floats
+            assert isinstance(n, int) and isinstance(sparsity, float)
+            assert isinstance(value, float)
+            point = GridPoint(n, sparsity)
             if not value > 0:
                 raise FieldError("throughput", f"{value!r} is not positive (examples per second)")
         except FieldError as err:

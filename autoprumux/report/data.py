@@ -215,10 +215,10 @@ def surrogate_quality(
     rows = []
     for point in sorted(p for p in obs.accuracy if p.n > 1 and p.sparsity > 0):
         rest = obs.without(point)
-        predicted = AccuracySurface().fit(rest.accuracy, rest.failed).predict(point).value
+        estimate = AccuracySurface().fit(rest.accuracy, rest.failed).predict(point).value
         table = data.table.throughput.get(point) if data.table is not None else None
         rows.append(
-            QualityRow(point, obs.accuracy[point], predicted, obs.throughput.get(point), table)
+            QualityRow(point, obs.accuracy[point], estimate, obs.throughput.get(point), table)
         )
     predicted = [r for r in rows if r.predicted_accuracy is not None]
     m_a = (

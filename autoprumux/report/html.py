@@ -10,7 +10,7 @@ import html
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from autoprumux.core.grid import Family
 from autoprumux.files.atomic import explained_write_errors, write_text_atomic
@@ -47,14 +47,14 @@ def render(data: ReportInput) -> str:
 
     started = time.perf_counter()
     parts: list[str] = []
-    include_js: Any = True  # the first figure carries plotly.js, inline
+    include_js: bool | str = True  # the first figure carries plotly.js, inline
 
     def figure(fig: go.Figure, name: str) -> str:
         nonlocal include_js
         fig.update_layout(
             margin={"l": 60, "r": 20, "t": 40, "b": 50}, height=460, template="plotly_white"
         )
-        out = fig.to_html(
+        out: str = fig.to_html(
             full_html=False,
             include_plotlyjs=include_js,
             div_id=name,
@@ -135,25 +135,20 @@ def render(data: ReportInput) -> str:
     # 4. surrogate quality
     quality, m_a, m_t = surrogate_quality(data)
     predicted = [q for q in quality if q.predicted_accuracy is not None]
+    measured = [q.measured_accuracy for q in predicted]
+    estimates = [q.predicted_accuracy for q in quality if q.predicted_accuracy is not None]
     if predicted:
         fig = go.Figure(
             go.Scatter(
-                x=[q.measured_accuracy for q in predicted],
-                y=[q.predicted_accuracy for q in predicted],
+                x=measured,
+                y=estimates,
                 mode="markers+text",
                 text=[str(q.point) for q in predicted],
                 textposition="top center",
                 name="leave-one-out",
             )
         )
-        low = min(
-            min(q.measured_accuracy for q in predicted),
-            min(q.predicted_accuracy for q in predicted),
-        )  # type: ignore[type-var]
-        high = max(
-            max(q.measured_accuracy for q in predicted),
-            max(q.predicted_accuracy for q in predicted),
-        )  # type: ignore[type-var]
+        low, high = min(measured + estimates), max(measured + estimates)
         fig.add_trace(
             go.Scatter(
                 x=[low, high], y=[low, high], mode="lines", line={"dash": "dash"}, name="exact"

@@ -8,8 +8,11 @@ share. Only the real URL connects; every text shows :func:`masked_url` instead.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 MASK = "***"  # what SQLAlchemy's render_as_string(hide_password=True) writes too
 # the password of scheme://user:PASSWORD@host, for strings SQLAlchemy cannot parse
@@ -42,7 +45,7 @@ def without_password(text: str, url: str) -> str:
     return text
 
 
-def _parsed(url: str) -> Any:
+def _parsed(url: str) -> URL | None:
     """SQLAlchemy's reading of ``url``; None for a string that is not a URL."""
     from sqlalchemy.engine import make_url
 

@@ -38,7 +38,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.grid import Grid, GridPoint
@@ -56,6 +56,12 @@ from autoprumux.search.trial_owner import (
 )
 
 __all__ = ["INTERRUPTED", "Abandoned", "OptunaStore", "StorageError", "StudySnapshot"]
+
+if TYPE_CHECKING:  # optuna is imported when a store is opened, not with this module
+    import optuna
+    from optuna.distributions import BaseDistribution
+    from optuna.storages import RDBStorage
+    from optuna.trial import FrozenTrial
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -145,7 +151,7 @@ class OptunaStore:
         self._retrying(self.study.set_user_attr, "threshold", threshold)
         self._retrying(self.study.set_user_attr, "budget", budget)
 
-    def distributions(self) -> dict[str, Any]:
+    def distributions(self) -> dict[str, BaseDistribution]:
         from optuna.distributions import CategoricalDistribution
 
         return {
@@ -179,7 +185,7 @@ class OptunaStore:
         """Finished trials as (number, record); failed ones with their reason."""
         return self.snapshot().records
 
-    def _record(self, trial: Any, point: GridPoint) -> TrialRecord:
+    def _record(self, trial: FrozenTrial, point: GridPoint) -> TrialRecord:
         from optuna.trial import TrialState
 
         attrs = trial.user_attrs
@@ -413,7 +419,7 @@ def study_attributes(url: str, study_name: str) -> dict[str, Any] | None:
     return dict(study.user_attrs)
 
 
-def _open_storage(url: str) -> Any:
+def _open_storage(url: str) -> RDBStorage:
     """Optuna's RDBStorage for ``url`` (a plain ``postgresql://`` one through the installed
     driver: :func:`connect_url`), its tables created if it is new. Searches that create
     one new storage at once collide (Optuna stamps the schema version without a lock: "UNIQUE
@@ -438,7 +444,7 @@ def _open_storage(url: str) -> Any:
     raise AssertionError("unreachable")
 
 
-def _open_study(storage: Any, name: str, grid: Grid, task: str, url: str) -> Any:
+def _open_study(storage: RDBStorage, name: str, grid: Grid, task: str, url: str) -> optuna.Study:
     """Load the study, or create it; label it with its task and grid (again, if a search was
     killed before it had: such a study has no trials). A study of something else is refused
     before anything is written to it."""
@@ -490,7 +496,7 @@ COST_AND_STOP_FIELDS = (
 )
 
 
-def _point(trial: Any) -> GridPoint | None:
+def _point(trial: FrozenTrial) -> GridPoint | None:
     """The trial's (N, s); None for a trial without (valid) params."""
     try:
         return GridPoint(int(trial.params["n"]), float(trial.params["sparsity"]))
@@ -498,7 +504,7 @@ def _point(trial: Any) -> GridPoint | None:
         return None
 
 
-def _liveness(trial: Any, now: float) -> Liveness:
+def _liveness(trial: FrozenTrial, now: float) -> Liveness:
     owner = TrialOwner.from_attr(trial.system_attrs.get(OWNER_ATTR))
     lease = trial.system_attrs.get(LEASE_ATTR)
     return liveness(owner, lease if isinstance(lease, (int, float)) else None, now)
@@ -536,7 +542,7 @@ def _first_line(err: BaseException) -> str:
     return " ".join(text.strip().splitlines()[0].split())  # libpq writes "FATAL:  ..."
 
 
-def _check_recipe(study: Any, recipe: str, url: str) -> None:
+def _check_recipe(study: optuna.Study, recipe: str, url: str) -> None:
     """Refuse a stored study trained under another recipe (or under an unknown one: recorded
     by a release without recipes); a study without trials just takes the new recipe."""
     stored = study.user_attrs.get("recipe")

@@ -37,7 +37,7 @@ from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import Training, TrialRecord, TrialStatus
 from autoprumux.files.atomic import write_text_atomic
-from autoprumux.search.driver import FINISHED, SearchDriver, SearchOutcome, Trainer
+from autoprumux.search.driver import SearchDriver, SearchOutcome, Trainer
 from autoprumux.search.ray_auth import token_available
 from autoprumux.search.trial_sources import WorkerPaths
 
@@ -90,7 +90,7 @@ def _exit_quietly_on_sigterm() -> None:
     function it installs it with (Ray < 3, pinned, names it ``set_sigterm_handler``)."""
     import ray._private.utils as ray_utils
 
-    def install(ray_handler: Any) -> None:
+    def install(ray_handler: object) -> None:  # Ray's handler: replaced by ours
         signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
 
     if hasattr(ray_utils, "set_sigterm_handler"):
@@ -121,11 +121,19 @@ def start_ray(address: str | None) -> Cluster:
         raise ClusterError(
             f"--address {address or 'local'}: Ray did not start: {why}{hint}"
         ) from None
-    nodes = [node for node in ray.nodes() if node["Alive"]]
+    nodes = _alive_nodes()
     return Cluster(
         node_cpus=tuple(float(n["Resources"].get("CPU", 0.0)) for n in nodes),
         node_gpus=tuple(float(n["Resources"].get("GPU", 0.0)) for n in nodes),
     )
+
+
+def _alive_nodes() -> list[dict[str, Any]]:
+    """The live nodes of the joined cluster, as Ray describes them (NodeID, Alive, Resources,
+    NodeManagerAddress, ...)."""
+    # Ray leaves ray.nodes unannotated
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return [node for node in nodes if node["Alive"]]
 
 
 def check_cluster(cluster: Cluster, gpus: float, gpus_per_trial: float) -> None:
@@ -171,7 +179,7 @@ def check_nodes_share(paths: WorkerPaths) -> dict[str, str]:
         probe = Path(folder) / f".autoprumux-node-check-{token}"
         write_text_atomic(probe, token)
         probes[str(probe)] = token
-    nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in _alive_nodes()}
     check = ray.remote(num_cpus=0)(_missing_on_this_node)
     try:
         answers = ray.get(
@@ -184,8 +192,8 @@ def check_nodes_share(paths: WorkerPaths) -> dict[str, str]:
             timeout=120,
         )
     finally:
-        for probe in probes:
-            Path(probe).unlink(missing_ok=True)
+        for written in probes:
+            Path(written).unlink(missing_ok=True)
     for (node, host), missing in zip(nodes.items(), answers, strict=True):
         if missing:
             raise ClusterError(
@@ -240,7 +248,7 @@ def run_ray(
         shutil.rmtree(storage, ignore_errors=True)
 
 
-class ProposerSearcher(Searcher):  # type: ignore[misc]
+class ProposerSearcher(Searcher):
     """The driver's proposals, one per Tune trial; results go back to the driver."""
 
     def __init__(self, driver: SearchDriver) -> None:
@@ -248,9 +256,11 @@ class ProposerSearcher(Searcher):  # type: ignore[misc]
         self.driver = driver
         self.numbers: dict[str, int] = {}
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    # Ray annotates Searcher.suggest as returning Optional[Dict], yet documents (and Tune
+    # reads) Searcher.FINISHED, a str, as the end of the suggestions
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         suggestion = self.driver.suggest(1)
-        if suggestion == FINISHED:
+        if isinstance(suggestion, str):  # the driver's only str: FINISHED
             return Searcher.FINISHED
         if not suggestion:
             return None  # wait for a running trial (of this search or another) to finish
@@ -294,7 +304,9 @@ def _trainable(config: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
     )
     # where it ran: the node's address and the start of its Ray node id (one host can run
     # several nodes)
-    node = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+    # Ray leaves get_node_ip_address unannotated
+    address: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    node = f"{address}/{ray.get_runtime_context().get_node_id()[:8]}"
     try:
         # Ray forwards the trial's output to the driver, whose stdout is kept for --json: the
         # trial's progress lines and anything a library prints go to stderr

@@ -13,10 +13,13 @@ from __future__ import annotations
 import enum
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.search.masking import masked_url, without_password
+
+if TYPE_CHECKING:  # sqlalchemy is imported when a storage is checked, not with this module
+    from sqlalchemy.engine import URL, Engine
 
 # tables every Optuna RDB storage has had, whatever its schema version
 OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
@@ -122,7 +125,7 @@ def check_storage(url: str, use: StorageUse) -> None:
         _check_optuna_schema(url)
 
 
-def _check_sqlite_path(url: str, parsed: Any, use: StorageUse) -> bool:
+def _check_sqlite_path(url: str, parsed: URL, use: StorageUse) -> bool:
     """Check the file of a SQLite URL; False for an in-memory database (nothing to check)."""
     database = parsed.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
@@ -151,7 +154,7 @@ def _installed(driver: str) -> bool:
     return importlib.util.find_spec(driver) is not None
 
 
-def _connect_args(parsed: Any) -> dict[str, Any]:
+def _connect_args(parsed: URL) -> dict[str, Any]:
     """A connection timeout for libpq's drivers, unless the URL sets its own."""
     if parsed.get_backend_name() != "postgresql" or "connect_timeout" in parsed.query:
         return {}
@@ -160,11 +163,12 @@ def _connect_args(parsed: Any) -> dict[str, Any]:
     return {"connect_timeout": CONNECT_TIMEOUT_S}
 
 
-def _count_studies(engine: Any) -> int:
+def _count_studies(engine: Engine) -> int:
     import sqlalchemy
 
     with engine.connect() as connection:
-        return int(connection.execute(sqlalchemy.text("SELECT COUNT(*) FROM studies")).scalar())
+        count = connection.execute(sqlalchemy.text("SELECT COUNT(*) FROM studies")).scalar_one()
+        return int(count)
 
 
 def _check_optuna_schema(url: str) -> None:

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,13 @@ def liveness(owner: TrialOwner | None, lease_until: float | None, now: float) ->
     return Liveness.DEAD
 
 
+class _KeeperState(TypedDict):
+    """What a pickled :class:`LeaseKeeper` keeps."""
+
+    renew: Callable[[int], None]
+    terms: LeaseTerms
+
+
 class LeaseKeeper:
     """Renews the leases of a search's running trials from a daemon thread, every
     ``terms.renew_every_s``; the thread runs only while there is a trial to renew."""
@@ -135,13 +142,13 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
-    def __getstate__(self) -> dict[str, object]:
+    def __getstate__(self) -> _KeeperState:
         # Ray Tune pickles the searcher (and so the store and this keeper) into its experiment
         # state; a copy renews nothing: the search's own keeper holds the trials
         return {"renew": self._renew, "terms": self.terms}
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__init__(state["renew"], state["terms"])  # type: ignore[misc, arg-type]
+    def __setstate__(self, state: _KeeperState) -> None:
+        LeaseKeeper.__init__(self, state["renew"], state["terms"])
 
     def add(self, trial_id: int) -> None:
         with self._lock:

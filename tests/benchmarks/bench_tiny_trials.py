@@ -26,7 +26,9 @@ import torch
 from autoprumux.core.errors import FieldError
 from autoprumux.core.study import Study, read_study_document, study_from_dict
 from trainers.checkpoints import load_model
-from trainers.trial import TrialSpec, _task_data, _tokenizer, run_trial
+from trainers.task_data import task_data as _task_data
+from trainers.task_data import task_tokenizer as _tokenizer
+from trainers.trial import TrialSpec, run_trial
 
 
 def main() -> None:

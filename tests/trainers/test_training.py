@@ -14,6 +14,7 @@ from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import TrialStatus
 from autoprumux.core.study import load_study
 from trainers.architecture import prunable_params
+from trainers.cache_keys import warmup_folder
 from trainers.checkpoints import load_pretrained
 from trainers.data import DataError, encode, read_glue_split, read_unlabelled_text
 from trainers.l0 import L0Module
@@ -21,7 +22,7 @@ from trainers.loop import run_phase
 from trainers.materialize import materialize
 from trainers.phases import accuracy, finetune_phase, identity_map, pruning_phase, warmup_phase
 from trainers.retrieval import RetrievalHead, token_recovery
-from trainers.trial import TrialResult, TrialSpec, run_trial, warmup_folder
+from trainers.trial import TrialResult, TrialSpec, run_trial
 
 
 @pytest.fixture

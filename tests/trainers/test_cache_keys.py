@@ -1,0 +1,250 @@
+"""The cache keys of a trial's artifacts (trainers.cache_keys): a setting an artifact's build
+reads changes its key, and the keys of the artifacts built from it; a setting it does not
+read leaves the key alone, so the artifact is reused. Every field of every study section is
+in the table below, so a new field must be placed. Pure: no model, no data, no training."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from autoprumux.core.study import DataSection, DataSource, Study, StudySection
+from trainers.cache_keys import (
+    teacher_folders,
+    teacher_key,
+    trial_folder,
+    trial_key,
+    warmup_folder,
+    warmup_key,
+)
+from trainers.device import Precision
+
+WARMUP, TEACHER, TRIAL = "warmup", "teacher", "trial"
+EVERY = {WARMUP, TEACHER, TRIAL}
+TASK_MODELS = {TEACHER, TRIAL}  # the task phases' artifacts: not the warm-up
+NOTHING: set[str] = set()
+DISTILLING = {"training.distill_from_n1": True}
+MULTIPLEXED = {"model.multiplexed_name_or_path": "mux-bert-{n}"}
+RANDOM_SUBSET = {"data.max_train_examples": 100}  # subset "random" by default
+NAMED_TEXT = {"warmup.text": "hub:wikitext"}
+
+# (setting, its new value, the study's other settings, N, the artifacts whose keys change);
+# the trial is of sparsity 0.5, and its teacher's key is part of its own
+SETTINGS = [
+    ("study.task", "mnli", {}, 2, EVERY),
+    ("study.name", "other", {}, 2, NOTHING),  # it names the artifacts folder
+    ("study.seed", 7, {}, 2, NOTHING),  # the trial's seed is an argument
+    ("study.seed", 7, RANDOM_SUBSET, 2, EVERY),  # it draws the training subset
+    ("study.seed", 7, {**RANDOM_SUBSET, "data.subset": "first"}, 2, NOTHING),
+    ("study.description", "a note", {}, 2, NOTHING),
+    ("grid.n", (1, 2, 4), {}, 2, NOTHING),
+    ("grid.sparsity", (0.0, 0.9), {}, 2, NOTHING),
+    ("model.name_or_path", "other-bert", {}, 2, EVERY),
+    ("model.name_or_path", "other-bert", {}, 1, TASK_MODELS),
+    ("model.max_seq_length", 64, {}, 2, EVERY),
+    ("model.num_layers", 2, {}, 2, EVERY),
+    ("model.multiplexed_name_or_path", "mux-bert-{n}", {}, 2, EVERY),  # no warm-up then
+    ("model.multiplexed_name_or_path", "mux-bert-{n}", {}, 1, NOTHING),
+    ("model.multiplexed_name_or_path", "other-mux-{n}", MULTIPLEXED, 2, TASK_MODELS),
+    ("data.source", DataSource.HUB, {}, 2, EVERY),
+    ("data.glue_dir", "other-glue", {}, 2, EVERY),
+    ("data.glue_dir", "other-glue", {"data.source": DataSource.HUB}, 2, NOTHING),
+    ("data.max_train_examples", 100, {}, 2, EVERY),
+    ("data.max_train_examples", 100, NAMED_TEXT, 2, TASK_MODELS),
+    ("data.max_eval_examples", 100, {}, 2, EVERY),  # the dev set its record measures
+    ("data.subset", "first", {}, 2, NOTHING),  # the whole training set
+    ("data.subset", "first", RANDOM_SUBSET, 2, EVERY),
+    ("training.finetune_epochs", 3.0, {}, 2, TASK_MODELS),
+    ("training.finetune_steps", 10, {}, 2, TASK_MODELS),
+    ("training.finetune_learning_rate", 1e-4, {}, 2, TASK_MODELS),
+    ("training.new_learning_rate", 1e-3, {}, 2, TASK_MODELS),
+    ("training.batch_rows", 16, {}, 2, TASK_MODELS),
+    ("training.max_grad_norm", 2.0, {}, 2, TASK_MODELS),
+    ("training.dropout", 0.0, {}, 2, TASK_MODELS),
+    ("training.freeze_word_embeddings", True, {}, 2, EVERY),
+    ("training.freeze_word_embeddings", True, {}, 1, TASK_MODELS),
+    ("training.pruning_epochs", 3.0, {}, 2, {TRIAL}),
+    ("training.pruning_steps", 10, {}, 2, {TRIAL}),
+    ("training.lagrangian_warmup_epochs", 1.0, {}, 2, {TRIAL}),
+    ("training.lagrangian_warmup_steps", 5, {}, 2, {TRIAL}),
+    ("training.post_pruning_epochs", 3.0, {}, 2, {TRIAL}),
+    ("training.post_pruning_steps", 10, {}, 2, {TRIAL}),
+    ("training.pruning_learning_rate", 1e-4, {}, 2, {TRIAL}),
+    ("training.l0_learning_rate", 0.1, {}, 2, {TRIAL}),
+    ("training.lagrangian_learning_rate", 0.1, {}, 2, {TRIAL}),
+    ("training.distill_ce_alpha", 0.7, {}, 2, {TRIAL}),
+    ("training.distill_temperature", 4.0, {}, 2, {TRIAL}),
+    # the N > 1 teacher learns the (1, 0) teacher's logits at this temperature
+    ("training.distill_temperature", 4.0, DISTILLING, 2, TASK_MODELS),
+    ("training.distill_temperature", 4.0, DISTILLING, 1, {TRIAL}),
+    ("training.distill_from_n1", True, {}, 2, TASK_MODELS),
+    ("training.distill_from_n1", True, {}, 1, NOTHING),
+    ("training.sparsity_epsilon", 0.05, {}, 2, NOTHING),  # read by nothing
+    ("training.checkpoint_every", 7, {}, 2, NOTHING),  # a resumed phase is the same phase
+    ("training.precision", "fp32", {}, 2, NOTHING),  # the resolved precision is an argument
+    ("training.compile", True, {}, 2, NOTHING),
+    ("multiplexing.style", "published", {}, 2, EVERY),
+    ("multiplexing.demux", "mlp", {}, 2, EVERY),
+    ("multiplexing.key_norm", 1.0, {}, 2, EVERY),
+    ("multiplexing.demux_depth", 4, {}, 2, EVERY),
+    ("multiplexing.style", "published", {}, 1, NOTHING),
+    ("multiplexing.pooling", "mean", {}, 2, TASK_MODELS),  # the warm-up never pools
+    ("multiplexing.pooling", "mean", {}, 1, NOTHING),
+    ("multiplexing.pooling", "mean", MULTIPLEXED, 2, NOTHING),  # its checkpoint's own
+    ("multiplexing.key_norm", 1.0, MULTIPLEXED, 2, NOTHING),
+    ("warmup.steps_per_instance", 20, {}, 2, EVERY),
+    ("warmup.batch_rows", 16, {}, 2, EVERY),
+    ("warmup.max_length", 16, {}, 2, EVERY),
+    ("warmup.learning_rate", 1e-3, {}, 2, EVERY),
+    ("warmup.new_learning_rate", 1e-2, {}, 2, EVERY),
+    ("warmup.positions", 64, {}, 2, EVERY),
+    ("warmup.negatives", 64, {}, 2, EVERY),
+    ("warmup.mlm_steps", 10, {}, 2, EVERY),
+    ("warmup.text", "hub:wikitext", {}, 2, EVERY),
+    ("warmup.steps_per_instance", 20, {}, 1, NOTHING),
+    ("warmup.steps_per_instance", 20, MULTIPLEXED, 2, NOTHING),
+    ("throughput.device", "cpu", {}, 2, NOTHING),
+    ("throughput.dtype", "bfloat16", {}, 2, NOTHING),
+    ("throughput.batch_rows", 64, {}, 2, NOTHING),
+    ("throughput.examples_per_pass", 512, {}, 2, NOTHING),
+    ("throughput.passes", 3, {}, 2, NOTHING),
+    ("throughput.warmup_passes", 2, {}, 2, NOTHING),
+    ("throughput.threads", 2, {}, 2, NOTHING),
+    ("throughput.trial_examples_per_pass", 64, {}, 2, NOTHING),
+    ("storage.url", "sqlite:///other.db", {}, 2, NOTHING),
+]
+
+
+def changed(study: Study, settings: dict[str, object]) -> Study:
+    """``study`` with ``{"section.field": value}`` set (validated as a study file is)."""
+    for name, value in settings.items():
+        section, field = name.split(".")
+        new = dataclasses.replace(getattr(study, section), **{field: value})
+        study = dataclasses.replace(study, **{section: new})
+    return study
+
+
+def a_study(tmp_path: Path, settings: dict[str, object] | None = None) -> Study:
+    study = Study(
+        study=StudySection(task="sst2", seed=0),
+        data=DataSection(source=DataSource.GLUE_DIR, glue_dir="glue"),
+        path=tmp_path / "tiny.toml",
+    )
+    return changed(study, settings or {})
+
+
+def folder_names(
+    study: Study, n: int = 2, sparsity: float = 0.5, seed: int = 0, precision=Precision.FP32
+) -> dict[str, str | None]:
+    """Each artifact's folder name (which ends in its key); None: no warm-up."""
+    folders = teacher_folders(study, n, seed, precision)
+    trial = trial_folder(study, n, sparsity, seed, precision, teacher=folders.teacher)
+    return {
+        WARMUP: folders.warmup.name if folders.warmup else None,
+        TEACHER: folders.teacher.name,
+        TRIAL: trial.name,
+    }
+
+
+def changed_artifacts(before: dict[str, str | None], after: dict[str, str | None]) -> set[str]:
+    return {kind for kind in before if before[kind] != after[kind]}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "others", "n", "expected"),
+    SETTINGS,
+    ids=[f"{s[0]}-{s[1]}-n{s[3]}{'-' + ','.join(s[2]) if s[2] else ''}" for s in SETTINGS],
+)
+def test_a_setting_changes_the_keys_of_the_artifacts_that_read_it(
+    tmp_path, setting, value, others, n, expected
+):
+    study = a_study(tmp_path, others)
+    before = folder_names(study, n)
+    after = folder_names(changed(study, {setting: value}), n)
+    assert changed_artifacts(before, after) == expected
+
+
+def test_every_study_setting_is_placed():
+    study = Study(study=StudySection(task="sst2"))
+    sections = [
+        f.name
+        for f in dataclasses.fields(Study)
+        if dataclasses.is_dataclass(getattr(study, f.name))
+    ]
+    every = {
+        f"{section}.{f.name}"
+        for section in sections
+        for f in dataclasses.fields(getattr(study, section))
+    }
+    assert every == {s[0] for s in SETTINGS}
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "expected"),
+    [
+        ("n", 3, EVERY),
+        ("seed", 1, EVERY),
+        ("precision", Precision.BF16, EVERY),
+        ("sparsity", 0.6, {TRIAL}),
+    ],
+)
+def test_the_trials_point_seed_and_precision_key_its_artifacts(tmp_path, argument, value, expected):
+    study = a_study(tmp_path)
+    assert (
+        changed_artifacts(folder_names(study), folder_names(study, **{argument: value})) == expected
+    )
+
+
+def test_the_distill_temperature_keys_a_teacher_that_distills_from_n1(tmp_path):
+    """The bug: a teacher built at one temperature was reused at another."""
+    study = a_study(tmp_path, DISTILLING)
+    hotter = changed(study, {"training.distill_temperature": 4.0})
+    before = teacher_folders(study, 2, 0, Precision.FP32)
+    after = teacher_folders(hotter, 2, 0, Precision.FP32)
+    assert after.teacher != before.teacher
+    assert after.guide == before.guide and after.warmup == before.warmup  # built without it
+
+
+def test_a_distilling_teacher_names_the_n1_teacher_it_learns_from(tmp_path):
+    study = a_study(tmp_path, DISTILLING)
+    folders = teacher_folders(study, 2, 0, Precision.FP32)
+    assert folders.guide == teacher_folders(study, 1, 0, Precision.FP32).teacher
+    assert teacher_folders(a_study(tmp_path), 2, 0, Precision.FP32).guide is None
+
+
+def test_the_upstream_artifact_is_part_of_a_key(tmp_path):
+    study, fp32 = a_study(tmp_path), Precision.FP32
+    assert teacher_key(study, 2, 0, fp32, start="a", guide=None) != teacher_key(
+        study, 2, 0, fp32, start="b", guide=None
+    )
+    assert teacher_key(study, 2, 0, fp32, start="a", guide="g1") != teacher_key(
+        study, 2, 0, fp32, start="a", guide="g2"
+    )
+    assert trial_key(study, 2, 0.5, 0, fp32, teacher="t1") != trial_key(
+        study, 2, 0.5, 0, fp32, teacher="t2"
+    )
+
+
+def test_a_named_warmup_text_is_shared_by_tasks_with_as_many_labels(tmp_path):
+    study = a_study(tmp_path, NAMED_TEXT)
+    key = warmup_key(study, 2, 0, Precision.FP32)
+    assert warmup_key(changed(study, {"study.task": "qnli"}), 2, 0, Precision.FP32) == key
+    # three labels: another classifier in the artifact, other random numbers before the head's
+    assert warmup_key(changed(study, {"study.task": "mnli"}), 2, 0, Precision.FP32) != key
+
+
+def test_a_warmup_text_file_is_keyed_by_its_content(tmp_path):
+    (tmp_path / "corpus.txt").write_text("the film was good .\n")
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "corpus.txt").write_text("the film was good .\n")
+    study = a_study(tmp_path, {"warmup.text": "corpus.txt"})
+    folder = warmup_folder(study, 2, 0)
+    assert "-n2-corpus-" in folder.name and folder.parent == tmp_path / "artifacts" / "warmup"
+    moved = changed(study, {"warmup.text": "moved/corpus.txt"})
+    assert warmup_folder(moved, 2, 0) == folder
+    (tmp_path / "corpus.txt").write_text("the plot was bad .\n")
+    assert warmup_folder(study, 2, 0) != folder
+
+
+def test_keys_are_stable(tmp_path):
+    assert folder_names(a_study(tmp_path)) == folder_names(a_study(tmp_path))
