@@ -8,7 +8,8 @@ Two sources of models for a study's (N, s) grid:
 - **trained**: the study's trained artifacts (teachers and pruned trials), as saved.
 
 Inputs are random token ids padded to the study's sequence length, ``batch_rows * N`` sequences
-a batch. torch and the training engine are imported only here.
+a batch. torch and the training engine are imported here, and this module only by the
+commands that measure.
 """
 
 from __future__ import annotations
@@ -18,24 +19,27 @@ import platform
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 from autoprumux.core.errors import DataError, FieldError
-from autoprumux.core.grid import GridPoint
+from autoprumux.core.grid import BASELINE, GridPoint
+from autoprumux.core.progress import Progress, ProgressCallback
 from autoprumux.core.study import Study, ThroughputSection
+from autoprumux.core.tasks import TASKS
+from autoprumux.core.throughput import THROUGHPUT_COLUMNS
 from autoprumux.files.atomic import check_output
-from autoprumux.files.results_io import TableFormat
+from autoprumux.files.results_io import TableFormat, write_table
+from trainers.architecture import Architecture, architecture_for_sparsity, multiplexing_fields
+from trainers.checkpoints import load_model, load_tokenizer, read_hf_config, resolve_model_path
+from trainers.device import resolve_device as resolve
+from trainers.model import Classifier
 from trainers.timing import MeasureError, measure
-
-if TYPE_CHECKING:
-    from autoprumux.core.progress import ProgressCallback
-    from trainers.model import Classifier
 
 
 def resolve_device(settings: ThroughputSection) -> str:
     """The device to measure on ("cpu", "cuda:0", ...); one line when it is not here."""
-    from trainers.device import resolve_device as resolve
-
     return str(resolve(settings.device))
 
 
@@ -46,8 +50,6 @@ def default_table_path(study: Study, settings: ThroughputSection) -> Path:
 
 
 def fingerprint(settings: ThroughputSection, device: str, study: Study) -> dict[str, Any]:
-    import torch
-
     name = (
         torch.cuda.get_device_name(device)
         if device.startswith("cuda")
@@ -73,17 +75,6 @@ def fingerprint(settings: ThroughputSection, device: str, study: Study) -> dict[
 
 def estimate_models(study: Study, points: list[GridPoint]) -> dict[GridPoint, Classifier]:
     """Randomly initialized models with the architecture each (N, s) would have."""
-    import torch
-
-    from autoprumux.core.tasks import TASKS
-    from trainers.architecture import (
-        Architecture,
-        architecture_for_sparsity,
-        multiplexing_fields,
-    )
-    from trainers.checkpoints import load_tokenizer, read_hf_config, resolve_model_path
-    from trainers.model import Classifier
-
     config = read_hf_config(resolve_model_path(study.model.name_or_path))
     if study.model.num_layers:
         config = {
@@ -108,8 +99,6 @@ _ARTIFACT = re.compile(r"^(teacher|trial)-n(\d+)(?:-s([0-9.]+))?-[0-9a-f]+$")
 
 def trained_models(study: Study) -> dict[GridPoint, Classifier]:
     """The newest trained artifact of each (N, s) in the study's artifacts folder."""
-    from trainers.checkpoints import load_model
-
     newest: dict[GridPoint, Path] = {}
     folder = study.artifacts_folder
     for path in (
@@ -142,11 +131,6 @@ def run_measure(
 ) -> dict[str, Any]:
     """Measure the study's grid (estimates, and trained models beside them if asked), write the
     table, and return what the CLI prints (the keys of ``autoprumux measure --json``)."""
-    from autoprumux.core.grid import BASELINE
-    from autoprumux.core.progress import Progress
-    from autoprumux.core.throughput import THROUGHPUT_COLUMNS
-    from autoprumux.files.results_io import write_table
-
     path = check_table_output(out_path, study, settings)  # before a minute of measuring
     device = resolve_device(settings)
     points = sorted(study.grid.grid)
@@ -157,7 +141,7 @@ def run_measure(
 
     def report(done: int, total: int) -> None:
         if progress is not None:
-            progress(Progress("measure", done, total))
+            progress(Progress(phase="measure", step=done, total=total))
 
     results = measure(models, settings, study.model.max_seq_length, "estimate", report, extra)
     stamp = fingerprint(settings, device, study)

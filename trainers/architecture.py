@@ -42,7 +42,7 @@ class DemuxKind(enum.Enum):
     MLP = "mlp"  # one small MLP per instance
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Architecture:
     vocab_size: int
     hidden_size: int  # width of the residual stream (pruned: the kept hidden dims)

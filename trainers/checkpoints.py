@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from autoprumux.core.errors import AutoPruMuxError, FieldError
@@ -168,8 +169,6 @@ def read_hf_config(folder: Path) -> dict[str, Any]:
 def read_weights(folder: Path) -> dict[str, Tensor]:
     safetensors_file, bin_file = folder / "model.safetensors", folder / "pytorch_model.bin"
     if safetensors_file.is_file():
-        from safetensors.torch import load_file
-
         return load_file(safetensors_file)
     if bin_file.is_file():
         weights: dict[str, Tensor] = torch.load(bin_file, map_location="cpu", weights_only=True)
@@ -241,8 +240,6 @@ def load_pretrained(
 
 def save_model(model: Classifier, folder: str | Path) -> Path:
     """Weights as safetensors and the architecture as JSON: all that load_model needs."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -253,8 +250,6 @@ def save_model(model: Classifier, folder: str | Path) -> Path:
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """A model saved by save_model, ready for inference (eval mode)."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     if not (folder / ARCHITECTURE_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"{folder}: not a saved model ({ARCHITECTURE_FILE} + {WEIGHTS_FILE})")

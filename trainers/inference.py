@@ -15,9 +15,11 @@ model's device in the precision that device does best.
 
 from __future__ import annotations
 
+import importlib
 import json
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +30,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.progress import Progress
+from trainers.checkpoints import CheckpointError, load_model
+from trainers.device import Engine
 from trainers.model import Classifier
 from trainers.model_folder import INFO_FILE, ModelInfo, NotAModelError, read_info
 
+# transformers (1 s or more) when a tokenizer is loaded; onnxruntime is the export extra's
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
     from transformers import PreTrainedTokenizerBase
-
-    from trainers.device import Engine
 
 # The key under which an exported file carries the model's info and tokenizer files
 # (ONNX metadata_props, TorchScript extra files).
@@ -161,7 +165,7 @@ class TextClassifier:
             parts.append(self.backend.logits(groups[start : start + batch]))
             model_seconds += time.perf_counter() - forward
             if progress is not None:
-                progress(Progress("classify", done, total))
+                progress(Progress(phase="classify", step=done, total=total))
         logits = np.concatenate(parts).reshape(-1, len(self.info.labels))[: len(texts)]
         return Classified(
             predictions=tuple(self._predictions(logits)),
@@ -213,8 +217,6 @@ class TextClassifier:
 
 def load_text_classifier(path: str | Path, device: str = "auto") -> TextClassifier:
     """A model folder, or an ``.onnx`` / TorchScript ``.pt`` file that ``export`` wrote."""
-    from trainers.device import Engine
-
     path = Path(path).expanduser()
     if path.is_dir():
         return _from_folder(path, device)
@@ -230,8 +232,6 @@ def load_text_classifier(path: str | Path, device: str = "auto") -> TextClassifi
 
 
 def _from_folder(folder: Path, device: str) -> TextClassifier:
-    from trainers.checkpoints import CheckpointError, load_model
-
     info = read_info(folder)
     engine = _engine(device, info)
     try:
@@ -248,9 +248,6 @@ def _from_folder(folder: Path, device: str) -> TextClassifier:
 def _engine(device: str, info: ModelInfo) -> Engine:
     """On a GPU, the precision the trial evaluated in (so its dev accuracy is reproduced) where
     this GPU runs it, else the device's best; on a CPU, fp32."""
-    from autoprumux.core.errors import FieldError
-    from trainers.device import Engine
-
     engine = Engine.resolve(device, "auto")
     recorded = info.numerics.get("precision")
     if engine.on_gpu and recorded in ("fp32", "bf16", "fp16"):
@@ -278,8 +275,6 @@ def _from_onnx(path: Path, device: str) -> TextClassifier:
 
 
 def _from_torchscript(path: Path, engine: Engine) -> TextClassifier:
-    import warnings
-
     extra = {BUNDLE_KEY: ""}
     try:
         with warnings.catch_warnings():
@@ -339,13 +334,9 @@ def _tokenizer(folder: Path, where: str) -> PreTrainedTokenizerBase:
 
 
 def import_export_library(name: str) -> ModuleType:
-    import importlib
-
     try:
         return importlib.import_module(name)
     except ImportError:
-        from autoprumux.core.errors import AutoPruMuxError
-
         raise AutoPruMuxError(
             f"{name} is not installed; install the export extra: pip install 'autoprumux[export]'"
         ) from None

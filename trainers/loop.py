@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -36,7 +37,7 @@ class Diverged(RuntimeError):
     """A loss became NaN or infinite: the trial fails with this reason."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Phase:
     """What a phase trains and how; ``loss(batch, step)`` returns the scalar to minimize."""
 
@@ -92,7 +93,7 @@ def run_phase(
                     at = done - len(values) + index + 1
                     raise Diverged(f"{phase.name}: loss is {value} at step {at}")
             if progress is not None:
-                progress(Progress(phase.name, done, phase.steps, values[-1]))
+                progress(Progress(phase=phase.name, step=done, total=phase.steps, loss=values[-1]))
         if check is not None and done in check_steps and done < phase.steps:
             try:
                 check(done)
@@ -148,8 +149,6 @@ def _save(
     folder: Path,
     step: int,
 ) -> None:
-    from safetensors.torch import save_file
-
     partial = folder.with_name(folder.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     tensors = {
@@ -184,7 +183,6 @@ def _resume(
 ) -> int:
     if folder is None or not (folder / "state.json").is_file():
         return 0
-    from safetensors.torch import load_file
 
     tensors = load_file(folder / "weights.safetensors")
     for name, module in phase.modules.items():

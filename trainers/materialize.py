@@ -22,7 +22,7 @@ from trainers.model import Classifier
 from trainers.multiplexing import IndexPosDemux
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Kept:
     """What masks keep of a dense architecture, and the soft values to fold into weights."""
 
@@ -63,7 +63,15 @@ def kept_by(arch: Architecture, masks: Masks, device: torch.device | str = "cpu"
         intermediate=tuple(len(u) for u in kept_units),
         head_size=arch.head_size,
     )
-    return Kept(small_arch, kept, hidden_z[kept], kept_heads, kept_units, head_scale, unit_scale)
+    return Kept(
+        arch=small_arch,
+        hidden=kept,
+        hidden_z=hidden_z[kept],
+        heads=kept_heads,
+        units=kept_units,
+        head_scale=head_scale,
+        unit_scale=unit_scale,
+    )
 
 
 def materialized_architecture(arch: Architecture, masks: Masks) -> Architecture:

@@ -10,7 +10,6 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -21,9 +20,7 @@ from autoprumux.core.harness import Timing, time_round_robin
 from autoprumux.core.study import ThroughputSection
 from trainers.architecture import prunable_params
 from trainers.device import resolve_device
-
-if TYPE_CHECKING:
-    from trainers.model import Classifier
+from trainers.model import Classifier
 
 # a model of the grid, or one beside it: (point, source), e.g. a trained model beside its estimate
 MeasureKey = GridPoint | tuple[GridPoint, str]
@@ -33,7 +30,7 @@ class MeasureError(AutoPruMuxError):
     """A measurement cannot run as asked (no CUDA, no models, a batch that never fits)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Measured:
     point: GridPoint
     timing: Timing
@@ -80,7 +77,13 @@ def measure(
                 runs, settings.passes, settings.warmup_passes, sync, progress=progress
             )
     return {
-        key: Measured(point, timings[key], prunable_params(model.arch), rows_used[key], kind)
+        key: Measured(
+            point=point,
+            timing=timings[key],
+            parameters=prunable_params(model.arch),
+            batch_rows=rows_used[key],
+            source=kind,
+        )
         for key, (point, model, kind) in keyed.items()
     }
 

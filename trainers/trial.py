@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from autoprumux.core.early_stop import (
-    TEACHER_MISSED,
     Curve,
     StopEvidence,
     StoppedEarly,
+    StopPhase,
     StopRule,
     check_step,
 )
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 __all__ = ["TrialResult", "TrialSpec", "run_trial", "warm_up"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrialSpec:
     study: Study
     n: int
@@ -235,7 +235,7 @@ class _Trial:
             raise StoppedEarly(
                 StopEvidence(
                     point=GridPoint(self.n, 0.0),
-                    phase=TEACHER_MISSED,
+                    phase=StopPhase.TEACHER_MISSED,
                     step=steps,
                     steps=steps,
                     accuracy=as_teacher.accuracy or 0.0,
@@ -362,6 +362,7 @@ class _Trial:
         """A last phase (of the model of ``point``), with dev evaluations at the stop rule's
         checks and the curve points; each is kept in ``partial`` as it is made (a resumed phase
         keeps its curve), and a hopeless one stops the training (StoppedEarly)."""
+        stop_phase = StopPhase(phase.name)  # the teacher's or the pruned model's fine-tuning
         dev_batches = -(-len(self.dev) // (self.study.training.batch_rows * self.n))
         margins = self.stop.checks(phase.steps, dev_batches / 3) if self.stop else {}
         curve_steps = {
@@ -386,7 +387,7 @@ class _Trial:
                 raise StoppedEarly(
                     StopEvidence(
                         point=point,
-                        phase=phase.name,
+                        phase=stop_phase,
                         step=step,
                         steps=phase.steps,
                         accuracy=best,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoprumux.core.early_stop import Curve, StopEvidence
+from autoprumux.core.early_stop import Curve, StopEvidence, StopPhase
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import Training, TrialRecord, TrialStatus
 
@@ -110,9 +110,7 @@ class TrialResult:
                 "reused": tuple(data["reused"]),
                 "teacher": cls.from_json(teacher) if teacher else None,
                 "curve": Curve.from_json(curve) if curve else None,
-                "stop": StopEvidence(**{**stop, "point": GridPoint(*stop["point"])})
-                if stop
-                else None,
+                "stop": _evidence(stop) if stop else None,
             }
         )
 
@@ -120,7 +118,13 @@ class TrialResult:
 def _evidence_json(evidence: StopEvidence) -> dict[str, Any]:
     data = dataclasses.asdict(evidence)
     data["point"] = [evidence.point.n, evidence.point.sparsity]
+    data["phase"] = evidence.phase.value
     return data
+
+
+def _evidence(data: dict[str, Any]) -> StopEvidence:  # Any: decoded JSON
+    point, phase = GridPoint(*data["point"]), StopPhase(data["phase"])
+    return StopEvidence(**{**data, "point": point, "phase": phase})
 
 
 class SpanTimer:

@@ -6,6 +6,7 @@ and exit code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -16,15 +17,18 @@ import click
 
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.errors import AutoPruMuxError, FieldError
-from autoprumux.core.grid import PAPER_TRAIN_GRID, Grid, parse_grid_spec
+from autoprumux.core.grid import PAPER_TRAIN_GRID, Grid, GridPoint, parse_grid_spec
+from autoprumux.core.recommender import Recommender
+from autoprumux.core.records import ResultsTable
+from autoprumux.core.throughput import ThroughputTable
 from autoprumux.core.version import __version__
 
+# the commands import what they use (the search, report and engine adapters: Optuna, Ray,
+# plotly, torch) when they run, so `autoprumux --help` and the core stay light
 if TYPE_CHECKING:
     from tqdm import tqdm
 
     from autoprumux.core.progress import Progress
-    from autoprumux.core.records import ResultsTable
-    from autoprumux.core.throughput import ThroughputTable
 
 EXIT_USER_ERROR = 2
 # a command's function, or the command click made of it, that an option decorates
@@ -113,7 +117,6 @@ def predict(
 ) -> None:
     """Recommend the top (N, s) for an accuracy budget (paper section 4.3)."""
     from autoprumux.cli.outputs import decision_dict, format_decision
-    from autoprumux.core.recommender import Recommender
 
     chosen = _budget(budget, relative_budget, min_accuracy)
     results, task, table = _load(results_path, task, throughput_path, throughput_task)
@@ -201,7 +204,6 @@ def train(
     as_json: bool,
 ) -> int:
     """Train one (N, s) point of a study: warm-up, fine-tuning, pruning, evaluation."""
-    from autoprumux.core.grid import GridPoint
     from autoprumux.core.study import load_study
 
     study = load_study(study_path)
@@ -214,7 +216,14 @@ def train(
     from trainers.trial import TrialSpec, run_trial
 
     with _ProgressBar() as bar:
-        spec = TrialSpec(study, point.n, point.sparsity, seed, device=device, threads=threads)
+        spec = TrialSpec(
+            study=study,
+            n=point.n,
+            sparsity=point.sparsity,
+            seed=seed,
+            device=device,
+            threads=threads,
+        )
         result = run_trial(spec, progress=bar.update)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
@@ -276,8 +285,6 @@ def measure(
     as_json: bool,
 ) -> None:
     """Measure the throughput table of a study's grid (training-free estimates)."""
-    import dataclasses
-
     from autoprumux.cli.outputs import format_measurement
     from autoprumux.core.study import load_study
     from autoprumux.measurement import run_measure
@@ -446,29 +453,29 @@ def search(
 
     chosen = _budget(budget, relative_budget, min_accuracy)
     request = SearchRequest(
-        task,
-        study_path,
-        chosen,
-        gpus,
-        gpus_per_trial,
-        cpus_per_trial,
-        executor,
-        address,
-        storage,
-        trainer_spec,
-        throughput_path,
-        max_trials,
-        max_gpu_hours,
-        max_retries,
-        top_k,
-        device,
+        task=task,
+        study_path=study_path,
+        budget=chosen,
+        gpus=gpus,
+        gpus_per_trial=gpus_per_trial,
+        cpus_per_trial=cpus_per_trial,
+        executor=executor,
+        address=address,
+        storage=storage,
+        trainer_spec=trainer_spec,
+        throughput_path=throughput_path,
+        max_trials=max_trials,
+        max_gpu_hours=max_gpu_hours,
+        max_retries=max_retries,
+        top_k=top_k,
+        device=device,
         early_stop=not no_early_stop,
     )
-    report = run_search_command(request, echo=lambda line: click.echo(line, err=True))
+    summary = run_search_command(request, echo=lambda line: click.echo(line, err=True))
     if as_json:
-        click.echo(json.dumps(report["json"], indent=1))
+        click.echo(json.dumps(summary.document, indent=1))
     else:
-        click.echo(report["text"])
+        click.echo(summary.text)
 
 
 @cli.command()
@@ -528,7 +535,6 @@ def report(
     from autoprumux.report import sources as report_command
     from autoprumux.report.html import write_report
     from autoprumux.report.sources import default_report_path
-    from autoprumux.search.storage_check import check_existing_storage
 
     if budget is None and relative_budget is None and min_accuracy is None:
         budget = 0.03
@@ -539,6 +545,8 @@ def report(
         data = report_command.from_results(results_path, task, chosen, throughput_path)
     elif storage and study_name and not results_path:
         out = check_output(out_path or default_report_path(study_name), "--out")
+        from autoprumux.search.storage_check import check_existing_storage  # SQLAlchemy, Optuna
+
         check_existing_storage(storage)  # before Optuna opens (and writes to) it
         data = report_command.from_storage(storage, study_name, chosen, throughput_path)
     else:
@@ -844,7 +852,6 @@ def _grid(spec: str, option: str) -> Grid:
 def _load(
     results_path: str, task: str | None, throughput_path: str | None, throughput_task: str | None
 ) -> tuple[ResultsTable, str, ThroughputTable]:
-    from autoprumux.core.throughput import ThroughputTable
     from autoprumux.files.results_io import read_results, read_throughput_table
 
     results = read_results(results_path)

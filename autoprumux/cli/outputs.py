@@ -1,4 +1,4 @@
-"""What the CLI prints: JSON documents (stable keys, see README) and plain-text tables.
+"""What the CLI prints: JSON documents (stable keys: docs/commands.md) and plain-text tables.
 
 Pure functions from decision-core records to dicts and strings; the CLI only prints them.
 """

@@ -20,8 +20,8 @@ from autoprumux.core.tasks import TASKS
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.embedded import checkout_studies, copy_studies, packaged_studies
 from autoprumux.files.atomic import check_output
-from autoprumux.files.results_io import read_throughput_table
-from autoprumux.report.sources import search_report_path
+from autoprumux.files.results_io import read_results, read_throughput_table
+from autoprumux.report.sources import from_storage, search_report_path
 from autoprumux.search.costs import recipe_of
 from autoprumux.search.driver import (
     Event,
@@ -31,13 +31,16 @@ from autoprumux.search.driver import (
     run_local,
 )
 from autoprumux.search.masking import has_password, masked_url
+from autoprumux.search.optuna_store import OptunaStore
+from autoprumux.search.ray_auth import join_with_token
+from autoprumux.search.storage_check import StorageUse, check_storage
+from autoprumux.search.trial_sources import ReplaySpec, ReplayTrainer, StudyTrainer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Ray is imported only when a search runs on it
     from autoprumux.search.ray_executor import Cluster
-    from autoprumux.search.trial_sources import ReplayTrainer, StudyTrainer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SearchRequest:
     task: str | None  # None: the study file's task, else sst2
     study_path: str | None
@@ -56,6 +59,14 @@ class SearchRequest:
     top_k: int
     device: str = "auto"  # where trials train: auto, cpu, cuda (cuda:i with --executor local)
     early_stop: bool = True  # --no-early-stop: False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSummary:
+    """What ``autoprumux search`` prints at the end: ``text``, or with --json ``document``."""
+
+    text: str
+    document: dict[str, Any]  # JSON-ready: plain values only
 
 
 def cuda_available() -> bool:
@@ -138,9 +149,6 @@ def choose_table(
     if request.throughput_path:
         return read_throughput_table(request.throughput_path), Path(request.throughput_path)
     if request.trainer_spec.startswith("replay:"):
-        from autoprumux.files.results_io import read_results
-        from autoprumux.search.trial_sources import ReplaySpec
-
         results = read_results(ReplaySpec.parse(request.trainer_spec).path)
         return ThroughputTable.from_results(results, results.resolve_task(study.task)), None
     from autoprumux.measurement import default_table_path, run_measure
@@ -155,20 +163,20 @@ def choose_table(
 def make_trainer(
     request: SearchRequest, study: Study, threads: int = 0
 ) -> ReplayTrainer | StudyTrainer:
-    from autoprumux.search.trial_sources import ReplaySpec, ReplayTrainer, StudyTrainer
-
     if request.trainer_spec.startswith("replay:"):
         replay = ReplaySpec.parse(request.trainer_spec)  # replay:FILE[?delay=SECONDS]
         if not Path(replay.path).is_file():
             raise FieldError("--trainer", f"replay file {replay.path!r} does not exist")
-        return ReplayTrainer(str(Path(replay.path).resolve()), study.task, replay.delay_s)
+        return ReplayTrainer(
+            path=str(Path(replay.path).resolve()), task=study.task, delay_s=replay.delay_s
+        )
     if request.trainer_spec != "study":
         raise FieldError("--trainer", f"{request.trainer_spec!r} is not 'study' or 'replay:FILE'")
     path = str(study.path.resolve()) if study.path else ""
-    return StudyTrainer(path, device=request.device, threads=threads)
+    return StudyTrainer(study_path=path, device=request.device, threads=threads)
 
 
-def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> dict[str, Any]:
+def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> SearchSummary:
     study = choose_study(request, echo)
     gpus_here = (
         request.gpus
@@ -183,14 +191,11 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
         get_gpus = gpus_here > 0 or (request.address is not None and request.gpus is None)
         check_trial_device(request, study, request.gpus_per_trial if get_gpus else 0.0)
     # before Ray starts (seconds, and its log lines): a storage the search cannot use
-    from autoprumux.search.storage_check import StorageUse, check_storage
 
     check_storage(request.storage or study.storage_url, StorageUse.CREATE)
     if request.executor != "ray":
         return _run_search(request, study, None, echo)
     if request.address:
-        from autoprumux.search.ray_auth import join_with_token
-
         join_with_token()  # before Ray is imported: it reads its auth mode then
     from autoprumux.search.ray_executor import ray_cluster
 
@@ -200,11 +205,9 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> d
 
 def _run_search(
     request: SearchRequest, study: Study, cluster: Cluster | None, echo: Callable[[str], None]
-) -> dict[str, Any]:
+) -> SearchSummary:
     """The search on the local executor (``cluster`` None) or on the joined Ray cluster, its
     trials at once sized from the cluster's nodes (a trial runs on one node)."""
-    from autoprumux.search.optuna_store import OptunaStore
-
     gpus = request.gpus if request.gpus is not None else (cluster.gpus if cluster else 0.0)
     check_resources(request, gpus)
     per_trial_gpu = request.gpus_per_trial if gpus > 0 else 0.0
@@ -230,16 +233,16 @@ def _run_search(
         echo(f"Ray cluster at {request.address}: {len(nodes)} node(s) see the study's files")
     table, table_path = choose_table(request, study, echo)
     config = SearchConfig(
-        study.name,
-        study.task,
-        study.grid.grid,
-        request.budget,
-        request.storage or study.storage_url,
-        workers,
-        request.max_trials,
-        request.max_gpu_hours,
-        request.max_retries,
-        per_trial_gpu,
+        study_name=study.name,
+        task=study.task,
+        grid=study.grid.grid,
+        budget=request.budget,
+        storage_url=request.storage or study.storage_url,
+        workers=workers,
+        max_trials=request.max_trials,
+        max_gpu_hours=request.max_gpu_hours,
+        max_retries=request.max_retries,
+        gpus_per_trial=per_trial_gpu,
         top_k=request.top_k,
         recipe=recipe_of(study),
         early_stop=request.early_stop,
@@ -349,7 +352,6 @@ def dashboard_hint(url: str, study: Study, request: SearchRequest) -> str:
 
 def _write_report(config: SearchConfig, study: Study, request: SearchRequest) -> str:
     from autoprumux.report.html import write_report
-    from autoprumux.report.sources import from_storage
 
     data = from_storage(
         config.storage_url, config.study_name, request.budget, request.throughput_path
@@ -364,7 +366,8 @@ def _gpu_count() -> float:
 
 
 def _event_line(event: Event) -> str:
-    what = f"{event.kind:<8} {event.point}" if event.point is not None else event.kind
+    kind = event.kind.value
+    what = f"{kind:<8} {event.point}" if event.point is not None else kind
     if event.record is not None and event.record.accuracy is not None:
         what += f" accuracy {event.record.accuracy:.4f}, {event.record.throughput:,.1f}/s"
     elif event.record is not None and event.record.reason:
@@ -384,9 +387,9 @@ def _report(
     study: Study,
     request: SearchRequest,
     train: TrainCommand | None,
-) -> dict[str, Any]:
+) -> SearchSummary:
     summary = (
-        f"stopped: {outcome.stop_reason} | trainings: {outcome.trainings_this_run} this run, "
+        f"stopped: {outcome.stop_reason.value} | trainings: {outcome.trainings_this_run} this run, "
         f"{outcome.trainings_total} in the study ({outcome.failed_total} failed, "
         f"{outcome.stopped_total} stopped early, "
         f"{outcome.free_total} more point(s) recorded free) of a "
@@ -415,12 +418,12 @@ def _report(
         f"report: {report}",
         f"dashboard: {dashboard_hint(config.storage_url, study, request)}",
     ]
-    return {
-        "text": "\n".join(text),
-        "json": {
+    return SearchSummary(
+        text="\n".join(text),
+        document={
             "study": study.name,
             "storage": masked_url(config.storage_url),
-            "stop_reason": outcome.stop_reason,
+            "stop_reason": outcome.stop_reason.value,
             "trainings_this_run": outcome.trainings_this_run,
             "trainings_total": outcome.trainings_total,
             "free_total": outcome.free_total,
@@ -432,4 +435,4 @@ def _report(
             "decision": decision_json,
             "report": report,
         },
-    }
+    )

@@ -15,12 +15,13 @@ rules as for a full miss. A check costs one pass over the dev set, so a phase is
 where that pays: when its checks cost at most ``MAX_CHECK_SHARE`` of the phase.
 
 An (N, s) training also stops before its pruning when the (N, 0) teacher it fine-tuned or
-reused ends under the threshold (``TEACHER_MISSED``): by the search's monotone rule the pruned
-model cannot meet it either.
+reused ends under the threshold (``StopPhase.TEACHER_MISSED``): by the search's monotone rule
+the pruned model cannot meet it either.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -32,23 +33,30 @@ from autoprumux.core.budget import FEASIBILITY_TOLERANCE
 from autoprumux.core.grid import GridPoint
 
 # of the last phase's steps: its second half. Earlier, the recorded curves gain too much and too
-# unevenly (up to 8.6 points after 1/8, 4.6 after 1/4; (4, 0) 8 points or more after 1/4 against
-# the grid's final) for a margin that stops anything without stopping a training that would
-# have made it
+# unevenly (up to 8.6 points after 1/8, 4.6 after 1/4; (4, 0) 10.1 after 1/8, 8.5 after 1/4) for
+# a margin that stops anything without stopping a training that would have made it
 CHECK_FRACTIONS = (0.5, 0.625, 0.75, 0.875)
 # margin(f): the largest gain from f to the end of a phase on the recorded curves plus SLACK,
 # rounded up to half a point (``calibrate`` on studies/results/sst2-tiny-curves.json;
 # tests/autoprumux/test_early_stop_margins.py recomputes them from the committed curves)
-MARGINS: Mapping[float, float] = {0.5: 0.06, 0.625: 0.05, 0.75: 0.05, 0.875: 0.04}
-# 3 points: one more than the least whole number of points (2) for which, leave-one-out (each
-# recorded curve judged by the margins of the others), no training that met a threshold of
-# budgets 1-10% would have been stopped; one more for the N = 4 curve, not recorded to its end
+MARGINS: Mapping[float, float] = {0.5: 0.075, 0.625: 0.055, 0.75: 0.05, 0.875: 0.04}
+# 3 points: one more than the least whole number of points (2) for which, leave-one-out (each of
+# the three recorded curves judged by the margins of the other two), no training that met a
+# threshold of budgets 1-10% (or its own final accuracy) would have been stopped
 SLACK = 0.03
 # a phase is checked when its evaluations of the dev set cost at most this share of its steps
 MAX_CHECK_SHARE = 0.1
-# the phase of the evidence of an (N, s) training stopped before its pruning: its (N, 0) teacher,
-# trained to its end, missed the threshold (a margin of 0: its final accuracy is the bound)
-TEACHER_MISSED = "teacher missed"
+
+
+class StopPhase(enum.Enum):
+    """Where a training stopped (the value: the checked phase's name in the engine, as the
+    evidence's text and its JSON say it)."""
+
+    FINETUNE = "finetune"  # the (N, 0) teacher's fine-tuning
+    POST_FINETUNE = "post-finetune"  # the pruned model's fine-tuning
+    # an (N, s) training stopped before its pruning: its (N, 0) teacher, trained to its end,
+    # missed the threshold (a margin of 0: its final accuracy is the bound)
+    TEACHER_MISSED = "teacher missed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +109,7 @@ class StopEvidence:
     ``point``), the best dev accuracy so far + margin was under the threshold."""
 
     point: GridPoint
-    phase: str
+    phase: StopPhase
     step: int
     steps: int
     accuracy: float
@@ -114,16 +122,16 @@ class StopEvidence:
         return self.accuracy + self.margin
 
     def reason(self) -> str:
-        if self.phase == TEACHER_MISSED:
+        if self.phase is StopPhase.TEACHER_MISSED:
             return (
                 f"stopped before pruning: its teacher {self.point} ended at dev accuracy "
                 f"{self.accuracy:.4f} < threshold {self.threshold:.4f}, and a pruned model does "
                 "not beat its teacher"
             )
         return (
-            f"stopped early: {self.point} {self.phase} at step {self.step}/{self.steps} had best "
-            f"dev accuracy {self.accuracy:.4f}; + margin {self.margin:.3f} = {self.bound:.4f} < "
-            f"threshold {self.threshold:.4f}"
+            f"stopped early: {self.point} {self.phase.value} at step {self.step}/{self.steps} had "
+            f"best dev accuracy {self.accuracy:.4f}; + margin {self.margin:.3f} = "
+            f"{self.bound:.4f} < threshold {self.threshold:.4f}"
         )
 
 

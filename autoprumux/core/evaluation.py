@@ -35,7 +35,7 @@ from autoprumux.core.throughput import ThroughputModel, ThroughputTable
 PAPER_BUDGETS = budget_sweep()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PointCheck:
     point: GridPoint
     measured: float
@@ -43,7 +43,7 @@ class PointCheck:
     within: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelCheck:
     """One of M_A / M_T: how many held-out predictions fell within the tolerance."""
 
@@ -68,7 +68,7 @@ class ModelCheck:
         return self.within / self.evaluated if self.evaluated else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BudgetOutcome:
     budget: float
     threshold: float
@@ -84,7 +84,7 @@ class BudgetOutcome:
         return self.true_best in self.predicted
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Evaluation:
     task: str
     train_points: tuple[GridPoint, ...]  # measured training points
@@ -140,10 +140,10 @@ def evaluate(
     if BASELINE not in full.accuracy:
         raise DataError(results.source, f"has no complete (1, 0) row for task {task!r}")
     train = Observations(
-        {p: v for p, v in full.accuracy.items() if p in train_grid},
-        {p: v for p, v in full.throughput.items() if p in train_grid},
-        frozenset(p for p in full.failed if p in train_grid),
-        full.source,
+        accuracy={p: v for p, v in full.accuracy.items() if p in train_grid},
+        throughput={p: v for p, v in full.throughput.items() if p in train_grid},
+        failed=frozenset(p for p in full.failed if p in train_grid),
+        source=full.source,
     )
     loo_points = sorted(p for p in train.accuracy if p.n > 1 and p.sparsity > 0)
     own_throughput = ThroughputTable(full.throughput, {"task": task}, results.source)
@@ -155,7 +155,9 @@ def evaluate(
         predicted = AccuracySurface().fit(rest.accuracy, rest.failed).predict(point).value
         measured = full.accuracy[point]
         within = accuracy_within(predicted, measured, accuracy_tolerance)
-        accuracy_checks.append(PointCheck(point, measured, predicted, within))
+        accuracy_checks.append(
+            PointCheck(point=point, measured=measured, predicted=predicted, within=within)
+        )
 
     throughput_checks = []
     for point in loo_points:
@@ -166,7 +168,9 @@ def evaluate(
         else:
             predicted = throughput_table.model().predict(point).value
         within = throughput_within(predicted, measured, throughput_tolerance)
-        throughput_checks.append(PointCheck(point, measured, predicted, within))
+        throughput_checks.append(
+            PointCheck(point=point, measured=measured, predicted=predicted, within=within)
+        )
 
     test_points = tuple(sorted(full.accuracy))
     truth = Recommender(top_k=1).fit(task, full, own_throughput)
@@ -178,23 +182,27 @@ def evaluate(
         ranked = model.recommend(budget, test_points)
         outcomes.append(
             BudgetOutcome(
-                value,
-                best.threshold,
-                best.recommendations[0].point,  # (1, 0) is always feasible for a budget >= 0
-                tuple(r.point for r in ranked.recommendations),
+                budget=value,
+                threshold=best.threshold,
+                true_best=best.recommendations[
+                    0
+                ].point,  # (1, 0) is always feasible for a budget >= 0
+                predicted=tuple(r.point for r in ranked.recommendations),
             )
         )
     return Evaluation(
-        task,
-        tuple(sorted(train.accuracy)),
-        test_points,
-        budget_kind,
-        top_k,
-        ModelCheck(accuracy_tolerance, "leave-one-out", tuple(accuracy_checks)),
-        ModelCheck(
-            throughput_tolerance,
-            "leave-one-out" if throughput_table is None else "table",
-            tuple(throughput_checks),
+        task=task,
+        train_points=tuple(sorted(train.accuracy)),
+        test_points=test_points,
+        budget_kind=budget_kind,
+        top_k=top_k,
+        accuracy=ModelCheck(
+            tolerance=accuracy_tolerance, method="leave-one-out", checks=tuple(accuracy_checks)
         ),
-        tuple(outcomes),
+        throughput=ModelCheck(
+            tolerance=throughput_tolerance,
+            method="leave-one-out" if throughput_table is None else "table",
+            checks=tuple(throughput_checks),
+        ),
+        budgets=tuple(outcomes),
     )

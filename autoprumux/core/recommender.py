@@ -42,7 +42,7 @@ class Exclusion(enum.Enum):
         }[self]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Candidate:
     point: GridPoint
     accuracy: Prediction
@@ -50,7 +50,7 @@ class Candidate:
     exclusion: Exclusion | None  # None: feasible
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Recommendation:
     rank: int  # 1 is best
     point: GridPoint
@@ -66,7 +66,7 @@ class Recommendation:
         return self.point.family
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Decision:
     """The top-k for one budget, with everything needed to explain it."""
 
@@ -121,7 +121,7 @@ class Recommender:
             exclusion = Exclusion.STOPPED_SHORT  # predicted feasible, known not to be
         else:
             exclusion = None
-        return Candidate(point, accuracy, throughput, exclusion)
+        return Candidate(point=point, accuracy=accuracy, throughput=throughput, exclusion=exclusion)
 
     def recommend(self, budget: Budget, points: Iterable[GridPoint] | None = None) -> Decision:
         """Rank ``points`` (default: the throughput table's points) for ``budget``."""
@@ -153,5 +153,10 @@ class Recommender:
             for rank, c in enumerate(feasible[: self.top_k], start=1)
         )
         return Decision(
-            self.task_, budget, self.baseline_accuracy_, threshold, recommendations, candidates
+            task=self.task_,
+            budget=budget,
+            baseline_accuracy=self.baseline_accuracy_,
+            threshold=threshold,
+            recommendations=recommendations,
+            candidates=candidates,
         )

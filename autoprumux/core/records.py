@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from statistics import fmean
 
 from autoprumux.core.errors import DataError, FieldError
@@ -26,7 +27,7 @@ class TrialStatus(enum.Enum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrialRecord:
     """One trained (or attempted) model: a task at one (N, s)."""
 
@@ -116,11 +117,17 @@ class Training:
     @classmethod
     def failed(cls, task: str, point: GridPoint, reason: str) -> Training:
         return cls(
-            TrialRecord(task, point.n, point.sparsity, status=TrialStatus.FAILED, reason=reason)
+            TrialRecord(
+                task=task,
+                n=point.n,
+                sparsity=point.sparsity,
+                status=TrialStatus.FAILED,
+                reason=reason,
+            )
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Observations:
     """What one task's records say about each point: the input of the surrogate models.
 
@@ -138,11 +145,11 @@ class Observations:
     def without(self, point: GridPoint) -> Observations:
         """These observations with one point removed (as if never trained): leave-one-out."""
         return Observations(
-            {p: v for p, v in self.accuracy.items() if p != point},
-            {p: v for p, v in self.throughput.items() if p != point},
-            self.failed - {point},
-            self.source,
-            {p: v for p, v in self.bounds.items() if p != point},
+            accuracy={p: v for p, v in self.accuracy.items() if p != point},
+            throughput={p: v for p, v in self.throughput.items() if p != point},
+            failed=self.failed - {point},
+            source=self.source,
+            bounds={p: v for p, v in self.bounds.items() if p != point},
         )
 
 
@@ -217,11 +224,11 @@ class ResultsTable:
             elif record.status is TrialStatus.FAILED:
                 attempted.add(record.point)
         return Observations(
-            {p: fmean(v) for p, v in accuracy.items()},
-            {p: fmean(v) for p, v in throughput.items()},
-            frozenset(attempted - accuracy.keys()),
-            self.source,
-            {p: b for p, b in bounds.items() if p not in accuracy},
+            accuracy={p: fmean(v) for p, v in accuracy.items()},
+            throughput={p: fmean(v) for p, v in throughput.items()},
+            failed=frozenset(attempted - accuracy.keys()),
+            source=self.source,
+            bounds={p: b for p, b in bounds.items() if p not in accuracy},
         )
 
 
@@ -233,9 +240,6 @@ def is_missing(value: object) -> bool:
 def distinct_seeds(records: Iterable[TrialRecord]) -> list[TrialRecord]:
     """Repeated trainings of one point (a search's retries) as distinct seeds, so that they
     average instead of conflicting."""
-    from collections import Counter
-    from dataclasses import replace
-
     seen: Counter[GridPoint] = Counter()
     out = []
     for record in records:

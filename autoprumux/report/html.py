@@ -10,7 +10,8 @@ import html
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import plotly.graph_objects as go
 
 from autoprumux.core.grid import Family
 from autoprumux.files.atomic import explained_write_errors, write_text_atomic
@@ -27,9 +28,6 @@ from autoprumux.report.data import (
     tradeoff,
 )
 
-if TYPE_CHECKING:
-    import plotly.graph_objects as go
-
 FAMILY_STYLE = {
     Family.BASELINE: ("BERT-base (1, 0)", "#222222"),
     Family.COFI: ("CoFi (N = 1)", "#1f77b4"),
@@ -43,8 +41,6 @@ def _e(value: object) -> str:
 
 
 def render(data: ReportInput) -> str:
-    import plotly.graph_objects as go
-
     started = time.perf_counter()
     parts: list[str] = []
     include_js: bool | str = True  # the first figure carries plotly.js, inline
@@ -220,8 +216,6 @@ def tradeoff_figure(data: ReportInput, top: Answer | None) -> go.Figure:
     """Figure 1: accuracy (x, reversed) vs speedup over (1, 0) (y) per family, with the
     requested budget's threshold (a vertical line: accuracy is the x axis) and the
     recommended point."""
-    import plotly.graph_objects as go
-
     fig = go.Figure()
     for family, points in tradeoff(data).items():
         label, color = FAMILY_STYLE[family]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from autoprumux.core.answer import TRAIN_COMMAND_ATTR, TrainCommand
@@ -14,14 +15,11 @@ from autoprumux.core.records import ResultsTable, distinct_seeds
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.core.version import __version__
-from autoprumux.files.results_io import read_throughput_table
+from autoprumux.files.results_io import read_results, read_throughput_table
 from autoprumux.report.data import ReportInput
-from autoprumux.search.masking import masked_url
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"autoprumux": __version__}
     for name in ("torch", "optuna", "ray", "plotly"):
         with contextlib.suppress(PackageNotFoundError):
@@ -64,8 +62,6 @@ def from_results(
     throughput_path: str | None,
     grid_spec: str | None = None,
 ) -> ReportInput:
-    from autoprumux.files.results_io import read_results
-
     results = read_results(path)
     task = results.resolve_task(task)
     records = results.for_task(task)
@@ -77,20 +73,22 @@ def from_results(
         )
     )
     return ReportInput(
-        Path(path).stem,
-        task,
-        grid,
-        budget,
-        results.observations(task),
-        _table(results, task, throughput_path),
-        records,
-        {"results": path, **_versions()},
+        title=Path(path).stem,
+        task=task,
+        grid=grid,
+        budget=budget,
+        observations=results.observations(task),
+        table=_table(results, task, throughput_path),
+        records=records,
+        provenance={"results": path, **_versions()},
     )
 
 
 def from_storage(
     url: str, study_name: str, budget: Budget, throughput_path: str | None
 ) -> ReportInput:
+    # the search's adapters (Optuna, SQLAlchemy), imported only for a report of a storage
+    from autoprumux.search.masking import masked_url
     from autoprumux.search.optuna_store import OptunaStore, study_attributes
 
     attrs = study_attributes(url, study_name)
@@ -113,14 +111,14 @@ def from_storage(
         results.observations(task) if records else ResultsTable((), "").observations(task)
     )
     return ReportInput(
-        study_name,
-        task,
-        grid,
-        budget,
-        observations,
-        _table(results, task, throughput_path),
-        records,
+        title=study_name,
+        task=task,
+        grid=grid,
+        budget=budget,
+        observations=observations,
+        table=_table(results, task, throughput_path),
+        records=records,
         # the report is the file people share: never the password
-        {"storage": masked_url(url), "study": study_name, **_versions()},
-        train,
+        provenance={"storage": masked_url(url), "study": study_name, **_versions()},
+        train=train,
     )

@@ -13,6 +13,7 @@ else.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import time
@@ -20,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from autoprumux.core.budget import Budget
 from autoprumux.core.early_stop import StopRule
@@ -41,10 +43,51 @@ from autoprumux.search.proposer import Proposer, SearchState
 log = logging.getLogger(__name__)
 # trains one point; with a StopRule it stops when it cannot reach the threshold (STOPPED)
 Trainer = Callable[[GridPoint, StopRule | None], Training]
-FINISHED = "finished"
 
 
-@dataclass(frozen=True)
+class StopReason(enum.Enum):
+    """Why the search stopped starting trainings (its value is what the CLI prints)."""
+
+    ANSWER_KNOWN = "answer known"  # nothing left to propose: the answer is known
+    MAX_TRIALS = "max trials"  # --max-trials reached
+    MAX_GPU_HOURS = "max GPU-hours"  # --max-gpu-hours reached
+
+
+class EventKind(enum.Enum):
+    """What happened (its value is the word the CLI prints)."""
+
+    STARTED = "started"  # a trial of this search started
+    COMPLETE = "complete"  # a training finished with its accuracy
+    FAILED = "failed"  # a training failed
+    MISSED = "missed"  # stopped early: it cannot reach the threshold
+    FREE = "free"  # a by-product recorded (a training's (N, 0) teacher)
+    JOINED = "joined"  # other searches run trials of this study
+    WAITING = "waiting"  # for those trials' results
+
+
+class Start(NamedTuple):
+    """A trial to start now: its number in the study and its point."""
+
+    number: int
+    point: GridPoint
+
+
+@dataclass(frozen=True, kw_only=True)
+class Suggestion:
+    """What :meth:`SearchDriver.suggest` answers an executor: trials to ``start`` now; none,
+    not ``finished``, to wait for running ones (this search's or another's); or ``finished``:
+    nothing more to start, and no trial of this search still running."""
+
+    start: tuple[Start, ...] = ()
+    finished: bool = False
+
+    @property
+    def wait(self) -> bool:
+        """Nothing to start, yet not finished: wait for a running trial to finish."""
+        return not self.start and not self.finished
+
+
+@dataclass(frozen=True, kw_only=True)
 class SearchConfig:
     study_name: str
     task: str
@@ -64,14 +107,11 @@ class SearchConfig:
     early_stop: bool = True  # trainings stop when they cannot reach the threshold
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Event:
     """Something the CLI shows: a trial started or finished, and the state of the search."""
 
-    # "started", "complete", "failed", "missed" (stopped early: cannot reach the threshold),
-    # "free" (a by-product recorded), "joined" (other searches run trials of this study),
-    # "waiting" (for those trials' results)
-    kind: str
+    kind: EventKind
     point: GridPoint | None
     record: TrialRecord | None
     running: int
@@ -91,9 +131,9 @@ class StudyView:
     running: dict[int, GridPoint]  # live RUNNING trials of every search: number -> point
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SearchOutcome:
-    stop_reason: str  # "answer known", "max trials", "max GPU-hours"
+    stop_reason: StopReason
     decision: Decision | None  # top-k for the budget over the candidates
     trainings_this_run: int
     trainings_total: int
@@ -121,7 +161,7 @@ class SearchDriver:
         self.on_event = on_event or (lambda event: None)
         self.pending: dict[int, GridPoint] = {}  # this search's running trials
         self.started_this_run = 0
-        self.stop_reason = "answer known"
+        self.stop_reason = StopReason.ANSWER_KNOWN
         self._waited_for: frozenset[int] = frozenset()  # other searches' trials, last "waiting"
         for why, count in store.repair().items():  # before anything is proposed
             if count:
@@ -130,7 +170,7 @@ class SearchDriver:
         if others:
             owners = sorted({t.owner.describe() for t in others})
             self._event(
-                "joined",
+                EventKind.JOINED,
                 None,
                 None,
                 [r for _, r in store.records()],
@@ -156,7 +196,7 @@ class SearchDriver:
         observed = (
             ResultsTable.from_records(distinct_seeds(measured)).observations(self.config.task)
             if measured
-            else Observations({}, {})
+            else Observations(accuracy={}, throughput={})
         )
         done_failing = frozenset(
             p
@@ -199,9 +239,9 @@ class SearchDriver:
 
     # -- the executor's interface -----------------------------------------------------------
 
-    def suggest(self, free_slots: int = 1) -> list[tuple[int, GridPoint]] | str:
-        """Trials to start now: [(number, point)], [] to wait for running ones (this search's
-        or another's), or FINISHED."""
+    def suggest(self, free_slots: int = 1) -> Suggestion:
+        """Trials to start now, none to wait for running ones (this search's or another's), or
+        finished (see :class:`Suggestion`)."""
         self.store.repair()  # takes back the trials of searches that died since
         view = self._read()
         records, running = view.records, view.running
@@ -212,13 +252,13 @@ class SearchDriver:
         cap = self._cap(trained + busy, gpu_hours)
         if cap:
             self.stop_reason = cap
-            return FINISHED if not self.pending else []
+            return Suggestion(finished=not self.pending)
         slots = min(free_slots, (self.config.max_trials or math.inf) - trained - busy)
         points = self.proposer.propose(state, int(slots)) if slots > 0 else []
         if not points:
             if running.keys() - self.pending.keys() and not self.pending:
                 self._waiting(running, records)
-            return [] if self.pending or running else FINISHED
+            return Suggestion(finished=not (self.pending or running))
         started = []
         for point in points:
             number = self.store.start(point)
@@ -226,9 +266,9 @@ class SearchDriver:
                 continue
             self.pending[number] = point
             self.started_this_run += 1
-            started.append((number, point))
-            self._event("started", point, None, records)
-        return started
+            started.append(Start(number, point))
+            self._event(EventKind.STARTED, point, None, records)
+        return Suggestion(start=tuple(started))
 
     def complete(self, number: int, training: Training) -> None:
         """Record a finished training, and the by-products no trial has measured yet (the
@@ -261,11 +301,15 @@ class SearchDriver:
         self.store.set_threshold(threshold, budget)
         self.store.finish(number, record, threshold, free)
         _, _, records = self.observations()
-        kind = {TrialStatus.COMPLETE: "complete", TrialStatus.STOPPED: "missed"}
-        self._event(kind.get(record.status, "failed"), point, record, records)
+        kind = {TrialStatus.COMPLETE: EventKind.COMPLETE, TrialStatus.STOPPED: EventKind.MISSED}
+        self._event(kind.get(record.status, EventKind.FAILED), point, record, records)
         for by_product in free:
             self._event(
-                "free", by_product.point, by_product, records, f"the teacher of trial {number}"
+                EventKind.FREE,
+                by_product.point,
+                by_product,
+                records,
+                f"the teacher of trial {number}",
             )
 
     def close(self) -> None:
@@ -278,18 +322,19 @@ class SearchDriver:
         if others != self._waited_for:
             self._waited_for = others
             points = ", ".join(str(running[n]) for n in sorted(others))
-            self._event("waiting", None, None, records, f"for other searches' trials: {points}")
+            message = f"for other searches' trials: {points}"
+            self._event(EventKind.WAITING, None, None, records, message)
 
-    def _cap(self, trained: int, gpu_hours: float) -> str | None:
+    def _cap(self, trained: int, gpu_hours: float) -> StopReason | None:
         if self.config.max_trials is not None and trained >= self.config.max_trials:
-            return "max trials"
+            return StopReason.MAX_TRIALS
         if self.config.max_gpu_hours is not None and gpu_hours >= self.config.max_gpu_hours:
-            return "max GPU-hours"
+            return StopReason.MAX_GPU_HOURS
         return None
 
     def _event(
         self,
-        kind: str,
+        kind: EventKind,
         point: GridPoint | None,
         record: TrialRecord | None,
         records: list[TrialRecord],
@@ -298,14 +343,14 @@ class SearchDriver:
         state = self.state(with_costs=False)
         self.on_event(
             Event(
-                kind,
-                point,
-                record,
-                len(self.pending),
-                sum(r.status is TrialStatus.COMPLETE for r in records),
-                sum(r.status is TrialStatus.FAILED and not is_abandoned(r) for r in records),
-                self.proposer.status(state).best,
-                message,
+                kind=kind,
+                point=point,
+                record=record,
+                running=len(self.pending),
+                done=sum(r.status is TrialStatus.COMPLETE for r in records),
+                failed=sum(r.status is TrialStatus.FAILED and not is_abandoned(r) for r in records),
+                best=self.proposer.status(state).best,
+                message=message,
             )
         )
 
@@ -354,10 +399,10 @@ def run_local(driver: SearchDriver, trainer: Trainer, workers: int) -> SearchOut
         with ThreadPoolExecutor(max_workers=workers) as pool:
             while True:
                 free = workers - len(futures)
-                suggestion = driver.suggest(free) if free > 0 else []
-                if suggestion == FINISHED and not futures:
+                suggestion = driver.suggest(free) if free > 0 else Suggestion()
+                if suggestion.finished and not futures:
                     break
-                for number, point in suggestion if isinstance(suggestion, list) else []:
+                for number, point in suggestion.start:
                     stop = driver.stop_rule()
                     futures[pool.submit(_safe_train, trainer, point, stop)] = number
                 if not futures:  # other searches train what this one needs: wait for them

@@ -8,11 +8,9 @@ share. Only the real URL connects; every text shows :func:`masked_url` instead.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus
 
-if TYPE_CHECKING:
-    from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 MASK = "***"  # what SQLAlchemy's render_as_string(hide_password=True) writes too
 # the password of scheme://user:PASSWORD@host, for strings SQLAlchemy cannot parse
@@ -47,8 +45,6 @@ def without_password(text: str, url: str) -> str:
 
 def _parsed(url: str) -> URL | None:
     """SQLAlchemy's reading of ``url``; None for a string that is not a URL."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url)
     except Exception:  # ArgumentError, ValueError: whatever it is, it is shown masked

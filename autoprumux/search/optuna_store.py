@@ -38,7 +38,15 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+from optuna.storages import RDBStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState, create_trial
+from sqlalchemy.exc import SQLAlchemyError
 
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.grid import Grid, GridPoint
@@ -56,12 +64,6 @@ from autoprumux.search.trial_owner import (
 )
 
 __all__ = ["INTERRUPTED", "Abandoned", "OptunaStore", "StorageError", "StudySnapshot"]
-
-if TYPE_CHECKING:  # optuna is imported when a store is opened, not with this module
-    import optuna
-    from optuna.distributions import BaseDistribution
-    from optuna.storages import RDBStorage
-    from optuna.trial import FrozenTrial
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -130,8 +132,6 @@ class OptunaStore:
         whose trials were trained under another recipe is refused: its results do not apply.
         A URL that is malformed, or names a database that is not an Optuna one, is refused
         before anything is created or written."""
-        import optuna
-
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         check_storage(url, StorageUse.CREATE)
         self.grid, self.task, self.url = grid, task, url
@@ -152,8 +152,6 @@ class OptunaStore:
         self._retrying(self.study.set_user_attr, "budget", budget)
 
     def distributions(self) -> dict[str, BaseDistribution]:
-        from optuna.distributions import CategoricalDistribution
-
         return {
             "n": CategoricalDistribution(self.grid.n_values),
             "sparsity": CategoricalDistribution(self.grid.sparsities),
@@ -162,8 +160,6 @@ class OptunaStore:
     # -- reading ----------------------------------------------------------------------------
 
     def snapshot(self) -> StudySnapshot:
-        from optuna.trial import TrialState
-
         now = now_s()
         records, running = [], []
         for trial in self._retrying(self.study.get_trials, deepcopy=False):
@@ -186,8 +182,6 @@ class OptunaStore:
         return self.snapshot().records
 
     def _record(self, trial: FrozenTrial, point: GridPoint) -> TrialRecord:
-        from optuna.trial import TrialState
-
         attrs = trial.user_attrs
         complete = trial.state == TrialState.COMPLETE
         # a training stopped early is PRUNED in Optuna, with its evidence
@@ -197,9 +191,9 @@ class OptunaStore:
             reason = INTERRUPTED
         status = TrialStatus.COMPLETE if complete else TrialStatus.FAILED
         return TrialRecord(
-            self.task,
-            point.n,
-            point.sparsity,
+            task=self.task,
+            n=point.n,
+            sparsity=point.sparsity,
             accuracy=trial.values[0] if complete else None,
             throughput=trial.values[1] if complete else None,
             status=TrialStatus.STOPPED if stopped else status,
@@ -219,8 +213,6 @@ class OptunaStore:
     def repair(self) -> dict[Abandoned, int]:
         """Close every trial left in a non-final state that nobody runs (see the module doc);
         returns how many were closed, by reason."""
-        from optuna.trial import TrialState
-
         now = now_s()
         closed = dict.fromkeys(Abandoned, 0)
         states = (TrialState.WAITING, TrialState.RUNNING)
@@ -238,8 +230,6 @@ class OptunaStore:
     def start(self, point: GridPoint) -> int | None:
         """A new RUNNING trial for ``point``, created in one write; its number, or None when
         another search started this point first (the trial is then closed, untrained)."""
-        from optuna.trial import TrialState, create_trial
-
         template = create_trial(
             state=TrialState.RUNNING,
             params={"n": point.n, "sparsity": point.sparsity},
@@ -268,9 +258,6 @@ class OptunaStore:
     ) -> None:
         """Record a training: its by-products (complete trials of their own, see :meth:`add`),
         then its attributes, then its state, in the last write."""
-        from optuna.exceptions import UpdateFinishedTrialError
-        from optuna.trial import TrialState
-
         trial_id = self._running[number]
         try:
             for by_product in by_products:
@@ -304,8 +291,6 @@ class OptunaStore:
     def add(self, record: TrialRecord, threshold: float | None) -> None:
         """A finished trial that was not started by :meth:`start`: a complete one not trained
         on its own (``record.from_trial``), or a training whose trial was taken back."""
-        from optuna.trial import TrialState, create_trial
-
         values, constraints = None, {}
         if record.status is TrialStatus.COMPLETE:
             assert record.accuracy is not None and record.throughput is not None
@@ -343,8 +328,6 @@ class OptunaStore:
         """Whether trial ``number`` may train ``point``: no other trial measured it, and no
         live one started it before (the lowest number wins, so of two searches that started
         the point at once, exactly one trains it)."""
-        from optuna.trial import TrialState
-
         now = now_s()
         states = (TrialState.RUNNING, TrialState.COMPLETE)
         for trial in self._retrying(self.study.get_trials, deepcopy=False, states=states):
@@ -366,9 +349,6 @@ class OptunaStore:
     def _close(self, trial_id: int, why: Abandoned) -> bool:
         """Close a trial that holds no training's result; False if it was finished already
         (another search closed it first)."""
-        from optuna.exceptions import UpdateFinishedTrialError
-        from optuna.trial import TrialState
-
         try:
             # the reason first: a kill between the two writes leaves a RUNNING trial again
             self._retrying(self._storage.set_trial_user_attr, trial_id, "reason", why.value)
@@ -383,8 +363,6 @@ class OptunaStore:
             self._lease.remove(trial_id)
 
     def _renew(self, trial_id: int) -> None:
-        from optuna.exceptions import UpdateFinishedTrialError
-
         with contextlib.suppress(UpdateFinishedTrialError):  # finished since the keeper looked
             until = now_s() + self.lease_terms.lasts_s
             self._retrying(self._storage.set_trial_system_attr, trial_id, LEASE_ATTR, until)
@@ -393,8 +371,6 @@ class OptunaStore:
     def _retrying(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A storage call, tried again when the database was too busy to take it (SQLite
         refuses a write at once, whatever its timeout, when two writers would deadlock)."""
-        from optuna.exceptions import StorageInternalError
-
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 return call(*args, **kwargs)
@@ -409,8 +385,6 @@ def study_attributes(url: str, study_name: str) -> dict[str, Any] | None:
     """The user attributes of a stored study (what the search wrote: grid, task, throughput
     table, how it trained), read without opening the study for writing; None when the storage
     holds no study of that name."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=study_name, storage=connect_url(url))
@@ -425,9 +399,6 @@ def _open_storage(url: str) -> RDBStorage:
     one new storage at once collide (Optuna stamps the schema version without a lock: "UNIQUE
     constraint failed: alembic_version", or "table ... already exists"): the loser finds the
     storage created on its next try."""
-    import optuna
-    from sqlalchemy.exc import SQLAlchemyError
-
     engine_kwargs = (
         {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith("sqlite") else {}
     )
@@ -448,9 +419,6 @@ def _open_study(storage: RDBStorage, name: str, grid: Grid, task: str, url: str)
     """Load the study, or create it; label it with its task and grid (again, if a search was
     killed before it had: such a study has no trials). A study of something else is refused
     before anything is written to it."""
-    import optuna
-    from optuna.study import StudyDirection
-
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:

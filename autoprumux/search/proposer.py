@@ -56,7 +56,7 @@ class ProbeRule(enum.Enum):
     THROUGHPUT_X_CHANCE = "throughput-x-chance"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SearchState:
     """What the proposer knows. ``threshold`` is None until the baseline is measured (for
     budgets relative to it)."""
@@ -87,7 +87,7 @@ class SearchState:
         return accuracy >= self.threshold - FEASIBILITY_TOLERANCE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Status:
     """The proposer's view of every candidate."""
 
@@ -115,7 +115,7 @@ class Proposer:
 
     def status(self, state: SearchState) -> Status:
         if state.threshold is None:
-            return Status(None, (BASELINE,) if BASELINE in state.candidates else ())
+            return Status(best=None, open=(BASELINE,) if BASELINE in state.candidates else ())
         bad, good = _verdicts(state)
         best = max(
             good, key=lambda p: (state.candidates.get(p, 0.0), -p.n, -p.sparsity), default=None
@@ -138,7 +138,7 @@ class Proposer:
                 ruled_out.add(point)  # the surface is confident it misses the threshold
                 continue
             open_points.append(point)
-        return Status(best, tuple(sorted(open_points)), frozenset(ruled_out))
+        return Status(best=best, open=tuple(sorted(open_points)), ruled_out=frozenset(ruled_out))
 
     def propose(self, state: SearchState, k: int = 1) -> list[GridPoint]:
         """Up to ``k`` distinct points to train now (fewer when fewer are open and not pending)."""

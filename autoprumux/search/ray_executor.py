@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import uuid
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import ray._private.utils as ray_utils
 from ray import tune
 from ray.tune.search import Searcher
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -37,6 +39,7 @@ from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import Training, TrialRecord, TrialStatus
 from autoprumux.files.atomic import write_text_atomic
+from autoprumux.files.results_io import record_from_row
 from autoprumux.search.driver import SearchDriver, SearchOutcome, Trainer
 from autoprumux.search.ray_auth import token_available
 from autoprumux.search.trial_sources import WorkerPaths
@@ -66,8 +69,6 @@ class Cluster:
 
 def _check_reachable(address: str) -> None:
     """Fail in a second, not after Ray's minutes of retries, when nothing listens there."""
-    import socket
-
     if address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -88,7 +89,6 @@ def _exit_quietly_on_sigterm() -> None:
     say) after a run that went well. The trial's results are reported by then: exit at once.
     The worker loop installs its handler after this hook runs, so the hook replaces the
     function it installs it with (Ray < 3, pinned, names it ``set_sigterm_handler``)."""
-    import ray._private.utils as ray_utils
 
     def install(ray_handler: object) -> None:  # Ray's handler: replaced by ours
         signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
@@ -199,7 +199,7 @@ def check_nodes_share(paths: WorkerPaths) -> dict[str, str]:
             raise ClusterError(
                 f"--address: node {host} ({node[:8]}) does not see {missing[0]} as this "
                 "machine does: the study's folder (its file, artifacts and data) must be on "
-                "storage every node mounts at the same path (README: Clusters)"
+                "storage every node mounts at the same path (docs/search.md#clusters)"
             )
     return nodes
 
@@ -260,11 +260,11 @@ class ProposerSearcher(Searcher):
     # reads) Searcher.FINISHED, a str, as the end of the suggestions
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         suggestion = self.driver.suggest(1)
-        if isinstance(suggestion, str):  # the driver's only str: FINISHED
+        if suggestion.finished:
             return Searcher.FINISHED
-        if not suggestion:
+        if not suggestion.start:
             return None  # wait for a running trial (of this search or another) to finish
-        number, point = suggestion[0]
+        number, point = suggestion.start[0]
         self.numbers[trial_id] = number
         stop = self.driver.stop_rule()
         return {
@@ -337,8 +337,6 @@ def _row(record: TrialRecord) -> dict[str, Any]:
 
 
 def _training_from_result(task: str, point: GridPoint, result: dict[str, Any]) -> Training:
-    from autoprumux.files.results_io import record_from_row
-
     row = {**result, "task": task, "n": point.n, "sparsity": point.sparsity}
     by_products = [
         record_from_row({**r, "task": task}, "Ray trial result", i)

@@ -13,13 +13,15 @@ from __future__ import annotations
 import enum
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import optuna
+import sqlalchemy
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.search.masking import masked_url, without_password
-
-if TYPE_CHECKING:  # sqlalchemy is imported when a storage is checked, not with this module
-    from sqlalchemy.engine import URL, Engine
 
 # tables every Optuna RDB storage has had, whatever its schema version
 OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
@@ -70,8 +72,6 @@ def connect_url(url: str) -> str:
     2.0, whose default is psycopg2); any other URL, one naming its driver or one whose driver
     is not installed at all (the check says so), is returned as it is. Only the real URL is
     returned: show it with :func:`~autoprumux.search.masking.masked_url`."""
-    from sqlalchemy.engine import make_url
-
     try:
         parsed = make_url(url)
         default = parsed.get_dialect().driver if parsed.drivername == "postgresql" else None
@@ -87,11 +87,8 @@ def connect_url(url: str) -> str:
 
 def check_storage(url: str, use: StorageUse) -> None:
     """Refuse (:class:`StorageError`) a storage that ``use`` cannot have; see the module doc."""
-    import sqlalchemy
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-
     try:
-        parsed = sqlalchemy.engine.make_url(connect_url(url))
+        parsed = make_url(connect_url(url))
         parsed.get_dialect()
     except NoSuchModuleError:  # before ArgumentError, its base
         raise _cannot_open(url, f"unknown database kind {url.split(':', 1)[0]!r}") from None
@@ -164,8 +161,6 @@ def _connect_args(parsed: URL) -> dict[str, Any]:
 
 
 def _count_studies(engine: Engine) -> int:
-    import sqlalchemy
-
     with engine.connect() as connection:
         count = connection.execute(sqlalchemy.text("SELECT COUNT(*) FROM studies")).scalar_one()
         return int(count)
@@ -174,8 +169,6 @@ def _count_studies(engine: Engine) -> int:
 def _check_optuna_schema(url: str) -> None:
     """Refuse a storage written by an Optuna whose schema this one cannot read. Optuna's own
     check; on a storage it can read it writes nothing (it stamps only an unstamped one)."""
-    import optuna
-
     try:
         optuna.storages.RDBStorage(connect_url(url), skip_table_creation=True)
     except RuntimeError as err:  # Optuna's message says to run `optuna storage upgrade`

@@ -16,6 +16,8 @@ from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.progress import ProgressLines
 from autoprumux.core.records import ResultsTable, Training, TrialRecord, TrialStatus
+from autoprumux.core.study import load_study
+from autoprumux.files.results_io import read_results
 
 REPLAY_PREFIX = "replay:"
 
@@ -59,7 +61,7 @@ class ReplaySpec:
         return cls(path=path, delay_s=delay_s)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReplayTrainer:
     """Answers every training from a recorded results table (``replay:FILE``): the same search
     code path as real training, for tests, benchmarks and demos. A point the table lacks is a
@@ -74,8 +76,6 @@ class ReplayTrainer:
         return WorkerPaths(reads=(self.path,))
 
     def table(self) -> ResultsTable:
-        from autoprumux.files.results_io import read_results
-
         return read_results(self.path)
 
     def __call__(self, point: GridPoint, stop: StopRule | None = None) -> Training:
@@ -88,9 +88,9 @@ class ReplayTrainer:
         for row in table.for_task(task):
             rows.setdefault(row.point, row)  # a point with several seeds: its first row
         record = rows.get(point) or TrialRecord(
-            task,
-            point.n,
-            point.sparsity,
+            task=task,
+            n=point.n,
+            sparsity=point.sparsity,
             status=TrialStatus.FAILED,
             reason=f"replay: {self.path} has no row for {point}",
         )
@@ -101,7 +101,7 @@ class ReplayTrainer:
         return Training(record, (teacher,))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StudyTrainer:
     """Trains the point for real with the training engine (``trainers.run_trial``)."""
 
@@ -112,22 +112,19 @@ class StudyTrainer:
 
     def worker_paths(self) -> WorkerPaths:
         """The study file, and the artifacts folder its trainings write and the driver records."""
-        from autoprumux.core.study import load_study
-
         folder = load_study(self.study_path).artifacts_folder
         return WorkerPaths(reads=(self.study_path,), writes=(str(folder.resolve()),))
 
     def __call__(self, point: GridPoint, stop: StopRule | None = None) -> Training:
-        from autoprumux.core.study import load_study
-        from trainers.trial import TrialSpec, run_trial
+        from trainers.trial import TrialSpec, run_trial  # the engine (torch): in the worker
 
         study = load_study(self.study_path)
         progress = ProgressLines(str(point), lambda line: print(line, file=sys.stderr, flush=True))
         spec = TrialSpec(
-            study,
-            point.n,
-            point.sparsity,
-            self.seed,
+            study=study,
+            n=point.n,
+            sparsity=point.sparsity,
+            seed=self.seed,
             device=self.device,
             threads=self.threads,
             stop=stop,

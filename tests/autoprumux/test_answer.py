@@ -32,9 +32,17 @@ def train_command(study="/s/sst2.toml", seed=42, device="auto"):
 
 def record(point=POINT, artifact=None, seed=42, status=TrialStatus.COMPLETE):
     if status is TrialStatus.FAILED:
-        return TrialRecord("sst2", point.n, point.sparsity, status=status, reason="diverged")
+        return TrialRecord(
+            task="sst2", n=point.n, sparsity=point.sparsity, status=status, reason="diverged"
+        )
     return TrialRecord(
-        "sst2", point.n, point.sparsity, 0.9, 500.0, seed=seed, artifact_path=artifact
+        task="sst2",
+        n=point.n,
+        sparsity=point.sparsity,
+        accuracy=0.9,
+        throughput=500.0,
+        seed=seed,
+        artifact_path=artifact,
     )
 
 

@@ -43,7 +43,7 @@ THROUGHPUT = ThroughputTable({p: 1000 * FAMILY.expected_speedup(p) for p in PAPE
 
 
 def best_by_brute_force(budget=0.03):
-    truth = ReplayTrainer(str(TABLE)).table().observations("sst2")
+    truth = ReplayTrainer(path=str(TABLE)).table().observations("sst2")
     threshold = truth.accuracy[BASELINE] - budget
     feasible = [p for p, a in truth.accuracy.items() if a >= threshold - 1e-9]
     return max(feasible, key=truth.throughput.get)
@@ -146,7 +146,13 @@ def store_for(tmp_path, url=None, **kwargs):
 
 def driver_for(store, workers=1):
     config = SearchConfig(
-        "s", "sst2", PAPER_GRID, Budget(BudgetKind.ABSOLUTE, 0.03), store.url, workers, poll_s=0.05
+        study_name="s",
+        task="sst2",
+        grid=PAPER_GRID,
+        budget=Budget(BudgetKind.ABSOLUTE, 0.03),
+        storage_url=store.url,
+        workers=workers,
+        poll_s=0.05,
     )
     return SearchDriver(config, THROUGHPUT, store)
 
@@ -170,7 +176,7 @@ def test_another_machines_trial_is_left_alone_while_its_lease_holds(tmp_path):
     store = store_for(tmp_path)
     number = owned_elsewhere(store, BASELINE, now_s() + 60)
     driver = driver_for(store)
-    assert driver.suggest(1) == []  # the baseline is theirs: nothing else to do before it
+    assert driver.suggest(1).wait  # the baseline is theirs: nothing else to do before it
     snapshot = store.snapshot()
     assert [t.number for t in snapshot.others()] == [number]
     assert not store.repair()[Abandoned.INTERRUPTED]
@@ -180,7 +186,7 @@ def test_another_machines_trial_is_taken_back_once_its_lease_lapses(tmp_path, st
     store = store_for(tmp_path, storage_url)
     owned_elsewhere(store, BASELINE, now_s() - 1)
     driver = driver_for(store)  # repairs before proposing anything
-    ((number, point),) = driver.suggest(1)
+    ((number, point),) = driver.suggest(1).start
     assert point == BASELINE
     records = [r for _, r in store.records()]
     assert [r.reason for r in records] == [Abandoned.INTERRUPTED.value]
@@ -204,7 +210,11 @@ def test_of_two_searches_starting_one_point_only_the_first_trains_it(tmp_path, s
     number = first.start(BASELINE)
     assert number is not None
     assert second.start(BASELINE) is None  # it read the study before the first started it
-    first.finish(number, TrialRecord("sst2", 1, 0.0, 0.93, 1000.0), threshold=0.9)
+    first.finish(
+        number,
+        TrialRecord(task="sst2", n=1, sparsity=0.0, accuracy=0.93, throughput=1000.0),
+        threshold=0.9,
+    )
     assert second.start(BASELINE) is None  # measured meanwhile
     records = [r for _, r in first.records()]
     assert [r.reason for r in records if r.status is TrialStatus.FAILED] == [
@@ -219,7 +229,11 @@ def test_a_trial_taken_back_meanwhile_is_recorded_anew_not_crashed(tmp_path, sto
     first._lease.stop()
     close_owner(first.owner)  # as another search sees a process that stopped renewing
     assert second.repair()[Abandoned.INTERRUPTED] == 1
-    first.finish(number, TrialRecord("sst2", 2, 0.6, 0.91, 3000.0), threshold=0.9)
+    first.finish(
+        number,
+        TrialRecord(task="sst2", n=2, sparsity=0.6, accuracy=0.91, throughput=3000.0),
+        threshold=0.9,
+    )
     complete = [r for _, r in second.records() if r.status is TrialStatus.COMPLETE]
     assert [r.point for r in complete] == [GridPoint(2, 0.6)]
 
@@ -255,7 +269,7 @@ def test_two_drivers_in_one_process_share_the_work(tmp_path, storage_url):
     """Searches side by side in threads: every point measured once, the answer right."""
     import threading
 
-    trainer = ReplayTrainer(str(TABLE), delay_s=0.05)
+    trainer = ReplayTrainer(path=str(TABLE), delay_s=0.05)
     outcomes = {}
 
     def run(key):

@@ -125,11 +125,20 @@ def test_predict_of_a_teacher_point_itself():
 
 def record(point, status=TrialStatus.COMPLETE, **costs):
     if status is TrialStatus.COMPLETE:
-        return TrialRecord("sst2", point.n, point.sparsity, 0.9, 1000.0, **costs)
+        return TrialRecord(
+            task="sst2",
+            n=point.n,
+            sparsity=point.sparsity,
+            accuracy=0.9,
+            throughput=1000.0,
+            **costs,
+        )
     evidence = {}
     if status is TrialStatus.STOPPED:
         evidence = {"stop_step": 5, "stop_accuracy": 0.5, "stop_margin": 0.05}
-    return TrialRecord("sst2", point.n, point.sparsity, status=status, **evidence, **costs)
+    return TrialRecord(
+        task="sst2", n=point.n, sparsity=point.sparsity, status=status, **evidence, **costs
+    )
 
 
 def test_seconds_per_unit_without_records_is_one():

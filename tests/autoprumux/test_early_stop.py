@@ -11,6 +11,7 @@ from autoprumux.core.early_stop import (
     StopCount,
     StopEvidence,
     StoppedEarly,
+    StopPhase,
     StopRule,
     calibrate,
     check_step,
@@ -169,7 +170,7 @@ def test_count_stops_without_a_stop():
 def test_stop_evidence_bound_and_reason():
     evidence = StopEvidence(
         point=GridPoint(2, 0.6),
-        phase="post_pruning",
+        phase=StopPhase.POST_FINETUNE,
         step=25,
         steps=100,
         accuracy=0.8,
@@ -178,7 +179,7 @@ def test_stop_evidence_bound_and_reason():
     )
     assert evidence.bound == pytest.approx(0.87)
     assert evidence.reason() == (
-        "stopped early: (2, 0.6) post_pruning at step 25/100 had best dev accuracy 0.8000; "
+        "stopped early: (2, 0.6) post-finetune at step 25/100 had best dev accuracy 0.8000; "
         "+ margin 0.070 = 0.8700 < threshold 0.9000"
     )
     error = StoppedEarly(evidence)
@@ -190,20 +191,23 @@ def test_a_stopped_record_needs_its_evidence(missing):
     evidence = {"stop_step": 25, "stop_accuracy": 0.8, "stop_margin": 0.07}
     del evidence[missing]
     with pytest.raises(FieldError, match=missing) as error:
-        TrialRecord("sst2", 2, 0.6, status=TrialStatus.STOPPED, **evidence)
+        TrialRecord(task="sst2", n=2, sparsity=0.6, status=TrialStatus.STOPPED, **evidence)
     assert error.value.field == missing
 
 
 def test_a_stopped_record_bounds_its_accuracy():
     stopped = TrialRecord(
-        "sst2",
-        2,
-        0.6,
+        task="sst2",
+        n=2,
+        sparsity=0.6,
         status=TrialStatus.STOPPED,
         stop_step=25,
         stop_accuracy=0.8,
         stop_margin=0.07,
     )
     assert stopped.accuracy is None and stopped.accuracy_bound == pytest.approx(0.87)
-    assert TrialRecord("sst2", 2, 0.6, 0.85, 3000.0).accuracy_bound is None
+    assert (
+        TrialRecord(task="sst2", n=2, sparsity=0.6, accuracy=0.85, throughput=3000.0).accuracy_bound
+        is None
+    )
     assert stopped.to_row()["status"] == "stopped"

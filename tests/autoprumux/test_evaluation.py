@@ -25,7 +25,9 @@ def accuracy(n, s):
 
 def results():
     return ResultsTable.from_records(
-        TrialRecord("t", n, s, accuracy(n, s), 100 * n / (1 - s))
+        TrialRecord(
+            task="t", n=n, sparsity=s, accuracy=accuracy(n, s), throughput=100 * n / (1 - s)
+        )
         for n in (1, 2, 4)
         for s in (0.0, 0.5, 0.7, 0.9)
     )

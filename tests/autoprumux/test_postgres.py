@@ -66,7 +66,11 @@ def test_a_plain_url_search_and_report_work_on_sqlalchemy_20(sqlalchemy_20_defau
     assert postgres_url.startswith("postgresql://")
     store = OptunaStore(postgres_url, "s", PAPER_GRID, "sst2")
     number = store.start(BASELINE)
-    store.finish(number, TrialRecord("sst2", 1, 0.0, 0.93, 1000.0), threshold=0.9)
+    store.finish(
+        number,
+        TrialRecord(task="sst2", n=1, sparsity=0.0, accuracy=0.93, throughput=1000.0),
+        threshold=0.9,
+    )
     check_existing_storage(postgres_url)
     report = from_storage(postgres_url, "s", Budget(BudgetKind.ABSOLUTE, 0.03), None)
     assert [r.accuracy for r in report.records] == [0.93]

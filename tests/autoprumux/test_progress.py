@@ -5,9 +5,9 @@ def test_progress_lines_print_each_quarter_of_each_phase_once():
     lines: list[str] = []
     report = ProgressLines("(2, 0.5)", lines.append)
     for step in range(1, 11):
-        report(Progress("finetune", step, 10, 0.25))
+        report(Progress(phase="finetune", step=step, total=10, loss=0.25))
     for step in range(1, 4):
-        report(Progress("measure", step, 3))
+        report(Progress(phase="measure", step=step, total=3))
     assert lines == [
         "(2, 0.5) finetune 3/10 loss 0.2500",  # first step at or past 25%
         "(2, 0.5) finetune 5/10 loss 0.2500",

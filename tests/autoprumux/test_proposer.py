@@ -17,7 +17,13 @@ def run(truth, failed_truth, budget, k=1, rule=ProbeRule.SETTLED_PER_SECOND):
     accuracy, failed, threshold, order = {}, set(), None, []
     proposer = Proposer(rule=rule)
     while True:
-        state = SearchState(SPEED, accuracy, frozenset(failed), frozenset(), threshold)
+        state = SearchState(
+            candidates=SPEED,
+            accuracy=accuracy,
+            failed=frozenset(failed),
+            pending=frozenset(),
+            threshold=threshold,
+        )
         batch = proposer.propose(state, k)
         if not batch:
             return order, proposer.status(state).best
@@ -38,12 +44,20 @@ def true_best(truth, budget):
 
 
 def test_the_baseline_comes_first():
-    state = SearchState(SPEED, {}, frozenset(), frozenset(), None)
+    state = SearchState(
+        candidates=SPEED, accuracy={}, failed=frozenset(), pending=frozenset(), threshold=None
+    )
     assert Proposer().propose(state, 4) == [BASELINE]
 
 
 def test_monotone_inference_rules_out_more_compressed_points():
-    state = SearchState(SPEED, {BASELINE: 0.9, P(2, 0.6): 0.8}, frozenset(), frozenset(), 0.85)
+    state = SearchState(
+        candidates=SPEED,
+        accuracy={BASELINE: 0.9, P(2, 0.6): 0.8},
+        failed=frozenset(),
+        pending=frozenset(),
+        threshold=0.85,
+    )
     status = Proposer().status(state)
     assert {P(2, 0.7), P(5, 0.6), P(10, 0.95)} <= status.ruled_out
     assert P(2, 0) not in status.ruled_out and P(1, 0.95) not in status.ruled_out
@@ -51,13 +65,27 @@ def test_monotone_inference_rules_out_more_compressed_points():
 
 def test_a_feasible_point_closes_slower_points():
     accuracy = {BASELINE: 0.9, P(1, 0.95): 0.89}
-    status = Proposer().status(SearchState(SPEED, accuracy, frozenset(), frozenset(), 0.85))
+    status = Proposer().status(
+        SearchState(
+            candidates=SPEED,
+            accuracy=accuracy,
+            failed=frozenset(),
+            pending=frozenset(),
+            threshold=0.85,
+        )
+    )
     assert status.best == P(1, 0.95)
     assert all(SPEED[p] > SPEED[P(1, 0.95)] for p in status.open)
 
 
 def test_failed_points_count_as_infeasible():
-    state = SearchState(SPEED, {BASELINE: 0.9}, frozenset({P(2, 0)}), frozenset(), 0.85)
+    state = SearchState(
+        candidates=SPEED,
+        accuracy={BASELINE: 0.9},
+        failed=frozenset({P(2, 0)}),
+        pending=frozenset(),
+        threshold=0.85,
+    )
     status = Proposer().status(state)
     assert P(5, 0.6) in status.ruled_out and P(2, 0.6) in status.ruled_out
 
@@ -95,11 +123,23 @@ def test_batches_are_distinct_and_find_the_same_answer(rule):
 def test_an_untouched_row_is_probed_at_its_teacher_first():
     # after the baseline nothing predicts the N > 1 rows: the fastest row offers its (N, 0), the
     # teacher its other points are trained from (paid for anyway), not the middle of the row
-    state = SearchState(SPEED, {BASELINE: 0.9}, frozenset(), frozenset(), 0.87)
+    state = SearchState(
+        candidates=SPEED,
+        accuracy={BASELINE: 0.9},
+        failed=frozenset(),
+        pending=frozenset(),
+        threshold=0.87,
+    )
     assert Proposer(rule=ProbeRule.THROUGHPUT_X_CHANCE).propose(state) == [P(10, 0)]
     # a missed teacher rules its whole row out in one training; (2, 0), interpolated between
     # (1, 0) and (10, 0) as feasible, is next after the CoFi row's middle
-    state = SearchState(SPEED, {BASELINE: 0.9, P(10, 0): 0.8}, frozenset(), frozenset(), 0.87)
+    state = SearchState(
+        candidates=SPEED,
+        accuracy={BASELINE: 0.9, P(10, 0): 0.8},
+        failed=frozenset(),
+        pending=frozenset(),
+        threshold=0.87,
+    )
     assert not [p for p in Proposer().status(state).open if p.n == 10]
     assert Proposer(rule=ProbeRule.THROUGHPUT_X_CHANCE).propose(state, 2) == [P(1, 0.8), P(2, 0)]
 
@@ -125,7 +165,9 @@ TINY_COSTS = CostModel(
 
 
 def tiny_state(accuracy, threshold=0.814, **kwargs):
-    return SearchState(TINY_SPEED, accuracy, threshold=threshold, costs=TINY_COSTS, **kwargs)
+    return SearchState(
+        candidates=TINY_SPEED, accuracy=accuracy, threshold=threshold, costs=TINY_COSTS, **kwargs
+    )
 
 
 def test_cheap_probes_come_before_an_expensive_teacher_at_even_odds():

@@ -24,7 +24,11 @@ TABLE = ThroughputTable(
 
 
 def recommender(accuracy=ACCURACY, failed=(), table=TABLE, top_k=3):
-    obs = Observations(accuracy, {p: TABLE.throughput[p] for p in accuracy}, frozenset(failed))
+    obs = Observations(
+        accuracy=accuracy,
+        throughput={p: TABLE.throughput[p] for p in accuracy},
+        failed=frozenset(failed),
+    )
     return Recommender(top_k=top_k).fit("sst2", obs, table)
 
 
@@ -68,7 +72,7 @@ def test_relative_and_minimum_budgets():
 def test_ties_break_by_accuracy_then_smaller_point():
     table = ThroughputTable({P(1, 0): 100.0, P(1, 0.5): 200.0, P(2, 0): 200.0, P(3, 0): 200.0})
     accuracy = {P(1, 0): 0.9, P(1, 0.5): 0.85, P(2, 0): 0.86, P(3, 0): 0.85}
-    obs = Observations(accuracy, table.throughput)
+    obs = Observations(accuracy=accuracy, throughput=table.throughput)
     decision = Recommender(top_k=4).fit("t", obs, table).recommend(Budget(BudgetKind.ABSOLUTE, 0.1))
     assert ranked(decision) == [P(2, 0), P(1, 0.5), P(3, 0), P(1, 0)]
 

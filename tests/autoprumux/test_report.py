@@ -29,19 +29,26 @@ SPEED = {BASELINE: 100.0, P(1, 0.5): 250.0, P(2, 0.0): 190.0, P(2, 0.5): 480.0}
 
 
 def data(title="demo", accuracy=ACCURACY, budget=0.03, records=(), timed=SPEED, **fields):
-    obs = Observations(dict(accuracy), {p: timed[p] for p in accuracy})
+    obs = Observations(accuracy=dict(accuracy), throughput={p: timed[p] for p in accuracy})
     table = ThroughputTable(SPEED) if BASELINE in SPEED else None
     return ReportInput(
-        title, "sst2", GRID, Budget(BudgetKind.ABSOLUTE, budget), obs, table, records, **fields
+        title=title,
+        task="sst2",
+        grid=GRID,
+        budget=Budget(BudgetKind.ABSOLUTE, budget),
+        observations=obs,
+        table=table,
+        records=records,
+        **fields,
     )
 
 
 def test_pareto_frontier():
     points = [
-        TradeoffPoint(P(1, 0), 0.90, 1.0, True),
-        TradeoffPoint(P(1, 0.5), 0.88, 2.5, True),
-        TradeoffPoint(P(2, 0), 0.87, 1.9, True),
-        TradeoffPoint(P(2, 0.5), 0.84, 4.8, True),
+        TradeoffPoint(point=P(1, 0), accuracy=0.90, speedup=1.0, measured=True),
+        TradeoffPoint(point=P(1, 0.5), accuracy=0.88, speedup=2.5, measured=True),
+        TradeoffPoint(point=P(2, 0), accuracy=0.87, speedup=1.9, measured=True),
+        TradeoffPoint(point=P(2, 0.5), accuracy=0.84, speedup=4.8, measured=True),
     ]
     assert [p.point for p in pareto_frontier(points)] == [P(1, 0), P(1, 0.5), P(2, 0.5)]
 
@@ -89,7 +96,16 @@ def test_figure1_draws_the_threshold_and_marks_the_recommended_point():
 def test_the_answer_box_names_the_model_folder_or_the_train_command(tmp_path):
     folder = tmp_path / "trial-n1-s0.5"
     folder.mkdir()
-    trained = [TrialRecord("sst2", 1, 0.5, 0.88, 250.0, artifact_path=str(folder))]
+    trained = [
+        TrialRecord(
+            task="sst2",
+            n=1,
+            sparsity=0.5,
+            accuracy=0.88,
+            throughput=250.0,
+            artifact_path=str(folder),
+        )
+    ]
     page = render(data(records=trained))
     assert answer(data(records=trained)).model.state is ModelState.SAVED
     assert (
@@ -135,9 +151,11 @@ def test_heatmap_and_feasibility_boundary():
 
 def test_cost_counts():
     records = [
-        TrialRecord("sst2", 1, 0.0, 0.9, 100.0, gpu_hours=1.0),
-        TrialRecord("sst2", 2, 0.5, status=TrialStatus.FAILED, gpu_hours=3.0),
-        TrialRecord("sst2", 2, 0.0, 0.85, 180.0, from_trial=1),  # the failed one's teacher
+        TrialRecord(task="sst2", n=1, sparsity=0.0, accuracy=0.9, throughput=100.0, gpu_hours=1.0),
+        TrialRecord(task="sst2", n=2, sparsity=0.5, status=TrialStatus.FAILED, gpu_hours=3.0),
+        TrialRecord(
+            task="sst2", n=2, sparsity=0.0, accuracy=0.85, throughput=180.0, from_trial=1
+        ),  # the failed one's teacher
     ]
     spent = cost(data(records=records))
     assert (spent.trained, spent.free, spent.failed, spent.skipped) == (1, 1, 1, 1)

@@ -14,20 +14,31 @@ def sample_table():
     return ResultsTable.from_records(
         [
             TrialRecord(
-                "sst2",
-                1,
-                0.0,
-                0.925,
-                812.5,
+                task="sst2",
+                n=1,
+                sparsity=0.0,
+                accuracy=0.925,
+                throughput=812.5,
                 seed=1,
                 wall_time_s=3600.0,
                 gpu_hours=1.0,
                 artifact_path="runs/1-0",
                 achieved_sparsity=0.0,
             ),
-            TrialRecord("sst2", 2, 0.6, 0.901, 3300.0, achieved_sparsity=0.604),
-            TrialRecord("sst2", 10, 0.95, status=TrialStatus.FAILED, reason="loss is NaN"),
-            TrialRecord("sst2", 5, 0.7, status=TrialStatus.PRUNED, reason="dominated"),
+            TrialRecord(
+                task="sst2",
+                n=2,
+                sparsity=0.6,
+                accuracy=0.901,
+                throughput=3300.0,
+                achieved_sparsity=0.604,
+            ),
+            TrialRecord(
+                task="sst2", n=10, sparsity=0.95, status=TrialStatus.FAILED, reason="loss is NaN"
+            ),
+            TrialRecord(
+                task="sst2", n=5, sparsity=0.7, status=TrialStatus.PRUNED, reason="dominated"
+            ),
         ]
     )
 
@@ -55,13 +66,15 @@ def test_optional_columns_may_be_absent_and_json_may_wrap_rows(tmp_path):
 def test_observations_average_seeds_and_keep_failures():
     table = ResultsTable.from_records(
         [
-            TrialRecord("sst2", 2, 0.6, 0.90, 100.0, seed=1),
-            TrialRecord("sst2", 2, 0.6, 0.92, 110.0, seed=2),
-            TrialRecord("sst2", 2, 0.7, status=TrialStatus.FAILED),
-            TrialRecord("sst2", 2, 0.8, status=TrialStatus.FAILED, seed=1),
-            TrialRecord("sst2", 2, 0.8, 0.85, 150.0, seed=2),  # one seed trained: not a hole
-            TrialRecord("sst2", 2, 0.9, status=TrialStatus.PRUNED),
-            TrialRecord("qqp", 2, 0.6, 0.5, 1.0),
+            TrialRecord(task="sst2", n=2, sparsity=0.6, accuracy=0.90, throughput=100.0, seed=1),
+            TrialRecord(task="sst2", n=2, sparsity=0.6, accuracy=0.92, throughput=110.0, seed=2),
+            TrialRecord(task="sst2", n=2, sparsity=0.7, status=TrialStatus.FAILED),
+            TrialRecord(task="sst2", n=2, sparsity=0.8, status=TrialStatus.FAILED, seed=1),
+            TrialRecord(
+                task="sst2", n=2, sparsity=0.8, accuracy=0.85, throughput=150.0, seed=2
+            ),  # one seed trained: not a hole
+            TrialRecord(task="sst2", n=2, sparsity=0.9, status=TrialStatus.PRUNED),
+            TrialRecord(task="qqp", n=2, sparsity=0.6, accuracy=0.5, throughput=1.0),
         ]
     )
     obs = table.observations("sst2")
@@ -71,13 +84,17 @@ def test_observations_average_seeds_and_keep_failures():
 
 
 def test_identical_duplicates_collapse():
-    record = TrialRecord("sst2", 2, 0.6, 0.9, 100.0)
+    record = TrialRecord(task="sst2", n=2, sparsity=0.6, accuracy=0.9, throughput=100.0)
     assert len(ResultsTable.from_records([record, record])) == 1
 
 
 def test_task_resolution():
     table = ResultsTable.from_records(
-        [TrialRecord("sst2", 1, 0, 0.9, 1.0), TrialRecord("qqp", 1, 0, 0.9, 1.0)], "r.csv"
+        [
+            TrialRecord(task="sst2", n=1, sparsity=0, accuracy=0.9, throughput=1.0),
+            TrialRecord(task="qqp", n=1, sparsity=0, accuracy=0.9, throughput=1.0),
+        ],
+        "r.csv",
     )
     assert table.resolve_task("qqp") == "qqp"
     with pytest.raises(

@@ -21,7 +21,7 @@ from autoprumux.core.records import Training, TrialRecord, TrialStatus
 from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.results_io import write_results
-from autoprumux.search.driver import SearchConfig, SearchDriver, run_local
+from autoprumux.search.driver import SearchConfig, SearchDriver, StopReason, run_local
 from autoprumux.search.optuna_store import OptunaStore
 from autoprumux.search.trial_sources import ReplayTrainer
 
@@ -38,21 +38,27 @@ def grid_file(tmp_path):
 def driver_for(tmp_path, budget=0.03, workers=1, name="s", url=None, **config):
     url = url or f"sqlite:///{tmp_path / 'study.db'}"
     cfg = SearchConfig(
-        name, "sst2", PAPER_GRID, Budget(BudgetKind.ABSOLUTE, budget), url, workers, **config
+        study_name=name,
+        task="sst2",
+        grid=PAPER_GRID,
+        budget=Budget(BudgetKind.ABSOLUTE, budget),
+        storage_url=url,
+        workers=workers,
+        **config,
     )
     return SearchDriver(cfg, TABLE, OptunaStore(url, name, PAPER_GRID, "sst2"))
 
 
 def best_by_brute_force(path, budget):
-    truth = ReplayTrainer(str(path)).table().observations("sst2").accuracy
+    truth = ReplayTrainer(path=str(path)).table().observations("sst2").accuracy
     threshold = truth[BASELINE] - budget
     return max((p for p, a in truth.items() if a >= threshold - 1e-9), key=TABLE.throughput.get)
 
 
 @pytest.mark.parametrize("budget", [0.0, 0.02, 0.03, 0.05, 0.08])
 def test_the_loop_finds_the_known_best(tmp_path, grid_file, budget):
-    outcome = run_local(driver_for(tmp_path, budget), ReplayTrainer(str(grid_file)), 1)
-    assert outcome.stop_reason == "answer known"
+    outcome = run_local(driver_for(tmp_path, budget), ReplayTrainer(path=str(grid_file)), 1)
+    assert outcome.stop_reason is StopReason.ANSWER_KNOWN
     assert outcome.best == best_by_brute_force(grid_file, budget)
     assert outcome.decision.recommendations[0].point == outcome.best
     assert outcome.trainings_total < len(PAPER_GRID) // 2
@@ -60,7 +66,7 @@ def test_the_loop_finds_the_known_best(tmp_path, grid_file, budget):
 
 @pytest.mark.parametrize("budget", [0.01, 0.03, 0.05])
 def test_free_teachers_save_trainings_and_change_no_answer(tmp_path, grid_file, budget):
-    replay = ReplayTrainer(str(grid_file))
+    replay = ReplayTrainer(path=str(grid_file))
 
     def without_by_products(point, stop=None):
         return Training(replay(point).record)
@@ -83,17 +89,40 @@ def test_a_trainings_teacher_is_recorded_free_and_settles_its_row(tmp_path):
         driver.complete(number, Training(record, by_products))
         return number
 
-    train(BASELINE, TrialRecord("sst2", 1, 0.0, 0.93, 1000.0, wall_time_s=60.0))
+    train(
+        BASELINE,
+        TrialRecord(
+            task="sst2", n=1, sparsity=0.0, accuracy=0.93, throughput=1000.0, wall_time_s=60.0
+        ),
+    )
     # training (5, 0.6) fine-tuned its (5, 0) teacher on the way; that model misses 0.90
-    teacher = TrialRecord("sst2", 5, 0.0, 0.85, 3000.0, wall_time_s=0.0, artifact_path="/t")
-    pruned = TrialRecord("sst2", 5, 0.6, 0.84, 6000.0, wall_time_s=90.0)
+    teacher = TrialRecord(
+        task="sst2",
+        n=5,
+        sparsity=0.0,
+        accuracy=0.85,
+        throughput=3000.0,
+        wall_time_s=0.0,
+        artifact_path="/t",
+    )
+    pruned = TrialRecord(
+        task="sst2", n=5, sparsity=0.6, accuracy=0.84, throughput=6000.0, wall_time_s=90.0
+    )
     number = train(GridPoint(5, 0.6), pruned, teacher)
     # a later training from the same teacher does not record it again
-    train(GridPoint(5, 0.7), TrialRecord("sst2", 5, 0.7, 0.83, 7000.0), teacher)
+    train(
+        GridPoint(5, 0.7),
+        TrialRecord(task="sst2", n=5, sparsity=0.7, accuracy=0.83, throughput=7000.0),
+        teacher,
+    )
     # a by-product of a point being trained now is left to that training
     driver.pending[driver.store.start(GridPoint(2, 0.0))] = GridPoint(2, 0.0)
-    two = TrialRecord("sst2", 2, 0.0, 0.91, 1900.0)
-    train(GridPoint(2, 0.6), TrialRecord("sst2", 2, 0.6, 0.90, 3500.0), two)
+    two = TrialRecord(task="sst2", n=2, sparsity=0.0, accuracy=0.91, throughput=1900.0)
+    train(
+        GridPoint(2, 0.6),
+        TrialRecord(task="sst2", n=2, sparsity=0.6, accuracy=0.90, throughput=3500.0),
+        two,
+    )
 
     free = [r for _, r in driver.store.records() if r.from_trial is not None]
     assert free == [replace(teacher, from_trial=number, wall_time_s=None)]
@@ -120,12 +149,14 @@ def test_resume_after_a_crash_repeats_nothing(tmp_path, grid_file, storage_url):
         calls.append(point)
         if len(calls) == 4:
             raise Killed
-        return ReplayTrainer(str(grid_file))(point)
+        return ReplayTrainer(path=str(grid_file))(point)
 
     with pytest.raises(Killed):
         run_local(driver_for(tmp_path, url=storage_url), dies_on_the_fourth, 1)
     interrupted = calls[-1]
-    outcome = run_local(driver_for(tmp_path, url=storage_url), ReplayTrainer(str(grid_file)), 1)
+    outcome = run_local(
+        driver_for(tmp_path, url=storage_url), ReplayTrainer(path=str(grid_file)), 1
+    )
     completed = Counter(r.point for r in outcome.records if r.status is TrialStatus.COMPLETE)
     assert max(completed.values()) == 1  # no completed trial trained again
     assert completed[interrupted] == 1  # the interrupted one was
@@ -134,7 +165,7 @@ def test_resume_after_a_crash_repeats_nothing(tmp_path, grid_file, storage_url):
 
 
 def test_a_failing_point_is_retried_then_recorded_and_the_search_goes_on(tmp_path, grid_file):
-    replay = ReplayTrainer(str(grid_file))
+    replay = ReplayTrainer(path=str(grid_file))
     target = best_by_brute_force(grid_file, 0.03)
 
     def broken(point, stop=None):
@@ -146,12 +177,12 @@ def test_a_failing_point_is_retried_then_recorded_and_the_search_goes_on(tmp_pat
     failures = [r for r in outcome.records if r.point == target]
     assert len(failures) == 3 and all(r.status is TrialStatus.FAILED for r in failures)
     assert "RuntimeError: CUDA error" in failures[0].reason
-    assert outcome.stop_reason == "answer known" and outcome.best != target
+    assert outcome.stop_reason is StopReason.ANSWER_KNOWN and outcome.best != target
 
 
 def test_four_workers_lose_no_record(tmp_path, grid_file, storage_url):
     driver = driver_for(tmp_path, budget=0.05, workers=4, url=storage_url)
-    outcome = run_local(driver, ReplayTrainer(str(grid_file), delay_s=0.05), 4)
+    outcome = run_local(driver, ReplayTrainer(path=str(grid_file), delay_s=0.05), 4)
     trained = [r for r in outcome.records if r.from_trial is None]
     assert len(trained) == outcome.trainings_this_run == driver.started_this_run
     assert len(outcome.records) == len(trained) + outcome.free_total
@@ -164,14 +195,14 @@ def test_four_workers_lose_no_record(tmp_path, grid_file, storage_url):
 
 
 def test_caps_stop_the_search(tmp_path, grid_file):
-    outcome = run_local(driver_for(tmp_path, max_trials=3), ReplayTrainer(str(grid_file)), 1)
-    assert outcome.stop_reason == "max trials" and outcome.trainings_total == 3
+    outcome = run_local(driver_for(tmp_path, max_trials=3), ReplayTrainer(path=str(grid_file)), 1)
+    assert outcome.stop_reason is StopReason.MAX_TRIALS and outcome.trainings_total == 3
 
 
 def test_the_optuna_study_is_what_the_dashboard_reads(tmp_path, grid_file):
     import optuna
 
-    run_local(driver_for(tmp_path), ReplayTrainer(str(grid_file)), 1)
+    run_local(driver_for(tmp_path), ReplayTrainer(path=str(grid_file)), 1)
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE] * 2
     assert study.metric_names == ["accuracy", "throughput"]
@@ -305,7 +336,9 @@ def free_port():
 
 
 def test_dashboard_serves_the_study(tmp_path, grid_file, storage_url):
-    run_local(driver_for(tmp_path, name="dash", url=storage_url), ReplayTrainer(str(grid_file)), 1)
+    run_local(
+        driver_for(tmp_path, name="dash", url=storage_url), ReplayTrainer(path=str(grid_file)), 1
+    )
     port = free_port()
     server = subprocess.Popen(
         [
@@ -343,11 +376,11 @@ def test_trial_records_round_trip_through_optuna(tmp_path):
     store = OptunaStore(f"sqlite:///{tmp_path / 'r.db'}", "r", PAPER_GRID, "sst2")
     number = store.start(BASELINE)
     record = TrialRecord(
-        "sst2",
-        1,
-        0.0,
-        0.9,
-        100.0,
+        task="sst2",
+        n=1,
+        sparsity=0.0,
+        accuracy=0.9,
+        throughput=100.0,
         achieved_sparsity=0.0,
         wall_time_s=60.0,
         gpu_hours=0.5,

@@ -16,7 +16,13 @@ from autoprumux.core.recommender import Exclusion, Recommender
 from autoprumux.core.records import Training, TrialRecord, TrialStatus
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.results_io import read_results
-from autoprumux.search.driver import SearchConfig, SearchDriver, run_local
+from autoprumux.search.driver import (
+    EventKind,
+    SearchConfig,
+    SearchDriver,
+    StopReason,
+    run_local,
+)
 from autoprumux.search.optuna_store import COST_AND_STOP_FIELDS, OptunaStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,9 +90,9 @@ class FakeTrainer:
                 continue
             self.stopped.append(len(self.calls) - 1)
             record = TrialRecord(
-                "sst2",
-                point.n,
-                point.sparsity,
+                task="sst2",
+                n=point.n,
+                sparsity=point.sparsity,
                 status=TrialStatus.STOPPED,
                 reason=f"stopped early: {model}",
                 wall_time_s=wall,
@@ -97,9 +103,9 @@ class FakeTrainer:
             if model == teacher and point != teacher:  # the teacher stopped: a miss too
                 by_products = (
                     TrialRecord(
-                        "sst2",
-                        teacher.n,
-                        0.0,
+                        task="sst2",
+                        n=teacher.n,
+                        sparsity=0.0,
                         status=TrialStatus.STOPPED,
                         reason=f"stopped early: {model}",
                         **evidence_of(model),
@@ -114,7 +120,12 @@ class FakeTrainer:
 
 def complete(point: GridPoint, **extra) -> TrialRecord:
     return TrialRecord(
-        "sst2", point.n, point.sparsity, TRUTH[point], TABLE.throughput[point], **extra
+        task="sst2",
+        n=point.n,
+        sparsity=point.sparsity,
+        accuracy=TRUTH[point],
+        throughput=TABLE.throughput[point],
+        **extra,
     )
 
 
@@ -122,7 +133,16 @@ def driver_for(tmp_path, budget=0.03, name="s", events=None, max_trials=20, **co
     """A search of GRID; the cap stops a search that would train points again and again."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     budget = Budget(BudgetKind.ABSOLUTE, budget)
-    cfg = SearchConfig(name, "sst2", GRID, budget, url, 1, max_trials=max_trials, **config)
+    cfg = SearchConfig(
+        study_name=name,
+        task="sst2",
+        grid=GRID,
+        budget=budget,
+        storage_url=url,
+        workers=1,
+        max_trials=max_trials,
+        **config,
+    )
     on_event = events.append if events is not None else None
     return SearchDriver(cfg, TABLE, OptunaStore(url, name, GRID, "sst2"), on_event=on_event)
 
@@ -142,14 +162,14 @@ def test_trainers_get_the_stop_rule_once_the_baseline_is_measured(tmp_path):
         assert isinstance(stop, StopRule)
         assert stop.threshold == pytest.approx(0.90)
         assert stop.margins == tuple(sorted(MARGINS.items()))
-    assert outcome.stop_reason == "answer known" and outcome.best == GridPoint(2, 0.5)
+    assert outcome.stop_reason is StopReason.ANSWER_KNOWN and outcome.best == GridPoint(2, 0.5)
     assert outcome.decision.recommendations[0].point == GridPoint(2, 0.5)
 
 
 def test_a_stopped_point_and_every_more_compressed_one_are_never_trained(tmp_path):
     trainer, events = FakeTrainer(), []
     outcome = run_local(driver_for(tmp_path, events=events), trainer, 1)
-    assert outcome.stop_reason == "answer known"
+    assert outcome.stop_reason is StopReason.ANSWER_KNOWN
     assert trainer.stopped, "some doomed point (N = 4 at least) must have been tried"
     for index in trainer.stopped:
         stopped = trainer.calls[index][0]
@@ -157,7 +177,7 @@ def test_a_stopped_point_and_every_more_compressed_one_are_never_trained(tmp_pat
         assert not [q for q in later if at_least_as_compressed(q, stopped)]
     # a stopped training is a miss in the events, in the records and in the decision
     stopped_points = {trainer.calls[i][0] for i in trainer.stopped}
-    assert {e.point for e in events if e.kind == "missed"} == stopped_points
+    assert {e.point for e in events if e.kind is EventKind.MISSED} == stopped_points
     records = {r.point: r for r in outcome.records if r.status is TrialStatus.STOPPED}
     assert stopped_points <= records.keys()
     for point in stopped_points:
@@ -175,7 +195,7 @@ def test_without_early_stop_the_trainer_never_gets_a_rule(tmp_path):
     assert len(trainer.calls) > 1 and all(stop is None for _, stop in trainer.calls)
     assert not trainer.stopped
     assert not [r for r in outcome.records if r.status is TrialStatus.STOPPED]
-    assert outcome.stop_reason == "answer known" and outcome.best == GridPoint(2, 0.5)
+    assert outcome.stop_reason is StopReason.ANSWER_KNOWN and outcome.best == GridPoint(2, 0.5)
     assert driver_for(tmp_path, early_stop=False, name="other").stop_rule() is None
 
 
@@ -189,9 +209,9 @@ def train(driver, record, *by_products):
 
 def stopped_record(point, evidence_from=None, **extra):
     return TrialRecord(
-        "sst2",
-        point.n,
-        point.sparsity,
+        task="sst2",
+        n=point.n,
+        sparsity=point.sparsity,
         status=TrialStatus.STOPPED,
         reason="stopped early",
         **evidence_of(evidence_from or point),
@@ -217,8 +237,8 @@ def test_a_stopped_teacher_rules_its_row_out_and_is_recorded_free(tmp_path):
     )
     number = train(driver, own, stopped_record(GridPoint(4, 0.0)))
     assert [(e.kind, e.point) for e in events[-2:]] == [
-        ("missed", GridPoint(4, 0.5)),
-        ("free", GridPoint(4, 0.0)),
+        (EventKind.MISSED, GridPoint(4, 0.5)),
+        (EventKind.FREE, GridPoint(4, 0.0)),
     ]
     state = driver.state()
     # bounds: 0.86 - 0.05 + 0.04 = 0.85 < 0.90
@@ -328,7 +348,7 @@ def test_a_looser_budget_later_may_train_a_stopped_point_again(tmp_path):
     trained = [p for p, _ in second.calls]
     assert GridPoint(4, 0.5) in trained
     assert all(stop.threshold == pytest.approx(0.83) for _, stop in second.calls)
-    assert outcome.stop_reason == "answer known" and outcome.best == GridPoint(4, 0.5)
+    assert outcome.stop_reason is StopReason.ANSWER_KNOWN and outcome.best == GridPoint(4, 0.5)
     assert outcome.decision.recommendations[0].point == GridPoint(4, 0.5)
 
 
@@ -364,7 +384,7 @@ def test_cli_early_stop_flag_reaches_the_request(tmp_path, monkeypatch, flag, ea
 
     def capture(request, echo):
         requests.append(request)
-        return {"text": "", "json": {}}
+        return search_command.SearchSummary(text="", document={})
 
     monkeypatch.setattr(search_command, "run_search_command", capture)
     assert main(cli_args(f"sqlite:///{tmp_path / 'cli.db'}", *flag)) == 0

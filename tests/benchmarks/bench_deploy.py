@@ -40,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for text in args.points:
             n, s = text.split(",")
-            result = run_trial(TrialSpec(study, int(n), float(s), device="cpu"))
+            result = run_trial(TrialSpec(study=study, n=int(n), sparsity=float(s), device="cpu"))
             point = (result.n, result.sparsity)
             recorded[point] = result.accuracy
             onnx_file = Path(scratch) / f"n{result.n}-s{result.sparsity:g}.onnx"

@@ -9,7 +9,7 @@ k/8 of its last phases (the (N, 0) teacher's fine-tuning, the pruned model's fin
 output holds, per trained point, its curves and what the training cost (seconds of warm-up,
 teacher and own phases, as the search records them). It is rewritten after every point, and a
 rerun skips the points it holds. (The committed file holds (1, 0) and (2, 0), and the
-bare command's pruned N = 1 trainings for their costs: README, "Measured".)
+bare command's pruned N = 1 trainings for their costs: docs/measurements.md.)
 ``autoprumux.core.early_stop.calibrate`` reads the curves; the margins in ``early_stop.MARGINS`` are
 checked against them by the tests.
 """
@@ -65,7 +65,9 @@ def main() -> None:
         point = _point(text)
         if (point.n, point.sparsity) in done:
             continue
-        spec = TrialSpec(study, point.n, point.sparsity, curve_points=args.curve_points)
+        spec = TrialSpec(
+            study=study, n=point.n, sparsity=point.sparsity, curve_points=args.curve_points
+        )
         result = run_trial(spec)
         warmup, teacher, own = result.cost_parts()
         curves = [c.to_json() for c in (result.teacher and result.teacher.curve, result.curve) if c]

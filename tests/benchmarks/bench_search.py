@@ -109,7 +109,7 @@ def simulate(
             stopped += 1
         elif early_stop and point != teacher and _misses(truth.get(teacher), threshold):
             # its teacher ends under the threshold: it stops before its own phases
-            # (early_stop.TEACHER_MISSED), a miss bounded by the teacher's accuracy
+            # (early_stop.StopPhase.TEACHER_MISSED), a miss bounded by the teacher's accuracy
             bound = truth.get(teacher, 0.0)
             own, stop = 0.0, (1.0, bound)
             bounds[point] = bound
@@ -127,7 +127,12 @@ def simulate(
                 accuracy.setdefault(teacher, truth[teacher])
             records.append(
                 TrialRecord(
-                    "t", point.n, point.sparsity, truth[point], speed[point], **record_costs
+                    task="t",
+                    n=point.n,
+                    sparsity=point.sparsity,
+                    accuracy=truth[point],
+                    throughput=speed[point],
+                    **record_costs,
                 )
             )
         else:
@@ -183,9 +188,9 @@ def _teacher_stop(costs: Costs, n: int, threshold: float | None) -> tuple[float,
 
 def _stopped_record(point: GridPoint, bound: float, record_costs: dict) -> TrialRecord:  # type: ignore[type-arg]
     return TrialRecord(
-        "t",
-        point.n,
-        point.sparsity,
+        task="t",
+        n=point.n,
+        sparsity=point.sparsity,
         status=TrialStatus.STOPPED,
         stop_step=0,
         stop_accuracy=bound,
@@ -259,7 +264,9 @@ def least_cost(
 
 def recommend(accuracy: dict, failed: set, speed: dict, budget: float, points: list) -> list:  # type: ignore[type-arg]
     table = ThroughputTable(speed)
-    observations = Observations(accuracy, {p: speed[p] for p in accuracy}, frozenset(failed))
+    observations = Observations(
+        accuracy=accuracy, throughput={p: speed[p] for p in accuracy}, failed=frozenset(failed)
+    )
     decision = (
         Recommender(3)
         .fit("t", observations, table)
@@ -377,7 +384,13 @@ def print_families(truth: dict, speed: dict, budgets: tuple[float, ...]) -> None
         print(f"{budget:>7.3f} " + " ".join(f"{c:>26}" for c in cells))
 
 
-def tiny_grid_costs(path: str, study_path: str, grid: Grid, speed: dict) -> Costs:  # type: ignore[type-arg]
+def tiny_grid_costs(
+    path: str,
+    study_path: str,
+    grid: Grid,
+    speed: dict,  # type: ignore[type-arg]
+    predicted_rows: frozenset[int] = frozenset(),
+) -> Costs:
     """The real costs of the tiny grid, as far as they were measured (``--costs``, written by
     bench_learning_curves.py, plus the bare command's pruned trainings): each N's warm-up and
     teacher from its (N, 0) training, each pruned point's own part from its training or, in a
@@ -385,18 +398,20 @@ def tiny_grid_costs(path: str, study_path: str, grid: Grid, speed: dict) -> Cost
     one beyond the ends). What was not measured — a row without its (N, 0) training, or without
     any pruned one — is the search's own cost model (``CostModel.for_study``) calibrated on the
     measured trainings: the forward units of the study's recipe at the grid's throughput, times
-    the seconds per unit those trainings took."""
+    the seconds per unit those trainings took. So are the rows in ``predicted_rows`` (measured
+    beside other work, their seconds say little); their curves are used all the same."""
     data = json.loads(Path(path).read_text())
-    trainings = {GridPoint(t["n"], t["sparsity"]): t for t in data["trainings"]}
+    recorded = {GridPoint(t["n"], t["sparsity"]): t for t in data["trainings"]}
+    trainings = {p: t for p, t in recorded.items() if p.n not in predicted_rows}
     study = load_study(study_path)
     recipe = recipe_of(study)
     measured_records = [
         TrialRecord(
-            "sst2",
-            p.n,
-            p.sparsity,
-            t["accuracy"],
-            speed[p],
+            task="sst2",
+            n=p.n,
+            sparsity=p.sparsity,
+            accuracy=t["accuracy"],
+            throughput=speed[p],
             warmup_s=t["warmup_s"],
             teacher_s=t["teacher_s"],
             own_s=t["own_s"],
@@ -409,7 +424,8 @@ def tiny_grid_costs(path: str, study_path: str, grid: Grid, speed: dict) -> Cost
     curves: dict[int, Curve] = {}
     for n in grid.n_values:
         teacher = trainings.get(GridPoint(n, 0.0))
-        for curve in teacher["curves"] if teacher else []:
+        curved = recorded.get(GridPoint(n, 0.0))
+        for curve in curved["curves"] if curved else []:
             if curve["label"].startswith(f"({n}, 0)"):
                 curves[n] = Curve.from_json(curve)
         measured = sorted(
@@ -466,6 +482,14 @@ def main() -> None:
         help="with --grid: the learning-curves run whose measured costs and curves it uses",
     )
     parser.add_argument("--study", default="studies/sst2-tiny.toml", help="with --grid")
+    parser.add_argument(
+        "--predicted-rows",
+        nargs="*",
+        type=int,
+        default=[],
+        help="with --grid: N values whose measured seconds are not used (priced by the cost "
+        "model: measured beside other work); their learning curves still are",
+    )
     parser.add_argument("--throughput", help="table for the grid's failed points")
     parser.add_argument(
         "--budgets", nargs="*", type=float, help="absolute budgets (default: 0, 0.5%%, ..., 10%%)"
@@ -476,7 +500,7 @@ def main() -> None:
     truths = ground_truths(args)
     for seed, (truth, failed_truth, speed, grid) in enumerate(truths):
         costs = (
-            tiny_grid_costs(args.costs, args.study, grid, speed)
+            tiny_grid_costs(args.costs, args.study, grid, speed, frozenset(args.predicted_rows))
             if args.grid
             else synthetic_costs(speed)
         )

@@ -6,10 +6,10 @@
     cd /tmp/before18 && HF_HUB_OFFLINE=1 PYTHONPATH=/tmp/before18 \\
         /work/main/.venv/bin/python /work/main/tests/benchmarks/bench_study_safety.py
 
-Every search is the README's replay demo (studies/sst2.toml, budget 0.03, the replayed table
-studies/results/synthetic-sst2.csv, --executor local), run as a subprocess of this script,
-whose trainings sleep ``--delay`` seconds (this script slows the replay trainer itself, so that
-it runs the same on a checkout without ``replay:FILE?delay=``).
+Every search is the replay demo (docs/search.md#replay) (studies/sst2.toml, budget 0.03, the
+replayed table studies/results/synthetic-sst2.csv, --executor local), run as a subprocess of this
+script, whose trainings sleep ``--delay`` seconds (this script slows the replay trainer itself, so
+that it runs the same on a checkout without ``replay:FILE?delay=``).
 
 Part 1, per step of a trial's life: the study is left as a kill at that step leaves it, then
 the same search runs again. A step a kill can be timed at from outside (a trial training, a

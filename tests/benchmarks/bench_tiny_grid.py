@@ -10,7 +10,7 @@ throughput harness, and the table is written as JSON with its fingerprint (the h
 settings, the machine, the study file's hash, the code's git commit, the wall time of every
 trial). ``autoprumux predict --results`` and ``bench_search.py --ground-truth`` read it.
 ``--n`` trains and writes only those rows of the grid (e.g. a row re-measured on its own).
-On 2 CPU cores the tiny study's 18 points take about an hour (README, "Measured").
+On 2 CPU cores the tiny study's 18 points take about an hour (docs/measurements.md).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main() -> None:
     results = {}
     for i, point in enumerate(points, start=1):
         start = time.perf_counter()
-        result = run_trial(TrialSpec(study, point.n, point.sparsity))
+        result = run_trial(TrialSpec(study=study, n=point.n, sparsity=point.sparsity))
         results[point] = result
         print(
             f"[{i}/{len(points)}] ({point.n}, {point.sparsity:g}) {result.status.value} "

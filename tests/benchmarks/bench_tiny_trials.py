@@ -49,7 +49,7 @@ def main() -> None:
     for text in args.points:
         n, s = text.split(":")
         start = time.perf_counter()
-        result = run_trial(TrialSpec(study, int(n), float(s)))
+        result = run_trial(TrialSpec(study=study, n=int(n), sparsity=float(s)))
         print(
             f"trained ({n}, {s}) in {time.perf_counter() - start:.0f}s: {result.status.value} "
             f"accuracy {result.accuracy} reused {result.reused}",

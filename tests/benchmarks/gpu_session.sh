@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared run for a lent GPU machine (DEVELOPERS.md, README "On a GPU"): the GPU tests,
+# The one prepared run for a lent GPU machine (docs/development.md, docs/measurements.md "On a GPU"): the GPU tests,
 # BERT-base training examples/s per phase and precision, and the paper grid's throughput tables.
 # Run from the project root with the machine's own python3 (it holds torch; nothing can be
 # installed there, no hub): OUT=folder bash tests/benchmarks/gpu_session.sh

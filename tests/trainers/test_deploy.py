@@ -33,9 +33,10 @@ def trained(tmp_path_factory, tiny_sources):
     (root / "qnli.toml").write_text(study_text(model, glue).replace('"sst2"', '"qnli"'))
     sst2, qnli = load_study(root / "sst2.toml"), load_study(root / "qnli.toml")
     results = {
-        (n, s): run_trial(TrialSpec(sst2, n, s, device="cpu")) for n, s in ((1, 0.0), (2, 0.5))
+        (n, s): run_trial(TrialSpec(study=sst2, n=n, sparsity=s, device="cpu"))
+        for n, s in ((1, 0.0), (2, 0.5))
     }
-    results["qnli"] = run_trial(TrialSpec(qnli, 1, 0.0, device="cpu"))
+    results["qnli"] = run_trial(TrialSpec(study=qnli, n=1, sparsity=0.0, device="cpu"))
     return results, glue, root
 
 

@@ -38,8 +38,8 @@ def test_a_trial_gives_the_same_result_in_process_and_in_a_ray_worker(tiny_sourc
     from autoprumux.search.ray_executor import _trainable
 
     point = GridPoint(2, 0.5)  # warm-up, fine-tuning, pruning, post-pruning fine-tuning
-    here = StudyTrainer(study_copy(tiny_sources, tmp_path / "here"), threads=1)
-    there = StudyTrainer(study_copy(tiny_sources, tmp_path / "ray"), threads=1)
+    here = StudyTrainer(study_path=study_copy(tiny_sources, tmp_path / "here"), threads=1)
+    there = StudyTrainer(study_path=study_copy(tiny_sources, tmp_path / "ray"), threads=1)
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # this process's own setting must not matter
     try:

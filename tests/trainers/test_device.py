@@ -181,7 +181,7 @@ def test_auto_precision_is_what_the_gpu_does_best(monkeypatch):
 def test_a_trial_runs_on_its_threads_and_records_its_numerics(tiny_study_file):
     before = torch.get_num_threads()
     study = load_study(tiny_study_file())
-    result = run_trial(TrialSpec(study, 1, 0.0, device="cpu", threads=1))
+    result = run_trial(TrialSpec(study=study, n=1, sparsity=0.0, device="cpu", threads=1))
     assert result.status is TrialStatus.COMPLETE
     assert result.numerics["threads"] == 1 and result.numerics["device"] == "cpu"
     assert result.numerics["precision"] == "fp32"
@@ -195,7 +195,9 @@ def test_out_of_memory_fails_the_trial_with_the_batch_named(tiny_study_file, mon
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(trainers.trial, "run_phase", out_of_memory)
-    result = run_trial(TrialSpec(load_study(tiny_study_file()), 2, 0.0, device="cpu"))
+    result = run_trial(
+        TrialSpec(study=load_study(tiny_study_file()), n=2, sparsity=0.0, device="cpu")
+    )
     assert result.status is TrialStatus.FAILED
     assert result.reason == (  # the fixture study: batch_rows 8, 16 tokens
         "out of memory on cpu with [training] batch_rows = 8: 8 x N=2 = 16 sequences of "
@@ -275,7 +277,7 @@ def test_a_trial_trains_on_cuda(tiny_study_file, monkeypatch):
 
     monkeypatch.setattr(trainers.loop, "train_step", checked_step)
     study = load_study(tiny_study_file(distill_from_n1=True))
-    result = run_trial(TrialSpec(study, 2, 0.5, device="cuda"))
+    result = run_trial(TrialSpec(study=study, n=2, sparsity=0.5, device="cuda"))
     assert result.status is TrialStatus.COMPLETE, result.reason
     assert set(steps) == {"warmup", "finetune", "prune", "post-finetune"}
     assert result.numerics["device"].startswith("cuda") and result.numerics["precision"] in (
@@ -338,7 +340,7 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu(tiny_arch, tmp_path):
 
 @pytest.mark.gpu
 def test_measurement_synchronises_before_it_reads_the_clock(tiny_arch, tmp_path, monkeypatch):
-    import autoprumux.measurement as measurement
+    import trainers.timing as measurement  # the engine's timing (autoprumux.measurement uses it)
     from autoprumux.core.grid import GridPoint
     from autoprumux.core.study import ThroughputSection
 
@@ -370,11 +372,13 @@ def test_compile_is_opt_in_and_compiles_every_trained_model(tiny_study_file, mon
         return original(self, *args, **{**kwargs, "backend": "eager"})
 
     monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
-    plain = run_trial(TrialSpec(load_study(tiny_study_file()), 1, 0.0, device="cpu"))
+    plain = run_trial(
+        TrialSpec(study=load_study(tiny_study_file()), n=1, sparsity=0.0, device="cpu")
+    )
     assert compiled == []  # off unless the study asks
     study = load_study(tiny_study_file(compile=True))
     assert study.training.compile is True
-    result = run_trial(TrialSpec(study, 1, 0.5, device="cpu"))
+    result = run_trial(TrialSpec(study=study, n=1, sparsity=0.5, device="cpu"))
     assert result.status is TrialStatus.COMPLETE and result.numerics["compile"] is True
     # the (1, 0) teacher comes from the cache (compiling does not change what it is); then the
     # teacher loaded for distillation, the student being pruned, and the materialized model

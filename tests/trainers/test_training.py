@@ -99,14 +99,16 @@ def test_pruning_moves_toward_the_target_and_lands_on_it(tiny, width):
 
 def test_run_trial_reuses_the_teacher(tiny_study_file):
     study = load_study(tiny_study_file())
-    first = run_trial(TrialSpec(study, 1, 0.0))
+    first = run_trial(TrialSpec(study=study, n=1, sparsity=0.0))
     assert first.status is TrialStatus.COMPLETE and "finetune" in first.phase_seconds
     assert first.accuracy > 0.9 and first.achieved_sparsity == 0.0 and first.throughput > 0
-    pruned = run_trial(TrialSpec(study, 1, 0.5))
+    pruned = run_trial(TrialSpec(study=study, n=1, sparsity=0.5))
     assert pruned.reused == ("teacher",) and "finetune" not in pruned.phase_seconds
     assert abs(pruned.achieved_sparsity - 0.5) <= 0.02
     assert pruned.parameters < first.parameters
-    again = run_trial(TrialSpec(study, 1, 0.5))  # a finished trial is not trained again
+    again = run_trial(
+        TrialSpec(study=study, n=1, sparsity=0.5)
+    )  # a finished trial is not trained again
     assert again.reused == ("teacher", "trial") and again.accuracy == pruned.accuracy
     record = pruned.to_record()
     assert (record.n, record.sparsity, record.accuracy) == (1, 0.5, pruned.accuracy)
@@ -121,7 +123,7 @@ def test_run_trial_reuses_the_teacher(tiny_study_file):
 
 def test_multiplexed_trial_records_its_warmup(tiny_study_file):
     study = load_study(tiny_study_file())
-    result = run_trial(TrialSpec(study, 2, 0.5))
+    result = run_trial(TrialSpec(study=study, n=2, sparsity=0.5))
     assert result.status is TrialStatus.COMPLETE and 0 < result.token_recovery <= 1
     assert {"warmup", "finetune", "prune", "post-finetune"} <= set(result.phase_seconds)
     warmups = list((study.folder / "artifacts" / "warmup").iterdir())
@@ -146,29 +148,31 @@ def test_multiplexed_trial_records_its_warmup(tiny_study_file):
 
 
 def test_task_dropout_keys_the_task_artifacts_not_the_warmup(tiny_study_file):
-    own = run_trial(TrialSpec(load_study(tiny_study_file()), 2, 0.0))
+    own = run_trial(TrialSpec(study=load_study(tiny_study_file()), n=2, sparsity=0.0))
     assert own.reused == ()
-    none = run_trial(TrialSpec(load_study(tiny_study_file(dropout=0.0)), 2, 0.0))
+    none = run_trial(TrialSpec(study=load_study(tiny_study_file(dropout=0.0)), n=2, sparsity=0.0))
     assert none.reused == ("warmup",) and none.artifact_path != own.artifact_path
     assert none.status is TrialStatus.COMPLETE
 
 
 def test_distilling_from_n1_builds_the_n1_teacher_first(tiny_study_file):
-    plain = run_trial(TrialSpec(load_study(tiny_study_file()), 2, 0.0))
+    plain = run_trial(TrialSpec(study=load_study(tiny_study_file()), n=2, sparsity=0.0))
     path = tiny_study_file()
     path.write_text(
         path.read_text().replace("[training]\n", "[training]\ndistill_from_n1 = true\n")
     )
     study = load_study(path)
-    guided = run_trial(TrialSpec(study, 2, 0.0))
+    guided = run_trial(TrialSpec(study=study, n=2, sparsity=0.0))
     assert guided.reused == ("warmup",) and guided.artifact_path != plain.artifact_path
     assert guided.status is TrialStatus.COMPLETE
-    assert run_trial(TrialSpec(study, 1, 0.0)).reused == ("teacher",)  # built by the N = 2 run
+    assert run_trial(TrialSpec(study=study, n=1, sparsity=0.0)).reused == (
+        "teacher",
+    )  # built by the N = 2 run
 
 
 def test_a_diverging_trial_fails_with_its_reason(tiny_study_file):
     study = load_study(tiny_study_file(finetune_learning_rate=1e30))
-    result = run_trial(TrialSpec(study, 1, 0.0))
+    result = run_trial(TrialSpec(study=study, n=1, sparsity=0.0))
     assert result.status is TrialStatus.FAILED
     assert result.reason.startswith("finetune: loss is nan") or "loss is inf" in result.reason
     finished = [
@@ -190,11 +194,13 @@ def test_an_interrupted_phase_resumes_from_its_checkpoint(tiny_study_file):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        run_trial(TrialSpec(study, 1, 0.0), progress=stop_at_25)
+        run_trial(TrialSpec(study=study, n=1, sparsity=0.0), progress=stop_at_25)
     partial = next(study.artifacts_folder.glob("teacher-n1-*.partial"))
     assert json.loads((partial / "finetune-checkpoint" / "state.json").read_text())["step"] == 20
     steps = []
-    result = run_trial(TrialSpec(study, 1, 0.0), progress=lambda p: steps.append(p.step))
+    result = run_trial(
+        TrialSpec(study=study, n=1, sparsity=0.0), progress=lambda p: steps.append(p.step)
+    )
     assert steps[0] == 21 and steps[-1] == 60  # continued, not started over
     assert result.status is TrialStatus.COMPLETE and not partial.exists()
 
@@ -287,7 +293,7 @@ def test_cli_warmup_builds_once(tiny_study_file, capsys):
     again = json.loads(capsys.readouterr().out)
     assert again["reused"] and again["token_recovery"] == first["token_recovery"]
     # the trial of the same N picks the artifact up
-    result = run_trial(TrialSpec(load_study(path), 2, 0.0))
+    result = run_trial(TrialSpec(study=load_study(path), n=2, sparsity=0.0))
     assert "warmup" in result.reused
     assert main(["warmup", "--study", str(path), "--n", "1"]) == 2  # N >= 2
 
@@ -325,17 +331,17 @@ def test_unlabelled_text_reader_skips_blank_lines(tmp_path):
 
 
 def test_a_hopeless_teacher_stops_at_its_first_check_and_resumes_later(tiny_study_file):
-    from autoprumux.core.early_stop import TEACHER_MISSED, StopRule
+    from autoprumux.core.early_stop import StopPhase, StopRule
 
     study = load_study(tiny_study_file(finetune_steps=200))
     # no accuracy plus a margin of 0.01 reaches 1.5: the check after 1/4 stops the training
     rule = StopRule(threshold=1.5, margins=((0.25, 0.01), (0.5, 0.01), (0.75, 0.01)))
-    stopped = run_trial(TrialSpec(study, 1, 0.5, stop=rule))
+    stopped = run_trial(TrialSpec(study=study, n=1, sparsity=0.5, stop=rule))
     assert stopped.status is TrialStatus.STOPPED
     evidence = stopped.stop
     assert (evidence.point, evidence.phase, evidence.step, evidence.steps) == (
         GridPoint(1, 0.0),
-        "finetune",
+        StopPhase.FINETUNE,
         50,
         200,
     )
@@ -353,7 +359,7 @@ def test_a_hopeless_teacher_stops_at_its_first_check_and_resumes_later(tiny_stud
     assert teacher.point == GridPoint(1, 0.0) and teacher.status is TrialStatus.STOPPED
     # the teacher's phase was checkpointed at the check: without the rule it continues from
     # step 50 (not from its last every-10-steps checkpoint before it) and keeps its curve
-    full = run_trial(TrialSpec(study, 1, 0.0, curve_points=4))
+    full = run_trial(TrialSpec(study=study, n=1, sparsity=0.0, curve_points=4))
     assert full.status is TrialStatus.COMPLETE and full.reused == ()
     steps = [s for s, _ in full.curve.points]
     assert steps == [50, 100, 150, 200] and full.curve.points[0] == (50, evidence.accuracy)
@@ -364,13 +370,13 @@ def test_a_hopeless_teacher_stops_at_its_first_check_and_resumes_later(tiny_stud
     # a pruned point whose teacher ends under the threshold stops before its pruning: the
     # teacher is reused and recorded complete, the point a miss bounded by its accuracy
     above = StopRule(threshold=full.accuracy + 0.01, margins=rule.margins)
-    pruned = run_trial(TrialSpec(study, 1, 0.5, stop=above))
+    pruned = run_trial(TrialSpec(study=study, n=1, sparsity=0.5, stop=above))
     assert pruned.status is TrialStatus.STOPPED and pruned.reused == ("teacher",)
     assert "prune" not in pruned.phase_seconds
     evidence = pruned.stop
     assert (evidence.point, evidence.phase, evidence.step, evidence.steps) == (
         GridPoint(1, 0.0),
-        TEACHER_MISSED,
+        StopPhase.TEACHER_MISSED,
         200,
         200,
     )
