@@ -249,6 +249,7 @@ def test_cli_search_json(tmp_path, grid_file, capsys, storage_url):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # over 20 s on 2 cores
 def test_ray_executor_with_cpu_trials(tmp_path, grid_file, capsys):
     assert (
         cli_search(

@@ -32,6 +32,7 @@ def study_copy(tiny_sources, folder: Path) -> str:  # type: ignore[no-untyped-de
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # over 20 s on 2 cores
 def test_a_trial_gives_the_same_result_in_process_and_in_a_ray_worker(tiny_sources, tmp_path):
     import ray
 

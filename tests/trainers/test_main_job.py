@@ -34,6 +34,7 @@ def autoprumux(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # over 20 s on 2 cores
 def test_the_bare_search_command_on_the_default_study(tiny_study_file, tmp_path):
     written = tiny_study_file()
     project = tmp_path / "project"

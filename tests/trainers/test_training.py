@@ -219,6 +219,7 @@ def test_cli_train_json_end_to_end(tiny_study_file, capsys):
     assert "prune" in err  # the progress bars go to stderr
 
 
+@pytest.mark.slow  # over 20 s on 2 cores
 def test_concurrent_trials_of_one_n_train_one_teacher(tiny_study_file):
     path = tiny_study_file()
     command = [
