@@ -256,12 +256,16 @@ class OptunaStore:
         threshold: float | None,
         by_products: Sequence[TrialRecord] = (),
     ) -> None:
-        """Record a training: its by-products (complete trials of their own, see :meth:`add`),
-        then its attributes, then its state, in the last write."""
+        """Record a training: its by-products (finished trials of their own), then its
+        attributes, then its state, in the last write. A by-product is started and finished
+        like a training (:meth:`start`), so of two searches that record the same (N, 0) teacher
+        at once exactly one does (the lowest trial number wins)."""
         trial_id = self._running[number]
         try:
             for by_product in by_products:
-                self.add(by_product, threshold)
+                free = self.start(by_product.point)
+                if free is not None:
+                    self.finish(free, by_product, threshold)
             attrs = _user_attrs(record, threshold)
             for key, value in attrs.items():
                 self._retrying(self._storage.set_trial_user_attr, trial_id, key, value)
@@ -289,8 +293,8 @@ class OptunaStore:
             self._forget(number)
 
     def add(self, record: TrialRecord, threshold: float | None) -> None:
-        """A finished trial that was not started by :meth:`start`: a complete one not trained
-        on its own (``record.from_trial``), or a training whose trial was taken back."""
+        """A finished training whose trial was taken back by another search while it trained
+        (:meth:`finish`): recorded as a trial of its own."""
         values, constraints = None, {}
         if record.status is TrialStatus.COMPLETE:
             assert record.accuracy is not None and record.throughput is not None
