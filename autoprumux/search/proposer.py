@@ -113,7 +113,9 @@ class Proposer:
         self.min_chance = min_chance  # below this chance of feasibility a point is not worth it
         self.rule = rule
 
-    def status(self, state: SearchState) -> Status:
+    def status(self, state: SearchState, surface: AccuracySurface | None = None) -> Status:
+        """Every candidate's standing; ``surface``: the accuracy surface already fitted on
+        ``state`` (fitted here when not given)."""
         if state.threshold is None:
             return Status(best=None, open=(BASELINE,) if BASELINE in state.candidates else ())
         bad, good = _verdicts(state)
@@ -121,7 +123,7 @@ class Proposer:
             good, key=lambda p: (state.candidates.get(p, 0.0), -p.n, -p.sparsity), default=None
         )
         floor = state.candidates.get(best, 0.0) if best is not None else 0.0
-        surface = AccuracySurface().fit(state.accuracy, state.failed)
+        surface = surface or AccuracySurface().fit(state.accuracy, state.failed)
         ruled_out = set()
         open_points = []
         for point, throughput in state.candidates.items():
@@ -142,13 +144,13 @@ class Proposer:
 
     def propose(self, state: SearchState, k: int = 1) -> list[GridPoint]:
         """Up to ``k`` distinct points to train now (fewer when fewer are open and not pending)."""
-        status = self.status(state)
+        surface = AccuracySurface().fit(state.accuracy, state.failed)  # once, for both steps
+        status = self.status(state, surface)
         available = [p for p in status.open if p not in state.pending]
         if not available or k < 1:
             return []
         if state.threshold is None:
             return available[:1]
-        surface = AccuracySurface().fit(state.accuracy, state.failed)
         rows: dict[int, list[GridPoint]] = {}
         for point in status.open:
             rows.setdefault(point.n, []).append(point)
