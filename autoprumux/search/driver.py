@@ -163,6 +163,9 @@ class SearchDriver:
         self.started_this_run = 0
         self.stop_reason = StopReason.ANSWER_KNOWN
         self._waited_for: frozenset[int] = frozenset()  # other searches' trials, last "waiting"
+        # the rule trainings stop by, once the threshold is known: it is final then (the
+        # baseline is measured once, the budget is this search's), so it is never read again
+        self._stop_rule: StopRule | None = None
         for why, count in store.repair().items():  # before anything is proposed
             if count:
                 log.info("%d trial(s) closed, %s", count, why.value)
@@ -231,11 +234,17 @@ class SearchDriver:
         )
 
     def stop_rule(self) -> StopRule | None:
-        """What trainings started now stop by: the threshold in force (once known)."""
-        if not self.config.early_stop:
-            return None
-        threshold = self.threshold(self._read().observed)
-        return None if threshold is None else StopRule(threshold=threshold)
+        """What trainings started now stop by: the threshold in force (once known). Known, it
+        is the one ``suggest`` found; unknown, the study is read: the baseline may have been
+        measured since (by another search, or by a training this one completed)."""
+        if self.config.early_stop and self._stop_rule is None:
+            self._keep_stop_rule(self.threshold(self._read().observed))
+        return self._stop_rule
+
+    def _keep_stop_rule(self, threshold: float | None) -> None:
+        """Keep the threshold's stop rule once it is known (it never changes then)."""
+        if self.config.early_stop and threshold is not None:
+            self._stop_rule = StopRule(threshold=threshold)
 
     # -- the executor's interface -----------------------------------------------------------
 
@@ -246,6 +255,7 @@ class SearchDriver:
         view = self._read()
         records, running = view.records, view.running
         state = self.state(view)
+        self._keep_stop_rule(state.threshold)  # the stop rule of the trials started below
         trained = trainings(records)
         gpu_hours = sum(r.gpu_hours or 0.0 for r in records)
         busy = len(set(running) | set(self.pending))  # trials running now, in every search

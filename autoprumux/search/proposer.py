@@ -44,6 +44,7 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from autoprumux.core.budget import FEASIBILITY_TOLERANCE
 from autoprumux.core.grid import BASELINE, GridPoint
@@ -118,7 +119,7 @@ class Proposer:
         ``state`` (fitted here when not given)."""
         if state.threshold is None:
             return Status(best=None, open=(BASELINE,) if BASELINE in state.candidates else ())
-        bad, good = _verdicts(state)
+        bad, good = _Verdicts.of(state)
         best = max(
             good, key=lambda p: (state.candidates.get(p, 0.0), -p.n, -p.sparsity), default=None
         )
@@ -151,6 +152,7 @@ class Proposer:
             return []
         if state.threshold is None:
             return available[:1]
+        verdicts = _Verdicts.of(state)  # once: every probe's row teacher is checked against them
         rows: dict[int, list[GridPoint]] = {}
         for point in status.open:
             rows.setdefault(point.n, []).append(point)
@@ -161,7 +163,8 @@ class Proposer:
             probes = [
                 p
                 for n in sorted(rows)
-                if (p := self._probe(sorted(rows[n]), taken, surface, state, by_cost)) is not None
+                if (p := self._probe(sorted(rows[n]), taken, surface, state, verdicts, by_cost))
+                is not None
             ]
             if not probes:
                 break
@@ -231,6 +234,7 @@ class Proposer:
         taken: set[GridPoint],
         surface: AccuracySurface,
         state: SearchState,
+        verdicts: _Verdicts,
         any_teacher: bool = False,
     ) -> GridPoint | None:
         """A row's next probe among its free open points (sorted by s): the largest one more
@@ -240,7 +244,7 @@ class Proposer:
         free = [p for p in row if p not in taken]
         if not free:
             return None
-        if any_teacher and (teacher := self._row_teacher(row, taken, surface, state)):
+        if any_teacher and (teacher := self._row_teacher(row, taken, surface, state, verdicts)):
             return teacher
         predictions = [self.predicted(p, surface, state) for p in free]
         chances = [
@@ -259,6 +263,7 @@ class Proposer:
         taken: set[GridPoint],
         surface: AccuracySurface,
         state: SearchState,
+        verdicts: _Verdicts,
     ) -> GridPoint | None:
         """The (N, 0) of a row whose open points nothing predicts, even when it is not open
         itself (slower than the best verified point): untrained and unsettled, it is the row's
@@ -267,17 +272,18 @@ class Proposer:
         if (
             teacher in taken
             or teacher not in state.candidates
-            or not self._unsettled(teacher, state)
+            or not self._unsettled(teacher, state, verdicts)
             or any(self.predicted(p, surface, state) is not None for p in row if p not in taken)
         ):
             return None
         return teacher
 
-    def _unsettled(self, point: GridPoint, state: SearchState) -> bool:
-        """Untrained, and neither ruled out nor certified feasible by a trained point."""
+    def _unsettled(self, point: GridPoint, state: SearchState, verdicts: _Verdicts) -> bool:
+        """Untrained, and neither ruled out nor certified feasible by a trained point (the
+        ``verdicts`` of ``state``)."""
         if point in state.accuracy or point in state.failed:
             return False
-        bad, good = _verdicts(state)
+        bad, good = verdicts
         return not any(b.n <= point.n and b.sparsity <= point.sparsity for b in bad) and not any(
             g.n >= point.n and g.sparsity >= point.sparsity for g in good
         )
@@ -290,9 +296,15 @@ class Proposer:
         return 1.0 / (1.0 + math.exp(-(predicted - state.threshold) / self.uncertainty))
 
 
-def _verdicts(state: SearchState) -> tuple[set[GridPoint], list[GridPoint]]:
-    """(points known to miss the threshold: trained under it, failed or stopped short;
-    points trained and feasible)."""
-    bad = {p for p, a in state.accuracy.items() if not state.feasible(a)}
-    bad |= set(state.failed) | state.stopped_short()
-    return bad, [p for p, a in state.accuracy.items() if state.feasible(a)]
+class _Verdicts(NamedTuple):
+    """What the trained points say about the threshold."""
+
+    bad: set[GridPoint]  # known to miss it: trained under it, failed or stopped short
+    good: list[GridPoint]  # trained and feasible
+
+    @classmethod
+    def of(cls, state: SearchState) -> _Verdicts:
+        """The verdicts of ``state``'s trained points (it has a threshold)."""
+        bad = {p for p, a in state.accuracy.items() if not state.feasible(a)}
+        bad |= set(state.failed) | state.stopped_short()
+        return cls(bad, [p for p, a in state.accuracy.items() if state.feasible(a)])

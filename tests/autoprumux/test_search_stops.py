@@ -166,6 +166,15 @@ def test_trainers_get_the_stop_rule_once_the_baseline_is_measured(tmp_path):
     assert outcome.decision.recommendations[0].point == GridPoint(2, 0.5)
 
 
+def test_the_threshold_suggest_found_is_not_read_again_for_its_trainings(tmp_path, monkeypatch):
+    driver = driver_for(tmp_path)
+    train(driver, complete(BASELINE, wall_time_s=30.0))
+    assert driver.suggest(1).start
+    monkeypatch.setattr(driver, "_read", lambda: pytest.fail("the study was read again"))
+    assert driver.stop_rule() == StopRule(threshold=pytest.approx(0.90))
+    driver.close()
+
+
 def test_a_stopped_point_and_every_more_compressed_one_are_never_trained(tmp_path):
     trainer, events = FakeTrainer(), []
     outcome = run_local(driver_for(tmp_path, events=events), trainer, 1)

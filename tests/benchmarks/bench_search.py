@@ -38,6 +38,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from autoprumux.core.budget import Budget, BudgetKind, budget_sweep
 from autoprumux.core.early_stop import Curve, StopRule
@@ -101,25 +102,25 @@ def simulate(
         teacher = GridPoint(point.n, 0.0)
         warmup, teacher_s, own = charged(costs, point, point.n in warm_rows, teacher in accuracy)
         warm_rows.add(point.n)
-        stop = _teacher_stop(costs, point.n, threshold) if early_stop and teacher_s else None
-        if stop is not None:  # the teacher's fine-tuning stops: a miss for both
-            fraction, bound = stop
-            teacher_s, own = teacher_s * fraction, 0.0
-            bounds[point] = bounds[teacher] = bound
-            stopped += 1
+        stop: Stop | None = None
+        curve = _teacher_stop(costs, point.n, threshold) if early_stop and teacher_s else None
+        if curve is not None:  # the teacher's fine-tuning stops: a miss for both
+            stop, stop_bounds = _stopped(*curve, point, teacher)
+            teacher_s, own = teacher_s * stop.fraction, 0.0
         elif early_stop and point != teacher and _misses(truth.get(teacher), threshold):
             # its teacher ends under the threshold: it stops before its own phases
             # (early_stop.StopPhase.TEACHER_MISSED), a miss bounded by the teacher's accuracy
-            bound = truth.get(teacher, 0.0)
-            own, stop = 0.0, (1.0, bound)
-            bounds[point] = bound
+            stop, stop_bounds = _stopped(1.0, truth.get(teacher, 0.0), point)
+            own = 0.0
             if teacher in truth:
                 accuracy[teacher] = truth[teacher]
+        if stop is not None:
+            bounds.update(stop_bounds)
             stopped += 1
         spent += warmup + teacher_s + own
         record_costs = {"warmup_s": warmup, "teacher_s": teacher_s, "own_s": own}
         if stop is not None:
-            records.append(_stopped_record(point, bound, record_costs))
+            records.append(_stopped_record(point, stop.bound, record_costs))
         elif point in truth:
             accuracy[point] = truth[point]
             # as the search driver does: an (N, s) training's (N, 0) teacher is recorded free
@@ -149,6 +150,20 @@ def simulate(
         top=top,
         stopped=stopped,
     )
+
+
+class Stop(NamedTuple):
+    """Where a replayed training stopped early."""
+
+    fraction: float  # of its teacher's fine-tuning done
+    bound: float  # the most its accuracy can be
+
+
+def _stopped(
+    fraction: float, bound: float, *missed: GridPoint
+) -> tuple[Stop, dict[GridPoint, float]]:
+    """A training stopped early, and the accuracy bound of each point it shows to miss."""
+    return Stop(fraction, bound), dict.fromkeys(missed, bound)
 
 
 def _misses(accuracy: float | None, threshold: float | None) -> bool:
