@@ -85,6 +85,13 @@ class Architecture:
     def is_multiplexed(self) -> bool:
         return self.mux_width > 1
 
+    @property
+    def ignores_padding(self) -> bool:
+        """Whether padding columns that no example uses can be cut from a batch without changing
+        any output: attention reads real tokens only, except in a PUBLISHED multiplexed model
+        (it attends to every position, padding included, as the released checkpoints did)."""
+        return not (self.is_multiplexed and self.mux_style is MuxStyle.PUBLISHED)
+
     @classmethod
     def dense(
         cls,

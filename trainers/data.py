@@ -14,7 +14,7 @@ import random
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -173,6 +173,8 @@ class Encoded:
     attention_mask: Tensor  # [E, L] 1 for tokens, 0 for padding
     token_type_ids: Tensor  # [E, L]
     labels: Tensor  # [E] int64
+    # [E] int64 on the CPU, or None: computed from the mask when asked (see ``extents``)
+    cpu_extents: Tensor | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -193,12 +195,27 @@ class Encoded:
         """The same examples on ``device`` (itself when they are there already)."""
         if self.input_ids.device == torch.device(device):
             return self
+
+        def moved(t: Tensor) -> Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
         return Encoded(
-            *(
-                t.to(device, non_blocking=non_blocking)
-                for t in (self.input_ids, self.attention_mask, self.token_type_ids, self.labels)
-            )
+            moved(self.input_ids),
+            moved(self.attention_mask),
+            moved(self.token_type_ids),
+            moved(self.labels),
+            cpu_extents=torch.tensor(self.extents(), dtype=torch.long),
         )
+
+    def extents(self) -> list[int]:
+        """Per example, 1 + the column of its last real token: with right padding its token
+        count, with left padding the full length. Read where the tensors were made (``to``
+        carries it), so that cutting batches never waits for the device."""
+        if self.cpu_extents is not None:
+            return list(self.cpu_extents.tolist())
+        mask = self.attention_mask
+        columns = torch.arange(1, mask.shape[1] + 1, device=mask.device)
+        return list((mask.bool() * columns).amax(dim=1).tolist())
 
     def truncated(self, length: int) -> Encoded:
         """The first ``length`` tokens of every example (the last kept token may not be [SEP])."""
@@ -231,29 +248,46 @@ def encode(split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int) ->
 
 
 def batches(
-    data: Encoded, size: int, generator: torch.Generator | None = None, drop_last: bool = True
+    data: Encoded,
+    size: int,
+    generator: torch.Generator | None = None,
+    drop_last: bool = True,
+    trim: bool = False,
 ) -> Iterator[Encoded]:
     """Batches of ``size`` examples, shuffled when a generator is given; for width N, size is
-    B * N so that each batch fills B rows of N instances."""
-    order = (  # drawn on the CPU (one seeded stream on every device), used where the data is
+    B * N so that each batch fills B rows of N instances. With ``trim`` each batch is cut to
+    its longest example (dynamic padding): SST-2's sentences average 13 of 64 tokens, a random
+    batch of 32 needs about 40. Only for models whose outputs ignore padding
+    (``Architecture.ignores_padding``)."""
+    # drawn on the CPU (one seeded stream on every device), used where the data is
+    order = (
         torch.randperm(len(data), generator=generator)
         if generator is not None
         else torch.arange(len(data))
-    ).to(data.device)
+    )
+    on_device = order.to(data.device)
+    # plain lists on the host: cutting a batch neither syncs with the device nor runs a kernel
+    extents, in_order = (data.extents(), order.tolist()) if trim else ([], [])
     stop = len(data) - len(data) % size if drop_last else len(data)
     for start in range(0, stop, size):
-        yield data.rows(order[start : start + size])
+        batch = data.rows(on_device[start : start + size])
+        if trim:
+            batch = batch.truncated(max(extents[i] for i in in_order[start : start + size]))
+        yield batch
 
 
-def endless_batches(data: Encoded, size: int, seed: int, start_step: int = 0) -> Iterator[Encoded]:
-    """Shuffled batches forever, epoch after epoch; ``start_step`` skips ahead (resume)."""
+def endless_batches(
+    data: Encoded, size: int, seed: int, start_step: int = 0, trim: bool = False
+) -> Iterator[Encoded]:
+    """Shuffled batches forever, epoch after epoch; ``start_step`` skips ahead (resume);
+    ``trim`` as in :func:`batches`."""
     if len(data) < size:
         raise DataError(f"{len(data)} training examples cannot fill one batch of {size}")
     per_epoch = len(data) // size
     epoch, skip = divmod(start_step, per_epoch)
     while True:
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        for index, batch in enumerate(batches(data, size, generator)):
+        for index, batch in enumerate(batches(data, size, generator, trim=trim)):
             if index >= skip:
                 yield batch
         epoch, skip = epoch + 1, 0

@@ -56,6 +56,7 @@ def warmup_phase(
         ]
     )
     size = settings.batch_rows * model.arch.mux_width
+    trim = model.arch.ignores_padding  # the loss reads real tokens only
 
     def loss(batch: Encoded, step: int) -> Tensor:
         return retrieval_loss(
@@ -68,7 +69,7 @@ def warmup_phase(
         optimizer=optimizer,
         steps=steps,
         loss=loss,
-        data=lambda start: endless_batches(text, size, seed, start),
+        data=lambda start: endless_batches(text, size, seed, start, trim),
     )
 
 
@@ -106,6 +107,8 @@ def finetune_phase(
         ]
     )
     size = batch_rows * model.arch.mux_width
+    # the loss reads logits only
+    trim = model.arch.ignores_padding and (teacher is None or teacher.arch.ignores_padding)
 
     def loss(batch: Encoded, step: int) -> Tensor:
         logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
@@ -122,7 +125,7 @@ def finetune_phase(
         optimizer=optimizer,
         steps=steps,
         loss=loss,
-        data=lambda start: endless_batches(train, size, seed, start),
+        data=lambda start: endless_batches(train, size, seed, start, trim),
         max_grad_norm=training.max_grad_norm,
     )
 
@@ -197,6 +200,8 @@ def pruning_phase(
         optimizer=optimizer,
         steps=steps,
         loss=loss,
+        # untrimmed (no dynamic padding): CoFi's layer loss averages over every position,
+        # padding included, so cutting padding columns would change the loss and the recipe
         data=lambda start: endless_batches(train, size, seed, start),
         decay=(True, False, False),
         max_grad_norm=training.max_grad_norm,
@@ -223,7 +228,12 @@ def accuracy(
     device = next(model.parameters()).device
     right = torch.zeros((), dtype=torch.long, device=device)
     with (engine or Engine()).autocast():
-        for batch in batches(data.to(device), batch_rows * model.arch.mux_width, drop_last=False):
+        for batch in batches(
+            data.to(device),
+            batch_rows * model.arch.mux_width,
+            drop_last=False,
+            trim=model.arch.ignores_padding,
+        ):
             logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
             right += (logits.argmax(-1) == batch.labels).sum()
     return int(right) / len(data)

@@ -8,7 +8,15 @@ import torch
 from transformers import AutoTokenizer
 
 from autoprumux.core.study import load_study
-from trainers.data import DataError, Split, batches, encode, endless_batches, read_glue_split
+from trainers.data import (
+    DataError,
+    Encoded,
+    Split,
+    batches,
+    encode,
+    endless_batches,
+    read_glue_split,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # Real GLUE SST-2, beside the project (../shared/data/glue); CI lays shared/ out the same way.
@@ -115,3 +123,42 @@ def test_a_split_is_read_from_its_tsv_else_its_xz(tmp_path):
     (tmp_path / "SST-2" / "train.tsv.xz").write_bytes(truncated)
     with pytest.raises(DataError, match=r"SST-2/train.tsv.xz: cannot be read: "):
         read_glue_split(tmp_path, "sst2", "train")
+
+
+def _padded(lengths: list[int], width: int, left: bool = False) -> Encoded:
+    """Examples of the given token counts (ids 1..), padded to ``width`` on the right (or left)."""
+    real = torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]  # [E, width]
+    mask = real.flip(1) if left else real
+    ids = (torch.arange(1, width + 1).repeat(len(lengths), 1) * mask).long()
+    return Encoded(ids, mask.long(), torch.zeros_like(ids), torch.arange(len(lengths)))
+
+
+def test_trimmed_batches_are_the_same_examples_cut_to_their_longest():
+    lengths = [3, 7, 2, 5, 9, 1, 4, 6, 8, 2]
+    data = _padded(lengths, 12)
+    assert data.extents() == lengths
+    assert data.to("cpu").extents() == lengths and data.truncated(5).extents() == [
+        min(n, 5) for n in lengths
+    ]
+    full = list(batches(data, 4, torch.Generator().manual_seed(3), drop_last=False))
+    cut = list(batches(data, 4, torch.Generator().manual_seed(3), drop_last=False, trim=True))
+    assert [len(b) for b in cut] == [4, 4, 2]
+    for whole, trimmed in zip(full, cut, strict=True):
+        longest = max(lengths[i] for i in whole.labels.tolist())  # labels are the row numbers
+        assert trimmed.input_ids.shape == (len(whole), longest)
+        assert torch.equal(trimmed.input_ids, whole.input_ids[:, :longest])
+        assert torch.equal(trimmed.attention_mask, whole.attention_mask[:, :longest])
+        assert not whole.attention_mask[:, longest:].any()  # only padding was cut
+    # resuming part-way through an epoch gives the same cut batches
+    resumed = endless_batches(data, 4, seed=1, start_step=3, trim=True)
+    endless = endless_batches(data, 4, seed=1, trim=True)
+    expected = [next(endless) for _ in range(5)][3:]
+    for a, b in zip(expected, [next(resumed) for _ in range(2)], strict=True):
+        assert torch.equal(a.input_ids, b.input_ids)
+
+
+def test_left_padded_examples_are_not_cut():
+    data = _padded([3, 2, 5], 8, left=True)
+    assert data.extents() == [8, 8, 8]
+    (batch,) = batches(data, 3, trim=True)
+    assert torch.equal(batch.input_ids, data.input_ids)

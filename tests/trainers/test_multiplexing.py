@@ -2,11 +2,12 @@
 
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertModel
 
-from trainers.architecture import DemuxKind, MuxStyle
+from trainers.architecture import DemuxKind, MuxStyle, Pooling
 from trainers.checkpoints import load_pretrained
 from trainers.model import Classifier, set_dropout
 from trainers.multiplexing import gaussian_keys
@@ -208,3 +209,26 @@ def test_set_dropout_reaches_every_dropout(tiny_arch, batch):
     set_dropout(model, 0.3)
     rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
     assert rates == {0.3} and model.encoder.layers[0].attention.attention_dropout == 0.3
+
+
+@pytest.mark.parametrize("width", [1, 2, 4])
+@pytest.mark.parametrize("pooling", list(Pooling))
+def test_cutting_unused_padding_changes_no_output(tiny_arch, width, pooling):
+    """Dynamic padding (trainers.data.batches(trim=True)) is exact for every model that says it
+    ignores padding: the logits of a batch cut to its longest example are those of the batch
+    padded to 20 tokens (to float rounding), for every width and pooling."""
+    torch.manual_seed(0)
+    lengths = torch.tensor([3, 9, 2, 6, 4, 8, 5, 7])  # the longest is 9 of 20 columns
+    mask = (torch.arange(20)[None, :] < lengths[:, None]).long()
+    input_ids = torch.randint(1, 200, mask.shape) * mask
+    model = Classifier(tiny_arch.with_mux(width, pooling=pooling))
+    assert model.arch.ignores_padding
+    padded = run(model, input_ids, mask)
+    cut = run(model, input_ids[:, :9], mask[:, :9])
+    assert torch.allclose(cut, padded, atol=1e-5)
+    # the released MUX-BERT computation attends to padding too: it is never cut
+    published = Classifier(tiny_arch.with_mux(width, pooling=pooling, mux_style=MuxStyle.PUBLISHED))
+    assert published.arch.ignores_padding == (width == 1)
+    if width > 1:
+        published_cut = run(published, input_ids[:, :9], mask[:, :9])
+        assert not torch.allclose(published_cut, run(published, input_ids, mask), atol=1e-3)

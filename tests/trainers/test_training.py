@@ -12,14 +12,15 @@ import torch
 from autoprumux.cli.main import main
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import TrialStatus
-from autoprumux.core.study import load_study
-from trainers.architecture import prunable_params
+from autoprumux.core.study import TrainingSection, WarmupSection, load_study
+from trainers.architecture import MuxStyle, prunable_params
 from trainers.cache_keys import warmup_folder
 from trainers.checkpoints import load_pretrained
-from trainers.data import DataError, encode, read_glue_split, read_unlabelled_text
+from trainers.data import DataError, Encoded, encode, read_glue_split, read_unlabelled_text
 from trainers.l0 import L0Module
 from trainers.loop import run_phase
 from trainers.materialize import materialize
+from trainers.model import Classifier
 from trainers.phases import accuracy, finetune_phase, identity_map, pruning_phase, warmup_phase
 from trainers.retrieval import RetrievalHead, token_recovery
 from trainers.trial import TrialResult, TrialSpec, run_trial
@@ -386,3 +387,47 @@ def test_a_hopeless_teacher_stops_at_its_first_check_and_resumes_later(tiny_stud
     assert "stopped before pruning" in pruned.reason
     (teacher,) = pruned.training().by_products
     assert teacher.status is TrialStatus.COMPLETE and teacher.accuracy == full.accuracy
+
+
+def test_phases_cut_padding_where_it_changes_nothing_and_only_there(tiny_arch):
+    """Fine-tuning, distillation, the warm-up and evaluation run on batches cut to their longest
+    example; CoFi's pruning does not (its layer loss averages over padding too), nor does a
+    multiplexed PUBLISHED model (it attends to padding)."""
+    torch.manual_seed(0)
+    lengths = torch.tensor([3, 9, 2, 6, 4, 8, 5, 7] * 4)
+    mask = (torch.arange(20)[None, :] < lengths[:, None]).long()
+    ids = torch.randint(1, 200, mask.shape) * mask
+    data = Encoded(ids, mask, torch.zeros_like(ids), torch.randint(0, 2, (len(ids),)))
+    training = TrainingSection(batch_rows=4)
+    one, two = Classifier(tiny_arch), Classifier(tiny_arch.with_mux(2))
+    published = Classifier(tiny_arch.with_mux(2, mux_style=MuxStyle.PUBLISHED))
+
+    def width_of(phase) -> int:  # type: ignore[no-untyped-def]
+        return int(next(phase.data(0)).input_ids.shape[1])
+
+    def longest_of(phase) -> int:  # type: ignore[no-untyped-def]
+        return int(next(phase.data(0)).attention_mask.sum(1).max())
+
+    cut = [
+        finetune_phase(one, data, 2, 1e-3, 4, 0, training),
+        finetune_phase(two, data, 2, 1e-3, 4, 0, training, teacher=one),
+        warmup_phase(two, RetrievalHead(two), data, WarmupSection(batch_rows=4), 0, 2),
+    ]
+    assert all(width_of(p) == longest_of(p) < 20 for p in cut)
+    uncut = [
+        finetune_phase(published, data, 2, 1e-3, 4, 0, training),
+        pruning_phase(
+            one, one, L0Module(tiny_arch), identity_map(32), data, training, 2, 1, 0.5, 0
+        ),
+    ]
+    assert all(width_of(p) == 20 for p in uncut)
+    # evaluation on cut batches: the accuracy of the padded batches, example for example
+    with torch.no_grad():
+        right = sum(
+            int((two.eval()(*batch[:3]).argmax(-1) == batch[3]).sum())
+            for batch in [
+                (ids[i : i + 8], mask[i : i + 8], None, data.labels[i : i + 8])
+                for i in range(0, len(ids), 8)
+            ]
+        )
+    assert accuracy(two, data, batch_rows=4) == right / len(ids)
