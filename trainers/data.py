@@ -204,18 +204,22 @@ class Encoded:
             moved(self.attention_mask),
             moved(self.token_type_ids),
             moved(self.labels),
-            cpu_extents=torch.tensor(self.extents(), dtype=torch.long),
+            cpu_extents=self._extents_on_host(),
         )
 
     def extents(self) -> list[int]:
         """Per example, 1 + the column of its last real token: with right padding its token
         count, with left padding the full length. Read where the tensors were made (``to``
         carries it), so that cutting batches never waits for the device."""
+        return list(self._extents_on_host().tolist())
+
+    def _extents_on_host(self) -> Tensor:
+        """``extents`` as a [E] int64 tensor on the CPU: carried, else computed from the mask."""
         if self.cpu_extents is not None:
-            return list(self.cpu_extents.tolist())
+            return self.cpu_extents
         mask = self.attention_mask
         columns = torch.arange(1, mask.shape[1] + 1, device=mask.device)
-        return list((mask.bool() * columns).amax(dim=1).tolist())
+        return (mask.bool() * columns).amax(dim=1).cpu()
 
     def truncated(self, length: int) -> Encoded:
         """The first ``length`` tokens of every example (the last kept token may not be [SEP])."""
