@@ -34,8 +34,9 @@ from trainers.data import DataError
 from trainers.device import Precision
 
 # Bumped when the pruning's conventions change what a trained (N, s) is, so cached trials of
-# the old rules are not reused: "cofi-exact" is CoFi's initialisation, size, ramp and clamp.
-PRUNING_RULES = "cofi-exact"
+# the old rules are not reused: "cofi-exact" is CoFi's initialisation, size, ramp and clamp;
+# "-token-layer-loss" its layer loss over real tokens only (trainers.phases.token_mse).
+PRUNING_RULES = "cofi-exact-token-layer-loss"
 
 # a key's settings: JSON values, hashed by trainers.artifacts.cache_key
 Settings = dict[str, object]
@@ -99,6 +100,7 @@ def warmup_key(study: Study, n: int, seed: int, precision: Precision) -> str:
         settings["num_labels"] = TASKS[study.task].num_labels
     else:
         settings["text"] = task_data_settings(study)
+    _add_when_set(settings, "group_by_length", warmup.group_by_length)
     return cache_key(settings)
 
 
@@ -139,6 +141,7 @@ def teacher_key(
     if guide is not None:
         settings["guide"] = guide
         settings["distill_temperature"] = training.distill_temperature  # of the guide's logits
+    _add_when_set(settings, "group_by_length", training.group_by_length)
     return cache_key(settings)
 
 
@@ -154,37 +157,44 @@ def trial_key(
     """The (N, s) model: CoFi pruning of the teacher with distillation from it, then the
     materialized model's fine-tuning with the teacher's logits."""
     training = study.training
-    return cache_key(
-        {
-            "teacher": teacher,
-            "n": n,
-            "sparsity": sparsity,
-            "pruning": {
-                "epochs": training.pruning_epochs,
-                "steps": training.pruning_steps,
-                "lagrangian_warmup_epochs": training.lagrangian_warmup_epochs,
-                "lagrangian_warmup_steps": training.lagrangian_warmup_steps,
-                "learning_rate": training.pruning_learning_rate,
-                "l0_learning_rate": training.l0_learning_rate,
-                "lagrangian_learning_rate": training.lagrangian_learning_rate,
-                "distill_ce_alpha": training.distill_ce_alpha,
-            },
-            "post_pruning": {
-                "epochs": training.post_pruning_epochs,
-                "steps": training.post_pruning_steps,
-                "learning_rate": training.finetune_learning_rate,
-                "new_learning_rate": training.new_learning_rate,
-            },
-            "distill_temperature": training.distill_temperature,  # both phases' logit KL
-            "batch_rows": training.batch_rows,
-            "max_grad_norm": training.max_grad_norm,
-            "freeze_word_embeddings": training.freeze_word_embeddings,
-            "dropout": training.dropout,
-            "seed": seed,
-            "precision": precision.value,
-            "pruning_rules": PRUNING_RULES,
-        }
-    )
+    settings: Settings = {
+        "teacher": teacher,
+        "n": n,
+        "sparsity": sparsity,
+        "pruning": {
+            "epochs": training.pruning_epochs,
+            "steps": training.pruning_steps,
+            "lagrangian_warmup_epochs": training.lagrangian_warmup_epochs,
+            "lagrangian_warmup_steps": training.lagrangian_warmup_steps,
+            "learning_rate": training.pruning_learning_rate,
+            "l0_learning_rate": training.l0_learning_rate,
+            "lagrangian_learning_rate": training.lagrangian_learning_rate,
+            "distill_ce_alpha": training.distill_ce_alpha,
+        },
+        "post_pruning": {
+            "epochs": training.post_pruning_epochs,
+            "steps": training.post_pruning_steps,
+            "learning_rate": training.finetune_learning_rate,
+            "new_learning_rate": training.new_learning_rate,
+        },
+        "distill_temperature": training.distill_temperature,  # both phases' logit KL
+        "batch_rows": training.batch_rows,
+        "max_grad_norm": training.max_grad_norm,
+        "freeze_word_embeddings": training.freeze_word_embeddings,
+        "dropout": training.dropout,
+        "seed": seed,
+        "precision": precision.value,
+        "pruning_rules": PRUNING_RULES,
+    }
+    _add_when_set(settings, "group_by_length", training.group_by_length)  # both phases' batches
+    return cache_key(settings)
+
+
+def _add_when_set(settings: Settings, name: str, value: bool) -> None:
+    """A setting added to the keys later: in them only when set, so that the artifacts built
+    before it existed keep their keys."""
+    if value:
+        settings[name] = value
 
 
 def task_data_settings(study: Study) -> Settings:

@@ -12,7 +12,7 @@ import csv
 import lzma
 import random
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,28 +251,38 @@ def encode(split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int) ->
     )
 
 
+# batches sorted together by length: transformers' LengthGroupedSampler uses 50 too
+GROUPED_BATCHES = 50
+
+
 def batches(
     data: Encoded,
     size: int,
     generator: torch.Generator | None = None,
     drop_last: bool = True,
     trim: bool = False,
+    group: bool = False,
 ) -> Iterator[Encoded]:
     """Batches of ``size`` examples, shuffled when a generator is given; for width N, size is
     B * N so that each batch fills B rows of N instances. With ``trim`` each batch is cut to
     its longest example (dynamic padding): SST-2's sentences average 13 of 64 tokens, a random
     batch of 32 needs about 40. Only for models whose outputs ignore padding
-    (``Architecture.ignores_padding``)."""
+    (``Architecture.ignores_padding``). With ``group`` too (and a generator), each batch holds
+    sentences of similar length (:func:`length_grouped`), so its cut is short as well."""
     # drawn on the CPU (one seeded stream on every device), used where the data is
     order = (
         torch.randperm(len(data), generator=generator)
         if generator is not None
         else torch.arange(len(data))
     )
-    on_device = order.to(data.device)
     # plain lists on the host: cutting a batch neither syncs with the device nor runs a kernel
     extents, in_order = (data.extents(), order.tolist()) if trim else ([], [])
-    stop = len(data) - len(data) % size if drop_last else len(data)
+    whole = len(data) - len(data) % size  # the examples of whole batches
+    stop = whole if drop_last else len(data)
+    if trim and group and generator is not None:
+        in_order[:whole] = length_grouped(in_order[:whole], extents, size, generator)
+        order = torch.tensor(in_order)
+    on_device = order.to(data.device)
     for start in range(0, stop, size):
         batch = data.rows(on_device[start : start + size])
         if trim:
@@ -280,18 +290,40 @@ def batches(
         yield batch
 
 
+def length_grouped(
+    order: list[int], extents: Sequence[int], size: int, generator: torch.Generator
+) -> list[int]:
+    """``order`` (shuffled, whole batches of ``size``) regrouped by length: every run of
+    GROUPED_BATCHES batches is sorted by extent and cut into batches again, and those batches
+    are shuffled, so that lengths do not fall or rise from step to step. Each example stays in
+    its run: an epoch still draws every example once, in a random run order."""
+    grouped: list[int] = []
+    span = size * GROUPED_BATCHES
+    for start in range(0, len(order), span):
+        run = sorted(order[start : start + span], key=extents.__getitem__)  # stable: ties random
+        cut = [run[i : i + size] for i in range(0, len(run), size)]
+        for index in torch.randperm(len(cut), generator=generator).tolist():
+            grouped.extend(cut[index])
+    return grouped
+
+
 def endless_batches(
-    data: Encoded, size: int, seed: int, start_step: int = 0, trim: bool = False
+    data: Encoded,
+    size: int,
+    seed: int,
+    start_step: int = 0,
+    trim: bool = False,
+    group: bool = False,
 ) -> Iterator[Encoded]:
     """Shuffled batches forever, epoch after epoch; ``start_step`` skips ahead (resume);
-    ``trim`` as in :func:`batches`."""
+    ``trim`` and ``group`` as in :func:`batches`."""
     if len(data) < size:
         raise DataError(f"{len(data)} training examples cannot fill one batch of {size}")
     per_epoch = len(data) // size
     epoch, skip = divmod(start_step, per_epoch)
     while True:
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        for index, batch in enumerate(batches(data, size, generator, trim=trim)):
+        for index, batch in enumerate(batches(data, size, generator, trim=trim, group=group)):
             if index >= skip:
                 yield batch
         epoch, skip = epoch + 1, 0

@@ -106,11 +106,14 @@ class Classifier(nn.Module):
             mixed = embeddings(inputs_embeds=mixed, masks=masks)
             return self.encoder.encode(mixed, None, masks, collect)
         mixed = self.mux(embeddings(input_ids, token_type_ids, masks=masks))
-        group_mask = None
-        if attention_mask is not None:
-            width = self.arch.mux_width
-            group_mask = attention_mask.view(-1, width, attention_mask.shape[1]).amax(dim=1)
+        group_mask = None if attention_mask is None else self.encoded_tokens(attention_mask)
         return self.encoder.encode(mixed, group_mask, masks, collect)
+
+    def encoded_tokens(self, attention_mask: Tensor) -> Tensor:  # [B, L] -> [B/N, L]
+        """Per row the encoder runs on, 1 at the positions that hold a real token of any of
+        its N inputs (what the encoder attends to, unless the model attends to padding too)."""
+        width = self.arch.mux_width
+        return attention_mask.view(-1, width, attention_mask.shape[1]).amax(dim=1)
 
 
 def pad_to_multiple(

@@ -38,6 +38,8 @@ _Dataclass = TypeVar("_Dataclass", bound=_DataclassInstance)
 
 SCHEMA_VERSION = 1
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # [training] precision
+# field metadata: a setting added after studies were stored enters the recipe only when set
+RECIPE_WHEN_SET = "recipe_when_set"
 # A study's name becomes file and folder names (<name>.db, reports/<name>.html,
 # artifacts/<name>/): one path component, never hidden, never "..".
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -143,6 +145,8 @@ class WarmupSection:
     # column of a datasets-hub dataset's train split. Not in the repr: the warm-up cache key
     # is built from the repr, and artifacts made before this field existed stay valid.
     text: str = field(default="", repr=False)
+    # Batches of similar sentence lengths (``[training] group_by_length``), for the warm-up.
+    group_by_length: bool = field(default=False, metadata={RECIPE_WHEN_SET: True})
 
     def __post_init__(self) -> None:
         for name in ("steps_per_instance", "mlm_steps"):
@@ -214,6 +218,10 @@ class TrainingSection:
     # N > 1: the task fine-tuning also learns the (1, 0) teacher's logits (KL at
     # distill_temperature), building that teacher first if needed. Not in the repr, as dropout.
     distill_from_n1: bool = field(default=False, repr=False)
+    # Each batch draws sentences of similar length (as transformers' group_by_length), so that
+    # cutting its padding leaves little: faster steps, a different order of examples. Only for
+    # models that ignore padding (the phases cut their batches then).
+    group_by_length: bool = field(default=False, metadata={RECIPE_WHEN_SET: True})
     # Training precision: "auto" (bf16 autocast on a GPU that has it, fp16 with a gradient
     # scaler on one that does not, fp32 on a CPU), or "fp32", "bf16", "fp16".
     precision: str = "auto"
@@ -329,9 +337,19 @@ class Study:
         training, multiplexing, warm-up), so a study's stored results are never reused under
         another recipe. The grid, the throughput settings and the storage are not part of it."""
         sections = (self.model, self.data, self.training, self.multiplexing, self.warmup)
-        parts = [self.study.seed, *(dataclasses.asdict(section) for section in sections)]
+        parts = [self.study.seed, *(_recipe_part(section) for section in sections)]
         text = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _recipe_part(section: Any) -> dict[str, Any]:  # Any: a section dataclass
+    """A section's settings for :attr:`Study.recipe`, less those added later and left at their
+    default (``RECIPE_WHEN_SET``), so that adding a setting keeps every stored study's recipe."""
+    values = dataclasses.asdict(section)
+    for item in fields(section):
+        if item.metadata.get(RECIPE_WHEN_SET) and values[item.name] == item.default:
+            del values[item.name]
+    return values
 
 
 def load_study(path: str | Path) -> Study:

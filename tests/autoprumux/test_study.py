@@ -128,11 +128,15 @@ def test_the_recipe_covers_what_decides_a_trials_result(tmp_path):
         '[warmup]\ntext = "corpus.txt"',
         "[multiplexing]\npooling = 'mean'",
         "[model]\nnum_layers = 2",
+        "[training]\ngroup_by_length = true",
+        "[warmup]\ngroup_by_length = true",
     ):
         assert recipe(changed) != plain, changed
     assert recipe("", study='[study]\ntask = "sst2"\nseed = 1\n') != plain
     for unchanged in ("[grid]\nn = [1, 2]", "[throughput]\npasses = 3", "[storage]\nurl = 'x'"):
         assert recipe(unchanged) == plain, unchanged
+    # a setting added later, at its default: the recipe of studies stored before it existed
+    assert recipe("[training]\ngroup_by_length = false") == plain == "1a31bf540147"
 
 
 def test_missing_study_file(tmp_path):

@@ -10,7 +10,9 @@ CoFi pruning at N = 1 and N = 2; post-pruning fine-tuning of the materialized mo
 evaluation) once with each version, in a fresh subprocess each, alternating which goes first,
 so that the machine's drift hits both alike. It prints the median examples/second of each phase
 per version and their ratio (this / before). Weights are the study's pretrained model, data its
-training sentences; each phase is timed over ``--steps`` steps after two untimed ones.
+training sentences; each phase is timed over ``--steps`` steps after two untimed ones. A
+relative ``--study`` is each version's own copy of the study file (its recipe: the tiny study's
+``group_by_length`` is timed with the engine that has it).
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ print("RATES " + json.dumps(rates))
 
 
 def probe(root: Path, args: argparse.Namespace) -> dict[str, float]:
-    study = str(Path(args.study).resolve())
+    study = str(root / args.study)  # each version's own recipe (a relative path: its copy)
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, study, str(args.steps), str(args.threads), args.device],
         capture_output=True,

@@ -83,6 +83,9 @@ SETTINGS = [
     ("training.checkpoint_every", 7, {}, 2, NOTHING),  # a resumed phase is the same phase
     ("training.precision", "fp32", {}, 2, NOTHING),  # the resolved precision is an argument
     ("training.compile", True, {}, 2, NOTHING),
+    ("training.group_by_length", True, {}, 2, TASK_MODELS),
+    ("warmup.group_by_length", True, {}, 2, EVERY),
+    ("warmup.group_by_length", True, {}, 1, NOTHING),
     ("multiplexing.style", "published", {}, 2, EVERY),
     ("multiplexing.demux", "mlp", {}, 2, EVERY),
     ("multiplexing.key_norm", 1.0, {}, 2, EVERY),
@@ -248,3 +251,13 @@ def test_a_warmup_text_file_is_keyed_by_its_content(tmp_path):
 
 def test_keys_are_stable(tmp_path):
     assert folder_names(a_study(tmp_path)) == folder_names(a_study(tmp_path))
+
+
+def test_settings_added_later_keep_the_keys_of_artifacts_built_before_them(tmp_path):
+    """The folder names of the default study's artifacts, as before ``group_by_length``
+    existed (the trial's changed with its layer loss over real tokens, PRUNING_RULES)."""
+    assert folder_names(a_study(tmp_path)) == {
+        WARMUP: "bert-base-uncased-n2-sst2-c62373f666",
+        TEACHER: "teacher-n2-ba020e6b52",
+        TRIAL: "trial-n2-s0.5-629e291530",
+    }

@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 
 from autoprumux.core.study import load_study
 from trainers.data import (
+    GROUPED_BATCHES,
     DataError,
     Encoded,
     Split,
@@ -155,6 +156,53 @@ def test_trimmed_batches_are_the_same_examples_cut_to_their_longest():
     expected = [next(endless) for _ in range(5)][3:]
     for a, b in zip(expected, [next(resumed) for _ in range(2)], strict=True):
         assert torch.equal(a.input_ids, b.input_ids)
+
+
+def test_grouped_batches_pair_sentences_of_similar_length():
+    lengths = [5, 1, 4, 2, 3, 6, 9, 7, 8, 12, 10, 11, 13]  # 6 batches of 2, one example left
+    data = _padded(lengths, 14)
+    plain = list(batches(data, 2, torch.Generator().manual_seed(3), trim=True))
+    grouped = list(batches(data, 2, torch.Generator().manual_seed(3), trim=True, group=True))
+    # the epoch's whole batches draw the same 12 examples, now sorted into neighbouring pairs
+    kept = sorted(lengths[i] for b in plain for i in b.labels.tolist())
+    pairs = [sorted(lengths[i] for i in b.labels.tolist()) for b in grouped]
+    assert sorted(pairs) == [kept[i : i + 2] for i in range(0, 12, 2)]
+    assert [b.input_ids.shape[1] for b in grouped] == [pair[1] for pair in pairs]
+    assert pairs != sorted(pairs) and pairs != sorted(pairs, reverse=True)  # shuffled batches
+    # without a generator (evaluation) or without cutting, nothing is regrouped
+
+    def rows(**options) -> list[list[int]]:  # type: ignore[no-untyped-def]
+        return [b.labels.tolist() for b in batches(data, 2, **options)]
+
+    assert (
+        rows(trim=True, group=True)
+        == rows(trim=True)
+        == [[0, 1], [2, 3], [4, 5]] + [[6, 7], [8, 9], [10, 11]]
+    )
+    shuffled = rows(generator=torch.Generator().manual_seed(3))
+    assert rows(generator=torch.Generator().manual_seed(3), group=True) == shuffled
+
+
+def test_grouping_keeps_each_example_in_its_run_of_batches():
+    lengths = torch.randint(
+        1, 30, (3 * GROUPED_BATCHES,), generator=torch.Generator().manual_seed(0)
+    )
+    data = _padded(lengths.tolist(), 30)
+    plain = [b.labels.item() for b in batches(data, 1, torch.Generator().manual_seed(5), trim=True)]
+    grouped = [
+        b.labels.item()
+        for b in batches(data, 1, torch.Generator().manual_seed(5), trim=True, group=True)
+    ]
+    assert grouped != plain
+    for run in range(3):
+        span = slice(run * GROUPED_BATCHES, (run + 1) * GROUPED_BATCHES)
+        assert sorted(grouped[span]) == sorted(plain[span])
+    # resuming part-way through an epoch gives the same grouped batches
+    endless = endless_batches(data, 4, seed=1, trim=True, group=True)
+    resumed = endless_batches(data, 4, seed=1, start_step=30, trim=True, group=True)
+    expected = [next(endless) for _ in range(33)][30:]
+    for a, b in zip(expected, [next(resumed) for _ in range(3)], strict=True):
+        assert torch.equal(a.labels, b.labels) and torch.equal(a.input_ids, b.input_ids)
 
 
 def test_left_padded_examples_are_not_cut():

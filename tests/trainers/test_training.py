@@ -1,5 +1,6 @@
 """The PruMUX phases and run_trial on a tiny random BERT (seconds each)."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from autoprumux.cli.main import main
 from autoprumux.core.grid import GridPoint
@@ -21,7 +24,14 @@ from trainers.l0 import L0Module
 from trainers.loop import run_phase
 from trainers.materialize import materialize
 from trainers.model import Classifier
-from trainers.phases import accuracy, finetune_phase, identity_map, pruning_phase, warmup_phase
+from trainers.phases import (
+    accuracy,
+    finetune_phase,
+    identity_map,
+    pruning_phase,
+    token_mse,
+    warmup_phase,
+)
 from trainers.retrieval import RetrievalHead, token_recovery
 from trainers.trial import TrialResult, TrialSpec, run_trial
 
@@ -389,10 +399,47 @@ def test_a_hopeless_teacher_stops_at_its_first_check_and_resumes_later(tiny_stud
     assert teacher.status is TrialStatus.COMPLETE and teacher.accuracy == full.accuracy
 
 
+def test_the_layer_loss_averages_over_real_tokens():
+    student = torch.zeros(1, 3, 2)
+    teacher = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [5.0, 5.0]]])  # the last position: padding
+    assert token_mse(student, teacher, torch.tensor([[1, 1, 0]])).item() == 2.5  # (1+1+4+4)/4
+    assert token_mse(student, teacher, None).item() == 10.0  # CoFi's: (1+1+4+4+25+25)/6
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_the_pruning_loss_of_a_batch_is_the_loss_of_its_cut(tiny_arch, width):
+    """With the layer loss over real tokens, cutting padding no example uses changes no term of
+    CoFi's loss (logit KL, layer MSE, Lagrangian), so the pruning phase may cut its batches."""
+    arch = tiny_arch.with_mux(width) if width > 1 else tiny_arch
+    torch.manual_seed(0)
+    lengths = torch.tensor([3, 9, 2, 6, 4, 8, 5, 7])
+    mask = (torch.arange(20)[None, :] < lengths[:, None]).long()
+    ids = torch.randint(1, 200, mask.shape) * mask
+    padded = Encoded(ids, mask, torch.zeros_like(ids), torch.randint(0, 2, (8,)))
+    teacher, student = Classifier(arch).eval(), Classifier(arch).eval()  # no dropout
+    training = TrainingSection(batch_rows=8 // width)
+    phase = pruning_phase(
+        student, teacher, L0Module(arch), nn.Linear(32, 32), padded, training, 2, 4, 0.5, 0
+    )
+    losses = []
+    for batch in (padded, padded.truncated(9)):
+        torch.manual_seed(1)  # the same sampled masks
+        losses.append(phase.loss(batch, 1).item())
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5) and losses[0] > 0
+    # CoFi's average over every position would differ: the padding's outputs differ
+    teacher_layers: list[torch.Tensor] = []
+    teacher(ids, mask, collect=teacher_layers)
+    student_layers: list[torch.Tensor] = []
+    student(ids, mask, collect=student_layers)
+    whole = F.mse_loss(student_layers[-1], teacher_layers[-1])
+    cut = F.mse_loss(student_layers[-1][:, :9], teacher_layers[-1][:, :9])
+    assert abs(whole.item() - cut.item()) > 1e-3
+
+
 def test_phases_cut_padding_where_it_changes_nothing_and_only_there(tiny_arch):
-    """Fine-tuning, distillation, the warm-up and evaluation run on batches cut to their longest
-    example; CoFi's pruning does not (its layer loss averages over padding too), nor does a
-    multiplexed PUBLISHED model (it attends to padding)."""
+    """Fine-tuning, distillation, pruning, the warm-up and evaluation run on batches cut to
+    their longest example, except with a multiplexed PUBLISHED model (it attends to padding);
+    with ``group_by_length`` each batch's sentences are of one length here."""
     torch.manual_seed(0)
     lengths = torch.tensor([3, 9, 2, 6, 4, 8, 5, 7] * 4)
     mask = (torch.arange(20)[None, :] < lengths[:, None]).long()
@@ -412,15 +459,41 @@ def test_phases_cut_padding_where_it_changes_nothing_and_only_there(tiny_arch):
         finetune_phase(one, data, 2, 1e-3, 4, 0, training),
         finetune_phase(two, data, 2, 1e-3, 4, 0, training, teacher=one),
         warmup_phase(two, RetrievalHead(two), data, WarmupSection(batch_rows=4), 0, 2),
+        pruning_phase(
+            one, one, L0Module(tiny_arch), identity_map(32), data, training, 2, 1, 0.5, 0
+        ),
     ]
     assert all(width_of(p) == longest_of(p) < 20 for p in cut)
     uncut = [
         finetune_phase(published, data, 2, 1e-3, 4, 0, training),
         pruning_phase(
-            one, one, L0Module(tiny_arch), identity_map(32), data, training, 2, 1, 0.5, 0
+            published,
+            published,
+            L0Module(published.arch),
+            identity_map(32),
+            data,
+            training,
+            2,
+            1,
+            0.5,
+            0,
         ),
     ]
     assert all(width_of(p) == 20 for p in uncut)
+    # grouped: the 32 sentences hold each of 8 lengths 4 times, so every batch of 4 is of one
+    grouping = TrainingSection(batch_rows=2, group_by_length=True)
+    grouped = [
+        finetune_phase(one, data, 2, 1e-3, 4, 0, grouping),
+        finetune_phase(two, data, 2, 1e-3, 2, 0, grouping, teacher=one),
+        warmup_phase(
+            two, RetrievalHead(two), data, WarmupSection(batch_rows=2, group_by_length=True), 0, 2
+        ),
+        pruning_phase(two, two, L0Module(two.arch), identity_map(32), data, grouping, 2, 1, 0.5, 0),
+    ]
+    for phase in grouped:
+        epoch = list(itertools.islice(phase.data(0), 8))
+        assert all(b.attention_mask.sum(1).unique().numel() == 1 for b in epoch)
+        assert all(b.input_ids.shape[1] == int(b.attention_mask.sum(1)[0]) for b in epoch)
     # evaluation on cut batches: the accuracy of the padded batches, example for example
     with torch.no_grad():
         right = sum(
