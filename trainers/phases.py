@@ -32,6 +32,11 @@ def _split_parameters(model: Classifier) -> tuple[list[nn.Parameter], list[nn.Pa
     return encoder, new
 
 
+def _grouped_rows(model: Classifier, group_by_length: bool) -> int:
+    """``group_rows`` for the model's batches: its rows of N when grouping by length, else 0."""
+    return model.arch.mux_width if group_by_length else 0
+
+
 def _on_device_of(model: nn.Module, data: Encoded) -> Encoded:
     """The data where the model is, moved once for the whole phase (batches index it there)."""
     return data.to(next(model.parameters()).device)
@@ -57,6 +62,7 @@ def warmup_phase(
     )
     size = settings.batch_rows * model.arch.mux_width
     trim = model.arch.ignores_padding  # the loss reads real tokens only
+    group_rows = _grouped_rows(model, settings.group_by_length)
 
     def loss(batch: Encoded, step: int) -> Tensor:
         return retrieval_loss(
@@ -69,7 +75,7 @@ def warmup_phase(
         optimizer=optimizer,
         steps=steps,
         loss=loss,
-        data=lambda start: endless_batches(text, size, seed, start, trim, settings.group_by_length),
+        data=lambda start: endless_batches(text, size, seed, start, trim, group_rows),
     )
 
 
@@ -123,6 +129,7 @@ def finetune_phase(
     size = batch_rows * model.arch.mux_width
     # the loss reads logits only
     trim = model.arch.ignores_padding and (teacher is None or teacher.arch.ignores_padding)
+    group_rows = _grouped_rows(model, training.group_by_length)
 
     def loss(batch: Encoded, step: int) -> Tensor:
         logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
@@ -139,9 +146,7 @@ def finetune_phase(
         optimizer=optimizer,
         steps=steps,
         loss=loss,
-        data=lambda start: endless_batches(
-            train, size, seed, start, trim, training.group_by_length
-        ),
+        data=lambda start: endless_batches(train, size, seed, start, trim, group_rows),
         max_grad_norm=training.max_grad_norm,
     )
 
@@ -186,6 +191,7 @@ def pruning_phase(
     alpha, temperature = training.distill_ce_alpha, training.distill_temperature
     # the layer loss reads real tokens only (token_mse), the logits nothing else
     trim = student.arch.ignores_padding and teacher.arch.ignores_padding
+    group_rows = _grouped_rows(student, training.group_by_length)
 
     def loss(batch: Encoded, step: int) -> Tensor:
         inputs = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
@@ -220,9 +226,7 @@ def pruning_phase(
         optimizer=optimizer,
         steps=steps,
         loss=loss,
-        data=lambda start: endless_batches(
-            train, size, seed, start, trim, training.group_by_length
-        ),
+        data=lambda start: endless_batches(train, size, seed, start, trim, group_rows),
         decay=(True, False, False),
         max_grad_norm=training.max_grad_norm,
         after_backward=ascend_multipliers,

@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/benchmarks/bench_learning_curves.py \
         [--study studies/sst2-tiny.toml] [--out studies/results/sst2-tiny-curves.json] \
-        [--points 1:0 1:0.5 ...] [--curve-points 8]
+        [--points 1:0 1:0.5 ...] [--curve-points 8] [--calibrate-with OTHER.json ...]
 
 Each point is one ``run_trial`` without early stopping, with dev accuracy evaluated at every
 k/8 of its last phases (the (N, 0) teacher's fine-tuning, the pruned model's fine-tuning). The
@@ -45,6 +45,12 @@ def main() -> None:
     parser.add_argument("--out", default="studies/results/sst2-tiny-curves.json")
     parser.add_argument("--points", nargs="+", default=DEFAULT_POINTS)
     parser.add_argument("--curve-points", type=int, default=8)
+    parser.add_argument(
+        "--calibrate-with",
+        nargs="*",
+        default=[],
+        help="curve files of the study's earlier recipes, calibrated on together with --out",
+    )
     args = parser.parse_args()
     study = load_study(args.study)
     out = Path(args.out)
@@ -94,26 +100,32 @@ def main() -> None:
             f"{(time.perf_counter() - started) / 60:.1f} min",
             flush=True,
         )
-    curves = load_curves(out)
+    files = [out, *map(Path, args.calibrate_with)]
+    by_file = [load_curves(path) for path in files]
+    curves = [c for group in by_file for c in group]
     margins = calibrate(curves)
     print(f"{len(curves)} curves; calibrated margins: {margins}", file=sys.stderr)
-    baseline = next(c for c in curves if c.label.startswith("(1, 0)")).final
-    # the thresholds of the budgets 1-10% below the baseline, and each curve's own final
-    thresholds = [baseline - b / 100 for b in range(1, 11)] + [c.final for c in curves]
-    print(f"with these margins, over {len(thresholds)} thresholds:")
-    print(f"  {count_stops(curves, margins, thresholds)}")
+    # per file (one recipe): the thresholds of the budgets 1-10% below its baseline, and each
+    # curve's own final accuracy
+    thresholds = {}
+    for path, group in zip(files, by_file, strict=True):
+        baseline = next(c for c in group if c.label.startswith("(1, 0)")).final
+        thresholds[path] = [baseline - b / 100 for b in range(1, 11)] + [c.final for c in group]
+        counted = count_stops(group, margins, thresholds[path])
+        print(f"{path.name}, over {len(thresholds[path])} thresholds: {counted}")
     # leave-one-out: each curve judged by the margins of the others
     wrong = right = 0
-    for i, curve in enumerate(curves):
-        others = calibrate(curves[:i] + curves[i + 1 :])
-        counted = count_stops([curve], others, thresholds)
-        wrong, right = wrong + counted.wrong, right + counted.right
-        for fraction in others:
-            gain = curve.gain(fraction)
-            print(
-                f"  {curve.label} gain after {fraction:g}: {gain:+.4f} "
-                f"(the others' margin {others[fraction]:.3f})"
-            )
+    for path, group in zip(files, by_file, strict=True):
+        for curve in group:
+            others = calibrate([c for c in curves if c is not curve])
+            counted = count_stops([curve], others, thresholds[path])
+            wrong, right = wrong + counted.wrong, right + counted.right
+            for fraction in others:
+                gain = curve.gain(fraction)
+                print(
+                    f"  {path.name} {curve.label} gain after {fraction:g}: {gain:+.4f} "
+                    f"(the others' margin {others[fraction]:.3f})"
+                )
     print(f"leave-one-out: {wrong} wrong stops, {right} right stops")
 
 

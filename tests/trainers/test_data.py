@@ -162,7 +162,7 @@ def test_grouped_batches_pair_sentences_of_similar_length():
     lengths = [5, 1, 4, 2, 3, 6, 9, 7, 8, 12, 10, 11, 13]  # 6 batches of 2, one example left
     data = _padded(lengths, 14)
     plain = list(batches(data, 2, torch.Generator().manual_seed(3), trim=True))
-    grouped = list(batches(data, 2, torch.Generator().manual_seed(3), trim=True, group=True))
+    grouped = list(batches(data, 2, torch.Generator().manual_seed(3), trim=True, group_rows=1))
     # the epoch's whole batches draw the same 12 examples, now sorted into neighbouring pairs
     kept = sorted(lengths[i] for b in plain for i in b.labels.tolist())
     pairs = [sorted(lengths[i] for i in b.labels.tolist()) for b in grouped]
@@ -175,12 +175,29 @@ def test_grouped_batches_pair_sentences_of_similar_length():
         return [b.labels.tolist() for b in batches(data, 2, **options)]
 
     assert (
-        rows(trim=True, group=True)
+        rows(trim=True, group_rows=1)
         == rows(trim=True)
         == [[0, 1], [2, 3], [4, 5]] + [[6, 7], [8, 9], [10, 11]]
     )
     shuffled = rows(generator=torch.Generator().manual_seed(3))
-    assert rows(generator=torch.Generator().manual_seed(3), group=True) == shuffled
+    assert rows(generator=torch.Generator().manual_seed(3), group_rows=1) == shuffled
+
+
+def test_grouping_keeps_the_rows_a_multiplexed_model_mixes():
+    """Rows of N = 2 are grouped by their longest sentence, each keeping its random pair."""
+    lengths = [5, 1, 4, 2, 3, 6, 9, 7, 8, 12, 10, 11, 13, 14, 16, 15]  # 4 batches of 2 rows
+
+    def epoch(group_rows: int) -> list[list[list[int]]]:  # batches of rows of row numbers
+        drawn = batches(data, 4, torch.Generator().manual_seed(3), trim=True, group_rows=group_rows)
+        return [[b.labels.tolist()[i : i + 2] for i in (0, 2)] for b in drawn]
+
+    data = _padded(lengths, 16)
+    plain, grouped = epoch(0), epoch(2)
+    assert sorted(row for b in grouped for row in b) == sorted(row for b in plain for row in b)
+    longest = sorted(max(lengths[i] for i in row) for b in plain for row in b)
+    assert sorted(sorted(max(lengths[i] for i in row) for row in b) for b in grouped) == [
+        longest[i : i + 2] for i in range(0, 8, 2)
+    ]
 
 
 def test_grouping_keeps_each_example_in_its_run_of_batches():
@@ -191,15 +208,15 @@ def test_grouping_keeps_each_example_in_its_run_of_batches():
     plain = [b.labels.item() for b in batches(data, 1, torch.Generator().manual_seed(5), trim=True)]
     grouped = [
         b.labels.item()
-        for b in batches(data, 1, torch.Generator().manual_seed(5), trim=True, group=True)
+        for b in batches(data, 1, torch.Generator().manual_seed(5), trim=True, group_rows=1)
     ]
     assert grouped != plain
     for run in range(3):
         span = slice(run * GROUPED_BATCHES, (run + 1) * GROUPED_BATCHES)
         assert sorted(grouped[span]) == sorted(plain[span])
     # resuming part-way through an epoch gives the same grouped batches
-    endless = endless_batches(data, 4, seed=1, trim=True, group=True)
-    resumed = endless_batches(data, 4, seed=1, start_step=30, trim=True, group=True)
+    endless = endless_batches(data, 4, seed=1, trim=True, group_rows=1)
+    resumed = endless_batches(data, 4, seed=1, start_step=30, trim=True, group_rows=1)
     expected = [next(endless) for _ in range(33)][30:]
     for a, b in zip(expected, [next(resumed) for _ in range(3)], strict=True):
         assert torch.equal(a.labels, b.labels) and torch.equal(a.input_ids, b.input_ids)

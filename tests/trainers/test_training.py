@@ -439,7 +439,7 @@ def test_the_pruning_loss_of_a_batch_is_the_loss_of_its_cut(tiny_arch, width):
 def test_phases_cut_padding_where_it_changes_nothing_and_only_there(tiny_arch):
     """Fine-tuning, distillation, pruning, the warm-up and evaluation run on batches cut to
     their longest example, except with a multiplexed PUBLISHED model (it attends to padding);
-    with ``group_by_length`` each batch's sentences are of one length here."""
+    ``group_by_length`` groups the rows of N by length."""
     torch.manual_seed(0)
     lengths = torch.tensor([3, 9, 2, 6, 4, 8, 5, 7] * 4)
     mask = (torch.arange(20)[None, :] < lengths[:, None]).long()
@@ -448,6 +448,7 @@ def test_phases_cut_padding_where_it_changes_nothing_and_only_there(tiny_arch):
     training = TrainingSection(batch_rows=4)
     one, two = Classifier(tiny_arch), Classifier(tiny_arch.with_mux(2))
     published = Classifier(tiny_arch.with_mux(2, mux_style=MuxStyle.PUBLISHED))
+    head = RetrievalHead(two)
 
     def width_of(phase) -> int:  # type: ignore[no-untyped-def]
         return int(next(phase.data(0)).input_ids.shape[1])
@@ -455,10 +456,13 @@ def test_phases_cut_padding_where_it_changes_nothing_and_only_there(tiny_arch):
     def longest_of(phase) -> int:  # type: ignore[no-untyped-def]
         return int(next(phase.data(0)).attention_mask.sum(1).max())
 
+    def epoch_of(phase) -> list[Encoded]:  # type: ignore[no-untyped-def]
+        return list(itertools.islice(phase.data(0), 8))
+
     cut = [
         finetune_phase(one, data, 2, 1e-3, 4, 0, training),
         finetune_phase(two, data, 2, 1e-3, 4, 0, training, teacher=one),
-        warmup_phase(two, RetrievalHead(two), data, WarmupSection(batch_rows=4), 0, 2),
+        warmup_phase(two, head, data, WarmupSection(batch_rows=4), 0, 2),
         pruning_phase(
             one, one, L0Module(tiny_arch), identity_map(32), data, training, 2, 1, 0.5, 0
         ),
@@ -480,20 +484,41 @@ def test_phases_cut_padding_where_it_changes_nothing_and_only_there(tiny_arch):
         ),
     ]
     assert all(width_of(p) == 20 for p in uncut)
-    # grouped: the 32 sentences hold each of 8 lengths 4 times, so every batch of 4 is of one
+    # grouped: the 32 sentences hold each of 8 lengths 4 times, so at N = 1 every batch of 4
+    # is of one length; at N = 2 the rows keep their random pairs, and batches of 2 rows pair
+    # the rows of neighbouring longest sentences
     grouping = TrainingSection(batch_rows=2, group_by_length=True)
-    grouped = [
+    ungrouped = TrainingSection(batch_rows=2)
+    for phase in (
         finetune_phase(one, data, 2, 1e-3, 4, 0, grouping),
-        finetune_phase(two, data, 2, 1e-3, 2, 0, grouping, teacher=one),
-        warmup_phase(
-            two, RetrievalHead(two), data, WarmupSection(batch_rows=2, group_by_length=True), 0, 2
+        pruning_phase(
+            one, one, L0Module(tiny_arch), identity_map(32), data, grouping, 2, 1, 0.5, 0
         ),
-        pruning_phase(two, two, L0Module(two.arch), identity_map(32), data, grouping, 2, 1, 0.5, 0),
-    ]
-    for phase in grouped:
-        epoch = list(itertools.islice(phase.data(0), 8))
-        assert all(b.attention_mask.sum(1).unique().numel() == 1 for b in epoch)
-        assert all(b.input_ids.shape[1] == int(b.attention_mask.sum(1)[0]) for b in epoch)
+    ):
+        assert all(b.attention_mask.sum(1).unique().numel() == 1 for b in epoch_of(phase))
+    for grouped, plain in [
+        (
+            finetune_phase(two, data, 2, 1e-3, 2, 0, grouping, teacher=one),
+            finetune_phase(two, data, 2, 1e-3, 2, 0, ungrouped, teacher=one),
+        ),
+        (
+            warmup_phase(two, head, data, WarmupSection(batch_rows=2, group_by_length=True), 0, 2),
+            warmup_phase(two, head, data, WarmupSection(batch_rows=2), 0, 2),
+        ),
+        (
+            pruning_phase(
+                two, two, L0Module(two.arch), identity_map(32), data, grouping, 2, 1, 0.5, 0
+            ),
+            pruning_phase(
+                two, two, L0Module(two.arch), identity_map(32), data, ungrouped, 2, 1, 0.5, 0
+            ),
+        ),
+    ]:
+        rows = sorted(
+            int(row.max()) for b in epoch_of(plain) for row in b.attention_mask.sum(1).view(-1, 2)
+        )
+        widths = [b.input_ids.shape[1] for b in epoch_of(grouped)]
+        assert sorted(widths) == rows[1::2] and widths != sorted(widths)
     # evaluation on cut batches: the accuracy of the padded batches, example for example
     with torch.no_grad():
         right = sum(
