@@ -218,9 +218,10 @@ class TrainingSection:
     # N > 1: the task fine-tuning also learns the (1, 0) teacher's logits (KL at
     # distill_temperature), building that teacher first if needed. Not in the repr, as dropout.
     distill_from_n1: bool = field(default=False, repr=False)
-    # Each batch draws sentences of similar length (as transformers' group_by_length), so that
-    # cutting its padding leaves little: faster steps, a different order of examples. Only for
-    # models that ignore padding (the phases cut their batches then).
+    # Each batch draws rows (N sentences each, as random as ungrouped) of similar length, as
+    # transformers' group_by_length does sentences, so that cutting its padding leaves little:
+    # faster steps, another order of examples. Only for models that ignore padding (the phases
+    # cut their batches then).
     group_by_length: bool = field(default=False, metadata={RECIPE_WHEN_SET: True})
     # Training precision: "auto" (bf16 autocast on a GPU that has it, fp16 with a gradient
     # scaler on one that does not, fp32 on a CPU), or "fp32", "bf16", "fp16".
