@@ -33,8 +33,8 @@ from autoprumux.core.budget import FEASIBILITY_TOLERANCE
 from autoprumux.core.grid import GridPoint
 
 # of the last phase's steps: its second half. Earlier, the recorded curves gain too much and too
-# unevenly (up to 8.6 points after 1/8, 4.6 after 1/4; (4, 0) 10.1 after 1/8, 8.5 after 1/4) for
-# a margin that stops anything without stopping a training that would have made it
+# unevenly (up to 12.7 points after 1/8, 8.5 after 1/4) for a margin that stops anything
+# without stopping a training that would have made it
 CHECK_FRACTIONS = (0.5, 0.625, 0.75, 0.875)
 # margin(f): the largest gain from f to the end of a phase on the recorded curves plus SLACK,
 # rounded up to half a point (``calibrate`` on the tiny study's (1, 0), (2, 0) and (4, 0)
