@@ -145,7 +145,7 @@ class WarmupSection:
     # column of a datasets-hub dataset's train split. Not in the repr: the warm-up cache key
     # is built from the repr, and artifacts made before this field existed stay valid.
     text: str = field(default="", repr=False)
-    # Batches of similar sentence lengths (``[training] group_by_length``), for the warm-up.
+    # Batches of rows of similar length (as ``[training] group_by_length``), for the warm-up.
     group_by_length: bool = field(default=False, metadata={RECIPE_WHEN_SET: True})
 
     def __post_init__(self) -> None:
