@@ -11,10 +11,12 @@ Facts it relies on (paper section 3.3 and the grids it reports):
 
 The search keeps the *open* points: untrained, not settled by the monotone inferences above,
 faster than the best verified point, and not confidently predicted (< 5% chance) to miss the
-threshold. It stops when no point is open: the best verified point is then the fastest feasible
-one (given monotonicity). A trained point whose training stopped early (it could not reach
-the threshold, :mod:`autoprumux.core.early_stop`) counts as a miss while its accuracy bound is under
-the threshold.
+threshold; the predictions' spread is calibrated on the recorded full grids so that none of
+their predictions would have closed a point that meets the threshold
+(:mod:`autoprumux.search.spread`). It stops when no point is open: the best verified point is
+then the fastest feasible one (given monotonicity). A trained point whose training stopped
+early (it could not reach the threshold, :mod:`autoprumux.core.early_stop`) counts as a miss
+while its accuracy bound is under the threshold.
 
 Which point to train next (``ProbeRule``):
 
@@ -50,6 +52,12 @@ from autoprumux.core.budget import FEASIBILITY_TOLERANCE
 from autoprumux.core.grid import BASELINE, GridPoint
 from autoprumux.core.surface import AccuracySurface
 from autoprumux.search.costs import CostModel
+
+# below this chance of feasibility a point is not worth training
+MIN_CHANCE = 0.05
+# logistic spread of a predicted accuracy (fraction): autoprumux.search.spread.calibrate_spread
+# on studies/results/sst2-tiny-grid*.json, whose largest fall under the truth is 3.9 points
+PREDICTION_SPREAD = 0.014
 
 
 class ProbeRule(enum.Enum):
@@ -106,12 +114,12 @@ class Proposer:
 
     def __init__(
         self,
-        uncertainty: float = 0.01,
-        min_chance: float = 0.05,
+        uncertainty: float = PREDICTION_SPREAD,
+        min_chance: float = MIN_CHANCE,
         rule: ProbeRule = ProbeRule.SETTLED_PER_SECOND,
     ) -> None:
-        self.uncertainty = uncertainty  # accuracy spread of a surface prediction (fraction)
-        self.min_chance = min_chance  # below this chance of feasibility a point is not worth it
+        self.uncertainty = uncertainty  # accuracy spread of a prediction (fraction)
+        self.min_chance = min_chance
         self.rule = rule
 
     def status(self, state: SearchState, surface: AccuracySurface | None = None) -> Status:

@@ -132,7 +132,9 @@ def test_an_untouched_row_is_probed_at_its_teacher_first():
     )
     assert Proposer(rule=ProbeRule.THROUGHPUT_X_CHANCE).propose(state) == [P(10, 0)]
     # a missed teacher rules its whole row out in one training; (2, 0), interpolated between
-    # (1, 0) and (10, 0) as feasible, is next after the CoFi row's middle
+    # (1, 0) and (10, 0) as feasible, is next after the CoFi row's middle (at a 1-point spread
+    # its chance is 0.87; at the calibrated 1.4 points 0.79, and (1, 0.75) at even odds but
+    # 1.7 times faster comes first)
     state = SearchState(
         candidates=SPEED,
         accuracy={BASELINE: 0.9, P(10, 0): 0.8},
@@ -141,7 +143,9 @@ def test_an_untouched_row_is_probed_at_its_teacher_first():
         threshold=0.87,
     )
     assert not [p for p in Proposer().status(state).open if p.n == 10]
-    assert Proposer(rule=ProbeRule.THROUGHPUT_X_CHANCE).propose(state, 2) == [P(1, 0.8), P(2, 0)]
+    old_rule = ProbeRule.THROUGHPUT_X_CHANCE
+    assert Proposer(0.01, rule=old_rule).propose(state, 2) == [P(1, 0.8), P(2, 0)]
+    assert Proposer(rule=old_rule).propose(state, 2) == [P(1, 0.8), P(1, 0.75)]
 
 
 # the tiny study's grid (studies/results/sst2-tiny-grid.json): speedups over (1, 0)
