@@ -54,6 +54,30 @@ def test_pairs_tokenize_as_two_segments(tiny_sources):
     assert set(types[: first_sep + 1]) == {0} and types[first_sep + 1] == 1
 
 
+@pytest.mark.parametrize(("task", "split"), [("sst2", "dev"), ("qqp", "dev"), ("mnli", "train")])
+def test_encoding_equals_the_tokenizers_own_tensors(tiny_sources, task, split):
+    model, glue = tiny_sources
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    data = read_glue_split(glue, task, split)
+    encoded = encode(data, tokenizer, 8)  # short: sentences and pairs are truncated
+    second = [t[1] for t in data.texts] if len(data.texts[0]) > 1 else None
+    reference = tokenizer(
+        [t[0] for t in data.texts],
+        second,
+        padding="max_length",
+        truncation=True,
+        max_length=8,
+        return_tensors="pt",
+        return_token_type_ids=True,
+    )
+    assert encoded.input_ids.dtype == encoded.attention_mask.dtype == torch.int64
+    assert torch.equal(encoded.input_ids, reference["input_ids"])
+    assert torch.equal(encoded.attention_mask, reference["attention_mask"])
+    assert torch.equal(encoded.token_type_ids, reference["token_type_ids"])
+    assert encoded.attention_mask.sum(dim=1).max() == 8  # truncated rows are there
+    assert encoded.labels.tolist() == list(data.labels)
+
+
 def test_subsets_are_reproducible():
     split = Split(tuple((str(i),) for i in range(100)), tuple(i % 2 for i in range(100)))
     assert split.subset(5, "first").texts == tuple((str(i),) for i in range(5))
