@@ -25,14 +25,13 @@ import math
 from collections.abc import Iterable, Mapping
 
 from autoprumux.core.grid import BASELINE, GridPoint
+from autoprumux.core.surface import AccuracySurface
+from autoprumux.search.proposer import Proposer, SearchState
 
 
 def prediction_falls(accuracy: Mapping[GridPoint, float]) -> list[float]:
     """truth - prediction for each prediction described in the module docstring, on one full
     grid's measured accuracies (fractions); positive where the prediction falls under."""
-    from autoprumux.core.surface import AccuracySurface
-    from autoprumux.search.proposer import Proposer, SearchState
-
     ns = sorted({p.n for p in accuracy})
     sparsities = sorted({p.sparsity for p in accuracy})
     falls = []
