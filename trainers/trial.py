@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from autoprumux.core.budget import NEAR_MISS
 from autoprumux.core.early_stop import (
     Curve,
     StopEvidence,
@@ -228,9 +229,9 @@ class _Trial:
         if sparsity == 0:
             return as_teacher
         self.finished_teacher = as_teacher
-        if self.stop is not None and self.stop.hopeless(as_teacher.accuracy or 0.0, 0.0):
-            # a pruned model does not beat its teacher (the search's monotone rule): its
-            # pruning and fine-tuning would be paid for a known miss
+        if self.stop is not None and self.stop.teacher_misses(as_teacher.accuracy or 0.0):
+            # a pruned model does not beat its teacher by more than a near miss (the search's
+            # monotone rule): its pruning and fine-tuning would be paid for a known miss
             steps = int(teacher_record["steps"])
             raise StoppedEarly(
                 StopEvidence(
@@ -239,7 +240,7 @@ class _Trial:
                     step=steps,
                     steps=steps,
                     accuracy=as_teacher.accuracy or 0.0,
-                    margin=0.0,
+                    margin=NEAR_MISS,
                     threshold=self.stop.threshold,
                 )
             )

@@ -15,8 +15,9 @@ rules as for a full miss. A check costs one pass over the dev set, so a phase is
 where that pays: when its checks cost at most ``MAX_CHECK_SHARE`` of the phase.
 
 An (N, s) training also stops before its pruning when the (N, 0) teacher it fine-tuned or
-reused ends under the threshold (``StopPhase.TEACHER_MISSED``): by the search's monotone rule
-the pruned model cannot meet it either.
+reused ends more than ``NEAR_MISS`` under the threshold (``StopPhase.TEACHER_MISSED``): by the
+search's monotone rule the pruned model cannot meet it either (its bound: the teacher's
+accuracy + ``NEAR_MISS``, the noise of one training).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoprumux.core.budget import FEASIBILITY_TOLERANCE
+from autoprumux.core.budget import FEASIBILITY_TOLERANCE, NEAR_MISS
 from autoprumux.core.grid import GridPoint
 
 # of the last phase's steps: its second half. Earlier, the recorded curves gain too much and too
@@ -57,7 +58,7 @@ class StopPhase(enum.Enum):
     FINETUNE = "finetune"  # the (N, 0) teacher's fine-tuning
     POST_FINETUNE = "post-finetune"  # the pruned model's fine-tuning
     # an (N, s) training stopped before its pruning: its (N, 0) teacher, trained to its end,
-    # missed the threshold (a margin of 0: its final accuracy is the bound)
+    # missed the threshold by more than NEAR_MISS (the margin: the noise of one training)
     TEACHER_MISSED = "teacher missed"
 
 
@@ -127,8 +128,8 @@ class StopEvidence:
         if self.phase is StopPhase.TEACHER_MISSED:
             return (
                 f"stopped before pruning: its teacher {self.point} ended at dev accuracy "
-                f"{self.accuracy:.4f} < threshold {self.threshold:.4f}, and a pruned model does "
-                "not beat its teacher"
+                f"{self.accuracy:.4f}; + near miss {self.margin:.3f} = {self.bound:.4f} < "
+                f"threshold {self.threshold:.4f}, and a pruned model does not beat its teacher"
             )
         return (
             f"stopped early: {self.point} {self.phase.value} at step {self.step}/{self.steps} had "
@@ -164,6 +165,12 @@ class StopRule:
 
     def hopeless(self, accuracy: float, margin: float) -> bool:
         return accuracy + margin < self.threshold - FEASIBILITY_TOLERANCE
+
+    def teacher_misses(self, accuracy: float) -> bool:
+        """Whether an (N, 0) teacher that ended at ``accuracy`` stops its pruned model before
+        the pruning: when it misses by more than ``NEAR_MISS`` (a pruned model does not beat its
+        teacher by more than the noise of one training)."""
+        return self.hopeless(accuracy, NEAR_MISS)
 
 
 def calibrate(

@@ -5,7 +5,10 @@ Facts it relies on (paper section 3.3 and the grids it reports):
   only accuracy is uncertain;
 - accuracy falls with N and with s (monotone): if (N, s) misses the threshold, so does every
   point at least as compressed, (N' >= N, s' >= s); if it meets it, so does every point at
-  most as compressed. A point that failed to train counts as missing it;
+  most as compressed. A point that failed to train counts as missing it. Up to the noise of
+  one training: a miss by less than ``NEAR_MISS`` (a point, the seed-to-seed spread measured
+  on this project's trainings) leaves its neighbours open (the next s of its row, the next N
+  of its column), since noise inverts neighbours by that much; it rules out the points beyond;
 - the answer is the fastest point that meets the threshold, so a point slower than the best
   verified (trained and feasible) point can never be the answer.
 
@@ -16,7 +19,8 @@ their predictions would have closed a point that meets the threshold
 (:mod:`autoprumux.search.spread`). It stops when no point is open: the best verified point is
 then the fastest feasible one (given monotonicity). A trained point whose training stopped
 early (it could not reach the threshold, :mod:`autoprumux.core.early_stop`) counts as a miss
-while its accuracy bound is under the threshold.
+while its accuracy bound is under the threshold, and as a full miss (neighbours included): the
+bound already carries a margin over what the training could still gain.
 
 Which point to train next (``ProbeRule``):
 
@@ -46,9 +50,8 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
-from autoprumux.core.budget import FEASIBILITY_TOLERANCE
+from autoprumux.core.budget import FEASIBILITY_TOLERANCE, NEAR_MISS
 from autoprumux.core.grid import BASELINE, GridPoint
 from autoprumux.core.surface import AccuracySurface
 from autoprumux.search.costs import CostModel
@@ -117,31 +120,35 @@ class Proposer:
         uncertainty: float = PREDICTION_SPREAD,
         min_chance: float = MIN_CHANCE,
         rule: ProbeRule = ProbeRule.SETTLED_PER_SECOND,
+        near_miss: float = NEAR_MISS,
     ) -> None:
         self.uncertainty = uncertainty  # accuracy spread of a prediction (fraction)
         self.min_chance = min_chance
         self.rule = rule
+        self.near_miss = near_miss  # a miss by less leaves its neighbours open (fraction)
 
     def status(self, state: SearchState, surface: AccuracySurface | None = None) -> Status:
         """Every candidate's standing; ``surface``: the accuracy surface already fitted on
         ``state`` (fitted here when not given)."""
         if state.threshold is None:
             return Status(best=None, open=(BASELINE,) if BASELINE in state.candidates else ())
-        bad, good = _Verdicts.of(state)
+        verdicts = _Verdicts.of(state, self.near_miss)
         best = max(
-            good, key=lambda p: (state.candidates.get(p, 0.0), -p.n, -p.sparsity), default=None
+            verdicts.good,
+            key=lambda p: (state.candidates.get(p, 0.0), -p.n, -p.sparsity),
+            default=None,
         )
         floor = state.candidates.get(best, 0.0) if best is not None else 0.0
         surface = surface or AccuracySurface().fit(state.accuracy, state.failed)
         ruled_out = set()
         open_points = []
         for point, throughput in state.candidates.items():
-            if point in state.accuracy or point in state.failed or point in bad:
+            if point in state.accuracy or point in state.failed or point in verdicts.missed:
                 continue
-            if any(b.n <= point.n and b.sparsity <= point.sparsity for b in bad):
+            if verdicts.rules_out(point):
                 ruled_out.add(point)
                 continue
-            if any(g.n >= point.n and g.sparsity >= point.sparsity for g in good):
+            if verdicts.certifies(point):
                 continue  # certainly feasible, and no faster than the point that certifies it
             if throughput <= floor:
                 continue
@@ -160,7 +167,8 @@ class Proposer:
             return []
         if state.threshold is None:
             return available[:1]
-        verdicts = _Verdicts.of(state)  # once: every probe's row teacher is checked against them
+        # once: every probe's row teacher is checked against them
+        verdicts = _Verdicts.of(state, self.near_miss)
         rows: dict[int, list[GridPoint]] = {}
         for point in status.open:
             rows.setdefault(point.n, []).append(point)
@@ -289,12 +297,9 @@ class Proposer:
     def _unsettled(self, point: GridPoint, state: SearchState, verdicts: _Verdicts) -> bool:
         """Untrained, and neither ruled out nor certified feasible by a trained point (the
         ``verdicts`` of ``state``)."""
-        if point in state.accuracy or point in state.failed:
+        if point in state.accuracy or point in state.failed or point in verdicts.missed:
             return False
-        bad, good = verdicts
-        return not any(b.n <= point.n and b.sparsity <= point.sparsity for b in bad) and not any(
-            g.n >= point.n and g.sparsity >= point.sparsity for g in good
-        )
+        return not verdicts.rules_out(point) and not verdicts.certifies(point)
 
     def feasible_chance(self, predicted: float | None, state: SearchState) -> float:
         """P(accuracy >= threshold) for a predicted accuracy with ``self.uncertainty`` spread
@@ -304,15 +309,58 @@ class Proposer:
         return 1.0 / (1.0 + math.exp(-(predicted - state.threshold) / self.uncertainty))
 
 
-class _Verdicts(NamedTuple):
+@dataclass(frozen=True)
+class _Verdicts:
     """What the trained points say about the threshold."""
 
-    bad: set[GridPoint]  # known to miss it: trained under it, failed or stopped short
-    good: list[GridPoint]  # trained and feasible
+    missed: frozenset[GridPoint]  # known to miss it: trained under it, failed or stopped short
+    bad: frozenset[GridPoint]  # the misses that rule out every point at least as compressed
+    # misses by less than the near miss: they rule out the more compressed points but their
+    # neighbours (next s in the row, next N in the column), which noise may lift above them
+    near: frozenset[GridPoint]
+    good: tuple[GridPoint, ...]  # trained and feasible
+    ns: tuple[int, ...]  # the grid's axes, sorted
+    sparsities: tuple[float, ...]
 
     @classmethod
-    def of(cls, state: SearchState) -> _Verdicts:
+    def of(cls, state: SearchState, near_miss: float) -> _Verdicts:
         """The verdicts of ``state``'s trained points (it has a threshold)."""
-        bad = {p for p, a in state.accuracy.items() if not state.feasible(a)}
-        bad |= set(state.failed) | state.stopped_short()
-        return cls(bad, [p for p, a in state.accuracy.items() if state.feasible(a)])
+        # stopped early, and not trained in full since (under a looser threshold): a bound
+        # already carries a margin over what the training could still gain, so a full miss
+        stopped = {p for p in state.stopped_short() if p not in state.accuracy}
+        under = {p for p, a in state.accuracy.items() if not state.feasible(a)}
+        near = {p for p in under if state.feasible(state.accuracy[p] + near_miss)}
+        return cls(
+            missed=frozenset(stopped | under) | state.failed,
+            bad=frozenset(stopped | (under - near)) | state.failed,
+            near=frozenset(near),
+            good=tuple(p for p, a in state.accuracy.items() if state.feasible(a)),
+            ns=tuple(sorted({p.n for p in state.candidates})),
+            sparsities=tuple(sorted({p.sparsity for p in state.candidates})),
+        )
+
+    def rules_out(self, point: GridPoint) -> bool:
+        """Whether a miss shows that ``point`` misses too (monotone, up to a near miss)."""
+        return any(_dominates(b, point) for b in self.bad) or any(
+            _dominates(b, point) and not self._neighbours(b, point) for b in self.near
+        )
+
+    def certifies(self, point: GridPoint) -> bool:
+        """Whether a trained feasible point shows that ``point`` is feasible too."""
+        return any(_dominates(point, g) for g in self.good)
+
+    def _neighbours(self, a: GridPoint, b: GridPoint) -> bool:
+        """b is one step more compressed than a: the next s of its row or the next N."""
+        return (a.n == b.n and _next_on(self.sparsities, a.sparsity, b.sparsity)) or (
+            a.sparsity == b.sparsity and _next_on(self.ns, a.n, b.n)
+        )
+
+
+def _next_on(axis: tuple[float, ...], x: float, y: float) -> bool:
+    """y follows x on ``axis``."""
+    return x in axis and y in axis and axis.index(y) == axis.index(x) + 1
+
+
+def _dominates(a: GridPoint, b: GridPoint) -> bool:
+    """b is at least as compressed as a (N and s no smaller)."""
+    return a.n <= b.n and a.sparsity <= b.sparsity

@@ -3,7 +3,7 @@ calibrated from curves, stops counted on curves, the evidence, and a stopped rec
 
 import pytest
 
-from autoprumux.core.budget import FEASIBILITY_TOLERANCE
+from autoprumux.core.budget import FEASIBILITY_TOLERANCE, NEAR_MISS
 from autoprumux.core.early_stop import (
     MARGINS,
     MAX_CHECK_SHARE,
@@ -102,6 +102,14 @@ def test_hopeless_with_the_feasibility_tolerance():
     # within the tolerance below the threshold it may still reach it (as feasibility says)
     assert not rule.hopeless(0.9 - FEASIBILITY_TOLERANCE / 2, 0.0)
     assert rule.hopeless(0.9 - 2 * FEASIBILITY_TOLERANCE, 0.0)
+
+
+def test_a_teacher_misses_by_more_than_a_near_miss():
+    rule = StopRule(threshold=0.9)
+    assert NEAR_MISS == 0.01
+    assert not rule.teacher_misses(0.895)  # half a point under: its pruned model may meet it
+    assert not rule.teacher_misses(0.89)  # exactly the near miss under
+    assert rule.teacher_misses(0.88)
 
 
 def test_curve_reads_its_checks():

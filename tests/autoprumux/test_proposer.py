@@ -2,6 +2,7 @@
 
 import pytest
 
+from autoprumux.core.budget import NEAR_MISS
 from autoprumux.core.grid import BASELINE, PAPER_GRID
 from autoprumux.core.grid import GridPoint as P
 from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
@@ -12,10 +13,10 @@ FAMILY = SyntheticFamily()
 SPEED = {p: 1000 * FAMILY.expected_speedup(p) for p in PAPER_GRID}
 
 
-def run(truth, failed_truth, budget, k=1, rule=ProbeRule.SETTLED_PER_SECOND):
-    """Simulate a search; returns (points trained in order, best found, proposer)."""
+def run(truth, failed_truth, budget, k=1, rule=ProbeRule.SETTLED_PER_SECOND, near_miss=NEAR_MISS):
+    """Simulate a search; returns (points trained in order, best found)."""
     accuracy, failed, threshold, order = {}, set(), None, []
-    proposer = Proposer(rule=rule)
+    proposer = Proposer(rule=rule, near_miss=near_miss)
     while True:
         state = SearchState(
             candidates=SPEED,
@@ -76,6 +77,52 @@ def test_a_feasible_point_closes_slower_points():
     )
     assert status.best == P(1, 0.95)
     assert all(SPEED[p] > SPEED[P(1, 0.95)] for p in status.open)
+
+
+def near_miss_status(accuracy, bounds=None):
+    state = SearchState(
+        candidates=SPEED,
+        accuracy={BASELINE: 0.9, **accuracy},
+        bounds=bounds or {},
+        threshold=0.85,
+    )
+    return Proposer().status(state)
+
+
+def test_a_near_miss_leaves_its_neighbours_open():
+    # 0.5 points under the threshold: the seed-to-seed noise of one training
+    status = near_miss_status({P(2, 0.6): 0.845})
+    # the next s of its row and the next N of its column may still meet it
+    assert P(2, 0.65) in status.open and P(5, 0.6) in status.open
+    # two steps on, or one on each axis, they do not: no inversion is that large
+    assert {P(2, 0.7), P(10, 0.6), P(5, 0.65)} <= status.ruled_out
+    assert P(2, 0.6) not in status.open
+
+
+def test_a_clear_miss_rules_out_its_neighbours():
+    status = near_miss_status({P(2, 0.6): 0.835})  # 1.5 points under
+    assert {P(2, 0.65), P(5, 0.6), P(2, 0.7)} <= status.ruled_out
+
+
+def test_a_training_stopped_within_the_near_miss_rules_out_its_neighbours():
+    # a bound already carries the margin of what the training could still gain
+    status = near_miss_status({}, bounds={P(2, 0.6): 0.845})
+    assert {P(2, 0.65), P(5, 0.6)} <= status.ruled_out
+    # a bound over the threshold settles nothing
+    assert P(2, 0.65) not in near_miss_status({}, bounds={P(2, 0.6): 0.86}).ruled_out
+
+
+def test_the_answer_behind_a_near_miss_is_found():
+    # exactly monotone but for one inversion a training's noise makes: (2, 0.8) half a point
+    # under the threshold, its row neighbour (2, 0.85), the true best, over it
+    family = SyntheticFamily(accuracy_noise=0.0)
+    truth = dict(synthetic_results(family=family).observations("sst2").accuracy)
+    budget = 0.03
+    truth[P(2, 0.8)] = truth[BASELINE] - budget - 0.005
+    assert true_best(truth, budget) == P(2, 0.85)
+    assert run(truth, set(), budget)[1] == P(2, 0.85)
+    # the plain monotone rule (no near miss) takes (2, 0.8)'s miss for (2, 0.85)'s
+    assert run(truth, set(), budget, near_miss=0.0)[1] != P(2, 0.85)
 
 
 def test_failed_points_count_as_infeasible():

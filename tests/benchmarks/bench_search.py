@@ -1,9 +1,10 @@
 """Search efficiency in trainings and in cost, on replayed full grids: our proposer (the rule
-before costs, "old", and the cost-aware one, "new", with and without early stopping) against
-the paper's fixed training grid and Optuna's TPE / NSGA-II / random samplers given the same
-cost.
+before costs as issue 20 found it, "old", and the cost-aware one with its near miss, "new",
+with and without early stopping) against the paper's fixed training grid and Optuna's TPE /
+NSGA-II / random samplers given the same cost.
 
-    .venv/bin/python tests/benchmarks/bench_search.py [--seeds 10] [--accuracy-noise 0]
+    .venv/bin/python tests/benchmarks/bench_search.py [--seeds 10] [--accuracy-noise 0] \
+        [--near-miss 0.01]
     .venv/bin/python tests/benchmarks/bench_search.py --grid studies/results/sst2-tiny-grid.json \
         --budgets 0.01 0.02 0.03 0.04 0.05 0.06 0.08 0.10
 
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from autoprumux.core.budget import Budget, BudgetKind, budget_sweep
+from autoprumux.core.budget import NEAR_MISS, Budget, BudgetKind, budget_sweep
 from autoprumux.core.early_stop import Curve, StopRule
 from autoprumux.core.grid import BASELINE, PAPER_GRID, PAPER_TRAIN_GRID, Grid, GridPoint
 from autoprumux.core.recommender import Recommender
@@ -81,7 +82,7 @@ def simulate(
     speed: dict,  # type: ignore[type-arg]
     budget: float,
     costs: Costs,
-    rule: ProbeRule,
+    proposer: Proposer,
     early_stop: bool,
 ) -> Run:
     """One search replayed on a full grid: the proposer's choices, what each training costs
@@ -93,7 +94,7 @@ def simulate(
     records: list[TrialRecord] = []
     threshold, spent, stopped = None, 0.0, 0
     warm_rows: set[int] = set()
-    proposer = Proposer(rule=rule)
+    rule = proposer.rule
     while True:
         state = _state(speed, accuracy, failed, bounds, threshold, costs, records, rule)
         batch = proposer.propose(state)
@@ -109,9 +110,10 @@ def simulate(
             stop, stop_bounds = _stopped(*curve, point, teacher)
             teacher_s, own = teacher_s * stop.fraction, 0.0
         elif early_stop and point != teacher and _misses(truth.get(teacher), threshold):
-            # its teacher ends under the threshold: it stops before its own phases
-            # (early_stop.StopPhase.TEACHER_MISSED), a miss bounded by the teacher's accuracy
-            stop, stop_bounds = _stopped(1.0, truth.get(teacher, 0.0), point)
+            # its teacher ends more than a near miss under the threshold: it stops before its
+            # own phases (early_stop.StopPhase.TEACHER_MISSED), a miss bounded by the teacher's
+            # accuracy + NEAR_MISS
+            stop, stop_bounds = _stopped(1.0, truth.get(teacher, 0.0) + NEAR_MISS, point)
             own = 0.0
             if teacher in truth:
                 accuracy[teacher] = truth[teacher]
@@ -168,7 +170,10 @@ def _stopped(
 
 
 def _misses(accuracy: float | None, threshold: float | None) -> bool:
-    return threshold is not None and (accuracy is None or accuracy < threshold)
+    """A teacher that stops its pruned points (``StopRule.teacher_misses``)."""
+    if threshold is None:
+        return False
+    return accuracy is None or StopRule(threshold=threshold).teacher_misses(accuracy)
 
 
 def _state(speed, accuracy, failed, bounds, threshold, costs, records, rule) -> SearchState:  # type: ignore[no-untyped-def]
@@ -241,6 +246,7 @@ def least_cost(
     threshold: float,
     costs: Costs,
     best: GridPoint | None,
+    near_miss: float,
 ) -> float:
     """The least any search pays, in full trainings, to verify the true best: the cheapest set
     of points (with the baseline) whose true results leave the proposer's monotone rules
@@ -250,7 +256,7 @@ def least_cost(
     take seconds. Each row's warm-up and teacher are paid
     once; a training of (N, s) also gives (N, 0)."""
     others = sorted(p for p in speed if p != BASELINE)
-    oracle = Proposer(min_chance=0.0)
+    oracle = Proposer(min_chance=0.0, near_miss=near_miss)
 
     def cost(points: tuple[GridPoint, ...]) -> float:
         total, opened = 0.0, set()  # rows whose warm-up and teacher are paid
@@ -473,6 +479,11 @@ def _interpolate(measured: list[tuple[float, float]], x: float) -> float:
     return measured[0][1] if x < measured[0][0] else measured[-1][1]
 
 
+def _change(cost: float, old: float) -> str:
+    """ "28% less" or "7% more"."""
+    return f"{abs(1 - cost / old):.0%} {'less' if cost <= old else 'more'}"
+
+
 def synthetic_costs(speed: dict) -> Costs:  # type: ignore[type-arg]
     """The synthetic family's cost model: the forward units of the paper-scale recipe
     (studies/sst2.toml: BERT-base epochs on all of SST-2) at the family's throughput, i.e.
@@ -482,11 +493,19 @@ def synthetic_costs(speed: dict) -> Costs:  # type: ignore[type-arg]
     return Costs(parts={p: forward_units(recipe, speed, p) for p in speed}, recipe=recipe)
 
 
-METHODS = {  # name -> (probe rule, early stopping)
-    "old": (ProbeRule.THROUGHPUT_X_CHANCE, False),
-    "new": (ProbeRule.SETTLED_PER_SECOND, False),
-    "new+stop": (ProbeRule.SETTLED_PER_SECOND, True),
-}
+METHOD_NAMES = ("old", "new", "new+stop")
+
+
+def methods(near_miss: float) -> dict[str, tuple[Proposer, bool]]:
+    """name -> (proposer, early stopping). "old" is the proposer before costs as it was (issue
+    20's "today's proposer"): throughput x chance, a 1-point spread, every miss ruling out the
+    more compressed points; "new" is the search's own with ``near_miss``."""
+    new = Proposer(near_miss=near_miss)
+    return {
+        "old": (Proposer(0.01, rule=ProbeRule.THROUGHPUT_X_CHANCE, near_miss=0.0), False),
+        "new": (new, False),
+        "new+stop": (new, True),
+    }
 
 
 def main() -> None:
@@ -497,6 +516,13 @@ def main() -> None:
         type=float,
         help="the synthetic family's accuracy noise (standard deviation; default 0.003); at 0 "
         "its grids are exactly monotone",
+    )
+    parser.add_argument(
+        "--near-miss",
+        type=float,
+        default=NEAR_MISS,
+        help="new's near miss: a miss by less leaves its neighbours open (default %(default)s; "
+        "0: every miss rules out every more compressed point)",
     )
     parser.add_argument("--samplers", nargs="*", default=["tpe", "nsga2", "random"])
     parser.add_argument("--grid", help="a recorded full-grid results table to replay")
@@ -532,14 +558,16 @@ def main() -> None:
             threshold = truth[BASELINE] - budget
             best = best_of(truth, speed, threshold, lambda p: True)
             row: dict = {"seed": seed, "budget": budget, "best": best}  # type: ignore[type-arg]
-            for method, (rule, early_stop) in METHODS.items():
-                run = simulate(truth, speed, budget, costs, rule, early_stop)
+            for method, (proposer, early_stop) in methods(args.near_miss).items():
+                run = simulate(truth, speed, budget, costs, proposer, early_stop)
                 row[method] = run
                 row[method + " exact"] = run.found == best
                 row[method + " top1"] = bool(run.top) and run.top[0] == best
                 row[method + " top3"] = best in run.top
             if args.grid:
-                row["least"] = least_cost(truth, failed_truth, speed, threshold, costs, best)
+                row["least"] = least_cost(
+                    truth, failed_truth, speed, threshold, costs, best, args.near_miss
+                )
             else:
                 paper_train = {p: a for p, a in truth.items() if p in PAPER_TRAIN_GRID}
                 paper_top = recommend(
@@ -581,7 +609,7 @@ def report(rows: list, truths: list, budgets: tuple, args: argparse.Namespace) -
         "trains the true best within new+stop's cost"
     )
     header = f"{'budget':>7}"
-    for method in METHODS:
+    for method in METHOD_NAMES:
         header += f" {method + ' trainings':>18} {method + ' cost':>15} {'exact':>6}"
     header += f" {'top-1':>6} {'top-3':>6}"
     header += f" {'paper top-1/3':>14}" if not args.grid else f" {'true best':>10} {'least':>8}"
@@ -590,7 +618,7 @@ def report(rows: list, truths: list, budgets: tuple, args: argparse.Namespace) -
     for budget in [*budgets, None]:
         subset = [r for r in rows if budget is None or r["budget"] == budget]
         line = f"{'all' if budget is None else f'{budget:.3f}':>7}"
-        for method in METHODS:
+        for method in METHOD_NAMES:
             trained = statistics.median(r[method].trained for r in subset)
             cost = sum(r[method].cost for r in subset) / (1 if args.grid else len(subset))
             line += f" {trained:>18g} {cost:>14,.0f}{unit} {rate(method + ' exact', subset):>6}"
@@ -610,14 +638,14 @@ def report(rows: list, truths: list, budgets: tuple, args: argparse.Namespace) -
         won = sum(r[method + " exact"] and not r["old exact"] for r in rows)
         print(
             f"{method}: total cost {new:,.0f}{unit} vs old {old:,.0f}{unit} "
-            f"({1 - new / old:.0%} less); costs more than old in {more} of {len(rows)} searches; "
+            f"({_change(new, old)}); costs more than old in {more} of {len(rows)} searches; "
             f"wrong where old is right in {lost}, right where old is wrong in {won}"
         )
     if args.grid:
         least = sum(r["least"] for r in rows)
         print(
             f"least possible (full trainings that verify the true best, bench_search.least_cost): "
-            f"total {least:,.0f}{unit} ({1 - least / old:.0%} less than old)"
+            f"total {least:,.0f}{unit} ({_change(least, old)} than old)"
         )
     stopped = sum(r["new+stop"].stopped for r in rows)
     print(f"trainings stopped early by new+stop: {stopped}")

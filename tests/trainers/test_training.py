@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autoprumux.cli.main import main
+from autoprumux.core.budget import NEAR_MISS
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import TrialStatus
 from autoprumux.core.study import TrainingSection, WarmupSection, load_study
@@ -379,9 +380,10 @@ def test_a_hopeless_teacher_stops_at_its_first_check_and_resumes_later(tiny_stud
     # a phase too short for its checks to pay is not checked
     assert rule.checks(60, 8 / 3) == {}
     assert rule.checks(200, 8 / 3) == {50: 0.01, 100: 0.01, 150: 0.01}
-    # a pruned point whose teacher ends under the threshold stops before its pruning: the
-    # teacher is reused and recorded complete, the point a miss bounded by its accuracy
-    above = StopRule(threshold=full.accuracy + 0.01, margins=rule.margins)
+    # a pruned point whose teacher ends more than a near miss under the threshold stops before
+    # its pruning: the teacher is reused and recorded complete, the point a miss bounded by its
+    # accuracy + the near miss
+    above = StopRule(threshold=full.accuracy + 0.02, margins=rule.margins)
     pruned = run_trial(TrialSpec(study=study, n=1, sparsity=0.5, stop=above))
     assert pruned.status is TrialStatus.STOPPED and pruned.reused == ("teacher",)
     assert "prune" not in pruned.phase_seconds
@@ -392,8 +394,8 @@ def test_a_hopeless_teacher_stops_at_its_first_check_and_resumes_later(tiny_stud
         200,
         200,
     )
-    assert (evidence.accuracy, evidence.margin) == (full.accuracy, 0.0)
-    assert pruned.to_record().accuracy_bound == full.accuracy
+    assert (evidence.accuracy, evidence.margin) == (full.accuracy, NEAR_MISS)
+    assert pruned.to_record().accuracy_bound == full.accuracy + NEAR_MISS
     assert "stopped before pruning" in pruned.reason
     (teacher,) = pruned.training().by_products
     assert teacher.status is TrialStatus.COMPLETE and teacher.accuracy == full.accuracy
