@@ -143,7 +143,7 @@ class Proposer:
         ruled_out = set()
         open_points = []
         for point, throughput in state.candidates.items():
-            if point in state.accuracy or point in state.failed or point in verdicts.missed:
+            if point in state.accuracy or verdicts.missed(point):
                 continue
             if verdicts.rules_out(point):
                 ruled_out.add(point)
@@ -297,7 +297,7 @@ class Proposer:
     def _unsettled(self, point: GridPoint, state: SearchState, verdicts: _Verdicts) -> bool:
         """Untrained, and neither ruled out nor certified feasible by a trained point (the
         ``verdicts`` of ``state``)."""
-        if point in state.accuracy or point in state.failed or point in verdicts.missed:
+        if point in state.accuracy or verdicts.missed(point):
             return False
         return not verdicts.rules_out(point) and not verdicts.certifies(point)
 
@@ -313,7 +313,6 @@ class Proposer:
 class _Verdicts:
     """What the trained points say about the threshold."""
 
-    missed: frozenset[GridPoint]  # known to miss it: trained under it, failed or stopped short
     bad: frozenset[GridPoint]  # the misses that rule out every point at least as compressed
     # misses by less than the near miss: they rule out the more compressed points but their
     # neighbours (next s in the row, next N in the column), which noise may lift above them
@@ -331,13 +330,17 @@ class _Verdicts:
         under = {p for p, a in state.accuracy.items() if not state.feasible(a)}
         near = {p for p in under if state.feasible(state.accuracy[p] + near_miss)}
         return cls(
-            missed=frozenset(stopped | under) | state.failed,
             bad=frozenset(stopped | (under - near)) | state.failed,
             near=frozenset(near),
             good=tuple(p for p, a in state.accuracy.items() if state.feasible(a)),
             ns=tuple(sorted({p.n for p in state.candidates})),
             sparsities=tuple(sorted({p.sparsity for p in state.candidates})),
         )
+
+    def missed(self, point: GridPoint) -> bool:
+        """Whether ``point`` is known to miss the threshold: trained under it, failed or
+        stopped short."""
+        return point in self.bad or point in self.near
 
     def rules_out(self, point: GridPoint) -> bool:
         """Whether a miss shows that ``point`` misses too (monotone, up to a near miss)."""

@@ -480,7 +480,7 @@ def _interpolate(measured: list[tuple[float, float]], x: float) -> float:
 
 
 def _change(cost: float, old: float) -> str:
-    """ "28% less" or "7% more"."""
+    """The change from ``old`` in words: "28% less" or "7% more"."""
     return f"{abs(1 - cost / old):.0%} {'less' if cost <= old else 'more'}"
 
 
