@@ -5,7 +5,7 @@ Python: importing it loads none of torch, ray, optuna, plotly or pandas. Those l
 modules and are imported only when a command needs them.
 
 ``autoprumux.load_model(folder_or_file).predict(["a fine film"])`` classifies text with a
-trained or exported model (:mod:`trainers.inference`).
+trained or exported model (:mod:`trainers.deploy.inference`).
 """
 
 from typing import TYPE_CHECKING
@@ -21,13 +21,13 @@ from autoprumux.core.throughput import ThroughputModel, ThroughputTable
 from autoprumux.core.version import __version__
 
 if TYPE_CHECKING:
-    from trainers.inference import load_text_classifier as load_model
+    from trainers.deploy.inference import load_text_classifier as load_model
 
 
 def __getattr__(name: str) -> object:
     """``load_model`` is imported on first use: it brings torch, which the core does not."""
     if name == "load_model":
-        from trainers.inference import load_text_classifier
+        from trainers.deploy.inference import load_text_classifier
 
         return load_text_classifier
     raise AttributeError(f"module 'autoprumux' has no attribute {name!r}")

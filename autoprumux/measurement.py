@@ -31,11 +31,16 @@ from autoprumux.core.tasks import TASKS
 from autoprumux.core.throughput import THROUGHPUT_COLUMNS
 from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import TableFormat, write_table
-from trainers.architecture import Architecture, architecture_for_sparsity, multiplexing_fields
-from trainers.checkpoints import load_model, load_tokenizer, read_hf_config, resolve_model_path
-from trainers.device import resolve_device as resolve
-from trainers.model import Classifier
-from trainers.timing import MeasureError, measure
+from trainers.deploy.timing import MeasureError, measure
+from trainers.model.architecture import Architecture, architecture_for_sparsity, multiplexing_fields
+from trainers.model.checkpoints import (
+    load_model,
+    load_tokenizer,
+    read_hf_config,
+    resolve_model_path,
+)
+from trainers.model.classifier import Classifier
+from trainers.runtime.device import resolve_device as resolve
 
 
 def resolve_device(settings: ThroughputSection) -> str:

@@ -83,8 +83,8 @@ from pathlib import Path
 import autoprumux
 from autoprumux.cli.search_command import default_study_path
 from autoprumux.core.study import load_study
-from trainers.checkpoints import resolve_model_path
-from trainers.data import read_glue_split
+from trainers.model.checkpoints import resolve_model_path
+from trainers.data.splits import read_glue_split
 
 site = Path(sys.argv[1]).resolve()
 assert Path(autoprumux.__file__).resolve().is_relative_to(site), autoprumux.__file__

@@ -19,11 +19,21 @@ LAYERS = {
     "embedded": {"core", "files"},
     ENGINE: {"core", "files"},
     "measurement": {"core", "files", ENGINE},
-    "search": {"core", "files", ENGINE},
-    "report": {"core", "files", "search"},
-    "cli": {"core", "files", "embedded", ENGINE, "measurement", "search", "report"},
+    "loop": {"core", "files", ENGINE},
+    "report": {"core", "files", "loop"},
+    "cli": {"core", "files", "embedded", ENGINE, "measurement", "loop", "report"},
     "api": {"core", ENGINE},  # autoprumux/__init__.py: the public names
     "__main__": {"cli"},
+}
+# the engine's sub-packages in the same way: each imports only those of its row (trainers/*/)
+ENGINE_LAYERS = {
+    "runtime": set(),
+    "data": set(),
+    "model": set(),
+    "pruning": {"model"},
+    "training": {"runtime", "data", "model", "pruning"},
+    "deploy": {"runtime", "data", "model"},
+    "trial": {"runtime", "data", "model", "pruning", "training", "deploy"},
 }
 # the libraries that make an import heavy, and the one package that adapts each
 HEAVY = {
@@ -32,9 +42,9 @@ HEAVY = {
     "datasets": {ENGINE},
     "safetensors": {ENGINE},
     "onnx": {ENGINE},
-    "optuna": {"search"},
-    "ray": {"search"},
-    "sqlalchemy": {"search"},
+    "optuna": {"loop"},
+    "ray": {"loop"},
+    "sqlalchemy": {"loop"},
     "plotly": {"report"},
     "pandas": {"files"},
 }
@@ -103,6 +113,29 @@ def test_packages_import_only_lower_layers_and_form_no_cycle():
     }
     assert not upward
     graphlib.TopologicalSorter(inner).prepare()  # raises CycleError on a cycle
+
+
+def engine_part_of(module: str) -> str | None:
+    """The engine sub-package of a dotted module name (``trainers.model.encoder`` -> model)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == ENGINE and len(parts) > 1 else None
+
+
+def test_every_engine_module_is_in_a_layered_sub_package():
+    engine = [name for name in modules() if package_of(name) == ENGINE and name != ENGINE]
+    assert {engine_part_of(name) for name in engine} == set(ENGINE_LAYERS)
+
+
+def test_engine_sub_packages_import_only_lower_layers_and_form_no_cycle():
+    graph: dict[str, set[str]] = defaultdict(set)
+    for name, path in modules().items():
+        part = engine_part_of(name)
+        if part is None:
+            continue
+        graph[part] |= {engine_part_of(i) for i in imports(path)} - {None, part}
+    upward = {f"{p} -> {t}" for p, targets in graph.items() for t in targets - ENGINE_LAYERS[p]}
+    assert not upward
+    graphlib.TopologicalSorter(graph).prepare()
 
 
 def test_the_core_uses_the_standard_library_only():

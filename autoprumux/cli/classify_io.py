@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from autoprumux.core.errors import AutoPruMuxError, FieldError
 
 if TYPE_CHECKING:
-    from trainers.inference import Prediction
+    from trainers.deploy.inference import Prediction
 
 csv.field_size_limit(sys.maxsize)
 

@@ -213,7 +213,7 @@ def train(
         raise FieldError("--" + err.field, err.message) from None
     if point not in study.grid.grid:
         click.echo(f"note: {point} is not in the study grid {study.grid.grid.spec()}", err=True)
-    from trainers.trial import TrialSpec, run_trial
+    from trainers.trial.run import TrialSpec, run_trial
 
     with _ProgressBar() as bar:
         spec = TrialSpec(
@@ -545,7 +545,7 @@ def report(
         data = report_command.from_results(results_path, task, chosen, throughput_path)
     elif storage and study_name and not results_path:
         out = check_output(out_path or default_report_path(study_name), "--out")
-        from autoprumux.search.storage_check import check_existing_storage  # SQLAlchemy, Optuna
+        from autoprumux.loop.storage_check import check_existing_storage  # SQLAlchemy, Optuna
 
         check_existing_storage(storage)  # before Optuna opens (and writes to) it
         data = report_command.from_storage(storage, study_name, chosen, throughput_path)
@@ -580,8 +580,8 @@ def report(
 def dashboard(storage: str | None, study_path: str | None, port: int) -> None:
     """Serve optuna-dashboard for the studies in a storage, on 127.0.0.1."""
     from autoprumux.core.study import load_study
-    from autoprumux.search.masking import masked_url
-    from autoprumux.search.storage_check import check_existing_storage, connect_url
+    from autoprumux.loop.masking import masked_url
+    from autoprumux.loop.storage_check import check_existing_storage, connect_url
 
     if storage is None:
         from autoprumux.cli.search_command import cuda_available, default_study_path
@@ -637,7 +637,7 @@ def _check_port(port: int) -> None:
 def warmup(study_path: str, n: int, device: str, as_json: bool) -> None:
     """Build (or reuse) the retrieval warm-up of width N ahead of a search."""
     from autoprumux.core.study import load_study
-    from trainers.trial import warm_up
+    from trainers.trial.run import warm_up
 
     study = load_study(study_path)
     with _ProgressBar() as bar:
@@ -688,7 +688,7 @@ def classify(
 ) -> None:
     """Classify text with a trained model: label and probabilities per input, in input order."""
     from autoprumux.cli.classify_io import InputSpec, accuracy, prediction_rows, read_inputs
-    from trainers.inference import load_text_classifier
+    from trainers.deploy.inference import load_text_classifier
 
     model = load_text_classifier(model_path, device)
     info = model.info
@@ -761,7 +761,7 @@ def classify(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def export(model_path: str, fmt: str, out_path: str, as_json: bool) -> None:
     """Write a model folder as one ONNX or TorchScript file that `classify` runs alone."""
-    from trainers.export import ExportFormat, export_model
+    from trainers.deploy.export import ExportFormat, export_model
 
     done = export_model(model_path, ExportFormat(fmt), out_path)
     if as_json:

@@ -14,7 +14,7 @@ from autoprumux.core.recommender import Decision
 from autoprumux.core.throughput import ThroughputTable
 
 if TYPE_CHECKING:
-    from trainers.trial import TrialResult
+    from trainers.trial.run import TrialResult
 
 
 def point_dict(point: GridPoint) -> dict[str, object]:
@@ -185,7 +185,7 @@ def table_lines(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[st
 
 
 def format_trial(result: TrialResult) -> str:
-    """A trained trial (trainers.trial.TrialResult) as a few lines of text."""
+    """A trained trial (trainers.trial.run.TrialResult) as a few lines of text."""
     head = (
         f"task {result.task} | (N, s) = ({result.n}, {result.sparsity:g}) | {result.status.value}"
     )

@@ -21,23 +21,23 @@ from autoprumux.core.throughput import ThroughputTable
 from autoprumux.embedded import checkout_studies, copy_studies, packaged_studies
 from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import read_results, read_throughput_table
-from autoprumux.report.sources import from_storage, search_report_path
-from autoprumux.search.costs import recipe_of
-from autoprumux.search.driver import (
+from autoprumux.loop.costs import recipe_of
+from autoprumux.loop.driver import (
     Event,
     SearchConfig,
     SearchDriver,
     SearchOutcome,
     run_local,
 )
-from autoprumux.search.masking import has_password, masked_url
-from autoprumux.search.optuna_store import OptunaStore
-from autoprumux.search.ray_auth import join_with_token
-from autoprumux.search.storage_check import StorageUse, check_storage
-from autoprumux.search.trial_sources import ReplaySpec, ReplayTrainer, StudyTrainer
+from autoprumux.loop.masking import has_password, masked_url
+from autoprumux.loop.optuna_store import OptunaStore
+from autoprumux.loop.ray_auth import join_with_token
+from autoprumux.loop.storage_check import StorageUse, check_storage
+from autoprumux.loop.trial_sources import ReplaySpec, ReplayTrainer, StudyTrainer
+from autoprumux.report.sources import from_storage, search_report_path
 
 if TYPE_CHECKING:  # Ray is imported only when a search runs on it
-    from autoprumux.search.ray_executor import Cluster
+    from autoprumux.loop.ray_executor import Cluster
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,7 +197,7 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> S
         return _run_search(request, study, None, echo)
     if request.address:
         join_with_token()  # before Ray is imported: it reads its auth mode then
-    from autoprumux.search.ray_executor import ray_cluster
+    from autoprumux.loop.ray_executor import ray_cluster
 
     with ray_cluster(request.address) as cluster:
         return _run_search(request, study, cluster, echo)
@@ -216,7 +216,7 @@ def _run_search(
         cpus = request.cpus_per_trial or (1.0 if gpus > 0 else float(cores))
         workers = max(1, int(gpus // per_trial_gpu)) if gpus > 0 else max(1, int(cores // cpus))
     else:
-        from autoprumux.search.ray_executor import check_cluster
+        from autoprumux.loop.ray_executor import check_cluster
 
         check_cluster(cluster, gpus, per_trial_gpu)
         # a CPU trial takes a whole node by default: the smallest node's cores
@@ -227,7 +227,7 @@ def _run_search(
     # a trial's CPU threads change its float sums: the same count on every executor
     trainer = make_trainer(request, study, threads=max(1, int(cpus)))
     if cluster is not None and request.address:
-        from autoprumux.search.ray_executor import check_nodes_share
+        from autoprumux.loop.ray_executor import check_nodes_share
 
         nodes = check_nodes_share(trainer.worker_paths())
         echo(f"Ray cluster at {request.address}: {len(nodes)} node(s) see the study's files")
@@ -262,7 +262,7 @@ def _run_search(
     )
     driver = SearchDriver(config, table, store, on_event=lambda e: echo(_event_line(e)))
     if cluster is not None:
-        from autoprumux.search.ray_executor import run_ray
+        from autoprumux.loop.ray_executor import run_ray
 
         outcome = run_ray(driver, trainer, workers, per_trial_gpu, cpus)
     else:
@@ -308,7 +308,7 @@ def check_resources(request: SearchRequest, gpus: float) -> None:
 
 def check_trial_device(request: SearchRequest, study: Study, gpus_per_trial: float) -> None:
     """Refuse, in one line naming the option, a device or precision the trials cannot have."""
-    from trainers.device import check_device_spec, resolve_device, resolve_precision
+    from trainers.runtime.device import check_device_spec, resolve_device, resolve_precision
 
     device = check_device_spec(request.device)
     if request.executor == "local":
@@ -360,7 +360,7 @@ def _write_report(config: SearchConfig, study: Study, request: SearchRequest) ->
 
 
 def _gpu_count() -> float:
-    from trainers.device import cuda_device_count
+    from trainers.runtime.device import cuda_device_count
 
     return float(cuda_device_count())
 

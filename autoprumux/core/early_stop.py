@@ -188,7 +188,7 @@ def calibrate(
 
 
 def load_curves(path: str | Path) -> list[Curve]:
-    """The curves of a learning-curves run (tests/benchmarks/bench_learning_curves.py), each
+    """The curves of a learning-curves run (benchmarks/bench_learning_curves.py), each
     phase once (a teacher comes with each of its row's trainings)."""
     data = json.loads(Path(path).read_text())
     curves = [Curve.from_json(c) for t in data["trainings"] for c in t["curves"]]

@@ -88,8 +88,8 @@ def from_storage(
     url: str, study_name: str, budget: Budget, throughput_path: str | None
 ) -> ReportInput:
     # the search's adapters (Optuna, SQLAlchemy), imported only for a report of a storage
-    from autoprumux.search.masking import masked_url
-    from autoprumux.search.optuna_store import OptunaStore, study_attributes
+    from autoprumux.loop.masking import masked_url
+    from autoprumux.loop.optuna_store import OptunaStore, study_attributes
 
     attrs = study_attributes(url, study_name)
     if attrs is None:

@@ -18,7 +18,7 @@ from autoprumux.core.records import ResultsTable, TrialRecord, TrialStatus
 from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.results_io import write_results, write_throughput_table
-from autoprumux.search.optuna_store import OptunaStore
+from autoprumux.loop.optuna_store import OptunaStore
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "studies" / "sst2.toml"  # seed 42 (the default); the synthetic rows have seed 1

@@ -22,9 +22,9 @@ from autoprumux.core.grid import BASELINE, PAPER_GRID, GridPoint
 from autoprumux.core.records import TrialRecord, TrialStatus
 from autoprumux.core.synthetic import SyntheticFamily
 from autoprumux.core.throughput import ThroughputTable
-from autoprumux.search.driver import SearchConfig, SearchDriver, run_local, trainings
-from autoprumux.search.optuna_store import LEASE_ATTR, OWNER_ATTR, Abandoned, OptunaStore
-from autoprumux.search.trial_owner import (
+from autoprumux.loop.driver import SearchConfig, SearchDriver, run_local, trainings
+from autoprumux.loop.optuna_store import LEASE_ATTR, OWNER_ATTR, Abandoned, OptunaStore
+from autoprumux.loop.trial_owner import (
     LeaseKeeper,
     LeaseTerms,
     Liveness,
@@ -33,7 +33,7 @@ from autoprumux.search.trial_owner import (
     liveness,
     now_s,
 )
-from autoprumux.search.trial_sources import ReplayTrainer
+from autoprumux.loop.trial_sources import ReplayTrainer
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "studies" / "results" / "synthetic-sst2.csv"
@@ -303,7 +303,7 @@ def test_a_store_with_live_leases_pickles_as_ray_tune_needs():
     must survive that, and the copy renews nothing."""
     import pickle
 
-    from autoprumux.search.trial_owner import LeaseKeeper, LeaseTerms
+    from autoprumux.loop.trial_owner import LeaseKeeper, LeaseTerms
 
     renewed: list[int] = []
     keeper = LeaseKeeper(renewed.append, LeaseTerms(renew_every_s=0.05, lasts_s=1.0))

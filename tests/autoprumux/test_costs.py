@@ -9,7 +9,7 @@ import pytest
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import TrialRecord, TrialStatus
 from autoprumux.core.study import load_study
-from autoprumux.search.costs import (
+from autoprumux.loop.costs import (
     CostModel,
     CostPart,
     PartCosts,

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL
 
 from autoprumux.cli.main import main
-from autoprumux.search.masking import masked_url, without_password
+from autoprumux.loop.masking import masked_url, without_password
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLAY = ROOT / "studies" / "results" / "synthetic-sst2.csv"

@@ -19,10 +19,10 @@ from autoprumux.cli.main import main
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.grid import BASELINE, PAPER_GRID
 from autoprumux.core.records import TrialRecord
+from autoprumux.loop import storage_check
+from autoprumux.loop.optuna_store import OptunaStore
+from autoprumux.loop.storage_check import StorageError, check_existing_storage, connect_url
 from autoprumux.report.sources import from_storage
-from autoprumux.search import storage_check
-from autoprumux.search.optuna_store import OptunaStore
-from autoprumux.search.storage_check import StorageError, check_existing_storage, connect_url
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLAY = ROOT / "studies" / "results" / "synthetic-sst2.csv"

@@ -6,8 +6,8 @@ from autoprumux.core.budget import NEAR_MISS
 from autoprumux.core.grid import BASELINE, PAPER_GRID
 from autoprumux.core.grid import GridPoint as P
 from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
-from autoprumux.search.costs import CostModel, PartCosts
-from autoprumux.search.proposer import ProbeRule, Proposer, SearchState
+from autoprumux.loop.costs import CostModel, PartCosts
+from autoprumux.loop.proposer import ProbeRule, Proposer, SearchState
 
 FAMILY = SyntheticFamily()
 SPEED = {p: 1000 * FAMILY.expected_speedup(p) for p in PAPER_GRID}

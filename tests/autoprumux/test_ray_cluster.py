@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux.search.trial_sources import WorkerPaths
+from autoprumux.loop.trial_sources import WorkerPaths
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -118,7 +118,7 @@ def test_a_search_joins_a_token_cluster_and_runs_trials_on_both_nodes(two_nodes,
 
 
 def test_trials_at_once_come_from_every_node():
-    from autoprumux.search.ray_executor import Cluster
+    from autoprumux.loop.ray_executor import Cluster
 
     cluster = Cluster(node_cpus=(8.0, 4.0, 2.0), node_gpus=(4.0, 2.0, 0.0))
     assert cluster.trials_at_once(cpus_per_trial=4, gpus_per_trial=0) == 3  # 2 + 1 + 0
@@ -128,7 +128,7 @@ def test_trials_at_once_come_from_every_node():
 
 
 def test_a_node_that_does_not_see_the_driver_paths_names_them(tmp_path):
-    from autoprumux.search.ray_executor import _missing_on_this_node
+    from autoprumux.loop.ray_executor import _missing_on_this_node
 
     study = tmp_path / "study.toml"
     study.write_text("x" * 10)
@@ -148,7 +148,7 @@ def test_a_node_that_does_not_see_the_driver_paths_names_them(tmp_path):
 
 
 def test_joining_picks_token_auth_when_a_token_is_at_hand(monkeypatch, tmp_path):
-    from autoprumux.search.ray_auth import join_with_token
+    from autoprumux.loop.ray_auth import join_with_token
 
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
@@ -168,7 +168,7 @@ def test_a_worker_stopped_by_ray_exits_quietly():
     code = (
         "import os, signal, time\n"
         "import ray._private.utils as u\n"
-        "from autoprumux.search.ray_executor import _exit_quietly_on_sigterm\n"
+        "from autoprumux.loop.ray_executor import _exit_quietly_on_sigterm\n"
         "_exit_quietly_on_sigterm()\n"
         "def ray_handler(signum, frame):\n"
         "    raise SystemExit('The process receives a SIGTERM.')\n"

@@ -20,7 +20,7 @@ from autoprumux.core.study import load_study
 from autoprumux.files.atomic import check_output, explained_write_errors
 from autoprumux.files.results_io import read_table, write_table
 from autoprumux.report.sources import default_report_path, file_name, search_report_path
-from trainers.artifacts import read_json, write_json
+from trainers.trial.artifacts import read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ROOT / "studies" / "results" / "synthetic-sst2.csv"

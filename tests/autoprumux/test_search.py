@@ -21,9 +21,9 @@ from autoprumux.core.records import Training, TrialRecord, TrialStatus
 from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.results_io import write_results
-from autoprumux.search.driver import SearchConfig, SearchDriver, StopReason, run_local
-from autoprumux.search.optuna_store import OptunaStore
-from autoprumux.search.trial_sources import ReplayTrainer
+from autoprumux.loop.driver import SearchConfig, SearchDriver, StopReason, run_local
+from autoprumux.loop.optuna_store import OptunaStore
+from autoprumux.loop.trial_sources import ReplayTrainer
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILY = SyntheticFamily(accuracy_noise=0.0)  # exactly monotone: answers are known

@@ -16,14 +16,14 @@ from autoprumux.core.recommender import Exclusion, Recommender
 from autoprumux.core.records import Training, TrialRecord, TrialStatus
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.results_io import read_results
-from autoprumux.search.driver import (
+from autoprumux.loop.driver import (
     EventKind,
     SearchConfig,
     SearchDriver,
     StopReason,
     run_local,
 )
-from autoprumux.search.optuna_store import COST_AND_STOP_FIELDS, OptunaStore
+from autoprumux.loop.optuna_store import COST_AND_STOP_FIELDS, OptunaStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ROOT / "studies" / "results" / "synthetic-sst2.csv"

@@ -11,9 +11,9 @@ from replay_search import replay_search_argv
 
 from autoprumux.cli.main import main
 from autoprumux.core.grid import PAPER_GRID
-from autoprumux.search.optuna_store import OptunaStore
-from autoprumux.search.storage_check import StorageError, check_existing_storage
-from autoprumux.search.trial_sources import ReplaySpec
+from autoprumux.loop.optuna_store import OptunaStore
+from autoprumux.loop.storage_check import StorageError, check_existing_storage
+from autoprumux.loop.trial_sources import ReplaySpec
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "studies" / "results" / "synthetic-sst2.csv"

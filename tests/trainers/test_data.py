@@ -8,7 +8,7 @@ import torch
 from transformers import AutoTokenizer
 
 from autoprumux.core.study import load_study
-from trainers.data import (
+from trainers.data.splits import (
     GROUPED_BATCHES,
     DataError,
     Encoded,

@@ -14,12 +14,12 @@ import torch
 
 from autoprumux.cli.main import main
 from autoprumux.core.study import load_study
-from trainers.checkpoints import load_model as load_classifier
-from trainers.data import read_glue_split
-from trainers.export import ExportFormat, export_model
-from trainers.inference import load_text_classifier
-from trainers.model_folder import INFO_FILE, read_info
-from trainers.trial import TrialSpec, run_trial
+from trainers.data.splits import read_glue_split
+from trainers.deploy.export import ExportFormat, export_model
+from trainers.deploy.inference import load_text_classifier
+from trainers.deploy.model_folder import INFO_FILE, read_info
+from trainers.model.checkpoints import load_model as load_classifier
+from trainers.trial.run import TrialSpec, run_trial
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from autoprumux.core.grid import GridPoint
-from autoprumux.search.trial_sources import StudyTrainer
+from autoprumux.loop.trial_sources import StudyTrainer
 
 
 def weights_digest(artifact: str) -> str:
@@ -36,7 +36,7 @@ def study_copy(tiny_sources, folder: Path) -> str:  # type: ignore[no-untyped-de
 def test_a_trial_gives_the_same_result_in_process_and_in_a_ray_worker(tiny_sources, tmp_path):
     import ray
 
-    from autoprumux.search.ray_executor import _trainable
+    from autoprumux.loop.ray_executor import _trainable
 
     point = GridPoint(2, 0.5)  # warm-up, fine-tuning, pruning, post-pruning fine-tuning
     here = StudyTrainer(study_path=study_copy(tiny_sources, tmp_path / "here"), threads=1)

@@ -20,21 +20,21 @@ from autoprumux.cli.main import main
 from autoprumux.core.errors import FieldError
 from autoprumux.core.records import TrialStatus
 from autoprumux.core.study import TrainingSection, WarmupSection, load_study
-from trainers.checkpoints import load_pretrained
-from trainers.data import Encoded
-from trainers.device import Engine, Precision, resolve_device, resolve_precision
-from trainers.l0 import L0Module
-from trainers.loop import Diverged, Phase, run_phase, train_step
-from trainers.model import Classifier
-from trainers.phases import (
+from trainers.data.splits import Encoded
+from trainers.model.checkpoints import load_pretrained
+from trainers.model.classifier import Classifier
+from trainers.pruning.l0 import L0Module
+from trainers.runtime.device import Engine, Precision, resolve_device, resolve_precision
+from trainers.training.loop import Diverged, Phase, run_phase, train_step
+from trainers.training.phases import (
     accuracy,
     finetune_phase,
     identity_map,
     pruning_phase,
     warmup_phase,
 )
-from trainers.retrieval import RetrievalHead
-from trainers.trial import TrialSpec, run_trial
+from trainers.training.retrieval import RetrievalHead
+from trainers.trial.run import TrialSpec, run_trial
 
 META = torch.device("meta")
 
@@ -135,7 +135,7 @@ def test_mixed_precision_training_learns(tiny_sources, precision):
     same code): fine-tuning a tiny BERT still learns the fixture task."""
     from transformers import AutoTokenizer
 
-    from trainers.data import encode, read_glue_split
+    from trainers.data.splits import encode, read_glue_split
 
     model_dir, glue = tiny_sources
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -189,12 +189,12 @@ def test_a_trial_runs_on_its_threads_and_records_its_numerics(tiny_study_file):
 
 
 def test_out_of_memory_fails_the_trial_with_the_batch_named(tiny_study_file, monkeypatch):
-    import trainers.trial
+    import trainers.trial.run
 
     def out_of_memory(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(trainers.trial, "run_phase", out_of_memory)
+    monkeypatch.setattr(trainers.trial.run, "run_phase", out_of_memory)
     result = run_trial(
         TrialSpec(study=load_study(tiny_study_file()), n=2, sparsity=0.0, device="cpu")
     )
@@ -262,10 +262,10 @@ def test_cuda_without_cuda_is_one_line(tiny_study_file, capsys, command):
 @pytest.mark.gpu
 def test_a_trial_trains_on_cuda(tiny_study_file, monkeypatch):
     """Every step of every phase: parameters, batches, masks, teacher and loss on CUDA."""
-    import trainers.loop
+    import trainers.training.loop
 
     steps = collections.Counter()
-    real_step = trainers.loop.train_step
+    real_step = trainers.training.loop.train_step
 
     def checked_step(phase, batch, step, engine, scaler, trained):  # type: ignore[no-untyped-def]
         assert batch.input_ids.is_cuda and all(p.is_cuda for p in trained)
@@ -275,7 +275,7 @@ def test_a_trial_trains_on_cuda(tiny_study_file, monkeypatch):
         steps[phase.name] += 1
         return loss
 
-    monkeypatch.setattr(trainers.loop, "train_step", checked_step)
+    monkeypatch.setattr(trainers.training.loop, "train_step", checked_step)
     study = load_study(tiny_study_file(distill_from_n1=True))
     result = run_trial(TrialSpec(study=study, n=2, sparsity=0.5, device="cuda"))
     assert result.status is TrialStatus.COMPLETE, result.reason
@@ -290,7 +290,7 @@ def test_a_trial_trains_on_cuda(tiny_study_file, monkeypatch):
 def test_bf16_training_learns_on_cuda(tiny_sources):
     from transformers import AutoTokenizer
 
-    from trainers.data import encode, read_glue_split
+    from trainers.data.splits import encode, read_glue_split
 
     model_dir, glue = tiny_sources
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -340,7 +340,7 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu(tiny_arch, tmp_path):
 
 @pytest.mark.gpu
 def test_measurement_synchronises_before_it_reads_the_clock(tiny_arch, tmp_path, monkeypatch):
-    import trainers.timing as measurement  # the engine's timing (autoprumux.measurement uses it)
+    import trainers.deploy.timing as measurement  # the engine's timing (autoprumux.measurement's)
     from autoprumux.core.grid import GridPoint
     from autoprumux.core.study import ThroughputSection
 
@@ -397,7 +397,7 @@ def test_train_says_where_the_model_was_trained(tiny_study_file, capsys):
 def test_the_masked_layer_norm_without_host_sync_equals_the_gathered_one():
     """The GPU path (statistics weighted by a kept-dims indicator) computes what the CPU path
     (the LayerNorm kernel on the gathered kept dims) computes."""
-    from trainers.encoder import masked_layer_norm
+    from trainers.model.encoder import masked_layer_norm
 
     torch.manual_seed(0)
     norm = torch.nn.LayerNorm(8)
@@ -414,7 +414,7 @@ def test_the_masked_layer_norm_without_host_sync_equals_the_gathered_one():
 def test_trials_side_by_side_keep_their_thread_count_until_the_last_ends():
     """The local executor runs trials in threads of one process: the first trial to end must
     not hand the second the caller's thread count mid-training."""
-    from trainers.device import thread_count
+    from trainers.runtime.device import thread_count
 
     before = torch.get_num_threads()
     first, second = thread_count(1), thread_count(1)
@@ -432,7 +432,7 @@ def test_classifying_stays_on_the_model_device(tiny_arch, width):
 
     import numpy as np
 
-    from trainers.inference import GroupedClassifier, Groups, TorchBackend
+    from trainers.deploy.inference import GroupedClassifier, Groups, TorchBackend
 
     arch = dataclasses.replace(tiny_arch, mux_width=width)
     model = GroupedClassifier(Classifier(arch)).to(META).eval()

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
-from trainers.architecture import Architecture
-from trainers.checkpoints import CheckpointError, load_pretrained, map_key
+from trainers.model.architecture import Architecture
+from trainers.model.checkpoints import CheckpointError, load_pretrained, map_key
 
 
 def save_hf(model, folder):

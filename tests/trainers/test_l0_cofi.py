@@ -1,4 +1,4 @@
-"""trainers.l0 against CoFiPruning's L0Module, with every expected number worked out by hand.
+"""trainers.pruning.l0 against CoFiPruning's L0Module, every expected number worked out by hand.
 
 Shorthand: c = beta * log(-a / b) = (2/3) * ln(0.1 / 1.1) = (2/3) * (-2.397895273) = -1.598596849,
 so P(z > 0) = 1 - sigmoid(c - log_alpha) = sigmoid(log_alpha - c) (before the eps clamp), and a
@@ -15,8 +15,8 @@ import math
 import pytest
 import torch
 
-from trainers.architecture import Architecture, prunable_params
-from trainers.l0 import (
+from trainers.model.architecture import Architecture, prunable_params
+from trainers.pruning.l0 import (
     LOG_ALPHA_MAX,
     LOG_ALPHA_MIN,
     Gate,

@@ -15,7 +15,7 @@ from autoprumux.core.grid import BASELINE, GridPoint
 from autoprumux.core.records import TrialStatus
 from autoprumux.core.study import load_study
 from autoprumux.files.results_io import read_throughput_table
-from autoprumux.search.optuna_store import OptunaStore
+from autoprumux.loop.optuna_store import OptunaStore
 
 BARE = ["search", "--task", "sst2", "--budget", "0.03"]
 
@@ -99,7 +99,7 @@ def test_the_bare_search_command_on_the_default_study(tiny_study_file, tmp_path)
     assert (document["best"]["n"], document["best"]["sparsity"]) == (best.n, best.sparsity)
     # the answer is a model people can use: its folder classifies the dev set as recorded
     assert document["best"]["model"] == "saved"
-    from trainers.model_folder import read_info
+    from trainers.deploy.model_folder import read_info
 
     info = read_info(Path(document["best"]["model_dir"]))
     assert (info.n, info.sparsity) == (best.n, best.sparsity)

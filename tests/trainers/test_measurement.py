@@ -8,8 +8,8 @@ import torch
 from autoprumux.cli.main import main
 from autoprumux.core.study import ThroughputSection
 from autoprumux.files.results_io import read_throughput_table
-from trainers.architecture import Architecture, architecture_for_sparsity, sparsity_of
-from trainers.timing import MeasureError, fitting_pass
+from trainers.deploy.timing import MeasureError, fitting_pass
+from trainers.model.architecture import Architecture, architecture_for_sparsity, sparsity_of
 
 DENSE = {
     "bert-base": Architecture.dense(
@@ -111,8 +111,8 @@ def test_a_batch_that_does_not_fit_backs_off():
 
 def test_timing_a_model_leaves_the_callers_random_stream_alone():
     # a trial times its (N, 0) teacher before pruning; the pruning's randomness must not change
-    from trainers.model import Classifier
-    from trainers.timing import measure_one
+    from trainers.deploy.timing import measure_one
+    from trainers.model.classifier import Classifier
 
     arch = Architecture.dense(
         num_layers=1, hidden_size=16, num_heads=2, intermediate_size=32, vocab_size=200
@@ -129,8 +129,8 @@ def test_timing_a_model_leaves_the_callers_random_stream_alone():
 def test_float32_is_timed_without_tf32_whatever_the_process_set(monkeypatch):
     # a GPU training turns TF32 on for its process; the trial's timing after it must still be
     # IEEE float32, as a table measured in a fresh process is (the flags exist without CUDA)
-    import trainers.timing as measurement
-    from trainers.model import Classifier
+    import trainers.deploy.timing as measurement
+    from trainers.model.classifier import Classifier
 
     seen = []
     real = measurement.time_round_robin

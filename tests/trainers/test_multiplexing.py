@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertModel
 
-from trainers.architecture import DemuxKind, MuxStyle, Pooling
-from trainers.checkpoints import load_pretrained
-from trainers.model import Classifier, set_dropout
-from trainers.multiplexing import gaussian_keys
+from trainers.model.architecture import DemuxKind, MuxStyle, Pooling
+from trainers.model.checkpoints import load_pretrained
+from trainers.model.classifier import Classifier, set_dropout
+from trainers.model.multiplexing import gaussian_keys
 
 
 def test_keys_have_the_requested_norm():
@@ -167,7 +167,7 @@ def test_published_muxbert_checkpoint_keys_and_logits(tmp_path, batch):
 
 
 def test_mean_pooling_reads_only_the_instances_own_tokens(tiny_arch, batch):
-    from trainers.architecture import Pooling
+    from trainers.model.architecture import Pooling
 
     torch.manual_seed(0)
     model = Classifier(tiny_arch.with_mux(2, pooling=Pooling.MEAN)).eval()
@@ -181,7 +181,7 @@ def test_mean_pooling_reads_only_the_instances_own_tokens(tiny_arch, batch):
 
 
 def test_mean_hidden_pooling_demultiplexes_each_instances_own_mean(tiny_arch, batch):
-    from trainers.architecture import Pooling
+    from trainers.model.architecture import Pooling
 
     torch.manual_seed(0)
     model = Classifier(tiny_arch.with_mux(2, pooling=Pooling.MEAN_HIDDEN)).eval()
@@ -214,7 +214,7 @@ def test_set_dropout_reaches_every_dropout(tiny_arch, batch):
 @pytest.mark.parametrize("width", [1, 2, 4])
 @pytest.mark.parametrize("pooling", list(Pooling))
 def test_cutting_unused_padding_changes_no_output(tiny_arch, width, pooling):
-    """Dynamic padding (trainers.data.batches(trim=True)) is exact for every model that says it
+    """Dynamic padding (splits.batches(trim=True)) is exact for every model that says it
     ignores padding: the logits of a batch cut to its longest example are those of the batch
     padded to 20 tokens (to float rounding), for every width and pooling."""
     torch.manual_seed(0)

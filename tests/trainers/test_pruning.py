@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
-from trainers.architecture import Architecture, DemuxKind, MuxStyle, Pooling, prunable_params
-from trainers.checkpoints import load_model, save_model
-from trainers.l0 import Gate, L0Module, deterministic_gates, keep_probability, sample_gates
-from trainers.masks import Masks
-from trainers.materialize import materialize
-from trainers.model import Classifier
+from trainers.model.architecture import Architecture, DemuxKind, MuxStyle, Pooling, prunable_params
+from trainers.model.checkpoints import load_model, save_model
+from trainers.model.classifier import Classifier
+from trainers.model.masks import Masks
+from trainers.pruning.l0 import Gate, L0Module, deterministic_gates, keep_probability, sample_gates
+from trainers.pruning.materialize import materialize
 
 BERT_BASE = Architecture.dense(
     num_layers=12, hidden_size=768, num_heads=12, intermediate_size=3072, vocab_size=30522

@@ -17,15 +17,14 @@ from autoprumux.core.budget import NEAR_MISS
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import TrialStatus
 from autoprumux.core.study import TrainingSection, WarmupSection, load_study
-from trainers.architecture import MuxStyle, prunable_params
-from trainers.cache_keys import warmup_folder
-from trainers.checkpoints import load_pretrained
-from trainers.data import DataError, Encoded, encode, read_glue_split, read_unlabelled_text
-from trainers.l0 import L0Module
-from trainers.loop import run_phase
-from trainers.materialize import materialize
-from trainers.model import Classifier
-from trainers.phases import (
+from trainers.data.splits import DataError, Encoded, encode, read_glue_split, read_unlabelled_text
+from trainers.model.architecture import MuxStyle, prunable_params
+from trainers.model.checkpoints import load_pretrained
+from trainers.model.classifier import Classifier
+from trainers.pruning.l0 import L0Module
+from trainers.pruning.materialize import materialize
+from trainers.training.loop import run_phase
+from trainers.training.phases import (
     accuracy,
     finetune_phase,
     identity_map,
@@ -33,8 +32,9 @@ from trainers.phases import (
     token_mse,
     warmup_phase,
 )
-from trainers.retrieval import RetrievalHead, token_recovery
-from trainers.trial import TrialResult, TrialSpec, run_trial
+from trainers.training.retrieval import RetrievalHead, token_recovery
+from trainers.trial.cache_keys import warmup_folder
+from trainers.trial.run import TrialResult, TrialSpec, run_trial
 
 
 @pytest.fixture

@@ -1,0 +1,345 @@
+"""Running a search's trainings as Ray Tune trials: the Ray adapter (imported only when a
+search runs on Ray).
+
+The driver's proposals enter Tune through a ``Searcher`` (``suggest`` / ``on_trial_complete``),
+so Tune schedules one trial per proposal, as many at once as the cluster's nodes fit
+(``gpus_per_trial`` and ``cpus_per_trial`` each). The driver, and so the Optuna storage, stay
+in this process: Ray workers only train.
+
+On a cluster of several nodes a trial runs wherever Ray places it and reads the study file
+and writes its model by path, so the study's folder must be on storage every node mounts at
+the same path; :func:`check_nodes_share` refuses a cluster where it is not, before training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray._private.utils as ray_utils
+from ray import tune
+from ray.tune.search import Searcher
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from autoprumux.core.early_stop import StopRule
+from autoprumux.core.errors import AutoPruMuxError
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.records import Training, TrialRecord, TrialStatus
+from autoprumux.files.atomic import write_text_atomic
+from autoprumux.files.results_io import record_from_row
+from autoprumux.loop.driver import SearchDriver, SearchOutcome, Trainer
+from autoprumux.loop.ray_auth import token_available
+from autoprumux.loop.trial_sources import WorkerPaths
+
+
+class ClusterError(AutoPruMuxError):
+    """Ray cannot be reached or does not offer what the search asks for."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cluster:
+    """What the joined (or started) Ray cluster offers, node by node (alive nodes only)."""
+
+    node_cpus: tuple[float, ...]
+    node_gpus: tuple[float, ...]
+
+    @property
+    def gpus(self) -> float:
+        return sum(self.node_gpus)
+
+    def trials_at_once(self, cpus_per_trial: float, gpus_per_trial: float) -> int:
+        """Trials that fit side by side: a trial runs on one node, so each node fits its own."""
+        if gpus_per_trial > 0:
+            return max(1, int(sum(g // gpus_per_trial for g in self.node_gpus)))
+        return max(1, int(sum(c // cpus_per_trial for c in self.node_cpus)))
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in a second, not after Ray's minutes of retries, when nothing listens there."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            pass
+    except (OSError, ValueError):
+        raise ClusterError(
+            f"--address {address}: nothing answers there (expected host:port of a "
+            "Ray head node, ray://host:port, or auto)"
+        ) from None
+
+
+def _exit_quietly_on_sigterm() -> None:
+    """Runs in every worker of the search (Ray's ``worker_process_setup_hook``). Ray stops a
+    job's workers with SIGTERM when the search ends, and the handler its worker loop installs
+    raises SystemExit wherever the worker is, which prints a traceback (from a weakref callback,
+    say) after a run that went well. The trial's results are reported by then: exit at once.
+    The worker loop installs its handler after this hook runs, so the hook replaces the
+    function it installs it with (Ray < 3, pinned, names it ``set_sigterm_handler``)."""
+
+    def install(ray_handler: object) -> None:  # Ray's handler: replaced by ours
+        signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+
+    if hasattr(ray_utils, "set_sigterm_handler"):
+        ray_utils.set_sigterm_handler = install
+    install(None)
+
+
+def start_ray(address: str | None) -> Cluster:
+    """Join the cluster at ``address`` (or start a local one) and say what it offers."""
+    if address:
+        _check_reachable(address)
+    quiet = {"worker_process_setup_hook": _exit_quietly_on_sigterm}
+    try:
+        if address:
+            ray.init(address=address, include_dashboard=False, runtime_env=quiet)
+        else:
+            ray.init(include_dashboard=False, runtime_env=quiet)
+    except Exception as err:  # ConnectionError, TimeoutError, RuntimeError from Ray
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        hint = (
+            "; a cluster started by `ray start` wants its token: copy it from the head "
+            "(`ray get-auth-token` there) to ~/.ray/auth_token or set RAY_AUTH_TOKEN"
+            if address and not token_available()
+            else "; check that RAY_AUTH_TOKEN (or ~/.ray/auth_token) holds the head's token"
+            if address
+            else ""
+        )
+        raise ClusterError(
+            f"--address {address or 'local'}: Ray did not start: {why}{hint}"
+        ) from None
+    nodes = _alive_nodes()
+    return Cluster(
+        node_cpus=tuple(float(n["Resources"].get("CPU", 0.0)) for n in nodes),
+        node_gpus=tuple(float(n["Resources"].get("GPU", 0.0)) for n in nodes),
+    )
+
+
+def _alive_nodes() -> list[dict[str, Any]]:
+    """The live nodes of the joined cluster, as Ray describes them (NodeID, Alive, Resources,
+    NodeManagerAddress, ...)."""
+    # Ray leaves ray.nodes unannotated
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return [node for node in nodes if node["Alive"]]
+
+
+def check_cluster(cluster: Cluster, gpus: float, gpus_per_trial: float) -> None:
+    """Refuse GPU counts the cluster cannot give (Ray is shut down by the caller)."""
+    if gpus > cluster.gpus:
+        raise ClusterError(f"--gpus {gpus:g}: the Ray cluster offers {cluster.gpus:g} GPU(s)")
+    # a trial runs on one node: its GPUs must fit on the largest one
+    largest = max(cluster.node_gpus, default=0.0)
+    if gpus_per_trial > max(largest, 1.0 if largest else 0.0):
+        raise ClusterError(
+            f"--gpus-per-trial {gpus_per_trial:g}: no node of the Ray cluster has that many "
+            f"GPUs (the largest has {largest:g})"
+        )
+
+
+def _missing_on_this_node(reads: dict[str, int], probes: dict[str, str]) -> list[str]:
+    """Runs on every node: the paths it does not see as the driver does (a read file of
+    another size, or a written folder without the driver's probe file)."""
+    missing = [path for path, size in reads.items() if not _has_size(Path(path), size)]
+    for path, token in probes.items():
+        probe = Path(path)
+        if not (probe.is_file() and probe.read_text() == token):
+            missing.append(str(probe.parent))
+    return missing
+
+
+def _has_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
+
+
+def check_nodes_share(paths: WorkerPaths) -> dict[str, str]:
+    """Refuse, before any training, a cluster where a node does not see the trainer's files
+    and folders at the driver's paths (trials read the study there and write their models
+    where the driver records them). Returns {node id: address} of the nodes checked."""
+    token = uuid.uuid4().hex
+    reads = {path: Path(path).stat().st_size for path in paths.reads}
+    probes = {}
+    for folder in paths.writes:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe = Path(folder) / f".autoprumux-node-check-{token}"
+        write_text_atomic(probe, token)
+        probes[str(probe)] = token
+    nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in _alive_nodes()}
+    check = ray.remote(num_cpus=0)(_missing_on_this_node)
+    try:
+        answers = ray.get(
+            [
+                check.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+                ).remote(reads, probes)
+                for node in nodes
+            ],
+            timeout=120,
+        )
+    finally:
+        for written in probes:
+            Path(written).unlink(missing_ok=True)
+    for (node, host), missing in zip(nodes.items(), answers, strict=True):
+        if missing:
+            raise ClusterError(
+                f"--address: node {host} ({node[:8]}) does not see {missing[0]} as this "
+                "machine does: the study's folder (its file, artifacts and data) must be on "
+                "storage every node mounts at the same path (docs/search.md#clusters)"
+            )
+    return nodes
+
+
+@contextlib.contextmanager
+def ray_cluster(address: str | None) -> Iterator[Cluster]:
+    """Ray joined (or started) for a search, and shut down after it whatever happens."""
+    cluster = start_ray(address)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+
+
+def run_ray(
+    driver: SearchDriver,
+    trainer: Trainer,
+    workers: int,
+    gpus_per_trial: float,
+    cpus_per_trial: float,
+) -> SearchOutcome:
+    """Run the search's trainings as Tune trials on the Ray cluster joined by
+    :func:`ray_cluster`; Tune's own folder is temporary and removed after."""
+    storage = tempfile.mkdtemp(prefix="autoprumux-ray-")
+    try:
+        trainable = tune.with_resources(
+            tune.with_parameters(_trainable, trainer=trainer),
+            {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
+        )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=ProposerSearcher(driver),
+                num_samples=len(driver.config.grid) * (driver.config.max_retries + 1),
+                max_concurrent_trials=workers,
+            ),
+            run_config=tune.RunConfig(
+                name=driver.config.study_name, storage_path=storage, verbose=0
+            ),
+        )
+        with contextlib.redirect_stdout(sys.stderr):  # Tune's tables; stdout stays for --json
+            tuner.fit()
+        return driver.outcome()
+    finally:
+        driver.close()  # its trials still running, if Tune stopped early, are interrupted
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+class ProposerSearcher(Searcher):
+    """The driver's proposals, one per Tune trial; results go back to the driver."""
+
+    def __init__(self, driver: SearchDriver) -> None:
+        super().__init__(metric="accuracy", mode="max")
+        self.driver = driver
+        self.numbers: dict[str, int] = {}
+
+    # Ray annotates Searcher.suggest as returning Optional[Dict], yet documents (and Tune
+    # reads) Searcher.FINISHED, a str, as the end of the suggestions
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
+        suggestion = self.driver.suggest(1)
+        if suggestion.finished:
+            return Searcher.FINISHED
+        if not suggestion.start:
+            return None  # wait for a running trial (of this search or another) to finish
+        number, point = suggestion.start[0]
+        self.numbers[trial_id] = number
+        stop = self.driver.stop_rule()
+        return {
+            "n": point.n,
+            "sparsity": point.sparsity,
+            # the stop rule, as Tune's config holds plain values
+            "stop": None if stop is None else json.dumps(dataclasses.asdict(stop)),
+        }
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        number = self.numbers.pop(trial_id)
+        point = self.driver.pending[number]
+        task = self.driver.config.task
+        if error or not result or "status" not in result:
+            training = Training.failed(
+                task, point, "the Ray trial raised an error (see Ray's logs)"
+            )
+        else:
+            training = _training_from_result(task, point, result)
+        self.driver.complete(number, training)
+
+
+def _trainable(config: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
+    """A Tune trial: train one point, return its record as the final result (the by-products'
+    records as one JSON text: Tune flattens nested results into metrics)."""
+    point = GridPoint(int(config["n"]), float(config["sparsity"]))
+    stop_fields = json.loads(config["stop"]) if config.get("stop") else None
+    stop = (
+        StopRule(
+            threshold=stop_fields["threshold"],
+            margins=tuple((f, m) for f, m in stop_fields["margins"]),
+        )
+        if stop_fields
+        else None
+    )
+    # where it ran: the node's address and the start of its Ray node id (one host can run
+    # several nodes)
+    # Ray leaves get_node_ip_address unannotated
+    address: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    node = f"{address}/{ray.get_runtime_context().get_node_id()[:8]}"
+    try:
+        # Ray forwards the trial's output to the driver, whose stdout is kept for --json: the
+        # trial's progress lines and anything a library prints go to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            training = trainer(point, stop)
+    except Exception as err:  # a failed training is data, not a crashed trial
+        reason = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+        return {"status": "failed", "reason": reason, "node": node, **NO_ACCURACY}
+    return {
+        **NO_ACCURACY,
+        **_row(training.record),
+        "node": node,
+        "by_products": json.dumps([{**_row(r), "node": node} for r in training.by_products]),
+    }
+
+
+# Tune checks that every result holds the searcher's metric: a failed or stopped training has
+# no accuracy, so it reports None (which Tune's own metric tracking skips)
+NO_ACCURACY: dict[str, Any] = {"accuracy": None}
+
+
+def _row(record: TrialRecord) -> dict[str, Any]:
+    return {
+        k: (v.value if isinstance(v, TrialStatus) else v)
+        for k, v in record.to_row().items()
+        if v is not None
+    }
+
+
+def _training_from_result(task: str, point: GridPoint, result: dict[str, Any]) -> Training:
+    row = {**result, "task": task, "n": point.n, "sparsity": point.sparsity}
+    by_products = [
+        record_from_row({**r, "task": task}, "Ray trial result", i)
+        for i, r in enumerate(json.loads(result.get("by_products", "[]")), start=2)
+    ]
+    return Training(record_from_row(row, "Ray trial result", 1), tuple(by_products))

@@ -1,0 +1,132 @@
+"""Where a search's measurements come from: real training, or a recorded full grid (replay).
+
+A trainer is a picklable callable ``(point) -> Training`` (Ray ships it to its workers): the
+point's record, and records of points it trained on the way (the (N, 0) teacher).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+from autoprumux.core.early_stop import StopRule
+from autoprumux.core.errors import FieldError
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.progress import ProgressLines
+from autoprumux.core.records import ResultsTable, Training, TrialRecord, TrialStatus
+from autoprumux.core.study import load_study
+from autoprumux.files.results_io import read_results
+
+REPLAY_PREFIX = "replay:"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerPaths:
+    """What a trainer reads and writes by path on whichever node runs it: on a cluster every
+    node must see them at the same place (``ray_executor.check_nodes_share``)."""
+
+    reads: tuple[str, ...] = ()  # files, compared by size
+    writes: tuple[str, ...] = ()  # folders whose files the driver must see
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplaySpec:
+    """``--trainer replay:FILE[?delay=SECONDS]``: the results table to answer from, and how
+    long each training takes (0: instantly). A delay makes a replayed search slow enough to be
+    watched, killed at a chosen trial, or joined by a second search, as a real one would be;
+    quote it in a shell (``?`` is a glob character)."""
+
+    path: str
+    delay_s: float = 0.0  # seconds each training sleeps before it answers
+
+    @classmethod
+    def parse(cls, spec: str) -> ReplaySpec:
+        """The spec of ``--trainer replay:...``; a FieldError naming the option otherwise."""
+        body = spec.removeprefix(REPLAY_PREFIX)
+        path, _, query = body.partition("?")
+        if not query:
+            return cls(path=path)
+        key, _, value = query.partition("=")
+        try:
+            delay_s = float(value)
+        except ValueError:
+            delay_s = math.nan
+        if key != "delay" or not (math.isfinite(delay_s) and delay_s >= 0):
+            raise FieldError(
+                "--trainer",
+                f"{spec!r}: after the file only ?delay=SECONDS may follow (a number >= 0)",
+            )
+        return cls(path=path, delay_s=delay_s)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayTrainer:
+    """Answers every training from a recorded results table (``replay:FILE``): the same search
+    code path as real training, for tests, benchmarks and demos. A point the table lacks is a
+    failed training; ``delay_s`` simulates training time (``replay:FILE?delay=SECONDS``, see
+    :class:`ReplaySpec`)."""
+
+    path: str
+    task: str | None = None
+    delay_s: float = 0.0
+
+    def worker_paths(self) -> WorkerPaths:
+        return WorkerPaths(reads=(self.path,))
+
+    def table(self) -> ResultsTable:
+        return read_results(self.path)
+
+    def __call__(self, point: GridPoint, stop: StopRule | None = None) -> Training:
+        """The recorded row (a recorded stopped row stays stopped: no curve, no new stop)."""
+        table = self.table()
+        task = table.resolve_task(self.task)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        rows: dict[GridPoint, TrialRecord] = {}
+        for row in table.for_task(task):
+            rows.setdefault(row.point, row)  # a point with several seeds: its first row
+        record = rows.get(point) or TrialRecord(
+            task=task,
+            n=point.n,
+            sparsity=point.sparsity,
+            status=TrialStatus.FAILED,
+            reason=f"replay: {self.path} has no row for {point}",
+        )
+        # like a real (N, s) training, which fine-tunes the (N, 0) teacher it prunes
+        teacher = rows.get(GridPoint(point.n, 0.0))
+        if point.sparsity == 0 or record.status is not TrialStatus.COMPLETE or teacher is None:
+            return Training(record)
+        return Training(record, (teacher,))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyTrainer:
+    """Trains the point for real with the training engine (``trainers.run_trial``)."""
+
+    study_path: str
+    seed: int | None = None
+    device: str = "auto"  # in a Ray worker, auto and cuda are the GPU(s) Ray assigned
+    threads: int = 0  # CPU threads per trial (0: every core); the same on every executor
+
+    def worker_paths(self) -> WorkerPaths:
+        """The study file, and the artifacts folder its trainings write and the driver records."""
+        folder = load_study(self.study_path).artifacts_folder
+        return WorkerPaths(reads=(self.study_path,), writes=(str(folder.resolve()),))
+
+    def __call__(self, point: GridPoint, stop: StopRule | None = None) -> Training:
+        from trainers.trial.run import TrialSpec, run_trial  # the engine (torch): in the worker
+
+        study = load_study(self.study_path)
+        progress = ProgressLines(str(point), lambda line: print(line, file=sys.stderr, flush=True))
+        spec = TrialSpec(
+            study=study,
+            n=point.n,
+            sparsity=point.sparsity,
+            seed=self.seed,
+            device=self.device,
+            threads=self.threads,
+            stop=stop,
+        )
+        return run_trial(spec, progress).training()

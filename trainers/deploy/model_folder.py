@@ -1,0 +1,193 @@
+"""The self-describing model folder: what a trained (N, s) is, beside its weights.
+
+Every trained point's artifact folder (``trainers.trial.run``) holds, besides ``model.safetensors``
+and ``architecture.json``:
+
+- ``autoprumux.json`` (:class:`ModelInfo`): the task and its label names, the input columns,
+  the max length, the point (N, s), the dev accuracy and throughput recorded by its trial, and
+  where it came from (study, recipe hash, base model, teacher);
+- the tokenizer's own files (``tokenizer.json``, ``tokenizer_config.json``, ...), so the folder
+  classifies text without the base model;
+- ``README.md``, a model card generated from the above.
+
+They are written by rename after the trial measured the model, so a reader never sees half of
+one; a rerun of a finished trial writes them again with its own throughput.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autoprumux.core.errors import AutoPruMuxError
+from autoprumux.core.version import __version__
+from autoprumux.files.atomic import atomic_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+INFO_FILE = "autoprumux.json"
+CARD_FILE = "README.md"
+FORMAT = 1  # of autoprumux.json; raised when a field changes meaning
+
+
+class NotAModelError(AutoPruMuxError):
+    """A path is not a model autoprumux trained or exported."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelInfo:
+    """What a trained model is and how it was made (``autoprumux.json``)."""
+
+    task: str
+    labels: tuple[str, ...]  # label name of every logit, in logit order
+    text_columns: tuple[str, ...]  # the GLUE columns of one input: a sentence or a pair
+    label_column: str  # the GLUE column holding the gold label (classify reports accuracy)
+    max_length: int  # tokens per sentence; longer inputs are truncated
+    n: int  # sentences per forward pass (multiplexing width)
+    sparsity: float  # the target s
+    achieved_sparsity: float  # of the prunable encoder parameters, materialized
+    parameters: int  # prunable encoder parameters kept
+    dev_accuracy: float  # fraction, on dev_examples of the task's dev split, in order
+    dev_examples: int
+    throughput: float | None  # examples/s timed inside the trial (not side by side)
+    throughput_device: str  # where it was timed
+    study: str
+    study_file: str
+    recipe: str  # Study.recipe: the hash of everything that decides a trial's result
+    base_model: str
+    teacher: str | None  # the (N, 0) model folder it was pruned from; None for s = 0
+    seed: int
+    numerics: dict[str, Any] = field(default_factory=dict)  # device, precision, versions
+    autoprumux_version: str = __version__
+    format: int = FORMAT
+
+    @property
+    def point(self) -> str:
+        return f"({self.n}, {self.sparsity:g})"
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["labels"], data["text_columns"] = list(self.labels), list(self.text_columns)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str) -> ModelInfo:
+        known = {f.name for f in dataclasses.fields(cls)}
+        if data.get("format") != FORMAT:
+            raise NotAModelError(
+                f"{where}: model format {data.get('format')!r}; this autoprumux reads {FORMAT}"
+            )
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in data)
+        if missing:
+            raise NotAModelError(f"{where}: {INFO_FILE} lacks {', '.join(missing)}")
+        values = {k: v for k, v in data.items() if k in known}
+        values["labels"], values["text_columns"] = (
+            tuple(data["labels"]),
+            tuple(data["text_columns"]),
+        )
+        return cls(**values)
+
+
+def describe(folder: Path, info: ModelInfo, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Write the tokenizer, ``autoprumux.json`` and the model card into a model folder."""
+    staging = folder / f".tokenizer.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        tokenizer.save_pretrained(str(staging))
+        for written in sorted(staging.iterdir()):
+            with atomic_path(folder / written.name) as target:
+                shutil.copyfile(written, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_text_atomic(folder / INFO_FILE, json.dumps(info.to_json(), indent=1) + "\n")
+    write_text_atomic(folder / CARD_FILE, model_card(info))
+
+
+def read_info(folder: Path) -> ModelInfo:
+    path = folder / INFO_FILE
+    if not path.is_file():
+        raise NotAModelError(
+            f"{folder}: not an autoprumux model folder (no {INFO_FILE}); a search's or "
+            "`autoprumux train`'s trial folder is one (rerun the train command to describe a "
+            "folder trained by an older version)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise NotAModelError(f"{path}: unreadable ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict):
+        raise NotAModelError(f"{path}: not a JSON object")
+    return ModelInfo.from_json(data, str(path))
+
+
+def model_card(info: ModelInfo) -> str:
+    """The folder's README.md: what the model is, how it was made, how to use it, its figures."""
+    pair = len(info.text_columns) > 1
+    inputs = " and ".join(f"`{c}`" for c in info.text_columns)
+    grouping = (
+        f"It classifies {info.n} inputs in one forward pass (data multiplexing): inputs are "
+        f"grouped {info.n} at a time in input order, and a prediction depends a little on the "
+        "other inputs of its group."
+        if info.n > 1
+        else "It classifies one input per forward pass."
+    )
+    throughput = (
+        f"{info.throughput:,.1f} examples/s on {info.throughput_device}, timed inside the "
+        "trial (beside whatever else ran; compare models with `autoprumux measure --trained`)"
+        if info.throughput
+        else "not measured"
+    )
+    example = "a fine film" if not pair else "first sentence<TAB>second sentence"
+    teacher = f"pruned from `{info.teacher}` with distillation" if info.teacher else "not pruned"
+    return f"""# {info.task} classifier {info.point}, trained by autoprumux
+
+A BERT-style {info.task} classifier compressed with data multiplexing (N = {info.n}) and
+structured pruning (target sparsity s = {info.sparsity:g}). {grouping}
+
+Labels: {", ".join(f"`{label}`" for label in info.labels)}. Input: {inputs}
+{"(a sentence pair)" if pair else "(one sentence)"}, at most {info.max_length} tokens (longer
+inputs are truncated).
+
+## Figures (recorded by its trial)
+
+| | |
+|---|---|
+| dev accuracy | {info.dev_accuracy:.4f} on the first {info.dev_examples} dev examples |
+| sparsity | {info.achieved_sparsity:.4f} of the prunable encoder parameters \
+(target {info.sparsity:g}) |
+| prunable parameters kept | {info.parameters:,} |
+| throughput | {throughput} |
+
+## How it was made
+
+- study `{info.study}` (`{info.study_file}`), recipe `{info.recipe}`, seed {info.seed}
+- base model `{info.base_model}`; {teacher}
+- trained with {_numerics(info.numerics)}; autoprumux {info.autoprumux_version}
+
+## How to use it
+
+```
+autoprumux classify --model THIS_FOLDER --input sentences.txt    # one input per line
+echo '{example}' | autoprumux classify --model THIS_FOLDER --json
+autoprumux export --model THIS_FOLDER --format onnx --out model.onnx
+```
+
+```python
+from autoprumux import load_model
+
+model = load_model("THIS_FOLDER")
+model.predict([{"('a fine film', 'a good movie')" if pair else "'a fine film'"}])
+```
+"""
+
+
+def _numerics(numerics: dict[str, Any]) -> str:
+    if not numerics:
+        return "unrecorded numerics"
+    return ", ".join(f"{key} {value}" for key, value in sorted(numerics.items()))

@@ -1,0 +1,145 @@
+"""Timing a model's inference the way the paper measures throughput: random token ids padded
+to a sequence length, ``batch_rows * N`` sequences a batch, passes timed round-robin with the
+harness (:mod:`autoprumux.core.harness`), float32 as IEEE float32. A trial times its trained
+model here; ``autoprumux measure`` (:mod:`autoprumux.measurement`) times a study's grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from autoprumux.core.errors import AutoPruMuxError
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.harness import Timing, time_round_robin
+from autoprumux.core.study import ThroughputSection
+from trainers.model.architecture import prunable_params
+from trainers.model.classifier import Classifier
+from trainers.runtime.device import resolve_device
+
+# a model of the grid, or one beside it: (point, source), e.g. a trained model beside its estimate
+MeasureKey = GridPoint | tuple[GridPoint, str]
+
+
+class MeasureError(AutoPruMuxError):
+    """A measurement cannot run as asked (no CUDA, no models, a batch that never fits)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measured:
+    point: GridPoint
+    timing: Timing
+    parameters: int  # prunable encoder parameters
+    batch_rows: int  # rows per batch actually used (after any out-of-memory back-off)
+    source: str  # "estimate" or "trained"
+
+
+def measure(
+    models: Mapping[GridPoint, Classifier],
+    settings: ThroughputSection,
+    seq_len: int,
+    source: str,
+    progress: Callable[[int, int], None] | None = None,
+    extra: Mapping[tuple[GridPoint, str], Classifier] | None = None,
+) -> dict[MeasureKey, Measured]:
+    """Time every model in one round-robin run. ``extra`` adds more (key -> model) to the same
+    run, e.g. trained models beside their estimates; their keys are (point, source) pairs."""
+    device = str(resolve_device(settings.device))
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        settings.dtype
+    ]
+    if dtype == torch.float16 and device == "cpu":
+        raise MeasureError("--dtype float16 needs a GPU here; use float32 or bfloat16 on a CPU")
+    keyed: dict[MeasureKey, tuple[GridPoint, Classifier, str]] = {
+        p: (p, m, source) for p, m in models.items()
+    }
+    for (point, kind), model in (extra or {}).items():
+        keyed[point, kind] = (point, model, kind)
+    if not keyed:
+        raise MeasureError("there are no models to measure")
+    on_gpu = device.startswith("cuda")
+    sync = (lambda: torch.cuda.synchronize(device)) if on_gpu else (lambda: None)
+    runs: dict[MeasureKey, Callable[[], int]] = {}
+    rows_used: dict[MeasureKey, int] = {}
+    with strict_float32():
+        for key, (point, model, _) in keyed.items():
+            model = model.to(device=device, dtype=dtype).eval()
+            runs[key], rows_used[key] = fitting_pass(model, point.n, settings, seq_len, device)
+        with torch.inference_mode():
+            timings = time_round_robin(
+                runs, settings.passes, settings.warmup_passes, sync, progress=progress
+            )
+    return {
+        key: Measured(
+            point=point,
+            timing=timings[key],
+            parameters=prunable_params(model.arch),
+            batch_rows=rows_used[key],
+            source=kind,
+        )
+        for key, (point, model, kind) in keyed.items()
+    }
+
+
+@contextlib.contextmanager
+def strict_float32() -> Iterator[None]:
+    """IEEE float32 matmuls while timing (TF32 off), whatever the process set before: a
+    training in the same process turns TF32 on, and a trial's timing must match a table
+    measured in a process that never trained."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def fitting_pass(
+    model: Classifier, width: int, settings: ThroughputSection, seq_len: int, device: str
+) -> tuple[Callable[[], int], int]:
+    """A pass over ~examples_per_pass examples in batches of rows * N; halves the rows when a
+    batch does not fit in memory (and says so in the result)."""
+    rows = settings.batch_rows
+    # its own generator: timing a model inside a trial must not move the trial's random stream
+    generator = torch.Generator(device=device).manual_seed(0)
+    while rows >= 1:
+        batch = rows * width
+        ids = torch.randint(
+            0, model.arch.vocab_size, (batch, seq_len), device=device, generator=generator
+        )
+        ids[:, 0] = model.arch.cls_token_id
+        mask = torch.ones_like(ids)
+        batches = max(1, math.ceil(settings.examples_per_pass / batch))
+
+        def run(
+            ids: Tensor = ids, mask: Tensor = mask, batches: int = batches, batch: int = batch
+        ) -> int:
+            with torch.inference_mode():
+                for _ in range(batches):
+                    model(ids, mask)
+            return batches * batch
+
+        try:
+            with torch.inference_mode():
+                model(ids, mask)
+            return run, rows
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            rows //= 2
+    raise MeasureError(
+        f"even one row of {width} sequences of {seq_len} tokens does not fit in memory"
+    )
+
+
+def measure_one(model: Classifier, settings: ThroughputSection, seq_len: int) -> float:
+    """The throughput recorded with a trained trial: the same harness, a smaller pass."""
+    small = replace(settings, examples_per_pass=settings.trial_examples_per_pass, passes=3)
+    point = GridPoint(model.arch.mux_width, 0.0)
+    return measure({point: model}, small, seq_len, "trained")[point].timing.median

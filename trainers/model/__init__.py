@@ -1,0 +1,11 @@
+"""The model the engine trains.
+
+- ``architecture.py``: ``Architecture`` (every size and choice of a model), ``MuxStyle``,
+  ``DemuxKind``, ``Pooling``, ``architecture_for_sparsity``, ``prunable_params``;
+- ``encoder.py``: the BERT encoder, with CoFi's masks applied in its forward;
+- ``masks.py``: ``Masks``, the five CoFi mask types a forward takes;
+- ``multiplexing.py``: ``Multiplexer`` and the demultiplexers (``IndexPosDemux``, ``MLPDemux``);
+- ``classifier.py``: ``Classifier`` (multiplexer, encoder, demultiplexer, head);
+- ``checkpoints.py``: ``load_pretrained`` (Hugging Face and MUX-BERT checkpoints),
+  ``save_model``, ``load_model``, ``load_tokenizer``.
+"""

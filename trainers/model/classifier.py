@@ -1,0 +1,143 @@
+"""The classifier autoprumux trains: encoder, optional multiplexing, and a classification head.
+
+With N = 1 it is a plain BERT classifier (pooler on [CLS], dropout, linear), the same
+computation as ``transformers.BertForSequenceClassification``. With N > 1 the batch's rows are
+mixed N at a time, the encoder runs once per group, and the demultiplexer recovers one
+representation per row from position 0 (MUX-BERT's classification path).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from trainers.model.architecture import Architecture, MuxStyle, Pooling
+from trainers.model.encoder import Encoder, SelfAttention
+from trainers.model.masks import Masks
+from trainers.model.multiplexing import DEMULTIPLEXERS, Multiplexer
+
+
+class Pooler(nn.Module):
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        self.dense = nn.Linear(arch.hidden_size, arch.head_size)
+
+    def forward(self, first_token: Tensor) -> Tensor:  # [B, H] -> [B, size]
+        return torch.tanh(self.dense(first_token))
+
+
+class Classifier(nn.Module):
+    def __init__(self, arch: Architecture, mux_seed: int = 0) -> None:
+        super().__init__()
+        self.arch = arch
+        self.encoder = Encoder(arch)
+        if arch.is_multiplexed:
+            self.mux = Multiplexer(arch, seed=mux_seed)
+            self.demux = DEMULTIPLEXERS[arch.demux](arch)
+        else:
+            self.pooler = Pooler(arch)
+        self.dropout = nn.Dropout(arch.hidden_dropout)
+        self.classifier = nn.Linear(arch.head_size, arch.num_labels)
+
+    def forward(
+        self,
+        input_ids: Tensor,  # [B, L]
+        attention_mask: Tensor | None = None,  # [B, L]
+        token_type_ids: Tensor | None = None,  # [B, L]
+        masks: Masks | None = None,
+        collect: list[Tensor] | None = None,
+    ) -> Tensor:  # logits [B, labels]
+        """``collect`` receives every encoder layer's output ([B/N, L, H] each)."""
+        features = self.features(input_ids, attention_mask, token_type_ids, masks, collect)
+        logits: Tensor = self.classifier(self.dropout(features))
+        return logits
+
+    def features(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        masks: Masks | None = None,
+        collect: list[Tensor] | None = None,
+    ) -> Tensor:
+        """The representation the classifier reads, one per row: [B, size]."""
+        if not self.arch.is_multiplexed:
+            hidden: Tensor = self.encoder(input_ids, attention_mask, token_type_ids, masks, collect)
+            pooled_first: Tensor = self.pooler(hidden[:, 0])
+            return pooled_first
+        rows = input_ids.shape[0]
+        input_ids, attention_mask, token_type_ids = pad_to_multiple(
+            self.arch.mux_width, input_ids, attention_mask, token_type_ids
+        )
+        hidden = self.multiplexed_hidden(input_ids, attention_mask, token_type_ids, masks, collect)
+        if self.arch.pooling is Pooling.CLS or attention_mask is None:
+            first: Tensor = self.demux(hidden[:, 0])
+            return first[:rows]  # padding rows dropped
+        if self.arch.pooling is Pooling.MEAN_HIDDEN:
+            width = self.arch.mux_width
+            mask = attention_mask.to(hidden.dtype).view(hidden.shape[0], width, -1)  # [G, N, L]
+            pooled = mask @ hidden / mask.sum(-1, keepdim=True).clamp(min=1.0)  # [G, N, H]
+            demuxed: Tensor = self.demux(pooled).view(
+                hidden.shape[0], width, width, -1
+            )  # [G, i, input, size]
+            own = torch.arange(width, device=hidden.device)
+            return demuxed[:, own, own].reshape(-1, demuxed.shape[-1])[:rows]
+        tokens: Tensor = self.demux(hidden)  # [B, L, size]: every instance at every position
+        weights = attention_mask.to(tokens.dtype).unsqueeze(-1)  # the instance's own tokens
+        pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return pooled[:rows]
+
+    def multiplexed_hidden(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        token_type_ids: Tensor | None,
+        masks: Masks | None,
+        collect: list[Tensor] | None = None,
+    ) -> Tensor:
+        """Encoder output of the mixed groups: [B/N, L, H]."""
+        embeddings = self.encoder.embeddings
+        if self.arch.mux_style is MuxStyle.PUBLISHED:
+            input_ids = input_ids.clone()  # never the caller's tensor
+            input_ids[:, 0] = self.arch.cls_token_id
+            mixed = self.mux(embeddings(input_ids, masks=masks))
+            # the released models embed the mixed vectors again (positions, type 0, LayerNorm)
+            # and attend to every position
+            mixed = embeddings(inputs_embeds=mixed, masks=masks)
+            return self.encoder.encode(mixed, None, masks, collect)
+        mixed = self.mux(embeddings(input_ids, token_type_ids, masks=masks))
+        group_mask = None if attention_mask is None else self.encoded_tokens(attention_mask)
+        return self.encoder.encode(mixed, group_mask, masks, collect)
+
+    def encoded_tokens(self, attention_mask: Tensor) -> Tensor:  # [B, L] -> [B/N, L]
+        """Per row the encoder runs on, 1 at the positions that hold a real token of any of
+        its N inputs (what the encoder attends to, unless the model attends to padding too)."""
+        width = self.arch.mux_width
+        return attention_mask.view(-1, width, attention_mask.shape[1]).amax(dim=1)
+
+
+def pad_to_multiple(
+    width: int, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Append all-padding rows (token 0, attention 0) so the row count is a multiple of N."""
+    missing = -input_ids.shape[0] % width
+    if not missing:
+        return input_ids, attention_mask, token_type_ids
+
+    def pad(t: Tensor) -> Tensor:
+        return torch.cat([t, t.new_zeros(missing, *t.shape[1:])])
+
+    return (
+        pad(input_ids),
+        None if attention_mask is None else pad(attention_mask),
+        None if token_type_ids is None else pad(token_type_ids),
+    )
+
+
+def set_dropout(model: nn.Module, rate: float) -> None:
+    """Every dropout of the model to ``rate``: hidden, attention, classifier, demultiplexer."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = rate
+        if isinstance(module, SelfAttention):  # passes attention_dropout to the SDPA kernel
+            module.attention_dropout = rate

@@ -1,0 +1,268 @@
+"""The PruMUX training phases, each as a :class:`~trainers.training.loop.Phase` for the shared loop.
+
+1. retrieval warm-up (N > 1) and optional masked-LM: :func:`warmup_phase`;
+2. task fine-tuning: :func:`finetune_phase` (this model is the teacher of every (N, s));
+3. CoFi pruning with distillation: :func:`pruning_phase` (logit KL at temperature T plus the
+   MSE of every layer's output over real tokens through a learned linear map, and the
+   Lagrangian with a target that ramps up linearly);
+4. materialization (:mod:`~trainers.pruning.materialize`), then fine-tuning of the pruned model
+   with the teacher's logits: :func:`finetune_phase` with a teacher.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from autoprumux.core.study import TrainingSection, WarmupSection
+from trainers.data.splits import Encoded, batches, endless_batches
+from trainers.model.classifier import Classifier
+from trainers.pruning.l0 import L0Module
+from trainers.runtime.device import Engine, adamw
+from trainers.training.loop import Phase
+from trainers.training.retrieval import RetrievalHead, retrieval_loss
+
+
+def _split_parameters(model: Classifier) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(encoder parameters, new parameters: multiplexer, demultiplexer, pooler, classifier)."""
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    encoder_ids = {id(p) for p in encoder}
+    new = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]
+    return encoder, new
+
+
+def _grouped_rows(model: Classifier, group_by_length: bool) -> int:
+    """``group_rows`` for the model's batches: its rows of N when grouping by length, else 0."""
+    return model.arch.mux_width if group_by_length else 0
+
+
+def _on_device_of(model: nn.Module, data: Encoded) -> Encoded:
+    """The data where the model is, moved once for the whole phase (batches index it there)."""
+    return data.to(next(model.parameters()).device)
+
+
+def warmup_phase(
+    model: Classifier,
+    head: RetrievalHead,
+    text: Encoded,
+    settings: WarmupSection,
+    seed: int,
+    steps: int,
+    mask_token_id: int | None = None,
+) -> Phase:
+    """Retrieval warm-up (or masked-LM with ``mask_token_id``) of a multiplexed model."""
+    text = _on_device_of(model, text)
+    encoder, new = _split_parameters(model)
+    optimizer = adamw(
+        [
+            {"params": encoder, "lr": settings.learning_rate},
+            {"params": new + list(head.parameters()), "lr": settings.new_learning_rate},
+        ]
+    )
+    size = settings.batch_rows * model.arch.mux_width
+    trim = model.arch.ignores_padding  # the loss reads real tokens only
+    group_rows = _grouped_rows(model, settings.group_by_length)
+
+    def loss(batch: Encoded, step: int) -> Tensor:
+        return retrieval_loss(
+            model, head, batch, settings.positions, settings.negatives, mask_token_id
+        )
+
+    return Phase(
+        name="mlm" if mask_token_id is not None else "warmup",
+        modules={"model": model, "head": head},
+        optimizer=optimizer,
+        steps=steps,
+        loss=loss,
+        data=lambda start: endless_batches(text, size, seed, start, trim, group_rows),
+    )
+
+
+def distillation_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """KL(teacher || student) at temperature T, times T^2 (Hinton et al.)."""
+    return (
+        F.kl_div(
+            F.log_softmax(student_logits / temperature, dim=-1),
+            F.softmax(teacher_logits / temperature, dim=-1),
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
+
+
+def token_mse(student: Tensor, teacher: Tensor, tokens: Tensor | None) -> Tensor:
+    """The mean squared error of two layer outputs ([G, L, H] each) over the positions that
+    hold a real token (``tokens``: [G, L], 1 there), or over every position (None).
+
+    CoFi's code averages over every position, padding included: its loss then depends on how
+    far a batch is padded, and mostly matches padding (SST-2 fills 13 of 64 positions on
+    average). Over real tokens only, cutting a batch's unused padding changes nothing."""
+    if tokens is None:
+        return F.mse_loss(student, teacher)
+    weights = tokens.to(student.dtype).unsqueeze(-1)  # [G, L, 1]
+    squared = (student - teacher).square() * weights
+    return squared.sum() / (weights.sum() * student.shape[-1]).clamp(min=1.0)
+
+
+def finetune_phase(
+    model: Classifier,
+    train: Encoded,
+    steps: int,
+    learning_rate: float,
+    batch_rows: int,
+    seed: int,
+    training: TrainingSection,
+    teacher: Classifier | None = None,
+    name: str = "finetune",
+) -> Phase:
+    """Cross-entropy on the labels; with a teacher, plus the logit distillation term. The
+    parts outside the encoder train at ``training.new_learning_rate`` when that is set."""
+    train = _on_device_of(model, train)
+    encoder, new = _split_parameters(model)
+    optimizer = adamw(
+        [
+            {"params": encoder, "lr": learning_rate},
+            {"params": new, "lr": training.new_learning_rate or learning_rate},
+        ]
+    )
+    size = batch_rows * model.arch.mux_width
+    # the loss reads logits only
+    trim = model.arch.ignores_padding and (teacher is None or teacher.arch.ignores_padding)
+    group_rows = _grouped_rows(model, training.group_by_length)
+
+    def loss(batch: Encoded, step: int) -> Tensor:
+        logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        value = F.cross_entropy(logits, batch.labels)
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            value = value + distillation_kl(logits, target, training.distill_temperature)
+        return value
+
+    return Phase(
+        name=name,
+        modules={"model": model},
+        optimizer=optimizer,
+        steps=steps,
+        loss=loss,
+        data=lambda start: endless_batches(train, size, seed, start, trim, group_rows),
+        max_grad_norm=training.max_grad_norm,
+    )
+
+
+def pruning_phase(
+    student: Classifier,
+    teacher: Classifier,
+    l0: L0Module,
+    layer_map: nn.Linear,
+    train: Encoded,
+    training: TrainingSection,
+    steps: int,
+    warmup_steps: int,
+    target: float,
+    seed: int,
+) -> Phase:
+    """CoFi: sampled masks, distillation from the teacher, and the Lagrangian towards
+    ``target`` (reached linearly over ``warmup_steps``, on the steps already done as CoFi's
+    trainer counts them: 0 at the first step); the multipliers ascend, and the log-alphas are
+    clamped to CoFi's range after every step."""
+    train = _on_device_of(student, train)
+    optimizer = adamw(
+        [
+            {
+                "params": [p for p in student.parameters() if p.requires_grad]
+                + list(layer_map.parameters()),
+                "lr": training.pruning_learning_rate,
+            },
+            {
+                "params": list(l0.log_alpha.parameters()),
+                "lr": training.l0_learning_rate,
+                "weight_decay": 0.0,
+            },
+            {
+                "params": [l0.lambda_1, l0.lambda_2],
+                "lr": training.lagrangian_learning_rate,
+                "weight_decay": 0.0,
+            },
+        ]
+    )
+    size = training.batch_rows * student.arch.mux_width
+    alpha, temperature = training.distill_ce_alpha, training.distill_temperature
+    # the layer loss reads real tokens only (token_mse), the logits nothing else
+    trim = student.arch.ignores_padding and teacher.arch.ignores_padding
+    group_rows = _grouped_rows(student, training.group_by_length)
+
+    def loss(batch: Encoded, step: int) -> Tensor:
+        inputs = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        teacher_layers: list[Tensor] = []
+        with torch.no_grad():
+            teacher_logits = teacher(*inputs, collect=teacher_layers)
+        student_layers: list[Tensor] = []
+        logits = student(*inputs, masks=l0.sample(), collect=student_layers)
+        # over the positions the encoder reads (every position where it attends to padding)
+        tokens = student.encoded_tokens(batch.attention_mask) if trim else None
+        layer_loss = torch.stack(
+            [
+                token_mse(layer_map(s), t, tokens)
+                for s, t in zip(student_layers, teacher_layers, strict=True)
+            ]
+        ).mean()
+        distill = (
+            alpha * distillation_kl(logits, teacher_logits, temperature) + (1 - alpha) * layer_loss
+        )
+        ramp = min(1.0, step / warmup_steps) if warmup_steps else 1.0
+        return distill + l0.lagrangian(target * ramp)
+
+    def ascend_multipliers() -> None:
+        for multiplier in (l0.lambda_1, l0.lambda_2):
+            if multiplier.grad is not None:
+                multiplier.grad.neg_()
+
+    teacher.eval()
+    return Phase(
+        name="prune",
+        modules={"student": student, "l0": l0, "layer_map": layer_map},
+        optimizer=optimizer,
+        steps=steps,
+        loss=loss,
+        data=lambda start: endless_batches(train, size, seed, start, trim, group_rows),
+        decay=(True, False, False),
+        max_grad_norm=training.max_grad_norm,
+        after_backward=ascend_multipliers,
+        after_step=l0.clamp_,
+    )
+
+
+def identity_map(size: int) -> nn.Linear:
+    layer = nn.Linear(size, size)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(size))
+        layer.bias.zero_()
+    return layer
+
+
+@torch.no_grad()
+def accuracy(
+    model: Classifier, data: Encoded, batch_rows: int = 32, engine: Engine | None = None
+) -> float:
+    """Dev accuracy, on the model's device in the engine's precision; multiplexed models mix
+    consecutive examples, N at a time."""
+    model.eval()
+    device = next(model.parameters()).device
+    right = torch.zeros((), dtype=torch.long, device=device)
+    with (engine or Engine()).autocast():
+        for batch in batches(
+            data.to(device),
+            batch_rows * model.arch.mux_width,
+            drop_last=False,
+            trim=model.arch.ignores_padding,
+        ):
+            logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            right += (logits.argmax(-1) == batch.labels).sum()
+    return int(right) / len(data)
+
+
+def steps_for(steps: int, epochs: float, examples: int, batch_size: int) -> int:
+    """A phase's step count: ``steps`` if set, else ``epochs`` over the training examples."""
+    return steps if steps > 0 else max(1, round(epochs * examples / batch_size))

@@ -1,0 +1,87 @@
+"""A trained (N, 0) or (N, s) model's :class:`TrialResult`: its throughput measured on the
+trial's device, and its folder described (tokenizer, ``autoprumux.json``, model card) so it
+can be served (:mod:`trainers.deploy.model_folder`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from autoprumux.core.early_stop import Curve
+from autoprumux.core.records import TrialStatus
+from autoprumux.core.tasks import TASKS
+from trainers.deploy.model_folder import ModelInfo, describe
+from trainers.deploy.timing import measure_one
+from trainers.model.architecture import prunable_params
+from trainers.model.classifier import Classifier
+from trainers.runtime.device import numerics
+from trainers.trial.cache_keys import starting_checkpoint
+from trainers.trial.stages import RunningTrial
+from trainers.trial.trial_results import TrialResult
+
+
+def model_result(
+    trial: RunningTrial,
+    model: Classifier,
+    folder: Path,
+    *,
+    target: float,  # the sparsity asked for
+    achieved: float,  # of the materialized model's prunable parameters
+    teacher_record: dict[str, Any],  # the (N, 0) teacher's teacher.json: the token recovery
+    record: dict[str, Any],  # the model's own record: accuracy, curve, numerics
+    teacher_folder: Path | None = None,  # for s > 0: the model it was pruned from
+) -> TrialResult:
+    """The result of a COMPLETE trial whose model is ``model``, saved in ``folder``."""
+    study = trial.study
+    settings = dataclasses.replace(study.throughput, device=str(trial.engine.device))
+    with trial.timer("throughput"):
+        throughput = measure_one(model, settings, study.model.max_seq_length)
+    result = TrialResult(
+        task=study.task,
+        n=trial.n,
+        sparsity=target,
+        status=TrialStatus.COMPLETE,
+        accuracy=record["accuracy"],
+        achieved_sparsity=achieved,
+        parameters=prunable_params(model.arch),
+        throughput=throughput,
+        token_recovery=teacher_record.get("token_recovery"),
+        artifact_path=str(folder),
+        seed=trial.seed,
+        numerics=record.get("numerics") or numerics(trial.engine),  # older artifacts: now
+        curve=_curve(record),
+    )
+    describe(folder, _model_info(trial, result, teacher_folder), trial.tokenizer)
+    return result
+
+
+def _model_info(trial: RunningTrial, result: TrialResult, teacher_folder: Path | None) -> ModelInfo:
+    study, spec = trial.study, TASKS[trial.study.task]
+    return ModelInfo(
+        task=study.task,
+        labels=spec.label_texts or tuple(str(i) for i in range(spec.num_labels)),
+        text_columns=spec.glue_text_columns,
+        label_column=spec.glue_label_column,
+        max_length=study.model.max_seq_length,
+        n=trial.n,
+        sparsity=result.sparsity,
+        achieved_sparsity=result.achieved_sparsity or 0.0,
+        parameters=result.parameters or 0,
+        dev_accuracy=result.accuracy or 0.0,
+        dev_examples=len(trial.dev),
+        throughput=result.throughput,
+        throughput_device=str(trial.engine.device),
+        study=study.name,
+        study_file=str(study.path.resolve()) if study.path else "",
+        recipe=study.recipe,
+        base_model=starting_checkpoint(study, trial.n),
+        teacher=str(teacher_folder) if teacher_folder else None,
+        seed=trial.seed,
+        numerics=result.numerics,
+    )
+
+
+def _curve(record: dict[str, Any]) -> Curve | None:
+    """An artifact's recorded curve (None for artifacts from before curves were kept)."""
+    return Curve.from_json(record["curve"]) if record.get("curve") else None

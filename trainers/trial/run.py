@@ -1,0 +1,448 @@
+"""``run_trial``: one (N, s) point of a study, trained, pruned, evaluated. The engine's only
+entry point for autoprumux (with ``warm_up``, the warm-up alone).
+
+What it builds, each a cached stage (:mod:`trainers.trial.stages`) keyed by every setting it reads
+(:mod:`trainers.trial.cache_keys`):
+- for N > 1 without a multiplexed checkpoint, the retrieval warm-up of the base model, shared
+  by every study and task that uses the same model, N, recipe and text
+  (``<studies>/artifacts/warmup/...``), with its token recovery recorded
+  (:mod:`trainers.trial.warmup_stage`);
+- the fine-tuned (N, 0) model, the teacher of every (N, s) of the study
+  (``<studies>/artifacts/<study>/teacher-n<N>-<hash>``); it is the trial's result when s = 0
+  (:mod:`trainers.trial.teacher_stage`);
+- for s > 0, the pruned, materialized and fine-tuned model
+  (``<studies>/artifacts/<study>/trial-n<N>-s<s>-<hash>``, :mod:`trainers.trial.pruned_stage`). A
+  rerun of a finished trial returns its recorded result.
+
+This module runs the stages in order and the phases they build (with the dev checks of early
+stopping and the learning curves); a stage's build sees it as a
+:class:`trainers.trial.stages.RunningTrial`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from autoprumux.core.budget import NEAR_MISS
+from autoprumux.core.early_stop import (
+    Curve,
+    StopEvidence,
+    StoppedEarly,
+    StopPhase,
+    StopRule,
+    check_step,
+)
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.progress import ProgressCallback
+from autoprumux.core.records import TrialStatus
+from autoprumux.core.study import Study
+from autoprumux.core.tasks import TASKS
+from trainers.data.splits import Encoded
+from trainers.model.architecture import Pooling, multiplexing_fields
+from trainers.model.checkpoints import CheckpointError, load_pretrained
+from trainers.model.classifier import Classifier, set_dropout
+from trainers.runtime.device import Engine, numerics, thread_count
+from trainers.training.loop import Diverged, Phase, run_phase
+from trainers.training.phases import accuracy
+from trainers.trial.artifacts import read_json, write_json
+from trainers.trial.cache_keys import (
+    TeacherFolders,
+    distills_from_n1,
+    starting_checkpoint,
+    teacher_folders,
+    trial_folder,
+    warms_up,
+)
+from trainers.trial.model_result import model_result
+from trainers.trial.pruned_stage import build_pruned
+from trainers.trial.stages import Stage, cached_stage
+from trainers.trial.task_data import task_data, task_tokenizer
+from trainers.trial.teacher_stage import build_teacher
+from trainers.trial.trial_results import GUIDE_PREFIX, SpanTimer, TrialResult
+from trainers.trial.warmup_stage import build_warmup
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["TrialResult", "TrialSpec", "run_trial", "warm_up"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialSpec:
+    study: Study
+    n: int
+    sparsity: float
+    seed: int | None = None  # default: the study's seed
+    device: str = "auto"  # auto, cpu, cuda or cuda:i (in a Ray worker: the GPU Ray assigned)
+    # CPU threads of the trial's kernels (they change float sums, so a trial's numbers depend
+    # on them); 0: every core (os.cpu_count()). The search passes its CPUs per trial.
+    threads: int = 0
+    # the search's threshold and margins: the last phases stop when they cannot reach it
+    stop: StopRule | None = None
+    # dev evaluations at k/curve_points of the last phases (k < curve_points), recorded as
+    # learning curves (to calibrate early stopping); 0: none beyond the stop checks
+    curve_points: int = 0
+
+    def __post_init__(self) -> None:
+        point = GridPoint(self.n, self.sparsity)  # validates N >= 1 and s in [0, 1)
+        object.__setattr__(self, "sparsity", point.sparsity)
+
+
+def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> TrialResult:
+    """Train, prune and evaluate one (N, s) point on the spec's device; a diverging trial, or
+    one that runs out of GPU memory, returns status FAILED with the reason, and one the
+    spec's stop rule stops returns status STOPPED with the evidence."""
+    started = time.perf_counter()
+    study, n, sparsity = spec.study, spec.n, spec.sparsity
+    seed = study.study.seed if spec.seed is None else spec.seed
+    training = study.training
+    engine = Engine.resolve(spec.device, training.precision, training.compile)
+    timer = SpanTimer()
+    with thread_count(spec.threads or os.cpu_count() or 1):
+        trial = _Trial(study, n, seed, timer, progress, engine, spec)
+        try:
+            result = trial.run(sparsity)
+        except StoppedEarly as stopped:
+            return _stopped(trial, sparsity, stopped.evidence, time.perf_counter() - started)
+        except (Diverged, torch.OutOfMemoryError) as err:
+            reason = str(err) if isinstance(err, Diverged) else _out_of_memory(engine, study, n)
+            return TrialResult(
+                task=study.task,
+                n=n,
+                sparsity=sparsity,
+                status=TrialStatus.FAILED,
+                reason=reason,
+                phase_seconds=timer.seconds,
+                wall_time_s=time.perf_counter() - started,
+                reused=tuple(trial.reused),
+                seed=seed,
+                numerics=numerics(engine),
+            )
+    return dataclasses.replace(
+        result,
+        phase_seconds=timer.seconds,
+        wall_time_s=time.perf_counter() - started,
+        reused=tuple(trial.reused),
+    )
+
+
+def _stopped(
+    trial: _Trial, sparsity: float, evidence: StopEvidence, wall_time_s: float
+) -> TrialResult:
+    """The result of a trial its stop rule stopped; when its teacher missed, the point
+    missed too, and carries the teacher's result."""
+    result = TrialResult(
+        task=trial.study.task,
+        n=trial.n,
+        sparsity=sparsity,
+        status=TrialStatus.STOPPED,
+        reason=evidence.reason(),
+        phase_seconds=trial.timer.seconds,
+        wall_time_s=wall_time_s,
+        reused=tuple(trial.reused),
+        seed=trial.seed,
+        numerics=numerics(trial.engine),
+        curve=trial.curves.get(evidence.point),
+        stop=evidence,
+    )
+    if evidence.point == GridPoint(trial.n, sparsity):
+        return result
+    teacher = trial.finished_teacher or dataclasses.replace(
+        result, sparsity=0.0, phase_seconds={}, wall_time_s=0.0
+    )  # trained to its end, or stopped in its fine-tuning (a miss too)
+    return dataclasses.replace(result, teacher=teacher)
+
+
+def _out_of_memory(engine: Engine, study: Study, n: int) -> str:
+    """The reason of a trial that ran out of GPU memory: the batch and the memory."""
+    rows, length = study.training.batch_rows, study.model.max_seq_length
+    memory = ""
+    if engine.on_gpu:
+        total = torch.cuda.get_device_properties(engine.device).total_memory / 2**30
+        peak = torch.cuda.max_memory_allocated(engine.device) / 2**30
+        memory = f" ({peak:.1f} of {total:.0f} GiB in use at the peak)"
+        torch.cuda.empty_cache()
+    return (
+        f"out of memory on {engine.device}{memory} with [training] batch_rows = {rows}: "
+        f"{rows} x N={n} = {rows * n} sequences of {length} tokens a batch; lower batch_rows"
+    )
+
+
+class _Trial:
+    """The state of one run_trial call: data, engine, timer, curves and the stages it ran
+    (a :class:`trainers.trial.stages.RunningTrial` for their builds)."""
+
+    def __init__(
+        self,
+        study: Study,
+        n: int,
+        seed: int,
+        timer: SpanTimer,
+        progress: ProgressCallback | None,
+        engine: Engine,
+        spec: TrialSpec | None = None,  # its early stopping and curve points
+        data: tuple[Encoded, Encoded] | None = None,  # (train, dev), encoded, on the device
+    ) -> None:
+        self.study, self.n, self.seed, self.timer, self.progress = study, n, seed, timer, progress
+        self.engine = engine
+        self.stop = spec.stop if spec else None
+        self.curve_points = spec.curve_points if spec else 0
+        self.curves: dict[GridPoint, Curve] = {}  # of the last phases run, by model
+        self.reused: list[str] = []  # Stage values, in the order they were found
+        self.finished_teacher: TrialResult | None = None  # for s > 0, once the teacher exists
+        torch.manual_seed(seed)
+        with timer("data"):
+            self.tokenizer: PreTrainedTokenizerBase = task_tokenizer(study.model.name_or_path)
+            # moved to the device once: every phase's batches are drawn there
+            train, dev = data or (
+                split.to(engine.device) for split in task_data(study, self.tokenizer)
+            )
+            self.train: Encoded = train
+            self.dev: Encoded = dev
+
+    @functools.cached_property
+    def folders(self) -> TeacherFolders:
+        # cached: with a named warm-up text, the warm-up's key hashes the text file
+        return teacher_folders(self.study, self.n, self.seed, self.engine.precision)
+
+    # -- the stages, in order -----------------------------------------------------------------
+
+    def run(self, sparsity: float) -> TrialResult:
+        teacher, teacher_folder, teacher_record = self.teacher()
+        as_teacher = model_result(
+            self,
+            teacher,
+            teacher_folder,
+            target=0.0,
+            achieved=0.0,
+            teacher_record=teacher_record,
+            record=teacher_record,
+        )
+        if sparsity == 0:
+            return as_teacher
+        self.finished_teacher = as_teacher
+        if self.stop is not None and self.stop.teacher_misses(as_teacher.accuracy or 0.0):
+            # a pruned model does not beat its teacher by more than a near miss (the search's
+            # monotone rule): its pruning and fine-tuning would be paid for a known miss
+            steps = int(teacher_record["steps"])
+            raise StoppedEarly(
+                StopEvidence(
+                    point=GridPoint(self.n, 0.0),
+                    phase=StopPhase.TEACHER_MISSED,
+                    step=steps,
+                    steps=steps,
+                    accuracy=as_teacher.accuracy or 0.0,
+                    margin=NEAR_MISS,
+                    threshold=self.stop.threshold,
+                )
+            )
+        model, folder, record = self.pruned(sparsity, teacher, teacher_folder)
+        result = model_result(
+            self,
+            model,
+            folder,
+            target=sparsity,
+            achieved=record["achieved_sparsity"],
+            teacher_record=teacher_record,
+            record=record,
+            teacher_folder=teacher_folder,
+        )
+        return dataclasses.replace(result, teacher=as_teacher)
+
+    def warmed_up(self) -> tuple[Classifier, float]:
+        """The warm-up of width N (training mode), and its token recovery."""
+        build = functools.partial(build_warmup, self)
+        model, record = cached_stage(
+            Stage.WARMUP, self.warmup_folder, build, self.reused, self.engine
+        )
+        model.train()
+        return model, record["token_recovery"]
+
+    def teacher(self) -> tuple[Classifier, Path, dict[str, Any]]:
+        """The fine-tuned (N, 0) model of this study, its folder and its record."""
+        folder = self.folders.teacher
+        build = functools.partial(build_teacher, self)
+        model, record = cached_stage(Stage.TEACHER, folder, build, self.reused, self.engine)
+        return self._on_engine(model), folder, record
+
+    def pruned(
+        self, sparsity: float, teacher: Classifier, teacher_folder: Path
+    ) -> tuple[Classifier, Path, dict[str, Any]]:
+        """The (N, s) model pruned from the teacher, its folder and its record."""
+        precision = self.engine.precision
+        folder = trial_folder(
+            self.study, self.n, sparsity, self.seed, precision, teacher=teacher_folder
+        )
+        build = functools.partial(
+            build_pruned, self, teacher=teacher, teacher_folder=teacher_folder, sparsity=sparsity
+        )
+        model, record = cached_stage(Stage.TRIAL, folder, build, self.reused, self.engine)
+        return model, folder, record
+
+    @property
+    def warmup_folder(self) -> Path:
+        if self.folders.warmup is None:  # the CLI asks for N >= 2
+            raise CheckpointError(f"N = {self.n} has no warm-up: N = 1 is not multiplexed")
+        return self.folders.warmup
+
+    # -- what the stages' builds use ----------------------------------------------------------
+
+    def initial_model(self) -> tuple[Classifier, float | None]:
+        """The model fine-tuning starts from, and the token recovery of its warm-up."""
+        if not warms_up(self.study, self.n):
+            source = starting_checkpoint(self.study, self.n)
+            model, _ = load_pretrained(source, seed=self.seed, **self.overrides())
+            return model, None
+        model, recovery = self.warmed_up()
+        # the warm-up never pools (its architecture holds the default): the task reads the
+        # study's pooling, which the teacher's key holds
+        pooling = Pooling(self.study.multiplexing.pooling)
+        model.arch = dataclasses.replace(model.arch, pooling=pooling)
+        return model, recovery
+
+    def overrides(self) -> dict[str, Any]:
+        model = self.study.model
+        values: dict[str, Any] = {
+            "num_labels": TASKS[self.study.task].num_labels,
+            "num_layers": model.num_layers,
+            "cls_token_id": self.tokenizer.cls_token_id,
+        }
+        if warms_up(self.study, self.n):
+            values.update(multiplexing_fields(self.study.multiplexing, self.n))
+        return values
+
+    def guide(self) -> Classifier | None:
+        """The (1, 0) teacher whose logits an N > 1 model also learns (``distill_from_n1``)."""
+        if not distills_from_n1(self.study, self.n):
+            return None
+        sibling = _Trial(
+            self.study,
+            1,
+            self.seed,
+            self.timer.prefixed(GUIDE_PREFIX),
+            self.progress,
+            self.engine,
+            data=(self.train, self.dev),
+        )
+        model, _, _ = sibling.teacher()
+        return model.eval()
+
+    def prepared(self, model: Classifier, task: bool = False) -> Classifier:
+        """The model to train: the study's frozen parts frozen, for a task phase (``task``)
+        the study's dropout, on the trial's device (and compiled, if the study asks)."""
+        training = self.study.training
+        if training.freeze_word_embeddings:
+            model.encoder.embeddings.word.weight.requires_grad_(False)
+        if task and training.dropout >= 0:
+            set_dropout(model, training.dropout)
+        return self._on_engine(model)
+
+    def _on_engine(self, model: Classifier) -> Classifier:
+        prepared = self.engine.prepared(model)
+        assert isinstance(prepared, Classifier)  # moved and compiled in place
+        return prepared
+
+    def accuracy(self, model: Classifier) -> float:
+        return accuracy(model, self.dev, self.study.training.batch_rows, self.engine)
+
+    def run_phase(self, phase: Phase, checkpoint: Path) -> None:
+        every = self.study.training.checkpoint_every
+        run_phase(phase, checkpoint, every, self.progress, self.engine)
+
+    def run_checked_phase(
+        self, phase: Phase, checkpoint: Path, model: Classifier, point: GridPoint, partial: Path
+    ) -> None:
+        """A last phase (of the model of ``point``), with dev evaluations at the stop rule's
+        checks and the curve points; each is kept in ``partial`` as it is made (a resumed phase
+        keeps its curve), and a hopeless one stops the training (StoppedEarly)."""
+        stop_phase = StopPhase(phase.name)  # the teacher's or the pruned model's fine-tuning
+        dev_batches = -(-len(self.dev) // (self.study.training.batch_rows * self.n))
+        margins = self.stop.checks(phase.steps, dev_batches / 3) if self.stop else {}
+        curve_steps = {
+            check_step(k / self.curve_points, phase.steps) for k in range(1, self.curve_points)
+        }
+        recorded = partial / f"curve-{phase.name}.json"
+        points = _recorded_points(recorded)
+
+        def check(step: int) -> None:
+            with self.timer(f"{phase.name} checks"):
+                accuracy = self.accuracy(model)
+            # a phase resumed from a checkpoint before its last check evaluates that step again
+            points[:] = [p for p in points if p[0] < step]
+            points.append((step, accuracy))
+            write_json(recorded, {"points": points})
+            self.curves[point] = Curve(
+                label=f"{point} {phase.name}", steps=phase.steps, points=tuple(points)
+            )
+            margin = margins.get(step)
+            best = max(a for _, a in points)  # the statistic the margins are calibrated for
+            if self.stop is not None and margin is not None and self.stop.hopeless(best, margin):
+                raise StoppedEarly(
+                    StopEvidence(
+                        point=point,
+                        phase=stop_phase,
+                        step=step,
+                        steps=phase.steps,
+                        accuracy=best,
+                        margin=margin,
+                        threshold=self.stop.threshold,
+                    )
+                )
+
+        every = self.study.training.checkpoint_every
+        run_phase(
+            phase,
+            checkpoint,
+            every,
+            self.progress,
+            self.engine,
+            check=check,
+            check_steps=set(margins) | curve_steps,
+        )
+
+    def finish_curve(
+        self, point: GridPoint, phase: str, steps: int, final: float, partial: Path
+    ) -> Curve:
+        """The last phase's curve: what was checked, then the final accuracy at its end."""
+        points = _recorded_points(partial / f"curve-{phase}.json")
+        curve = Curve(label=f"{point} {phase}", steps=steps, points=(*points, (steps, final)))
+        self.curves[point] = curve
+        return curve
+
+
+def _recorded_points(path: Path) -> list[tuple[int, float]]:
+    """The (step, accuracy) checks of a phase kept so far in its partial folder."""
+    if not path.exists():
+        return []
+    return [(int(s), float(a)) for s, a in read_json(path)["points"]]
+
+
+def warm_up(
+    study: Study, n: int, progress: ProgressCallback | None = None, device: str = "auto"
+) -> dict[str, Any]:
+    """Build (or reuse) the retrieval warm-up artifact of width N for a study's model and
+    recipe; ``autoprumux warmup``. Returns its token recovery, path and whether it existed."""
+    training = study.training
+    engine = Engine.resolve(device, training.precision, training.compile)
+    trial = _Trial(study, n, study.study.seed, SpanTimer(), progress, engine)
+    if study.model.multiplexed_name_or_path:
+        raise CheckpointError(
+            f"{study.path}: [model] multiplexed_name_or_path is set; its "
+            "checkpoints are already warmed up"
+        )
+    _, recovery = trial.warmed_up()
+    return {
+        "n": n,
+        "token_recovery": recovery,
+        "artifact_path": str(trial.warmup_folder),
+        "reused": Stage.WARMUP.value in trial.reused,
+        "seconds": trial.timer.seconds,
+    }

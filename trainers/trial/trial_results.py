@@ -1,0 +1,148 @@
+"""What one trial returns: :class:`TrialResult`, with its JSON round trip and the search's
+record of it, and :class:`SpanTimer`, the seconds of the trial's named spans (its phases,
+checks and measurements) that the record's costs are split by."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoprumux.core.early_stop import Curve, StopEvidence, StopPhase
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.records import Training, TrialRecord, TrialStatus
+
+# the span of the retrieval warm-up (masked-LM steps included)
+WARMUP_TIMER = "warmup"
+# the spans whose seconds are the (N, 0) teacher's cost (the fine-tuning's holds its checks);
+# the (1, 0) model an N > 1 one distills from, when built inside the trial, is timed under
+# GUIDE_PREFIX
+FINETUNE_TIMER, TEACHER_EVALUATE_TIMER = "finetune", "teacher evaluate"
+TEACHER_TIMERS = (FINETUNE_TIMER, TEACHER_EVALUATE_TIMER)
+GUIDE_PREFIX = "guide "
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialResult:
+    task: str
+    n: int
+    sparsity: float  # the target
+    status: TrialStatus
+    reason: str | None = None
+    accuracy: float | None = None  # dev accuracy, fraction
+    achieved_sparsity: float | None = None  # of the materialized model's prunable parameters
+    parameters: int | None = None  # prunable encoder parameters of the final model
+    throughput: float | None = None  # examples per second, simple forward timing (batch 32*N)
+    token_recovery: float | None = None  # of the warm-up (N > 1)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # SpanTimer.seconds
+    wall_time_s: float = 0.0
+    artifact_path: str | None = None
+    reused: tuple[str, ...] = ()  # artifacts that were already there (warmup, teacher, trial)
+    seed: int = 0
+    teacher: TrialResult | None = None  # for s > 0: the (N, 0) model it was pruned from
+    # what decided the model's numbers besides settings and seed, when it was trained:
+    # device, precision, threads, versions (trainers.runtime.device.numerics); JSON values
+    numerics: dict[str, Any] = field(default_factory=dict)
+    # dev accuracy during the last phase, (step, accuracy), the phase's end last: where it
+    # was checked (early stopping) or asked for (curve_points)
+    curve: Curve | None = None
+    stop: StopEvidence | None = None  # status STOPPED: why
+
+    def cost_parts(self) -> tuple[float, float, float]:
+        """(warm-up, teacher, own) seconds of this run; 0 for what it reused."""
+        warmup = self.phase_seconds.get(WARMUP_TIMER, 0.0)
+        teacher = sum(
+            v
+            for k, v in self.phase_seconds.items()
+            if k in TEACHER_TIMERS or k.startswith(GUIDE_PREFIX)
+        )
+        return warmup, teacher, max(0.0, self.wall_time_s - warmup - teacher)
+
+    def training(self) -> Training:
+        """The search's view: this point's record, and the teacher's as a by-product."""
+        by_products = (self.teacher.to_record(),) if self.teacher else ()
+        return Training(self.to_record(), by_products)
+
+    def to_record(self) -> TrialRecord:
+        """The search's record; a by-product teacher (``self.wall_time_s`` 0) has no costs."""
+        warmup, teacher, own = self.cost_parts() if self.wall_time_s else (None, None, None)
+        stop = self.stop
+        return TrialRecord(
+            task=self.task,
+            n=self.n,
+            sparsity=self.sparsity,
+            accuracy=self.accuracy,
+            throughput=self.throughput,
+            status=self.status,
+            reason=self.reason,
+            achieved_sparsity=self.achieved_sparsity,
+            wall_time_s=self.wall_time_s,
+            seed=self.seed,
+            artifact_path=self.artifact_path,
+            warmup_s=warmup,
+            teacher_s=teacher,
+            own_s=own,
+            stop_step=stop.step if stop else None,
+            stop_accuracy=stop.accuracy if stop else None,
+            stop_margin=stop.margin if stop else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON values (``autoprumux train --json``); :meth:`from_json` reads them back."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["status"] = self.status.value
+        data["reused"] = list(self.reused)
+        data["teacher"] = self.teacher.to_json() if self.teacher else None
+        data["curve"] = self.curve.to_json() if self.curve else None
+        data["stop"] = _evidence_json(self.stop) if self.stop else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrialResult:
+        teacher, curve, stop = data.get("teacher"), data.get("curve"), data.get("stop")
+        return cls(
+            **{
+                **data,
+                "status": TrialStatus(data["status"]),
+                "reused": tuple(data["reused"]),
+                "teacher": cls.from_json(teacher) if teacher else None,
+                "curve": Curve.from_json(curve) if curve else None,
+                "stop": _evidence(stop) if stop else None,
+            }
+        )
+
+
+def _evidence_json(evidence: StopEvidence) -> dict[str, Any]:
+    data = dataclasses.asdict(evidence)
+    data["point"] = [evidence.point.n, evidence.point.sparsity]
+    data["phase"] = evidence.phase.value
+    return data
+
+
+def _evidence(data: dict[str, Any]) -> StopEvidence:  # Any: decoded JSON
+    point, phase = GridPoint(*data["point"]), StopPhase(data["phase"])
+    return StopEvidence(**{**data, "point": point, "phase": phase})
+
+
+class SpanTimer:
+    """Seconds per named span, summed over the span's runs; a prefixed view shares the sums
+    (the guide's spans, ``GUIDE_PREFIX``)."""
+
+    def __init__(self, seconds: dict[str, float] | None = None, prefix: str = "") -> None:
+        self.seconds: dict[str, float] = {} if seconds is None else seconds
+        self.prefix = prefix
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = self.prefix + name
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+
+    def prefixed(self, prefix: str) -> SpanTimer:
+        return SpanTimer(self.seconds, self.prefix + prefix)
