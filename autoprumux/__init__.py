@@ -4,10 +4,18 @@ The decision core (grid, records, surface, throughput model, recommender, evalua
 Python: importing it loads none of torch, ray, optuna, plotly or pandas. Those live in adapter
 modules and are imported only when a command needs them.
 
+``autoprumux.search(study="studies/sst2-tiny.toml", budget=0.03)`` runs a search (what
+``autoprumux search`` does) and returns its result: the text the CLI prints, its JSON
+document, and the decision and answer as objects.
+
 ``autoprumux.load_model(folder_or_file).predict(["a fine film"])`` classifies text with a
-trained or exported model (:mod:`trainers.deploy.inference`).
+trained or exported model: it is :func:`trainers.deploy.inference.load_text_classifier`,
+re-exported (not ``trainers.model.checkpoints.load_model``, the engine's loader of a bare
+checkpoint into a ``Classifier``).
 """
 
+import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from autoprumux.core.budget import Budget, BudgetKind
@@ -21,7 +29,69 @@ from autoprumux.core.throughput import ThroughputModel, ThroughputTable
 from autoprumux.core.version import __version__
 
 if TYPE_CHECKING:
+    from autoprumux.session.summary import SearchResult
     from trainers.deploy.inference import load_text_classifier as load_model
+
+
+def search(
+    study: str | os.PathLike[str],
+    budget: float | Budget,
+    *,
+    gpus: float | None = None,
+    gpus_per_trial: float = 1.0,
+    cpus_per_trial: float | None = None,
+    executor: str = "local",
+    device: str = "auto",
+    address: str | None = None,
+    storage: str | None = None,
+    trainer: str = "study",
+    throughput: str | os.PathLike[str] | None = None,
+    max_trials: int | None = None,
+    max_gpu_hours: float | None = None,
+    timeout: float | None = None,
+    max_retries: int = 1,
+    top_k: int = 3,
+    early_stop: bool = True,
+    task: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> "SearchResult":
+    """Search ``study`` (a study file) for the fastest (N, s) within ``budget``, as
+    ``autoprumux search --study STUDY`` does, and return its
+    :class:`~autoprumux.session.summary.SearchResult`: ``text`` (what the CLI prints),
+    ``document`` (its --json document), ``decision``, ``answer`` (the top-1's model folder or
+    the command that trains it), ``best``, ``stop_reason``, ``report`` and ``records``.
+
+    ``budget`` is accuracy points below (1, 0) that may be lost (0.03: 3 points, like
+    --budget), or a :class:`Budget` of any kind. The other arguments are the CLI's options of
+    the same names (``trainer``: "study" or "replay:FILE[?delay=SECONDS]"; ``throughput``:
+    --throughput; ``timeout``: --timeout, in seconds), except ``executor``, "local" by default
+    here (threads of this process; "ray" as the CLI's default). Progress lines go to
+    ``progress`` (default: the ``autoprumux`` logger, at INFO); nothing is printed. A bad
+    argument raises :class:`FieldError` naming the CLI option (``--gpus``).
+    """
+    from autoprumux.session.search_session import SearchRequest, SearchSession
+
+    request = SearchRequest(
+        task=task,
+        study_path=os.fspath(study),
+        budget=budget if isinstance(budget, Budget) else Budget(BudgetKind.ABSOLUTE, budget),
+        gpus=gpus,
+        gpus_per_trial=gpus_per_trial,
+        cpus_per_trial=cpus_per_trial,
+        executor=executor,
+        address=address,
+        storage=storage,
+        trainer_spec=trainer,
+        throughput_path=None if throughput is None else os.fspath(throughput),
+        max_trials=max_trials,
+        max_gpu_hours=max_gpu_hours,
+        max_retries=max_retries,
+        top_k=top_k,
+        device=device,
+        early_stop=early_stop,
+        timeout_s=timeout,
+    )
+    return SearchSession(request, progress).run()
 
 
 def __getattr__(name: str) -> object:
@@ -57,4 +127,5 @@ __all__ = [
     "TrialRecord",
     "TrialStatus",
     "load_model",
+    "search",
 ]

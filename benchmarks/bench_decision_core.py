@@ -10,6 +10,7 @@ are wall-clock medians of REPEATS runs of the real console command in a fresh in
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -22,9 +23,9 @@ from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.evaluation import evaluate
 from autoprumux.core.grid import PAPER_GRID, PAPER_TRAIN_GRID, Grid, sparsity_range
 from autoprumux.core.recommender import Recommender
-from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.results_io import write_results
+from autoprumux.testing.synthetic import SyntheticFamily, synthetic_results
 
 REPEATS = 5
 BIG_GRID = Grid(tuple(range(1, 21)), (0.0, *sparsity_range(0.5, 0.975, 0.0125)))
@@ -52,6 +53,10 @@ def command_seconds(*args: str) -> float:
 
 
 def main() -> None:
+    # no options: a parser all the same, so that --help describes the run instead of starting it
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     code = "import time; t = time.perf_counter(); import autoprumux; print(time.perf_counter() - t)"
     imports = [
         float(

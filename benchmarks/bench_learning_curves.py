@@ -10,8 +10,8 @@ output holds, per trained point, its curves and what the training cost (seconds 
 teacher and own phases, as the search records them). It is rewritten after every point, and a
 rerun skips the points it holds. (The committed file holds (1, 0) and (2, 0), and the
 bare command's pruned N = 1 trainings for their costs: docs/measurements.md.)
-``autoprumux.core.early_stop.calibrate`` reads the curves; the margins in ``early_stop.MARGINS`` are
-checked against them by the tests.
+``autoprumux.testing.stop_margins.calibrate`` reads the curves; the margins in
+``autoprumux.core.early_stop.MARGINS`` are checked against them by the tests.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-from autoprumux.core.early_stop import calibrate, count_stops, load_curves
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.study import load_study
 from autoprumux.files.atomic import write_text_atomic
+from autoprumux.testing.stop_margins import calibrate, count_stops, gain, load_curves
 from trainers.trial.run import TrialSpec, run_trial
 
 # every N's teacher (its warm-up and fine-tuning curve), then one pruned point per N (its own
@@ -121,9 +121,9 @@ def main() -> None:
             counted = count_stops([curve], others, thresholds[path])
             wrong, right = wrong + counted.wrong, right + counted.right
             for fraction in others:
-                gain = curve.gain(fraction)
                 print(
-                    f"  {path.name} {curve.label} gain after {fraction:g}: {gain:+.4f} "
+                    f"  {path.name} {curve.label} gain after {fraction:g}: "
+                    f"{gain(curve, fraction):+.4f} "
                     f"(the others' margin {others[fraction]:.3f})"
                 )
     print(f"leave-one-out: {wrong} wrong stops, {right} right stops")

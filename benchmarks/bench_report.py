@@ -8,6 +8,7 @@ the data functions and the rendering (plotly.js inlined), median of 3.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 import time
@@ -15,10 +16,10 @@ from pathlib import Path
 
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.grid import Grid, sparsity_range
-from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
 from autoprumux.files.results_io import write_results
 from autoprumux.report.html import write_report
 from autoprumux.report.sources import from_results
+from autoprumux.testing.synthetic import SyntheticFamily, synthetic_results
 
 GRIDS = {
     30: Grid((1, 2, 3, 4, 5), (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)),
@@ -27,6 +28,10 @@ GRIDS = {
 
 
 def main() -> None:
+    # no options: a parser all the same, so that --help describes the run instead of starting it
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     family = SyntheticFamily(untrainable_loss=0.2)
     with tempfile.TemporaryDirectory() as folder:
         for trials, grid in GRIDS.items():

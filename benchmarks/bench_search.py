@@ -8,7 +8,7 @@ NSGA-II / random samplers given the same cost.
     .venv/bin/python benchmarks/bench_search.py --grid studies/results/sst2-tiny-grid.json \
         --budgets 0.01 0.02 0.03 0.04 0.05 0.06 0.08 0.10
 
-Grids: ``autoprumux.core.synthetic`` families (PruMUX loss = DataMUX loss + CoFi loss + noise,
+Grids: ``autoprumux.testing.synthetic`` families (PruMUX loss = DataMUX loss + CoFi loss + noise,
 points whose loss is too high fail to train), one per seed, on the paper's 4 x 9 grid; or a recorded
 full grid with ``--grid`` (then one grid, the paper's training grid does not apply, and the fastest
 point within each budget is printed for CoFi alone, DataMUX alone and PruMUX). Throughput is known
@@ -48,11 +48,11 @@ from autoprumux.core.grid import BASELINE, PAPER_GRID, PAPER_TRAIN_GRID, Grid, G
 from autoprumux.core.recommender import Recommender
 from autoprumux.core.records import Observations, TrialRecord, TrialStatus
 from autoprumux.core.study import load_study
-from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.results_io import read_results, read_throughput_table
 from autoprumux.loop.costs import CostModel, PartCosts, Recipe, forward_units, recipe_of
 from autoprumux.loop.proposer import ProbeRule, Proposer, SearchState
+from autoprumux.testing.synthetic import SyntheticFamily, synthetic_results
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -356,15 +356,15 @@ TMP = ""  # this run's temporary folder
 
 def run_search(delay: float, argv: list[str]) -> int:
     """One search (this script's subprocess): the CLI, its replay trainings slowed."""
-    import autoprumux.cli.search_command as command
+    import autoprumux.session.search_session as session
     from autoprumux.cli.main import main
 
-    plain = command.make_trainer
+    plain = session.make_trainer
 
     def slowed(*args, **kwargs):  # type: ignore[no-untyped-def]
         return dataclasses.replace(plain(*args, **kwargs), delay_s=delay)
 
-    command.make_trainer = slowed
+    session.make_trainer = slowed
     return main(argv)
 
 

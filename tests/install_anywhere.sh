@@ -81,7 +81,7 @@ import sys
 from pathlib import Path
 
 import autoprumux
-from autoprumux.cli.search_command import default_study_path
+from autoprumux.cli.default_study import default_study_path
 from autoprumux.core.study import load_study
 from trainers.model.checkpoints import resolve_model_path
 from trainers.data.splits import read_glue_split

@@ -21,8 +21,13 @@ LAYERS = {
     "measurement": {"core", "files", ENGINE},
     "loop": {"core", "files", ENGINE},
     "report": {"core", "files", "loop"},
-    "cli": {"core", "files", "embedded", ENGINE, "measurement", "loop", "report"},
-    "api": {"core", ENGINE},  # autoprumux/__init__.py: the public names
+    # the application layer: a search as an object (SearchSession), the CLI's and the API's
+    "session": {"core", "files", "embedded", ENGINE, "measurement", "loop", "report"},
+    "cli": {"core", "files", "embedded", ENGINE, "measurement", "loop", "report", "session"},
+    "api": {"core", ENGINE, "session"},  # autoprumux/__init__.py: the public names
+    # synthetic grids and the calibration of the search's constants, for tests and benchmarks
+    # only: no row holds it, so nothing a search, a command or the engine runs may import it
+    "testing": {"core", "loop"},
     "__main__": {"cli"},
 }
 # the engine's sub-packages in the same way: each imports only those of its row (trainers/*/)

@@ -8,14 +8,20 @@ Inputs (``--input FILE|-``):
 - anything else, and stdin: one input per line (a pair task: the two sentences separated by a
   tab). Blank lines are skipped and counted.
 
+A file may be compressed (``.xz``, ``.gz``, ``.bz2``: GLUE's ``dev.tsv.xz`` as autoprumux ships
+it); it is read as the file its name gives without that suffix (``dev.tsv.xz``: a ``.tsv``).
+
 Every input keeps its line number, so a bad line is named and an output row says where its
 input came from. Pure Python: no torch.
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import io
+import lzma
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from autoprumux.core.errors import AutoPruMuxError, FieldError
 
 if TYPE_CHECKING:
-    from trainers.deploy.inference import Prediction
+    from trainers.deploy.inference import PredictedLabel
 
 csv.field_size_limit(sys.maxsize)
 
@@ -50,6 +56,8 @@ class InputSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class Inputs:
+    """What ``--input`` holds, in input order, with where each input came from."""
+
     texts: tuple[Text, ...]
     lines: tuple[int, ...]  # the source line of every input (1-based; a table's header is 1)
     source: str  # the file's path, or "<stdin>"
@@ -65,17 +73,24 @@ def read_inputs(
     source = "<stdin>" if path == "-" else path
     if path == "-":
         data = (stdin or sys.stdin.buffer).read()
+        kind = ""
     else:
         try:
             data = Path(path).read_bytes()
         except OSError as err:
             raise FieldError("--input", f"{path}: {err.strerror or err}") from None
+        compression = Path(path).suffix.lower()
+        if compression in _DECOMPRESS:
+            data = _decompress(data, compression, source)
+            kind = Path(Path(path).stem).suffix.lower()  # dev.tsv.xz: .tsv
+        else:
+            kind = Path(path).suffix.lower()
     text = _decode(data, source)
-    table = Path(path).suffix.lower() in (".tsv", ".csv") and path != "-"
+    table = kind in (".tsv", ".csv")
     if columns and not table:
         raise FieldError("--column", f"{source} is not a .tsv or .csv table; --column needs one")
     inputs = (
-        _read_table(text, source, spec, columns, tab=path.lower().endswith(".tsv"))
+        _read_table(text, source, spec, columns, tab=kind == ".tsv")
         if table
         else _read_lines(text, source, spec)
     )
@@ -84,7 +99,21 @@ def read_inputs(
     return inputs
 
 
+# a compressed input's suffix -> how to decompress it (the standard library's three)
+_DECOMPRESS = {".xz": lzma.decompress, ".gz": gzip.decompress, ".bz2": bz2.decompress}
+
+
+def _decompress(data: bytes, suffix: str, source: str) -> bytes:
+    """The whole file decompressed in memory (GLUE's largest dev split is a few MB)."""
+    try:
+        return _DECOMPRESS[suffix](data)
+    except (lzma.LZMAError, OSError, EOFError, ValueError) as err:
+        # a damaged or truncated file, or one named .gz that is not gzip
+        raise InputError(f"{source}: cannot be decompressed as {suffix} ({err})") from None
+
+
 def _decode(data: bytes, source: str) -> str:
+    """UTF-8 (a BOM, as spreadsheets write it, dropped); other bytes name their line."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -93,6 +122,7 @@ def _decode(data: bytes, source: str) -> str:
 
 
 def _read_lines(text: str, source: str, spec: InputSpec) -> Inputs:
+    """One input per non-blank line; a pair task's two texts split at the one tab."""
     texts: list[Text] = []
     lines: list[int] = []
     blank = 0
@@ -115,6 +145,7 @@ def _read_lines(text: str, source: str, spec: InputSpec) -> Inputs:
 
 
 def _read_table(text: str, source: str, spec: InputSpec, columns: str | None, tab: bool) -> Inputs:
+    """A table's text column(s), and its gold labels where it has the task's label column."""
     reader = (
         csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
         if tab
@@ -123,20 +154,7 @@ def _read_table(text: str, source: str, spec: InputSpec, columns: str | None, ta
     header = next(reader, None)
     if not header:
         raise InputError(f"{source}: no header row (a table names its columns on line 1)")
-    wanted = tuple(c.strip() for c in columns.split(",")) if columns else spec.text_columns
-    if len(wanted) != len(spec.text_columns):
-        raise FieldError(
-            "--column",
-            f"{columns!r} names {len(wanted)} column(s); this model reads "
-            f"{len(spec.text_columns)} ({', '.join(spec.text_columns)})",
-        )
-    missing = [c for c in wanted if c not in header]
-    if missing:
-        raise InputError(
-            f"{source}: line 1: no column {missing[0]!r} (columns: {', '.join(header)}); "
-            "name the text column with --column"
-        )
-    positions = [header.index(c) for c in wanted]
+    positions = _text_positions(header, source, spec, columns)
     gold_at = header.index(spec.label_column) if spec.label_column in header else None
     texts: list[Text] = []
     lines: list[int] = []
@@ -164,7 +182,29 @@ def _read_table(text: str, source: str, spec: InputSpec, columns: str | None, ta
     )
 
 
+def _text_positions(
+    header: list[str], source: str, spec: InputSpec, columns: str | None
+) -> list[int]:
+    """Where the model's text column(s) are in a table's header row: --column's names, or
+    the task's GLUE columns."""
+    wanted = tuple(c.strip() for c in columns.split(",")) if columns else spec.text_columns
+    if len(wanted) != len(spec.text_columns):
+        raise FieldError(
+            "--column",
+            f"{columns!r} names {len(wanted)} column(s); this model reads "
+            f"{len(spec.text_columns)} ({', '.join(spec.text_columns)})",
+        )
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise InputError(
+            f"{source}: line 1: no column {missing[0]!r} (columns: {', '.join(header)}); "
+            "name the text column with --column"
+        )
+    return [header.index(c) for c in wanted]
+
+
 def _label_id(raw: str, spec: InputSpec, where: str) -> int:
+    """A gold label as its id: GLUE files hold the id (SST-2: 0/1), others the name."""
     value = raw.strip()
     if value in spec.labels:
         return spec.labels.index(value)
@@ -185,7 +225,7 @@ def accuracy(inputs: Inputs, predicted: list[str], labels: tuple[str, ...]) -> f
 
 
 def prediction_rows(
-    inputs: Inputs, predictions: list[Prediction], labels: tuple[str, ...]
+    inputs: Inputs, predictions: list[PredictedLabel], labels: tuple[str, ...]
 ) -> list[str]:
     """Tab-separated output: line, label, then one probability per label."""
     rows = ["\t".join(["line", "label", *labels])]

@@ -1,4 +1,4 @@
-"""Early stopping of hopeless trainings, and the learning curves that calibrate it.
+"""Early stopping of hopeless trainings, and the learning curves the engine records.
 
 A training evaluates dev accuracy after every eighth of the second half of its last phase (the
 (N, 0) teacher's fine-tuning, the pruned model's fine-tuning); at the check after fraction f,
@@ -7,9 +7,10 @@ with best(f) the best dev accuracy of the checks so far, if
     best(f) + margin(f) < threshold - FEASIBILITY_TOLERANCE
 
 the model cannot reach the threshold by the end: ``margin(f)`` bounds what a phase gains from
-best(f) to its end, on this project's recorded learning curves (``calibrate``). The best so far,
-not the last check, because dev accuracy at one check swings by points while the learning rate
-is high: the best so far is steadier, and so needs a smaller margin. The training stops,
+best(f) to its end, on this project's recorded learning curves (``MARGINS``, calibrated by
+:mod:`autoprumux.testing.stop_margins`). The best so far, not the last check, because dev
+accuracy at one check swings by points while the learning rate is high: the best so far is
+steadier, and so needs a smaller margin. The training stops,
 its record carries the evidence (step, accuracy, margin), and the search applies the monotone
 rules as for a full miss. A check costs one pass over the dev set, so a phase is checked only
 where that pays: when its checks cost at most ``MAX_CHECK_SHARE`` of the phase.
@@ -23,11 +24,8 @@ accuracy + ``NEAR_MISS``, the noise of one training).
 from __future__ import annotations
 
 import enum
-import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from autoprumux.core.budget import FEASIBILITY_TOLERANCE, NEAR_MISS
@@ -37,16 +35,13 @@ from autoprumux.core.grid import GridPoint
 # unevenly (up to 12.7 points after 1/8, 8.5 after 1/4) for a margin that stops anything
 # without stopping a training that would have made it
 CHECK_FRACTIONS = (0.5, 0.625, 0.75, 0.875)
-# margin(f): the largest gain from f to the end of a phase on the recorded curves plus SLACK,
-# rounded up to half a point (``calibrate`` on the tiny study's (1, 0), (2, 0) and (4, 0)
-# teachers under both recipes it has had: studies/results/sst2-tiny-curves.json, batches of
-# random lengths, and sst2-tiny-curves-grouped.json, grouped by length;
-# tests/autoprumux/test_early_stop_margins.py recomputes them from the committed curves)
+# margin(f): the largest gain from f to the end of a phase on the recorded curves plus a slack
+# of 3 points, rounded up to half a point (autoprumux.testing.stop_margins.calibrate on the
+# tiny study's (1, 0), (2, 0) and (4, 0) teachers under both recipes it has had:
+# studies/results/sst2-tiny-curves.json, batches of random lengths, and
+# sst2-tiny-curves-grouped.json, grouped by length; tests/autoprumux/test_early_stop_margins.py
+# recomputes them from the committed curves)
 MARGINS: Mapping[float, float] = {0.5: 0.09, 0.625: 0.055, 0.75: 0.05, 0.875: 0.05}
-# 3 points: one more than the least whole number of points (2) for which, leave-one-out (each of
-# the first three recorded curves judged by the margins of the other two), no training that met
-# a threshold of budgets 1-10% (or its own final accuracy) would have been stopped
-SLACK = 0.03
 # a phase is checked when its evaluations of the dev set cost at most this share of its steps
 MAX_CHECK_SHARE = 0.1
 
@@ -74,23 +69,6 @@ class Curve:
     @property
     def final(self) -> float:
         return self.points[-1][1]
-
-    def at(self, fraction: float) -> float | None:
-        """The accuracy recorded after ``fraction`` of the phase, if it was."""
-        step = check_step(fraction, self.steps)
-        return next((a for s, a in self.points if s == step), None)
-
-    def best_until(self, fraction: float) -> float | None:
-        """The best accuracy of the checks up to ``fraction`` (None if none was there)."""
-        if self.at(fraction) is None:
-            return None
-        step = check_step(fraction, self.steps)
-        return max(a for s, a in self.points if s <= step)
-
-    def gain(self, fraction: float) -> float | None:
-        """How much the phase gained from its best accuracy up to ``fraction`` to its end."""
-        value = self.best_until(fraction)
-        return None if value is None else self.final - value
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Curve:  # Any: decoded JSON
@@ -171,67 +149,3 @@ class StopRule:
         the pruning: when it misses by more than ``NEAR_MISS`` (a pruned model does not beat its
         teacher by more than the noise of one training)."""
         return self.hopeless(accuracy, NEAR_MISS)
-
-
-def calibrate(
-    curves: Sequence[Curve], fractions: Sequence[float] = CHECK_FRACTIONS, slack: float = SLACK
-) -> dict[float, float]:
-    """margin(f) = the largest gain from f to the end over the curves, plus ``slack``, rounded
-    up to half a point."""
-    margins = {}
-    for fraction in fractions:
-        gains = [g for c in curves if (g := c.gain(fraction)) is not None]
-        if not gains:
-            raise ValueError(f"no curve has a point at fraction {fraction}")
-        margins[fraction] = math.ceil((max(0.0, max(gains)) + slack) * 200 - 1e-9) / 200
-    return margins
-
-
-def load_curves(path: str | Path) -> list[Curve]:
-    """The curves of a learning-curves run (benchmarks/bench_learning_curves.py), each
-    phase once (a teacher comes with each of its row's trainings)."""
-    data = json.loads(Path(path).read_text())
-    curves = [Curve.from_json(c) for t in data["trainings"] for c in t["curves"]]
-    return list({c.label: c for c in curves}.values())
-
-
-@dataclass(frozen=True, kw_only=True)
-class StopCount:
-    """How a margin table does on curves, over thresholds: ``wrong`` stops of trainings that in
-    the end met the threshold, ``right`` stops of ones that missed it, and the steps saved."""
-
-    wrong: int
-    right: int
-    misses: int  # (curve, threshold) pairs whose training missed the threshold
-    steps_saved: int
-    steps_of_misses: int
-
-
-def count_stops(
-    curves: Sequence[Curve], margins: Mapping[float, float], thresholds: Sequence[float]
-) -> StopCount:
-    """Replay the rule on recorded curves: for every (curve, threshold), the first check where
-    it would have stopped the training, if any."""
-    wrong = right = misses = saved = of_misses = 0
-    for curve in curves:
-        for threshold in thresholds:
-            rule = StopRule(threshold=threshold, margins=tuple(sorted(margins.items())))
-            met = curve.final >= threshold - FEASIBILITY_TOLERANCE
-            misses += not met
-            of_misses += 0 if met else curve.steps
-            stop = next(
-                (
-                    check_step(f, curve.steps)
-                    for f, m in rule.margins
-                    if (a := curve.best_until(f)) is not None and rule.hopeless(a, m)
-                ),
-                None,
-            )
-            if stop is None:
-                continue
-            wrong += met
-            right += not met
-            saved += curve.steps - stop
-    return StopCount(
-        wrong=wrong, right=right, misses=misses, steps_saved=saved, steps_of_misses=of_misses
-    )

@@ -132,6 +132,9 @@ def evaluate(
     throughput_tolerance: float = 0.20,
     top_k: int = 3,
 ) -> Evaluation:
+    """Section 4.4: fit the models on ``train_grid``'s points of a full grid's ``results``,
+    then check them against every measured point: M_A and M_T on the PruMUX points (N > 1,
+    s > 0; leave-one-out), and the top-1 / top-k hits of each budget's recommendation."""
     if BASELINE not in train_grid:
         raise FieldError(
             "train_grid", f"{train_grid.spec()!r} lacks (1, 0); the threshold needs it"
@@ -147,34 +150,9 @@ def evaluate(
     )
     loo_points = sorted(p for p in train.accuracy if p.n > 1 and p.sparsity > 0)
     own_throughput = ThroughputTable(full.throughput, {"task": task}, results.source)
-    table = throughput_table or own_throughput
-
-    accuracy_checks = []
-    for point in loo_points:
-        rest = train.without(point)
-        predicted = AccuracySurface().fit(rest.accuracy, rest.failed).predict(point).value
-        measured = full.accuracy[point]
-        within = accuracy_within(predicted, measured, accuracy_tolerance)
-        accuracy_checks.append(
-            PointCheck(point=point, measured=measured, predicted=predicted, within=within)
-        )
-
-    throughput_checks = []
-    for point in loo_points:
-        measured = full.throughput[point]
-        if throughput_table is None:
-            rest = full.without(point)
-            predicted = ThroughputModel().fit(rest.throughput, rest.failed).predict(point).value
-        else:
-            predicted = throughput_table.model().predict(point).value
-        within = throughput_within(predicted, measured, throughput_tolerance)
-        throughput_checks.append(
-            PointCheck(point=point, measured=measured, predicted=predicted, within=within)
-        )
-
     test_points = tuple(sorted(full.accuracy))
     truth = Recommender(top_k=1).fit(task, full, own_throughput)
-    model = Recommender(top_k=top_k).fit(task, train, table)
+    model = Recommender(top_k=top_k).fit(task, train, throughput_table or own_throughput)
     outcomes = []
     for value in budgets:
         budget = Budget(budget_kind, value)
@@ -184,9 +162,8 @@ def evaluate(
             BudgetOutcome(
                 budget=value,
                 threshold=best.threshold,
-                true_best=best.recommendations[
-                    0
-                ].point,  # (1, 0) is always feasible for a budget >= 0
+                # (1, 0) is always feasible for a budget >= 0: there is a true best
+                true_best=best.recommendations[0].point,
                 predicted=tuple(r.point for r in ranked.recommendations),
             )
         )
@@ -196,13 +173,47 @@ def evaluate(
         test_points=test_points,
         budget_kind=budget_kind,
         top_k=top_k,
-        accuracy=ModelCheck(
-            tolerance=accuracy_tolerance, method="leave-one-out", checks=tuple(accuracy_checks)
-        ),
-        throughput=ModelCheck(
-            tolerance=throughput_tolerance,
-            method="leave-one-out" if throughput_table is None else "table",
-            checks=tuple(throughput_checks),
-        ),
+        accuracy=accuracy_check(full, train, loo_points, accuracy_tolerance),
+        throughput=throughput_check(full, loo_points, throughput_table, throughput_tolerance),
         budgets=tuple(outcomes),
     )
+
+
+def accuracy_check(
+    full: Observations, train: Observations, points: Sequence[GridPoint], tolerance: float
+) -> ModelCheck:
+    """M_A: each point predicted by the accuracy surface fitted on the other training points."""
+    checks = []
+    for point in points:
+        rest = train.without(point)
+        predicted = AccuracySurface().fit(rest.accuracy, rest.failed).predict(point).value
+        measured = full.accuracy[point]
+        within = accuracy_within(predicted, measured, tolerance)
+        checks.append(
+            PointCheck(point=point, measured=measured, predicted=predicted, within=within)
+        )
+    return ModelCheck(tolerance=tolerance, method="leave-one-out", checks=tuple(checks))
+
+
+def throughput_check(
+    full: Observations,
+    points: Sequence[GridPoint],
+    table: ThroughputTable | None,
+    tolerance: float,
+) -> ModelCheck:
+    """M_T: each point's throughput from ``table``, or without one predicted by the
+    throughput model fitted on every other measured point."""
+    checks = []
+    for point in points:
+        measured = full.throughput[point]
+        if table is None:
+            rest = full.without(point)
+            predicted = ThroughputModel().fit(rest.throughput, rest.failed).predict(point).value
+        else:
+            predicted = table.model().predict(point).value
+        within = throughput_within(predicted, measured, tolerance)
+        checks.append(
+            PointCheck(point=point, measured=measured, predicted=predicted, within=within)
+        )
+    method = "leave-one-out" if table is None else "table"
+    return ModelCheck(tolerance=tolerance, method=method, checks=tuple(checks))

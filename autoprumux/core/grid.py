@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from autoprumux.core.errors import FieldError
@@ -128,10 +128,6 @@ def sparsity_range(start: float, stop: float, step: float) -> tuple[float, ...]:
     """Sparsities ``start, start+step, ..., stop`` (inclusive), rounded so they match as keys."""
     count = round((stop - start) / step)
     return tuple(round(start + i * step, _SPARSITY_DECIMALS) for i in range(count + 1))
-
-
-def points_of(points: Iterable[tuple[int, float]]) -> tuple[GridPoint, ...]:
-    return tuple(GridPoint(n, s) for n, s in points)
 
 
 # The paper's (N, s) spaces (section 4.4). The search space is N in {1, 2, 5, 10} x

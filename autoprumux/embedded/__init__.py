@@ -10,7 +10,7 @@ any folder, offline, from a wheel or a fresh clone.
 A study writes beside its file: its SQLite database, ``artifacts/``, measured ``throughput/``
 tables, and ``reports/`` beside its folder. So a study is never used in place inside an installed
 package: :func:`copy_studies` first copies the packaged studies into ``./studies`` of the current
-folder (``autoprumux.cli.search_command.default_study_path`` decides when).
+folder (``autoprumux.cli.default_study.default_study_path`` decides when).
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ starts their trials and records their outcomes. Executors only run trainings: th
 threads of this process, the Ray one (:mod:`autoprumux.loop.ray_executor`) as Ray Tune trials;
 both call the same ``suggest`` / ``complete``. Resume is free: a rerun reads what is recorded, and
 trials a killed process left behind are closed (interrupted) and trained again if needed
-(:meth:`OptunaStore.repair`, before anything is proposed). Searches share a study: each one leaves
+(:meth:`StudyStore.repair`, before anything is proposed). Searches share a study: each one leaves
 the others' live trials alone, proposes other points, and waits for theirs when it needs nothing
-else.
+else. The driver is written against two contracts: the study store
+(:class:`~autoprumux.loop.store_contract.StudyStore`) and the trainer
+(:class:`~autoprumux.loop.trainer_contract.Trainer`).
 """
 
 from __future__ import annotations
@@ -37,12 +39,11 @@ from autoprumux.core.records import (
 )
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.loop.costs import CostModel, Recipe
-from autoprumux.loop.optuna_store import OptunaStore, is_abandoned
 from autoprumux.loop.proposer import Proposer, SearchState
+from autoprumux.loop.store_contract import StudyStore, is_abandoned
+from autoprumux.loop.trainer_contract import TrainFunction
 
 log = logging.getLogger(__name__)
-# trains one point; with a StopRule it stops when it cannot reach the threshold (STOPPED)
-Trainer = Callable[[GridPoint, StopRule | None], Training]
 
 
 class StopReason(enum.Enum):
@@ -51,6 +52,7 @@ class StopReason(enum.Enum):
     ANSWER_KNOWN = "answer known"  # nothing left to propose: the answer is known
     MAX_TRIALS = "max trials"  # --max-trials reached
     MAX_GPU_HOURS = "max GPU-hours"  # --max-gpu-hours reached
+    TIMEOUT = "timeout"  # --timeout seconds passed since the driver opened the study
 
 
 class EventKind(enum.Enum):
@@ -97,6 +99,9 @@ class SearchConfig:
     workers: int = 1  # trainings at once
     max_trials: int | None = None  # trainings recorded in the study, all runs together
     max_gpu_hours: float | None = None
+    # seconds of wall-clock time after which no training starts (the running ones finish), as
+    # Optuna's optimize(timeout=); counted from the driver's creation, this run only
+    timeout_s: float | None = None
     max_retries: int = 1  # a failing point is tried 1 + max_retries times
     gpus_per_trial: float = 0.0  # for GPU-hours: wall time x this
     top_k: int = 3  # recommendations in the outcome's decision (search --top)
@@ -151,11 +156,15 @@ class SearchDriver:
         self,
         config: SearchConfig,
         candidates: ThroughputTable,
-        store: OptunaStore,
+        store: StudyStore,
         proposer: Proposer | None = None,
         on_event: Callable[[Event], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` (seconds) times ``config.timeout_s``; a test may give its own."""
         self.config, self.table, self.store = config, candidates, store
+        self._clock = clock
+        self._started_s = clock()
         self.candidates = {p: v for p, v in candidates.throughput.items() if p in config.grid}
         self.proposer = proposer or Proposer()
         self.on_event = on_event or (lambda event: None)
@@ -323,7 +332,7 @@ class SearchDriver:
             )
 
     def close(self) -> None:
-        """The search is over (or crashed): see :meth:`OptunaStore.close`."""
+        """The search is over (or crashed): see :meth:`StudyStore.close`."""
         self.store.close()
 
     def _waiting(self, running: dict[int, GridPoint], records: list[TrialRecord]) -> None:
@@ -340,6 +349,9 @@ class SearchDriver:
             return StopReason.MAX_TRIALS
         if self.config.max_gpu_hours is not None and gpu_hours >= self.config.max_gpu_hours:
             return StopReason.MAX_GPU_HOURS
+        timeout = self.config.timeout_s
+        if timeout is not None and self._clock() - self._started_s >= timeout:
+            return StopReason.TIMEOUT
         return None
 
     def _event(
@@ -401,7 +413,7 @@ def trainings(records: list[TrialRecord]) -> int:
     return sum(1 for r in records if not is_abandoned(r) and r.from_trial is None)
 
 
-def run_local(driver: SearchDriver, trainer: Trainer, workers: int) -> SearchOutcome:
+def run_local(driver: SearchDriver, trainer: TrainFunction, workers: int) -> SearchOutcome:
     """Run trainings in threads of this process, ``workers`` at a time. With a slot free it
     looks at the study every ``poll_s``: other searches' results may open new points."""
     futures: dict[Future[Training], int] = {}
@@ -427,7 +439,7 @@ def run_local(driver: SearchDriver, trainer: Trainer, workers: int) -> SearchOut
         driver.close()
 
 
-def _safe_train(trainer: Trainer, point: GridPoint, stop: StopRule | None) -> Training:
+def _safe_train(trainer: TrainFunction, point: GridPoint, stop: StopRule | None) -> Training:
     """A training that raises is a failed trial with the error as its reason."""
     try:
         return trainer(point, stop)

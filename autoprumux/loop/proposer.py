@@ -16,11 +16,12 @@ The search keeps the *open* points: untrained, not settled by the monotone infer
 faster than the best verified point, and not confidently predicted (< 5% chance) to miss the
 threshold; the predictions' spread is calibrated on the recorded full grids so that none of
 their predictions would have closed a point that meets the threshold
-(:mod:`autoprumux.loop.spread`). It stops when no point is open: the best verified point is
-then the fastest feasible one (given monotonicity). A trained point whose training stopped
-early (it could not reach the threshold, :mod:`autoprumux.core.early_stop`) counts as a miss
-while its accuracy bound is under the threshold, and as a full miss (neighbours included): the
-bound already carries a margin over what the training could still gain.
+(:mod:`autoprumux.testing.prediction_spread`). It stops when no point is open: the best
+verified point is then the fastest feasible one (given monotonicity). A trained point whose
+training stopped early (it could not reach the threshold, :mod:`autoprumux.core.early_stop`)
+counts as a miss while its accuracy bound is under the threshold, and as a full miss
+(neighbours included): the bound already carries a margin over what the training could still
+gain.
 
 Which point to train next (``ProbeRule``):
 
@@ -58,7 +59,7 @@ from autoprumux.loop.costs import CostModel
 
 # below this chance of feasibility a point is not worth training
 MIN_CHANCE = 0.05
-# logistic spread of a predicted accuracy (fraction): autoprumux.loop.spread.calibrate_spread
+# logistic spread of a predicted accuracy (fraction): testing.prediction_spread.calibrate_spread
 # on studies/results/sst2-tiny-grid*.json, whose largest fall under the truth is 3.9 points
 PREDICTION_SPREAD = 0.014
 

@@ -40,9 +40,9 @@ from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import Training, TrialRecord, TrialStatus
 from autoprumux.files.atomic import write_text_atomic
 from autoprumux.files.results_io import record_from_row
-from autoprumux.loop.driver import SearchDriver, SearchOutcome, Trainer
+from autoprumux.loop.driver import SearchDriver, SearchOutcome
 from autoprumux.loop.ray_auth import token_available
-from autoprumux.loop.trial_sources import WorkerPaths
+from autoprumux.loop.trainer_contract import TrainFunction, WorkerPaths
 
 
 class ClusterError(AutoPruMuxError):
@@ -51,7 +51,8 @@ class ClusterError(AutoPruMuxError):
 
 @dataclass(frozen=True, kw_only=True)
 class Cluster:
-    """What the joined (or started) Ray cluster offers, node by node (alive nodes only)."""
+    """What the joined (or started) Ray cluster offers, node by node (alive nodes only); the
+    trials that fit on it are ``autoprumux.session.sizing.size_trials``'s."""
 
     node_cpus: tuple[float, ...]
     node_gpus: tuple[float, ...]
@@ -59,12 +60,6 @@ class Cluster:
     @property
     def gpus(self) -> float:
         return sum(self.node_gpus)
-
-    def trials_at_once(self, cpus_per_trial: float, gpus_per_trial: float) -> int:
-        """Trials that fit side by side: a trial runs on one node, so each node fits its own."""
-        if gpus_per_trial > 0:
-            return max(1, int(sum(g // gpus_per_trial for g in self.node_gpus)))
-        return max(1, int(sum(c // cpus_per_trial for c in self.node_cpus)))
 
 
 def _check_reachable(address: str) -> None:
@@ -216,7 +211,7 @@ def ray_cluster(address: str | None) -> Iterator[Cluster]:
 
 def run_ray(
     driver: SearchDriver,
-    trainer: Trainer,
+    trainer: TrainFunction,
     workers: int,
     gpus_per_trial: float,
     cpus_per_trial: float,
@@ -289,7 +284,7 @@ class ProposerSearcher(Searcher):
         self.driver.complete(number, training)
 
 
-def _trainable(config: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
+def _trainable(config: dict[str, Any], trainer: TrainFunction) -> dict[str, Any]:
     """A Tune trial: train one point, return its record as the final result (the by-products'
     records as one JSON text: Tune flattens nested results into metrics)."""
     point = GridPoint(int(config["n"]), float(config["sparsity"]))

@@ -1,7 +1,8 @@
 """Where a search's measurements come from: real training, or a recorded full grid (replay).
 
-A trainer is a picklable callable ``(point) -> Training`` (Ray ships it to its workers): the
-point's record, and records of points it trained on the way (the (N, 0) teacher).
+Both implement :class:`~autoprumux.loop.trainer_contract.Trainer`: picklable callables
+``(point, stop rule) -> Training`` (Ray ships them to its workers) answering the point's
+record, and records of points trained on the way (the (N, 0) teacher).
 """
 
 from __future__ import annotations
@@ -18,17 +19,9 @@ from autoprumux.core.progress import ProgressLines
 from autoprumux.core.records import ResultsTable, Training, TrialRecord, TrialStatus
 from autoprumux.core.study import load_study
 from autoprumux.files.results_io import read_results
+from autoprumux.loop.trainer_contract import WorkerPaths
 
 REPLAY_PREFIX = "replay:"
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkerPaths:
-    """What a trainer reads and writes by path on whichever node runs it: on a cluster every
-    node must see them at the same place (``ray_executor.check_nodes_share``)."""
-
-    reads: tuple[str, ...] = ()  # files, compared by size
-    writes: tuple[str, ...] = ()  # folders whose files the driver must see
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +96,7 @@ class ReplayTrainer:
 
 @dataclass(frozen=True, kw_only=True)
 class StudyTrainer:
-    """Trains the point for real with the training engine (``trainers.run_trial``)."""
+    """Trains the point for real with the training engine (``trainers.trial.run.run_trial``)."""
 
     study_path: str
     seed: int | None = None

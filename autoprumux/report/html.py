@@ -19,6 +19,7 @@ from autoprumux.report.data import (
     Answer,
     BudgetRow,
     ReportInput,
+    TradeoffPoint,
     answer,
     cost,
     pareto_frontier,
@@ -40,60 +41,76 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def render(data: ReportInput) -> str:
-    started = time.perf_counter()
-    parts: list[str] = []
-    include_js: bool | str = True  # the first figure carries plotly.js, inline
+class _Figures:
+    """Turns figures into HTML divs: the first carries plotly.js inline (the file then works
+    offline and from file://), the others reuse it."""
 
-    def figure(fig: go.Figure, name: str) -> str:
-        nonlocal include_js
+    def __init__(self) -> None:
+        self._include_js: bool = True
+
+    def html(self, fig: go.Figure, name: str) -> str:
         fig.update_layout(
             margin={"l": 60, "r": 20, "t": 40, "b": 50}, height=460, template="plotly_white"
         )
         out: str = fig.to_html(
             full_html=False,
-            include_plotlyjs=include_js,
+            include_plotlyjs=self._include_js,
             div_id=name,
             config={"displaylogo": False, "responsive": True},
         )
-        include_js = False
+        self._include_js = False
         return out
 
-    missing = data.missing()
+
+def render(data: ReportInput) -> str:
+    """The whole page: a header with the answer, then the six sections in order."""
+    started = time.perf_counter()
+    figures = _Figures()
+    top = answer(data)
+    source = f"<p>Speedup: {_e(data.table.describe())}.</p>" if data.table else ""
+    parts = [
+        header(data, top),
+        "<h2>1. Throughput vs accuracy</h2>"
+        + source
+        + figures.html(tradeoff_figure(data, top), "tradeoff"),
+        "<h2>2. Recommendations per accuracy budget</h2>"
+        "<p>Highlighted: the budget asked for.</p>"
+        + recommendations_table(data, recommendations(data)),
+        "<h2>3. Accuracy surface</h2>" + figures.html(surface_figure(data), "surface"),
+        quality_section(data, figures),
+        cost_section(data),
+        provenance_section(data),
+        f"<p class='small'>rendered in {time.perf_counter() - started:.2f} s</p>",
+    ]
+    return PAGE.format(title=_e(f"autoprumux: {data.title}"), body="\n".join(parts))
+
+
+def header(data: ReportInput, top: Answer | None) -> str:
+    """The title, the task and budget, what is missing, and the answer box."""
     budget_text = (
         data.budget.describe(data.baseline_accuracy)
         if not (data.budget.needs_baseline and data.baseline_accuracy is None)
         else (f"{data.budget.kind.value} budget {data.budget.value:g} (no baseline yet)")
     )
-    parts.append(f"<h1>autoprumux report: {_e(data.title)}</h1>")
-    parts.append(f"<p class='lead'>task <b>{_e(data.task)}</b> | {_e(budget_text)}</p>")
+    parts = [
+        f"<h1>autoprumux report: {_e(data.title)}</h1>",
+        f"<p class='lead'>task <b>{_e(data.task)}</b> | {_e(budget_text)}</p>",
+    ]
+    missing = data.missing()
     if missing:
         parts.append(
             "<div class='warn'><b>This report is incomplete:</b><ul>"
             + "".join(f"<li>{_e(m)}</li>" for m in missing)
             + "</ul></div>"
         )
-
-    top = answer(data)
     if top is not None:
         parts.append(answer_box(top))
+    return "\n".join(parts)
 
-    # 1. throughput vs accuracy
-    source = f"<p>Speedup: {_e(data.table.describe())}.</p>" if data.table else ""
-    parts.append(
-        "<h2>1. Throughput vs accuracy</h2>"
-        + source
-        + figure(tradeoff_figure(data, top), "tradeoff")
-    )
 
-    # 2. recommendations
-    parts.append(
-        "<h2>2. Recommendations per accuracy budget</h2>"
-        "<p>Highlighted: the budget asked for.</p>"
-        + recommendations_table(data, recommendations(data))
-    )
-
-    # 3. accuracy surface
+def surface_figure(data: ReportInput) -> go.Figure:
+    """Section 3: accuracy over the grid (N rows, s columns), the trained points marked, and
+    each N's largest feasible s under the requested budget."""
     heat = surface_heatmap(data)
     fig = go.Figure(
         go.Heatmap(
@@ -126,52 +143,51 @@ def render(data: ReportInput) -> str:
         )
     fig.update_xaxes(title="sparsity s", type="category")
     fig.update_yaxes(title="N", type="category")
-    parts.append("<h2>3. Accuracy surface</h2>" + figure(fig, "surface"))
+    return fig
 
-    # 4. surrogate quality
+
+def quality_section(data: ReportInput, figures: _Figures) -> str:
+    """Section 4: leave-one-out predictions against the measured accuracy, M_A and M_T."""
+    title = "<h2>4. How far to trust the surrogate</h2>"
     quality, m_a, m_t = surrogate_quality(data)
     predicted = [q for q in quality if q.predicted_accuracy is not None]
+    if not predicted:
+        return (
+            f"{title}<p>Not enough trained PruMUX points (N &gt; 1, s &gt; 0) for a "
+            "leave-one-out check yet.</p>"
+        )
     measured = [q.measured_accuracy for q in predicted]
     estimates = [q.predicted_accuracy for q in quality if q.predicted_accuracy is not None]
-    if predicted:
-        fig = go.Figure(
-            go.Scatter(
-                x=measured,
-                y=estimates,
-                mode="markers+text",
-                text=[str(q.point) for q in predicted],
-                textposition="top center",
-                name="leave-one-out",
-            )
+    fig = go.Figure(
+        go.Scatter(
+            x=measured,
+            y=estimates,
+            mode="markers+text",
+            text=[str(q.point) for q in predicted],
+            textposition="top center",
+            name="leave-one-out",
         )
-        low, high = min(measured + estimates), max(measured + estimates)
-        fig.add_trace(
-            go.Scatter(
-                x=[low, high], y=[low, high], mode="lines", line={"dash": "dash"}, name="exact"
-            )
-        )
-        fig.update_xaxes(title="measured accuracy")
-        fig.update_yaxes(title="predicted accuracy (leave-one-out)")
-        text = f"M_A (within 1.5 points): {m_a:.0%} of {len(predicted)}" if m_a is not None else ""
+    )
+    low, high = min(measured + estimates), max(measured + estimates)
+    fig.add_trace(
+        go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dash"}, name="exact")
+    )
+    fig.update_xaxes(title="measured accuracy")
+    fig.update_yaxes(title="predicted accuracy (leave-one-out)")
+    text = f"M_A (within 1.5 points): {m_a:.0%} of {len(predicted)}" if m_a is not None else ""
+    if m_t is not None:
         text += (
-            f"; M_T (the throughput table within 20% of the throughput timed inside each "
+            "; M_T (the throughput table within 20% of the throughput timed inside each "
             f"trial): {m_t:.0%}"
-            if m_t is not None
-            else ""
         )
-        parts.append(
-            f"<h2>4. How far to trust the surrogate</h2><p>{_e(text)}</p>" + figure(fig, "quality")
-        )
-    else:
-        parts.append(
-            "<h2>4. How far to trust the surrogate</h2><p>Not enough trained PruMUX points "
-            "(N &gt; 1, s &gt; 0) for a leave-one-out check yet.</p>"
-        )
+    return f"{title}<p>{_e(text)}</p>" + figures.html(fig, "quality")
 
-    # 5. cost
+
+def cost_section(data: ReportInput) -> str:
+    """Section 5: what the study trained, and its GPU-hours against the exhaustive grid's."""
     spent = cost(data)
     exhaustive = "-" if spent.exhaustive_gpu_hours is None else f"{spent.exhaustive_gpu_hours:.2f}"
-    parts.append(
+    return (
         "<h2>5. Cost</h2><table><tr><th>trained</th><th>free (the teacher of a training)</th>"
         "<th>failed</th><th>stopped early</th><th>never trained</th><th>grid</th>"
         "<th>GPU-hours spent</th>"
@@ -182,7 +198,9 @@ def render(data: ReportInput) -> str:
         f"<td>{spent.gpu_hours:.2f}</td><td>{exhaustive}</td></tr></table>"
     )
 
-    # 6. provenance
+
+def provenance_section(data: ReportInput) -> str:
+    """Section 6: where the data came from, the throughput table's machine, and when."""
     stamp = {
         **data.provenance,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -191,13 +209,11 @@ def render(data: ReportInput) -> str:
             f"fingerprint.{k}": v for k, v in (data.table.fingerprint if data.table else {}).items()
         },
     }
-    parts.append(
+    return (
         "<h2>6. Provenance</h2><table>"
         + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in stamp.items())
         + "</table>"
     )
-    parts.append(f"<p class='small'>rendered in {time.perf_counter() - started:.2f} s</p>")
-    return PAGE.format(title=_e(f"autoprumux: {data.title}"), body="\n".join(parts))
 
 
 def answer_box(top: Answer) -> str:
@@ -218,36 +234,7 @@ def tradeoff_figure(data: ReportInput, top: Answer | None) -> go.Figure:
     recommended point."""
     fig = go.Figure()
     for family, points in tradeoff(data).items():
-        label, color = FAMILY_STYLE[family]
-        for measured in (True, False):
-            chosen = [p for p in points if p.measured is measured]
-            if chosen:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[p.accuracy for p in chosen],
-                        y=[p.speedup for p in chosen],
-                        mode="markers+text",
-                        name=f"{label}, {'measured' if measured else 'predicted'}",
-                        text=[str(p.point) for p in chosen],
-                        textposition="top center",
-                        marker={
-                            "color": color,
-                            "size": 10 if measured else 8,
-                            "symbol": "circle" if measured else "circle-open",
-                        },
-                    )
-                )
-        frontier = pareto_frontier(points)
-        if len(frontier) > 1:
-            fig.add_trace(
-                go.Scatter(
-                    x=[p.accuracy for p in frontier],
-                    y=[p.speedup for p in frontier],
-                    mode="lines",
-                    line={"color": color, "dash": "dot"},
-                    name=f"{label} frontier",
-                )
-            )
+        _add_family(fig, family, points)
     threshold = data.threshold
     if threshold is not None:  # feasible points lie left of it (the x axis is reversed)
         fig.add_vline(
@@ -258,26 +245,65 @@ def tradeoff_figure(data: ReportInput, top: Answer | None) -> go.Figure:
             name="threshold",
         )
     if top is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=[top.accuracy],
-                y=[top.speedup],
-                mode="markers",
-                name=f"recommended {top.point}",
-                marker={
-                    "symbol": "star",
-                    "size": 20,
-                    "color": "#ffbf00",
-                    "line": {"color": "#222222", "width": 1.5},
-                },
-            )
-        )
-        fig.add_annotation(
-            x=top.accuracy, y=top.speedup, text=f"deploy {top.point}", showarrow=True, ay=-40
-        )
+        _add_answer(fig, top)
     fig.update_xaxes(title="accuracy", autorange="reversed")
     fig.update_yaxes(title="throughput improvement over (1, 0) (x)")
     return fig
+
+
+def _add_family(fig: go.Figure, family: Family, points: list[TradeoffPoint]) -> None:
+    """One family's measured (filled) and predicted (open) points, and its Pareto frontier."""
+    label, color = FAMILY_STYLE[family]
+    for measured in (True, False):
+        chosen = [p for p in points if p.measured is measured]
+        if chosen:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p.accuracy for p in chosen],
+                    y=[p.speedup for p in chosen],
+                    mode="markers+text",
+                    name=f"{label}, {'measured' if measured else 'predicted'}",
+                    text=[str(p.point) for p in chosen],
+                    textposition="top center",
+                    marker={
+                        "color": color,
+                        "size": 10 if measured else 8,
+                        "symbol": "circle" if measured else "circle-open",
+                    },
+                )
+            )
+    frontier = pareto_frontier(points)
+    if len(frontier) > 1:
+        fig.add_trace(
+            go.Scatter(
+                x=[p.accuracy for p in frontier],
+                y=[p.speedup for p in frontier],
+                mode="lines",
+                line={"color": color, "dash": "dot"},
+                name=f"{label} frontier",
+            )
+        )
+
+
+def _add_answer(fig: go.Figure, top: Answer) -> None:
+    """The recommended point: a star and an arrow saying to deploy it."""
+    fig.add_trace(
+        go.Scatter(
+            x=[top.accuracy],
+            y=[top.speedup],
+            mode="markers",
+            name=f"recommended {top.point}",
+            marker={
+                "symbol": "star",
+                "size": 20,
+                "color": "#ffbf00",
+                "line": {"color": "#222222", "width": 1.5},
+            },
+        )
+    )
+    fig.add_annotation(
+        x=top.accuracy, y=top.speedup, text=f"deploy {top.point}", showarrow=True, ay=-40
+    )
 
 
 def recommendations_table(data: ReportInput, rows: list[BudgetRow]) -> str:

@@ -103,7 +103,11 @@ def from_storage(
     stored_table = attrs.get("throughput_table")  # what the search ranked by
     if throughput_path is None and stored_table and Path(stored_table).is_file():
         throughput_path = stored_table
-    records = [r for _, r in OptunaStore(url, study_name, grid, task).records()]
+    store = OptunaStore(url, study_name, grid, task)
+    try:
+        records = [r for _, r in store.records()]
+    finally:
+        store.close()
     # how the search trained its points, so the report can say how to train a predicted one
     train = TrainCommand.from_dict(attrs.get(TRAIN_COMMAND_ATTR))
     results = ResultsTable.from_records(distinct_seeds(records), source=f"study {study_name}")

@@ -15,10 +15,10 @@ from autoprumux.cli.main import main
 from autoprumux.core.answer import ModelState, TrainCommand, locate_model
 from autoprumux.core.grid import PAPER_GRID, GridPoint
 from autoprumux.core.records import ResultsTable, TrialRecord, TrialStatus
-from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.results_io import write_results, write_throughput_table
 from autoprumux.loop.optuna_store import OptunaStore
+from autoprumux.testing.synthetic import SyntheticFamily, synthetic_results
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "studies" / "sst2.toml"  # seed 42 (the default); the synthetic rows have seed 1

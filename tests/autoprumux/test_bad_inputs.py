@@ -373,3 +373,31 @@ def test_rows_ending_with_a_comma_are_read_as_written(tmp_path, capsys):
         f"autoprumux: error: {path}: row 2: field 'throughput': is missing; a complete trial "
         "needs it\n"
     )
+
+
+def test_warmup_refuses_a_multiplexed_checkpoint_before_reading_the_task(
+    tmp_path, monkeypatch, capsys
+):
+    """A published multiplexed checkpoint is warmed up already: the refusal comes first, not
+    after the task is tokenized and moved to the device (minutes on MNLI)."""
+    import trainers.trial.run  # noqa: F401 - loads the modules that read the task
+
+    def read(*args, **kwargs):
+        raise AssertionError("LONG WORK: the task was read before the study was refused")
+
+    # wherever the engine binds them (the trial's modules import them by name)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("trainers."):
+            for attr in ("task_data", "task_tokenizer"):
+                if hasattr(module, attr):
+                    monkeypatch.setattr(module, attr, read)
+    checkpoint = "princeton-nlp/muxbert_base_gaussian_hadamard_index_pos_{n}"
+    study = tmp_path / "mux.toml"
+    study.write_text(STUDY.format(name="mux") + f'multiplexed_name_or_path = "{checkpoint}"\n')
+    assert main(["warmup", "--study", str(study), "--n", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"autoprumux: error: {study}: [model] multiplexed_name_or_path is set "
+        f"({checkpoint!r}): its checkpoints are warmed up already, so there is nothing to warm "
+        "up; leave it empty to warm up the base model\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mux.toml"]  # nothing written

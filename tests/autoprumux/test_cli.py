@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from autoprumux.cli.main import main
-from autoprumux.core.synthetic import synthetic_results
 from autoprumux.files.results_io import write_results
+from autoprumux.testing.synthetic import synthetic_results
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ROOT / "studies" / "results" / "synthetic-sst2.csv"
@@ -242,3 +242,267 @@ def test_parquet_results(tmp_path, capsys):
     path = write_results(synthetic_results(seed=3), tmp_path / "r.parquet")
     code, out, _ = run(capsys, "predict", "--results", str(path), "--budget", "0.02", "--json")
     assert code == 0 and json.loads(out)["recommendations"]
+
+
+# -- the command line's own options and help -----------------------------------------------
+
+
+def test_version_prints_the_package_version(capsys):
+    from autoprumux.core.version import __version__
+
+    code, out, err = run(capsys, "--version")
+    assert code == 0 and err == ""
+    assert out == f"autoprumux, version {__version__}\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "autoprumux", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout == out
+
+
+def option_help(command_name, option):
+    """The help text of one option of one command, as ``--help`` shows it (unwrapped)."""
+    import click
+
+    from autoprumux.cli.main import cli
+
+    command = cli.commands[command_name]
+    for param in command.get_params(click.Context(command)):
+        if isinstance(param, click.Option) and option in param.opts:
+            return param.help
+    raise AssertionError(f"{command_name} has no {option}")
+
+
+def test_the_budget_options_say_the_same_everywhere():
+    """Declared once: predict, search and report word each budget option alike (report adds
+    its default, 0.03, when none is given)."""
+    for option in ("--budget", "--relative-budget", "--min-accuracy"):
+        predict_help = option_help("predict", option)
+        assert option_help("search", option) == predict_help
+        assert option_help("report", option).startswith(predict_help)
+    assert option_help("report", "--budget").endswith(
+        "Default when no budget option is given: 0.03."
+    )
+    assert "(1, 0) accuracy" in option_help("predict", "--relative-budget")
+
+
+def test_predict_top_is_not_per_budget():
+    # predict takes one budget: the k is simply how many it prints
+    assert option_help("predict", "--top") == "How many recommendations to print."
+    assert "per budget" not in option_help("predict", "--top")
+
+
+@pytest.mark.parametrize(
+    ("command", "where"),
+    [
+        ("train", "Where the trial trains"),
+        ("warmup", "Where the warm-up trains"),
+        ("classify", "Where the model runs"),
+        ("measure", "Where the models are timed"),
+        ("search", "Where trials train"),
+    ],
+)
+def test_every_device_option_names_the_choices_and_what_auto_does(command, where):
+    text = option_help(command, "--device")
+    assert text.startswith(where + ": auto (")
+    for spelling in ("cpu", "cuda", "cuda:INDEX"):
+        assert spelling in text
+    if command != "search":  # a Ray trial's auto is its own GPU, said in its own words
+        assert "auto (the current CUDA device when this machine has one, else the CPU)" in text
+
+
+def test_report_throughput_help_says_what_the_report_reads():
+    """The default is the table the search ranked by (with --storage), else the results' own
+    throughputs: those timed inside each trial (autoprumux/report/sources.py ``_table``)."""
+    text = option_help("report", "--throughput")
+    assert "with --storage, the table the search ranked by" in text
+    assert text.endswith("otherwise the results' own throughputs, those timed inside each trial.")
+
+
+# -- evaluate on a table that is not the paper's grid ---------------------------------------
+
+
+@pytest.fixture
+def tiny_table(write_csv):
+    """Every point of 1,2,4 x 0,0.5,...,0.9 trained: N = 4 and s = 0.5 are not in the paper's
+    grid, N = 5 and 10 and s = 0.95 are missing from this one."""
+    rows = [["task", "n", "sparsity", "accuracy", "throughput"]]
+    for n in (1, 2, 4):
+        for s in (0.0, 0.5, 0.6, 0.7, 0.8, 0.9):
+            accuracy = 0.90 - 0.01 * (n - 1) - 0.05 * s * s
+            rows.append(["sst2", n, s, round(accuracy, 6), round(100 * n / (1.2 - s), 3)])
+    return write_csv(rows, "tiny.csv")
+
+
+def test_paper_rule_on_the_papers_grid_is_the_papers_training_grid():
+    from autoprumux.cli.results_commands import paper_rule_train_grid
+    from autoprumux.core.grid import PAPER_GRID, PAPER_TRAIN_GRID, Grid
+
+    assert paper_rule_train_grid(PAPER_GRID) == PAPER_TRAIN_GRID
+    # non-zero 0.5, 0.6, 0.7, 0.8, 0.9: every other from 0.5, and the largest (0.9 already)
+    tiny = Grid((1, 2, 4), (0.0, 0.5, 0.6, 0.7, 0.8, 0.9))
+    assert paper_rule_train_grid(tiny).spec() == "1,2,4:0,0.5,0.7,0.9"
+    # an even count: the largest is added to every other one
+    assert paper_rule_train_grid(Grid((1, 2), (0.0, 0.5, 0.6))).spec() == "1,2:0,0.5,0.6"
+
+
+def test_evaluate_on_a_small_table_trains_on_its_own_grid(capsys, tiny_table):
+    code, out, _ = run(capsys, "evaluate", "--results", str(tiny_table), "--json")
+    assert code == 0
+    document = json.loads(out)
+    # not the paper's points (1,2 x 0,0.6,0.7,0.8,0.9: 10, none with N = 4) but 3 x 4
+    assert document["train_grid"] == "1,2,4:0,0.5,0.7,0.9"
+    assert document["train_points"] == 12 and document["test_points"] == 18
+    # M_A's left-out points: N > 1 and s > 0 among the training points
+    assert [(p["n"], p["sparsity"]) for p in document["m_a"]["points"]] == [
+        (n, s) for n in (2, 4) for s in (0.5, 0.7, 0.9)
+    ]
+    # the same as naming that grid
+    code, given, _ = run(
+        capsys,
+        "evaluate",
+        "--results",
+        str(tiny_table),
+        "--train-grid",
+        "1,2,4:0,0.5,0.7,0.9",
+        "--json",
+    )
+    assert code == 0 and json.loads(given) == document
+    code, text, _ = run(capsys, "evaluate", "--results", str(tiny_table))
+    assert text.splitlines()[1] == (
+        "training grid 1,2,4:0,0.5,0.7,0.9 (the paper's rule on the results' grid "
+        "1,2,4:0,0.5,0.6,0.7,0.8,0.9; --train-grid chooses others)"
+    )
+
+
+def test_evaluate_on_the_papers_grid_says_it_uses_the_papers_training_grid(capsys):
+    code, out, _ = run(capsys, "evaluate", "--results", str(SYNTHETIC))
+    assert code == 0
+    assert out.splitlines()[1] == "training grid 1,2,5,10:0,0.6,0.7,0.8,0.9,0.95 (the paper's)"
+
+
+def test_evaluate_refuses_training_points_the_results_do_not_hold(capsys, tiny_table):
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        "--results",
+        str(tiny_table),
+        "--train-grid",
+        "1,2,5,10:0,0.6,0.7,0.8,0.9,0.95",
+    )
+    assert code == 2 and out == ""
+    assert err == (
+        f"autoprumux: error: --train-grid: N 5, 10; s 0.95: in no row of {tiny_table} (its "
+        "grid: 1,2,4:0,0.5,0.6,0.7,0.8,0.9); give training points the results hold, or leave "
+        "--train-grid out for the paper's rule on them\n"
+    )
+
+
+# -- search: a task without a CPU study ------------------------------------------------------
+
+
+def test_search_for_a_task_without_a_cpu_study_says_so_in_one_line(capsys, tmp_path, monkeypatch):
+    from autoprumux.cli import default_study
+    from autoprumux.cli.default_study import cpu_study_tasks
+    from autoprumux.session.search_session import SearchSession
+
+    def never(*args, **kwargs):
+        raise AssertionError("the search started")
+
+    monkeypatch.chdir(tmp_path)  # no ./studies: the checkout's studies are the defaults
+    monkeypatch.setattr(default_study, "cuda_available", lambda: False)
+    monkeypatch.setattr(SearchSession, "run", never)
+    assert cpu_study_tasks() == ("sst2",)
+    for task in ("mnli", "qnli", "qqp"):
+        code, out, err = run(capsys, "search", "--task", task, "--budget", "0.03")
+        assert code == 2 and out == ""
+        assert err == (
+            f"autoprumux: error: --task: {task} has no CPU study (studies/{task}-tiny.toml) and "
+            "this machine has no GPU; the tasks with a CPU study: sst2. Pass --study FILE, or "
+            f"run on a machine with a GPU (studies/{task}.toml)\n"
+        )
+    # a CPU study of one's own in ./studies is the default, as the search looks it up
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "qnli-tiny.toml").write_text("")
+    assert cpu_study_tasks() == ("sst2", "qnli")
+    with pytest.raises(AssertionError, match="the search started"):
+        main(["search", "--task", "qnli", "--budget", "0.03"])
+
+
+def test_every_search_option_reaches_the_request(capsys, monkeypatch):
+    """The options are the SearchRequest's fields of the same names: each value given arrives
+    there as parsed (no search runs here)."""
+    from autoprumux.cli import search_commands
+    from autoprumux.core.budget import Budget, BudgetKind
+    from autoprumux.core.errors import FieldError
+    from autoprumux.session.search_session import SearchRequest
+
+    asked = []
+
+    def record(request, echo):
+        asked.append(request)
+        raise FieldError("--test", "stopped before the search")
+
+    monkeypatch.setattr(search_commands, "run_search_command", record)
+    code, _, err = run(
+        capsys,
+        "search",
+        "--study",
+        "s.toml",
+        "--task",
+        "qnli",
+        "--relative-budget",
+        "0.02",
+        "--gpus",
+        "2",
+        "--gpus-per-trial",
+        "0.5",
+        "--cpus-per-trial",
+        "3",
+        "--executor",
+        "local",
+        "--device",
+        "cuda:1",
+        "--address",
+        "head:6379",
+        "--storage",
+        "sqlite:///x.db",
+        "--trainer",
+        "replay:r.csv",
+        "--throughput",
+        "t.json",
+        "--max-trials",
+        "7",
+        "--max-gpu-hours",
+        "1.5",
+        "--timeout",
+        "90",
+        "--max-retries",
+        "0",
+        "--top",
+        "5",
+        "--no-early-stop",
+    )
+    assert code == 2 and err == "autoprumux: error: --test: stopped before the search\n"
+    (request,) = asked
+    assert request == SearchRequest(
+        task="qnli",
+        study_path="s.toml",
+        budget=Budget(BudgetKind.RELATIVE, 0.02),
+        gpus=2.0,
+        gpus_per_trial=0.5,
+        cpus_per_trial=3.0,
+        executor="local",
+        device="cuda:1",
+        address="head:6379",
+        storage="sqlite:///x.db",
+        trainer_spec="replay:r.csv",
+        throughput_path="t.json",
+        max_trials=7,
+        max_gpu_hours=1.5,
+        timeout_s=90.0,
+        max_retries=0,
+        top_k=5,
+        early_stop=False,
+    )
+    code, _, err = run(capsys, "search", "--budget", "0.03", "--timeout", "0")
+    assert code == 2 and "--timeout" in err and "0.0 is not in the range x>0" in err

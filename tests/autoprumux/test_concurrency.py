@@ -20,10 +20,10 @@ from replay_search import replay_search_argv
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.grid import BASELINE, PAPER_GRID, GridPoint
 from autoprumux.core.records import TrialRecord, TrialStatus
-from autoprumux.core.synthetic import SyntheticFamily
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.loop.driver import SearchConfig, SearchDriver, run_local, trainings
-from autoprumux.loop.optuna_store import LEASE_ATTR, OWNER_ATTR, Abandoned, OptunaStore
+from autoprumux.loop.optuna_store import LEASE_ATTR, OWNER_ATTR, OptunaStore
+from autoprumux.loop.store_contract import Abandoned
 from autoprumux.loop.trial_owner import (
     LeaseKeeper,
     LeaseTerms,
@@ -34,6 +34,7 @@ from autoprumux.loop.trial_owner import (
     now_s,
 )
 from autoprumux.loop.trial_sources import ReplayTrainer
+from autoprumux.testing.synthetic import SyntheticFamily
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "studies" / "results" / "synthetic-sst2.csv"

@@ -1,5 +1,6 @@
 """Early stopping on hand-made numbers: check steps, the rule's checks and verdict, margins
-calibrated from curves, stops counted on curves, the evidence, and a stopped record."""
+calibrated from curves (autoprumux.testing.stop_margins), stops counted on curves, the evidence,
+and a stopped record."""
 
 import pytest
 
@@ -8,18 +9,23 @@ from autoprumux.core.early_stop import (
     MARGINS,
     MAX_CHECK_SHARE,
     Curve,
-    StopCount,
     StopEvidence,
     StoppedEarly,
     StopPhase,
     StopRule,
-    calibrate,
     check_step,
-    count_stops,
 )
 from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import TrialRecord, TrialStatus
+from autoprumux.testing.stop_margins import (
+    StopCount,
+    accuracy_at,
+    best_until,
+    calibrate,
+    count_stops,
+    gain,
+)
 
 # gains from each check to the end: 0.25: 0.12, 0.5: 0.04, 0.75: 0.02
 RISING = Curve(
@@ -114,9 +120,13 @@ def test_a_teacher_misses_by_more_than_a_near_miss():
 
 def test_curve_reads_its_checks():
     assert RISING.final == 0.82
-    assert RISING.at(0.5) == 0.78 and RISING.gain(0.5) == pytest.approx(0.04)
-    assert FALLING.at(0.25) is None and FALLING.gain(0.25) is None
-    assert SHORT.at(0.75) == 0.70 and SHORT.gain(0.75) == pytest.approx(-0.01)
+    assert accuracy_at(RISING, 0.5) == 0.78 and gain(RISING, 0.5) == pytest.approx(0.04)
+    assert accuracy_at(FALLING, 0.25) is None and gain(FALLING, 0.25) is None
+    assert accuracy_at(SHORT, 0.75) == 0.70 and gain(SHORT, 0.75) == pytest.approx(-0.01)
+    # the best of the checks so far, not the last: FLAT's first check stays its best
+    assert [best_until(FLAT, f) for f in (0.25, 0.5, 0.75, 1.0)] == [0.76, 0.76, 0.76, 0.76]
+    assert [best_until(SHORT, f) for f in (0.25, 0.5, 0.75, 1.0)] == [0.60, 0.66, 0.70, 0.70]
+    assert best_until(FALLING, 0.25) is None  # no check there
     assert Curve.from_json(RISING.to_json()) == RISING
     assert RISING.to_json() == {
         "label": "(2, 0) finetune",

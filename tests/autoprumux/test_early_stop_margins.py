@@ -5,7 +5,8 @@ length)."""
 from pathlib import Path
 
 from autoprumux.core.budget import FEASIBILITY_TOLERANCE
-from autoprumux.core.early_stop import CHECK_FRACTIONS, MARGINS, calibrate, count_stops, load_curves
+from autoprumux.core.early_stop import CHECK_FRACTIONS, MARGINS
+from autoprumux.testing.stop_margins import accuracy_at, calibrate, count_stops, load_curves
 
 RESULTS = Path(__file__).parents[2] / "studies" / "results"
 CURVE_FILES = [RESULTS / "sst2-tiny-curves.json", RESULTS / "sst2-tiny-curves-grouped.json"]
@@ -13,7 +14,9 @@ CURVE_FILES = [RESULTS / "sst2-tiny-curves.json", RESULTS / "sst2-tiny-curves-gr
 
 def test_the_margins_are_calibrated_on_the_committed_curves():
     curves = [c for path in CURVE_FILES for c in load_curves(path)]
-    assert len(curves) >= 4 and all(c.at(f) is not None for c in curves for f in CHECK_FRACTIONS)
+    assert len(curves) >= 4 and all(
+        accuracy_at(c, f) is not None for c in curves for f in CHECK_FRACTIONS
+    )
     assert calibrate(curves) == dict(MARGINS)
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux.cli import search_command
+from autoprumux.cli import default_study
+from autoprumux.cli.default_study import default_study_path
 from autoprumux.cli.main import main
-from autoprumux.cli.search_command import default_study_path
 from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.package_paths import package_path
 from autoprumux.core.study import load_study
@@ -86,9 +86,9 @@ def installed(tmp_path, monkeypatch):
     for name in ("sst2-tiny.toml", "sst2.toml", "results/sst2-tiny-grid.json"):
         (packaged / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / "studies" / name, packaged / name)
-    monkeypatch.setattr(search_command, "checkout_studies", lambda: None)
-    monkeypatch.setattr(search_command, "packaged_studies", lambda: packaged)
-    monkeypatch.setattr(search_command, "cuda_available", lambda: False)
+    monkeypatch.setattr(default_study, "checkout_studies", lambda: None)
+    monkeypatch.setattr(default_study, "packaged_studies", lambda: packaged)
+    monkeypatch.setattr(default_study, "cuda_available", lambda: False)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -118,7 +118,7 @@ def test_an_installed_autoprumux_copies_its_studies_into_the_current_folder(inst
 
 
 def test_without_a_checkout_or_packaged_studies_the_error_names_the_file(installed, monkeypatch):
-    monkeypatch.setattr(search_command, "packaged_studies", lambda: None)
+    monkeypatch.setattr(default_study, "packaged_studies", lambda: None)
     with pytest.raises(FieldError, match=r"--study: no study given and studies/sst2-tiny.toml is"):
         default_study_path("sst2", gpu=False, copy=True)
 

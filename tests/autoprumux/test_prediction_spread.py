@@ -10,7 +10,7 @@ from autoprumux.core.grid import BASELINE
 from autoprumux.core.grid import GridPoint as P
 from autoprumux.files.results_io import read_results
 from autoprumux.loop.proposer import MIN_CHANCE, PREDICTION_SPREAD, Proposer, SearchState
-from autoprumux.loop.spread import calibrate_spread, prediction_falls
+from autoprumux.testing.prediction_spread import calibrate_spread, prediction_falls
 
 RESULTS = Path(__file__).parents[2] / "studies" / "results"
 GRID_FILES = [RESULTS / "sst2-tiny-grid.json", RESULTS / "sst2-tiny-grid-grouped.json"]

@@ -5,9 +5,9 @@ import pytest
 from autoprumux.core.budget import NEAR_MISS
 from autoprumux.core.grid import BASELINE, PAPER_GRID
 from autoprumux.core.grid import GridPoint as P
-from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
 from autoprumux.loop.costs import CostModel, PartCosts
 from autoprumux.loop.proposer import ProbeRule, Proposer, SearchState
+from autoprumux.testing.synthetic import SyntheticFamily, synthetic_results
 
 FAMILY = SyntheticFamily()
 SPEED = {p: 1000 * FAMILY.expected_speedup(p) for p in PAPER_GRID}

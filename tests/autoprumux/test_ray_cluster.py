@@ -117,16 +117,6 @@ def test_a_search_joins_a_token_cluster_and_runs_trials_on_both_nodes(two_nodes,
     assert set(tmp_path.glob("autoprumux-ray-*")) == before  # Tune's folder removed
 
 
-def test_trials_at_once_come_from_every_node():
-    from autoprumux.loop.ray_executor import Cluster
-
-    cluster = Cluster(node_cpus=(8.0, 4.0, 2.0), node_gpus=(4.0, 2.0, 0.0))
-    assert cluster.trials_at_once(cpus_per_trial=4, gpus_per_trial=0) == 3  # 2 + 1 + 0
-    assert cluster.trials_at_once(cpus_per_trial=1, gpus_per_trial=1) == 6
-    assert cluster.trials_at_once(cpus_per_trial=1, gpus_per_trial=0.5) == 12
-    assert cluster.trials_at_once(cpus_per_trial=16, gpus_per_trial=0) == 1  # at least one
-
-
 def test_a_node_that_does_not_see_the_driver_paths_names_them(tmp_path):
     from autoprumux.loop.ray_executor import _missing_on_this_node
 

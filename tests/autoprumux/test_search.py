@@ -17,13 +17,15 @@ import pytest
 from autoprumux.cli.main import main
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.grid import BASELINE, PAPER_GRID, GridPoint
+from autoprumux.core.recipe import recipe_record, recipe_settings
 from autoprumux.core.records import Training, TrialRecord, TrialStatus
-from autoprumux.core.synthetic import SyntheticFamily, synthetic_results
+from autoprumux.core.study import load_study
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.results_io import write_results
 from autoprumux.loop.driver import SearchConfig, SearchDriver, StopReason, run_local
 from autoprumux.loop.optuna_store import OptunaStore
 from autoprumux.loop.trial_sources import ReplayTrainer
+from autoprumux.testing.synthetic import SyntheticFamily, synthetic_results
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILY = SyntheticFamily(accuracy_noise=0.0)  # exactly monotone: answers are known
@@ -312,13 +314,41 @@ def test_a_study_trained_under_another_recipe_is_not_reused(tmp_path, grid_file,
         text.replace("finetune_learning_rate = 2e-5", "finetune_learning_rate = 3e-5")
     )
     assert cli_search(tmp_path, grid_file, study=edited) == 2
-    assert "was trained under another recipe" in capsys.readouterr().err.splitlines()[-1]
+    refusal = capsys.readouterr().err.splitlines()[-1]
+    assert "was trained under another recipe" in refusal
+    assert "training.finetune_learning_rate: 2e-05 recorded, 3e-05 now" in refusal
     assert (tmp_path / "cli.db").read_bytes() == before
     # a study recorded without a recipe (an older release) is refused too, not trusted
     with sqlite3.connect(tmp_path / "cli.db") as db:
         db.execute("DELETE FROM study_user_attributes WHERE key = 'recipe'")
     assert cli_search(tmp_path, grid_file) == 2
     assert "did not record their recipe" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_speed_setting_changes_no_recipe_and_an_old_hash_is_upgraded(tmp_path, grid_file, capsys):
+    """compile and checkpoint_every decide no result: a search with them flipped reuses the
+    study; a study an older release labelled with its recipe hash is accepted when that hash
+    is this file's, and then records the settings."""
+    assert cli_search(tmp_path, grid_file) == 0
+    faster = tmp_path / "faster" / "sst2.toml"
+    faster.parent.mkdir()
+    text = (ROOT / "studies" / "sst2.toml").read_text()
+    speed = "[training]\ncompile = true\ncheckpoint_every = 50\n"
+    faster.write_text(text.replace("[training]  # appendix Table 5 (PruMUX)\n", speed))
+    assert cli_search(tmp_path, grid_file, study=faster) == 0, capsys.readouterr().err
+    study = load_study(ROOT / "studies" / "sst2.toml")
+    (old_hash,) = [h for h in recipe_record(study).legacy_hashes if h == "462e8a9d8d2c"]
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        db.execute(
+            "UPDATE study_user_attributes SET value_json = ? WHERE key = 'recipe'",
+            (json.dumps(old_hash),),
+        )
+    assert cli_search(tmp_path, grid_file) == 0, capsys.readouterr().err
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        (stored,) = db.execute(
+            "SELECT value_json FROM study_user_attributes WHERE key = 'recipe'"
+        ).fetchone()
+    assert json.loads(stored) == recipe_settings(study)
 
 
 def test_an_invalid_grid_in_the_study_file(tmp_path, grid_file, capsys):
@@ -394,7 +424,7 @@ def test_trial_records_round_trip_through_optuna(tmp_path):
 
 
 def test_the_default_study_is_found_from_any_folder(tmp_path, monkeypatch):
-    from autoprumux.cli.search_command import default_study_path
+    from autoprumux.cli.default_study import default_study_path
     from autoprumux.core.errors import FieldError
 
     monkeypatch.chdir(tmp_path)

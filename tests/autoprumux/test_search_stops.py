@@ -4,10 +4,10 @@ monotone rules), its record in the Optuna study, a looser budget later, and --no
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from autoprumux.cli import search_command
 from autoprumux.cli.main import main
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.early_stop import MARGINS, StopRule
@@ -23,7 +23,9 @@ from autoprumux.loop.driver import (
     StopReason,
     run_local,
 )
-from autoprumux.loop.optuna_store import COST_AND_STOP_FIELDS, OptunaStore
+from autoprumux.loop.optuna_store import OptunaStore
+from autoprumux.loop.trial_mapping import COST_AND_STOP_FIELDS
+from autoprumux.session import search_session
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ROOT / "studies" / "results" / "synthetic-sst2.csv"
@@ -391,11 +393,11 @@ def cli_args(storage, *extra):
 def test_cli_early_stop_flag_reaches_the_request(tmp_path, monkeypatch, flag, early_stop):
     requests = []
 
-    def capture(request, echo):
-        requests.append(request)
-        return search_command.SearchSummary(text="", document={})
+    def capture(session, plan=None):
+        requests.append(session.request)
+        return SimpleNamespace(text="", document={})  # what the CLI prints of a result
 
-    monkeypatch.setattr(search_command, "run_search_command", capture)
+    monkeypatch.setattr(search_session.SearchSession, "run", capture)
     assert main(cli_args(f"sqlite:///{tmp_path / 'cli.db'}", *flag)) == 0
     (request,) = requests
     assert request.early_stop is early_stop
@@ -403,7 +405,7 @@ def test_cli_early_stop_flag_reaches_the_request(tmp_path, monkeypatch, flag, ea
 
 def test_cli_search_without_early_stop_runs_a_replay(tmp_path, monkeypatch, capsys):
     seen = []
-    real_run_local = search_command.run_local
+    real_run_local = search_session.run_local
 
     def spy(driver, trainer, workers):
         def spied(point, stop):
@@ -412,7 +414,7 @@ def test_cli_search_without_early_stop_runs_a_replay(tmp_path, monkeypatch, caps
 
         return real_run_local(driver, spied, workers)
 
-    monkeypatch.setattr(search_command, "run_local", spy)
+    monkeypatch.setattr(search_session, "run_local", spy)
     assert main(cli_args(f"sqlite:///{tmp_path / 'off.db'}", "--no-early-stop")) == 0
     document = json.loads(capsys.readouterr().out)
     best = GridPoint(document["best"]["n"], document["best"]["sparsity"])

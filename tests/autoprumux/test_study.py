@@ -1,10 +1,13 @@
+import dataclasses
+import logging
 from pathlib import Path
 
 import pytest
 
 from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import PAPER_GRID
-from autoprumux.core.study import DataSource, load_study
+from autoprumux.core.study import STUDY_FIELDS, DataSource, TrainingSection, load_study
+from autoprumux.core.study_fields import Effect, Stage, field_info
 
 STUDIES = sorted(Path(__file__).resolve().parents[2].joinpath("studies").glob("*.toml"))
 
@@ -124,19 +127,73 @@ def test_the_recipe_covers_what_decides_a_trials_result(tmp_path):
     assert plain == recipe("") and len(plain) == 12
     for changed in (
         "[training]\nfinetune_learning_rate = 3e-5",
-        "[training]\ndropout = 0.0",  # not in the repr, still in the recipe
+        "[training]\ndropout = 0.0",
+        "[training]\nprecision = 'fp32'",  # bf16 on a GPU under auto: another model
         '[warmup]\ntext = "corpus.txt"',
         "[multiplexing]\npooling = 'mean'",
         "[model]\nnum_layers = 2",
+        "[data]\nmax_train_examples = 100",
         "[training]\ngroup_by_length = true",
         "[warmup]\ngroup_by_length = true",
     ):
         assert recipe(changed) != plain, changed
     assert recipe("", study='[study]\ntask = "sst2"\nseed = 1\n') != plain
-    for unchanged in ("[grid]\nn = [1, 2]", "[throughput]\npasses = 3", "[storage]\nurl = 'x'"):
+    assert recipe("", study='[study]\ntask = "qnli"\n') != plain
+    for unchanged in (
+        "[training]\ncompile = true",  # speed: the same model, its float sums in another order
+        "[training]\ncheckpoint_every = 7",  # a resumed phase is the same phase
+        "[grid]\nn = [1, 2]",
+        "[throughput]\npasses = 3",
+        "[storage]\nurl = 'x'",
+    ):
         assert recipe(unchanged) == plain, unchanged
-    # a setting added later, at its default: the recipe of studies stored before it existed
-    assert recipe("[training]\ngroup_by_length = false") == plain == "1a31bf540147"
+    assert recipe("", study='[study]\ntask = "sst2"\nname = "x"\ndescription = "y"\n') == plain
+    # a setting added later, at its default: the recipe of studies stored before it existed;
+    # the hash of every result-deciding field of the default sst2 study (the task's included)
+    assert recipe("[training]\ngroup_by_length = false") == plain == "d96434275a0f"
+
+
+def test_every_study_field_declares_its_help_and_effect():
+    for name, item in STUDY_FIELDS.items():
+        info = field_info(item)  # raises without about(...)
+        assert len(info.help) > 10, name
+        assert bool(info.stages) == info.decides_results, name
+    assert field_info(STUDY_FIELDS["training.compile"]).effect is Effect.SPEED
+    assert field_info(STUDY_FIELDS["multiplexing.pooling"]).stages == {Stage.TEACHER}
+
+
+def test_a_removed_field_is_ignored_with_a_warning_naming_it(tmp_path, caplog):
+    path = tmp_path / "old.toml"
+    path.write_text('[study]\ntask = "sst2"\n[training]\nsparsity_epsilon = 0.05\n')
+    with caplog.at_level(logging.WARNING, logger="autoprumux.core.study"):
+        study = load_study(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: training.sparsity_epsilon is ignored (it was read by nothing); delete it from "
+        "the study file"
+    ]
+    path.write_text('[study]\ntask = "sst2"\n')
+    assert study == load_study(path) and study.recipe == load_study(path).recipe
+    assert not hasattr(study.training, "sparsity_epsilon")
+
+
+def test_an_unknown_training_field_names_the_allowed_ones_in_one_line(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text('[study]\ntask = "sst2"\n[training]\nfinetune_lr = 1e-4\n')
+    with pytest.raises(FieldError) as err:
+        load_study(path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: training.finetune_lr: is not a field of [training]; ")
+    allowed = message.partition("allowed: ")[2].split(", ")
+    assert allowed == [f.name for f in dataclasses.fields(TrainingSection)]
+    assert "sparsity_epsilon" not in allowed
+
+
+def test_no_shipped_study_sets_a_removed_field(caplog):
+    with caplog.at_level(logging.WARNING, logger="autoprumux.core.study"):
+        for path in STUDIES:
+            load_study(path)
+    assert caplog.records == []
 
 
 def test_missing_study_file(tmp_path):

@@ -33,7 +33,8 @@ from autoprumux.cli.main import main
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.grid import PAPER_GRID, GridPoint
 from autoprumux.core.records import TrialStatus
-from autoprumux.loop.optuna_store import Abandoned, OptunaStore
+from autoprumux.loop.optuna_store import OptunaStore
+from autoprumux.loop.store_contract import Abandoned
 from autoprumux.report.sources import from_storage
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,15 +1,20 @@
 """The cache keys of a trial's artifacts (trainers.trial.cache_keys): a setting an artifact's build
 reads changes its key, and the keys of the artifacts built from it; a setting it does not
 read leaves the key alone, so the artifact is reused. Every field of every study section is
-in the table below, so a new field must be placed. Pure: no model, no data, no training."""
+in the table below, so a new field must be placed, and the table agrees with what each field
+declares (its about(...) effect and stages, autoprumux.core.study_fields). Pure: no model, no
+data, no training."""
 
 import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
-from autoprumux.core.study import DataSection, DataSource, Study, StudySection
-from trainers.runtime.device import Precision
+from autoprumux.core.errors import DataError
+from autoprumux.core.study import STUDY_FIELDS, DataSection, DataSource, Study, StudySection
+from autoprumux.core.study_fields import Stage, downstream, field_info
+from trainers.runtime.device import Precision, resolve_precision
 from trainers.trial.cache_keys import (
     teacher_folders,
     teacher_key,
@@ -33,9 +38,7 @@ NAMED_TEXT = {"warmup.text": "hub:wikitext"}
 SETTINGS = [
     ("study.task", "mnli", {}, 2, EVERY),
     ("study.name", "other", {}, 2, NOTHING),  # it names the artifacts folder
-    ("study.seed", 7, {}, 2, NOTHING),  # the trial's seed is an argument
-    ("study.seed", 7, RANDOM_SUBSET, 2, EVERY),  # it draws the training subset
-    ("study.seed", 7, {**RANDOM_SUBSET, "data.subset": "first"}, 2, NOTHING),
+    ("study.seed", 7, {}, 2, EVERY),  # the trials' seed (test_the_study_seed_draws_the_subset)
     ("study.description", "a note", {}, 2, NOTHING),
     ("grid.n", (1, 2, 4), {}, 2, NOTHING),
     ("grid.sparsity", (0.0, 0.9), {}, 2, NOTHING),
@@ -79,9 +82,10 @@ SETTINGS = [
     ("training.distill_temperature", 4.0, DISTILLING, 1, {TRIAL}),
     ("training.distill_from_n1", True, {}, 2, TASK_MODELS),
     ("training.distill_from_n1", True, {}, 1, NOTHING),
-    ("training.sparsity_epsilon", 0.05, {}, 2, NOTHING),  # read by nothing
     ("training.checkpoint_every", 7, {}, 2, NOTHING),  # a resumed phase is the same phase
-    ("training.precision", "fp32", {}, 2, NOTHING),  # the resolved precision is an argument
+    # keyed by the precision it resolves to on the trial's device, here a CPU: auto is fp32
+    ("training.precision", "fp32", {}, 2, NOTHING),
+    ("training.precision", "bf16", {}, 2, EVERY),
     ("training.compile", True, {}, 2, NOTHING),
     ("training.group_by_length", True, {}, 2, TASK_MODELS),
     ("warmup.group_by_length", True, {}, 2, EVERY),
@@ -137,9 +141,18 @@ def a_study(tmp_path: Path, settings: dict[str, object] | None = None) -> Study:
 
 
 def folder_names(
-    study: Study, n: int = 2, sparsity: float = 0.5, seed: int = 0, precision=Precision.FP32
+    study: Study,
+    n: int = 2,
+    sparsity: float = 0.5,
+    seed: int | None = None,
+    precision: Precision | None = None,
 ) -> dict[str, str | None]:
-    """Each artifact's folder name (which ends in its key); None: no warm-up."""
+    """Each artifact's folder name (which ends in its key); None: no warm-up. By default with
+    the seed and precision a trial of the study on a CPU takes: the study's, and the one its
+    ``precision`` resolves to."""
+    seed = study.study.seed if seed is None else seed
+    if precision is None:
+        precision = resolve_precision(study.training.precision, torch.device("cpu"))
     folders = teacher_folders(study, n, seed, precision)
     trial = trial_folder(study, n, sparsity, seed, precision, teacher=folders.teacher)
     return {
@@ -180,6 +193,35 @@ def test_every_study_setting_is_placed():
         for f in dataclasses.fields(getattr(study, section))
     }
     assert every == {s[0] for s in SETTINGS}
+
+
+def test_the_table_agrees_with_what_each_field_declares():
+    """A field that decides results rebuilds, in some study, exactly the artifacts of the
+    stages it declares and those built from them; any other field rebuilds none."""
+    rebuilt: dict[str, set[str]] = {name: set() for name in STUDY_FIELDS}
+    for setting, _, _, _, expected in SETTINGS:
+        rebuilt[setting] |= expected
+    declared = {
+        name: {stage.value for stage in downstream(field_info(item).stages)}
+        for name, item in STUDY_FIELDS.items()
+    }
+    assert rebuilt == declared
+    # so every field that decides results is in the key of at least one artifact
+    assert all(rebuilt[n] for n, item in STUDY_FIELDS.items() if field_info(item).decides_results)
+    assert {s.value for s in Stage} == EVERY
+
+
+def test_the_study_seed_draws_the_random_subset(tmp_path):
+    """With a trial's own seed (``train --seed``), the study's seed still draws the subset."""
+    for others, expected in [
+        ({}, NOTHING),
+        (RANDOM_SUBSET, EVERY),
+        ({**RANDOM_SUBSET, "data.subset": "first"}, NOTHING),
+    ]:
+        study = a_study(tmp_path, others)
+        before = folder_names(study, seed=3)
+        after = folder_names(changed(study, {"study.seed": 7}), seed=3)
+        assert changed_artifacts(before, after) == expected, others
 
 
 @pytest.mark.parametrize(
@@ -261,3 +303,12 @@ def test_settings_added_later_keep_the_keys_of_artifacts_built_before_them(tmp_p
         TEACHER: "teacher-n2-ba020e6b52",
         TRIAL: "trial-n2-s0.5-629e291530",
     }
+
+
+def test_an_unreadable_warmup_text_is_one_line_naming_the_setting(tmp_path):
+    study = a_study(tmp_path, {"warmup.text": "missing.txt"})
+    with pytest.raises(DataError) as err:
+        warmup_folder(study, 2, 0)
+    message = str(err.value)
+    assert message.startswith(f"[warmup] text {str(tmp_path / 'missing.txt')!r}: cannot be read")
+    assert "\n" not in message

@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from autoprumux.core.errors import DataError
 from autoprumux.core.study import load_study
 from trainers.data.splits import (
     GROUPED_BATCHES,
-    DataError,
     Encoded,
     Split,
     batches,
@@ -102,6 +102,13 @@ def test_batches_and_resumed_order(tiny_sources):
     )
 
 
+def test_a_training_split_smaller_than_a_batch_is_refused():
+    three = Encoded(*(torch.zeros(3, 4, dtype=torch.long) for _ in range(3)), torch.zeros(3))
+    with pytest.raises(DataError) as err:
+        next(endless_batches(three, 4, seed=0))
+    assert str(err.value) == "the training split: its 3 examples cannot fill one batch of 4"
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -113,10 +120,13 @@ def test_batches_and_resumed_order(tiny_sources):
 )
 def test_malformed_files(tmp_path, content, message):
     (tmp_path / "SST-2").mkdir()
-    (tmp_path / "SST-2" / "train.tsv").write_text(content)
+    path = tmp_path / "SST-2" / "train.tsv"
+    path.write_text(content)
     with pytest.raises(DataError) as err:
         read_glue_split(tmp_path, "sst2", "train")
-    assert message in str(err.value)
+    # the engine raises the core's DataError: the file is its source, the message follows
+    assert err.value.source == str(path)
+    assert str(err.value) == f"{path}: {message}"
 
 
 def test_a_glue_folder_without_the_task(tmp_path):

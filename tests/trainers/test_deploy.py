@@ -4,8 +4,10 @@ and ``autoprumux.load_model`` on models trained by real (tiny) trials."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +15,12 @@ import pytest
 import torch
 
 from autoprumux.cli.main import main
+from autoprumux.core.errors import FieldError
 from autoprumux.core.study import load_study
 from trainers.data.splits import read_glue_split
 from trainers.deploy.export import ExportFormat, export_model
-from trainers.deploy.inference import load_text_classifier
-from trainers.deploy.model_folder import INFO_FILE, read_info
+from trainers.deploy.inference import load_text_classifier, onnx_providers
+from trainers.deploy.model_folder import INFO_FILE, NotAModelError, read_info
 from trainers.model.checkpoints import load_model as load_classifier
 from trainers.trial.run import TrialSpec, run_trial
 
@@ -304,3 +307,91 @@ def test_classify_on_cuda_matches_cpu(trained):
     gpu = on_gpu.predict(texts)  # bf16 autocast: labels may flip only where p is near 0.5
     agree = sum(a.label == b.label for a, b in zip(cpu, gpu, strict=True)) / len(texts)
     assert agree >= 0.95
+
+
+CUDA_EP, CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
+GPU_BUILD = [CUDA_EP, CPU_EP]  # what onnxruntime-gpu offers; the CPU build lacks CUDA_EP
+CPU_BUILD = ["AzureExecutionProvider", CPU_EP]
+ON_CUDA_0 = [(CUDA_EP, {"device_id": "0"}), CPU_EP]  # the CPU runs what CUDA lacks
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda_devices", "available", "providers"),
+    [
+        ("auto", 1, GPU_BUILD, ON_CUDA_0),  # ran on the CPU before: only "cuda..." asked CUDA
+        ("auto", 0, GPU_BUILD, [CPU_EP]),  # a CPU machine: auto stays on the CPU
+        ("auto", 2, CPU_BUILD, [CPU_EP]),  # an onnxruntime without CUDA: the CPU (logged)
+        ("cpu", 1, GPU_BUILD, [CPU_EP]),
+        ("cuda", 1, GPU_BUILD, ON_CUDA_0),
+        ("cuda:1", 2, GPU_BUILD, [(CUDA_EP, {"device_id": "1"}), CPU_EP]),
+    ],
+)
+def test_onnx_runtime_providers_follow_the_device(device, cuda_devices, available, providers):
+    assert onnx_providers(device, cuda_devices, available) == providers
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda_devices", "available", "message"),
+    [
+        ("cuda", 0, GPU_BUILD, "cuda: no CUDA device is available here; use cpu (or auto)"),
+        ("cuda:2", 2, GPU_BUILD, "cuda:2: this machine has 2 CUDA device(s), cuda:0.."),
+        (
+            "cuda",
+            1,
+            CPU_BUILD,
+            "cuda: this onnxruntime has no CUDAExecutionProvider (it has: "
+            "AzureExecutionProvider, CPUExecutionProvider); install onnxruntime-gpu, or use cpu",
+        ),
+        ("gpu", 1, GPU_BUILD, "'gpu' is not one of: auto, cpu, cuda or cuda:INDEX"),
+    ],
+)
+def test_onnx_runtime_refuses_a_device_it_cannot_run_on(device, cuda_devices, available, message):
+    with pytest.raises(FieldError) as err:
+        onnx_providers(device, cuda_devices, available)
+    assert (err.value.field, err.value.message) == ("--device", message)
+
+
+def test_an_onnx_file_under_auto_asks_onnx_runtime_for_cuda(tmp_path, monkeypatch, caplog):
+    """On a machine with CUDA (faked: this one may have none) and onnxruntime-gpu (faked), the
+    session is asked for CUDA first; where CUDA does not start, the fall-back is logged."""
+    asked = []
+
+    class Session:
+        def __init__(self, path, options, providers):
+            asked.append(providers)
+
+        def get_providers(self):
+            return [CPU_EP]  # as where ONNX Runtime's CUDA libraries do not load
+
+        def get_modelmeta(self):
+            return types.SimpleNamespace(custom_metadata_map={})
+
+    class Options:
+        log_severity_level = 0
+
+    fake = types.SimpleNamespace(
+        SessionOptions=Options, InferenceSession=Session, get_available_providers=lambda: GPU_BUILD
+    )
+    monkeypatch.setitem(sys.modules, "onnxruntime", fake)
+    monkeypatch.setattr("trainers.deploy.inference.cuda_device_count", lambda: 1)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    with caplog.at_level(logging.WARNING), pytest.raises(NotAModelError, match="did not export"):
+        load_text_classifier(model)  # device="auto"
+    assert asked == [ON_CUDA_0]
+    assert f"{model}: runs on the CPU: ONNX Runtime could not start CUDA here" in caplog.messages
+
+
+@pytest.mark.gpu
+def test_an_exported_onnx_model_runs_on_cuda_under_auto(trained, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    if CUDA_EP not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDA provider (onnxruntime-gpu)")
+    results, glue, _ = trained
+    out = export_model(results[(1, 0.0)].artifact_path, ExportFormat.ONNX, tmp_path / "m.onnx")
+    exported = load_text_classifier(out.path)
+    assert exported.backend.session.get_providers()[0] == CUDA_EP
+    texts = [t[0] for t in _dev(glue).texts]
+    cpu = load_text_classifier(out.path, device="cpu").predict(texts)
+    agree = sum(a.label == b.label for a, b in zip(cpu, exported.predict(texts), strict=True))
+    assert agree >= 0.95 * len(texts)

@@ -189,12 +189,12 @@ def test_a_trial_runs_on_its_threads_and_records_its_numerics(tiny_study_file):
 
 
 def test_out_of_memory_fails_the_trial_with_the_batch_named(tiny_study_file, monkeypatch):
-    import trainers.trial.run
+    import trainers.trial.services
 
     def out_of_memory(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(trainers.trial.run, "run_phase", out_of_memory)
+    monkeypatch.setattr(trainers.trial.services, "run_phase", out_of_memory)
     result = run_trial(
         TrialSpec(study=load_study(tiny_study_file()), n=2, sparsity=0.0, device="cpu")
     )

@@ -14,10 +14,11 @@ from torch import nn
 
 from autoprumux.cli.main import main
 from autoprumux.core.budget import NEAR_MISS
+from autoprumux.core.errors import DataError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import TrialStatus
 from autoprumux.core.study import TrainingSection, WarmupSection, load_study
-from trainers.data.splits import DataError, Encoded, encode, read_glue_split, read_unlabelled_text
+from trainers.data.splits import Encoded, encode, read_glue_split, read_unlabelled_text
 from trainers.model.architecture import MuxStyle, prunable_params
 from trainers.model.checkpoints import load_pretrained
 from trainers.model.classifier import Classifier

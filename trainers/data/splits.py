@@ -21,17 +21,13 @@ from typing import TYPE_CHECKING, TextIO
 import torch
 from torch import Tensor
 
-from autoprumux.core.errors import AutoPruMuxError
+from autoprumux.core.errors import DataError
 from autoprumux.core.tasks import TASKS, TaskSpec
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 csv.field_size_limit(sys.maxsize)  # GLUE rows can be long (MNLI parses)
-
-
-class DataError(AutoPruMuxError):
-    """A data source is missing, unreadable, or holds a malformed row."""
 
 
 @dataclass(frozen=True)
@@ -69,15 +65,16 @@ def read_glue_split(glue_dir: str | Path, task: str, split: str) -> Split:
         path = compressed
     if not path.is_file():
         raise DataError(
-            f"{path}: no such file; a GLUE folder holds {spec.glue_folder}/"
+            str(path),
+            f"no such file; a GLUE folder holds {spec.glue_folder}/"
             f"{spec.glue_train_file} and {spec.glue_folder}/{spec.glue_dev_file}, or the same "
             'with .xz (set [data] glue_dir in the study file, or source = "hub" to load GLUE '
-            "from the datasets hub)"
+            "from the datasets hub)",
         )
     try:
         return _read_glue_file(path, spec)
     except (lzma.LZMAError, EOFError, UnicodeDecodeError) as err:  # a damaged file
-        raise DataError(f"{path}: cannot be read: {err}") from None
+        raise DataError(str(path), f"cannot be read: {err}") from None
 
 
 def _open_text(path: Path) -> AbstractContextManager[TextIO]:
@@ -94,30 +91,34 @@ def _read_glue_file(path: Path, spec: TaskSpec) -> Split:
         columns = [*spec.glue_text_columns, spec.glue_label_column]
         missing = [c for c in columns if c not in header]
         if missing:
-            raise DataError(f"{path}: header lacks column(s) {', '.join(missing)}")
+            raise DataError(str(path), f"header lacks column(s) {', '.join(missing)}")
         positions = [header.index(c) for c in columns]
         for line_number, row in enumerate(reader, start=2):
             if len(row) <= max(positions):
                 raise DataError(
-                    f"{path}: line {line_number}: {len(row)} fields, expected "
-                    f"{len(header)} (a malformed row)"
+                    str(path),
+                    f"line {line_number}: {len(row)} fields, expected "
+                    f"{len(header)} (a malformed row)",
                 )
             texts.append(tuple(row[p] for p in positions[:-1]))
-            labels.append(parse_label(spec, row[positions[-1]], f"{path}: line {line_number}"))
+            labels.append(parse_label(spec, row[positions[-1]], str(path), line_number))
     return Split(tuple(texts), tuple(labels))
 
 
-def parse_label(spec: TaskSpec, raw: str, where: str) -> int:
+def parse_label(spec: TaskSpec, raw: str, source: str, line: int) -> int:
+    """The label number of ``raw`` (a label name, or a number) on ``line`` of ``source``."""
     if spec.label_names:
         if raw not in spec.label_names:
-            raise DataError(f"{where}: label {raw!r} is not one of: {', '.join(spec.label_names)}")
+            raise DataError(
+                source, f"line {line}: label {raw!r} is not one of: {', '.join(spec.label_names)}"
+            )
         return spec.label_names[raw]
     try:
         label = int(raw)
     except ValueError:
-        raise DataError(f"{where}: label {raw!r} is not an integer") from None
+        raise DataError(source, f"line {line}: label {raw!r} is not an integer") from None
     if not 0 <= label < spec.num_labels:
-        raise DataError(f"{where}: label {label} is outside 0..{spec.num_labels - 1}")
+        raise DataError(source, f"line {line}: label {label} is outside 0..{spec.num_labels - 1}")
     return label
 
 
@@ -131,9 +132,10 @@ def read_hub_split(task: str, split: str) -> Split:  # pragma: no cover - needs 
         )
     except Exception as err:
         raise DataError(
-            f"GLUE {task} from the hub: {type(err).__name__}: "
+            f"GLUE {task} from the hub",
+            f"{type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''} (use [data] source = "
-            "'glue_dir' with a local GLUE folder)"
+            "'glue_dir' with a local GLUE folder)",
         ) from None
     texts = tuple(zip(*(data[f] for f in spec.text_fields), strict=True))
     return Split(texts, tuple(int(label) for label in data["label"]))
@@ -150,18 +152,18 @@ def read_unlabelled_text(source: str, resolve: Callable[[str], Path]) -> Split:
             lines = datasets.load_dataset(name, config or None, split="train")["text"]
         except Exception as err:
             raise DataError(
-                f"[warmup] text {source!r}: {type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else ''}"
+                f"[warmup] text {source!r}",
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
             ) from None
     else:
         path = resolve(source)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
-            raise DataError(f"[warmup] text {str(path)!r} cannot be read: {err}") from None
+            raise DataError(f"[warmup] text {str(path)!r}", f"cannot be read: {err}") from None
     texts = tuple((line.strip(),) for line in lines if line.strip())
     if not texts:
-        raise DataError(f"[warmup] text {source!r} holds no text")
+        raise DataError(f"[warmup] text {source!r}", "holds no text")
     return Split(texts, (0,) * len(texts))
 
 
@@ -336,7 +338,9 @@ def endless_batches(
     """Shuffled batches forever, epoch after epoch; ``start_step`` skips ahead (resume);
     ``trim`` and ``group_rows`` as in :func:`batches`."""
     if len(data) < size:
-        raise DataError(f"{len(data)} training examples cannot fill one batch of {size}")
+        raise DataError(
+            "the training split", f"its {len(data)} examples cannot fill one batch of {size}"
+        )
     per_epoch = len(data) // size
     epoch, skip = divmod(start_step, per_epoch)
     while True:

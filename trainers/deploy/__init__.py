@@ -1,4 +1,4 @@
 """A trained model as users run it: ``model_folder.py`` -- ``ModelInfo`` and the model card;
 ``inference.py`` -- ``load_text_classifier``, ``TextClassifier`` (PyTorch, ONNX Runtime or
-TorchScript); ``export.py`` -- ``export_model``; ``timing.py`` -- ``measure``, ``measure_one``
-(a model's throughput, the paper's way)."""
+TorchScript), ``PredictedLabel``, ``onnx_providers``; ``export.py`` -- ``export_model``;
+``timing.py`` -- ``measure``, ``measure_one`` (a model's throughput, the paper's way)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import tempfile
 import time
 import warnings
@@ -35,7 +36,7 @@ from autoprumux.core.progress import Progress
 from trainers.deploy.model_folder import INFO_FILE, ModelInfo, NotAModelError, read_info
 from trainers.model.checkpoints import CheckpointError, load_model
 from trainers.model.classifier import Classifier
-from trainers.runtime.device import Engine
+from trainers.runtime.device import Engine, check_device_spec, cuda_device_count
 
 # transformers (1 s or more) when a tokenizer is loaded; onnxruntime is the export extra's
 if TYPE_CHECKING:
@@ -49,9 +50,19 @@ DEFAULT_BATCH = 32  # groups per forward pass, as a trial evaluates (batch_rows)
 
 Text = str | tuple[str, str]  # one sentence, or a pair for pair tasks
 
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+# an ONNX Runtime execution provider: its name, or its name and options
+OnnxProvider = str | tuple[str, dict[str, str]]
+
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, kw_only=True)
-class Prediction:
+class PredictedLabel:
+    """What the model says of one input: its most probable label and every label's chance
+    (not :class:`autoprumux.core.surrogate.Prediction`, a surrogate's value at an (N, s))."""
+
     label: str
     probabilities: dict[str, float]  # label -> probability, in the model's label order
 
@@ -60,7 +71,7 @@ class Prediction:
 class Classified:
     """The outcome of classifying many inputs, with what it cost."""
 
-    predictions: tuple[Prediction, ...]  # in input order
+    predictions: tuple[PredictedLabel, ...]  # in input order
     seconds: float  # wall time: tokenizing, grouping and the forward passes
     model_seconds: float  # the forward passes alone
     truncated: int  # inputs longer than the max length, cut to it
@@ -145,7 +156,7 @@ class TextClassifier:
     ) -> None:
         self.info, self.tokenizer, self.backend, self.source = info, tokenizer, backend, source
 
-    def predict(self, texts: Sequence[Text], batch: int = DEFAULT_BATCH) -> list[Prediction]:
+    def predict(self, texts: Sequence[Text], batch: int = DEFAULT_BATCH) -> list[PredictedLabel]:
         """Label and probabilities of every input, in input order."""
         return list(self.classify(texts, batch).predictions)
 
@@ -202,12 +213,12 @@ class TextClassifier:
 
         return Groups(*(grouped(name) for name in INPUT_NAMES)), truncated
 
-    def _predictions(self, logits: np.ndarray) -> list[Prediction]:
+    def _predictions(self, logits: np.ndarray) -> list[PredictedLabel]:
         shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
         probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
         labels = self.info.labels
         return [
-            Prediction(
+            PredictedLabel(
                 label=labels[int(row.argmax())],
                 probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
             )
@@ -260,18 +271,56 @@ def _engine(device: str, info: ModelInfo) -> Engine:
 
 def _from_onnx(path: Path, device: str) -> TextClassifier:
     ort = import_export_library("onnxruntime")
+    cuda_devices = cuda_device_count()
+    providers = onnx_providers(device, cuda_devices, ort.get_available_providers())
+    if device == "auto" and cuda_devices and providers == [CPU_PROVIDER]:
+        log.warning(
+            "%s: runs on the CPU: this onnxruntime has no %s (pip install onnxruntime-gpu)",
+            path,
+            CUDA_PROVIDER,
+        )
     try:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: no warnings on the user's terminal
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as err:  # ORT raises its own types for a file that is not ONNX
         raise NotAModelError(f"{path}: not a readable ONNX model ({_first_line(err)})") from None
+    if providers[0] != CPU_PROVIDER and CUDA_PROVIDER not in session.get_providers():
+        # ORT falls back to the CPU where its CUDA libraries do not load (its own warning is
+        # silenced with the others above)
+        log.warning("%s: runs on the CPU: ONNX Runtime could not start CUDA here", path)
     metadata = session.get_modelmeta().custom_metadata_map
     info, tokenizer = _unbundle(metadata.get(BUNDLE_KEY), path, "ONNX")
     return TextClassifier(info, tokenizer, OnnxBackend(session), str(path))
+
+
+def onnx_providers(device: str, cuda_devices: int, available: Sequence[str]) -> list[OnnxProvider]:
+    """ONNX Runtime's providers, best first, for ``device`` (auto, cpu, cuda or cuda:i) on a
+    machine with ``cuda_devices`` CUDA devices and an onnxruntime that offers ``available``:
+    CUDA on the device the spec names (auto: the first, where there is one), then the CPU for
+    any operator CUDA lacks. Refused, as the PyTorch forms refuse, where a named CUDA device is
+    not there or this onnxruntime cannot run on it; auto without CUDA's provider is the CPU."""
+    check_device_spec(device)
+    if device == "cpu" or (device == "auto" and not cuda_devices):
+        return [CPU_PROVIDER]
+    index = int(device.partition(":")[2] or 0)  # auto and cuda: the first device
+    if not cuda_devices:
+        raise FieldError(
+            "--device", f"{device}: no CUDA device is available here; use cpu (or auto)"
+        )
+    if index >= cuda_devices:
+        raise FieldError(
+            "--device", f"{device}: this machine has {cuda_devices} CUDA device(s), cuda:0.."
+        )
+    if CUDA_PROVIDER not in available:
+        if device == "auto":
+            return [CPU_PROVIDER]
+        raise FieldError(
+            "--device",
+            f"{device}: this onnxruntime has no {CUDA_PROVIDER} (it has: "
+            f"{', '.join(available)}); install onnxruntime-gpu, or use cpu",
+        )
+    return [(CUDA_PROVIDER, {"device_id": str(index)}), CPU_PROVIDER]
 
 
 def _from_torchscript(path: Path, engine: Engine) -> TextClassifier:

@@ -11,11 +11,15 @@ teacher setting the trials pruned from that teacher.
 - :func:`trial_key`: the pruned, materialized and fine-tuned (N, s) model
   (:mod:`trainers.trial.pruned_stage`).
 
-Read by no artifact, so in no key: ``[training] checkpoint_every`` (a resumed phase is the
-same phase), ``compile`` and the device and threads (they change float sums, not the recipe:
-each artifact records them, ``numerics``), ``sparsity_epsilon`` (read by nothing), the
-``precision`` setting (the precision it resolved to is keyed), ``[grid]``, ``[throughput]``,
-``[storage]`` and the study's name (it names the artifacts folder).
+Which artifacts read a study field is declared with the field (its ``about(...)`` stages,
+:mod:`autoprumux.core.study_fields`); tests/trainers/test_cache_keys.py checks every key
+against those declarations. The warm-up's own settings and its architecture are taken from
+them (:func:`_read_by`); the other parts are listed by hand, where a key renames a setting,
+groups it by phase or adds it only in some cases. Read by no artifact, so in no key: the fields
+that decide no result (``[training] checkpoint_every`` and ``compile``: a resumed phase is the
+same phase, a compiled model sums floats in another order, which each artifact records,
+``numerics``; ``[grid]``, ``[throughput]``, ``[storage]``, the study's name, which names the
+artifacts folder), and the ``precision`` setting itself (the precision it resolves to is keyed).
 
 A setting added to a key later should enter it only when it differs from its default, so the
 artifacts built before it existed keep their keys.
@@ -23,13 +27,16 @@ artifacts built before it existed keep their keys.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from autoprumux.core.errors import DataError
 from autoprumux.core.study import DataSource, Study
+from autoprumux.core.study_fields import Stage, at_default, field_info
 from autoprumux.core.tasks import TASKS
-from trainers.data.splits import DataError
 from trainers.runtime.device import Precision
 from trainers.trial.artifacts import cache_key, slug
 
@@ -71,22 +78,9 @@ def warmup_key(study: Study, n: int, seed: int, precision: Precision) -> str:
         "max_seq_length": model.max_seq_length,
         "n": n,
         # not pooling: the warm-up never pools, and the teacher sets the study's
-        "multiplexing": {
-            "style": mux.style,
-            "demux": mux.demux,
-            "key_norm": mux.key_norm,
-            "demux_depth": mux.demux_depth,
-        },
-        "warmup": {
-            "steps_per_instance": warmup.steps_per_instance,
-            "batch_rows": warmup.batch_rows,
-            "max_length": warmup.max_length,
-            "learning_rate": warmup.learning_rate,
-            "new_learning_rate": warmup.new_learning_rate,
-            "positions": warmup.positions,
-            "negatives": warmup.negatives,
-            "mlm_steps": warmup.mlm_steps,
-        },
+        "multiplexing": _read_by(mux, Stage.WARMUP),
+        # the text is keyed by its content (below), group_by_length beside (added later)
+        "warmup": _read_by(warmup, Stage.WARMUP, besides=("text", "group_by_length")),
         "freeze_word_embeddings": study.training.freeze_word_embeddings,
         "seed": seed,
         "precision": precision.value,
@@ -190,6 +184,19 @@ def trial_key(
     return cache_key(settings)
 
 
+def _read_by(section: Any, stage: Stage, *, besides: tuple[str, ...] = ()) -> Settings:
+    """The fields of a study section that ``stage``'s build reads (their declared stages), by
+    name, less those ``besides`` (keyed by hand) and those added later and left at their
+    default. Any: a study section dataclass."""
+    return {
+        item.name: getattr(section, item.name)
+        for item in dataclasses.fields(section)
+        if stage in field_info(item).stages
+        and item.name not in besides
+        and not (field_info(item).added_later and at_default(item, getattr(section, item.name)))
+    }
+
+
 def _add_when_set(settings: Settings, name: str, value: bool) -> None:
     """A setting added to the keys later: in them only when set, so that the artifacts built
     before it existed keep their keys."""
@@ -227,7 +234,7 @@ def warmup_text_id(study: Study) -> str:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     except OSError as err:
-        raise DataError(f"[warmup] text {str(path)!r} cannot be read: {err}") from None
+        raise DataError(f"[warmup] text {str(path)!r}", f"cannot be read: {err}") from None
 
 
 def warmup_folder(study: Study, n: int, seed: int, precision: Precision = Precision.FP32) -> Path:

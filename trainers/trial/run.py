@@ -1,5 +1,5 @@
-"""``run_trial``: one (N, s) point of a study, trained, pruned, evaluated. The engine's only
-entry point for autoprumux (with ``warm_up``, the warm-up alone).
+"""``run_trial``: one (N, s) point of a study, trained, pruned, evaluated; ``warm_up``: the
+retrieval warm-up alone (``autoprumux warmup``). What autoprumux calls of the engine to train.
 
 What it builds, each a cached stage (:mod:`trainers.trial.stages`) keyed by every setting it reads
 (:mod:`trainers.trial.cache_keys`):
@@ -14,9 +14,10 @@ What it builds, each a cached stage (:mod:`trainers.trial.stages`) keyed by ever
   (``<studies>/artifacts/<study>/trial-n<N>-s<s>-<hash>``, :mod:`trainers.trial.pruned_stage`). A
   rerun of a finished trial returns its recorded result.
 
-This module runs the stages in order and the phases they build (with the dev checks of early
-stopping and the learning curves); a stage's build sees it as a
-:class:`trainers.trial.stages.RunningTrial`.
+This module runs the stages in order; a stage's build sees the trial as a
+:class:`trainers.trial.stages.RunningTrial`: the services of :mod:`trainers.trial.services` (the
+task data, the engine, the phases with the dev checks of early stopping and the learning curves)
+and the stages a build starts (the warm-up it fine-tunes, the (1, 0) teacher it distills from).
 """
 
 from __future__ import annotations
@@ -27,32 +28,22 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from autoprumux.core.budget import NEAR_MISS
-from autoprumux.core.early_stop import (
-    Curve,
-    StopEvidence,
-    StoppedEarly,
-    StopPhase,
-    StopRule,
-    check_step,
-)
+from autoprumux.core.early_stop import StopEvidence, StoppedEarly, StopPhase, StopRule
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.progress import ProgressCallback
 from autoprumux.core.records import TrialStatus
 from autoprumux.core.study import Study
-from autoprumux.core.tasks import TASKS
 from trainers.data.splits import Encoded
-from trainers.model.architecture import Pooling, multiplexing_fields
+from trainers.model.architecture import Pooling
 from trainers.model.checkpoints import CheckpointError, load_pretrained
-from trainers.model.classifier import Classifier, set_dropout
+from trainers.model.classifier import Classifier
 from trainers.runtime.device import Engine, numerics, thread_count
-from trainers.training.loop import Diverged, Phase, run_phase
-from trainers.training.phases import accuracy
-from trainers.trial.artifacts import read_json, write_json
+from trainers.training.loop import Diverged
 from trainers.trial.cache_keys import (
     TeacherFolders,
     distills_from_n1,
@@ -63,14 +54,11 @@ from trainers.trial.cache_keys import (
 )
 from trainers.trial.model_result import model_result
 from trainers.trial.pruned_stage import build_pruned
+from trainers.trial.services import TrialServices
 from trainers.trial.stages import Stage, cached_stage
-from trainers.trial.task_data import task_data, task_tokenizer
 from trainers.trial.teacher_stage import build_teacher
 from trainers.trial.trial_results import GUIDE_PREFIX, SpanTimer, TrialResult
 from trainers.trial.warmup_stage import build_warmup
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["TrialResult", "TrialSpec", "run_trial", "warm_up"]
 
@@ -176,9 +164,9 @@ def _out_of_memory(engine: Engine, study: Study, n: int) -> str:
     )
 
 
-class _Trial:
-    """The state of one run_trial call: data, engine, timer, curves and the stages it ran
-    (a :class:`trainers.trial.stages.RunningTrial` for their builds)."""
+class _Trial(TrialServices):
+    """The stages of one run_trial call, in order, and the stages they start (a
+    :class:`trainers.trial.stages.RunningTrial` for their builds, with the services)."""
 
     def __init__(
         self,
@@ -191,22 +179,19 @@ class _Trial:
         spec: TrialSpec | None = None,  # its early stopping and curve points
         data: tuple[Encoded, Encoded] | None = None,  # (train, dev), encoded, on the device
     ) -> None:
-        self.study, self.n, self.seed, self.timer, self.progress = study, n, seed, timer, progress
-        self.engine = engine
-        self.stop = spec.stop if spec else None
-        self.curve_points = spec.curve_points if spec else 0
-        self.curves: dict[GridPoint, Curve] = {}  # of the last phases run, by model
+        super().__init__(
+            study,
+            n,
+            seed,
+            timer,
+            progress,
+            engine,
+            stop=spec.stop if spec else None,
+            curve_points=spec.curve_points if spec else 0,
+            data=data,
+        )
         self.reused: list[str] = []  # Stage values, in the order they were found
         self.finished_teacher: TrialResult | None = None  # for s > 0, once the teacher exists
-        torch.manual_seed(seed)
-        with timer("data"):
-            self.tokenizer: PreTrainedTokenizerBase = task_tokenizer(study.model.name_or_path)
-            # moved to the device once: every phase's batches are drawn there
-            train, dev = data or (
-                split.to(engine.device) for split in task_data(study, self.tokenizer)
-            )
-            self.train: Encoded = train
-            self.dev: Encoded = dev
 
     @functools.cached_property
     def folders(self) -> TeacherFolders:
@@ -293,7 +278,7 @@ class _Trial:
             raise CheckpointError(f"N = {self.n} has no warm-up: N = 1 is not multiplexed")
         return self.folders.warmup
 
-    # -- what the stages' builds use ----------------------------------------------------------
+    # -- the stages the builds start -----------------------------------------------------------
 
     def initial_model(self) -> tuple[Classifier, float | None]:
         """The model fine-tuning starts from, and the token recovery of its warm-up."""
@@ -307,17 +292,6 @@ class _Trial:
         pooling = Pooling(self.study.multiplexing.pooling)
         model.arch = dataclasses.replace(model.arch, pooling=pooling)
         return model, recovery
-
-    def overrides(self) -> dict[str, Any]:
-        model = self.study.model
-        values: dict[str, Any] = {
-            "num_labels": TASKS[self.study.task].num_labels,
-            "num_layers": model.num_layers,
-            "cls_token_id": self.tokenizer.cls_token_id,
-        }
-        if warms_up(self.study, self.n):
-            values.update(multiplexing_fields(self.study.multiplexing, self.n))
-        return values
 
     def guide(self) -> Classifier | None:
         """The (1, 0) teacher whose logits an N > 1 model also learns (``distill_from_n1``)."""
@@ -335,109 +309,23 @@ class _Trial:
         model, _, _ = sibling.teacher()
         return model.eval()
 
-    def prepared(self, model: Classifier, task: bool = False) -> Classifier:
-        """The model to train: the study's frozen parts frozen, for a task phase (``task``)
-        the study's dropout, on the trial's device (and compiled, if the study asks)."""
-        training = self.study.training
-        if training.freeze_word_embeddings:
-            model.encoder.embeddings.word.weight.requires_grad_(False)
-        if task and training.dropout >= 0:
-            set_dropout(model, training.dropout)
-        return self._on_engine(model)
-
-    def _on_engine(self, model: Classifier) -> Classifier:
-        prepared = self.engine.prepared(model)
-        assert isinstance(prepared, Classifier)  # moved and compiled in place
-        return prepared
-
-    def accuracy(self, model: Classifier) -> float:
-        return accuracy(model, self.dev, self.study.training.batch_rows, self.engine)
-
-    def run_phase(self, phase: Phase, checkpoint: Path) -> None:
-        every = self.study.training.checkpoint_every
-        run_phase(phase, checkpoint, every, self.progress, self.engine)
-
-    def run_checked_phase(
-        self, phase: Phase, checkpoint: Path, model: Classifier, point: GridPoint, partial: Path
-    ) -> None:
-        """A last phase (of the model of ``point``), with dev evaluations at the stop rule's
-        checks and the curve points; each is kept in ``partial`` as it is made (a resumed phase
-        keeps its curve), and a hopeless one stops the training (StoppedEarly)."""
-        stop_phase = StopPhase(phase.name)  # the teacher's or the pruned model's fine-tuning
-        dev_batches = -(-len(self.dev) // (self.study.training.batch_rows * self.n))
-        margins = self.stop.checks(phase.steps, dev_batches / 3) if self.stop else {}
-        curve_steps = {
-            check_step(k / self.curve_points, phase.steps) for k in range(1, self.curve_points)
-        }
-        recorded = partial / f"curve-{phase.name}.json"
-        points = _recorded_points(recorded)
-
-        def check(step: int) -> None:
-            with self.timer(f"{phase.name} checks"):
-                accuracy = self.accuracy(model)
-            # a phase resumed from a checkpoint before its last check evaluates that step again
-            points[:] = [p for p in points if p[0] < step]
-            points.append((step, accuracy))
-            write_json(recorded, {"points": points})
-            self.curves[point] = Curve(
-                label=f"{point} {phase.name}", steps=phase.steps, points=tuple(points)
-            )
-            margin = margins.get(step)
-            best = max(a for _, a in points)  # the statistic the margins are calibrated for
-            if self.stop is not None and margin is not None and self.stop.hopeless(best, margin):
-                raise StoppedEarly(
-                    StopEvidence(
-                        point=point,
-                        phase=stop_phase,
-                        step=step,
-                        steps=phase.steps,
-                        accuracy=best,
-                        margin=margin,
-                        threshold=self.stop.threshold,
-                    )
-                )
-
-        every = self.study.training.checkpoint_every
-        run_phase(
-            phase,
-            checkpoint,
-            every,
-            self.progress,
-            self.engine,
-            check=check,
-            check_steps=set(margins) | curve_steps,
-        )
-
-    def finish_curve(
-        self, point: GridPoint, phase: str, steps: int, final: float, partial: Path
-    ) -> Curve:
-        """The last phase's curve: what was checked, then the final accuracy at its end."""
-        points = _recorded_points(partial / f"curve-{phase}.json")
-        curve = Curve(label=f"{point} {phase}", steps=steps, points=(*points, (steps, final)))
-        self.curves[point] = curve
-        return curve
-
-
-def _recorded_points(path: Path) -> list[tuple[int, float]]:
-    """The (step, accuracy) checks of a phase kept so far in its partial folder."""
-    if not path.exists():
-        return []
-    return [(int(s), float(a)) for s, a in read_json(path)["points"]]
-
 
 def warm_up(
     study: Study, n: int, progress: ProgressCallback | None = None, device: str = "auto"
 ) -> dict[str, Any]:
     """Build (or reuse) the retrieval warm-up artifact of width N for a study's model and
     recipe; ``autoprumux warmup``. Returns its token recovery, path and whether it existed."""
+    if study.model.multiplexed_name_or_path:
+        # refused before the device is resolved and the task is tokenized (minutes on a big
+        # task): a published multiplexed checkpoint is primed for width N already
+        raise CheckpointError(
+            f"{study.path}: [model] multiplexed_name_or_path is set "
+            f"({study.model.multiplexed_name_or_path!r}): its checkpoints are warmed up "
+            "already, so there is nothing to warm up; leave it empty to warm up the base model"
+        )
     training = study.training
     engine = Engine.resolve(device, training.precision, training.compile)
     trial = _Trial(study, n, study.study.seed, SpanTimer(), progress, engine)
-    if study.model.multiplexed_name_or_path:
-        raise CheckpointError(
-            f"{study.path}: [model] multiplexed_name_or_path is set; its "
-            "checkpoints are already warmed up"
-        )
     _, recovery = trial.warmed_up()
     return {
         "n": n,

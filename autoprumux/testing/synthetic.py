@@ -1,4 +1,4 @@
-"""Synthetic full grids that follow the paper's observations, for tests, benchmarks and demos.
+"""Synthetic full grids that follow the paper's observations, for tests and benchmarks.
 
 PruMUX's accuracy loss is close to the sum of DataMUX's loss at N and CoFi's loss at s
 (paper section 3.3); throughput grows about N-fold with multiplexing and with the fraction of

@@ -1,5 +1,7 @@
 """How far the proposer's accuracy predictions can fall under the truth, measured on recorded
-full grids: it sets the spread of their chance of feasibility.
+full grids: it sets the spread of their chance of feasibility
+(``autoprumux.loop.proposer.PREDICTION_SPREAD``, which tests/autoprumux/test_prediction_spread.py
+checks against the committed grids).
 
 The proposer closes a point as a *confident miss* when its chance of feasibility is under
 ``min_chance`` (5%): with a logistic spread ``u``, when its prediction is more than

@@ -1,0 +1,151 @@
+"""The commands that use a trained model: ``classify`` (text in, labels out) and ``export`` (one
+ONNX or TorchScript file that runs without the training engine)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from autoprumux.cli.options import device_option, json_option, model_option, out_option
+from autoprumux.cli.progress_bar import ProgressBar
+
+if TYPE_CHECKING:  # torch and transformers load only when a model does
+    from autoprumux.cli.classify_io import Inputs
+    from autoprumux.core.progress import Progress
+    from trainers.deploy.inference import Classified, TextClassifier
+
+# below this many inputs classify is done in about a second: a bar would only flicker
+_INPUTS_WORTH_A_BAR = 2000
+
+
+@click.command()
+@model_option("A model folder (a trial's), or an .onnx / .pt file `autoprumux export` wrote.")
+@click.option(
+    "--input",
+    "input_path",
+    default="-",
+    show_default=True,
+    help="One input per line (pair tasks: FIRST<TAB>SECOND), or a .tsv/.csv table; either "
+    "may be compressed (.xz, .gz, .bz2: GLUE's dev.tsv.xz as shipped); -: stdin.",
+)
+@click.option(
+    "--column",
+    default=None,
+    help="The table's text column (pair tasks: FIRST,SECOND); default: the task's GLUE columns.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Groups of N inputs per forward pass.",
+)
+@device_option("the model runs")
+@json_option()
+def classify(
+    model_path: str, input_path: str, column: str | None, batch: int, device: str, as_json: bool
+) -> None:
+    """Classify text with a trained model: label and probabilities per input, in input order."""
+    from autoprumux.cli.classify_io import InputSpec, accuracy, prediction_rows, read_inputs
+    from trainers.deploy.inference import load_text_classifier
+
+    model = load_text_classifier(model_path, device)
+    info = model.info
+    spec = InputSpec(
+        text_columns=info.text_columns, label_column=info.label_column, labels=info.labels
+    )
+    inputs = read_inputs(input_path, spec, column)
+    with ProgressBar() as bar:
+        large = len(inputs.texts) >= _INPUTS_WORTH_A_BAR
+
+        def update(progress: Progress) -> None:
+            if large:
+                bar.update(progress)
+
+        done = model.classify(inputs.texts, batch, progress=update)
+    right = accuracy(inputs, [p.label for p in done.predictions], info.labels)
+    if as_json:
+        click.echo(json.dumps(_classified_document(model, inputs, done, right), indent=1))
+        return
+    # the rows on stdout (a table to pipe on), the summary on stderr
+    click.echo("\n".join(prediction_rows(inputs, list(done.predictions), info.labels)))
+    notes = [f"{done.truncated} truncated to {info.max_length} tokens"]
+    if inputs.blank_lines:
+        notes.append(f"{inputs.blank_lines} blank line(s) skipped")
+    if right is not None:
+        notes.append(f"accuracy {right:.4f} against column {inputs.label_column!r}")
+    click.echo(
+        f"classified {len(inputs.texts)} inputs of {inputs.source} with {info.point} "
+        f"in {done.seconds:.2f} s: {done.per_second:,.1f} inputs/s (forward passes "
+        f"{done.model_seconds:.2f} s, {batch} groups of {info.n} a pass); " + "; ".join(notes),
+        err=True,
+    )
+
+
+def _classified_document(
+    model: TextClassifier, inputs: Inputs, done: Classified, right: float | None
+) -> dict[str, Any]:
+    """classify's --json document: the run's summary, then every input's prediction, keyed
+    by its line in the input (docs/commands.md lists the keys)."""
+    info = model.info
+    return {
+        "model": model.source,
+        "n": info.n,
+        "sparsity": info.sparsity,
+        "input": inputs.source,
+        "inputs": len(inputs.texts),
+        "blank_lines": inputs.blank_lines,
+        "truncated": done.truncated,
+        "max_length": info.max_length,
+        "seconds": done.seconds,
+        "model_seconds": done.model_seconds,
+        "inputs_per_s": done.per_second,
+        "accuracy": right,
+        "label_column": inputs.label_column,
+        "predictions": [
+            {"line": line, "label": p.label, "probabilities": p.probabilities}
+            for line, p in zip(inputs.lines, done.predictions, strict=True)
+        ],
+    }
+
+
+@click.command()
+@model_option("A model folder (a trial's).")
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(["onnx", "torchscript"]),
+    help="onnx (opset 18, needs the export extra) or torchscript.",
+)
+@out_option("The file to write (.onnx or .pt).", required=True)
+@json_option()
+def export(model_path: str, fmt: str, out_path: str, as_json: bool) -> None:
+    """Write a model folder as one ONNX or TorchScript file that `classify` runs alone."""
+    from trainers.deploy.export import ExportFormat, export_model
+
+    done = export_model(model_path, ExportFormat(fmt), out_path)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "path": str(done.path),
+                    "format": done.format.value,
+                    "bytes": done.bytes,
+                    "max_abs_diff": done.max_abs_diff,
+                    "checked_groups": list(done.checked_groups),
+                    "seconds": done.seconds,
+                },
+                indent=1,
+            )
+        )
+        return
+    runtime = "ONNX Runtime" if done.format.value == "onnx" else "TorchScript"
+    # the exported file was checked against the eager model: say how closely, and on what
+    click.echo(
+        f"exported {model_path} -> {done.path} ({done.format.value}, {done.bytes / 1e6:.1f} MB, "
+        f"{done.seconds:.1f} s); {runtime} logits within {done.max_abs_diff:.1e} of PyTorch's "
+        f"on {' and '.join(map(str, done.checked_groups))} group(s)"
+    )

@@ -1,0 +1,271 @@
+"""The commands that answer from trials already recorded — a results table, or the Optuna
+storage of a search — without training: ``predict``, ``evaluate`` and ``report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from autoprumux.cli.options import (
+    Command,
+    budget_from,
+    budget_options,
+    grid_from,
+    json_option,
+    options,
+    out_option,
+    storage_option,
+    task_option,
+    throughput_option,
+    top_option,
+)
+from autoprumux.core.budget import BudgetKind
+from autoprumux.core.errors import FieldError
+from autoprumux.core.grid import PAPER_TRAIN_GRID, Grid
+from autoprumux.core.recommender import Recommender
+from autoprumux.core.records import ResultsTable
+from autoprumux.core.throughput import ThroughputTable
+
+
+def results_table_options(func: Command) -> Command:
+    """The tables predict and evaluate read, and how: the same options for both."""
+    return options(
+        click.option(
+            "--results",
+            "results_path",
+            required=True,
+            type=click.Path(dir_okay=False),
+            help="Results table (.csv, .json, .parquet): task, n, sparsity, accuracy, "
+            "throughput, ...",
+        ),
+        task_option(),
+        throughput_option(
+            "Throughput table measured on one task ('task 0'); default: the results' own "
+            "throughputs."
+        ),
+        click.option(
+            "--throughput-task",
+            default=None,
+            help="Task whose rows to read from a --throughput file with several tasks.",
+        ),
+    )(func)
+
+
+@click.command()
+@results_table_options
+@top_option("How many recommendations to print.")
+@json_option()
+@budget_options()
+@click.option(
+    "--grid",
+    "grid_spec",
+    default=None,
+    metavar="SPEC|STUDY.toml",
+    help="Rank this grid ('1,2,5,10:0,0.6,0.7' or a study file's [grid]) instead of "
+    "the throughput table's points.",
+)
+def predict(
+    results_path: str,
+    task: str | None,
+    throughput_path: str | None,
+    throughput_task: str | None,
+    top_k: int,
+    as_json: bool,
+    budget: float | None,
+    relative_budget: float | None,
+    min_accuracy: float | None,
+    grid_spec: str | None,
+) -> None:
+    """Recommend the top (N, s) for an accuracy budget (paper section 4.3)."""
+    from autoprumux.cli.outputs import decision_dict, format_decision
+
+    chosen = budget_from(budget, relative_budget, min_accuracy)
+    results, task, table = _load(results_path, task, throughput_path, throughput_task)
+    grid = grid_from(grid_spec, "--grid") if grid_spec else None
+    recommender = Recommender(top_k=top_k).fit(task, results.observations(task), table)
+    decision = recommender.recommend(chosen, grid)
+    if as_json:
+        click.echo(json.dumps(decision_dict(decision, results_path, table), indent=1))
+    else:
+        click.echo(format_decision(decision, results_path, table))
+
+
+@click.command()
+@results_table_options
+@top_option("The k of the top-k hits: whether the true best is among the predicted top k.")
+@json_option()
+@click.option(
+    "--train-grid",
+    "train_spec",
+    default=None,
+    metavar="SPEC|STUDY.toml",
+    help="Points that count as training points, a subset of the results' grid. Default: the "
+    "paper's rule on the results' grid: every N, s = 0, and every other non-zero sparsity "
+    "from the smallest, plus the largest (on the paper's grid, its training grid "
+    f"{PAPER_TRAIN_GRID.spec()}).",
+)
+@click.option(
+    "--budget-kind",
+    type=click.Choice([BudgetKind.ABSOLUTE.value, BudgetKind.RELATIVE.value]),
+    default=BudgetKind.ABSOLUTE.value,
+    show_default=True,
+    help="How the budgets 0, 0.005, ..., 0.10 are read.",
+)
+def evaluate(
+    results_path: str,
+    task: str | None,
+    throughput_path: str | None,
+    throughput_task: str | None,
+    top_k: int,
+    as_json: bool,
+    train_spec: str | None,
+    budget_kind: str,
+) -> None:
+    """Score the meta-model on a full grid: M_A, M_T and top-k hits (paper section 4.4)."""
+    from autoprumux.cli.outputs import evaluation_dict, format_evaluation
+    from autoprumux.core.evaluation import evaluate as run_evaluation
+
+    results, task, table = _load(results_path, task, throughput_path, throughput_task)
+    train_grid, origin = _train_grid(train_spec, results, task)
+    evaluation = run_evaluation(
+        results,
+        task,
+        train_grid=train_grid,
+        throughput_table=table if throughput_path else None,
+        budget_kind=BudgetKind(budget_kind),
+        top_k=top_k,
+    )
+    if as_json:
+        document = evaluation_dict(evaluation, results_path)
+        click.echo(json.dumps({**document, "train_grid": train_grid.spec()}, indent=1))
+    else:
+        header, _, rest = format_evaluation(evaluation, results_path).partition("\n")
+        click.echo(f"{header}\ntraining grid {train_grid.spec()} ({origin})\n{rest}")
+
+
+def _train_grid(spec: str | None, results: ResultsTable, task: str) -> tuple[Grid, str]:
+    """evaluate's training points, and where they came from (printed beneath the header)."""
+    covered = results_grid(results, task)
+    if spec is not None:
+        train_grid = grid_from(spec, "--train-grid")
+        _check_covered(train_grid, covered, results.source)
+        return train_grid, "--train-grid"
+    # the paper's training grid holds points a smaller table lacks (N = 5, 10; s = 0.95):
+    # its rule, not its points, carries over to another grid
+    train_grid = paper_rule_train_grid(covered)
+    if train_grid == PAPER_TRAIN_GRID:
+        return train_grid, "the paper's"
+    return train_grid, (
+        f"the paper's rule on the results' grid {covered.spec()}; --train-grid chooses others"
+    )
+
+
+def results_grid(results: ResultsTable, task: str) -> Grid:
+    """The N values and sparsities of the task's rows, failed ones included (a failed point
+    was trained: it belongs to the grid the table covers). The table has a row (1, 0) where
+    evaluation is possible; without one, 1 and 0 are added so that the evaluation names that
+    missing row rather than an empty grid."""
+    records = results.for_task(task)
+    return Grid(
+        tuple(sorted({1} | {r.n for r in records})),
+        tuple(sorted({0.0} | {r.sparsity for r in records})),
+    )
+
+
+def paper_rule_train_grid(grid: Grid) -> Grid:
+    """The paper's training points (section 4.4) chosen by its rule from ``grid``: the
+    baselines (every N at s = 0, and the N = 1 row), and for the sparsities every other
+    non-zero one from the smallest, plus the largest, so the fitted surface spans the whole
+    range. On the paper's grid 1,2,5,10 x 0,0.6,0.65,...,0.95 this is its training grid
+    1,2,5,10 x 0,0.6,0.7,0.8,0.9,0.95."""
+    pruned = [s for s in grid.sparsities if s > 0]
+    chosen = {0.0, *pruned[::2], *pruned[-1:]}
+    return Grid(grid.n_values, tuple(sorted(chosen)))
+
+
+def _check_covered(train_grid: Grid, covered: Grid, source: str) -> None:
+    """Refuse training points the results do not hold, which would silently fit the models on
+    fewer points than asked (the baseline's 1 and 0 are left to the evaluation's own check)."""
+    n_missing = [str(n) for n in train_grid.n_values if n not in covered.n_values]
+    s_missing = [f"{s:g}" for s in train_grid.sparsities if s not in covered.sparsities]
+    if n_missing or s_missing:
+        missing = "; ".join(
+            f"{name} {', '.join(values)}"
+            for name, values in (("N", n_missing), ("s", s_missing))
+            if values
+        )
+        raise FieldError(
+            "--train-grid",
+            f"{missing}: in no row of {source} (its grid: {covered.spec()}); give training "
+            "points the results hold, or leave --train-grid out for the paper's rule on them",
+        )
+
+
+@click.command()
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A results table (.csv/.json/.parquet) ...",
+)
+@storage_option("... or the Optuna storage of a search, with --study-name.")
+@click.option("--study-name", default=None, help="The study's name in --storage.")
+@task_option()
+@throughput_option(
+    "Throughput table the report ranks by. Default: with --storage, the table the search "
+    "ranked by (recorded in the study, when that file still exists); otherwise the "
+    "results' own throughputs, those timed inside each trial."
+)
+@budget_options(default=0.03)
+@out_option("Default reports/<name>.html")
+def report(
+    results_path: str | None,
+    storage: str | None,
+    study_name: str | None,
+    task: str | None,
+    throughput_path: str | None,
+    budget: float | None,
+    relative_budget: float | None,
+    min_accuracy: float | None,
+    out_path: str | None,
+) -> None:
+    """Write the HTML report: Pareto frontiers, top-3 per budget, surrogate quality, cost."""
+    from autoprumux.files.atomic import check_output
+    from autoprumux.report import sources as report_command
+    from autoprumux.report.html import write_report
+    from autoprumux.report.sources import default_report_path
+
+    chosen = budget_from(budget, relative_budget, min_accuracy, default=0.03)
+    # the output is checked before anything is read; the title is the one the data will have
+    if results_path and not storage:
+        out = check_output(out_path or default_report_path(Path(results_path).stem), "--out")
+        data = report_command.from_results(results_path, task, chosen, throughput_path)
+    elif storage and study_name and not results_path:
+        out = check_output(out_path or default_report_path(study_name), "--out")
+        from autoprumux.loop.storage_check import check_existing_storage  # SQLAlchemy, Optuna
+
+        check_existing_storage(storage)  # before Optuna opens (and writes to) it
+        data = report_command.from_storage(storage, study_name, chosen, throughput_path)
+    else:
+        raise FieldError(
+            "--results", "give --results FILE, or --storage URL with --study-name NAME"
+        )
+    click.echo(str(write_report(data, out)))
+
+
+def _load(
+    results_path: str, task: str | None, throughput_path: str | None, throughput_task: str | None
+) -> tuple[ResultsTable, str, ThroughputTable]:
+    """The results, the task they are read for, and the throughput table to rank by."""
+    from autoprumux.files.results_io import read_results, read_throughput_table
+
+    results = read_results(results_path)
+    task = results.resolve_task(task)
+    if throughput_path:
+        table = read_throughput_table(throughput_path, throughput_task)
+    else:
+        table = ThroughputTable.from_results(results, task)
+    return results, task, table

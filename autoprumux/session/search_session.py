@@ -1,0 +1,484 @@
+"""A search as an application-level object: :class:`SearchSession` checks everything a search
+needs before any long work (:meth:`~SearchSession.plan`), then runs it (:meth:`~SearchSession.run`)
+and answers a :class:`~autoprumux.session.summary.SearchResult`. ``autoprumux search`` and
+``autoprumux.search(...)`` are two thin faces of it: the first parses options and prints, the
+second takes keyword arguments and returns.
+
+Progress lines go to a callback (the CLI's stderr, or the ``autoprumux`` logger); nothing here
+prints. Optuna, SQLAlchemy, Ray and torch are imported only when a search needs them.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autoprumux.core.answer import TRAIN_COMMAND_ATTR, TrainCommand
+from autoprumux.core.budget import Budget
+from autoprumux.core.errors import FieldError
+from autoprumux.core.recipe import recipe_record
+from autoprumux.core.study import Study, load_study
+from autoprumux.core.tasks import TASKS
+from autoprumux.core.throughput import ThroughputTable
+from autoprumux.files.atomic import check_output
+from autoprumux.files.results_io import read_results, read_throughput_table
+from autoprumux.loop.costs import recipe_of
+from autoprumux.loop.driver import SearchConfig, SearchDriver, run_local
+from autoprumux.loop.trainer_contract import Trainer
+from autoprumux.loop.trial_sources import REPLAY_PREFIX, ReplaySpec, ReplayTrainer, StudyTrainer
+from autoprumux.report.sources import search_report_path
+from autoprumux.session.sizing import NodeSize, TrialSlots, size_trials
+from autoprumux.session.summary import (
+    SearchFacts,
+    SearchResult,
+    dashboard_hint,
+    event_line,
+    summarize,
+    train_command,
+    write_search_report,
+)
+
+if TYPE_CHECKING:  # Ray is imported only when a search runs on it
+    from autoprumux.loop.ray_executor import Cluster
+    from autoprumux.loop.store_contract import StudyStore
+
+log = logging.getLogger("autoprumux")
+
+__all__ = ["Executor", "SearchPlan", "SearchRequest", "SearchSession"]
+
+
+class Executor(enum.Enum):
+    """Where a search's trainings run."""
+
+    LOCAL = "local"  # threads of this process, without Ray
+    RAY = "ray"  # Ray Tune trials: a local Ray, or the cluster at --address
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchRequest:
+    """What a search is asked to do: ``autoprumux search``'s options, ``autoprumux.search``'s
+    arguments. Errors name the CLI option of the field (``gpus`` is ``--gpus``)."""
+
+    task: str | None  # None: the study file's task
+    study_path: str | None  # required by the session (the CLI finds the default one first)
+    budget: Budget
+    gpus: float | None  # GPUs of the whole search; None: every one visible (a cluster's)
+    gpus_per_trial: float
+    cpus_per_trial: float | None  # None: 1 for a GPU trial, a machine's (node's) cores else
+    executor: str  # an Executor's value
+    address: str | None  # a Ray cluster to join (with the ray executor)
+    storage: str | None  # None: the study's
+    trainer_spec: str  # "study", or "replay:FILE[?delay=SECONDS]"
+    throughput_path: str | None  # None: the study's table (measured first if missing)
+    max_trials: int | None
+    max_gpu_hours: float | None
+    max_retries: int
+    top_k: int
+    device: str = "auto"  # where trials train: auto, cpu, cuda (cuda:i with --executor local)
+    early_stop: bool = True  # --no-early-stop: False
+    timeout_s: float | None = None  # --timeout: wall-clock seconds after which none starts
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchPlan:
+    """Everything decided and checked before the long work (Ray, training) starts."""
+
+    study: Study
+    executor: Executor
+    storage_url: str  # the real URL (never printed: shown masked)
+    report: Path  # the HTML report written at the end, known to be writable
+    replay: ReplaySpec | None  # the recorded grid that answers trainings; None: train for real
+    # the trials at once and their resources: sized now on the local executor, once the
+    # cluster is joined on Ray (its nodes decide)
+    slots: TrialSlots | None
+    train: TrainCommand | None  # how `autoprumux train` trains a point as this search does
+
+
+class SearchSession:
+    """One search of one study: :meth:`plan`, then :meth:`run` (which plans first when given
+    no plan)."""
+
+    def __init__(
+        self,
+        request: SearchRequest,
+        progress: Callable[[str], None] | None = None,
+        *,
+        gpu_count: Callable[[], int] | None = None,
+        cores: int | None = None,
+    ) -> None:
+        """``progress`` takes each progress line (default: the ``autoprumux`` logger, at INFO);
+        ``gpu_count`` counts this machine's CUDA devices and ``cores`` its CPU cores (defaults:
+        torch's count, os.cpu_count(); a test may pretend)."""
+        self.request = request
+        self.progress = progress or log.info
+        self._gpu_count = gpu_count or _cuda_device_count
+        self._cores = cores or os.cpu_count() or 1
+
+    # -- before any long work ---------------------------------------------------------------
+
+    def plan(self) -> SearchPlan:
+        """Every check before long work, each refusal one line naming the option: the study
+        and its task, the timeout, the executor and resources, the report's file, the trainer
+        and the device its trials need, the storage; and the trials at once (local)."""
+        request = self.request
+        check_timeout(request.timeout_s)
+        check_limits(request)
+        executor = _executor(request.executor)
+        study = choose_study(request)
+        gpus = self._gpus_before_ray(executor)
+        check_resources(request, gpus)
+        # before hours of training: the report written at the end must be writable
+        report = check_output(search_report_path(study), "report")
+        replay = _replay_spec(request.trainer_spec)
+        if replay is None:  # before Ray starts: a device the trials cannot have
+            # a cluster's GPUs are known once it is joined: there, trials get GPUs unless --gpus 0
+            get_gpus = gpus > 0 or (request.address is not None and request.gpus is None)
+            share = request.gpus_per_trial if get_gpus else 0.0
+            check_trial_device(request, share, study, self._gpu_count)
+        storage_url = request.storage or study.storage_url
+        # before Ray starts (seconds, and its log lines): a storage the search cannot use
+        from autoprumux.loop.storage_check import StorageUse, check_storage
+
+        check_storage(storage_url, StorageUse.CREATE)
+        cluster_decides = executor is Executor.RAY and request.address and request.gpus is None
+        if not cluster_decides and gpus == 0:
+            check_gpu_hours_cap(request, 0.0)
+        slots = None
+        if executor is Executor.LOCAL:
+            slots = size_trials(
+                cores=self._cores,
+                gpus=gpus,
+                gpus_per_trial=request.gpus_per_trial,
+                cpus_per_trial=request.cpus_per_trial,
+            )
+        return SearchPlan(
+            study=study,
+            executor=executor,
+            storage_url=storage_url,
+            report=report,
+            replay=replay,
+            slots=slots,
+            train=train_command(study, request.device),
+        )
+
+    def _gpus_before_ray(self, executor: Executor) -> float:
+        """The search's GPUs as known before Ray starts: --gpus; else on Ray this machine's
+        (a joined cluster's replace them once known); else on the local executor the GPU its
+        trials train on: every local trial uses the one device --device names (auto and cuda:
+        the current one), so 1 where this machine has a GPU, none with --device cpu. Counting
+        every visible GPU there would run that many trials at once on that one device."""
+        request = self.request
+        if request.gpus is not None:
+            return request.gpus
+        if executor is Executor.RAY:
+            return float(self._gpu_count())
+        if request.device == "cpu":
+            return 0.0
+        return min(float(self._gpu_count()), 1.0)
+
+    # -- the search -------------------------------------------------------------------------
+
+    def run(self, plan: SearchPlan | None = None) -> SearchResult:
+        """Run the planned search (Ray started, or the cluster joined, when asked) and answer
+        its result; the HTML report is written at the end."""
+        plan = plan or self.plan()
+        if plan.executor is Executor.LOCAL:
+            return self._search(plan, None)
+        from autoprumux.loop.ray_auth import join_with_token
+
+        if self.request.address:
+            join_with_token()  # before Ray is imported: it reads its auth mode then
+        from autoprumux.loop.ray_executor import ray_cluster
+
+        with ray_cluster(self.request.address) as cluster:
+            return self._search(plan, cluster)
+
+    def _search(self, plan: SearchPlan, cluster: Cluster | None) -> SearchResult:
+        """The search on the local executor (``cluster`` None) or on the joined Ray cluster, its
+        trials at once sized from the cluster's nodes (a trial runs on one node)."""
+        request = self.request
+        slots = plan.slots if cluster is None else self._cluster_slots(cluster)
+        assert slots is not None  # the local executor's are sized by plan()
+        # a trial's CPU threads change its float sums: the same count on every executor
+        trainer = make_trainer(plan, request.device, threads=max(1, int(slots.cpus_per_trial)))
+        if cluster is not None and request.address:
+            from autoprumux.loop.ray_executor import check_nodes_share
+
+            nodes = check_nodes_share(trainer.worker_paths())
+            self.progress(
+                f"Ray cluster at {request.address}: {len(nodes)} node(s) see the study's files"
+            )
+        table, table_path = self._table(plan)
+        config = self._config(plan, slots)
+        from autoprumux.loop.masking import masked_url
+        from autoprumux.loop.optuna_store import OptunaStore
+
+        store = OptunaStore(
+            config.storage_url,
+            config.study_name,
+            config.grid,
+            config.task,
+            recipe_record(plan.study),
+        )
+        try:
+            driver = self._driver(plan, config, table, table_path, store, slots)
+        except BaseException:
+            store.close()
+            raise
+        if cluster is not None:
+            from autoprumux.loop.ray_executor import run_ray
+
+            outcome = run_ray(
+                driver, trainer, slots.workers, slots.gpus_per_trial, slots.cpus_per_trial
+            )
+        else:
+            outcome = run_local(driver, trainer, slots.workers)
+        report = write_search_report(
+            plan.storage_url, plan.study, request.budget, request.throughput_path, plan.report
+        )
+        facts = SearchFacts(
+            study=plan.study,
+            storage_shown=masked_url(plan.storage_url),
+            dashboard=dashboard_hint(plan.storage_url, plan.study, request.storage is not None),
+            table=table,
+            train=plan.train,
+            report=report,
+        )
+        return summarize(outcome, facts)
+
+    def _cluster_slots(self, cluster: Cluster) -> TrialSlots:
+        """The trials at once on the joined cluster; refuses GPU counts it cannot give."""
+        from autoprumux.loop.ray_executor import check_cluster
+
+        request = self.request
+        gpus = request.gpus if request.gpus is not None else cluster.gpus
+        check_resources(request, gpus)
+        nodes = [NodeSize(c, g) for c, g in zip(cluster.node_cpus, cluster.node_gpus, strict=True)]
+        slots = size_trials(
+            cores=self._cores,
+            gpus=gpus,
+            gpus_per_trial=request.gpus_per_trial,
+            cpus_per_trial=request.cpus_per_trial,
+            nodes=nodes,
+        )
+        check_cluster(cluster, gpus, slots.gpus_per_trial)
+        check_gpu_hours_cap(request, slots.gpus_per_trial)
+        return slots
+
+    def _table(self, plan: SearchPlan) -> tuple[ThroughputTable, Path | None]:
+        """The throughput table the search ranks by, and its file (None for a replay's own
+        throughputs, which the study's records then hold too)."""
+        request, study = self.request, plan.study
+        if request.throughput_path:
+            return read_throughput_table(request.throughput_path), Path(request.throughput_path)
+        if plan.replay is not None:
+            results = read_results(plan.replay.path)
+            return ThroughputTable.from_results(results, results.resolve_task(study.task)), None
+        from autoprumux.measurement import default_table_path, run_measure  # torch
+
+        path = default_table_path(study, study.throughput)
+        if not path.is_file():
+            self.progress(
+                f"measuring the throughput table first (training-free estimates) -> {path}"
+            )
+            run_measure(study, study.throughput, out_path=str(path))
+        return read_throughput_table(path), path
+
+    def _config(self, plan: SearchPlan, slots: TrialSlots) -> SearchConfig:
+        request, study = self.request, plan.study
+        return SearchConfig(
+            study_name=study.name,
+            task=study.task,
+            grid=study.grid.grid,
+            budget=request.budget,
+            storage_url=plan.storage_url,
+            workers=slots.workers,
+            max_trials=request.max_trials,
+            max_gpu_hours=request.max_gpu_hours,
+            timeout_s=request.timeout_s,
+            max_retries=request.max_retries,
+            gpus_per_trial=slots.gpus_per_trial,
+            top_k=request.top_k,
+            recipe=recipe_of(study),
+            early_stop=request.early_stop,
+        )
+
+    def _driver(
+        self,
+        plan: SearchPlan,
+        config: SearchConfig,
+        table: ThroughputTable,
+        table_path: Path | None,
+        store: StudyStore,
+        slots: TrialSlots,
+    ) -> SearchDriver:
+        """The driver of the opened study, its attributes written for the report first."""
+        from autoprumux.loop.masking import masked_url
+
+        if table_path is not None:  # the report of this study ranks by the same table
+            store.set_user_attr("throughput_table", str(table_path.resolve()))
+        if plan.train is not None:  # the report of this study says how to train a predicted point
+            store.set_user_attr(TRAIN_COMMAND_ATTR, plan.train.to_dict())
+        budget = self.request.budget
+        self.progress(
+            f"study {plan.study.name!r} in {masked_url(config.storage_url)} | "
+            f"{budget.kind.value} budget {budget.value:g} | {slots.workers} trial(s) at a time "
+            f"({plan.executor.value})"
+        )
+        return SearchDriver(config, table, store, on_event=lambda e: self.progress(event_line(e)))
+
+
+# -- the checks -----------------------------------------------------------------------------
+
+
+def choose_study(request: SearchRequest) -> Study:
+    """The study file given; a --task that is not the study file's task is refused (it would
+    silently search the file's task)."""
+    if request.task is not None and request.task not in TASKS:
+        raise FieldError("--task", f"{request.task!r} is not one of: {', '.join(TASKS)}")
+    if not request.study_path:
+        raise FieldError("--study", "no study file given; give the study file to search")
+    study = load_study(request.study_path)
+    if request.task is not None and study.task != request.task:
+        raise FieldError(
+            "--task",
+            f"{request.task!r} differs from the task of {request.study_path} "
+            f"({study.task!r}); leave --task out to search {study.task}",
+        )
+    return study
+
+
+def check_timeout(timeout_s: float | None) -> None:
+    """Refuse a timeout no search can run under: it is a number of seconds above 0."""
+    if timeout_s is None:
+        return
+    if isinstance(timeout_s, bool) or not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise FieldError(
+            "--timeout", f"{timeout_s!r} is not allowed; give a number of seconds above 0"
+        )
+
+
+def check_limits(request: SearchRequest) -> None:
+    """Refuse caps and counts outside their range (the CLI's option types check them too; a
+    Python caller's arguments are checked here)."""
+    counts = (
+        ("--max-trials", request.max_trials, 1),
+        ("--max-retries", request.max_retries, 0),
+        ("--top", request.top_k, 1),
+    )
+    for option, count, least in counts:
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            raise FieldError(option, f"{count!r} is not a whole number")
+        if count is not None and count < least:
+            raise FieldError(option, f"{count} is not allowed; give a whole number >= {least}")
+    hours = request.max_gpu_hours
+    if hours is not None and not (math.isfinite(hours) and hours >= 0):
+        raise FieldError("--max-gpu-hours", f"{hours:g} is not allowed; give a number >= 0")
+
+
+def check_resources(request: SearchRequest, gpus: float) -> None:
+    """Refuse, in one line naming the option, GPU and CPU counts no search can run with."""
+    for option, value in (
+        ("--gpus", gpus),
+        ("--gpus-per-trial", request.gpus_per_trial),
+        ("--cpus-per-trial", request.cpus_per_trial),
+    ):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise FieldError(option, f"{value:g} is not allowed; give a number >= 0")
+    if gpus > 0 and request.gpus_per_trial == 0:
+        raise FieldError(
+            "--gpus-per-trial",
+            f"0 with --gpus {gpus:g}: give each trial a share above 0 (0.5: two trials a GPU), "
+            "or --gpus 0 for CPU trials",
+        )
+    if request.cpus_per_trial == 0:
+        raise FieldError("--cpus-per-trial", "0 is not allowed; give a number above 0")
+
+
+def check_gpu_hours_cap(request: SearchRequest, gpus_per_trial: float) -> None:
+    """Refuse --max-gpu-hours for a search whose trials get no GPU: they record 0 GPU-hours,
+    so the cap could never stop it."""
+    if request.max_gpu_hours is not None and gpus_per_trial == 0:
+        raise FieldError(
+            "--max-gpu-hours",
+            "this search's trials get no GPU (CPU trials record 0 GPU-hours), so it could "
+            "never stop it; cap a CPU search's time with --timeout SECONDS",
+        )
+
+
+def check_trial_device(
+    request: SearchRequest, gpus_per_trial: float, study: Study, gpu_count: Callable[[], int]
+) -> None:
+    """Refuse, in one line naming the option, a device or precision the trials cannot have."""
+    from trainers.runtime.device import check_device_spec, resolve_device, resolve_precision
+
+    device = check_device_spec(request.device)
+    if request.executor == Executor.LOCAL.value:
+        resolve_precision(study.training.precision, resolve_device(device))
+        return
+    if device.startswith("cuda:"):
+        raise FieldError(
+            "--device",
+            f"{device}: with --executor ray every trial uses the GPU(s) Ray assigns it; "
+            "use auto or cuda (or --executor local)",
+        )
+    if device == "cuda" and gpus_per_trial == 0:
+        raise FieldError(
+            "--device", "cuda: the trials get no GPU from Ray (--gpus 0); give --gpus, or use auto"
+        )
+    if request.address or gpus_per_trial == 0:
+        return  # a cluster's nodes are checked when Ray starts
+    local = gpu_count()
+    if gpus_per_trial > local:
+        raise FieldError(
+            "--gpus-per-trial",
+            f"{gpus_per_trial:g}: no node can give a trial that many GPUs (this machine has "
+            f"{local:g})",
+        )
+    resolve_precision(study.training.precision, resolve_device("cuda"))
+
+
+def make_trainer(plan: SearchPlan, device: str, threads: int) -> Trainer:
+    """The trainer of the plan: the recorded grid it replays, or the study's real training
+    (``threads`` CPU threads a trial, on ``device``)."""
+    if plan.replay is not None:
+        return ReplayTrainer(
+            path=str(Path(plan.replay.path).resolve()),
+            task=plan.study.task,
+            delay_s=plan.replay.delay_s,
+        )
+    path = str(plan.study.path.resolve()) if plan.study.path else ""
+    return StudyTrainer(study_path=path, device=device, threads=threads)
+
+
+def _replay_spec(trainer_spec: str) -> ReplaySpec | None:
+    """``--trainer``: None for "study", the replay's spec for "replay:FILE[?delay=SECONDS]"
+    (its file must exist); anything else is refused."""
+    if trainer_spec.startswith(REPLAY_PREFIX):
+        replay = ReplaySpec.parse(trainer_spec)
+        if not Path(replay.path).is_file():
+            raise FieldError("--trainer", f"replay file {replay.path!r} does not exist")
+        return replay
+    if trainer_spec != "study":
+        raise FieldError("--trainer", f"{trainer_spec!r} is not 'study' or 'replay:FILE'")
+    return None
+
+
+def _executor(value: str) -> Executor:
+    try:
+        return Executor(value)
+    except ValueError:
+        allowed = ", ".join(e.value for e in Executor)
+        raise FieldError("--executor", f"{value!r} is not one of: {allowed}") from None
+
+
+def _cuda_device_count() -> int:
+    from trainers.runtime.device import cuda_device_count  # torch
+
+    return cuda_device_count()

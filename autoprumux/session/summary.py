@@ -1,0 +1,164 @@
+"""What a search answers at its end (:class:`SearchResult`): the text ``autoprumux search``
+prints, its ``--json`` document, and the same answer as objects; and the progress line of each
+event. Pure functions of the outcome, except :func:`write_search_report` (the HTML file)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoprumux.core.answer import ModelPointer, TrainCommand, locate_model
+from autoprumux.core.budget import Budget
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.recommender import Decision
+from autoprumux.core.records import TrialRecord
+from autoprumux.core.study import Study
+from autoprumux.core.throughput import ThroughputTable
+from autoprumux.loop.driver import Event, SearchOutcome, StopReason
+from autoprumux.session.decision_text import decision_dict, format_decision
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchResult:
+    """A finished search: what the CLI prints (``text``, or ``document`` with --json) and the
+    answer as objects, for a notebook."""
+
+    text: str  # the summary, the top-k table, the answer and where the report is
+    document: dict[str, Any]  # the --json document: plain values only (docs/commands.md)
+    stop_reason: StopReason
+    decision: Decision | None  # the top-k for the budget; None before (1, 0) is trained
+    answer: ModelPointer | None  # the top-1's model folder, or the command that trains it
+    best: GridPoint | None  # the top-1's point (the answer's)
+    report: Path  # the HTML report written at the end
+    records: tuple[TrialRecord, ...]  # every finished trial of the study
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchFacts:
+    """What the summary names besides the outcome: the study, where it is stored (the URL
+    shown masked), the table it ranked by, and how its points are trained."""
+
+    study: Study
+    storage_shown: str  # the storage URL, its password masked
+    dashboard: str  # the command that serves the study's dashboard
+    table: ThroughputTable
+    train: TrainCommand | None
+    report: Path
+
+
+def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
+    """The search's result: the lines ``autoprumux search`` prints, its JSON document, and
+    the objects they are made of."""
+    table, answer = facts.table, recommended_model(outcome, facts.train)
+    text = [_totals_line(outcome), ""]
+    if outcome.decision is not None:
+        text.append(format_decision(outcome.decision, f"study {facts.study.name}", table))
+        # the table's throughput/s and speedup and its measured/s come from two sources
+        text.append(
+            f"throughput/s and speedup: {table.describe()}; measured/s: timed inside each trial"
+        )
+    else:
+        text.append("no recommendation: the (1, 0) baseline has not been trained")
+    if answer is not None:
+        text += ["", f"answer: {answer.message}"]
+    text += ["", f"report: {facts.report}", f"dashboard: {facts.dashboard}"]
+    document = {
+        "study": facts.study.name,
+        "storage": facts.storage_shown,
+        "stop_reason": outcome.stop_reason.value,
+        "trainings_this_run": outcome.trainings_this_run,
+        "trainings_total": outcome.trainings_total,
+        "free_total": outcome.free_total,
+        "failed_total": outcome.failed_total,
+        "stopped_total": outcome.stopped_total,
+        "grid_size": outcome.grid_size,
+        "gpu_hours_total": outcome.gpu_hours_total,
+        "best": None if answer is None else answer.to_dict(),
+        "decision": (
+            decision_dict(outcome.decision, facts.storage_shown, table)
+            if outcome.decision
+            else None
+        ),
+        "report": str(facts.report),
+    }
+    return SearchResult(
+        text="\n".join(text),
+        document=document,
+        stop_reason=outcome.stop_reason,
+        decision=outcome.decision,
+        answer=answer,
+        best=None if answer is None else answer.point,
+        report=facts.report,
+        records=tuple(outcome.records),
+    )
+
+
+def _totals_line(outcome: SearchOutcome) -> str:
+    return (
+        f"stopped: {outcome.stop_reason.value} | trainings: {outcome.trainings_this_run} this "
+        f"run, {outcome.trainings_total} in the study ({outcome.failed_total} failed, "
+        f"{outcome.stopped_total} stopped early, "
+        f"{outcome.free_total} more point(s) recorded free) of a "
+        f"{outcome.grid_size}-point grid | GPU-hours {outcome.gpu_hours_total:.2f}"
+    )
+
+
+def recommended_model(outcome: SearchOutcome, train: TrainCommand | None) -> ModelPointer | None:
+    """The top-1's model folder, or the command that trains it; None with no top-1."""
+    if outcome.decision is None or not outcome.decision.recommendations:
+        return None
+    return locate_model(outcome.decision.recommendations[0].point, outcome.records, train)
+
+
+def train_command(study: Study, device: str) -> TrainCommand | None:
+    """How ``autoprumux train`` trains a point as this search does: the same study file, the
+    study's seed, and the search's --device; None for a study without a file."""
+    if study.path is None:
+        return None
+    return TrainCommand(
+        study_path=str(study.path.resolve()), study_seed=study.study.seed, device=device
+    )
+
+
+def dashboard_hint(url: str, study: Study, storage_given: bool) -> str:
+    """The command that serves this study's dashboard, without the storage's password: a URL
+    with one is named by the study file that holds it (a command that works as printed), or
+    shown masked with a note to put the password back (it came from --storage)."""
+    from autoprumux.loop.masking import has_password, masked_url  # SQLAlchemy
+
+    if not has_password(url):
+        return f"autoprumux dashboard --storage {shlex.quote(url)}"
+    if not storage_given and study.path is not None:
+        return f"autoprumux dashboard --study {shlex.quote(str(study.path))}"
+    return (
+        f"autoprumux dashboard --storage {shlex.quote(masked_url(url))} "
+        "(the password is masked: put yours in place of ***)"
+    )
+
+
+def write_search_report(
+    url: str, study: Study, budget: Budget, throughput_path: str | None, out: Path
+) -> Path:
+    """The study's HTML report, read back from its storage as ``autoprumux report`` would."""
+    from autoprumux.report.html import write_report  # plotly
+    from autoprumux.report.sources import from_storage
+
+    return write_report(from_storage(url, study.name, budget, throughput_path), out)
+
+
+def event_line(event: Event) -> str:
+    """One progress line: what happened, and the state of the search."""
+    kind = event.kind.value
+    what = f"{kind:<8} {event.point}" if event.point is not None else kind
+    if event.record is not None and event.record.accuracy is not None:
+        what += f" accuracy {event.record.accuracy:.4f}, {event.record.throughput:,.1f}/s"
+    elif event.record is not None and event.record.reason:
+        what += f" ({event.record.reason})"
+    if event.message:
+        what += f" ({event.message})"
+    return (
+        f"{what} | running {event.running}, done {event.done}, failed {event.failed}"
+        f" | best so far {event.best if event.best is not None else '-'}"
+    )

@@ -1,0 +1,173 @@
+"""What a stage's build uses of the trial that runs it: the study's task data on the device, the
+engine, the timer, and the phases run on them -- a plain phase, or a model's last phase with the
+dev checks of early stopping and the learning curve it records.
+
+:class:`TrialServices` holds them; the runner (:mod:`trainers.trial.run`) adds the stages a
+build may start (the warm-up a fine-tuning starts from, the (1, 0) teacher it distills from),
+and with them is the :class:`trainers.trial.stages.RunningTrial` each build sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from autoprumux.core.early_stop import (
+    Curve,
+    StopEvidence,
+    StoppedEarly,
+    StopPhase,
+    StopRule,
+    check_step,
+)
+from autoprumux.core.grid import GridPoint
+from autoprumux.core.progress import ProgressCallback
+from autoprumux.core.study import Study
+from autoprumux.core.tasks import TASKS
+from trainers.data.splits import Encoded
+from trainers.model.architecture import multiplexing_fields
+from trainers.model.classifier import Classifier, set_dropout
+from trainers.runtime.device import Engine
+from trainers.training.loop import Phase, run_phase
+from trainers.training.phases import accuracy
+from trainers.trial.artifacts import read_json, write_json
+from trainers.trial.cache_keys import warms_up
+from trainers.trial.task_data import task_data, task_tokenizer
+from trainers.trial.trial_results import SpanTimer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+class TrialServices:
+    """One trial's data, engine, timer and curves, and the phases it runs on them."""
+
+    def __init__(
+        self,
+        study: Study,
+        n: int,
+        seed: int,
+        timer: SpanTimer,
+        progress: ProgressCallback | None,
+        engine: Engine,
+        stop: StopRule | None = None,  # the search's threshold and margins, if it stops trainings
+        curve_points: int = 0,  # dev evaluations at k/curve_points of the last phases
+        data: tuple[Encoded, Encoded] | None = None,  # (train, dev), encoded, on the device
+    ) -> None:
+        self.study, self.n, self.seed, self.timer, self.progress = study, n, seed, timer, progress
+        self.engine, self.stop, self.curve_points = engine, stop, curve_points
+        self.curves: dict[GridPoint, Curve] = {}  # of the last phases run, by model
+        torch.manual_seed(seed)
+        with timer("data"):
+            self.tokenizer: PreTrainedTokenizerBase = task_tokenizer(study.model.name_or_path)
+            # moved to the device once: every phase's batches are drawn there
+            train, dev = data or (
+                split.to(engine.device) for split in task_data(study, self.tokenizer)
+            )
+            self.train: Encoded = train
+            self.dev: Encoded = dev
+
+    def overrides(self) -> dict[str, Any]:
+        """Architecture fields of the base model at width N (load_pretrained's overrides)."""
+        model = self.study.model
+        values: dict[str, Any] = {
+            "num_labels": TASKS[self.study.task].num_labels,
+            "num_layers": model.num_layers,
+            "cls_token_id": self.tokenizer.cls_token_id,
+        }
+        if warms_up(self.study, self.n):
+            values.update(multiplexing_fields(self.study.multiplexing, self.n))
+        return values
+
+    def prepared(self, model: Classifier, task: bool = False) -> Classifier:
+        """The model to train: the study's frozen parts frozen, for a task phase (``task``)
+        the study's dropout, on the trial's device (and compiled, if the study asks)."""
+        training = self.study.training
+        if training.freeze_word_embeddings:
+            model.encoder.embeddings.word.weight.requires_grad_(False)
+        if task and training.dropout >= 0:
+            set_dropout(model, training.dropout)
+        return self._on_engine(model)
+
+    def _on_engine(self, model: Classifier) -> Classifier:
+        prepared = self.engine.prepared(model)
+        assert isinstance(prepared, Classifier)  # moved and compiled in place
+        return prepared
+
+    def accuracy(self, model: Classifier) -> float:
+        """Dev accuracy, a fraction."""
+        return accuracy(model, self.dev, self.study.training.batch_rows, self.engine)
+
+    def run_phase(self, phase: Phase, checkpoint: Path) -> None:
+        """Run a phase to its end, resuming from (and saving to) ``checkpoint``."""
+        every = self.study.training.checkpoint_every
+        run_phase(phase, checkpoint, every, self.progress, self.engine)
+
+    def run_checked_phase(
+        self, phase: Phase, checkpoint: Path, model: Classifier, point: GridPoint, partial: Path
+    ) -> None:
+        """A last phase (of the model of ``point``), with dev evaluations at the stop rule's
+        checks and the curve points; each is kept in ``partial`` as it is made (a resumed phase
+        keeps its curve), and a hopeless one stops the training (StoppedEarly)."""
+        stop_phase = StopPhase(phase.name)  # the teacher's or the pruned model's fine-tuning
+        dev_batches = -(-len(self.dev) // (self.study.training.batch_rows * self.n))
+        margins = self.stop.checks(phase.steps, dev_batches / 3) if self.stop else {}
+        curve_steps = {
+            check_step(k / self.curve_points, phase.steps) for k in range(1, self.curve_points)
+        }
+        recorded = partial / f"curve-{phase.name}.json"
+        points = _recorded_points(recorded)
+
+        def check(step: int) -> None:
+            with self.timer(f"{phase.name} checks"):
+                accuracy = self.accuracy(model)
+            # a phase resumed from a checkpoint before its last check evaluates that step again
+            points[:] = [p for p in points if p[0] < step]
+            points.append((step, accuracy))
+            write_json(recorded, {"points": points})
+            self.curves[point] = Curve(
+                label=f"{point} {phase.name}", steps=phase.steps, points=tuple(points)
+            )
+            margin = margins.get(step)
+            best = max(a for _, a in points)  # the statistic the margins are calibrated for
+            if self.stop is not None and margin is not None and self.stop.hopeless(best, margin):
+                raise StoppedEarly(
+                    StopEvidence(
+                        point=point,
+                        phase=stop_phase,
+                        step=step,
+                        steps=phase.steps,
+                        accuracy=best,
+                        margin=margin,
+                        threshold=self.stop.threshold,
+                    )
+                )
+
+        every = self.study.training.checkpoint_every
+        run_phase(
+            phase,
+            checkpoint,
+            every,
+            self.progress,
+            self.engine,
+            check=check,
+            check_steps=set(margins) | curve_steps,
+        )
+
+    def finish_curve(
+        self, point: GridPoint, phase: str, steps: int, final: float, partial: Path
+    ) -> Curve:
+        """The last phase's curve: what was checked, then the final accuracy at its end."""
+        points = _recorded_points(partial / f"curve-{phase}.json")
+        curve = Curve(label=f"{point} {phase}", steps=steps, points=(*points, (steps, final)))
+        self.curves[point] = curve
+        return curve
+
+
+def _recorded_points(path: Path) -> list[tuple[int, float]]:
+    """The (step, accuracy) checks of a phase kept so far in its partial folder."""
+    if not path.exists():
+        return []
+    return [(int(s), float(a)) for s, a in read_json(path)["points"]]
