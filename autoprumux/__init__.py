@@ -10,8 +10,8 @@ document, and the decision and answer as objects.
 
 ``autoprumux.load_model(folder_or_file).predict(["a fine film"])`` classifies text with a
 trained or exported model: it is :func:`trainers.deploy.inference.load_text_classifier`,
-re-exported (not ``trainers.model.checkpoints.load_model``, the engine's loader of a bare
-checkpoint into a ``Classifier``).
+re-exported (the engine's loader of a bare checkpoint into a ``Classifier`` is
+``trainers.model.checkpoints.load_classifier``).
 """
 
 import os

@@ -34,7 +34,7 @@ from autoprumux.files.results_io import TableFormat, write_table
 from trainers.deploy.timing import MeasureError, measure
 from trainers.model.architecture import Architecture, architecture_for_sparsity, multiplexing_fields
 from trainers.model.checkpoints import (
-    load_model,
+    load_classifier,
     load_tokenizer,
     read_hf_config,
     resolve_model_path,
@@ -112,7 +112,7 @@ def trained_models(study: Study) -> dict[GridPoint, Classifier]:
         match = _ARTIFACT.match(path.name)
         if match and path.is_dir():
             newest[GridPoint(int(match.group(2)), float(match.group(3) or 0))] = path
-    return {point: load_model(path) for point, path in newest.items()}
+    return {point: load_classifier(path) for point, path in newest.items()}
 
 
 def check_table_output(out_path: str | None, study: Study, settings: ThroughputSection) -> Path:

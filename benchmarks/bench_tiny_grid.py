@@ -28,7 +28,7 @@ from autoprumux.core.study import load_study
 from autoprumux.files.results_io import write_table
 from autoprumux.measurement import fingerprint, resolve_device
 from trainers.deploy.timing import measure
-from trainers.model.checkpoints import load_model
+from trainers.model.checkpoints import load_classifier
 from trainers.trial.run import TrialSpec, run_trial
 
 
@@ -68,7 +68,7 @@ def main() -> None:
             flush=True,
         )
     trained = {
-        p: load_model(r.artifact_path)
+        p: load_classifier(r.artifact_path)
         for p, r in results.items()
         if r.status is TrialStatus.COMPLETE and r.artifact_path
     }

@@ -25,7 +25,7 @@ import torch
 
 from autoprumux.core.errors import FieldError
 from autoprumux.core.study import Study, read_study_document, study_from_dict
-from trainers.model.checkpoints import load_model
+from trainers.model.checkpoints import load_classifier
 from trainers.trial.run import TrialSpec, run_trial
 from trainers.trial.task_data import task_data as _task_data
 from trainers.trial.task_data import task_tokenizer as _tokenizer
@@ -58,7 +58,7 @@ def main() -> None:
         results.append(result)
 
     _, dev = _task_data(study, _tokenizer(study.model.name_or_path))
-    models = [load_model(r.artifact_path) for r in results]
+    models = [load_classifier(r.artifact_path) for r in results]
     times: list[list[float]] = [[] for _ in models]
     with torch.inference_mode():
         for round_index in range(args.rounds + 1):

@@ -21,7 +21,7 @@ from trainers.data.splits import read_glue_split
 from trainers.deploy.export import ExportFormat, export_model
 from trainers.deploy.inference import load_text_classifier, onnx_providers
 from trainers.deploy.model_folder import INFO_FILE, NotAModelError, read_info
-from trainers.model.checkpoints import load_model as load_classifier
+from trainers.model.checkpoints import load_classifier
 from trainers.trial.run import TrialSpec, run_trial
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trainers.model.architecture import Architecture, DemuxKind, MuxStyle, Pooling, prunable_params
-from trainers.model.checkpoints import load_model, save_model
+from trainers.model.checkpoints import load_classifier, save_model
 from trainers.model.classifier import Classifier
 from trainers.model.masks import Masks
 from trainers.pruning.l0 import Gate, L0Module, deterministic_gates, keep_probability, sample_gates
@@ -190,7 +190,7 @@ def test_save_load_gives_identical_outputs(tiny_arch, batch, tmp_path):
     arch = tiny_arch.with_mux(2)
     small = materialize(Classifier(arch).eval(), structured_masks(arch))
     folder = save_model(small, tmp_path / "model")
-    loaded = load_model(folder)
+    loaded = load_classifier(folder)
     assert loaded.arch == small.arch and not loaded.training
     with torch.no_grad():
         assert torch.equal(loaded(*batch), small(*batch))

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.progress import Progress
 from trainers.deploy.model_folder import INFO_FILE, ModelInfo, NotAModelError, read_info
-from trainers.model.checkpoints import CheckpointError, load_model
+from trainers.model.checkpoints import CheckpointError, load_classifier
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import Engine, check_device_spec, cuda_device_count
 
@@ -246,7 +246,7 @@ def _from_folder(folder: Path, device: str) -> TextClassifier:
     info = read_info(folder)
     engine = _engine(device, info)
     try:
-        model = load_model(folder, engine.device)
+        model = load_classifier(folder, engine.device)
     except CheckpointError as err:
         raise NotAModelError(str(err)) from None
     tokenizer = _tokenizer(folder, str(folder))

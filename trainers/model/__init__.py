@@ -7,5 +7,5 @@
 - ``multiplexing.py``: ``Multiplexer`` and the demultiplexers (``IndexPosDemux``, ``MLPDemux``);
 - ``classifier.py``: ``Classifier`` (multiplexer, encoder, demultiplexer, head);
 - ``checkpoints.py``: ``load_pretrained`` (Hugging Face and MUX-BERT checkpoints),
-  ``save_model``, ``load_model``, ``load_tokenizer``.
+  ``save_model``, ``load_classifier``, ``load_tokenizer``.
 """

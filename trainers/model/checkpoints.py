@@ -239,7 +239,7 @@ def load_pretrained(
 
 
 def save_model(model: Classifier, folder: str | Path) -> Path:
-    """Weights as safetensors and the architecture as JSON: all that load_model needs."""
+    """Weights as safetensors and the architecture as JSON: all that load_classifier needs."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -248,7 +248,7 @@ def save_model(model: Classifier, folder: str | Path) -> Path:
     return folder
 
 
-def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Classifier:
+def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """A model saved by save_model, ready for inference (eval mode)."""
     folder = Path(folder)
     if not (folder / ARCHITECTURE_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():

@@ -12,7 +12,7 @@ import torch
 
 from autoprumux.core.grid import GridPoint
 from trainers.model.architecture import prunable_params
-from trainers.model.checkpoints import load_model, save_model
+from trainers.model.checkpoints import load_classifier, save_model
 from trainers.model.classifier import Classifier
 from trainers.pruning.l0 import L0Module
 from trainers.pruning.materialize import materialize, materialized_architecture
@@ -32,7 +32,7 @@ def build_pruned(
 ) -> None:
     training, device = trial.study.training, trial.engine.device
     torch.manual_seed(trial.seed)  # the same gates and samples, built fresh or resumed
-    student = trial.prepared(load_model(teacher_folder, device), task=True)
+    student = trial.prepared(load_classifier(teacher_folder, device), task=True)
     l0 = L0Module(student.arch).to(device)
     layer_map = identity_map(student.arch.hidden_size).to(device)
     batch, examples = training.batch_rows * trial.n, len(trial.train)  # sentences a step

@@ -17,7 +17,7 @@ from autoprumux.core.early_stop import Curve
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.study import Study
 from trainers.data.splits import Encoded
-from trainers.model.checkpoints import load_model
+from trainers.model.checkpoints import load_classifier
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import Engine
 from trainers.training.loop import Phase
@@ -101,4 +101,4 @@ def cached_stage(
     from ``folder``; built first when it is not there."""
     if build_once(folder, build):
         reused.append(stage.value)
-    return load_model(folder, engine.device), read_json(folder / stage.record_file)
+    return load_classifier(folder, engine.device), read_json(folder / stage.record_file)
