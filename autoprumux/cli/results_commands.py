@@ -23,6 +23,11 @@ from autoprumux.cli.options import (
 )
 from autoprumux.core.budget import BudgetKind
 from autoprumux.core.errors import FieldError
+from autoprumux.core.evaluation import (
+    check_train_grid_covered,
+    paper_rule_train_grid,
+    results_grid,
+)
 from autoprumux.core.grid import PAPER_TRAIN_GRID, Grid
 from autoprumux.core.recommender import Recommender
 from autoprumux.core.records import ResultsTable
@@ -150,7 +155,7 @@ def _train_grid(spec: str | None, results: ResultsTable, task: str) -> tuple[Gri
     covered = results_grid(results, task)
     if spec is not None:
         train_grid = grid_from(spec, "--train-grid")
-        _check_covered(train_grid, covered, results.source)
+        check_train_grid_covered(train_grid, covered, results.source)
         return train_grid, "--train-grid"
     # the paper's training grid holds points a smaller table lacks (N = 5, 10; s = 0.95):
     # its rule, not its points, carries over to another grid
@@ -160,47 +165,6 @@ def _train_grid(spec: str | None, results: ResultsTable, task: str) -> tuple[Gri
     return train_grid, (
         f"the paper's rule on the results' grid {covered.spec()}; --train-grid chooses others"
     )
-
-
-def results_grid(results: ResultsTable, task: str) -> Grid:
-    """The N values and sparsities of the task's rows, failed ones included (a failed point
-    was trained: it belongs to the grid the table covers). The table has a row (1, 0) where
-    evaluation is possible; without one, 1 and 0 are added so that the evaluation names that
-    missing row rather than an empty grid."""
-    records = results.for_task(task)
-    return Grid(
-        tuple(sorted({1} | {r.n for r in records})),
-        tuple(sorted({0.0} | {r.sparsity for r in records})),
-    )
-
-
-def paper_rule_train_grid(grid: Grid) -> Grid:
-    """The paper's training points (section 4.4) chosen by its rule from ``grid``: the
-    baselines (every N at s = 0, and the N = 1 row), and for the sparsities every other
-    non-zero one from the smallest, plus the largest, so the fitted surface spans the whole
-    range. On the paper's grid 1,2,5,10 x 0,0.6,0.65,...,0.95 this is its training grid
-    1,2,5,10 x 0,0.6,0.7,0.8,0.9,0.95."""
-    pruned = [s for s in grid.sparsities if s > 0]
-    chosen = {0.0, *pruned[::2], *pruned[-1:]}
-    return Grid(grid.n_values, tuple(sorted(chosen)))
-
-
-def _check_covered(train_grid: Grid, covered: Grid, source: str) -> None:
-    """Refuse training points the results do not hold, which would silently fit the models on
-    fewer points than asked (the baseline's 1 and 0 are left to the evaluation's own check)."""
-    n_missing = [str(n) for n in train_grid.n_values if n not in covered.n_values]
-    s_missing = [f"{s:g}" for s in train_grid.sparsities if s not in covered.sparsities]
-    if n_missing or s_missing:
-        missing = "; ".join(
-            f"{name} {', '.join(values)}"
-            for name, values in (("N", n_missing), ("s", s_missing))
-            if values
-        )
-        raise FieldError(
-            "--train-grid",
-            f"{missing}: in no row of {source} (its grid: {covered.spec()}); give training "
-            "points the results hold, or leave --train-grid out for the paper's rule on them",
-        )
 
 
 @click.command()

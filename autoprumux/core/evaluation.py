@@ -121,6 +121,47 @@ def throughput_within(predicted: float | None, measured: float, tolerance: float
     )
 
 
+def results_grid(results: ResultsTable, task: str) -> Grid:
+    """The grid a results table covers: the N values and sparsities of the task's rows, failed
+    ones included (a failed point was trained: it belongs to the grid the table covers). The
+    table has a row (1, 0) where evaluation is possible; without one, 1 and 0 are added so that
+    the evaluation names that missing row rather than an empty grid."""
+    records = results.for_task(task)
+    return Grid(
+        tuple(sorted({1} | {r.n for r in records})),
+        tuple(sorted({0.0} | {r.sparsity for r in records})),
+    )
+
+
+def paper_rule_train_grid(grid: Grid) -> Grid:
+    """The paper's training points (section 4.4) chosen by its rule from ``grid``: the
+    baselines (every N at s = 0, and the N = 1 row), and for the sparsities every other
+    non-zero one from the smallest, plus the largest, so the fitted surface spans the whole
+    range. On the paper's grid 1,2,5,10 x 0,0.6,0.65,...,0.95 this is its training grid
+    1,2,5,10 x 0,0.6,0.7,0.8,0.9,0.95."""
+    pruned = [s for s in grid.sparsities if s > 0]
+    chosen = {0.0, *pruned[::2], *pruned[-1:]}
+    return Grid(grid.n_values, tuple(sorted(chosen)))
+
+
+def check_train_grid_covered(train_grid: Grid, covered: Grid, source: str) -> None:
+    """Refuse training points the results do not hold, which would silently fit the models on
+    fewer points than asked (the baseline's 1 and 0 are left to the evaluation's own check)."""
+    n_missing = [str(n) for n in train_grid.n_values if n not in covered.n_values]
+    s_missing = [f"{s:g}" for s in train_grid.sparsities if s not in covered.sparsities]
+    if n_missing or s_missing:
+        missing = "; ".join(
+            f"{name} {', '.join(values)}"
+            for name, values in (("N", n_missing), ("s", s_missing))
+            if values
+        )
+        raise FieldError(
+            "--train-grid",
+            f"{missing}: in no row of {source} (its grid: {covered.spec()}); give training "
+            "points the results hold, or leave --train-grid out for the paper's rule on them",
+        )
+
+
 def evaluate(
     results: ResultsTable,
     task: str,

@@ -334,7 +334,7 @@ def tiny_table(write_csv):
 
 
 def test_paper_rule_on_the_papers_grid_is_the_papers_training_grid():
-    from autoprumux.cli.results_commands import paper_rule_train_grid
+    from autoprumux.core.evaluation import paper_rule_train_grid
     from autoprumux.core.grid import PAPER_GRID, PAPER_TRAIN_GRID, Grid
 
     assert paper_rule_train_grid(PAPER_GRID) == PAPER_TRAIN_GRID
