@@ -151,24 +151,12 @@ def finetune_phase(
     )
 
 
-def pruning_phase(
-    student: Classifier,
-    teacher: Classifier,
-    l0: L0Module,
-    layer_map: nn.Linear,
-    train: Encoded,
-    training: TrainingSection,
-    steps: int,
-    warmup_steps: int,
-    target: float,
-    seed: int,
-) -> Phase:
-    """CoFi: sampled masks, distillation from the teacher, and the Lagrangian towards
-    ``target`` (reached linearly over ``warmup_steps``, on the steps already done as CoFi's
-    trainer counts them: 0 at the first step); the multipliers ascend, and the log-alphas are
-    clamped to CoFi's range after every step."""
-    train = _on_device_of(student, train)
-    optimizer = adamw(
+def _pruning_optimizer(
+    student: Classifier, layer_map: nn.Linear, l0: L0Module, training: TrainingSection
+) -> torch.optim.AdamW:
+    """CoFi's three parameter groups: the model and the layer map (weight decay), the gates'
+    log-alphas, and the two Lagrange multipliers (no decay), each at its own learning rate."""
+    return adamw(
         [
             {
                 "params": [p for p in student.parameters() if p.requires_grad]
@@ -187,6 +175,26 @@ def pruning_phase(
             },
         ]
     )
+
+
+def pruning_phase(
+    student: Classifier,
+    teacher: Classifier,
+    l0: L0Module,
+    layer_map: nn.Linear,
+    train: Encoded,
+    training: TrainingSection,
+    steps: int,
+    warmup_steps: int,
+    target: float,
+    seed: int,
+) -> Phase:
+    """CoFi: sampled masks, distillation from the teacher, and the Lagrangian towards
+    ``target`` (reached linearly over ``warmup_steps``, on the steps already done as CoFi's
+    trainer counts them: 0 at the first step); the multipliers ascend, and the log-alphas are
+    clamped to CoFi's range after every step."""
+    train = _on_device_of(student, train)
+    optimizer = _pruning_optimizer(student, layer_map, l0, training)
     size = training.batch_rows * student.arch.mux_width
     alpha, temperature = training.distill_ce_alpha, training.distill_temperature
     # the layer loss reads real tokens only (token_mse), the logits nothing else
