@@ -1,8 +1,7 @@
 """What the CLI prints: JSON documents (stable keys: docs/commands.md) and plain-text tables.
 
 Pure functions from decision-core records to dicts and strings; the CLI only prints them. A
-decision's (``predict``, ``search``) are :mod:`autoprumux.session.decision_text`'s, re-exported
-here.
+decision's (``predict``, ``search``) are :mod:`autoprumux.session.decision_text`'s.
 """
 
 from __future__ import annotations
@@ -10,26 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from autoprumux.core.evaluation import Evaluation, ModelCheck
-from autoprumux.session.decision_text import (  # the search's summary prints them too
-    decision_dict,
-    format_decision,
-    point_dict,
-    table_lines,
-)
+from autoprumux.session.decision_text import point_dict, table_lines
 
 if TYPE_CHECKING:
     from trainers.trial.run import TrialResult
 
-__all__ = [
-    "decision_dict",
-    "evaluation_dict",
-    "format_decision",
-    "format_evaluation",
-    "format_measurement",
-    "format_trial",
-    "point_dict",
-    "table_lines",
-]
+__all__ = ["evaluation_dict", "format_evaluation", "format_measurement", "format_trial"]
 
 
 def _check_dict(check: ModelCheck) -> dict[str, object]:

@@ -84,7 +84,7 @@ def predict(
     grid_spec: str | None,
 ) -> None:
     """Recommend the top (N, s) for an accuracy budget (paper section 4.3)."""
-    from autoprumux.cli.outputs import decision_dict, format_decision
+    from autoprumux.session.decision_text import decision_dict, format_decision
 
     chosen = budget_from(budget, relative_budget, min_accuracy)
     results, task, table = _load(results_path, task, throughput_path, throughput_task)

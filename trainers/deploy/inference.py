@@ -36,7 +36,7 @@ from autoprumux.core.progress import Progress
 from trainers.deploy.model_folder import INFO_FILE, ModelInfo, NotAModelError, read_info
 from trainers.model.checkpoints import CheckpointError, load_classifier
 from trainers.model.classifier import Classifier
-from trainers.runtime.device import Engine, check_device_spec, cuda_device_count
+from trainers.runtime.device import Engine, cuda_device_count, device_for
 
 # transformers (1 s or more) when a tokenizer is loaded; onnxruntime is the export extra's
 if TYPE_CHECKING:
@@ -300,18 +300,9 @@ def onnx_providers(device: str, cuda_devices: int, available: Sequence[str]) -> 
     CUDA on the device the spec names (auto: the first, where there is one), then the CPU for
     any operator CUDA lacks. Refused, as the PyTorch forms refuse, where a named CUDA device is
     not there or this onnxruntime cannot run on it; auto without CUDA's provider is the CPU."""
-    check_device_spec(device)
-    if device == "cpu" or (device == "auto" and not cuda_devices):
+    chosen = device_for(device, cuda_devices)  # auto: the first CUDA device, where there is one
+    if chosen.type == "cpu":
         return [CPU_PROVIDER]
-    index = int(device.partition(":")[2] or 0)  # auto and cuda: the first device
-    if not cuda_devices:
-        raise FieldError(
-            "--device", f"{device}: no CUDA device is available here; use cpu (or auto)"
-        )
-    if index >= cuda_devices:
-        raise FieldError(
-            "--device", f"{device}: this machine has {cuda_devices} CUDA device(s), cuda:0.."
-        )
     if CUDA_PROVIDER not in available:
         if device == "auto":
             return [CPU_PROVIDER]
@@ -320,7 +311,7 @@ def onnx_providers(device: str, cuda_devices: int, available: Sequence[str]) -> 
             f"{device}: this onnxruntime has no {CUDA_PROVIDER} (it has: "
             f"{', '.join(available)}); install onnxruntime-gpu, or use cpu",
         )
-    return [(CUDA_PROVIDER, {"device_id": str(index)}), CPU_PROVIDER]
+    return [(CUDA_PROVIDER, {"device_id": str(chosen.index)}), CPU_PROVIDER]
 
 
 def _from_torchscript(path: Path, engine: Engine) -> TextClassifier:

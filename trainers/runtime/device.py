@@ -62,18 +62,28 @@ def check_device_spec(spec: str, option: str = "--device") -> str:
 
 def resolve_device(spec: str = "auto", option: str = "--device") -> torch.device:
     """The device a spec names on this machine; one line naming what is there when it is not."""
-    check_device_spec(spec, option)
     cuda = torch.cuda.is_available()
+    current = torch.cuda.current_device() if cuda else 0
+    return device_for(spec, cuda_device_count(), current, option)
+
+
+def device_for(
+    spec: str, cuda_devices: int, current: int = 0, option: str = "--device"
+) -> torch.device:
+    """The device a spec names on a machine with ``cuda_devices`` CUDA devices, ``current``
+    the one ``auto`` takes; one line naming what is there when it is not."""
+    check_device_spec(spec, option)
     if spec == "auto":
-        return torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+        return torch.device("cuda", current) if cuda_devices else torch.device("cpu")
     if spec == "cpu":
         return torch.device("cpu")
-    if not cuda:
+    if not cuda_devices:
         raise FieldError(option, f"{spec}: no CUDA device is available here; use cpu (or auto)")
     device = torch.device(spec)
-    count = torch.cuda.device_count()
-    if device.index is not None and device.index >= count:
-        raise FieldError(option, f"{spec}: this machine has {count} CUDA device(s), cuda:0..")
+    if device.index is not None and device.index >= cuda_devices:
+        raise FieldError(
+            option, f"{spec}: this machine has {cuda_devices} CUDA device(s), cuda:0.."
+        )
     return torch.device("cuda", device.index if device.index is not None else 0)
 
 

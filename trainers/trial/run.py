@@ -38,7 +38,6 @@ from autoprumux.core.grid import GridPoint
 from autoprumux.core.progress import ProgressCallback
 from autoprumux.core.records import TrialStatus
 from autoprumux.core.study import Study
-from trainers.data.splits import Encoded
 from trainers.model.architecture import Pooling
 from trainers.model.checkpoints import CheckpointError, load_pretrained
 from trainers.model.classifier import Classifier
@@ -95,7 +94,9 @@ def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> Tria
     engine = Engine.resolve(spec.device, training.precision, training.compile)
     timer = SpanTimer()
     with thread_count(spec.threads or os.cpu_count() or 1):
-        trial = _Trial(study, n, seed, timer, progress, engine, spec)
+        trial = _Trial(
+            study, n, seed, timer, progress, engine, stop=spec.stop, curve_points=spec.curve_points
+        )
         try:
             result = trial.run(sparsity)
         except StoppedEarly as stopped:
@@ -168,30 +169,12 @@ class _Trial(TrialServices):
     """The stages of one run_trial call, in order, and the stages they start (a
     :class:`trainers.trial.stages.RunningTrial` for their builds, with the services)."""
 
-    def __init__(
-        self,
-        study: Study,
-        n: int,
-        seed: int,
-        timer: SpanTimer,
-        progress: ProgressCallback | None,
-        engine: Engine,
-        spec: TrialSpec | None = None,  # its early stopping and curve points
-        data: tuple[Encoded, Encoded] | None = None,  # (train, dev), encoded, on the device
-    ) -> None:
-        super().__init__(
-            study,
-            n,
-            seed,
-            timer,
-            progress,
-            engine,
-            stop=spec.stop if spec else None,
-            curve_points=spec.curve_points if spec else 0,
-            data=data,
-        )
-        self.reused: list[str] = []  # Stage values, in the order they were found
-        self.finished_teacher: TrialResult | None = None  # for s > 0, once the teacher exists
+    finished_teacher: TrialResult | None = None  # for s > 0, once the teacher exists
+
+    @functools.cached_property
+    def reused(self) -> list[str]:
+        """Stage values, in the order they were found built (filled as the stages run)."""
+        return []
 
     @functools.cached_property
     def folders(self) -> TeacherFolders:
