@@ -27,7 +27,6 @@ from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import BASELINE, GridPoint
 from autoprumux.core.progress import Progress, ProgressCallback
 from autoprumux.core.study import Study, ThroughputSection
-from autoprumux.core.tasks import TASKS
 from autoprumux.core.throughput import THROUGHPUT_COLUMNS
 from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import TableFormat, write_table
@@ -41,6 +40,7 @@ from trainers.model.checkpoints import (
 )
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import resolve_device as resolve
+from trainers.trial.cache_keys import label_count
 
 
 def resolve_device(settings: ThroughputSection) -> str:
@@ -88,7 +88,7 @@ def estimate_models(study: Study, points: list[GridPoint]) -> dict[GridPoint, Cl
         }
     cls_token_id = load_tokenizer(study.model.name_or_path).cls_token_id
     dense = Architecture.from_hf_config(
-        config, num_labels=TASKS[study.task].num_labels, cls_token_id=cls_token_id
+        config, num_labels=label_count(study), cls_token_id=cls_token_id
     )
     models = {}
     for point in points:

@@ -36,7 +36,9 @@ print("ENGINE " + trainers.__file__, file=sys.stderr)
 torch.set_num_threads(int(sys.argv[3]))
 from autoprumux.core.study import load_study
 from trainers.model.checkpoints import load_pretrained, load_tokenizer
-from trainers.data.splits import encode, read_glue_split
+from autoprumux.core.data_spec import data_spec
+from trainers.data.tables import load_tables
+from trainers.data.token_cache import encoded_table
 from trainers.pruning.l0 import L0Module
 from trainers.training.loop import run_phase
 from trainers.pruning.materialize import materialize
@@ -49,10 +51,9 @@ study = load_study(sys.argv[1])
 steps, device = int(sys.argv[2]), sys.argv[4]
 m, t = study.model, study.training
 tokenizer = load_tokenizer(m.name_or_path)
-train = encode(read_glue_split(study.resolve(study.data.glue_dir), "sst2", "train").subset(
-    4096, "first"), tokenizer, m.max_seq_length)
-dev = encode(read_glue_split(study.resolve(study.data.glue_dir), "sst2", "dev"), tokenizer,
-             m.max_seq_length)
+tables = load_tables(data_spec(study))
+train = encoded_table(tables.train.slice(0, 4096), tokenizer, m.max_seq_length)
+dev = encoded_table(tables.dev, tokenizer, m.max_seq_length)
 mux = {"mux_width": 2, "key_norm": study.multiplexing.key_norm,
        "pooling": __import__("trainers.model.architecture", fromlist=["Pooling"]).Pooling(
            study.multiplexing.pooling)}

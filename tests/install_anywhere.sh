@@ -84,7 +84,7 @@ import autoprumux
 from autoprumux.cli.default_study import default_study_path
 from autoprumux.core.study import load_study
 from trainers.model.checkpoints import resolve_model_path
-from trainers.data.splits import read_glue_split
+from trainers.trial.task_data import task_tables
 
 site = Path(sys.argv[1]).resolve()
 assert Path(autoprumux.__file__).resolve().is_relative_to(site), autoprumux.__file__
@@ -93,12 +93,12 @@ assert path == Path("studies/sst2-tiny.toml") and path.is_file(), path
 study = load_study(path)
 glue = study.resolve(study.data.glue_dir)
 assert glue.is_relative_to(site), glue
-dev = read_glue_split(glue, "sst2", "dev")
-assert (len(dev), sum(dev.labels)) == (872, 444), (len(dev), sum(dev.labels))
-for text, label in zip(dev.texts[:3], dev.labels[:3], strict=True):
-    print(f"  dev row: {label} {text[0]}")
-train = read_glue_split(glue, "sst2", "train")
-assert (len(train), sum(train.labels)) == (67_349, 37_569)
+tables = task_tables(study)
+dev, train = tables.dev.to_pydict(), tables.train["label"].to_pylist()
+assert (len(dev["label"]), sum(dev["label"])) == (872, 444), (len(dev["label"]), sum(dev["label"]))
+for text, label in zip(dev["text"][:3], dev["label"][:3], strict=True):
+    print(f"  dev row: {tables.label_names[label]} {text}")
+assert (len(train), sum(train)) == (67_349, 37_569)
 model = resolve_model_path(study.model.name_or_path)
 assert (model / "config.json").is_file(), model
 print(f"study {path} reads SST-2 from {glue} and the model from {model}")

@@ -4,7 +4,8 @@ Inputs (``--input FILE|-``):
 - a ``.tsv`` or ``.csv`` file with a header row: the text column(s) are ``--column NAME`` (pair
   tasks: ``--column FIRST,SECOND``) or, by default, the model's GLUE columns (SST-2:
   ``sentence``). A ``.tsv`` is read as GLUE writes it (tabs, no quoting). When the file also
-  holds the task's label column (SST-2: ``label``), the accuracy against it is reported;
+  holds the task's label column (SST-2: ``label``), the model's metric against it is reported
+  (:func:`gold_score`), and accuracy beside it when the metric is another;
 - anything else, and stdin: one input per line (a pair task: the two sentences separated by a
   tab). Blank lines are skipped and counted.
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from autoprumux.core.errors import AutoPruMuxError, FieldError
+from autoprumux.core.metrics import Metric, score
 
 if TYPE_CHECKING:
     from trainers.deploy.inference import PredictedLabel
@@ -216,12 +218,63 @@ def _label_id(raw: str, spec: InputSpec, where: str) -> int:
     )
 
 
-def accuracy(inputs: Inputs, predicted: list[str], labels: tuple[str, ...]) -> float | None:
-    """The fraction of inputs whose predicted label is the gold one; None without gold."""
+@dataclass(frozen=True, kw_only=True)
+class GoldScore:
+    """The predictions against the gold column: the model's metric, and accuracy."""
+
+    metric: Metric  # the model's ([study] metric of the study that trained it)
+    metric_label: str  # how it is named: "macro-F1", "F1 of 'pos'", ...
+    value: float  # the metric's value
+    accuracy: float  # the fraction of inputs whose predicted label is the gold one
+
+    def describe(self, column: str | None) -> str:
+        """``macro-F1 0.8123, accuracy 0.9000 against column 'label'`` (accuracy alone when it
+        is the metric)."""
+        named = (
+            f"{self.metric_label} {self.value:.4f}, " if self.metric is not Metric.ACCURACY else ""
+        )
+        return f"{named}accuracy {self.accuracy:.4f} against column {column!r}"
+
+
+def gold_confusion(
+    inputs: Inputs, predicted: list[str], labels: tuple[str, ...]
+) -> list[list[int]] | None:
+    """``confusion[gold][predicted]`` over the inputs (label ids, ``labels``' order); None
+    without gold."""
     if inputs.gold is None:
         return None
-    right = sum(labels[g] == p for g, p in zip(inputs.gold, predicted, strict=True))
-    return right / len(inputs.gold)
+    counts = [[0] * len(labels) for _ in labels]
+    ids = {label: i for i, label in enumerate(labels)}
+    for gold, label in zip(inputs.gold, predicted, strict=True):
+        counts[gold][ids[label]] += 1
+    return counts
+
+
+def accuracy(inputs: Inputs, predicted: list[str], labels: tuple[str, ...]) -> float | None:
+    """The fraction of inputs whose predicted label is the gold one; None without gold."""
+    graded = gold_score(inputs, predicted, labels)
+    return None if graded is None else graded.accuracy
+
+
+def gold_score(
+    inputs: Inputs,
+    predicted: list[str],
+    labels: tuple[str, ...],
+    metric: Metric = Metric.ACCURACY,
+    positive: int = 1,
+    positive_label: str = "",
+) -> GoldScore | None:
+    """The model's ``metric`` (F1: of label id ``positive``, named ``positive_label``) and
+    accuracy of the predicted labels against the gold ones; None without gold."""
+    confusion = gold_confusion(inputs, predicted, labels)
+    if confusion is None:
+        return None
+    return GoldScore(
+        metric=metric,
+        metric_label=metric.label(positive_label),
+        value=score(metric, confusion, positive),
+        accuracy=score(Metric.ACCURACY, confusion),
+    )
 
 
 def prediction_rows(

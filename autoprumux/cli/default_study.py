@@ -13,12 +13,15 @@ from autoprumux.core.tasks import TASKS
 from autoprumux.embedded import checkout_studies, copy_studies, packaged_studies
 
 
-def find_default_study(task: str | None, gpus: float | None, echo: Callable[[str], None]) -> Path:
-    """The task's default study (sst2's without --task), said in one line."""
+def find_default_study(
+    task: str | None, gpus: float | None, echo: Callable[[str], None], copy: bool = True
+) -> Path:
+    """The task's default study (sst2's without --task), said in one line; ``copy``: as
+    :func:`default_study_path` (a dry run copies nothing)."""
     if task is not None and task not in TASKS:
         raise FieldError("--task", f"{task!r} is not one of: {', '.join(TASKS)}")
     gpu = cuda_available() or bool(gpus)
-    path = default_study_path(task or "sst2", gpu, echo, copy=True)
+    path = default_study_path(task or "sst2", gpu, echo, copy=copy)
     echo(f"study: {path} ({'a GPU is present' if gpu else 'no GPU here: the embedded default'})")
     return path
 

@@ -12,7 +12,7 @@ from autoprumux.cli.options import device_option, json_option, model_option, out
 from autoprumux.cli.progress_bar import ProgressBar
 
 if TYPE_CHECKING:  # torch and transformers load only when a model does
-    from autoprumux.cli.classify_io import Inputs
+    from autoprumux.cli.classify_io import GoldScore, Inputs
     from autoprumux.core.progress import Progress
     from trainers.deploy.inference import Classified, TextClassifier
 
@@ -48,7 +48,8 @@ def classify(
     model_path: str, input_path: str, column: str | None, batch: int, device: str, as_json: bool
 ) -> None:
     """Classify text with a trained model: label and probabilities per input, in input order."""
-    from autoprumux.cli.classify_io import InputSpec, accuracy, prediction_rows, read_inputs
+    from autoprumux.cli.classify_io import InputSpec, gold_score, prediction_rows, read_inputs
+    from autoprumux.core.metrics import Metric
     from trainers.deploy.inference import load_text_classifier
 
     model = load_text_classifier(model_path, device)
@@ -65,17 +66,25 @@ def classify(
                 bar.update(progress)
 
         done = model.classify(inputs.texts, batch, progress=update)
-    right = accuracy(inputs, [p.label for p in done.predictions], info.labels)
+    # in the metric the model was chosen by (its study's), and accuracy
+    graded = gold_score(
+        inputs,
+        [p.label for p in done.predictions],
+        info.labels,
+        Metric(info.metric),
+        info.positive_id,
+        info.positive_label,
+    )
     if as_json:
-        click.echo(json.dumps(_classified_document(model, inputs, done, right), indent=1))
+        click.echo(json.dumps(_classified_document(model, inputs, done, graded), indent=1))
         return
     # the rows on stdout (a table to pipe on), the summary on stderr
     click.echo("\n".join(prediction_rows(inputs, list(done.predictions), info.labels)))
     notes = [f"{done.truncated} truncated to {info.max_length} tokens"]
     if inputs.blank_lines:
         notes.append(f"{inputs.blank_lines} blank line(s) skipped")
-    if right is not None:
-        notes.append(f"accuracy {right:.4f} against column {inputs.label_column!r}")
+    if graded is not None:
+        notes.append(graded.describe(inputs.label_column))
     click.echo(
         f"classified {len(inputs.texts)} inputs of {inputs.source} with {info.point} "
         f"in {done.seconds:.2f} s: {done.per_second:,.1f} inputs/s (forward passes "
@@ -85,10 +94,11 @@ def classify(
 
 
 def _classified_document(
-    model: TextClassifier, inputs: Inputs, done: Classified, right: float | None
+    model: TextClassifier, inputs: Inputs, done: Classified, graded: GoldScore | None
 ) -> dict[str, Any]:
     """classify's --json document: the run's summary, then every input's prediction, keyed
-    by its line in the input (docs/commands.md lists the keys)."""
+    by its line in the input (docs/commands.md lists the keys). With a gold column,
+    ``accuracy`` and ``metric_value`` (the model's metric, named by ``metric``); else None."""
     info = model.info
     return {
         "model": model.source,
@@ -102,7 +112,10 @@ def _classified_document(
         "seconds": done.seconds,
         "model_seconds": done.model_seconds,
         "inputs_per_s": done.per_second,
-        "accuracy": right,
+        "accuracy": None if graded is None else graded.accuracy,
+        "metric": info.metric,
+        "metric_label": info.metric_label,
+        "metric_value": None if graded is None else graded.value,
         "label_column": inputs.label_column,
         "predictions": [
             {"line": line, "label": p.label, "probabilities": p.probabilities}

@@ -97,8 +97,9 @@ def format_evaluation(evaluation: Evaluation, results: str) -> str:
     return "\n".join(lines)
 
 
-def format_trial(result: TrialResult) -> str:
-    """A trained trial (trainers.trial.run.TrialResult) as a few lines of text."""
+def format_trial(result: TrialResult, metric: str = "accuracy") -> str:
+    """A trained trial (trainers.trial.run.TrialResult) as a few lines of text; ``metric``
+    names the study's metric, which its ``accuracy`` holds (``Metric.label``)."""
     head = (
         f"task {result.task} | (N, s) = ({result.n}, {result.sparsity:g}) | {result.status.value}"
     )
@@ -107,7 +108,7 @@ def format_trial(result: TrialResult) -> str:
     phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.phase_seconds.items())
     lines = [
         head,
-        f"dev accuracy {result.accuracy:.4f} | achieved sparsity {result.achieved_sparsity:.4f} | "
+        f"dev {metric} {result.accuracy:.4f} | achieved sparsity {result.achieved_sparsity:.4f} | "
         f"{result.parameters:,} prunable parameters | {result.throughput:,.1f} examples/s",
         f"wall time {result.wall_time_s:.1f}s ({phases})",
         f"artifact {result.artifact_path}",

@@ -25,6 +25,7 @@ from autoprumux.core.errors import FieldError
 from autoprumux.core.tasks import TASKS
 
 if TYPE_CHECKING:  # the session brings the search loop: imported when a search runs
+    from autoprumux.session.dry_run import SearchForecast
     from autoprumux.session.search_session import SearchRequest
     from autoprumux.session.summary import SearchResult
 
@@ -139,12 +140,21 @@ if TYPE_CHECKING:  # the session brings the search loop: imported when a search 
     help="Train every point to its end, even when its dev accuracy shows it cannot reach the "
     "threshold (by default such a training stops, recorded as a miss with the evidence).",
 )
-@json_option("one JSON document at the end")
+@click.option(
+    "--dry-run",
+    "dry_run",
+    is_flag=True,
+    help="Make every check, then print the plan instead of searching: the points it trains "
+    "first, each one's predicted cost from the search's cost model (GPU-hours for GPU trials), "
+    "and the whole grid's cost as the upper bound. Trains and writes nothing.",
+)
+@json_option("one JSON document at the end (with --dry-run: the plan)")
 def search(
     budget: float | None,
     relative_budget: float | None,
     min_accuracy: float | None,
     no_early_stop: bool,
+    dry_run: bool,
     as_json: bool,
     **fields: Any,
 ) -> None:
@@ -155,6 +165,12 @@ def search(
     # timeout_s, top_k), so an option is named once here and once in the request
     chosen = budget_from(budget, relative_budget, min_accuracy)
     request = SearchRequest(budget=chosen, early_stop=not no_early_stop, **fields)
+    if dry_run:
+        from autoprumux.session.dry_run import forecast_text
+
+        forecast = run_dry_run_command(request, echo=lambda line: click.echo(line, err=True))
+        click.echo(json.dumps(forecast.to_dict(), indent=1) if as_json else forecast_text(forecast))
+        return
     # progress lines on stderr: stdout holds only the answer (or the --json document)
     result = run_search_command(request, echo=lambda line: click.echo(line, err=True))
     if as_json:
@@ -176,6 +192,22 @@ def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> S
         path = find_default_study(request.task, request.gpus, echo)
         request = dataclasses.replace(request, study_path=str(path))
     return SearchSession(request, echo).run()
+
+
+def run_dry_run_command(request: SearchRequest, echo: Callable[[str], None]) -> SearchForecast:
+    """The plan of ``request``'s search (every check of :meth:`SearchSession.plan`, then
+    :meth:`SearchSession.forecast`), its default study found as the search finds it but never
+    copied: an installed wheel's studies are copied into ./studies only by a real search."""
+    from autoprumux.cli.default_study import check_default_study, find_default_study
+    from autoprumux.session.search_session import SearchSession
+
+    if not request.study_path:
+        if request.task is not None:
+            check_default_study(request.task, request.gpus)
+        path = find_default_study(request.task, request.gpus, echo, copy=False)
+        request = dataclasses.replace(request, study_path=str(path))
+    session = SearchSession(request, echo)
+    return session.forecast(session.plan())
 
 
 @click.command()

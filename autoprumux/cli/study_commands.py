@@ -65,7 +65,8 @@ def train(
     else:
         from autoprumux.cli.outputs import format_trial
 
-        click.echo(format_trial(result))
+        scoring = study.study
+        click.echo(format_trial(result, scoring.metric.label(scoring.positive_label)))
     # a failed training is a result, printed in full, but the exit code tells a script
     return 0 if result.reason is None else 1
 

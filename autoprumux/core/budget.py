@@ -62,17 +62,20 @@ class Budget:
             return baseline_accuracy - self.value
         return baseline_accuracy * (1.0 - self.value)
 
-    def describe(self, baseline_accuracy: float | None) -> str:
+    def describe(self, baseline_accuracy: float | None, metric: str = "accuracy") -> str:
+        """The budget in words and the threshold it gives; ``metric`` names what the values
+        are (:meth:`Metric.label <autoprumux.core.metrics.Metric.label>`: accuracy, macro-F1,
+        ...)."""
         threshold = self.threshold(baseline_accuracy)
         if self.kind is BudgetKind.ABSOLUTE:
             how = f"baseline {baseline_accuracy:.4f} - {self.value:g}"
-            name = f"absolute budget {self.value:g} (accuracy points below (1, 0))"
+            name = f"absolute budget {self.value:g} ({metric} points below (1, 0))"
         elif self.kind is BudgetKind.RELATIVE:
             how = f"baseline {baseline_accuracy:.4f} x (1 - {self.value:g})"
-            name = f"relative budget {self.value:g} (fraction of the (1, 0) accuracy)"
+            name = f"relative budget {self.value:g} (fraction of the (1, 0) {metric})"
         else:
             how = "given"
-            name = f"minimum accuracy {self.value:g}"
+            name = f"minimum {metric} {self.value:g}"
         return f"{name}: threshold {threshold:.4f} ({how})"
 
 

@@ -105,13 +105,13 @@ class StopEvidence:
     def reason(self) -> str:
         if self.phase is StopPhase.TEACHER_MISSED:
             return (
-                f"stopped before pruning: its teacher {self.point} ended at dev accuracy "
+                f"stopped before pruning: its teacher {self.point} ended at dev score "
                 f"{self.accuracy:.4f}; + near miss {self.margin:.3f} = {self.bound:.4f} < "
                 f"threshold {self.threshold:.4f}, and a pruned model does not beat its teacher"
             )
         return (
             f"stopped early: {self.point} {self.phase.value} at step {self.step}/{self.steps} had "
-            f"best dev accuracy {self.accuracy:.4f}; + margin {self.margin:.3f} = "
+            f"best dev score {self.accuracy:.4f}; + margin {self.margin:.3f} = "
             f"{self.bound:.4f} < threshold {self.threshold:.4f}"
         )
 

@@ -1,8 +1,9 @@
 """Trial records and the results table: what was measured at each (task, N, s).
 
 A results file has one row per trained (or attempted) model. Columns ``task, n, sparsity,
-accuracy, throughput`` are required; the others are optional. Units: accuracy is a fraction
-in [0, 1], throughput is examples per second, wall time in seconds.
+accuracy, throughput`` are required; the others are optional. Units: ``accuracy`` holds the
+study's metric (:mod:`autoprumux.core.metrics`: accuracy, F1 or macro-F1, fractions in [0, 1], or
+Matthews' coefficient in [-1, 1]), throughput is examples per second, wall time in seconds.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class TrialRecord:
     task: str
     n: int
     sparsity: float  # the target sparsity of the grid point
-    accuracy: float | None = None  # dev accuracy, fraction in [0, 1]
+    # the study's metric on dev (core.metrics; named accuracy, its default): in [-1, 1], a
+    # fraction in [0, 1] for every metric but Matthews' coefficient
+    accuracy: float | None = None
     throughput: float | None = None  # examples per second
     status: TrialStatus = TrialStatus.COMPLETE
     reason: str | None = None  # why it failed or was pruned
@@ -53,7 +56,7 @@ class TrialRecord:
     warmup_s: float | None = None
     teacher_s: float | None = None
     own_s: float | None = None
-    # a STOPPED training's evidence: at step stop_step of its last phase the dev accuracy was
+    # a STOPPED training's evidence: at step stop_step of its last phase the dev metric was
     # stop_accuracy, and the phase gains at most stop_margin from there (early_stop.MARGINS)
     stop_step: int | None = None
     stop_accuracy: float | None = None
@@ -68,8 +71,14 @@ class TrialRecord:
             for name in ("accuracy", "throughput"):
                 if getattr(self, name) is None:
                     raise FieldError(name, "is missing; a complete trial needs it")
-        if self.accuracy is not None and not 0.0 <= self.accuracy <= 1.0:
-            raise FieldError("accuracy", f"{self.accuracy!r} is outside [0, 1] (a fraction)")
+        for name in ("accuracy", "stop_accuracy"):
+            value = getattr(self, name)
+            if value is not None and not -1.0 <= value <= 1.0:
+                raise FieldError(
+                    name,
+                    f"{value!r} is outside [-1, 1] (the study's metric: a fraction in [0, 1], "
+                    "or Matthews' coefficient)",
+                )
         if self.throughput is not None and not self.throughput > 0:
             raise FieldError(
                 "throughput", f"{self.throughput!r} is not positive (examples per second)"

@@ -1,8 +1,9 @@
 """Study files: one TOML file per task and profile, loaded into frozen dataclasses.
 
-A study names the task, the (N, s) grid, where the model and the data come from, the training
-settings and where trials are stored. Every section and field has a default except
-``[study] task``, so a later release can add sections and fields without breaking old files;
+A study names the task (a GLUE preset, or its own data), the (N, s) grid, where the model
+comes from, the training settings and where trials are stored. Every section and field has a
+default (a study names ``[study] task`` or ``[data] train`` / ``dataset``), so a later release
+can add sections and fields without breaking old files;
 an unknown section or field is an error (it is almost always a typo), a removed one a warning
 (:data:`REMOVED_FIELDS`). Relative paths are relative to the study file's folder;
 ``package:MODULE/SUBPATH`` is a path inside an installed Python package (the tiny study's
@@ -31,6 +32,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import PAPER_N_VALUES, PAPER_SPARSITIES, Grid
+from autoprumux.core.metrics import Metric
 from autoprumux.core.package_paths import PACKAGE_SCHEME, package_path
 from autoprumux.core.study_fields import (
     EVERY_STAGE,
@@ -76,9 +78,14 @@ def check_name(name: str, field_name: str = "name") -> str:
 @dataclass(frozen=True, kw_only=True)
 class StudySection:
     task: str = field(
+        default="",
         metadata=about(
-            Effect.RESULT, "`sst2`, `mnli`, `qnli` or `qqp` (`autoprumux.core.tasks`)", *EVERY
-        )
+            Effect.RESULT,
+            "a GLUE preset: `sst2`, `mnli`, `qnli` or `qqp` (`autoprumux.core.tasks`); empty "
+            "when `[data]` names the study's own files or dataset (the task is then named after "
+            "the study)",
+            *EVERY,
+        ),
     )
     name: str = field(
         default="",
@@ -101,10 +108,37 @@ class StudySection:
     description: str = field(
         default="", metadata=about(Effect.RECORD, "free text for the study's readers")
     )
+    # what every dev figure is measured in: the budget, the threshold, early stopping, the report
+    metric: Metric = field(
+        default=Metric.ACCURACY,
+        metadata=about(
+            Effect.RESULT,
+            "what the budget, the threshold and every figure are in: `accuracy`, `f1` (binary, "
+            "of `positive_label`), `macro_f1` or `matthews` "
+            "([metrics](your-data.md#the-metric))",
+            *TASK_STAGES,
+            added_later=True,
+        ),
+    )
+    positive_label: str = field(
+        default="",
+        metadata=about(
+            Effect.RESULT,
+            'with `metric = "f1"`: the label whose F1 counts; empty: the second of two labels',
+            *TASK_STAGES,
+            added_later=True,
+        ),
+    )
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise FieldError("task", f"{self.task!r} is not one of: {', '.join(TASKS)}")
+        if self.task and self.task not in TASKS:
+            raise FieldError(
+                "task",
+                f"{self.task!r} is not one of: {', '.join(TASKS)} (or leave it out and name "
+                "your own data in [data])",
+            )
+        if self.positive_label and self.metric is not Metric.F1:
+            raise FieldError("positive_label", 'is only read with metric = "f1"')
         if self.name:
             check_name(self.name)
 
@@ -293,9 +327,16 @@ class DataSource(enum.Enum):
     GLUE_DIR = "glue_dir"  # a local GLUE download in the official TSV layout
 
 
-def _data(help: str) -> dict[str, FieldInfo]:
+def _data(help: str, *, added_later: bool = False) -> dict[str, FieldInfo]:
     # the task's sentences: every task phase's, and the warm-up's when it has no [warmup] text
-    return about(Effect.RESULT, help, *EVERY)
+    return about(Effect.RESULT, help, *EVERY, added_later=added_later)
+
+
+def _own_data(help: str) -> dict[str, FieldInfo]:  # the fields of a study's own data
+    return _data(help, added_later=True)
+
+
+DATA_FORMATS = ("auto", "csv", "tsv", "json", "parquet")  # [data] format
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -325,6 +366,85 @@ class DataSection:
             "how a subset is drawn: the `first` k rows or `random` k (with `[study] seed`)"
         ),
     )
+    # -- a study's own data (your-data.md): files, or a datasets-hub dataset --
+    train: str = field(
+        default="",
+        metadata=_own_data(
+            "the training file: CSV, TSV, JSON Lines or Parquet (compressed `.gz`, `.xz`, `.bz2` "
+            "or `.zst` too), relative to the study file, absolute or `package:MODULE/PATH`"
+        ),
+    )
+    dev: str = field(
+        default="",
+        metadata=_own_data("the dev file the search chooses on; empty: carved from train"),
+    )
+    # read after the search has answered, by nothing a trial's result depends on
+    test: str = field(
+        default="",
+        metadata=about(
+            Effect.RECORD,
+            "a held-out test file, read once after the search has answered; empty: none, or "
+            "carved from train with `test_fraction`",
+        ),
+    )
+    format: str = field(
+        default="auto",
+        metadata=_own_data(
+            "`auto` (from each file's extension), `csv`, `tsv`, `json` (JSON Lines) or `parquet`"
+        ),
+    )
+    dataset: str = field(
+        default="",
+        metadata=_own_data(
+            "instead of files: a datasets-hub dataset (`datasets.load_dataset`), e.g. "
+            "`stanfordnlp/imdb`"
+        ),
+    )
+    config: str = field(default="", metadata=_own_data("with `dataset`: its configuration"))
+    train_split: str = field(
+        default="train", metadata=_own_data("with `dataset`: the split to train on")
+    )
+    dev_split: str = field(
+        default="", metadata=_own_data("with `dataset`: the dev split; empty: carved from train")
+    )
+    test_split: str = field(
+        default="",
+        metadata=about(Effect.RECORD, "with `dataset`: the held-out test split; empty: none"),
+    )
+    text: str = field(
+        default="", metadata=_own_data("the column holding the text (the first of a pair)")
+    )
+    text_pair: str = field(
+        default="", metadata=_own_data("for pair tasks: the column holding the second text")
+    )
+    label: str = field(
+        default="", metadata=_own_data("the column holding the label: integers or strings")
+    )
+    labels: tuple[str, ...] = field(
+        default=(),
+        metadata=_own_data(
+            "the label names in the classifier's order; empty: the sorted set of the training "
+            "labels (integers in numeric order)"
+        ),
+    )
+    dev_fraction: float = field(
+        default=0.1,
+        metadata=_own_data(
+            "with no dev split: the share of train carved off as dev (stratified by label, "
+            "with `[study] seed`), at most `dev_max_rows` rows"
+        ),
+    )
+    dev_max_rows: int = field(
+        default=5000,
+        metadata=_own_data("the most rows a carved dev split takes (every dev check reads it)"),
+    )
+    test_fraction: float = field(
+        default=0.0,
+        metadata=_own_data(
+            "with no test split: above 0, the share of train carved off as a held-out test "
+            "split (stratified, with `[study] seed`)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.source is DataSource.GLUE_DIR and not self.glue_dir:
@@ -332,6 +452,34 @@ class DataSection:
         _check_choice("subset", self.subset, ("first", "random"))
         _check_range("max_train_examples", self.max_train_examples, 0, None)
         _check_range("max_eval_examples", self.max_eval_examples, 0, None)
+        _check_choice("format", self.format, DATA_FORMATS)
+        if self.train and self.dataset:
+            raise FieldError("dataset", "and train are both set; name files or a dataset")
+        if not (self.train or self.dataset):
+            for name in ("dev", "test", "text", "text_pair", "label", "labels", "config"):
+                if getattr(self, name):
+                    raise FieldError(name, "needs the study's own data: set train (or dataset)")
+        if self.dataset and (self.dev or self.test):
+            raise FieldError("dev", "names a file, but the data come from dataset; use dev_split")
+        if not self.train and not self.dataset and self.format != "auto":
+            raise FieldError("format", "needs train: the format of the study's own files")
+        if len(set(self.labels)) != len(self.labels):
+            raise FieldError("labels", f"{list(self.labels)!r} repeats a label")
+        if len(self.labels) == 1:
+            raise FieldError("labels", "names one label; a classifier needs at least two")
+        if self.text_pair and self.text_pair == self.text:
+            raise FieldError("text_pair", f"{self.text_pair!r} is also the text column")
+        for name in ("dev_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, name) < 0.5:
+                raise FieldError(name, f"{getattr(self, name)!r} is not in [0, 0.5)")
+        if self.dev_fraction == 0 and not (self.dev or self.dev_split) and self.has_own_data:
+            raise FieldError("dev_fraction", "is 0 with no dev split; a search needs a dev split")
+        _check_range("dev_max_rows", self.dev_max_rows, 1, None)
+
+    @property
+    def has_own_data(self) -> bool:
+        """Whether the study names its own data (files or a dataset), not a GLUE preset's."""
+        return bool(self.train or self.dataset)
 
 
 def _teacher(help: str) -> dict[str, FieldInfo]:  # the (N, 0) fine-tuning's
@@ -540,7 +688,7 @@ class StorageSection:
 
 @dataclass(frozen=True, kw_only=True)
 class Study:
-    study: StudySection
+    study: StudySection = field(default_factory=StudySection)
     grid: GridSection = field(default_factory=GridSection)
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -552,13 +700,28 @@ class Study:
     schema: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)  # the file it was read from
 
+    def __post_init__(self) -> None:
+        if self.study.task and self.data.has_own_data:
+            raise FieldError(
+                "study.task",
+                f"{self.study.task!r} names a GLUE preset, but [data] names the study's own "
+                "data; leave task out (the task is named after the study)",
+            )
+        if not self.study.task and not self.data.has_own_data:
+            raise FieldError(
+                "study.task",
+                f"is missing; name a GLUE preset ({', '.join(TASKS)}) or the study's own data "
+                "in [data] (train = FILE, or dataset = HUB_ID)",
+            )
+
     @property
     def name(self) -> str:
-        return self.study.name or (self.path.stem if self.path else self.study.task)
+        return self.study.name or (self.path.stem if self.path else self.study.task or "study")
 
     @property
     def task(self) -> str:
-        return self.study.task
+        """What records name the task: the GLUE preset, else the study's name."""
+        return self.study.task or self.name
 
     @property
     def folder(self) -> Path:
@@ -629,8 +792,6 @@ def study_from_dict(document: dict[str, Any], path: Path | None = None) -> Study
         raise FieldError(
             "schema", f"{schema!r} is not supported; this release reads {SCHEMA_VERSION}", source
         )
-    if "study" not in document:
-        raise FieldError("study", 'section is missing; it needs at least: task = "sst2"', source)
     document = _without_removed_fields(document, source)
     try:
         study = _build(Study, document, "")

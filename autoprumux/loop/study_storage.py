@@ -97,7 +97,7 @@ def open_study(
         with contextlib.suppress(optuna.exceptions.DuplicatedStudyError):  # another search's
             retry_busy(storage.create_new_study, [StudyDirection.MAXIMIZE] * 2, name)
         study = optuna.load_study(study_name=name, storage=storage)
-    _check_labels(study, grid, task, url)
+    _check_labels(study, grid, task, url, recipe)
     if recipe is not None:
         _check_recipe(study, recipe, url)
         settings = dict(recipe.settings)
@@ -106,7 +106,9 @@ def open_study(
     return study
 
 
-def _check_labels(study: optuna.Study, grid: Grid, task: str, url: str) -> None:
+def _check_labels(
+    study: optuna.Study, grid: Grid, task: str, url: str, recipe: RecipeRecord | None
+) -> None:
     where = f"study {study.study_name!r} in {masked_url(url)}"  # never the password
     if study.directions != [StudyDirection.MAXIMIZE] * 2:
         raise StorageError(
@@ -119,7 +121,9 @@ def _check_labels(study: optuna.Study, grid: Grid, task: str, url: str) -> None:
     if None in stored and not study.get_trials(deepcopy=False):
         with warnings.catch_warnings():  # experimental in Optuna, and what the dashboard reads
             warnings.simplefilter("ignore")
-            retry_busy(study.set_metric_names, ["accuracy", "throughput"])
+            # the dashboard's names of the two objectives: the study's metric, the throughput
+            metric = recipe.settings.get("study.metric", "accuracy") if recipe else "accuracy"
+            retry_busy(study.set_metric_names, [str(metric), "throughput"])
         retry_busy(study.set_user_attr, "grid", grid.spec())
         retry_busy(study.set_user_attr, "task", task)
         return

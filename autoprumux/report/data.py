@@ -1,5 +1,8 @@
 """The data of the HTML report: one pure function per figure or table (the renderer is
-:mod:`autoprumux.report.html`). Everything here is tested on known inputs."""
+:mod:`autoprumux.report.html`). Everything here is tested on known inputs.
+
+Every ``accuracy`` here holds the study's metric (:mod:`autoprumux.core.metrics`), which the
+report names by :attr:`ReportInput.metric_label`."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from autoprumux.core.answer import ModelPointer, TrainCommand, locate_model
 from autoprumux.core.budget import FEASIBILITY_TOLERANCE, Budget, BudgetKind, budget_sweep
 from autoprumux.core.evaluation import accuracy_within, throughput_within
 from autoprumux.core.grid import BASELINE, Family, Grid, GridPoint
+from autoprumux.core.metrics import Metric
 from autoprumux.core.recommender import Recommender
 from autoprumux.core.records import Observations, TrialRecord, TrialStatus
 from autoprumux.core.surface import AccuracySurface
@@ -23,14 +27,23 @@ class ReportInput:
     title: str  # the study's name (user text: escaped by the renderer)
     task: str
     grid: Grid
-    budget: Budget  # the budget the user asked for
-    observations: Observations  # measured accuracy / throughput, failed points
+    budget: Budget  # the budget the user asked for, in the metric's units
+    observations: Observations  # measured metric / throughput, failed points
     table: ThroughputTable | None  # throughput of every candidate; None: no (1, 0) throughput
     records: Sequence[TrialRecord] = ()  # every training: the cost, and the models' folders
     provenance: Mapping[str, Any] = field(default_factory=dict)
     # how the search trained its points (a study's report); None for a results file, whose
     # study is unknown: a predicted answer then has no command to train it
     train: TrainCommand | None = None
+    # what every "accuracy" of the report is: the study's metric ([study] metric), and for F1
+    # the label it is of; a results file's is accuracy
+    metric: Metric = Metric.ACCURACY
+    positive_label: str = ""
+
+    @property
+    def metric_label(self) -> str:
+        """How the report names the metric: ``accuracy``, ``macro-F1``, ``F1 of 'pos'``, ..."""
+        return self.metric.label(self.positive_label)
 
     @property
     def baseline_accuracy(self) -> float | None:
@@ -50,7 +63,7 @@ class ReportInput:
         if not self.observations.accuracy:
             problems.append("no trained point yet: the study is empty")
         elif BASELINE not in self.observations.accuracy:
-            problems.append("no (1, 0) baseline: accuracy budgets and speedups need it")
+            problems.append(f"no (1, 0) baseline: {self.metric_label} budgets and speedups need it")
         if self.table is None:
             problems.append("no (1, 0) throughput: speedups need it")
         return problems
@@ -99,7 +112,7 @@ class Answer:
     """The top-1 for the budget asked for: the report's answer box, marked in figure 1."""
 
     point: GridPoint
-    accuracy: float  # fraction; measured where trained, else predicted by the surface
+    accuracy: float  # the metric; measured where trained, else predicted by the surface
     accuracy_measured: bool
     speedup: float  # throughput over (1, 0)'s, both from the report's throughput table
     threshold: float

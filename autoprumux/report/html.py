@@ -1,5 +1,7 @@
 """Render the report's data (:mod:`autoprumux.report.data`) as one self-contained HTML file.
 
+Every title, axis and column that shows the study's metric names it
+(:attr:`~autoprumux.report.data.ReportInput.metric_label`: accuracy, F1, macro-F1 or MCC).
 plotly.js is inlined once (the file works offline and from file://); every user-provided
 string (study and task names, paths, fingerprints) is HTML-escaped and never enters a script.
 """
@@ -41,6 +43,10 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _capitalized(text: str) -> str:  # "macro-F1" -> "Macro-F1", at the start of a title
+    return text[:1].upper() + text[1:]
+
+
 class _Figures:
     """Turns figures into HTML divs: the first carries plotly.js inline (the file then works
     offline and from file://), the others reuse it."""
@@ -68,15 +74,17 @@ def render(data: ReportInput) -> str:
     figures = _Figures()
     top = answer(data)
     source = f"<p>Speedup: {_e(data.table.describe())}.</p>" if data.table else ""
+    metric = _e(data.metric_label)
     parts = [
         header(data, top),
-        "<h2>1. Throughput vs accuracy</h2>"
+        f"<h2>1. Throughput vs {metric}</h2>"
         + source
         + figures.html(tradeoff_figure(data, top), "tradeoff"),
-        "<h2>2. Recommendations per accuracy budget</h2>"
+        f"<h2>2. Recommendations per {metric} budget</h2>"
         "<p>Highlighted: the budget asked for.</p>"
         + recommendations_table(data, recommendations(data)),
-        "<h2>3. Accuracy surface</h2>" + figures.html(surface_figure(data), "surface"),
+        f"<h2>3. {_capitalized(metric)} surface</h2>"
+        + figures.html(surface_figure(data), "surface"),
         quality_section(data, figures),
         cost_section(data),
         provenance_section(data),
@@ -86,15 +94,17 @@ def render(data: ReportInput) -> str:
 
 
 def header(data: ReportInput, top: Answer | None) -> str:
-    """The title, the task and budget, what is missing, and the answer box."""
+    """The title, the task, the metric and the budget, what is missing, and the answer box."""
+    metric = data.metric_label
     budget_text = (
-        data.budget.describe(data.baseline_accuracy)
+        data.budget.describe(data.baseline_accuracy, metric)
         if not (data.budget.needs_baseline and data.baseline_accuracy is None)
-        else (f"{data.budget.kind.value} budget {data.budget.value:g} (no baseline yet)")
+        else (f"{data.budget.kind.value} {metric} budget {data.budget.value:g} (no baseline yet)")
     )
     parts = [
         f"<h1>autoprumux report: {_e(data.title)}</h1>",
-        f"<p class='lead'>task <b>{_e(data.task)}</b> | {_e(budget_text)}</p>",
+        f"<p class='lead'>task <b>{_e(data.task)}</b> | metric <b>{_e(metric)}</b> | "
+        f"{_e(budget_text)}</p>",
     ]
     missing = data.missing()
     if missing:
@@ -104,12 +114,12 @@ def header(data: ReportInput, top: Answer | None) -> str:
             + "</ul></div>"
         )
     if top is not None:
-        parts.append(answer_box(top))
+        parts.append(answer_box(top, metric))
     return "\n".join(parts)
 
 
 def surface_figure(data: ReportInput) -> go.Figure:
-    """Section 3: accuracy over the grid (N rows, s columns), the trained points marked, and
+    """Section 3: the metric over the grid (N rows, s columns), the trained points marked, and
     each N's largest feasible s under the requested budget."""
     heat = surface_heatmap(data)
     fig = go.Figure(
@@ -118,7 +128,7 @@ def surface_figure(data: ReportInput) -> go.Figure:
             x=[f"{s:g}" for s in heat.sparsities],
             y=[str(n) for n in heat.n_values],
             colorscale="Viridis",
-            colorbar={"title": "accuracy"},
+            colorbar={"title": data.metric_label},
         )
     )
     fig.add_trace(
@@ -147,7 +157,7 @@ def surface_figure(data: ReportInput) -> go.Figure:
 
 
 def quality_section(data: ReportInput, figures: _Figures) -> str:
-    """Section 4: leave-one-out predictions against the measured accuracy, M_A and M_T."""
+    """Section 4: leave-one-out predictions against the measured metric, M_A and M_T."""
     title = "<h2>4. How far to trust the surrogate</h2>"
     quality, m_a, m_t = surrogate_quality(data)
     predicted = [q for q in quality if q.predicted_accuracy is not None]
@@ -172,9 +182,14 @@ def quality_section(data: ReportInput, figures: _Figures) -> str:
     fig.add_trace(
         go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dash"}, name="exact")
     )
-    fig.update_xaxes(title="measured accuracy")
-    fig.update_yaxes(title="predicted accuracy (leave-one-out)")
-    text = f"M_A (within 1.5 points): {m_a:.0%} of {len(predicted)}" if m_a is not None else ""
+    metric = data.metric_label
+    fig.update_xaxes(title=f"measured {metric}")
+    fig.update_yaxes(title=f"predicted {metric} (leave-one-out)")
+    text = (
+        f"M_A (within 1.5 points of {metric}): {m_a:.0%} of {len(predicted)}"
+        if m_a is not None
+        else ""
+    )
     if m_t is not None:
         text += (
             "; M_T (the throughput table within 20% of the throughput timed inside each "
@@ -216,21 +231,22 @@ def provenance_section(data: ReportInput) -> str:
     )
 
 
-def answer_box(top: Answer) -> str:
-    """What to deploy, and where its model is or the command that trains it."""
+def answer_box(top: Answer, metric: str = "accuracy") -> str:
+    """What to deploy, and where its model is or the command that trains it (``metric``: how
+    the study's metric is named)."""
     measured = "measured" if top.accuracy_measured else "predicted"
     words, code = top.model.describe()
     where = _e(words) + (f": <code>{_e(code)}</code>" if code is not None else "")
     return (
         f"<div class='answer'>Deploy <b>{_e(top.point)}</b>: {top.speedup:.2f}x the "
-        f"throughput of (1, 0) at {measured} accuracy {top.accuracy:.4f} "
+        f"throughput of (1, 0) at {measured} {_e(metric)} {top.accuracy:.4f} "
         f"(threshold {top.threshold:.4f}).<br><span class='model'>{where}.</span></div>"
     )
 
 
 def tradeoff_figure(data: ReportInput, top: Answer | None) -> go.Figure:
-    """Figure 1: accuracy (x, reversed) vs speedup over (1, 0) (y) per family, with the
-    requested budget's threshold (a vertical line: accuracy is the x axis) and the
+    """Figure 1: the metric (x, reversed) vs speedup over (1, 0) (y) per family, with the
+    requested budget's threshold (a vertical line: the metric is the x axis) and the
     recommended point."""
     fig = go.Figure()
     for family, points in tradeoff(data).items():
@@ -246,7 +262,7 @@ def tradeoff_figure(data: ReportInput, top: Answer | None) -> go.Figure:
         )
     if top is not None:
         _add_answer(fig, top)
-    fig.update_xaxes(title="accuracy", autorange="reversed")
+    fig.update_xaxes(title=data.metric_label, autorange="reversed")
     fig.update_yaxes(title="throughput improvement over (1, 0) (x)")
     return fig
 
@@ -309,15 +325,16 @@ def _add_answer(fig: go.Figure, top: Answer) -> None:
 def recommendations_table(data: ReportInput, rows: list[BudgetRow]) -> str:
     """Section 2: top-k per budget; throughput and speedup from one source, the report's
     throughput table, named in the caption."""
+    metric = _e(data.metric_label)
     source = (
-        f"<p>Throughput and speedup: {_e(data.table.describe())}. Accuracy: measured where the "
-        "point was trained, else predicted by the accuracy surface.</p>"
+        f"<p>Throughput and speedup: {_e(data.table.describe())}. {_capitalized(metric)}: "
+        f"measured where the point was trained, else predicted by the {metric} surface.</p>"
         if data.table
         else ""
     )
     table = [
-        "<table><tr><th>budget</th><th>threshold</th><th>rank</th><th>(N, s)</th>"
-        "<th>accuracy</th><th>throughput (examples/s)</th><th>speedup</th></tr>"
+        f"<table><tr><th>{metric} budget</th><th>threshold</th><th>rank</th><th>(N, s)</th>"
+        f"<th>{metric}</th><th>throughput (examples/s)</th><th>speedup</th></tr>"
     ]
     for row in rows:
         css = " class='requested'" if row.requested else ""

@@ -6,11 +6,13 @@ import contextlib
 import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from autoprumux.core.answer import TRAIN_COMMAND_ATTR, TrainCommand
 from autoprumux.core.budget import Budget
 from autoprumux.core.errors import DataError
 from autoprumux.core.grid import BASELINE, Grid, parse_grid_spec
+from autoprumux.core.metrics import Metric
 from autoprumux.core.records import ResultsTable, distinct_seeds
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
@@ -84,6 +86,21 @@ def from_results(
     )
 
 
+def stored_metric(attrs: dict[str, Any], where: str) -> tuple[Metric, str]:
+    """The metric a search's study judged by, and its positive label, from the recipe it
+    recorded (``study.metric``, ``study.positive_label``); accuracy for a study recorded
+    before metrics were a setting."""
+    settings = attrs.get("recipe")
+    settings = settings if isinstance(settings, dict) else {}
+    value = settings.get("study.metric", Metric.ACCURACY.value)
+    try:
+        metric = Metric(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in Metric)
+        raise DataError(where, f"records metric {value!r}, not one of: {allowed}") from None
+    return metric, str(settings.get("study.positive_label", ""))
+
+
 def from_storage(
     url: str, study_name: str, budget: Budget, throughput_path: str | None
 ) -> ReportInput:
@@ -100,6 +117,7 @@ def from_storage(
             masked_url(url), f"study {study_name!r} was not written by autoprumux search"
         )
     grid = parse_grid_spec(grid_spec)
+    metric, positive = stored_metric(attrs, f"study {study_name!r} in {masked_url(url)}")
     stored_table = attrs.get("throughput_table")  # what the search ranked by
     if throughput_path is None and stored_table and Path(stored_table).is_file():
         throughput_path = stored_table
@@ -125,4 +143,6 @@ def from_storage(
         # the report is the file people share: never the password
         provenance={"storage": masked_url(url), "study": study_name, **_versions()},
         train=train,
+        metric=metric,
+        positive_label=positive,
     )

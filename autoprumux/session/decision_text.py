@@ -1,11 +1,15 @@
 """A recommender's decision as the CLI prints it: a JSON-ready dict (stable keys:
-docs/commands.md) and a plain-text table. Pure functions; ``predict`` and ``search`` print them."""
+docs/commands.md) and a plain-text table. Pure functions; ``predict`` and ``search`` print them.
+
+A decision's accuracies hold the study's metric (:mod:`autoprumux.core.metrics`); both name it:
+the text in its headers and budget line, the dict with :func:`metric_dict`'s keys."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.metrics import Metric
 from autoprumux.core.recommender import Decision
 from autoprumux.core.throughput import ThroughputTable
 
@@ -14,9 +18,23 @@ def point_dict(point: GridPoint) -> dict[str, object]:
     return {"n": point.n, "sparsity": point.sparsity}
 
 
-def decision_dict(decision: Decision, results: str, table: ThroughputTable) -> dict[str, object]:
+def metric_dict(metric: Metric, positive_label: str = "") -> dict[str, str]:
+    """The metric a document's accuracies are in: its setting and the name printed for it,
+    e.g. ``{"metric": "macro_f1", "metric_label": "macro-F1"}``."""
+    return {"metric": metric.value, "metric_label": metric.label(positive_label)}
+
+
+def decision_dict(
+    decision: Decision,
+    results: str,
+    table: ThroughputTable,
+    metric: Metric = Metric.ACCURACY,
+    positive_label: str = "",
+) -> dict[str, object]:
+    """``metric`` (and F1's ``positive_label``): what the decision's accuracies are."""
     return {
         "task": decision.task,
+        **metric_dict(metric, positive_label),
         "results": results,
         "throughput_table": {"source": table.source, "fingerprint": dict(table.fingerprint)},
         "budget": {"kind": decision.budget.kind.value, "value": decision.budget.value},
@@ -41,10 +59,18 @@ def decision_dict(decision: Decision, results: str, table: ThroughputTable) -> d
     }
 
 
-def format_decision(decision: Decision, results: str, table: ThroughputTable) -> str:
+def format_decision(
+    decision: Decision,
+    results: str,
+    table: ThroughputTable,
+    metric: Metric = Metric.ACCURACY,
+    positive_label: str = "",
+) -> str:
+    """The budget, the threshold and the top-k as a table, the metric named in each."""
+    label = metric.label(positive_label)
     lines = [
         f"task {decision.task} | results {results} | throughput table {table.source}",
-        decision.budget.describe(decision.baseline_accuracy),
+        decision.budget.describe(decision.baseline_accuracy, label),
         "",
     ]
     if decision.recommendations:
@@ -65,8 +91,8 @@ def format_decision(decision: Decision, results: str, table: ThroughputTable) ->
             "rank",
             "(N, s)",
             "family",
-            "accuracy",
-            "accuracy is",
+            label,
+            f"{label} is",
             "throughput/s",
             "speedup",
             "measured/s",
@@ -74,11 +100,12 @@ def format_decision(decision: Decision, results: str, table: ThroughputTable) ->
         lines += table_lines(header, rows)
     else:
         best = decision.best_accuracy_candidate
-        hint = (
-            f"; the most accurate candidate is {best.point} at {best.accuracy.value:.4f}"
-            if best is not None
-            else ""
+        words = (
+            "the most accurate candidate"
+            if metric is Metric.ACCURACY
+            else f"the candidate of highest {label}"
         )
+        hint = f"; {words} is {best.point} at {best.accuracy.value:.4f}" if best is not None else ""
         lines.append(f"no candidate meets the threshold {decision.threshold:.4f}{hint}")
     excluded = ", ".join(f"{r.description}: {c}" for r, c in decision.exclusions.items())
     lines += [

@@ -47,6 +47,7 @@ from autoprumux.session.summary import (
 if TYPE_CHECKING:  # Ray is imported only when a search runs on it
     from autoprumux.loop.ray_executor import Cluster
     from autoprumux.loop.store_contract import StudyStore
+    from autoprumux.session.dry_run import SearchForecast
 
 log = logging.getLogger("autoprumux")
 
@@ -141,6 +142,7 @@ class SearchSession:
             get_gpus = gpus > 0 or (request.address is not None and request.gpus is None)
             share = request.gpus_per_trial if get_gpus else 0.0
             check_trial_device(request, share, study, self._gpu_count)
+            check_task_data(study)
         storage_url = request.storage or study.storage_url
         # before Ray starts (seconds, and its log lines): a storage the search cannot use
         from autoprumux.loop.storage_check import StorageUse, check_storage
@@ -331,7 +333,40 @@ class SearchSession:
             f"{budget.kind.value} budget {budget.value:g} | {slots.workers} trial(s) at a time "
             f"({plan.executor.value})"
         )
-        return SearchDriver(config, table, store, on_event=lambda e: self.progress(event_line(e)))
+        metric = plan.study.study.metric.label(plan.study.study.positive_label)
+        return SearchDriver(
+            config, table, store, on_event=lambda e: self.progress(event_line(e, metric))
+        )
+
+    # -- a dry run --------------------------------------------------------------------------
+
+    def forecast(self, plan: SearchPlan) -> SearchForecast:
+        """What the planned search would train first and what it would cost
+        (:mod:`autoprumux.session.dry_run`), training nothing and writing nothing: a missing
+        throughput table is estimated in memory, not measured and saved as the search would."""
+        from autoprumux.session import dry_run
+
+        request, study = self.request, plan.study
+        notes = dry_run.storage_notes(plan.storage_url)
+        slots = plan.slots
+        if slots is None:  # Ray: sized from this machine (a joined cluster's nodes decide)
+            slots = size_trials(
+                cores=self._cores,
+                gpus=self._gpus_before_ray(plan.executor),
+                gpus_per_trial=request.gpus_per_trial,
+                cpus_per_trial=request.cpus_per_trial,
+            )
+            if request.address:
+                notes.append("trials at once sized on this machine; the cluster's nodes decide")
+        given = request.throughput_path or plan.replay is not None
+        table_file = None if given else dry_run.default_table_file(study)
+        if table_file is None or table_file.is_file():
+            table, path = self._table(plan)  # it reads the table: nothing to measure
+            used = dry_run.table_used(table, path)
+        else:
+            self.progress(f"no {table_file} yet: estimating the throughputs (not saved)")
+            table, used = dry_run.estimate_table(study, table_file)
+        return dry_run.forecast_search(study, request.budget, table, used, slots, notes)
 
 
 # -- the checks -----------------------------------------------------------------------------
@@ -352,6 +387,14 @@ def choose_study(request: SearchRequest) -> Study:
             f"({study.task!r}); leave --task out to search {study.task}",
         )
     return study
+
+
+def check_task_data(study: Study) -> None:
+    """The study's data read and checked before any training (a bad file, column, row or label
+    is one line); the trials reuse what was read (``datasets``' Arrow cache)."""
+    from trainers.trial.task_data import positive_label_id, task_tables
+
+    positive_label_id(study, task_tables(study).label_names)
 
 
 def check_timeout(timeout_s: float | None) -> None:

@@ -17,7 +17,7 @@ from autoprumux.core.records import TrialRecord
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.loop.driver import Event, SearchOutcome, StopReason
-from autoprumux.session.decision_text import decision_dict, format_decision
+from autoprumux.session.decision_text import decision_dict, format_decision, metric_dict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,9 +52,13 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
     """The search's result: the lines ``autoprumux search`` prints, its JSON document, and
     the objects they are made of."""
     table, answer = facts.table, recommended_model(outcome, facts.train)
+    # what every accuracy of the outcome is: the study's metric
+    metric, positive = facts.study.study.metric, facts.study.study.positive_label
     text = [_totals_line(outcome), ""]
     if outcome.decision is not None:
-        text.append(format_decision(outcome.decision, f"study {facts.study.name}", table))
+        text.append(
+            format_decision(outcome.decision, f"study {facts.study.name}", table, metric, positive)
+        )
         # the table's throughput/s and speedup and its measured/s come from two sources
         text.append(
             f"throughput/s and speedup: {table.describe()}; measured/s: timed inside each trial"
@@ -66,6 +70,7 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
     text += ["", f"report: {facts.report}", f"dashboard: {facts.dashboard}"]
     document = {
         "study": facts.study.name,
+        **metric_dict(metric, positive),
         "storage": facts.storage_shown,
         "stop_reason": outcome.stop_reason.value,
         "trainings_this_run": outcome.trainings_this_run,
@@ -77,7 +82,7 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
         "gpu_hours_total": outcome.gpu_hours_total,
         "best": None if answer is None else answer.to_dict(),
         "decision": (
-            decision_dict(outcome.decision, facts.storage_shown, table)
+            decision_dict(outcome.decision, facts.storage_shown, table, metric, positive)
             if outcome.decision
             else None
         ),
@@ -148,12 +153,13 @@ def write_search_report(
     return write_report(from_storage(url, study.name, budget, throughput_path), out)
 
 
-def event_line(event: Event) -> str:
-    """One progress line: what happened, and the state of the search."""
+def event_line(event: Event, metric: str = "accuracy") -> str:
+    """One progress line: what happened, and the state of the search (``metric``: how the
+    study's metric is named, :meth:`Metric.label <autoprumux.core.metrics.Metric.label>`)."""
     kind = event.kind.value
     what = f"{kind:<8} {event.point}" if event.point is not None else kind
     if event.record is not None and event.record.accuracy is not None:
-        what += f" accuracy {event.record.accuracy:.4f}, {event.record.throughput:,.1f}/s"
+        what += f" {metric} {event.record.accuracy:.4f}, {event.record.throughput:,.1f}/s"
     elif event.record is not None and event.record.reason:
         what += f" ({event.record.reason})"
     if event.message:

@@ -1,5 +1,6 @@
 """``autoprumux classify``'s inputs: compressed files are read as the file their name gives
-without the compression suffix (the shipped ``dev.tsv.xz`` is a GLUE table)."""
+without the compression suffix (the shipped ``dev.tsv.xz`` is a GLUE table); its summary
+against a gold column, in the model's metric."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from autoprumux.cli.classify_io import InputError, InputSpec, read_inputs
+from autoprumux.cli.classify_io import (
+    InputError,
+    InputSpec,
+    accuracy,
+    gold_confusion,
+    gold_score,
+    read_inputs,
+)
+from autoprumux.core.metrics import Metric
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_DEV = ROOT / "autoprumux" / "embedded" / "glue" / "SST-2" / "dev.tsv.xz"
@@ -55,3 +64,72 @@ def test_a_damaged_compressed_file_is_one_line_naming_it(tmp_path):
     not_gzip.write_text("plain text, named .gz\n")
     with pytest.raises(InputError, match=r"in\.txt\.gz: cannot be decompressed as \.gz"):
         read_inputs(str(not_gzip), SST2)
+
+
+REVIEWS = InputSpec(
+    text_columns=("review",), label_column="sentiment", labels=("neg", "neutral", "pos")
+)
+# gold: neg, neg, neutral, pos, pos, pos; predicted as below
+PREDICTED = ["neg", "pos", "neutral", "pos", "pos", "neg"]
+
+
+def reviews(tmp_path):
+    rows = ["review,sentiment", "a,neg", "b,neg", "c,neutral", "d,pos", "e,pos", "f,pos"]
+    path = tmp_path / "reviews.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return read_inputs(str(path), REVIEWS)
+
+
+def test_the_gold_column_is_scored_in_the_models_metric(tmp_path):
+    inputs = reviews(tmp_path)
+    assert gold_confusion(inputs, PREDICTED, REVIEWS.labels) == [[1, 0, 1], [0, 1, 0], [1, 0, 2]]
+    graded = gold_score(inputs, PREDICTED, REVIEWS.labels, Metric.MACRO_F1)
+    # F1 per label: 2*1/(2+2), 2*1/(1+1), 2*2/(3+3)
+    assert graded.value == pytest.approx((0.5 + 1.0 + 2 / 3) / 3)
+    assert graded.accuracy == pytest.approx(4 / 6) == accuracy(inputs, PREDICTED, REVIEWS.labels)
+    assert graded.describe("sentiment") == (
+        "macro-F1 0.7222, accuracy 0.6667 against column 'sentiment'"
+    )
+    # F1 of pos (id 2): 2 hits, 3 gold, 3 predicted
+    f1 = gold_score(inputs, PREDICTED, REVIEWS.labels, Metric.F1, 2, "pos")
+    assert f1.value == pytest.approx(2 / 3)
+    assert f1.describe("sentiment").startswith("F1 of 'pos' 0.6667, accuracy 0.6667")
+    plain = gold_score(inputs, PREDICTED, REVIEWS.labels)
+    assert plain.describe("sentiment") == "accuracy 0.6667 against column 'sentiment'"
+
+
+def test_no_gold_column_no_score(tmp_path):
+    path = tmp_path / "texts.csv"
+    path.write_text("review\na\nb\n")
+    inputs = read_inputs(str(path), REVIEWS)
+    assert gold_score(inputs, ["neg", "pos"], REVIEWS.labels, Metric.MATTHEWS) is None
+
+
+def test_classifys_json_names_the_models_metric(tmp_path):
+    from types import SimpleNamespace
+
+    from autoprumux.cli.model_commands import _classified_document
+    from trainers.deploy.inference import Classified, PredictedLabel
+    from trainers.deploy.model_folder import ModelInfo
+
+    inputs = reviews(tmp_path)
+    info = ModelInfo(
+        task="reviews", labels=REVIEWS.labels, text_columns=("review",),
+        label_column="sentiment", max_length=16, n=1, sparsity=0.0, achieved_sparsity=0.0,
+        parameters=10, dev_accuracy=0.7, dev_examples=6, throughput=None,
+        throughput_device="cpu", study="reviews", study_file="", recipe="r", base_model="m",
+        teacher=None, seed=1, metric="macro_f1",
+    )  # fmt: skip
+    done = Classified(
+        predictions=tuple(PredictedLabel(label=p, probabilities={p: 1.0}) for p in PREDICTED),
+        seconds=1.0,
+        model_seconds=0.5,
+        truncated=0,
+    )
+    graded = gold_score(inputs, PREDICTED, info.labels, Metric.MACRO_F1)
+    document = _classified_document(SimpleNamespace(info=info, source="m"), inputs, done, graded)
+    assert (document["metric"], document["metric_label"]) == ("macro_f1", "macro-F1")
+    assert document["metric_value"] == pytest.approx((0.5 + 1.0 + 2 / 3) / 3)
+    assert document["accuracy"] == pytest.approx(4 / 6)
+    blind = _classified_document(SimpleNamespace(info=info, source="m"), inputs, done, None)
+    assert blind["metric_value"] is None and blind["accuracy"] is None

@@ -197,7 +197,7 @@ def test_stop_evidence_bound_and_reason():
     )
     assert evidence.bound == pytest.approx(0.87)
     assert evidence.reason() == (
-        "stopped early: (2, 0.6) post-finetune at step 25/100 had best dev accuracy 0.8000; "
+        "stopped early: (2, 0.6) post-finetune at step 25/100 had best dev score 0.8000; "
         "+ margin 0.070 = 0.8700 < threshold 0.9000"
     )
     error = StoppedEarly(evidence)

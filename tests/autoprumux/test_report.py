@@ -4,12 +4,18 @@ import re
 import shutil
 import subprocess
 
+import pytest
+
 from autoprumux.cli.main import main
 from autoprumux.core.answer import ModelState, TrainCommand
 from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.errors import DataError
 from autoprumux.core.grid import BASELINE, Family, Grid
 from autoprumux.core.grid import GridPoint as P
+from autoprumux.core.metrics import Metric
+from autoprumux.core.recipe import recipe_record
 from autoprumux.core.records import Observations, TrialRecord, TrialStatus
+from autoprumux.core.study import Study, StudySection
 from autoprumux.core.throughput import TIMED_IN_TRIALS, ThroughputTable
 from autoprumux.report.data import (
     ReportInput,
@@ -21,7 +27,8 @@ from autoprumux.report.data import (
     surface_heatmap,
     tradeoff,
 )
-from autoprumux.report.html import render, tradeoff_figure
+from autoprumux.report.html import quality_section, render, surface_figure, tradeoff_figure
+from autoprumux.report.sources import from_storage, stored_metric
 
 GRID = Grid((1, 2), (0.0, 0.5))
 ACCURACY = {BASELINE: 0.90, P(1, 0.5): 0.88, P(2, 0.0): 0.87, P(2, 0.5): 0.84}
@@ -195,6 +202,72 @@ def test_an_empty_study_or_one_without_baseline_says_what_is_missing():
     assert "no trained point yet: the study is empty" in empty
     no_base = render(data(accuracy={p: v for p, v in ACCURACY.items() if p != BASELINE}))
     assert "no (1, 0) baseline" in no_base
+
+
+def test_a_macro_f1_report_names_its_metric_wherever_it_shows_one():
+    """Titles, the budget line, the answer box, the table's headers and the figures' axes
+    name the study's metric; no word of the page outside its figures says accuracy."""
+    report = data(metric=Metric.MACRO_F1)
+    page = render(report)
+    for text in (
+        "<h2>1. Throughput vs macro-F1</h2>",
+        "<h2>2. Recommendations per macro-F1 budget</h2>",
+        "<h2>3. Macro-F1 surface</h2>",
+        "metric <b>macro-F1</b> | absolute budget 0.03 (macro-F1 points below (1, 0)): "
+        "threshold 0.8700 (baseline 0.9000 - 0.03)",
+        "Deploy <b>(1, 0.5)</b>: 2.50x the throughput of (1, 0) at measured macro-F1 0.8800",
+        "<th>macro-F1 budget</th><th>threshold</th><th>rank</th><th>(N, s)</th><th>macro-F1</th>",
+        "Macro-F1: measured where the point was trained, else predicted by the macro-F1 surface",
+    ):
+        assert text in page
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.DOTALL)
+    assert "accuracy" not in markup.lower()
+    figure = tradeoff_figure(report, answer(report)).to_plotly_json()
+    assert figure["layout"]["xaxis"]["title"]["text"] == "macro-F1"
+    heat = surface_figure(report).to_plotly_json()
+    assert heat["data"][0]["colorbar"]["title"]["text"] == "macro-F1"
+    # the default: accuracy, named as before
+    assert "metric <b>accuracy</b> | absolute budget 0.03 (accuracy points below" in render(data())
+
+
+def test_the_quality_section_names_the_metric():
+    from autoprumux.report.html import _Figures
+
+    # (2, 0.5) inside a 3 x 3 grid: predicted leave-one-out from its neighbours
+    values = {P(n, s): 0.9 - 0.02 * n - 0.1 * s for n in (1, 2, 4) for s in (0.0, 0.5, 0.8)}
+    speed = {p: 100.0 * p.n / (1 - p.sparsity) for p in values}
+    report = ReportInput(
+        title="q",
+        task="sst2",
+        grid=Grid((1, 2, 4), (0.0, 0.5, 0.8)),
+        budget=Budget(BudgetKind.ABSOLUTE, 0.03),
+        observations=Observations(accuracy=values, throughput=speed),
+        table=ThroughputTable(speed),
+        metric=Metric.MATTHEWS,
+    )
+    section = quality_section(report, _Figures())
+    assert "M_A (within 1.5 points of MCC): 100% of 3" in section
+    assert '"measured MCC"' in section and '"predicted MCC (leave-one-out)"' in section
+
+
+def test_an_f1_reports_label_is_escaped():
+    page = render(data(metric=Metric.F1, positive_label="<pos>"))
+    assert "Throughput vs F1 of &#x27;&lt;pos&gt;&#x27;" in page and "<pos>" not in page
+
+
+def test_a_search_reports_metric_comes_from_its_recorded_recipe(tmp_path):
+    assert stored_metric({}, "s") == (Metric.ACCURACY, "")  # recorded before metrics
+    recipe = {"study.metric": "f1", "study.positive_label": "pos"}
+    assert stored_metric({"recipe": recipe}, "s") == (Metric.F1, "pos")
+    with pytest.raises(DataError, match="s: records metric 'auc', not one of: accuracy, f1"):
+        stored_metric({"recipe": {"study.metric": "auc"}}, "s")
+    from autoprumux.loop.optuna_store import OptunaStore
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = Study(study=StudySection(task="sst2", metric=Metric.MACRO_F1))
+    OptunaStore(url, "s", GRID, "sst2", recipe_record(study)).close()
+    report = from_storage(url, "s", Budget(BudgetKind.ABSOLUTE, 0.03), None)
+    assert (report.metric, report.metric_label) == (Metric.MACRO_F1, "macro-F1")
 
 
 def test_cli_report(tmp_path, capsys):

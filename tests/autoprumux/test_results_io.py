@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from autoprumux.core.errors import DataError
+from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import GridPoint as P
 from autoprumux.core.records import ResultsTable, TrialRecord, TrialStatus
 from autoprumux.files.results_io import read_results, write_results
@@ -119,7 +119,13 @@ def test_task_resolution():
         ),
         (
             [HEADER, ["sst2", 1, 0, 1.2, 10]],
-            "row 1: field 'accuracy': 1.2 is outside [0, 1] (a fraction)",
+            "row 1: field 'accuracy': 1.2 is outside [-1, 1] (the study's metric: a fraction "
+            "in [0, 1], or Matthews' coefficient)",
+        ),
+        (
+            [HEADER, ["sst2", 1, 0, -1.5, 10]],
+            "row 1: field 'accuracy': -1.5 is outside [-1, 1] (the study's metric: a fraction "
+            "in [0, 1], or Matthews' coefficient)",
         ),
         (
             [HEADER, ["sst2", 1, 0, 0.9, 0]],
@@ -175,3 +181,20 @@ def test_unreadable_files(tmp_path):
     garbage.write_bytes(b"not parquet at all")
     with pytest.raises(DataError, match="cannot be read as parquet"):
         read_results(garbage)
+
+
+def test_records_hold_the_studys_metric_down_to_matthews_minus_one():
+    """A Matthews study's records go below 0; nothing goes outside [-1, 1], and a stopped
+    record's evidence is checked alike."""
+    low = TrialRecord(task="t", n=1, sparsity=0.0, accuracy=-0.25, throughput=10.0)
+    assert low.accuracy == -0.25
+    with pytest.raises(FieldError, match=r"stop_accuracy: 1.3 is outside \[-1, 1\]"):
+        TrialRecord(
+            task="t",
+            n=2,
+            sparsity=0.5,
+            status=TrialStatus.STOPPED,
+            stop_step=10,
+            stop_accuracy=1.3,
+            stop_margin=0.05,
+        )

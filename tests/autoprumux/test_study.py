@@ -47,7 +47,25 @@ def test_relative_paths_are_relative_to_the_study_file(tmp_path):
     ("text", "message"),
     [
         ('[study]\ntask = "cola"', "study.task: 'cola' is not one of: sst2, mnli, qnli, qqp"),
-        ("[grid]\nn = [1]", 'study: section is missing; it needs at least: task = "sst2"'),
+        (
+            "[grid]\nn = [1]",
+            "study.task: is missing; name a GLUE preset (sst2, mnli, qnli, qqp) or the study's "
+            "own data in [data] (train = FILE, or dataset = HUB_ID)",
+        ),
+        (
+            '[study]\ntask = "sst2"\n[data]\ntrain = "r.csv"',
+            "study.task: 'sst2' names a GLUE preset, but [data] names the study's own data; "
+            "leave task out (the task is named after the study)",
+        ),
+        ('[data]\ntrain = "r.csv"\ndataset = "x/y"', "data.dataset: and train are both set"),
+        ('[data]\ndev = "d.csv"', "data.dev: needs the study's own data: set train (or dataset)"),
+        ('[data]\ntrain = "r.csv"\nformat = "xml"', "data.format: 'xml' is not one of"),
+        ('[data]\ntrain = "r.csv"\nlabels = ["a"]', "data.labels: names one label"),
+        (
+            '[data]\ntrain = "r.csv"\ndev_fraction = 0.6',
+            "data.dev_fraction: 0.6 is not in [0, 0.5)",
+        ),
+        ('[study]\nmetric = "auc"\n[data]\ntrain = "r.csv"', "study.metric: 'auc' is not one of"),
         (
             '[study]\ntask = "sst2"\n[grids]\nn = [1]',
             "grids: is not a field of the study file; allowed: study, grid, model, data, training, "

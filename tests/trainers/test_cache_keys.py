@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from autoprumux.core.errors import DataError
+from autoprumux.core.metrics import Metric
 from autoprumux.core.study import STUDY_FIELDS, DataSection, DataSource, Study, StudySection
 from autoprumux.core.study_fields import Stage, downstream, field_info
 from trainers.runtime.device import Precision, resolve_precision
@@ -32,6 +33,9 @@ DISTILLING = {"training.distill_from_n1": True}
 MULTIPLEXED = {"model.multiplexed_name_or_path": "mux-bert-{n}"}
 RANDOM_SUBSET = {"data.max_train_examples": 100}  # subset "random" by default
 NAMED_TEXT = {"warmup.text": "hub:wikitext"}
+# a study's own data: a file (written by a_study), or a hub dataset
+OWN_FILE = {"study.task": "", "data.train": "train.csv", "data.text": "review", "data.label": "y"}
+OWN_HUB = {**OWN_FILE, "data.train": "", "data.dataset": "someone/reviews"}
 
 # (setting, its new value, the study's other settings, N, the artifacts whose keys change);
 # the trial is of sparsity 0.5, and its teacher's key is part of its own
@@ -40,6 +44,10 @@ SETTINGS = [
     ("study.name", "other", {}, 2, NOTHING),  # it names the artifacts folder
     ("study.seed", 7, {}, 2, EVERY),  # the trials' seed (test_the_study_seed_draws_the_subset)
     ("study.description", "a note", {}, 2, NOTHING),
+    # what the records and the dev checks are in (early stopping decides on it)
+    ("study.metric", Metric.MACRO_F1, {}, 2, TASK_MODELS),
+    ("study.metric", Metric.MACRO_F1, {}, 1, TASK_MODELS),
+    ("study.positive_label", "0", {"study.metric": Metric.F1}, 2, TASK_MODELS),
     ("grid.n", (1, 2, 4), {}, 2, NOTHING),
     ("grid.sparsity", (0.0, 0.9), {}, 2, NOTHING),
     ("model.name_or_path", "other-bert", {}, 2, EVERY),
@@ -57,6 +65,25 @@ SETTINGS = [
     ("data.max_eval_examples", 100, {}, 2, EVERY),  # the dev set its record measures
     ("data.subset", "first", {}, 2, NOTHING),  # the whole training set
     ("data.subset", "first", RANDOM_SUBSET, 2, EVERY),
+    # own data is keyed by its content: a copy of the file is the same data, an edit is not
+    ("data.train", "copy.csv", OWN_FILE, 2, NOTHING),
+    ("data.train", "edited.csv", OWN_FILE, 2, EVERY),
+    ("data.dev", "dev.csv", OWN_FILE, 2, EVERY),  # no longer carved from train
+    ("data.test", "test.csv", OWN_FILE, 2, NOTHING),  # read after the search, by no training
+    ("data.format", "tsv", OWN_FILE, 2, EVERY),
+    ("data.text", "title", OWN_FILE, 2, EVERY),
+    ("data.text_pair", "title", OWN_FILE, 2, EVERY),
+    ("data.label", "stars", OWN_FILE, 2, EVERY),
+    ("data.labels", ("b", "a"), OWN_FILE, 2, EVERY),  # the classifier's order
+    ("data.dev_fraction", 0.2, OWN_FILE, 2, EVERY),
+    ("data.dev_max_rows", 100, OWN_FILE, 2, EVERY),
+    ("data.test_fraction", 0.1, OWN_FILE, 2, EVERY),  # carved from train: less to train on
+    ("data.dev_fraction", 0.2, {}, 2, NOTHING),  # a preset has its dev split
+    ("data.dataset", "someone/other", OWN_HUB, 2, EVERY),
+    ("data.config", "en", OWN_HUB, 2, EVERY),
+    ("data.train_split", "train[:50%]", OWN_HUB, 2, EVERY),
+    ("data.dev_split", "validation", OWN_HUB, 2, EVERY),
+    ("data.test_split", "test", OWN_HUB, 2, NOTHING),
     ("training.finetune_epochs", 3.0, {}, 2, TASK_MODELS),
     ("training.finetune_steps", 10, {}, 2, TASK_MODELS),
     ("training.finetune_learning_rate", 1e-4, {}, 2, TASK_MODELS),
@@ -123,15 +150,28 @@ SETTINGS = [
 
 
 def changed(study: Study, settings: dict[str, object]) -> Study:
-    """``study`` with ``{"section.field": value}`` set (validated as a study file is)."""
+    """``study`` with ``{"section.field": value}`` set (validated as a study file is, the
+    sections together: a preset's task and own data exclude each other)."""
+    by_section: dict[str, dict[str, object]] = {}
     for name, value in settings.items():
         section, field = name.split(".")
-        new = dataclasses.replace(getattr(study, section), **{field: value})
-        study = dataclasses.replace(study, **{section: new})
-    return study
+        by_section.setdefault(section, {})[field] = value
+    return dataclasses.replace(
+        study,
+        **{
+            section: dataclasses.replace(getattr(study, section), **values)
+            for section, values in by_section.items()
+        },
+    )
 
 
 def a_study(tmp_path: Path, settings: dict[str, object] | None = None) -> Study:
+    """The tiny study's shape; its own data's files are written beside it."""
+    rows = "review,y\ngood,a\nbad,b\n"
+    for name, text in {"train": rows, "copy": rows, "edited": rows + "fine,a\n"}.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+    (tmp_path / "dev.csv").write_text("review,y\nokay,a\n")
+    (tmp_path / "test.csv").write_text("review,y\nmeh,b\n")
     study = Study(
         study=StudySection(task="sst2", seed=0),
         data=DataSection(source=DataSource.GLUE_DIR, glue_dir="glue"),

@@ -1,23 +1,21 @@
-"""GLUE readers on real SST-2 and on pair-task fixtures; tokenization; subsets; batches."""
+"""GLUE presets read as a study reads them, on real SST-2 and on pair-task fixtures;
+tokenization and its cache; subsets; batches."""
 
 import lzma
+import random
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import torch
+from glue_tables import preset_encoded, preset_tables
 from transformers import AutoTokenizer
 
 from autoprumux.core.errors import DataError
 from autoprumux.core.study import load_study
-from trainers.data.splits import (
-    GROUPED_BATCHES,
-    Encoded,
-    Split,
-    batches,
-    encode,
-    endless_batches,
-    read_glue_split,
-)
+from trainers.data.splits import GROUPED_BATCHES, Encoded, batches, endless_batches
+from trainers.data.tables import _subset
+from trainers.data.token_cache import encoded_table
 
 ROOT = Path(__file__).resolve().parents[2]
 # Real GLUE SST-2, beside the project (../shared/data/glue); CI lays shared/ out the same way.
@@ -25,29 +23,36 @@ GLUE = ROOT.parent / "shared" / "data" / "glue"
 
 
 def test_real_sst2_splits():
-    train = read_glue_split(GLUE, "sst2", "train")
-    dev = read_glue_split(GLUE, "sst2", "dev")
-    assert (len(train), sum(train.labels)) == (67_349, 37_569)
-    assert (len(dev), sum(dev.labels)) == (872, 444)
-    assert (
-        train.texts[0] == ("hide new secretions from the parental units",) and train.labels[0] == 0
-    )
+    tables = preset_tables(GLUE)
+    train, dev = tables.train, tables.dev
+    assert (train.num_rows, sum(train["label"].to_pylist())) == (67_349, 37_569)
+    assert (dev.num_rows, sum(dev["label"].to_pylist())) == (872, 444)
+    assert train["text"][0].as_py() == "hide new secretions from the parental units"
+    assert train["label"][0].as_py() == 0
+    assert tables.label_names == ("negative", "positive") and tables.notes == ()
 
 
 def test_pair_tasks_and_their_label_maps(tiny_sources):
     _, glue = tiny_sources
-    mnli = read_glue_split(glue, "mnli", "dev")  # dev_matched.tsv
-    assert mnli.labels[:3] == (0, 1, 2) and len(mnli.texts[0]) == 2
-    qnli = read_glue_split(glue, "qnli", "train")
-    assert qnli.labels[:2] == (0, 1) and qnli.texts[0][0] == "what is it ?"
-    qqp = read_glue_split(glue, "qqp", "dev")
-    assert qqp.labels[:2] == (0, 1) and qqp.texts[0] == ("who is it ?", "why is it ?")
+    mnli = preset_tables(glue, "mnli")  # dev: dev_matched.tsv; labels named in the files
+    assert mnli.dev["label"].to_pylist()[:3] == [0, 1, 2] and mnli.is_pair
+    assert mnli.label_names == ("entailment", "neutral", "contradiction")  # the hub's order
+    qnli = preset_tables(glue, "qnli")
+    assert qnli.train["label"].to_pylist()[:2] == [0, 1]
+    assert qnli.train["text"][0].as_py() == "what is it ?"
+    qqp = preset_tables(glue, "qqp")
+    assert qqp.dev["label"].to_pylist()[:2] == [0, 1]
+    assert (qqp.dev["text"][0].as_py(), qqp.dev["text_pair"][0].as_py()) == (
+        "who is it ?",
+        "why is it ?",
+    )
+    assert qqp.label_names == ("not_duplicate", "duplicate")
 
 
 def test_pairs_tokenize_as_two_segments(tiny_sources):
     model, glue = tiny_sources
     tokenizer = AutoTokenizer.from_pretrained(str(model))
-    encoded = encode(read_glue_split(glue, "qqp", "dev"), tokenizer, 16)
+    _, encoded = preset_encoded(glue, tokenizer, 16, "qqp")
     assert encoded.input_ids.shape == (10, 16)
     ids, types = encoded.input_ids[0].tolist(), encoded.token_type_ids[0].tolist()
     first_sep = ids.index(tokenizer.sep_token_id)
@@ -58,11 +63,11 @@ def test_pairs_tokenize_as_two_segments(tiny_sources):
 def test_encoding_equals_the_tokenizers_own_tensors(tiny_sources, task, split):
     model, glue = tiny_sources
     tokenizer = AutoTokenizer.from_pretrained(str(model))
-    data = read_glue_split(glue, task, split)
-    encoded = encode(data, tokenizer, 8)  # short: sentences and pairs are truncated
-    second = [t[1] for t in data.texts] if len(data.texts[0]) > 1 else None
+    table = getattr(preset_tables(glue, task), split)
+    encoded = encoded_table(table, tokenizer, 8)  # short: sentences and pairs are truncated
+    second = table["text_pair"].to_pylist() if "text_pair" in table.column_names else None
     reference = tokenizer(
-        [t[0] for t in data.texts],
+        table["text"].to_pylist(),
         second,
         padding="max_length",
         truncation=True,
@@ -70,27 +75,49 @@ def test_encoding_equals_the_tokenizers_own_tensors(tiny_sources, task, split):
         return_tensors="pt",
         return_token_type_ids=True,
     )
-    assert encoded.input_ids.dtype == encoded.attention_mask.dtype == torch.int64
-    assert torch.equal(encoded.input_ids, reference["input_ids"])
-    assert torch.equal(encoded.attention_mask, reference["attention_mask"])
-    assert torch.equal(encoded.token_type_ids, reference["token_type_ids"])
+    # kept compact (int32 ids, int8 masks); a batch drawn from it is int64
+    assert encoded.input_ids.dtype == torch.int32 and encoded.attention_mask.dtype == torch.int8
+    batch = encoded.rows(torch.arange(len(encoded)))
+    assert batch.input_ids.dtype == batch.attention_mask.dtype == torch.int64
+    assert torch.equal(batch.input_ids, reference["input_ids"])
+    assert torch.equal(batch.attention_mask, reference["attention_mask"])
+    assert torch.equal(batch.token_type_ids, reference["token_type_ids"])
     assert encoded.attention_mask.sum(dim=1).max() == 8  # truncated rows are there
-    assert encoded.labels.tolist() == list(data.labels)
+    assert encoded.labels.tolist() == table["label"].to_pylist()
+
+
+def test_the_token_cache_is_written_once_and_read_back(tiny_sources, tmp_path):
+    model, glue = tiny_sources
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    table = preset_tables(glue, "qqp").dev
+    made = encoded_table(table, tokenizer, 12, tmp_path, "qqp/dev")
+    (cached,) = tmp_path.glob("tokens-*.npz")
+    again = encoded_table(table.slice(0, 1), tokenizer, 12, tmp_path, "qqp/dev")  # the cache's
+    assert len(again) == len(made) == 10
+    assert all(
+        torch.equal(getattr(made, name), getattr(again, name))
+        for name in ("input_ids", "attention_mask", "token_type_ids", "labels")
+    )
+    # another length, another tokenizer setting or other data: another file
+    encoded_table(table, tokenizer, 16, tmp_path, "qqp/dev")
+    encoded_table(table, tokenizer, 12, tmp_path, "qqp/train")
+    assert len(list(tmp_path.glob("tokens-*.npz"))) == 3 and cached.is_file()
 
 
 def test_subsets_are_reproducible():
-    split = Split(tuple((str(i),) for i in range(100)), tuple(i % 2 for i in range(100)))
-    assert split.subset(5, "first").texts == tuple((str(i),) for i in range(5))
-    assert split.subset(10, "random", seed=3) == split.subset(10, "random", seed=3)
-    assert split.subset(10, "random", seed=3) != split.subset(10, "random", seed=4)
-    assert split.subset(0) is split and split.subset(500) is split
+    table = pa.table({"text": [str(i) for i in range(100)], "label": [i % 2 for i in range(100)]})
+    assert _subset(table, 5, "first", 0)["text"].to_pylist() == [str(i) for i in range(5)]
+    assert _subset(table, 10, "random", 3).equals(_subset(table, 10, "random", 3))
+    assert not _subset(table, 10, "random", 3).equals(_subset(table, 10, "random", 4))
+    # the draw of earlier releases: sorted indices of random.Random(seed).sample
+    drawn = sorted(random.Random(3).sample(range(100), 10))
+    assert _subset(table, 10, "random", 3)["text"].to_pylist() == [str(i) for i in drawn]
+    assert _subset(table, 0, "random", 0) is table and _subset(table, 500, "first", 0) is table
 
 
 def test_batches_and_resumed_order(tiny_sources):
     model, glue = tiny_sources
-    encoded = encode(
-        read_glue_split(glue, "sst2", "dev"), AutoTokenizer.from_pretrained(str(model)), 16
-    )
+    _, encoded = preset_encoded(glue, AutoTokenizer.from_pretrained(str(model)), 16)
     sizes = [len(b) for b in batches(encoded, 24, drop_last=False)]
     assert sizes == [24, 24, 16]
     full = endless_batches(encoded, 16, seed=1)
@@ -112,18 +139,30 @@ def test_a_training_split_smaller_than_a_batch_is_refused():
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("sentence\tlabel\ngood film\t1\nbad\n", "line 3: 1 fields, expected 2 (a malformed row)"),
-        ("sentence\tlabel\ngood film\t7\n", "line 2: label 7 is outside 0..1"),
-        ("sentence\tlabel\ngood film\tyes\n", "line 2: label 'yes' is not an integer"),
-        ("text\tlabel\ngood film\t1\n", "header lacks column(s) sentence"),
+        ("sentence\tlabel\ngood film\t1\nbad\n", "line 3: column 'label' is empty"),
+        (
+            "sentence\tlabel\ngood film\t1\nbad\t0\t1\n",
+            "cannot be read as TSV: Error tokenizing data. C error: Expected 2 fields in line 3, "
+            "saw 3 (a ragged row: quote fields that hold the separator)",
+        ),
+        (
+            "sentence\tlabel\ngood film\t7\n",
+            "line 2: label '7' is not one of the task's labels: 0, 1",
+        ),
+        (
+            "sentence\tlabel\ngood film\tyes\n",
+            "line 2: label 'yes' is not one of the task's labels: 0, 1",
+        ),
+        ("text\tlabel\ngood film\t1\n", "has no column 'sentence'; its columns: text, label"),
     ],
 )
 def test_malformed_files(tmp_path, content, message):
     (tmp_path / "SST-2").mkdir()
     path = tmp_path / "SST-2" / "train.tsv"
     path.write_text(content)
+    (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nfine\t1\n")
     with pytest.raises(DataError) as err:
-        read_glue_split(tmp_path, "sst2", "train")
+        preset_tables(tmp_path)
     # the engine raises the core's DataError: the file is its source, the message follows
     assert err.value.source == str(path)
     assert str(err.value) == f"{path}: {message}"
@@ -131,9 +170,9 @@ def test_malformed_files(tmp_path, content, message):
 
 def test_a_glue_folder_without_the_task(tmp_path):
     with pytest.raises(
-        DataError, match="MNLI/dev_matched.tsv: no such file; a GLUE folder holds MNLI/train.tsv"
+        DataError, match="MNLI/train.tsv: no such file; a GLUE folder holds <TASK>/train.tsv"
     ):
-        read_glue_split(tmp_path, "mnli", "dev")
+        preset_tables(tmp_path, "mnli")
 
 
 def test_the_tiny_study_reads_the_sst2_inside_autoprumux():
@@ -141,23 +180,25 @@ def test_the_tiny_study_reads_the_sst2_inside_autoprumux():
     shipped = study.resolve(study.data.glue_dir)
     assert shipped == ROOT / "autoprumux" / "embedded" / "glue"
     assert not (shipped / "SST-2" / "train.tsv").exists()  # read from train.tsv.xz
-    for split in ("train", "dev"):
-        assert read_glue_split(shipped, "sst2", split) == read_glue_split(GLUE, "sst2", split)
+    ours, real = preset_tables(shipped), preset_tables(GLUE)
+    assert ours.train.equals(real.train) and ours.dev.equals(real.dev)
 
 
 def test_a_split_is_read_from_its_tsv_else_its_xz(tmp_path):
     (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "train.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
     (tmp_path / "SST-2" / "dev.tsv.xz").write_bytes(lzma.compress(b"sentence\tlabel\nfine\t1\n"))
-    assert read_glue_split(tmp_path, "sst2", "dev") == Split((("fine",),), (1,))
+    assert preset_tables(tmp_path).dev.to_pydict() == {"text": ["fine"], "label": [1]}
     (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nplain\t0\n")
-    assert read_glue_split(tmp_path, "sst2", "dev") == Split((("plain",),), (0,))
+    assert preset_tables(tmp_path).dev.to_pydict() == {"text": ["plain"], "label": [0]}
+    (tmp_path / "SST-2" / "train.tsv").unlink()
     (tmp_path / "SST-2" / "train.tsv.xz").write_bytes(b"not xz")
-    with pytest.raises(DataError, match=r"SST-2/train.tsv.xz: cannot be read: "):
-        read_glue_split(tmp_path, "sst2", "train")
+    with pytest.raises(DataError, match=r"SST-2/train.tsv.xz: cannot be read as TSV: "):
+        preset_tables(tmp_path)
     truncated = lzma.compress(b"sentence\tlabel\n" + b"good film\t1\n" * 100)[:-20]
     (tmp_path / "SST-2" / "train.tsv.xz").write_bytes(truncated)
-    with pytest.raises(DataError, match=r"SST-2/train.tsv.xz: cannot be read: "):
-        read_glue_split(tmp_path, "sst2", "train")
+    with pytest.raises(DataError, match=r"SST-2/train.tsv.xz: cannot be read as TSV: "):
+        preset_tables(tmp_path)
 
 
 def _padded(lengths: list[int], width: int, left: bool = False) -> Encoded:

@@ -9,15 +9,16 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from glue_tables import preset_tables
 
 from autoprumux.cli.main import main
 from autoprumux.core.errors import FieldError
 from autoprumux.core.study import load_study
-from trainers.data.splits import read_glue_split
 from trainers.deploy.export import ExportFormat, export_model
 from trainers.deploy.inference import load_text_classifier, onnx_providers
 from trainers.deploy.model_folder import INFO_FILE, NotAModelError, read_info
@@ -43,8 +44,12 @@ def trained(tmp_path_factory, tiny_sources):
     return results, glue, root
 
 
-def _dev(glue: Path, task: str = "sst2"):
-    return read_glue_split(glue, task, "dev")
+def _dev(glue: Path, task: str = "sst2") -> SimpleNamespace:
+    """The task's dev split: ``texts`` (a tuple of one or two texts each) and ``labels`` (ids)."""
+    table = preset_tables(glue, task).dev
+    columns = [c for c in ("text", "text_pair") if c in table.column_names]
+    texts = list(zip(*(table[c].to_pylist() for c in columns), strict=True))
+    return SimpleNamespace(texts=texts, labels=table["label"].to_pylist())
 
 
 def test_a_trial_folder_describes_itself(trained):
@@ -78,7 +83,7 @@ def test_classifying_the_dev_set_gives_the_recorded_accuracy(trained, point):
     predicted = model.predict([t[0] for t in dev.texts])
     labels = [model.info.labels.index(p.label) for p in predicted]
     right = sum(a == b for a, b in zip(labels, dev.labels, strict=True))
-    assert right / len(dev) == results[point].accuracy
+    assert right / len(dev.labels) == results[point].accuracy
 
 
 def test_groups_are_consecutive_inputs_and_padding_outputs_are_dropped(trained):

@@ -133,14 +133,12 @@ def test_the_loss_is_read_at_the_logging_cadence_and_a_nan_names_its_step(tiny_a
 def test_mixed_precision_training_learns(tiny_sources, precision):
     """bf16 autocast, and fp16 autocast with its gradient scaler, on the CPU (the GPU runs the
     same code): fine-tuning a tiny BERT still learns the fixture task."""
+    from glue_tables import preset_encoded
     from transformers import AutoTokenizer
-
-    from trainers.data.splits import encode, read_glue_split
 
     model_dir, glue = tiny_sources
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    train = encode(read_glue_split(glue, "sst2", "train"), tokenizer, 16)
-    dev = encode(read_glue_split(glue, "sst2", "dev"), tokenizer, 16)
+    train, dev = preset_encoded(glue, tokenizer, 16)
     torch.manual_seed(0)
     model, _ = load_pretrained(str(model_dir))
     engine = Engine(precision=precision)
@@ -288,14 +286,13 @@ def test_a_trial_trains_on_cuda(tiny_study_file, monkeypatch):
 
 @pytest.mark.gpu
 def test_bf16_training_learns_on_cuda(tiny_sources):
+    from glue_tables import preset_encoded
     from transformers import AutoTokenizer
-
-    from trainers.data.splits import encode, read_glue_split
 
     model_dir, glue = tiny_sources
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    train = encode(read_glue_split(glue, "sst2", "train"), tokenizer, 16).to("cuda")
-    dev = encode(read_glue_split(glue, "sst2", "dev"), tokenizer, 16)
+    train, dev = preset_encoded(glue, tokenizer, 16)
+    train = train.to("cuda")
     engine = Engine.resolve("cuda", "bf16")
     torch.manual_seed(0)
     model = load_pretrained(str(model_dir))[0].to(engine.device)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from glue_tables import preset_encoded
 from torch import nn
 
 from autoprumux.cli.main import main
@@ -18,7 +19,7 @@ from autoprumux.core.errors import DataError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import TrialStatus
 from autoprumux.core.study import TrainingSection, WarmupSection, load_study
-from trainers.data.splits import Encoded, encode, read_glue_split, read_unlabelled_text
+from trainers.data.splits import Encoded, read_unlabelled_text
 from trainers.model.architecture import MuxStyle, prunable_params
 from trainers.model.checkpoints import load_pretrained
 from trainers.model.classifier import Classifier
@@ -27,6 +28,7 @@ from trainers.pruning.materialize import materialize
 from trainers.training.loop import run_phase
 from trainers.training.phases import (
     accuracy,
+    confusion,
     finetune_phase,
     identity_map,
     pruning_phase,
@@ -44,8 +46,7 @@ def tiny(tiny_sources, tiny_study_file):
 
     model_dir, glue = tiny_sources
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    train = encode(read_glue_split(glue, "sst2", "train"), tokenizer, 16)
-    dev = encode(read_glue_split(glue, "sst2", "dev"), tokenizer, 16)
+    train, dev = preset_encoded(glue, tokenizer, 16)
     return load_study(tiny_study_file()), str(model_dir), train, dev
 
 
@@ -191,7 +192,7 @@ def test_a_diverging_trial_fails_with_its_reason(tiny_study_file):
     finished = [
         p
         for p in study.artifacts_folder.iterdir()
-        if p.is_dir() and not p.name.endswith(".partial")
+        if p.is_dir() and not p.name.endswith(".partial") and p.name != "data"  # token ids
     ]
     assert finished == []  # no teacher that looks finished is left behind
 
@@ -532,3 +533,31 @@ def test_phases_cut_padding_where_it_changes_nothing_and_only_there(tiny_arch):
             ]
         )
     assert accuracy(two, data, batch_rows=4) == right / len(ids)
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_the_confusion_matrix_counts_each_batchs_argmax(tiny_arch, width):
+    """confusion[gold][predicted] of a random 3-label model on examples of random lengths,
+    against the argmax of every batch counted by hand (the same consecutive batches: N > 1
+    mixes an example with its neighbours); its diagonal share is the accuracy, exactly."""
+    torch.manual_seed(3)
+    arch = tiny_arch.with_mux(width, num_labels=3)
+    model = Classifier(arch).eval()
+    lengths = torch.randint(2, 12, (22,))  # 22: a last batch of 4 (batch_rows 3 x N = 2)
+    mask = (torch.arange(12)[None, :] < lengths[:, None]).long()
+    ids = torch.randint(1, 200, mask.shape) * mask
+    gold = torch.randint(0, 3, (22,))
+    data = Encoded(ids, mask, torch.zeros_like(ids), gold)
+    size = 3 * width
+    by_hand = [[0] * 3 for _ in range(3)]
+    with torch.no_grad():
+        for start in range(0, 22, size):
+            predicted = model(ids[start : start + size], mask[start : start + size]).argmax(-1)
+            for g, p in zip(gold[start : start + size].tolist(), predicted.tolist(), strict=True):
+                by_hand[g][p] += 1
+    counts = confusion(model, data, batch_rows=3)
+    assert counts == by_hand and sum(map(sum, counts)) == 22
+    right = sum(by_hand[k][k] for k in range(3))
+    assert accuracy(model, data, batch_rows=3) == right / 22
+    # num_labels given: the matrix's size (a model with more logits than the data's labels)
+    assert confusion(model, data, batch_rows=3, num_labels=3) == by_hand

@@ -1,33 +1,24 @@
-"""GLUE data: read a task's train and dev splits, subset them, tokenize them, batch them.
-
-Sources: a local GLUE folder in the official layout (``<glue_dir>/SST-2/train.tsv``, tab-separated
-with a header row; MNLI's dev split is ``dev_matched.tsv``; a split may be xz-compressed,
-``train.tsv.xz``, as the SST-2 that autoprumux ships is), or the ``nyu-mll/glue`` dataset on the
-hub where one is reachable. Labels are numbered as the hub numbers them.
+"""Tokenized examples and their batches: :class:`Encoded` (token ids, masks and labels, one row
+per example), :func:`encode` of texts in memory (the warm-up's text; a study's labelled splits
+come from :mod:`trainers.data.tables` and :mod:`trainers.data.token_cache`), and the batch
+orders of training and evaluation.
 """
 
 from __future__ import annotations
 
-import csv
-import lzma
 import random
-import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from autoprumux.core.errors import DataError
-from autoprumux.core.tasks import TASKS, TaskSpec
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
-
-csv.field_size_limit(sys.maxsize)  # GLUE rows can be long (MNLI parses)
 
 
 @dataclass(frozen=True)
@@ -49,96 +40,6 @@ class Split:
         else:
             indices = sorted(random.Random(seed).sample(range(len(self)), k))
         return Split(tuple(self.texts[i] for i in indices), tuple(self.labels[i] for i in indices))
-
-
-def read_glue_split(glue_dir: str | Path, task: str, split: str) -> Split:
-    """``split`` is "train" or "dev" from a local GLUE folder: ``<file>.tsv``, else
-    ``<file>.tsv.xz``."""
-    spec = TASKS[task]
-    path = (
-        Path(glue_dir)
-        / spec.glue_folder
-        / (spec.glue_train_file if split == "train" else spec.glue_dev_file)
-    )
-    compressed = path.with_name(path.name + ".xz")
-    if not path.is_file() and compressed.is_file():
-        path = compressed
-    if not path.is_file():
-        raise DataError(
-            str(path),
-            f"no such file; a GLUE folder holds {spec.glue_folder}/"
-            f"{spec.glue_train_file} and {spec.glue_folder}/{spec.glue_dev_file}, or the same "
-            'with .xz (set [data] glue_dir in the study file, or source = "hub" to load GLUE '
-            "from the datasets hub)",
-        )
-    try:
-        return _read_glue_file(path, spec)
-    except (lzma.LZMAError, EOFError, UnicodeDecodeError) as err:  # a damaged file
-        raise DataError(str(path), f"cannot be read: {err}") from None
-
-
-def _open_text(path: Path) -> AbstractContextManager[TextIO]:
-    if path.suffix == ".xz":
-        return lzma.open(path, "rt", encoding="utf-8", newline="")
-    return path.open(encoding="utf-8", newline="")
-
-
-def _read_glue_file(path: Path, spec: TaskSpec) -> Split:
-    texts, labels = [], []
-    with _open_text(path) as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None) or []  # an empty file: no header, every column missing
-        columns = [*spec.glue_text_columns, spec.glue_label_column]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise DataError(str(path), f"header lacks column(s) {', '.join(missing)}")
-        positions = [header.index(c) for c in columns]
-        for line_number, row in enumerate(reader, start=2):
-            if len(row) <= max(positions):
-                raise DataError(
-                    str(path),
-                    f"line {line_number}: {len(row)} fields, expected "
-                    f"{len(header)} (a malformed row)",
-                )
-            texts.append(tuple(row[p] for p in positions[:-1]))
-            labels.append(parse_label(spec, row[positions[-1]], str(path), line_number))
-    return Split(tuple(texts), tuple(labels))
-
-
-def parse_label(spec: TaskSpec, raw: str, source: str, line: int) -> int:
-    """The label number of ``raw`` (a label name, or a number) on ``line`` of ``source``."""
-    if spec.label_names:
-        if raw not in spec.label_names:
-            raise DataError(
-                source, f"line {line}: label {raw!r} is not one of: {', '.join(spec.label_names)}"
-            )
-        return spec.label_names[raw]
-    try:
-        label = int(raw)
-    except ValueError:
-        raise DataError(source, f"line {line}: label {raw!r} is not an integer") from None
-    if not 0 <= label < spec.num_labels:
-        raise DataError(source, f"line {line}: label {label} is outside 0..{spec.num_labels - 1}")
-    return label
-
-
-def read_hub_split(task: str, split: str) -> Split:  # pragma: no cover - needs a reachable hub
-    spec = TASKS[task]
-    try:
-        import datasets
-
-        data = datasets.load_dataset(
-            "nyu-mll/glue", spec.hub_config, split="train" if split == "train" else spec.dev_split
-        )
-    except Exception as err:
-        raise DataError(
-            f"GLUE {task} from the hub",
-            f"{type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''} (use [data] source = "
-            "'glue_dir' with a local GLUE folder)",
-        ) from None
-    texts = tuple(zip(*(data[f] for f in spec.text_fields), strict=True))
-    return Split(texts, tuple(int(label) for label in data["label"]))
 
 
 def read_unlabelled_text(source: str, resolve: Callable[[str], Path]) -> Split:
@@ -182,10 +83,11 @@ class Encoded:
         return self.labels.shape[0]
 
     def rows(self, index: Tensor) -> Encoded:
+        """The examples at ``index``, as int64 (a cached split keeps compact int32/int8)."""
         return Encoded(
-            self.input_ids[index],
-            self.attention_mask[index],
-            self.token_type_ids[index],
+            self.input_ids[index].long(),
+            self.attention_mask[index].long(),
+            self.token_type_ids[index].long(),
             self.labels[index],
         )
 

@@ -4,8 +4,8 @@ Every trained point's artifact folder (``trainers.trial.run``) holds, besides ``
 and ``architecture.json``:
 
 - ``autoprumux.json`` (:class:`ModelInfo`): the task and its label names, the input columns,
-  the max length, the point (N, s), the dev accuracy and throughput recorded by its trial, and
-  where it came from (study, recipe hash, base model, teacher);
+  the max length, the point (N, s), the dev figure in the study's metric and the throughput
+  recorded by its trial, and where it came from (study, recipe hash, base model, teacher);
 - the tokenizer's own files (``tokenizer.json``, ``tokenizer_config.json``, ...), so the folder
   classifies text without the base model;
 - ``README.md``, a model card generated from the above.
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autoprumux.core.errors import AutoPruMuxError
+from autoprumux.core.metrics import Metric
 from autoprumux.core.version import __version__
 from autoprumux.files.atomic import atomic_path, write_text_atomic
 
@@ -33,7 +34,11 @@ if TYPE_CHECKING:
 
 INFO_FILE = "autoprumux.json"
 CARD_FILE = "README.md"
-FORMAT = 1  # of autoprumux.json; raised when a field changes meaning
+# of autoprumux.json; raised when a field changes meaning. Not for metric: a folder without it
+# is an accuracy folder, as every folder before it was, and its dev_accuracy still is accuracy
+FORMAT = 1
+# fields a folder written before them lacks: read with their defaults
+ADDED_LATER = ("metric", "positive_label")
 
 
 class NotAModelError(AutoPruMuxError):
@@ -53,8 +58,12 @@ class ModelInfo:
     sparsity: float  # the target s
     achieved_sparsity: float  # of the prunable encoder parameters, materialized
     parameters: int  # prunable encoder parameters kept
-    dev_accuracy: float  # fraction, on dev_examples of the task's dev split, in order
+    # the study's metric (``metric``; named for the accuracy every older folder holds), on
+    # dev_examples of the task's dev split, in order
+    dev_accuracy: float
     dev_examples: int
+    metric: str = Metric.ACCURACY.value  # what dev_accuracy is: a core.metrics.Metric value
+    positive_label: str = ""  # with metric "f1": the label whose F1 dev_accuracy is
     throughput: float | None  # examples/s timed inside the trial (not side by side)
     throughput_device: str  # where it was timed
     study: str
@@ -71,6 +80,16 @@ class ModelInfo:
     def point(self) -> str:
         return f"({self.n}, {self.sparsity:g})"
 
+    @property
+    def metric_label(self) -> str:
+        """How the metric is named: ``accuracy``, ``F1 of 'pos'``, ``macro-F1``, ``MCC``."""
+        return Metric(self.metric).label(self.positive_label)
+
+    @property
+    def positive_id(self) -> int:
+        """The label id whose F1 the metric is: ``positive_label``'s, else the second label."""
+        return self.labels.index(self.positive_label) if self.positive_label in self.labels else 1
+
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["labels"], data["text_columns"] = list(self.labels), list(self.text_columns)
@@ -83,9 +102,17 @@ class ModelInfo:
             raise NotAModelError(
                 f"{where}: model format {data.get('format')!r}; this autoprumux reads {FORMAT}"
             )
-        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in data)
+        missing = sorted(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in data and f.name not in ADDED_LATER
+        )
         if missing:
             raise NotAModelError(f"{where}: {INFO_FILE} lacks {', '.join(missing)}")
+        metric = data.get("metric", Metric.ACCURACY.value)
+        if metric not in {m.value for m in Metric}:
+            allowed = ", ".join(m.value for m in Metric)
+            raise NotAModelError(f"{where}: metric {metric!r} is not one of: {allowed}")
         values = {k: v for k, v in data.items() if k in known}
         values["labels"], values["text_columns"] = (
             tuple(data["labels"]),
@@ -158,7 +185,8 @@ inputs are truncated).
 
 | | |
 |---|---|
-| dev accuracy | {info.dev_accuracy:.4f} on the first {info.dev_examples} dev examples |
+| dev {info.metric_label} | {info.dev_accuracy:.4f} on the first {info.dev_examples} dev \
+examples |
 | sparsity | {info.achieved_sparsity:.4f} of the prunable encoder parameters \
 (target {info.sparsity:g}) |
 | prunable parameters kept | {info.parameters:,} |

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autoprumux.core.metrics import Metric, score
 from autoprumux.core.study import TrainingSection, WarmupSection
 from trainers.data.splits import Encoded, batches, endless_batches
 from trainers.model.classifier import Classifier
@@ -251,14 +252,23 @@ def identity_map(size: int) -> nn.Linear:
 
 
 @torch.no_grad()
-def accuracy(
-    model: Classifier, data: Encoded, batch_rows: int = 32, engine: Engine | None = None
-) -> float:
-    """Dev accuracy, on the model's device in the engine's precision; multiplexed models mix
-    consecutive examples, N at a time."""
+def confusion(
+    model: Classifier,
+    data: Encoded,
+    batch_rows: int = 32,
+    engine: Engine | None = None,
+    num_labels: int | None = None,
+) -> list[list[int]]:
+    """The dev predictions counted by gold and predicted label: ``confusion[gold][predicted]``
+    (``num_labels`` square, the model's by default; the study's metric is
+    :func:`autoprumux.core.metrics.score` of it). On the model's device in the engine's
+    precision; multiplexed models mix consecutive examples, N at a time. One bincount per
+    batch, read back to the host once at the end. Every gold label must be in
+    [0, num_labels)."""
     model.eval()
     device = next(model.parameters()).device
-    right = torch.zeros((), dtype=torch.long, device=device)
+    size = num_labels if num_labels is not None else model.arch.num_labels
+    counts = torch.zeros(size * size, dtype=torch.long, device=device)  # [gold * K + predicted]
     with (engine or Engine()).autocast():
         for batch in batches(
             data.to(device),
@@ -267,8 +277,17 @@ def accuracy(
             trim=model.arch.ignores_padding,
         ):
             logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-            right += (logits.argmax(-1) == batch.labels).sum()
-    return int(right) / len(data)
+            cells = batch.labels * size + logits.argmax(-1)  # [B]
+            counts += torch.bincount(cells, minlength=size * size)
+    flat = counts.tolist()
+    return [flat[gold * size : (gold + 1) * size] for gold in range(size)]
+
+
+def accuracy(
+    model: Classifier, data: Encoded, batch_rows: int = 32, engine: Engine | None = None
+) -> float:
+    """Dev accuracy, a fraction: the share of :func:`confusion`'s diagonal."""
+    return score(Metric.ACCURACY, confusion(model, data, batch_rows, engine))
 
 
 def steps_for(steps: int, epochs: float, examples: int, batch_size: int) -> int:

@@ -33,10 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoprumux.core.data_spec import data_spec
 from autoprumux.core.errors import DataError
+from autoprumux.core.metrics import Metric
 from autoprumux.core.study import DataSource, Study
 from autoprumux.core.study_fields import Stage, at_default, field_info
-from autoprumux.core.tasks import TASKS
+from trainers.data.tables import data_id
 from trainers.runtime.device import Precision
 from trainers.trial.artifacts import cache_key, slug
 
@@ -91,7 +93,7 @@ def warmup_key(study: Study, n: int, seed: int, precision: Precision) -> str:
         # initialisation draws before the retrieval head's. (The recorded token recovery is
         # measured on the dev sentences of the task that built it.)
         settings["text"] = warmup_text_id(study)
-        settings["num_labels"] = TASKS[study.task].num_labels
+        settings["num_labels"] = label_count(study)
     else:
         settings["text"] = task_data_settings(study)
     _add_when_set(settings, "group_by_length", warmup.group_by_length)
@@ -136,6 +138,7 @@ def teacher_key(
         settings["guide"] = guide
         settings["distill_temperature"] = training.distill_temperature  # of the guide's logits
     _add_when_set(settings, "group_by_length", training.group_by_length)
+    _add_metric(settings, study)
     return cache_key(settings)
 
 
@@ -181,6 +184,7 @@ def trial_key(
         "pruning_rules": PRUNING_RULES,
     }
     _add_when_set(settings, "group_by_length", training.group_by_length)  # both phases' batches
+    _add_metric(settings, study)
     return cache_key(settings)
 
 
@@ -195,6 +199,14 @@ def _read_by(section: Any, stage: Stage, *, besides: tuple[str, ...] = ()) -> Se
         and item.name not in besides
         and not (field_info(item).added_later and at_default(item, getattr(section, item.name)))
     }
+
+
+def _add_metric(settings: Settings, study: Study) -> None:
+    """What the model's record and its dev checks (early stopping) are in: added later, so in
+    the keys only when it is not accuracy."""
+    if study.study.metric is not Metric.ACCURACY:
+        settings["metric"] = study.study.metric.value
+        settings["positive_label"] = study.study.positive_label
 
 
 def _add_when_set(settings: Settings, name: str, value: bool) -> None:
@@ -214,7 +226,11 @@ def task_data_settings(study: Study) -> Settings:
         "max_train_examples": data.max_train_examples,
         "max_eval_examples": data.max_eval_examples,  # the dev set the records measure
     }
-    if data.source is DataSource.GLUE_DIR:
+    if data.has_own_data:
+        # its files by content (a moved file still matches, an edited one does not), its columns,
+        # labels and carving: data_id; a preset keeps the keys it had before own data existed
+        settings["own_data"] = data_id(data_spec(study))
+    elif data.source is DataSource.GLUE_DIR:
         # as written: relative to the study file's folder, which also holds the artifacts
         settings["glue_dir"] = data.glue_dir
     if data.max_train_examples:
@@ -279,3 +295,14 @@ def trial_folder(
     """The (N, s) model's folder, ``<studies>/artifacts/<study>/trial-n<N>-s<s>-<key>``."""
     key = trial_key(study, n, sparsity, seed, precision, teacher=teacher.name)
     return study.artifacts_folder / f"trial-n{n}-s{sparsity:g}-{key}"
+
+
+def label_count(study: Study) -> int:
+    """How many labels the study's classifier has: its preset's or ``[data] labels``' count,
+    else read from its training data."""
+    named = data_spec(study).labels
+    if named:
+        return len(named)
+    from trainers.trial.task_data import task_tables  # reads the data: only when needed
+
+    return len(task_tables(study).label_names)

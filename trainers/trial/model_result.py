@@ -8,9 +8,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from autoprumux.core.data_spec import data_spec
 from autoprumux.core.early_stop import Curve
+from autoprumux.core.metrics import Metric
 from autoprumux.core.records import TrialStatus
-from autoprumux.core.tasks import TASKS
 from trainers.deploy.model_folder import ModelInfo, describe
 from trainers.deploy.timing import measure_one
 from trainers.model.architecture import prunable_params
@@ -18,6 +19,7 @@ from trainers.model.classifier import Classifier
 from trainers.runtime.device import numerics
 from trainers.trial.cache_keys import starting_checkpoint
 from trainers.trial.stages import RunningTrial
+from trainers.trial.task_data import positive_label_id
 from trainers.trial.trial_results import TrialResult
 
 
@@ -57,12 +59,17 @@ def model_result(
 
 
 def _model_info(trial: RunningTrial, result: TrialResult, teacher_folder: Path | None) -> ModelInfo:
-    study, spec = trial.study, TASKS[trial.study.task]
+    study, spec = trial.study, data_spec(trial.study)
     return ModelInfo(
         task=study.task,
-        labels=spec.label_texts or tuple(str(i) for i in range(spec.num_labels)),
-        text_columns=spec.glue_text_columns,
-        label_column=spec.glue_label_column,
+        labels=trial.label_names,
+        text_columns=spec.text_columns,
+        label_column=spec.label,
+        metric=study.study.metric.value,
+        # F1's label named even when the study leaves it to the default (the second label)
+        positive_label=trial.label_names[positive_label_id(study, trial.label_names)]
+        if study.study.metric is Metric.F1
+        else "",
         max_length=study.model.max_seq_length,
         n=trial.n,
         sparsity=result.sparsity,

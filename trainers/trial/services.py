@@ -23,18 +23,18 @@ from autoprumux.core.early_stop import (
     check_step,
 )
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.metrics import score
 from autoprumux.core.progress import ProgressCallback
 from autoprumux.core.study import Study
-from autoprumux.core.tasks import TASKS
 from trainers.data.splits import Encoded
 from trainers.model.architecture import multiplexing_fields
 from trainers.model.classifier import Classifier, set_dropout
 from trainers.runtime.device import Engine
 from trainers.training.loop import Phase, run_phase
-from trainers.training.phases import accuracy
+from trainers.training.phases import confusion
 from trainers.trial.artifacts import read_json, write_json
 from trainers.trial.cache_keys import warms_up
-from trainers.trial.task_data import task_data, task_tokenizer
+from trainers.trial.task_data import positive_label_id, task_data, task_tables, task_tokenizer
 from trainers.trial.trial_results import SpanTimer
 
 if TYPE_CHECKING:
@@ -68,12 +68,13 @@ class TrialServices:
             )
             self.train: Encoded = train
             self.dev: Encoded = dev
+            self.label_names = task_tables(study).label_names  # the classifier's, in id order
 
     def overrides(self) -> dict[str, Any]:
         """Architecture fields of the base model at width N (load_pretrained's overrides)."""
         model = self.study.model
         values: dict[str, Any] = {
-            "num_labels": TASKS[self.study.task].num_labels,
+            "num_labels": len(self.label_names),
             "num_layers": model.num_layers,
             "cls_token_id": self.tokenizer.cls_token_id,
         }
@@ -97,8 +98,18 @@ class TrialServices:
         return prepared
 
     def accuracy(self, model: Classifier) -> float:
-        """Dev accuracy, a fraction."""
-        return accuracy(model, self.dev, self.study.training.batch_rows, self.engine)
+        """The model's dev score in the study's metric (``[study] metric``; accuracy: a
+        fraction)."""
+        counts = confusion(
+            model, self.dev, self.study.training.batch_rows, self.engine, len(self.label_names)
+        )
+        return score(self.study.study.metric, counts, self.positive_label_id)
+
+    @property
+    def positive_label_id(self) -> int:
+        """The id of the label whose F1 ``metric = "f1"`` is: ``[study] positive_label``, else
+        the second label."""
+        return positive_label_id(self.study, self.label_names)
 
     def run_phase(self, phase: Phase, checkpoint: Path) -> None:
         """Run a phase to its end, resuming from (and saving to) ``checkpoint``."""

@@ -54,6 +54,7 @@ class RunningTrial(Protocol):
     tokenizer: PreTrainedTokenizerBase
     train: Encoded  # the task's training sentences, on the engine's device
     dev: Encoded
+    label_names: tuple[str, ...]  # the classifier's labels, in id order
 
     def run_phase(self, phase: Phase, checkpoint: Path) -> None:
         """Run a phase to its end, resuming from (and saving to) ``checkpoint``."""
@@ -70,7 +71,7 @@ class RunningTrial(Protocol):
         ...
 
     def accuracy(self, model: Classifier) -> float:
-        """Dev accuracy, a fraction."""
+        """The dev score in the study's metric (accuracy: a fraction)."""
         ...
 
     def prepared(self, model: Classifier, task: bool = False) -> Classifier:

@@ -1,0 +1,220 @@
+"""``autoprumux search --dry-run`` (autoprumux.session.dry_run): the first picks and their costs
+are the proposer's and the cost model's own, the totals are the sums of the rows, and the dry
+run trains and writes nothing; bad input still exits 2 with one line."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from autoprumux.cli.main import main
+from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.grid import BASELINE, GridPoint
+from autoprumux.core.study import load_study
+from autoprumux.files.results_io import read_throughput_table
+from autoprumux.loop.costs import TRAIN_STEP_UNITS, CostModel, recipe_of
+from autoprumux.session import dry_run
+from autoprumux.session.dry_run import TableUsed, forecast_search, forecast_text
+from autoprumux.session.search_session import SearchRequest, SearchSession
+from autoprumux.session.sizing import TrialSlots
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "studies" / "sst2-tiny.toml"
+TINY_TABLE = ROOT / "studies" / "throughput" / "sst2-tiny-cpu-float32.json"
+CPU_TRIAL = TrialSlots(1, 2.0, 0.0)
+ABSOLUTE = Budget(BudgetKind.ABSOLUTE, 0.03)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    study, table = load_study(TINY), read_throughput_table(TINY_TABLE)
+    costs = CostModel.for_study(recipe_of(study), table.throughput)  # the search's, untrained
+    return study, table, costs
+
+
+def forecast(tiny, budget=ABSOLUTE, slots=CPU_TRIAL):
+    study, table, _ = tiny
+    return forecast_search(study, budget, table, TableUsed(source="t", device="cpu"), slots)
+
+
+def test_the_baseline_comes_first_at_the_cost_models_price(tiny):
+    study, table, costs = tiny
+    plan = forecast(tiny)
+    (baseline,) = plan.first[0]
+    assert baseline.point == BASELINE
+    assert baseline.seconds == costs.predict(BASELINE, trained=())
+    # by hand: 1200 fine-tuning steps of 32 rows, 3 forward passes a step, at (1, 0)'s speed
+    steps, rows = study.training.finetune_steps, study.training.batch_rows
+    assert (steps, rows) == (1200, 32)
+    by_hand = TRAIN_STEP_UNITS * steps * rows / table.throughput[BASELINE]
+    assert baseline.teacher_s == pytest.approx(by_hand) == pytest.approx(243.645, abs=1e-3)
+    assert (baseline.warmup_s, baseline.own_s, baseline.gpu_hours) == (0.0, 0.0, 0.0)
+
+
+def test_the_wave_after_the_baseline_is_the_real_runs_second_training(tiny):
+    """The bare search trained (1, 0) then (1, 0.7) (docs/measurements.md, every run); with
+    (1, 0) trained its teacher is built, so (1, 0.7) pays its own phases only."""
+    _, _, costs = tiny
+    plan = forecast(tiny)
+    assert [[r.point for r in wave] for wave in plan.first] == [[BASELINE], [GridPoint(1, 0.7)]]
+    second = plan.first[1][0]
+    assert second.seconds == costs.predict(GridPoint(1, 0.7), trained={BASELINE})
+    assert second.own_s == costs.parts[GridPoint(1, 0.7)].own > 0
+    assert second.warmup_s == second.teacher_s == 0.0
+
+
+def test_two_trials_at_once_start_two_probes_once_the_baseline_is_in(tiny):
+    """(1, 0) alone first (the threshold needs it), then two: the points of one wave are
+    priced as building together (costs.predict's ``building``)."""
+    _, _, costs = tiny
+    plan = forecast(tiny, slots=TrialSlots(2, 1.0, 0.0))
+    assert [len(wave) for wave in plan.first] == [1, 2]
+    first, second = plan.first[1]
+    assert first.seconds == costs.predict(first.point, {BASELINE})
+    assert second.seconds == costs.predict(second.point, {BASELINE}, building={first.point})
+
+
+def test_a_floor_budget_plans_one_wave_without_waiting_for_the_baseline(tiny):
+    plan = forecast(tiny, budget=Budget(BudgetKind.MIN_ACCURACY, 0.8), slots=TrialSlots(3, 1, 0))
+    assert len(plan.first) == 1 and len(plan.first[0]) == 3  # three probes at once
+
+
+def test_totals_are_the_sums_of_the_rows(tiny):
+    _, _, costs = tiny
+    plan = forecast(tiny, slots=TrialSlots(2, 1.0, 0.5))  # GPU trials, half a GPU each
+    rows = [row for wave in plan.first for row in wave]
+    total = plan.first_total
+    assert total.trainings == len(rows) == 3
+    assert total.seconds == pytest.approx(sum(r.seconds for r in rows))
+    assert total.warmup_s + total.teacher_s + total.own_s == pytest.approx(total.seconds)
+    assert total.gpu_hours == pytest.approx(sum(r.gpu_hours for r in rows))
+    for row in (*rows, *plan.grid):
+        assert row.gpu_hours == pytest.approx(row.seconds / 3600 * 0.5)
+    # the whole grid: every point, each row's warm-up and teacher once (from its (N, 0))
+    grid = plan.grid_total
+    assert grid.trainings == len(plan.grid) == 18
+    assert grid.seconds == pytest.approx(sum(r.seconds for r in plan.grid))
+    parts = costs.parts
+    rows_n = (1, 2, 4)
+    assert grid.warmup_s == pytest.approx(sum(parts[GridPoint(n, 0.0)].warmup for n in rows_n))
+    assert grid.teacher_s == pytest.approx(sum(parts[GridPoint(n, 0.0)].teacher for n in rows_n))
+    assert grid.own_s == pytest.approx(sum(parts[row.point].own for row in plan.grid))
+    assert grid.warmup_s > 0  # N = 2 and 4 start from a warm-up in the tiny study
+    trained = []
+    for row in plan.grid:  # one after another, as costs.predict charges each
+        assert row.seconds == pytest.approx(costs.predict(row.point, trained))
+        trained.append(row.point)
+
+
+def test_the_text_names_the_picks_and_the_range(tiny):
+    text = forecast_text(forecast(tiny))
+    lines = text.splitlines()
+    assert lines[0].startswith("dry run: study 'sst2-tiny', absolute budget 0.03 (accuracy)")
+    assert any(line.split()[:3] == ["1", "(1,", "0)"] for line in lines)
+    assert "GPU-h" not in text  # CPU trials: no GPU-hours column
+    assert "whole grid: 18 training(s), 3,049 s (50.8 min)" in text
+    assert lines[-1].startswith("expected search: from 338 s (5.6 min), the first picks, to")
+
+
+# -- the CLI: nothing trained, nothing written -----------------------------------------------
+
+
+@pytest.fixture
+def tiny_copy(tmp_path):
+    """The tiny study and its table in a folder of their own (the data stays in the package)."""
+    studies = tmp_path / "studies"
+    (studies / "throughput").mkdir(parents=True)
+    shutil.copy(TINY, studies / TINY.name)
+    shutil.copy(TINY_TABLE, studies / "throughput" / TINY_TABLE.name)
+    return studies / TINY.name
+
+
+def tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tiny_copy, tmp_path):
+    before = tree(tmp_path)
+    code = main(["search", "--dry-run", "--study", str(tiny_copy), "--budget", "0.03"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert "first picks" in out and "(1, 0)" in out and "expected search: from 338 s" in out
+    assert tree(tmp_path) == before  # no .db, no artifacts/, no reports/, no table
+    code = main(["search", "--dry-run", "--json", "--study", str(tiny_copy), "--budget", "0.03"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0 and tree(tmp_path) == before
+    picks = document["first_picks"]
+    assert (picks[0]["wave"], picks[0]["n"], picks[0]["sparsity"]) == (1, 1, 0.0)
+    total = document["first_picks_total"]["seconds"]
+    assert total == pytest.approx(sum(p["seconds"] for p in picks))
+    assert document["grid_total"]["trainings"] == 18
+
+
+def test_bare_dry_run_plans_the_embedded_default(capsys, monkeypatch, tmp_path):
+    from autoprumux.cli import default_study
+
+    monkeypatch.chdir(tmp_path)  # no ./studies: the checkout's tiny study, used in place
+    monkeypatch.setattr(default_study, "cuda_available", lambda: False)
+    code = main(["search", "--dry-run", "--budget", "0.03"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert err.startswith("study: ") and "sst2-tiny.toml" in err
+    assert "dry run: study 'sst2-tiny'" in out
+    assert tree(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "-1"], "--budget: -1.0 is outside [0, 1)"),
+        (["--budget", "0.03", "--study", "nope.toml"], "nope.toml"),
+        (["--budget", "0.03", "--trainer", "replay:missing.csv"], "--trainer: replay file"),
+    ],
+)
+def test_bad_input_still_exits_2_with_one_line(capsys, tiny_copy, args, message):
+    if "--study" not in args:
+        args = [*args, "--study", str(tiny_copy)]
+    code = main(["search", "--dry-run", *args])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("autoprumux: error: ") and message in err
+
+
+def test_a_missing_table_is_estimated_in_memory_not_measured(monkeypatch, tiny_copy):
+    """Without its table the search would measure and save one first; the dry run estimates
+    it in memory (here: the committed table, to stay fast) and says so."""
+    (tiny_copy.parent / "throughput" / TINY_TABLE.name).unlink()
+    asked = []
+
+    def estimate(study, missing):
+        asked.append(missing)
+        table = read_throughput_table(TINY_TABLE)
+        return table, TableUsed(source="quick", device="cpu", estimated=True)
+
+    monkeypatch.setattr(dry_run, "estimate_table", estimate)
+    lines = []
+    request = SearchRequest(
+        task=None,
+        study_path=str(tiny_copy),
+        budget=ABSOLUTE,
+        gpus=0.0,
+        gpus_per_trial=1.0,
+        cpus_per_trial=None,
+        executor="local",
+        address=None,
+        storage=None,
+        trainer_spec="study",
+        throughput_path=None,
+        max_trials=None,
+        max_gpu_hours=None,
+        max_retries=1,
+        top_k=3,
+    )
+    session = SearchSession(request, lines.append, cores=2)
+    plan = session.forecast(session.plan())
+    assert asked == [tiny_copy.parent / "throughput" / TINY_TABLE.name]
+    assert plan.table.estimated
+    assert lines == [f"no {asked[0]} yet: estimating the throughputs (not saved)"]
+    assert not asked[0].exists()
+    assert "estimated now on cpu (quick)" in forecast_text(plan)

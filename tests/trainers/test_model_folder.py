@@ -1,0 +1,75 @@
+"""The model folder's description (autoprumux.json) and card name the metric the model was
+chosen by; a folder written before metrics reads as accuracy (no torch: seconds)."""
+
+import json
+
+import pytest
+
+from trainers.deploy.model_folder import (
+    INFO_FILE,
+    ModelInfo,
+    NotAModelError,
+    model_card,
+    read_info,
+)
+
+
+def info(**fields):
+    values = {
+        "task": "reviews",
+        "labels": ("neg", "neutral", "pos"),
+        "text_columns": ("review",),
+        "label_column": "sentiment",
+        "max_length": 64,
+        "n": 2,
+        "sparsity": 0.5,
+        "achieved_sparsity": 0.49,
+        "parameters": 1000,
+        "dev_accuracy": 0.8123,
+        "dev_examples": 500,
+        "throughput": 1234.5,
+        "throughput_device": "cpu",
+        "study": "reviews",
+        "study_file": "studies/reviews.toml",
+        "recipe": "abc123",
+        "base_model": "tiny",
+        "teacher": None,
+        "seed": 42,
+        **fields,
+    }
+    return ModelInfo(**values)
+
+
+def test_the_metric_round_trips_through_autoprumux_json(tmp_path):
+    written = info(metric="f1", positive_label="pos")
+    (tmp_path / INFO_FILE).write_text(json.dumps(written.to_json()))
+    read = read_info(tmp_path)
+    assert read == written
+    assert (read.metric, read.metric_label, read.positive_id) == ("f1", "F1 of 'pos'", 2)
+
+
+def test_a_folder_from_before_metrics_is_an_accuracy_folder(tmp_path):
+    older = info().to_json()
+    del older["metric"], older["positive_label"]
+    (tmp_path / INFO_FILE).write_text(json.dumps(older))
+    read = read_info(tmp_path)
+    assert (read.metric, read.positive_label, read.metric_label) == ("accuracy", "", "accuracy")
+    assert read.positive_id == 1  # no positive label: the second
+
+
+def test_an_unknown_metric_or_a_missing_field_is_refused(tmp_path):
+    bad = {**info().to_json(), "metric": "auc"}
+    (tmp_path / INFO_FILE).write_text(json.dumps(bad))
+    with pytest.raises(NotAModelError, match="metric 'auc' is not one of: accuracy, f1"):
+        read_info(tmp_path)
+    lacking = info().to_json()
+    del lacking["dev_accuracy"]
+    (tmp_path / INFO_FILE).write_text(json.dumps(lacking))
+    with pytest.raises(NotAModelError, match="lacks dev_accuracy"):
+        read_info(tmp_path)
+
+
+def test_the_card_names_the_metric_of_its_dev_figure():
+    card = model_card(info(metric="macro_f1"))
+    assert "| dev macro-F1 | 0.8123 on the first 500 dev examples |" in card
+    assert "| dev accuracy | 0.8123 on the first 500 dev examples |" in model_card(info())

@@ -1,0 +1,566 @@
+"""A study's labelled text as Arrow tables: read through ``datasets`` (its CSV, JSON and Parquet
+builders, or ``load_dataset`` of a hub dataset; the Arrow cache it writes is reused by every
+later read of the same file), checked, its labels numbered, its missing splits carved.
+
+:func:`load_tables` turns a :class:`~autoprumux.core.data_spec.DataSpec` into
+:class:`TaskTables`: train, dev and (optionally) test, each an Arrow table with the columns
+``text``, ``text_pair`` (pair tasks) and ``label`` (int64 ids), and the label names. Nothing
+here holds the text in Python lists: the checks are Arrow compute kernels over the columns.
+Every refusal is a :class:`DataError` naming the file, the column or the row.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import lzma
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autoprumux.core.data_spec import DataSpec, FileFormat, FileSource, HubSource, Source
+from autoprumux.core.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+logger = logging.getLogger(__name__)
+
+# label values: a largest class this many times the smallest is "heavy" imbalance (a warning)
+IMBALANCE_RATIO = 10
+# above this many distinct values a label column is more likely an id or a text (init says so)
+MAX_LABELS = 1000
+
+
+@dataclass(frozen=True)
+class TaskTables:
+    """The study's splits, each an Arrow table of ``text``, [``text_pair``,] ``label``."""
+
+    train: pa.Table
+    dev: pa.Table
+    test: pa.Table | None
+    label_names: tuple[str, ...]  # display name of each label id
+    label_values: tuple[str, ...]  # the label column's value of each id (as text)
+    source_id: str  # data_id: the train and dev sources' content and the settings that shaped them
+    test_id: str  # the test source's content ("carved": from train, by source_id)
+    notes: tuple[str, ...]  # the warnings given while loading (skipped rows, imbalance, ...)
+
+    @property
+    def is_pair(self) -> bool:
+        return "text_pair" in self.train.column_names
+
+
+def load_tables(spec: DataSpec, cache_dir: Path | None = None) -> TaskTables:
+    """Read, check and carve the study's data (``cache_dir``: where ``datasets`` keeps its
+    Arrow copies of local files; None: its default)."""
+    notes: list[str] = []
+    raw = {"train": read_source(spec.train, cache_dir)}
+    for name, source in (("dev", spec.dev), ("test", spec.test)):
+        if source is not None:
+            raw[name] = read_source(source, cache_dir)
+    where = {"train": spec.train, "dev": spec.dev, "test": spec.test}
+    tables = {
+        name: _normalized(table, spec, where[name], notes)  # type: ignore[arg-type]
+        for name, table in raw.items()
+    }
+    values = spec.labels or _sorted_labels(tables["train"]["label"])
+    if len(values) < 2:
+        raise DataError(
+            _describe(spec.train),
+            f"column {spec.label!r} holds one distinct label ({values[0]!r}); a classifier needs "
+            "at least two",
+        )
+    numbered = {
+        name: _numbered(table, values, spec, where[name], bool(spec.labels) or name != "train")  # type: ignore[arg-type]
+        for name, table in tables.items()
+    }
+    train = numbered["train"]
+    test = numbered.get("test")
+    if test is None and spec.test_fraction > 0:
+        train, test = _carved(
+            train, round(spec.test_fraction * train.num_rows), spec, "test", notes
+        )
+    dev = numbered.get("dev")
+    if dev is None:
+        rows = min(round(spec.dev_fraction * train.num_rows), spec.dev_max_rows)
+        train, dev = _carved(train, rows, spec, "dev", notes)
+    train = _subset(train, spec.max_train_examples, spec.subset, spec.seed)
+    dev = _subset(dev, spec.max_eval_examples, "first", spec.seed)
+    _warn_imbalance(train, values, notes)
+    if test is not None:
+        _warn_overlap(train, test, notes)
+    names = _display_names(values, spec.label_meanings)
+    for note in notes:
+        logger.warning(note)
+    return TaskTables(
+        train=train,
+        dev=dev,
+        test=test,
+        label_names=names,
+        label_values=values,
+        source_id=data_id(spec),
+        test_id=_content_id(spec.test) if spec.test is not None else "carved",
+        notes=tuple(notes),
+    )
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def read_source(source: Source, cache_dir: Path | None = None) -> pa.Table:
+    """A split's table as ``datasets`` reads it (every column; CSV and TSV columns as text)."""
+    if isinstance(source, HubSource):
+        return _read_hub(source)
+    path = source.path
+    if not path.is_file():
+        why = "no such file" if not path.exists() else "is not a file"
+        if source.glue:
+            why += (
+                "; a GLUE folder holds <TASK>/train.tsv and <TASK>/dev.tsv (MNLI: "
+                "dev_matched.tsv), or the same with .xz (set [data] glue_dir in the study file, "
+                'or source = "hub" to load GLUE from the datasets hub)'
+            )
+        raise DataError(str(path), why)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as err:
+        raise DataError(str(path), f"cannot be read: {err.strerror or err}") from None
+    builder, options = _builder(source)
+    try:
+        with _quiet_datasets():
+            import datasets
+
+            loaded = datasets.load_dataset(
+                builder,
+                data_files={"train": str(path)},
+                split="train",
+                cache_dir=str(cache_dir) if cache_dir else None,
+                **options,
+            )
+    except Exception as err:  # datasets wraps the parser's error
+        raise DataError(str(path), _read_failure(err, source)) from None
+    return _arrow(loaded)
+
+
+def file_columns(source: FileSource) -> list[str]:
+    """A CSV or TSV file's header (read without reading the rows)."""
+    import csv
+
+    import fsspec
+
+    try:
+        with fsspec.open(str(source.path), "rt", compression="infer", encoding="utf-8") as handle:
+            header = next(csv.reader(handle, **_dialect(source)), [])
+    except UnicodeDecodeError:
+        raise DataError(str(source.path), _read_failure(UnicodeError(), source)) from None
+    except (OSError, EOFError, ValueError, lzma.LZMAError) as err:  # a damaged compressed file
+        raise DataError(
+            str(source.path), f"cannot be read as {source.format.value.upper()}: {err}"
+        ) from None
+    if not header:
+        raise DataError(str(source.path), "is empty (no header row)")
+    return [str(name) for name in header]
+
+
+def _builder(source: FileSource) -> tuple[str, dict[str, Any]]:
+    """The ``datasets`` builder of a file and its options."""
+    if source.format is FileFormat.JSON:
+        return "json", {}
+    if source.format is FileFormat.PARQUET:
+        return "parquet", {}
+    import datasets
+
+    # every column as text: pandas would guess per chunk of rows (a label column of 0/1 in one
+    # chunk and "yes" in the next fails), and turn texts such as "NA" or "null" into nothing
+    columns = file_columns(source)
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise DataError(str(source.path), f"its header repeats column(s) {', '.join(repeated)}")
+    features = datasets.Features({name: datasets.Value("string") for name in columns})
+    options: dict[str, Any] = {
+        "features": features,
+        "keep_default_na": False,
+        "na_filter": False,
+        **{("sep" if k == "delimiter" else k): v for k, v in _dialect(source).items()},
+    }
+    return "csv", options
+
+
+def _dialect(source: FileSource) -> dict[str, Any]:
+    """The separator and quoting of a CSV or TSV file (GLUE's TSV quotes nothing)."""
+    import csv
+
+    dialect: dict[str, Any] = {"delimiter": "\t" if source.format is FileFormat.TSV else ","}
+    if source.glue:
+        dialect["quoting"] = csv.QUOTE_NONE
+    return dialect
+
+
+def _read_hub(source: HubSource) -> pa.Table:  # pragma: no cover - needs a reachable hub
+    try:
+        with _quiet_datasets():
+            import datasets
+
+            loaded = datasets.load_dataset(
+                source.dataset, source.config or None, split=source.split
+            )
+    except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise DataError(
+            source.describe(), f"cannot be loaded: {type(err).__name__}: {first}"
+        ) from None
+    # a ClassLabel column holds ids: kept (the hub numbers a preset's labels by them)
+    return _arrow(loaded)
+
+
+def _arrow(loaded: Any) -> pa.Table:
+    """The Arrow table of a loaded split (memory-mapped from ``datasets``' cache)."""
+    table: pa.Table = loaded.data.table
+    return table
+
+
+def _read_failure(err: Exception, source: FileSource) -> str:
+    """One line for why ``datasets`` could not read a file: the parser's own words (they name
+    the line), or for bytes that are not UTF-8 the row that holds them."""
+    cause: BaseException = err
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        if isinstance(cause, UnicodeError):
+            break
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    if isinstance(cause, UnicodeError):
+        line = _first_non_utf8_line(source.path)
+        where = f"line {line}" if line else "a line"
+        return f"{where} holds bytes that are not UTF-8; save the file as UTF-8"
+    text = str(cause).strip().splitlines()
+    message = text[0] if text else type(cause).__name__
+    if "Expected" in message and "fields" in message:  # pandas: a row with too many fields
+        message += " (a ragged row: quote fields that hold the separator)"
+    return f"cannot be read as {source.format.value.upper()}: {message}"
+
+
+def _first_non_utf8_line(path: Path) -> int | None:
+    """The 1-based line of ``path`` (decompressed) whose bytes first fail to decode."""
+    import fsspec
+
+    with fsspec.open(str(path), "rb", compression="infer") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+@contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """``datasets`` logs a failed read as an error before raising it: the raised error is
+    reported (one line), not the log."""
+    log = logging.getLogger("datasets")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+# -- checking and numbering ------------------------------------------------------------------
+
+
+def _normalized(table: pa.Table, spec: DataSpec, source: Source, notes: list[str]) -> pa.Table:
+    """``table``'s text and label columns renamed ``text``, ``text_pair``, ``label`` (labels as
+    text), less the rows whose text is empty (counted in ``notes``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    where = _describe(source)
+    missing = [c for c in (*spec.text_columns, spec.label) if c not in table.column_names]
+    if missing:
+        raise DataError(
+            where,
+            f"has no column {missing[0]!r}; its columns: {', '.join(table.column_names)}",
+        )
+    label = table[spec.label]
+    if pa.types.is_list(label.type) or pa.types.is_large_list(label.type) or _holds_lists(label):
+        raise DataError(
+            where,
+            f"column {spec.label!r} holds lists of labels; multi-label classification is not "
+            "supported (one label per row)",
+        )
+    if not table.num_rows:
+        raise DataError(where, "holds no rows")
+    columns = {"text": _as_text(table[spec.text])}
+    if spec.text_pair:
+        columns["text_pair"] = _as_text(table[spec.text_pair])
+    columns["label"] = _as_text(label)
+    columns["row"] = pa.chunked_array([pa.array(range(table.num_rows), pa.int64())])
+    normalized = pa.table(columns)
+    blank = _blank(normalized["text"])
+    kept = pc.invert(blank)
+    if spec.text_pair:
+        row = _first_true(pc.and_(kept, _blank(normalized["text_pair"])))
+        if row is not None:
+            raise DataError(
+                where,
+                f"{_row(source, row)}: column {spec.text_pair!r} is empty; a pair task needs "
+                f"both texts ({spec.text!r} and {spec.text_pair!r}) in every row",
+            )
+    row = _first_true(pc.and_(kept, _blank(normalized["label"])))
+    if row is not None:
+        raise DataError(where, f"{_row(source, row)}: column {spec.label!r} is empty")
+    skipped = pc.sum(blank).as_py() or 0
+    if skipped:
+        normalized = normalized.filter(kept)
+        notes.append(f"{where}: skipped {skipped} row(s) whose text is empty")
+        if not normalized.num_rows:
+            raise DataError(where, f"holds no row with text in column {spec.text!r}")
+    return normalized
+
+
+def _numbered(
+    table: pa.Table, values: tuple[str, ...], spec: DataSpec, source: Source, checked: bool
+) -> pa.Table:
+    """``table`` with its label text replaced by the label's id in ``values`` (int64)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pc.index_in(table["label"], value_set=pa.array(values, pa.string()))
+    if checked:
+        found = _first_true(pc.is_null(ids))
+        if found is not None:
+            label, row = table["label"][found].as_py(), table["row"][found].as_py()
+            # the preset's or [data] labels', else what train holds
+            origin = "the task's labels" if spec.labels else "the training split's labels"
+            raise DataError(
+                _describe(source),
+                f"{_row(source, row)}: label {label!r} is not one of {origin}: {', '.join(values)}",
+            )
+    numbered = table.set_column(
+        table.column_names.index("label"), "label", pc.cast(ids, pa.int64())
+    )
+    return numbered.drop_columns(["row"])
+
+
+def _sorted_labels(labels: pa.ChunkedArray) -> tuple[str, ...]:
+    """The distinct labels, sorted: as numbers when every one is an integer."""
+    import pyarrow.compute as pc
+
+    distinct = [str(v) for v in pc.unique(labels).to_pylist()]
+    if len(distinct) > MAX_LABELS:
+        raise DataError(
+            "[data] label",
+            f"the label column holds {len(distinct)} distinct values (at most {MAX_LABELS}); "
+            "is it a text or an id column?",
+        )
+    if all(_is_integer(v) for v in distinct):
+        return tuple(sorted(distinct, key=int))
+    return tuple(sorted(distinct))
+
+
+def _display_names(values: tuple[str, ...], meanings: tuple[str, ...]) -> tuple[str, ...]:
+    """What a classifier prints for each id: a preset's meanings of integer labels, else the
+    values themselves."""
+    return meanings if meanings and len(meanings) == len(values) else values
+
+
+# -- carving and subsets ---------------------------------------------------------------------
+
+
+def _carved(
+    table: pa.Table, rows: int, spec: DataSpec, name: str, notes: list[str]
+) -> tuple[pa.Table, pa.Table]:
+    """(the rest, ``rows`` rows) of ``table``: a stratified random split with the study's seed
+    (datasets' ``train_test_split``); unstratified, with a warning, when a label has a single
+    example."""
+    import datasets
+
+    if rows < 1 or rows >= table.num_rows:
+        fraction = spec.test_fraction if name == "test" else spec.dev_fraction
+        raise DataError(
+            f"[data] {name}_fraction",
+            f"{fraction!r} of {table.num_rows} training rows carves {rows} rows: the {name} "
+            f"split would be {'empty' if rows < 1 else 'all of train'}; give a {name} split",
+        )
+    labelled = datasets.Dataset(table).cast_column(
+        "label", datasets.ClassLabel(num_classes=int(max(table["label"].to_numpy()) + 1))
+    )
+    try:
+        split = labelled.train_test_split(
+            test_size=rows, stratify_by_column="label", seed=spec.seed
+        )
+    except ValueError as err:  # a class too small to stratify
+        notes.append(f"the carved {name} split is not stratified: {str(err).splitlines()[0]}")
+        split = labelled.train_test_split(test_size=rows, seed=spec.seed)
+    import pyarrow as pa
+
+    def plain(part: Any) -> pa.Table:
+        flat = part.flatten_indices().data.table
+        return flat.set_column(
+            flat.column_names.index("label"), "label", flat["label"].cast(pa.int64())
+        )
+
+    return plain(split["train"]), plain(split["test"])
+
+
+def _subset(table: pa.Table, k: int, mode: str, seed: int) -> pa.Table:
+    """The first k rows, or k drawn at random with ``seed`` (kept in file order); k = 0 or
+    k >= the rows: the whole table. The draw is the one earlier releases made of GLUE's
+    sentences, so the presets train on the same examples."""
+    if not k or k >= table.num_rows:
+        return table
+    if mode == "first":
+        return table.slice(0, k)
+    indices = sorted(random.Random(seed).sample(range(table.num_rows), k))
+    return table.take(indices)
+
+
+# -- warnings --------------------------------------------------------------------------------
+
+
+def _warn_imbalance(train: pa.Table, values: tuple[str, ...], notes: list[str]) -> None:
+    import numpy as np
+
+    counts = np.bincount(train["label"].to_numpy(), minlength=len(values))
+    if counts.min() == 0:
+        absent = [values[k] for k in np.flatnonzero(counts == 0)]
+        notes.append(f"the training split holds no example of label(s) {', '.join(absent)}")
+    elif counts.max() >= IMBALANCE_RATIO * counts.min():
+        spread = ", ".join(f"{v}: {c}" for v, c in zip(values, counts.tolist(), strict=True))
+        notes.append(f"the training labels are heavily imbalanced ({spread})")
+
+
+def _warn_overlap(train: pa.Table, test: pa.Table, notes: list[str]) -> None:
+    import pyarrow.compute as pc
+
+    shared = pc.sum(pc.is_in(_row_text(test), value_set=_row_text(train))).as_py() or 0
+    if shared:
+        notes.append(
+            f"{shared} of the test split's {test.num_rows} rows also appear in train: the test "
+            "figure is optimistic"
+        )
+
+
+def _row_text(table: pa.Table) -> pa.ChunkedArray:
+    import pyarrow.compute as pc
+
+    if "text_pair" not in table.column_names:
+        return table["text"].combine_chunks()
+    return pc.binary_join_element_wise(table["text"], table["text_pair"], "\x1f").combine_chunks()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column as strings (a hub ClassLabel's ids, JSON numbers, booleans)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column.cast(pa.string())
+    if pa.types.is_dictionary(column.type):
+        return column.cast(pa.string())
+    if pa.types.is_floating(column.type):  # JSON integers with a null become doubles
+        integral = pc.equal(pc.floor(column), column)
+        if pc.all(pc.or_kleene(integral, pc.is_null(column))).as_py():
+            return column.cast(pa.int64()).cast(pa.string())
+    return column.cast(pa.string())
+
+
+def _holds_lists(column: pa.ChunkedArray) -> bool:
+    """A JSON column whose values are lists (``datasets`` reads mixed JSON as ``Json``)."""
+    import pyarrow as pa
+
+    if not pa.types.is_string(column.type):
+        return False
+    head = column.slice(0, 1000).to_pylist()
+    return any(
+        isinstance(v, str) and v.startswith("[") and v.endswith("]") and _is_json_list(v)
+        for v in head
+    )
+
+
+def _is_json_list(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), list)
+    except ValueError:
+        return False
+
+
+def _blank(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a text is null or only whitespace."""
+    import pyarrow.compute as pc
+
+    trimmed = pc.utf8_trim_whitespace(column)
+    return pc.fill_null(pc.equal(trimmed, ""), True)
+
+
+def _first_true(mask: pa.ChunkedArray) -> int | None:
+    import pyarrow.compute as pc
+
+    positions = pc.indices_nonzero(mask.combine_chunks())
+    return positions[0].as_py() if len(positions) else None
+
+
+def _is_integer(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def _row(source: Source | None, row: int) -> str:
+    """Where row ``row`` (0-based, of the data) is: a CSV or TSV file's line (its header is line
+    1), a JSON Lines file's line, else the row's number from 1."""
+    if isinstance(source, FileSource) and source.format in (FileFormat.CSV, FileFormat.TSV):
+        return f"line {row + 2}"
+    if isinstance(source, FileSource) and source.format is FileFormat.JSON:
+        return f"line {row + 1}"
+    return f"row {row + 1}"
+
+
+def _describe(source: Source | None) -> str:
+    return source.describe() if source is not None else "the data"
+
+
+# -- identity --------------------------------------------------------------------------------
+
+
+def data_id(spec: DataSpec) -> str:
+    """A hash of what the tables hold, known without reading them: the sources' content (a
+    file's bytes, a hub dataset's name and split) and the settings that shape the tables. It
+    keys the tokenized cache and, for a study's own data, every artifact trained on it."""
+    parts = {
+        # not the test split: read after the search, it shapes no trained model (a carved one
+        # does, by test_fraction)
+        "sources": [_content_id(s) if s is not None else None for s in (spec.train, spec.dev)],
+        "columns": [spec.text, spec.text_pair, spec.label],
+        "labels": list(spec.labels),
+        "carve": [spec.dev_fraction, spec.dev_max_rows, spec.test_fraction, spec.seed],
+        "subset": [spec.max_train_examples, spec.max_eval_examples, spec.subset],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _content_id(source: Source) -> str:
+    if isinstance(source, HubSource):
+        return f"hub:{source.dataset}:{source.config}:{source.split}"
+    try:
+        stat = source.path.stat()
+    except OSError:
+        raise DataError(str(source.path), "no such file") from None
+    digest = file_digest(str(source.path), stat.st_size, stat.st_mtime_ns)
+    return f"{source.format.value}:{digest}"
+
+
+@functools.lru_cache(maxsize=16)
+def file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """The SHA-256 of a file's bytes (16 hex digits), once per (path, size, mtime) and process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(functools.partial(handle.read, 1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
