@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import click
 
+from autoprumux.cli.init_command import init
 from autoprumux.cli.model_commands import classify, export
 from autoprumux.cli.results_commands import evaluate, predict, report
 from autoprumux.cli.search_commands import dashboard, search
@@ -40,6 +41,7 @@ def cli() -> None:
 COMMANDS = (search, predict, evaluate, report, dashboard, train, warmup, measure, classify, export)
 for _command in COMMANDS:
     cli.add_command(_command)
+cli.add_command(init)  # a study file from the user's data (issue 34)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,8 @@ _INPUTS_WORTH_A_BAR = 2000
 @click.option(
     "--column",
     default=None,
-    help="The table's text column (pair tasks: FIRST,SECOND); default: the task's GLUE columns.",
+    help="The table's text column (pair tasks: FIRST,SECOND); default: the columns the model "
+    "was trained on (its [data] text and text_pair).",
 )
 @click.option(
     "--batch",

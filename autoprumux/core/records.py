@@ -112,6 +112,19 @@ class TrialRecord:
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(TrialRecord))
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeldOutScore:
+    """A trained model's figure on the study's held-out test split, in the study's metric:
+    measured once, after the search has answered; shown beside dev, never decided by (no
+    :class:`TrialRecord` holds one)."""
+
+    score: float  # the study's metric on the test split (accuracy: a fraction)
+    examples: int  # test examples scored
+    dev: float  # the model's dev figure in the same metric: what the choice was made on
+
+
 REQUIRED_COLUMNS = ("task", "n", "sparsity", "accuracy", "throughput")
 
 

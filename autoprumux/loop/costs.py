@@ -175,8 +175,9 @@ def seconds_per_unit(
     return {p: seconds[p] / predicted[p] if predicted[p] > 0 else overall for p in CostPart}
 
 
-def recipe_of(study: Study) -> Recipe:
-    """The cost model's view of a study file."""
+def recipe_of(study: Study, train_examples: int | None = None) -> Recipe:
+    """The cost model's view of a study file; ``train_examples``: its training split's size as
+    read (else its ``max_train_examples``, its GLUE preset's size, or 100,000)."""
     training, warmup = study.training, study.warmup
     return Recipe(
         warmup_steps_per_instance=warmup.steps_per_instance,
@@ -190,7 +191,8 @@ def recipe_of(study: Study) -> Recipe:
         post_pruning_steps=training.post_pruning_steps,
         post_pruning_epochs=training.post_pruning_epochs,
         batch_rows=training.batch_rows,
-        train_examples=study.data.max_train_examples
+        train_examples=train_examples
+        or study.data.max_train_examples
         or GLUE_TRAIN_EXAMPLES.get(study.task, 100_000),
         distill_from_n1=training.distill_from_n1,
         needs_warmup=not study.model.multiplexed_name_or_path,

@@ -129,5 +129,6 @@ class StudyStore(Protocol):
 
     def close(self) -> None:
         """The search is over: its trials still running are closed as interrupted, and their
-        leases are no longer renewed. Called once, also after a crash."""
+        leases are no longer renewed. Called once, also after a crash. Study attributes may
+        still be written after it (the held-out test figures are)."""
         ...

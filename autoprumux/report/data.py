@@ -2,7 +2,10 @@
 :mod:`autoprumux.report.html`). Everything here is tested on known inputs.
 
 Every ``accuracy`` here holds the study's metric (:mod:`autoprumux.core.metrics`), which the
-report names by :attr:`ReportInput.metric_label`."""
+report names by :attr:`ReportInput.metric_label`: the dev figure, what the search chose on.
+Where the study has a held-out test split, :attr:`ReportInput.test_scores` holds the figures the
+search measured on it once it had answered (what to expect); no function here decides by them.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from autoprumux.core.evaluation import accuracy_within, throughput_within
 from autoprumux.core.grid import BASELINE, Family, Grid, GridPoint
 from autoprumux.core.metrics import Metric
 from autoprumux.core.recommender import Recommender
-from autoprumux.core.records import Observations, TrialRecord, TrialStatus
+from autoprumux.core.records import HeldOutScore, Observations, TrialRecord, TrialStatus
 from autoprumux.core.surface import AccuracySurface
 from autoprumux.core.surrogate import Source
 from autoprumux.core.throughput import ThroughputTable
@@ -39,6 +42,8 @@ class ReportInput:
     # the label it is of; a results file's is accuracy
     metric: Metric = Metric.ACCURACY
     positive_label: str = ""
+    # the held-out test figures of the search's answer and top-3s (empty: no test split)
+    test_scores: Mapping[GridPoint, HeldOutScore] = field(default_factory=dict)
 
     @property
     def metric_label(self) -> str:
@@ -185,6 +190,15 @@ def recommendations(data: ReportInput, top_k: int = 3) -> list[BudgetRow]:
             BudgetRow(budget=value, requested=requested, threshold=decision.threshold, top=top)
         )
     return rows
+
+
+def points_to_score(data: ReportInput, answer: GridPoint | None, top_k: int = 3) -> list[GridPoint]:
+    """The points a held-out test scores: ``answer`` (the search's top-1) and the trained
+    points of every budget's top-k (section 2's table, :func:`recommendations`); sorted."""
+    points = {answer} if answer is not None else set()
+    for row in recommendations(data, top_k):
+        points |= {item["point"] for item in row.top if item["accuracy_measured"]}
+    return sorted(points)
 
 
 @dataclass(frozen=True, kw_only=True)

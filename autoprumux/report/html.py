@@ -2,6 +2,8 @@
 
 Every title, axis and column that shows the study's metric names it
 (:attr:`~autoprumux.report.data.ReportInput.metric_label`: accuracy, F1, macro-F1 or MCC).
+Where the search measured held-out test figures, the answer box and the top-3 tables show
+them beside dev: dev is what the choice was made on, test what to expect.
 plotly.js is inlined once (the file works offline and from file://); every user-provided
 string (study and task names, paths, fingerprints) is HTML-escaped and never enters a script.
 """
@@ -15,7 +17,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from autoprumux.core.grid import Family
+from autoprumux.core.grid import Family, GridPoint
+from autoprumux.core.records import HeldOutScore
 from autoprumux.files.atomic import explained_write_errors, write_text_atomic
 from autoprumux.report.data import (
     Answer,
@@ -114,7 +117,7 @@ def header(data: ReportInput, top: Answer | None) -> str:
             + "</ul></div>"
         )
     if top is not None:
-        parts.append(answer_box(top, metric))
+        parts.append(answer_box(top, metric, data.test_scores.get(top.point)))
     return "\n".join(parts)
 
 
@@ -231,16 +234,22 @@ def provenance_section(data: ReportInput) -> str:
     )
 
 
-def answer_box(top: Answer, metric: str = "accuracy") -> str:
+def answer_box(top: Answer, metric: str = "accuracy", test: HeldOutScore | None = None) -> str:
     """What to deploy, and where its model is or the command that trains it (``metric``: how
-    the study's metric is named)."""
+    the study's metric is named; ``test``: its held-out test figure, shown beside dev)."""
     measured = "measured" if top.accuracy_measured else "predicted"
     words, code = top.model.describe()
     where = _e(words) + (f": <code>{_e(code)}</code>" if code is not None else "")
+    figure = f"{measured} {_e(metric)} {top.accuracy:.4f} (threshold {top.threshold:.4f})"
+    if test is not None:
+        figure = (
+            f"dev {_e(metric)} {top.accuracy:.4f} (threshold {top.threshold:.4f}; what the "
+            f"choice was made on), test {test.score:.4f} on {test.examples:,} held-out "
+            "examples (what to expect)"
+        )
     return (
         f"<div class='answer'>Deploy <b>{_e(top.point)}</b>: {top.speedup:.2f}x the "
-        f"throughput of (1, 0) at {measured} {_e(metric)} {top.accuracy:.4f} "
-        f"(threshold {top.threshold:.4f}).<br><span class='model'>{where}.</span></div>"
+        f"throughput of (1, 0) at {figure}.<br><span class='model'>{where}.</span></div>"
     )
 
 
@@ -324,35 +333,60 @@ def _add_answer(fig: go.Figure, top: Answer) -> None:
 
 def recommendations_table(data: ReportInput, rows: list[BudgetRow]) -> str:
     """Section 2: top-k per budget; throughput and speedup from one source, the report's
-    throughput table, named in the caption."""
+    throughput table, named in the caption; beside dev, the held-out test figure of each
+    scored point where the search measured them."""
     metric = _e(data.metric_label)
-    source = (
-        f"<p>Throughput and speedup: {_e(data.table.describe())}. {_capitalized(metric)}: "
-        f"measured where the point was trained, else predicted by the {metric} surface.</p>"
-        if data.table
-        else ""
-    )
+    tested = data.test_scores
+    dev = f"dev {metric}" if tested else metric
+    test_head = f"<th>test {metric}</th>" if tested else ""
     table = [
         f"<table><tr><th>{metric} budget</th><th>threshold</th><th>rank</th><th>(N, s)</th>"
-        f"<th>{metric}</th><th>throughput (examples/s)</th><th>speedup</th></tr>"
+        f"<th>{dev}</th>{test_head}<th>throughput (examples/s)</th><th>speedup</th></tr>"
     ]
     for row in rows:
         css = " class='requested'" if row.requested else ""
         if not row.top:
             table.append(
                 f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
-                "<td colspan='5'>nothing meets the threshold</td></tr>"
+                f"<td colspan='{6 if tested else 5}'>nothing meets the threshold</td></tr>"
             )
         for item in row.top:
             how = "measured" if item["accuracy_measured"] else "predicted"
             table.append(
                 f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
                 f"<td>{item['rank']}</td><td>{_e(item['point'])}</td>"
-                f"<td>{item['accuracy']:.4f} ({how})</td><td>{item['throughput']:,.1f}</td>"
-                f"<td>{item['speedup']:.2f}x</td></tr>"
+                f"<td>{item['accuracy']:.4f} ({how})</td>{_test_cell(data, item['point'])}"
+                f"<td>{item['throughput']:,.1f}</td><td>{item['speedup']:.2f}x</td></tr>"
             )
     table.append("</table>")
-    return source + "".join(table)
+    return _recommendations_caption(data) + "".join(table)
+
+
+def _recommendations_caption(data: ReportInput) -> str:
+    """Where section 2's throughputs and figures come from, and what dev and test are."""
+    metric = _e(data.metric_label)
+    caption = (
+        f"<p>Throughput and speedup: {_e(data.table.describe())}. {_capitalized(metric)}: "
+        f"measured where the point was trained, else predicted by the {metric} surface.</p>"
+        if data.table
+        else ""
+    )
+    if data.test_scores:
+        examples = max(t.examples for t in data.test_scores.values())
+        caption += (
+            f"<p>dev {metric}: what the choice was made on; test {metric}: what to expect, "
+            f"measured once on {examples:,} held-out examples after the search answered.</p>"
+        )
+    return caption
+
+
+def _test_cell(data: ReportInput, point: GridPoint) -> str:
+    """A top-k row's test cell: its held-out figure, '-' for a point not scored (predicted,
+    or its model folder gone); no cell where the search measured no test figures."""
+    if not data.test_scores:
+        return ""
+    held = data.test_scores.get(point)
+    return f"<td>{held.score:.4f}</td>" if held is not None else "<td>-</td>"
 
 
 def write_report(data: ReportInput, path: str | Path) -> Path:

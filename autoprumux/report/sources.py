@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -11,14 +12,20 @@ from typing import Any
 from autoprumux.core.answer import TRAIN_COMMAND_ATTR, TrainCommand
 from autoprumux.core.budget import Budget
 from autoprumux.core.errors import DataError
-from autoprumux.core.grid import BASELINE, Grid, parse_grid_spec
+from autoprumux.core.grid import BASELINE, Grid, GridPoint, parse_grid_spec
 from autoprumux.core.metrics import Metric
-from autoprumux.core.records import ResultsTable, distinct_seeds
+from autoprumux.core.records import HeldOutScore, ResultsTable, distinct_seeds
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.core.version import __version__
 from autoprumux.files.results_io import read_results, read_throughput_table
 from autoprumux.report.data import ReportInput
+
+# The Optuna study's user attribute holding the held-out test figures of the search's last
+# answer, ``{"(N, s)": {"score": x, "examples": k}}``: written by the session after its search
+# answered (:func:`held_out_attr`), read only by the report (:func:`stored_test_scores`)
+TEST_SCORES_ATTR = "test_scores"
+_POINT = re.compile(r"^\((\d+), ([0-9.eE+-]+)\)$")  # str(GridPoint): "(2, 0.5)"
 
 
 def _versions() -> dict[str, str]:
@@ -101,6 +108,34 @@ def stored_metric(attrs: dict[str, Any], where: str) -> tuple[Metric, str]:
     return metric, str(settings.get("study.positive_label", ""))
 
 
+def held_out_attr(scores: Mapping[GridPoint, HeldOutScore]) -> dict[str, dict[str, Any]]:
+    """The stored form of test figures (:data:`TEST_SCORES_ATTR`), keyed by ``str(point)``."""
+    return {
+        str(point): {"score": held.score, "examples": held.examples, "dev": held.dev}
+        for point, held in sorted(scores.items())
+    }
+
+
+def stored_test_scores(attrs: dict[str, Any], where: str) -> dict[GridPoint, HeldOutScore]:
+    """The test figures a search stored (:data:`TEST_SCORES_ATTR`); none for a study without
+    a test split, or recorded before test figures were."""
+    stored = attrs.get(TEST_SCORES_ATTR) or {}
+    if not isinstance(stored, dict):
+        raise DataError(where, f"holds test figures {stored!r} autoprumux did not write")
+    scores = {}
+    for key, value in stored.items():
+        matched = _POINT.match(str(key))
+        if matched is None or not isinstance(value, dict) or not {"score", "dev"} <= set(value):
+            raise DataError(where, f"holds a test figure {key!r} autoprumux did not write")
+        point = GridPoint(int(matched[1]), float(matched[2]))
+        scores[point] = HeldOutScore(
+            score=float(value["score"]),
+            examples=int(value.get("examples", 0)),
+            dev=float(value["dev"]),
+        )
+    return scores
+
+
 def from_storage(
     url: str, study_name: str, budget: Budget, throughput_path: str | None
 ) -> ReportInput:
@@ -145,4 +180,5 @@ def from_storage(
         train=train,
         metric=metric,
         positive_label=positive,
+        test_scores=stored_test_scores(attrs, f"study {study_name!r} in {masked_url(url)}"),
     )

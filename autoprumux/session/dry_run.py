@@ -184,6 +184,7 @@ def forecast_search(
     used: TableUsed,
     slots: TrialSlots,
     notes: Sequence[str] = (),
+    train_examples: int | None = None,  # as read; None: the study's subset, else the preset's
 ) -> SearchForecast:
     """The plan of a fresh search of ``study`` for ``budget``, ranked and priced by ``table``
     (``used`` says which), ``slots.workers`` trials at a time."""
@@ -193,7 +194,8 @@ def forecast_search(
     notes = list(notes)
     if missing:
         notes.append(f"{missing} grid point(s) have no throughput in the table: never trained")
-    costs = CostModel.for_study(recipe_of(study), candidates)  # no training yet: table seconds
+    # no training yet: the table's seconds
+    costs = CostModel.for_study(recipe_of(study, train_examples), candidates)
     share = slots.gpus_per_trial
     everything = [[p] for p in sorted(candidates)]  # one after another: each row built once
     return SearchForecast(

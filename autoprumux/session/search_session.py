@@ -15,30 +15,37 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoprumux.core.answer import TRAIN_COMMAND_ATTR, TrainCommand
+from autoprumux.core.answer import TRAIN_COMMAND_ATTR, ModelState, TrainCommand, locate_model
 from autoprumux.core.budget import Budget
-from autoprumux.core.errors import FieldError
+from autoprumux.core.data_spec import data_spec
+from autoprumux.core.errors import AutoPruMuxError, FieldError
+from autoprumux.core.grid import GridPoint
 from autoprumux.core.recipe import recipe_record
+from autoprumux.core.records import HeldOutScore
 from autoprumux.core.study import Study, load_study
 from autoprumux.core.tasks import TASKS
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import read_results, read_throughput_table
 from autoprumux.loop.costs import recipe_of
-from autoprumux.loop.driver import SearchConfig, SearchDriver, run_local
+from autoprumux.loop.driver import SearchConfig, SearchDriver, SearchOutcome, run_local
 from autoprumux.loop.trainer_contract import Trainer
 from autoprumux.loop.trial_sources import REPLAY_PREFIX, ReplaySpec, ReplayTrainer, StudyTrainer
 from autoprumux.report.sources import search_report_path
 from autoprumux.session.sizing import NodeSize, TrialSlots, size_trials
 from autoprumux.session.summary import (
+    HeldOut,
+    HeldOutRow,
     SearchFacts,
     SearchResult,
     dashboard_hint,
     event_line,
+    recommended_model,
+    search_report_input,
     summarize,
     train_command,
     write_search_report,
@@ -47,6 +54,7 @@ from autoprumux.session.summary import (
 if TYPE_CHECKING:  # Ray is imported only when a search runs on it
     from autoprumux.loop.ray_executor import Cluster
     from autoprumux.loop.store_contract import StudyStore
+    from autoprumux.report.data import ReportInput
     from autoprumux.session.dry_run import SearchForecast
 
 log = logging.getLogger("autoprumux")
@@ -99,6 +107,10 @@ class SearchPlan:
     # cluster is joined on Ray (its nodes decide)
     slots: TrialSlots | None
     train: TrainCommand | None  # how `autoprumux train` trains a point as this search does
+    # the training split's examples and the label names, as read (a replay reads no data);
+    # the cost model prices a phase given in epochs with the count
+    train_examples: int | None = None
+    labels: tuple[str, ...] = ()
 
 
 class SearchSession:
@@ -137,12 +149,13 @@ class SearchSession:
         # before hours of training: the report written at the end must be writable
         report = check_output(search_report_path(study), "report")
         replay = _replay_spec(request.trainer_spec)
+        train_examples, labels = None, ()
         if replay is None:  # before Ray starts: a device the trials cannot have
             # a cluster's GPUs are known once it is joined: there, trials get GPUs unless --gpus 0
             get_gpus = gpus > 0 or (request.address is not None and request.gpus is None)
             share = request.gpus_per_trial if get_gpus else 0.0
             check_trial_device(request, share, study, self._gpu_count)
-            check_task_data(study)
+            train_examples, labels = check_task_data(study)
         storage_url = request.storage or study.storage_url
         # before Ray starts (seconds, and its log lines): a storage the search cannot use
         from autoprumux.loop.storage_check import StorageUse, check_storage
@@ -167,6 +180,8 @@ class SearchSession:
             replay=replay,
             slots=slots,
             train=train_command(study, request.device),
+            train_examples=train_examples,
+            labels=labels,
         )
 
     def _gpus_before_ray(self, executor: Executor) -> float:
@@ -218,6 +233,7 @@ class SearchSession:
             )
         table, table_path = self._table(plan)
         config = self._config(plan, slots)
+        tested = has_test_split(plan.study)  # known before the search: a bad [data] fails now
         from autoprumux.loop.masking import masked_url
         from autoprumux.loop.optuna_store import OptunaStore
 
@@ -241,9 +257,14 @@ class SearchSession:
             )
         else:
             outcome = run_local(driver, trainer, slots.workers)
-        report = write_search_report(
-            plan.storage_url, plan.study, request.budget, request.throughput_path, plan.report
+        # the search has answered: from here on nothing it decided can change
+        data = search_report_input(
+            plan.storage_url, plan.study, request.budget, request.throughput_path
         )
+        held_out = None
+        if tested:
+            held_out, data = self._held_out(plan, outcome, data, store, cluster is not None)
+        report = write_search_report(data, plan.report)
         facts = SearchFacts(
             study=plan.study,
             storage_shown=masked_url(plan.storage_url),
@@ -251,8 +272,74 @@ class SearchSession:
             table=table,
             train=plan.train,
             report=report,
+            test=held_out,
         )
         return summarize(outcome, facts)
+
+    def _held_out(
+        self,
+        plan: SearchPlan,
+        outcome: SearchOutcome,
+        data: ReportInput,
+        store: StudyStore,
+        on_ray: bool,
+    ) -> tuple[HeldOut, ReportInput]:
+        """The answer and the trained points of every budget's top-3 (the report's) scored on
+        the study's test split, once, after the search has answered; the figures stored in the
+        study (for ``autoprumux report``) and the report's data. On Ray this runs here, in the
+        driver's process. A figure that cannot be had is a note, never a failed search."""
+        from autoprumux.report.data import points_to_score
+        from autoprumux.report.sources import TEST_SCORES_ATTR, held_out_attr
+
+        if plan.replay is not None:
+            replayed = "a replayed search (--trainer replay:FILE) has no model folders to score"
+            return HeldOut(rows=(), notes=(replayed,)), data
+        answer = recommended_model(outcome, plan.train)
+        folders: dict[GridPoint, Path] = {}
+        notes: list[str] = []
+        for point in points_to_score(data, answer.point if answer is not None else None):
+            model = locate_model(point, outcome.records, None)
+            if model.state is ModelState.SAVED and model.model_dir is not None:
+                folders[point] = Path(model.model_dir)
+            else:
+                notes.append(_untested(point, model.state, model.gone_dir))
+        scores: dict[GridPoint, HeldOutScore] = {}
+        if folders:
+            from trainers.trial.test_figures import test_scores  # torch
+
+            device = self._test_device(on_ray)
+            self.progress(
+                f"held-out test: scoring {len(folders)} model(s) on {device}, once, after the "
+                "answer (no decision reads it)"
+            )
+            try:
+                scores = test_scores(plan.study, folders, device, self.progress)
+            except AutoPruMuxError as err:  # the search's answer stands without its test figure
+                log.warning("held-out test not scored: %s", err)
+                notes.append(f"the test split could not be scored: {err}")
+        # this answer's figures only (older ones may be of other folders or another test file);
+        # the executor has closed the store's trials and leases, its study attributes stay open
+        store.set_user_attr(TEST_SCORES_ATTR, held_out_attr(scores))
+        rows = [
+            HeldOutRow(
+                point=p,
+                answer=answer is not None and p == answer.point,
+                dev=f.dev,
+                test=f.score,
+                examples=f.examples,
+            )
+            for p, f in scores.items()
+        ]
+        rows.sort(key=lambda r: (not r.answer, r.point))
+        return HeldOut(rows=tuple(rows), notes=tuple(notes)), replace(data, test_scores=scores)
+
+    def _test_device(self, on_ray: bool) -> str:
+        """Where the held-out test runs: the search's --device; on Ray (whose trials had the
+        cluster's GPUs) the CPU where this machine has no GPU for a cuda one."""
+        device = self.request.device
+        if on_ray and device.startswith("cuda") and self._gpu_count() == 0:
+            return "cpu"
+        return device
 
     def _cluster_slots(self, cluster: Cluster) -> TrialSlots:
         """The trials at once on the joined cluster; refuses GPU counts it cannot give."""
@@ -307,7 +394,7 @@ class SearchSession:
             max_retries=request.max_retries,
             gpus_per_trial=slots.gpus_per_trial,
             top_k=request.top_k,
-            recipe=recipe_of(study),
+            recipe=recipe_of(study, plan.train_examples),
             early_stop=request.early_stop,
         )
 
@@ -327,6 +414,8 @@ class SearchSession:
             store.set_user_attr("throughput_table", str(table_path.resolve()))
         if plan.train is not None:  # the report of this study says how to train a predicted point
             store.set_user_attr(TRAIN_COMMAND_ATTR, plan.train.to_dict())
+        if plan.labels:  # the classifier's labels in id order, as every model folder has them
+            store.set_user_attr("labels", list(plan.labels))
         budget = self.request.budget
         self.progress(
             f"study {plan.study.name!r} in {masked_url(config.storage_url)} | "
@@ -366,7 +455,9 @@ class SearchSession:
         else:
             self.progress(f"no {table_file} yet: estimating the throughputs (not saved)")
             table, used = dry_run.estimate_table(study, table_file)
-        return dry_run.forecast_search(study, request.budget, table, used, slots, notes)
+        return dry_run.forecast_search(
+            study, request.budget, table, used, slots, notes, plan.train_examples
+        )
 
 
 # -- the checks -----------------------------------------------------------------------------
@@ -389,12 +480,31 @@ def choose_study(request: SearchRequest) -> Study:
     return study
 
 
-def check_task_data(study: Study) -> None:
+def has_test_split(study: Study) -> bool:
+    """Whether the study holds out a test split: a given one, or one carved by
+    ``test_fraction``."""
+    spec = data_spec(study)
+    return spec.test is not None or spec.test_fraction > 0
+
+
+def _untested(point: GridPoint, state: ModelState, gone: str | None) -> str:
+    """Why a point to be tested has no test figure, in words."""
+    if state is ModelState.PREDICTED:
+        return f"{point} is predicted, not trained: there is no model to score"
+    if state is ModelState.FOLDER_GONE:
+        return f"{point}'s model folder {gone} no longer exists"
+    return f"{point} was trained, but no model folder was recorded with it"
+
+
+def check_task_data(study: Study) -> tuple[int, tuple[str, ...]]:
     """The study's data read and checked before any training (a bad file, column, row or label
-    is one line); the trials reuse what was read (``datasets``' Arrow cache)."""
+    is one line); the trials reuse what was read (``datasets``' Arrow cache). Its training
+    examples and its label names."""
     from trainers.trial.task_data import positive_label_id, task_tables
 
-    positive_label_id(study, task_tables(study).label_names)
+    tables = task_tables(study)
+    positive_label_id(study, tables.label_names)
+    return int(tables.train.num_rows), tables.label_names
 
 
 def check_timeout(timeout_s: float | None) -> None:

@@ -1,6 +1,11 @@
 """What a search answers at its end (:class:`SearchResult`): the text ``autoprumux search``
 prints, its ``--json`` document, and the same answer as objects; and the progress line of each
-event. Pure functions of the outcome, except :func:`write_search_report` (the HTML file)."""
+event. Pure functions of the outcome, except :func:`search_report_input` (the stored study) and
+:func:`write_search_report` (the HTML file).
+
+Where the study has a held-out test split, the result also shows the test figures the session
+measured once the search had answered (:class:`HeldOut`), each beside its dev figure: dev is
+what the choice was made on, test what to expect."""
 
 from __future__ import annotations
 
@@ -12,12 +17,39 @@ from typing import Any
 from autoprumux.core.answer import ModelPointer, TrainCommand, locate_model
 from autoprumux.core.budget import Budget
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.metrics import Metric
 from autoprumux.core.recommender import Decision
 from autoprumux.core.records import TrialRecord
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.loop.driver import Event, SearchOutcome, StopReason
-from autoprumux.session.decision_text import decision_dict, format_decision, metric_dict
+from autoprumux.report.data import ReportInput
+from autoprumux.session.decision_text import (
+    decision_dict,
+    format_decision,
+    metric_dict,
+    point_dict,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeldOutRow:
+    """One model scored on the held-out test split, in the study's metric."""
+
+    point: GridPoint
+    answer: bool  # the search's answer (else a trained point of a budget's top-3)
+    dev: float  # what the choice was made on: its trial's dev figure
+    test: float  # what to expect
+    examples: int  # test examples scored
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeldOut:
+    """The held-out test figures a search measured once it had answered (a study with a test
+    split only), and what it could not score, in words."""
+
+    rows: tuple[HeldOutRow, ...]  # the answer first, then by point
+    notes: tuple[str, ...] = ()  # e.g. a predicted answer, a replayed search's missing folders
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +65,7 @@ class SearchResult:
     best: GridPoint | None  # the top-1's point (the answer's)
     report: Path  # the HTML report written at the end
     records: tuple[TrialRecord, ...]  # every finished trial of the study
+    test: HeldOut | None  # the held-out test figures; None: the study has no test split
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +79,7 @@ class SearchFacts:
     table: ThroughputTable
     train: TrainCommand | None
     report: Path
+    test: HeldOut | None = None  # None: the study has no test split
 
 
 def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
@@ -67,6 +101,8 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
         text.append("no recommendation: the (1, 0) baseline has not been trained")
     if answer is not None:
         text += ["", f"answer: {answer.message}"]
+    if facts.test is not None:
+        text += ["", *held_out_lines(facts.test, metric.label(positive))]
     text += ["", f"report: {facts.report}", f"dashboard: {facts.dashboard}"]
     document = {
         "study": facts.study.name,
@@ -86,6 +122,7 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
             if outcome.decision
             else None
         ),
+        "test": None if facts.test is None else held_out_dict(facts.test, metric, positive),
         "report": str(facts.report),
     }
     return SearchResult(
@@ -97,7 +134,39 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
         best=None if answer is None else answer.point,
         report=facts.report,
         records=tuple(outcome.records),
+        test=facts.test,
     )
+
+
+def held_out_lines(held: HeldOut, label: str) -> list[str]:
+    """The test figures as text, e.g. ``answer (2, 0.5): dev macro-F1 0.8312, test 0.8190 on
+    1,000 held-out examples`` (``label``: how the metric is named)."""
+    lines = ["held-out test (dev: what the choice was made on; test: what to expect):"]
+    for row in held.rows:
+        role = "answer" if row.answer else "top-3"
+        lines.append(
+            f"{role} {row.point}: dev {label} {row.dev:.4f}, test {row.test:.4f} on "
+            f"{row.examples:,} held-out examples"
+        )
+    return lines + [f"not tested: {note}" for note in held.notes]
+
+
+def held_out_dict(held: HeldOut, metric: Metric, positive: str = "") -> dict[str, Any]:
+    """``search --json``'s ``test``: the metric, and each scored point's dev and test."""
+    return {
+        **metric_dict(metric, positive),
+        "points": [
+            {
+                **point_dict(row.point),
+                "answer": row.answer,
+                "dev": row.dev,
+                "test": row.test,
+                "examples": row.examples,
+            }
+            for row in held.rows
+        ],
+        "notes": list(held.notes),
+    }
 
 
 def _totals_line(outcome: SearchOutcome) -> str:
@@ -143,14 +212,20 @@ def dashboard_hint(url: str, study: Study, storage_given: bool) -> str:
     )
 
 
-def write_search_report(
-    url: str, study: Study, budget: Budget, throughput_path: str | None, out: Path
-) -> Path:
-    """The study's HTML report, read back from its storage as ``autoprumux report`` would."""
-    from autoprumux.report.html import write_report  # plotly
+def search_report_input(
+    url: str, study: Study, budget: Budget, throughput_path: str | None
+) -> ReportInput:
+    """The study's report data, read back from its storage as ``autoprumux report`` would."""
     from autoprumux.report.sources import from_storage
 
-    return write_report(from_storage(url, study.name, budget, throughput_path), out)
+    return from_storage(url, study.name, budget, throughput_path)
+
+
+def write_search_report(data: ReportInput, out: Path) -> Path:
+    """The study's HTML report (:func:`search_report_input`'s data), written to ``out``."""
+    from autoprumux.report.html import write_report  # plotly
+
+    return write_report(data, out)
 
 
 def event_line(event: Event, metric: str = "accuracy") -> str:

@@ -249,3 +249,18 @@ def test_f1_needs_a_binary_task_or_a_positive_label(tmp_path):
         positive_label_id(study(metric="f1", positive_label="x"), ("a", "b", "c"))
     with pytest.raises(FieldError, match='positive_label: is only read with metric = "f1"'):
         study(positive_label="pos")
+
+
+def test_a_dataset_by_name_is_loaded_with_load_dataset(tmp_path):
+    """``[data] dataset`` goes to ``datasets.load_dataset`` as it is: a hub id, or (here, with
+    no hub reachable) a local folder of data files, whose splits it names by file."""
+    folder = tmp_path / "reviews-dataset"
+    folder.mkdir()
+    write_csv(folder / "train.csv", REVIEWS[:40])
+    write_csv(folder / "test.csv", REVIEWS[40:])
+    data = {"dataset": str(folder), "train_split": "train", "test_split": "test"}
+    tables = own(tmp_path, data)
+    assert (tables.train.num_rows, tables.dev.num_rows, tables.test.num_rows) == (36, 4, 20)
+    assert tables.label_names == ("neg", "pos")
+    with pytest.raises(DataError, match=r"reviews-dataset split 'validation': cannot be loaded"):
+        own(tmp_path, {**data, "dev_split": "validation"})

@@ -202,7 +202,7 @@ def _dialect(source: FileSource) -> dict[str, Any]:
     return dialect
 
 
-def _read_hub(source: HubSource) -> pa.Table:  # pragma: no cover - needs a reachable hub
+def _read_hub(source: HubSource) -> pa.Table:
     try:
         with _quiet_datasets():
             import datasets
@@ -259,15 +259,21 @@ def _first_non_utf8_line(path: Path) -> int | None:
 
 @contextmanager
 def _quiet_datasets() -> Iterator[None]:
-    """``datasets`` logs a failed read as an error before raising it: the raised error is
-    reported (one line), not the log."""
+    """``datasets`` logs a failed read as an error before raising it, and draws a progress bar
+    of its Arrow copy: the raised error is reported (one line), neither the log nor the bar (a
+    file is copied once; its token ids show their own bar, :mod:`trainers.data.token_cache`)."""
+    import datasets
+
     log = logging.getLogger("datasets")
-    level = log.level
+    level, bars = log.level, datasets.is_progress_bar_enabled()
     log.setLevel(logging.CRITICAL)
+    datasets.disable_progress_bars()
     try:
         yield
     finally:
         log.setLevel(level)
+        if bars:
+            datasets.enable_progress_bars()
 
 
 # -- checking and numbering ------------------------------------------------------------------
@@ -376,9 +382,12 @@ def _carved(
     table: pa.Table, rows: int, spec: DataSpec, name: str, notes: list[str]
 ) -> tuple[pa.Table, pa.Table]:
     """(the rest, ``rows`` rows) of ``table``: a stratified random split with the study's seed
-    (datasets' ``train_test_split``); unstratified, with a warning, when a label has a single
-    example."""
-    import datasets
+    (``datasets``' own stratified shuffle split, fed the label ids directly: its
+    ``train_test_split`` reads the column row by row, minutes for a million rows);
+    unstratified, with a warning, when a label has a single example. The rest keeps the file's
+    order."""
+    import numpy as np
+    from datasets.utils.stratify import stratified_shuffle_split_generate_indices
 
     if rows < 1 or rows >= table.num_rows:
         fraction = spec.test_fraction if name == "test" else spec.dev_fraction
@@ -387,25 +396,18 @@ def _carved(
             f"{fraction!r} of {table.num_rows} training rows carves {rows} rows: the {name} "
             f"split would be {'empty' if rows < 1 else 'all of train'}; give a {name} split",
         )
-    labelled = datasets.Dataset(table).cast_column(
-        "label", datasets.ClassLabel(num_classes=int(max(table["label"].to_numpy()) + 1))
-    )
+    labels = table["label"].to_numpy()
+    rng = np.random.default_rng(spec.seed)
     try:
-        split = labelled.train_test_split(
-            test_size=rows, stratify_by_column="label", seed=spec.seed
+        rest, carved = next(
+            stratified_shuffle_split_generate_indices(labels, len(labels) - rows, rows, rng=rng)
         )
-    except ValueError as err:  # a class too small to stratify
-        notes.append(f"the carved {name} split is not stratified: {str(err).splitlines()[0]}")
-        split = labelled.train_test_split(test_size=rows, seed=spec.seed)
-    import pyarrow as pa
-
-    def plain(part: Any) -> pa.Table:
-        flat = part.flatten_indices().data.table
-        return flat.set_column(
-            flat.column_names.index("label"), "label", flat["label"].cast(pa.int64())
-        )
-
-    return plain(split["train"]), plain(split["test"])
+    except ValueError as err:  # a label with one example, or more labels than carved rows
+        why = "a label has a single example" if "Minimum class count" in str(err) else str(err)
+        notes.append(f"the carved {name} split is not stratified: {why}")
+        order = np.random.default_rng(spec.seed).permutation(len(labels))
+        carved, rest = order[:rows], order[rows:]
+    return table.take(np.sort(rest)), table.take(np.sort(carved))
 
 
 def _subset(table: pa.Table, k: int, mode: str, seed: int) -> pa.Table:

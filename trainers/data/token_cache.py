@@ -47,7 +47,13 @@ def encoded_table(
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temporary, temporary.open("wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(
+                handle,
+                input_ids=arrays["input_ids"],
+                attention_mask=arrays["attention_mask"],
+                token_type_ids=arrays["token_type_ids"],
+                labels=arrays["labels"],
+            )
     return _encoded(arrays)
 
 

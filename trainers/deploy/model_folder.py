@@ -6,12 +6,15 @@ and ``architecture.json``:
 - ``autoprumux.json`` (:class:`ModelInfo`): the task and its label names, the input columns,
   the max length, the point (N, s), the dev figure in the study's metric and the throughput
   recorded by its trial, and where it came from (study, recipe hash, base model, teacher);
+  once a search with a test split has answered, its held-out test figure
+  (:func:`record_test_score`);
 - the tokenizer's own files (``tokenizer.json``, ``tokenizer_config.json``, ...), so the folder
   classifies text without the base model;
 - ``README.md``, a model card generated from the above.
 
 They are written by rename after the trial measured the model, so a reader never sees half of
-one; a rerun of a finished trial writes them again with its own throughput.
+one; a rerun of a finished trial writes them again with its own throughput (and without a test
+figure, until its search has answered again).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ CARD_FILE = "README.md"
 # is an accuracy folder, as every folder before it was, and its dev_accuracy still is accuracy
 FORMAT = 1
 # fields a folder written before them lacks: read with their defaults
-ADDED_LATER = ("metric", "positive_label")
+ADDED_LATER = ("metric", "positive_label", "test_score", "test_examples")
 
 
 class NotAModelError(AutoPruMuxError):
@@ -64,6 +67,10 @@ class ModelInfo:
     dev_examples: int
     metric: str = Metric.ACCURACY.value  # what dev_accuracy is: a core.metrics.Metric value
     positive_label: str = ""  # with metric "f1": the label whose F1 dev_accuracy is
+    # the same metric on the study's held-out test split, measured once after the search
+    # answered (what to expect; no decision read it); None: no test split, or not yet measured
+    test_score: float | None = None
+    test_examples: int = 0  # the test split's examples it was measured on
     throughput: float | None  # examples/s timed inside the trial (not side by side)
     throughput_device: str  # where it was timed
     study: str
@@ -136,6 +143,15 @@ def describe(folder: Path, info: ModelInfo, tokenizer: PreTrainedTokenizerBase) 
     write_text_atomic(folder / CARD_FILE, model_card(info))
 
 
+def record_test_score(folder: Path, score: float, examples: int) -> ModelInfo:
+    """Add the held-out test figure to a described model folder: ``autoprumux.json``, then
+    the model card, each rewritten by rename (a reader never sees half a file)."""
+    info = dataclasses.replace(read_info(folder), test_score=score, test_examples=examples)
+    write_text_atomic(folder / INFO_FILE, json.dumps(info.to_json(), indent=1) + "\n")
+    write_text_atomic(folder / CARD_FILE, model_card(info))
+    return info
+
+
 def read_info(folder: Path) -> ModelInfo:
     path = folder / INFO_FILE
     if not path.is_file():
@@ -172,6 +188,9 @@ def model_card(info: ModelInfo) -> str:
     )
     example = "a fine film" if not pair else "first sentence<TAB>second sentence"
     teacher = f"pruned from `{info.teacher}` with distillation" if info.teacher else "not pruned"
+    recorded = "recorded by its trial"
+    if info.test_score is not None:
+        recorded += "; test by its search, once it had answered"
     return f"""# {info.task} classifier {info.point}, trained by autoprumux
 
 A BERT-style {info.task} classifier compressed with data multiplexing (N = {info.n}) and
@@ -181,12 +200,11 @@ Labels: {", ".join(f"`{label}`" for label in info.labels)}. Input: {inputs}
 {"(a sentence pair)" if pair else "(one sentence)"}, at most {info.max_length} tokens (longer
 inputs are truncated).
 
-## Figures (recorded by its trial)
+## Figures ({recorded})
 
 | | |
 |---|---|
-| dev {info.metric_label} | {info.dev_accuracy:.4f} on the first {info.dev_examples} dev \
-examples |
+{_score_rows(info)}
 | sparsity | {info.achieved_sparsity:.4f} of the prunable encoder parameters \
 (target {info.sparsity:g}) |
 | prunable parameters kept | {info.parameters:,} |
@@ -213,6 +231,22 @@ model = load_model("THIS_FOLDER")
 model.predict([{"('a fine film', 'a good movie')" if pair else "'a fine film'"}])
 ```
 """
+
+
+def _score_rows(info: ModelInfo) -> str:
+    """The dev row, and beside it the test row once the test figure is known: dev is what the
+    search chose on (so it flatters the choice), test what to expect."""
+    dev = (
+        f"| dev {info.metric_label} | {info.dev_accuracy:.4f} on the first {info.dev_examples} "
+        "dev examples"
+    )
+    if info.test_score is None:
+        return dev + " |"
+    return (
+        f"{dev} (what the choice was made on) |\n"
+        f"| test {info.metric_label} | {info.test_score:.4f} on {info.test_examples:,} held-out "
+        "test examples (what to expect) |"
+    )
 
 
 def _numerics(numerics: dict[str, Any]) -> str:

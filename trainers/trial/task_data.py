@@ -9,7 +9,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoprumux.core.data_spec import data_spec
+from autoprumux.core.data_spec import DataSpec, data_spec
 from autoprumux.core.errors import FieldError
 from autoprumux.core.metrics import Metric
 from autoprumux.core.study import Study
@@ -38,10 +38,15 @@ def data_cache(study: Study) -> Path:
     return study.artifacts_folder / "data"
 
 
-@functools.lru_cache(maxsize=4)
 def task_tables(study: Study) -> TaskTables:
     """The study's checked splits and label names (read once per process)."""
-    return load_tables(data_spec(study))
+    return _tables(data_spec(study))
+
+
+@functools.lru_cache(maxsize=4)
+def _tables(spec: DataSpec) -> TaskTables:
+    # keyed by the spec: its paths are resolved (a Study compares without its file's folder)
+    return load_tables(spec)
 
 
 def task_data(study: Study, tokenizer: PreTrainedTokenizerBase) -> tuple[Encoded, Encoded]:

@@ -1,0 +1,626 @@
+"""``autoprumux init``: a study file written from a user's data.
+
+:func:`draft_study` reads the training file (through ``datasets``,
+:func:`trainers.data.tables.read_source`), infers the columns not given
+(:mod:`trainers.data.inspect`), loads and checks every split as a search would
+(:func:`trainers.data.tables.load_tables`), measures the texts' token lengths with the model's
+tokenizer, and builds the study from the shipped study for the machine (the template:
+``studies/sst2-tiny.toml`` on a CPU, ``studies/sst2.toml`` with a GPU): the template's grid and
+settings, the data's own section, a ``max_seq_length`` that holds ~99% of the rows whole, and the
+template's training steps scaled to the data's size (:func:`scale_recipe`). Before anything is
+written, the study's text is read back as a study file and its data loaded. :func:`write_study`
+writes it by rename, never over an existing file unless asked.
+
+:func:`toml_text` is a small TOML writer for the values a study holds (strings, integers,
+floats, booleans, arrays of them, tables), with comments: Python's ``tomllib`` only reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autoprumux.core.data_spec import FileSource, data_spec, file_format
+from autoprumux.core.errors import FieldError
+from autoprumux.core.metrics import Metric
+from autoprumux.core.package_paths import PACKAGE_SCHEME
+from autoprumux.core.study import (
+    SCHEMA_VERSION,
+    SECTIONS,
+    Study,
+    TrainingSection,
+    check_name,
+    load_study,
+    read_study_document,
+    study_from_dict,
+)
+from autoprumux.files.atomic import check_output, write_text_atomic
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from trainers.data.inspect import Columns, TokenLengths
+    from trainers.data.tables import TaskTables
+
+__all__ = [
+    "MIN_EPOCHS",
+    "MIN_FINETUNE_STEPS",
+    "PHASES",
+    "InitRequest",
+    "ScaledRecipe",
+    "StudyDraft",
+    "draft_study",
+    "scale_recipe",
+    "toml_text",
+    "write_study",
+]
+
+# -- the recipe scaled to the data -----------------------------------------------------------
+
+# the task phases whose length is scaled, as [training] names them (<phase>_steps, _epochs);
+# the retrieval warm-up is not: it learns to mix N inputs, whatever the task's size
+PHASES = ("finetune", "pruning", "lagrangian_warmup", "post_pruning")
+# fine-tuning sees the training rows at least this many times (the CPU template spends 0.57
+# epochs of SST-2: enough for 67k rows, too few for 5k) ...
+MIN_EPOCHS = 3.0
+# ... and takes at least this many steps, so a small data set still gets a few hundred
+# optimizer updates (at most the template's)
+MIN_FINETUNE_STEPS = 300
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScaledRecipe:
+    """Each task phase's steps for the data, and the rule in words."""
+
+    steps: dict[str, int]  # phase (PHASES) -> steps
+    epochs: float  # the fine-tuning's passes over the training rows
+    rule: str  # one line: how the steps were chosen
+
+
+def scale_recipe(template: TrainingSection, train_rows: int, reference_rows: int) -> ScaledRecipe:
+    """The template's task phases scaled to ``train_rows`` training rows. The template's
+    fine-tuning on its own ``reference_rows`` (SST-2) is E epochs (its steps, or its epochs);
+    the new fine-tuning runs max(E, :data:`MIN_EPOCHS`) epochs of the new rows, but never more
+    steps than the template's (what it spends on a training) nor fewer than
+    :data:`MIN_FINETUNE_STEPS`; pruning, its Lagrangian warm-up and the post-pruning fine-tuning
+    keep their ratio to the fine-tuning."""
+    from trainers.training.phases import steps_for  # the engine's rule: steps, else epochs
+
+    batch = template.batch_rows
+    reference = {
+        phase: steps_for(
+            getattr(template, f"{phase}_steps"),
+            getattr(template, f"{phase}_epochs"),
+            reference_rows,
+            batch,
+        )
+        for phase in PHASES
+    }
+    most = reference["finetune"]
+    epochs = max(most * batch / reference_rows, MIN_EPOCHS)
+    wanted = max(1, round(epochs * train_rows / batch))
+    least = min(MIN_FINETUNE_STEPS, most)
+    finetune = min(max(wanted, least), most)
+    ratio = finetune / most
+    steps = {phase: max(1, round(reference[phase] * ratio)) for phase in PHASES}
+    steps["finetune"] = finetune
+    bound = (
+        f"capped at the template's {most:,} (what it spends on its {reference_rows:,} rows)"
+        if wanted > most
+        else f"raised to {least:,}, the fewest it takes"
+        if wanted < least
+        else f"between {least:,} and the template's {most:,}"
+    )
+    others = ", ".join(f"{_PHASE_WORDS[p]} {steps[p]:,}" for p in PHASES[1:])
+    template_others = ", ".join(f"{reference[p]:,}" for p in PHASES[1:])
+    rule = (
+        f"about {_number(epochs)} epochs of {train_rows:,} rows at {batch} rows a batch: "
+        f"{wanted:,} fine-tuning steps, {bound}: {finetune:,}; {others} steps (the template's "
+        f"{template_others}, x{ratio:.2f} as the fine-tuning)"
+    )
+    return ScaledRecipe(steps=steps, epochs=finetune * batch / train_rows, rule=rule)
+
+
+_PHASE_WORDS = {
+    "finetune": "fine-tuning",
+    "pruning": "pruning",
+    "lagrangian_warmup": "its Lagrangian warm-up",
+    "post_pruning": "post-pruning",
+}
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.2g}"
+
+
+# -- the draft -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class InitRequest:
+    """``autoprumux init``'s options. Paths as given (relative to the current folder)."""
+
+    train: str
+    out: Path  # the study file to write
+    template: Path  # the shipped study the settings start from (CPU or GPU)
+    gpu: bool  # the study is for a GPU (said in the plan)
+    dev: str = ""
+    test: str = ""
+    text: str = ""  # "": inferred
+    text_pair: str = ""
+    label: str = ""
+    model: str = ""  # "": the template's
+    metric: str = "accuracy"
+    positive_label: str = ""
+    name: str = ""  # "": the file's stem
+    force: bool = False  # overwrite ``out``
+    search_command: str = ""  # the command that searches the study (the file's header says it)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyDraft:
+    """The study ``init`` writes: its file's text, the study it loads as, what was found."""
+
+    path: Path
+    text: str
+    study: Study
+    lines: tuple[str, ...]  # what it chose and found, for the user
+
+
+def draft_study(request: InitRequest) -> StudyDraft:
+    """Everything ``init`` decides and checks before it writes (module doc); the text loads
+    as a study and its data load, or a one-line error is raised."""
+    out = _check_out(request.out, request.force)
+    if request.name:
+        check_name(request.name, "--name")
+    template = load_study(request.template)
+    model = _model_text(request.model or template.model.name_or_path)
+    files = {
+        split: _absolute(path)
+        for split, path in (("train", request.train), ("dev", request.dev), ("test", request.test))
+        if path
+    }
+    train, raw, columns = _columns(files["train"], request)
+    data: dict[str, Any] = {split: _study_path(path, out.parent) for split, path in files.items()}
+    data.update({"text": columns.text, "label": columns.label})
+    if columns.text_pair:
+        data["text_pair"] = columns.text_pair
+    study_part: dict[str, Any] = {"seed": template.study.seed, "metric": request.metric}
+    if request.positive_label:
+        study_part["positive_label"] = request.positive_label
+    if request.name:
+        study_part["name"] = request.name
+    tables = _load(study_from_dict({"study": study_part, "data": data}, out))
+    lengths, positions = _token_lengths(model, tables, template.study.seed)
+    from trainers.data.inspect import propose_max_seq_length
+
+    max_length = propose_max_seq_length(lengths, positions)
+    recipe = scale_recipe(template.training, tables.train.num_rows, _reference_rows(template))
+    same_model = model == template.model.name_or_path
+    document = _document(
+        read_study_document(request.template),
+        study=study_part,
+        model=model,
+        same_model=same_model,
+        max_length=max_length,
+        data=data,
+        recipe=recipe,
+    )
+    notes: dict[tuple[str, ...], str] = {
+        ("data", "text"): _reason(columns.reasons, "text"),
+        ("data", "label"): _reason(columns.reasons, "label"),
+        ("model", "max_seq_length"): _length_words(lengths, max_length),
+        ("training", "finetune_steps"): recipe.rule,
+    }
+    header = _header(request, files["train"], tables.train.num_rows)
+    text = toml_text(document, header=header, comments={**SECTION_COMMENTS, **notes})
+    study = study_from_dict(tomllib.loads(text), out)  # the file as it will be read
+    _check_data(study)
+    lines = [
+        f"data: {files['train']} ({train.format.value.upper()}, {raw.num_rows:,} rows; columns: "
+        f"{', '.join(raw.column_names)})",
+        *columns.reasons,
+        _rows_line(tables, study),
+        *_label_lines(tables, study),
+        _tokens_line(lengths, model, template.study.seed),
+        _max_length_line(lengths, max_length, positions),
+        f"template: {request.template} ({'a GPU: the paper' if request.gpu else 'a CPU: the tiny'}"
+        f" grid, {len(study.grid.grid)} points), model {model}"
+        + ("" if same_model else " (the template's model-specific settings left out)"),
+        f"recipe: {recipe.rule}",
+        *(f"note: {note}" for note in tables.notes),
+    ]
+    return StudyDraft(path=out, text=text, study=study, lines=tuple(lines))
+
+
+def _columns(path: Path, request: InitRequest) -> tuple[FileSource, pa.Table, Columns]:
+    """The training file as read, and its columns: given, else inferred."""
+    from trainers.data.inspect import infer_columns
+    from trainers.data.tables import read_source
+
+    source = FileSource(path=path, format=file_format(path))
+    raw = read_source(source)
+    columns = infer_columns(
+        raw, str(path), text=request.text, text_pair=request.text_pair, label=request.label
+    )
+    return source, raw, columns
+
+
+def _token_lengths(model: str, tables: TaskTables, seed: int) -> tuple[TokenLengths, int]:
+    """The token lengths of every split's rows (sampled with ``seed`` where there are many)
+    with the model's tokenizer, and the model's positions."""
+    from trainers.data.inspect import token_lengths
+    from trainers.model.checkpoints import load_tokenizer, read_hf_config, resolve_model_path
+
+    tokenizer = load_tokenizer(model)
+    positions = int(read_hf_config(resolve_model_path(model)).get("max_position_embeddings", 512))
+    return token_lengths(_every_split(tables), tokenizer, seed=seed), positions
+
+
+def _reference_rows(template: Study) -> int:
+    """The training rows the template's recipe was sized for: its GLUE task's (SST-2's)."""
+    from autoprumux.loop.costs import GLUE_TRAIN_EXAMPLES
+
+    rows = GLUE_TRAIN_EXAMPLES[template.task]
+    cap = template.data.max_train_examples
+    return min(rows, cap) if cap else rows
+
+
+def write_study(draft: StudyDraft, force: bool = False) -> Path:
+    """Write the draft's study file by rename (its folders made); an existing file only with
+    ``force``."""
+    _check_out(draft.path, force)
+    draft.path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(draft.path, draft.text)
+    return draft.path
+
+
+def _check_out(path: Path, force: bool) -> Path:
+    if path.exists() and not force and path.is_file():
+        raise FieldError("--out", f"{path} exists; pass --force to overwrite it")
+    return check_output(path, "--out")
+
+
+def _absolute(path: str) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _study_path(path: Path, folder: Path) -> str:
+    """``path`` as the study file names it: relative to the study's folder where the file lies
+    under that folder or its parent (a project's ``data/`` beside ``studies/``), else absolute."""
+    folder = folder.expanduser().resolve()
+    if path.is_relative_to(folder.parent):
+        return Path(os.path.relpath(path, folder)).as_posix()
+    return str(path)
+
+
+def _model_text(name: str) -> str:
+    """The model as the study names it: a local folder absolute (the study reads
+    ``name_or_path`` from the current folder, not the study's), else as given (a hub id or
+    ``package:`` path)."""
+    if name.startswith(PACKAGE_SCHEME):
+        return name
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
+
+
+def _load(study: Study) -> TaskTables:
+    """The study's checked splits (every refusal one line) and its positive label checked."""
+    from trainers.data.tables import load_tables
+    from trainers.trial.task_data import positive_label_id
+
+    with _notes_unlogged():
+        tables = load_tables(data_spec(study))
+    positive_label_id(study, tables.label_names)
+    return tables
+
+
+def _check_data(study: Study) -> None:
+    """The written study's data load as a search loads them (read once per process: the plan
+    that follows reuses them)."""
+    from trainers.trial.task_data import positive_label_id, task_tables
+
+    with _notes_unlogged():
+        tables = task_tables(study)
+    positive_label_id(study, tables.label_names)
+
+
+@contextlib.contextmanager
+def _notes_unlogged() -> Iterator[None]:
+    """The loader's warnings (skipped rows, imbalance) kept out of the log: ``init`` prints
+    them as notes, once."""
+    log = logging.getLogger("trainers.data.tables")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _every_split(tables: TaskTables) -> pa.Table:
+    """Every row the study reads: train, dev and test."""
+    import pyarrow as pa
+
+    parts = [tables.train, tables.dev, *([tables.test] if tables.test is not None else [])]
+    columns = tables.train.column_names
+    return pa.concat_tables([part.select(columns) for part in parts])
+
+
+# -- the document ----------------------------------------------------------------------------
+
+# what each section is: the comment above its header in the written file
+SECTION_COMMENTS: dict[tuple[str, ...], str] = {
+    ("study",): "The study: named after this file (or `name`); `metric`: what the budget and "
+    "every figure are in",
+    ("grid",): "The (N, s) points the search may train: N inputs multiplexed into one pass, s "
+    "the share of the encoder pruned away",
+    ("model",): "The pretrained model, and the tokens a text is cut to",
+    ("data",): "Your data: files relative to this file; the text and label columns; no dev file: "
+    "dev is carved from train (10%, at most 5,000 rows, stratified, with [study] seed)",
+    ("multiplexing",): "How N > 1 models mix and unmix their inputs",
+    ("warmup",): "The retrieval warm-up that primes an N > 1 model before its fine-tuning "
+    "(not scaled: it learns to mix N inputs, whatever the task's size)",
+    ("training",): "The recipe of every training: each phase's steps, batches, learning rates",
+    ("throughput",): "How throughput is measured",
+    ("storage",): "Where the search keeps its trials; empty: <name>.db beside this file",
+}
+_MODEL_SPECIFIC = ("num_layers", "multiplexed_name_or_path")  # the template model's own
+
+
+def _document(
+    template: Mapping[str, Any],
+    *,
+    study: Mapping[str, Any],
+    model: str,
+    same_model: bool,
+    max_length: int,
+    data: Mapping[str, Any],
+    recipe: ScaledRecipe,
+) -> dict[str, Any]:
+    """The study document: the template's sections, in the study file's order, with the
+    study's own [study], [model] and [data] and the scaled phases."""
+    document: dict[str, Any] = {"schema": SCHEMA_VERSION}
+    for section in SECTIONS:
+        values = dict(template.get(section, {}))
+        if section == "study":
+            kept = {k: v for k, v in values.items() if k not in ("task", "description", "name")}
+            values = {**kept, **study}
+        elif section == "model":
+            if not same_model:
+                values = {k: v for k, v in values.items() if k not in _MODEL_SPECIFIC}
+            values.update(name_or_path=model, max_seq_length=max_length)
+        elif section == "data":
+            values = dict(data)
+        elif section == "training":
+            phase_fields = {f"{p}_{unit}" for p in PHASES for unit in ("steps", "epochs")}
+            values = {k: v for k, v in values.items() if k not in phase_fields}
+            values = {**{f"{p}_steps": recipe.steps[p] for p in PHASES}, **values}
+        if values:
+            document[section] = values
+    return document
+
+
+def _header(request: InitRequest, train: Path, rows: int) -> tuple[str, ...]:
+    today = datetime.date.today().isoformat()
+    machine = "a GPU" if request.gpu else "a CPU"
+    return (
+        f"Written by autoprumux init on {today} for {train.name} ([data] train).",
+        f"Its settings start from {request.template.name} (the shipped study for {machine}: its "
+        f"grid and recipe), the training steps scaled to {rows:,} training rows.",
+        *(["Search it:", f"  {request.search_command}"] if request.search_command else []),
+    )
+
+
+def _reason(reasons: Sequence[str], key: str) -> str:
+    """Why ``key`` (``text``, ``label``) was chosen: the parenthesis of its reason line."""
+    for reason in reasons:
+        head, _, rest = reason.partition(": ")
+        if key in head.split(", "):
+            return rest[rest.find("(") + 1 : rest.rfind(")")]
+    return ""
+
+
+# -- the lines printed -----------------------------------------------------------------------
+
+
+def _rows_line(tables: TaskTables, study: Study) -> str:
+    data = study.data
+    dev = (
+        f"dev {tables.dev.num_rows:,} (its file)"
+        if data.dev
+        else f"dev {tables.dev.num_rows:,} (carved from train: {data.dev_fraction:.0%}, at most "
+        f"{data.dev_max_rows:,})"
+    )
+    if tables.test is None:
+        test = "no test split (give --test for a held-out figure)"
+    else:
+        test = f"test {tables.test.num_rows:,}" + (" (its file)" if data.test else " (carved)")
+    return f"rows: train {tables.train.num_rows:,}, {dev}, {test}"
+
+
+SHOWN_LABELS = 20  # labels listed one a line; the rest summed up
+
+
+def _label_lines(tables: TaskTables, study: Study) -> list[str]:
+    from trainers.data.inspect import label_balance
+    from trainers.data.tables import IMBALANCE_RATIO
+
+    counts = label_balance(tables.train["label"], tables.label_names)
+    width = max(len(c.name) for c in counts)
+    lines = [f"labels: {len(counts)}, in the training split:"]
+    lines += [
+        f"  {c.name:<{width}}  {c.count:>9,}  {_percent(c.share)}" for c in counts[:SHOWN_LABELS]
+    ]
+    if len(counts) > SHOWN_LABELS:
+        rest = counts[SHOWN_LABELS:]
+        lines.append(f"  ... {len(rest)} more ({sum(c.count for c in rest):,} rows)")
+    sizes = [c.count for c in counts]
+    skewed = min(sizes) and max(sizes) >= IMBALANCE_RATIO * min(sizes)
+    if skewed and study.study.metric is Metric.ACCURACY:
+        lines.append(
+            "  the labels are imbalanced: accuracy favours the largest; consider --metric "
+            "macro_f1 (or f1 with --positive-label)"
+        )
+    return lines
+
+
+def _tokens_line(lengths: TokenLengths, model: str, seed: int) -> str:
+    sample = (
+        f"{len(lengths.lengths):,} of {lengths.rows:,} rows sampled with seed {seed}"
+        if lengths.sampled
+        else f"all {lengths.rows:,} rows"
+    )
+    return (
+        f"tokens ({model}'s tokenizer, {sample}): median {lengths.quantile(0.5)}, 95% within "
+        f"{lengths.quantile(0.95)}, 99% within {lengths.quantile(0.99)}, longest "
+        f"{lengths.lengths[-1] if lengths.lengths else 0}"
+    )
+
+
+def _max_length_line(lengths: TokenLengths, max_length: int, positions: int) -> str:
+    cut = lengths.share_longer_than(max_length)
+    return (
+        f"max_seq_length: {max_length} (the smallest of {_choices(positions)} that holds "
+        f"{_percent(1 - cut)} of the rows whole; {_percent(cut)} would be truncated)"
+    )
+
+
+def _length_words(lengths: TokenLengths, max_length: int) -> str:
+    cut = lengths.share_longer_than(max_length)
+    return f"holds {_percent(1 - cut)} of the rows whole ({_percent(cut)} truncated)"
+
+
+def _choices(positions: int) -> str:
+    from trainers.data.inspect import SEQ_LENGTHS
+
+    allowed = [str(c) for c in SEQ_LENGTHS if c <= positions] or [str(positions)]
+    return ", ".join(allowed)
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage with the digits it needs: 44.2%, 0.04%, 99.96%, 100%."""
+    value = 100 * share
+    if value in (0.0, 100.0):
+        return f"{value:.0f}%"
+    digits = 1  # more where one would show a share that is not 0 or all as 0% or 100%
+    while digits < 4 and round(value, digits) in (0.0, 100.0):
+        digits += 1
+    return f"{value:.{digits}f}%"
+
+
+# -- TOML ------------------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+LINE_WIDTH = 100  # a key's comment goes beside it when the line stays this short, else above
+
+
+def toml_text(
+    document: Mapping[str, Any],
+    *,
+    header: Sequence[str] = (),
+    comments: Mapping[tuple[str, ...], str] | None = None,
+) -> str:
+    """``document`` as TOML: its plain values first, then each table (``[a]``, ``[a.b]``).
+    ``header``: comment lines first (wrapped; an indented one, a command, kept whole).
+    ``comments``: a table's path (``("data",)``) -> the comment above its header, a key's
+    (``("data", "text")``) -> the comment beside it (above it when the line would be long).
+    Values: str, int, float, bool, and lists of them."""
+    lines = [  # an indented line (a command) is kept whole, the others wrapped
+        comment
+        for line in header
+        for comment in ([f"# {line}"] if line.startswith("  ") else _comment_lines(line))
+    ]
+    lines += _table_body(document, (), comments or {})
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _table_body(
+    table: Mapping[str, Any], path: tuple[str, ...], comments: Mapping[tuple[str, ...], str]
+) -> list[str]:
+    lines = []
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            continue
+        line = f"{_key(key)} = {_value(value)}"
+        about = comments.get((*path, key), "")
+        if about and len(line) + len(about) + 4 <= LINE_WIDTH:
+            line += f"  # {about}"
+        elif about:
+            lines += _comment_lines(about)
+        lines.append(line)
+    for key, value in table.items():
+        if not isinstance(value, Mapping):
+            continue
+        inner = (*path, key)
+        lines.append("")
+        lines += _comment_lines(comments.get(inner, ""))
+        lines.append(f"[{'.'.join(_key(k) for k in inner)}]")
+        lines += _table_body(value, inner, comments)
+    return lines
+
+
+def _comment_lines(text: str, width: int = LINE_WIDTH) -> list[str]:
+    """``text`` as comment lines of at most ``width`` characters (words kept whole)."""
+    if not text:
+        return []
+    lines, current = [], "#"
+    for word in text.split():
+        if len(current) + 1 + len(word) > width and current != "#":
+            lines.append(current)
+            current = "#"
+        current += " " + word
+    return [*lines, current]
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):  # before int: a bool is an int
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"a study file holds no {type(value).__name__} value ({value!r})")
+
+
+def _string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    out = []
+    for char in text:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'

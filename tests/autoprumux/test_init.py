@@ -1,0 +1,429 @@
+"""``autoprumux init`` (autoprumux.cli.init_command, autoprumux.session.study_writer): from a
+data file to a study file that loads and whose data load, with the columns, lengths and steps
+it chose said and written; the plan printed as ``search --dry-run`` prints it; every bad input
+one line, exit 2, nothing written."""
+
+import datetime
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from autoprumux.cli.main import main
+from autoprumux.core.data_spec import data_spec
+from autoprumux.core.study import TrainingSection, load_study
+from autoprumux.files.results_io import read_throughput_table
+from autoprumux.session import dry_run
+from autoprumux.session.dry_run import TableUsed
+from autoprumux.session.study_writer import scale_recipe, toml_text
+from trainers.data.inspect import SEQ_LENGTHS
+from trainers.data.tables import load_tables
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "studies" / "sst2-tiny.toml"
+PAPER = ROOT / "studies" / "sst2.toml"
+TINY_TABLE = ROOT / "studies" / "throughput" / "sst2-tiny-cpu-float32.json"
+sys.path.insert(0, str(ROOT / "tests" / "trainers"))  # fixtures.py: the tiny model
+
+from fixtures import make_tiny_model  # noqa: E402
+
+WORDS = {"pos": ["good", "great", "fun"], "neg": ["bad", "dull", "poor"]}
+
+
+@pytest.fixture(autouse=True)
+def cpu_machine(monkeypatch):
+    """This machine has no GPU: init writes the CPU study (studies/sst2-tiny.toml's)."""
+    from autoprumux.cli import default_study
+
+    monkeypatch.setattr(default_study, "cuda_available", lambda: False)
+
+
+@pytest.fixture
+def committed_table(monkeypatch):
+    """The plan priced by the tiny study's committed table instead of timing every point."""
+
+    def estimate(study, missing):
+        table = read_throughput_table(TINY_TABLE)
+        return table, TableUsed(source="the committed table", device="cpu", estimated=True)
+
+    monkeypatch.setattr(dry_run, "estimate_table", estimate)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def write_reviews(path: Path, rows: int = 60, header: str = "id,review,sentiment") -> Path:
+    """An id, a review and its sentiment (neg/pos, alternating)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [header]
+    for i in range(rows):
+        label = "pos" if i % 2 else "neg"
+        lines.append(f"{i},the film {i} was very {WORDS[label][i % 3]},{label}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def init(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["init", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_init_writes_a_study_that_loads_and_whose_data_load(tmp_path, capsys, committed_table):
+    data = write_reviews(tmp_path / "data" / "reviews.csv")
+    out = tmp_path / "studies" / "reviews.toml"  # its folder does not exist yet
+    code, printed, _ = init(capsys, "--train", str(data), "--out", str(out))
+    assert code == 0
+    study = load_study(out)
+    assert study.task == "reviews" and study.study.task == ""
+    assert study.data.train == "../data/reviews.csv"  # relative to the study's folder
+    assert (study.data.text, study.data.text_pair, study.data.label) == ("review", "", "sentiment")
+    tables = load_tables(data_spec(study))
+    assert tables.label_names == ("neg", "pos")
+    assert (tables.train.num_rows, tables.dev.num_rows) == (54, 6)  # 10% carved as dev
+    # the template's grid, model and settings; its task and data replaced
+    template = load_study(TINY)
+    assert study.grid == template.grid and study.multiplexing == template.multiplexing
+    assert study.model.name_or_path == template.model.name_or_path
+    assert study.model.num_layers == template.model.num_layers
+    assert study.study.seed == template.study.seed
+    # max_seq_length: the smallest length holding 99% of the rows, from the tokenizer itself
+    from trainers.model.checkpoints import load_tokenizer
+
+    tokenizer = load_tokenizer(study.model.name_or_path)
+    reviews = [line.split(",")[1] for line in data.read_text().splitlines()[1:]]
+    lengths = [len(tokenizer(review)["input_ids"]) for review in reviews]
+    assert study.model.max_seq_length == min(
+        c for c in SEQ_LENGTHS if sum(n <= c for n in lengths) >= 0.99 * len(lengths)
+    )
+    # 3 epochs of 54 rows is under the fewest steps (300), the other phases scaled alike
+    finetune = max(min(round(3 * 54 / 32), 1200), 300)
+    t = template.training
+    assert (study.training.finetune_steps, study.training.pruning_steps) == (
+        finetune,
+        round(t.pruning_steps * finetune / t.finetune_steps),
+    )
+    assert study.training.lagrangian_warmup_steps == round(
+        t.lagrangian_warmup_steps * finetune / t.finetune_steps
+    )
+    assert study.training.finetune_learning_rate == t.finetune_learning_rate
+    lines = printed.splitlines()
+    assert "label: 'sentiment' (2 distinct values, named like a label)" in lines
+    assert any(line.startswith("text: 'review' (the longest text column, ") for line in lines)
+    assert "rows: train 54, dev 6 (carved from train: 10%, at most 5,000)" in printed
+    assert any(line.split() == ["neg", "27", "50.0%"] for line in lines)
+    assert f"tokens ({template.model.name_or_path}'s tokenizer, all 60 rows)" in printed
+    assert "dry run: study 'reviews', absolute budget 0.03 (accuracy), 18 grid points" in printed
+    assert "first picks" in printed
+    assert lines[-1] == f"search it: autoprumux search --study {out} --budget 0.03"
+    # what the file says: who wrote it and when, what each section is
+    text = out.read_text()
+    today = datetime.date.today()
+    assert text.startswith(
+        f"# Written by autoprumux init on {today} for reviews.csv ([data] train)."
+    )
+    file_lines = text.splitlines()
+    for k, line in enumerate(file_lines):
+        if line.startswith("["):
+            assert file_lines[k - 1].startswith("# "), line
+    assert 'text = "review"  # the longest text column' in text
+    # written: the study only (the plan writes nothing: no database, no table, no report)
+    assert tree(tmp_path) == ["data", "data/reviews.csv", "studies", "studies/reviews.toml"]
+
+
+def test_a_local_model_is_named_absolute_and_bounds_the_length(
+    tmp_path, capsys, monkeypatch, committed_table, tiny_model
+):
+    """99 rows of 5 words and 1 of 300: 32 tokens hold 99% of them (the 1% is the long row);
+    the model folder is written absolute (the study reads its model from the current folder),
+    without the template model's own settings."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model, tmp_path / "tiny")
+    rows = [f"{i},the film was very good,{'pos' if i % 2 else 'neg'}" for i in range(99)]
+    rows.append("99," + " ".join(["bad"] * 300) + ",neg")
+    (tmp_path / "r.csv").write_text("id,review,sentiment\n" + "\n".join(rows) + "\n")
+    code, printed, _ = init(capsys, "--train", "r.csv", "--model", "tiny", "--out", "r.toml")
+    assert code == 0
+    study = load_study(tmp_path / "r.toml")
+    assert study.model.name_or_path == str((tmp_path / "tiny").resolve())
+    assert study.model.num_layers == 0  # the template's 2 layers are its MiniLM's
+    from trainers.model.checkpoints import load_tokenizer
+
+    tokenizer = load_tokenizer("tiny")
+    assert len(tokenizer("the film was very good")["input_ids"]) == 7 <= 32
+    assert len(tokenizer(" ".join(["bad"] * 300))["input_ids"]) == 302
+    assert study.model.max_seq_length == 32
+    # the tiny model has 64 positions: 128 and above are not offered
+    assert (
+        "max_seq_length: 32 (the smallest of 32, 64 that holds 99.0% of the rows whole; 1.0% "
+        "would be truncated)" in printed
+    )
+    assert study.data.train == "r.csv"
+
+
+def test_a_pair_task_from_a_given_second_text(tmp_path, capsys, committed_table):
+    lines = ["claim,evidence,verdict"] + [
+        f"claim {i},the long evidence that claim {i} is {'good' if i % 2 else 'bad'},"
+        f"{'yes' if i % 2 else 'no'}"
+        for i in range(40)
+    ]
+    (tmp_path / "p.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "p.toml"
+    code, printed, _ = init(
+        capsys, "--train", str(tmp_path / "p.csv"), "--text-pair", "claim", "--out", str(out)
+    )
+    assert code == 0
+    study = load_study(out)
+    assert (study.data.text, study.data.text_pair, study.data.label) == (
+        "evidence",
+        "claim",
+        "verdict",
+    )
+    assert load_tables(data_spec(study)).is_pair
+    assert "text_pair: 'claim' (given: a pair task)" in printed
+
+
+def test_a_cpu_study_on_a_gpu_machine_searches_on_the_cpu_with_the_budget_given(
+    tmp_path, capsys, monkeypatch, committed_table
+):
+    """--device cpu where a GPU is present: the tiny study, and a search (and its plan) told to
+    leave the GPU alone; the budget given is the plan's and the command's."""
+    from autoprumux.cli import default_study
+
+    monkeypatch.setattr(default_study, "cuda_available", lambda: True)
+    data = write_reviews(tmp_path / "reviews.csv")
+    out = tmp_path / "r.toml"
+    code, printed, _ = init(
+        capsys, "--train", str(data), "--device", "cpu", "--min-accuracy", "0.8", "--out", str(out)
+    )
+    assert code == 0
+    assert load_study(out).grid == load_study(TINY).grid
+    assert "dry run: study 'r', min-accuracy budget 0.8 (accuracy)" in printed
+    assert "trials: 1 at a time (CPU trials" in printed
+    assert printed.splitlines()[-1] == (
+        f"search it: autoprumux search --study {out} --min-accuracy 0.8 --device cpu --gpus 0"
+    )
+    header = out.read_text().splitlines()
+    assert header[header.index("# Search it:") + 1] == (
+        f"#   autoprumux search --study {out} --min-accuracy 0.8 --device cpu --gpus 0"
+    )
+
+
+def test_a_gpu_study_starts_from_the_paper_study(tmp_path, capsys, tiny_model):
+    """--device cuda on a machine without one: the paper's grid, its epochs as steps for the
+    data, its MUX-BERT checkpoints left out for another model; the plan left to the GPU
+    machine."""
+    data = write_reviews(tmp_path / "reviews.csv")
+    out = tmp_path / "gpu.toml"
+    code, printed, _ = init(
+        capsys, "--train", str(data), "--model", str(tiny_model), "--device", "cuda",
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 0
+    study, paper = load_study(out), load_study(PAPER)
+    assert study.grid == paper.grid
+    assert study.model.multiplexed_name_or_path == ""
+    # 40 epochs of 54 rows = 68 steps, under the fewest (300)
+    assert study.training.finetune_steps == max(round(40 * 54 / 32), 300) == 300
+    assert "no GPU here: run `autoprumux search --dry-run --study" in printed
+    assert "dry run:" not in printed
+
+
+# -- bad input: one line, exit 2, nothing written -------------------------------------------
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "message"),
+    [
+        ({}, [], "train.csv: no such file"),
+        (
+            {"train.csv": "id,text\n" + "".join(f"{i},text {i}\n" for i in range(30))},
+            [],
+            "no column looks like a label (2 to 50 distinct values, at least 5 rows each); "
+            "name it with --label (its columns: id, text)",
+        ),
+        (
+            {"train.csv": None},
+            ["--text", "body"],
+            "has no column 'body' (--text); its columns: id, review, sentiment",
+        ),
+        (
+            {"train.csv": None},
+            ["--label", "grade"],
+            "has no column 'grade' (--label); its columns: id, review, sentiment",
+        ),
+        (
+            {"train.csv": "text,label\n" + "".join(f"text {i},a\n" for i in range(20))},
+            [],
+            "column 'label' holds one distinct label ('a'); a classifier needs at least two",
+        ),
+        (
+            {"train.csv": None, "dev.csv": "id,review,sentiment\n1,so so,meh\n"},
+            ["--dev", "dev.csv"],
+            "dev.csv: line 2: label 'meh' is not one of the training split's labels: neg, pos",
+        ),
+        (
+            {"train.csv": "id,review,sentiment\n1,good,pos\n2,bad,neg,extra\n"},
+            [],
+            "(a ragged row: quote fields that hold the separator)",
+        ),
+        (
+            {"train.csv": b"id,review,sentiment\n1,good,pos\n2,caf\xe9,neg\n"},
+            [],
+            "train.csv: line 3 holds bytes that are not UTF-8; save the file as UTF-8",
+        ),
+        ({"train.csv": None}, ["--metric", "f1", "--positive-label", "meh"], "'meh' is not one"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(
+    tmp_path, capsys, monkeypatch, files, args, message
+):
+    monkeypatch.chdir(tmp_path)
+    for name, content in files.items():
+        if content is None:
+            write_reviews(tmp_path / name)
+        else:
+            write(tmp_path / name, content)
+    before = tree(tmp_path)
+    code, printed, err = init(capsys, "--train", "train.csv", *args, "--out", "s/x.toml")
+    assert code == 2 and printed == ""
+    # datasets' progress bar aside (the loader's: reported to the lead), one line
+    lines = [line for line in err.splitlines() if line and "Generating train split" not in line]
+    assert len(lines) == 1 and lines[0].startswith("autoprumux: error: ") and message in lines[0]
+    assert tree(tmp_path) == before
+
+
+def test_an_existing_study_is_kept_unless_forced(tmp_path, capsys, committed_table):
+    data = write_reviews(tmp_path / "reviews.csv")
+    out = write(tmp_path / "reviews.toml", "# mine\n")
+    code, printed, err = init(capsys, "--train", str(data), "--out", str(out))
+    assert code == 2 and printed == ""
+    assert err == f"autoprumux: error: --out: {out} exists; pass --force to overwrite it\n"
+    assert out.read_text() == "# mine\n"
+    code, _, _ = init(capsys, "--train", str(data), "--out", str(out), "--force")
+    assert code == 0 and load_study(out).data.label == "sentiment"
+
+
+def test_the_command_runs_and_prints_the_plan(tmp_path, tiny_model):
+    """A real run, in a process of its own: exit 0, the choices, the plan, the command."""
+    data = write_reviews(tmp_path / "reviews.csv", rows=40)
+    studies = tmp_path / "studies"
+    (studies / "throughput").mkdir(parents=True)  # a table, so the plan times nothing
+    shutil.copy(TINY_TABLE, studies / "throughput" / "reviews-cpu-float32.json")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "autoprumux", "init", "--train", str(data), "--model",
+         str(tiny_model), "--out", "studies/reviews.toml"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "label: 'sentiment' (2 distinct values, named like a label)" in lines
+    assert "wrote studies/reviews.toml" in lines
+    assert any(line.startswith("dry run: study 'reviews'") for line in lines)
+    assert any(line.startswith("expected search: from ") for line in lines)
+    assert lines[-1] == "search it: autoprumux search --study studies/reviews.toml --budget 0.03"
+
+
+# -- the recipe and the TOML writer -----------------------------------------------------------
+
+
+def test_the_cpu_recipe_is_three_epochs_between_300_steps_and_the_templates():
+    """The tiny study's steps (1,200 fine-tuning steps: 0.57 epochs of SST-2's 67,349 rows)."""
+    template = TrainingSection(
+        finetune_steps=1200, pruning_steps=300, lagrangian_warmup_steps=150, post_pruning_steps=100
+    )
+    # 12,000 rows: 3 epochs = 1,125 steps; the others x 1125/1200
+    recipe = scale_recipe(template, 12_000, 67_349)
+    assert recipe.steps == {
+        "finetune": 1125,
+        "pruning": 281,
+        "lagrangian_warmup": 141,
+        "post_pruning": 94,
+    }
+    assert recipe.rule.startswith(
+        "about 3 epochs of 12,000 rows at 32 rows a batch: 1,125 fine-tuning steps"
+    )
+    big = scale_recipe(template, 1_000_000, 67_349)  # capped at the template's
+    assert big.steps == {
+        "finetune": 1200,
+        "pruning": 300,
+        "lagrangian_warmup": 150,
+        "post_pruning": 100,
+    }
+    assert "capped at the template's 1,200" in big.rule
+    small = scale_recipe(template, 500, 67_349)  # 47 steps raised to 300, the rest x 0.25
+    assert small.steps == {
+        "finetune": 300,
+        "pruning": 75,
+        "lagrangian_warmup": 38,
+        "post_pruning": 25,
+    }
+
+
+def test_the_gpu_recipe_keeps_the_papers_epochs_up_to_its_steps_on_sst2():
+    """The paper's 40/40/2/20 epochs: on SST-2's 67,349 rows, 84,186 fine-tuning steps."""
+    template = TrainingSection()  # the defaults are the paper's
+    assert (template.finetune_epochs, template.lagrangian_warmup_epochs) == (40.0, 2.0)
+    small = scale_recipe(template, 1_000, 67_349)  # 40 epochs of 1,000 rows
+    assert small.steps["finetune"] == 1250 == round(40 * 1000 / 32)
+    most = round(40 * 67_349 / 32)
+    assert most == 84_186
+    assert small.steps["post_pruning"] == round(round(20 * 67_349 / 32) * 1250 / most) == 625
+    big = scale_recipe(template, 1_000_000, 67_349)
+    assert big.steps == {
+        "finetune": most,
+        "pruning": most,
+        "lagrangian_warmup": round(2 * 67_349 / 32),
+        "post_pruning": round(20 * 67_349 / 32),
+    }
+    assert math.isclose(big.epochs, most * 32 / 1_000_000)
+
+
+def test_the_toml_writer_round_trips_a_study_document():
+    document = {
+        "schema": 1,
+        "study": {"seed": -3, "description": 'a "quoted" \\ back\nslash\t\x01 é ✓'},
+        "grid": {"n": [1, 2, 4], "sparsity": [0.0, 0.5, 1e-05]},
+        "training": {"dropout": 0.0, "group_by_length": True, "compile": False},
+        "data": {"labels": ["neg", "pos"], "weird key": "x", "nested": {"deep": 2.5}},
+    }
+    text = toml_text(
+        document,
+        header=["Written by a test."],
+        comments={
+            ("grid",): "the points",
+            ("grid", "n"): "short",
+            ("study", "seed"): "a comment far too long to stay on the line of its key " * 2,
+        },
+    )
+    assert tomllib.loads(text) == document
+    lines = text.splitlines()
+    assert lines[0] == "# Written by a test."
+    assert lines[lines.index("[grid]") - 1] == "# the points"
+    assert "n = [1, 2, 4]  # short" in lines
+    seed = lines.index("seed = -3")  # its comment above it, wrapped on two lines
+    assert lines[seed - 2].startswith("# a comment far too long") and lines[seed - 1][0] == "#"
+    assert all(len(line) <= 100 for line in lines)
+    assert '"weird key" = "x"' in lines and "[data.nested]" in lines
+    with pytest.raises(TypeError, match="no NoneType value"):
+        toml_text({"a": None})
