@@ -149,7 +149,8 @@ class SearchSession:
         # before hours of training: the report written at the end must be writable
         report = check_output(search_report_path(study), "report")
         replay = _replay_spec(request.trainer_spec)
-        train_examples, labels = None, ()
+        train_examples: int | None = None
+        labels: tuple[str, ...] = ()
         if replay is None:  # before Ray starts: a device the trials cannot have
             # a cluster's GPUs are known once it is joined: there, trials get GPUs unless --gpus 0
             get_gpus = gpus > 0 or (request.address is not None and request.gpus is None)
