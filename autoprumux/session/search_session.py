@@ -39,7 +39,6 @@ from autoprumux.report.sources import search_report_path
 from autoprumux.session.sizing import NodeSize, TrialSlots, size_trials
 from autoprumux.session.summary import (
     HeldOut,
-    HeldOutRow,
     SearchFacts,
     SearchResult,
     dashboard_hint,
@@ -294,7 +293,7 @@ class SearchSession:
 
         if plan.replay is not None:
             replayed = "a replayed search (--trainer replay:FILE) has no model folders to score"
-            return HeldOut(rows=(), notes=(replayed,)), data
+            return HeldOut(scores={}, answer=None, notes=(replayed,)), data
         answer = recommended_model(outcome, plan.train)
         folders: dict[GridPoint, Path] = {}
         notes: list[str] = []
@@ -306,7 +305,7 @@ class SearchSession:
                 notes.append(_untested(point, model.state, model.gone_dir))
         scores: dict[GridPoint, HeldOutScore] = {}
         if folders:
-            from trainers.trial.test_figures import test_scores  # torch
+            from trainers.trial.test_figures import score_held_out  # torch
 
             device = self._test_device(on_ray)
             self.progress(
@@ -314,33 +313,28 @@ class SearchSession:
                 "answer (no decision reads it)"
             )
             try:
-                scores = test_scores(plan.study, folders, device, self.progress)
+                scores = score_held_out(plan.study, folders, device, self.progress)
             except AutoPruMuxError as err:  # the search's answer stands without its test figure
                 log.warning("held-out test not scored: %s", err)
                 notes.append(f"the test split could not be scored: {err}")
         # this answer's figures only (older ones may be of other folders or another test file);
         # the executor has closed the store's trials and leases, its study attributes stay open
         store.set_user_attr(TEST_SCORES_ATTR, held_out_attr(scores))
-        rows = [
-            HeldOutRow(
-                point=p,
-                answer=answer is not None and p == answer.point,
-                dev=f.dev,
-                test=f.score,
-                examples=f.examples,
-            )
-            for p, f in scores.items()
-        ]
-        rows.sort(key=lambda r: (not r.answer, r.point))
-        return HeldOut(rows=tuple(rows), notes=tuple(notes)), replace(data, test_scores=scores)
+        held = HeldOut(
+            scores=scores, answer=answer.point if answer is not None else None, notes=tuple(notes)
+        )
+        return held, replace(data, test_scores=scores)
 
     def _test_device(self, on_ray: bool) -> str:
-        """Where the held-out test runs: the search's --device; on Ray (whose trials had the
-        cluster's GPUs) the CPU where this machine has no GPU for a cuda one."""
+        """Where the held-out test runs, named (``auto`` resolved on this machine): the search's
+        --device; on Ray (whose trials had the cluster's GPUs) the CPU where this machine has
+        no GPU for a cuda one."""
+        from trainers.runtime.device import resolve_device  # torch
+
         device = self.request.device
         if on_ray and device.startswith("cuda") and self._gpu_count() == 0:
             return "cpu"
-        return device
+        return str(resolve_device(device))
 
     def _cluster_slots(self, cluster: Cluster) -> TrialSlots:
         """The trials at once on the joined cluster; refuses GPU counts it cannot give."""

@@ -11,8 +11,8 @@ template's training steps scaled to the data's size (:func:`scale_recipe`). Befo
 written, the study's text is read back as a study file and its data loaded. :func:`write_study`
 writes it by rename, never over an existing file unless asked.
 
-:func:`toml_text` is a small TOML writer for the values a study holds (strings, integers,
-floats, booleans, arrays of them, tables), with comments: Python's ``tomllib`` only reads.
+The recipe's scaling is :mod:`autoprumux.session.recipe_scaling`; the TOML writer
+:mod:`autoprumux.files.toml_text`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
-import math
 import os
-import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,109 +35,20 @@ from autoprumux.core.study import (
     SCHEMA_VERSION,
     SECTIONS,
     Study,
-    TrainingSection,
     check_name,
     load_study,
     read_study_document,
     study_from_dict,
 )
 from autoprumux.files.atomic import check_output, write_text_atomic
+from autoprumux.files.toml_text import toml_text
+from autoprumux.session.recipe_scaling import PHASES, ScaledRecipe, scale_recipe
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from trainers.data.inspect import Columns, TokenLengths
     from trainers.data.tables import TaskTables
-
-__all__ = [
-    "MIN_EPOCHS",
-    "MIN_FINETUNE_STEPS",
-    "PHASES",
-    "InitRequest",
-    "ScaledRecipe",
-    "StudyDraft",
-    "draft_study",
-    "scale_recipe",
-    "toml_text",
-    "write_study",
-]
-
-# -- the recipe scaled to the data -----------------------------------------------------------
-
-# the task phases whose length is scaled, as [training] names them (<phase>_steps, _epochs);
-# the retrieval warm-up is not: it learns to mix N inputs, whatever the task's size
-PHASES = ("finetune", "pruning", "lagrangian_warmup", "post_pruning")
-# fine-tuning sees the training rows at least this many times (the CPU template spends 0.57
-# epochs of SST-2: enough for 67k rows, too few for 5k) ...
-MIN_EPOCHS = 3.0
-# ... and takes at least this many steps, so a small data set still gets a few hundred
-# optimizer updates (at most the template's)
-MIN_FINETUNE_STEPS = 300
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScaledRecipe:
-    """Each task phase's steps for the data, and the rule in words."""
-
-    steps: dict[str, int]  # phase (PHASES) -> steps
-    epochs: float  # the fine-tuning's passes over the training rows
-    rule: str  # one line: how the steps were chosen
-
-
-def scale_recipe(template: TrainingSection, train_rows: int, reference_rows: int) -> ScaledRecipe:
-    """The template's task phases scaled to ``train_rows`` training rows. The template's
-    fine-tuning on its own ``reference_rows`` (SST-2) is E epochs (its steps, or its epochs);
-    the new fine-tuning runs max(E, :data:`MIN_EPOCHS`) epochs of the new rows, but never more
-    steps than the template's (what it spends on a training) nor fewer than
-    :data:`MIN_FINETUNE_STEPS`; pruning, its Lagrangian warm-up and the post-pruning fine-tuning
-    keep their ratio to the fine-tuning."""
-    from trainers.training.phases import steps_for  # the engine's rule: steps, else epochs
-
-    batch = template.batch_rows
-    reference = {
-        phase: steps_for(
-            getattr(template, f"{phase}_steps"),
-            getattr(template, f"{phase}_epochs"),
-            reference_rows,
-            batch,
-        )
-        for phase in PHASES
-    }
-    most = reference["finetune"]
-    epochs = max(most * batch / reference_rows, MIN_EPOCHS)
-    wanted = max(1, round(epochs * train_rows / batch))
-    least = min(MIN_FINETUNE_STEPS, most)
-    finetune = min(max(wanted, least), most)
-    ratio = finetune / most
-    steps = {phase: max(1, round(reference[phase] * ratio)) for phase in PHASES}
-    steps["finetune"] = finetune
-    bound = (
-        f"capped at the template's {most:,} (what it spends on its {reference_rows:,} rows)"
-        if wanted > most
-        else f"raised to {least:,}, the fewest it takes"
-        if wanted < least
-        else f"between {least:,} and the template's {most:,}"
-    )
-    others = ", ".join(f"{_PHASE_WORDS[p]} {steps[p]:,}" for p in PHASES[1:])
-    template_others = ", ".join(f"{reference[p]:,}" for p in PHASES[1:])
-    rule = (
-        f"about {_number(epochs)} epochs of {train_rows:,} rows at {batch} rows a batch: "
-        f"{wanted:,} fine-tuning steps, {bound}: {finetune:,}; {others} steps (the template's "
-        f"{template_others}, x{ratio:.2f} as the fine-tuning)"
-    )
-    return ScaledRecipe(steps=steps, epochs=finetune * batch / train_rows, rule=rule)
-
-
-_PHASE_WORDS = {
-    "finetune": "fine-tuning",
-    "pruning": "pruning",
-    "lagrangian_warmup": "its Lagrangian warm-up",
-    "post_pruning": "post-pruning",
-}
-
-
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.2g}"
 
 
 # -- the draft -------------------------------------------------------------------------------
@@ -516,111 +425,3 @@ def _percent(share: float) -> str:
     while digits < 4 and round(value, digits) in (0.0, 100.0):
         digits += 1
     return f"{value:.{digits}f}%"
-
-
-# -- TOML ------------------------------------------------------------------------------------
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
-LINE_WIDTH = 100  # a key's comment goes beside it when the line stays this short, else above
-
-
-def toml_text(
-    document: Mapping[str, Any],
-    *,
-    header: Sequence[str] = (),
-    comments: Mapping[tuple[str, ...], str] | None = None,
-) -> str:
-    """``document`` as TOML: its plain values first, then each table (``[a]``, ``[a.b]``).
-    ``header``: comment lines first (wrapped; an indented one, a command, kept whole).
-    ``comments``: a table's path (``("data",)``) -> the comment above its header, a key's
-    (``("data", "text")``) -> the comment beside it (above it when the line would be long).
-    Values: str, int, float, bool, and lists of them."""
-    lines = [  # an indented line (a command) is kept whole, the others wrapped
-        comment
-        for line in header
-        for comment in ([f"# {line}"] if line.startswith("  ") else _comment_lines(line))
-    ]
-    lines += _table_body(document, (), comments or {})
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _table_body(
-    table: Mapping[str, Any], path: tuple[str, ...], comments: Mapping[tuple[str, ...], str]
-) -> list[str]:
-    lines = []
-    for key, value in table.items():
-        if isinstance(value, Mapping):
-            continue
-        line = f"{_key(key)} = {_value(value)}"
-        about = comments.get((*path, key), "")
-        if about and len(line) + len(about) + 4 <= LINE_WIDTH:
-            line += f"  # {about}"
-        elif about:
-            lines += _comment_lines(about)
-        lines.append(line)
-    for key, value in table.items():
-        if not isinstance(value, Mapping):
-            continue
-        inner = (*path, key)
-        lines.append("")
-        lines += _comment_lines(comments.get(inner, ""))
-        lines.append(f"[{'.'.join(_key(k) for k in inner)}]")
-        lines += _table_body(value, inner, comments)
-    return lines
-
-
-def _comment_lines(text: str, width: int = LINE_WIDTH) -> list[str]:
-    """``text`` as comment lines of at most ``width`` characters (words kept whole)."""
-    if not text:
-        return []
-    lines, current = [], "#"
-    for word in text.split():
-        if len(current) + 1 + len(word) > width and current != "#":
-            lines.append(current)
-            current = "#"
-        current += " " + word
-    return [*lines, current]
-
-
-def _key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _string(key)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):  # before int: a bool is an int
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    raise TypeError(f"a study file holds no {type(value).__name__} value ({value!r})")
-
-
-def _string(text: str) -> str:
-    """A TOML basic string: quotes, backslashes and control characters escaped."""
-    out = []
-    for char in text:
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04X}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'

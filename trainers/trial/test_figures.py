@@ -2,7 +2,7 @@
 study's metric, once the search has answered.
 
 The dev figure is what a search chose on, so the chosen model's dev figure flatters it; the test
-figure, on examples no decision saw, is what to expect. :func:`test_scores` is called by the
+figure, on examples no decision saw, is what to expect. :func:`score_held_out` is called by the
 search session after its driver has returned, for the answer and the trained points of every
 budget's top-3, and writes each figure into its model folder (``autoprumux.json`` and the card).
 Nothing that decides -- the driver, the proposer, the recommender, early stopping -- imports this
@@ -30,7 +30,7 @@ from trainers.trial.task_data import positive_label_id, task_tables, task_tokeni
 log = logging.getLogger(__name__)
 
 
-def test_scores(
+def score_held_out(
     study: Study,
     folders: Mapping[GridPoint, Path],
     device: str = "auto",
@@ -70,9 +70,6 @@ def test_scores(
             f"examples (dev {info.dev_accuracy:.4f})"
         )
     return figures
-
-
-test_scores.__test__ = False  # type: ignore[attr-defined]  # not a pytest test either
 
 
 def _engine(device: str, info: ModelInfo, study: Study) -> Engine:
