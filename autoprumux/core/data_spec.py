@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autoprumux.core.errors import DataError
 from autoprumux.core.study import DataSource, Study
@@ -119,17 +120,8 @@ def data_spec(study: Study) -> DataSpec:
     """The study's :class:`DataSpec`: its own data (``[data] train`` or ``dataset``), else its
     GLUE preset's."""
     data = study.data
-    common = {
-        "dev_fraction": data.dev_fraction,
-        "dev_max_rows": data.dev_max_rows,
-        "test_fraction": data.test_fraction,
-        "seed": study.study.seed,
-        "max_train_examples": data.max_train_examples,
-        "max_eval_examples": data.max_eval_examples,
-        "subset": data.subset,
-    }
     if not data.has_own_data:
-        return _preset_spec(study, TASKS[study.study.task], common)
+        return _preset_spec(study, TASKS[study.study.task])
     if not data.text or not data.label:
         missing = "text" if not data.text else "label"
         raise DataError(
@@ -157,7 +149,8 @@ def data_spec(study: Study) -> DataSpec:
         }
     train = sources["train"]
     assert train is not None  # has_own_data: train or a dataset's train_split
-    return DataSpec(
+    return _spec(
+        study,
         task=study.task,
         train=train,
         dev=sources["dev"],
@@ -167,11 +160,26 @@ def data_spec(study: Study) -> DataSpec:
         label=data.label,
         labels=data.labels,
         label_meanings=(),
-        **common,  # type: ignore[arg-type]
     )
 
 
-def _preset_spec(study: Study, spec: TaskSpec, common: dict[str, object]) -> DataSpec:
+def _spec(study: Study, **where: Any) -> DataSpec:
+    """A :class:`DataSpec` of the sources and columns ``where`` gives, carved and drawn as the
+    study's ``[data]`` and seed say."""
+    data = study.data
+    return DataSpec(
+        **where,
+        dev_fraction=data.dev_fraction,
+        dev_max_rows=data.dev_max_rows,
+        test_fraction=data.test_fraction,
+        seed=study.study.seed,
+        max_train_examples=data.max_train_examples,
+        max_eval_examples=data.max_eval_examples,
+        subset=data.subset,
+    )
+
+
+def _preset_spec(study: Study, spec: TaskSpec) -> DataSpec:
     """A GLUE task from a local GLUE folder (``<split>.tsv`` or ``.tsv.xz``) or from the hub;
     labels numbered as the hub numbers them."""
     data = study.data
@@ -198,7 +206,8 @@ def _preset_spec(study: Study, spec: TaskSpec, common: dict[str, object]) -> Dat
         if spec.label_names and data.source is DataSource.GLUE_DIR
         else tuple(str(k) for k in range(spec.num_labels))
     )
-    return DataSpec(
+    return _spec(
+        study,
         task=spec.name,
         train=train,
         dev=dev,
@@ -208,7 +217,6 @@ def _preset_spec(study: Study, spec: TaskSpec, common: dict[str, object]) -> Dat
         label=label,
         labels=values,
         label_meanings=by_id,
-        **common,  # type: ignore[arg-type]
     )
 
 

@@ -158,6 +158,7 @@ def test_no_decision_reads_the_test_split_and_the_answer_is_scored_on_it(
         ]
         assert without["test"] is None
     assert TEST_SCORES_ATTR not in plain_attrs
+    assert attrs["labels"] == plain_attrs["labels"] == ["neg", "pos"]  # the study's labels
 
     # the answer and the scored top-3s: each figure is macro-F1 of the folder's own predictions
     # on test.csv (every label flipped: far under dev), in the folder, its card and the storage

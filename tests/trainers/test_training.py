@@ -230,6 +230,9 @@ def test_cli_train_json_end_to_end(tiny_study_file, capsys):
     assert Path(result["artifact_path"]).is_dir()
     assert (result["teacher"]["n"], result["teacher"]["sparsity"]) == (2, 0.0)
     assert TrialResult.from_json(result).teacher.accuracy == result["teacher"]["accuracy"]
+    # the task's label names, the fixture SST-2's, as the model folder records them
+    assert result["labels"] == result["teacher"]["labels"] == ["negative", "positive"]
+    assert TrialResult.from_json(result).labels == ("negative", "positive")
     assert "prune" in err  # the progress bars go to stderr
 
 

@@ -59,14 +59,11 @@ def load_tables(spec: DataSpec, cache_dir: Path | None = None) -> TaskTables:
     """Read, check and carve the study's data (``cache_dir``: where ``datasets`` keeps its
     Arrow copies of local files; None: its default)."""
     notes: list[str] = []
-    raw = {"train": read_source(spec.train, cache_dir)}
-    for name, source in (("dev", spec.dev), ("test", spec.test)):
-        if source is not None:
-            raw[name] = read_source(source, cache_dir)
-    where = {"train": spec.train, "dev": spec.dev, "test": spec.test}
+    given: dict[str, Source] = {"train": spec.train}  # the splits named; the others are carved
+    given.update((name, s) for name, s in (("dev", spec.dev), ("test", spec.test)) if s)
     tables = {
-        name: _normalized(table, spec, where[name], notes)  # type: ignore[arg-type]
-        for name, table in raw.items()
+        name: _normalized(read_source(source, cache_dir), spec, source, notes)
+        for name, source in given.items()
     }
     values = spec.labels or _sorted_labels(tables["train"]["label"])
     if len(values) < 2:
@@ -75,8 +72,8 @@ def load_tables(spec: DataSpec, cache_dir: Path | None = None) -> TaskTables:
             f"column {spec.label!r} holds one distinct label ({values[0]!r}); a classifier needs "
             "at least two",
         )
-    numbered = {
-        name: _numbered(table, values, spec, where[name], bool(spec.labels) or name != "train")  # type: ignore[arg-type]
+    numbered = {  # train's labels are checked where [data] labels names them
+        name: _numbered(table, values, spec, given[name], bool(spec.labels) or name != "train")
         for name, table in tables.items()
     }
     train = numbered["train"]
@@ -281,7 +278,9 @@ def _quiet_datasets() -> Iterator[None]:
 
 def _normalized(table: pa.Table, spec: DataSpec, source: Source, notes: list[str]) -> pa.Table:
     """``table``'s text and label columns renamed ``text``, ``text_pair``, ``label`` (labels as
-    text), less the rows whose text is empty (counted in ``notes``)."""
+    text) and ``row`` (each row's number in the source, for the messages), less the rows whose
+    text is empty (counted in ``notes``)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -305,7 +304,7 @@ def _normalized(table: pa.Table, spec: DataSpec, source: Source, notes: list[str
     if spec.text_pair:
         columns["text_pair"] = _as_text(table[spec.text_pair])
     columns["label"] = _as_text(label)
-    columns["row"] = pa.chunked_array([pa.array(range(table.num_rows), pa.int64())])
+    columns["row"] = pa.chunked_array([pa.array(np.arange(table.num_rows, dtype=np.int64))])
     normalized = pa.table(columns)
     blank = _blank(normalized["text"])
     kept = pc.invert(blank)

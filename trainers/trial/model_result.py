@@ -45,6 +45,7 @@ def model_result(
         sparsity=target,
         status=TrialStatus.COMPLETE,
         accuracy=record["accuracy"],
+        labels=trial.label_names,
         achieved_sparsity=achieved,
         parameters=prunable_params(model.arch),
         throughput=throughput,

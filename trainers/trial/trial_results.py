@@ -32,7 +32,8 @@ class TrialResult:
     sparsity: float  # the target
     status: TrialStatus
     reason: str | None = None
-    accuracy: float | None = None  # dev accuracy, fraction
+    accuracy: float | None = None  # dev figure in the study's metric (accuracy: a fraction)
+    labels: tuple[str, ...] = ()  # the classifier's label names, in id order
     achieved_sparsity: float | None = None  # of the materialized model's prunable parameters
     parameters: int | None = None  # prunable encoder parameters of the final model
     throughput: float | None = None  # examples per second, simple forward timing (batch 32*N)
@@ -94,7 +95,7 @@ class TrialResult:
         """JSON values (``autoprumux train --json``); :meth:`from_json` reads them back."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["status"] = self.status.value
-        data["reused"] = list(self.reused)
+        data["reused"], data["labels"] = list(self.reused), list(self.labels)
         data["teacher"] = self.teacher.to_json() if self.teacher else None
         data["curve"] = self.curve.to_json() if self.curve else None
         data["stop"] = _evidence_json(self.stop) if self.stop else None
@@ -108,6 +109,7 @@ class TrialResult:
                 **data,
                 "status": TrialStatus(data["status"]),
                 "reused": tuple(data["reused"]),
+                "labels": tuple(data.get("labels", ())),
                 "teacher": cls.from_json(teacher) if teacher else None,
                 "curve": Curve.from_json(curve) if curve else None,
                 "stop": _evidence(stop) if stop else None,
