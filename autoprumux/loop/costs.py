@@ -130,19 +130,30 @@ class CostModel:
         building: Iterable[GridPoint] = (),
         stopped: Iterable[GridPoint] = (),
     ) -> float:
-        """Seconds to train ``point`` now: its warm-up unless a point of its row was trained
-        (or stopped early: its warm-up was built) or is being built, its teacher unless (N, 0)
-        was trained or a point of its row is being built (that training builds it; this one
-        waits and reuses it), and its own phases."""
+        """Seconds to train ``point`` now: the sum of what it is :meth:`charged`."""
+        charged = self.charged(point, trained, building, stopped)
+        return charged.warmup + charged.teacher + charged.own
+
+    def charged(
+        self,
+        point: GridPoint,
+        trained: Iterable[GridPoint],
+        building: Iterable[GridPoint] = (),
+        stopped: Iterable[GridPoint] = (),
+    ) -> PartCosts:
+        """The seconds of each part ``point``'s training pays now: its warm-up unless a point of
+        its row was trained (or stopped early: its warm-up was built) or is being built, its
+        teacher unless (N, 0) was trained or a point of its row is being built (that training
+        builds it; this one waits and reuses it), and its own phases."""
         parts = self.parts[point]
-        rows_trained = {p.n for p in (*trained, *stopped)}
+        trained = set(trained)
         rows_building = {p.n for p in building}
-        teacher_done = GridPoint(point.n, 0.0) in set(trained) or point.n in rows_building
-        warmup_done = point.n in rows_trained | rows_building
-        return (
-            (0.0 if warmup_done else parts.warmup)
-            + (0.0 if teacher_done else parts.teacher)
-            + parts.own
+        teacher_done = GridPoint(point.n, 0.0) in trained or point.n in rows_building
+        warmup_done = point.n in {p.n for p in (*trained, *stopped)} | rows_building
+        return PartCosts(
+            warmup=0.0 if warmup_done else parts.warmup,
+            teacher=0.0 if teacher_done else parts.teacher,
+            own=parts.own,
         )
 
 

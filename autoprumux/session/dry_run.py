@@ -248,26 +248,22 @@ def first_picks(
 def _charged(
     costs: CostModel, waves: Sequence[Sequence[GridPoint]], gpus_per_trial: float
 ) -> tuple[tuple[ForecastRow, ...], ...]:
-    """Each training's parts as :meth:`CostModel.predict` charges them: trained are the earlier
-    waves' points and their (N, 0) teachers (recorded free), building the points of its wave
-    started before it."""
+    """Each training's parts as the search's cost model charges them
+    (:meth:`CostModel.charged`): trained are the earlier waves' points and their (N, 0)
+    teachers (recorded free), building the points of its wave started before it."""
     built: set[GridPoint] = set()
     rows = []
     for wave in waves:
         building: list[GridPoint] = []
         charged_wave = []
         for point in wave:
-            parts = costs.parts[point]
-            rows_started = {p.n for p in (*built, *building)}
-            teacher_built = GridPoint(point.n, 0.0) in built or point.n in {p.n for p in building}
-            warmup = 0.0 if point.n in rows_started else parts.warmup
-            teacher = 0.0 if teacher_built else parts.teacher
-            seconds = warmup + teacher + parts.own
+            parts = costs.charged(point, built, building)
+            seconds = parts.warmup + parts.teacher + parts.own
             charged_wave.append(
                 ForecastRow(
                     point=point,
-                    warmup_s=warmup,
-                    teacher_s=teacher,
+                    warmup_s=parts.warmup,
+                    teacher_s=parts.teacher,
                     own_s=parts.own,
                     gpu_hours=seconds / 3600 * gpus_per_trial,
                 )
