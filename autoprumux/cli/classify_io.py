@@ -2,9 +2,10 @@
 
 Inputs (``--input FILE|-``):
 - a ``.tsv`` or ``.csv`` file with a header row: the text column(s) are ``--column NAME`` (pair
-  tasks: ``--column FIRST,SECOND``) or, by default, the model's GLUE columns (SST-2:
-  ``sentence``). A ``.tsv`` is read as GLUE writes it (tabs, no quoting). When the file also
-  holds the task's label column (SST-2: ``label``), the model's metric against it is reported
+  tasks: ``--column FIRST,SECOND``) or, by default, the columns the model was trained on (its
+  study's ``[data] text``; SST-2: ``sentence``). A ``.tsv`` is read as GLUE writes it (tabs, no
+  quoting). When the file also holds the model's label column (``[data] label``; SST-2:
+  ``label``), its label names or ids, the model's metric against it is reported
   (:func:`gold_score`), and accuracy beside it when the metric is another;
 - anything else, and stdin: one input per line (a pair task: the two sentences separated by a
   tab). Blank lines are skipped and counted.
