@@ -33,7 +33,8 @@ BUDGET_PARAMS = {
     "--train",
     required=True,
     type=click.Path(dir_okay=False),
-    help="The training file: CSV, TSV, JSON Lines or Parquet (.gz, .xz, .bz2 or .zst too).",
+    help="The training file: CSV, TSV, JSON Lines or Parquet (.gz, .xz or .bz2 too; .zst with "
+    "the zstandard package).",
 )
 @click.option(
     "--dev",

@@ -36,7 +36,7 @@ _EXTENSIONS = {
     ".parquet": FileFormat.PARQUET,
     ".pq": FileFormat.PARQUET,
 }
-COMPRESSIONS = (".gz", ".xz", ".bz2", ".zst")
+COMPRESSIONS = (".gz", ".xz", ".bz2", ".zst")  # .zst: where the zstandard package is installed
 
 
 def file_format(path: str | Path, declared: str = "auto") -> FileFormat:

@@ -370,8 +370,9 @@ class DataSection:
     train: str = field(
         default="",
         metadata=_own_data(
-            "the training file: CSV, TSV, JSON Lines or Parquet (compressed `.gz`, `.xz`, `.bz2` "
-            "or `.zst` too), relative to the study file, absolute or `package:MODULE/PATH`"
+            "the training file: CSV, TSV, JSON Lines or Parquet (compressed `.gz`, `.xz` or `.bz2` "
+            "too; `.zst` with the `zstandard` package), relative to the study file, absolute or "
+            "`package:MODULE/PATH`"
         ),
     )
     dev: str = field(
