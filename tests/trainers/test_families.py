@@ -28,7 +28,13 @@ from transformers import (
 
 from autoprumux.core.errors import FieldError
 from trainers.model.architecture import Architecture, Family
-from trainers.model.checkpoints import CheckpointError, load_pretrained, map_key
+from trainers.model.checkpoints import (
+    CheckpointError,
+    load_classifier,
+    load_pretrained,
+    map_key,
+    save_model,
+)
 from trainers.pruning.l0 import L0Module
 
 VOCAB, POSITIONS, LABELS = 120, 40, 3
@@ -167,6 +173,19 @@ def test_architecture_json_keeps_bert_as_it_was_and_round_trips_the_others(tiny_
     assert Architecture.from_json(data) == electra
     roberta = Architecture.from_hf_config(RobertaConfig(**_roberta(32, 4)).to_dict())
     assert Architecture.from_json(json.loads(json.dumps(roberta.to_json()))) == roberta
+
+
+@pytest.mark.parametrize("case", [CASES[2], CASES[4], CASES[8]], ids=lambda c: c.name)
+def test_a_saved_model_of_a_family_loads_back_the_same(case, tmp_path):
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(case.config).save_pretrained(tmp_path / "hf")
+    ours, _ = load_pretrained(str(tmp_path / "hf"))
+    again = load_classifier(save_model(ours, tmp_path / "ours"))
+    assert again.arch == ours.arch
+    batch = inputs(case, padded=True)
+    args = (batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+    with torch.no_grad():
+        assert torch.equal(again(*args), ours.eval()(*args))
 
 
 def test_family_key_names():
