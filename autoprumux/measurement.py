@@ -31,7 +31,12 @@ from autoprumux.core.throughput import THROUGHPUT_COLUMNS
 from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import TableFormat, write_table
 from trainers.deploy.timing import MeasureError, measure
-from trainers.model.architecture import Architecture, architecture_for_sparsity, multiplexing_fields
+from trainers.model.architecture import (
+    Architecture,
+    architecture_for_sparsity,
+    multiplexing_fields,
+    with_layers,
+)
 from trainers.model.checkpoints import (
     load_classifier,
     load_tokenizer,
@@ -80,12 +85,9 @@ def fingerprint(settings: ThroughputSection, device: str, study: Study) -> dict[
 
 def estimate_models(study: Study, points: list[GridPoint]) -> dict[GridPoint, Classifier]:
     """Randomly initialized models with the architecture each (N, s) would have."""
-    config = read_hf_config(resolve_model_path(study.model.name_or_path))
-    if study.model.num_layers:
-        config = {
-            **config,
-            "num_hidden_layers": min(study.model.num_layers, config["num_hidden_layers"]),
-        }
+    config = with_layers(
+        read_hf_config(resolve_model_path(study.model.name_or_path)), study.model.num_layers
+    )
     cls_token_id = load_tokenizer(study.model.name_or_path).cls_token_id
     dense = Architecture.from_hf_config(
         config, num_labels=label_count(study), cls_token_id=cls_token_id

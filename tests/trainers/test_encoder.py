@@ -83,7 +83,7 @@ def test_key_mapping():
 
 def test_not_a_bert(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(CheckpointError, match="'gpt2' is not a BERT model"):
+    with pytest.raises(CheckpointError, match="'gpt2' is not supported; supported model types"):
         load_pretrained(str(tmp_path))
     with pytest.raises(CheckpointError, match="not a folder"):
         load_pretrained(str(tmp_path / "missing"))

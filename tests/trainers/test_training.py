@@ -298,7 +298,7 @@ def test_a_model_that_is_not_a_bert_exits_2(tiny_study_file, capsys, tmp_path):
     path.write_text(text.replace(text.split('name_or_path = "')[1].split('"')[0], str(gpt)))
     code = main(["train", "--study", str(path), "--n", "1", "--sparsity", "0"])
     err = capsys.readouterr().err
-    assert code == 2 and "'gpt2' is not a BERT model" in err
+    assert code == 2 and "'gpt2' is not supported; supported model types" in err
 
 
 def test_cli_warmup_builds_once(tiny_study_file, capsys):

@@ -1,4 +1,9 @@
-"""The shape of a (possibly pruned, possibly multiplexed) BERT classifier, as plain data.
+"""The shape of a (possibly pruned, possibly multiplexed) encoder classifier, as plain data.
+
+The encoder family (BERT, ELECTRA, RoBERTa / XLM-R, DistilBERT) is read from a checkpoint's
+``config.model_type`` (never from its name): all four run the same post-LayerNorm Transformer
+layers and differ in their embeddings (ELECTRA's projection, RoBERTa's positions, DistilBERT's
+missing token types), in their classification head, and in their parameter names.
 
 A dense model has the same number of heads and FFN units in every layer; a pruned one has its
 own per layer (0 heads: the attention block is gone; 0 units: the FFN block is gone) and a
@@ -14,6 +19,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autoprumux.core.errors import FieldError
+
+
+class Family(enum.Enum):
+    """The encoder family, from ``config.model_type`` (xlm-roberta computes as roberta)."""
+
+    BERT = "bert"
+    ELECTRA = "electra"  # embeddings of embedding_size, projected to hidden_size if they differ
+    ROBERTA = "roberta"  # positions count from padding_idx + 1 over non-padding tokens
+    DISTILBERT = "distilbert"  # no token types; its own parameter names
+
+
+# config.model_type -> family; anything else is refused in one line
+MODEL_TYPES: dict[str, Family] = {
+    "bert": Family.BERT,
+    "electra": Family.ELECTRA,
+    "roberta": Family.ROBERTA,
+    "xlm-roberta": Family.ROBERTA,
+    "distilbert": Family.DISTILBERT,
+}
+
+
+def family_of(config: dict[str, Any]) -> Family:
+    """The family of a Hugging Face ``config.json``, or a FieldError naming the supported ones."""
+    model_type = config.get("model_type")
+    if model_type not in MODEL_TYPES:
+        raise FieldError(
+            "model_type",
+            f"{model_type!r} is not supported; supported model types: {', '.join(MODEL_TYPES)}",
+        )
+    return MODEL_TYPES[model_type]
 
 
 class MuxStyle(enum.Enum):
@@ -65,6 +100,13 @@ class Architecture:
     demux_depth: int = 3  # MUX-BERT's num_hidden_demux_layers; depth - 1 dense layers are used
     pooling: Pooling = Pooling.CLS  # N > 1 only
     head_size: int = 0  # width of the pooler or demultiplexer; 0: hidden_size (of the dense model)
+    # Fields below are written to architecture.json only when they differ from their default,
+    # so that a BERT's file (and every cache key derived from it) is unchanged.
+    family: Family = Family.BERT
+    # width of the embedding tables where it differs from hidden_size (ELECTRA, projected to
+    # hidden_size after their LayerNorm); 0: hidden_size, and it follows hidden-dim pruning
+    embedding_size: int = 0
+    padding_idx: int = 0  # RoBERTa: the pad token id, from which positions count
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance, free-form
 
     def __post_init__(self) -> None:
@@ -76,10 +118,23 @@ class Architecture:
             raise FieldError("demux_depth", f"{self.demux_depth} is not >= 2")
         if not self.head_size:
             object.__setattr__(self, "head_size", self.hidden_size)
+        if self.family is not Family.BERT and self.is_multiplexed:
+            raise FieldError(
+                "mux_width", f"N > 1 for {self.family.value} is not supported yet (only bert)"
+            )
 
     @property
     def num_layers(self) -> int:
         return len(self.heads)
+
+    @property
+    def embedding_width(self) -> int:
+        """Width of the embedding tables and their LayerNorm."""
+        return self.embedding_size or self.hidden_size
+
+    @property
+    def projects_embeddings(self) -> bool:
+        return self.embedding_width != self.hidden_size
 
     @property
     def is_multiplexed(self) -> bool:
@@ -119,12 +174,10 @@ class Architecture:
 
     @classmethod
     def from_hf_config(cls, config: dict[str, Any], **kwargs: Any) -> Architecture:
-        """From a Hugging Face BERT ``config.json`` (MUX-BERT fields included)."""
-        model_type = config.get("model_type")
-        if model_type != "bert":
-            raise FieldError(
-                "model_type", f"{model_type!r} is not a BERT model (model_type 'bert')"
-            )
+        """From a Hugging Face ``config.json`` of a supported family (MUX-BERT fields included)."""
+        family = family_of(config)
+        if family is Family.DISTILBERT:
+            return cls.dense(**{**_distilbert_values(config), **kwargs})
         if config.get("hidden_act", "gelu") != "gelu":
             raise FieldError(
                 "hidden_act", f"{config['hidden_act']!r} is not supported; only 'gelu'"
@@ -143,6 +196,12 @@ class Architecture:
                 # the released DataMUX code reads a config without the key as depth 2
                 "demux_depth": config.get("num_hidden_demux_layers", 2),
             }
+        own: dict[str, Any] = {}  # the family's fields, only where they are not BERT's
+        if family is Family.ELECTRA:
+            size = config.get("embedding_size", config["hidden_size"])
+            own = {"embedding_size": size if size != config["hidden_size"] else 0}
+        elif family is Family.ROBERTA:
+            own = {"padding_idx": config.get("pad_token_id", 1)}
         values = {
             "num_layers": config["num_hidden_layers"],
             "hidden_size": config["hidden_size"],
@@ -154,7 +213,9 @@ class Architecture:
             "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
             "hidden_dropout": config.get("hidden_dropout_prob", 0.1),
             "attention_dropout": config.get("attention_probs_dropout_prob", 0.1),
-            "num_labels": config.get("num_labels", len(config.get("id2label", {})) or 2),
+            "num_labels": _num_labels(config),
+            **({"family": family} if family is not Family.BERT else {}),
+            **own,
             **mux,
             **kwargs,  # the caller's overrides win
         }
@@ -162,6 +223,15 @@ class Architecture:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        # family fields at their default are left out: a BERT's JSON is as it always was
+        if self.family is Family.BERT:
+            del data["family"]
+        else:
+            data["family"] = self.family.value
+        if self.embedding_size == 0:
+            del data["embedding_size"]
+        if self.padding_idx == 0:
+            del data["padding_idx"]
         data["mux_style"] = self.mux_style.value
         data["demux"] = self.demux.value
         data["pooling"] = self.pooling.value
@@ -183,10 +253,51 @@ class Architecture:
         values["mux_style"] = MuxStyle(values.get("mux_style", "standard"))
         values["demux"] = DemuxKind(values.get("demux", "index_pos"))
         values["pooling"] = Pooling(values.get("pooling", "cls"))
+        values["family"] = Family(values.get("family", "bert"))
         return cls(**values)
 
     def with_mux(self, width: int, **kwargs: Any) -> Architecture:
         return dataclasses.replace(self, mux_width=width, **kwargs)
+
+
+def refuse_pruning(arch: Architecture) -> None:
+    """CoFi masks and the physical shrink are BERT's only, for now: one line for the others."""
+    if arch.family is not Family.BERT:
+        raise FieldError("sparsity", f"s > 0 for {arch.family.value} is not supported yet")
+
+
+def with_layers(config: dict[str, Any], num_layers: int) -> dict[str, Any]:
+    """A Hugging Face config keeping only its first ``num_layers`` layers (0: all of them)."""
+    key = "n_layers" if config.get("model_type") == "distilbert" else "num_hidden_layers"
+    if not num_layers or key not in config:
+        return config
+    return {**config, key: min(num_layers, config[key])}
+
+
+def _num_labels(config: dict[str, Any]) -> int:
+    return int(config.get("num_labels", len(config.get("id2label", {})) or 2))
+
+
+def _distilbert_values(config: dict[str, Any]) -> dict[str, Any]:
+    """Architecture.dense's arguments from a DistilBERT config (its own field names)."""
+    if config.get("sinusoidal_pos_embds", False):
+        raise FieldError("sinusoidal_pos_embds", "true is not supported for distilbert; only false")
+    if config.get("activation", "gelu") != "gelu":
+        raise FieldError("activation", f"{config['activation']!r} is not supported; only 'gelu'")
+    return {
+        "family": Family.DISTILBERT,
+        "num_layers": config["n_layers"],
+        "hidden_size": config["dim"],
+        "num_heads": config["n_heads"],
+        "intermediate_size": config["hidden_dim"],
+        "vocab_size": config["vocab_size"],
+        "max_positions": config.get("max_position_embeddings", 512),
+        "type_vocab_size": 0,  # DistilBERT has no token-type table
+        "layer_norm_eps": 1e-12,  # fixed in DistilBERT's code
+        "hidden_dropout": config.get("dropout", 0.1),
+        "attention_dropout": config.get("attention_dropout", 0.1),
+        "num_labels": _num_labels(config),
+    }
 
 
 def prunable_params_per_layer(hidden: int, heads: int, head_dim: int, units: int) -> int:

@@ -1,4 +1,5 @@
-"""Loading Hugging Face BERT and MUX-BERT checkpoints into our modules, and saving our models.
+"""Loading Hugging Face checkpoints (BERT, ELECTRA, RoBERTa / XLM-R, DistilBERT, MUX-BERT)
+into our modules, and saving our models.
 
 Where a checkpoint comes from (``resolve_model_path``):
 - a local folder with ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``);
@@ -30,6 +31,24 @@ MUX-BERT (princeton-nlp/muxbert_*) adds, for the "index_pos" classification path
 
 and holds keys the classification path never reads, which are dropped: ``retrieval_head.*``,
 ``demux_module.layer_norm_*`` and ``demux_module.dense_{D}`` (the retrieval head's last layer).
+
+The other families (``FAMILY_RULES``; the family comes from ``config.model_type``):
+
+    ELECTRA (``electra.`` dropped): BERT's names, and
+        embeddings_project -> encoder.embeddings.project
+        classifier.dense -> pooler.dense;  classifier.out_proj -> classifier
+    RoBERTa / XLM-R (``roberta.`` dropped): BERT's names, and
+        classifier.dense -> pooler.dense;  classifier.out_proj -> classifier
+        (a base model's ``pooler.*`` is dropped: the classification head has its own dense)
+    DistilBERT (``distilbert.`` dropped):
+        embeddings.{word,position}_embeddings / LayerNorm
+            -> encoder.embeddings.{word,position} / norm
+        transformer.layer.{i}.attention.{q,k,v,out}_lin
+            -> encoder.layers.{i}.attention.{query,key,value,output}
+        transformer.layer.{i}.sa_layer_norm -> encoder.layers.{i}.attention.norm
+        transformer.layer.{i}.ffn.lin1 / lin2 -> encoder.layers.{i}.ffn.up / down
+        transformer.layer.{i}.output_layer_norm -> encoder.layers.{i}.ffn.norm
+        pre_classifier -> pooler.dense;  classifier -> classifier
 """
 
 from __future__ import annotations
@@ -46,7 +65,7 @@ from torch import Tensor
 
 from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.package_paths import PACKAGE_SCHEME, package_path
-from trainers.model.architecture import Architecture
+from trainers.model.architecture import Architecture, Family, with_layers
 from trainers.model.classifier import Classifier
 
 if TYPE_CHECKING:
@@ -55,23 +74,21 @@ if TYPE_CHECKING:
 WEIGHTS_FILE = "model.safetensors"
 ARCHITECTURE_FILE = "architecture.json"
 
-_HF_RULES = [
+_LAYER = r"encoder\.layer\.(\d+)\."
+_BERT_ENCODER_RULES = [
     (r"embeddings\.word_embeddings\.", "encoder.embeddings.word."),
     (r"embeddings\.position_embeddings\.", "encoder.embeddings.position."),
     (r"embeddings\.token_type_embeddings\.", "encoder.embeddings.token_type."),
     (r"embeddings\.LayerNorm\.", "encoder.embeddings.norm."),
-    (
-        r"encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.",
-        r"encoder.layers.\1.attention.\2.",
-    ),
-    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"encoder.layers.\1.attention.output."),
-    (
-        r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.",
-        r"encoder.layers.\1.attention.norm.",
-    ),
-    (r"encoder\.layer\.(\d+)\.intermediate\.dense\.", r"encoder.layers.\1.ffn.up."),
-    (r"encoder\.layer\.(\d+)\.output\.dense\.", r"encoder.layers.\1.ffn.down."),
-    (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"encoder.layers.\1.ffn.norm."),
+    (_LAYER + r"attention\.self\.(query|key|value)\.", r"encoder.layers.\1.attention.\2."),
+    (_LAYER + r"attention\.output\.dense\.", r"encoder.layers.\1.attention.output."),
+    (_LAYER + r"attention\.output\.LayerNorm\.", r"encoder.layers.\1.attention.norm."),
+    (_LAYER + r"intermediate\.dense\.", r"encoder.layers.\1.ffn.up."),
+    (_LAYER + r"output\.dense\.", r"encoder.layers.\1.ffn.down."),
+    (_LAYER + r"output\.LayerNorm\.", r"encoder.layers.\1.ffn.norm."),
+]
+_HF_RULES = [
+    *_BERT_ENCODER_RULES,
     (r"pooler\.dense\.", "pooler.dense."),
     (r"classifier\.", "classifier."),
     (r"instance_embedding$", "mux.keys"),
@@ -79,27 +96,82 @@ _HF_RULES = [
     (r"demultiplexer\.pre_decoder\.", "demux.pre_decoder."),
     (r"demultiplexer\.pre_decoder_layer_norm\.", "demux.pre_decoder_norm."),
 ]
-_UNUSED = re.compile(
-    r"(cls\.|retrieval_head\.|demux_module\.layer_norm_|.*position_ids$|lm_head\.)"
-)
+_CLASSIFICATION_HEAD_RULES = [  # ElectraClassificationHead, RobertaClassificationHead
+    (r"classifier\.dense\.", "pooler.dense."),
+    (r"classifier\.out_proj\.", "classifier."),
+]
+_DISTIL_LAYER = r"transformer\.layer\.(\d+)\."
+_DISTILBERT_RULES = [
+    (r"embeddings\.word_embeddings\.", "encoder.embeddings.word."),
+    (r"embeddings\.position_embeddings\.", "encoder.embeddings.position."),
+    (r"embeddings\.LayerNorm\.", "encoder.embeddings.norm."),
+    (_DISTIL_LAYER + r"attention\.q_lin\.", r"encoder.layers.\1.attention.query."),
+    (_DISTIL_LAYER + r"attention\.k_lin\.", r"encoder.layers.\1.attention.key."),
+    (_DISTIL_LAYER + r"attention\.v_lin\.", r"encoder.layers.\1.attention.value."),
+    (_DISTIL_LAYER + r"attention\.out_lin\.", r"encoder.layers.\1.attention.output."),
+    (_DISTIL_LAYER + r"sa_layer_norm\.", r"encoder.layers.\1.attention.norm."),
+    (_DISTIL_LAYER + r"ffn\.lin1\.", r"encoder.layers.\1.ffn.up."),
+    (_DISTIL_LAYER + r"ffn\.lin2\.", r"encoder.layers.\1.ffn.down."),
+    (_DISTIL_LAYER + r"output_layer_norm\.", r"encoder.layers.\1.ffn.norm."),
+    (r"pre_classifier\.", "pooler.dense."),
+    (r"classifier\.", "classifier."),
+]
+
+
+@dataclass(frozen=True)
+class KeyRules:
+    """How one family's checkpoint keys become ours."""
+
+    prefix: str  # the base model's attribute in *ForSequenceClassification, dropped
+    rules: list[tuple[str, str]]  # (pattern, replacement), first match wins
+    unused: re.Pattern[str]  # keys we deliberately drop (pre-training heads, buffers)
+
+
+FAMILY_RULES: dict[Family, KeyRules] = {
+    Family.BERT: KeyRules(
+        "bert.",
+        _HF_RULES,
+        re.compile(r"(cls\.|retrieval_head\.|demux_module\.layer_norm_|.*position_ids$|lm_head\.)"),
+    ),
+    Family.ELECTRA: KeyRules(
+        "electra.",
+        [
+            *_BERT_ENCODER_RULES,
+            (r"embeddings_project\.", "encoder.embeddings.project."),
+            *_CLASSIFICATION_HEAD_RULES,
+        ],
+        re.compile(r"(discriminator_predictions\.|generator_|.*position_ids$|.*token_type_ids$)"),
+    ),
+    Family.ROBERTA: KeyRules(
+        "roberta.",
+        [*_BERT_ENCODER_RULES, *_CLASSIFICATION_HEAD_RULES],
+        re.compile(r"(lm_head\.|pooler\.|.*position_ids$|.*token_type_ids$)"),
+    ),
+    Family.DISTILBERT: KeyRules(
+        "distilbert.",
+        _DISTILBERT_RULES,
+        re.compile(r"(vocab_transform\.|vocab_layer_norm\.|vocab_projector\.|.*position_ids$)"),
+    ),
+}
 
 
 class CheckpointError(AutoPruMuxError):
     """A checkpoint cannot be found, read, or mapped onto our modules."""
 
 
-def map_key(key: str, demux_depth: int = 3) -> str | None:
+def map_key(key: str, demux_depth: int = 3, family: Family = Family.BERT) -> str | None:
     """Our parameter name for a checkpoint key, or None for a key we deliberately drop."""
-    if key.startswith("bert."):
-        key = key[len("bert.") :]
+    naming = FAMILY_RULES[family]
+    if key.startswith(naming.prefix):
+        key = key[len(naming.prefix) :]
     key = re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
-    if _UNUSED.match(key):
+    if naming.unused.match(key):
         return None
     dense = re.match(r"demux_module\.dense_(\d+)\.(weight|bias)$", key)
-    if dense:
+    if dense and family is Family.BERT:
         index = int(dense.group(1))
         return f"demux.dense.{index - 1}.{dense.group(2)}" if index < demux_depth else None
-    for pattern, replacement in _HF_RULES:
+    for pattern, replacement in naming.rules:
         mapped, count = re.subn("^" + pattern, replacement, key)
         if count:
             return mapped
@@ -107,12 +179,12 @@ def map_key(key: str, demux_depth: int = 3) -> str | None:
 
 
 def map_state_dict(
-    state: dict[str, Tensor], demux_depth: int = 3
+    state: dict[str, Tensor], demux_depth: int = 3, family: Family = Family.BERT
 ) -> tuple[dict[str, Tensor], list[str]]:
     """Checkpoint keys -> ours; returns the mapped tensors and the dropped keys."""
     mapped, dropped = {}, []
     for key, value in state.items():
-        ours = map_key(key, demux_depth)
+        ours = map_key(key, demux_depth, family)
         if ours is None:
             dropped.append(key)
         else:
@@ -177,7 +249,7 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
 
 
 def check_model(name_or_path: str) -> Path:
-    """The checkpoint's folder, once its config says it is a BERT we can load."""
+    """The checkpoint's folder, once its config says it is a model we can load."""
     folder = resolve_model_path(name_or_path)
     try:
         Architecture.from_hf_config(read_hf_config(folder))
@@ -215,16 +287,15 @@ def load_pretrained(
     ``num_labels``, ``mux_width``); parameters the checkpoint lacks keep their initialization."""
     folder = resolve_model_path(name_or_path)
     config = read_hf_config(folder)
-    num_layers = overrides.pop("num_layers", 0)
-    if num_layers:  # keep the first k layers; the others' weights are dropped
-        config = {**config, "num_hidden_layers": min(num_layers, config["num_hidden_layers"])}
+    # keep the first k layers; the others' weights are dropped
+    config = with_layers(config, overrides.pop("num_layers", 0))
     try:
         arch = Architecture.from_hf_config(config, **overrides)
     except FieldError as err:
         raise CheckpointError(f"model {name_or_path!r}: config.json {err}") from None
     torch.manual_seed(seed)
     model = Classifier(arch, mux_seed=seed)
-    mapped, dropped = map_state_dict(read_weights(folder), arch.demux_depth)
+    mapped, dropped = map_state_dict(read_weights(folder), arch.demux_depth, arch.family)
     own = model.state_dict()
     mismatched = [k for k, v in mapped.items() if k in own and own[k].shape != v.shape]
     if mismatched:

@@ -1,29 +1,51 @@
 """The classifier autoprumux trains: encoder, optional multiplexing, and a classification head.
 
-With N = 1 it is a plain BERT classifier (pooler on [CLS], dropout, linear), the same
-computation as ``transformers.BertForSequenceClassification``. With N > 1 the batch's rows are
+With N = 1 it is a plain classifier on token 0, the same computation as transformers'
+``AutoModelForSequenceClassification`` of the family: a dense layer and an activation
+(BERT's pooler: tanh; ELECTRA's head: GELU; RoBERTa's head: tanh; DistilBERT's
+``pre_classifier``: ReLU), dropout, and a linear layer to the labels; ELECTRA's and RoBERTa's
+heads also apply dropout before their dense layer. With N > 1 the batch's rows are
 mixed N at a time, the encoder runs once per group, and the demultiplexer recovers one
 representation per row from position 0 (MUX-BERT's classification path).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainers.model.architecture import Architecture, MuxStyle, Pooling
+from trainers.model.architecture import Architecture, Family, MuxStyle, Pooling
 from trainers.model.encoder import Encoder, SelfAttention
 from trainers.model.masks import Masks
 from trainers.model.multiplexing import DEMULTIPLEXERS, Multiplexer
 
+# per family: the activation after the head's dense layer, and whether dropout precedes it
+HEAD_ACTIVATIONS: dict[Family, Callable[[Tensor], Tensor]] = {
+    Family.BERT: torch.tanh,
+    Family.ELECTRA: F.gelu,  # transformers' get_activation("gelu"): the exact (erf) GELU
+    Family.ROBERTA: torch.tanh,
+    Family.DISTILBERT: torch.relu,
+}
+_DROPOUT_FIRST = frozenset({Family.ELECTRA, Family.ROBERTA})
+
 
 class Pooler(nn.Module):
+    """The head's dense layer on token 0 (BERT's pooler, ELECTRA's and RoBERTa's
+    ``classifier.dense``, DistilBERT's ``pre_classifier``) and the family's activation."""
+
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
         self.dense = nn.Linear(arch.hidden_size, arch.head_size)
+        self.activation = HEAD_ACTIVATIONS[arch.family]
+        self.dropout = nn.Dropout(arch.hidden_dropout) if arch.family in _DROPOUT_FIRST else None
 
     def forward(self, first_token: Tensor) -> Tensor:  # [B, H] -> [B, size]
-        return torch.tanh(self.dense(first_token))
+        if self.dropout is not None:
+            first_token = self.dropout(first_token)
+        return self.activation(self.dense(first_token))
 
 
 class Classifier(nn.Module):

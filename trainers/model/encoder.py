@@ -1,5 +1,8 @@
 """Our own BERT encoder: small, readable, loads any Hugging Face BERT checkpoint by key name.
 
+The other families (ELECTRA, RoBERTa / XLM-R, DistilBERT) share its layers; only their
+embeddings differ (``Embeddings`` follows ``arch.family``).
+
 We own this module (transformers 5 dropped ``head_mask`` and ``prune_heads``) so that CoFi masks
 can gate heads, whole blocks, FFN units and hidden dims, and so that pruned models can have a
 different number of heads and units in every layer. Parameter names (see ``HF_KEY_MAP`` in
@@ -12,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainers.model.architecture import Architecture
+from trainers.model.architecture import Architecture, Family
 from trainers.model.masks import Masks
 
 
@@ -41,13 +44,24 @@ def masked_layer_norm(x: Tensor, norm: nn.LayerNorm, kept: Tensor | None) -> Ten
 
 
 class Embeddings(nn.Module):
+    """Word + position (+ token type) embeddings, LayerNorm, dropout; per family:
+    ELECTRA's tables may be narrower than the encoder (``project`` widens them after the
+    LayerNorm), RoBERTa numbers positions from ``padding_idx + 1`` over non-padding tokens,
+    DistilBERT has no token-type table (``type_vocab_size`` 0)."""
+
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
-        self.word = nn.Embedding(arch.vocab_size, arch.hidden_size)
-        self.position = nn.Embedding(arch.max_positions, arch.hidden_size)
-        self.token_type = nn.Embedding(arch.type_vocab_size, arch.hidden_size)
-        self.norm = nn.LayerNorm(arch.hidden_size, eps=arch.layer_norm_eps)
+        width = arch.embedding_width
+        self.word = nn.Embedding(arch.vocab_size, width)
+        self.position = nn.Embedding(arch.max_positions, width)
+        self.token_type = (
+            nn.Embedding(arch.type_vocab_size, width) if arch.type_vocab_size else None
+        )
+        self.norm = nn.LayerNorm(width, eps=arch.layer_norm_eps)
         self.dropout = nn.Dropout(arch.hidden_dropout)
+        self.project = nn.Linear(width, arch.hidden_size) if arch.projects_embeddings else None
+        # RoBERTa: the pad token id positions count from; None: positions 0 .. L-1
+        self.padding_idx = arch.padding_idx if arch.family is Family.ROBERTA else None
 
     def forward(
         self,
@@ -57,18 +71,31 @@ class Embeddings(nn.Module):
         masks: Masks | None = None,
     ) -> Tensor:  # [B, L, H]
         x: Tensor = self.word(input_ids) if inputs_embeds is None else inputs_embeds
-        length = x.shape[1]
-        x = x + self.position.weight[:length]
-        if token_type_ids is None:
-            x = x + self.token_type.weight[0]
-        else:
-            x = x + self.token_type(token_type_ids)
+        x = x + self.positions(input_ids, x.shape[1])
+        if self.token_type is not None:
+            if token_type_ids is None:
+                x = x + self.token_type.weight[0]
+            else:
+                x = x + self.token_type(token_type_ids)
         if masks is not None and masks.hidden is not None:
             x = masked_layer_norm(x, self.norm, masks.kept_hidden()) * masks.hidden
         else:
             x = self.norm(x)
         out: Tensor = self.dropout(x)
+        if self.project is not None:
+            out = self.project(out)
         return out
+
+    def positions(self, input_ids: Tensor | None, length: int) -> Tensor:  # [B or 1, L, H]
+        if self.padding_idx is None:
+            return self.position.weight[:length]
+        if input_ids is None:  # as transformers: every position is a token
+            ids = torch.arange(length, device=self.position.weight.device) + self.padding_idx + 1
+        else:  # padding keeps position padding_idx; tokens count from padding_idx + 1
+            tokens = input_ids.ne(self.padding_idx).long()  # [B, L]
+            ids = torch.cumsum(tokens, dim=1) * tokens + self.padding_idx
+        embedded: Tensor = self.position(ids)
+        return embedded
 
 
 class SelfAttention(nn.Module):

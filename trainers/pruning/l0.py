@@ -47,7 +47,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from trainers.model.architecture import Architecture, prunable_params, prunable_params_per_layer
+from trainers.model.architecture import (
+    Architecture,
+    prunable_params,
+    prunable_params_per_layer,
+    refuse_pruning,
+)
 from trainers.model.masks import Masks
 
 LIMIT_A, LIMIT_B, BETA, EPS = -0.1, 1.1, 2.0 / 3.0, 1e-6
@@ -103,6 +108,7 @@ class L0Module(nn.Module):
         super().__init__()
         if len(set(arch.heads)) != 1 or len(set(arch.intermediate)) != 1:
             raise ValueError("L0 masks are defined on a dense (unpruned) architecture")
+        refuse_pruning(arch)
         self.arch = arch
         self.gates = gates
         layers, heads = arch.num_layers, arch.heads[0]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from trainers.model.architecture import Architecture
+from trainers.model.architecture import Architecture, refuse_pruning
 from trainers.model.classifier import Classifier
 from trainers.model.encoder import FeedForward, Layer, SelfAttention
 from trainers.model.masks import Masks
@@ -38,6 +38,7 @@ class Kept:
 def kept_by(arch: Architecture, masks: Masks, device: torch.device | str = "cpu") -> Kept:
     if len(set(arch.heads)) != 1 or len(set(arch.intermediate)) != 1:
         raise ValueError("materialize a dense model: masks refer to the dense shapes")
+    refuse_pruning(arch)
     heads, units = arch.heads[0], arch.intermediate[0]
 
     def values(mask: Tensor | None, size: int) -> Tensor:
