@@ -111,10 +111,6 @@ class DataSpec:
     def text_columns(self) -> tuple[str, ...]:
         return (self.text, self.text_pair) if self.text_pair else (self.text,)
 
-    @property
-    def is_pair(self) -> bool:
-        return bool(self.text_pair)
-
 
 def data_spec(study: Study) -> DataSpec:
     """The study's :class:`DataSpec`: its own data (``[data] train`` or ``dataset``), else its

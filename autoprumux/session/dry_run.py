@@ -63,23 +63,20 @@ BASELINE_PLACEHOLDERS = (0.9, 0.6)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ForecastRow:
-    """One training and its predicted seconds, part by part."""
+class _Seconds:
+    """Predicted seconds, part by part, and the GPU-hours they take."""
 
-    point: GridPoint
-    warmup_s: float  # its N's retrieval warm-up; 0 for N = 1 or a row built already
-    teacher_s: float  # its (N, 0) teacher's fine-tuning; 0 when trained already
-    own_s: float  # its own phases (s > 0): pruning with the teacher, then fine-tuning
+    warmup_s: float  # N's retrieval warm-up; 0 for N = 1 or a row built already
+    teacher_s: float  # (N, 0) teacher's fine-tuning; 0 when trained already
+    own_s: float  # own phases (s > 0): pruning with the teacher, then fine-tuning
     gpu_hours: float  # seconds / 3600 x the trial's GPU share (0 for a CPU trial)
 
     @property
     def seconds(self) -> float:
         return self.warmup_s + self.teacher_s + self.own_s
 
-    def to_dict(self) -> dict[str, Any]:
+    def seconds_dict(self) -> dict[str, Any]:
         return {
-            "n": self.point.n,
-            "sparsity": self.point.sparsity,
             "warmup_s": self.warmup_s,
             "teacher_s": self.teacher_s,
             "own_s": self.own_s,
@@ -89,18 +86,20 @@ class ForecastRow:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ForecastTotal:
+class ForecastRow(_Seconds):
+    """One training and its predicted seconds, part by part."""
+
+    point: GridPoint
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.point.n, "sparsity": self.point.sparsity, **self.seconds_dict()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForecastTotal(_Seconds):
     """The sums over some trainings' rows."""
 
     trainings: int
-    warmup_s: float
-    teacher_s: float
-    own_s: float
-    gpu_hours: float
-
-    @property
-    def seconds(self) -> float:
-        return self.warmup_s + self.teacher_s + self.own_s
 
     @classmethod
     def of(cls, rows: Sequence[ForecastRow]) -> ForecastTotal:
@@ -113,14 +112,7 @@ class ForecastTotal:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "trainings": self.trainings,
-            "warmup_s": self.warmup_s,
-            "teacher_s": self.teacher_s,
-            "own_s": self.own_s,
-            "seconds": self.seconds,
-            "gpu_hours": self.gpu_hours,
-        }
+        return {"trainings": self.trainings, **self.seconds_dict()}
 
 
 @dataclass(frozen=True, kw_only=True)

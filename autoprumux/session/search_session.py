@@ -495,10 +495,9 @@ def check_task_data(study: Study) -> tuple[int, tuple[str, ...]]:
     """The study's data read and checked before any training (a bad file, column, row or label
     is one line); the trials reuse what was read (``datasets``' Arrow cache). Its training
     examples and its label names."""
-    from trainers.trial.task_data import positive_label_id, task_tables
+    from trainers.trial.task_data import checked_tables
 
-    tables = task_tables(study)
-    positive_label_id(study, tables.label_names)
+    tables = checked_tables(study)
     return int(tables.train.num_rows), tables.label_names
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoprumux.core.data_spec import FileSource, data_spec, file_format
+from autoprumux.core.data_spec import FileSource, file_format
 from autoprumux.core.errors import FieldError
 from autoprumux.core.metrics import Metric
 from autoprumux.core.package_paths import PACKAGE_SCHEME
@@ -133,7 +133,7 @@ def draft_study(request: InitRequest) -> StudyDraft:
     header = _header(request, files["train"], tables.train.num_rows)
     text = toml_text(document, header=header, comments={**SECTION_COMMENTS, **notes})
     study = study_from_dict(tomllib.loads(text), out)  # the file as it will be read
-    _check_data(study)
+    _load(study)  # its data as a search reads them (the same data: read above)
     lines = [
         f"data: {files['train']} ({train.format.value.upper()}, {raw.num_rows:,} rows; columns: "
         f"{', '.join(raw.column_names)})",
@@ -223,24 +223,12 @@ def _model_text(name: str) -> str:
 
 
 def _load(study: Study) -> TaskTables:
-    """The study's checked splits (every refusal one line) and its positive label checked."""
-    from trainers.data.tables import load_tables
-    from trainers.trial.task_data import positive_label_id
+    """The study's splits as a search checks them (every refusal one line), read once per
+    process: the written study's check, and the plan that follows, reuse them."""
+    from trainers.trial.task_data import checked_tables
 
     with _notes_unlogged():
-        tables = load_tables(data_spec(study))
-    positive_label_id(study, tables.label_names)
-    return tables
-
-
-def _check_data(study: Study) -> None:
-    """The written study's data load as a search loads them (read once per process: the plan
-    that follows reuses them)."""
-    from trainers.trial.task_data import positive_label_id, task_tables
-
-    with _notes_unlogged():
-        tables = task_tables(study)
-    positive_label_id(study, tables.label_names)
+        return checked_tables(study)
 
 
 @contextlib.contextmanager

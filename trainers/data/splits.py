@@ -6,7 +6,6 @@ orders of training and evaluation.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,16 +29,6 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-    def subset(self, k: int, mode: str = "random", seed: int = 0) -> Split:
-        """The first k, or k drawn at random with ``seed``; k = 0 or k >= len: the whole split."""
-        if not k or k >= len(self):
-            return self
-        if mode == "first":
-            indices = list(range(k))
-        else:
-            indices = sorted(random.Random(seed).sample(range(len(self)), k))
-        return Split(tuple(self.texts[i] for i in indices), tuple(self.labels[i] for i in indices))
 
 
 def read_unlabelled_text(source: str, resolve: Callable[[str], Path]) -> Split:

@@ -45,7 +45,6 @@ class TaskTables:
     dev: pa.Table
     test: pa.Table | None
     label_names: tuple[str, ...]  # display name of each label id
-    label_values: tuple[str, ...]  # the label column's value of each id (as text)
     source_id: str  # data_id: the train and dev sources' content and the settings that shaped them
     test_id: str  # the test source's content ("carved": from train, by source_id)
     notes: tuple[str, ...]  # the warnings given while loading (skipped rows, imbalance, ...)
@@ -99,7 +98,6 @@ def load_tables(spec: DataSpec, cache_dir: Path | None = None) -> TaskTables:
         dev=dev,
         test=test,
         label_names=names,
-        label_values=values,
         source_id=data_id(spec),
         test_id=_content_id(spec.test) if spec.test is not None else "carved",
         notes=tuple(notes),
@@ -145,7 +143,7 @@ def read_source(source: Source, cache_dir: Path | None = None) -> pa.Table:
     return _arrow(loaded)
 
 
-def file_columns(source: FileSource) -> list[str]:
+def _file_columns(source: FileSource) -> list[str]:
     """A CSV or TSV file's header (read without reading the rows)."""
     import csv
 
@@ -175,7 +173,7 @@ def _builder(source: FileSource) -> tuple[str, dict[str, Any]]:
 
     # every column as text: pandas would guess per chunk of rows (a label column of 0/1 in one
     # chunk and "yes" in the next fails), and turn texts such as "NA" or "null" into nothing
-    columns = file_columns(source)
+    columns = _file_columns(source)
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
         raise DataError(str(source.path), f"its header repeats column(s) {', '.join(repeated)}")

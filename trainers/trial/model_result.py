@@ -19,7 +19,6 @@ from trainers.model.classifier import Classifier
 from trainers.runtime.device import numerics
 from trainers.trial.cache_keys import starting_checkpoint
 from trainers.trial.stages import RunningTrial
-from trainers.trial.task_data import positive_label_id
 from trainers.trial.trial_results import TrialResult
 
 
@@ -68,7 +67,7 @@ def _model_info(trial: RunningTrial, result: TrialResult, teacher_folder: Path |
         label_column=spec.label,
         metric=study.study.metric.value,
         # F1's label named even when the study leaves it to the default (the second label)
-        positive_label=trial.label_names[positive_label_id(study, trial.label_names)]
+        positive_label=trial.label_names[trial.positive_label_id]
         if study.study.metric is Metric.F1
         else "",
         max_length=study.model.max_seq_length,

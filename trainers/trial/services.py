@@ -69,6 +69,8 @@ class TrialServices:
             self.train: Encoded = train
             self.dev: Encoded = dev
             self.label_names = task_tables(study).label_names  # the classifier's, in id order
+            # the label whose F1 metric = "f1" is (the second label unless the study names one)
+            self.positive_label_id = positive_label_id(study, self.label_names)
 
     def overrides(self) -> dict[str, Any]:
         """Architecture fields of the base model at width N (load_pretrained's overrides)."""
@@ -104,12 +106,6 @@ class TrialServices:
             model, self.dev, self.study.training.batch_rows, self.engine, len(self.label_names)
         )
         return score(self.study.study.metric, counts, self.positive_label_id)
-
-    @property
-    def positive_label_id(self) -> int:
-        """The id of the label whose F1 ``metric = "f1"`` is: ``[study] positive_label``, else
-        the second label."""
-        return positive_label_id(self.study, self.label_names)
 
     def run_phase(self, phase: Phase, checkpoint: Path) -> None:
         """Run a phase to its end, resuming from (and saving to) ``checkpoint``."""

@@ -55,6 +55,7 @@ class RunningTrial(Protocol):
     train: Encoded  # the task's training sentences, on the engine's device
     dev: Encoded
     label_names: tuple[str, ...]  # the classifier's labels, in id order
+    positive_label_id: int  # the label whose F1 metric = "f1" is
 
     def run_phase(self, phase: Phase, checkpoint: Path) -> None:
         """Run a phase to its end, resuming from (and saving to) ``checkpoint``."""

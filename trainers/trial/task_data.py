@@ -30,6 +30,15 @@ def task_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def checked_tables(study: Study) -> TaskTables:
+    """:func:`task_tables`, and the study's metric checked against its labels
+    (:func:`positive_label_id`): what a search checks before any training, and ``init`` before
+    it writes."""
+    tables = task_tables(study)
+    positive_label_id(study, tables.label_names)
+    return tables
+
+
 def data_cache(study: Study) -> Path:
     """Where the study's token ids are kept, beside its trained models (shared by the nodes
     of a cluster). ``datasets`` keeps its Arrow copies of the files in its own cache
