@@ -3,30 +3,34 @@ AutoModelForSequenceClassification, on random-weight checkpoints built with tran
 config classes (fp32, CPU, eval).
 
 Run as a script, it prints the parity table (family x size x max abs logit difference):
-    PYTHONPATH=. .venv/bin/python tests/trainers/test_families.py
+    PYTHONPATH=.:tests/support .venv/bin/python tests/trainers/test_families.py
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from family_models import (
+    CASES,
+    Case,
+    bert_fields,
+    distilbert_config,
+    inputs,
+    roberta_fields,
+    save_random,
+)
 from transformers import (
     AutoModelForSequenceClassification,
-    BertConfig,
-    DistilBertConfig,
     ElectraConfig,
-    PretrainedConfig,
     RobertaConfig,
     XLMRobertaConfig,
 )
 
-from autoprumux.core.errors import FieldError
 from trainers.model.architecture import Architecture, Family
 from trainers.model.checkpoints import (
     CheckpointError,
@@ -35,99 +39,12 @@ from trainers.model.checkpoints import (
     map_key,
     save_model,
 )
-from trainers.pruning.l0 import L0Module
-
-VOCAB, POSITIONS, LABELS = 120, 40, 3
-# weights drawn wider than transformers' 0.02, so that logits are of order 0.1 to 1 and a wrong
-# activation, position or head would show far above the 1e-5 tolerance
-INIT_RANGE = 0.1
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str  # family / size, as the table prints it
-    config: PretrainedConfig
-    pairs: bool  # whether the family reads token types (type_vocab_size 2)
-
-    @property
-    def pad(self) -> int:
-        return int(self.config.pad_token_id)
-
-
-def _bert(hidden: int, heads: int) -> dict[str, Any]:
-    return {
-        "vocab_size": VOCAB,
-        "hidden_size": hidden,
-        "num_hidden_layers": 2,
-        "num_attention_heads": heads,
-        "intermediate_size": 2 * hidden,
-        "max_position_embeddings": POSITIONS,
-        "num_labels": LABELS,
-        "initializer_range": INIT_RANGE,
-    }
-
-
-def _roberta(hidden: int, heads: int) -> dict[str, Any]:
-    # RoBERTa's positions start at pad + 1, so it has pad + 1 more position rows
-    return {
-        **_bert(hidden, heads),
-        "max_position_embeddings": POSITIONS + 2,
-        "type_vocab_size": 1,
-        "layer_norm_eps": 1e-5,
-        "pad_token_id": 1,
-    }
-
-
-def _distilbert(dim: int, heads: int) -> DistilBertConfig:
-    return DistilBertConfig(
-        vocab_size=VOCAB,
-        dim=dim,
-        n_layers=2,
-        n_heads=heads,
-        hidden_dim=3 * dim,
-        max_position_embeddings=POSITIONS,
-        num_labels=LABELS,
-        initializer_range=INIT_RANGE,
-    )
-
-
-CASES = [
-    Case("bert/h32", BertConfig(**_bert(32, 4)), pairs=True),
-    Case("bert/h48", BertConfig(**_bert(48, 3)), pairs=True),
-    Case("electra/h32-e16", ElectraConfig(**_bert(32, 4), embedding_size=16), pairs=True),
-    Case("electra/h64-e64", ElectraConfig(**_bert(64, 2), embedding_size=64), pairs=True),
-    Case("roberta/h32", RobertaConfig(**_roberta(32, 4)), pairs=False),
-    Case("roberta/h64", RobertaConfig(**_roberta(64, 2)), pairs=False),
-    Case("xlm-roberta/h32", XLMRobertaConfig(**_roberta(32, 2)), pairs=False),
-    Case("xlm-roberta/h48", XLMRobertaConfig(**_roberta(48, 4)), pairs=False),
-    Case("distilbert/h32", _distilbert(32, 4), pairs=False),
-    Case("distilbert/h64", _distilbert(64, 2), pairs=False),
-]
-
-
-def inputs(case: Case, padded: bool) -> dict[str, torch.Tensor]:
-    """Token ids (padding positions hold the pad id, as a tokenizer writes them), their
-    attention mask, and for a family with token types a second segment of type 1."""
-    generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(3, VOCAB, (5, 14), generator=generator)
-    attention_mask = torch.ones_like(input_ids)
-    if padded:
-        for row, length in ((1, 9), (3, 4), (4, 13)):
-            attention_mask[row, length:] = 0
-        input_ids[attention_mask == 0] = case.pad
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if case.pairs:
-        token_type_ids = torch.zeros_like(input_ids)
-        token_type_ids[:, 6:] = 1
-        batch["token_type_ids"] = token_type_ids * attention_mask
-    return batch
 
 
 def max_abs_diff(case: Case, folder: Path, padded: bool) -> tuple[float, Any, torch.Tensor]:
     """Save a random-weight model of the case, load it both ways, compare the logits;
     returns the max abs difference, our load report and transformers' logits."""
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_config(case.config).save_pretrained(folder)
+    save_random(case, folder)
     reference = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
     ours, report = load_pretrained(str(folder))
     batch = inputs(case, padded)
@@ -148,14 +65,14 @@ def test_logits_equal_transformers(case, padded, tmp_path):
 
 def test_family_and_fields_from_the_config(tmp_path):
     electra = Architecture.from_hf_config(
-        ElectraConfig(**_bert(32, 4), embedding_size=16).to_dict()
+        ElectraConfig(**bert_fields(32, 4), embedding_size=16).to_dict()
     )
     assert electra.family is Family.ELECTRA and electra.embedding_width == 16
     assert electra.projects_embeddings
-    xlmr = Architecture.from_hf_config(XLMRobertaConfig(**_roberta(32, 2)).to_dict())
+    xlmr = Architecture.from_hf_config(XLMRobertaConfig(**roberta_fields(32, 2)).to_dict())
     assert (xlmr.family, xlmr.padding_idx, xlmr.type_vocab_size) == (Family.ROBERTA, 1, 1)
     assert xlmr.layer_norm_eps == 1e-5
-    distil = Architecture.from_hf_config(_distilbert(64, 2).to_dict())
+    distil = Architecture.from_hf_config(distilbert_config(64, 2).to_dict())
     assert (distil.family, distil.type_vocab_size, distil.intermediate) == (
         Family.DISTILBERT,
         0,
@@ -166,12 +83,12 @@ def test_family_and_fields_from_the_config(tmp_path):
 def test_architecture_json_keeps_bert_as_it_was_and_round_trips_the_others(tiny_arch):
     assert {"family", "embedding_size", "padding_idx"}.isdisjoint(tiny_arch.to_json())
     electra = Architecture.from_hf_config(
-        ElectraConfig(**_bert(32, 4), embedding_size=16).to_dict()
+        ElectraConfig(**bert_fields(32, 4), embedding_size=16).to_dict()
     )
     data = json.loads(json.dumps(electra.to_json()))
     assert (data["family"], data["embedding_size"]) == ("electra", 16)
     assert Architecture.from_json(data) == electra
-    roberta = Architecture.from_hf_config(RobertaConfig(**_roberta(32, 4)).to_dict())
+    roberta = Architecture.from_hf_config(RobertaConfig(**roberta_fields(32, 4)).to_dict())
     assert Architecture.from_json(json.loads(json.dumps(roberta.to_json()))) == roberta
 
 
@@ -215,17 +132,6 @@ def test_an_unsupported_model_type_is_one_line(model_type, tmp_path):
         f"model {str(tmp_path)!r}: config.json model_type: {model_type!r} is not supported; "
         "supported model types: bert, electra, roberta, xlm-roberta, distilbert"
     )
-
-
-def test_multiplexing_and_pruning_a_new_family_are_refused_in_one_line(tmp_path):
-    case = CASES[2]  # electra
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_config(case.config).save_pretrained(tmp_path)
-    with pytest.raises(CheckpointError, match=r"N > 1 for electra is not supported yet"):
-        load_pretrained(str(tmp_path), mux_width=2)
-    model, _ = load_pretrained(str(tmp_path))
-    with pytest.raises(FieldError, match=r"^sparsity: s > 0 for electra is not supported yet$"):
-        L0Module(model.arch)
 
 
 def parity_table() -> list[tuple[str, float, float, float]]:

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from mux_reference import index_pos_demux, mix, mux_config, mux_weights
 from transformers import BertConfig, BertModel
 
 from trainers.model.architecture import DemuxKind, MuxStyle, Pooling
@@ -67,42 +68,9 @@ def published_reference(bert, weights, input_ids, n):
     """The released MUX-BERT classification forward, written out with transformers' BertModel."""
     ids = input_ids.clone()
     ids[:, 0] = 101
-    embedded = bert.embeddings(input_ids=ids)  # [B, L, H], token type 0
-    groups, length, hidden = ids.shape[0] // n, ids.shape[1], embedded.shape[-1]
-    mixed = (
-        embedded.view(groups, n, length, hidden) * weights["instance_embedding"][None, :, None, :]
-    ).mean(1)
+    mixed = mix(bert.embeddings(input_ids=ids), weights["instance_embedding"])  # token type 0
     sequence = bert(inputs_embeds=mixed).last_hidden_state  # embeddings applied a second time
-    features = sequence[:, 0:1, :]
-    keys = weights["demux_module.demux_instance_embedding"]
-    x = torch.cat(
-        [
-            keys[None, :, None, :].expand(groups, n, 1, hidden),
-            features[:, None].expand(groups, n, 1, hidden),
-        ],
-        dim=-1,
-    ).view(-1, 1, 2 * hidden)
-    x = F.gelu(
-        F.linear(x, weights["demux_module.dense_1.weight"], weights["demux_module.dense_1.bias"])
-    )
-    x = x + F.gelu(
-        F.linear(x, weights["demux_module.dense_2.weight"], weights["demux_module.dense_2.bias"])
-    )
-    y = F.gelu(
-        F.linear(
-            x,
-            weights["demultiplexer.pre_decoder.weight"],
-            weights["demultiplexer.pre_decoder.bias"],
-        )
-    )
-    y = F.layer_norm(
-        y,
-        (hidden,),
-        weights["demultiplexer.pre_decoder_layer_norm.weight"],
-        weights["demultiplexer.pre_decoder_layer_norm.bias"],
-        1e-12,
-    )
-    x = (x + y).squeeze(1)
+    x = index_pos_demux(weights, sequence[:, 0], n)
     return F.linear(x, weights["classifier.weight"], weights["classifier.bias"])
 
 
@@ -120,18 +88,7 @@ def test_published_muxbert_checkpoint_keys_and_logits(tmp_path, batch):
     )
     bert = BertModel(config, add_pooling_layer=False).eval()
     weights = {f"bert.{k}": v for k, v in bert.state_dict().items()}
-    weights["instance_embedding"] = gaussian_keys(n, hidden, norm=1.0, seed=5)
-    weights["demux_module.demux_instance_embedding"] = torch.randn(n, hidden)
-    for j, fan_in in ((1, 2 * hidden), (2, hidden), (3, hidden)):
-        weights[f"demux_module.dense_{j}.weight"] = torch.randn(hidden, fan_in) / fan_in**0.5
-        weights[f"demux_module.dense_{j}.bias"] = torch.randn(hidden) * 0.1
-        weights[f"demux_module.layer_norm_{j}.weight"] = torch.ones(hidden)
-        weights[f"demux_module.layer_norm_{j}.bias"] = torch.zeros(hidden)
-    weights["demultiplexer.pre_decoder.weight"] = torch.randn(hidden, hidden) / hidden**0.5
-    weights["demultiplexer.pre_decoder.bias"] = torch.randn(hidden) * 0.1
-    weights["demultiplexer.pre_decoder_layer_norm.weight"] = 1 + 0.1 * torch.randn(hidden)
-    weights["demultiplexer.pre_decoder_layer_norm.bias"] = 0.1 * torch.randn(hidden)
-    weights["retrieval_head.decoder.weight"] = torch.randn(200, hidden)
+    weights.update(mux_weights(n, hidden, hidden, vocab=200))
     weights["classifier.weight"] = torch.randn(2, hidden)
     weights["classifier.bias"] = torch.randn(2)
     from safetensors.torch import save_file
@@ -142,11 +99,7 @@ def test_published_muxbert_checkpoint_keys_and_logits(tmp_path, batch):
             {
                 **config.to_dict(),
                 "model_type": "bert",
-                "num_instances": n,
-                "muxing_variant": "gaussian_hadamard",
-                "demuxing_variant": "index_pos",
-                "gaussian_hadamard_norm": 1,
-                "num_hidden_demux_layers": 3,
+                **mux_config(n),
             }
         )
     )

@@ -103,8 +103,10 @@ class Architecture:
     # Fields below are written to architecture.json only when they differ from their default,
     # so that a BERT's file (and every cache key derived from it) is unchanged.
     family: Family = Family.BERT
-    # width of the embedding tables where it differs from hidden_size (ELECTRA, projected to
-    # hidden_size after their LayerNorm); 0: hidden_size, and it follows hidden-dim pruning
+    # width of the embedding tables where the model projects them to hidden_size after their
+    # LayerNorm (ELECTRA whose embedding_size differs from hidden_size); kept when hidden dims
+    # are pruned (the projection's outputs are). 0: no projection, the tables are hidden_size
+    # wide and follow hidden-dim pruning
     embedding_size: int = 0
     padding_idx: int = 0  # RoBERTa: the pad token id, from which positions count
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance, free-form
@@ -118,10 +120,6 @@ class Architecture:
             raise FieldError("demux_depth", f"{self.demux_depth} is not >= 2")
         if not self.head_size:
             object.__setattr__(self, "head_size", self.hidden_size)
-        if self.family is not Family.BERT and self.is_multiplexed:
-            raise FieldError(
-                "mux_width", f"N > 1 for {self.family.value} is not supported yet (only bert)"
-            )
 
     @property
     def num_layers(self) -> int:
@@ -134,7 +132,7 @@ class Architecture:
 
     @property
     def projects_embeddings(self) -> bool:
-        return self.embedding_width != self.hidden_size
+        return self.embedding_size > 0
 
     @property
     def is_multiplexed(self) -> bool:
@@ -258,12 +256,6 @@ class Architecture:
 
     def with_mux(self, width: int, **kwargs: Any) -> Architecture:
         return dataclasses.replace(self, mux_width=width, **kwargs)
-
-
-def refuse_pruning(arch: Architecture) -> None:
-    """CoFi masks and the physical shrink are BERT's only, for now: one line for the others."""
-    if arch.family is not Family.BERT:
-        raise FieldError("sparsity", f"s > 0 for {arch.family.value} is not supported yet")
 
 
 def with_layers(config: dict[str, Any], num_layers: int) -> dict[str, Any]:

@@ -87,14 +87,18 @@ _BERT_ENCODER_RULES = [
     (_LAYER + r"output\.dense\.", r"encoder.layers.\1.ffn.down."),
     (_LAYER + r"output\.LayerNorm\.", r"encoder.layers.\1.ffn.norm."),
 ]
-_HF_RULES = [
-    *_BERT_ENCODER_RULES,
-    (r"pooler\.dense\.", "pooler.dense."),
-    (r"classifier\.", "classifier."),
+_MUX_RULES = [  # MUX-BERT's and MUX-ELECTRA's multiplexer and demultiplexer
     (r"instance_embedding$", "mux.keys"),
     (r"demux_module\.demux_instance_embedding$", "demux.keys"),
     (r"demultiplexer\.pre_decoder\.", "demux.pre_decoder."),
     (r"demultiplexer\.pre_decoder_layer_norm\.", "demux.pre_decoder_norm."),
+]
+_MUX_UNUSED = r"retrieval_head\.|demux_module\.layer_norm_"  # the retrieval head's parts
+_HF_RULES = [
+    *_BERT_ENCODER_RULES,
+    (r"pooler\.dense\.", "pooler.dense."),
+    (r"classifier\.", "classifier."),
+    *_MUX_RULES,
 ]
 _CLASSIFICATION_HEAD_RULES = [  # ElectraClassificationHead, RobertaClassificationHead
     (r"classifier\.dense\.", "pooler.dense."),
@@ -131,7 +135,7 @@ FAMILY_RULES: dict[Family, KeyRules] = {
     Family.BERT: KeyRules(
         "bert.",
         _HF_RULES,
-        re.compile(r"(cls\.|retrieval_head\.|demux_module\.layer_norm_|.*position_ids$|lm_head\.)"),
+        re.compile(rf"(cls\.|{_MUX_UNUSED}|.*position_ids$|lm_head\.)"),
     ),
     Family.ELECTRA: KeyRules(
         "electra.",
@@ -139,8 +143,12 @@ FAMILY_RULES: dict[Family, KeyRules] = {
             *_BERT_ENCODER_RULES,
             (r"embeddings_project\.", "encoder.embeddings.project."),
             *_CLASSIFICATION_HEAD_RULES,
+            *_MUX_RULES,
         ],
-        re.compile(r"(discriminator_predictions\.|generator_|.*position_ids$|.*token_type_ids$)"),
+        re.compile(
+            rf"(discriminator_predictions\.|generator_|{_MUX_UNUSED}|.*position_ids$"
+            r"|.*token_type_ids$)"
+        ),
     ),
     Family.ROBERTA: KeyRules(
         "roberta.",
@@ -168,7 +176,7 @@ def map_key(key: str, demux_depth: int = 3, family: Family = Family.BERT) -> str
     if naming.unused.match(key):
         return None
     dense = re.match(r"demux_module\.dense_(\d+)\.(weight|bias)$", key)
-    if dense and family is Family.BERT:
+    if dense:
         index = int(dense.group(1))
         return f"demux.dense.{index - 1}.{dense.group(2)}" if index < demux_depth else None
     for pattern, replacement in naming.rules:
@@ -280,11 +288,20 @@ class LoadReport:
     dropped: tuple[str, ...]  # checkpoint keys we do not use
 
 
+def head_keys(family: Family) -> tuple[str, ...]:
+    """Our parameter prefixes that are a task's classification head, not the pretrained encoder:
+    the last linear layer, and the dense layer before it except BERT's (its pooler is
+    pretrained, and fine-tuning starts from it)."""
+    return ("classifier.",) if family is Family.BERT else ("classifier.", "pooler.")
+
+
 def load_pretrained(
-    name_or_path: str, seed: int = 0, **overrides: Any
+    name_or_path: str, seed: int = 0, keep_head: bool = True, **overrides: Any
 ) -> tuple[Classifier, LoadReport]:
     """A classifier with a checkpoint's weights. ``overrides`` set architecture fields (e.g.
-    ``num_labels``, ``mux_width``); parameters the checkpoint lacks keep their initialization."""
+    ``num_labels``, ``mux_width``); parameters the checkpoint lacks keep their initialization.
+    ``keep_head=False`` drops a fine-tuned checkpoint's classification head (``head_keys``):
+    it starts from its initialization, whatever the checkpoint's label count."""
     folder = resolve_model_path(name_or_path)
     config = read_hf_config(folder)
     # keep the first k layers; the others' weights are dropped
@@ -296,6 +313,10 @@ def load_pretrained(
     torch.manual_seed(seed)
     model = Classifier(arch, mux_seed=seed)
     mapped, dropped = map_state_dict(read_weights(folder), arch.demux_depth, arch.family)
+    if not keep_head:
+        head = [k for k in mapped if k.startswith(head_keys(arch.family))]
+        dropped += head
+        mapped = {k: v for k, v in mapped.items() if k not in head}
     own = model.state_dict()
     mismatched = [k for k, v in mapped.items() if k in own and own[k].shape != v.shape]
     if mismatched:

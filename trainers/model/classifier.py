@@ -6,7 +6,9 @@ With N = 1 it is a plain classifier on token 0, the same computation as transfor
 ``pre_classifier``: ReLU), dropout, and a linear layer to the labels; ELECTRA's and RoBERTa's
 heads also apply dropout before their dense layer. With N > 1 the batch's rows are
 mixed N at a time, the encoder runs once per group, and the demultiplexer recovers one
-representation per row from position 0 (MUX-BERT's classification path).
+representation per row from position 0 (MUX-BERT's classification path); the linear layer to
+the labels reads it directly (MUX-BERT), or, for the other families, through the family's head
+(MUX-ELECTRA's ``ElectraClassificationHead`` reads the demultiplexed features).
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ class Pooler(nn.Module):
     """The head's dense layer on token 0 (BERT's pooler, ELECTRA's and RoBERTa's
     ``classifier.dense``, DistilBERT's ``pre_classifier``) and the family's activation."""
 
-    def __init__(self, arch: Architecture) -> None:
+    def __init__(self, arch: Architecture, inputs: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(arch.hidden_size, arch.head_size)
+        self.dense = nn.Linear(inputs, arch.head_size)
         self.activation = HEAD_ACTIVATIONS[arch.family]
         self.dropout = nn.Dropout(arch.hidden_dropout) if arch.family in _DROPOUT_FIRST else None
 
@@ -53,11 +55,16 @@ class Classifier(nn.Module):
         super().__init__()
         self.arch = arch
         self.encoder = Encoder(arch)
+        # the head's dense layer: on token 0's hidden state (N = 1), on the demultiplexed
+        # features (N > 1, families other than BERT), or none (MUX-BERT)
+        self.pooler: Pooler | None = None
         if arch.is_multiplexed:
             self.mux = Multiplexer(arch, seed=mux_seed)
             self.demux = DEMULTIPLEXERS[arch.demux](arch)
+            if arch.family is not Family.BERT:
+                self.pooler = Pooler(arch, arch.head_size)
         else:
-            self.pooler = Pooler(arch)
+            self.pooler = Pooler(arch, arch.hidden_size)
         self.dropout = nn.Dropout(arch.hidden_dropout)
         self.classifier = nn.Linear(arch.head_size, arch.num_labels)
 
@@ -85,8 +92,21 @@ class Classifier(nn.Module):
         """The representation the classifier reads, one per row: [B, size]."""
         if not self.arch.is_multiplexed:
             hidden: Tensor = self.encoder(input_ids, attention_mask, token_type_ids, masks, collect)
-            pooled_first: Tensor = self.pooler(hidden[:, 0])
-            return pooled_first
+            return self.head(hidden[:, 0])
+        demuxed = self.demultiplexed(input_ids, attention_mask, token_type_ids, masks, collect)
+        return self.head(demuxed)
+
+    def head(self, features: Tensor) -> Tensor:  # [B, H or size] -> [B, size]
+        return features if self.pooler is None else self.pooler(features)
+
+    def demultiplexed(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        token_type_ids: Tensor | None,
+        masks: Masks | None,
+        collect: list[Tensor] | None,
+    ) -> Tensor:  # [B, size]: one per row, as the demultiplexer recovers it
         rows = input_ids.shape[0]
         input_ids, attention_mask, token_type_ids = pad_to_multiple(
             self.arch.mux_width, input_ids, attention_mask, token_type_ids
@@ -119,17 +139,19 @@ class Classifier(nn.Module):
     ) -> Tensor:
         """Encoder output of the mixed groups: [B/N, L, H]."""
         embeddings = self.encoder.embeddings
+        # instances are mixed at the tables' width, before a projection (MUX-ELECTRA's rule)
         if self.arch.mux_style is MuxStyle.PUBLISHED:
             input_ids = input_ids.clone()  # never the caller's tensor
             input_ids[:, 0] = self.arch.cls_token_id
-            mixed = self.mux(embeddings(input_ids, masks=masks))
-            # the released models embed the mixed vectors again (positions, type 0, LayerNorm)
-            # and attend to every position
-            mixed = embeddings(inputs_embeds=mixed, masks=masks)
-            return self.encoder.encode(mixed, None, masks, collect)
-        mixed = self.mux(embeddings(input_ids, token_type_ids, masks=masks))
+            mixed = self.mux(embeddings.embed(input_ids, masks=masks))
+            # the released models embed the mixed vectors again (positions, type 0, LayerNorm,
+            # the projection) and attend to every position
+            return self.encoder.encode(
+                embeddings(inputs_embeds=mixed, masks=masks), None, masks, collect
+            )
+        mixed = self.mux(embeddings.embed(input_ids, token_type_ids, masks=masks))
         group_mask = None if attention_mask is None else self.encoded_tokens(attention_mask)
-        return self.encoder.encode(mixed, group_mask, masks, collect)
+        return self.encoder.encode(embeddings.to_hidden(mixed, masks), group_mask, masks, collect)
 
     def encoded_tokens(self, attention_mask: Tensor) -> Tensor:  # [B, L] -> [B/N, L]
         """Per row the encoder runs on, 1 at the positions that hold a real token of any of

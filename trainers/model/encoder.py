@@ -47,7 +47,10 @@ class Embeddings(nn.Module):
     """Word + position (+ token type) embeddings, LayerNorm, dropout; per family:
     ELECTRA's tables may be narrower than the encoder (``project`` widens them after the
     LayerNorm), RoBERTa numbers positions from ``padding_idx + 1`` over non-padding tokens,
-    DistilBERT has no token-type table (``type_vocab_size`` 0)."""
+    DistilBERT has no token-type table (``type_vocab_size`` 0).
+
+    The hidden-dim mask applies where the hidden width begins: to the LayerNorm (over the kept
+    dims) of a model without a projection, to the projection's outputs of one with it."""
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
@@ -67,9 +70,18 @@ class Embeddings(nn.Module):
         self,
         input_ids: Tensor | None = None,  # [B, L]
         token_type_ids: Tensor | None = None,  # [B, L]; None: type 0
-        inputs_embeds: Tensor | None = None,  # [B, L, H], instead of input_ids
+        inputs_embeds: Tensor | None = None,  # [B, L, E], instead of input_ids
         masks: Masks | None = None,
     ) -> Tensor:  # [B, L, H]
+        return self.to_hidden(self.embed(input_ids, token_type_ids, inputs_embeds, masks), masks)
+
+    def embed(
+        self,
+        input_ids: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        masks: Masks | None = None,
+    ) -> Tensor:  # [B, L, E]: the tables' width (a multiplexer mixes here)
         x: Tensor = self.word(input_ids) if inputs_embeds is None else inputs_embeds
         x = x + self.positions(input_ids, x.shape[1])
         if self.token_type is not None:
@@ -77,14 +89,21 @@ class Embeddings(nn.Module):
                 x = x + self.token_type.weight[0]
             else:
                 x = x + self.token_type(token_type_ids)
-        if masks is not None and masks.hidden is not None:
+        if self.project is None and masks is not None and masks.hidden is not None:
             x = masked_layer_norm(x, self.norm, masks.kept_hidden()) * masks.hidden
         else:
             x = self.norm(x)
         out: Tensor = self.dropout(x)
-        if self.project is not None:
-            out = self.project(out)
         return out
+
+    def to_hidden(self, x: Tensor, masks: Masks | None) -> Tensor:  # [B, L, E] -> [B, L, H]
+        """The projection to the encoder's width, where there is one (and its hidden mask)."""
+        if self.project is None:
+            return x
+        projected: Tensor = self.project(x)
+        if masks is not None and masks.hidden is not None:
+            projected = projected * masks.hidden
+        return projected
 
     def positions(self, input_ids: Tensor | None, length: int) -> Tensor:  # [B or 1, L, H]
         if self.padding_idx is None:

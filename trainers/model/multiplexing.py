@@ -25,16 +25,19 @@ def gaussian_keys(width: int, size: int, norm: float, seed: int = 0) -> Tensor:
 class Multiplexer(nn.Module):
     """Gaussian-Hadamard mixing: each instance times its fixed key, then the mean over N."""
 
-    keys: Tensor  # [N, H]
+    keys: Tensor  # [N, E]
 
     def __init__(self, arch: Architecture, seed: int = 0) -> None:
         super().__init__()
         self.width = arch.mux_width
-        # Fixed, not trained, saved with the weights (MUX-BERT: "instance_embedding").
-        norm = arch.key_norm or math.sqrt(arch.hidden_size)
-        self.register_buffer("keys", gaussian_keys(arch.mux_width, arch.hidden_size, norm, seed))
+        # Fixed, not trained, saved with the weights (MUX-BERT: "instance_embedding"). They mix
+        # the embeddings at the tables' width E (hidden_size but for ELECTRA's projected ones,
+        # mixed before the projection, as MUX-ELECTRA does).
+        width = arch.embedding_width
+        norm = arch.key_norm or math.sqrt(width)
+        self.register_buffer("keys", gaussian_keys(arch.mux_width, width, norm, seed))
 
-    def forward(self, embedded: Tensor) -> Tensor:  # [G*N, L, H] -> [G, L, H]
+    def forward(self, embedded: Tensor) -> Tensor:  # [G*N, L, E] -> [G, L, E]
         rows, length, hidden = embedded.shape
         grouped = embedded.view(rows // self.width, self.width, length, hidden)
         return (grouped * self.keys[None, :, None, :]).mean(dim=1)

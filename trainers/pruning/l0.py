@@ -51,7 +51,6 @@ from trainers.model.architecture import (
     Architecture,
     prunable_params,
     prunable_params_per_layer,
-    refuse_pruning,
 )
 from trainers.model.masks import Masks
 
@@ -108,7 +107,6 @@ class L0Module(nn.Module):
         super().__init__()
         if len(set(arch.heads)) != 1 or len(set(arch.intermediate)) != 1:
             raise ValueError("L0 masks are defined on a dense (unpruned) architecture")
-        refuse_pruning(arch)
         self.arch = arch
         self.gates = gates
         layers, heads = arch.num_layers, arch.heads[0]

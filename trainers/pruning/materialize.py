@@ -3,8 +3,10 @@
 A masked model is not a faster model: this builds a new model whose matrices hold only the
 kept heads, FFN units and hidden dims, with layers' blocks dropped where they are gone, and
 folds the masks' soft values into the weights, so that it computes exactly what the masked
-model computes (up to float rounding). The multiplexer keys and the demultiplexer's (and
-pooler's) inputs shrink with the hidden dims.
+model computes (up to float rounding). The embedding tables, the multiplexer keys and the
+demultiplexer's (and pooler's) inputs shrink with the hidden dims; where the embeddings are
+projected to the hidden width (ELECTRA), the tables and keys stay whole and the projection's
+outputs shrink instead.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from trainers.model.architecture import Architecture, refuse_pruning
+from trainers.model.architecture import Architecture
 from trainers.model.classifier import Classifier
 from trainers.model.encoder import FeedForward, Layer, SelfAttention
 from trainers.model.masks import Masks
@@ -38,7 +40,6 @@ class Kept:
 def kept_by(arch: Architecture, masks: Masks, device: torch.device | str = "cpu") -> Kept:
     if len(set(arch.heads)) != 1 or len(set(arch.intermediate)) != 1:
         raise ValueError("materialize a dense model: masks refer to the dense shapes")
-    refuse_pruning(arch)
     heads, units = arch.heads[0], arch.intermediate[0]
 
     def values(mask: Tensor | None, size: int) -> Tensor:
@@ -89,12 +90,24 @@ def materialize(model: Classifier, masks: Masks) -> Classifier:
     kept_heads, kept_units, head_scale, unit_scale = k.heads, k.units, k.head_scale, k.unit_scale
     small = Classifier(k.arch).to(device)
 
-    # Embeddings: tables keep the kept columns; the hidden mask folds into the LayerNorm.
     emb, small_emb = model.encoder.embeddings, small.encoder.embeddings
-    for name in ("word", "position", "token_type"):
-        getattr(small_emb, name).weight.copy_(getattr(emb, name).weight[:, kept])
-    small_emb.norm.weight.copy_(emb.norm.weight[kept] * zh)
-    small_emb.norm.bias.copy_(emb.norm.bias[kept] * zh)
+    if emb.project is not None:
+        # the tables are whole; the projection keeps its kept outputs, the hidden mask folded
+        small_emb.load_state_dict(
+            {
+                **emb.state_dict(),
+                "project.weight": emb.project.weight[kept] * zh[:, None],
+                "project.bias": emb.project.bias[kept] * zh,
+            }
+        )
+    else:
+        # tables keep the kept columns; the hidden mask folds into the LayerNorm
+        for name in ("word", "position", "token_type"):
+            table, small_table = getattr(emb, name), getattr(small_emb, name)
+            if table is not None:  # DistilBERT has no token-type table
+                small_table.weight.copy_(table.weight[:, kept])
+        small_emb.norm.weight.copy_(emb.norm.weight[kept] * zh)
+        small_emb.norm.bias.copy_(emb.norm.bias[kept] * zh)
 
     for layer, (big, little) in enumerate(
         zip(model.encoder.layers, small.encoder.layers, strict=True)
@@ -110,7 +123,8 @@ def materialize(model: Classifier, masks: Masks) -> Classifier:
             _copy_ffn(big.ffn, little.ffn, kept, zh, kept_units[layer], *unit_scale[layer])
 
     if arch.is_multiplexed:
-        small.mux.keys.copy_(model.mux.keys[:, kept])
+        keys = model.mux.keys  # [N, E]: whole where the embeddings are projected
+        small.mux.keys.copy_(keys if arch.projects_embeddings else keys[:, kept])
         if isinstance(model.demux, IndexPosDemux):  # arch.demux is DemuxKind.INDEX_POS
             first = model.demux.dense[0]
             assert isinstance(first, torch.nn.Linear)
@@ -123,7 +137,11 @@ def materialize(model: Classifier, masks: Masks) -> Classifier:
             small.demux.load_state_dict(
                 {**model.demux.state_dict(), "w1": model.demux.w1[:, kept, :]}
             )
+        if model.pooler is not None:  # it reads the demultiplexed features: unpruned
+            assert small.pooler is not None
+            small.pooler.load_state_dict(model.pooler.state_dict())
     else:
+        assert model.pooler is not None and small.pooler is not None  # every N = 1 model's
         small.pooler.dense.weight.copy_(model.pooler.dense.weight[:, kept])
         small.pooler.dense.bias.copy_(model.pooler.dense.bias)
     small.classifier.load_state_dict(model.classifier.state_dict())
