@@ -166,12 +166,14 @@ def _columns(path: Path, request: InitRequest) -> tuple[FileSource, pa.Table, Co
 
 def _token_lengths(model: str, tables: TaskTables, seed: int) -> tuple[TokenLengths, int]:
     """The token lengths of every split's rows (sampled with ``seed`` where there are many)
-    with the model's tokenizer, and the model's positions."""
+    with the model's tokenizer, and the longest input the model's positions hold."""
     from trainers.data.inspect import token_lengths
+    from trainers.model.architecture import Architecture
     from trainers.model.checkpoints import load_tokenizer, read_hf_config, resolve_model_path
 
     tokenizer = load_tokenizer(model)
-    positions = int(read_hf_config(resolve_model_path(model)).get("max_position_embeddings", 512))
+    config = read_hf_config(resolve_model_path(model))
+    positions = Architecture.from_hf_config(config).max_tokens
     return token_lengths(_every_split(tables), tokenizer, seed=seed), positions
 
 

@@ -26,6 +26,7 @@ from family_models import (
 )
 from transformers import (
     AutoModelForSequenceClassification,
+    BertConfig,
     ElectraConfig,
     RobertaConfig,
     XLMRobertaConfig,
@@ -72,6 +73,9 @@ def test_family_and_fields_from_the_config(tmp_path):
     xlmr = Architecture.from_hf_config(XLMRobertaConfig(**roberta_fields(32, 2)).to_dict())
     assert (xlmr.family, xlmr.padding_idx, xlmr.type_vocab_size) == (Family.ROBERTA, 1, 1)
     assert xlmr.layer_norm_eps == 1e-5
+    # 42 position rows, the first two of them never a token's: 40 tokens, as BERT's 40 rows
+    assert (xlmr.max_positions, xlmr.max_tokens) == (42, 40)
+    assert Architecture.from_hf_config(BertConfig(**bert_fields(32, 4)).to_dict()).max_tokens == 40
     distil = Architecture.from_hf_config(distilbert_config(64, 2).to_dict())
     assert (distil.family, distil.type_vocab_size, distil.intermediate) == (
         Family.DISTILBERT,

@@ -135,6 +135,14 @@ class Architecture:
         return self.embedding_size > 0
 
     @property
+    def max_tokens(self) -> int:
+        """The longest input the position table holds: RoBERTa's positions start at
+        ``padding_idx + 1`` (514 rows hold 512 tokens)."""
+        if self.family is Family.ROBERTA:
+            return self.max_positions - self.padding_idx - 1
+        return self.max_positions
+
+    @property
     def is_multiplexed(self) -> bool:
         return self.mux_width > 1
 
