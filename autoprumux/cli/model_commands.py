@@ -1,9 +1,13 @@
 """The commands that use a trained model: ``classify`` (text in, labels out) and ``export`` (one
-ONNX or TorchScript file that runs without the training engine)."""
+ONNX or TorchScript file that runs without the training engine, or a dense N = 1 model as a
+transformers checkpoint folder)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -131,13 +135,18 @@ def _classified_document(
     "--format",
     "fmt",
     required=True,
-    type=click.Choice(["onnx", "torchscript"]),
-    help="onnx (opset 18, needs the export extra) or torchscript.",
+    type=click.Choice(["onnx", "torchscript", "transformers"]),
+    help="onnx (opset 18, needs the export extra), torchscript, or transformers (a checkpoint "
+    "folder AutoModelForSequenceClassification loads; N = 1, s = 0 models only).",
 )
-@out_option("The file to write (.onnx or .pt).", required=True)
+@out_option("The file to write (.onnx or .pt); for transformers, a new folder.", required=True)
 @json_option()
 def export(model_path: str, fmt: str, out_path: str, as_json: bool) -> None:
-    """Write a model folder as one ONNX or TorchScript file that `classify` runs alone."""
+    """Write a model folder as one ONNX or TorchScript file that `classify` runs alone, or as
+    a transformers checkpoint."""
+    if fmt == "transformers":
+        _export_transformers(model_path, out_path, as_json)
+        return
     from trainers.deploy.export import ExportFormat, export_model
 
     done = export_model(model_path, ExportFormat(fmt), out_path)
@@ -162,4 +171,56 @@ def export(model_path: str, fmt: str, out_path: str, as_json: bool) -> None:
         f"exported {model_path} -> {done.path} ({done.format.value}, {done.bytes / 1e6:.1f} MB, "
         f"{done.seconds:.1f} s); {runtime} logits within {done.max_abs_diff:.1e} of PyTorch's "
         f"on {' and '.join(map(str, done.checked_groups))} group(s)"
+    )
+
+
+# a saved transformers checkpoint computes our logits within this (fp32, CPU)
+_TRANSFORMERS_TOLERANCE = 1e-4
+
+
+def _export_transformers(model_path: str, out_path: str, as_json: bool) -> None:
+    """A dense N = 1 model folder as a transformers checkpoint in the new folder ``out_path``
+    (its data's labels as ``id2label``), written under a temporary name, checked against our
+    logits, then renamed: a refused or failed export leaves nothing."""
+    from autoprumux.core.errors import FieldError
+    from trainers.deploy.export import SAMPLE_SENTENCES, ExportError
+    from trainers.deploy.model_folder import read_info
+    from trainers.model.checkpoints import load_classifier
+    from trainers.model.hf_checkpoint import (
+        check_dense,
+        folder_tokenizer,
+        logits_difference,
+        save_transformers,
+    )
+
+    folder, out = Path(model_path), Path(out_path)
+    if out.exists():
+        raise FieldError("--out", f"{out} exists; a transformers checkpoint goes to a new folder")
+    if not out.parent.is_dir():
+        raise FieldError("--out", f"{out.parent} is not a folder")
+    if not folder.is_dir():
+        raise FieldError("--model", f"{folder}: no such model folder")
+    info = read_info(folder)
+    model = load_classifier(folder)
+    check_dense(model.arch)  # before anything is written
+    tokenizer = folder_tokenizer(folder)
+    staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        save_transformers(model, staging, info.labels, tokenizer)
+        diff = logits_difference(model, staging, tokenizer, SAMPLE_SENTENCES)
+        if not diff <= _TRANSFORMERS_TOLERANCE:
+            raise ExportError(
+                f"{out}: transformers' logits differ from ours by {diff:.2e} "
+                f"(> {_TRANSFORMERS_TOLERANCE:g}); nothing written"
+            )
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if as_json:
+        document = {"path": str(out), "format": "transformers", "max_abs_diff": diff}
+        click.echo(json.dumps({**document, "labels": list(info.labels)}, indent=1))
+        return
+    click.echo(
+        f"exported {model_path} -> {out} (transformers, labels {', '.join(info.labels)}); "
+        f"AutoModelForSequenceClassification's logits within {diff:.1e} of ours"
     )

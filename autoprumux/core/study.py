@@ -164,6 +164,22 @@ class GridSection:
         return Grid(self.n, self.sparsity)
 
 
+class FineTuned(enum.Enum):
+    """``[model] fine_tuned``: whether ``name_or_path`` is a classifier already fine-tuned on
+    the task, whose (1, 0) model is then the checkpoint as is (evaluated, not trained). A study
+    file writes ``true`` / ``false`` (TOML booleans) or ``"auto"``."""
+
+    AUTO = "auto"  # fine-tuned when its weights carry a classification head
+    TRUE = "true"  # it must carry one (for the task's labels)
+    FALSE = "false"  # a head it carries is dropped, and trained anew
+
+    @classmethod
+    def _missing_(cls, value: object) -> FineTuned | None:
+        if isinstance(value, bool):  # TOML's true / false
+            return cls.TRUE if value else cls.FALSE
+        return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelSection:
     name_or_path: str = field(
@@ -199,6 +215,22 @@ class ModelSection:
             "empty: autoprumux runs the retrieval warm-up itself (`[warmup]`)",
             Stage.WARMUP,
             Stage.TEACHER,
+        ),
+    )
+    # the (1, 0) teacher's build reads it (the checkpoint as is, or trained); every (N, s)
+    # follows through the teacher's key, the (N > 1, 0) ones through their guide's
+    fine_tuned: FineTuned = field(
+        default=FineTuned.AUTO,
+        metadata=about(
+            Effect.RESULT,
+            "`true`: `name_or_path` is a classifier already fine-tuned on the task: its "
+            "`id2label` is mapped onto the data's labels by name, it is the (1, 0) teacher as "
+            "is (evaluated, not trained) and every (N, s) distils from it; `false`: a "
+            "classification head it carries is dropped and trained anew; `auto`: `true` when "
+            "its weights carry a classification head "
+            "([a classifier you fine-tuned](training.md#start-from-a-classifier-you-fine-tuned))",
+            Stage.TEACHER,
+            added_later=True,
         ),
     )
 

@@ -54,6 +54,9 @@ class Recipe:
     train_examples: int
     distill_from_n1: bool
     needs_warmup: bool  # N > 1 starts from a warm-up (no published multiplexed checkpoint)
+    # the (1, 0) teacher is a fine-tuned checkpoint: evaluated, not trained; N > 1 distils
+    # from it
+    teacher_given: bool = False
 
     def examples(self, steps: int, epochs: float, n: int) -> float:
         """Examples a phase passes through the model at width N (steps x rows x N)."""
@@ -82,8 +85,10 @@ def forward_units(
         examples = steps * recipe.warmup_rows * n
         warmup = TRAIN_STEP_UNITS * examples * recipe.warmup_length_ratio / dense
     finetune = recipe.examples(recipe.finetune_steps, recipe.finetune_epochs, n)
-    teacher = TRAIN_STEP_UNITS * finetune / dense
-    if n > 1 and recipe.distill_from_n1 and BASELINE in throughput:
+    # a given (1, 0) teacher costs one dev evaluation, left out as every evaluation is
+    teacher = 0.0 if n == 1 and recipe.teacher_given else TRAIN_STEP_UNITS * finetune / dense
+    guided = recipe.distill_from_n1 or recipe.teacher_given
+    if n > 1 and guided and BASELINE in throughput:
         teacher += finetune / throughput[BASELINE]  # the (1, 0) model's logits
     own = 0.0
     if point.sparsity > 0:
@@ -186,9 +191,12 @@ def seconds_per_unit(
     return {p: seconds[p] / predicted[p] if predicted[p] > 0 else overall for p in CostPart}
 
 
-def recipe_of(study: Study, train_examples: int | None = None) -> Recipe:
+def recipe_of(
+    study: Study, train_examples: int | None = None, teacher_given: bool = False
+) -> Recipe:
     """The cost model's view of a study file; ``train_examples``: its training split's size as
-    read (else its ``max_train_examples``, its GLUE preset's size, or 100,000)."""
+    read (else its ``max_train_examples``, its GLUE preset's size, or 100,000);
+    ``teacher_given``: its model is a fine-tuned classifier, the (1, 0) teacher as is."""
     training, warmup = study.training, study.warmup
     return Recipe(
         warmup_steps_per_instance=warmup.steps_per_instance,
@@ -207,4 +215,5 @@ def recipe_of(study: Study, train_examples: int | None = None) -> Recipe:
         or GLUE_TRAIN_EXAMPLES.get(study.task, 100_000),
         distill_from_n1=training.distill_from_n1,
         needs_warmup=not study.model.multiplexed_name_or_path,
+        teacher_given=teacher_given,
     )

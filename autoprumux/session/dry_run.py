@@ -39,7 +39,7 @@ from autoprumux.core.budget import Budget
 from autoprumux.core.grid import BASELINE, GridPoint
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
-from autoprumux.loop.costs import CostModel, recipe_of
+from autoprumux.loop.costs import CostModel, Recipe, recipe_of
 from autoprumux.loop.proposer import Proposer, SearchState
 from autoprumux.session.sizing import TrialSlots
 
@@ -176,7 +176,7 @@ def forecast_search(
     used: TableUsed,
     slots: TrialSlots,
     notes: Sequence[str] = (),
-    train_examples: int | None = None,  # as read; None: the study's subset, else the preset's
+    recipe: Recipe | None = None,  # as the data read says; None: recipe_of(study)
 ) -> SearchForecast:
     """The plan of a fresh search of ``study`` for ``budget``, ranked and priced by ``table``
     (``used`` says which), ``slots.workers`` trials at a time."""
@@ -187,7 +187,7 @@ def forecast_search(
     if missing:
         notes.append(f"{missing} grid point(s) have no throughput in the table: never trained")
     # no training yet: the table's seconds
-    costs = CostModel.for_study(recipe_of(study, train_examples), candidates)
+    costs = CostModel.for_study(recipe or recipe_of(study), candidates)
     share = slots.gpus_per_trial
     everything = [[p] for p in sorted(candidates)]  # one after another: each row built once
     return SearchForecast(

@@ -110,6 +110,7 @@ class SearchPlan:
     # the cost model prices a phase given in epochs with the count
     train_examples: int | None = None
     labels: tuple[str, ...] = ()
+    fine_tuned: bool = False  # the model is a fine-tuned classifier: the (1, 0) teacher as is
 
 
 class SearchSession:
@@ -150,12 +151,13 @@ class SearchSession:
         replay = _replay_spec(request.trainer_spec)
         train_examples: int | None = None
         labels: tuple[str, ...] = ()
+        fine_tuned = False
         if replay is None:  # before Ray starts: a device the trials cannot have
             # a cluster's GPUs are known once it is joined: there, trials get GPUs unless --gpus 0
             get_gpus = gpus > 0 or (request.address is not None and request.gpus is None)
             share = request.gpus_per_trial if get_gpus else 0.0
             check_trial_device(request, share, study, self._gpu_count)
-            train_examples, labels = check_task_data(study)
+            train_examples, labels, fine_tuned = check_task_data(study)
         storage_url = request.storage or study.storage_url
         # before Ray starts (seconds, and its log lines): a storage the search cannot use
         from autoprumux.loop.storage_check import StorageUse, check_storage
@@ -182,6 +184,7 @@ class SearchSession:
             train=train_command(study, request.device),
             train_examples=train_examples,
             labels=labels,
+            fine_tuned=fine_tuned,
         )
 
     def _gpus_before_ray(self, executor: Executor) -> float:
@@ -389,7 +392,7 @@ class SearchSession:
             max_retries=request.max_retries,
             gpus_per_trial=slots.gpus_per_trial,
             top_k=request.top_k,
-            recipe=recipe_of(study, plan.train_examples),
+            recipe=recipe_of(study, plan.train_examples, plan.fine_tuned),
             early_stop=request.early_stop,
         )
 
@@ -451,7 +454,13 @@ class SearchSession:
             self.progress(f"no {table_file} yet: estimating the throughputs (not saved)")
             table, used = dry_run.estimate_table(study, table_file)
         return dry_run.forecast_search(
-            study, request.budget, table, used, slots, notes, plan.train_examples
+            study,
+            request.budget,
+            table,
+            used,
+            slots,
+            notes,
+            recipe_of(study, plan.train_examples, plan.fine_tuned),
         )
 
 
@@ -491,14 +500,17 @@ def _untested(point: GridPoint, state: ModelState, gone: str | None) -> str:
     return f"{point} was trained, but no model folder was recorded with it"
 
 
-def check_task_data(study: Study) -> tuple[int, tuple[str, ...]]:
+def check_task_data(study: Study) -> tuple[int, tuple[str, ...], bool]:
     """The study's data read and checked before any training (a bad file, column, row or label
-    is one line); the trials reuse what was read (``datasets``' Arrow cache). Its training
-    examples and its label names."""
-    from trainers.trial.task_data import checked_tables
+    is one line); the trials reuse what was read (``datasets``' Arrow cache). Then its model
+    against its data (a fine-tuned head's labels, the tokenizer's vocabulary, ``num_layers``,
+    a multiplexed checkpoint's family: ``check_model_fits``). Its training examples and its
+    label names, and whether the model is a fine-tuned classifier."""
+    from trainers.trial.task_data import check_model_fits, checked_tables
 
     tables = checked_tables(study)
-    return int(tables.train.num_rows), tables.label_names
+    fine_tuned = check_model_fits(study, tables.label_names)
+    return int(tables.train.num_rows), tables.label_names, fine_tuned
 
 
 def check_timeout(timeout_s: float | None) -> None:

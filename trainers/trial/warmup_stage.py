@@ -22,7 +22,10 @@ def build_warmup(trial: RunningTrial, partial: Path) -> None:
     # the architecture is pooling-neutral (the default): the warm-up never pools, its key
     # leaves pooling out, and the teacher sets the study's (trainers.trial.run)
     overrides = {k: v for k, v in trial.overrides().items() if k != "pooling"}
-    model, _ = load_pretrained(study.model.name_or_path, seed=trial.seed, **overrides)
+    # a fine-tuned checkpoint's head (in its own label order) is no part of the warm-up
+    model, _ = load_pretrained(
+        study.model.name_or_path, seed=trial.seed, keep_head=False, **overrides
+    )
     model = trial.prepared(model)
     head = RetrievalHead(model)  # on the model's device
     text = (
