@@ -592,7 +592,27 @@ class TrainingSection:
         default=200,
         metadata=about(
             Effect.SPEED,
-            "steps between resumable checkpoints of a phase (a resumed phase is the same phase)",
+            "steps between resumable checkpoints of a phase (a resumed phase is the same "
+            "phase); 0: by time only (`checkpoint_minutes`)",
+        ),
+    )
+    checkpoint_minutes: float = field(
+        default=5.0,
+        metadata=about(
+            Effect.SPEED,
+            "minutes between resumable checkpoints of a phase, written in the background (a "
+            "checkpoint is due at whichever of this and `checkpoint_every` comes first)",
+            added_later=True,
+        ),
+    )
+    length_buckets: tuple[int, ...] = field(
+        default=(),
+        metadata=about(
+            Effect.SPEED,
+            "the token lengths a batch is padded to (fixed shapes, for compiled steps); the "
+            "largest must be `max_seq_length`. Empty: on a GPU up to 8 chosen from the data's "
+            "lengths, on a CPU each batch cut to its longest row",
+            added_later=True,
         ),
     )
     dropout: float = field(
@@ -647,7 +667,15 @@ class TrainingSection:
             _check_range(f"{name}_epochs", getattr(self, f"{name}_epochs"), 0.0, None)
             _check_range(f"{name}_steps", getattr(self, f"{name}_steps"), 0, None)
         _check_range("batch_rows", self.batch_rows, 1, None)
-        _check_range("checkpoint_every", self.checkpoint_every, 1, None)
+        _check_range("checkpoint_every", self.checkpoint_every, 0, None)
+        _check_range("checkpoint_minutes", self.checkpoint_minutes, 0.0, None)
+        if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(
+            length < 8 for length in self.length_buckets
+        ):
+            raise FieldError(
+                "length_buckets",
+                f"{list(self.length_buckets)} is not a list of increasing lengths of 8 or more",
+            )
         positive = (
             "finetune_learning_rate",
             "pruning_learning_rate",

@@ -121,6 +121,8 @@ SETTINGS = [
     ("training.distill_from_n1", True, {}, 2, TASK_MODELS),
     ("training.distill_from_n1", True, {}, 1, NOTHING),
     ("training.checkpoint_every", 7, {}, 2, NOTHING),  # a resumed phase is the same phase
+    ("training.checkpoint_minutes", 0.5, {}, 2, NOTHING),  # when checkpoints are written
+    ("training.length_buckets", (16, 64), {}, 2, NOTHING),  # padding a masked model ignores
     # keyed by the precision it resolves to on the trial's device, here a CPU: auto is fp32
     ("training.precision", "fp32", {}, 2, NOTHING),
     ("training.precision", "bf16", {}, 2, EVERY),
