@@ -9,7 +9,12 @@ from autoprumux.cli.main import main
 from autoprumux.core.study import ThroughputSection
 from autoprumux.files.results_io import read_throughput_table
 from trainers.deploy.timing import MeasureError, fitting_pass
-from trainers.model.architecture import Architecture, architecture_for_sparsity, sparsity_of
+from trainers.model.architecture import (
+    Architecture,
+    architecture_for_sparsity,
+    prunable_params,
+    sparsity_of,
+)
 
 DENSE = {
     "bert-base": Architecture.dense(
@@ -153,3 +158,111 @@ def test_float32_is_timed_without_tf32_whatever_the_process_set(monkeypatch):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     assert seen == [(False, False)]
     assert after == (True, True)  # the caller's setting comes back
+
+
+# --- the training-free estimate of every encoder family ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def family_study(tmp_path_factory):
+    """A study of a tiny random-weight checkpoint of a family (ELECTRA's tables 16 wide,
+    projected to 32); ``num_layers`` 0 keeps all 2 layers."""
+    from family_models import save_with_tokenizer
+    from fixtures import make_glue, study_text
+
+    from autoprumux.core.study import load_study
+
+    root = tmp_path_factory.mktemp("family-measure")
+    glue = make_glue(root / "glue", train_rows=8, dev_rows=8)
+
+    def study(family, num_layers=0):
+        folder = root / family
+        if not folder.is_dir():
+            embedding = 16 if family == "electra" else 0
+            save_with_tokenizer(
+                family, folder, hidden=32, heads=4, intermediate=64, embedding_size=embedding
+            )
+        path = root / f"{family}-{num_layers}.toml"
+        layers = f"\nnum_layers = {num_layers}" if num_layers else ""
+        text = study_text(folder, glue).replace(
+            "max_seq_length = 16", f"max_seq_length = 16{layers}"
+        )
+        path.write_text(text)
+        return load_study(path)
+
+    return study
+
+
+FAMILY_NAMES = ("bert", "electra", "roberta", "xlm-roberta", "distilbert")
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_the_estimate_is_the_familys_model(family_study, family):
+    """The estimate at (1, 0) has as many parameters as transformers' own classifier of the
+    checkpoint (embeddings, projection, head: the family's), and the parameters (names and
+    shapes) of the model a trial starts from; at (2, 0.5) it is the same family, pruned by the
+    rule and multiplexed at the tables' width."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from autoprumux.core.grid import GridPoint
+    from autoprumux.measurement import estimate_models
+    from trainers.model.checkpoints import load_pretrained
+
+    study = family_study(family)
+    models = estimate_models(study, [GridPoint(1, 0.0), GridPoint(2, 0.5)])
+    dense, small = models[GridPoint(1, 0.0)], models[GridPoint(2, 0.5)]
+    config = AutoConfig.from_pretrained(study.model.name_or_path, num_labels=2)
+    reference = AutoModelForSequenceClassification.from_config(config)
+    assert sum(p.numel() for p in dense.parameters()) == sum(
+        p.numel() for p in reference.parameters()
+    )
+    trained, _ = load_pretrained(study.model.name_or_path, num_labels=2)
+    assert {k: v.shape for k, v in dense.state_dict().items()} == {
+        k: v.shape for k, v in trained.state_dict().items()
+    }
+    assert dense.arch.family is small.arch.family is trained.arch.family
+    assert small.arch.heads == (2, 2) and small.arch.hidden_size == 32
+    assert abs(sparsity_of(small.arch, dense.arch) - 0.5) <= 0.02
+    embeddings = small.encoder.embeddings
+    if family == "electra":  # the tables keep embedding_size; the projection widens them
+        assert small.arch.embedding_size == 16 and embeddings.word.weight.shape == (30522, 16)
+        assert embeddings.project is not None and embeddings.project.weight.shape == (32, 16)
+        assert small.mux.keys.shape == (2, 16)
+    else:
+        assert embeddings.project is None and small.mux.keys.shape == (2, 32)
+    if family == "distilbert":  # no token-type table at all
+        assert embeddings.token_type is None
+        assert not [k for k in small.state_dict() if "token_type" in k]
+    else:
+        assert embeddings.token_type is not None
+        assert embeddings.token_type.weight.shape[0] == (1 if "roberta" in family else 2)
+    if "roberta" in family:  # positions from the pad id 1; <s> (id 0) first
+        assert embeddings.padding_idx == 1 and small.arch.cls_token_id == 0
+        assert embeddings.position.weight.shape[0] == 128 + 2
+    else:
+        assert embeddings.padding_idx is None and small.arch.cls_token_id == 101
+
+
+def test_num_layers_cuts_a_distilbert_estimate(family_study):
+    from autoprumux.core.grid import GridPoint
+    from autoprumux.measurement import estimate_models
+
+    models = estimate_models(family_study("distilbert", num_layers=1), [GridPoint(1, 0.5)])
+    assert models[GridPoint(1, 0.5)].arch.heads == (2,)  # 1 layer of DistilBERT's 2
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_every_familys_estimates_are_timed(family_study, family):
+    from autoprumux.core.grid import GridPoint
+    from autoprumux.measurement import estimate_models
+    from trainers.deploy.timing import measure
+
+    points = [GridPoint(1, 0.0), GridPoint(1, 0.5), GridPoint(2, 0.0)]
+    models = estimate_models(family_study(family), points)
+    settings = ThroughputSection(device="cpu", batch_rows=2, examples_per_pass=8, passes=1)
+    measured = measure(models, settings, 16, "estimate")
+    assert set(measured) == set(points)
+    for point in points:
+        assert measured[point].timing.median > 0 and measured[point].batch_rows == 2
+        assert measured[point].parameters == prunable_params(models[point].arch)
+    assert measured[GridPoint(1, 0.5)].parameters < measured[GridPoint(1, 0.0)].parameters
