@@ -2,14 +2,14 @@
 random-weight model of each trained at (1, 0), (1, 0.5) and (2, 0), then exported to ONNX.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_families.py \
-        [--families bert electra roberta xlm-roberta distilbert] [--steps 60] [--hidden 64]
+        [--families bert electra roberta xlm-roberta distilbert] [--steps 300] [--hidden 64]
 
 Each family's checkpoint is built by ``tests/support/family_models.save_with_tokenizer``
 (``--hidden`` wide, 2 layers, 4 heads, FFN 2 x hidden; ELECTRA's tables hidden / 2 wide,
 projected): MiniLM's uncased WordPiece for bert, electra and distilbert, a byte-level BPE
 (roberta) or a Unigram (xlm-roberta) trained on SST-2 sentences, vocabulary 2000. Its study is
 studies/sst2-tiny.toml (embedded SST-2, 64 tokens, standard multiplexing, mean_hidden pooling,
-word embeddings frozen, (2, 0) distilled from (1, 0)) with the model swapped and short
+(2, 0) distilled from (1, 0)) with the model swapped, its word embeddings trained, and short
 schedules: ``--steps`` fine-tuning steps, half as many pruning steps (a quarter of those the
 Lagrangian warm-up), a quarter as many post-pruning steps and warm-up steps per instance (256
 positions and negatives), at rates for random weights (fine-tuning 2e-3, pruning 1e-3), on the
@@ -49,7 +49,7 @@ PHASES["post-finetune"] = "post"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
-    parser.add_argument("--steps", type=int, default=60, help="fine-tuning steps")
+    parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps")
     parser.add_argument("--hidden", type=int, default=64)
     args = parser.parse_args()
     rows = []
@@ -92,8 +92,11 @@ def family_study(folder: Path, steps: int) -> Study:
         post_pruning_steps=steps // 4,
         checkpoint_every=steps,
     )
-    # random weights learn at rates a pretrained model would not stand
-    document["training"].update(finetune_learning_rate=2e-3, pruning_learning_rate=1e-3)
+    # random weights learn at rates a pretrained model would not stand, and their word
+    # embeddings must learn too (the tiny study freezes a pretrained model's)
+    document["training"].update(
+        finetune_learning_rate=2e-3, pruning_learning_rate=1e-3, freeze_word_embeddings=False
+    )
     document["warmup"].update(steps_per_instance=steps // 4, positions=256, negatives=256)
     document["throughput"] = {"trial_examples_per_pass": 64, "batch_rows": 8}
     return study_from_dict(document, folder / "study.toml")
