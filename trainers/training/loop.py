@@ -7,19 +7,31 @@ when progress is reported and a NaN or infinite loss is caught. Under fp16 a gra
 skips the steps whose gradients overflowed, as ``torch.amp`` prescribes.
 
 A phase checkpoint is a folder: ``weights.safetensors`` (the tensors of every module being
-trained, keyed ``<module>.<name>``), ``optimizer.pt`` (optimizer and schedule state) and
-``state.json`` (the step reached). A phase that finds a checkpoint continues from its step with
-the same data order; it does not start over.
+trained, keyed ``<module>.<name>``), ``optimizer.pt`` (optimizer, schedule and scaler state,
+and the random generators' states under ``rng``) and ``state.json`` (the step reached, written
+last). One is due every ``checkpoint_every`` steps or every ``checkpoint_minutes`` minutes,
+whichever comes first, decided at a step's end from the step count and the host's clock alone.
+Taking one copies its tensors off the device (into pinned host buffers on CUDA, without
+waiting for the device), and one background thread writes them into ``<folder>.partial`` and
+renames that over the previous checkpoint: the step loop goes on meanwhile, never two writes
+run at once, and the last checkpoint is the one kept. A phase that finds a checkpoint
+continues from its step with the same data order and the same random draws (dropout, L0
+gates): a phase killed at any instant and resumed follows the uninterrupted loss curve.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import shutil
+import threading
+import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -29,6 +41,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from autoprumux.core.progress import Progress, ProgressCallback
 from trainers.data.splits import Encoded
 from trainers.runtime.device import Engine
+
+log = logging.getLogger(__name__)
 
 RECENT_STEPS = 50  # run_phase returns the mean loss of this many last steps
 
@@ -61,10 +75,16 @@ def run_phase(
     engine: Engine | None = None,
     check: Callable[[int], None] | None = None,
     check_steps: Collection[int] = (),
+    checkpoint_minutes: float = 5.0,
+    checkpoint_seconds: Callable[[float], None] | None = None,
 ) -> float:
     """Train for ``phase.steps`` steps; returns the mean loss of the last 50 steps.
     ``check(step)`` runs after each of ``check_steps`` (evaluating the model, say); if it
-    raises, the phase is checkpointed at that step first, so a later run continues from it."""
+    raises, the phase is checkpointed at that step first, so a later run continues from it.
+    A checkpoint is due every ``checkpoint_every`` steps (0: by time only) or every
+    ``checkpoint_minutes`` minutes of the phase (0: every step), whichever comes first.
+    ``checkpoint_seconds`` receives, once, when the phase ends or fails, the seconds its step
+    loop spent on checkpoints: taking their snapshots and waiting for the writer."""
     engine = engine or Engine()
     decay = phase.decay or (True,) * len(phase.optimizer.param_groups)
     total = max(phase.steps, 1)
@@ -73,16 +93,50 @@ def run_phase(
         [(lambda s: max(0.0, 1.0 - s / total)) if d else (lambda s: 1.0) for d in decay],
     )
     scaler = engine.grad_scaler()
-    start = _resume(phase, schedule, scaler, checkpoint_dir)
+    start = _resume(phase, schedule, scaler, engine, checkpoint_dir)
     for module in phase.modules.values():
         module.train()
+    state = TrainingState(phase, schedule, scaler, engine)
+    writer = CheckpointWriter(checkpoint_dir) if checkpoint_dir is not None else None
+    clock = CheckpointClock(checkpoint_every, checkpoint_minutes * 60.0, start)
+    try:
+        recent = _train(state, start, progress, check, check_steps, writer, clock)
+        if writer is not None:
+            writer.join()  # the phase's end: a write still running finishes first
+    except BaseException:
+        if writer is not None:
+            writer.join(quiet=True)  # no orphan write; the phase's own failure is reported
+        raise
+    finally:
+        if checkpoint_seconds is not None:
+            checkpoint_seconds(writer.seconds if writer is not None else 0.0)
+    if checkpoint_dir is not None:
+        for path in (checkpoint_dir, *_siblings(checkpoint_dir)):
+            if path.exists():
+                shutil.rmtree(path)  # the phase's result is saved by the caller
+    for module in phase.modules.values():
+        module.eval()
+    return sum(recent) / len(recent) if recent else float("nan")
+
+
+def _train(
+    state: TrainingState,
+    start: int,
+    progress: ProgressCallback | None,
+    check: Callable[[int], None] | None,
+    check_steps: Collection[int],
+    writer: CheckpointWriter | None,
+    clock: CheckpointClock,
+) -> list[float]:
+    """The steps from ``start`` on; returns the losses of the last RECENT_STEPS."""
+    phase, engine, scaler = state.phase, state.engine, state.scaler
     trained = [p for group in phase.optimizer.param_groups for p in group["params"]]
     unread: list[Tensor] = []  # detached losses of the steps since the last read [1] each
     recent: list[float] = []
     data = phase.data(start)
     for step in range(start, phase.steps):
         unread.append(train_step(phase, next(data), step, engine, scaler, trained))
-        schedule.step()
+        state.schedule.step()
         done = step + 1
         if done % engine.log_every == 0 or done == phase.steps:
             values = torch.stack(unread).tolist()  # the one wait for the device
@@ -98,18 +152,16 @@ def run_phase(
             try:
                 check(done)
             except Exception:
-                if checkpoint_dir is not None:
-                    _save(phase, schedule, scaler, checkpoint_dir, done)
+                if writer is not None:
+                    writer.save(state, done)  # written whole before the failure goes on
                 raise
             for module in phase.modules.values():
                 module.train()  # the check may have evaluated them
-        if checkpoint_dir is not None and done % checkpoint_every == 0 and done < phase.steps:
-            _save(phase, schedule, scaler, checkpoint_dir, done)
-    if checkpoint_dir is not None and checkpoint_dir.exists():
-        shutil.rmtree(checkpoint_dir)  # the phase's result is saved by the caller
-    for module in phase.modules.values():
-        module.eval()
-    return sum(recent) / len(recent) if recent else float("nan")
+        # a due checkpoint waits for the first step at which the previous one is written
+        if writer is not None and done < phase.steps and clock.due(done) and writer.idle():
+            writer.start(state, done)
+            clock.taken(done)
+    return recent
 
 
 def train_step(
@@ -142,48 +194,278 @@ def train_step(
     return loss.detach().float()
 
 
-def _save(
-    phase: Phase,
-    schedule: LRScheduler,
-    scaler: torch.amp.GradScaler | None,
-    folder: Path,
-    step: int,
-) -> None:
-    partial = folder.with_name(folder.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """Everything a checkpoint holds the state of."""
+
+    phase: Phase
+    schedule: LRScheduler
+    scaler: torch.amp.GradScaler | None
+    engine: Engine
+
+
+class CheckpointClock:
+    """When a checkpoint is due: ``every`` steps (0: never by steps) or ``seconds`` of the
+    host's monotonic clock (0: every step) after the phase's start or the last checkpoint,
+    whichever comes first. It reads no device value: deciding costs a step nothing."""
+
+    def __init__(self, every: int, seconds: float, start: int) -> None:
+        self.every, self.seconds = every, seconds
+        self.taken(start)
+
+    def due(self, done: int) -> bool:
+        if self.every > 0 and done - self.last_step >= self.every:
+            return True
+        return time.monotonic() - self.last_time >= self.seconds
+
+    def taken(self, done: int) -> None:
+        self.last_step, self.last_time = done, time.monotonic()
+
+
+@dataclass
+class Snapshot:
+    """A checkpoint's content copied off the device: every tensor is the snapshot's own, so
+    the training goes on while it is written. On CUDA the copies are in flight until
+    ``copied`` (an event after them on the training's stream) has passed."""
+
+    name: str
+    step: int
+    tensors: dict[str, Tensor]  # the modules' state, keyed <module>.<name>
+    state: dict[str, Any]  # optimizer, schedule, scaler, rng
+    copied: torch.cuda.Event | None = None
+
+
+class CheckpointWriter:
+    """Writes a phase's checkpoints into ``folder`` from one background thread at a time;
+    ``seconds`` is what the step loop spent on them (snapshots and waits)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.seconds = 0.0
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        # pinned host buffers, reused by every snapshot (the previous write is done by then)
+        self._buffers: list[Tensor] = []
+
+    def idle(self) -> bool:
+        """Whether no write is running (without waiting); a failed write raises its error."""
+        if self._thread is not None and self._thread.is_alive():
+            return False
+        self._finish()
+        return True
+
+    def start(self, state: TrainingState, step: int) -> None:
+        """Snapshot the state at ``step`` and write it in the background (the writer is idle)."""
+        began = time.perf_counter()
+        snapshot = take_snapshot(state, step, self._buffers)
+        self._thread = threading.Thread(
+            target=self._write, args=(snapshot,), name=f"checkpoint {snapshot.name}"
+        )
+        self._thread.start()
+        self.seconds += time.perf_counter() - began
+
+    def save(self, state: TrainingState, step: int) -> None:
+        """Snapshot and write at ``step`` now, waiting for a running write first."""
+        self.join()
+        began = time.perf_counter()
+        write_checkpoint(take_snapshot(state, step, self._buffers), self.folder)
+        self.seconds += time.perf_counter() - began
+
+    def join(self, quiet: bool = False) -> None:
+        """Wait for a running write; its error is raised, or with ``quiet`` logged."""
+        if self._thread is not None:
+            began = time.perf_counter()
+            self._thread.join()
+            self.seconds += time.perf_counter() - began
+        try:
+            self._finish()
+        except Exception:
+            if not quiet:
+                raise
+            log.exception("writing the checkpoint %s failed", self.folder)
+
+    def _write(self, snapshot: Snapshot) -> None:
+        try:
+            write_checkpoint(snapshot, self.folder)
+        except BaseException as err:  # raised in the step loop, which decides what it means
+            self._error = err
+
+    def _finish(self) -> None:
+        self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+
+def take_snapshot(state: TrainingState, step: int, buffers: list[Tensor]) -> Snapshot:
+    """The checkpoint of ``state`` at ``step``, copied off the device: on CUDA into the pinned
+    ``buffers`` (reused where shapes match, grown where not) without waiting for the device,
+    on a CPU into clones."""
+    phase, engine = state.phase, state.engine
+    pool = _Copier(buffers)
     tensors = {
-        f"{name}.{key}": value.detach().contiguous().cpu()
+        f"{name}.{key}": pool.copy(value)
         for name, module in phase.modules.items()
         for key, value in module.state_dict().items()
     }
-    save_file(tensors, str(partial / "weights.safetensors"))
-    state = {"optimizer": phase.optimizer.state_dict(), "schedule": schedule.state_dict()}
-    if scaler is not None:
-        state["scaler"] = scaler.state_dict()
-    torch.save(_to_cpu(state), partial / "optimizer.pt")
-    (partial / "state.json").write_text(json.dumps({"step": step, "phase": phase.name}))
+    content: dict[str, Any] = {
+        "optimizer": phase.optimizer.state_dict(),
+        "schedule": state.schedule.state_dict(),
+    }
+    if state.scaler is not None:
+        content["scaler"] = _scaler_state(state.scaler)
+    copied = pool.copy_all(content)
+    copied["rng"] = _rng_state(engine)
+    event = None
+    if pool.on_cuda:
+        event = torch.cuda.Event()  # type: ignore[no-untyped-call]  # unannotated in torch
+        event.record()  # after the copies, on the stream that ran them and the training
+    return Snapshot(phase.name, step, tensors, copied, event)
+
+
+class _Copier:
+    """Copies tensors off the device in order, the i-th into ``buffers[i]``."""
+
+    def __init__(self, buffers: list[Tensor]) -> None:
+        self.buffers, self.used, self.on_cuda = buffers, 0, False
+
+    def copy(self, value: Tensor) -> Tensor:
+        value = value.detach()
+        if not value.is_cuda:
+            return value.clone(memory_format=torch.contiguous_format)
+        self.on_cuda = True
+        index, self.used = self.used, self.used + 1
+        if index == len(self.buffers):
+            self.buffers.append(_pinned_like(value))
+        elif self.buffers[index].shape != value.shape or self.buffers[index].dtype != value.dtype:
+            self.buffers[index] = _pinned_like(value)
+        return self.buffers[index].copy_(value, non_blocking=True)
+
+    def copy_all(self, value: Any) -> Any:  # Any: a state dict's nested containers
+        """``value`` with every tensor in it copied (containers rebuilt, the rest shared:
+        numbers and strings)."""
+        if isinstance(value, Tensor):
+            return self.copy(value)
+        if isinstance(value, dict):
+            return {k: self.copy_all(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.copy_all(v) for v in value)
+        return value
+
+
+def _pinned_like(value: Tensor) -> Tensor:
+    return torch.empty(value.shape, dtype=value.dtype, device="cpu", pin_memory=True)
+
+
+def _scaler_state(scaler: torch.amp.GradScaler) -> dict[str, Any]:
+    """The scaler's state with its scale and growth tracker as tensors: ``state_dict()``
+    would read them from the device (a wait); the writer makes them numbers."""
+    scale = getattr(scaler, "_scale", None)
+    tracker = getattr(scaler, "_growth_tracker", None)
+    if not isinstance(scale, Tensor) or not isinstance(tracker, Tensor):
+        return scaler.state_dict()  # not used yet: its state is plain numbers
+    return {
+        "scale": scale,
+        "growth_factor": scaler.get_growth_factor(),
+        "backoff_factor": scaler.get_backoff_factor(),
+        "growth_interval": scaler.get_growth_interval(),
+        "_growth_tracker": tracker,
+    }
+
+
+def _rng_state(engine: Engine) -> dict[str, Tensor]:
+    """The random generators a step draws from (dropout, L0 gates): the CPU's and, on CUDA,
+    the device's (seed and offset, held on the host: no wait)."""
+    rng = {"cpu": torch.get_rng_state()}
+    if engine.on_gpu:
+        rng["cuda"] = torch.cuda.get_rng_state(engine.device)
+    return rng
+
+
+def write_checkpoint(snapshot: Snapshot, folder: Path) -> None:
+    """Write ``snapshot`` into ``<folder>.partial`` (``state.json`` last, by rename), then put
+    it in the place of the previous checkpoint: a kill at any instant leaves a whole
+    checkpoint in ``folder``, ``.partial`` or ``.old`` (:func:`_settle` finds it)."""
+    if snapshot.copied is not None:
+        snapshot.copied.synchronize()  # the copies off the device have landed
+    partial, old = _siblings(folder)
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    save_file(snapshot.tensors, str(partial / "weights.safetensors"))
+    state = dict(snapshot.state)
+    if "scaler" in state:
+        state["scaler"] = _as_numbers(state["scaler"])
+    torch.save(state, partial / "optimizer.pt")
+    ready = partial / "state.json.tmp"
+    ready.write_text(json.dumps({"step": snapshot.step, "phase": snapshot.name}))
+    os.replace(ready, partial / "state.json")
+    if old.exists():
+        shutil.rmtree(old)
     if folder.exists():
-        shutil.rmtree(folder)
-    partial.rename(folder)  # a crash mid-save leaves the previous checkpoint intact
+        folder.rename(old)
+    partial.rename(folder)
+    if old.exists():
+        shutil.rmtree(old)
 
 
-def _to_cpu(value: object) -> object:
-    """A checkpoint's state with every tensor on the CPU: device-free, it resumes anywhere."""
-    if isinstance(value, Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_to_cpu(v) for v in value)
-    return value
+def _as_numbers(scaler: dict[str, Any]) -> dict[str, Any]:
+    """A scaler state as ``GradScaler.state_dict()`` writes it: numbers, not tensors."""
+    numbers = dict(scaler)
+    for key, kind in (("scale", float), ("_growth_tracker", int)):
+        if isinstance(numbers[key], Tensor):
+            numbers[key] = kind(numbers[key].item())
+    return numbers
+
+
+def _siblings(folder: Path) -> tuple[Path, Path]:
+    """(the checkpoint being written, the previous one while it is replaced)."""
+    return folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".old")
+
+
+def _step_of(folder: Path) -> int | None:
+    """The step of the whole checkpoint in ``folder``, or None (none, or half-written, or
+    half-deleted by an older release's replacement)."""
+    if not all((folder / name).is_file() for name in ("weights.safetensors", "optimizer.pt")):
+        return None
+    try:
+        return int(json.loads((folder / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _settle(folder: Path) -> int | None:
+    """Leave the newest whole checkpoint a kill left in ``folder`` (the one written last,
+    then one mid-replacement, then the one it replaced), no other; returns its step."""
+    partial, old = _siblings(folder)
+    if _step_of(folder) is None:
+        for whole in (partial, old):
+            if _step_of(whole) is not None:
+                if folder.exists():
+                    shutil.rmtree(folder)
+                whole.rename(folder)
+                break
+    for leftover in (partial, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    return _step_of(folder)
 
 
 def _resume(
-    phase: Phase, schedule: LRScheduler, scaler: torch.amp.GradScaler | None, folder: Path | None
+    phase: Phase,
+    schedule: LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    engine: Engine,
+    folder: Path | None,
 ) -> int:
-    if folder is None or not (folder / "state.json").is_file():
+    if folder is None:
         return 0
-
+    step = _settle(folder)
+    if step is None:
+        return 0
     tensors = load_file(folder / "weights.safetensors")
     for name, module in phase.modules.items():
         prefix = name + "."
@@ -196,4 +478,9 @@ def _resume(
     schedule.load_state_dict(state["schedule"])
     if scaler is not None and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
-    return int(json.loads((folder / "state.json").read_text())["step"])
+    rng = state.get("rng", {})  # none in a checkpoint written before they were kept
+    if "cpu" in rng:
+        torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and engine.on_gpu:  # a GPU's checkpoint resumed on a CPU: its own draws
+        torch.cuda.set_rng_state(rng["cuda"], engine.device)
+    return step

@@ -35,7 +35,7 @@ from trainers.training.phases import confusion
 from trainers.trial.artifacts import read_json, write_json
 from trainers.trial.cache_keys import warms_up
 from trainers.trial.task_data import positive_label_id, task_data, task_tables, task_tokenizer
-from trainers.trial.trial_results import SpanTimer
+from trainers.trial.trial_results import CHECKPOINTS_SPAN, SpanTimer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -109,8 +109,27 @@ class TrialServices:
 
     def run_phase(self, phase: Phase, checkpoint: Path) -> None:
         """Run a phase to its end, resuming from (and saving to) ``checkpoint``."""
-        every = self.study.training.checkpoint_every
-        run_phase(phase, checkpoint, every, self.progress, self.engine)
+        run_phase(
+            phase,
+            checkpoint,
+            progress=self.progress,
+            engine=self.engine,
+            **self._checkpoints(phase),
+        )
+
+    def _checkpoints(self, phase: Phase) -> dict[str, Any]:
+        """run_phase's checkpoint arguments: the study's schedule of them, and the span that
+        records what they cost the phase's step loop (``<phase> checkpoints``)."""
+        training = self.study.training
+
+        def record(seconds: float) -> None:
+            self.timer.add(phase.name + CHECKPOINTS_SPAN, seconds)
+
+        return {
+            "checkpoint_every": training.checkpoint_every,
+            "checkpoint_minutes": training.checkpoint_minutes,
+            "checkpoint_seconds": record,
+        }
 
     def run_checked_phase(
         self, phase: Phase, checkpoint: Path, model: Classifier, point: GridPoint, partial: Path
@@ -152,15 +171,14 @@ class TrialServices:
                     )
                 )
 
-        every = self.study.training.checkpoint_every
         run_phase(
             phase,
             checkpoint,
-            every,
-            self.progress,
-            self.engine,
+            progress=self.progress,
+            engine=self.engine,
             check=check,
             check_steps=set(margins) | curve_steps,
+            **self._checkpoints(phase),
         )
 
     def finish_curve(

@@ -23,6 +23,9 @@ WARMUP_TIMER = "warmup"
 FINETUNE_TIMER, TEACHER_EVALUATE_TIMER = "finetune", "teacher evaluate"
 TEACHER_TIMERS = (FINETUNE_TIMER, TEACHER_EVALUATE_TIMER)
 GUIDE_PREFIX = "guide "
+# "<phase> checkpoints": the seconds a phase's step loop spent on its checkpoints (snapshots,
+# waits for the writer), inside the span that times the phase: no cost of their own
+CHECKPOINTS_SPAN = " checkpoints"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +61,7 @@ class TrialResult:
         teacher = sum(
             v
             for k, v in self.phase_seconds.items()
-            if k in TEACHER_TIMERS or k.startswith(GUIDE_PREFIX)
+            if k in TEACHER_TIMERS or (k.startswith(GUIDE_PREFIX) and not _nested(k))
         )
         return warmup, teacher, max(0.0, self.wall_time_s - warmup - teacher)
 
@@ -117,6 +120,11 @@ class TrialResult:
         )
 
 
+def _nested(span: str) -> bool:
+    """A span timed inside another one (counting it would count its seconds twice)."""
+    return span.endswith(CHECKPOINTS_SPAN)
+
+
 def _evidence_json(evidence: StopEvidence) -> dict[str, Any]:
     data = dataclasses.asdict(evidence)
     data["point"] = [evidence.point.n, evidence.point.sparsity]
@@ -145,6 +153,11 @@ class SpanTimer:
         finally:
             key = self.prefix + name
             self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+
+    def add(self, name: str, seconds: float) -> None:
+        """Count ``seconds`` measured elsewhere into the span ``name``."""
+        key = self.prefix + name
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
 
     def prefixed(self, prefix: str) -> SpanTimer:
         return SpanTimer(self.seconds, self.prefix + prefix)
