@@ -281,6 +281,8 @@ CASES = [
        expect="model.num_layers: 1 would cut the fine-tuned classifier"),
     _c("search-tokenizer-not-the-models", "search", "--study", "{p}/small_vocab.toml",
        *OWN_SEARCH, expect="vocab_size is 100"),
+    _c("search-buckets-shorter-than-the-rows", "search", "--study", "{p}/buckets.toml",
+       *OWN_SEARCH, expect="training.length_buckets: "),
     _c("search-longer-than-the-positions", "search", "--study", "{p}/long.toml", *OWN_SEARCH,
        expect="model.max_seq_length: 1024 is more than the 512 tokens the positions of"),
     _c("search-num-layers-beyond-the-model", "search", "--study", "{p}/deep.toml", *OWN_SEARCH,
@@ -398,6 +400,8 @@ def make_project(root: Path, optuna_db: Path, checkpoints: Path) -> Path:
         ),
         "small_vocab.toml": with_model(f'name_or_path = "{checkpoints}/small-vocab"'),
         "deep.toml": with_model(f'name_or_path = "{MINILM}"\nnum_layers = 12'),
+        "buckets.toml": with_model(f'name_or_path = "{MINILM}"')
+        + "[training]\nlength_buckets = [16, 32]\n",
         "long.toml": MODEL.replace("max_seq_length = 64", "max_seq_length = 1024").format(
             model=f'name_or_path = "{MINILM}"'
         ),

@@ -1,7 +1,8 @@
 """Tokenized examples and their batches: :class:`Encoded` (token ids, masks and labels, one row
 per example), :func:`encode` of texts in memory (the warm-up's text; a study's labelled splits
 come from :mod:`trainers.data.tables` and :mod:`trainers.data.token_cache`), and the batch
-orders of training and evaluation.
+orders of training and evaluation, each batch cut to its longest example or padded to a length
+bucket (:mod:`trainers.data.buckets`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from autoprumux.core.errors import DataError
+from trainers.data.buckets import bucket_of, choose_buckets, round_up
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -161,13 +163,17 @@ def batches(
     drop_last: bool = True,
     trim: bool = False,
     group_rows: int = 0,
+    buckets: Sequence[int] = (),
 ) -> Iterator[Encoded]:
     """Batches of ``size`` examples, shuffled when a generator is given; for width N, size is
     B * N so that each batch fills B rows of N instances. With ``trim`` each batch is cut to
     its longest example (dynamic padding): SST-2's sentences average 13 of 64 tokens, a random
     batch of 32 needs about 40. Only for models whose outputs ignore padding
     (``Architecture.ignores_padding``). With ``trim``, a generator and ``group_rows`` = N, each
-    batch holds rows of N of similar length (:func:`length_grouped`), so its cut is short."""
+    batch holds rows of N of similar length (:func:`length_grouped`), so its cut is short.
+    With ``trim`` and ``buckets`` (increasing lengths, :mod:`trainers.data.buckets`), each
+    batch is cut to the smallest bucket that holds its longest example instead (to the data's
+    full length if none does): a few fixed shapes, the same outputs."""
     # drawn on the CPU (one seeded stream on every device), used where the data is
     order = (
         torch.randperm(len(data), generator=generator)
@@ -185,8 +191,47 @@ def batches(
     for start in range(0, stop, size):
         batch = data.rows(on_device[start : start + size])
         if trim:
-            batch = batch.truncated(max(extents[i] for i in in_order[start : start + size]))
+            longest = max(extents[i] for i in in_order[start : start + size])
+            if buckets:  # padding to a bucket: the data is padded to its full length already
+                longest = bucket_of(longest, buckets) or data.input_ids.shape[1]
+            batch = batch.truncated(longest)
         yield batch
+
+
+def batch_cuts(
+    data: Encoded, size: int, group_rows: int = 0, shuffled: bool = True, least: int = 512
+) -> list[int]:
+    """The cut of each batch (its longest example's extent) that :func:`batches` with
+    ``trim`` draws: shuffled (training: whole batches, grouped by length with ``group_rows``)
+    over enough epochs for ``least`` batches (at most 16), from a fixed seed, so that they
+    depend on the data and the batches' composition only; unshuffled (evaluation), every
+    batch in order, the last one partial."""
+    extents = data.extents()
+    if not shuffled:
+        return [max(extents[start : start + size]) for start in range(0, len(extents), size)]
+    per_epoch = len(extents) // size
+    if per_epoch == 0:
+        return []
+    whole = per_epoch * size
+    cuts: list[int] = []
+    for epoch in range(min(16, -(-least // per_epoch))):
+        generator = torch.Generator().manual_seed(epoch)
+        order = torch.randperm(len(extents), generator=generator).tolist()[:whole]
+        if group_rows:
+            order = length_grouped(order, extents, size, group_rows, generator)
+        cuts.extend(max(extents[i] for i in order[s : s + size]) for s in range(0, whole, size))
+    return cuts
+
+
+def chosen_buckets(
+    data: Encoded, size: int, group_rows: int = 0, shuffled: bool = True
+) -> tuple[int, ...]:
+    """Up to 8 bucket lengths for the batches of ``data`` that :func:`batch_cuts` describes
+    (:func:`trainers.data.buckets.choose_buckets`); the largest is the data's full length, or
+    its longest example rounded up to a multiple of 8 where that is shorter."""
+    longest = max(data.extents(), default=1)
+    top = min(data.input_ids.shape[1], round_up(longest))
+    return choose_buckets(batch_cuts(data, size, group_rows, shuffled), top)
 
 
 def length_grouped(
@@ -225,9 +270,10 @@ def endless_batches(
     start_step: int = 0,
     trim: bool = False,
     group_rows: int = 0,
+    buckets: Sequence[int] = (),
 ) -> Iterator[Encoded]:
     """Shuffled batches forever, epoch after epoch; ``start_step`` skips ahead (resume);
-    ``trim`` and ``group_rows`` as in :func:`batches`."""
+    ``trim``, ``group_rows`` and ``buckets`` as in :func:`batches`."""
     if len(data) < size:
         raise DataError(
             "the training split", f"its {len(data)} examples cannot fill one batch of {size}"
@@ -237,7 +283,7 @@ def endless_batches(
     while True:
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         for index, batch in enumerate(
-            batches(data, size, generator, trim=trim, group_rows=group_rows)
+            batches(data, size, generator, trim=trim, group_rows=group_rows, buckets=buckets)
         ):
             if index >= skip:
                 yield batch

@@ -11,18 +11,22 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autoprumux.core.metrics import Metric, score
 from autoprumux.core.study import TrainingSection, WarmupSection
-from trainers.data.splits import Encoded, batches, endless_batches
+from trainers.data.splits import Encoded, batches, chosen_buckets, endless_batches
 from trainers.model.classifier import Classifier
 from trainers.pruning.l0 import L0Module
 from trainers.runtime.device import Engine, adamw
 from trainers.training.loop import Phase
 from trainers.training.retrieval import RetrievalHead, retrieval_loss
+
+logger = logging.getLogger(__name__)
 
 
 def _split_parameters(model: Classifier) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -43,6 +47,46 @@ def _on_device_of(model: nn.Module, data: Encoded) -> Encoded:
     return data.to(next(model.parameters()).device)
 
 
+def padding_buckets(
+    data: Encoded,
+    size: int,
+    group_rows: int,
+    given: tuple[int, ...] = (),
+    shuffled: bool = True,
+) -> tuple[int, ...]:
+    """The lengths the cut batches of ``data`` (``size`` examples each, as
+    :func:`trainers.data.splits.batches` draws them) are padded up to: ``given``
+    (``[training] length_buckets``) when set; else, where the data is on a GPU, up to 8
+    chosen from its lengths (:func:`trainers.data.splits.chosen_buckets`: a compiled step
+    sees a few fixed shapes); else none, each batch cut to its longest row (on a CPU that is
+    faster, and it is today's computation exactly)."""
+    if given:
+        return given
+    if data.device.type != "cuda":
+        return ()
+    chosen = chosen_buckets(data, size, group_rows, shuffled)
+    logger.info("batches of %d padded to the length buckets %s", size, list(chosen))
+    return chosen
+
+
+def training_buckets(
+    model: Classifier,
+    train: Encoded,
+    training: TrainingSection,
+    batch_rows: int | None = None,
+    teacher: Classifier | None = None,
+) -> tuple[int, ...]:
+    """The length buckets of :func:`finetune_phase` and :func:`pruning_phase` (``batch_rows``:
+    the fine-tuning's, the study's by default), what a trial records: () where batches are
+    cut to their longest row (a CPU, buckets not given), or are not cut at all (a model or
+    teacher that attends to padding: a PUBLISHED multiplexed model keeps its full length)."""
+    if not (model.arch.ignores_padding and (teacher is None or teacher.arch.ignores_padding)):
+        return ()
+    size = (batch_rows or training.batch_rows) * model.arch.mux_width
+    group_rows = _grouped_rows(model, training.group_by_length)
+    return padding_buckets(_on_device_of(model, train), size, group_rows, training.length_buckets)
+
+
 def warmup_phase(
     model: Classifier,
     head: RetrievalHead,
@@ -51,8 +95,10 @@ def warmup_phase(
     seed: int,
     steps: int,
     mask_token_id: int | None = None,
+    length_buckets: tuple[int, ...] = (),
 ) -> Phase:
-    """Retrieval warm-up (or masked-LM with ``mask_token_id``) of a multiplexed model."""
+    """Retrieval warm-up (or masked-LM with ``mask_token_id``) of a multiplexed model;
+    ``length_buckets``: the study's ``[training] length_buckets`` (:func:`padding_buckets`)."""
     text = _on_device_of(model, text)
     encoder, new = _split_parameters(model)
     optimizer = adamw(
@@ -64,6 +110,7 @@ def warmup_phase(
     size = settings.batch_rows * model.arch.mux_width
     trim = model.arch.ignores_padding  # the loss reads real tokens only
     group_rows = _grouped_rows(model, settings.group_by_length)
+    buckets = padding_buckets(text, size, group_rows, length_buckets) if trim else ()
 
     def loss(batch: Encoded, step: int) -> Tensor:
         return retrieval_loss(
@@ -76,7 +123,7 @@ def warmup_phase(
         optimizer=optimizer,
         steps=steps,
         loss=loss,
-        data=lambda start: endless_batches(text, size, seed, start, trim, group_rows),
+        data=lambda start: endless_batches(text, size, seed, start, trim, group_rows, buckets),
     )
 
 
@@ -131,6 +178,7 @@ def finetune_phase(
     # the loss reads logits only
     trim = model.arch.ignores_padding and (teacher is None or teacher.arch.ignores_padding)
     group_rows = _grouped_rows(model, training.group_by_length)
+    buckets = training_buckets(model, train, training, batch_rows, teacher)
 
     def loss(batch: Encoded, step: int) -> Tensor:
         logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
@@ -147,7 +195,7 @@ def finetune_phase(
         optimizer=optimizer,
         steps=steps,
         loss=loss,
-        data=lambda start: endless_batches(train, size, seed, start, trim, group_rows),
+        data=lambda start: endless_batches(train, size, seed, start, trim, group_rows, buckets),
         max_grad_norm=training.max_grad_norm,
     )
 
@@ -201,6 +249,7 @@ def pruning_phase(
     # the layer loss reads real tokens only (token_mse), the logits nothing else
     trim = student.arch.ignores_padding and teacher.arch.ignores_padding
     group_rows = _grouped_rows(student, training.group_by_length)
+    buckets = training_buckets(student, train, training, teacher=teacher)
 
     def loss(batch: Encoded, step: int) -> Tensor:
         inputs = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
@@ -235,7 +284,7 @@ def pruning_phase(
         optimizer=optimizer,
         steps=steps,
         loss=loss,
-        data=lambda start: endless_batches(train, size, seed, start, trim, group_rows),
+        data=lambda start: endless_batches(train, size, seed, start, trim, group_rows, buckets),
         decay=(True, False, False),
         max_grad_norm=training.max_grad_norm,
         after_backward=ascend_multipliers,
@@ -258,24 +307,25 @@ def confusion(
     batch_rows: int = 32,
     engine: Engine | None = None,
     num_labels: int | None = None,
+    length_buckets: tuple[int, ...] = (),
 ) -> list[list[int]]:
     """The dev predictions counted by gold and predicted label: ``confusion[gold][predicted]``
     (``num_labels`` square, the model's by default; the study's metric is
     :func:`autoprumux.core.metrics.score` of it). On the model's device in the engine's
     precision; multiplexed models mix consecutive examples, N at a time. One bincount per
     batch, read back to the host once at the end. Every gold label must be in
-    [0, num_labels)."""
+    [0, num_labels). ``length_buckets``: as the training's (:func:`training_buckets`), so
+    that evaluation sees the same shapes; empty, chosen from ``data`` on a GPU
+    (:func:`padding_buckets`)."""
     model.eval()
     device = next(model.parameters()).device
     size = num_labels if num_labels is not None else model.arch.num_labels
     counts = torch.zeros(size * size, dtype=torch.long, device=device)  # [gold * K + predicted]
+    data, rows = data.to(device), batch_rows * model.arch.mux_width
+    trim = model.arch.ignores_padding
+    buckets = padding_buckets(data, rows, 0, length_buckets, shuffled=False) if trim else ()
     with (engine or Engine()).autocast():
-        for batch in batches(
-            data.to(device),
-            batch_rows * model.arch.mux_width,
-            drop_last=False,
-            trim=model.arch.ignores_padding,
-        ):
+        for batch in batches(data, rows, drop_last=False, trim=trim, buckets=buckets):
             logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
             cells = batch.labels * size + logits.argmax(-1)  # [B]
             counts += torch.bincount(cells, minlength=size * size)

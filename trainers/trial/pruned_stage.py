@@ -16,7 +16,6 @@ from trainers.model.checkpoints import load_classifier, save_model
 from trainers.model.classifier import Classifier
 from trainers.pruning.l0 import L0Module
 from trainers.pruning.materialize import materialize, materialized_architecture
-from trainers.runtime.device import numerics
 from trainers.training.phases import finetune_phase, identity_map, pruning_phase, steps_for
 from trainers.trial.artifacts import write_json
 from trainers.trial.stages import RunningTrial
@@ -83,6 +82,6 @@ def build_pruned(
                 "achieved_sparsity": 1 - prunable_params(small.arch) / dense,
                 "expected_sparsity": float(l0.expected_sparsity().detach()),
                 "cofi_rule_sparsity": 1 - cofi_rule / dense,
-                "numerics": numerics(trial.engine),
+                "numerics": trial.numerics(),
             },
         )

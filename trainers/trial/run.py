@@ -142,7 +142,7 @@ def _stopped(
         wall_time_s=wall_time_s,
         reused=tuple(trial.reused),
         seed=trial.seed,
-        numerics=numerics(trial.engine),
+        numerics=trial.numerics(),
         curve=trial.curves.get(evidence.point),
         stop=evidence,
     )

@@ -29,9 +29,9 @@ from autoprumux.core.study import Study
 from trainers.data.splits import Encoded
 from trainers.model.architecture import multiplexing_fields
 from trainers.model.classifier import Classifier, set_dropout
-from trainers.runtime.device import Engine
+from trainers.runtime.device import Engine, numerics
 from trainers.training.loop import Phase, run_phase
-from trainers.training.phases import confusion
+from trainers.training.phases import confusion, padding_buckets
 from trainers.trial.artifacts import read_json, write_json
 from trainers.trial.cache_keys import warms_up
 from trainers.trial.task_data import positive_label_id, task_data, task_tables, task_tokenizer
@@ -68,9 +68,26 @@ class TrialServices:
             )
             self.train: Encoded = train
             self.dev: Encoded = dev
+            training = study.training
+            # the lengths batches are padded to (fixed shapes on a GPU; none, cut to their
+            # longest row, on a CPU unless the study gives them): evaluation pads to the same
+            self.length_buckets: tuple[int, ...] = padding_buckets(
+                train,
+                training.batch_rows * n,
+                n if training.group_by_length else 0,
+                training.length_buckets,
+            )
             self.label_names = task_tables(study).label_names  # the classifier's, in id order
             # the label whose F1 metric = "f1" is (the second label unless the study names one)
             self.positive_label_id = positive_label_id(study, self.label_names)
+
+    def numerics(self) -> dict[str, Any]:
+        """What the trial's numbers depend on (:func:`trainers.runtime.device.numerics`), and
+        the length buckets its batches were padded to, where there are any."""
+        record = numerics(self.engine)
+        if self.length_buckets:
+            record["length_buckets"] = list(self.length_buckets)
+        return record
 
     def overrides(self) -> dict[str, Any]:
         """Architecture fields of the base model at width N (load_pretrained's overrides)."""
@@ -103,7 +120,12 @@ class TrialServices:
         """The model's dev score in the study's metric (``[study] metric``; accuracy: a
         fraction)."""
         counts = confusion(
-            model, self.dev, self.study.training.batch_rows, self.engine, len(self.label_names)
+            model,
+            self.dev,
+            self.study.training.batch_rows,
+            self.engine,
+            len(self.label_names),
+            self.length_buckets,
         )
         return score(self.study.study.metric, counts, self.positive_label_id)
 

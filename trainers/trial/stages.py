@@ -71,6 +71,10 @@ class RunningTrial(Protocol):
         """The last phase's curve, its final accuracy at its end."""
         ...
 
+    def numerics(self) -> dict[str, Any]:
+        """What the trial's numbers depend on: the engine's, and its length buckets."""
+        ...
+
     def accuracy(self, model: Classifier) -> float:
         """The dev score in the study's metric (accuracy: a fraction)."""
         ...

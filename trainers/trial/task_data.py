@@ -18,6 +18,7 @@ from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.metrics import Metric
 from autoprumux.core.package_paths import PACKAGE_SCHEME
 from autoprumux.core.study import Study
+from trainers.data.buckets import check_buckets
 from trainers.data.splits import Encoded
 from trainers.data.tables import TaskTables, load_tables
 from trainers.data.token_cache import encoded_table
@@ -175,6 +176,7 @@ def check_model_fits(study: Study, label_names: tuple[str, ...]) -> bool:
                 "leave it at 0, or set fine_tuned = false to train a cut model",
                 where,
             )
+    check_buckets(study.training.length_buckets, model.max_seq_length)
     _check_multiplexed_family(study, family_of(config).value, where)
     return fine_tuned
 

@@ -18,7 +18,6 @@ import torch
 from autoprumux.core.grid import GridPoint
 from trainers.model.checkpoints import load_pretrained, save_model
 from trainers.model.label_map import permute_head
-from trainers.runtime.device import numerics
 from trainers.training.phases import finetune_phase, steps_for
 from trainers.trial.artifacts import write_json
 from trainers.trial.stages import RunningTrial
@@ -65,7 +64,7 @@ def build_teacher(trial: RunningTrial, partial: Path, from_checkpoint: bool = Fa
                 "curve": trial.finish_curve(point, phase.name, steps, final, partial).to_json(),
                 "token_recovery": recovery,
                 "steps": steps,
-                "numerics": numerics(trial.engine),
+                "numerics": trial.numerics(),
                 "teacher": TRAINED,
             },
         )
@@ -89,7 +88,7 @@ def build_checkpoint_teacher(trial: RunningTrial, partial: Path) -> None:
             "curve": None,
             "token_recovery": None,
             "steps": 0,
-            "numerics": numerics(trial.engine),
+            "numerics": trial.numerics(),
             "teacher": CHECKPOINT,
             "checkpoint": study.model.name_or_path,
             # the checkpoint's label id of each of the data's labels, in the data's order

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from trainers.data.splits import encode, read_unlabelled_text
 from trainers.model.checkpoints import load_pretrained, save_model
-from trainers.runtime.device import numerics
 from trainers.training.phases import warmup_phase
 from trainers.training.retrieval import RetrievalHead, token_recovery
 from trainers.trial.artifacts import write_json
@@ -35,7 +34,8 @@ def build_warmup(trial: RunningTrial, partial: Path) -> None:
     )
     dev_text = trial.dev.truncated(warmup.max_length)
     steps = warmup.steps_per_instance * trial.n
-    phase = warmup_phase(model, head, text, warmup, trial.seed, steps)
+    buckets = study.training.length_buckets  # given: the warm-up's too; else chosen on a GPU
+    phase = warmup_phase(model, head, text, warmup, trial.seed, steps, length_buckets=buckets)
     with trial.timer(WARMUP_TIMER):
         trial.run_phase(phase, partial / "warmup-checkpoint")
         if warmup.mlm_steps:
@@ -47,6 +47,7 @@ def build_warmup(trial: RunningTrial, partial: Path) -> None:
                 trial.seed + 1,
                 warmup.mlm_steps,
                 mask_token_id=trial.tokenizer.mask_token_id,
+                length_buckets=buckets,
             )
             trial.run_phase(phase, partial / "mlm-checkpoint")
     save_model(model, partial)
@@ -56,6 +57,6 @@ def build_warmup(trial: RunningTrial, partial: Path) -> None:
             "token_recovery": token_recovery(model, head, dev_text),
             "steps": steps,
             "mlm_steps": warmup.mlm_steps,
-            "numerics": numerics(trial.engine),
+            "numerics": trial.numerics(),
         },
     )
