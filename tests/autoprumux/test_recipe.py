@@ -26,6 +26,8 @@ def test_the_recipe_settings_are_exactly_the_fields_that_decide_results():
         "grid.n",
         "grid.sparsity",
         "training.checkpoint_every",
+        "training.checkpoint_minutes",
+        "training.length_buckets",
         "training.compile",
         *(f"throughput.{name}" for name in ("device", "dtype", "batch_rows", "passes")),
         *(f"throughput.{name}" for name in ("examples_per_pass", "warmup_passes", "threads")),
