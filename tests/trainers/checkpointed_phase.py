@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))  # run as a script too
+from random_batches import random_encoded  # noqa: E402
+
 from autoprumux.core.study import TrainingSection
-from trainers.data.splits import Encoded
 from trainers.model.architecture import Architecture
 from trainers.model.classifier import Classifier
 from trainers.pruning.l0 import L0Module
@@ -33,22 +35,13 @@ ARCH = Architecture.dense(
 )
 
 
-def tiny_data(rows: int = 64, length: int = 12) -> Encoded:
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, 200, (rows, length), generator=generator)
-    mask = torch.ones_like(ids)
-    mask[::3, length // 2 :] = 0
-    labels = torch.randint(0, 2, (rows,), generator=generator)
-    return Encoded(ids, mask, torch.zeros_like(ids), labels)
-
-
 def main(steps: int, folder: Path | None) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the same weights in every process; the draws come from the checkpoint
     student, teacher, l0 = Classifier(ARCH), Classifier(ARCH).eval(), L0Module(ARCH)
     assert ARCH.hidden_dropout > 0  # the masks a resumed phase must draw again
     phase = pruning_phase(
-        student, teacher, l0, identity_map(32), tiny_data(), TrainingSection(batch_rows=4),
+        student, teacher, l0, identity_map(32), random_encoded(64), TrainingSection(batch_rows=4),
         steps, steps // 2, 0.5, 0,
     )  # fmt: skip
     run_phase(

@@ -26,7 +26,8 @@ from trainers.training.phases import identity_map, pruning_phase
 
 SCRIPT = Path(__file__).with_name("checkpointed_phase.py")
 sys.path.insert(0, str(SCRIPT.parent))
-from checkpointed_phase import ARCH, tiny_data  # noqa: E402
+from checkpointed_phase import ARCH  # noqa: E402
+from random_batches import random_encoded  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +45,16 @@ def pruning(steps: int) -> loop.Phase:
     student, teacher, l0 = Classifier(ARCH), Classifier(ARCH).eval(), L0Module(ARCH)
     training = TrainingSection(batch_rows=4)
     return pruning_phase(
-        student, teacher, l0, identity_map(32), tiny_data(), training, steps, steps // 2, 0.5, 0
+        student,
+        teacher,
+        l0,
+        identity_map(32),
+        random_encoded(64),
+        training,
+        steps,
+        steps // 2,
+        0.5,
+        0,
     )
 
 

@@ -13,6 +13,7 @@ import time
 
 import pytest
 import torch
+from random_batches import random_encoded
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree
 
@@ -20,7 +21,6 @@ from autoprumux.cli.main import main
 from autoprumux.core.errors import FieldError
 from autoprumux.core.records import TrialStatus
 from autoprumux.core.study import TrainingSection, WarmupSection, load_study
-from trainers.data.splits import Encoded
 from trainers.model.checkpoints import load_pretrained
 from trainers.model.classifier import Classifier
 from trainers.pruning.l0 import L0Module
@@ -56,15 +56,6 @@ class CreatedOn(TorchFunctionMode):
         return out
 
 
-def fake_data(rows: int, length: int = 12) -> Encoded:
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, 200, (rows, length), generator=generator)
-    mask = torch.ones_like(ids)
-    mask[::3, length // 2 :] = 0
-    labels = torch.randint(0, 2, (rows,), generator=generator)
-    return Encoded(ids, mask, torch.zeros_like(ids), labels)
-
-
 def phases_of(arch, data, training) -> list[Phase]:  # type: ignore[no-untyped-def]
     student, teacher = Classifier(arch).to(META), Classifier(arch).to(META)
     l0 = L0Module(arch).to(META)
@@ -80,7 +71,7 @@ def phases_of(arch, data, training) -> list[Phase]:  # type: ignore[no-untyped-d
 @pytest.mark.parametrize("width", [1, 2])
 def test_a_training_step_of_every_task_phase_stays_on_the_device(tiny_arch, width):
     arch = dataclasses.replace(tiny_arch, mux_width=width)
-    data = fake_data(48).to(META)  # the trial moves its splits once; batches are drawn there
+    data = random_encoded(48).to(META)  # the trial moves its splits once; batches are drawn there
     training = TrainingSection(batch_rows=4)
     engine = Engine(device=META)
     phases = phases_of(arch, data, training)  # models are built on the CPU, then moved
@@ -107,7 +98,7 @@ def test_the_warmup_trains_only_parameters_on_the_models_device(tiny_arch):
     draws positions with unique(), which has no meta kernel; the GPU test runs it)."""
     student = Classifier(dataclasses.replace(tiny_arch, mux_width=2)).to(META)
     settings = WarmupSection(batch_rows=4, positions=4, negatives=8)
-    phase = warmup_phase(student, RetrievalHead(student), fake_data(48), settings, 0, 4)
+    phase = warmup_phase(student, RetrievalHead(student), random_encoded(48), settings, 0, 4)
     trained = [p for group in phase.optimizer.param_groups for p in group["params"]]
     assert {p.device for p in trained} == {META}
     assert {p.device for m in phase.modules.values() for p in m.parameters()} == {META}
@@ -115,7 +106,7 @@ def test_the_warmup_trains_only_parameters_on_the_models_device(tiny_arch):
 
 def test_the_loss_is_read_at_the_logging_cadence_and_a_nan_names_its_step(tiny_arch):
     model = Classifier(tiny_arch)
-    data = fake_data(48)
+    data = random_encoded(48)
     phase = finetune_phase(model, data, 12, 1e-3, 4, 0, TrainingSection(batch_rows=4))
     seen = []
     run_phase(phase, progress=lambda p: seen.append(p.step), engine=Engine(log_every=5))
@@ -304,7 +295,7 @@ def test_bf16_training_learns_on_cuda(tiny_sources):
 
 @pytest.mark.gpu
 def test_a_gpu_checkpoint_resumes_on_the_cpu(tiny_arch, tmp_path):
-    data = fake_data(48)
+    data = random_encoded(48)
     training = TrainingSection(batch_rows=4)
 
     class Stop(Exception):
