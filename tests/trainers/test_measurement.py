@@ -131,6 +131,33 @@ def test_timing_a_model_leaves_the_callers_random_stream_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_timing_a_model_in_another_precision_leaves_the_callers_model_as_it_was(training):
+    # a trial times its (N, 0) teacher in the table's dtype, then distils from it: the
+    # teacher must stay in the precision (and mode) it trained in
+    from trainers.deploy.timing import as_timed, measure_one
+    from trainers.model.classifier import Classifier
+
+    arch = Architecture.dense(
+        num_layers=1, hidden_size=16, num_heads=2, intermediate_size=32, vocab_size=200
+    ).with_mux(2)
+    model = Classifier(arch).train(training)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = ThroughputSection(
+        batch_rows=2, examples_per_pass=8, trial_examples_per_pass=8, dtype="bfloat16"
+    )
+    assert measure_one(model, settings, 8) > 0
+    assert model.training is training
+    for key, value in model.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, before[key]), key
+    timed = as_timed(model, torch.device("cpu"), torch.bfloat16)
+    assert timed is not model and not timed.training
+    assert torch.equal(timed.mux.keys, model.mux.keys.to(torch.bfloat16))
+    # nothing to change: the model itself is timed
+    model.eval()
+    assert as_timed(model, torch.device("cpu"), torch.float32) is model
+
+
 def test_float32_is_timed_without_tf32_whatever_the_process_set(monkeypatch):
     # a GPU training turns TF32 on for its process; the trial's timing after it must still be
     # IEEE float32, as a table measured in a fresh process is (the flags exist without CUDA)

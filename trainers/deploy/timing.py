@@ -70,8 +70,8 @@ def measure(
     rows_used: dict[MeasureKey, int] = {}
     with strict_float32():
         for key, (point, model, _) in keyed.items():
-            model = model.to(device=device, dtype=dtype).eval()
-            runs[key], rows_used[key] = fitting_pass(model, point.n, settings, seq_len, device)
+            timed = as_timed(model, torch.device(device), dtype)
+            runs[key], rows_used[key] = fitting_pass(timed, point.n, settings, seq_len, device)
         with torch.inference_mode():
             timings = time_round_robin(
                 runs, settings.passes, settings.warmup_passes, sync, progress=progress
@@ -136,6 +136,18 @@ def fitting_pass(
     raise MeasureError(
         f"even one row of {width} sequences of {seq_len} tokens does not fit in memory"
     )
+
+
+def as_timed(model: Classifier, device: torch.device, dtype: torch.dtype) -> Classifier:
+    """The model as the harness times it: on ``device``, in ``dtype``, in eval mode. A copy
+    where that changes anything: the caller's model (a teacher about to be distilled from, a
+    model still training) keeps its device, precision and mode."""
+    weight = next(model.parameters())
+    if weight.device == device and weight.dtype == dtype and not model.training:
+        return model
+    timed = Classifier(model.arch).to(device=device, dtype=dtype)
+    timed.load_state_dict(model.state_dict())  # the weights and the multiplexer's keys
+    return timed.eval()
 
 
 def measure_one(model: Classifier, settings: ThroughputSection, seq_len: int) -> float:
