@@ -550,6 +550,12 @@ def check_resources(request: SearchRequest, gpus: float) -> None:
     ):
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise FieldError(option, f"{value:g} is not allowed; give a number >= 0")
+    if request.gpus_per_trial > 1:
+        raise FieldError(
+            "--gpus-per-trial",
+            f"{request.gpus_per_trial:g} is more than one GPU: a trial trains on one GPU; give "
+            "1, or a share of one (0.25: four trials a GPU)",
+        )
     if gpus > 0 and request.gpus_per_trial == 0:
         raise FieldError(
             "--gpus-per-trial",

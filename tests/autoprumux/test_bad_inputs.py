@@ -183,6 +183,8 @@ CASES = [
     # search: options, names and outputs, all before the storage is opened
     _c("search-gpus-per-trial-0", *SEARCH, *REPLAY, "--gpus", "1", "--gpus-per-trial", "0",
        expect="--gpus-per-trial"),
+    _c("search-gpus-per-trial-2", *SEARCH, *REPLAY, "--gpus", "4", "--gpus-per-trial", "2",
+       expect="--gpus-per-trial: 2 is more than one GPU: a trial trains on one GPU"),
     _c("search-cpus-per-trial-negative", *SEARCH, *REPLAY, "--cpus-per-trial", "-1",
        expect="--cpus-per-trial"),
     _c("search-gpus-negative", *SEARCH, *REPLAY, "--gpus", "-1", expect="--gpus"),
