@@ -54,6 +54,7 @@ _Dataclass = TypeVar("_Dataclass", bound=_DataclassInstance)
 
 SCHEMA_VERSION = 1
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # [training] precision
+DETERMINISTIC = ("off", "strict")  # [training] deterministic
 EVERY = tuple(EVERY_STAGE)  # a field every artifact's build reads
 TASK_STAGES = (Stage.TEACHER, Stage.TRIAL)  # the task phases' artifacts: not the warm-up
 # Fields earlier releases accepted and this one ignores, with why: a study file that still sets
@@ -659,9 +660,23 @@ class TrainingSection:
             Effect.SPEED, "`torch.compile` the trained models (faster steps after a compile)"
         ),
     )
+    # Like `compile`: on a GPU it changes float sums (run to run under "off"), not what is
+    # learned; a CPU's kernels are deterministic either way. Each artifact records it.
+    deterministic: str = field(
+        default="off",
+        metadata=about(
+            Effect.SPEED,
+            "`off` (the fastest kernels; two GPU runs may differ in the last bits) or `strict` "
+            "(a GPU run repeats bit for bit, slower; a kernel without a deterministic form "
+            "fails the trial, naming it) ([reproducibility]"
+            "(training.md#devices-precision-and-reproducibility))",
+            added_later=True,
+        ),
+    )
 
     def __post_init__(self) -> None:
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("deterministic", self.deterministic, DETERMINISTIC)
         epochs = ("finetune", "pruning", "lagrangian_warmup", "post_pruning")
         for name in epochs:
             _check_range(f"{name}_epochs", getattr(self, f"{name}_epochs"), 0.0, None)

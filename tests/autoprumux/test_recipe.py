@@ -29,6 +29,7 @@ def test_the_recipe_settings_are_exactly_the_fields_that_decide_results():
         "training.checkpoint_minutes",
         "training.length_buckets",
         "training.compile",
+        "training.deterministic",
         *(f"throughput.{name}" for name in ("device", "dtype", "batch_rows", "passes")),
         *(f"throughput.{name}" for name in ("examples_per_pass", "warmup_passes", "threads")),
         "throughput.trial_examples_per_pass",

@@ -127,6 +127,7 @@ SETTINGS = [
     ("training.precision", "fp32", {}, 2, NOTHING),
     ("training.precision", "bf16", {}, 2, EVERY),
     ("training.compile", True, {}, 2, NOTHING),
+    ("training.deterministic", "strict", {}, 2, NOTHING),  # which kernels sum, recorded
     ("training.group_by_length", True, {}, 2, TASK_MODELS),
     ("warmup.group_by_length", True, {}, 2, EVERY),
     ("warmup.group_by_length", True, {}, 1, NOTHING),

@@ -6,11 +6,16 @@
 - ``[training] precision = "auto" | "fp32" | "bf16" | "fp16"`` (:func:`resolve_precision`):
   auto is bf16 autocast on a GPU that has it, fp16 autocast with a gradient scaler on one that
   does not, and fp32 on a CPU. Parameters and optimizer state stay fp32 in every mode.
-- On CUDA, float32 matmuls use TF32 (:func:`configure`), and cuBLAS/cuDNN run their
-  deterministic kernels. One kernel has no deterministic form: the backward of
-  ``scaled_dot_product_attention`` (cuDNN or memory-efficient attention), so two GPU runs of a
-  trial can differ in the last bits; the trial records it (``nondeterministic``) instead of
-  warning at every step. The math backend would be deterministic, at several times the memory.
+- On CUDA, float32 matmuls use TF32 (:func:`configure`).
+- ``[training] deterministic = "off" | "strict"`` (:func:`deterministic_switches`): ``off``
+  lets CUDA pick its fastest kernels, some of which add in a different order on every run
+  (the flash / memory-efficient / cuDNN attention backward, autotuned cuDNN), so two GPU runs
+  of a trial differ in the last bits and then drift; ``strict`` turns on
+  ``torch.use_deterministic_algorithms`` (an op with no deterministic CUDA form raises, and the
+  trial fails naming it: :func:`nondeterministic_op`), cuDNN's deterministic kernels, cuBLAS's
+  fixed workspace, and the math attention backend (deterministic; it holds the full
+  ``[B, heads, L, L]`` attention matrix, which the fused backends never do). A CPU's kernels
+  are deterministic either way.
 
 Everything a trial's numerics depend on is recorded with its result (:func:`numerics`).
 """
@@ -23,7 +28,6 @@ import os
 import platform
 import re
 import threading
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,11 +35,19 @@ from typing import Any, TypeVar
 import torch
 
 from autoprumux.core.errors import FieldError
-from autoprumux.core.study import PRECISIONS
+from autoprumux.core.study import DETERMINISTIC, PRECISIONS
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:INDEX"
-# kernels with no deterministic CUDA form that a training step runs (see the module docstring)
+# kernels a training step runs on CUDA under deterministic = "off" that add in a different
+# order on every run (a strict engine runs deterministic forms, or fails naming the op)
 NONDETERMINISTIC_ON_CUDA = ("scaled_dot_product_attention backward",)
+# cuBLAS's deterministic workspaces (its documentation): 8 buffers of 4 MiB or of 16 KiB
+CUBLAS_DETERMINISTIC_WORKSPACES = (":4096:8", ":16:8")
+# torch's RuntimeError for an op with no deterministic form under use_deterministic_algorithms
+# (found anywhere: torch.compile wraps it in its own error)
+_NO_DETERMINISTIC_FORM = re.compile(r"(\S+) does not have a deterministic implementation")
+# and for cuBLAS when its workspace setting came too late (a cuBLAS call before configure)
+_CUBLAS_NOT_DETERMINISTIC = "this operation is not deterministic because it uses CuBLAS"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _Module = TypeVar("_Module", bound=torch.nn.Module)
 
@@ -125,16 +137,29 @@ class Engine:
     device: torch.device = torch.device("cpu")
     precision: Precision = Precision.FP32
     compile: bool = False  # torch.compile every trained model (opt-in: [training] compile)
+    deterministic: str = "off"  # [training] deterministic: "off" or "strict" (on CUDA)
     # steps between reads of the loss: each read waits for the device (free on a CPU)
     log_every: int = 1
 
     @classmethod
-    def resolve(cls, device: str, precision: str = "auto", compile: bool = False) -> Engine:
+    def resolve(
+        cls,
+        device: str,
+        precision: str = "auto",
+        compile: bool = False,
+        deterministic: str = "off",
+    ) -> Engine:
+        if deterministic not in DETERMINISTIC:
+            raise FieldError(
+                "training.deterministic",
+                f"{deterministic!r} is not one of: {', '.join(DETERMINISTIC)}",
+            )
         where = resolve_device(device)
         engine = cls(
             device=where,
             precision=resolve_precision(precision, where),
             compile=compile,
+            deterministic=deterministic,
             log_every=GPU_LOG_EVERY if where.type == "cuda" else 1,
         )
         configure(engine)
@@ -176,18 +201,83 @@ def adamw(groups: list[dict[str, Any]]) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, fused=True if on_gpu else None)
 
 
+def deterministic_switches(setting: str) -> dict[str, bool]:
+    """torch's process-wide CUDA switches for ``[training] deterministic``: ``strict`` runs
+    only deterministic kernels (and the math attention, the one whose backward is); ``off``
+    leaves the fused attention backends on and lets cuDNN time its algorithms."""
+    strict = {"strict": True, "off": False}[setting]
+    return {
+        "deterministic_algorithms": strict,  # raises on an op without a deterministic form
+        "cudnn_deterministic": strict,
+        "cudnn_benchmark": not strict,  # timed algorithm choice: can differ run to run
+        "flash_sdp": not strict,  # the fused attention backwards add with atomics
+        "mem_efficient_sdp": not strict,
+        "cudnn_sdp": not strict,
+        "math_sdp": True,  # the fallback every input can take
+    }
+
+
+def apply_switches(switches: dict[str, bool]) -> None:
+    """Set torch's process-wide switches (they exist without CUDA: a CPU test can read them).
+    cuBLAS reads its workspace setting at its first call, so a strict engine sets it first."""
+    strict = switches["deterministic_algorithms"]
+    if strict and os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in CUBLAS_DETERMINISTIC_WORKSPACES:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_DETERMINISTIC_WORKSPACES[0]
+    torch.use_deterministic_algorithms(strict)  # warn_only off: strict means it
+    torch.backends.cudnn.deterministic = switches["cudnn_deterministic"]
+    torch.backends.cudnn.benchmark = switches["cudnn_benchmark"]
+    torch.backends.cuda.enable_flash_sdp(switches["flash_sdp"])
+    torch.backends.cuda.enable_mem_efficient_sdp(switches["mem_efficient_sdp"])
+    torch.backends.cuda.enable_cudnn_sdp(switches["cudnn_sdp"])
+    torch.backends.cuda.enable_math_sdp(switches["math_sdp"])
+
+
+def current_switches() -> dict[str, bool]:
+    """The switches as torch has them now (to check a configured engine, or restore them)."""
+    cuda = torch.backends.cuda  # its *_sdp_enabled readers are unannotated in torch
+    return {
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "flash_sdp": cuda.flash_sdp_enabled(),  # type: ignore[no-untyped-call]
+        "mem_efficient_sdp": cuda.mem_efficient_sdp_enabled(),  # type: ignore[no-untyped-call]
+        "cudnn_sdp": cuda.cudnn_sdp_enabled(),  # type: ignore[no-untyped-call]
+        "math_sdp": cuda.math_sdp_enabled(),  # type: ignore[no-untyped-call]
+    }
+
+
 def configure(engine: Engine) -> None:
-    """Process-wide switches for the engine's device: TF32 matmuls and deterministic kernels
-    on CUDA (cuBLAS needs its workspace setting before its first call)."""
+    """Process-wide switches for the engine's device: on CUDA, TF32 matmuls and the
+    ``deterministic`` setting's kernels. A CPU engine leaves them alone (its kernels are
+    deterministic either way, and torch's default mode stays the caller's)."""
     if not engine.on_gpu:
         return
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.backends.cuda.matmul.allow_tf32 = True
+    apply_switches(deterministic_switches(engine.deterministic))
+    torch.backends.cuda.matmul.allow_tf32 = True  # deterministic too: fewer mantissa bits
     torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    warnings.filterwarnings("ignore", r".*Attention defaults to a non-deterministic algorithm")
     torch.cuda.set_device(engine.device)
+
+
+def nondeterministic_op(err: BaseException) -> str | None:
+    """The op a strict engine refused (named in torch's RuntimeError), else None."""
+    if not isinstance(err, RuntimeError):
+        return None
+    if _CUBLAS_NOT_DETERMINISTIC in str(err):
+        return "cuBLAS without CUBLAS_WORKSPACE_CONFIG before its first call"
+    match = _NO_DETERMINISTIC_FORM.search(str(err))
+    return match.group(1) if match else None
+
+
+def refused_reason(err: BaseException) -> str | None:
+    """A failed trial's one-line reason when a strict engine refused an op, else None (the
+    error is some other bug: re-raise it)."""
+    op = nondeterministic_op(err)
+    if op is None:
+        return None
+    return (
+        f'[training] deterministic = "strict": {op} has no deterministic form on CUDA; '
+        'use "off" (two runs then differ in the last bits)'
+    )
 
 
 def numerics(engine: Engine) -> dict[str, Any]:
@@ -203,12 +293,13 @@ def numerics(engine: Engine) -> dict[str, Any]:
         "compile": engine.compile,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "deterministic": engine.deterministic,
     }
     if engine.on_gpu:
         record["cuda"] = torch.version.cuda
         record["tf32"] = torch.backends.cuda.matmul.allow_tf32
-        record["nondeterministic"] = list(NONDETERMINISTIC_ON_CUDA)
+        if engine.deterministic == "off":
+            record["nondeterministic"] = list(NONDETERMINISTIC_ON_CUDA)
     return record
 
 

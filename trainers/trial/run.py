@@ -44,7 +44,7 @@ from trainers.model.architecture import Pooling
 from trainers.model.checkpoints import CheckpointError, load_pretrained
 from trainers.model.classifier import Classifier
 from trainers.model.label_map import is_fine_tuned
-from trainers.runtime.device import Engine, numerics, thread_count
+from trainers.runtime.device import Engine, numerics, refused_reason, thread_count
 from trainers.training.loop import Diverged
 from trainers.trial.cache_keys import (
     TeacherFolders,
@@ -95,7 +95,9 @@ def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> Tria
     study, n, sparsity = spec.study, spec.n, spec.sparsity
     seed = study.study.seed if spec.seed is None else spec.seed
     training = study.training
-    engine = Engine.resolve(spec.device, training.precision, training.compile)
+    engine = Engine.resolve(
+        spec.device, training.precision, training.compile, training.deterministic
+    )
     timer = SpanTimer()
     with thread_count(spec.threads or os.cpu_count() or 1):
         trial = _Trial(
@@ -105,8 +107,15 @@ def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> Tria
             result = trial.run(sparsity)
         except StoppedEarly as stopped:
             return _stopped(trial, sparsity, stopped.evidence, time.perf_counter() - started)
-        except (Diverged, torch.OutOfMemoryError) as err:
-            reason = str(err) if isinstance(err, Diverged) else _out_of_memory(engine, study, n)
+        except (Diverged, torch.OutOfMemoryError, RuntimeError) as err:
+            if isinstance(err, Diverged):
+                reason = str(err)
+            elif isinstance(err, torch.OutOfMemoryError):
+                reason = _out_of_memory(engine, study, n)
+            elif (refused := refused_reason(err)) is not None:
+                reason = refused  # a strict engine met an op with no deterministic form
+            else:
+                raise
             return TrialResult(
                 task=study.task,
                 n=n,
@@ -328,7 +337,7 @@ def warm_up(
             "already, so there is nothing to warm up; leave it empty to warm up the base model"
         )
     training = study.training
-    engine = Engine.resolve(device, training.precision, training.compile)
+    engine = Engine.resolve(device, training.precision, training.compile, training.deterministic)
     trial = _Trial(study, n, study.study.seed, SpanTimer(), progress, engine)
     _, recovery = trial.warmed_up()
     return {
