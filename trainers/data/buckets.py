@@ -113,30 +113,14 @@ def choose_buckets(
     return next(buckets for total, buckets in sets if total <= (1 + tolerance) * least)
 
 
-def check_buckets(
-    buckets: Sequence[int], max_seq_length: int, lengths: Sequence[int] | None = None
-) -> None:
+def check_buckets(buckets: Sequence[int], max_seq_length: int) -> None:
     """Refuse, in one line, ``[training] length_buckets`` that cannot hold the data's longest
-    row: without ``lengths``, when the largest bucket is below ``max_seq_length`` (checkable
-    from the study alone); with the data's token ``lengths`` (per sentence, 1 + its last real
-    position), only when the longest of them, truncated to ``max_seq_length``, is longer than
-    the largest bucket. Empty buckets (chosen from the data) always hold it."""
-    if not buckets:
-        return
-    largest = max(buckets)
-    if lengths is None:
-        if largest < max_seq_length:
-            raise FieldError(
-                FIELD,
-                f"the largest bucket {largest} is below model.max_seq_length {max_seq_length}; "
-                f"make the last bucket at least {max_seq_length}, or leave the list empty",
-            )
-        return
-    longest = min(max(lengths, default=0), max_seq_length)
-    if longest > largest:
+    row: a largest bucket below ``max_seq_length`` (rows are cut to it; checkable from the
+    study alone). Empty buckets (chosen from the data) always hold it."""
+    if buckets and max(buckets) < max_seq_length:
+        largest = max(buckets)
         raise FieldError(
             FIELD,
-            f"the largest bucket {largest} cannot hold the data's longest row of {longest} "
-            f"tokens (model.max_seq_length {max_seq_length}); make the last bucket at least "
-            f"{longest}, or leave the list empty",
+            f"the largest bucket {largest} is below model.max_seq_length {max_seq_length}; "
+            f"make the last bucket at least {max_seq_length}, or leave the list empty",
         )
