@@ -32,6 +32,7 @@ from transformers import (
     XLMRobertaConfig,
 )
 
+from autoprumux.core.errors import FieldError
 from trainers.model.architecture import Architecture, Family
 from trainers.model.checkpoints import (
     CheckpointError,
@@ -135,6 +136,19 @@ def test_an_unsupported_model_type_is_one_line(model_type, tmp_path):
     assert message == (
         f"model {str(tmp_path)!r}: config.json model_type: {model_type!r} is not supported; "
         "supported model types: bert, electra, roberta, xlm-roberta, distilbert"
+    )
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[8]], ids=lambda c: c.name)
+def test_more_layers_than_the_model_has_are_refused_when_it_loads(case, tmp_path):
+    """`autoprumux train` loads without the search's plan: the load itself refuses."""
+    save_random(case, tmp_path)
+    assert load_pretrained(str(tmp_path), num_layers=1)[0].arch.num_layers == 1
+    with pytest.raises(FieldError) as err:
+        load_pretrained(str(tmp_path), num_layers=3)
+    assert str(err.value) == (
+        "model.num_layers: 3 is more than the 2 layers of the model; give at most 2 "
+        "(0: all of them)"
     )
 
 

@@ -266,12 +266,19 @@ class Architecture:
         return dataclasses.replace(self, mux_width=width, **kwargs)
 
 
-def with_layers(config: dict[str, Any], num_layers: int) -> dict[str, Any]:
-    """A Hugging Face config keeping only its first ``num_layers`` layers (0: all of them)."""
+def with_layers(config: dict[str, Any], num_layers: int, name: str = "the model") -> dict[str, Any]:
+    """A Hugging Face config keeping only its first ``num_layers`` layers (0: all of them);
+    more layers than it has are refused in one line (``name``: the model's, for it)."""
     key = "n_layers" if config.get("model_type") == "distilbert" else "num_hidden_layers"
     if not num_layers or key not in config:
         return config
-    return {**config, key: min(num_layers, config[key])}
+    if num_layers > config[key]:
+        raise FieldError(
+            "model.num_layers",
+            f"{num_layers} is more than the {config[key]} layers of {name}; give at most "
+            f"{config[key]} (0: all of them)",
+        )
+    return {**config, key: num_layers}
 
 
 def _num_labels(config: dict[str, Any]) -> int:

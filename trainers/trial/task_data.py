@@ -22,7 +22,7 @@ from trainers.data.buckets import check_buckets
 from trainers.data.splits import Encoded
 from trainers.data.tables import TaskTables, load_tables
 from trainers.data.token_cache import encoded_table
-from trainers.model.architecture import Architecture, family_of
+from trainers.model.architecture import Architecture, family_of, with_layers
 from trainers.model.checkpoints import (
     CheckpointError,
     check_model,
@@ -143,14 +143,8 @@ def check_model_fits(study: Study, label_names: tuple[str, ...]) -> bool:
     model = study.model
     where = str(study.path) if study.path else None
     config = read_hf_config(check_model(model.name_or_path))
+    with_layers(config, model.num_layers, repr(model.name_or_path))
     arch = Architecture.from_hf_config(config)
-    if model.num_layers > arch.num_layers:
-        raise FieldError(
-            "model.num_layers",
-            f"{model.num_layers} is more than the {arch.num_layers} layers of "
-            f"{model.name_or_path!r}; give at most {arch.num_layers} (0: all of them)",
-            where,
-        )
     if model.max_seq_length > arch.max_tokens:
         raise FieldError(
             "model.max_seq_length",
