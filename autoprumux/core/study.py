@@ -181,6 +181,21 @@ class FineTuned(enum.Enum):
         return None
 
 
+class Compile(enum.Enum):
+    """``[training] compile``: whether the training step is compiled (``torch.compile``). A
+    study file writes ``true`` / ``false`` (TOML booleans) or ``"auto"``."""
+
+    AUTO = "auto"  # on a GPU (fixed-shape steps replayed as CUDA graphs); off on a CPU
+    TRUE = "true"  # on every device (a device that cannot compile is refused)
+    FALSE = "false"  # eager steps
+
+    @classmethod
+    def _missing_(cls, value: object) -> Compile | None:
+        if isinstance(value, bool):  # TOML's true / false
+            return cls.TRUE if value else cls.FALSE
+        return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelSection:
     name_or_path: str = field(
@@ -654,10 +669,13 @@ class TrainingSection:
     )
     # Like the device and the threads, it changes float sums, not the recipe: each artifact
     # records it (numerics).
-    compile: bool = field(
-        default=False,
+    compile: Compile = field(
+        default=Compile.AUTO,
         metadata=about(
-            Effect.SPEED, "`torch.compile` the trained models (faster steps after a compile)"
+            Effect.SPEED,
+            "`auto` (compiled training steps on a GPU, replayed as CUDA graphs over the length "
+            "buckets' fixed shapes; eager on a CPU, where compiling does not pay), `true` "
+            "(compiled on every device) or `false` (eager)",
         ),
     )
     # Like `compile`: on a GPU it changes float sums (run to run under "off"), not what is

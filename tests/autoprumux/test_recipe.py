@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autoprumux.core.recipe import recipe_conflicts, recipe_record, recipe_settings
-from autoprumux.core.study import STUDY_FIELDS, load_study
+from autoprumux.core.study import STUDY_FIELDS, Compile, load_study
 from autoprumux.core.study_fields import field_info
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
@@ -59,7 +59,7 @@ def test_a_study_stored_under_the_old_recipe_hash_is_still_accepted(name):
     old = OLD_RECIPES[name]
     assert recipe_conflicts(old, recipe_record(study)) == []
     # speed settings flipped since: the same results, still accepted
-    assert recipe_conflicts(old, recipe_record(with_training(study, compile=True))) == []
+    assert recipe_conflicts(old, recipe_record(with_training(study, compile=Compile.TRUE))) == []
     assert recipe_conflicts(old, recipe_record(with_training(study, checkpoint_every=100))) == []
     # a learning rate changed since: refused
     faster = with_training(study, finetune_learning_rate=1e-3)
@@ -77,7 +77,7 @@ def test_the_new_recipe_hash_is_accepted_too():
 def test_stored_recipe_settings_are_compared_field_by_field():
     study = load_study(STUDIES / "sst2-tiny.toml")
     stored = json.loads(json.dumps(recipe_settings(study)))  # as a JSON storage gives it back
-    record = recipe_record(with_training(study, compile=True, checkpoint_every=7))
+    record = recipe_record(with_training(study, compile=Compile.TRUE, checkpoint_every=7))
     assert recipe_conflicts(stored, record) == []
     # settings recorded as deciding that decide nothing now, or removed: ignored
     older = {**stored, "training.compile": False, "training.sparsity_epsilon": 0.01}

@@ -20,7 +20,7 @@ from torch.utils import _pytree
 from autoprumux.cli.main import main
 from autoprumux.core.errors import FieldError
 from autoprumux.core.records import TrialStatus
-from autoprumux.core.study import TrainingSection, WarmupSection, load_study
+from autoprumux.core.study import Compile, TrainingSection, WarmupSection, load_study
 from trainers.model.checkpoints import load_pretrained
 from trainers.model.classifier import Classifier
 from trainers.pruning.l0 import L0Module
@@ -363,7 +363,7 @@ def test_compile_is_opt_in_and_compiles_every_trained_model(tiny_study_file, mon
     )
     assert compiled == []  # off unless the study asks
     study = load_study(tiny_study_file(compile=True))
-    assert study.training.compile is True
+    assert study.training.compile is Compile.TRUE
     result = run_trial(TrialSpec(study=study, n=1, sparsity=0.5, device="cpu"))
     assert result.status is TrialStatus.COMPLETE and result.numerics["compile"] is True
     # the (1, 0) teacher comes from the cache (compiling does not change what it is); then the

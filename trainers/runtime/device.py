@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import torch
 
 from autoprumux.core.errors import FieldError
-from autoprumux.core.study import DETERMINISTIC, PRECISIONS
+from autoprumux.core.study import DETERMINISTIC, PRECISIONS, Compile
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:INDEX"
 # kernels a training step runs on CUDA under deterministic = "off" that add in a different
@@ -136,7 +136,7 @@ class Engine:
 
     device: torch.device = torch.device("cpu")
     precision: Precision = Precision.FP32
-    compile: bool = False  # torch.compile every trained model (opt-in: [training] compile)
+    compile: bool = False  # compiled training steps ([training] compile, resolved: compile_for)
     deterministic: str = "off"  # [training] deterministic: "off" or "strict" (on CUDA)
     # steps between reads of the loss: each read waits for the device (free on a CPU)
     log_every: int = 1
@@ -146,7 +146,7 @@ class Engine:
         cls,
         device: str,
         precision: str = "auto",
-        compile: bool = False,
+        compile: Compile | bool = Compile.FALSE,
         deterministic: str = "off",
     ) -> Engine:
         if deterministic not in DETERMINISTIC:
@@ -158,7 +158,7 @@ class Engine:
         engine = cls(
             device=where,
             precision=resolve_precision(precision, where),
-            compile=compile,
+            compile=compile_for(Compile(compile), where),
             deterministic=deterministic,
             log_every=GPU_LOG_EVERY if where.type == "cuda" else 1,
         )
@@ -192,6 +192,43 @@ class Engine:
     def synchronize(self) -> None:
         if self.on_gpu:
             torch.cuda.synchronize(self.device)
+
+
+def compile_for(setting: Compile, device: torch.device) -> bool:
+    """Whether ``[training] compile`` compiles on ``device``: ``auto`` on a GPU (where the
+    steps are launch-bound) when torch can compile there, never on a CPU; ``true`` wherever
+    torch can compile, refused in one line where it cannot."""
+    missing = compiler_missing(device)
+    if setting is Compile.AUTO:
+        return device.type == "cuda" and missing is None
+    if setting is Compile.TRUE and missing is not None:
+        raise FieldError("training.compile", f"true: {missing}; use auto or false")
+    return setting is Compile.TRUE
+
+
+def compiler_missing(device: torch.device) -> str | None:
+    """Why torch cannot compile for ``device`` here (its code generator's needs), else None:
+    Triton for a GPU, a C++ compiler for a CPU."""
+    if not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile"
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "torch.compile on CUDA needs Triton, not installed"
+    import shutil
+
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        return f"torch.compile on a CPU needs a C++ compiler ({compiler} not found)"
+    return None
+
+
+def cap_memory(engine: Engine, share: float) -> None:
+    """Cap this process's allocations on the engine's GPU to ``share`` of its memory (trials
+    sharing a GPU run in processes of their own, each capped to its share): an allocation
+    beyond it raises ``torch.OutOfMemoryError`` in this process alone. Nothing on a CPU."""
+    if engine.on_gpu and share < 1.0:
+        torch.cuda.set_per_process_memory_fraction(share, engine.device)
 
 
 def adamw(groups: list[dict[str, Any]]) -> torch.optim.AdamW:

@@ -65,6 +65,40 @@ class Phase:
     max_grad_norm: float = 1.0
     after_backward: Callable[[], None] | None = None  # e.g. negate the Lagrange multipliers' grads
     after_step: Callable[[], None] | None = None  # e.g. clamp the L0 log-alphas (CoFi)
+    # FLOP of one training step on a batch (forward, backward, and a teacher's forward),
+    # counted from its shape on the host (trainers.runtime.flops); None: not counted
+    flop: Callable[[Encoded], float] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseFigures:
+    """What a phase's step loop did, for the trial's record: counted on the host from the
+    batches' shapes (no device read), timed with the device synchronised at the loop's end."""
+
+    name: str
+    steps: int  # run in this call (a resumed phase counts from its checkpoint on)
+    examples: int  # sequences in those steps' batches (rows x N each)
+    tokens: int  # positions the encoder ran on: every batch's sequences x its padded length
+    seconds: float  # the step loop's wall time (checks and checkpoints included)
+    flop: float  # Phase.flop summed over the batches; 0.0 when the phase counts none
+    peak_memory: int | None  # bytes: the device's peak allocation in the phase; None on a CPU
+
+
+@dataclass
+class _Tally:
+    """Running counts of the step loop (host integers: adding them never waits)."""
+
+    steps: int = 0
+    examples: int = 0
+    tokens: int = 0
+    flop: float = 0.0
+
+    def add(self, phase: Phase, batch: Encoded) -> None:
+        self.steps += 1
+        self.examples += batch.input_ids.shape[0]
+        self.tokens += batch.input_ids.numel()
+        if phase.flop is not None:
+            self.flop += phase.flop(batch)
 
 
 def run_phase(
@@ -77,6 +111,7 @@ def run_phase(
     check_steps: Collection[int] = (),
     checkpoint_minutes: float = 5.0,
     checkpoint_seconds: Callable[[float], None] | None = None,
+    figures: Callable[[PhaseFigures], None] | None = None,
 ) -> float:
     """Train for ``phase.steps`` steps; returns the mean loss of the last 50 steps.
     ``check(step)`` runs after each of ``check_steps`` (evaluating the model, say); if it
@@ -84,7 +119,8 @@ def run_phase(
     A checkpoint is due every ``checkpoint_every`` steps (0: by time only) or every
     ``checkpoint_minutes`` minutes of the phase (0: every step), whichever comes first.
     ``checkpoint_seconds`` receives, once, when the phase ends or fails, the seconds its step
-    loop spent on checkpoints: taking their snapshots and waiting for the writer."""
+    loop spent on checkpoints: taking their snapshots and waiting for the writer.
+    ``figures`` receives the phase's :class:`PhaseFigures` when its steps are done."""
     engine = engine or Engine()
     decay = phase.decay or (True,) * len(phase.optimizer.param_groups)
     total = max(phase.steps, 1)
@@ -99,8 +135,12 @@ def run_phase(
     state = TrainingState(phase, schedule, scaler, engine)
     writer = CheckpointWriter(checkpoint_dir) if checkpoint_dir is not None else None
     clock = CheckpointClock(checkpoint_every, checkpoint_minutes * 60.0, start)
+    tally = _Tally()
+    if engine.on_gpu:
+        torch.cuda.reset_peak_memory_stats(engine.device)
+    began = time.perf_counter()
     try:
-        recent = _train(state, start, progress, check, check_steps, writer, clock)
+        recent = _train(state, start, progress, check, check_steps, writer, clock, tally)
         if writer is not None:
             writer.join()  # the phase's end: a write still running finishes first
     except BaseException:
@@ -110,6 +150,21 @@ def run_phase(
     finally:
         if checkpoint_seconds is not None:
             checkpoint_seconds(writer.seconds if writer is not None else 0.0)
+    if figures is not None:
+        engine.synchronize()
+        figures(
+            PhaseFigures(
+                name=phase.name,
+                steps=tally.steps,
+                examples=tally.examples,
+                tokens=tally.tokens,
+                seconds=time.perf_counter() - began,
+                flop=tally.flop,
+                peak_memory=(
+                    torch.cuda.max_memory_allocated(engine.device) if engine.on_gpu else None
+                ),
+            )
+        )
     if checkpoint_dir is not None:
         for path in (checkpoint_dir, *_siblings(checkpoint_dir)):
             if path.exists():
@@ -127,6 +182,7 @@ def _train(
     check_steps: Collection[int],
     writer: CheckpointWriter | None,
     clock: CheckpointClock,
+    tally: _Tally,
 ) -> list[float]:
     """The steps from ``start`` on; returns the losses of the last RECENT_STEPS."""
     phase, engine, scaler = state.phase, state.engine, state.scaler
@@ -135,7 +191,9 @@ def _train(
     recent: list[float] = []
     data = phase.data(start)
     for step in range(start, phase.steps):
-        unread.append(train_step(phase, next(data), step, engine, scaler, trained))
+        batch = next(data)
+        tally.add(phase, batch)
+        unread.append(train_step(phase, batch, step, engine, scaler, trained))
         state.schedule.step()
         done = step + 1
         if done % engine.log_every == 0 or done == phase.steps:

@@ -44,7 +44,13 @@ from trainers.model.architecture import Pooling
 from trainers.model.checkpoints import CheckpointError, load_pretrained
 from trainers.model.classifier import Classifier
 from trainers.model.label_map import is_fine_tuned
-from trainers.runtime.device import Engine, numerics, refused_reason, thread_count
+from trainers.runtime.device import (
+    Engine,
+    cap_memory,
+    numerics,
+    refused_reason,
+    thread_count,
+)
 from trainers.training.loop import Diverged
 from trainers.trial.cache_keys import (
     TeacherFolders,
@@ -76,6 +82,9 @@ class TrialSpec:
     # CPU threads of the trial's kernels (they change float sums, so a trial's numbers depend
     # on them); 0: every core (os.cpu_count()). The search passes its CPUs per trial.
     threads: int = 0
+    # the share of its GPU's memory the trial may allocate (--gpus-per-trial below 1: trials
+    # sharing a GPU, each in its own process); 1: the whole GPU. Ignored on a CPU.
+    gpu_share: float = 1.0
     # the search's threshold and margins: the last phases stop when they cannot reach it
     stop: StopRule | None = None
     # dev evaluations at k/curve_points of the last phases (k < curve_points), recorded as
@@ -98,6 +107,7 @@ def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> Tria
     engine = Engine.resolve(
         spec.device, training.precision, training.compile, training.deterministic
     )
+    cap_memory(engine, spec.gpu_share)
     timer = SpanTimer()
     with thread_count(spec.threads or os.cpu_count() or 1):
         trial = _Trial(
