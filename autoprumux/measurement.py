@@ -30,7 +30,7 @@ from autoprumux.core.study import Study, ThroughputSection
 from autoprumux.core.throughput import THROUGHPUT_COLUMNS
 from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import TableFormat, write_table
-from trainers.deploy.timing import MeasureError, measure
+from trainers.deploy.timing import TIMING_EAGER, TIMING_GRAPHS, MeasureError, measure
 from trainers.model.architecture import (
     Architecture,
     architecture_for_sparsity,
@@ -71,6 +71,8 @@ def fingerprint(settings: ThroughputSection, device: str, study: Study) -> dict[
         "torch": torch.__version__,
         "dtype": settings.dtype,
         "tf32": False,  # float32 is timed as IEEE float32 (strict_float32)
+        # how a batch's forward runs: replayed as a CUDA graph on a GPU (trainers.deploy.timing)
+        "timing": TIMING_GRAPHS if device.startswith("cuda") else TIMING_EAGER,
         "threads": torch.get_num_threads(),
         "batch_rows": settings.batch_rows,
         "seq_len": study.model.max_seq_length,

@@ -293,3 +293,51 @@ def test_every_familys_estimates_are_timed(family_study, family):
         assert measured[point].timing.median > 0 and measured[point].batch_rows == 2
         assert measured[point].parameters == prunable_params(models[point].arch)
     assert measured[GridPoint(1, 0.5)].parameters < measured[GridPoint(1, 0.0)].parameters
+
+
+def test_a_cpu_table_is_timed_eager_and_says_so(tiny_study_file, capsys, tmp_path):
+    out = tmp_path / "table.json"
+    args = ["measure", "--study", str(tiny_study_file()), "--device", "cpu", "--passes", "1"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert read_throughput_table(out).fingerprint["timing"] == "eager"
+
+
+@pytest.mark.gpu
+def test_a_graphed_forward_replays_the_model_on_new_inputs():
+    """The harness's CUDA graph computes what the eager forward computes, for whatever ids
+    the batch's buffer holds when it is replayed."""
+    from trainers.deploy.timing import graphed
+    from trainers.model.classifier import Classifier
+
+    torch.manual_seed(0)
+    model = Classifier(DENSE["minilm-2"]).cuda().eval()
+    ids = torch.randint(0, 10, (8, 32), device="cuda")
+    mask = torch.ones_like(ids)
+    with torch.inference_mode():
+        replay, logits = graphed(model, ids, mask, torch.cuda.graph_pool_handle())
+        ids.copy_(torch.randint(0, 10, (8, 32), device="cuda"))
+        mask[:, 20:] = 0
+        replay()
+        torch.testing.assert_close(logits, model(ids, mask), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+def test_graphed_bf16_tables_time_the_model_not_the_launcher():
+    """Eager in bf16, BERT-base's forward at batch 128 was bound by kernel launches: (1, 0.6)
+    timed slower than (1, 0). Replayed as CUDA graphs, the pruned model is faster, by at least
+    half of its FLOP ratio's gain."""
+    from autoprumux.core.grid import GridPoint
+    from trainers.deploy.timing import TIMING_GRAPHS, measure
+    from trainers.model.classifier import Classifier
+
+    dense = DENSE["bert-base"]
+    pruned = architecture_for_sparsity(dense, 0.9)
+    models = {GridPoint(1, 0.0): Classifier(dense), GridPoint(1, 0.9): Classifier(pruned)}
+    settings = ThroughputSection(
+        device="cuda", dtype="bfloat16", batch_rows=128, examples_per_pass=1024, passes=3
+    )
+    measured = measure(models, settings, 128, "estimate")
+    assert {m.timing_mode for m in measured.values()} == {TIMING_GRAPHS}
+    speedup = measured[GridPoint(1, 0.9)].timing.median / measured[GridPoint(1, 0.0)].timing.median
+    ratio = prunable_params(dense) / prunable_params(pruned)
+    assert speedup > 1 + (ratio - 1) / 2, (speedup, ratio)

@@ -2,6 +2,13 @@
 to a sequence length, ``batch_rows * N`` sequences a batch, passes timed round-robin with the
 harness (:mod:`autoprumux.core.harness`), float32 as IEEE float32. A trial times its trained
 model here; ``autoprumux measure`` (:mod:`autoprumux.measurement`) times a study's grid.
+
+On CUDA a batch's forward pass is captured once as a CUDA graph and replayed (:func:`graphed`):
+the model as a serving stack runs it, its kernels without the Python launches in between.
+Eager, a small model's pass is bound by those launches (a pruned model then times no faster
+than the dense one), and the table would time the launcher, not the model. Every model of a
+run is timed the same way (:data:`TIMING_GRAPHS` or :data:`TIMING_EAGER`, in the table's
+fingerprint).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,6 +29,9 @@ from autoprumux.core.study import ThroughputSection
 from trainers.model.architecture import prunable_params
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import resolve_device
+
+TIMING_GRAPHS = "cuda-graphs"  # each batch's forward replayed from one capture
+TIMING_EAGER = "eager"  # the forward run op by op, as on a CPU
 
 # a model of the grid, or one beside it: (point, source), e.g. a trained model beside its estimate
 MeasureKey = GridPoint | tuple[GridPoint, str]
@@ -37,6 +48,7 @@ class Measured:
     parameters: int  # prunable encoder parameters
     batch_rows: int  # rows per batch actually used (after any out-of-memory back-off)
     source: str  # "estimate" or "trained"
+    timing_mode: str = TIMING_EAGER  # TIMING_GRAPHS or TIMING_EAGER: how every model was run
 
 
 def measure(
@@ -68,10 +80,14 @@ def measure(
     sync = (lambda: torch.cuda.synchronize(device)) if on_gpu else (lambda: None)
     runs: dict[MeasureKey, Callable[[], int]] = {}
     rows_used: dict[MeasureKey, int] = {}
+    mode = TIMING_GRAPHS if on_gpu else TIMING_EAGER
     with strict_float32():
+        pool = torch.cuda.graph_pool_handle() if on_gpu else None
         for key, (point, model, _) in keyed.items():
             timed = as_timed(model, torch.device(device), dtype)
-            runs[key], rows_used[key] = fitting_pass(timed, point.n, settings, seq_len, device)
+            runs[key], rows_used[key] = fitting_pass(
+                timed, point.n, settings, seq_len, device, pool
+            )
         with torch.inference_mode():
             timings = time_round_robin(
                 runs, settings.passes, settings.warmup_passes, sync, progress=progress
@@ -83,6 +99,7 @@ def measure(
             parameters=prunable_params(model.arch),
             batch_rows=rows_used[key],
             source=kind,
+            timing_mode=mode,
         )
         for key, (point, model, kind) in keyed.items()
     }
@@ -102,10 +119,16 @@ def strict_float32() -> Iterator[None]:
 
 
 def fitting_pass(
-    model: Classifier, width: int, settings: ThroughputSection, seq_len: int, device: str
+    model: Classifier,
+    width: int,
+    settings: ThroughputSection,
+    seq_len: int,
+    device: str,
+    pool: Any = None,  # torch.cuda.graph_pool_handle()
 ) -> tuple[Callable[[], int], int]:
     """A pass over ~examples_per_pass examples in batches of rows * N; halves the rows when a
-    batch does not fit in memory (and says so in the result)."""
+    batch does not fit in memory (and says so in the result). With a CUDA graph ``pool``
+    (CUDA only), the batch's forward is a graph replayed from that pool (:func:`graphed`)."""
     rows = settings.batch_rows
     # its own generator: timing a model inside a trial must not move the trial's random stream
     generator = torch.Generator(device=device).manual_seed(0)
@@ -117,18 +140,23 @@ def fitting_pass(
         ids[:, 0] = model.arch.cls_token_id
         mask = torch.ones_like(ids)
         batches = max(1, math.ceil(settings.examples_per_pass / batch))
-
-        def run(
-            ids: Tensor = ids, mask: Tensor = mask, batches: int = batches, batch: int = batch
-        ) -> int:
-            with torch.inference_mode():
-                for _ in range(batches):
-                    model(ids, mask)
-            return batches * batch
-
         try:
             with torch.inference_mode():
                 model(ids, mask)
+                forward = (
+                    graphed(model, ids, mask, pool)[0]
+                    if pool is not None
+                    else (lambda ids=ids, mask=mask: model(ids, mask))
+                )
+
+            def run(
+                forward: Callable[[], object] = forward, batches: int = batches, batch: int = batch
+            ) -> int:
+                with torch.inference_mode():
+                    for _ in range(batches):
+                        forward()
+                return batches * batch
+
             return run, rows
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
@@ -136,6 +164,24 @@ def fitting_pass(
     raise MeasureError(
         f"even one row of {width} sequences of {seq_len} tokens does not fit in memory"
     )
+
+
+def graphed(model: Classifier, ids: Tensor, mask: Tensor, pool: Any) -> tuple[Callable[[], None], Tensor]:
+    """The model's forward on this batch ([B, L] ids and mask, on CUDA) captured as a CUDA
+    graph: (replay, the logits it writes). A replay reads ``ids`` and ``mask`` as they are
+    then. Warmed up on a side stream first, as CUDA graph
+    capture requires. All of a run's graphs share one memory ``pool``: their outputs are never
+    read, and one stream replays them one after another, never at once."""
+    side = torch.cuda.Stream(ids.device)  # type: ignore[no-untyped-call]
+    side.wait_stream(torch.cuda.current_stream(ids.device))
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            model(ids, mask)
+    torch.cuda.current_stream(ids.device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        logits: Tensor = model(ids, mask)
+    return graph.replay, logits
 
 
 def as_timed(model: Classifier, device: torch.device, dtype: torch.dtype) -> Classifier:
