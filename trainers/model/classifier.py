@@ -13,7 +13,9 @@ the labels reads it directly (MUX-BERT), or, for the other families, through the
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,7 @@ from torch import Tensor, nn
 
 from trainers.model.architecture import Architecture, Family, MuxStyle, Pooling
 from trainers.model.encoder import Encoder, SelfAttention
-from trainers.model.masks import Masks
+from trainers.model.masks import ForwardMasks, Masks, prepare
 from trainers.model.multiplexing import DEMULTIPLEXERS, Multiplexer
 
 # per family: the activation after the head's dense layer, and whether dropout precedes it
@@ -73,7 +75,7 @@ class Classifier(nn.Module):
         input_ids: Tensor,  # [B, L]
         attention_mask: Tensor | None = None,  # [B, L]
         token_type_ids: Tensor | None = None,  # [B, L]
-        masks: Masks | None = None,
+        masks: Masks | ForwardMasks | None = None,
         collect: list[Tensor] | None = None,
     ) -> Tensor:  # logits [B, labels]
         """``collect`` receives every encoder layer's output ([B/N, L, H] each)."""
@@ -86,10 +88,11 @@ class Classifier(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
-        masks: Masks | None = None,
+        masks: Masks | ForwardMasks | None = None,
         collect: list[Tensor] | None = None,
     ) -> Tensor:
         """The representation the classifier reads, one per row: [B, size]."""
+        masks = prepare(masks)  # once per forward pass: a multiplexed one embeds twice
         if not self.arch.is_multiplexed:
             hidden: Tensor = self.encoder(input_ids, attention_mask, token_type_ids, masks, collect)
             return self.head(hidden[:, 0])
@@ -104,7 +107,7 @@ class Classifier(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None,
         token_type_ids: Tensor | None,
-        masks: Masks | None,
+        masks: Masks | ForwardMasks | None,
         collect: list[Tensor] | None,
     ) -> Tensor:  # [B, size]: one per row, as the demultiplexer recovers it
         rows = input_ids.shape[0]
@@ -134,7 +137,7 @@ class Classifier(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None,
         token_type_ids: Tensor | None,
-        masks: Masks | None,
+        masks: Masks | ForwardMasks | None,
         collect: list[Tensor] | None = None,
     ) -> Tensor:
         """Encoder output of the mixed groups: [B/N, L, H]."""
@@ -185,3 +188,45 @@ def set_dropout(model: nn.Module, rate: float) -> None:
             module.p = rate
         if isinstance(module, SelfAttention):  # passes attention_dropout to the SDPA kernel
             module.attention_dropout = rate
+
+
+class AutocastPrecision(Protocol):
+    """What :func:`frozen_copy` reads of a precision (``trainers.runtime.device.Precision``)."""
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None: ...
+
+
+class Placement(Protocol):
+    """What :func:`frozen_copy` reads of an engine (``trainers.runtime.device.Engine``, which
+    this layer does not import)."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def precision(self) -> AutocastPrecision: ...
+
+
+def frozen_copy(model: Classifier, engine: Placement) -> Classifier:
+    """The model to hand a phase that only runs no-grad forwards of it under the engine's
+    autocast (a distillation teacher, the (1, 0) guide): on a GPU in bf16, a copy whose Linear
+    weights are bf16 (:func:`linear_weights_in`), which saves autocast's cast of every weight
+    in every step; otherwise the model itself. Outside autocast the copy cannot run."""
+    if engine.device.type != "cuda" or engine.precision.autocast_dtype != torch.bfloat16:
+        return model
+    return linear_weights_in(model, torch.bfloat16)
+
+
+def linear_weights_in(model: Classifier, dtype: torch.dtype) -> Classifier:
+    """A frozen copy of ``model`` (no gradients) whose Linear layers hold weight and bias in
+    ``dtype``: exactly what autocast casts them to before each matmul, so under autocast to
+    ``dtype`` its logits equal the model's. Everything autocast computes in float32 stays float32
+    (LayerNorms, embedding tables, multiplexer keys, biases added outside a Linear): casting
+    the LayerNorms would round their weights for nothing, since autocast casts a LayerNorm's
+    input and weights to float32 anyway."""
+    frozen = copy.deepcopy(model).requires_grad_(False)
+    for module in frozen.modules():
+        if isinstance(module, nn.Linear):
+            module.to(dtype)
+    return frozen

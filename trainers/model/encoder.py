@@ -16,31 +16,33 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainers.model.architecture import Architecture, Family
-from trainers.model.masks import Masks
+from trainers.model.masks import ForwardMasks, KeptHidden, LayerMasks, Masks, prepare
 
 
-def masked_layer_norm(x: Tensor, norm: nn.LayerNorm, kept: Tensor | None) -> Tensor:
+def masked_layer_norm(x: Tensor, norm: nn.LayerNorm, kept: KeptHidden | None) -> Tensor:
     """LayerNorm over the kept hidden dims only; pruned dims come out as 0. x: [..., H].
 
-    ``kept`` (see :meth:`Masks.kept_hidden`) is either the kept dims' indices (int64, on a
-    CPU: the exact LayerNorm kernel on the gathered dims) or a [H] indicator, 1.0 for a kept
-    dim (on a GPU: statistics weighted by it, so a step never reads the kept set's size back
-    from the device; computed in float32, as autocast computes LayerNorm)."""
+    ``kept`` (built once per forward pass by :meth:`Masks.prepared`) carries either the kept
+    dims' indices (on a CPU: the exact LayerNorm kernel on the gathered dims) or only [H]
+    vectors (on a GPU, and under torch.compile: no data-dependent shape, and a step never
+    reads the kept set's size back from the device). The indicator path is one weighted mean
+    and one LayerNorm kernel over all H dims (see :class:`KeptHidden`), computed in float32 as
+    autocast computes LayerNorm; it returns x's dtype."""
     if kept is None:
         normed: Tensor = norm(x)
         return normed
-    if kept.dtype == torch.long:
+    if kept.index is not None:
+        index = kept.index
         out = torch.zeros_like(x)
-        out[..., kept] = F.layer_norm(
-            x[..., kept], (kept.numel(),), norm.weight[kept], norm.bias[kept], norm.eps
+        out[..., index] = F.layer_norm(
+            x[..., index], (index.numel(),), norm.weight[index], norm.bias[index], norm.eps
         )
         return out
-    x = x.float()
-    count = kept.sum()
-    mean = (x * kept).sum(-1, keepdim=True) / count  # [..., 1]
-    centred = (x - mean) * kept
-    variance = (centred * centred).sum(-1, keepdim=True) / count  # biased, as LayerNorm's
-    return (centred * torch.rsqrt(variance + norm.eps) * norm.weight + norm.bias) * kept
+    wide = x.float()
+    mean = (wide * kept.mean_weights).sum(-1, keepdim=True)  # [..., 1]: over the kept dims
+    spread = (wide - mean) * kept.spread  # [..., H]: mean 0, the kept dims' variance over H
+    weight, bias = norm.weight * kept.shrink, norm.bias * kept.indicator  # [H]: 0 where pruned
+    return F.layer_norm(spread, spread.shape[-1:], weight, bias, norm.eps).to(x.dtype)
 
 
 class Embeddings(nn.Module):
@@ -71,8 +73,9 @@ class Embeddings(nn.Module):
         input_ids: Tensor | None = None,  # [B, L]
         token_type_ids: Tensor | None = None,  # [B, L]; None: type 0
         inputs_embeds: Tensor | None = None,  # [B, L, E], instead of input_ids
-        masks: Masks | None = None,
+        masks: Masks | ForwardMasks | None = None,
     ) -> Tensor:  # [B, L, H]
+        masks = prepare(masks)
         return self.to_hidden(self.embed(input_ids, token_type_ids, inputs_embeds, masks), masks)
 
     def embed(
@@ -80,8 +83,9 @@ class Embeddings(nn.Module):
         input_ids: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         inputs_embeds: Tensor | None = None,
-        masks: Masks | None = None,
+        masks: Masks | ForwardMasks | None = None,
     ) -> Tensor:  # [B, L, E]: the tables' width (a multiplexer mixes here)
+        masks = prepare(masks)
         x: Tensor = self.word(input_ids) if inputs_embeds is None else inputs_embeds
         x = x + self.positions(input_ids, x.shape[1])
         if self.token_type is not None:
@@ -90,16 +94,18 @@ class Embeddings(nn.Module):
             else:
                 x = x + self.token_type(token_type_ids)
         if self.project is None and masks is not None and masks.hidden is not None:
-            x = masked_layer_norm(x, self.norm, masks.kept_hidden()) * masks.hidden
+            x = masked_layer_norm(x, self.norm, masks.kept) * masks.hidden
         else:
             x = self.norm(x)
         out: Tensor = self.dropout(x)
         return out
 
-    def to_hidden(self, x: Tensor, masks: Masks | None) -> Tensor:  # [B, L, E] -> [B, L, H]
-        """The projection to the encoder's width, where there is one (and its hidden mask)."""
+    def to_hidden(self, x: Tensor, masks: Masks | ForwardMasks | None) -> Tensor:
+        """The projection to the encoder's width, where there is one (and its hidden mask):
+        [B, L, E] -> [B, L, H]."""
         if self.project is None:
             return x
+        masks = prepare(masks)
         projected: Tensor = self.project(x)
         if masks is not None and masks.hidden is not None:
             projected = projected * masks.hidden
@@ -118,6 +124,9 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
+    """Multi-head self-attention. q, k and v keep their own Linear modules (checkpoint keys,
+    head pruning and export see three), but a forward pass computes them in one matmul."""
+
     def __init__(self, arch: Architecture, heads: int) -> None:
         super().__init__()
         self.heads, self.head_dim = heads, arch.head_dim
@@ -134,27 +143,26 @@ class SelfAttention(nn.Module):
         self,
         x: Tensor,  # [B, L, H]
         attend: Tensor | None,  # [B, 1, 1, L] bool, True where a key position may be attended
-        masks: Masks | None,
-        layer: int,
-        kept: Tensor | None,
+        masks: LayerMasks | None,
     ) -> Tensor:  # [B, L, H]
         batch, length, _ = x.shape
-
-        def split(t: Tensor) -> Tensor:  # [B, L, h*d] -> [B, h, L, d]
-            return t.view(batch, length, self.heads, self.head_dim).transpose(1, 2)
-
+        projections = (self.query, self.key, self.value)
+        weight = torch.cat([p.weight for p in projections])  # [3*h*d, H]
+        bias = torch.cat([p.bias for p in projections])  # [3*h*d]
+        qkv = F.linear(x, weight, bias).view(batch, length, 3, self.heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x [B, h, L, d]
         context = F.scaled_dot_product_attention(
-            split(self.query(x)),
-            split(self.key(x)),
-            split(self.value(x)),
+            query,
+            key,
+            value,
             attn_mask=attend,
             dropout_p=self.attention_dropout if self.training else 0.0,
         )  # [B, h, L, d]
         if masks is not None and masks.head is not None:
-            context = context * masks.head[layer].view(1, -1, 1, 1)
+            context = context * masks.head.view(1, -1, 1, 1)
         out = self.output(context.transpose(1, 2).reshape(batch, length, -1))
-        out = _gate(out, masks, masks.attention if masks is not None else None, layer)
-        return masked_layer_norm(self.dropout(out) + x, self.norm, kept)
+        out = _gate(out, masks, masks.attention if masks is not None else None)
+        return masked_layer_norm(self.dropout(out) + x, self.norm, _kept(masks))
 
 
 class FeedForward(nn.Module):
@@ -165,21 +173,25 @@ class FeedForward(nn.Module):
         self.norm = nn.LayerNorm(arch.hidden_size, eps=arch.layer_norm_eps)
         self.dropout = nn.Dropout(arch.hidden_dropout)
 
-    def forward(self, x: Tensor, masks: Masks | None, layer: int, kept: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, masks: LayerMasks | None) -> Tensor:
         h = F.gelu(self.up(x))  # [B, L, I]
         if masks is not None and masks.intermediate is not None:
-            h = h * masks.intermediate[layer]
-        out = _gate(self.down(h), masks, masks.ffn if masks is not None else None, layer)
-        return masked_layer_norm(self.dropout(out) + x, self.norm, kept)
+            h = h * masks.intermediate
+        out = _gate(self.down(h), masks, masks.ffn if masks is not None else None)
+        return masked_layer_norm(self.dropout(out) + x, self.norm, _kept(masks))
 
 
-def _gate(out: Tensor, masks: Masks | None, layer_gates: Tensor | None, layer: int) -> Tensor:
+def _gate(out: Tensor, masks: LayerMasks | None, layer_gate: Tensor | None) -> Tensor:
     """A block's output times its layer gate and the hidden-dim mask."""
-    if layer_gates is not None:
-        out = out * layer_gates[layer]
+    if layer_gate is not None:
+        out = out * layer_gate
     if masks is not None and masks.hidden is not None:
         out = out * masks.hidden
     return out
+
+
+def _kept(masks: LayerMasks | None) -> KeptHidden | None:
+    return None if masks is None else masks.kept
 
 
 class Layer(nn.Module):
@@ -189,17 +201,15 @@ class Layer(nn.Module):
         self.attention = SelfAttention(arch, heads) if heads else None
         self.ffn = FeedForward(arch, units) if units else None
 
-    def forward(
-        self, x: Tensor, attend: Tensor | None, masks: Masks | None, layer: int, kept: Tensor | None
-    ) -> Tensor:
+    def forward(self, x: Tensor, attend: Tensor | None, masks: LayerMasks | None) -> Tensor:
         # A block whose masks remove it passes x through (no LayerNorm), as its materialized
         # form does; chosen on the device, so a step never waits for the masks' values.
         if self.attention is not None:
-            out = self.attention(x, attend, masks, layer, kept)
-            x = _unless(masks.attention_removed(layer) if masks else None, x, out)
+            out = self.attention(x, attend, masks)
+            x = _unless(masks.attention_removed if masks else None, x, out)
         if self.ffn is not None:
-            out = self.ffn(x, masks, layer, kept)
-            x = _unless(masks.ffn_removed(layer) if masks else None, x, out)
+            out = self.ffn(x, masks)
+            x = _unless(masks.ffn_removed if masks else None, x, out)
         return x
 
 
@@ -224,9 +234,10 @@ class Encoder(nn.Module):
         input_ids: Tensor,  # [B, L]
         attention_mask: Tensor | None = None,  # [B, L], 1 for tokens, 0 for padding
         token_type_ids: Tensor | None = None,  # [B, L]
-        masks: Masks | None = None,
+        masks: Masks | ForwardMasks | None = None,
         collect: list[Tensor] | None = None,
     ) -> Tensor:  # [B, L, H]
+        masks = prepare(masks)  # once per forward pass, for the embeddings and every layer
         x = self.embeddings(input_ids, token_type_ids, masks=masks)
         return self.encode(x, attention_mask, masks, collect)
 
@@ -234,15 +245,15 @@ class Encoder(nn.Module):
         self,
         x: Tensor,
         attention_mask: Tensor | None = None,
-        masks: Masks | None = None,
+        masks: Masks | ForwardMasks | None = None,
         collect: list[Tensor] | None = None,
     ) -> Tensor:
         """Run the layers on embedded inputs x: [B, L, H]; ``collect`` receives every layer's
         output (for layer distillation)."""
         attend = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
-        kept = masks.kept_hidden() if masks is not None else None
+        prepared = prepare(masks)
         for index, layer in enumerate(self.layers):
-            x = layer(x, attend, masks, index, kept)
+            x = layer(x, attend, None if prepared is None else prepared.layer(index))
             if collect is not None:
                 collect.append(x)
         return x

@@ -146,9 +146,10 @@ class L0Module(nn.Module):
     @torch.no_grad()
     def clamp_(self) -> None:
         """Clamp every log_alpha to [ln 0.01, ln 100] in place, as CoFi's trainer does after
-        every optimizer step (``constrain_parameters``)."""
-        for log_alpha in self.log_alpha.values():
-            log_alpha.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)
+        every optimizer step (``constrain_parameters``): one launch each way for all gates."""
+        log_alphas = list(self.log_alpha.values())
+        torch._foreach_clamp_min_(log_alphas, LOG_ALPHA_MIN)
+        torch._foreach_clamp_max_(log_alphas, LOG_ALPHA_MAX)
 
     def sample(self) -> Masks:
         """Training masks: a fresh hard-concrete sample of every gate."""
@@ -277,8 +278,9 @@ class L0Module(nn.Module):
     def expected_sparsity(self) -> Tensor:
         return 1.0 - self.expected_size() / self.full_size
 
-    def lagrangian(self, target: float) -> Tensor:
+    def lagrangian(self, target: float | Tensor) -> Tensor:
         """lambda_1 (s_hat - t) + lambda_2 (s_hat - t)^2; minimized in the model's parameters
-        and maximized in the lambdas (give them a negated learning rate, or negate their grads)."""
+        and maximized in the lambdas (give them a negated learning rate, or negate their grads).
+        ``target`` may be a [] tensor on the gates' device (a compiled step's ramped target)."""
         gap = self.expected_sparsity() - target
         return self.lambda_1 * gap + self.lambda_2 * gap * gap

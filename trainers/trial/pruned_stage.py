@@ -13,7 +13,7 @@ import torch
 from autoprumux.core.grid import GridPoint
 from trainers.model.architecture import prunable_params
 from trainers.model.checkpoints import load_classifier, save_model
-from trainers.model.classifier import Classifier
+from trainers.model.classifier import Classifier, frozen_copy
 from trainers.pruning.l0 import L0Module
 from trainers.pruning.materialize import materialize, materialized_architecture
 from trainers.training.phases import finetune_phase, identity_map, pruning_phase, steps_for
@@ -39,9 +39,10 @@ def build_pruned(
     warmup = steps_for(
         training.lagrangian_warmup_steps, training.lagrangian_warmup_epochs, examples, batch
     )
+    frozen = frozen_copy(teacher, trial.engine)  # bf16 on a bf16 GPU: no per-step weight casts
     phase = pruning_phase(
         student,
-        teacher,
+        frozen,
         l0,
         layer_map,
         trial.train,
@@ -64,7 +65,7 @@ def build_pruned(
         training.batch_rows,
         trial.seed + 1,
         training,
-        teacher=teacher,
+        teacher=frozen,
         name="post-finetune",
     )
     point = GridPoint(trial.n, sparsity)

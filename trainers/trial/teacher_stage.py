@@ -17,6 +17,7 @@ import torch
 
 from autoprumux.core.grid import GridPoint
 from trainers.model.checkpoints import load_pretrained, save_model
+from trainers.model.classifier import frozen_copy
 from trainers.model.label_map import permute_head
 from trainers.training.phases import finetune_phase, steps_for
 from trainers.trial.artifacts import write_json
@@ -49,7 +50,7 @@ def build_teacher(trial: RunningTrial, partial: Path, from_checkpoint: bool = Fa
         training.batch_rows,
         trial.seed,
         training,
-        teacher=guide,
+        teacher=None if guide is None else frozen_copy(guide, trial.engine),
     )
     point = GridPoint(trial.n, 0.0)
     with trial.timer(FINETUNE_TIMER):
