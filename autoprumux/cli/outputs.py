@@ -13,6 +13,7 @@ from autoprumux.session.decision_text import point_dict, table_lines
 
 if TYPE_CHECKING:
     from trainers.trial.run import TrialResult
+    from trainers.trial.trial_results import PhaseRecord
 
 __all__ = ["evaluation_dict", "format_evaluation", "format_measurement", "format_trial"]
 
@@ -103,8 +104,9 @@ def format_trial(result: TrialResult, metric: str = "accuracy") -> str:
     head = (
         f"task {result.task} | (N, s) = ({result.n}, {result.sparsity:g}) | {result.status.value}"
     )
-    if result.reason:
-        return f"{head}\nreason: {result.reason}"
+    ran = [phase_line(record) for record in result.phase_figures]
+    if result.reason:  # with the phases it finished
+        return "\n".join([head, f"reason: {result.reason}", *ran])
     phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.phase_seconds.items())
     lines = [
         head,
@@ -120,11 +122,26 @@ def format_trial(result: TrialResult, metric: str = "accuracy") -> str:
             f"trained on {numerics['device']} ({numerics['device_name']}) | "
             f"{numerics['precision']} | {numerics['threads']} threads | torch {numerics['torch']}",
         )
+    lines[-1:-1] = ran  # before the artifact: how fast each phase this run ran went
     if result.token_recovery is not None:
         lines.insert(2, f"warm-up token recovery {result.token_recovery:.3f}")
     if result.reused:
         lines.append(f"reused: {', '.join(result.reused)}")
     return "\n".join(lines)
+
+
+def phase_line(record: PhaseRecord) -> str:
+    """One phase a trial ran: its speed, and the FLOP rate, MFU and peak memory where known
+    (a phase counts FLOP once its Phase.flop is set; MFU needs a GPU of known peak; peak
+    memory a GPU)."""
+    parts = [f"{record.steps:,} steps", f"{record.examples_per_s:,.1f} examples/s"]
+    if record.flop > 0:
+        parts.append(f"{record.tflop_per_s:.3g} TFLOP/s")
+    if record.mfu is not None:
+        parts.append(f"MFU {record.mfu:.1%}")
+    if record.peak_memory_gib is not None:
+        parts.append(f"peak {record.peak_memory_gib:.1f} GiB")
+    return f"phase {record.name}: {', '.join(parts)}"
 
 
 def format_measurement(report: dict[str, Any]) -> str:  # run_measure's report (JSON)

@@ -50,6 +50,12 @@ class TrialRecord:
     # trial fine-tunes the (N, 0) teacher it prunes): recorded free, not a training of its own
     from_trial: int | None = None
     node: str | None = None  # where it was trained, on a Ray cluster: "address/node id"
+    device: str | None = None  # the device it trained on: "cpu", "cuda:1"
+    # its training phases' model FLOP utilization: the FLOP they did over their seconds, a
+    # fraction of the GPU's dense peak in the trial's precision; None on a CPU, on an unknown
+    # GPU, or for a trial that ran no phase (all reused)
+    mfu: float | None = None
+    peak_memory_gib: float | None = None  # the GPU's peak allocation in its phases
     # what the training cost, in seconds: building the N's warm-up, the (N, 0) teacher (with
     # the (1, 0) model an N > 1 one distills from, when it built it) and the rest (the point's
     # own phases, evaluation, timing); 0 for an artifact it reused. None: not measured
@@ -89,7 +95,10 @@ class TrialRecord:
             for name in ("stop_step", "stop_accuracy", "stop_margin"):
                 if getattr(self, name) is None:
                     raise FieldError(name, "is missing; a stopped trial needs its evidence")
-        for name in ("wall_time_s", "gpu_hours", "from_trial", "warmup_s", "teacher_s", "own_s"):
+        for name in (
+            *("wall_time_s", "gpu_hours", "from_trial", "warmup_s", "teacher_s", "own_s"),
+            *("mfu", "peak_memory_gib"),
+        ):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise FieldError(name, f"{value!r} is negative")

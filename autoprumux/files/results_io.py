@@ -54,6 +54,8 @@ _NUMBER_FIELDS = (
     "achieved_sparsity",
     "wall_time_s",
     "gpu_hours",
+    "mfu",
+    "peak_memory_gib",
     "warmup_s",
     "teacher_s",
     "own_s",

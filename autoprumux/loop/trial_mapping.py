@@ -28,6 +28,9 @@ from autoprumux.loop.store_contract import INTERRUPTED
 
 # read back from user attributes as they were written (TrialRecord's field names)
 COST_AND_STOP_FIELDS = (
+    "device",
+    "mfu",
+    "peak_memory_gib",
     "warmup_s",
     "teacher_s",
     "own_s",

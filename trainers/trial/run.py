@@ -63,13 +63,16 @@ from trainers.trial.cache_keys import (
 )
 from trainers.trial.model_result import model_result
 from trainers.trial.pruned_stage import build_pruned
-from trainers.trial.services import TrialServices
+from trainers.trial.services import DEV_EVALUATION, Activity, TrialServices
 from trainers.trial.stages import Stage, cached_stage
 from trainers.trial.teacher_stage import build_teacher
 from trainers.trial.trial_results import GUIDE_PREFIX, SpanTimer, TrialResult
 from trainers.trial.warmup_stage import build_warmup
 
 __all__ = ["TrialResult", "TrialSpec", "run_trial", "warm_up"]
+
+# the phases whose batches [warmup] batch_rows sizes (trainers.training.phases.warmup_phase)
+WARMUP_PHASES = ("warmup", "mlm")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,7 +124,7 @@ def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> Tria
             if isinstance(err, Diverged):
                 reason = str(err)
             elif isinstance(err, torch.OutOfMemoryError):
-                reason = _out_of_memory(engine, study, n)
+                reason = _out_of_memory(trial, spec.gpu_share)
             elif (refused := refused_reason(err)) is not None:
                 reason = refused  # a strict engine met an op with no deterministic form
             else:
@@ -137,12 +140,14 @@ def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> Tria
                 reused=tuple(trial.reused),
                 seed=seed,
                 numerics=numerics(engine),
+                phase_figures=tuple(trial.log.records),  # the phases it finished
             )
     return dataclasses.replace(
         result,
         phase_seconds=timer.seconds,
         wall_time_s=time.perf_counter() - started,
         reused=tuple(trial.reused),
+        phase_figures=tuple(trial.log.records),
     )
 
 
@@ -164,28 +169,78 @@ def _stopped(
         numerics=trial.numerics(),
         curve=trial.curves.get(evidence.point),
         stop=evidence,
+        phase_figures=tuple(trial.log.records),  # the phases it finished
     )
     if evidence.point == GridPoint(trial.n, sparsity):
         return result
     teacher = trial.finished_teacher or dataclasses.replace(
-        result, sparsity=0.0, phase_seconds={}, wall_time_s=0.0
+        result, sparsity=0.0, phase_seconds={}, wall_time_s=0.0, phase_figures=()
     )  # trained to its end, or stopped in its fine-tuning (a miss too)
     return dataclasses.replace(result, teacher=teacher)
 
 
-def _out_of_memory(engine: Engine, study: Study, n: int) -> str:
-    """The reason of a trial that ran out of GPU memory: the batch and the memory."""
-    rows, length = study.training.batch_rows, study.model.max_seq_length
+def _out_of_memory(trial: _Trial, share: float) -> str:
+    """The reason of a trial that ran out of memory: where (the phase, or the dev evaluation),
+    N, the batch (rows x N sequences x the padded length of the batch that failed, or the
+    longest its batches reach), the GPU's memory (in use, the peak since the phase began, the
+    GPU's total, and the cap of a trial sharing it: ``share`` < 1), and the fix."""
+    engine, n, running = trial.engine, trial.n, trial.log.running
+    warmup = running is not None and running.name in WARMUP_PHASES
+    setting = "[warmup] batch_rows" if warmup else "[training] batch_rows"
+    rows = trial.study.warmup.batch_rows if warmup else trial.study.training.batch_rows
+    fix = f"lower {setting} (now {rows})"
     memory = ""
     if engine.on_gpu:
-        total = torch.cuda.get_device_properties(engine.device).total_memory / 2**30
-        peak = torch.cuda.max_memory_allocated(engine.device) / 2**30
-        memory = f" ({peak:.1f} of {total:.0f} GiB in use at the peak)"
+        memory = _gpu_memory(engine, share)
+        if share < 1.0:
+            fix += f", or give each trial a larger --gpus-per-trial (now {share:g})"
         torch.cuda.empty_cache()
-    return (
-        f"out of memory on {engine.device}{memory} with [training] batch_rows = {rows}: "
-        f"{rows} x N={n} = {rows * n} sequences of {length} tokens a batch; lower batch_rows"
+    batch = _failed_batch(trial, running, rows)
+    return f"out of memory on {engine.device} {_where(running)} at N={n}: {batch}{memory}; {fix}"
+
+
+def _where(running: Activity | None) -> str:
+    if running is None:
+        return "outside the training phases (loading, evaluating or timing a model)"
+    if running.name == DEV_EVALUATION:
+        return f"in the {running.name}"
+    return f"in the {running.name} phase"
+
+
+def _failed_batch(trial: _Trial, running: Activity | None, rows: int) -> str:
+    """The batch that failed, where the phase had drawn one; else the largest of its batches
+    (its last dimension: the largest length bucket, or the study's max_seq_length)."""
+    n = trial.n
+    if running is not None and running.drawn:
+        return (
+            f"its batch of {running.sequences // n} rows x N={n} = {running.sequences} "
+            f"sequences of {running.length} tokens (the batch that failed)"
+        )
+    longest = (running.length if running is not None else 0) or max(
+        trial.length_buckets, default=trial.study.model.max_seq_length
     )
+    return (
+        f"its batches of {rows} rows x N={n} = {rows * n} sequences of up to {longest} "
+        "tokens (the longest)"
+    )
+
+
+def _gpu_memory(engine: Engine, share: float) -> str:
+    """The GPU's memory when it ran out: in use, the peak (since the phase began: run_phase
+    resets it), the GPU's total, and the trial's cap where it shares the GPU."""
+    total = torch.cuda.get_device_properties(engine.device).total_memory
+    used = torch.cuda.memory_allocated(engine.device)
+    peak = torch.cuda.max_memory_allocated(engine.device)
+    text = (
+        f"; {used / 2**30:.1f} GiB in use, {peak / 2**30:.1f} GiB at the peak, of the GPU's "
+        f"{total / 2**30:.1f} GiB"
+    )
+    if share < 1.0:  # trainers.runtime.device.cap_memory: set_per_process_memory_fraction
+        text += (
+            f", capped at {share:g} of it ({share * total / 2**30:.1f} GiB) by "
+            f"--gpus-per-trial {share:g}"
+        )
+    return text
 
 
 class _Trial(TrialServices):
@@ -328,6 +383,7 @@ class _Trial(TrialServices):
             self.progress,
             self.engine,
             data=(self.train, self.dev),
+            log=self.log,  # its phases are the trial's, named "guide <phase>"
         )
         model, _, _ = sibling.teacher()
         return model.eval()

@@ -5,10 +5,19 @@ dev checks of early stopping and the learning curve it records.
 :class:`TrialServices` holds them; the runner (:mod:`trainers.trial.run`) adds the stages a
 build may start (the warm-up a fine-tuning starts from, the (1, 0) teacher it distills from),
 and with them is the :class:`trainers.trial.stages.RunningTrial` each build sees.
+
+Each phase run here is recorded in the trial's :class:`PhaseLog` (its steps, examples, tokens,
+seconds, FLOP, MFU and peak memory: a :class:`~trainers.trial.trial_results.PhaseRecord`), which
+also holds what runs now -- the phase and the shape of its last batch, or the dev evaluation --
+for the reason of a trial that runs out of memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,15 +39,40 @@ from trainers.data.splits import Encoded
 from trainers.model.architecture import multiplexing_fields
 from trainers.model.classifier import Classifier, set_dropout
 from trainers.runtime.device import Engine, numerics
-from trainers.training.loop import Phase, run_phase
+from trainers.runtime.flops import mfu, peak_flops
+from trainers.training.loop import Phase, PhaseFigures, run_phase
 from trainers.training.phases import confusion, padding_buckets
 from trainers.trial.artifacts import read_json, write_json
 from trainers.trial.cache_keys import warms_up
 from trainers.trial.task_data import positive_label_id, task_data, task_tables, task_tokenizer
-from trainers.trial.trial_results import CHECKPOINTS_SPAN, SpanTimer
+from trainers.trial.trial_results import CHECKPOINTS_SPAN, PhaseRecord, SpanTimer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
+
+DEV_EVALUATION = "dev evaluation"  # Activity.name while the dev split is scored
+_GIB = 2**30
+
+
+@dataclass
+class Activity:
+    """What the trial runs on its device now: a phase's step loop, with the shape of the last
+    batch it drew (host integers, read from the batch's shape: no device wait), or a dev
+    evaluation; what the reason of a trial that ran out of memory names."""
+
+    name: str  # the phase (prefixed as its timer is: "guide finetune"), or DEV_EVALUATION
+    sequences: int = 0  # rows x N of the last batch drawn; 0: none drawn yet
+    length: int = 0  # that batch's padded length (a dev evaluation: its longest)
+    drawn: bool = False  # whether the shape is of a batch drawn (the one that failed)
+
+
+@dataclass
+class PhaseLog:
+    """The trial's phases as they run, shared by the (1, 0) guide it may build: the records of
+    the phases done, and what runs now."""
+
+    records: list[PhaseRecord] = field(default_factory=list)
+    running: Activity | None = None
 
 
 class TrialServices:
@@ -55,10 +89,12 @@ class TrialServices:
         stop: StopRule | None = None,  # the search's threshold and margins, if it stops trainings
         curve_points: int = 0,  # dev evaluations at k/curve_points of the last phases
         data: tuple[Encoded, Encoded] | None = None,  # (train, dev), encoded, on the device
+        log: PhaseLog | None = None,  # another trial's, to record into (the guide's: its own)
     ) -> None:
         self.study, self.n, self.seed, self.timer, self.progress = study, n, seed, timer, progress
         self.engine, self.stop, self.curve_points = engine, stop, curve_points
         self.curves: dict[GridPoint, Curve] = {}  # of the last phases run, by model
+        self.log = log if log is not None else PhaseLog()
         torch.manual_seed(seed)
         with timer("data"):
             self.tokenizer: PreTrainedTokenizerBase = task_tokenizer(study.model.name_or_path)
@@ -119,25 +155,78 @@ class TrialServices:
     def accuracy(self, model: Classifier) -> float:
         """The model's dev score in the study's metric (``[study] metric``; accuracy: a
         fraction)."""
-        counts = confusion(
-            model,
-            self.dev,
-            self.study.training.batch_rows,
-            self.engine,
-            len(self.label_names),
-            self.length_buckets,
-        )
+        rows = self.study.training.batch_rows
+        longest = max(self.length_buckets, default=self.dev.input_ids.shape[1])
+        with self._running(Activity(DEV_EVALUATION, rows * self.n, int(longest))):
+            counts = confusion(
+                model, self.dev, rows, self.engine, len(self.label_names), self.length_buckets
+            )
         return score(self.study.study.metric, counts, self.positive_label_id)
+
+    @contextlib.contextmanager
+    def _running(self, activity: Activity) -> Iterator[None]:
+        """``activity`` is what runs for the block; what ran before it runs again after it
+        (a dev check inside a phase), unless the block fails (the failure's activity stays)."""
+        before, self.log.running = self.log.running, activity
+        yield
+        self.log.running = before
+
+    def _watched(self, phase: Phase) -> tuple[Phase, Activity]:
+        """The phase, its batches' shapes noted as it draws them (what a trial that runs out
+        of memory names), and the activity that notes them."""
+        activity = Activity(self.timer.prefix + phase.name)
+        source = phase.data
+
+        def data(start: int) -> Iterator[Encoded]:
+            for batch in source(start):
+                sequences, length = batch.input_ids.shape  # host metadata: no device wait
+                activity.sequences, activity.length = int(sequences), int(length)
+                activity.drawn = True
+                yield batch
+
+        return dataclasses.replace(phase, data=data), activity
+
+    def _keep(self, figures: PhaseFigures) -> None:
+        """``run_phase``'s figures of a phase, rated against the device's peak: recorded."""
+        recorded = numerics(self.engine)
+        name = str(recorded["device_name"])
+        peak = (
+            peak_flops(name, self.engine.precision.value, bool(recorded.get("tf32")))
+            if self.engine.on_gpu
+            else None  # a CPU's peak is not known: no MFU
+        )
+        seconds = figures.seconds
+        self.log.records.append(
+            PhaseRecord(
+                name=self.timer.prefix + figures.name,
+                steps=figures.steps,
+                examples=figures.examples,
+                tokens=figures.tokens,
+                seconds=seconds,
+                examples_per_s=figures.examples / seconds if seconds > 0 else 0.0,
+                flop=figures.flop,
+                tflop_per_s=figures.flop / seconds / 1e12 if seconds > 0 else 0.0,
+                # a phase that counts no FLOP (no Phase.flop) has no MFU, not 0
+                mfu=mfu(figures.flop, seconds, peak) if figures.flop > 0 else None,
+                peak_memory_gib=(
+                    figures.peak_memory / _GIB if figures.peak_memory is not None else None
+                ),
+                device_name=name,
+            )
+        )
 
     def run_phase(self, phase: Phase, checkpoint: Path) -> None:
         """Run a phase to its end, resuming from (and saving to) ``checkpoint``."""
-        run_phase(
-            phase,
-            checkpoint,
-            progress=self.progress,
-            engine=self.engine,
-            **self._checkpoints(phase),
-        )
+        watched, activity = self._watched(phase)
+        with self._running(activity):
+            run_phase(
+                watched,
+                checkpoint,
+                progress=self.progress,
+                engine=self.engine,
+                figures=self._keep,
+                **self._checkpoints(phase),
+            )
 
     def _checkpoints(self, phase: Phase) -> dict[str, Any]:
         """run_phase's checkpoint arguments: the study's schedule of them, and the span that
@@ -193,15 +282,18 @@ class TrialServices:
                     )
                 )
 
-        run_phase(
-            phase,
-            checkpoint,
-            progress=self.progress,
-            engine=self.engine,
-            check=check,
-            check_steps=set(margins) | curve_steps,
-            **self._checkpoints(phase),
-        )
+        watched, activity = self._watched(phase)
+        with self._running(activity):
+            run_phase(
+                watched,
+                checkpoint,
+                progress=self.progress,
+                engine=self.engine,
+                check=check,
+                check_steps=set(margins) | curve_steps,
+                figures=self._keep,
+                **self._checkpoints(phase),
+            )
 
     def finish_curve(
         self, point: GridPoint, phase: str, steps: int, final: float, partial: Path

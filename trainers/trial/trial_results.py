@@ -1,6 +1,7 @@
 """What one trial returns: :class:`TrialResult`, with its JSON round trip and the search's
-record of it, and :class:`SpanTimer`, the seconds of the trial's named spans (its phases,
-checks and measurements) that the record's costs are split by."""
+record of it; :class:`PhaseRecord`, what each phase's step loop did and how fast; and
+:class:`SpanTimer`, the seconds of the trial's named spans (its phases, checks and
+measurements) that the record's costs are split by."""
 
 from __future__ import annotations
 
@@ -29,6 +30,37 @@ CHECKPOINTS_SPAN = " checkpoints"
 
 
 @dataclass(frozen=True, kw_only=True)
+class PhaseRecord:
+    """One phase's step loop in a trial, as this run ran it: a phase resumed from a checkpoint
+    counts the steps from its checkpoint on only, and a phase of a reused stage is not run (no
+    record). Counted on the host from the batches' shapes, timed with the device synchronized
+    at the loop's end (its checks and checkpoints included)."""
+
+    name: str  # the phase (warmup, mlm, finetune, prune, post-finetune; "guide " + the
+    # phase of the (1, 0) model an N > 1 one distills from, where the trial built it)
+    steps: int
+    examples: int  # sequences: rows x N a step
+    tokens: int  # sequences x their batch's padded length
+    seconds: float
+    examples_per_s: float
+    flop: float  # trainers.runtime.flops: 0.0 where the phase counts none
+    tflop_per_s: float
+    # a fraction of the dense peak of the whole GPU (of a trial sharing it too), in the
+    # trial's precision (trainers.runtime.flops.peak_flops); None on a CPU, on an unknown GPU,
+    # or for a phase that counts no FLOP
+    mfu: float | None
+    peak_memory_gib: float | None  # the device's peak allocation in the phase; None on a CPU
+    device_name: str  # the GPU's name (torch.cuda.get_device_name), or the CPU's
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PhaseRecord:  # Any: decoded JSON
+        return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrialResult:
     task: str
     n: int
@@ -54,6 +86,9 @@ class TrialResult:
     # was checked (early stopping) or asked for (curve_points)
     curve: Curve | None = None
     stop: StopEvidence | None = None  # status STOPPED: why
+    # each phase this run ran, in order (none for the stages it reused); a failed or stopped
+    # trial holds the phases it finished
+    phase_figures: tuple[PhaseRecord, ...] = ()
 
     def cost_parts(self) -> tuple[float, float, float]:
         """(warm-up, teacher, own) seconds of this run; 0 for what it reused."""
@@ -92,7 +127,23 @@ class TrialResult:
             stop_step=stop.step if stop else None,
             stop_accuracy=stop.accuracy if stop else None,
             stop_margin=stop.margin if stop else None,
+            device=self.numerics.get("device"),
+            mfu=self.mfu(),
+            peak_memory_gib=max(
+                (p.peak_memory_gib for p in self.phase_figures if p.peak_memory_gib is not None),
+                default=None,
+            ),
         )
+
+    def mfu(self) -> float | None:
+        """The MFU of the phases this run ran, over their seconds together (each phase's MFU
+        weighted by its seconds: their FLOP over their time, against the one GPU's peak);
+        None where none is known."""
+        known = [p for p in self.phase_figures if p.mfu is not None and p.seconds > 0]
+        seconds = sum(p.seconds for p in known)
+        if not seconds:
+            return None
+        return sum(p.mfu * p.seconds for p in known if p.mfu is not None) / seconds
 
     def to_json(self) -> dict[str, Any]:
         """JSON values (``autoprumux train --json``); :meth:`from_json` reads them back."""
@@ -102,6 +153,7 @@ class TrialResult:
         data["teacher"] = self.teacher.to_json() if self.teacher else None
         data["curve"] = self.curve.to_json() if self.curve else None
         data["stop"] = _evidence_json(self.stop) if self.stop else None
+        data["phase_figures"] = [record.to_json() for record in self.phase_figures]
         return data
 
     @classmethod
@@ -116,6 +168,10 @@ class TrialResult:
                 "teacher": cls.from_json(teacher) if teacher else None,
                 "curve": Curve.from_json(curve) if curve else None,
                 "stop": _evidence(stop) if stop else None,
+                # absent from the results of older releases
+                "phase_figures": tuple(
+                    PhaseRecord.from_json(record) for record in data.get("phase_figures", ())
+                ),
             }
         )
 
