@@ -49,14 +49,16 @@ if TYPE_CHECKING:  # the session brings the search loop: imported when a search 
     default=None,
     help="GPUs for the whole search; with --gpus-per-trial it sets the concurrency. Default: "
     "0 without CUDA; on Ray every visible GPU (with --address, the cluster's); with "
-    "--executor local the one GPU its trials train on.",
+    "--executor local every GPU of this machine (trials spread over cuda:0..k-1), or the one "
+    "--device cuda:i names.",
 )
 @click.option(
     "--gpus-per-trial",
     type=click.FloatRange(min=0),
     default=1.0,
     show_default=True,
-    help="A trial's share of GPUs (> 0 with --gpus above 0).",
+    help="A trial's share of one GPU, in [0.01, 1] (0.25: four trials a GPU, each capped to a "
+    "quarter of its memory).",
 )
 @click.option(
     "--cpus-per-trial",

@@ -12,5 +12,6 @@ measurements come from (real training or a replayed grid).
   and checking the storage and its study; ``retry_busy``), ``trial_owner.py`` (owners and
   leases), ``storage_check.py`` and ``masking.py`` (a URL checked, a password masked);
 - executors and trainers: ``ray_executor.py`` (Ray Tune), ``ray_auth.py``,
-  ``trial_sources.py`` (``StudyTrainer``, ``ReplayTrainer``).
+  ``trial_sources.py`` (``StudyTrainer``, ``ReplayTrainer``), ``device_slots.py`` (which GPU
+  a local trial goes to) and ``trial_process.py`` (one local GPU trial per spawned process).
 """

@@ -3,12 +3,14 @@
 The :class:`SearchDriver` is the single place where decisions are made: it reads the Optuna study
 (the source of truth), asks the :class:`~autoprumux.loop.proposer.Proposer` for the next points,
 starts their trials and records their outcomes. Executors only run trainings: the local one in
-threads of this process, the Ray one (:mod:`autoprumux.loop.ray_executor`) as Ray Tune trials;
-both call the same ``suggest`` / ``complete``. Resume is free: a rerun reads what is recorded, and
-trials a killed process left behind are closed (interrupted) and trained again if needed
-(:meth:`StudyStore.repair`, before anything is proposed). Searches share a study: each one leaves
-the others' live trials alone, proposes other points, and waits for theirs when it needs nothing
-else. The driver is written against two contracts: the study store
+threads of this process (CPU trials) or each in a spawned process of its own, spread over the
+machine's GPUs (GPU trials: :mod:`autoprumux.loop.trial_process`,
+:mod:`autoprumux.loop.device_slots`), the Ray one (:mod:`autoprumux.loop.ray_executor`) as
+Ray Tune trials; both call the same ``suggest`` / ``complete``. Resume is free: a rerun reads
+what is recorded, and trials a killed process left behind are closed (interrupted) and trained
+again if needed (:meth:`StudyStore.repair`, before anything is proposed). Searches share a
+study: each one leaves the others' live trials alone, proposes other points, and waits for
+theirs when it needs nothing else. The driver is written against two contracts: the study store
 (:class:`~autoprumux.loop.store_contract.StudyStore`) and the trainer
 (:class:`~autoprumux.loop.trainer_contract.Trainer`).
 """
@@ -39,9 +41,11 @@ from autoprumux.core.records import (
 )
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.loop.costs import CostModel, Recipe
+from autoprumux.loop.device_slots import DeviceSlots, PlaceableTrainer
 from autoprumux.loop.proposer import Proposer, SearchState
 from autoprumux.loop.store_contract import StudyStore, is_abandoned
 from autoprumux.loop.trainer_contract import TrainFunction
+from autoprumux.loop.trial_process import TrialProcesses
 
 log = logging.getLogger(__name__)
 
@@ -413,30 +417,88 @@ def trainings(records: list[TrialRecord]) -> int:
     return sum(1 for r in records if not is_abandoned(r) and r.from_trial is None)
 
 
-def run_local(driver: SearchDriver, trainer: TrainFunction, workers: int) -> SearchOutcome:
-    """Run trainings in threads of this process, ``workers`` at a time. With a slot free it
-    looks at the study every ``poll_s``: other searches' results may open new points."""
-    futures: dict[Future[Training], int] = {}
+def run_local(
+    driver: SearchDriver,
+    trainer: TrainFunction,
+    workers: int,
+    *,
+    devices: DeviceSlots | None = None,
+    processes: bool = False,
+) -> SearchOutcome:
+    """Run trainings ``workers`` at a time on this machine. With a slot free it looks at the
+    study every ``poll_s``: other searches' results may open new points.
+
+    ``devices``: the GPUs to spread the trials over, each trial placed on the one with the most
+    free slots (``trainer`` must then be a :class:`PlaceableTrainer`); None: every trial on the
+    trainer's own device. ``processes``: each trial in a spawned process of its own
+    (:mod:`autoprumux.loop.trial_process`: GPU trials); else in threads of this process (CPU
+    trials: they start at once, and a failed one is as clean)."""
+    if devices is not None and not isinstance(trainer, PlaceableTrainer):
+        raise TypeError(f"{type(trainer).__name__} cannot be placed on a device (no on_device)")
+    if devices is not None and workers > devices.capacity:  # the sizing's bug, not the user's
+        raise ValueError(f"{workers} trials at once on {devices.capacity} GPU slot(s)")
+    children = TrialProcesses() if processes else None
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            while True:
-                free = workers - len(futures)
-                suggestion = driver.suggest(free) if free > 0 else Suggestion()
-                if suggestion.finished and not futures:
-                    break
-                for number, point in suggestion.start:
-                    stop = driver.stop_rule()
-                    futures[pool.submit(_safe_train, trainer, point, stop)] = number
-                if not futures:  # other searches train what this one needs: wait for them
-                    time.sleep(driver.config.poll_s)
-                    continue
-                timeout = driver.config.poll_s if len(futures) < workers else None
-                finished, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    driver.complete(futures.pop(future), future.result())
+            try:
+                _train_until_finished(driver, trainer, workers, pool, devices, children)
+            except BaseException:
+                # the search stops on an error of its own (or ^C): so do its trials, before
+                # the pool waits for the threads that wait for them
+                if children is not None:
+                    children.kill_all()
+                raise
         return driver.outcome()
     finally:
         driver.close()
+
+
+def _train_until_finished(
+    driver: SearchDriver,
+    trainer: TrainFunction,
+    workers: int,
+    pool: ThreadPoolExecutor,
+    devices: DeviceSlots | None,
+    children: TrialProcesses | None,
+) -> None:
+    """The local executor's loop: start what the driver suggests, record what finishes."""
+    # (device, trial number) of each running training; device None: not placed
+    futures: dict[Future[Training], tuple[str | None, int]] = {}
+    run = _safe_train if children is None else children.run
+    while True:
+        free = workers - len(futures)
+        suggestion = driver.suggest(free) if free > 0 else Suggestion()
+        if suggestion.finished and not futures:
+            return
+        for number, point in suggestion.start:
+            stop = driver.stop_rule()
+            device, placed = _place(trainer, devices, children is not None)
+            if device is not None:
+                log.info("trial %d %s on %s", number, point, device)
+            futures[pool.submit(run, placed, point, stop)] = (device, number)
+        if not futures:  # other searches train what this one needs: wait for them
+            time.sleep(driver.config.poll_s)
+            continue
+        timeout = driver.config.poll_s if len(futures) < workers else None
+        finished, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in finished:
+            device, number = futures.pop(future)
+            if devices is not None and device is not None:
+                devices.release(device)
+            driver.complete(number, future.result())
+
+
+def _place(
+    trainer: TrainFunction, devices: DeviceSlots | None, processes: bool
+) -> tuple[str | None, TrainFunction]:
+    """The device a starting trial takes (None: not placed) and the trainer placed there. A
+    trial's share caps its process's GPU memory, so trials in threads (one process) are not
+    capped: each one's cap would be the whole process's."""
+    if devices is None:
+        return None, trainer
+    assert isinstance(trainer, PlaceableTrainer)  # checked by run_local
+    device = devices.acquire()
+    return device, trainer.on_device(device, devices.share if processes else 1.0)
 
 
 def _safe_train(trainer: TrainFunction, point: GridPoint, stop: StopRule | None) -> Training:

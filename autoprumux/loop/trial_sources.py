@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autoprumux.core.early_stop import StopRule
 from autoprumux.core.errors import FieldError
@@ -68,6 +68,10 @@ class ReplayTrainer:
     def worker_paths(self) -> WorkerPaths:
         return WorkerPaths(reads=(self.path,))
 
+    def on_device(self, device: str, gpu_share: float) -> ReplayTrainer:
+        """Itself: a replayed grid trains nowhere (the executor's placement is not its)."""
+        return self
+
     def table(self) -> ResultsTable:
         return read_results(self.path)
 
@@ -102,6 +106,14 @@ class StudyTrainer:
     seed: int | None = None
     device: str = "auto"  # in a Ray worker, auto and cuda are the GPU(s) Ray assigned
     threads: int = 0  # CPU threads per trial (0: every core); the same on every executor
+    # the share of its GPU's memory a trial may allocate (--gpus-per-trial below 1: trials
+    # sharing a GPU, each in a process of its own, a Ray worker or the local executor's child)
+    gpu_share: float = 1.0
+
+    def on_device(self, device: str, gpu_share: float) -> StudyTrainer:
+        """The same training on ``device`` (the local executor's placement: "cuda:1"), capped
+        to ``gpu_share`` of its memory."""
+        return replace(self, device=device, gpu_share=gpu_share)
 
     def worker_paths(self) -> WorkerPaths:
         """The study file, and the artifacts folder its trainings write and the driver records."""
@@ -120,6 +132,7 @@ class StudyTrainer:
             seed=self.seed,
             device=self.device,
             threads=self.threads,
+            gpu_share=self.gpu_share,
             stop=stop,
         )
         return run_trial(spec, progress).training()

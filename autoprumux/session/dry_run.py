@@ -134,6 +134,9 @@ class SearchForecast:
     grid_size: int  # grid points the search may train (those the table has a throughput of)
     table: TableUsed
     slots: TrialSlots  # trials at once, and each one's CPUs and GPU share
+    # how the local executor places them: ", 2 a GPU on cuda:0..1, each in a process of its
+    # own" ("" for CPU trials and on Ray, which places its own)
+    placement: str = ""
     # waves of trainings before a result decides the next point: wave 2 starts once wave 1's
     # results are in (with --min-accuracy, one wave)
     first: tuple[tuple[ForecastRow, ...], ...]
@@ -159,6 +162,7 @@ class SearchForecast:
             "trials_at_once": self.slots.workers,
             "cpus_per_trial": self.slots.cpus_per_trial,
             "gpus_per_trial": self.slots.gpus_per_trial,
+            "placement": self.placement.removeprefix(", "),
             "first_picks": [
                 {"wave": i, **row.to_dict()} for i, wave in enumerate(self.first, 1) for row in wave
             ],
@@ -177,6 +181,7 @@ def forecast_search(
     slots: TrialSlots,
     notes: Sequence[str] = (),
     recipe: Recipe | None = None,  # as the data read says; None: recipe_of(study)
+    placement: str = "",  # SearchForecast.placement
 ) -> SearchForecast:
     """The plan of a fresh search of ``study`` for ``budget``, ranked and priced by ``table``
     (``used`` says which), ``slots.workers`` trials at a time."""
@@ -197,6 +202,7 @@ def forecast_search(
         grid_size=len(candidates),
         table=used,
         slots=slots,
+        placement=placement,
         first=_charged(costs, first_picks(budget, candidates, costs, slots.workers), share),
         grid=tuple(row for (row,) in _charged(costs, everything, share)),
         notes=tuple(notes),
@@ -336,7 +342,7 @@ def forecast_text(forecast: SearchForecast) -> str:
     lines = [
         f"dry run: study {forecast.study!r}, {budget.kind.value} budget {budget.value:g} "
         f"({forecast.metric}), {forecast.grid_size} grid points; nothing trained or written",
-        f"trials: {slots.workers} at a time ({where})",
+        f"trials: {slots.workers} at a time ({where}{forecast.placement})",
         f"costs: the search's cost model, in seconds at the speed of {_table_words(table)}; "
         "once a training finished, the search rescales them by the seconds it took",
         "",

@@ -32,6 +32,7 @@ from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import read_results, read_throughput_table
 from autoprumux.loop.costs import recipe_of
+from autoprumux.loop.device_slots import DeviceSlots, gpu_devices, trials_per_gpu
 from autoprumux.loop.driver import SearchConfig, SearchDriver, SearchOutcome, run_local
 from autoprumux.loop.trainer_contract import Trainer
 from autoprumux.loop.trial_sources import REPLAY_PREFIX, ReplaySpec, ReplayTrainer, StudyTrainer
@@ -64,7 +65,9 @@ __all__ = ["Executor", "SearchPlan", "SearchRequest", "SearchSession"]
 class Executor(enum.Enum):
     """Where a search's trainings run."""
 
-    LOCAL = "local"  # threads of this process, without Ray
+    # without Ray: GPU trials each in a process of their own, spread over this machine's GPUs;
+    # CPU trials in threads of this process
+    LOCAL = "local"
     RAY = "ray"  # Ray Tune trials: a local Ray, or the cluster at --address
 
 
@@ -105,6 +108,10 @@ class SearchPlan:
     # the trials at once and their resources: sized now on the local executor, once the
     # cluster is joined on Ray (its nodes decide)
     slots: TrialSlots | None
+    # the local executor's GPUs, a trial placed on the one with the most free slots ("cuda:0",
+    # ...; none: CPU trials, or Ray, which places its own); each holds floor(1 / share)
+    devices: tuple[str, ...] = ()
+    processes: bool = False  # each local trial in a spawned process of its own (GPU training)
     train: TrainCommand | None  # how `autoprumux train` trains a point as this search does
     # the training split's examples and the label names, as read (a replay reads no data);
     # the cost model prices a phase given in epochs with the count
@@ -124,14 +131,18 @@ class SearchSession:
         *,
         gpu_count: Callable[[], int] | None = None,
         cores: int | None = None,
+        processes: bool | None = None,
     ) -> None:
         """``progress`` takes each progress line (default: the ``autoprumux`` logger, at INFO);
         ``gpu_count`` counts this machine's CUDA devices and ``cores`` its CPU cores (defaults:
-        torch's count, os.cpu_count(); a test may pretend)."""
+        torch's count, os.cpu_count(); a test may pretend); ``processes`` runs each local trial
+        in a process of its own or not (default: GPU trials of real training do; a test may
+        ask for processes on a CPU machine)."""
         self.request = request
         self.progress = progress or log.info
         self._gpu_count = gpu_count or _cuda_device_count
         self._cores = cores or os.cpu_count() or 1
+        self._processes = processes
 
     # -- before any long work ---------------------------------------------------------------
 
@@ -146,6 +157,8 @@ class SearchSession:
         study = choose_study(request)
         gpus = self._gpus_before_ray(executor)
         check_resources(request, gpus)
+        if executor is Executor.LOCAL:
+            check_local_gpus(request, gpus, self._gpu_count)
         # before hours of training: the report written at the end must be writable
         report = check_output(search_report_path(study), "report")
         replay = _replay_spec(request.trainer_spec)
@@ -167,6 +180,7 @@ class SearchSession:
         if not cluster_decides and gpus == 0:
             check_gpu_hours_cap(request, 0.0)
         slots = None
+        devices: tuple[str, ...] = ()
         if executor is Executor.LOCAL:
             slots = size_trials(
                 cores=self._cores,
@@ -174,6 +188,9 @@ class SearchSession:
                 gpus_per_trial=request.gpus_per_trial,
                 cpus_per_trial=request.cpus_per_trial,
             )
+            devices = gpu_devices(request.device, gpus if slots.gpus_per_trial else 0.0)
+        # a replay holds no GPU: its trials, GPU ones too, are threads (nothing to isolate)
+        processes = bool(devices) and replay is None
         return SearchPlan(
             study=study,
             executor=executor,
@@ -181,6 +198,8 @@ class SearchSession:
             report=report,
             replay=replay,
             slots=slots,
+            devices=devices,
+            processes=processes if self._processes is None else self._processes,
             train=train_command(study, request.device),
             train_examples=train_examples,
             labels=labels,
@@ -189,10 +208,9 @@ class SearchSession:
 
     def _gpus_before_ray(self, executor: Executor) -> float:
         """The search's GPUs as known before Ray starts: --gpus; else on Ray this machine's
-        (a joined cluster's replace them once known); else on the local executor the GPU its
-        trials train on: every local trial uses the one device --device names (auto and cuda:
-        the current one), so 1 where this machine has a GPU, none with --device cpu. Counting
-        every visible GPU there would run that many trials at once on that one device."""
+        (a joined cluster's replace them once known); else on the local executor the GPUs its
+        trials spread over: every one this machine has with --device auto or cuda, the one
+        --device cuda:i names, none with --device cpu."""
         request = self.request
         if request.gpus is not None:
             return request.gpus
@@ -200,7 +218,9 @@ class SearchSession:
             return float(self._gpu_count())
         if request.device == "cpu":
             return 0.0
-        return min(float(self._gpu_count()), 1.0)
+        if request.device.startswith("cuda:"):
+            return min(float(self._gpu_count()), 1.0)
+        return float(self._gpu_count())
 
     # -- the search -------------------------------------------------------------------------
 
@@ -226,7 +246,12 @@ class SearchSession:
         slots = plan.slots if cluster is None else self._cluster_slots(cluster)
         assert slots is not None  # the local executor's are sized by plan()
         # a trial's CPU threads change its float sums: the same count on every executor
-        trainer = make_trainer(plan, request.device, threads=max(1, int(slots.cpus_per_trial)))
+        trainer = make_trainer(
+            plan,
+            request.device,
+            threads=max(1, int(slots.cpus_per_trial)),
+            gpu_share=slots.gpus_per_trial or 1.0,
+        )
         if cluster is not None and request.address:
             from autoprumux.loop.ray_executor import check_nodes_share
 
@@ -258,7 +283,14 @@ class SearchSession:
             outcome = run_ray(
                 driver, trainer, slots.workers, slots.gpus_per_trial, slots.cpus_per_trial
             )
-        else:
+        elif plan.devices or plan.processes:  # GPU trials: placed, each in its own process
+            devices = None
+            if plan.devices:
+                devices = DeviceSlots.for_share(plan.devices, slots.gpus_per_trial)
+            outcome = run_local(
+                driver, trainer, slots.workers, devices=devices, processes=plan.processes
+            )
+        else:  # CPU trials: threads of this process
             outcome = run_local(driver, trainer, slots.workers)
         # the search has answered: from here on nothing it decided can change
         data = search_report_input(
@@ -418,7 +450,7 @@ class SearchSession:
         self.progress(
             f"study {plan.study.name!r} in {masked_url(config.storage_url)} | "
             f"{budget.kind.value} budget {budget.value:g} | {slots.workers} trial(s) at a time "
-            f"({plan.executor.value})"
+            f"({plan.executor.value}{placement_words(plan, slots)})"
         )
         metric = plan.study.study.metric.label(plan.study.study.positive_label)
         return SearchDriver(
@@ -461,6 +493,7 @@ class SearchSession:
             slots,
             notes,
             recipe_of(study, plan.train_examples, plan.fine_tuned),
+            placement_words(plan, slots),
         )
 
 
@@ -542,28 +575,68 @@ def check_limits(request: SearchRequest) -> None:
 
 
 def check_resources(request: SearchRequest, gpus: float) -> None:
-    """Refuse, in one line naming the option, GPU and CPU counts no search can run with."""
-    for option, value in (
-        ("--gpus", gpus),
-        ("--gpus-per-trial", request.gpus_per_trial),
-        ("--cpus-per-trial", request.cpus_per_trial),
-    ):
+    """Refuse, in one line naming the option, GPU and CPU counts no search can run with: a
+    trial's GPU share is a fraction of one GPU in [MIN_GPU_SHARE, 1] (0 only for CPU trials)."""
+    for option, value in (("--gpus", gpus), ("--cpus-per-trial", request.cpus_per_trial)):
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise FieldError(option, f"{value:g} is not allowed; give a number >= 0")
-    if request.gpus_per_trial > 1:
+    share = request.gpus_per_trial
+    if not (math.isfinite(share) and share >= 0):
+        raise FieldError("--gpus-per-trial", f"{share:g} is not allowed; {_SHARE_HINT}")
+    if share > 1:
         raise FieldError(
             "--gpus-per-trial",
-            f"{request.gpus_per_trial:g} is more than one GPU: a trial trains on one GPU; give "
+            f"{share:g} is more than one GPU: a trial trains on one GPU; give "
             "1, or a share of one (0.25: four trials a GPU)",
         )
-    if gpus > 0 and request.gpus_per_trial == 0:
+    if gpus > 0 and share == 0:
         raise FieldError(
             "--gpus-per-trial",
             f"0 with --gpus {gpus:g}: give each trial a share above 0 (0.5: two trials a GPU), "
             "or --gpus 0 for CPU trials",
         )
+    if gpus > 0 and share < MIN_GPU_SHARE:
+        raise FieldError(
+            "--gpus-per-trial",
+            f"{share:g} is {trials_per_gpu(share):,} trials a GPU, each with a CUDA context of "
+            f"its own (about half a GB); {_SHARE_HINT}",
+        )
     if request.cpus_per_trial == 0:
         raise FieldError("--cpus-per-trial", "0 is not allowed; give a number above 0")
+
+
+# the smallest share of a GPU a trial may take: 100 trials a GPU (each trial's CUDA context
+# alone takes about half a GB; an 80 GB GPU holds ~160 of them and nothing else)
+MIN_GPU_SHARE = 0.01
+_SHARE_HINT = f"give a share of one GPU in [{MIN_GPU_SHARE:g}, 1] (0.25: four trials a GPU)"
+
+
+def check_local_gpus(request: SearchRequest, gpus: float, gpu_count: Callable[[], int]) -> None:
+    """Refuse a --gpus the local executor cannot spread trials over: more GPUs than this
+    machine has, GPUs for CPU trials (--device cpu), or several for the one --device cuda:i
+    names."""
+    if request.gpus is None or gpus == 0:
+        return  # every GPU --device gives, counted on this machine
+    device = request.device
+    if device == "cpu":
+        raise FieldError(
+            "--gpus",
+            f"{gpus:g} with --device cpu: CPU trials take no GPU; give --gpus 0 (or leave it "
+            "out), or --device auto for GPU trials",
+        )
+    if device.startswith("cuda:") and gpus > 1:
+        raise FieldError(
+            "--gpus",
+            f"{gpus:g} with --device {device}: the trials train on that one GPU; give --gpus 1, "
+            f"or --device cuda to spread them over cuda:0..{math.ceil(gpus) - 1}",
+        )
+    here = gpu_count()
+    if gpus > here:
+        raise FieldError(
+            "--gpus",
+            f"{gpus:g}: this machine has {here} GPU(s) and --executor local trains on this "
+            f"machine; give at most {here}, or --executor ray to use a cluster's",
+        )
 
 
 def check_gpu_hours_cap(request: SearchRequest, gpus_per_trial: float) -> None:
@@ -609,9 +682,10 @@ def check_trial_device(
     resolve_precision(study.training.precision, resolve_device("cuda"))
 
 
-def make_trainer(plan: SearchPlan, device: str, threads: int) -> Trainer:
+def make_trainer(plan: SearchPlan, device: str, threads: int, gpu_share: float = 1.0) -> Trainer:
     """The trainer of the plan: the recorded grid it replays, or the study's real training
-    (``threads`` CPU threads a trial, on ``device``)."""
+    (``threads`` CPU threads a trial, on ``device``, capped to ``gpu_share`` of its GPU's
+    memory: Ray's workers are processes of their own; the local executor places each trial)."""
     if plan.replay is not None:
         return ReplayTrainer(
             path=str(Path(plan.replay.path).resolve()),
@@ -619,7 +693,19 @@ def make_trainer(plan: SearchPlan, device: str, threads: int) -> Trainer:
             delay_s=plan.replay.delay_s,
         )
     path = str(plan.study.path.resolve()) if plan.study.path else ""
-    return StudyTrainer(study_path=path, device=device, threads=threads)
+    return StudyTrainer(study_path=path, device=device, threads=threads, gpu_share=gpu_share)
+
+
+def placement_words(plan: SearchPlan, slots: TrialSlots) -> str:
+    """How the local executor places its trials, for the progress line ("" on Ray and for CPU
+    trials): ", 2 a GPU on cuda:0..1, each in a process of its own"."""
+    if not plan.devices:
+        return ""
+    first, last = plan.devices[0], plan.devices[-1]
+    where = first if first == last else f"{first}..{last.removeprefix('cuda:')}"
+    per_gpu = trials_per_gpu(slots.gpus_per_trial)
+    how = "each in a process of its own" if plan.processes else "in threads"
+    return f", {per_gpu} a GPU on {where}, {how}"
 
 
 def _replay_spec(trainer_spec: str) -> ReplaySpec | None:

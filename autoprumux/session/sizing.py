@@ -3,8 +3,13 @@ machine's (or the Ray cluster's) size and the search's GPU options."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from autoprumux.loop.device_slots import trials_per_gpu
+
+_SLACK = 1e-9  # floating point's hair: 3 GPUs of 0.1 are 30 trials, not 29
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,9 @@ def size_trials(
     """The trials at once of a search with ``gpus`` GPUs in all (0: CPU trials).
 
     - GPU trials (``gpus`` > 0) take ``gpus_per_trial`` each and one CPU core unless
-      ``cpus_per_trial`` says otherwise: ``gpus // gpus_per_trial`` of them run at once;
+      ``cpus_per_trial`` says otherwise; a trial trains on one GPU, so each whole GPU holds
+      ``floor(1 / gpus_per_trial)`` of them (0.4: 2, not 2.5) and a part of one (--gpus 1.5)
+      what its part fits: ``--gpus 3 --gpus-per-trial 0.4`` runs 6 at once, not 7;
     - CPU trials take ``cpus_per_trial`` cores each, by default all of the machine's
       ``cores`` (one trial at a time, with every thread) or, on a cluster, the smallest node's
       cores (a trial runs on one node);
@@ -48,7 +55,7 @@ def size_trials(
     if nodes is None:
         cpus = cpus_per_trial or (1.0 if gpu_share else float(cores))
         if gpu_share:
-            return TrialSlots(max(1, int(gpus // gpu_share)), cpus, gpu_share)
+            return TrialSlots(max(1, _on_gpus(gpus, gpu_share)), cpus, gpu_share)
         return TrialSlots(max(1, int(cores // cpus)), cpus, 0.0)
     # a node that offers no CPU (a head started with --num-cpus 0) runs no CPU trial
     smallest = min((n.cpus for n in nodes if n.cpus > 0), default=1.0)
@@ -59,3 +66,11 @@ def size_trials(
     else:
         workers = int(sum(n.cpus // cpus for n in nodes))
     return TrialSlots(max(1, workers), cpus, gpu_share)
+
+
+def _on_gpus(gpus: float, share: float) -> int:
+    """Trials of ``share`` of a GPU that ``gpus`` GPUs hold, none straddling two: each whole
+    GPU ``floor(1 / share)``, the part of one left what it fits."""
+    whole = math.floor(gpus + _SLACK)
+    part = max(0.0, gpus - whole)
+    return whole * trials_per_gpu(share) + math.floor(part / share + _SLACK)

@@ -190,14 +190,15 @@ def test_a_local_search_on_a_cuda_machine_counts_its_trials_gpus(tmp_path):
 
 @pytest.mark.parametrize(
     ("device", "count", "gpus"),
-    [("cpu", 2, 0.0), ("cuda:1", 2, 1.0), ("auto", 2, 1.0), ("cuda", 8, 1.0), ("auto", 0, 0.0)],
+    [("cpu", 2, 0.0), ("cuda:1", 2, 1.0), ("auto", 2, 2.0), ("cuda", 8, 8.0), ("auto", 0, 0.0)],
 )
-def test_a_local_search_counts_the_gpu_its_device_gives(tmp_path, device, count, gpus):
-    # local trials all train on the one device --device names: 8 visible GPUs are still one
-    # trial at a time on one GPU (not 8 trials on cuda:0)
+def test_a_local_search_counts_the_gpus_its_device_gives(tmp_path, device, count, gpus):
+    # auto and cuda spread the trials over every GPU (cuda:0..k-1), one a GPU at
+    # --gpus-per-trial 1; cuda:1 names one; cpu none
     session = SearchSession(request(tmp_path, device=device), gpu_count=lambda: count, cores=8)
     assert session._gpus_before_ray(Executor.LOCAL) == gpus
-    assert session.plan().slots == TrialSlots(1, 1.0 if gpus else 8.0, gpus)
+    slots = TrialSlots(int(gpus), 1.0, 1.0) if gpus else TrialSlots(1, 8.0, 0.0)
+    assert session.plan().slots == slots
 
 
 def test_max_gpu_hours_is_refused_for_a_search_that_gets_no_gpu(tmp_path, capsys):
