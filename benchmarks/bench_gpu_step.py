@@ -29,7 +29,7 @@ from bench_gpu_engine import VOCAB, bert_base, random_data
 from autoprumux.core.study import TrainingSection
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import Engine
-from trainers.training.loop import train_step
+from trainers.training.loop import steps_done, train_step
 from trainers.training.phases import finetune_phase
 
 
@@ -77,7 +77,7 @@ def split_step(parts: object, engine: Engine, steps: int) -> dict[str, float]:
         batch = next(batches)
         mark(marks)
         with engine.autocast():
-            loss = phase.loss(batch, 0)
+            loss = phase.loss(batch, steps_done(0, batch))
         mark(marks)
         phase.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -28,9 +28,6 @@ from autoprumux.loop.store_contract import INTERRUPTED
 
 # read back from user attributes as they were written (TrialRecord's field names)
 COST_AND_STOP_FIELDS = (
-    "device",
-    "mfu",
-    "peak_memory_gib",
     "warmup_s",
     "teacher_s",
     "own_s",
@@ -38,6 +35,8 @@ COST_AND_STOP_FIELDS = (
     "stop_accuracy",
     "stop_margin",
 )
+# and where and how well the training used its device
+DEVICE_FIELDS = ("device", "mfu", "peak_memory_gib")
 # the trial states a finished training may have: complete, failed, or stopped early
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
@@ -87,7 +86,7 @@ def record_of(trial: FrozenTrial, point: GridPoint, task: str) -> TrialRecord:
         artifact_path=attrs.get("artifact_path"),
         from_trial=attrs.get("from_trial"),
         node=attrs.get("node"),
-        **{name: attrs.get(name) for name in COST_AND_STOP_FIELDS},
+        **{name: attrs.get(name) for name in (*DEVICE_FIELDS, *COST_AND_STOP_FIELDS)},
     )
 
 

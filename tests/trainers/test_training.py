@@ -431,7 +431,7 @@ def test_the_pruning_loss_of_a_batch_is_the_loss_of_its_cut(tiny_arch, width):
     losses = []
     for batch in (padded, padded.truncated(9)):
         torch.manual_seed(1)  # the same sampled masks
-        losses.append(phase.loss(batch, 1).item())
+        losses.append(phase.loss(batch, torch.tensor(1.0, dtype=torch.float64)).item())
     assert losses[0] == pytest.approx(losses[1], abs=1e-5) and losses[0] > 0
     # CoFi's average over every position would differ: the padding's outputs differ
     teacher_layers: list[torch.Tensor] = []

@@ -166,7 +166,9 @@ def fitting_pass(
     )
 
 
-def graphed(model: Classifier, ids: Tensor, mask: Tensor, pool: Any) -> tuple[Callable[[], None], Tensor]:
+def graphed(
+    model: Classifier, ids: Tensor, mask: Tensor, pool: Any
+) -> tuple[Callable[[], None], Tensor]:
     """The model's forward on this batch ([B, L] ids and mask, on CUDA) captured as a CUDA
     graph: (replay, the logits it writes). A replay reads ``ids`` and ``mask`` as they are
     then. Warmed up on a side stream first, as CUDA graph

@@ -7,6 +7,11 @@
   auto is bf16 autocast on a GPU that has it, fp16 autocast with a gradient scaler on one that
   does not, and fp32 on a CPU. Parameters and optimizer state stay fp32 in every mode.
 - On CUDA, float32 matmuls use TF32 (:func:`configure`).
+- ``[training] compile`` (:func:`compile_for`): a compiled engine compiles the functions a
+  training step calls (:class:`trainers.training.loop.CompiledStep`) and the evaluation's
+  forward, never a model in place (its state dict keeps its keys, and nothing is compiled
+  twice); :meth:`Engine.compile_options` says how (one graph per fixed shape; CUDA graphs on
+  a GPU).
 - ``[training] deterministic = "off" | "strict"`` (:func:`deterministic_switches`): ``off``
   lets CUDA pick its fastest kernels, some of which add in a different order on every run
   (the flash / memory-efficient / cuDNN attention backward, autotuned cuDNN), so two GPU runs
@@ -63,6 +68,16 @@ class Precision(enum.Enum):
 
 
 GPU_LOG_EVERY = 25  # steps between loss reads on a GPU
+# torch.compile's backend for compiled engines that name none: "inductor" generates kernels
+# (and replays them as CUDA graphs on a GPU); dynamo's "aot_eager" captures the same graphs
+# (forward and backward through AOTAutograd) and runs them with eager kernels, in seconds
+# where inductor's C++ takes minutes on a small CPU (tests set it here or per Engine)
+COMPILE_BACKEND = "inductor"
+# graphs dynamo may keep per compiled function (its recompile limit, 8 by default, beyond
+# which it runs the function eagerly): a training step's up to 8 bucket shapes, the same for
+# the evaluation's forward (training and inference modes), for every phase of the trials
+# that share the process
+COMPILED_GRAPHS_LIMIT = 64
 
 
 def check_device_spec(spec: str, option: str = "--device") -> str:
@@ -137,6 +152,8 @@ class Engine:
     device: torch.device = torch.device("cpu")
     precision: Precision = Precision.FP32
     compile: bool = False  # compiled training steps ([training] compile, resolved: compile_for)
+    # torch.compile's backend where ``compile``; None: the module's COMPILE_BACKEND
+    compile_backend: str | None = None
     deterministic: str = "off"  # [training] deterministic: "off" or "strict" (on CUDA)
     # steps between reads of the loss: each read waits for the device (free on a CPU)
     log_every: int = 1
@@ -182,12 +199,20 @@ class Engine:
         return torch.amp.GradScaler(self.device.type)
 
     def prepared(self, model: _Module) -> _Module:
-        """The model on the device, compiled in place (its state dict keeps its keys) when the
-        study asks for it."""
-        model = model.to(self.device)
-        if self.compile:
-            model.compile(dynamic=False)
-        return model
+        """The model on the device. A compiled engine compiles the steps that call it
+        (:class:`trainers.training.loop.CompiledStep`), not the model: compiling both would
+        compile its forward twice."""
+        return model.to(self.device)
+
+    def compile_options(self) -> dict[str, Any]:
+        """``torch.compile``'s arguments for a compiled engine: one graph per input shape
+        (``dynamic=False``: batches come in a few bucket lengths), replayed as CUDA graphs on a
+        GPU (``reduce-overhead``: a step launches one graph, not a thousand kernels)."""
+        backend = self.compile_backend or COMPILE_BACKEND
+        options: dict[str, Any] = {"backend": backend, "dynamic": False}
+        if backend == "inductor" and self.on_gpu:
+            options["mode"] = "reduce-overhead"
+        return options
 
     def synchronize(self) -> None:
         if self.on_gpu:
@@ -223,6 +248,24 @@ def compiler_missing(device: torch.device) -> str | None:
     return None
 
 
+def allow_compiled_graphs(graphs: int = COMPILED_GRAPHS_LIMIT) -> None:
+    """Let dynamo keep at least ``graphs`` graphs per compiled function before it gives up and
+    runs the function eagerly (a process-wide setting; only ever raised)."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, graphs)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4 * graphs)
+
+
+def compiled_graphs() -> int:
+    """Graphs dynamo has compiled in this process so far (read before and after a phase: the
+    graphs it compiled, and those of any trial beside it in the process)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 def cap_memory(engine: Engine, share: float) -> None:
     """Cap this process's allocations on the engine's GPU to ``share`` of its memory (trials
     sharing a GPU run in processes of their own, each capped to its share): an allocation
@@ -236,6 +279,28 @@ def adamw(groups: list[dict[str, Any]]) -> torch.optim.AdamW:
     a GPU; PyTorch's default implementation on a CPU (unchanged from before devices)."""
     on_gpu = any(p.is_cuda for group in groups for p in group["params"])
     return torch.optim.AdamW(groups, fused=True if on_gpu else None)
+
+
+def compilable_adamw(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """``optimizer`` (a fresh :func:`adamw`) made ready for a compiled update: every group's
+    learning rate a 0-dim tensor beside its parameters (the schedule fills it in place, so a
+    new rate is not a new graph), its ``initial_lr`` a number (the schedule then computes
+    plain numbers); on a GPU the foreach kernels with ``capturable`` steps (device tensors:
+    CUDA graphs replay them; the fused kernel is for eager steps). Anything but AdamW is
+    returned as it is."""
+    if not isinstance(optimizer, torch.optim.AdamW):
+        return optimizer
+    groups = []
+    for group in optimizer.param_groups:
+        params = group["params"]
+        on_gpu = any(p.is_cuda for p in params)
+        lr = float(group["lr"])
+        rate = torch.tensor(lr, dtype=torch.float32, device=params[0].device if params else None)
+        kept = {k: v for k, v in group.items() if k not in ("lr", "fused", "foreach", "capturable")}
+        groups.append(
+            {**kept, "lr": rate, "initial_lr": lr, "foreach": on_gpu, "capturable": on_gpu}
+        )
+    return torch.optim.AdamW(groups, fused=False)
 
 
 def deterministic_switches(setting: str) -> dict[str, bool]:

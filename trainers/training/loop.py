@@ -17,10 +17,21 @@ renames that over the previous checkpoint: the step loop goes on meanwhile, neve
 run at once, and the last checkpoint is the one kept. A phase that finds a checkpoint
 continues from its step with the same data order and the same random draws (dropout, L0
 gates): a phase killed at any instant and resumed follows the uninterrupted loss curve.
+
+A compiled engine (``Engine.compile``) runs each step as two compiled functions
+(:class:`CompiledStep`): the phase's loss (everything its forward runs: the model, a frozen
+teacher, sampled L0 masks, the distillation terms, the Lagrangian), whose backward
+AOTAutograd compiles, and the update (the multipliers' negation, clipping, the optimizer's
+step, the L0 clamp). Batches come in a few bucket lengths, so each compiles once per shape
+(``dynamic=False``); nothing in a step is a Python number that changes from step to step
+(the step count and the learning rates are device tensors), so no step recompiles. On a GPU
+both replay as CUDA graphs. :class:`PhaseFigures` counts the graphs a phase compiled.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import math
@@ -29,7 +40,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +51,12 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from autoprumux.core.progress import Progress, ProgressCallback
 from trainers.data.splits import Encoded
-from trainers.runtime.device import Engine
+from trainers.runtime.device import (
+    Engine,
+    allow_compiled_graphs,
+    compilable_adamw,
+    compiled_graphs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +69,15 @@ class Diverged(RuntimeError):
 
 @dataclass(kw_only=True)
 class Phase:
-    """What a phase trains and how; ``loss(batch, step)`` returns the scalar to minimize."""
+    """What a phase trains and how; ``loss(batch, steps_done)`` returns the scalar to minimize,
+    ``steps_done`` the steps before this one as a 0-dim float64 tensor on the batch's device
+    (a compiled step sees one input whose value changes, not a new constant every step)."""
 
     name: str
     modules: dict[str, nn.Module]  # everything whose state a checkpoint must hold
     optimizer: torch.optim.Optimizer
     steps: int
-    loss: Callable[[Encoded, int], Tensor]
+    loss: Callable[[Encoded, Tensor], Tensor]
     data: Callable[[int], Iterator[Encoded]]  # start step -> batches from there on
     decay: tuple[bool, ...] = ()  # per parameter group: linear decay to 0 (default: all)
     max_grad_norm: float = 1.0
@@ -68,6 +86,8 @@ class Phase:
     # FLOP of one training step on a batch (forward, backward, and a teacher's forward),
     # counted from its shape on the host (trainers.runtime.flops); None: not counted
     flop: Callable[[Encoded], float] | None = None
+    # the phase's compiled step, made at its first step on a compiled engine
+    compiled: CompiledStep | None = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +102,9 @@ class PhaseFigures:
     seconds: float  # the step loop's wall time (checks and checkpoints included)
     flop: float  # Phase.flop summed over the batches; 0.0 when the phase counts none
     peak_memory: int | None  # bytes: the device's peak allocation in the phase; None on a CPU
+    # graphs dynamo compiled during the step loop (its steps', its checks' evaluations'; with
+    # trials side by side in one process, theirs too); 0 on an eager engine
+    compiles: int = 0
 
 
 @dataclass
@@ -122,6 +145,9 @@ def run_phase(
     loop spent on checkpoints: taking their snapshots and waiting for the writer.
     ``figures`` receives the phase's :class:`PhaseFigures` when its steps are done."""
     engine = engine or Engine()
+    if engine.compile:
+        allow_compiled_graphs()
+        phase = dataclasses.replace(phase, optimizer=compilable_adamw(phase.optimizer))
     decay = phase.decay or (True,) * len(phase.optimizer.param_groups)
     total = max(phase.steps, 1)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -138,6 +164,7 @@ def run_phase(
     tally = _Tally()
     if engine.on_gpu:
         torch.cuda.reset_peak_memory_stats(engine.device)
+    graphs = compiled_graphs() if engine.compile else 0
     began = time.perf_counter()
     try:
         recent = _train(state, start, progress, check, check_steps, writer, clock, tally)
@@ -163,6 +190,7 @@ def run_phase(
                 peak_memory=(
                     torch.cuda.max_memory_allocated(engine.device) if engine.on_gpu else None
                 ),
+                compiles=compiled_graphs() - graphs if engine.compile else 0,
             )
         )
     if checkpoint_dir is not None:
@@ -230,26 +258,114 @@ def train_step(
     scaler: torch.amp.GradScaler | None,
     trained: list[Tensor],
 ) -> Tensor:
-    """One optimizer step on one batch; returns the loss, detached and still on the device
-    (reading it would wait for the device)."""
+    """One optimizer step on one batch (``step``: the steps done before it); returns the loss,
+    detached and still on the device (reading it would wait for the device). A compiled
+    engine runs the phase's :class:`CompiledStep`."""
+    if engine.compile:
+        if phase.compiled is None:
+            phase.compiled = CompiledStep(phase, engine, scaler, trained)
+        return phase.compiled(batch, step)
     with engine.autocast():
-        loss = phase.loss(batch, step)
+        loss = phase.loss(batch, steps_done(step, batch))
     phase.optimizer.zero_grad(set_to_none=True)
     scaled = loss if scaler is None else scaler.scale(loss)
     scaled.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
+    apply_gradients(phase, scaler, trained)
+    return loss.detach().float()
+
+
+def steps_done(step: int, batch: Encoded) -> Tensor:
+    """``step`` as :class:`Phase`'s loss takes it: a 0-dim float64 tensor where the batch is
+    (filled on the device: no copy from the host, no wait)."""
+    return torch.full((), step, dtype=torch.float64, device=batch.device)
+
+
+def apply_gradients(
+    phase: Phase,
+    scaler: torch.amp.GradScaler | None,
+    trained: list[Tensor],
+    optimizer_step: Callable[[], object] | None = None,
+) -> None:
+    """What a step does once its gradients are there: the phase's ``after_backward``,
+    clipping, the optimizer's step (``optimizer_step``, by default ``optimizer.step``; through
+    the scaler under fp16: skipped where gradients overflowed), the phase's ``after_step``."""
     if phase.after_backward is not None:
         phase.after_backward()
     if scaler is not None:
         scaler.unscale_(phase.optimizer)  # clip the true gradients
     torch.nn.utils.clip_grad_norm_(trained, phase.max_grad_norm)
     if scaler is None:
-        phase.optimizer.step()
+        (optimizer_step or phase.optimizer.step)()
     else:
         scaler.step(phase.optimizer)  # skipped when the gradients overflowed
         scaler.update()
     if phase.after_step is not None:
         phase.after_step()
-    return loss.detach().float()
+
+
+class CompiledStep:
+    """A phase's training step as two compiled functions (``Engine.compile_options``): the
+    loss, with its backward compiled by AOTAutograd, and the update (:func:`apply_gradients`).
+
+    Under fp16 the update stays eager: the gradient scaler's step reads from the device
+    whether the gradients overflowed, which neither a graph nor a CUDA graph can hold. On a
+    GPU every step begins a new CUDA-graph step (``cudagraph_mark_step_begin``), and the loss
+    it returns is a copy: a CUDA graph's outputs are overwritten by its next replay, and the
+    loop reads losses only every ``log_every`` steps."""
+
+    def __init__(
+        self,
+        phase: Phase,
+        engine: Engine,
+        scaler: torch.amp.GradScaler | None,
+        trained: list[Tensor],
+    ) -> None:
+        self.phase, self.engine, self.scaler, self.trained = phase, engine, scaler, trained
+        self.optimizer_step = _unwrapped_step(phase.optimizer)
+        options = engine.compile_options()
+        self.loss = torch.compile(self._loss, **options)
+        self.update: Callable[[], None] = (
+            torch.compile(self._update, **options) if scaler is None else self._update
+        )
+
+    def __call__(self, batch: Encoded, step: int) -> Tensor:
+        if self.engine.on_gpu:
+            torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+        done = steps_done(step, batch)
+        with self.engine.autocast():
+            loss = self.loss(
+                batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels, done
+            )
+        self.phase.optimizer.zero_grad(set_to_none=True)
+        scaled = loss if self.scaler is None else self.scaler.scale(loss)
+        scaled.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
+        self.update()
+        return loss.detach().float().clone()
+
+    def _loss(
+        self,
+        input_ids: Tensor,  # [B, L]: the batch's tensors, one graph input each
+        attention_mask: Tensor,
+        token_type_ids: Tensor,
+        labels: Tensor,  # [B]
+        done: Tensor,  # [] float64
+    ) -> Tensor:
+        return self.phase.loss(Encoded(input_ids, attention_mask, token_type_ids, labels), done)
+
+    def _update(self) -> None:
+        apply_gradients(self.phase, self.scaler, self.trained, self.optimizer_step)
+
+
+def _unwrapped_step(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
+    """``optimizer.step`` without the wrapper a learning-rate schedule puts around it (it only
+    notes that the step was called, and dynamo will not trace the schedule's module: the
+    whole step would run eagerly); the note is made here, once, for the schedule."""
+    step = optimizer.step
+    inner = getattr(step, "__wrapped__", None)
+    if inner is None:
+        return step
+    optimizer._opt_called = True  # type: ignore[attr-defined]  # what the wrapper sets
+    return functools.partial(inner, optimizer)
 
 
 # -- checkpoints -------------------------------------------------------------------------------
@@ -532,7 +648,9 @@ def _resume(
         )
     # the optimizer moves its state to its parameters' device on load
     state = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+    kernels = _kernels(phase.optimizer)
     phase.optimizer.load_state_dict(state["optimizer"])
+    _keep_kernels(phase.optimizer, kernels)
     schedule.load_state_dict(state["schedule"])
     if scaler is not None and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
@@ -542,3 +660,31 @@ def _resume(
     if "cuda" in rng and engine.on_gpu:  # a GPU's checkpoint resumed on a CPU: its own draws
         torch.cuda.set_rng_state(rng["cuda"], engine.device)
     return step
+
+
+_KERNEL_KEYS = ("lr", "foreach", "fused", "capturable")
+
+
+def _kernels(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Per group, how this run's optimizer steps: its kernels, and its learning rate's kind (a
+    number for eager steps, a device tensor for compiled ones: :func:`compilable_adamw`)."""
+    return [{k: g[k] for k in _KERNEL_KEYS if k in g} for g in optimizer.param_groups]
+
+
+def _keep_kernels(optimizer: torch.optim.Optimizer, kernels: list[dict[str, Any]]) -> None:
+    """After ``load_state_dict`` (which takes the saved groups whole): the saved numbers with
+    this run's kernels, so that a checkpoint of a compiled phase resumes eagerly, and the
+    other way round. A tensor learning rate is filled in place (compiled graphs read it
+    there); each step count moves where its kernels keep it (on the device when capturable
+    or fused, else on the CPU). Nothing here reads from a device."""
+    for group, kept in zip(optimizer.param_groups, kernels, strict=True):
+        loaded, rate = group["lr"], kept.pop("lr")
+        group.update(kept)
+        value = float(loaded)  # a number, or a tensor loaded onto the CPU
+        group["lr"] = rate.fill_(value) if isinstance(rate, Tensor) else value
+        on_device = bool(group.get("capturable") or group.get("fused"))
+        for param in group["params"]:
+            count = optimizer.state.get(param, {}).get("step")
+            if isinstance(count, Tensor):
+                where = param.device if on_device else torch.device("cpu")
+                optimizer.state[param]["step"] = count.to(where, torch.float32)

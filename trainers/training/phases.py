@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autoprumux.core.metrics import Metric, score
-from autoprumux.core.study import TrainingSection, WarmupSection
+from autoprumux.core.study import Compile, TrainingSection, WarmupSection
 from trainers.data.splits import Encoded, batches, chosen_buckets, endless_batches
 from trainers.model.classifier import Classifier
 from trainers.pruning.l0 import L0Module
 from trainers.runtime.device import Engine, adamw
+from trainers.runtime.flops import finetune_flop, pruning_flop, warmup_flop
 from trainers.training.loop import Phase
 from trainers.training.retrieval import RetrievalHead, retrieval_loss
 
@@ -53,16 +54,18 @@ def padding_buckets(
     group_rows: int,
     given: tuple[int, ...] = (),
     shuffled: bool = True,
+    compiled: bool = False,
 ) -> tuple[int, ...]:
     """The lengths the cut batches of ``data`` (``size`` examples each, as
     :func:`trainers.data.splits.batches` draws them) are padded up to: ``given``
-    (``[training] length_buckets``) when set; else, where the data is on a GPU, up to 8
-    chosen from its lengths (:func:`trainers.data.splits.chosen_buckets`: a compiled step
-    sees a few fixed shapes); else none, each batch cut to its longest row (on a CPU that is
-    faster, and it is today's computation exactly)."""
+    (``[training] length_buckets``) when set; else, where the data is on a GPU or the steps
+    are ``compiled`` (``[training] compile = true``), up to 8 chosen from its lengths
+    (:func:`trainers.data.splits.chosen_buckets`: a compiled step sees a few fixed shapes,
+    one graph each); else none, each batch cut to its longest row (on a CPU that is faster,
+    and it is today's computation exactly)."""
     if given:
         return given
-    if data.device.type != "cuda":
+    if data.device.type != "cuda" and not compiled:
         return ()
     chosen = chosen_buckets(data, size, group_rows, shuffled)
     logger.info("batches of %d padded to the length buckets %s", size, list(chosen))
@@ -84,7 +87,10 @@ def training_buckets(
         return ()
     size = (batch_rows or training.batch_rows) * model.arch.mux_width
     group_rows = _grouped_rows(model, training.group_by_length)
-    return padding_buckets(_on_device_of(model, train), size, group_rows, training.length_buckets)
+    compiled = training.compile is Compile.TRUE
+    return padding_buckets(
+        _on_device_of(model, train), size, group_rows, training.length_buckets, compiled=compiled
+    )
 
 
 def warmup_phase(
@@ -96,9 +102,11 @@ def warmup_phase(
     steps: int,
     mask_token_id: int | None = None,
     length_buckets: tuple[int, ...] = (),
+    compiled: bool = False,
 ) -> Phase:
     """Retrieval warm-up (or masked-LM with ``mask_token_id``) of a multiplexed model;
-    ``length_buckets``: the study's ``[training] length_buckets`` (:func:`padding_buckets`)."""
+    ``length_buckets``: the study's ``[training] length_buckets``, ``compiled``: whether its
+    ``compile`` is true (:func:`padding_buckets`)."""
     text = _on_device_of(model, text)
     encoder, new = _split_parameters(model)
     optimizer = adamw(
@@ -110,9 +118,11 @@ def warmup_phase(
     size = settings.batch_rows * model.arch.mux_width
     trim = model.arch.ignores_padding  # the loss reads real tokens only
     group_rows = _grouped_rows(model, settings.group_by_length)
-    buckets = padding_buckets(text, size, group_rows, length_buckets) if trim else ()
+    buckets = (
+        padding_buckets(text, size, group_rows, length_buckets, compiled=compiled) if trim else ()
+    )
 
-    def loss(batch: Encoded, step: int) -> Tensor:
+    def loss(batch: Encoded, done: Tensor) -> Tensor:
         return retrieval_loss(
             model, head, batch, settings.positions, settings.negatives, mask_token_id
         )
@@ -124,6 +134,7 @@ def warmup_phase(
         steps=steps,
         loss=loss,
         data=lambda start: endless_batches(text, size, seed, start, trim, group_rows, buckets),
+        flop=warmup_flop(model.arch, settings.positions, settings.negatives),
     )
 
 
@@ -180,7 +191,7 @@ def finetune_phase(
     group_rows = _grouped_rows(model, training.group_by_length)
     buckets = training_buckets(model, train, training, batch_rows, teacher)
 
-    def loss(batch: Encoded, step: int) -> Tensor:
+    def loss(batch: Encoded, done: Tensor) -> Tensor:
         logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
         value = F.cross_entropy(logits, batch.labels)
         if teacher is not None:
@@ -196,6 +207,7 @@ def finetune_phase(
         steps=steps,
         loss=loss,
         data=lambda start: endless_batches(train, size, seed, start, trim, group_rows, buckets),
+        flop=finetune_flop(model.arch, teacher.arch if teacher is not None else None),
         max_grad_norm=training.max_grad_norm,
     )
 
@@ -251,7 +263,7 @@ def pruning_phase(
     group_rows = _grouped_rows(student, training.group_by_length)
     buckets = training_buckets(student, train, training, teacher=teacher)
 
-    def loss(batch: Encoded, step: int) -> Tensor:
+    def loss(batch: Encoded, done: Tensor) -> Tensor:
         inputs = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
         teacher_layers: list[Tensor] = []
         with torch.no_grad():
@@ -269,8 +281,15 @@ def pruning_phase(
         distill = (
             alpha * distillation_kl(logits, teacher_logits, temperature) + (1 - alpha) * layer_loss
         )
-        ramp = min(1.0, step / warmup_steps) if warmup_steps else 1.0
-        return distill + l0.lagrangian(target * ramp)
+        return distill + l0.lagrangian(ramped(done))
+
+    def ramped(done: Tensor) -> Tensor | float:
+        """The target after ``done`` steps, min(1, done / warmup) x target: computed in float64
+        on the device (what Python's floats computed), then float32, as a number meeting a
+        float32 tensor is: no new constant, so no new graph, every step."""
+        if not warmup_steps:
+            return target
+        return (torch.clamp(done / warmup_steps, max=1.0) * target).float()
 
     def ascend_multipliers() -> None:
         for multiplier in (l0.lambda_1, l0.lambda_2):
@@ -286,6 +305,7 @@ def pruning_phase(
         loss=loss,
         data=lambda start: endless_batches(train, size, seed, start, trim, group_rows, buckets),
         decay=(True, False, False),
+        flop=pruning_flop(student.arch, teacher.arch),
         max_grad_norm=training.max_grad_norm,
         after_backward=ascend_multipliers,
         after_step=l0.clamp_,
@@ -312,25 +332,86 @@ def confusion(
     """The dev predictions counted by gold and predicted label: ``confusion[gold][predicted]``
     (``num_labels`` square, the model's by default; the study's metric is
     :func:`autoprumux.core.metrics.score` of it). On the model's device in the engine's
-    precision; multiplexed models mix consecutive examples, N at a time. One bincount per
-    batch, read back to the host once at the end. Every gold label must be in
-    [0, num_labels). ``length_buckets``: as the training's (:func:`training_buckets`), so
-    that evaluation sees the same shapes; empty, chosen from ``data`` on a GPU
-    (:func:`padding_buckets`)."""
+    precision; multiplexed models mix consecutive examples, N at a time. One count per
+    batch (:class:`BatchCounts`), read back to the host once at the end. Every gold label
+    must be in [0, num_labels). ``length_buckets``: as the training's
+    (:func:`training_buckets`), so that evaluation sees the same shapes; empty, chosen from
+    ``data`` on a GPU or for a compiled engine (:func:`padding_buckets`)."""
     model.eval()
+    engine = engine or Engine()
     device = next(model.parameters()).device
     size = num_labels if num_labels is not None else model.arch.num_labels
     counts = torch.zeros(size * size, dtype=torch.long, device=device)  # [gold * K + predicted]
     data, rows = data.to(device), batch_rows * model.arch.mux_width
     trim = model.arch.ignores_padding
-    buckets = padding_buckets(data, rows, 0, length_buckets, shuffled=False) if trim else ()
-    with (engine or Engine()).autocast():
+    buckets = (
+        padding_buckets(data, rows, 0, length_buckets, shuffled=False, compiled=engine.compile)
+        if trim
+        else ()
+    )
+    count = BatchCounts(model, size, rows, engine)
+    with engine.autocast():
         for batch in batches(data, rows, drop_last=False, trim=trim, buckets=buckets):
-            logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-            cells = batch.labels * size + logits.argmax(-1)  # [B]
-            counts += torch.bincount(cells, minlength=size * size)
+            counts += count(batch)
     flat = counts.tolist()
     return [flat[gold * size : (gold + 1) * size] for gold in range(size)]
+
+
+class BatchCounts:
+    """A batch's confusion counts ([K * K], ``gold * K + predicted``), without a wait for the
+    device: counted by an ``index_add`` into the K x K cells, whose shape, unlike
+    ``bincount``'s, does not depend on the values. A compiled engine
+    (``Engine.compile_options``) runs the forward and the counting as one compiled function
+    at ``rows`` rows always: the last, partial batch is padded with all-padding rows that
+    count 0 (a multiplexed model pads its last group so anyway), so that it compiles once per
+    bucket length."""
+
+    def __init__(self, model: Classifier, labels: int, rows: int, engine: Engine) -> None:
+        self.model, self.labels, self.rows, self.engine = model, labels, rows, engine
+        self.count = (
+            torch.compile(self._count, **engine.compile_options())
+            if engine.compile
+            else self._count
+        )
+
+    def __call__(self, batch: Encoded) -> Tensor:  # [K * K]: the batch's real rows
+        real = len(batch)
+        if self.engine.compile:
+            if real < self.rows:
+                batch = _padded(batch, self.rows)
+            if self.engine.on_gpu:
+                torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+        counted = torch.arange(len(batch), device=batch.device) < real  # [rows]
+        return self.count(
+            batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels, counted
+        )
+
+    def _count(
+        self,
+        input_ids: Tensor,  # [rows, L]
+        attention_mask: Tensor,
+        token_type_ids: Tensor,
+        labels: Tensor,  # [rows]
+        counted: Tensor,  # [rows] bool: a real row
+    ) -> Tensor:
+        logits = self.model(input_ids, attention_mask, token_type_ids)
+        cells = torch.where(counted, labels * self.labels + logits.argmax(-1), 0)  # [rows]
+        zeros = torch.zeros(self.labels * self.labels, dtype=torch.long, device=cells.device)
+        return zeros.index_add(0, cells, counted.long())
+
+
+def _padded(batch: Encoded, rows: int) -> Encoded:
+    """``batch`` with all-padding rows appended (token 0, attention 0, label 0) up to ``rows``."""
+
+    def pad(t: Tensor) -> Tensor:
+        return torch.cat([t, t.new_zeros(rows - t.shape[0], *t.shape[1:])])
+
+    return Encoded(
+        pad(batch.input_ids),
+        pad(batch.attention_mask),
+        pad(batch.token_type_ids),
+        pad(batch.labels),
+    )
 
 
 def accuracy(

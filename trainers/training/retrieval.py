@@ -63,30 +63,46 @@ def retrieval_loss(
     mask_token_id: int | None = None,
 ) -> Tensor:
     """Sampled-softmax cross-entropy of recovering instance tokens. With ``mask_token_id``, it
-    is masked-LM instead: 15% of each instance's tokens are masked and predicted."""
+    is masked-LM instead: 15% of each instance's tokens are masked and predicted.
+
+    Every shape here follows the batch's alone (no ``nonzero``, ``unique`` or boolean
+    indexing, whose sizes depend on values): a step never waits for the device, and a
+    compiled step is one graph per batch shape. ``positions`` (group, instance, position)
+    triples are drawn uniformly without replacement among the real tokens (the largest of
+    random keys; where a batch has fewer, the rest weigh 0), and the softmax runs over the
+    distinct token ids among their targets and the ``negatives`` noise tokens: the columns
+    of a repeated id but its first (in sorted order) are masked out, as ``unique`` would
+    drop them."""
     width = model.arch.mux_width
     input_ids, attention = batch.input_ids, batch.attention_mask  # [G*N, L]
     device = input_ids.device
     groups_count, length = input_ids.shape[0] // width, input_ids.shape[1]
-    valid = attention.view(groups_count, width, length).clone()
-    valid[:, :, 0] = 0  # [CLS] carries nothing to recover
+    not_cls = torch.arange(length, device=device) > 0  # [CLS] carries nothing to recover
+    valid = attention.view(groups_count, width, length).bool() & not_cls  # [G, N, L]
     model_input = input_ids
     if mask_token_id is not None:
-        chosen_mask = (torch.rand(valid.shape, device=device) < 0.15) & valid.bool()
-        model_input = input_ids.clone()
-        model_input[chosen_mask.view(-1, length)] = mask_token_id
-        valid = chosen_mask.long()
-    triples = torch.nonzero(valid)  # (group, instance, position) of real tokens
-    if len(triples) == 0:
-        return next(model.parameters()).sum() * 0.0
-    pick = triples[torch.randperm(len(triples), device=device)[:positions]]
-    groups, instances, places = pick[:, 0], pick[:, 1], pick[:, 2]
+        valid = (torch.rand(valid.shape, device=device) < 0.15) & valid
+        model_input = torch.where(valid.view(-1, length), mask_token_id, input_ids)
+    keys = torch.rand(valid.shape, device=device).masked_fill(~valid, -1.0).flatten()
+    top, flat = keys.topk(min(positions, keys.numel()))  # [P]
+    picked = top >= 0  # [P]: a real token (a batch with fewer than P has unpicked rows)
+    groups, instances, places = flat // (width * length), flat // length % width, flat % length
     hidden = model.multiplexed_hidden(model_input, attention, batch.token_type_ids, None)
-    features = _pair_features(model, hidden, groups, places, instances)
-    targets = input_ids[groups * width + instances, places]
-    noise = torch.randint(0, head.bias.shape[0], (negatives,), device=device)
-    candidates = torch.unique(torch.cat([targets, noise]))  # sorted
-    return F.cross_entropy(head(features, candidates), torch.searchsorted(candidates, targets))
+    features = _pair_features(model, hidden, groups, places, instances)  # [P, size]
+    targets = input_ids[groups * width + instances, places]  # [P]
+    vocab = head.bias.shape[0]
+    noise = torch.randint(0, vocab, (negatives,), device=device)
+    # an unpicked row's target is no candidate: id `vocab`, past every real id, masked below
+    candidates = torch.cat([torch.where(picked, targets, vocab), noise]).sort().values  # [C]
+    repeated = torch.cat(
+        [candidates.new_zeros(1, dtype=torch.bool), candidates[1:] == candidates[:-1]]
+    )
+    usable = ~repeated & (candidates < vocab)  # [C]: the distinct ids, each once
+    logits = head(features, candidates.clamp(max=vocab - 1))  # [P, C]
+    logits = logits.masked_fill(~usable, torch.finfo(logits.dtype).min)  # exp() of it is 0
+    labels = torch.searchsorted(candidates, targets)  # [P]: a picked target's first column
+    losses = F.cross_entropy(logits, labels, reduction="none")  # [P]
+    return torch.where(picked, losses, 0.0).sum() / picked.sum().clamp(min=1)
 
 
 @torch.no_grad()

@@ -112,6 +112,7 @@ class TrialServices:
                 training.batch_rows * n,
                 n if training.group_by_length else 0,
                 training.length_buckets,
+                compiled=engine.compile,
             )
             self.label_names = task_tables(study).label_names  # the classifier's, in id order
             # the label whose F1 metric = "f1" is (the second label unless the study names one)
@@ -212,6 +213,7 @@ class TrialServices:
                     figures.peak_memory / _GIB if figures.peak_memory is not None else None
                 ),
                 device_name=name,
+                compiles=figures.compiles,
             )
         )
 

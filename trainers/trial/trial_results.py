@@ -51,6 +51,7 @@ class PhaseRecord:
     mfu: float | None
     peak_memory_gib: float | None  # the device's peak allocation in the phase; None on a CPU
     device_name: str  # the GPU's name (torch.cuda.get_device_name), or the CPU's
+    compiles: int = 0  # graphs torch.compile made in the phase (compiled steps; 0 eager)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -35,7 +35,10 @@ def build_warmup(trial: RunningTrial, partial: Path) -> None:
     dev_text = trial.dev.truncated(warmup.max_length)
     steps = warmup.steps_per_instance * trial.n
     buckets = study.training.length_buckets  # given: the warm-up's too; else chosen on a GPU
-    phase = warmup_phase(model, head, text, warmup, trial.seed, steps, length_buckets=buckets)
+    compiled = trial.engine.compile  # fixed shapes (buckets) for a compiled step on a CPU too
+    phase = warmup_phase(
+        model, head, text, warmup, trial.seed, steps, length_buckets=buckets, compiled=compiled
+    )
     with trial.timer(WARMUP_TIMER):
         trial.run_phase(phase, partial / "warmup-checkpoint")
         if warmup.mlm_steps:
@@ -48,6 +51,7 @@ def build_warmup(trial: RunningTrial, partial: Path) -> None:
                 warmup.mlm_steps,
                 mask_token_id=trial.tokenizer.mask_token_id,
                 length_buckets=buckets,
+                compiled=compiled,
             )
             trial.run_phase(phase, partial / "mlm-checkpoint")
     save_model(model, partial)
