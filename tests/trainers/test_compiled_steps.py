@@ -229,17 +229,9 @@ def test_inductor_on_the_cpu_follows_the_eager_loss_curve(tiny_arch):
 # -- on a GPU ---------------------------------------------------------------------------------
 
 
-def _gpu_phases(width: int, steps: int = 4) -> list[Phase]:
+def _gpu_phases(arch: Architecture, width: int, steps: int = 4) -> list[Phase]:
     """A phase of every kind on CUDA at width N: warm-up (N > 1), fine-tune, prune + distill,
     post-prune fine-tune (the materialized student, distilled from the teacher)."""
-    arch = Architecture.dense(
-        num_layers=3,
-        hidden_size=32,
-        num_heads=4,
-        intermediate_size=64,
-        vocab_size=200,
-        max_positions=64,
-    )
     arch = arch.with_mux(width) if width > 1 else arch
     data = random_encoded(96, length=16).to("cuda")
     training = TrainingSection(batch_rows=4, length_buckets=(8, 16))
@@ -272,13 +264,13 @@ def _without_host_waits(run: Callable[[], object]) -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("width", [1, 2])
-def test_a_step_of_every_phase_never_waits_for_the_gpu(width, compiled):
+def test_a_step_of_every_phase_never_waits_for_the_gpu(tiny_arch, width, compiled):
     """After its first steps (compiled: the first runs the graphs once, the second records
     them as CUDA graphs, each of which may synchronise), a step of every phase and an
     evaluation batch run with no host synchronisation: eager, and replayed as CUDA graphs."""
     engine = dataclasses.replace(Engine.resolve("cuda", "bf16"), compile=compiled)
     warm = 2 if compiled else 1
-    for phase in _gpu_phases(width):
+    for phase in _gpu_phases(tiny_arch, width):
         if compiled:
             phase.optimizer = compilable_adamw(phase.optimizer)  # as run_phase makes it
         trained = [p for group in phase.optimizer.param_groups for p in group["params"]]
@@ -300,7 +292,7 @@ def test_a_step_of_every_phase_never_waits_for_the_gpu(width, compiled):
 
 
 @pytest.mark.gpu
-def test_a_compiled_phase_on_cuda_records_at_most_one_graph_per_bucket():
+def test_a_compiled_phase_on_cuda_records_at_most_one_graph_per_bucket(tiny_arch):
     """40 steps over batches of 1 to 4 buckets' lengths: the loss compiles once per bucket
     (plus the update's graphs), never again, and no graph is left out of CUDA graphs."""
     from torch._dynamo.utils import counters
@@ -312,15 +304,7 @@ def test_a_compiled_phase_on_cuda_records_at_most_one_graph_per_bucket():
     data = Encoded(ids, mask, torch.zeros_like(ids), torch.randint(0, 2, (64,))).to("cuda")
     buckets = (8, 16, 24, 32)
     training = TrainingSection(batch_rows=1, length_buckets=buckets)
-    arch = Architecture.dense(
-        num_layers=3,
-        hidden_size=32,
-        num_heads=4,
-        intermediate_size=64,
-        vocab_size=200,
-        max_positions=64,
-    )
-    model = Classifier(arch).cuda()
+    model = Classifier(tiny_arch).cuda()
     engine = Engine.resolve("cuda", "bf16", compile=True)
     skips = counters["inductor"]["cudagraph_skips"]
     _, figures = _run(finetune_phase(model, data, 40, 1e-3, 1, 0, training), engine)

@@ -84,7 +84,12 @@ def retrieval_loss(
         valid = (torch.rand(valid.shape, device=device) < 0.15) & valid
         model_input = torch.where(valid.view(-1, length), mask_token_id, input_ids)
     keys = torch.rand(valid.shape, device=device).masked_fill(~valid, -1.0).flatten()
-    top, flat = keys.topk(min(positions, keys.numel()))  # [P]
+    picks = min(positions, keys.numel())
+    if device.type == "cpu" and not torch.compiler.is_compiling():
+        # reading the count is free on a CPU: no rows that pick nothing (the same picks: the
+        # first of the same top keys), where the masked-LM's 15 % leave most of P unpicked
+        picks = min(picks, int(valid.sum()))
+    top, flat = keys.topk(picks)  # [P]
     picked = top >= 0  # [P]: a real token (a batch with fewer than P has unpicked rows)
     groups, instances, places = flat // (width * length), flat // length % width, flat % length
     hidden = model.multiplexed_hidden(model_input, attention, batch.token_type_ids, None)
