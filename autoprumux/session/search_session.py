@@ -653,12 +653,23 @@ def check_gpu_hours_cap(request: SearchRequest, gpus_per_trial: float) -> None:
 def check_trial_device(
     request: SearchRequest, gpus_per_trial: float, study: Study, gpu_count: Callable[[], int]
 ) -> None:
-    """Refuse, in one line naming the option, a device or precision the trials cannot have."""
-    from trainers.runtime.device import check_device_spec, resolve_device, resolve_precision
+    """Refuse, in one line naming the option, a device, precision or compiled steps the trials
+    cannot have."""
+    from trainers.runtime.device import (
+        check_device_spec,
+        compile_for,
+        resolve_device,
+        resolve_precision,
+    )
+
+    def fits(where: str) -> None:  # the study's precision and compile on that device
+        resolved = resolve_device(where)
+        resolve_precision(study.training.precision, resolved)
+        compile_for(study.training.compile, resolved)
 
     device = check_device_spec(request.device)
     if request.executor == Executor.LOCAL.value:
-        resolve_precision(study.training.precision, resolve_device(device))
+        fits(device)
         return
     if device.startswith("cuda:"):
         raise FieldError(
@@ -670,8 +681,11 @@ def check_trial_device(
         raise FieldError(
             "--device", "cuda: the trials get no GPU from Ray (--gpus 0); give --gpus, or use auto"
         )
-    if request.address or gpus_per_trial == 0:
+    if request.address:
         return  # a cluster's nodes are checked when Ray starts
+    if gpus_per_trial == 0:
+        fits("cpu")
+        return
     local = gpu_count()
     if gpus_per_trial > local:
         raise FieldError(
@@ -679,7 +693,7 @@ def check_trial_device(
             f"{gpus_per_trial:g}: no node can give a trial that many GPUs (this machine has "
             f"{local:g})",
         )
-    resolve_precision(study.training.precision, resolve_device("cuda"))
+    fits("cuda")
 
 
 def make_trainer(plan: SearchPlan, device: str, threads: int, gpu_share: float = 1.0) -> Trainer:

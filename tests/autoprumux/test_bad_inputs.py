@@ -539,3 +539,32 @@ def test_warmup_refuses_a_multiplexed_checkpoint_before_reading_the_task(
         "up; leave it empty to warm up the base model\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mux.toml"]  # nothing written
+
+
+@pytest.mark.parametrize("command", ["search", "train"])
+def test_compile_true_where_torch_cannot_compile_is_refused_before_any_work(tmp_path, command):
+    """``[training] compile = true`` on a CPU without a C++ compiler (inductor's code
+    generator): one line naming the field and the missing compiler, exit 2, no storage made;
+    real subprocesses, with the compiler's name pointed at nothing."""
+    study = tmp_path / "compiled.toml"
+    study.write_text(STUDY.format(name="compiled") + "[training]\ncompile = true\n")
+    argv = {
+        "search": ["search", "--executor", "local", "--budget", "0.03"],
+        "train": ["train", "--n", "1", "--sparsity", "0"],
+    }[command]
+    done = subprocess.run(
+        [sys.executable, "-m", "autoprumux", *argv, "--study", str(study), "--device", "cpu"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CXX": "no-such-c++", "PYTHONWARNINGS": "ignore"},
+        check=False,
+    )
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert lines[0] == (
+        "autoprumux: error: training.compile: true: torch.compile on a CPU needs a C++ "
+        "compiler (no-such-c++ not found); use auto or false"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compiled.toml"]
