@@ -23,7 +23,8 @@ synchronised at the end of the warm-up steps and of the run, and prints:
 
 ``--num-layers`` and ``--max-seq-length`` replace the study's (``0``: all layers).
 
-Every run starts from the same weights and seed. ``--backend aot_eager`` checks the script in
+Every run starts from the same weights and seed, prepared as a trial prepares them (the
+study's frozen word embeddings and dropout). ``--backend aot_eager`` checks the script in
 seconds on a small CPU (dynamo's graph capture, eager kernels: no speed-up expected).
 """
 
@@ -45,7 +46,7 @@ from trainers.data.splits import Encoded
 from trainers.data.tables import load_tables
 from trainers.data.token_cache import encoded_table
 from trainers.model.checkpoints import load_pretrained, load_tokenizer
-from trainers.model.classifier import Classifier
+from trainers.model.classifier import Classifier, set_dropout
 from trainers.pruning.l0 import L0Module
 from trainers.runtime.device import Engine
 from trainers.runtime.flops import mfu, peak_flops
@@ -117,9 +118,15 @@ def phases(
     m, training = study.model, study.training
 
     def model() -> Classifier:
+        """The pretrained model as a trial trains it (TrialServices.prepared): the study's
+        frozen word embeddings (no AdamW over the vocabulary's table) and dropout."""
         torch.manual_seed(0)
         extra: dict[str, Any] = {"mux_width": n} if n > 1 else {}
         built, _ = load_pretrained(m.name_or_path, num_layers=m.num_layers, **extra)
+        if training.freeze_word_embeddings:
+            built.encoder.embeddings.word.weight.requires_grad_(False)
+        if training.dropout >= 0:
+            set_dropout(built, training.dropout)
         return built.to(device)
 
     def finetune() -> Phase:
