@@ -7,11 +7,12 @@ examples/s and compile time, side by side in one run.
         [--precision auto|fp32|bf16] [--json FILE]
 
 For each phase (fine-tuning; CoFi pruning with distillation from the fine-tuned weights) and
-each engine (eager; compiled as ``[training] compile = true`` does: ``Engine.compile_options``,
-CUDA graphs on a GPU) it runs ``--warmup`` + ``--steps`` steps of the study's recipe on its
-pretrained model and training sentences (length buckets as the engine would choose them:
-chosen from the data on a GPU or when compiled, none on an eager CPU), the device
-synchronised at the end of the warm-up steps and of the run, and prints:
+each engine (on a CPU, eager with each batch cut to its longest row, the CPU's default; eager
+padded to the length buckets; compiled as ``[training] compile = true`` does:
+``Engine.compile_options``, CUDA graphs on a GPU, over the same buckets; a GPU pads to
+buckets eagerly too) it runs ``--warmup`` + ``--steps`` steps of the study's recipe on its
+pretrained model and training sentences, the device synchronised at the end of the warm-up
+steps and of the run, and prints:
 
 - examples/s over the ``--steps`` timed steps;
 - the warm-up's seconds, and the compile time: the warm-up's seconds less ``--warmup`` steps
@@ -179,27 +180,37 @@ def main() -> None:
     eager = Engine.resolve(args.device, study.training.precision, Compile.FALSE)
     compiled = dataclasses.replace(eager, compile=True, compile_backend=args.backend)
     train = train.to(eager.device)
+    # on a CPU the default engine cuts each batch to its longest row (compile = "auto": no
+    # buckets there); timed too, the compiled steps' real competitor
+    cut = dataclasses.replace(study, training=dataclasses.replace(training, compile=Compile.FALSE))
+    arms = [(study, eager, "eager"), (study, compiled, "compiled")]
+    if not eager.on_gpu:
+        arms.insert(0, (cut, eager, "eager cut"))
     rows = []
-    for name, build in phases(study, train, args.n, eager.device).items():
-        for engine in (eager, compiled):
-            rows.append(timed(build, engine, args.warmup, args.steps))
-            print(f"  {name} {rows[-1].engine}: done", flush=True)
+    for name in ("finetune", "prune"):
+        for arm_study, engine, label in arms:
+            build = phases(arm_study, train, args.n, eager.device)[name]
+            rows.append(
+                dataclasses.replace(timed(build, engine, args.warmup, args.steps), engine=label)
+            )
+            print(f"  {name} {label}: done", flush=True)
     where = torch.cuda.get_device_name(eager.device) if eager.on_gpu else "CPU"
     print(
         f"\n{where}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"N={args.n}, {args.steps} timed steps after {args.warmup}, backend {args.backend}"
     )
     header = ("phase", "engine", "examples/s", "warm-up s", "compile s", "graphs", "TFLOP/s")
-    print("{:<10} {:<9} {:>11} {:>10} {:>10} {:>7} {:>8}  MFU".format(*header))
+    print("{:<10} {:<10} {:>11} {:>10} {:>10} {:>7} {:>8}  MFU".format(*header))
     for row in rows:
         share = f"{100 * row.mfu:.1f}%" if row.mfu is not None else "-"
         print(
-            f"{row.phase:<10} {row.engine:<9} {row.examples_per_s:>11.1f} {row.warmup_s:>10.1f} "
+            f"{row.phase:<10} {row.engine:<10} {row.examples_per_s:>11.1f} {row.warmup_s:>10.1f} "
             f"{row.compile_s:>10.1f} {row.graphs:>7} {row.tflop_per_s:>8.2f}  {share}"
         )
     for name in ("finetune", "prune"):
-        plain, fast = (r for r in rows if r.phase == name)
-        print(f"{name}: compiled / eager = {fast.examples_per_s / plain.examples_per_s:.2f}x")
+        rates = {r.engine: r.examples_per_s for r in rows if r.phase == name}
+        for label in (a[2] for a in arms if a[2] != "compiled"):
+            print(f"{name}: compiled / {label} = {rates['compiled'] / rates[label]:.2f}x")
     if args.json:
         meta = {"device": where, "n": args.n, "steps": args.steps, "warmup": args.warmup}
         record = {**meta, "precision": eager.precision.value, "torch": torch.__version__}
