@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 # The key under which an exported file carries the model's info and tokenizer files
 # (ONNX metadata_props, TorchScript extra files).
 BUNDLE_KEY = "autoprumux"
+# The key under which a quantized ONNX file names its precision ("int8"); a file without it
+# computes in fp32 (trainers/deploy/quantize.py)
+PRECISION_KEY = "precision"
 DEFAULT_BATCH = 32  # groups per forward pass, as a trial evaluates (batch_rows)
 
 Text = str | tuple[str, str]  # one sentence, or a pair for pair tasks
@@ -149,12 +152,20 @@ class OnnxBackend:
 
 
 class TextClassifier:
-    """A trained model that classifies text: ``predict`` for a list, ``classify`` with costs."""
+    """A trained model that classifies text: ``predict`` for a list, ``classify`` with costs.
+    ``precision``: what its forward passes compute in (fp32, bf16 or fp16 in PyTorch; fp32 or
+    int8 for an ONNX file)."""
 
     def __init__(
-        self, info: ModelInfo, tokenizer: PreTrainedTokenizerBase, backend: Backend, source: str
+        self,
+        info: ModelInfo,
+        tokenizer: PreTrainedTokenizerBase,
+        backend: Backend,
+        source: str,
+        precision: str = "fp32",
     ) -> None:
         self.info, self.tokenizer, self.backend, self.source = info, tokenizer, backend, source
+        self.precision = precision
 
     def predict(self, texts: Sequence[Text], batch: int = DEFAULT_BATCH) -> list[PredictedLabel]:
         """Label and probabilities of every input, in input order."""
@@ -251,9 +262,8 @@ def _from_folder(folder: Path, device: str) -> TextClassifier:
         raise NotAModelError(str(err)) from None
     tokenizer = _tokenizer(folder, str(folder))
     grouped = GroupedClassifier(model).eval()
-    return TextClassifier(
-        info, tokenizer, TorchBackend(grouped, engine.device, engine.autocast), str(folder)
-    )
+    backend = TorchBackend(grouped, engine.device, engine.autocast)
+    return TextClassifier(info, tokenizer, backend, str(folder), engine.precision.value)
 
 
 def _engine(device: str, info: ModelInfo) -> Engine:
@@ -291,7 +301,8 @@ def _from_onnx(path: Path, device: str) -> TextClassifier:
         log.warning("%s: runs on the CPU: ONNX Runtime could not start CUDA here", path)
     metadata = session.get_modelmeta().custom_metadata_map
     info, tokenizer = _unbundle(metadata.get(BUNDLE_KEY), path, "ONNX")
-    return TextClassifier(info, tokenizer, OnnxBackend(session), str(path))
+    precision = metadata.get(PRECISION_KEY, "fp32")
+    return TextClassifier(info, tokenizer, OnnxBackend(session), str(path), precision)
 
 
 def onnx_providers(device: str, cuda_devices: int, available: Sequence[str]) -> list[OnnxProvider]:
@@ -328,9 +339,8 @@ def _from_torchscript(path: Path, engine: Engine) -> TextClassifier:
             f"{path}: not a readable TorchScript model ({_first_line(err)})"
         ) from None
     info, tokenizer = _unbundle(extra[BUNDLE_KEY] or None, path, "TorchScript")
-    return TextClassifier(
-        info, tokenizer, TorchBackend(module.eval(), engine.device, engine.autocast), str(path)
-    )
+    backend = TorchBackend(module.eval(), engine.device, engine.autocast)
+    return TextClassifier(info, tokenizer, backend, str(path), engine.precision.value)
 
 
 def bundle(folder: Path) -> str:

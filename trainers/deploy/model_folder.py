@@ -12,6 +12,9 @@ and ``architecture.json``:
   classifies text without the base model;
 - ``README.md``, a model card generated from the above.
 
+Once the model has been exported in another precision (``autoprumux export --precision
+int8``), its dev figure in each precision (:class:`PrecisionScore`, :func:`record_precisions`).
+
 They are written by rename after the trial measured the model, so a reader never sees half of
 one; a rerun of a finished trial writes them again with its own throughput (and without a test
 figure, until its search has answered again).
@@ -41,11 +44,30 @@ CARD_FILE = "README.md"
 # is an accuracy folder, as every folder before it was, and its dev_accuracy still is accuracy
 FORMAT = 1
 # fields a folder written before them lacks: read with their defaults
-ADDED_LATER = ("metric", "positive_label", "test_score", "test_examples")
+ADDED_LATER = ("metric", "positive_label", "test_score", "test_examples", "precisions")
 
 
 class NotAModelError(AutoPruMuxError):
     """A path is not a model autoprumux trained or exported."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrecisionScore:
+    """The model served in one precision: its dev figure, and the runtime that served it."""
+
+    dev: float  # the study's metric (ModelInfo.metric) on the dev examples below
+    dev_examples: int  # the first examples of the task's dev split, as ModelInfo.dev_examples
+    runtime: str  # what computed it, e.g. "onnxruntime-cpu"
+
+    @classmethod
+    def from_json(cls, data: object, where: str) -> PrecisionScore:
+        if not isinstance(data, dict) or set(data) != {f.name for f in dataclasses.fields(cls)}:
+            raise NotAModelError(
+                f"{where}: a precisions entry holds dev, dev_examples and runtime, not {data!r}"
+            )
+        return cls(
+            dev=float(data["dev"]), dev_examples=int(data["dev_examples"]), runtime=data["runtime"]
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +102,9 @@ class ModelInfo:
     teacher: str | None  # the (N, 0) model folder it was pruned from; None for s = 0
     seed: int
     numerics: dict[str, Any] = field(default_factory=dict)  # device, precision, versions
+    # precision ("fp32", "int8") -> its dev figure where it was served in it (an export
+    # measured it); empty until then
+    precisions: dict[str, PrecisionScore] = field(default_factory=dict)
     autoprumux_version: str = __version__
     format: int = FORMAT
 
@@ -125,6 +150,12 @@ class ModelInfo:
             tuple(data["labels"]),
             tuple(data["text_columns"]),
         )
+        precisions = data.get("precisions", {})
+        if not isinstance(precisions, dict):
+            raise NotAModelError(f"{where}: precisions is not a JSON object")
+        values["precisions"] = {
+            str(name): PrecisionScore.from_json(entry, where) for name, entry in precisions.items()
+        }
         return cls(**values)
 
 
@@ -147,6 +178,16 @@ def record_test_score(folder: Path, score: float, examples: int) -> ModelInfo:
     """Add the held-out test figure to a described model folder: ``autoprumux.json``, then
     the model card, each rewritten by rename (a reader never sees half a file)."""
     info = dataclasses.replace(read_info(folder), test_score=score, test_examples=examples)
+    write_text_atomic(folder / INFO_FILE, json.dumps(info.to_json(), indent=1) + "\n")
+    write_text_atomic(folder / CARD_FILE, model_card(info))
+    return info
+
+
+def record_precisions(folder: Path, scores: dict[str, PrecisionScore]) -> ModelInfo:
+    """Add (or replace) the dev figures per precision of a described model folder:
+    ``autoprumux.json``, then the model card, each rewritten by rename."""
+    info = read_info(folder)
+    info = dataclasses.replace(info, precisions={**info.precisions, **scores})
     write_text_atomic(folder / INFO_FILE, json.dumps(info.to_json(), indent=1) + "\n")
     write_text_atomic(folder / CARD_FILE, model_card(info))
     return info
@@ -209,7 +250,7 @@ inputs are truncated).
 (target {info.sparsity:g}) |
 | prunable parameters kept | {info.parameters:,} |
 | throughput | {throughput} |
-
+{_precision_section(info)}
 ## How it was made
 
 - study `{info.study}` (`{info.study_file}`), recipe `{info.recipe}`, seed {info.seed}
@@ -247,6 +288,32 @@ def _score_rows(info: ModelInfo) -> str:
         f"| test {info.metric_label} | {info.test_score:.4f} on {info.test_examples:,} held-out "
         "test examples (what to expect) |"
     )
+
+
+def _precision_section(info: ModelInfo) -> str:
+    """Where the model was served in other precisions: its dev figure in each, beside fp32's
+    in the same runtime (the difference is the precision's alone)."""
+    if not info.precisions:
+        return ""
+    reference = info.precisions.get("fp32")
+    rows = []
+    for name, entry in sorted(info.precisions.items(), key=lambda item: item[0] != "fp32"):
+        delta = (
+            f"{100 * (entry.dev - reference.dev):+.2f} points"
+            if reference is not None and name != "fp32"
+            else ""
+        )
+        rows.append(
+            f"| {name} | {entry.runtime} | {entry.dev:.4f} on the first {entry.dev_examples} "
+            f"dev examples | {delta} |"
+        )
+    return f"""
+## Precisions (recorded by `autoprumux export --precision`)
+
+| precision | runtime | dev {info.metric_label} | vs fp32 |
+|---|---|---|---|
+{chr(10).join(rows)}
+"""
 
 
 def _numerics(numerics: dict[str, Any]) -> str:

@@ -1,0 +1,206 @@
+"""int8 deployment on the CPU (``export --precision int8``, trainers/deploy/quantize.py) on a
+model trained by a real (tiny) trial: a multiplexed and pruned (2, 0.5)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from glue_tables import preset_tables
+
+from autoprumux.cli.main import main
+from autoprumux.core.study import load_study
+from trainers.deploy.export import ExportError, ExportFormat, export_model
+from trainers.deploy.inference import BUNDLE_KEY, PredictedLabel, load_text_classifier
+from trainers.deploy.model_folder import (
+    INFO_FILE,
+    ModelInfo,
+    PrecisionScore,
+    model_card,
+    read_info,
+)
+from trainers.trial.run import TrialSpec, run_trial
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from trainers.deploy import quantize  # noqa: E402  (needs onnx and onnxruntime)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_sources):
+    """A trained (2, 0.5) folder, its fp32 ONNX file, and its int8 export (``Quantized``)."""
+    from fixtures import study_text
+
+    model, glue = tiny_sources
+    root = tmp_path_factory.mktemp("int8")
+    (root / "sst2.toml").write_text(study_text(model, glue))
+    study = load_study(root / "sst2.toml")
+    result = run_trial(TrialSpec(study=study, n=2, sparsity=0.5, device="cpu"))
+    folder = Path(result.artifact_path)
+    fp32 = export_model(folder, ExportFormat.ONNX, root / "fp32.onnx").path
+    int8 = quantize.export_int8(folder, root / "int8.onnx")
+    return SimpleNamespace(result=result, folder=folder, fp32=fp32, int8=int8, glue=glue)
+
+
+def _dev(glue: Path) -> tuple[list[str], list[int]]:
+    table = preset_tables(glue, "sst2").dev
+    return table["text"].to_pylist(), table["label"].to_pylist()
+
+
+def _labels(path: Path | str, texts: list[str]) -> list[str]:
+    return [p.label for p in load_text_classifier(path, device="cpu").predict(texts)]
+
+
+def test_int8_labels_equal_fp32_on_the_samples_and_nearly_on_dev(exported):
+    samples = list(quantize.CHECK_SENTENCES)
+    assert _labels(exported.int8.path, samples) == _labels(exported.fp32, samples)
+    texts, gold = _dev(exported.glue)
+    fp32, int8 = _labels(exported.fp32, texts), _labels(exported.int8.path, texts)
+    # dynamic int8 kept 98.1-99.0 % of the fp32 labels of the five sst2-tiny models (872 dev
+    # sentences each); on these 64, allow 2 flips (97 %), so 2 / 64 of accuracy at most
+    assert sum(a != b for a, b in zip(fp32, int8, strict=True)) <= 2
+    names = load_text_classifier(exported.fp32, device="cpu").info.labels
+    right = [sum(names.index(p) == y for p, y in zip(ls, gold, strict=True)) for ls in (fp32, int8)]
+    dev = exported.int8.dev
+    # the reported figures are the files' own accuracies on the model's 64 dev examples, and
+    # the fp32 file's is the trial's (classifying the dev split in order reproduces it)
+    assert (dev.examples, dev.metric_label) == (64, "accuracy")
+    assert (dev.fp32, dev.int8) == (right[0] / 64, right[1] / 64)
+    assert dev.fp32 == exported.result.accuracy
+    assert abs(dev.delta_points) <= 100 * 2 / 64
+    assert exported.int8.samples == len(quantize.CHECK_SENTENCES) == 16
+
+
+def test_int8_file_carries_the_fp32_metadata_and_its_own(exported):
+    fp32 = {e.key: e.value for e in onnx.load(str(exported.fp32)).metadata_props}
+    proto = onnx.load(str(exported.int8.path))
+    int8 = {e.key: e.value for e in proto.metadata_props}
+    assert BUNDLE_KEY in fp32 and {k: int8[k] for k in fp32} == fp32
+    assert set(int8) - set(fp32) == {"precision", "fp32_ops", "dev"}
+    assert int8["precision"] == "int8"
+    assert json.loads(int8["dev"]) == exported.int8.dev.to_json()
+    kept = json.loads(int8["fp32_ops"])
+    assert kept == list(exported.int8.fp32_ops)
+    nodes = {n.name: n for n in proto.graph.node}
+    # the ones left in fp32: the attention's activation-by-activation MatMuls (2 layers) and
+    # the CLS Gather; every MatMul with a weight is int8 (MatMulInteger), none is listed
+    assert sum(nodes[name].op_type == "MatMul" for name in kept) == 4
+    assert all(nodes[name].op_type in ("MatMul", "Gather") for name in kept)
+    weights = {t.name for t in proto.graph.initializer}
+    float_matmuls = [n for n in proto.graph.node if n.op_type in ("MatMul", "Gemm")]
+    assert not [n.name for n in float_matmuls if set(n.input) & weights]
+    assert sum(n.op_type == "MatMulInteger" for n in proto.graph.node) >= 8
+    assert load_text_classifier(exported.int8.path, device="cpu").precision == "int8"
+    assert load_text_classifier(exported.fp32, device="cpu").precision == "fp32"
+
+
+def test_int8_file_is_under_four_tenths_of_the_fp32_weights(exported):
+    def weight_bytes(path: Path) -> int:
+        return sum(len(t.raw_data) for t in onnx.load(str(path)).graph.initializer)
+
+    assert exported.int8.bytes < exported.int8.fp32_bytes == exported.fp32.stat().st_size
+    assert weight_bytes(exported.int8.path) <= 0.4 * weight_bytes(exported.fp32)
+
+
+def test_classify_runs_the_int8_file_like_the_folder(exported, tmp_path, capsys):
+    samples = list(quantize.CHECK_SENTENCES)
+    lines = tmp_path / "samples.txt"
+    lines.write_text("\n".join(samples) + "\n")
+    argv = ["classify", "--model", str(exported.int8.path), "--input", str(lines), "--json"]
+    assert main(argv) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [p["label"] for p in document["predictions"]] == _labels(exported.folder, samples)
+
+
+def test_the_folder_records_each_precision_and_its_card_lists_them(exported):
+    info = read_info(exported.folder)
+    dev = exported.int8.dev
+    assert info.precisions == {
+        "fp32": PrecisionScore(dev=dev.fp32, dev_examples=64, runtime="onnxruntime-cpu"),
+        "int8": PrecisionScore(dev=dev.int8, dev_examples=64, runtime="onnxruntime-cpu"),
+    }
+    card = (exported.folder / "README.md").read_text()
+    assert "| precision | runtime | dev accuracy | vs fp32 |" in card
+    assert f"| int8 | onnxruntime-cpu | {dev.int8:.4f} on the first 64 dev examples |" in card
+    assert f"{dev.delta_points:+.2f} points" in card
+
+
+def test_precisions_round_trip_and_older_folders_load(exported):
+    info = read_info(exported.folder)
+    data = json.loads(json.dumps(info.to_json()))
+    assert ModelInfo.from_json(data, "x") == info
+    del data["precisions"]  # as a folder written before precisions
+    older = ModelInfo.from_json(data, "x")
+    assert older.precisions == {} and older == dataclasses.replace(info, precisions={})
+    assert "## Precisions" not in model_card(older) and "## Precisions" in model_card(info)
+    data["precisions"] = {"int8": {"dev": 0.5}}
+    with pytest.raises(Exception, match="dev, dev_examples and runtime"):
+        ModelInfo.from_json(data, "x")
+
+
+def test_labels_that_differ_refuse_the_file(exported, tmp_path, monkeypatch):
+    fp32 = load_text_classifier(exported.fp32, device="cpu")
+    flipped = SimpleNamespace(
+        info=fp32.info,
+        predict=lambda texts: [
+            PredictedLabel(
+                label="negative" if p.label == "positive" else "positive", probabilities={}
+            )
+            for p in fp32.predict(texts)
+        ],
+    )
+    with pytest.raises(ExportError, match=r"differ from the fp32 model's on 3 of 3 sample"):
+        quantize.check_labels(fp32, flipped, ["good", "bad", "the film"], tmp_path / "m.onnx")
+    # end to end: a refused check leaves no file, no temporary, and the folder as it was
+    folder = tmp_path / "model"
+    shutil.copytree(exported.folder, folder)
+    before = (folder / INFO_FILE).read_text()
+
+    def refuse(*args: object) -> int:
+        raise ExportError("refused")
+
+    monkeypatch.setattr(quantize, "check_labels", refuse)
+    assert main(["export", "--model", str(folder), "--format", "onnx", "--precision", "int8",
+                 "--out", str(tmp_path / "m.onnx")]) == 2  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (folder / INFO_FILE).read_text() == before
+
+
+def _one_line_error(capsys, argv, *expected):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for text in expected:
+        assert text in err, err
+
+
+@pytest.mark.parametrize(
+    ("fmt", "precision", "out", "allowed"),
+    [
+        ("onnx", "int4", "m.onnx", "fp32, int8"),
+        ("onnx", "bf16", "m.onnx", "fp32, int8"),
+        ("torchscript", "int8", "m.pt", "one of: fp32 (with --format torchscript)"),
+        ("transformers", "int8", "m", "one of: fp32 (with --format transformers)"),
+    ],
+)
+def test_a_precision_the_format_cannot_write_is_one_line(
+    exported, tmp_path, capsys, fmt, precision, out, allowed
+):
+    argv = ["export", "--model", str(exported.folder), "--format", fmt, "--precision", precision]
+    _one_line_error(capsys, [*argv, "--out", str(tmp_path / out)], "--precision", allowed)
+    assert not list(tmp_path.iterdir())
+
+
+def test_int8_without_onnxruntime_names_the_extra(exported, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were missing
+    argv = ["export", "--model", str(exported.folder), "--format", "onnx", "--precision", "int8"]
+    out = ["--out", str(tmp_path / "m.onnx")]
+    _one_line_error(capsys, [*argv, *out], "onnxruntime", "pip install 'autoprumux[export]'")
+    _one_line_error(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "pip install")
+    assert not list(tmp_path.iterdir())
