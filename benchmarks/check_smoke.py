@@ -22,7 +22,13 @@ from autoprumux.core.study import load_study
 def main() -> int:
     study_file, answer = Path(sys.argv[1]), Path(sys.argv[2])
     study = load_study(study_file)
-    print("search answered:", json.loads(answer.read_text()).get("answer"))
+    document = json.loads(answer.read_text())
+    print(
+        "search:",
+        document.get("stop_reason"),
+        "| best:",
+        (document.get("best") or {}).get("message"),
+    )
     storage = study.storage_url
     trials = [
         trial

@@ -33,12 +33,12 @@ STUDY=benchmarks/gpu_smoke.toml
 } 2>&1 | tee -a "$OUT/machine.txt"
 
 if [ "$PART" = 1 ] || [ "$PART" = all ]; then
-    timeout "${PYTEST_LIMIT:-150}" $PY -m pytest -m gpu -p no:cacheprovider -q tests 2>&1 \
+    timeout "${PYTEST_LIMIT:-120}" $PY -m pytest -m gpu -p no:cacheprovider -q tests 2>&1 \
         | tee "$OUT/pytest-gpu.log"
-    timeout "${COMPILE_LIMIT:-270}" $PY benchmarks/bench_compile.py --study $STUDY \
+    timeout "${COMPILE_LIMIT:-240}" $PY benchmarks/bench_compile.py --study $STUDY \
         --device cuda --num-layers 0 --max-seq-length 128 --precision bf16 --rows 16384 \
         --steps 300 --warmup 40 --json "$OUT/compiled.json" 2>&1 | tee "$OUT/compiled.log"
-    timeout "${SHARE_LIMIT:-150}" $PY benchmarks/bench_gpu_share.py --study $STUDY \
+    timeout "${SHARE_LIMIT:-180}" $PY benchmarks/bench_gpu_share.py --study $STUDY \
         --trials 1 4 --steps 200 --warmup 40 --json "$OUT/share.json" 2>&1 \
         | tee "$OUT/share.log"
 fi
