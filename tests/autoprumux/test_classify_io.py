@@ -127,9 +127,10 @@ def test_classifys_json_names_the_models_metric(tmp_path):
         truncated=0,
     )
     graded = gold_score(inputs, PREDICTED, info.labels, Metric.MACRO_F1)
-    document = _classified_document(SimpleNamespace(info=info, source="m", precision="fp32"), inputs, done, graded)
+    model = SimpleNamespace(info=info, source="m", precision="fp32")
+    document = _classified_document(model, inputs, done, graded)
     assert (document["metric"], document["metric_label"]) == ("macro_f1", "macro-F1")
     assert document["metric_value"] == pytest.approx((0.5 + 1.0 + 2 / 3) / 3)
     assert document["accuracy"] == pytest.approx(4 / 6)
-    blind = _classified_document(SimpleNamespace(info=info, source="m", precision="fp32"), inputs, done, None)
+    blind = _classified_document(model, inputs, done, None)
     assert blind["metric_value"] is None and blind["accuracy"] is None
