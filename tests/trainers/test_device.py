@@ -263,7 +263,8 @@ def test_a_trial_trains_on_cuda(tiny_study_file, monkeypatch):
         return loss
 
     monkeypatch.setattr(trainers.training.loop, "train_step", checked_step)
-    study = load_study(tiny_study_file(distill_from_n1=True))
+    # eager steps: the mode sees every op (test_compiled_steps.py checks compiled ones)
+    study = load_study(tiny_study_file(distill_from_n1=True, compile=False))
     result = run_trial(TrialSpec(study=study, n=2, sparsity=0.5, device="cuda"))
     assert result.status is TrialStatus.COMPLETE, result.reason
     assert set(steps) == {"warmup", "finetune", "prune", "post-finetune"}
