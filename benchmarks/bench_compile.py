@@ -47,12 +47,13 @@ from trainers.data.splits import Encoded
 from trainers.data.tables import load_tables
 from trainers.data.token_cache import encoded_table
 from trainers.model.checkpoints import load_pretrained, load_tokenizer
-from trainers.model.classifier import Classifier, set_dropout
+from trainers.model.classifier import Classifier
 from trainers.pruning.l0 import L0Module
 from trainers.runtime.device import Engine
 from trainers.runtime.flops import mfu, peak_flops
 from trainers.training.loop import Phase, PhaseFigures, run_phase
 from trainers.training.phases import finetune_phase, identity_map, pruning_phase
+from trainers.trial.services import as_trained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +66,21 @@ class Timing:
     graphs: int  # PhaseFigures.compiles
     tflop_per_s: float  # over the timed steps
     mfu: float | None  # of the GPU's dense peak in the engine's precision; None on a CPU
+    examples: int  # in the timed steps
+    began: float  # the timed steps' start and end, time.time() (comparable across processes)
+    ended: float
 
 
-def timed(build: Callable[[], Phase], engine: Engine, warmup: int, steps: int) -> Timing:
-    """One phase of ``warmup + steps`` steps: the examples/s of the last ``steps``."""
+def timed(
+    build: Callable[[], Phase],
+    engine: Engine,
+    warmup: int,
+    steps: int,
+    at_warm: Callable[[], object] | None = None,
+) -> Timing:
+    """One phase of ``warmup + steps`` steps: the examples/s of the last ``steps``;
+    ``at_warm`` runs between the two (after the device is synchronised), before the clock
+    starts."""
     phase = build()
     phase.steps = warmup + steps
     figures: list[PhaseFigures] = []
@@ -85,7 +97,9 @@ def timed(build: Callable[[], Phase], engine: Engine, warmup: int, steps: int) -
 
     def end_of_warmup(step: int) -> None:
         engine.synchronize()
-        marks["warm"] = time.perf_counter()
+        if at_warm is not None:
+            at_warm()
+        marks["warm"], marks["began"] = time.perf_counter(), time.time()
 
     phase.data = counted
     began = time.perf_counter()
@@ -94,7 +108,8 @@ def timed(build: Callable[[], Phase], engine: Engine, warmup: int, steps: int) -
     )
     ended = time.perf_counter()  # run_phase synchronised the device for its figures
     seconds = ended - marks["warm"]
-    rate = sum(examples[warmup : warmup + steps]) / seconds
+    timed_examples = sum(examples[warmup : warmup + steps])
+    rate = timed_examples / seconds
     achieved = sum(flop[warmup : warmup + steps]) / seconds  # FLOP/s
     name = torch.cuda.get_device_name(engine.device) if engine.on_gpu else "cpu"
     peak = peak_flops(name, engine.precision.value) if engine.on_gpu else None
@@ -109,7 +124,19 @@ def timed(build: Callable[[], Phase], engine: Engine, warmup: int, steps: int) -
         graphs=figures[0].compiles,
         tflop_per_s=achieved / 1e12,
         mfu=mfu(sum(flop[warmup : warmup + steps]), seconds, peak) if peak else None,
+        examples=timed_examples,
+        began=marks["began"],
+        ended=marks["began"] + seconds,
     )
+
+
+def training_sentences(study: Study, rows: int, device: torch.device) -> Encoded:
+    """The study's first ``rows`` training sentences, encoded by its model's tokenizer, on
+    ``device``."""
+    tokenizer = load_tokenizer(study.model.name_or_path)
+    tables = load_tables(data_spec(study))
+    encoded = encoded_table(tables.train.slice(0, rows), tokenizer, study.model.max_seq_length)
+    return encoded.to(device)
 
 
 def phases(
@@ -124,11 +151,7 @@ def phases(
         torch.manual_seed(0)
         extra: dict[str, Any] = {"mux_width": n} if n > 1 else {}
         built, _ = load_pretrained(m.name_or_path, num_layers=m.num_layers, **extra)
-        if training.freeze_word_embeddings:
-            built.encoder.embeddings.word.weight.requires_grad_(False)
-        if training.dropout >= 0:
-            set_dropout(built, training.dropout)
-        return built.to(device)
+        return as_trained(built, training).to(device)
 
     def finetune() -> Phase:
         return finetune_phase(
@@ -174,12 +197,9 @@ def main() -> None:
         precision=args.precision or study.training.precision,
     )
     study = dataclasses.replace(study, model=model, training=training)
-    tokenizer = load_tokenizer(study.model.name_or_path)
-    tables = load_tables(data_spec(study))
-    train = encoded_table(tables.train.slice(0, args.rows), tokenizer, study.model.max_seq_length)
     eager = Engine.resolve(args.device, study.training.precision, Compile.FALSE)
     compiled = dataclasses.replace(eager, compile=True, compile_backend=args.backend)
-    train = train.to(eager.device)
+    train = training_sentences(study, args.rows, eager.device)
     # on a CPU the default engine cuts each batch to its longest row (compile = "auto": no
     # buckets there); timed too, the compiled steps' real competitor
     cut = dataclasses.replace(study, training=dataclasses.replace(training, compile=Compile.FALSE))

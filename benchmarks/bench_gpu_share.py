@@ -18,20 +18,14 @@ import argparse
 import dataclasses
 import json
 import multiprocessing as mp
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from bench_compile import phases
+from bench_compile import phases, timed, training_sentences
 
-from autoprumux.core.data_spec import data_spec
 from autoprumux.core.study import Compile, load_study
-from trainers.data.tables import load_tables
-from trainers.data.token_cache import encoded_table
-from trainers.model.checkpoints import load_tokenizer
 from trainers.runtime.device import Engine, cap_memory
-from trainers.training.loop import run_phase
 
 
 def worker(args: argparse.Namespace, share: float, barrier: Any, out: Any) -> None:
@@ -43,35 +37,13 @@ def worker(args: argparse.Namespace, share: float, barrier: Any, out: Any) -> No
     study = dataclasses.replace(study, model=model)
     engine = Engine.resolve(args.device, study.training.precision, Compile.AUTO)
     cap_memory(engine, share)
-    tokenizer = load_tokenizer(study.model.name_or_path)
-    tables = load_tables(data_spec(study))
-    train = encoded_table(tables.train.slice(0, args.rows), tokenizer, model.max_seq_length)
-    train = train.to(engine.device)
+    train = training_sentences(study, args.rows, engine.device)
     build = phases(study, train, 1, engine.device)["finetune"]
     try:
         # one phase: its first --warmup steps compile every bucket they meet (a new phase
         # would compile its own step again), then the timed steps start together
-        phase = build()
-        phase.steps = args.warmup + args.steps
-        examples: list[int] = []
-        drawn = phase.data
-        marks: dict[str, float] = {}
-
-        def counted(start: int):  # type: ignore[no-untyped-def]
-            for batch in drawn(start):
-                examples.append(len(batch))
-                yield batch
-
-        def start_together(step: int) -> None:
-            engine.synchronize()
-            barrier.wait()
-            marks["began"] = time.time()
-
-        phase.data = counted
-        run_phase(phase, engine=engine, check=start_together, check_steps={args.warmup})
-        engine.synchronize()
-        timed = sum(examples[args.warmup :])
-        out.put({"examples": timed, "began": marks["began"], "ended": time.time()})
+        timing = timed(build, engine, args.warmup, args.steps, at_warm=barrier.wait)
+        out.put({"examples": timing.examples, "began": timing.began, "ended": timing.ended})
     except torch.OutOfMemoryError as err:
         barrier.abort()
         out.put({"error": f"out of memory at share {share:g}: {str(err).splitlines()[0]}"})

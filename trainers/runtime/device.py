@@ -223,12 +223,14 @@ def compile_for(setting: Compile, device: torch.device) -> bool:
     """Whether ``[training] compile`` compiles on ``device``: ``auto`` on a GPU (where the
     steps are launch-bound) when torch can compile there, never on a CPU; ``true`` wherever
     torch can compile, refused in one line where it cannot."""
+    if setting is Compile.FALSE:
+        return False
     missing = compiler_missing(device)
     if setting is Compile.AUTO:
         return device.type == "cuda" and missing is None
-    if setting is Compile.TRUE and missing is not None:
+    if missing is not None:
         raise FieldError("training.compile", f"true: {missing}; use auto or false")
-    return setting is Compile.TRUE
+    return True
 
 
 def compiler_missing(device: torch.device) -> str | None:

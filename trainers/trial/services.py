@@ -34,7 +34,7 @@ from autoprumux.core.early_stop import (
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.metrics import score
 from autoprumux.core.progress import ProgressCallback
-from autoprumux.core.study import Study
+from autoprumux.core.study import Study, TrainingSection
 from trainers.data.splits import Encoded
 from trainers.model.architecture import multiplexing_fields
 from trainers.model.classifier import Classifier, set_dropout
@@ -73,6 +73,16 @@ class PhaseLog:
 
     records: list[PhaseRecord] = field(default_factory=list)
     running: Activity | None = None
+
+
+def as_trained(model: Classifier, training: TrainingSection, task: bool = True) -> Classifier:
+    """The model as the study trains it: its word embeddings frozen where ``[training]
+    freeze_word_embeddings`` says, and for a task phase (``task``) the study's dropout."""
+    if training.freeze_word_embeddings:
+        model.encoder.embeddings.word.weight.requires_grad_(False)
+    if task and training.dropout >= 0:
+        set_dropout(model, training.dropout)
+    return model
 
 
 class TrialServices:
@@ -141,12 +151,7 @@ class TrialServices:
     def prepared(self, model: Classifier, task: bool = False) -> Classifier:
         """The model to train: the study's frozen parts frozen, for a task phase (``task``)
         the study's dropout, on the trial's device (and compiled, if the study asks)."""
-        training = self.study.training
-        if training.freeze_word_embeddings:
-            model.encoder.embeddings.word.weight.requires_grad_(False)
-        if task and training.dropout >= 0:
-            set_dropout(model, training.dropout)
-        return self._on_engine(model)
+        return self._on_engine(as_trained(model, self.study.training, task))
 
     def _on_engine(self, model: Classifier) -> Classifier:
         prepared = self.engine.prepared(model)
@@ -217,8 +222,9 @@ class TrialServices:
             )
         )
 
-    def run_phase(self, phase: Phase, checkpoint: Path) -> None:
-        """Run a phase to its end, resuming from (and saving to) ``checkpoint``."""
+    def run_phase(self, phase: Phase, checkpoint: Path, **checks: Any) -> None:
+        """Run a phase to its end, resuming from (and saving to) ``checkpoint``, its batches
+        watched and its figures kept; ``checks``: run_phase's ``check`` and ``check_steps``."""
         watched, activity = self._watched(phase)
         with self._running(activity):
             run_phase(
@@ -227,6 +233,7 @@ class TrialServices:
                 progress=self.progress,
                 engine=self.engine,
                 figures=self._keep,
+                **checks,
                 **self._checkpoints(phase),
             )
 
@@ -284,18 +291,7 @@ class TrialServices:
                     )
                 )
 
-        watched, activity = self._watched(phase)
-        with self._running(activity):
-            run_phase(
-                watched,
-                checkpoint,
-                progress=self.progress,
-                engine=self.engine,
-                check=check,
-                check_steps=set(margins) | curve_steps,
-                figures=self._keep,
-                **self._checkpoints(phase),
-            )
+        self.run_phase(phase, checkpoint, check=check, check_steps=set(margins) | curve_steps)
 
     def finish_curve(
         self, point: GridPoint, phase: str, steps: int, final: float, partial: Path
