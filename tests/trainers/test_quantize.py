@@ -197,10 +197,10 @@ def test_a_precision_the_format_cannot_write_is_one_line(
     assert not list(tmp_path.iterdir())
 
 
-def test_int8_without_onnxruntime_names_the_extra(exported, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were missing
+def test_int8_without_onnxruntime_says_how_to_install_it(exported, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it had been uninstalled
     argv = ["export", "--model", str(exported.folder), "--format", "onnx", "--precision", "int8"]
     out = ["--out", str(tmp_path / "m.onnx")]
-    _one_line_error(capsys, [*argv, *out], "onnxruntime", "pip install 'autoprumux[export]'")
+    _one_line_error(capsys, [*argv, *out], "onnxruntime", "pip install onnxruntime")
     _one_line_error(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "pip install")
     assert not list(tmp_path.iterdir())

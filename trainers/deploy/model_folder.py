@@ -12,8 +12,11 @@ and ``architecture.json``:
   classifies text without the base model;
 - ``README.md``, a model card generated from the above.
 
-Once the model has been exported in another precision (``autoprumux export --precision
-int8``), its dev figure in each precision (:class:`PrecisionScore`, :func:`record_precisions`).
+Its dev figure in each precision its study serves in, evaluated after its training
+(:mod:`trainers.deploy.precisions`), and in each precision it was exported in (``autoprumux
+export --precision int8``): :class:`PrecisionScore`, :func:`record_precisions`. A rerun of the
+trial keeps them (:func:`recorded_precisions`): they are the weights' figures on the same dev
+examples, and a figure already recorded is not evaluated again.
 
 They are written by rename after the trial measured the model, so a reader never sees half of
 one; a rerun of a finished trial writes them again with its own throughput (and without a test
@@ -102,8 +105,8 @@ class ModelInfo:
     teacher: str | None  # the (N, 0) model folder it was pruned from; None for s = 0
     seed: int
     numerics: dict[str, Any] = field(default_factory=dict)  # device, precision, versions
-    # precision ("fp32", "int8") -> its dev figure where it was served in it (an export
-    # measured it); empty until then
+    # precision ("fp32", "int8") -> its dev figure served in it (evaluated after the training
+    # in the study's precisions, or by an export); empty in folders from before precisions
     precisions: dict[str, PrecisionScore] = field(default_factory=dict)
     autoprumux_version: str = __version__
     format: int = FORMAT
@@ -191,6 +194,16 @@ def record_precisions(folder: Path, scores: dict[str, PrecisionScore]) -> ModelI
     write_text_atomic(folder / INFO_FILE, json.dumps(info.to_json(), indent=1) + "\n")
     write_text_atomic(folder / CARD_FILE, model_card(info))
     return info
+
+
+def recorded_precisions(folder: Path) -> dict[str, PrecisionScore]:
+    """The per-precision figures a model folder records already (none where it has no
+    readable ``autoprumux.json`` yet): what a rerun of its trial keeps when it describes the
+    folder again."""
+    try:
+        return read_info(folder).precisions
+    except NotAModelError:
+        return {}
 
 
 def read_info(folder: Path) -> ModelInfo:
@@ -291,24 +304,22 @@ def _score_rows(info: ModelInfo) -> str:
 
 
 def _precision_section(info: ModelInfo) -> str:
-    """Where the model was served in other precisions: its dev figure in each, beside fp32's
-    in the same runtime (the difference is the precision's alone)."""
+    """Where the model was served in other precisions: its dev figure in each, beside fp32's:
+    an export's fp32 file's where there is one (the same runtime as int8: the difference is
+    the precision's alone), else the trial's own figure (``dev_accuracy``, PyTorch fp32)."""
     if not info.precisions:
         return ""
-    reference = info.precisions.get("fp32")
+    fp32 = info.precisions.get("fp32")
+    reference = fp32.dev if fp32 is not None else info.dev_accuracy
     rows = []
     for name, entry in sorted(info.precisions.items(), key=lambda item: item[0] != "fp32"):
-        delta = (
-            f"{100 * (entry.dev - reference.dev):+.2f} points"
-            if reference is not None and name != "fp32"
-            else ""
-        )
+        delta = f"{100 * (entry.dev - reference):+.2f} points" if name != "fp32" else ""
         rows.append(
             f"| {name} | {entry.runtime} | {entry.dev:.4f} on the first {entry.dev_examples} "
             f"dev examples | {delta} |"
         )
     return f"""
-## Precisions (recorded by `autoprumux export --precision`)
+## Precisions (evaluated on dev after training, or by `autoprumux export --precision`)
 
 | precision | runtime | dev {info.metric_label} | vs fp32 |
 |---|---|---|---|

@@ -58,6 +58,7 @@ from trainers.deploy.model_folder import (
 
 if TYPE_CHECKING:
     import onnx
+    import pyarrow as pa
 
 # ONNX metadata_props keys the int8 file adds to the fp32 file's (BUNDLE_KEY), besides
 # PRECISION_KEY ("int8")
@@ -282,12 +283,17 @@ def dev_set(info: ModelInfo, where: str) -> DevSet:
             f"labels {', '.join(tables.label_names)} are not the model's "
             f"({', '.join(info.labels)}): the study's data changed since the model was trained",
         )
-    dev = tables.dev.slice(0, info.dev_examples)
-    if dev.num_rows < info.dev_examples:
+    return first_examples(tables.dev, info.dev_examples, info.study_file)
+
+
+def first_examples(table: pa.Table, examples: int, where: str) -> DevSet:
+    """The first ``examples`` rows of a checked dev table (columns ``text``, ``text_pair``
+    for a pair task, ``label``: label ids), as the trial scored them."""
+    dev = table.slice(0, examples)
+    if dev.num_rows < examples:
         raise DataError(
-            info.study_file,
-            f"its dev split holds {dev.num_rows} examples; the model was scored on "
-            f"{info.dev_examples}",
+            where,
+            f"its dev split holds {dev.num_rows} examples; the model was scored on {examples}",
         )
     columns = [dev[c].to_pylist() for c in ("text", "text_pair") if c in dev.column_names]
     texts: tuple[Text, ...] = (

@@ -7,6 +7,9 @@
   auto is bf16 autocast on a GPU that has it, fp16 autocast with a gradient scaler on one that
   does not, and fp32 on a CPU. Parameters and optimizer state stay fp32 in every mode.
 - On CUDA, float32 matmuls use TF32 (:func:`configure`).
+- The precisions a trained model is served in (``[deploy] precisions``, not the training's):
+  what the ``[throughput]`` device can serve (:func:`serving_device`), and the study's choice
+  checked against it (:func:`study_precisions`).
 - ``[training] compile`` (:func:`compile_for`): a compiled engine compiles the functions a
   training step calls (:class:`trainers.training.loop.CompiledStep`) and the evaluation's
   forward, never a model in place (its state dict keeps its keys, and nothing is compiled
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import importlib.util
 import os
 import platform
 import re
@@ -39,8 +43,9 @@ from typing import Any, TypeVar
 
 import torch
 
+from autoprumux.core import precision as served
 from autoprumux.core.errors import FieldError
-from autoprumux.core.study import DETERMINISTIC, PRECISIONS, Compile
+from autoprumux.core.study import DETERMINISTIC, PRECISIONS, Compile, Study, ThroughputSection
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:INDEX"
 # kernels a training step runs on CUDA under deterministic = "off" that add in a different
@@ -143,6 +148,28 @@ def resolve_precision(setting: str, device: torch.device) -> Precision:
             "fp16 is for GPUs (a CPU runs it slowly); use fp32 or bf16 on a CPU",
         )
     return precision
+
+
+def serving_device(settings: ThroughputSection) -> served.ServingDevice:
+    """What the ``[throughput]`` device (auto: CUDA when there is one) can serve models in:
+    bf16 where the GPU has it (a CPU always has), int8 where onnxruntime is installed."""
+    where = resolve_device(settings.device, "throughput.device")
+    bf16 = True
+    if where.type == "cuda":
+        with torch.cuda.device(where):
+            bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    return served.ServingDevice(
+        kind=where.type,
+        bf16=bf16,
+        onnxruntime=importlib.util.find_spec("onnxruntime") is not None,
+    )
+
+
+def study_precisions(study: Study) -> tuple[served.Precision, ...]:
+    """The study's serving precisions on its ``[throughput]`` device, fp32 first (the device's
+    defaults where ``[deploy] precisions`` is empty); one line naming the first precision the
+    device cannot serve, and what it can, otherwise."""
+    return served.check_precisions(study.deploy.precisions, serving_device(study.throughput))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,5 +8,6 @@
 - ``cache_keys.py``: the key and folder of each stage's artifact; ``artifacts.py``: a folder
   built once under a file lock;
 - ``task_data.py``: the study's task, encoded once per process;
-- ``model_result.py``, ``trial_results.py``: ``TrialResult``, what a trial reports.
+- ``model_result.py``, ``trial_results.py``: ``TrialResult``, what a trial reports (a trained
+  model's throughput, its folder described, its dev figure in each serving precision).
 """

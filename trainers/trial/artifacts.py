@@ -39,7 +39,7 @@ def build_once(folder: Path, build: Callable[[Path], None]) -> bool:
     """Make sure ``folder`` exists, calling ``build(partial_folder)`` if it does not.
     Returns True if the artifact was already there (reused)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
+    with folder_lock(folder):
         if folder.is_dir():
             log.info("reusing %s", folder)
             return True
@@ -50,6 +50,13 @@ def build_once(folder: Path, build: Callable[[Path], None]) -> bool:
             shutil.rmtree(leftover)
         partial.rename(folder)
         return False
+
+
+def folder_lock(folder: Path) -> FileLock:
+    """The artifact's file lock (``<name>.lock``): held while it is built, and while a trial
+    adds to a built one what another trial sharing it would add too (its figures per
+    precision), so that the later one reads them instead of computing them again."""
+    return FileLock(str(folder) + ".lock")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

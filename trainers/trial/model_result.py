@@ -1,6 +1,7 @@
 """A trained (N, 0) or (N, s) model's :class:`TrialResult`: its throughput measured on the
-trial's device, and its folder described (tokenizer, ``autoprumux.json``, model card) so it
-can be served (:mod:`trainers.deploy.model_folder`)."""
+trial's device, its folder described (tokenizer, ``autoprumux.json``, model card) so it
+can be served (:mod:`trainers.deploy.model_folder`), and its dev figure in each of the study's
+other serving precisions (:mod:`trainers.deploy.precisions`)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,23 @@ from autoprumux.core.data_spec import data_spec
 from autoprumux.core.early_stop import Curve
 from autoprumux.core.metrics import Metric
 from autoprumux.core.records import TrialStatus
-from trainers.deploy.model_folder import ModelInfo, describe
+from trainers.deploy.model_folder import (
+    ModelInfo,
+    PrecisionScore,
+    describe,
+    recorded_precisions,
+)
+from trainers.deploy.precisions import ServedDev, evaluate_precisions
+from trainers.deploy.quantize import DevSet, first_examples
 from trainers.deploy.timing import measure_one
 from trainers.model.architecture import prunable_params
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import numerics
+from trainers.trial.artifacts import folder_lock
 from trainers.trial.cache_keys import starting_checkpoint
 from trainers.trial.stages import RunningTrial
-from trainers.trial.trial_results import TrialResult
+from trainers.trial.task_data import task_tables
+from trainers.trial.trial_results import PRECISIONS_TIMER, TEACHER_PRECISIONS_TIMER, TrialResult
 
 
 def model_result(
@@ -54,11 +64,38 @@ def model_result(
         numerics=record.get("numerics") or numerics(trial.engine),  # older artifacts: now
         curve=_curve(record),
     )
-    describe(folder, _model_info(trial, result, teacher_folder), trial.tokenizer)
-    return result
+    span = TEACHER_PRECISIONS_TIMER if target == 0 else PRECISIONS_TIMER
+    # under the artifact's lock: trials sharing a teacher describe it in turn, and the later
+    # ones read its figures per precision instead of evaluating them again (the wait is timed)
+    with trial.timer(span), folder_lock(folder):
+        # the figures per precision the folder records already are kept (not evaluated again)
+        kept = recorded_precisions(folder)
+        describe(folder, _model_info(trial, result, teacher_folder, kept), trial.tokenizer)
+        # after describe: int8 is exported from the described folder, as `export` does
+        served = evaluate_precisions(
+            folder, model, trial.precisions, _served_dev(trial), trial.progress
+        )
+    return dataclasses.replace(result, served={p.value: figure for p, figure in served.items()})
 
 
-def _model_info(trial: RunningTrial, result: TrialResult, teacher_folder: Path | None) -> ModelInfo:
+def _served_dev(trial: RunningTrial) -> ServedDev:
+    """The trial's dev split for the evaluations in other precisions: its encoded tensors,
+    scored by its own evaluation, and the same examples as text (for the ONNX int8 file)."""
+    study, examples = trial.study, len(trial.dev)
+
+    def texts() -> DevSet:
+        where = str(study.path) if study.path else study.name
+        return first_examples(task_tables(study).dev, examples, where)
+
+    return ServedDev(score=trial.accuracy, texts=texts, examples=examples, engine=trial.engine)
+
+
+def _model_info(
+    trial: RunningTrial,
+    result: TrialResult,
+    teacher_folder: Path | None,
+    precisions: dict[str, PrecisionScore],
+) -> ModelInfo:
     study, spec = trial.study, data_spec(trial.study)
     return ModelInfo(
         task=study.task,
@@ -86,6 +123,7 @@ def _model_info(trial: RunningTrial, result: TrialResult, teacher_folder: Path |
         teacher=str(teacher_folder) if teacher_folder else None,
         seed=trial.seed,
         numerics=result.numerics,
+        precisions=precisions,
     )
 
 

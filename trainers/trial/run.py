@@ -16,6 +16,11 @@ What it builds, each a cached stage (:mod:`trainers.trial.stages`) keyed by ever
   (``<studies>/artifacts/<study>/trial-n<N>-s<s>-<hash>``, :mod:`trainers.trial.pruned_stage`). A
   rerun of a finished trial returns its recorded result.
 
+Each trained model, the teacher's and the pruned one, is then described in its folder and
+evaluated on dev in each of the study's other serving precisions
+(:func:`trainers.trial.model_result.model_result`, :mod:`trainers.deploy.precisions`): its
+figures are the result's ``served``, recorded in the folder so a reuse reads them back.
+
 This module runs the stages in order; a stage's build sees the trial as a
 :class:`trainers.trial.stages.RunningTrial`: the services of :mod:`trainers.trial.services` (the
 task data, the engine, the phases with the dev checks of early stopping and the learning curves)
@@ -37,6 +42,7 @@ import torch
 from autoprumux.core.budget import NEAR_MISS
 from autoprumux.core.early_stop import StopEvidence, StoppedEarly, StopPhase, StopRule
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.precision import Precision
 from autoprumux.core.progress import ProgressCallback
 from autoprumux.core.records import TrialStatus
 from autoprumux.core.study import FineTuned, Study
@@ -49,6 +55,7 @@ from trainers.runtime.device import (
     cap_memory,
     numerics,
     refused_reason,
+    study_precisions,
     thread_count,
 )
 from trainers.training.loop import Diverged
@@ -93,6 +100,10 @@ class TrialSpec:
     # dev evaluations at k/curve_points of the last phases (k < curve_points), recorded as
     # learning curves (to calibrate early stopping); 0: none beyond the stop checks
     curve_points: int = 0
+    # the precisions the trained models are evaluated on dev in after training (fp32 is the
+    # training's own figure), as the search resolved them once for every trial; None: the
+    # study's, resolved here (trainers.runtime.device.study_precisions)
+    precisions: tuple[Precision, ...] | None = None
 
     def __post_init__(self) -> None:
         point = GridPoint(self.n, self.sparsity)  # validates N >= 1 and s in [0, 1)
@@ -107,6 +118,8 @@ def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> Tria
     study, n, sparsity = spec.study, spec.n, spec.sparsity
     seed = study.study.seed if spec.seed is None else spec.seed
     training = study.training
+    # before any work: a precision the serving device cannot run is one line
+    precisions = study_precisions(study) if spec.precisions is None else spec.precisions
     engine = Engine.resolve(
         spec.device, training.precision, training.compile, training.deterministic
     )
@@ -116,6 +129,7 @@ def run_trial(spec: TrialSpec, progress: ProgressCallback | None = None) -> Tria
         trial = _Trial(
             study, n, seed, timer, progress, engine, stop=spec.stop, curve_points=spec.curve_points
         )
+        trial.precisions = precisions
         try:
             result = trial.run(sparsity)
         except StoppedEarly as stopped:
@@ -248,6 +262,8 @@ class _Trial(TrialServices):
     :class:`trainers.trial.stages.RunningTrial` for their builds, with the services)."""
 
     finished_teacher: TrialResult | None = None  # for s > 0, once the teacher exists
+    # the serving precisions its models are evaluated in (none for a warm-up or a guide)
+    precisions: tuple[Precision, ...] = ()
 
     @functools.cached_property
     def reused(self) -> list[str]:

@@ -158,14 +158,20 @@ class TrialServices:
         assert isinstance(prepared, Classifier)  # moved and compiled in place
         return prepared
 
-    def accuracy(self, model: Classifier) -> float:
+    def accuracy(self, model: Classifier, engine: Engine | None = None) -> float:
         """The model's dev score in the study's metric (``[study] metric``; accuracy: a
-        fraction)."""
+        fraction), on the trial's engine or ``engine`` (a model served in another precision:
+        :mod:`trainers.deploy.precisions`)."""
         rows = self.study.training.batch_rows
         longest = max(self.length_buckets, default=self.dev.input_ids.shape[1])
         with self._running(Activity(DEV_EVALUATION, rows * self.n, int(longest))):
             counts = confusion(
-                model, self.dev, rows, self.engine, len(self.label_names), self.length_buckets
+                model,
+                self.dev,
+                rows,
+                engine or self.engine,
+                len(self.label_names),
+                self.length_buckets,
             )
         return score(self.study.study.metric, counts, self.positive_label_id)
 

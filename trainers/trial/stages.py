@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from autoprumux.core.early_stop import Curve
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.precision import Precision
+from autoprumux.core.progress import ProgressCallback
 from autoprumux.core.study import Study
 from trainers.data.splits import Encoded
 from trainers.model.checkpoints import load_classifier
@@ -56,6 +58,10 @@ class RunningTrial(Protocol):
     dev: Encoded
     label_names: tuple[str, ...]  # the classifier's labels, in id order
     positive_label_id: int  # the label whose F1 metric = "f1" is
+    progress: ProgressCallback | None
+    # the study's serving precisions, fp32 first (trainers.runtime.device.study_precisions):
+    # a trained model is evaluated on dev in each (trainers.trial.model_result)
+    precisions: tuple[Precision, ...]
 
     def run_phase(self, phase: Phase, checkpoint: Path) -> None:
         """Run a phase to its end, resuming from (and saving to) ``checkpoint``."""
@@ -75,8 +81,9 @@ class RunningTrial(Protocol):
         """What the trial's numbers depend on: the engine's, and its length buckets."""
         ...
 
-    def accuracy(self, model: Classifier) -> float:
-        """The dev score in the study's metric (accuracy: a fraction)."""
+    def accuracy(self, model: Classifier, engine: Engine | None = None) -> float:
+        """The dev score in the study's metric (accuracy: a fraction), on the trial's engine
+        or ``engine``."""
         ...
 
     def prepared(self, model: Classifier, task: bool = False) -> Classifier:

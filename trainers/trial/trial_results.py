@@ -14,6 +14,7 @@ from typing import Any
 
 from autoprumux.core.early_stop import Curve, StopEvidence, StopPhase
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.precision import Precision
 from autoprumux.core.records import Training, TrialRecord, TrialStatus
 
 # the span of the retrieval warm-up (masked-LM steps included)
@@ -22,7 +23,11 @@ WARMUP_TIMER = "warmup"
 # the (1, 0) model an N > 1 one distills from, when built inside the trial, is timed under
 # GUIDE_PREFIX
 FINETUNE_TIMER, TEACHER_EVALUATE_TIMER = "finetune", "teacher evaluate"
-TEACHER_TIMERS = (FINETUNE_TIMER, TEACHER_EVALUATE_TIMER)
+# the dev evaluations of a trained model in the study's other precisions
+# (trainers.deploy.precisions): the (N, s) model's are its own cost, the (N, 0) teacher's the
+# teacher's (paid once, by the trial that first describes it; a reuse reads them back)
+PRECISIONS_TIMER, TEACHER_PRECISIONS_TIMER = "precisions", "teacher precisions"
+TEACHER_TIMERS = (FINETUNE_TIMER, TEACHER_EVALUATE_TIMER, TEACHER_PRECISIONS_TIMER)
 GUIDE_PREFIX = "guide "
 # "<phase> checkpoints": the seconds a phase's step loop spent on its checkpoints (snapshots,
 # waits for the writer), inside the span that times the phase: no cost of their own
@@ -73,6 +78,9 @@ class TrialResult:
     achieved_sparsity: float | None = None  # of the materialized model's prunable parameters
     parameters: int | None = None  # prunable encoder parameters of the final model
     throughput: float | None = None  # examples per second, simple forward timing (batch 32*N)
+    # the model's dev figure in each of the study's other precisions it could be evaluated in
+    # (precision value -> the study's metric; fp32's is ``accuracy``): bf16, fp16, int8
+    served: dict[str, float] = field(default_factory=dict)
     token_recovery: float | None = None  # of the warm-up (N > 1)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # SpanTimer.seconds
     wall_time_s: float = 0.0
@@ -116,6 +124,9 @@ class TrialResult:
             sparsity=self.sparsity,
             accuracy=self.accuracy,
             throughput=self.throughput,
+            accuracy_bf16=self.served.get(Precision.BF16.value),
+            accuracy_fp16=self.served.get(Precision.FP16.value),
+            accuracy_int8=self.served.get(Precision.INT8.value),
             status=self.status,
             reason=self.reason,
             achieved_sparsity=self.achieved_sparsity,

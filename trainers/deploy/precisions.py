@@ -1,0 +1,204 @@
+"""A trained model's dev figure in each precision it may be served in, after its training.
+
+Training is precision-agnostic (:mod:`autoprumux.core.precision`): the trial's own figure is
+fp32's (``TrialRecord.accuracy``); every other precision of the study is one evaluation of the
+same weights on the same dev examples, in the runtime that would serve it:
+
+- ``int8``: the model folder exported to ONNX in fp32 and quantized with ONNX Runtime's dynamic
+  quantization, as ``autoprumux export --precision int8`` does
+  (:func:`trainers.deploy.quantize.quantize_file`), its labels checked against the fp32 file's
+  on sample inputs (:func:`~trainers.deploy.quantize.check_labels`), then the dev text
+  classified on ONNX Runtime's CPU provider as ``autoprumux classify`` would: the figure is
+  the one ``export`` records. Where quantization fails or flips a sample label, int8 gets no
+  figure (the reason is logged) and the trial goes on;
+- ``bf16`` / ``fp16``: a copy of the PyTorch model cast to that dtype (weights and activations;
+  no autocast), scored by the trial's own dev evaluation on its device.
+
+Each figure is recorded in the model folder (``autoprumux.json``'s ``precisions``, with the
+runtime that computed it: :func:`~trainers.deploy.model_folder.record_precisions`), so a
+trial that reuses the folder evaluates only the precisions it lacks.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from autoprumux.core.precision import Precision
+from autoprumux.core.progress import Progress, ProgressCallback
+from trainers.deploy.export import ExportFormat, export_model
+from trainers.deploy.inference import import_export_library, load_text_classifier
+from trainers.deploy.model_folder import PrecisionScore, read_info, record_precisions
+from trainers.deploy.quantize import (
+    CHECK_SENTENCES,
+    RUNTIME,
+    DevSet,
+    check_labels,
+    dev_score,
+    quantize_file,
+)
+from trainers.model.classifier import Classifier
+from trainers.runtime.device import Engine
+from trainers.runtime.device import Precision as TrainingPrecision
+
+log = logging.getLogger(__name__)
+_EXPORT_LOCK = threading.Lock()
+
+PROGRESS_PHASE = "precisions"  # Progress.phase: a step per part of each evaluation (_STEPS)
+_DTYPES = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServedDev:
+    """The trial's dev split, as each runtime reads it."""
+
+    # the trial's dev evaluation of a model on ``engine`` -> the study's metric (accuracy: a
+    # fraction); the same code that scored the model's fp32 figure
+    score: Callable[[Classifier, Engine], float]
+    # the same dev examples as text (an ONNX file classifies text); built once asked for
+    texts: Callable[[], DevSet]
+    examples: int  # how many dev examples both hold (ModelInfo.dev_examples)
+    engine: Engine  # the trial's: bf16 and fp16 are evaluated on its device
+
+
+def evaluate_precisions(
+    folder: Path,
+    model: Classifier,
+    precisions: Sequence[Precision],
+    dev: ServedDev,
+    progress: ProgressCallback | None = None,
+) -> dict[Precision, float]:
+    """The dev figure of the model saved (and described) in ``folder`` in each of
+    ``precisions`` but fp32, each evaluated once in its runtime and recorded in the folder;
+    those the folder records already (on as many dev examples, by the same runtime) are read,
+    not evaluated again. A precision that could not be evaluated (int8 refused) is left out."""
+    wanted = [p for p in precisions if p is not Precision.FP32]
+    recorded = read_info(folder).precisions
+    figures: dict[Precision, float] = {}
+    missing = []
+    for precision in wanted:
+        entry = recorded.get(precision.value)
+        if entry is not None and _matches(entry, precision, dev.examples):
+            figures[precision] = entry.dev
+        else:
+            missing.append(precision)
+    tick = _Ticks(progress, sum(_STEPS.get(p, 1) for p in missing))
+    for precision in missing:
+        figure = _evaluate(folder, model, precision, dev, tick)
+        tick.finish(precision)
+        if figure is not None:
+            figures[precision] = figure
+            # recorded at once: a trial killed in the next evaluation keeps this one
+            score = PrecisionScore(
+                dev=figure, dev_examples=dev.examples, runtime=runtime_name(precision, dev.engine)
+            )
+            record_precisions(folder, {precision.value: score})
+    return {p: figures[p] for p in wanted if p in figures}
+
+
+# progress steps of an evaluation: int8's export, quantization (and label check) and dev
+# classification; one for the others
+_STEPS = {Precision.INT8: 3}
+
+
+class _Ticks:
+    """The ``precisions`` progress: one step per part of each evaluation, as it ends."""
+
+    def __init__(self, progress: ProgressCallback | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+        self._started = 0  # steps done when the current evaluation began
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(Progress(phase=PROGRESS_PHASE, step=self.done, total=self.total))
+
+    def finish(self, precision: Precision) -> None:
+        """An evaluation ended (a refused int8 early): its remaining steps counted done."""
+        while self.done < self._started + _STEPS.get(precision, 1):
+            self()
+        self._started = self.done
+
+
+def runtime_name(precision: Precision, engine: Engine) -> str:
+    """What computes a precision's figure: ``onnxruntime-cpu`` for int8, ``torch-<device>``
+    (``torch-cpu``, ``torch-cuda``) for the others."""
+    return RUNTIME if precision is Precision.INT8 else f"torch-{engine.device.type}"
+
+
+def _matches(entry: PrecisionScore, precision: Precision, examples: int) -> bool:
+    """Whether a recorded figure is this evaluation's: the same dev examples, in the
+    precision's runtime (``export`` records int8 as the trial does)."""
+    return entry.dev_examples == examples and entry.runtime.startswith(precision.runtime)
+
+
+def _evaluate(
+    folder: Path,
+    model: Classifier,
+    precision: Precision,
+    dev: ServedDev,
+    tick: Callable[[], None] = lambda: None,
+) -> float | None:
+    if precision is Precision.INT8:
+        return int8_figure(folder, dev.texts, tick)
+    return torch_figure(model, _DTYPES[precision], dev)
+
+
+def torch_figure(model: Classifier, dtype: torch.dtype, dev: ServedDev) -> float:
+    """The dev figure of a copy of ``model`` cast to ``dtype``, scored by the trial's dev
+    evaluation on its device without autocast (weights and activations in ``dtype``), and
+    uncompiled (one evaluation is not worth a graph per bucket)."""
+    served = copy.deepcopy(model).requires_grad_(False).to(dtype).eval()
+    engine = dataclasses.replace(dev.engine, precision=TrainingPrecision.FP32, compile=False)
+    try:
+        return dev.score(served, engine)
+    finally:
+        del served
+        if engine.on_gpu:
+            torch.cuda.empty_cache()  # the copy's memory back before the next trial phase
+
+
+def int8_figure(
+    folder: Path, texts: Callable[[], DevSet], tick: Callable[[], None] = lambda: None
+) -> float | None:
+    """The dev figure of the folder's model quantized to int8 on ONNX Runtime's CPU provider,
+    as ``export --precision int8`` scores it; None (the reason logged) where onnx or
+    onnxruntime is missing, the export or quantization fails, or the int8 labels differ from
+    the fp32 file's on the sample inputs. ``tick``: called after the export, the
+    quantization and the classification."""
+    try:
+        return _int8_figure(folder, texts, tick)
+    except Exception as err:  # ORT and ONNX raise types of their own: none may fail the trial
+        log.warning(
+            "%s: no int8 figure: %s: %s", folder, type(err).__name__, str(err).splitlines()[0]
+        )
+        return None
+
+
+def _int8_figure(folder: Path, texts: Callable[[], DevSet], tick: Callable[[], None]) -> float:
+    import_export_library("onnx")
+    import_export_library("onnxruntime")
+    with tempfile.TemporaryDirectory(prefix="autoprumux-int8-") as scratch:
+        int8_file = Path(scratch) / "int8.onnx"
+        # one at a time in a process (CPU trials run side by side in threads): torch.export
+        # traces through process-wide state, and the export and the quantizer quiet stdout
+        # and the root logger process-wide while they run
+        with _EXPORT_LOCK:
+            fp32_file = export_model(folder, ExportFormat.ONNX, Path(scratch) / "fp32.onnx").path
+            tick()
+            quantize_file(fp32_file, int8_file)
+        fp32 = load_text_classifier(fp32_file, device="cpu")
+        int8 = load_text_classifier(int8_file, device="cpu")
+        check_labels(fp32, int8, CHECK_SENTENCES, int8_file)
+        tick()
+        figure = dev_score(int8, texts())
+        tick()
+        return figure
