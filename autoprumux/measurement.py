@@ -8,8 +8,11 @@ Two sources of models for a study's (N, s) grid:
 - **trained**: the study's trained artifacts (teachers and pruned trials), as saved.
 
 Inputs are random token ids padded to the study's sequence length, ``batch_rows * N`` sequences
-a batch. torch and the training engine are imported here, and this module only by the
-commands that measure.
+a batch. Every (N, s) is timed in each of the study's precisions (``[deploy] precisions`` on the
+[throughput] device: fp32 and int8 on a CPU by default), int8 in ONNX Runtime, all in one
+round-robin run (:mod:`trainers.deploy.timing`), and so is each estimate's latency of one
+request at batch 1 (a multiplexed model then runs a group of N with N - 1 empty slots). torch
+and the training engine are imported here, and this module only by the commands that measure.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import re
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,12 +29,21 @@ import torch
 
 from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import BASELINE, GridPoint
+from autoprumux.core.precision import Precision, check_precisions
 from autoprumux.core.progress import Progress, ProgressCallback
 from autoprumux.core.study import Study, ThroughputSection
-from autoprumux.core.throughput import THROUGHPUT_COLUMNS
+from autoprumux.core.throughput import OPTIONAL_THROUGHPUT_COLUMNS, THROUGHPUT_COLUMNS
 from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import TableFormat, write_table
-from trainers.deploy.timing import TIMING_EAGER, TIMING_GRAPHS, MeasureError, measure
+from trainers.deploy.timing import (
+    TIMING_EAGER,
+    TIMING_GRAPHS,
+    Measured,
+    MeasureError,
+    MeasureKey,
+    measure,
+    onnxruntime_version,
+)
 from trainers.model.architecture import (
     Architecture,
     architecture_for_sparsity,
@@ -45,7 +58,14 @@ from trainers.model.checkpoints import (
 )
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import resolve_device as resolve
+from trainers.runtime.device import serving_device
 from trainers.trial.cache_keys import label_count
+
+# what a table's latency_s column holds (in its fingerprint, for whoever reads the file)
+LATENCY_MEANING = (
+    "seconds for one request at batch 1 (one sequence; a multiplexed model runs it as a group "
+    "of N with N - 1 empty slots), the median over the timed passes"
+)
 
 
 def resolve_device(settings: ThroughputSection) -> str:
@@ -59,7 +79,29 @@ def default_table_path(study: Study, settings: ThroughputSection) -> Path:
     return study.folder / "throughput" / f"{study.name}-{kind}-{settings.dtype}.json"
 
 
-def fingerprint(settings: ThroughputSection, device: str, study: Study) -> dict[str, Any]:
+def measured_precisions(study: Study, settings: ThroughputSection) -> tuple[Precision, ...]:
+    """The study's precisions on the device ``settings`` name (which the CLI may override):
+    ``[deploy] precisions``, else the device's defaults; one line naming a precision the device
+    cannot serve, and what it can (as ``trainers.runtime.device.study_precisions``)."""
+    return check_precisions(study.deploy.precisions, serving_device(settings))
+
+
+def runtimes(precisions: tuple[Precision, ...]) -> dict[str, str]:
+    """What each precision ran on, with its version: e.g. {"fp32": "torch 2.x", "int8":
+    "onnxruntime 1.x"}."""
+    torch_version = f"torch {torch.__version__}"
+    return {
+        p.value: onnxruntime_version() if p.runtime == "onnxruntime" else torch_version
+        for p in precisions
+    }
+
+
+def fingerprint(
+    settings: ThroughputSection,
+    device: str,
+    study: Study,
+    precisions: tuple[Precision, ...] = (Precision.FP32,),
+) -> dict[str, Any]:
     name = (
         torch.cuda.get_device_name(device)
         if device.startswith("cuda")
@@ -82,6 +124,11 @@ def fingerprint(settings: ThroughputSection, device: str, study: Study) -> dict[
         "num_layers": study.model.num_layers,
         "study": study.name,
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "precisions": [p.value for p in precisions],
+        # fp32 runs in PyTorch in ``dtype``; bf16 and fp16 in PyTorch cast to theirs; int8 in
+        # ONNX Runtime's CPU provider (dynamic quantization), with ``threads`` intra-op threads
+        "runtimes": runtimes(precisions),
+        "latency_s": LATENCY_MEANING,
     }
 
 
@@ -138,45 +185,51 @@ def run_measure(
     out_path: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Measure the study's grid (estimates, and trained models beside them if asked), write the
-    table, and return what the CLI prints (the keys of ``autoprumux measure --json``)."""
+    """Measure the study's grid in each of its precisions (estimates, and trained models beside
+    them if asked), with the estimates' latency at batch 1, write the table, and return what
+    the CLI prints (the keys of ``autoprumux measure --json``)."""
     path = check_table_output(out_path, study, settings)  # before a minute of measuring
     device = resolve_device(settings)
+    precisions = measured_precisions(study, settings)  # a precision refused before any work
     points = sorted(study.grid.grid)
     models = estimate_models(study, points)
     extra = {(p, "trained"): m for p, m in trained_models(study).items()} if with_trained else {}
     if with_trained and not extra:
         raise MeasureError(f"--trained: {study.artifacts_folder} holds no trained models yet")
 
-    def report(done: int, total: int) -> None:
-        if progress is not None:
-            progress(Progress(phase="measure", step=done, total=total))
+    def reporter(phase: str) -> Callable[[int, int], None]:
+        def report(done: int, total: int) -> None:
+            if progress is not None:
+                progress(Progress(phase=phase, step=done, total=total))
 
-    results = measure(models, settings, study.model.max_seq_length, "estimate", report, extra)
-    stamp = fingerprint(settings, device, study)
-    base = results[BASELINE]
-    rows = []
-    for point in points:
-        measured = results[point]
-        row: dict[str, Any] = {
-            "n": point.n,
-            "sparsity": point.sparsity,
-            "throughput": measured.timing.median,
-            "low": measured.timing.low,
-            "high": measured.timing.high,
-            "cv": measured.timing.cv,
-            "parameters": measured.parameters,
-            "batch_rows": measured.batch_rows,
-            "speedup": measured.timing.median / base.timing.median,
-            # the ideal: N times the parameter ratio
-            "ideal_speedup": point.n * base.parameters / max(measured.parameters, 1),
-        }
-        trained = results.get((point, "trained"))
-        if trained is not None:
-            row["trained_throughput"] = trained.timing.median
-            row["estimate_error"] = measured.timing.median / trained.timing.median - 1
-        rows.append(row)
-    columns = [*THROUGHPUT_COLUMNS, "low", "high", "cv", "parameters", "batch_rows"]
+        return report
+
+    results = measure(
+        models,
+        settings,
+        study.model.max_seq_length,
+        "estimate",
+        reporter("measure"),
+        extra,
+        precisions=precisions,
+        latency=True,
+        preparing=reporter("prepare"),
+    )
+    stamp = fingerprint(settings, device, study, precisions)
+    rows = [
+        table_row(point.served(p), results, results[BASELINE])
+        for point in points
+        for p in precisions
+    ]
+    columns = [
+        *THROUGHPUT_COLUMNS,
+        *OPTIONAL_THROUGHPUT_COLUMNS,
+        "low",
+        "high",
+        "cv",
+        "parameters",
+        "batch_rows",
+    ]
     write_table(rows, path, columns, {"fingerprint": stamp})
     shrunk = sorted({r["batch_rows"] for r in rows if r["batch_rows"] < settings.batch_rows})
     return {
@@ -186,3 +239,31 @@ def run_measure(
         "rows": rows,
         "batch_rows_reduced_to": shrunk,
     }
+
+
+def table_row(
+    point: GridPoint, results: Mapping[MeasureKey, Measured], base: Measured
+) -> dict[str, Any]:
+    """One (N, s, precision) row of the table; speedups are ratios to the fp32 (1, 0) row."""
+    measured = results[point]
+    row: dict[str, Any] = {
+        "n": point.n,
+        "sparsity": point.sparsity,
+        "precision": point.precision.value,
+        "throughput": measured.timing.median,
+        "latency_s": measured.latency_s,
+        "low": measured.timing.low,
+        "high": measured.timing.high,
+        "cv": measured.timing.cv,
+        "parameters": measured.parameters,
+        "batch_rows": measured.batch_rows,
+        "runtime": measured.runtime,
+        "speedup": measured.timing.median / base.timing.median,
+        # the ideal: N times the parameter ratio (the same in every precision)
+        "ideal_speedup": point.n * base.parameters / max(measured.parameters, 1),
+    }
+    trained = results.get((point, "trained"))
+    if trained is not None:
+        row["trained_throughput"] = trained.timing.median
+        row["estimate_error"] = measured.timing.median / trained.timing.median - 1
+    return row

@@ -97,7 +97,7 @@ def warmup(study_path: str, n: int, device: str, as_json: bool) -> None:
 
 
 @click.command()
-@study_option("Study file (TOML); its [grid], [model] and [throughput] apply.")
+@study_option("Study file (TOML); its [grid], [model], [throughput] and [deploy] apply.")
 @device_option(
     "the models are timed", default=None, note="Default: the study's [throughput] device."
 )
@@ -105,7 +105,8 @@ def warmup(study_path: str, n: int, device: str, as_json: bool) -> None:
     "--dtype",
     type=click.Choice(["float32", "bfloat16", "float16"]),
     default=None,
-    help="Precision of the timed forward passes (default: the study's [throughput] dtype).",
+    help="Precision of the fp32 rows' PyTorch forward passes (default: the study's "
+    "[throughput] dtype); the other precisions of [deploy] run in their own.",
 )
 @click.option(
     "--batch-rows",
@@ -134,7 +135,9 @@ def measure(
     out_path: str | None,
     as_json: bool,
 ) -> None:
-    """Measure the throughput table of a study's grid (training-free estimates)."""
+    """Measure the throughput table of a study's grid (training-free estimates): every (N, s) in
+    each of the study's precisions ([deploy]; int8 in ONNX Runtime), with the latency of one
+    request at batch 1, all in one round-robin run."""
     from autoprumux.cli.outputs import format_measurement
     from autoprumux.core.study import load_study
     from autoprumux.measurement import run_measure

@@ -13,11 +13,14 @@ import contextlib
 import enum
 import io
 import logging
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -89,7 +92,7 @@ def export_model(
     traced, checked = _sample(reference, 2), (1, 3)
     with atomic_path(out) as temporary:
         if fmt is ExportFormat.ONNX:
-            _write_onnx(module, traced, temporary, bundle(folder))
+            write_onnx(module, traced, temporary, bundle(folder))
         else:
             _write_torchscript(module, traced, temporary, bundle(folder))
         exported = load_text_classifier(temporary, device="cpu")  # as classify loads it
@@ -125,15 +128,14 @@ def _tensors(groups: Groups) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(getattr(groups, name)) for name in INPUT_NAMES)
 
 
-def _write_onnx(module: GroupedClassifier, example: Groups, path: Path, carried: str) -> None:
+def write_onnx(module: GroupedClassifier, example: Groups, path: Path, carried: str) -> None:
     import onnx
 
     groups = torch.export.Dim("groups", min=1)
-    quiet = io.StringIO()
     # the exporter reports each stage on stdout and warns through logging; the CLI's stdout
     # is the user's (and --json's)
     with (
-        contextlib.redirect_stdout(quiet),
+        _quiet_stdout_here(),
         _quiet_logging("torch.onnx", "onnxscript"),
         warnings.catch_warnings(),
     ):
@@ -169,6 +171,33 @@ def _write_torchscript(
             module, _tensors(example), check_trace=False
         )
         torch.jit.save(traced, str(path), _extra_files={BUNDLE_KEY: carried})
+
+
+class _QuietThread(io.TextIOBase):
+    """stdout that drops what one thread writes and passes the others' on: a search's CPU
+    trials export in threads while the main thread prints."""
+
+    def __init__(self, real: TextIO, thread: int) -> None:
+        self.real, self.thread = real, thread
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() == self.thread:
+            return len(text)
+        return self.real.write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+
+@contextlib.contextmanager
+def _quiet_stdout_here() -> Iterator[None]:
+    """stdout silenced for this thread only, while the block runs."""
+    real = sys.stdout
+    sys.stdout = _QuietThread(real, threading.get_ident())
+    try:
+        yield
+    finally:
+        sys.stdout = real
 
 
 @contextlib.contextmanager
