@@ -145,28 +145,37 @@ def phase_line(record: PhaseRecord) -> str:
 
 
 def format_measurement(report: dict[str, Any]) -> str:  # run_measure's report (JSON)
-    """``autoprumux measure``'s table: throughput of every (N, s), speedup over (1, 0)."""
+    """``autoprumux measure``'s table: throughput of every (N, s, precision), speedup over the
+    fp32 (1, 0) row, and the latency of one request at batch 1 (a multiplexed model serves it
+    as a group of N with N - 1 empty slots)."""
     stamp = report["fingerprint"]
+    runtimes = stamp.get("runtimes", {})
+    ran = ", ".join(f"{p} on {runtime}" for p, runtime in runtimes.items())
     lines = [
         f"study {report['study']} | {stamp['device']} ({stamp['device_name']}) | "
         f"{stamp['dtype']} | {stamp['threads']} threads | batch {stamp['batch_rows']} x N | "
         f"{stamp['seq_len']} tokens",
+        *([f"precisions: {ran}"] if ran else []),
         f"table written to {report['table']}",
         "",
     ]
     trained = any("trained_throughput" in r for r in report["rows"])
-    header = ["(N, s)", "params", "examples/s", "interval", "speedup", "ideal"]
+    header = ["(N, s)", "precision", "params", "examples/s", "interval", "speedup", "ideal"]
+    header += ["latency (ms)"]
     if trained:
         header += ["trained/s", "estimate error"]
     rows = []
     for r in report["rows"]:
+        latency = r.get("latency_s")
         row = [
             f"({r['n']}, {r['sparsity']:g})",
+            r.get("precision", "fp32"),
             f"{r['parameters']:,}",
             f"{r['throughput']:,.1f}",
             f"{r['low']:,.0f}-{r['high']:,.0f}",
             f"{r['speedup']:.2f}x",
             f"{r['ideal_speedup']:.2f}x",
+            "-" if latency is None else f"{1000 * latency:,.2f}",
         ]
         if trained:
             has = "trained_throughput" in r

@@ -28,8 +28,8 @@ from autoprumux.core.evaluation import (
     paper_rule_train_grid,
     results_grid,
 )
-from autoprumux.core.grid import PAPER_TRAIN_GRID, Grid
-from autoprumux.core.recommender import Recommender
+from autoprumux.core.grid import PAPER_TRAIN_GRID, Grid, GridPoint
+from autoprumux.core.recommender import Objective, Recommender
 from autoprumux.core.records import ResultsTable
 from autoprumux.core.throughput import ThroughputTable
 
@@ -71,6 +71,14 @@ def results_table_options(func: Command) -> Command:
     help="Rank this grid ('1,2,5,10:0,0.6,0.7' or a study file's [grid]) instead of "
     "the throughput table's points.",
 )
+@click.option(
+    "--objective",
+    type=click.Choice([o.value for o in Objective]),
+    default=Objective.THROUGHPUT.value,
+    show_default=True,
+    help="Rank the feasible points by throughput (examples/s at full batches, the paper's) "
+    "or by latency: the seconds of one request at batch 1 (the table's latency_s column).",
+)
 def predict(
     results_path: str,
     task: str | None,
@@ -82,15 +90,32 @@ def predict(
     relative_budget: float | None,
     min_accuracy: float | None,
     grid_spec: str | None,
+    objective: str,
 ) -> None:
-    """Recommend the top (N, s) for an accuracy budget (paper section 4.3)."""
+    """Recommend the top (N, s, precision) for an accuracy budget (paper section 4.3)."""
+    from autoprumux.report.data import ranked_precisions
     from autoprumux.session.decision_text import decision_dict, format_decision
 
     chosen = budget_from(budget, relative_budget, min_accuracy)
+    ranking = Objective(objective)
     results, task, table = _load(results_path, task, throughput_path, throughput_task)
+    if ranking is Objective.LATENCY and not table.latency:
+        raise FieldError(
+            "--objective",
+            f"latency needs a throughput table with a latency_s column (seconds of one request "
+            f"at batch 1); {table.source} has none: give --throughput such a table",
+        )
     grid = grid_from(grid_spec, "--grid") if grid_spec else None
-    recommender = Recommender(top_k=top_k).fit(task, results.observations(task), table)
-    decision = recommender.recommend(chosen, grid)
+    observations = results.observations(task)
+    # the (N, s, precision) points: each precision the table times and the results measured
+    precisions = ranked_precisions(table, observations)
+    points: tuple[GridPoint, ...] = (
+        grid.served(precisions)
+        if grid is not None
+        else tuple(p for p in table.points if p.precision in precisions)
+    )
+    recommender = Recommender(top_k=top_k, objective=ranking).fit(task, observations, table)
+    decision = recommender.recommend(chosen, points)
     if as_json:
         click.echo(json.dumps(decision_dict(decision, results_path, table), indent=1))
     else:

@@ -5,6 +5,11 @@ Every ``accuracy`` here holds the study's metric (:mod:`autoprumux.core.metrics`
 report names by :attr:`ReportInput.metric_label`: the dev figure, what the search chose on.
 Where the study has a held-out test split, :attr:`ReportInput.test_scores` holds the figures the
 search measured on it once it had answered (what to expect); no function here decides by them.
+
+Candidates are (N, s, precision) points (:mod:`autoprumux.core.precision`): the grid's, in each
+precision the throughput table times and the trained models were evaluated in
+(:func:`ranked_precisions`, narrowed by :attr:`ReportInput.precisions`). Results without such
+figures rank fp32 only, as before precisions were an axis.
 """
 
 from __future__ import annotations
@@ -18,11 +23,23 @@ from autoprumux.core.budget import FEASIBILITY_TOLERANCE, Budget, BudgetKind, bu
 from autoprumux.core.evaluation import accuracy_within, throughput_within
 from autoprumux.core.grid import BASELINE, Family, Grid, GridPoint
 from autoprumux.core.metrics import Metric
-from autoprumux.core.recommender import Recommender
+from autoprumux.core.precision import Precision
+from autoprumux.core.recommender import Objective, Recommender
 from autoprumux.core.records import HeldOutScore, Observations, TrialRecord, TrialStatus
-from autoprumux.core.surface import AccuracySurface
+from autoprumux.core.surface import AccuracySurface, ServedSurface
 from autoprumux.core.surrogate import Source
 from autoprumux.core.throughput import ThroughputTable
+
+
+def ranked_precisions(
+    table: ThroughputTable | None, observations: Observations
+) -> tuple[Precision, ...]:
+    """The precisions worth ranking, fp32 first: fp32, and each other one that ``table``
+    times and the trained models were evaluated in (a precision without a measured figure
+    predicts no accuracy, one without a row no throughput)."""
+    measured = {p.precision for p in observations.served_accuracy}
+    timed = table.precisions if table is not None else (Precision.FP32,)
+    return tuple(p for p in timed if p is Precision.FP32 or p in measured)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +61,33 @@ class ReportInput:
     positive_label: str = ""
     # the held-out test figures of the search's answer and top-3s (empty: no test split)
     test_scores: Mapping[GridPoint, HeldOutScore] = field(default_factory=dict)
+    # the study's precisions ([deploy] precisions); empty: every one that ranked_precisions
+    # finds in the table and the observations
+    precisions: tuple[Precision, ...] = ()
+    objective: Objective = Objective.THROUGHPUT  # what "fastest" means for the top-k
+
+    @property
+    def served(self) -> tuple[Precision, ...]:
+        """The precisions the report ranks and draws, fp32 first."""
+        found = ranked_precisions(self.table, self.observations)
+        return tuple(p for p in found if not self.precisions or p in self.precisions)
+
+    @property
+    def candidates(self) -> tuple[GridPoint, ...]:
+        """Every (N, s, precision) the report ranks: the grid in each served precision."""
+        return self.grid.served(self.served)
+
+    @property
+    def timed_latency(self) -> bool:
+        """Whether the throughput table measured any batch-1 latency of a served precision."""
+        return self.table is not None and any(
+            p.precision in self.served for p in self.table.latency
+        )
+
+    def recommender(self, top_k: int) -> Recommender:
+        """The recommender of the report's tables (its inputs must not be missing())."""
+        assert self.table is not None  # missing() says so otherwise
+        return Recommender(top_k, self.objective).fit(self.task, self.observations, self.table)
 
     @property
     def metric_label(self) -> str:
@@ -83,18 +127,20 @@ class TradeoffPoint:
 
 
 def tradeoff(data: ReportInput) -> dict[Family, list[TradeoffPoint]]:
-    """Figure 1's points, by family: measured and predicted accuracy vs speedup over (1, 0)."""
-    surface = AccuracySurface().fit(data.observations.accuracy, data.observations.failed)
+    """Figure 1's points, by family: measured and predicted accuracy vs speedup over (1, 0)
+    fp32, for each (N, s, precision) the table times (its precision in ``point``)."""
+    obs = data.observations
+    surface = ServedSurface().fit(obs.accuracy, obs.failed, obs.served_accuracy)
     series: dict[Family, list[TradeoffPoint]] = {family: [] for family in Family}
     if data.table is None:
         return series
     base = data.table.baseline
-    for point in sorted(data.grid):
+    for point in sorted(data.candidates):
         throughput = data.table.throughput.get(point)
         prediction = surface.predict(point)
         if throughput is None or prediction.value is None:
             continue
-        measured = point in data.observations.accuracy
+        measured = prediction.source is Source.MEASURED
         series[point.family].append(
             TradeoffPoint(
                 point=point, accuracy=prediction.value, speedup=throughput / base, measured=measured
@@ -104,7 +150,8 @@ def tradeoff(data: ReportInput) -> dict[Family, list[TradeoffPoint]]:
 
 
 def pareto_frontier(points: Sequence[TradeoffPoint]) -> list[TradeoffPoint]:
-    """The points no other point beats on both accuracy and speedup, by accuracy descending."""
+    """The points no other point beats on both accuracy and speedup, by accuracy descending
+    (the renderer draws one per family and precision)."""
     frontier: list[TradeoffPoint] = []
     for candidate in sorted(points, key=lambda p: (-p.accuracy, -p.speedup)):
         if not frontier or candidate.speedup > frontier[-1].speedup:
@@ -116,24 +163,20 @@ def pareto_frontier(points: Sequence[TradeoffPoint]) -> list[TradeoffPoint]:
 class Answer:
     """The top-1 for the budget asked for: the report's answer box, marked in figure 1."""
 
-    point: GridPoint
+    point: GridPoint  # (N, s, precision): the model and the precision to serve it in
     accuracy: float  # the metric; measured where trained, else predicted by the surface
     accuracy_measured: bool
-    speedup: float  # throughput over (1, 0)'s, both from the report's throughput table
+    speedup: float  # throughput over (1, 0) fp32's, both from the report's throughput table
     threshold: float
     model: ModelPointer  # its model folder, or the command that trains it
+    latency_s: float | None = None  # one request at batch 1, where the table measured it
 
 
 def answer(data: ReportInput) -> Answer | None:
     """The recommended point for ``data.budget``; None when nothing can be recommended."""
     if data.missing():
         return None
-    assert data.table is not None  # missing() says so otherwise
-    decision = (
-        Recommender(1)
-        .fit(data.task, data.observations, data.table)
-        .recommend(data.budget, list(data.grid))
-    )
+    decision = data.recommender(1).recommend(data.budget, data.candidates)
     if not decision.recommendations:
         return None
     top = decision.recommendations[0]
@@ -144,6 +187,7 @@ def answer(data: ReportInput) -> Answer | None:
         speedup=top.speedup,
         threshold=decision.threshold,
         model=locate_model(top.point, data.records, data.train),
+        latency_s=top.latency_s,
     )
 
 
@@ -152,18 +196,19 @@ class BudgetRow:
     budget: float
     requested: bool  # the budget the user asked for
     threshold: float
-    # rank, point, accuracy, accuracy_measured, and throughput (examples/s) and speedup: both
+    # rank, point (N, s, precision), accuracy, accuracy_measured, and throughput (examples/s),
+    # speedup (over (1, 0) fp32) and latency_s (one request at batch 1, None where not timed):
     # from the report's throughput table alone (a trial's own timing is another source)
     top: tuple[dict[str, Any], ...]
 
 
 def recommendations(data: ReportInput, top_k: int = 3) -> list[BudgetRow]:
-    """Top-k per budget 0, 0.5%, ..., 10% (and the requested one), of the requested kind."""
+    """Top-k over (N, s, precision) per budget 0, 0.5%, ..., 10% (and the requested one), of
+    the requested kind."""
     if data.missing():
         return []
-    obs = data.observations
     assert data.table is not None  # missing() says so otherwise
-    recommender = Recommender(top_k).fit(data.task, obs, data.table)
+    recommender = data.recommender(top_k)
     kind = (
         data.budget.kind if data.budget.kind is not BudgetKind.MIN_ACCURACY else BudgetKind.ABSOLUTE
     )
@@ -173,7 +218,7 @@ def recommendations(data: ReportInput, top_k: int = 3) -> list[BudgetRow]:
     rows = []
     base = data.table.baseline
     for value in values:
-        decision = recommender.recommend(Budget(kind, value), list(data.grid))
+        decision = recommender.recommend(Budget(kind, value), data.candidates)
         top = tuple(
             {
                 "rank": r.rank,
@@ -182,6 +227,7 @@ def recommendations(data: ReportInput, top_k: int = 3) -> list[BudgetRow]:
                 "accuracy_measured": r.accuracy_source is Source.MEASURED,
                 "throughput": r.throughput,
                 "speedup": r.throughput / base,
+                "latency_s": r.latency_s,
             }
             for r in decision.recommendations
         )
@@ -194,10 +240,12 @@ def recommendations(data: ReportInput, top_k: int = 3) -> list[BudgetRow]:
 
 def points_to_score(data: ReportInput, answer: GridPoint | None, top_k: int = 3) -> list[GridPoint]:
     """The points a held-out test scores: ``answer`` (the search's top-1) and the trained
-    points of every budget's top-k (section 2's table, :func:`recommendations`); sorted."""
-    points = {answer} if answer is not None else set()
+    points of every budget's top-k (section 2's table, :func:`recommendations`); sorted.
+    Each is the trained fp32 model (``GridPoint.trained``): a test figure is fp32's, and a
+    top-k row served in another precision shows none."""
+    points = {answer.trained} if answer is not None else set()
     for row in recommendations(data, top_k):
-        points |= {item["point"] for item in row.top if item["accuracy_measured"]}
+        points |= {item["point"].trained for item in row.top if item["accuracy_measured"]}
     return sorted(points)
 
 

@@ -4,6 +4,10 @@ Every title, axis and column that shows the study's metric names it
 (:attr:`~autoprumux.report.data.ReportInput.metric_label`: accuracy, F1, macro-F1 or MCC).
 Where the search measured held-out test figures, the answer box and the top-3 tables show
 them beside dev: dev is what the choice was made on, test what to expect.
+Each precision the report ranks (:attr:`~autoprumux.report.data.ReportInput.served`) is its own
+series in figure 1 (a marker symbol per precision, a frontier per family and precision), and a
+column of the top-3 tables, beside the batch-1 latency where the throughput table measured it;
+a report of fp32 alone looks as it did before precisions were an axis.
 plotly.js is inlined once (the file works offline and from file://); every user-provided
 string (study and task names, paths, fingerprints) is HTML-escaped and never enters a script.
 """
@@ -14,10 +18,13 @@ import html
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
 
 from autoprumux.core.grid import Family, GridPoint
+from autoprumux.core.precision import Precision
+from autoprumux.core.recommender import Objective
 from autoprumux.core.records import HeldOutScore
 from autoprumux.files.atomic import explained_write_errors, write_text_atomic
 from autoprumux.report.data import (
@@ -39,6 +46,14 @@ FAMILY_STYLE = {
     Family.COFI: ("CoFi (N = 1)", "#1f77b4"),
     Family.DATAMUX: ("DataMUX (s = 0)", "#2ca02c"),
     Family.PRUMUX: ("PruMUX (N > 1, s > 0)", "#d62728"),
+}
+# figure 1: a family is a colour, a precision a marker symbol (open: predicted) and the dash of
+# its frontier
+PRECISION_STYLE = {
+    Precision.FP32: ("circle", "dot"),
+    Precision.BF16: ("square", "longdash"),
+    Precision.FP16: ("triangle-up", "dash"),
+    Precision.INT8: ("diamond", "dashdot"),
 }
 
 
@@ -104,10 +119,14 @@ def header(data: ReportInput, top: Answer | None) -> str:
         if not (data.budget.needs_baseline and data.baseline_accuracy is None)
         else (f"{data.budget.kind.value} {metric} budget {data.budget.value:g} (no baseline yet)")
     )
+    served = data.served
+    ranked = (" | precisions " + ", ".join(p.value for p in served)) if len(served) > 1 else ""
+    if data.objective is Objective.LATENCY:
+        ranked += " | ranked by batch-1 latency"
     parts = [
         f"<h1>autoprumux report: {_e(data.title)}</h1>",
         f"<p class='lead'>task <b>{_e(data.task)}</b> | metric <b>{_e(metric)}</b> | "
-        f"{_e(budget_text)}</p>",
+        f"{_e(budget_text)}{_e(ranked)}</p>",
     ]
     missing = data.missing()
     if missing:
@@ -247,19 +266,28 @@ def answer_box(top: Answer, metric: str = "accuracy", test: HeldOutScore | None 
             f"choice was made on), test {test.score:.4f} on {test.examples:,} held-out "
             "examples (what to expect)"
         )
+    # the speedup is over the (1, 0) model in fp32, whatever the answer's precision
+    base = "(1, 0)" if top.point.precision is Precision.FP32 else "(1, 0) in fp32"
+    latency = (
+        f"; one request at batch 1 takes {top.latency_s * 1000:,.2f} ms"
+        if top.latency_s is not None
+        else ""
+    )
     return (
         f"<div class='answer'>Deploy <b>{_e(top.point)}</b>: {top.speedup:.2f}x the "
-        f"throughput of (1, 0) at {figure}.<br><span class='model'>{where}.</span></div>"
+        f"throughput of {base} at {figure}{latency}.<br><span class='model'>{where}.</span></div>"
     )
 
 
 def tradeoff_figure(data: ReportInput, top: Answer | None) -> go.Figure:
-    """Figure 1: the metric (x, reversed) vs speedup over (1, 0) (y) per family, with the
-    requested budget's threshold (a vertical line: the metric is the x axis) and the
-    recommended point."""
+    """Figure 1: the metric (x, reversed) vs speedup over (1, 0) fp32 (y) per family and
+    precision, with the requested budget's threshold (a vertical line: the metric is the x
+    axis) and the recommended point."""
     fig = go.Figure()
     for family, points in tradeoff(data).items():
-        _add_family(fig, family, points)
+        for precision in Precision:
+            served = [p for p in points if p.point.precision is precision]
+            _add_family(fig, family, precision, served)
     threshold = data.threshold
     if threshold is not None:  # feasible points lie left of it (the x axis is reversed)
         fig.add_vline(
@@ -276,9 +304,15 @@ def tradeoff_figure(data: ReportInput, top: Answer | None) -> go.Figure:
     return fig
 
 
-def _add_family(fig: go.Figure, family: Family, points: list[TradeoffPoint]) -> None:
-    """One family's measured (filled) and predicted (open) points, and its Pareto frontier."""
+def _add_family(
+    fig: go.Figure, family: Family, precision: Precision, points: list[TradeoffPoint]
+) -> None:
+    """One family's measured (filled) and predicted (open) points in one precision, and their
+    Pareto frontier; fp32's named by the family alone, another's with its precision."""
     label, color = FAMILY_STYLE[family]
+    symbol, dash = PRECISION_STYLE[precision]
+    if precision is not Precision.FP32:
+        label = f"{label}, {precision.value}"
     for measured in (True, False):
         chosen = [p for p in points if p.measured is measured]
         if chosen:
@@ -293,7 +327,7 @@ def _add_family(fig: go.Figure, family: Family, points: list[TradeoffPoint]) -> 
                     marker={
                         "color": color,
                         "size": 10 if measured else 8,
-                        "symbol": "circle" if measured else "circle-open",
+                        "symbol": symbol if measured else f"{symbol}-open",
                     },
                 )
             )
@@ -304,7 +338,7 @@ def _add_family(fig: go.Figure, family: Family, points: list[TradeoffPoint]) -> 
                 x=[p.accuracy for p in frontier],
                 y=[p.speedup for p in frontier],
                 mode="lines",
-                line={"color": color, "dash": "dot"},
+                line={"color": color, "dash": dash},
                 name=f"{label} frontier",
             )
         )
@@ -333,37 +367,60 @@ def _add_answer(fig: go.Figure, top: Answer) -> None:
 
 def recommendations_table(data: ReportInput, rows: list[BudgetRow]) -> str:
     """Section 2: top-k per budget; throughput and speedup from one source, the report's
-    throughput table, named in the caption; beside dev, the held-out test figure of each
-    scored point where the search measured them."""
+    throughput table, named in the caption; a precision column where the report ranks more
+    than fp32, and the batch-1 latency where the table measured it; beside dev, the held-out
+    test figure of each scored point where the search measured them."""
     metric = _e(data.metric_label)
     tested = data.test_scores
+    served, timed = len(data.served) > 1, data.timed_latency
     dev = f"dev {metric}" if tested else metric
-    test_head = f"<th>test {metric}</th>" if tested else ""
-    table = [
-        f"<table><tr><th>{metric} budget</th><th>threshold</th><th>rank</th><th>(N, s)</th>"
-        f"<th>{dev}</th>{test_head}<th>throughput (examples/s)</th><th>speedup</th></tr>"
+    heads = [
+        f"{metric} budget",
+        "threshold",
+        "rank",
+        "(N, s)",
+        *(["precision"] if served else []),
+        dev,
+        *([f"test {metric}"] if tested else []),
+        "throughput (examples/s)",
+        "speedup",
+        *(["batch-1 latency (ms)"] if timed else []),
     ]
+    table = ["<table><tr>" + "".join(f"<th>{head}</th>" for head in heads) + "</tr>"]
     for row in rows:
         css = " class='requested'" if row.requested else ""
+        lead = f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
         if not row.top:
             table.append(
-                f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
-                f"<td colspan='{6 if tested else 5}'>nothing meets the threshold</td></tr>"
+                f"{lead}<td colspan='{len(heads) - 2}'>nothing meets the threshold</td></tr>"
             )
         for item in row.top:
-            how = "measured" if item["accuracy_measured"] else "predicted"
-            table.append(
-                f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
-                f"<td>{item['rank']}</td><td>{_e(item['point'])}</td>"
-                f"<td>{item['accuracy']:.4f} ({how})</td>{_test_cell(data, item['point'])}"
-                f"<td>{item['throughput']:,.1f}</td><td>{item['speedup']:.2f}x</td></tr>"
-            )
+            table.append(lead + _recommendation_cells(data, item, served, timed) + "</tr>")
     table.append("</table>")
     return _recommendations_caption(data) + "".join(table)
 
 
+def _recommendation_cells(
+    data: ReportInput, item: dict[str, Any], served: bool, timed: bool
+) -> str:
+    """One top-k row's cells after its budget and threshold (:func:`recommendations_table`):
+    with a precision column, the point is its (N, s) and the precision a cell of its own."""
+    point: GridPoint = item["point"]
+    how = "measured" if item["accuracy_measured"] else "predicted"
+    where = f"{_e(point.trained)}</td><td>{point.precision.value}" if served else _e(point)
+    latency: float | None = item["latency_s"]
+    milliseconds = "-" if latency is None else f"{latency * 1000:,.2f}"
+    return (
+        f"<td>{item['rank']}</td><td>{where}</td>"
+        f"<td>{item['accuracy']:.4f} ({how})</td>{_test_cell(data, point)}"
+        f"<td>{item['throughput']:,.1f}</td><td>{item['speedup']:.2f}x</td>"
+        + (f"<td>{milliseconds}</td>" if timed else "")
+    )
+
+
 def _recommendations_caption(data: ReportInput) -> str:
-    """Where section 2's throughputs and figures come from, and what dev and test are."""
+    """Where section 2's throughputs and figures come from, what a precision's figure is,
+    what the batch-1 latency is, and what dev and test are."""
     metric = _e(data.metric_label)
     caption = (
         f"<p>Throughput and speedup: {_e(data.table.describe())}. {_capitalized(metric)}: "
@@ -371,6 +428,20 @@ def _recommendations_caption(data: ReportInput) -> str:
         if data.table
         else ""
     )
+    if len(data.served) > 1:
+        caption += (
+            "<p>Precision: what the trained model is served in (int8: ONNX Runtime's dynamic "
+            f"quantization). Its {metric} is measured where the trained model was evaluated "
+            f"in it, else the fp32 prediction plus the precision's measured change; every "
+            "speedup is over (1, 0) in fp32.</p>"
+        )
+    if data.timed_latency:
+        ranked = " The top-3 are ranked by it." if data.objective is Objective.LATENCY else ""
+        caption += (
+            "<p>Batch-1 latency: the milliseconds of one request alone (a multiplexed model "
+            f"then runs with N - 1 empty slots), from the same table; - where not timed.{ranked}"
+            "</p>"
+        )
     if data.test_scores:
         examples = max(t.examples for t in data.test_scores.values())
         caption += (

@@ -14,6 +14,7 @@ from autoprumux.core.budget import Budget
 from autoprumux.core.errors import DataError
 from autoprumux.core.grid import BASELINE, Grid, GridPoint, parse_grid_spec
 from autoprumux.core.metrics import Metric
+from autoprumux.core.precision import Precision
 from autoprumux.core.records import HeldOutScore, ResultsTable, distinct_seeds
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
@@ -26,6 +27,10 @@ from autoprumux.report.data import ReportInput
 # answered (:func:`held_out_attr`), read only by the report (:func:`stored_test_scores`)
 TEST_SCORES_ATTR = "test_scores"
 _POINT = re.compile(r"^\((\d+), ([0-9.eE+-]+)\)$")  # str(GridPoint): "(2, 0.5)"
+# The Optuna study's user attribute holding the precisions the search ranked (its resolved
+# ``[deploy] precisions``, e.g. ``["fp32", "int8"]``); absent: those the table and the records
+# have (report.data.ranked_precisions)
+PRECISIONS_ATTR = "precisions"
 
 
 def _versions() -> dict[str, str]:
@@ -136,6 +141,16 @@ def stored_test_scores(attrs: dict[str, Any], where: str) -> dict[GridPoint, Hel
     return scores
 
 
+def stored_precisions(attrs: dict[str, Any], where: str) -> tuple[Precision, ...]:
+    """The precisions a search recorded it ranked (:data:`PRECISIONS_ATTR`); none (the
+    report then ranks what it finds) for a study recorded before precisions were an axis."""
+    stored = attrs.get(PRECISIONS_ATTR) or []
+    known = {p.value: p for p in Precision}
+    if not isinstance(stored, list) or not all(value in known for value in stored):
+        raise DataError(where, f"holds precisions {stored!r} autoprumux did not write")
+    return tuple(known[value] for value in stored)
+
+
 def from_storage(
     url: str, study_name: str, budget: Budget, throughput_path: str | None
 ) -> ReportInput:
@@ -181,4 +196,5 @@ def from_storage(
         metric=metric,
         positive_label=positive,
         test_scores=stored_test_scores(attrs, f"study {study_name!r} in {masked_url(url)}"),
+        precisions=stored_precisions(attrs, f"study {study_name!r} in {masked_url(url)}"),
     )

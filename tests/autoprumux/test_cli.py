@@ -48,7 +48,12 @@ def test_predict_json(capsys):
         "throughput_source",
         "speedup",
         "measured_throughput",
+        "precision",
+        "latency_ms",
     }
+    # results without precision figures rank fp32 only; the table has no batch-1 latency
+    assert {(r["precision"], r["latency_ms"]) for r in top} == {("fp32", None)}
+    assert document["objective"] == "throughput"
     # candidates: the throughput table's points (here the results' own 33 complete rows)
     assert document["candidates"] == 33 and "failed" not in document["excluded"]
 
@@ -124,6 +129,93 @@ def test_predict_with_a_grid_and_a_throughput_table(tmp_path, capsys):
     second = document["recommendations"][1]
     assert second["throughput"] == pytest.approx(1 / ((1 / 40 + 1 / 50) / 2))
     assert second["throughput_source"] == "interpolated"
+
+
+RESULTS_WITH_INT8 = """task,n,sparsity,accuracy,throughput,accuracy_int8
+sst2,1,0,0.90,95,0.895
+sst2,1,0.5,0.88,240,0.874
+sst2,2,0,0.87,180,0.866
+sst2,2,0.5,0.84,470,
+"""
+# each (N, s) timed in fp32 (an empty precision is fp32) and in int8, with batch-1 seconds
+TABLE_WITH_INT8 = """n,sparsity,precision,throughput,latency_s
+1,0,,100,0.010
+1,0.5,fp32,250,0.005
+2,0,fp32,190,0.011
+2,0.5,fp32,480,0.006
+1,0,int8,220,0.004
+1,0.5,int8,520,0.002
+2,0,int8,400,0.0045
+2,0.5,int8,900,
+"""
+
+
+def int8_files(tmp_path, results=RESULTS_WITH_INT8, table=TABLE_WITH_INT8):
+    (tmp_path / "r.csv").write_text(results)
+    (tmp_path / "t.csv").write_text(table)
+    return ["--results", str(tmp_path / "r.csv"), "--throughput", str(tmp_path / "t.csv")]
+
+
+def test_predict_ranks_each_precision_the_table_times_and_the_results_measured(tmp_path, capsys):
+    # threshold 0.90 - 0.03 = 0.87: (1, 0.5) in int8 (0.874, 520/s) beats the best fp32 point
+    # ((1, 0.5), 250/s); (2, 0, int8) at 0.866 misses the threshold
+    files = int8_files(tmp_path)
+    code, out, _ = run(capsys, "predict", *files, "--budget", "0.03", "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["objective"] == "throughput" and document["candidates"] == 8
+    top = [
+        (r["n"], r["sparsity"], r["precision"], r["speedup"], r["latency_ms"])
+        for r in document["recommendations"]
+    ]
+    assert top == [
+        (1, 0.5, "int8", 5.2, 2.0),
+        (1, 0.5, "fp32", 2.5, 5.0),
+        (1, 0.0, "int8", 2.2, 4.0),
+    ]
+    assert document["excluded"] == {"below_threshold": 3}
+    _, text, _ = run(capsys, "predict", *files, "--budget", "0.03")
+    assert "1     (1, 0.5, int8)     cofi      0.8740    measured     520.0         5.20x" in text
+    # ranked by batch-1 latency: 2 ms, 4 ms, then (1, 0.5) fp32's 5 ms
+    code, out, _ = run(
+        capsys, "predict", *files, "--budget", "0.03", "--objective", "latency", "--json"
+    )
+    document = json.loads(out)
+    assert code == 0 and document["objective"] == "latency"
+    assert [r["latency_ms"] for r in document["recommendations"]] == [2.0, 4.0, 5.0]
+    assert [r["precision"] for r in document["recommendations"]] == ["int8", "int8", "fp32"]
+
+
+def test_predict_ranks_fp32_only_for_results_without_precision_figures(tmp_path, capsys):
+    fp32_only = "\n".join(line.rsplit(",", 1)[0] for line in RESULTS_WITH_INT8.splitlines())
+    files = int8_files(tmp_path, results=fp32_only + "\n")
+    code, out, _ = run(capsys, "predict", *files, "--budget", "0.03", "--json")
+    document = json.loads(out)
+    assert code == 0 and document["candidates"] == 4  # the table's fp32 rows only
+    assert [(r["n"], r["sparsity"], r["precision"]) for r in document["recommendations"]] == [
+        (1, 0.5, "fp32"),  # 250/s
+        (2, 0.0, "fp32"),  # 190/s
+        (1, 0.0, "fp32"),  # 100/s
+    ]
+    # over a --grid too: its points in fp32 alone
+    code, out, _ = run(
+        capsys, "predict", *files, "--budget", "0.03", "--grid", "1,2:0,0.5", "--json"
+    )
+    assert code == 0 and json.loads(out)["candidates"] == 4
+
+
+def test_predict_objective_bad_value_or_no_latency_is_one_line_exit_2(tmp_path, capsys):
+    files = int8_files(tmp_path)
+    code, _, err = run(capsys, "predict", *files, "--budget", "0.03", "--objective", "fast")
+    assert code == 2 and "'fast' is not one of 'throughput', 'latency'" in err
+    no_latency = "\n".join(line.rsplit(",", 1)[0] for line in TABLE_WITH_INT8.splitlines())
+    files = int8_files(tmp_path, table=no_latency + "\n")
+    code, _, err = run(capsys, "predict", *files, "--budget", "0.03", "--objective", "latency")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert (
+        "--objective: latency needs a throughput table with a latency_s column (seconds of one "
+        f"request at batch 1); {tmp_path / 't.csv'} has none: give --throughput such a table"
+    ) in err
 
 
 def test_infeasible_budget(capsys):

@@ -13,22 +13,31 @@ from autoprumux.core.errors import DataError
 from autoprumux.core.grid import BASELINE, Family, Grid
 from autoprumux.core.grid import GridPoint as P
 from autoprumux.core.metrics import Metric
+from autoprumux.core.precision import Precision
 from autoprumux.core.recipe import recipe_record
 from autoprumux.core.records import Observations, TrialRecord, TrialStatus
 from autoprumux.core.study import Study, StudySection
 from autoprumux.core.throughput import TIMED_IN_TRIALS, ThroughputTable
 from autoprumux.report.data import (
+    BudgetRow,
     ReportInput,
     TradeoffPoint,
     answer,
     cost,
     pareto_frontier,
+    points_to_score,
     recommendations,
     surface_heatmap,
     tradeoff,
 )
-from autoprumux.report.html import quality_section, render, surface_figure, tradeoff_figure
-from autoprumux.report.sources import from_storage, stored_metric
+from autoprumux.report.html import (
+    quality_section,
+    recommendations_table,
+    render,
+    surface_figure,
+    tradeoff_figure,
+)
+from autoprumux.report.sources import from_storage, stored_metric, stored_precisions
 
 GRID = Grid((1, 2), (0.0, 0.5))
 ACCURACY = {BASELINE: 0.90, P(1, 0.5): 0.88, P(2, 0.0): 0.87, P(2, 0.5): 0.84}
@@ -311,3 +320,148 @@ def test_the_report_renders_in_headless_chromium(tmp_path):
         line for line in done.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line
     ]
     assert console_errors == [] and "Uncaught" not in done.stderr
+
+
+# --- precision as a third axis: (1, 0.5) served in int8 wins budget 0.03 ----------------------
+INT8 = Precision.INT8
+SERVED_GRID = Grid((1, 2), (0.0, 0.5, 0.8))  # (1, 0.8): untrained, and in no table row
+SERVED_TABLE = ThroughputTable(
+    {
+        **{BASELINE: 100.0, P(1, 0.5): 250.0, P(2, 0.0): 190.0, P(2, 0.5): 480.0},
+        **{P(2, 0.8): 700.0, P(1, 0, INT8): 220.0, P(1, 0.5, INT8): 520.0},
+        **{P(2, 0, INT8): 400.0, P(2, 0.5, INT8): 900.0, P(2, 0.8, INT8): 1300.0},
+    },
+    source="t.json",
+    latency={BASELINE: 0.010, P(1, 0.5): 0.005, P(1, 0, INT8): 0.004, P(1, 0.5, INT8): 0.002},
+)
+
+
+def served_data(**fields):
+    fp32 = {**ACCURACY, P(2, 0.8): 0.80}
+    int8 = {P(1, 0, INT8): 0.895, P(1, 0.5, INT8): 0.874, P(2, 0, INT8): 0.866}
+    return ReportInput(
+        title="served",
+        task="sst2",
+        grid=SERVED_GRID,
+        budget=Budget(BudgetKind.ABSOLUTE, 0.03),
+        observations=Observations(
+            accuracy=fp32,
+            throughput={p: SPEED.get(p, 700.0) for p in fp32},
+            served_accuracy={**int8, P(2, 0.8, INT8): 0.79},  # (2, 0.5) not evaluated in int8
+        ),
+        table=SERVED_TABLE,
+        **fields,
+    )
+
+
+def test_the_top3_per_budget_ranks_n_s_and_precision():
+    report = served_data()
+    assert report.served == (Precision.FP32, INT8)
+    (requested,) = [r for r in recommendations(report) if r.requested]
+    # threshold 0.87: (1, 0.5, int8) at 0.874 and 520/s beats every fp32 point
+    assert [(i["point"], i["speedup"], i["latency_s"]) for i in requested.top] == [
+        (P(1, 0.5, INT8), 5.2, 0.002),
+        (P(1, 0.5), 2.5, 0.005),
+        (P(1, 0, INT8), 2.2, 0.004),
+    ]
+    assert requested.top[0]["accuracy"] == 0.874 and requested.top[0]["accuracy_measured"]
+    top = answer(report)
+    assert (top.point, top.speedup, top.latency_s) == (P(1, 0.5, INT8), 5.2, 0.002)
+    # the study's precisions narrow the ones found: fp32 alone, (1, 0.5) is the answer again
+    assert answer(served_data(precisions=(Precision.FP32,))).point == P(1, 0.5)
+    # a held-out test scores the trained fp32 models of the top-k
+    assert P(1, 0.5) in points_to_score(report, top.point)
+    assert not [p for p in points_to_score(report, top.point) if p.precision is INT8]
+
+
+def test_the_html_shows_each_points_precision_and_batch1_latency():
+    page = render(served_data())
+    assert (
+        "Deploy <b>(1, 0.5, int8)</b>: 5.20x the throughput of (1, 0) in fp32 at measured "
+        "accuracy 0.8740 (threshold 0.8700); one request at batch 1 takes 2.00 ms.<br>"
+    ) in page
+    assert "| absolute budget 0.03 (accuracy points below (1, 0)): threshold 0.8700 " in page
+    assert "(baseline 0.9000 - 0.03) | precisions fp32, int8</p>" in page
+    section = page[page.index("<h2>2. Recommendations") : page.index("<h2>3.")]
+    assert (
+        "<th>rank</th><th>(N, s)</th><th>precision</th><th>accuracy</th>"
+        "<th>throughput (examples/s)</th><th>speedup</th><th>batch-1 latency (ms)</th></tr>"
+    ) in section
+    assert (
+        "<tr class='requested'><td>0.03</td><td>0.8700</td><td>1</td><td>(1, 0.5)</td>"
+        "<td>int8</td><td>0.8740 (measured)</td><td>520.0</td><td>5.20x</td><td>2.00</td></tr>"
+    ) in section
+    assert (
+        "<td>2</td><td>(1, 0.5)</td><td>fp32</td><td>0.8800 (measured)</td><td>250.0</td>"
+        "<td>2.50x</td><td>5.00</td>"
+    ) in section
+    # budget 0.1 (threshold 0.80): (2, 0.8, int8) at 0.79 misses it, (2, 0.5, int8) at
+    # 0.84 plus an int8 delta (-0.01 to -0.004) is 9.00x; untimed at batch 1: "-"
+    assert "<td>0.1</td><td>0.8000</td><td>1</td><td>(2, 0.5)</td><td>int8</td>" in section
+    assert "<td>900.0</td><td>9.00x</td><td>-</td>" in section
+    # nothing fits: the message spans the 7 columns after the threshold (5 with fp32 alone)
+    empty = [BudgetRow(budget=0.5, requested=False, threshold=0.99, top=())]
+    assert "<td colspan='7'>nothing meets" in recommendations_table(served_data(), empty)
+    assert "<td colspan='5'>nothing meets" in recommendations_table(data(), empty)
+    # fp32 alone, without latency: the table as before precisions were an axis
+    plain = render(data())
+    assert "<th>precision</th>" not in plain and "batch-1 latency" not in plain
+    assert "| precisions" not in plain and "in fp32" not in plain
+
+
+def test_figure1_draws_each_precision_as_its_own_series():
+    report = served_data()
+    series = tradeoff(report)
+    prumux = {p.point: p for p in series[Family.PRUMUX]}
+    assert set(prumux) == {P(2, 0.5), P(2, 0.8), P(2, 0.5, INT8), P(2, 0.8, INT8)}
+    predicted = prumux[P(2, 0.5, INT8)]  # its int8 figure predicted from fp32's 0.84
+    assert not predicted.measured and predicted.speedup == 9.0
+    assert 0.83 <= predicted.accuracy <= 0.836
+    assert prumux[P(2, 0.8, INT8)].measured and prumux[P(2, 0.8, INT8)].accuracy == 0.79
+    # (1, 0.8) has no throughput row: not drawn
+    assert {p.point for p in series[Family.COFI]} == {P(1, 0.5), P(1, 0.5, INT8)}
+    figure = tradeoff_figure(report, answer(report)).to_plotly_json()
+    traces = {t["name"]: t for t in figure["data"]}
+    cofi = traces["CoFi (N = 1), int8, measured"]
+    assert (list(cofi["x"]), list(cofi["y"]), cofi["marker"]["symbol"]) == (
+        [0.874],
+        [5.2],
+        "diamond",
+    )
+    assert traces["CoFi (N = 1), measured"]["marker"]["symbol"] == "circle"
+    assert traces["PruMUX (N > 1, s > 0), int8, predicted"]["marker"]["symbol"] == "diamond-open"
+    # a frontier per family and precision: fp32's dotted, int8's dash-dotted
+    fp32_front = traces["PruMUX (N > 1, s > 0) frontier"]
+    int8_front = traces["PruMUX (N > 1, s > 0), int8 frontier"]
+    assert list(fp32_front["y"]) == [4.8, 7.0] and fp32_front["line"]["dash"] == "dot"
+    assert list(int8_front["y"]) == [9.0, 13.0] and int8_front["line"]["dash"] == "dashdot"
+    assert "recommended (1, 0.5, int8)" in traces
+
+
+def test_a_results_files_report_finds_its_int8_figures_and_rows(tmp_path):
+    from autoprumux.report.sources import from_results
+
+    results = tmp_path / "r.csv"
+    results.write_text(
+        "task,n,sparsity,accuracy,throughput,accuracy_int8\n"
+        "sst2,1,0,0.90,95,0.895\nsst2,1,0.5,0.88,240,0.874\n"
+    )
+    table = tmp_path / "t.csv"
+    table.write_text(
+        "n,sparsity,precision,throughput,latency_s\n"
+        "1,0,fp32,100,0.010\n1,0.5,fp32,250,0.005\n1,0,int8,220,0.004\n1,0.5,int8,520,0.002\n"
+    )
+    report = from_results(str(results), None, Budget(BudgetKind.ABSOLUTE, 0.03), str(table))
+    assert report.served == (Precision.FP32, INT8) and report.timed_latency
+    assert answer(report).point == P(1, 0.5, INT8)
+    # without --throughput the results' own (fp32) throughputs: fp32 alone
+    own = from_results(str(results), None, Budget(BudgetKind.ABSOLUTE, 0.03), None)
+    assert own.served == (Precision.FP32,) and not own.timed_latency
+    assert answer(own).point == P(1, 0.5)
+
+
+def test_a_search_reports_precisions_come_from_its_recorded_attribute():
+    assert stored_precisions({}, "s") == ()  # recorded before precisions: the report finds them
+    assert stored_precisions({"precisions": ["fp32", "int8"]}, "s") == (Precision.FP32, INT8)
+    with pytest.raises(DataError, match=r"s: holds precisions \['fp32', 'int4'\] autoprumux"):
+        stored_precisions({"precisions": ["fp32", "int4"]}, "s")

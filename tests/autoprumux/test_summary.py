@@ -1,13 +1,15 @@
 """What a search answers names the study's metric: its text, its --json document, the
-decision's table and the progress lines (autoprumux/session/summary.py, decision_text.py)."""
+decision's table and the progress lines (autoprumux/session/summary.py, decision_text.py); and
+each recommended point's precision, its batch-1 latency and the objective."""
 
 from pathlib import Path
 
 from autoprumux.core.budget import Budget, BudgetKind
-from autoprumux.core.grid import BASELINE
+from autoprumux.core.grid import BASELINE, Grid
 from autoprumux.core.grid import GridPoint as P
 from autoprumux.core.metrics import Metric
-from autoprumux.core.recommender import Recommender
+from autoprumux.core.precision import Precision
+from autoprumux.core.recommender import Objective, Recommender
 from autoprumux.core.records import Observations, TrialRecord
 from autoprumux.core.study import Study, StudySection
 from autoprumux.core.throughput import ThroughputTable
@@ -118,3 +120,111 @@ def test_progress_lines_name_the_metric():
     )
     assert "(1, 0.5) macro-F1 0.7812, 250.0/s |" in event_line(event, "macro-F1")
     assert "(1, 0.5) accuracy 0.7812, 250.0/s |" in event_line(event)
+
+
+# --- precision as a third axis: a hand-made grid where an int8 point wins budget 0.03 ---------
+INT8 = Precision.INT8
+FP32_ACCURACY = {BASELINE: 0.90, P(1, 0.5): 0.88, P(2, 0.0): 0.87, P(2, 0.5): 0.84}
+INT8_ACCURACY = {P(1, 0, INT8): 0.895, P(1, 0.5, INT8): 0.874, P(2, 0, INT8): 0.866}
+TIMED_IN_TRIALS = {BASELINE: 95.0, P(1, 0.5): 240.0, P(2, 0.0): 180.0, P(2, 0.5): 470.0}
+SERVED = ThroughputTable(
+    {
+        **{BASELINE: 100.0, P(1, 0.5): 250.0, P(2, 0.0): 190.0, P(2, 0.5): 480.0},
+        **{P(1, 0, INT8): 220.0, P(1, 0.5, INT8): 520.0, P(2, 0, INT8): 400.0},
+        P(2, 0.5, INT8): 900.0,
+    },
+    source="t.json",
+    latency={
+        **{BASELINE: 0.010, P(1, 0.5): 0.005, P(2, 0.0): 0.011, P(2, 0.5): 0.006},
+        **{P(1, 0, INT8): 0.004, P(1, 0.5, INT8): 0.002, P(2, 0, INT8): 0.0045},
+    },  # (2, 0.5, int8) has no latency
+)
+
+
+def served_decision(objective=Objective.THROUGHPUT):
+    observed = Observations(
+        accuracy=FP32_ACCURACY, throughput=TIMED_IN_TRIALS, served_accuracy=INT8_ACCURACY
+    )
+    # (2, 0.5, int8) was not evaluated in int8: fp32's 0.84 plus the deltas' rule
+    points = Grid((1, 2), (0.0, 0.5)).served((Precision.FP32, INT8))
+    return (
+        Recommender(3, objective)
+        .fit("sst2", observed, SERVED)
+        .recommend(Budget(BudgetKind.ABSOLUTE, 0.03), points)
+    )
+
+
+def test_an_int8_point_that_wins_the_budget_is_named_in_the_text():
+    # threshold 0.90 - 0.03 = 0.87: (1, 0.5, int8) at 0.874 and 520/s beats every fp32 point
+    # ((1, 0.5) at 250/s); (2, 0, int8) at 0.866 misses it
+    text = format_decision(served_decision(), "r.csv", SERVED)
+    assert text.splitlines()[2] == "objective: throughput (examples per second at full batches)"
+    table = text[text.index("rank") : text.index("\n\n", text.index("rank"))].splitlines()
+    assert table == [
+        "rank  (N, s, precision)  family    accuracy  accuracy is  throughput/s  speedup  "
+        "batch-1 ms  measured/s",
+        "1     (1, 0.5, int8)     cofi      0.8740    measured     520.0         5.20x    "
+        "2.00        -",
+        "2     (1, 0.5)           cofi      0.8800    measured     250.0         2.50x    "
+        "5.00        240.0",
+        "3     (1, 0, int8)       baseline  0.8950    measured     220.0         2.20x    "
+        "4.00        -",
+    ]
+    # 4 (N, s) x 2 precisions; below 0.87: (2, 0, int8), (2, 0.5) and (2, 0.5, int8)
+    assert text.endswith("8 candidates; excluded below the threshold: 3")
+
+
+def test_an_int8_point_that_wins_the_budget_is_in_the_json():
+    document = decision_dict(served_decision(), "r.csv", SERVED)
+    assert document["objective"] == "throughput"
+    first, second, third = document["recommendations"]
+    assert first == {
+        "rank": 1,
+        "n": 1,
+        "sparsity": 0.5,
+        "precision": "int8",
+        "family": "cofi",
+        "accuracy": 0.874,
+        "accuracy_source": "measured",
+        "throughput": 520.0,
+        "throughput_source": "measured",
+        "speedup": 5.2,  # over (1, 0) in fp32: 520 / 100
+        "measured_throughput": None,  # a trial times its fp32 model only
+        "latency_ms": 2.0,
+    }
+    assert (second["precision"], second["measured_throughput"], second["latency_ms"]) == (
+        "fp32",
+        240.0,
+        5.0,
+    )
+    assert (third["n"], third["sparsity"], third["precision"], third["speedup"]) == (
+        1,
+        0.0,
+        "int8",
+        2.2,
+    )
+
+
+def test_ranked_by_latency_the_text_and_json_say_so():
+    decision = served_decision(Objective.LATENCY)
+    document = decision_dict(decision, "r.csv", SERVED)
+    assert document["objective"] == "latency"
+    ranked = [(r["n"], r["sparsity"], r["precision"]) for r in document["recommendations"]]
+    # 2 ms, 4 ms, then (1, 0.5) fp32's 5 ms before (2, 0)'s 11 ms
+    assert ranked == [(1, 0.5, "int8"), (1, 0.0, "int8"), (1, 0.5, "fp32")]
+    assert [r["latency_ms"] for r in document["recommendations"]] == [2.0, 4.0, 5.0]
+    text = format_decision(decision, "r.csv", SERVED)
+    assert (
+        "objective: latency (one request at batch 1; a multiplexed model then runs with N - 1 "
+        "empty slots)"
+    ) in text
+
+
+def test_a_decision_without_latency_or_precisions_prints_as_before():
+    text = format_decision(decision(), "r", TABLE)
+    header = next(line for line in text.splitlines() if line.startswith("rank"))
+    assert "batch-1 ms" not in header and "(N, s)  " in header
+    document = decision_dict(decision(), "r", TABLE)
+    assert {(r["precision"], r["latency_ms"]) for r in document["recommendations"]} == {
+        ("fp32", None)
+    }
