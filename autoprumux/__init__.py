@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.errors import AutoPruMuxError, DataError, FieldError
 from autoprumux.core.grid import BASELINE, Family, Grid, GridPoint
-from autoprumux.core.recommender import Decision, Recommendation, Recommender
+from autoprumux.core.precision import Precision
+from autoprumux.core.recommender import Decision, Objective, Recommendation, Recommender
 from autoprumux.core.records import Observations, ResultsTable, TrialRecord, TrialStatus
 from autoprumux.core.surface import AccuracySurface
 from autoprumux.core.surrogate import Prediction, Source
@@ -52,6 +53,7 @@ def search(
     max_retries: int = 1,
     top_k: int = 3,
     early_stop: bool = True,
+    objective: str = "throughput",
     task: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> "SearchResult":
@@ -90,6 +92,7 @@ def search(
         device=device,
         early_stop=early_stop,
         timeout_s=timeout,
+        objective=Objective.parse(objective),
     )
     return SearchSession(request, progress).run()
 
@@ -115,7 +118,9 @@ __all__ = [
     "FieldError",
     "Grid",
     "GridPoint",
+    "Objective",
     "Observations",
+    "Precision",
     "Prediction",
     "Recommendation",
     "Recommender",

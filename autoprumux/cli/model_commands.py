@@ -138,7 +138,7 @@ def _classified_document(
     "fmt",
     required=True,
     type=click.Choice(["onnx", "torchscript", "transformers"]),
-    help="onnx (opset 18, needs the export extra), torchscript, or transformers (a checkpoint "
+    help="onnx (opset 18), torchscript, or transformers (a checkpoint "
     "folder AutoModelForSequenceClassification loads; N = 1, s = 0 models only).",
 )
 @out_option("The file to write (.onnx or .pt); for transformers, a new folder.", required=True)

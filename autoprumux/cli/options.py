@@ -17,6 +17,7 @@ import click
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import Grid, parse_grid_spec
+from autoprumux.core.recommender import Objective
 
 # a command's function, or the command click made of it, that an option decorates
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -179,3 +180,17 @@ def grid_from(spec: str, option: str) -> Grid:
 
         return load_study(spec).grid.grid
     return parse_grid_spec(spec, option)
+
+
+def objective_option() -> Callable[[Command], Command]:
+    """``--objective``: what "fastest" ranks by; its value is an ``Objective``."""
+    return click.option(
+        "--objective",
+        type=click.Choice([o.value for o in Objective]),
+        default=Objective.THROUGHPUT.value,
+        show_default=True,
+        callback=lambda _ctx, _param, value: Objective(value),
+        help="throughput: examples per second at full batches (the paper's); latency: the "
+        "seconds of one request at batch 1 (a multiplexed model then runs with N - 1 empty "
+        "slots), as the throughput table measured it.",
+    )

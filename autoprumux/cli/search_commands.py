@@ -16,6 +16,7 @@ from autoprumux.cli.options import (
     budget_options,
     device_option,
     json_option,
+    objective_option,
     storage_option,
     study_option,
     throughput_option,
@@ -135,6 +136,7 @@ if TYPE_CHECKING:  # the session brings the search loop: imported when a search 
     help="Tries of a failing point after its first: it is given up after 1 + this many failures.",
 )
 @top_option("How many recommendations to print (the HTML report always shows the top 3).")
+@objective_option()
 @click.option(
     "--no-early-stop",
     "no_early_stop",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.precision import Precision
 from autoprumux.core.records import TrialRecord, TrialStatus
 
 # The Optuna study's user attribute holding :meth:`TrainCommand.to_dict`, set by each search run
@@ -80,8 +81,17 @@ class ModelPointer:
         """The answer in words, then the folder or command they end on (None when there is
         neither): the text prints them joined, the HTML sets the second as code."""
         point, command = self.point, self.train_command
+        if self.state is ModelState.SAVED and self.serve_command is not None:
+            return f"{point} was trained; serve it in {point.precision.value} with", (
+                self.serve_command
+            )
         if self.state is ModelState.SAVED:
-            return f"{point} was trained; its model folder", self.model_dir
+            served = (
+                ""
+                if point.precision is Precision.FP32
+                else f" (serve it in {point.precision.value})"
+            )
+            return f"{point} was trained; its model folder{served}", self.model_dir
         if self.state is ModelState.FOLDER_GONE:
             words = f"{point} was trained, but its model folder {self.gone_dir} no longer exists"
             again = "train it again"
@@ -96,6 +106,18 @@ class ModelPointer:
         return f"{words}; {again} with", command
 
     @property
+    def serve_command(self) -> str | None:
+        """For an int8 answer with its folder: the command that writes its int8 ONNX file
+        (checked against the fp32 model's labels, its dev figure recorded)."""
+        if self.state is not ModelState.SAVED or self.point.precision is not Precision.INT8:
+            return None
+        name = f"model-n{self.point.n}-s{self.point.sparsity:g}-int8.onnx"
+        return (
+            f"autoprumux export --model {self.model_dir} --format onnx --precision int8 "
+            f"--out {name}"
+        )
+
+    @property
     def message(self) -> str:
         words, code = self.describe()
         return words if code is None else f"{words}: {code}"
@@ -105,9 +127,11 @@ class ModelPointer:
         return {
             "n": self.point.n,
             "sparsity": self.point.sparsity,
+            "precision": self.point.precision.value,
             "model": self.state.value,
             "model_dir": self.model_dir,
             "train_command": self.train_command,
+            "serve_command": self.serve_command,
             "message": self.message,
         }
 
@@ -121,7 +145,8 @@ def locate_model(
     """The model of ``point`` among the study's ``records``: the newest complete trial whose
     folder is still on disk, else the newest one that recorded a folder (gone), else the newest
     complete trial (no folder); with no complete trial the point is predicted."""
-    trained = [r for r in records if r.point == point and r.status is TrialStatus.COMPLETE]
+    # a point in another precision is served by the fp32 model its trial trained
+    trained = [r for r in records if r.point == point.trained and r.status is TrialStatus.COMPLETE]
     with_dir = [r for r in trained if r.artifact_path]
     on_disk = [r for r in with_dir if r.artifact_path and exists(r.artifact_path)]
     if on_disk:
@@ -145,5 +170,5 @@ def locate_model(
         state=state,
         model_dir=None,
         gone_dir=gone,
-        train_command=train.for_point(point, seed) if train is not None else None,
+        train_command=train.for_point(point.trained, seed) if train is not None else None,
     )

@@ -6,6 +6,11 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import enum
+from typing import TypeVar
+
+Choice = TypeVar("Choice", bound=enum.Enum)
+
 
 class AutoPruMuxError(Exception):
     """Root of all user-facing errors: the message says what is wrong and what is allowed."""
@@ -41,3 +46,13 @@ class DataError(AutoPruMuxError):
         if field is not None:
             parts.append(f"field '{field}'")
         super().__init__(": ".join(parts) + f": {message}")
+
+
+def parse_choice(kind: type[Choice], text: object, field: str) -> Choice:
+    """The member of the enum ``kind`` whose value is ``text``; a :class:`FieldError` naming
+    ``field`` and the allowed values otherwise."""
+    for member in kind:
+        if text == member.value:
+            return member
+    allowed = ", ".join(str(member.value) for member in kind)
+    raise FieldError(field, f"{text!r} is not one of: {allowed}")

@@ -3,6 +3,10 @@
 N is the multiplexing width (N inputs share one forward pass; N = 1 is no multiplexing) and
 s the structured-pruning sparsity (fraction of the encoder's prunable parameters removed;
 s = 0 is no pruning). (1, 0) is the unmodified model, the baseline of every comparison.
+
+A point also names the precision its model is served in (:mod:`autoprumux.core.precision`),
+fp32 unless said: training makes an fp32 (N, s) model (``GridPoint.trained``), and each of
+its precisions is a point of its own for the tables and the recommender, (N, s, int8).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from autoprumux.core.errors import FieldError
+from autoprumux.core.precision import Precision
 
 # Sparsities are compared as keys; rounding makes 0.6 read from CSV equal 0.1 * 6.
 _SPARSITY_DECIMALS = 6
@@ -30,10 +35,12 @@ class Family(enum.Enum):
 
 @dataclass(frozen=True, order=True)
 class GridPoint:
-    """One (N, s) configuration. Ordered by N, then s."""
+    """One (N, s) configuration, served in one precision. Ordered by N, then s, then
+    precision."""
 
     n: int
     sparsity: float
+    precision: Precision = Precision.FP32
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -42,6 +49,19 @@ class GridPoint:
         if not (0.0 <= s < 1.0) or math.isnan(s):
             raise FieldError("sparsity", f"{self.sparsity!r} is outside [0, 1)")
         object.__setattr__(self, "sparsity", round(s, _SPARSITY_DECIMALS))
+        if not isinstance(self.precision, Precision):
+            object.__setattr__(self, "precision", Precision.parse(self.precision))
+
+    @property
+    def trained(self) -> GridPoint:
+        """The (N, s) model this point serves: the point in fp32, what a trial trains."""
+        if self.precision is Precision.FP32:
+            return self
+        return GridPoint(self.n, self.sparsity)
+
+    def served(self, precision: Precision) -> GridPoint:
+        """This point's model served in ``precision``."""
+        return GridPoint(self.n, self.sparsity, precision)
 
     @property
     def family(self) -> Family:
@@ -50,7 +70,9 @@ class GridPoint:
         return Family.DATAMUX if self.sparsity == 0 else Family.PRUMUX
 
     def __str__(self) -> str:
-        return f"({self.n}, {self.sparsity:g})"
+        if self.precision is Precision.FP32:
+            return f"({self.n}, {self.sparsity:g})"
+        return f"({self.n}, {self.sparsity:g}, {self.precision.value})"
 
 
 BASELINE = GridPoint(1, 0.0)
@@ -88,6 +110,7 @@ class Grid:
         return len(self.n_values) * len(self.sparsities)
 
     def __contains__(self, point: object) -> bool:
+        """Whether the grid trains ``point``'s model (any precision it is served in)."""
         return (
             isinstance(point, GridPoint)
             and point.n in self.n_values
@@ -96,6 +119,10 @@ class Grid:
 
     def points(self) -> tuple[GridPoint, ...]:
         return tuple(self)
+
+    def served(self, precisions: tuple[Precision, ...]) -> tuple[GridPoint, ...]:
+        """Every point of the grid in each of ``precisions``: the (N, s, precision) space."""
+        return tuple(p.served(q) for p in self for q in precisions)
 
     @property
     def has_baseline(self) -> bool:

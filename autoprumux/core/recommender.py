@@ -3,6 +3,11 @@
 zeta(N, s) = throughput(N, s) * g(accuracy(N, s)), with g = 1 when the accuracy is at least the
 threshold and 0 otherwise. Candidates are ranked by predicted throughput, then by predicted
 accuracy, then by (N, s) ascending, so ties always resolve the same way.
+
+The candidates are (N, s, precision) points (:mod:`autoprumux.core.precision`): their accuracy
+comes from the :class:`~autoprumux.core.surface.ServedSurface`, their throughput from the
+table's rows of their precision. With ``Objective.LATENCY`` they are ranked by the seconds of
+one request at batch 1 instead (lowest first; then throughput), where the table measured it.
 """
 
 from __future__ import annotations
@@ -13,12 +18,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from autoprumux.core.budget import FEASIBILITY_TOLERANCE, Budget
-from autoprumux.core.errors import DataError
+from autoprumux.core.errors import DataError, parse_choice
 from autoprumux.core.grid import BASELINE, Family, GridPoint
+from autoprumux.core.precision import Precision
 from autoprumux.core.records import Observations
-from autoprumux.core.surface import AccuracySurface
+from autoprumux.core.surface import ServedSurface
 from autoprumux.core.surrogate import Prediction, Source
 from autoprumux.core.throughput import ThroughputTable
+
+
+class Objective(enum.Enum):
+    """What "fastest" means: examples per second at full batches (the paper's), or the
+    latency of one request at batch 1."""
+
+    THROUGHPUT = "throughput"
+    LATENCY = "latency"
+
+    @classmethod
+    def parse(cls, text: str, field: str = "objective") -> Objective:
+        """An objective from its name; one line naming the allowed ones otherwise."""
+        return parse_choice(cls, text, field)
 
 
 class Exclusion(enum.Enum):
@@ -29,6 +48,7 @@ class Exclusion(enum.Enum):
     FAILED = "failed"  # the point was trained and failed
     ACCURACY_UNKNOWN = "accuracy_unknown"  # outside the measured hull or next to a failed point
     THROUGHPUT_UNKNOWN = "throughput_unknown"  # no rule gives its throughput from the table
+    LATENCY_UNKNOWN = "latency_unknown"  # ranked by latency, and the table has none for it
 
     @property
     def description(self) -> str:
@@ -39,6 +59,8 @@ class Exclusion(enum.Enum):
             Exclusion.ACCURACY_UNKNOWN: "accuracy unknown (outside the measured hull or next "
             "to a failed point)",
             Exclusion.THROUGHPUT_UNKNOWN: "throughput unknown (no row of the throughput table)",
+            Exclusion.LATENCY_UNKNOWN: "latency unknown (the throughput table has no batch-1 "
+            "latency for it)",
         }[self]
 
 
@@ -47,6 +69,7 @@ class Candidate:
     point: GridPoint
     accuracy: Prediction
     throughput: Prediction
+    latency: Prediction  # seconds for one request at batch 1
     exclusion: Exclusion | None  # None: feasible
 
 
@@ -60,10 +83,15 @@ class Recommendation:
     throughput_source: Source
     speedup: float  # throughput / throughput of (1, 0) in the same table
     measured_throughput: float | None  # this task's own measurement, where trained
+    latency_s: float | None = None  # one request at batch 1, where the table measured it
 
     @property
     def family(self) -> Family:
         return self.point.family
+
+    @property
+    def precision(self) -> Precision:
+        return self.point.precision
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +104,7 @@ class Decision:
     threshold: float
     recommendations: tuple[Recommendation, ...]
     candidates: tuple[Candidate, ...]
+    objective: Objective = Objective.THROUGHPUT
 
     @property
     def exclusions(self) -> dict[Exclusion, int]:
@@ -92,8 +121,9 @@ class Decision:
 class Recommender:
     """Fit on one task's observations and a throughput table; recommend the top-k per budget."""
 
-    def __init__(self, top_k: int = 3) -> None:
+    def __init__(self, top_k: int = 3, objective: Objective = Objective.THROUGHPUT) -> None:
         self.top_k = top_k
+        self.objective = objective
 
     def fit(
         self, task: str, observations: Observations, throughput: ThroughputTable
@@ -101,30 +131,52 @@ class Recommender:
         self.task_ = task
         self.observations_ = observations
         self.table_ = throughput
-        self.surface_ = AccuracySurface().fit(observations.accuracy, observations.failed)
+        self.surface_ = ServedSurface().fit(
+            observations.accuracy, observations.failed, observations.served_accuracy
+        )
         self.throughput_model_ = throughput.model()
+        self.latency_model_ = throughput.latency_model()
         self.baseline_accuracy_ = observations.accuracy.get(BASELINE)
         return self
 
     def candidate(self, point: GridPoint, threshold: float) -> Candidate:
         accuracy = self.surface_.predict(point)
         throughput = self.throughput_model_.predict(point)
+        latency = self.latency_model_.predict(point)
+        # a training stopped early bounds its model's figure in every precision
+        bound = self.observations_.bounds.get(point.trained, 1.0)
         if accuracy.source is Source.FAILED:
             exclusion: Exclusion | None = Exclusion.FAILED
         elif accuracy.value is None:
             exclusion = Exclusion.ACCURACY_UNKNOWN
         elif not throughput.known:
             exclusion = Exclusion.THROUGHPUT_UNKNOWN
+        elif self.objective is Objective.LATENCY and not latency.known:
+            exclusion = Exclusion.LATENCY_UNKNOWN
         elif accuracy.value < threshold - FEASIBILITY_TOLERANCE:
             exclusion = Exclusion.BELOW_THRESHOLD
-        elif self.observations_.bounds.get(point, 1.0) < threshold - FEASIBILITY_TOLERANCE:
+        elif bound < threshold - FEASIBILITY_TOLERANCE:
             exclusion = Exclusion.STOPPED_SHORT  # predicted feasible, known not to be
         else:
             exclusion = None
-        return Candidate(point=point, accuracy=accuracy, throughput=throughput, exclusion=exclusion)
+        return Candidate(
+            point=point,
+            accuracy=accuracy,
+            throughput=throughput,
+            latency=latency,
+            exclusion=exclusion,
+        )
+
+    def rank_key(self, candidate: Candidate) -> tuple[float, float, float, GridPoint]:
+        """The order of feasible candidates, best first, by the objective."""
+        speed, accuracy = -candidate.throughput.require(), -candidate.accuracy.require()
+        if self.objective is Objective.LATENCY:
+            return (candidate.latency.require(), speed, accuracy, candidate.point)
+        return (speed, accuracy, 0.0, candidate.point)
 
     def recommend(self, budget: Budget, points: Iterable[GridPoint] | None = None) -> Decision:
-        """Rank ``points`` (default: the throughput table's points) for ``budget``."""
+        """Rank ``points`` (default: the throughput table's points, in all its precisions)
+        for ``budget``."""
         if budget.needs_baseline and self.baseline_accuracy_ is None:
             raise DataError(
                 self.observations_.source,
@@ -134,10 +186,7 @@ class Recommender:
         threshold = budget.threshold(self.baseline_accuracy_)
         points = sorted(set(self.table_.points if points is None else points))
         candidates = tuple(self.candidate(p, threshold) for p in points)
-        feasible = sorted(
-            (c for c in candidates if c.exclusion is None),
-            key=lambda c: (-c.throughput.require(), -c.accuracy.require(), c.point),
-        )
+        feasible = sorted((c for c in candidates if c.exclusion is None), key=self.rank_key)
         baseline_throughput = self.table_.baseline
         recommendations = tuple(
             Recommendation(
@@ -149,6 +198,7 @@ class Recommender:
                 throughput_source=c.throughput.source,
                 speedup=c.throughput.require() / baseline_throughput,
                 measured_throughput=self.observations_.throughput.get(c.point),
+                latency_s=c.latency.value,
             )
             for rank, c in enumerate(feasible[: self.top_k], start=1)
         )
@@ -159,4 +209,5 @@ class Recommender:
             threshold=threshold,
             recommendations=recommendations,
             candidates=candidates,
+            objective=self.objective,
         )

@@ -17,6 +17,7 @@ from statistics import fmean
 
 from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.precision import EXTRA_PRECISIONS, PRECISION_FIELDS
 
 
 class TrialStatus(enum.Enum):
@@ -39,6 +40,11 @@ class TrialRecord:
     # fraction in [0, 1] for every metric but Matthews' coefficient
     accuracy: float | None = None
     throughput: float | None = None  # examples per second
+    # the same model's dev figure served in another precision (core.precision), evaluated
+    # after its training; None where the study does not serve it in that precision
+    accuracy_bf16: float | None = None
+    accuracy_fp16: float | None = None
+    accuracy_int8: float | None = None
     status: TrialStatus = TrialStatus.COMPLETE
     reason: str | None = None  # why it failed or was pruned
     achieved_sparsity: float | None = None  # sparsity of the materialized model
@@ -77,7 +83,7 @@ class TrialRecord:
             for name in ("accuracy", "throughput"):
                 if getattr(self, name) is None:
                     raise FieldError(name, "is missing; a complete trial needs it")
-        for name in ("accuracy", "stop_accuracy"):
+        for name in ("accuracy", "stop_accuracy", *PRECISION_FIELDS):
             value = getattr(self, name)
             if value is not None and not -1.0 <= value <= 1.0:
                 raise FieldError(
@@ -106,6 +112,16 @@ class TrialRecord:
     @property
     def point(self) -> GridPoint:
         return GridPoint(self.n, self.sparsity)
+
+    @property
+    def served_accuracy(self) -> dict[GridPoint, float]:
+        """Its dev figures in the precisions other than fp32: (N, s, precision) -> figure."""
+        point = self.point
+        return {
+            point.served(precision): value
+            for precision in EXTRA_PRECISIONS
+            if (value := getattr(self, precision.record_field)) is not None
+        }
 
     @property
     def accuracy_bound(self) -> float | None:
@@ -166,21 +182,37 @@ class Observations:
     ``failed`` only if none of its records completed.
     """
 
-    accuracy: Mapping[GridPoint, float]
+    accuracy: Mapping[GridPoint, float]  # fp32, (N, s) keys
     throughput: Mapping[GridPoint, float]
     failed: frozenset[GridPoint] = frozenset()
     source: str = field(default="results", compare=False)  # names them in errors
     # untrained points whose training stopped early: the most their accuracy can be
     bounds: Mapping[GridPoint, float] = field(default_factory=dict)
+    # the trained models' figures in the other precisions: (N, s, precision) keys
+    served_accuracy: Mapping[GridPoint, float] = field(default_factory=dict)
+
+    @property
+    def served_gain(self) -> float:
+        """The most a trained model has scored above its fp32 figure in another precision;
+        0 when none has (a training stops early only when no precision can reach the
+        threshold: its stop threshold is lowered by this)."""
+        gains = (
+            value - self.accuracy[point.trained]
+            for point, value in self.served_accuracy.items()
+            if point.trained in self.accuracy
+        )
+        return max(0.0, max(gains, default=0.0))
 
     def without(self, point: GridPoint) -> Observations:
-        """These observations with one point removed (as if never trained): leave-one-out."""
+        """These observations with one point (its model, in every precision) removed, as if
+        never trained: leave-one-out."""
         return Observations(
             accuracy={p: v for p, v in self.accuracy.items() if p != point},
             throughput={p: v for p, v in self.throughput.items() if p != point},
             failed=self.failed - {point},
             source=self.source,
             bounds={p: v for p, v in self.bounds.items() if p != point},
+            served_accuracy={p: v for p, v in self.served_accuracy.items() if p.trained != point},
         )
 
 
@@ -241,6 +273,7 @@ class ResultsTable:
 
     def observations(self, task: str) -> Observations:
         accuracy: dict[GridPoint, list[float]] = {}
+        served: dict[GridPoint, list[float]] = {}
         throughput: dict[GridPoint, list[float]] = {}
         attempted: set[GridPoint] = set()
         bounds: dict[GridPoint, float] = {}
@@ -251,6 +284,8 @@ class ResultsTable:
             if record.status is TrialStatus.COMPLETE:
                 assert record.accuracy is not None and record.throughput is not None
                 accuracy.setdefault(record.point, []).append(record.accuracy)
+                for variant, value in record.served_accuracy.items():
+                    served.setdefault(variant, []).append(value)
                 throughput.setdefault(record.point, []).append(record.throughput)
             elif record.status is TrialStatus.FAILED:
                 attempted.add(record.point)
@@ -260,6 +295,7 @@ class ResultsTable:
             failed=frozenset(attempted - accuracy.keys()),
             source=self.source,
             bounds={p: b for p, b in bounds.items() if p not in accuracy},
+            served_accuracy={p: fmean(v) for p, v in served.items()},
         )
 
 

@@ -34,6 +34,7 @@ from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import PAPER_N_VALUES, PAPER_SPARSITIES, Grid
 from autoprumux.core.metrics import Metric
 from autoprumux.core.package_paths import PACKAGE_SCHEME, package_path
+from autoprumux.core.precision import Precision
 from autoprumux.core.study_fields import (
     EVERY_STAGE,
     Effect,
@@ -768,6 +769,33 @@ class ThroughputSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeploySection:
+    """How the answer is served: each trained (N, s) model is evaluated on dev and timed in
+    each precision (:mod:`autoprumux.core.precision`), and the search ranks every
+    (N, s, precision)."""
+
+    precisions: tuple[Precision, ...] = field(
+        default=(),
+        metadata=about(
+            Effect.SEARCH,
+            "`fp32`, `int8` (ONNX Runtime, CPU), `bf16`, `fp16` (GPU); empty: `fp32` and `int8` "
+            "on a CPU, `fp32`, `bf16` and `fp16` on a GPU (the [throughput] device). Must hold "
+            "`fp32` ([precisions](search.md#precisions))",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if len(set(self.precisions)) != len(self.precisions):
+            raise FieldError("precisions", f"{[p.value for p in self.precisions]} repeats one")
+        if self.precisions and Precision.FP32 not in self.precisions:
+            raise FieldError(
+                "precisions",
+                "must hold 'fp32': budgets are relative to the fp32 (1, 0) model, and the other "
+                "precisions' accuracy is predicted from fp32's",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class StorageSection:
     url: str = field(
         default="",
@@ -790,6 +818,7 @@ class Study:
     multiplexing: MultiplexingSection = field(default_factory=MultiplexingSection)
     warmup: WarmupSection = field(default_factory=WarmupSection)
     throughput: ThroughputSection = field(default_factory=ThroughputSection)
+    deploy: DeploySection = field(default_factory=DeploySection)
     storage: StorageSection = field(default_factory=StorageSection)
     schema: int = SCHEMA_VERSION
     path: Path | None = field(default=None, compare=False)  # the file it was read from

@@ -20,8 +20,14 @@ Where the grid is not full, the rule (see :mod:`autoprumux.core.interpolation`) 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from statistics import fmean
+from typing import Self
+
+from autoprumux.core.grid import GridPoint
 from autoprumux.core.interpolation import across, grid_lines
-from autoprumux.core.surrogate import GridModel
+from autoprumux.core.precision import Precision
+from autoprumux.core.surrogate import GridModel, Prediction, Source
 
 
 class AccuracySurface(GridModel):
@@ -36,3 +42,54 @@ class AccuracySurface(GridModel):
         rule gives no value. Equals the measurement at measured points."""
         value = across(self.rows_, n, sparsity)
         return value if value is not None else across(self.columns_, sparsity, n)
+
+
+class ServedSurface:
+    """The accuracy of every (N, s, precision) (:mod:`autoprumux.core.precision`).
+
+    fp32 is the :class:`AccuracySurface` of the trained models. In another precision a trained
+    model's figure is measured (each is evaluated in every precision after its training); an
+    untrained point's is its fp32 prediction plus the precision's *delta* (its figure minus
+    fp32's), interpolated by the same rule over the deltas measured so far, or, where that rule
+    gives none, their mean. A precision with no delta measured yet predicts nothing, and a
+    point that failed to train fails in every precision.
+    """
+
+    def fit(
+        self,
+        accuracy: Mapping[GridPoint, float],
+        failed: Iterable[GridPoint] = (),
+        served: Mapping[GridPoint, float] | None = None,
+    ) -> Self:
+        """``accuracy``: fp32 figures by (N, s); ``served``: the other precisions' by
+        (N, s, precision)."""
+        self.fp32_ = AccuracySurface().fit(accuracy, failed)
+        self.served_ = dict(served or {})
+        deltas: dict[Precision, dict[GridPoint, float]] = {}
+        for point, value in self.served_.items():
+            base = accuracy.get(point.trained)
+            if base is not None:
+                deltas.setdefault(point.precision, {})[point.trained] = value - base
+        self.deltas_ = {p: AccuracySurface().fit(d) for p, d in deltas.items()}
+        self.mean_delta_ = {p: fmean(d.values()) for p, d in deltas.items()}
+        return self
+
+    def predict(self, point: GridPoint) -> Prediction:
+        if point.precision is Precision.FP32:
+            return self.fp32_.predict(point)
+        if point in self.served_:
+            return Prediction(self.served_[point], Source.MEASURED)
+        base = self.fp32_.predict(point.trained)
+        delta = self.delta(point)
+        if base.value is None or delta is None:
+            failed = base.source is Source.FAILED
+            return Prediction(None, Source.FAILED if failed else Source.UNKNOWN)
+        return Prediction(base.value + delta, Source.INTERPOLATED)
+
+    def delta(self, point: GridPoint) -> float | None:
+        """The predicted change from fp32 to ``point.precision`` at ``point``."""
+        surface = self.deltas_.get(point.precision)
+        if surface is None:
+            return None
+        value = surface.predict(point.trained).value
+        return self.mean_delta_[point.precision] if value is None else value

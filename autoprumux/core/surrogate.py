@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Self
 
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.precision import Precision
 
 
 class Source(enum.Enum):
@@ -68,3 +69,28 @@ class GridModel(abc.ABC):
     @abc.abstractmethod
     def interpolate(self, n: float, sparsity: float) -> float | None:
         """The model's rule at (n, s); None where it cannot vouch for a value."""
+
+
+class ByPrecision:
+    """One surrogate per precision, each fitted on its own precision's points as plain (N, s):
+    no rule crosses precisions. A point that failed to train fails in every precision."""
+
+    def __init__(self, model: Callable[[], GridModel]) -> None:
+        self.model = model
+
+    def fit(self, values: Mapping[GridPoint, float], failed: Iterable[GridPoint] = ()) -> Self:
+        failed = frozenset(p.trained for p in failed)
+        by_precision: dict[Precision, dict[GridPoint, float]] = {}
+        for point, value in values.items():
+            by_precision.setdefault(point.precision, {})[point.trained] = value
+        self.models_ = {
+            precision: self.model().fit(measured, failed)
+            for precision, measured in by_precision.items()
+        }
+        return self
+
+    def predict(self, point: GridPoint) -> Prediction:
+        model = self.models_.get(point.precision)
+        if model is None:
+            return Prediction(None, Source.UNKNOWN)
+        return model.predict(point.trained)

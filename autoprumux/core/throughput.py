@@ -10,6 +10,11 @@ close to affine in the fraction of weights kept (a fixed cost for embeddings, at
 and the demultiplexer, plus a part proportional to the kept weights), so this rule is exact
 when that holds. There is no rule across N (each N is its own model) and no extrapolation:
 such points are ``UNKNOWN``.
+
+A table may time each point in several precisions (rows (N, s, precision), each in the runtime
+that serves it: :mod:`autoprumux.core.precision`), and the latency of one request at batch 1
+(``latency_s``: a multiplexed model then runs with N - 1 empty slots). Each precision has its
+own rows and rules; a precision's speedup is still a ratio to the (1, 0) fp32 row.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from dataclasses import dataclass, field
 from autoprumux.core.errors import DataError
 from autoprumux.core.grid import BASELINE, GridPoint
 from autoprumux.core.interpolation import grid_lines
+from autoprumux.core.precision import Precision
 from autoprumux.core.records import ResultsTable
-from autoprumux.core.surrogate import GridModel
+from autoprumux.core.surrogate import ByPrecision, GridModel
 
 THROUGHPUT_COLUMNS = ("n", "sparsity", "throughput")
+OPTIONAL_THROUGHPUT_COLUMNS = ("precision", "latency_s")
 # A table's fingerprint["timed"] when its throughputs are the trials' own: each timed inside its
 # trial, at another moment and beside whatever else ran, so ratios between them are not
 # speedups measured side by side like ``autoprumux measure``'s.
@@ -44,17 +51,30 @@ class ThroughputModel(GridModel):
         return None if latency is None else 1.0 / latency
 
 
+class LatencyModel(GridModel):
+    """Seconds for one request at batch 1 at (N, s): linear in s within each N, as above."""
+
+    def _fit_rule(self) -> None:
+        self.rows_ = grid_lines(self.measured_, self.failed_, by_n=True)
+
+    def interpolate(self, n: float, sparsity: float) -> float | None:
+        row = self.rows_.get(n)
+        return row.at(sparsity) if row is not None else None
+
+
 @dataclass(frozen=True)
 class ThroughputTable:
-    """Measured throughput (examples per second) per (N, s) on one hardware.
+    """Measured throughput (examples per second) per (N, s, precision) on one hardware.
 
     ``fingerprint`` describes how it was measured (device, dtype, batch, sequence length, ...);
-    ``source`` names where it came from, for messages and the report.
+    ``source`` names where it came from, for messages and the report; ``latency`` holds the
+    seconds of one request at batch 1, where measured.
     """
 
     throughput: Mapping[GridPoint, float]
     fingerprint: Mapping[str, object] = field(default_factory=dict)
     source: str = "throughput table"
+    latency: Mapping[GridPoint, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if BASELINE not in self.throughput:
@@ -68,8 +88,25 @@ class ThroughputTable:
     def points(self) -> tuple[GridPoint, ...]:
         return tuple(sorted(self.throughput))
 
-    def model(self) -> ThroughputModel:
-        return ThroughputModel().fit(self.throughput)
+    @property
+    def precisions(self) -> tuple[Precision, ...]:
+        """The precisions it times, fp32 first."""
+        return tuple(p for p in Precision if any(q.precision is p for q in self.throughput))
+
+    def serving(self, precisions: tuple[Precision, ...]) -> ThroughputTable:
+        """The table's rows of ``precisions`` only (the study's)."""
+        return ThroughputTable(
+            {p: v for p, v in self.throughput.items() if p.precision in precisions},
+            self.fingerprint,
+            self.source,
+            {p: v for p, v in self.latency.items() if p.precision in precisions},
+        )
+
+    def model(self) -> ByPrecision:
+        return ByPrecision(ThroughputModel).fit(self.throughput)
+
+    def latency_model(self) -> ByPrecision:
+        return ByPrecision(LatencyModel).fit(self.latency)
 
     def describe(self) -> str:
         """Where these throughputs come from, in words: what a table's caption names."""

@@ -21,6 +21,7 @@ from typing import Any, SupportsFloat, SupportsIndex
 
 from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.precision import PRECISION_FIELDS, Precision
 from autoprumux.core.records import (
     RECORD_FIELDS,
     REQUIRED_COLUMNS,
@@ -29,7 +30,11 @@ from autoprumux.core.records import (
     TrialStatus,
     is_missing,
 )
-from autoprumux.core.throughput import THROUGHPUT_COLUMNS, ThroughputTable
+from autoprumux.core.throughput import (
+    OPTIONAL_THROUGHPUT_COLUMNS,
+    THROUGHPUT_COLUMNS,
+    ThroughputTable,
+)
 from autoprumux.files.atomic import atomic_path, explained_write_errors, write_text_atomic
 
 
@@ -50,6 +55,7 @@ class TableFormat(enum.Enum):
 _NUMBER_FIELDS = (
     "sparsity",
     "accuracy",
+    *PRECISION_FIELDS,
     "throughput",
     "achieved_sparsity",
     "wall_time_s",
@@ -61,6 +67,7 @@ _NUMBER_FIELDS = (
     "own_s",
     "stop_accuracy",
     "stop_margin",
+    "latency_s",
 )
 _INTEGER_FIELDS = ("n", "seed", "from_trial", "stop_step")
 
@@ -226,8 +233,10 @@ def _first_line(err: BaseException) -> str:
 
 
 def read_throughput_table(path: str | Path, task: str | None = None) -> ThroughputTable:
-    """Read a table file: columns ``n, sparsity, throughput`` (a ``task`` column is allowed;
-    with several tasks, ``task`` picks one). JSON files may carry a ``fingerprint`` object."""
+    """Read a table file: columns ``n, sparsity, throughput``, and optionally ``precision``
+    (fp32 where absent or empty) and ``latency_s`` (one request at batch 1, seconds); a
+    ``task`` column is allowed (with several tasks, ``task`` picks one). JSON files may carry a
+    ``fingerprint`` object."""
     source = str(path)
     rows, metadata = read_table(path, required=THROUGHPUT_COLUMNS)
     tasks = sorted({str(r["task"]) for r in rows if r.get("task") not in (None, "")})
@@ -238,6 +247,7 @@ def read_throughput_table(path: str | Path, task: str | None = None) -> Throughp
     if task is not None and task not in tasks:
         raise DataError(source, f"has no rows for task {task!r} (it has: {', '.join(tasks)})")
     throughput: dict[GridPoint, float] = {}
+    latency: dict[GridPoint, float] = {}
     first_row: dict[GridPoint, int] = {}
     for row_number, row in enumerate(rows, start=1):
         if task is not None and row.get("task") != task:
@@ -254,9 +264,16 @@ def read_throughput_table(path: str | Path, task: str | None = None) -> Throughp
             # parse_cell reads n as an int, the others as floats
             assert isinstance(n, int) and isinstance(sparsity, float)
             assert isinstance(value, float)
-            point = GridPoint(n, sparsity)
+            precision = parse_cell("precision", row.get("precision"))
+            point = GridPoint(n, sparsity, Precision.parse(precision or Precision.FP32))
             if not value > 0:
                 raise FieldError("throughput", f"{value!r} is not positive (examples per second)")
+            seconds = parse_cell("latency_s", row.get("latency_s"))
+            if seconds is not None:
+                assert isinstance(seconds, float)
+                if not seconds > 0:
+                    raise FieldError("latency_s", f"{seconds!r} is not positive (seconds)")
+                latency[point] = seconds
         except FieldError as err:
             raise DataError(source, err.message, row=row_number, field=err.field) from None
         if point in throughput and throughput[point] != value:
@@ -271,13 +288,20 @@ def read_throughput_table(path: str | Path, task: str | None = None) -> Throughp
     fingerprint = metadata.get("fingerprint", {})
     if not isinstance(fingerprint, dict):
         raise DataError(source, "has a 'fingerprint' that is not an object", field="fingerprint")
-    return ThroughputTable(throughput, fingerprint, source)
+    return ThroughputTable(throughput, fingerprint, source, latency=latency)
 
 
 def write_throughput_table(table: ThroughputTable, path: str | Path) -> Path:
     """Write a table; only JSON keeps the fingerprint."""
     rows = [
-        {"n": p.n, "sparsity": p.sparsity, "throughput": v}
+        {
+            "n": p.n,
+            "sparsity": p.sparsity,
+            "precision": p.precision.value,
+            "throughput": v,
+            "latency_s": table.latency.get(p),
+        }
         for p, v in sorted(table.throughput.items())
     ]
-    return write_table(rows, path, THROUGHPUT_COLUMNS, {"fingerprint": dict(table.fingerprint)})
+    columns = (*THROUGHPUT_COLUMNS, *OPTIONAL_THROUGHPUT_COLUMNS)
+    return write_table(rows, path, columns, {"fingerprint": dict(table.fingerprint)})

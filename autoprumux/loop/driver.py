@@ -30,7 +30,8 @@ from typing import NamedTuple
 from autoprumux.core.budget import Budget
 from autoprumux.core.early_stop import StopRule
 from autoprumux.core.grid import BASELINE, Grid, GridPoint
-from autoprumux.core.recommender import Decision, Recommender
+from autoprumux.core.precision import Precision
+from autoprumux.core.recommender import Decision, Objective, Recommender
 from autoprumux.core.records import (
     Observations,
     ResultsTable,
@@ -114,6 +115,9 @@ class SearchConfig:
     # the study's training work, for predicted costs (None: every training costs the same)
     recipe: Recipe | None = None
     early_stop: bool = True  # trainings stop when they cannot reach the threshold
+    # the precisions every trained model is served in (the table's rows of each are searched)
+    precisions: tuple[Precision, ...] = (Precision.FP32,)
+    objective: Objective = Objective.THROUGHPUT  # what "fastest" means
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,7 +173,22 @@ class SearchDriver:
         self.config, self.table, self.store = config, candidates, store
         self._clock = clock
         self._started_s = clock()
-        self.candidates = {p: v for p, v in candidates.throughput.items() if p in config.grid}
+        table = candidates.serving(config.precisions)
+        # the proposer's speed of each point: its throughput, or for latency 1 / its seconds
+        searched = (
+            {p: 1.0 / seconds for p, seconds in table.latency.items()}
+            if config.objective is Objective.LATENCY
+            else table.throughput
+        )
+        # the trainings (fp32) and the other precisions they are served in
+        self.candidates = {
+            p: v for p, v in searched.items() if p in config.grid and p.precision is Precision.FP32
+        }
+        self.served = {
+            p: v for p, v in searched.items() if p in config.grid and p.trained in self.candidates
+        }
+        for point in self.candidates:
+            self.served.pop(point)
         self.proposer = proposer or Proposer()
         self.on_event = on_event or (lambda event: None)
         self.pending: dict[int, GridPoint] = {}  # this search's running trials
@@ -244,6 +263,8 @@ class SearchDriver:
             costs=None
             if recipe is None
             else CostModel.for_study(recipe, self.candidates, view.records),
+            served=self.served,
+            served_accuracy=view.observed.served_accuracy,
         )
 
     def stop_rule(self) -> StopRule | None:
@@ -251,13 +272,16 @@ class SearchDriver:
         is the one ``suggest`` found; unknown, the study is read: the baseline may have been
         measured since (by another search, or by a training this one completed)."""
         if self.config.early_stop and self._stop_rule is None:
-            self._keep_stop_rule(self.threshold(self._read().observed))
+            observed = self._read().observed
+            self._keep_stop_rule(self.threshold(observed), observed.served_gain)
         return self._stop_rule
 
-    def _keep_stop_rule(self, threshold: float | None) -> None:
-        """Keep the threshold's stop rule once it is known (it never changes then)."""
+    def _keep_stop_rule(self, threshold: float | None, served_gain: float) -> None:
+        """Keep the threshold's stop rule once it is known (the threshold never changes then),
+        lowered by the most another precision has gained over fp32 so far: a training stops
+        only when none of its precisions can reach the threshold."""
         if self.config.early_stop and threshold is not None:
-            self._stop_rule = StopRule(threshold=threshold)
+            self._stop_rule = StopRule(threshold=threshold - served_gain)
 
     # -- the executor's interface -----------------------------------------------------------
 
@@ -268,7 +292,8 @@ class SearchDriver:
         view = self._read()
         records, running = view.records, view.running
         state = self.state(view)
-        self._keep_stop_rule(state.threshold)  # the stop rule of the trials started below
+        # the stop rule of the trials started below
+        self._keep_stop_rule(state.threshold, view.observed.served_gain)
         trained = trainings(records)
         gpu_hours = sum(r.gpu_hours or 0.0 for r in records)
         busy = len(set(running) | set(self.pending))  # trials running now, in every search
@@ -388,9 +413,9 @@ class SearchDriver:
         if self.threshold(observed) is not None and BASELINE in self.table.throughput:
             obs = replace(observed, failed=observed.failed | failed)
             decision = (
-                Recommender(self.config.top_k)
+                Recommender(self.config.top_k, self.config.objective)
                 .fit(self.config.task, obs, self.table)
-                .recommend(self.config.budget, list(self.candidates))
+                .recommend(self.config.budget, [*self.candidates, *self.served])
             )
         return SearchOutcome(
             stop_reason=self.stop_reason,

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.grid import Grid, GridPoint
+from autoprumux.core.precision import PRECISION_FIELDS
 from autoprumux.core.records import TrialRecord, TrialStatus
 from autoprumux.loop.store_contract import INTERRUPTED
 
@@ -86,7 +87,10 @@ def record_of(trial: FrozenTrial, point: GridPoint, task: str) -> TrialRecord:
         artifact_path=attrs.get("artifact_path"),
         from_trial=attrs.get("from_trial"),
         node=attrs.get("node"),
-        **{name: attrs.get(name) for name in (*DEVICE_FIELDS, *COST_AND_STOP_FIELDS)},
+        **{
+            name: attrs.get(name)
+            for name in (*PRECISION_FIELDS, *DEVICE_FIELDS, *COST_AND_STOP_FIELDS)
+        },
     )
 
 

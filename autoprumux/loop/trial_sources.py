@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from autoprumux.core.early_stop import StopRule
 from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.precision import Precision
 from autoprumux.core.progress import ProgressLines
 from autoprumux.core.records import ResultsTable, Training, TrialRecord, TrialStatus
 from autoprumux.core.study import load_study
@@ -109,6 +110,9 @@ class StudyTrainer:
     # the share of its GPU's memory a trial may allocate (--gpus-per-trial below 1: trials
     # sharing a GPU, each in a process of its own, a Ray worker or the local executor's child)
     gpu_share: float = 1.0
+    # the precisions each trained model is evaluated in (the plan's, resolved once for the
+    # serving device); None: the trial resolves the study's on its own machine
+    precisions: tuple[Precision, ...] | None = None
 
     def on_device(self, device: str, gpu_share: float) -> StudyTrainer:
         """The same training on ``device`` (the local executor's placement: "cuda:1"), capped
@@ -134,5 +138,6 @@ class StudyTrainer:
             threads=self.threads,
             gpu_share=self.gpu_share,
             stop=stop,
+            precisions=self.precisions,
         )
         return run_trial(spec, progress).training()

@@ -24,7 +24,9 @@ from autoprumux.core.budget import Budget
 from autoprumux.core.data_spec import data_spec
 from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.precision import Precision
 from autoprumux.core.recipe import recipe_record
+from autoprumux.core.recommender import Objective
 from autoprumux.core.records import HeldOutScore
 from autoprumux.core.study import Study, load_study
 from autoprumux.core.tasks import TASKS
@@ -94,6 +96,7 @@ class SearchRequest:
     device: str = "auto"  # where trials train: auto, cpu, cuda (cuda:i with --executor local)
     early_stop: bool = True  # --no-early-stop: False
     timeout_s: float | None = None  # --timeout: wall-clock seconds after which none starts
+    objective: Objective = Objective.THROUGHPUT  # --objective: what "fastest" means
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +121,9 @@ class SearchPlan:
     train_examples: int | None = None
     labels: tuple[str, ...] = ()
     fine_tuned: bool = False  # the model is a fine-tuned classifier: the (1, 0) teacher as is
+    # the precisions every trained model is served in ([deploy] precisions, checked against
+    # the serving device), fp32 first
+    precisions: tuple[Precision, ...] = (Precision.FP32,)
 
 
 class SearchSession:
@@ -161,6 +167,7 @@ class SearchSession:
             check_local_gpus(request, gpus, self._gpu_count)
         # before hours of training: the report written at the end must be writable
         report = check_output(search_report_path(study), "report")
+        precisions = served_precisions(study)
         replay = _replay_spec(request.trainer_spec)
         train_examples: int | None = None
         labels: tuple[str, ...] = ()
@@ -204,6 +211,7 @@ class SearchSession:
             train_examples=train_examples,
             labels=labels,
             fine_tuned=fine_tuned,
+            precisions=precisions,
         )
 
     def _gpus_before_ray(self, executor: Executor) -> float:
@@ -260,7 +268,7 @@ class SearchSession:
                 f"Ray cluster at {request.address}: {len(nodes)} node(s) see the study's files"
             )
         table, table_path = self._table(plan)
-        config = self._config(plan, slots)
+        config = replace(self._config(plan, slots), precisions=searched_precisions(plan, table))
         tested = has_test_split(plan.study)  # known before the search: a bad [data] fails now
         from autoprumux.loop.masking import masked_url
         from autoprumux.loop.optuna_store import OptunaStore
@@ -293,8 +301,11 @@ class SearchSession:
         else:  # CPU trials: threads of this process
             outcome = run_local(driver, trainer, slots.workers)
         # the search has answered: from here on nothing it decided can change
-        data = search_report_input(
-            plan.storage_url, plan.study, request.budget, request.throughput_path
+        data = replace(
+            search_report_input(
+                plan.storage_url, plan.study, request.budget, request.throughput_path
+            ),
+            objective=request.objective,
         )
         held_out = None
         if tested:
@@ -332,7 +343,7 @@ class SearchSession:
         answer = recommended_model(outcome, plan.train)
         folders: dict[GridPoint, Path] = {}
         notes: list[str] = []
-        for point in points_to_score(data, answer.point if answer is not None else None):
+        for point in points_to_score(data, answer.point.trained if answer is not None else None):
             model = locate_model(point, outcome.records, None)
             if model.state is ModelState.SAVED and model.model_dir is not None:
                 folders[point] = Path(model.model_dir)
@@ -356,7 +367,9 @@ class SearchSession:
         # the executor has closed the store's trials and leases, its study attributes stay open
         store.set_user_attr(TEST_SCORES_ATTR, held_out_attr(scores))
         held = HeldOut(
-            scores=scores, answer=answer.point if answer is not None else None, notes=tuple(notes)
+            scores=scores,
+            answer=answer.point.trained if answer is not None else None,
+            notes=tuple(notes),
         )
         return held, replace(data, test_scores=scores)
 
@@ -402,11 +415,16 @@ class SearchSession:
         from autoprumux.measurement import default_table_path, run_measure  # torch
 
         path = default_table_path(study, study.throughput)
-        if not path.is_file():
-            self.progress(
-                f"measuring the throughput table first (training-free estimates) -> {path}"
-            )
-            run_measure(study, study.throughput, out_path=str(path))
+        if path.is_file():
+            table = read_throughput_table(path)
+            missing = [p.value for p in plan.precisions if p not in table.precisions]
+            if not missing:
+                return table, path
+            why = f"it times no {', '.join(missing)} rows"
+        else:
+            why = "training-free estimates"
+        self.progress(f"measuring the throughput table first ({why}) -> {path}")
+        run_measure(study, study.throughput, out_path=str(path))
         return read_throughput_table(path), path
 
     def _config(self, plan: SearchPlan, slots: TrialSlots) -> SearchConfig:
@@ -426,6 +444,8 @@ class SearchSession:
             top_k=request.top_k,
             recipe=recipe_of(study, plan.train_examples, plan.fine_tuned),
             early_stop=request.early_stop,
+            precisions=plan.precisions,
+            objective=request.objective,
         )
 
     def _driver(
@@ -439,7 +459,17 @@ class SearchSession:
     ) -> SearchDriver:
         """The driver of the opened study, its attributes written for the report first."""
         from autoprumux.loop.masking import masked_url
+        from autoprumux.report.sources import PRECISIONS_ATTR
 
+        # the report of this study ranks the precisions this search ranked
+        store.set_user_attr(PRECISIONS_ATTR, [p.value for p in config.precisions])
+        untimed = [p.value for p in plan.precisions if p not in config.precisions]
+        if untimed and table_path is not None:  # a replay's table never times them: no news
+            self.progress(
+                f"{table.source} times no {', '.join(untimed)} rows: the search ranks "
+                f"{', '.join(p.value for p in config.precisions)} only (autoprumux measure "
+                "times them all)"
+            )
         if table_path is not None:  # the report of this study ranks by the same table
             store.set_user_attr("throughput_table", str(table_path.resolve()))
         if plan.train is not None:  # the report of this study says how to train a predicted point
@@ -449,7 +479,8 @@ class SearchSession:
         budget = self.request.budget
         self.progress(
             f"study {plan.study.name!r} in {masked_url(config.storage_url)} | "
-            f"{budget.kind.value} budget {budget.value:g} | {slots.workers} trial(s) at a time "
+            f"{budget.kind.value} budget {budget.value:g} | precisions "
+            f"{', '.join(p.value for p in config.precisions)} | {slots.workers} trial(s) at a time "
             f"({plan.executor.value}{placement_words(plan, slots)})"
         )
         metric = plan.study.study.metric.label(plan.study.study.positive_label)
@@ -515,6 +546,19 @@ def choose_study(request: SearchRequest) -> Study:
             f"({study.task!r}); leave --task out to search {study.task}",
         )
     return study
+
+
+def searched_precisions(plan: SearchPlan, table: ThroughputTable) -> tuple[Precision, ...]:
+    """The study's precisions that ``table`` times (fp32 always)."""
+    return tuple(p for p in plan.precisions if p in table.precisions or p is Precision.FP32)
+
+
+def served_precisions(study: Study) -> tuple[Precision, ...]:
+    """The study's ``[deploy] precisions`` on the device that serves and times its models
+    (its defaults when it names none); one line for a precision that device cannot run."""
+    from trainers.runtime.device import study_precisions  # torch: what the device has
+
+    return study_precisions(study)
 
 
 def has_test_split(study: Study) -> bool:
@@ -707,7 +751,13 @@ def make_trainer(plan: SearchPlan, device: str, threads: int, gpu_share: float =
             delay_s=plan.replay.delay_s,
         )
     path = str(plan.study.path.resolve()) if plan.study.path else ""
-    return StudyTrainer(study_path=path, device=device, threads=threads, gpu_share=gpu_share)
+    return StudyTrainer(
+        study_path=path,
+        device=device,
+        threads=threads,
+        gpu_share=gpu_share,
+        precisions=plan.precisions,
+    )
 
 
 def placement_words(plan: SearchPlan, slots: TrialSlots) -> str:

@@ -18,6 +18,11 @@ from (N, 0) to (N, 0.9) passes under the middle):
   (N1, s1), (N1, s2), (N2, s1), (N2, s2) with N1 <= N2, s1 <= s2 (a row or a column segment
   when N1 = N2 or s1 = s2), at every grid point inside it;
 - the paper's additive rule at every (N > 1, s > 0), from (N, 0), (1, s) and (1, 0) alone.
+
+The spread added for a precision's predicted delta from fp32
+(``autoprumux.loop.proposer.DELTA_SPREAD``) is calibrated the same way, on the predictions of
+the delta that the search first makes: at every pruned point, from the deltas of (1, 0) and of
+the point's row teacher (N, 0) alone (:func:`delta_falls`, :func:`calibrate_delta_spread`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 from autoprumux.core.grid import BASELINE, GridPoint
-from autoprumux.core.surface import AccuracySurface
+from autoprumux.core.surface import AccuracySurface, ServedSurface
 from autoprumux.loop.proposer import Proposer, SearchState
 
 
@@ -54,7 +59,7 @@ def prediction_falls(accuracy: Mapping[GridPoint, float]) -> list[float]:
         parts = {GridPoint(point.n, 0.0), GridPoint(1, point.sparsity), BASELINE}
         if point.n > 1 and point.sparsity > 0 and parts <= accuracy.keys():
             state = SearchState(candidates={}, accuracy={p: accuracy[p] for p in parts})
-            predicted = proposer.predicted(point, AccuracySurface().fit(state.accuracy), state)
+            predicted = proposer.predicted(point, state.surface(), state)
             assert predicted is not None  # the additive rule has its three parts
             falls.append(accuracy[point] - predicted)
     return falls
@@ -65,3 +70,40 @@ def calibrate_spread(grids: Iterable[Mapping[GridPoint, float]], min_chance: flo
     enough under the truth to close a point that meets the threshold."""
     largest = max(max(prediction_falls(g), default=0.0) for g in grids)
     return math.ceil(1000 * largest / math.log(1 / min_chance - 1)) / 1000
+
+
+def delta_falls(
+    accuracy: Mapping[GridPoint, float], served: Mapping[GridPoint, float]
+) -> list[float]:
+    """true delta - predicted delta of a precision (its figure minus fp32's) at every trained
+    point, predicted as the search first does: from the deltas of the (1, 0) model and of the
+    point's row teacher (N, 0) alone, by :class:`~autoprumux.core.surface.ServedSurface`;
+    positive where the prediction falls under. ``accuracy``: one full grid's fp32 figures;
+    ``served``: its figures in other precisions, (N, s, precision) keys."""
+    falls = []
+    for point, value in served.items():
+        trained = point.trained
+        if trained not in accuracy or trained.sparsity == 0:
+            continue
+        known = {BASELINE, GridPoint(trained.n, 0.0)}
+        seen = {
+            p: v for p, v in served.items() if p.trained in known and p.precision is point.precision
+        }
+        if not seen:
+            continue
+        surface = ServedSurface().fit(accuracy, (), seen)
+        predicted = surface.delta(point)
+        assert predicted is not None  # a measured delta of this precision is known
+        falls.append((value - accuracy[trained]) - predicted)
+    return falls
+
+
+def calibrate_delta_spread(
+    grids: Iterable[tuple[Mapping[GridPoint, float], Mapping[GridPoint, float]]],
+    min_chance: float,
+) -> float:
+    """The smallest spread, in steps of 0.001, under which no predicted delta on ``grids``
+    ((fp32 figures, other precisions' figures) each) falls far enough under the truth to close
+    a point that meets the threshold: the spread added for a predicted delta."""
+    largest = max(max(delta_falls(*g), default=0.0) for g in grids)
+    return math.ceil(1000 * max(largest, 0.0) / math.log(1 / min_chance - 1)) / 1000

@@ -14,6 +14,7 @@ import pytest
 from autoprumux.cli.main import main
 from autoprumux.core.answer import ModelState, TrainCommand, locate_model
 from autoprumux.core.grid import PAPER_GRID, GridPoint
+from autoprumux.core.precision import Precision
 from autoprumux.core.records import ResultsTable, TrialRecord, TrialStatus
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.results_io import write_results, write_throughput_table
@@ -119,9 +120,11 @@ def test_a_trained_row_without_a_folder_and_a_predicted_point():
     assert predicted.to_dict() == {
         "n": 5,
         "sparsity": 0.65,
+        "precision": "fp32",
         "model": "predicted",
         "model_dir": None,
         "train_command": "autoprumux train --study /s/sst2.toml --n 5 --sparsity 0.65",
+        "serve_command": None,
         "message": "(5, 0.65) is predicted, not trained; train it with: autoprumux train "
         "--study /s/sst2.toml --n 5 --sparsity 0.65",
     }
@@ -259,3 +262,20 @@ def test_the_search_text_names_both_throughput_sources(tmp_path, replay, capsys)
         f"throughput/s and speedup: the throughput table {table}; measured/s: timed inside each "
         "trial\n" in text
     )
+
+
+def test_an_int8_answer_is_its_trained_models_folder_and_the_command_that_writes_its_file(
+    tmp_path,
+):
+    int8 = POINT.served(Precision.INT8)
+    saved = locate_model(int8, [record(artifact=str(tmp_path))], train_command())
+    assert saved.state is ModelState.SAVED and saved.model_dir == str(tmp_path)
+    command = (
+        f"autoprumux export --model {tmp_path} --format onnx --precision int8 "
+        "--out model-n5-s0.65-int8.onnx"
+    )
+    assert saved.to_dict()["serve_command"] == command
+    assert saved.message == f"(5, 0.65, int8) was trained; serve it in int8 with: {command}"
+    untrained = locate_model(int8, [], train_command())
+    assert untrained.state is ModelState.PREDICTED and untrained.serve_command is None
+    assert untrained.train_command == "autoprumux train --study /s/sst2.toml --n 5 --sparsity 0.65"

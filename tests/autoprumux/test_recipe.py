@@ -33,6 +33,7 @@ def test_the_recipe_settings_are_exactly_the_fields_that_decide_results():
         *(f"throughput.{name}" for name in ("device", "dtype", "batch_rows", "passes")),
         *(f"throughput.{name}" for name in ("examples_per_pass", "warmup_passes", "threads")),
         "throughput.trial_examples_per_pass",
+        "deploy.precisions",  # what a trained model is evaluated in after its training
         "storage.url",
         "data.test",  # read after the search has answered: by no training
         "data.test_split",

@@ -69,7 +69,7 @@ def test_relative_paths_are_relative_to_the_study_file(tmp_path):
         (
             '[study]\ntask = "sst2"\n[grids]\nn = [1]',
             "grids: is not a field of the study file; allowed: study, grid, model, data, training, "
-            "multiplexing, warmup, throughput, storage, schema",
+            "multiplexing, warmup, throughput, deploy, storage, schema",
         ),
         (
             '[study]\ntask = "sst2"\n[grid]\nN = [1]',

@@ -201,12 +201,21 @@ def test_the_json_names_the_metric_and_each_points_dev_and_test():
             {
                 "n": 2,
                 "sparsity": 0.5,
+                "precision": "fp32",
                 "answer": True,
                 "dev": 0.83124,
                 "test": 0.81897,
                 "examples": 1000,
             },
-            {"n": 1, "sparsity": 0.0, "answer": False, "dev": 0.85, "test": 0.84, "examples": 1000},
+            {
+                "n": 1,
+                "sparsity": 0.0,
+                "precision": "fp32",
+                "answer": False,
+                "dev": 0.85,
+                "test": 0.84,
+                "examples": 1000,
+            },
         ],
         "notes": ["(4, 0.7) is predicted, not trained: there is no model to score"],
     }

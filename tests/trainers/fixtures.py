@@ -104,7 +104,12 @@ def make_glue(folder: Path, train_rows: int = 512, dev_rows: int = 64) -> Path:
     return folder
 
 
-def study_text(model: Path, glue: Path, **training: object) -> str:
+def study_text(
+    model: Path, glue: Path, precisions: str | None = '["fp32"]', **training: object
+) -> str:
+    """A tiny study of ``model`` on the GLUE folder ``glue``; ``precisions``: its ``[deploy]
+    precisions`` as TOML (fp32 alone unless asked: an int8 evaluation exports and quantizes
+    every trained model, seconds each; None leaves the section out, the device's defaults)."""
     settings = {
         "finetune_steps": 60,
         "pruning_steps": 40,
@@ -155,4 +160,4 @@ batch_rows = 8
 examples_per_pass = 32
 trial_examples_per_pass = 16
 passes = 2
-"""
+""" + ("" if precisions is None else f"\n[deploy]\nprecisions = {precisions}\n")

@@ -159,6 +159,8 @@ SETTINGS = [
     ("throughput.warmup_passes", 2, {}, 2, NOTHING),
     ("throughput.threads", 2, {}, 2, NOTHING),
     ("throughput.trial_examples_per_pass", 64, {}, 2, NOTHING),
+    # what a trained model is evaluated in after its training, recorded in its folder
+    ("deploy.precisions", ("fp32", "int8"), {}, 2, NOTHING),
     ("storage.url", "sqlite:///other.db", {}, 2, NOTHING),
 ]
 

@@ -38,7 +38,8 @@ from trainers.model.checkpoints import CheckpointError, load_classifier
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import Engine, cuda_device_count, device_for
 
-# transformers (1 s or more) when a tokenizer is loaded; onnxruntime is the export extra's
+# imported where used: transformers (1 s or more) when a tokenizer is loaded, onnxruntime
+# when an ONNX file is
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
     from transformers import PreTrainedTokenizerBase
@@ -388,7 +389,8 @@ def import_export_library(name: str) -> ModuleType:
         return importlib.import_module(name)
     except ImportError:
         raise AutoPruMuxError(
-            f"{name} is not installed; install the export extra: pip install 'autoprumux[export]'"
+            f"{name} is not installed (autoprumux depends on it; was it uninstalled?): "
+            f"pip install {name}"
         ) from None
 
 
