@@ -16,9 +16,9 @@ each of them (``autoprumux measure``). For each budget (absolute, points under (
   in a temporary folder), their trainings answered from the grid (``replay:``): the study
   searching fp32 only (``[deploy] precisions = ["fp32"]``) and the study searching every
   precision of the grid. Each prints its answer, whether it is its space's true best, its
-  trainings (free teachers not counted), the recorded seconds of those trainings, and its
-  evaluations in other precisions (one per trained model and precision: what the third axis
-  adds to a training, no training of its own).
+  trainings (free teachers not counted), and its evaluations in other precisions (one per
+  trained model and precision: what the third axis adds to a training, no training of its
+  own).
 """
 
 from __future__ import annotations
@@ -57,13 +57,12 @@ def main() -> None:
         "fp32": (Precision.FP32,),
         "all": (Precision.FP32, *(p for p in Precision if p in measured)),
     }
-    seconds = {r.point: r.wall_time_s or 0.0 for r in results.for_task(task)}
     print(
         f"grid {args.grid}: {len(observed.accuracy)} points in "
         f"{', '.join(p.value for p in spaces['all'])}; table {args.throughput}"
     )
     columns = ("budget", "true best fp32", "true best all", "search", "answer", "best?",
-               "trainings", "seconds", "evaluations")  # fmt: skip
+               "trainings", "evaluations")  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as scratch:
         for value in args.budgets:
@@ -94,7 +93,6 @@ def main() -> None:
                         str(answer),
                         "yes" if answer == best[name] else "NO",
                         str(len(trained)),
-                        f"{sum(seconds.get(r.point, 0.0) for r in trained):.0f}",
                         str(sum(p.precision in space for r in complete for p in r.served_accuracy)),
                     )
                 )

@@ -52,7 +52,8 @@ class ServedSurface:
     untrained point's is its fp32 prediction plus the precision's *delta* (its figure minus
     fp32's), interpolated by the same rule over the deltas measured so far, or, where that rule
     gives none, their mean. A precision with no delta measured yet predicts nothing, and a
-    point that failed to train fails in every precision.
+    point that failed to train fails in every precision. A trained model without a figure in
+    a precision (its int8 file was refused: its labels differed from fp32's) has none there.
     """
 
     def fit(
@@ -80,6 +81,8 @@ class ServedSurface:
         if point in self.served_:
             return Prediction(self.served_[point], Source.MEASURED)
         base = self.fp32_.predict(point.trained)
+        if base.source is Source.MEASURED:  # trained, and not evaluated in this precision
+            return Prediction(None, Source.UNKNOWN)
         delta = self.delta(point)
         if base.value is None or delta is None:
             failed = base.source is Source.FAILED

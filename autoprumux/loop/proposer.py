@@ -75,8 +75,8 @@ MIN_CHANCE = 0.05
 PREDICTION_SPREAD = 0.014
 # the logistic spread added for a precision's delta from fp32 where it is predicted, not
 # measured: testing.prediction_spread.calibrate_delta_spread on
-# studies/results/sst2-tiny-precisions.json
-DELTA_SPREAD = 0.002
+# studies/results/sst2-tiny-precisions.json, whose largest fall under the truth is 0.69 points
+DELTA_SPREAD = 0.003
 
 
 class ProbeRule(enum.Enum):

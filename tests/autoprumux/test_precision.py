@@ -131,11 +131,13 @@ def test_an_untrained_precision_is_its_fp32_prediction_plus_the_interpolated_del
     # fp32 interpolated 0.89, delta interpolated -0.015
     assert surface.predict(p(1, 0.25, INT8)).value == pytest.approx(0.875)
     assert surface.predict(p(1, 0.25, INT8)).source is Source.INTERPOLATED
-    # no delta measured around N = 2: the mean delta, -0.015
-    assert surface.predict(p(2, 0.5, INT8)).value == pytest.approx(0.785)
+    # no delta measured around N = 2: fp32 interpolated 0.83, plus the mean delta, -0.015
+    assert surface.predict(p(2, 0.25, INT8)).value == pytest.approx(0.815)
     assert surface.predict(p(3, 0, INT8)).source is Source.FAILED
     assert surface.predict(p(2, 0, BF16)).source is Source.UNKNOWN  # no bf16 delta yet
     assert surface.predict(p(1, 0.25)).value == pytest.approx(0.89)  # fp32 as AccuracySurface
+    # trained, but without an int8 figure (its int8 file refused): nothing to rank
+    assert surface.predict(p(2, 0, INT8)).source is Source.UNKNOWN
 
 
 TABLE = ThroughputTable(

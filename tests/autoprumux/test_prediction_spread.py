@@ -8,9 +8,21 @@ import pytest
 
 from autoprumux.core.grid import BASELINE
 from autoprumux.core.grid import GridPoint as P
+from autoprumux.core.precision import Precision
 from autoprumux.files.results_io import read_results
-from autoprumux.loop.proposer import MIN_CHANCE, PREDICTION_SPREAD, Proposer, SearchState
-from autoprumux.testing.prediction_spread import calibrate_spread, prediction_falls
+from autoprumux.loop.proposer import (
+    DELTA_SPREAD,
+    MIN_CHANCE,
+    PREDICTION_SPREAD,
+    Proposer,
+    SearchState,
+)
+from autoprumux.testing.prediction_spread import (
+    calibrate_delta_spread,
+    calibrate_spread,
+    delta_falls,
+    prediction_falls,
+)
 
 RESULTS = Path(__file__).parents[2] / "studies" / "results"
 GRID_FILES = [RESULTS / "sst2-tiny-grid.json", RESULTS / "sst2-tiny-grid-grouped.json"]
@@ -70,3 +82,28 @@ def test_the_additive_rule_no_longer_closes_the_grouped_grids_answer_at_8_percen
     # the calibrated spread trains (2, 0.9) next
     assert Proposer().status(state()).open == (P(2, 0.9), P(4, 0.8), P(4, 0.9))
     assert Proposer().propose(state()) == [P(2, 0.9)]
+
+
+def test_delta_falls_on_a_hand_computed_grid():
+    int8 = Precision.INT8
+    accuracy = {P(1, 0): 0.90, P(1, 0.5): 0.88, P(2, 0): 0.85, P(2, 0.5): 0.80}
+    served = {
+        P(1, 0, int8): 0.89,
+        P(1, 0.5, int8): 0.875,
+        P(2, 0, int8): 0.85,
+        P(2, 0.5, int8): 0.79,
+    }  # deltas -0.01, -0.005, 0, -0.01
+    # (1, 0.5) from (1, 0)'s delta alone: -0.01, the truth -0.005: 0.5 points under;
+    # (2, 0.5) from (1, 0) and (2, 0), no rule reaching it: their mean -0.005, the truth
+    # -0.01: 0.5 points over
+    assert sorted(delta_falls(accuracy, served)) == pytest.approx([-0.005, 0.005], abs=1e-12)
+    # ceil(1000 x 0.005 / ln 19) / 1000 = ceil(1.70) / 1000
+    assert calibrate_delta_spread([(accuracy, served)], MIN_CHANCE) == 0.002
+
+
+def test_the_delta_spread_is_calibrated_on_the_committed_precision_grid():
+    results = read_results(RESULTS / "sst2-tiny-precisions.json")
+    observed = results.observations(results.resolve_task(None))
+    grid = (observed.accuracy, observed.served_accuracy)
+    assert calibrate_delta_spread([grid], MIN_CHANCE) == DELTA_SPREAD
+    assert len(delta_falls(*grid)) == 14  # the 15 pruned points less (4, 0.8): int8 refused
