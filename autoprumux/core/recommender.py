@@ -46,7 +46,9 @@ class Exclusion(enum.Enum):
     BELOW_THRESHOLD = "below_threshold"
     STOPPED_SHORT = "stopped_short"  # its training stopped early, its bound under the threshold
     FAILED = "failed"  # the point was trained and failed
-    ACCURACY_UNKNOWN = "accuracy_unknown"  # outside the measured hull or next to a failed point
+    # outside the measured hull, next to a failed point, or trained without a figure in its
+    # precision (its int8 file refused)
+    ACCURACY_UNKNOWN = "accuracy_unknown"
     THROUGHPUT_UNKNOWN = "throughput_unknown"  # no rule gives its throughput from the table
     LATENCY_UNKNOWN = "latency_unknown"  # ranked by latency, and the table has none for it
 

@@ -229,7 +229,11 @@ def event_line(event: Event, metric: str = "accuracy") -> str:
     kind = event.kind.value
     what = f"{kind:<8} {event.point}" if event.point is not None else kind
     if event.record is not None and event.record.accuracy is not None:
-        what += f" {metric} {event.record.accuracy:.4f}, {event.record.throughput:,.1f}/s"
+        served = "".join(
+            f" ({point.precision.value} {value:.4f})"
+            for point, value in event.record.served_accuracy.items()
+        )
+        what += f" {metric} {event.record.accuracy:.4f}{served}, {event.record.throughput:,.1f}/s"
     elif event.record is not None and event.record.reason:
         what += f" ({event.record.reason})"
     if event.message:

@@ -2,6 +2,7 @@
 decision's table and the progress lines (autoprumux/session/summary.py, decision_text.py); and
 each recommended point's precision, its batch-1 latency and the objective."""
 
+from dataclasses import replace
 from pathlib import Path
 
 from autoprumux.core.budget import Budget, BudgetKind
@@ -120,6 +121,8 @@ def test_progress_lines_name_the_metric():
     )
     assert "(1, 0.5) macro-F1 0.7812, 250.0/s |" in event_line(event, "macro-F1")
     assert "(1, 0.5) accuracy 0.7812, 250.0/s |" in event_line(event)
+    int8 = replace(event, record=replace(record, accuracy_int8=0.7798))
+    assert "(1, 0.5) accuracy 0.7812 (int8 0.7798), 250.0/s |" in event_line(int8)
 
 
 # --- precision as a third axis: a hand-made grid where an int8 point wins budget 0.03 ---------
@@ -145,7 +148,7 @@ def served_decision(objective=Objective.THROUGHPUT):
     observed = Observations(
         accuracy=FP32_ACCURACY, throughput=TIMED_IN_TRIALS, served_accuracy=INT8_ACCURACY
     )
-    # (2, 0.5, int8) was not evaluated in int8: fp32's 0.84 plus the deltas' rule
+    # (2, 0.5) was trained but not evaluated in int8 (its int8 file refused): not ranked
     points = Grid((1, 2), (0.0, 0.5)).served((Precision.FP32, INT8))
     return (
         Recommender(3, objective)
@@ -170,8 +173,11 @@ def test_an_int8_point_that_wins_the_budget_is_named_in_the_text():
         "3     (1, 0, int8)       baseline  0.8950    measured     220.0         2.20x    "
         "4.00        -",
     ]
-    # 4 (N, s) x 2 precisions; below 0.87: (2, 0, int8), (2, 0.5) and (2, 0.5, int8)
-    assert text.endswith("8 candidates; excluded below the threshold: 3")
+    # 4 (N, s) x 2 precisions; below 0.87: (2, 0, int8) and (2, 0.5); (2, 0.5, int8) unknown
+    assert text.endswith(
+        "8 candidates; excluded below the threshold: 2, accuracy unknown (outside the measured "
+        "hull or next to a failed point): 1"
+    )
 
 
 def test_an_int8_point_that_wins_the_budget_is_in_the_json():
