@@ -108,9 +108,12 @@ def format_trial(result: TrialResult, metric: str = "accuracy") -> str:
     if result.reason:  # with the phases it finished
         return "\n".join([head, f"reason: {result.reason}", *ran])
     phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.phase_seconds.items())
+    # the dev figure in the other serving precisions, beside fp32's
+    served = "".join(f" ({name} {figure:.4f})" for name, figure in result.served.items())
     lines = [
         head,
-        f"dev {metric} {result.accuracy:.4f} | achieved sparsity {result.achieved_sparsity:.4f} | "
+        f"dev {metric} {result.accuracy:.4f}{served} | achieved sparsity "
+        f"{result.achieved_sparsity:.4f} | "
         f"{result.parameters:,} prunable parameters | {result.throughput:,.1f} examples/s",
         f"wall time {result.wall_time_s:.1f}s ({phases})",
         f"artifact {result.artifact_path}",

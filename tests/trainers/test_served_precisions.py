@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from autoprumux.cli.main import main
+from autoprumux.cli.outputs import format_trial
 from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.precision import Precision, ServingDevice, check_precisions
@@ -209,6 +210,9 @@ def test_the_figures_land_in_the_records_and_the_folders(trained):
     assert teacher_s == pytest.approx(expected)
     assert json.loads(json.dumps(result.to_json()))["served"] == result.served
     assert type(result).from_json(result.to_json()) == result
+    # autoprumux train prints the int8 figure beside fp32's
+    line = f"dev accuracy {result.accuracy:.4f} (int8 {result.served['int8']:.4f}) |"
+    assert line in format_trial(result)
 
 
 def test_fp32_by_the_served_path_is_the_trials_figure_and_bf16_is_near_it(trained):
