@@ -180,15 +180,15 @@ class SearchDriver:
             if config.objective is Objective.LATENCY
             else table.throughput
         )
-        # the trainings (fp32) and the other precisions they are served in
-        self.candidates = {
-            p: v for p, v in searched.items() if p in config.grid and p.precision is Precision.FP32
-        }
+        in_grid = {p: v for p, v in searched.items() if p in config.grid}
+        # the trainings (fp32), and the other precisions their models are served in
+        fp32 = Precision.FP32
+        self.candidates = {p: v for p, v in in_grid.items() if p.precision is fp32}
         self.served = {
-            p: v for p, v in searched.items() if p in config.grid and p.trained in self.candidates
+            p: v
+            for p, v in in_grid.items()
+            if p.precision is not fp32 and p.trained in self.candidates
         }
-        for point in self.candidates:
-            self.served.pop(point)
         self.proposer = proposer or Proposer()
         self.on_event = on_event or (lambda event: None)
         self.pending: dict[int, GridPoint] = {}  # this search's running trials

@@ -37,6 +37,7 @@ from typing import Any
 
 from autoprumux.core.budget import Budget
 from autoprumux.core.grid import BASELINE, GridPoint
+from autoprumux.core.precision import Precision
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.loop.costs import CostModel, Recipe, recipe_of
@@ -185,8 +186,13 @@ def forecast_search(
 ) -> SearchForecast:
     """The plan of a fresh search of ``study`` for ``budget``, ranked and priced by ``table``
     (``used`` says which), ``slots.workers`` trials at a time."""
-    # the driver's candidates: the grid's points the table has a throughput of
-    candidates = {p: v for p, v in table.throughput.items() if p in study.grid.grid}
+    # the driver's trainings: the grid's points the table has an fp32 throughput of (the
+    # plan is the fp32 proposer's: with no result yet, no other precision predicts anything)
+    candidates = {
+        p: v
+        for p, v in table.throughput.items()
+        if p in study.grid.grid and p.precision is Precision.FP32
+    }
     missing = len(study.grid.grid) - len(candidates)
     notes = list(notes)
     if missing:

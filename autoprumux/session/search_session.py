@@ -268,6 +268,12 @@ class SearchSession:
                 f"Ray cluster at {request.address}: {len(nodes)} node(s) see the study's files"
             )
         table, table_path = self._table(plan)
+        if request.objective is Objective.LATENCY and not table.latency:
+            raise FieldError(
+                "--objective",
+                f"latency needs the batch-1 latency of each point, and {table.source} has none "
+                "(no latency_s column); autoprumux measure records it",
+            )
         config = replace(self._config(plan, slots), precisions=searched_precisions(plan, table))
         tested = has_test_split(plan.study)  # known before the search: a bad [data] fails now
         from autoprumux.loop.masking import masked_url

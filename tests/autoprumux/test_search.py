@@ -17,11 +17,12 @@ import pytest
 from autoprumux.cli.main import main
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.grid import BASELINE, PAPER_GRID, GridPoint
+from autoprumux.core.precision import Precision
 from autoprumux.core.recipe import recipe_record, recipe_settings
-from autoprumux.core.records import Training, TrialRecord, TrialStatus
+from autoprumux.core.records import ResultsTable, Training, TrialRecord, TrialStatus
 from autoprumux.core.study import load_study
 from autoprumux.core.throughput import ThroughputTable
-from autoprumux.files.results_io import write_results
+from autoprumux.files.results_io import write_results, write_throughput_table
 from autoprumux.loop.driver import SearchConfig, SearchDriver, StopReason, run_local
 from autoprumux.loop.optuna_store import OptunaStore
 from autoprumux.loop.trial_sources import ReplayTrainer
@@ -284,6 +285,8 @@ def test_ray_executor_with_cpu_trials(tmp_path, grid_file, capsys):
             ["--executor", "ray", "--address", "127.0.0.1:1"],
             "--address 127.0.0.1:1: nothing answers there",
         ),
+        # the replayed table's throughputs have no batch-1 latency
+        (["--objective", "latency"], "--objective: latency needs the batch-1 latency"),
     ],
 )
 def test_bad_search_input_exits_2(tmp_path, grid_file, capsys, extra, message):
@@ -435,3 +438,29 @@ def test_the_default_study_is_found_from_any_folder(tmp_path, monkeypatch):
     assert default_study_path("sst2", gpu=False) == Path("studies") / "sst2-tiny.toml"
     with pytest.raises(FieldError, match="--study: no study given and neither studies/mnli-tiny"):
         default_study_path("mnli", gpu=False)
+
+
+def test_the_search_answers_an_int8_point_when_int8_is_the_fastest_within_the_budget(
+    tmp_path, grid_file, capsys
+):
+    # every model keeps its accuracy in int8 and runs 1.5x as fast: the answer is the fp32
+    # answer's model, served in int8
+    rows = ReplayTrainer(path=str(grid_file)).table().records
+    int8_grid = write_results(
+        ResultsTable(tuple(replace(r, accuracy_int8=r.accuracy) for r in rows)),
+        tmp_path / "int8-grid.csv",
+    )
+    served = {p.served(Precision.INT8): 1.5 * v for p, v in TABLE.throughput.items()}
+    table = write_throughput_table(
+        ThroughputTable({**TABLE.throughput, **served}), tmp_path / "table.csv"
+    )
+    code = cli_search(tmp_path, int8_grid, "--throughput", str(table), "--json")
+    document = json.loads(capsys.readouterr().out)
+    best = best_by_brute_force(grid_file, 0.03)
+    assert code == 0
+    assert (document["best"]["n"], document["best"]["sparsity"]) == (best.n, best.sparsity)
+    assert document["best"]["precision"] == "int8"
+    assert document["decision"]["recommendations"][0]["precision"] == "int8"
+    assert document["decision"]["recommendations"][0]["speedup"] == pytest.approx(
+        1.5 * FAMILY.expected_speedup(best)
+    )
