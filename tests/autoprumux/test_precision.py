@@ -1,12 +1,13 @@
-"""The precision axis (autoprumux.core.precision): (N, s, precision) points, what a device can
-serve, the tables and surfaces per precision, and the recommender and proposer over them."""
+"""The precision axis (autoprumux.core.precision): (N, s, precision) points, the tables and
+surfaces per precision, and the recommender and proposer over them (what a device can serve:
+tests/trainers/test_served_precisions.py)."""
 
 import pytest
 
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import Grid, GridPoint
-from autoprumux.core.precision import Precision, ServingDevice, check_precisions
+from autoprumux.core.precision import Precision
 from autoprumux.core.recommender import Exclusion, Objective, Recommender
 from autoprumux.core.records import Observations, ResultsTable, TrialRecord
 from autoprumux.core.study import DeploySection
@@ -38,30 +39,6 @@ def test_a_point_in_another_precision_serves_the_fp32_model_its_trial_trains():
     )
     with pytest.raises(FieldError, match="precision: 'int4' is not one of: fp32, bf16, fp16, int8"):
         GridPoint(1, 0.0, "int4")  # type: ignore[arg-type]
-
-
-CPU = ServingDevice(kind="cpu", bf16=True, onnxruntime=True)
-GPU = ServingDevice(kind="cuda", bf16=True)
-
-
-def test_each_device_serves_its_own_precisions_and_refuses_the_others_in_one_line():
-    assert check_precisions((), CPU) == (FP32, INT8)
-    assert check_precisions((), ServingDevice(kind="cpu")) == (FP32,)  # no onnxruntime
-    assert check_precisions((), GPU) == (FP32, BF16, FP16)
-    assert check_precisions((), ServingDevice(kind="cuda")) == (FP32, FP16)  # a V100: no bf16
-    assert check_precisions((INT8, FP32), CPU) == (FP32, INT8)  # fp32 first
-    refusals = {
-        (INT8, GPU): "'int8' runs on ONNX Runtime's CPU provider, not on a GPU; on this "
-        "cuda available: fp32, fp16, bf16",
-        (FP16, CPU): "'fp16' needs a GPU (a CPU has no fast fp16 matmul); on this cpu "
-        "available: fp32, bf16, int8",
-        (BF16, ServingDevice(kind="cuda")): "'bf16' needs a GPU with bf16",
-        (INT8, ServingDevice(kind="cpu")): "'int8' needs onnxruntime (pip install onnxruntime)",
-    }
-    for (precision, device), message in refusals.items():
-        with pytest.raises(FieldError) as err:
-            check_precisions((FP32, precision), device)
-        assert str(err.value).startswith(f"deploy.precisions: {message}")
 
 
 def test_a_study_serves_fp32_always_and_each_precision_once():
