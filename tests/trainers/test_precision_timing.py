@@ -230,6 +230,46 @@ def test_a_study_of_fp32_only_times_fp32_only(tiny_study_file, capsys, tmp_path)
     assert np.all(np.array(list(table.latency.values())) > 0)
 
 
+def test_a_search_whose_table_lacks_a_study_precision_measures_it_first(tiny_study_file, tmp_path):
+    from autoprumux.core.budget import Budget, BudgetKind
+    from autoprumux.core.study import load_study
+    from autoprumux.core.throughput import ThroughputTable
+    from autoprumux.measurement import default_table_path
+    from autoprumux.session.search_session import SearchRequest, SearchSession
+
+    path = tiny_study_file(precisions=None)  # no [deploy]: fp32 and int8 on a CPU
+    study = load_study(path)
+    table_file = default_table_path(study, study.throughput)
+    table_file.parent.mkdir(parents=True)
+    write_throughput_table(ThroughputTable({GridPoint(1, 0.0): 100.0}), table_file)  # fp32 only
+    request = SearchRequest(
+        task=None,
+        study_path=str(path),
+        budget=Budget(BudgetKind.ABSOLUTE, 0.03),
+        gpus=0,
+        gpus_per_trial=1.0,
+        cpus_per_trial=None,
+        executor="local",
+        address=None,
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+        trainer_spec="study",
+        throughput_path=None,
+        max_trials=None,
+        max_gpu_hours=None,
+        max_retries=1,
+        top_k=3,
+        device="cpu",
+    )
+    lines: list[str] = []
+    session = SearchSession(request, lines.append, gpu_count=lambda: 0, cores=2)
+    plan = session.plan()
+    assert plan.precisions == (Precision.FP32, Precision.INT8)
+    table, used = session._table(plan)
+    assert used == table_file and any("it times no int8 rows" in line for line in lines)
+    assert table.precisions == (Precision.FP32, Precision.INT8) and len(table.points) == 8
+    assert read_throughput_table(table_file).throughput == table.throughput  # written there
+
+
 @pytest.mark.gpu
 def test_bf16_and_fp16_are_timed_as_cuda_graphs_beside_fp32(grid_models):
     from trainers.deploy.timing import TIMING_GRAPHS, measure
