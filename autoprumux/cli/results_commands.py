@@ -14,6 +14,7 @@ from autoprumux.cli.options import (
     budget_options,
     grid_from,
     json_option,
+    objective_option,
     options,
     out_option,
     storage_option,
@@ -71,14 +72,7 @@ def results_table_options(func: Command) -> Command:
     help="Rank this grid ('1,2,5,10:0,0.6,0.7' or a study file's [grid]) instead of "
     "the throughput table's points.",
 )
-@click.option(
-    "--objective",
-    type=click.Choice([o.value for o in Objective]),
-    default=Objective.THROUGHPUT.value,
-    show_default=True,
-    help="Rank the feasible points by throughput (examples/s at full batches, the paper's) "
-    "or by latency: the seconds of one request at batch 1 (the table's latency_s column).",
-)
+@objective_option()
 def predict(
     results_path: str,
     task: str | None,
@@ -90,16 +84,15 @@ def predict(
     relative_budget: float | None,
     min_accuracy: float | None,
     grid_spec: str | None,
-    objective: str,
+    objective: Objective,
 ) -> None:
     """Recommend the top (N, s, precision) for an accuracy budget (paper section 4.3)."""
     from autoprumux.report.data import ranked_precisions
     from autoprumux.session.decision_text import decision_dict, format_decision
 
     chosen = budget_from(budget, relative_budget, min_accuracy)
-    ranking = Objective(objective)
     results, task, table = _load(results_path, task, throughput_path, throughput_task)
-    if ranking is Objective.LATENCY and not table.latency:
+    if objective is Objective.LATENCY and not table.latency:
         raise FieldError(
             "--objective",
             f"latency needs a throughput table with a latency_s column (seconds of one request "
@@ -114,7 +107,7 @@ def predict(
         if grid is not None
         else tuple(p for p in table.points if p.precision in precisions)
     )
-    recommender = Recommender(top_k=top_k, objective=ranking).fit(task, observations, table)
+    recommender = Recommender(top_k=top_k, objective=objective).fit(task, observations, table)
     decision = recommender.recommend(chosen, points)
     if as_json:
         click.echo(json.dumps(decision_dict(decision, results_path, table), indent=1))

@@ -58,6 +58,7 @@ its (N, s), and it settles points in every precision: what it settles is summed 
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,9 +103,9 @@ class SearchState:
     served: Mapping[GridPoint, float] = field(default_factory=dict)
     served_accuracy: Mapping[GridPoint, float] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def precisions(self) -> tuple[Precision, ...]:
-        """The precisions searched, fp32 first."""
+        """The precisions searched, fp32 first (read for every probe: computed once)."""
         served = {p.precision for p in self.served}
         return (Precision.FP32, *(p for p in Precision if p in served))
 
@@ -114,11 +115,9 @@ class SearchState:
             return self.candidates[point]
         return self.served[point]
 
-    def points(self, precision: Precision) -> dict[GridPoint, float]:
-        """The candidates in ``precision``: (N, s, precision) -> throughput."""
-        if precision is Precision.FP32:
-            return dict(self.candidates)
-        return {p: v for p, v in self.served.items() if p.precision is precision}
+    def is_candidate(self, point: GridPoint) -> bool:
+        """Whether ``point`` (any precision) may be the answer."""
+        return point in self.candidates or point in self.served
 
     def measured(self, precision: Precision) -> dict[GridPoint, float]:
         """The trained points' figures in ``precision``, keyed (N, s, precision)."""
@@ -288,7 +287,7 @@ class Proposer:
         settled = 0.0
         for precision in state.precisions:
             served = probe.served(precision)
-            if served not in state.points(precision):
+            if not state.is_candidate(served):
                 continue
             speed = state.throughput(served)
             mine = [p for p in to_settle if p.precision is precision]
@@ -379,7 +378,7 @@ class Proposer:
         teacher = GridPoint(row[0].n, 0.0, row[0].precision)
         if (
             teacher.trained in taken
-            or teacher not in state.points(teacher.precision)
+            or not state.is_candidate(teacher)
             or not self._unsettled(teacher, state, verdicts)
             or any(
                 self.predicted(p, surface, state) is not None for p in row if p.trained not in taken

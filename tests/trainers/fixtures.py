@@ -161,3 +161,15 @@ examples_per_pass = 32
 trial_examples_per_pass = 16
 passes = 2
 """ + ("" if precisions is None else f"\n[deploy]\nprecisions = {precisions}\n")
+
+
+def one_line_error(capsys, argv, *expected):  # type: ignore[no-untyped-def]
+    """``autoprumux argv`` exits 2 with one line on stderr holding each of ``expected``."""
+    from autoprumux.cli.main import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for text in expected:
+        assert text in err, err
+    return err

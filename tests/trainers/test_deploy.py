@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from fixtures import one_line_error
 from glue_tables import preset_tables
 
 from autoprumux.cli.main import main
@@ -195,15 +196,6 @@ def test_long_inputs_are_truncated_and_counted(trained, tmp_path, capsys):
     assert document["truncated"] == 2 and document["inputs"] == 4
 
 
-def _one_line_error(capsys, argv, *expected):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    for text in expected:
-        assert text in err, err
-    return err
-
-
 def test_bad_inputs_are_one_line_naming_file_and_line(trained, tmp_path, capsys):
     results, _, _ = trained
     folder = results[(1, 0.0)].artifact_path
@@ -219,18 +211,18 @@ def test_bad_inputs_are_one_line_naming_file_and_line(trained, tmp_path, capsys)
     one = tmp_path / "one.txt"
     one.write_text("what is it ?\tit is a film\nno tab here\n")
     classify = ["classify", "--model"]
-    _one_line_error(capsys, [*classify, folder, "--input", str(empty)], "empty.txt", "no inputs")
-    _one_line_error(capsys, [*classify, folder, "--input", str(latin)], "latin.txt", "line 2")
-    _one_line_error(
+    one_line_error(capsys, [*classify, folder, "--input", str(empty)], "empty.txt", "no inputs")
+    one_line_error(capsys, [*classify, folder, "--input", str(latin)], "latin.txt", "line 2")
+    one_line_error(
         capsys, [*classify, folder, "--input", str(table)], "table.tsv", "line 1", "'sentence'"
     )
-    _one_line_error(
+    one_line_error(
         capsys, [*classify, folder, "--input", str(bad_label)], "labels.tsv", "line 3", "maybe"
     )
-    _one_line_error(capsys, [*classify, pair_folder, "--input", str(one)], "one.txt", "line 2")
-    _one_line_error(capsys, [*classify, folder, "--input", str(one), "--column", "x"], "--column")
-    _one_line_error(capsys, [*classify, str(tmp_path), "--input", str(one)], "not an autoprumux")
-    _one_line_error(
+    one_line_error(capsys, [*classify, pair_folder, "--input", str(one)], "one.txt", "line 2")
+    one_line_error(capsys, [*classify, folder, "--input", str(one), "--column", "x"], "--column")
+    one_line_error(capsys, [*classify, str(tmp_path), "--input", str(one)], "not an autoprumux")
+    one_line_error(
         capsys, [*classify, folder, "--input", str(tmp_path / "nope.txt")], "--input", "nope.txt"
     )
 
@@ -252,7 +244,7 @@ def test_foreign_or_damaged_files_are_refused(trained, tmp_path, capsys):
     sentences = tmp_path / "in.txt"
     sentences.write_text("good\n")
     for path, expected in ((foreign, "did not export"), (junk, "not a readable ONNX")):
-        _one_line_error(
+        one_line_error(
             capsys,
             ["classify", "--model", str(path), "--input", str(sentences)],
             str(path),
@@ -264,12 +256,12 @@ def test_export_errors_are_one_line(trained, tmp_path, capsys, monkeypatch):
     results, _, _ = trained
     folder = results[(1, 0.0)].artifact_path
     export = ["export", "--model", folder, "--format"]
-    _one_line_error(capsys, [*export, "onnx", "--out", str(tmp_path / "m.pt")], "--out", ".onnx")
-    _one_line_error(
+    one_line_error(capsys, [*export, "onnx", "--out", str(tmp_path / "m.pt")], "--out", ".onnx")
+    one_line_error(
         capsys, [*export, "torchscript", "--out", str(tmp_path / "no" / "m.pt")], "--out"
     )
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it had been uninstalled
-    _one_line_error(
+    one_line_error(
         capsys,
         [*export, "onnx", "--out", str(tmp_path / "m.onnx")],
         "pip install onnxruntime",
@@ -298,7 +290,7 @@ def test_older_folders_without_info_are_explained(trained, tmp_path, capsys):
     old.mkdir()
     for name in ("architecture.json", "model.safetensors"):
         (old / name).write_bytes((Path(results[(1, 0.0)].artifact_path) / name).read_bytes())
-    _one_line_error(capsys, ["classify", "--model", str(old)], INFO_FILE, "rerun")
+    one_line_error(capsys, ["classify", "--model", str(old)], INFO_FILE, "rerun")
 
 
 @pytest.mark.gpu

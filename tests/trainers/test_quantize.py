@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fixtures import one_line_error
 from glue_tables import preset_tables
 
 from autoprumux.cli.main import main
@@ -172,14 +173,6 @@ def test_labels_that_differ_refuse_the_file(exported, tmp_path, monkeypatch):
     assert (folder / INFO_FILE).read_text() == before
 
 
-def _one_line_error(capsys, argv, *expected):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    for text in expected:
-        assert text in err, err
-
-
 @pytest.mark.parametrize(
     ("fmt", "precision", "out", "allowed"),
     [
@@ -193,7 +186,7 @@ def test_a_precision_the_format_cannot_write_is_one_line(
     exported, tmp_path, capsys, fmt, precision, out, allowed
 ):
     argv = ["export", "--model", str(exported.folder), "--format", fmt, "--precision", precision]
-    _one_line_error(capsys, [*argv, "--out", str(tmp_path / out)], "--precision", allowed)
+    one_line_error(capsys, [*argv, "--out", str(tmp_path / out)], "--precision", allowed)
     assert not list(tmp_path.iterdir())
 
 
@@ -201,6 +194,6 @@ def test_int8_without_onnxruntime_says_how_to_install_it(exported, tmp_path, cap
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it had been uninstalled
     argv = ["export", "--model", str(exported.folder), "--format", "onnx", "--precision", "int8"]
     out = ["--out", str(tmp_path / "m.onnx")]
-    _one_line_error(capsys, [*argv, *out], "onnxruntime", "pip install onnxruntime")
-    _one_line_error(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "pip install")
+    one_line_error(capsys, [*argv, *out], "onnxruntime", "pip install onnxruntime")
+    one_line_error(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "pip install")
     assert not list(tmp_path.iterdir())

@@ -136,7 +136,7 @@ def write_onnx(module: GroupedClassifier, example: Groups, path: Path, carried: 
     # is the user's (and --json's)
     with (
         _quiet_stdout_here(),
-        _quiet_logging("torch.onnx", "onnxscript"),
+        quiet_logging("torch.onnx", "onnxscript"),
         warnings.catch_warnings(),
     ):
         warnings.simplefilter("ignore")  # the exporter's deprecation and axis-naming notes
@@ -201,8 +201,9 @@ def _quiet_stdout_here() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _quiet_logging(*names: str) -> Iterator[None]:
-    loggers = [logging.getLogger(name) for name in names]
+def quiet_logging(*names: str) -> Iterator[None]:
+    """The loggers ``names`` (none: the root logger) at ERROR while the block runs."""
+    loggers = [logging.getLogger(name) for name in names] or [logging.getLogger()]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)

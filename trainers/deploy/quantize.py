@@ -23,13 +23,11 @@ model folder (:func:`trainers.deploy.model_folder.record_precisions`).
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
-import logging
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +38,13 @@ from autoprumux.core.metrics import Metric, score
 from autoprumux.core.study import load_study
 from autoprumux.files.atomic import atomic_path
 from trainers.data.tables import load_tables
-from trainers.deploy.export import SAMPLE_SENTENCES, ExportError, ExportFormat, export_model
+from trainers.deploy.export import (
+    SAMPLE_SENTENCES,
+    ExportError,
+    ExportFormat,
+    export_model,
+    quiet_logging,
+)
 from trainers.deploy.inference import (
     PRECISION_KEY,
     Text,
@@ -188,7 +192,7 @@ def quantize_file(fp32: Path, out: Path) -> tuple[str, ...]:
     with tempfile.TemporaryDirectory(prefix="autoprumux-int8-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # ORT's quantizer logs its notes through the root logger; the CLI's output is the user's
-        with _quiet_root_logging():
+        with quiet_logging():
             # ORT's symbolic shape inference fails on the multiplexed graphs (an Unsqueeze of
             # an unknown rank); ONNX's shape inference and ORT's optimizer still run
             quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
@@ -318,14 +322,3 @@ def compare_on_dev(fp32: TextClassifier, int8: TextClassifier, dev: DevSet) -> D
         fp32=dev_score(fp32, dev),
         int8=dev_score(int8, dev),
     )
-
-
-@contextlib.contextmanager
-def _quiet_root_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
