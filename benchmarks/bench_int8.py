@@ -1,13 +1,17 @@
 """Trained models in fp32 and int8 on ONNX Runtime, side by side on the CPU: examples/s and dev.
 
     .venv/bin/python benchmarks/bench_int8.py [--study studies/sst2-tiny.toml] \
-        [--folders DIR ...] [--passes 5] [--threads 2]
+        [--folders DIR ...] [--passes 5] [--threads 2] [--static]
 
 Every trained model folder of the study's artifacts (``trial-*`` and ``teacher-*``), or the
 ``--folders`` given, is exported with ``autoprumux export``'s code into a temporary folder:
-fp32 ONNX (checked against PyTorch), then int8 (``trainers.deploy.quantize.quantize_file``,
-as ``export --precision int8`` writes it). The folders are only read: nothing is recorded
-in them.
+fp32 ONNX (checked against PyTorch), then int8 by dynamic quantization
+(``trainers.deploy.quantize.quantize_file``), the first recipe of ``export --precision int8``'s
+ladder. Each model's line also says which recipe the ladder picks (``make_int8``: the
+decided-sample and calibration checks) and how many sample inputs fp32 decides. ``--static``
+adds the ladder's first static recipe (QDQ, its worst-quantizing weight layer kept in fp32),
+timed and scored beside the others whichever recipe the ladder picks. The folders are only
+read: nothing is recorded in them.
 
 Timing is the throughput harness's (``[throughput]`` of the study; trainers/deploy/timing.py):
 a batch is ``batch_rows`` x N random sequences of the model's max length (CLS first, no
@@ -33,9 +37,16 @@ from autoprumux.core.study import load_study
 from trainers.deploy.export import ExportFormat, export_model
 from trainers.deploy.inference import OnnxBackend, TextClassifier, load_text_classifier
 from trainers.deploy.model_folder import INFO_FILE, read_info
-from trainers.deploy.quantize import compare_on_dev, dev_set, quantize_file
-
-PRECISIONS = ("fp32", "int8")
+from trainers.deploy.quantize import (
+    DevSet,
+    compare_on_dev,
+    dev_score,
+    make_int8,
+    prepare,
+    quantize_file,
+    recipe_ladder,
+    study_examples,
+)
 
 
 def main() -> None:
@@ -45,6 +56,8 @@ def main() -> None:
                         "study's trial-* and teacher-* artifacts)")  # fmt: skip
     parser.add_argument("--passes", type=int, help="timed passes (default: the study's)")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--static", action="store_true", help="time and score the first static "
+                        "QDQ recipe too")  # fmt: skip
     args = parser.parse_args()
     study = load_study(args.study)
     settings = study.throughput
@@ -56,7 +69,7 @@ def main() -> None:
     if not folders:
         raise SystemExit(f"no trained model folders under {study.artifacts_folder}")
     runs: dict[tuple[Path, str], Callable[[], int]] = {}
-    rows = {}
+    rows, statics, recipes = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-int8-") as scratch:
         for i, folder in enumerate(folders):
             info = read_info(folder)
@@ -68,13 +81,22 @@ def main() -> None:
                 "fp32": _classifier(fp32_file, args.threads),
                 "int8": _classifier(int8_file, args.threads),
             }
-            dev = dev_set(info, str(folder / INFO_FILE))
+            dev, calibration = study_examples(info, str(folder / INFO_FILE))
+            made = make_int8(fp32_file, Path(scratch) / f"{i}-ladder.onnx", calibration)
+            passed = made.tried[-1]
+            picked = f"{made.recipe}, {passed.decided} of {passed.samples} samples decided"
+            if args.static:
+                static_file = Path(scratch) / f"{i}-static.onnx"
+                _first_static(fp32_file, models["fp32"], calibration, static_file)
+                models["static"] = _classifier(static_file, args.threads)
+                statics[folder] = dev_score(models["static"], dev)
             comparison = compare_on_dev(models["fp32"], models["int8"], dev)
             fp32_labels = [p.label for p in models["fp32"].predict(dev.texts)]
             int8_labels = [p.label for p in models["int8"].predict(dev.texts)]
             same = sum(a == b for a, b in zip(fp32_labels, int8_labels, strict=True))
             size = int8_file.stat().st_size / fp32_file.stat().st_size
             rows[folder] = (info, comparison, same / len(dev.texts), size)
+            recipes[folder] = picked
             for precision, model in models.items():
                 runs[folder, precision] = _pass(
                     model, settings.batch_rows, settings.examples_per_pass
@@ -82,7 +104,8 @@ def main() -> None:
             print(
                 f"{folder.name}: {info.point}, fp32 {fp32_file.stat().st_size / 1e6:.1f} MB, "
                 f"int8 {int8_file.stat().st_size / 1e6:.1f} MB; dev {comparison.metric_label} "
-                f"fp32 {comparison.fp32:.4f}, int8 {comparison.int8:.4f}",
+                f"fp32 {comparison.fp32:.4f}, int8 {comparison.int8:.4f}; the ladder picks "
+                f"{picked}",
                 flush=True,
             )
         passes = args.passes or settings.passes
@@ -109,6 +132,31 @@ def main() -> None:
             f"| {int8 / fp32:.2f}x | {comparison.fp32:.4f} | {comparison.int8:.4f} "
             f"| {comparison.delta_points:+.2f} | {100 * kept:.1f} % | {size:.2f}x |"
         )
+    print("\n| model | the ladder's recipe |\n|---|---|")
+    for folder, picked in recipes.items():
+        print(f"| {folder.name} | {picked} |")
+    if statics:
+        print("\n| model | static QDQ ex/s | vs dynamic | vs fp32 | static dev | delta (points) |")
+        print("|---|---|---|---|---|---|")
+        for folder, figure in statics.items():
+            fp32, int8 = timings[folder, "fp32"].median, timings[folder, "int8"].median
+            static = timings[folder, "static"].median
+            delta = 100 * (figure - rows[folder][1].fp32)
+            print(
+                f"| {folder.name} | {static:,.0f} | {static / int8:.2f}x | {static / fp32:.2f}x "
+                f"| {figure:.4f} | {delta:+.2f} |"
+            )
+
+
+def _first_static(fp32_file: Path, fp32: TextClassifier, calibration: DevSet, out: Path) -> None:
+    """The ladder's first static recipe written at ``out``, whatever the checks say."""
+    with tempfile.TemporaryDirectory(prefix="bench-int8-static-") as scratch:
+        prepared = prepare(fp32_file, Path(scratch) / "prepared.onnx")
+        ladder = recipe_ladder(fp32_file, prepared, fp32, calibration)
+        next(ladder)  # dynamic
+        recipe, write = next(ladder)
+        write(out)
+        print(f"  static: {recipe}", flush=True)
 
 
 def _classifier(path: Path, threads: int) -> TextClassifier:

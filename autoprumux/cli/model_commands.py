@@ -206,7 +206,8 @@ def _export_int8(model_path: str, out_path: str, as_json: bool) -> None:
     from trainers.deploy.quantize import export_int8
 
     done = export_int8(model_path, out_path)
-    dev = done.dev
+    dev, made = done.dev, done.made
+    passed = made.tried[-1]
     if as_json:
         document = {
             "path": str(done.path),
@@ -215,8 +216,11 @@ def _export_int8(model_path: str, out_path: str, as_json: bool) -> None:
             "bytes": done.bytes,
             "fp32_bytes": done.fp32_bytes,
             "fp32_max_abs_diff": done.fp32_max_abs_diff,
-            "fp32_ops": list(done.fp32_ops),
-            "samples_checked": done.samples,
+            "recipe": made.recipe.to_json(),
+            "recipes_tried": [str(check) for check in made.tried],
+            "fp32_ops": list(made.fp32_ops),
+            "samples_checked": passed.decided,
+            "samples": passed.samples,
         }
         click.echo(
             json.dumps({**document, "dev": dev.to_json(), "seconds": done.seconds}, indent=1)
@@ -224,12 +228,15 @@ def _export_int8(model_path: str, out_path: str, as_json: bool) -> None:
         return
     click.echo(
         f"exported {model_path} -> {done.path} (onnx int8, {done.bytes / 1e6:.1f} MB, "
-        f"{done.bytes / done.fp32_bytes:.2f} x the fp32 file, {done.seconds:.1f} s); labels equal "
-        f"the fp32 model's on {done.samples} sample inputs; dev {dev.metric_label} "
-        f"{dev.int8:.4f} in int8, {dev.fp32:.4f} in fp32 ({dev.delta_points:+.2f} points) on "
-        f"{dev.examples} examples, recorded in the model folder; kept in fp32: "
-        f"{', '.join(done.fp32_ops) or 'nothing'}"
+        f"{done.bytes / done.fp32_bytes:.2f} x the fp32 file, {done.seconds:.1f} s) by the "
+        f"recipe {made.recipe}; labels equal the fp32 model's on the {passed.decided} of "
+        f"{passed.samples} sample inputs it decides; dev {dev.metric_label} {dev.int8:.4f} in "
+        f"int8, {dev.fp32:.4f} in fp32 ({dev.delta_points:+.2f} points) on {dev.examples} "
+        f"examples, recorded in the model folder; ops left in fp32: "
+        f"{', '.join(made.fp32_ops) or 'nothing'}"
     )
+    for refused in made.tried[:-1]:
+        click.echo(f"  refused first: {refused}")
 
 
 # a saved transformers checkpoint computes our logits within this (fp32, CPU)

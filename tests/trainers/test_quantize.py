@@ -11,12 +11,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 from fixtures import one_line_error
 from glue_tables import preset_tables
 
 from autoprumux.cli.main import main
 from autoprumux.core.study import load_study
-from trainers.deploy.export import ExportError, ExportFormat, export_model
+from trainers.deploy.export import ExportFormat, export_model
 from trainers.deploy.inference import BUNDLE_KEY, PredictedLabel, load_text_classifier
 from trainers.deploy.model_folder import (
     INFO_FILE,
@@ -25,6 +26,7 @@ from trainers.deploy.model_folder import (
     model_card,
     read_info,
 )
+from trainers.model.checkpoints import load_classifier
 from trainers.trial.run import TrialSpec, run_trial
 
 onnx = pytest.importorskip("onnx")
@@ -75,7 +77,15 @@ def test_int8_labels_equal_fp32_on_the_samples_and_nearly_on_dev(exported):
     assert (dev.fp32, dev.int8) == (right[0] / 64, right[1] / 64)
     assert dev.fp32 == exported.result.accuracy
     assert abs(dev.delta_points) <= 100 * 2 / 64
-    assert exported.int8.samples == len(quantize.CHECK_SENTENCES) == 16
+    made = exported.int8.made
+    assert made.recipe == quantize.DYNAMIC and len(made.tried) == 1  # dynamic passed
+    passed = made.tried[0]
+    assert passed.samples == len(quantize.CHECK_SENTENCES) == 16
+    # the samples this barely trained model decides (top probability 0.2 ahead), if any
+    said = load_text_classifier(exported.fp32, device="cpu").predict(samples)
+    assert passed.decided == sum(abs(p.probabilities["positive"] - 0.5) >= 0.1 for p in said)
+    assert (passed.flipped, passed.calibration) == ((), 256)
+    assert passed.cost <= quantize.MAX_COST
 
 
 def test_int8_file_carries_the_fp32_metadata_and_its_own(exported):
@@ -83,11 +93,12 @@ def test_int8_file_carries_the_fp32_metadata_and_its_own(exported):
     proto = onnx.load(str(exported.int8.path))
     int8 = {e.key: e.value for e in proto.metadata_props}
     assert BUNDLE_KEY in fp32 and {k: int8[k] for k in fp32} == fp32
-    assert set(int8) - set(fp32) == {"precision", "fp32_ops", "dev"}
+    assert set(int8) - set(fp32) == {"precision", "fp32_ops", "dev", "int8_recipe"}
     assert int8["precision"] == "int8"
+    assert json.loads(int8["int8_recipe"]) == {"method": "dynamic", "fp32_layers": []}
     assert json.loads(int8["dev"]) == exported.int8.dev.to_json()
     kept = json.loads(int8["fp32_ops"])
-    assert kept == list(exported.int8.fp32_ops)
+    assert kept == list(exported.int8.made.fp32_ops)
     nodes = {n.name: n for n in proto.graph.node}
     # the ones left in fp32: the attention's activation-by-activation MatMuls (2 layers) and
     # the CLS Gather; every MatMul with a weight is int8 (MatMulInteger), none is listed
@@ -122,13 +133,14 @@ def test_classify_runs_the_int8_file_like_the_folder(exported, tmp_path, capsys)
 def test_the_folder_records_each_precision_and_its_card_lists_them(exported):
     info = read_info(exported.folder)
     dev = exported.int8.dev
+    runtime = "onnxruntime-cpu"
     assert info.precisions == {
-        "fp32": PrecisionScore(dev=dev.fp32, dev_examples=64, runtime="onnxruntime-cpu"),
-        "int8": PrecisionScore(dev=dev.int8, dev_examples=64, runtime="onnxruntime-cpu"),
+        "fp32": PrecisionScore(dev=dev.fp32, dev_examples=64, runtime=runtime),
+        "int8": PrecisionScore(dev=dev.int8, dev_examples=64, runtime=runtime, recipe="dynamic"),
     }
     card = (exported.folder / "README.md").read_text()
     assert "| precision | runtime | dev accuracy | vs fp32 |" in card
-    assert f"| int8 | onnxruntime-cpu | {dev.int8:.4f} on the first 64 dev examples |" in card
+    assert f"| int8 | {runtime} (dynamic) | {dev.int8:.4f} on the first 64 dev examples |" in card
     assert f"{dev.delta_points:+.2f} points" in card
 
 
@@ -141,34 +153,114 @@ def test_precisions_round_trip_and_older_folders_load(exported):
     assert older.precisions == {} and older == dataclasses.replace(info, precisions={})
     assert "## Precisions" not in model_card(older) and "## Precisions" in model_card(info)
     data["precisions"] = {"int8": {"dev": 0.5}}
-    with pytest.raises(Exception, match="dev, dev_examples and runtime"):
+    with pytest.raises(Exception, match="dev, dev_examples, runtime and, for int8, recipe"):
         ModelInfo.from_json(data, "x")
+    # a folder from before recipes: its int8 entry reads with none
+    data["precisions"] = {"int8": {"dev": 0.5, "dev_examples": 64, "runtime": "onnxruntime-cpu"}}
+    assert ModelInfo.from_json(data, "x").precisions["int8"].recipe == ""
 
 
-def test_labels_that_differ_refuse_the_file(exported, tmp_path, monkeypatch):
-    fp32 = load_text_classifier(exported.fp32, device="cpu")
-    flipped = SimpleNamespace(
-        info=fp32.info,
-        predict=lambda texts: [
-            PredictedLabel(
-                label="negative" if p.label == "positive" else "positive", probabilities={}
-            )
-            for p in fp32.predict(texts)
-        ],
+def _said(label: str, probabilities: tuple[float, float]) -> PredictedLabel:
+    return PredictedLabel(
+        label=label, probabilities=dict(zip(("negative", "positive"), probabilities, strict=True))
     )
-    with pytest.raises(ExportError, match=r"differ from the fp32 model's on 3 of 3 sample"):
-        quantize.check_labels(fp32, flipped, ["good", "bad", "the film"], tmp_path / "m.onnx")
-    # end to end: a refused check leaves no file, no temporary, and the folder as it was
+
+
+def test_a_flip_counts_only_where_fp32_decides(exported):
+    """Hand-made predictions: fp32 decides a sample when its top probability leads the next
+    by 0.2 or more; int8 may flip the others; the cost is on the calibration examples."""
+    info = load_text_classifier(exported.fp32, device="cpu").info
+    fp32_said = {
+        "good": _said("positive", (0.1, 0.9)),  # margin 0.8: decided
+        "meh": _said("positive", (0.45, 0.55)),  # margin 0.1: undecided
+        "bad": _said("negative", (0.7, 0.3)),  # margin 0.4: decided
+        "ok": _said("positive", (0.41, 0.59)),  # margin 0.18: undecided
+    }
+    flipped = {name: _said("negative" if p.label == "positive" else "positive", (0.5, 0.5))
+               for name, p in fp32_said.items()}  # fmt: skip
+
+    def model(said: dict[str, PredictedLabel]) -> SimpleNamespace:
+        return SimpleNamespace(info=info, predict=lambda texts: [said[t] for t in texts])
+
+    # calibration: "good" is positive (label 1), "bad" negative (0): fp32 gets both right
+    calibration = quantize.DevSet(texts=("good", "bad"), labels=(1, 0))
+    reference = quantize._Reference.of(model(fp32_said), list(fp32_said), calibration)
+    assert reference.decided == [True, False, True, False]
+    undecided_flips = {**fp32_said, "meh": flipped["meh"], "ok": flipped["ok"]}
+    check = reference.check(quantize.DYNAMIC, model(undecided_flips))
+    assert (check.flipped, check.decided, check.samples, check.cost) == ((), 2, 4, 0.0)
+    assert check.accepted
+    decided_flip = {**fp32_said, "bad": flipped["bad"]}
+    check = reference.check(quantize.DYNAMIC, model(decided_flip))
+    # "bad" flipped: a decided sample, and half the calibration examples now wrong
+    assert (check.flipped, check.cost) == (("bad",), 0.5) and not check.accepted
+    assert str(check) == (
+        "dynamic: 1 of 2 decided sample labels changed (first: 'bad'), -50.00 accuracy points "
+        "on 2 calibration examples"
+    )
+
+
+def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monkeypatch):
+    """Dynamic refused (as if it cost too much): the static recipe keeping the worst-quantizing
+    weight layer in fp32 is tried next, and its file names the layer, as a module of the model,
+    and leaves that layer's MatMul in fp32."""
+    passes = quantize.RecipeCheck.accepted.fget
+    monkeypatch.setattr(
+        quantize.RecipeCheck,
+        "accepted",
+        property(lambda c: c.recipe.method is quantize.Int8Method.STATIC_QDQ and passes(c)),
+    )
+    folder = tmp_path / "model"
+    shutil.copytree(exported.folder, folder)
+    done = quantize.export_int8(folder, tmp_path / "static.onnx")
+    recipe = done.made.recipe
+    assert recipe.method is quantize.Int8Method.STATIC_QDQ
+    assert [c.recipe.method.value for c in done.made.tried] == ["dynamic", "static-qdq"]
+    assert len(recipe.fp32_layers) == 1  # the first static recipe passed
+    (layer,) = recipe.fp32_layers
+    modules = dict(load_classifier(folder, torch.device("cpu")).named_modules())
+    # a Linear, or the attention whose query, key and value Linears run as one MatMul
+    assert any(isinstance(m, torch.nn.Linear) for m in modules[layer].modules())
+    proto = onnx.load(str(done.path))
+    meta = {e.key: e.value for e in proto.metadata_props}
+    assert json.loads(meta["int8_recipe"]) == {"method": "static-qdq", "fp32_layers": [layer]}
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "MatMulInteger" not in ops
+    # exactly one weight MatMul is left in fp32 (the kept layer); the others read int8
+    weights = {t.name for t in proto.graph.initializer}
+    kept_weight_ops = [
+        name for name in done.made.fp32_ops
+        if any(n.name == name and n.op_type == "MatMul" and set(n.input) & weights
+               for n in proto.graph.node)
+    ]  # fmt: skip
+    assert len(kept_weight_ops) == 1
+    info = read_info(folder)
+    assert info.precisions["int8"].recipe == f"static QDQ, in fp32: {layer}"
+    assert f"(static QDQ, in fp32: {layer})" in (folder / "README.md").read_text()
+    assert abs(done.dev.delta_points) <= 100 * 3 / 64
+
+
+def test_no_recipe_passing_refuses_the_file(exported, tmp_path, monkeypatch, capsys):
+    """Every recipe refused: one line naming each one's figures, no file, no temporary, the
+    folder as it was."""
     folder = tmp_path / "model"
     shutil.copytree(exported.folder, folder)
     before = (folder / INFO_FILE).read_text()
-
-    def refuse(*args: object) -> int:
-        raise ExportError("refused")
-
-    monkeypatch.setattr(quantize, "check_labels", refuse)
-    assert main(["export", "--model", str(folder), "--format", "onnx", "--precision", "int8",
-                 "--out", str(tmp_path / "m.onnx")]) == 2  # fmt: skip
+    monkeypatch.setattr(quantize, "MAX_COST", -1.0)  # int8 would have to gain a point
+    argv = ["export", "--model", str(folder), "--format", "onnx", "--precision", "int8"]
+    message = one_line_error(
+        capsys,
+        [*argv, "--out", str(tmp_path / "m.onnx")],
+        "no int8 recipe keeps",
+        "nothing written",
+    )
+    assert f"error: {tmp_path / 'm.onnx'}: no int8 recipe keeps" in message
+    assert "accuracy: dynamic: 0 of" in message and "+0.00 accuracy points on 256" in message
+    # then static keeping the worst 1, 2, 4 ... weight layers (as many as the model has), each
+    # list the one before and the next worst
+    kept = [part.split(": ")[0].split(", ") for part in message.split("static QDQ, in fp32: ")[1:]]
+    assert [len(layers) for layers in kept] == [1, 2, 4][: len(kept)] and len(kept) >= 2
+    assert all(kept[i + 1][: len(kept[i])] == kept[i] for i in range(len(kept) - 1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert (folder / INFO_FILE).read_text() == before
 

@@ -79,7 +79,7 @@ def trained(tmp_path_factory, tiny_sources):
 
 def _served_dev(study, n: int = 1) -> served.ServedDev:
     """The trial's dev split as a trial of ``study`` at width ``n`` builds it."""
-    from trainers.deploy.quantize import first_examples
+    from trainers.deploy.quantize import calibration_examples, first_examples
     from trainers.trial.task_data import task_tables
 
     services = TrialServices(study, n, 0, SpanTimer(), None, Engine())
@@ -87,6 +87,7 @@ def _served_dev(study, n: int = 1) -> served.ServedDev:
     return served.ServedDev(
         score=services.accuracy,
         texts=lambda: first_examples(task_tables(study).dev, examples, "dev"),
+        calibration=lambda: calibration_examples(task_tables(study).train),
         examples=examples,
         engine=services.engine,
     )
@@ -194,12 +195,15 @@ def test_the_figures_land_in_the_records_and_the_folders(trained):
     for folder, model in ((trained.folder, result), (trained.teacher_folder, result.teacher)):
         info = read_info(folder)
         assert info.precisions["int8"] == PrecisionScore(
-            dev=model.served["int8"], dev_examples=64, runtime="onnxruntime-cpu"
+            dev=model.served["int8"], dev_examples=64, runtime="onnxruntime-cpu", recipe="dynamic"
         )
         assert "fp32" not in info.precisions  # fp32's figure is the trial's own: dev_accuracy
         card = (folder / "README.md").read_text()
         delta = 100 * (model.served["int8"] - model.accuracy)
-        assert f"| int8 | onnxruntime-cpu | {model.served['int8']:.4f} on the first 64" in card
+        assert (
+            f"| int8 | onnxruntime-cpu (dynamic) | {model.served['int8']:.4f} on the first 64"
+            in card
+        )
         assert f"| {delta:+.2f} points |" in card
     # each evaluation is timed: the pruned model's in the point's own seconds, the teacher's
     # in the teacher's
@@ -265,18 +269,18 @@ def test_int8_refused_leaves_no_figure_and_the_trial_goes_on(trained, tmp_path, 
     model = load_classifier(folder, torch.device("cpu"))
     dev = _served_dev(trained.study)
 
-    def refuse(*args: object) -> int:
-        raise ExportError("the int8 model's labels differ from the fp32 model's on 2 of 16")
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ExportError("no int8 recipe keeps the fp32 model's labels and accuracy")
 
     monkeypatch = pytest.MonkeyPatch()
     seen: list[Progress] = []
     with monkeypatch.context() as patch, caplog.at_level(logging.WARNING):
-        patch.setattr(served, "check_labels", refuse)
+        patch.setattr(served, "make_int8", refuse)
         assert served.evaluate_precisions(folder, model, (FP32, INT8), dev, seen.append) == {}
-    # int8's three steps (export, quantization, classification), the refused ones counted too
+    # int8's three steps (export, recipes, classification), the refused ones counted too
     assert [(p.step, p.total) for p in seen] == [(1, 3), (2, 3), (3, 3)]
     assert read_info(folder).precisions == {}  # nothing recorded: a rerun tries again
-    assert "no int8 figure: ExportError: the int8 model's labels differ" in caplog.text
+    assert "no int8 figure: ExportError: no int8 recipe keeps the fp32 model's" in caplog.text
 
     def missing(name: str) -> None:
         raise FieldError("--precision", f"int8 needs {name} (pip install {name})")
@@ -296,7 +300,11 @@ def test_bf16_and_fp16_are_evaluated_on_the_gpu(trained):
     services = TrialServices(study, 1, 0, SpanTimer(), None, Engine.resolve("cuda", "fp32"))
     model = load_classifier(trained.folder, services.engine.device)
     dev = served.ServedDev(
-        score=services.accuracy, texts=lambda: None, examples=64, engine=services.engine
+        score=services.accuracy,
+        texts=lambda: None,
+        calibration=lambda: None,
+        examples=64,
+        engine=services.engine,
     )
     fp32 = served.torch_figure(model, torch.float32, dev)
     for dtype in (torch.bfloat16, torch.float16):

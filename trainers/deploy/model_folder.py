@@ -61,15 +61,23 @@ class PrecisionScore:
     dev: float  # the study's metric (ModelInfo.metric) on the dev examples below
     dev_examples: int  # the first examples of the task's dev split, as ModelInfo.dev_examples
     runtime: str  # what computed it, e.g. "onnxruntime-cpu"
+    # how int8 was made (trainers.deploy.quantize.Int8Recipe, e.g. "dynamic"); "" for the
+    # others and in folders from before recipes
+    recipe: str = ""
 
     @classmethod
     def from_json(cls, data: object, where: str) -> PrecisionScore:
-        if not isinstance(data, dict) or set(data) != {f.name for f in dataclasses.fields(cls)}:
+        required = {"dev", "dev_examples", "runtime"}
+        if not isinstance(data, dict) or not required <= set(data) <= required | {"recipe"}:
             raise NotAModelError(
-                f"{where}: a precisions entry holds dev, dev_examples and runtime, not {data!r}"
+                f"{where}: a precisions entry holds dev, dev_examples, runtime and, for int8, "
+                f"recipe, not {data!r}"
             )
         return cls(
-            dev=float(data["dev"]), dev_examples=int(data["dev_examples"]), runtime=data["runtime"]
+            dev=float(data["dev"]),
+            dev_examples=int(data["dev_examples"]),
+            runtime=data["runtime"],
+            recipe=str(data.get("recipe", "")),
         )
 
 
@@ -314,8 +322,9 @@ def _precision_section(info: ModelInfo) -> str:
     rows = []
     for name, entry in sorted(info.precisions.items(), key=lambda item: item[0] != "fp32"):
         delta = f"{100 * (entry.dev - reference):+.2f} points" if name != "fp32" else ""
+        runtime = f"{entry.runtime} ({entry.recipe})" if entry.recipe else entry.runtime
         rows.append(
-            f"| {name} | {entry.runtime} | {entry.dev:.4f} on the first {entry.dev_examples} "
+            f"| {name} | {runtime} | {entry.dev:.4f} on the first {entry.dev_examples} "
             f"dev examples | {delta} |"
         )
     return f"""

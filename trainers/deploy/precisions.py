@@ -4,13 +4,13 @@ Training is precision-agnostic (:mod:`autoprumux.core.precision`): the trial's o
 fp32's (``TrialRecord.accuracy``); every other precision of the study is one evaluation of the
 same weights on the same dev examples, in the runtime that would serve it:
 
-- ``int8``: the model folder exported to ONNX in fp32 and quantized with ONNX Runtime's dynamic
-  quantization, as ``autoprumux export --precision int8`` does
-  (:func:`trainers.deploy.quantize.quantize_file`), its labels checked against the fp32 file's
-  on sample inputs (:func:`~trainers.deploy.quantize.check_labels`), then the dev text
-  classified on ONNX Runtime's CPU provider as ``autoprumux classify`` would: the figure is
-  the one ``export`` records. Where quantization fails or flips a sample label, int8 gets no
-  figure (the reason is logged) and the trial goes on;
+- ``int8``: the model folder exported to ONNX in fp32 and made int8 by the first recipe that
+  passes the checks against the fp32 file (dynamic, else static QDQ with its worst layers kept
+  in fp32, calibrated on the first train examples), as ``autoprumux export --precision int8``
+  does (:func:`trainers.deploy.quantize.make_int8`), then the dev text classified on ONNX
+  Runtime's CPU provider as ``autoprumux classify`` would: the figure (and the recipe) is the
+  one ``export`` records. Where quantization fails or no recipe passes, int8 gets no figure
+  (the reason is logged) and the trial goes on;
 - ``bf16`` / ``fp16``: a copy of the PyTorch model cast to that dtype (weights and activations;
   no autocast), scored by the trial's own dev evaluation on its device.
 
@@ -37,14 +37,7 @@ from autoprumux.core.progress import Progress, ProgressCallback
 from trainers.deploy.export import ExportFormat, export_model
 from trainers.deploy.inference import import_export_library, load_text_classifier
 from trainers.deploy.model_folder import PrecisionScore, read_info, record_precisions
-from trainers.deploy.quantize import (
-    CHECK_SENTENCES,
-    RUNTIME,
-    DevSet,
-    check_labels,
-    dev_score,
-    quantize_file,
-)
+from trainers.deploy.quantize import RUNTIME, DevSet, dev_score, make_int8
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import Engine
 from trainers.runtime.device import Precision as TrainingPrecision
@@ -65,6 +58,8 @@ class ServedDev:
     score: Callable[[Classifier, Engine], float]
     # the same dev examples as text (an ONNX file classifies text); built once asked for
     texts: Callable[[], DevSet]
+    # the first train examples as text (int8's calibration: quantize.calibration_examples)
+    calibration: Callable[[], DevSet]
     examples: int  # how many dev examples both hold (ModelInfo.dev_examples)
     engine: Engine  # the trial's: bf16 and fp16 are evaluated on its device
 
@@ -92,20 +87,17 @@ def evaluate_precisions(
             missing.append(precision)
     tick = _Ticks(progress, sum(_STEPS.get(p, 1) for p in missing))
     for precision in missing:
-        figure = _evaluate(folder, model, precision, dev, tick)
+        score = _evaluate(folder, model, precision, dev, tick)
         tick.finish(precision)
-        if figure is not None:
-            figures[precision] = figure
+        if score is not None:
+            figures[precision] = score.dev
             # recorded at once: a trial killed in the next evaluation keeps this one
-            score = PrecisionScore(
-                dev=figure, dev_examples=dev.examples, runtime=runtime_name(precision, dev.engine)
-            )
             record_precisions(folder, {precision.value: score})
     return {p: figures[p] for p in wanted if p in figures}
 
 
-# progress steps of an evaluation: int8's export, quantization (and label check) and dev
-# classification; one for the others
+# progress steps of an evaluation: int8's export, its recipes (and checks: one step, however
+# many are tried) and dev classification; one for the others
 _STEPS = {Precision.INT8: 3}
 
 
@@ -146,10 +138,13 @@ def _evaluate(
     precision: Precision,
     dev: ServedDev,
     tick: Callable[[], None] = lambda: None,
-) -> float | None:
+) -> PrecisionScore | None:
     if precision is Precision.INT8:
-        return int8_figure(folder, dev.texts, tick)
-    return torch_figure(model, _DTYPES[precision], dev)
+        return int8_figure(folder, dev, tick)
+    figure = torch_figure(model, _DTYPES[precision], dev)
+    return PrecisionScore(
+        dev=figure, dev_examples=dev.examples, runtime=runtime_name(precision, dev.engine)
+    )
 
 
 def torch_figure(model: Classifier, dtype: torch.dtype, dev: ServedDev) -> float:
@@ -167,15 +162,15 @@ def torch_figure(model: Classifier, dtype: torch.dtype, dev: ServedDev) -> float
 
 
 def int8_figure(
-    folder: Path, texts: Callable[[], DevSet], tick: Callable[[], None] = lambda: None
-) -> float | None:
-    """The dev figure of the folder's model quantized to int8 on ONNX Runtime's CPU provider,
-    as ``export --precision int8`` scores it; None (the reason logged) where onnx or
-    onnxruntime is missing, the export or quantization fails, or the int8 labels differ from
-    the fp32 file's on the sample inputs. ``tick``: called after the export, the
-    quantization and the classification."""
+    folder: Path, dev: ServedDev, tick: Callable[[], None] = lambda: None
+) -> PrecisionScore | None:
+    """The dev figure of the folder's model made int8 (:func:`make_int8`, calibrated on the
+    first train examples) on ONNX Runtime's CPU provider, as ``export --precision int8`` scores
+    it; None (the reason logged) where onnx or onnxruntime is missing, the export fails, or no
+    recipe passes the checks. ``tick``: called after the export, the first recipe tried and
+    the classification."""
     try:
-        return _int8_figure(folder, texts, tick)
+        return _int8_figure(folder, dev, tick)
     except Exception as err:  # ORT and ONNX raise types of their own: none may fail the trial
         log.warning(
             "%s: no int8 figure: %s: %s", folder, type(err).__name__, str(err).splitlines()[0]
@@ -183,7 +178,7 @@ def int8_figure(
         return None
 
 
-def _int8_figure(folder: Path, texts: Callable[[], DevSet], tick: Callable[[], None]) -> float:
+def _int8_figure(folder: Path, dev: ServedDev, tick: Callable[[], None]) -> PrecisionScore:
     import_export_library("onnx")
     import_export_library("onnxruntime")
     with tempfile.TemporaryDirectory(prefix="autoprumux-int8-") as scratch:
@@ -194,11 +189,17 @@ def _int8_figure(folder: Path, texts: Callable[[], DevSet], tick: Callable[[], N
         with _EXPORT_LOCK:
             fp32_file = export_model(folder, ExportFormat.ONNX, Path(scratch) / "fp32.onnx").path
             tick()
-            quantize_file(fp32_file, int8_file)
-        fp32 = load_text_classifier(fp32_file, device="cpu")
-        int8 = load_text_classifier(int8_file, device="cpu")
-        check_labels(fp32, int8, CHECK_SENTENCES, int8_file)
+            made = make_int8(fp32_file, int8_file, dev.calibration(), tick=_first(tick))
+        if len(made.tried) > 1:
+            log.info("%s: int8 by the recipe %s", folder, made.recipe)
+        figure = dev_score(load_text_classifier(int8_file, device="cpu"), dev.texts())
         tick()
-        figure = dev_score(int8, texts())
-        tick()
-        return figure
+        return PrecisionScore(
+            dev=figure, dev_examples=dev.examples, runtime=RUNTIME, recipe=str(made.recipe)
+        )
+
+
+def _first(tick: Callable[[], None]) -> Callable[[], None]:
+    """``tick`` on its first call only (the progress counts one step for the recipes)."""
+    calls = iter((tick,))
+    return lambda: next(calls, lambda: None)()

@@ -1,36 +1,52 @@
-"""int8 on a CPU: ``autoprumux export --format onnx --precision int8``.
+"""int8 on a CPU: ``autoprumux export --format onnx --precision int8``, and the int8 figure a
+trial records.
 
 The fp32 ONNX file ``export`` writes (:func:`trainers.deploy.export.export_model`, checked
-against PyTorch) is made int8 with ONNX Runtime's dynamic quantization: weights int8 per
-output channel, activations quantized on the fly per batch, no calibration data. ORT's
-pre-processing (shape inference and graph optimization) runs first, as its quantizer asks.
+against PyTorch) is made int8 by the first recipe of a short ladder whose file passes two
+checks against the fp32 file (:func:`make_int8`):
+
+1. ONNX Runtime's dynamic quantization: weights int8 per output channel, activations
+   quantized on the fly per batch, no calibration data;
+2. where that costs too much, static quantization in QDQ form calibrated on the first train
+   examples, with the 1, 2, 4, then 8 weight layers whose input activations quantize worst
+   kept in fp32, named by their module (:mod:`trainers.deploy.static_int8`).
+
+The checks (:class:`RecipeCheck`): the labels equal fp32's on every sample input fp32 decides
+(:data:`DECIDED_MARGIN`: a flip where fp32 is near a coin toss is quantization noise, not a
+broken file), and the accuracy on the calibration examples falls by at most
+:data:`MAX_COST`. No recipe passes: refused, nothing written. ORT's pre-processing (shape
+inference and graph optimization) runs first, as its quantizer asks.
 
 What becomes int8 (:data:`INT8_OPS`): every MatMul with a constant weight -- the attention
 projections, the FFN, and the pooler and classifier (ORT rewrites their Gemm as MatMul + Add) --
 and the word and token-type embedding Gathers (the word table is most of a small model's
-bytes). Measured on the five trained sst2-tiny models (benchmarks/bench_int8.py), int8 kept
-98.1-99.0 % of the fp32 file's dev labels, -0.34 to +0.11 accuracy points, the head included.
-What stays fp32: the attention's activation-by-activation MatMuls (scores and the weighted
-sum: no constant to quantize), the CLS-selecting Gather, softmax, the normalizations and the
-position table. The file names its MatMuls and Gathers left in fp32 in its metadata
-(:data:`FP32_OPS_KEY`).
+bytes). Measured on the five trained sst2-tiny models (benchmarks/bench_int8.py), dynamic int8
+kept 98.1-99.0 % of the fp32 file's dev labels, -0.34 to +0.11 accuracy points, the head
+included. What stays fp32: the attention's activation-by-activation MatMuls (scores and the
+weighted sum: no constant to quantize), the CLS-selecting Gather, softmax, the normalizations
+and the position table, and a static recipe's kept layers. The file names its recipe
+(:data:`RECIPE_KEY`) and its MatMuls and Gathers left in fp32 (:data:`FP32_OPS_KEY`) in its
+metadata.
 
-Before the int8 file appears at its path, its labels are compared with the fp32 file's on
-sample inputs (any difference: refused, nothing written), and both files are scored on the
-model's dev examples in the study's metric; the figures go into the file's metadata and the
-model folder (:func:`trainers.deploy.model_folder.record_precisions`).
+Both files are then scored on the model's dev examples in the study's metric; the figures go
+into the file's metadata and the model folder
+(:func:`trainers.deploy.model_folder.record_precisions`), the recipe with int8's.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import json
+import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from autoprumux.core.data_spec import data_spec
 from autoprumux.core.errors import DataError, FieldError
@@ -47,6 +63,7 @@ from trainers.deploy.export import (
 )
 from trainers.deploy.inference import (
     PRECISION_KEY,
+    PredictedLabel,
     Text,
     TextClassifier,
     import_export_library,
@@ -122,8 +139,7 @@ class Quantized:
     bytes: int
     fp32_bytes: int  # the fp32 file it was made from
     fp32_max_abs_diff: float  # the fp32 file's logits against PyTorch's
-    fp32_ops: tuple[str, ...]  # node names of the MatMuls and Gathers left in fp32
-    samples: int  # sample inputs on which int8's labels equal fp32's (all of them)
+    made: Int8File  # its recipe, the recipes tried, the ops left in fp32
     dev: DevComparison
     seconds: float
 
@@ -137,8 +153,9 @@ class DevSet:
 
 
 def export_int8(folder: str | Path, out: str | Path) -> Quantized:
-    """The model folder as an int8 ONNX file at ``out``, checked against its fp32 export
-    (labels on the sample inputs), scored on dev, and its figures recorded in the folder."""
+    """The model folder as an int8 ONNX file at ``out`` made by the first recipe that passes
+    the checks against its fp32 export (:func:`make_int8`), scored on dev, and its figures
+    recorded in the folder."""
     started = time.perf_counter()
     folder, out = Path(folder), Path(out)
     import_export_library("onnx")
@@ -148,26 +165,31 @@ def export_int8(folder: str | Path, out: str | Path) -> Quantized:
     if not out.parent.is_dir():
         raise FieldError("--out", f"{out.parent} is not a folder")
     info = read_info(folder)
-    dev = dev_set(info, str(folder / INFO_FILE))  # before any work: its study must be there
+    # before any work: its study's data must be there
+    dev, calibration = study_examples(info, str(folder / INFO_FILE))
     with tempfile.TemporaryDirectory(prefix="autoprumux-int8-") as scratch:
         fp32_file = Path(scratch) / "fp32.onnx"
         exported = export_model(folder, ExportFormat.ONNX, fp32_file)
         with atomic_path(out) as temporary:
-            kept = quantize_file(fp32_file, temporary)
+            try:
+                made = make_int8(fp32_file, temporary, calibration)
+            except ExportError as err:
+                raise ExportError(f"{out}: {err}; nothing written") from None
             fp32 = load_classifier_file(fp32_file, device="cpu")
             int8 = load_classifier_file(temporary, device="cpu")
-            samples = check_labels(fp32, int8, CHECK_SENTENCES, out)
             comparison = compare_on_dev(fp32, int8, dev)
             add_metadata(temporary, {DEV_KEY: json.dumps(comparison.to_json())})
+    scores = {"fp32": comparison.fp32, "int8": comparison.int8}
     record_precisions(
         folder,
         {
-            ExportPrecision.FP32.value: PrecisionScore(
-                dev=comparison.fp32, dev_examples=comparison.examples, runtime=RUNTIME
-            ),
-            ExportPrecision.INT8.value: PrecisionScore(
-                dev=comparison.int8, dev_examples=comparison.examples, runtime=RUNTIME
-            ),
+            name: PrecisionScore(
+                dev=figure,
+                dev_examples=comparison.examples,
+                runtime=RUNTIME,
+                recipe=str(made.recipe) if name == "int8" else "",
+            )
+            for name, figure in scores.items()
         },
     )
     return Quantized(
@@ -175,46 +197,68 @@ def export_int8(folder: str | Path, out: str | Path) -> Quantized:
         bytes=out.stat().st_size,
         fp32_bytes=exported.bytes,
         fp32_max_abs_diff=exported.max_abs_diff,
-        fp32_ops=kept,
-        samples=samples,
+        made=made,
         dev=comparison,
         seconds=time.perf_counter() - started,
     )
 
 
 def quantize_file(fp32: Path, out: Path) -> tuple[str, ...]:
-    """Write ``fp32`` (an exported ONNX file) as int8 at ``out``, with every metadata entry
-    of ``fp32`` plus the precision and the MatMuls and Gathers left in fp32 (returned)."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """Write ``fp32`` (an exported ONNX file) as dynamic int8 at ``out``, with every metadata
+    entry of ``fp32`` plus the precision and the MatMuls and Gathers left in fp32 (returned)."""
+    with tempfile.TemporaryDirectory(prefix="autoprumux-int8-") as scratch:
+        prepared = prepare(fp32, Path(scratch) / "prepared.onnx")
+        quantize_dynamic_file(prepared, out)
+    return finish_int8(out, fp32, DYNAMIC)
+
+
+def prepare(fp32: Path, prepared: Path) -> Path:
+    """ORT's pre-processing of an fp32 file before quantization, written at ``prepared``."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory(prefix="autoprumux-int8-") as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        # ORT's quantizer logs its notes through the root logger; the CLI's output is the user's
-        with quiet_logging():
-            # ORT's symbolic shape inference fails on the multiplexed graphs (an Unsqueeze of
-            # an unknown rank); ONNX's shape inference and ORT's optimizer still run
-            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-            quantize_dynamic(
-                prepared,
-                out,
-                op_types_to_quantize=list(INT8_OPS),
-                per_channel=True,  # a scale per output row: 98.5 % of labels kept vs 95.8 %
-                weight_type=QuantType.QInt8,
-            )
+    # ORT's quantizer logs its notes through the root logger; the CLI's output is the user's
+    with quiet_logging():
+        # ORT's symbolic shape inference fails on the multiplexed graphs (an Unsqueeze of an
+        # unknown rank); ONNX's shape inference and ORT's optimizer still run
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    return prepared
+
+
+def quantize_dynamic_file(prepared: Path, out: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with quiet_logging():
+        quantize_dynamic(
+            prepared,
+            out,
+            op_types_to_quantize=list(INT8_OPS),
+            per_channel=True,  # a scale per output row: 98.5 % of labels kept vs 95.8 %
+            weight_type=QuantType.QInt8,
+        )
+
+
+def finish_int8(out: Path, fp32: Path, recipe: Int8Recipe) -> tuple[str, ...]:
+    """Give the int8 file at ``out`` every metadata entry of ``fp32`` (the file it was made
+    from) plus its precision, recipe and the MatMuls and Gathers left in fp32 (returned)."""
+    import onnx
+
     proto = onnx.load(str(out))
     kept = fp32_ops(proto)
     carried = metadata(onnx.load(str(fp32), load_external_data=False))
-    added = {PRECISION_KEY: ExportPrecision.INT8.value, FP32_OPS_KEY: json.dumps(kept)}
+    added = {
+        PRECISION_KEY: ExportPrecision.INT8.value,
+        FP32_OPS_KEY: json.dumps(kept),
+        RECIPE_KEY: json.dumps(recipe.to_json()),
+    }
     _set_metadata(proto, {**carried, **added})
     onnx.save(proto, str(out))
     return kept
 
 
 def fp32_ops(proto: onnx.ModelProto) -> tuple[str, ...]:
-    """The quantized graph's MatMuls, Gemms and Gathers (:data:`LISTED_OPS`) that read no
-    int8 table: they compute in fp32 (a quantized MatMul is a MatMulInteger)."""
+    """The quantized graph's MatMuls, Gemms and Gathers (:data:`LISTED_OPS`) that read no int8
+    table nor dequantized tensor: they compute in fp32 (a dynamically quantized MatMul is a
+    MatMulInteger; a static one reads DequantizeLinear outputs, which ORT fuses)."""
     from onnx import TensorProto
 
     integer = {
@@ -222,6 +266,9 @@ def fp32_ops(proto: onnx.ModelProto) -> tuple[str, ...]:
         for t in proto.graph.initializer
         if t.data_type in (TensorProto.INT8, TensorProto.UINT8)
     }
+    # in QDQ form (static) an int8 op reads the outputs of DequantizeLinear nodes
+    dequantized = (n for n in proto.graph.node if n.op_type == "DequantizeLinear")
+    integer |= {name for node in dequantized for name in node.output}
     return tuple(
         node.name
         for node in proto.graph.node
@@ -249,35 +296,210 @@ def _set_metadata(proto: onnx.ModelProto, entries: dict[str, str]) -> None:
         entry.key, entry.value = key, value
 
 
-def check_labels(
-    fp32: TextClassifier, int8: TextClassifier, sentences: Sequence[str], out: Path
-) -> int:
-    """The int8 model's labels equal the fp32 model's on ``sentences`` (as pairs, for a pair
-    task: each with the list reversed); else an ExportError. Returns how many were checked."""
-    pair = len(fp32.info.text_columns) == 2
-    texts: list[Text] = (
-        list(zip(sentences, reversed(sentences), strict=True)) if pair else list(sentences)
-    )
-    expected = [p.label for p in fp32.predict(texts)]
-    got = [p.label for p in int8.predict(texts)]
-    differ = [i for i, (a, b) in enumerate(zip(expected, got, strict=True)) if a != b]
-    if differ:
-        first = differ[0]
-        raise ExportError(
-            f"{out}: the int8 model's labels differ from the fp32 model's on {len(differ)} of "
-            f"{len(texts)} sample inputs (first: {texts[first]!r}, {expected[first]} in fp32, "
-            f"{got[first]} in int8); nothing written"
+class Int8Method(enum.Enum):
+    """How ONNX Runtime makes the int8 file."""
+
+    DYNAMIC = "dynamic"  # weights int8, activations quantized per batch on the fly
+    STATIC_QDQ = "static-qdq"  # activation scales fixed by calibration (QDQ form)
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    method: Int8Method
+    # the modules whose weight layer was kept in fp32 by choice (static only), e.g.
+    # "encoder.layers.0.ffn.down"; worst-quantizing first
+    fp32_layers: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if self.method is Int8Method.DYNAMIC:
+            return "dynamic"
+        kept = ", ".join(self.fp32_layers) or "nothing"
+        return f"static QDQ, in fp32: {kept}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"method": self.method.value, "fp32_layers": list(self.fp32_layers)}
+
+
+DYNAMIC = Int8Recipe(Int8Method.DYNAMIC)
+RECIPE_KEY = "int8_recipe"  # ONNX metadata: the recipe's JSON
+CALIBRATION_EXAMPLES = 256  # the first train examples: static scales and the accuracy check
+PROBE_EXAMPLES = 16  # of those, the ones the activations' quantization noise is measured on
+# a sample input fp32 decides: its top probability leads the next by this much or more. On
+# the undecided ones a flip is quantization noise: the (4, 0.8) tiny model's two flipped
+# samples were at 0.518 and 0.509 in fp32, its decided ones moved by 0.04 at most
+DECIDED_MARGIN = 0.2
+MAX_COST = 0.01  # accuracy int8 may lose on the calibration examples (the issue's 1 point)
+STATIC_KEPT = (1, 2, 4, 8)  # the weight layers kept in fp32 by the static recipes tried
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeCheck:
+    """One recipe's int8 file against the fp32 file's."""
+
+    recipe: Int8Recipe
+    flipped: tuple[str, ...]  # the decided sample inputs whose label changed
+    decided: int  # sample inputs fp32 decides (the others are not checked)
+    samples: int
+    cost: float  # fp32's accuracy minus int8's on the calibration examples (a fraction)
+    calibration: int  # how many
+
+    @property
+    def accepted(self) -> bool:
+        return not self.flipped and self.cost <= MAX_COST
+
+    def __str__(self) -> str:
+        flips = f"{len(self.flipped)} of {self.decided} decided sample labels changed"
+        if self.flipped:
+            flips += f" (first: {self.flipped[0]!r})"
+        return (
+            f"{self.recipe}: {flips}, {0.0 - 100 * self.cost:+.2f} accuracy points on "
+            f"{self.calibration} calibration examples"
         )
-    return len(texts)
 
 
-def dev_set(info: ModelInfo, where: str) -> DevSet:
-    """The model's dev examples, read from its study's data (``info.study_file``)."""
+@dataclass(frozen=True, kw_only=True)
+class Int8File:
+    recipe: Int8Recipe  # the first of the ladder that passed
+    tried: tuple[RecipeCheck, ...]  # every recipe tried, in order, the passing one last
+    fp32_ops: tuple[str, ...]  # node names of the MatMuls and Gathers left in fp32
+
+
+def make_int8(
+    fp32_file: Path,
+    out: Path,
+    calibration: DevSet,
+    samples: Sequence[str] = CHECK_SENTENCES,
+    tick: Callable[[], None] = lambda: None,
+) -> Int8File:
+    """Write ``fp32_file`` as int8 at ``out`` with the first recipe of the ladder that passes
+    the checks (:class:`RecipeCheck`): dynamic, then static QDQ with the 1, 2, 4, 8 weight
+    layers whose inputs quantize worst kept in fp32 (:mod:`trainers.deploy.static_int8`),
+    calibrated on ``calibration`` (the first train examples). None passes: an ExportError
+    naming each recipe's figures, nothing written. ``tick``: called after each recipe."""
+    fp32 = load_classifier_file(fp32_file, device="cpu")
+    reference = _Reference.of(fp32, samples, calibration)
+    tried: list[RecipeCheck] = []
+    with tempfile.TemporaryDirectory(prefix="autoprumux-int8-") as scratch:
+        prepared = prepare(fp32_file, Path(scratch) / "prepared.onnx")
+        for i, (recipe, write) in enumerate(recipe_ladder(fp32_file, prepared, fp32, calibration)):
+            candidate = Path(scratch) / f"int8-{i}.onnx"
+            write(candidate)
+            check = reference.check(recipe, load_classifier_file(candidate, device="cpu"))
+            tried.append(check)
+            tick()
+            if check.accepted:
+                kept = finish_int8(candidate, fp32_file, recipe)
+                shutil.move(candidate, out)
+                return Int8File(recipe=recipe, tried=tuple(tried), fp32_ops=kept)
+    raise ExportError(
+        "no int8 recipe keeps the fp32 model's labels and accuracy: "
+        + "; ".join(str(c) for c in tried)
+    )
+
+
+def recipe_ladder(
+    fp32_file: Path, prepared: Path, fp32: TextClassifier, calibration: DevSet
+) -> Iterator[tuple[Int8Recipe, Callable[[Path], None]]]:
+    """The recipes in the order they are tried, each with what writes its file at a path;
+    the static ones are ranked (a calibrated pass) only once dynamic has been refused."""
+    import onnx
+
+    from trainers.deploy import static_int8
+
+    yield DYNAMIC, lambda out: quantize_dynamic_file(prepared, out)
+
+    def batches(texts: Sequence[Text]) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+        groups = fp32.tokenize(texts)[0]  # [G, N, L] arrays, fed 16 groups at a time
+        return lambda: (groups[i : i + 16].feeds() for i in range(0, len(groups), 16))
+
+    feeds, probe = batches(calibration.texts), batches(calibration.texts[:PROBE_EXAMPLES])
+    ranked = static_int8.rank_weight_matmuls(prepared, feeds, probe, INT8_OPS)
+    modules = static_int8.module_names(onnx.load(str(fp32_file)))
+    for kept in (k for k in STATIC_KEPT if k <= len(ranked)):
+        nodes = ranked[:kept]
+        recipe = Int8Recipe(Int8Method.STATIC_QDQ, tuple(modules.get(n, n) for n in nodes))
+        yield recipe, functools.partial(_write_static, prepared, feeds, nodes)
+
+
+def _write_static(
+    prepared: Path,
+    feeds: Callable[[], Iterator[dict[str, np.ndarray]]],
+    fp32_nodes: Sequence[str],
+    out: Path,
+) -> None:
+    from trainers.deploy import static_int8
+
+    static_int8.quantize_static_file(prepared, out, feeds, INT8_OPS, fp32_nodes)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """What the fp32 file says of the sample inputs and the calibration examples."""
+
+    samples: list[Text]
+    labels: list[str]  # fp32's, one per sample
+    decided: list[bool]  # per sample: fp32's margin is DECIDED_MARGIN or more
+    calibration: DevSet
+    accuracy: float  # fp32's on the calibration examples
+
+    @classmethod
+    def of(cls, fp32: TextClassifier, sentences: Sequence[str], calibration: DevSet) -> _Reference:
+        pair = len(fp32.info.text_columns) == 2
+        samples: list[Text] = (
+            list(zip(sentences, reversed(sentences), strict=True)) if pair else list(sentences)
+        )
+        predicted = fp32.predict(samples)
+        return cls(
+            samples=samples,
+            labels=[p.label for p in predicted],
+            decided=[_margin(p) >= DECIDED_MARGIN for p in predicted],
+            calibration=calibration,
+            accuracy=_accuracy(fp32, calibration),
+        )
+
+    def check(self, recipe: Int8Recipe, int8: TextClassifier) -> RecipeCheck:
+        got = [p.label for p in int8.predict(self.samples)]
+        flipped = tuple(
+            str(text)
+            for text, want, label, decided in zip(
+                self.samples, self.labels, got, self.decided, strict=True
+            )
+            if decided and label != want
+        )
+        return RecipeCheck(
+            recipe=recipe,
+            flipped=flipped,
+            decided=sum(self.decided),
+            samples=len(self.samples),
+            cost=self.accuracy - _accuracy(int8, self.calibration),
+            calibration=len(self.calibration.labels),
+        )
+
+
+def _margin(predicted: PredictedLabel) -> float:
+    """The top probability minus the next one."""
+    top, second = sorted(predicted.probabilities.values(), reverse=True)[:2]
+    return top - second
+
+
+def _accuracy(model: TextClassifier, examples: DevSet) -> float:
+    names = model.info.labels
+    right = sum(
+        names.index(p.label) == gold
+        for p, gold in zip(model.predict(examples.texts), examples.labels, strict=True)
+    )
+    return right / len(examples.labels)
+
+
+def study_examples(info: ModelInfo, where: str) -> tuple[DevSet, DevSet]:
+    """The model's dev examples and its calibration examples (the first
+    :data:`CALIBRATION_EXAMPLES` of the train split), read from its study's data
+    (``info.study_file``)."""
     if not Path(info.study_file).is_file():
         raise DataError(
             where,
-            f"its study file {info.study_file} is not there; an int8 export is scored on its "
-            "study's dev split",
+            f"its study file {info.study_file} is not there; an int8 export is calibrated and "
+            "scored on its study's data",
             field="study_file",
         )
     tables = load_tables(data_spec(load_study(info.study_file)))
@@ -287,7 +509,15 @@ def dev_set(info: ModelInfo, where: str) -> DevSet:
             f"labels {', '.join(tables.label_names)} are not the model's "
             f"({', '.join(info.labels)}): the study's data changed since the model was trained",
         )
-    return first_examples(tables.dev, info.dev_examples, info.study_file)
+    dev = first_examples(tables.dev, info.dev_examples, info.study_file)
+    return dev, calibration_examples(tables.train)
+
+
+def calibration_examples(train: pa.Table) -> DevSet:
+    """The first :data:`CALIBRATION_EXAMPLES` rows of a checked train table (all of a smaller
+    one)."""
+    rows = min(CALIBRATION_EXAMPLES, train.num_rows)
+    return first_examples(train, rows, "train")
 
 
 def first_examples(table: pa.Table, examples: int, where: str) -> DevSet:

@@ -20,7 +20,7 @@ from trainers.deploy.model_folder import (
     recorded_precisions,
 )
 from trainers.deploy.precisions import ServedDev, evaluate_precisions
-from trainers.deploy.quantize import DevSet, first_examples
+from trainers.deploy.quantize import DevSet, calibration_examples, first_examples
 from trainers.deploy.timing import measure_one
 from trainers.model.architecture import prunable_params
 from trainers.model.classifier import Classifier
@@ -87,7 +87,13 @@ def _served_dev(trial: RunningTrial) -> ServedDev:
         where = str(study.path) if study.path else study.name
         return first_examples(task_tables(study).dev, examples, where)
 
-    return ServedDev(score=trial.accuracy, texts=texts, examples=examples, engine=trial.engine)
+    return ServedDev(
+        score=trial.accuracy,
+        texts=texts,
+        calibration=lambda: calibration_examples(task_tables(study).train),
+        examples=examples,
+        engine=trial.engine,
+    )
 
 
 def _model_info(
