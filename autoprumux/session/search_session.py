@@ -314,8 +314,13 @@ class SearchSession:
             objective=request.objective,
         )
         held_out = None
+        folders, untested = self._answer_folders(plan, outcome, data)
+        if folders:
+            self._record_speeds(folders, table)
         if tested:
-            held_out, data = self._held_out(plan, outcome, data, store, cluster is not None)
+            held_out, data = self._held_out(
+                plan, outcome, data, store, cluster is not None, folders, untested
+            )
         report = write_search_report(data, plan.report)
         facts = SearchFacts(
             study=plan.study,
@@ -328,24 +333,15 @@ class SearchSession:
         )
         return summarize(outcome, facts)
 
-    def _held_out(
-        self,
-        plan: SearchPlan,
-        outcome: SearchOutcome,
-        data: ReportInput,
-        store: StudyStore,
-        on_ray: bool,
-    ) -> tuple[HeldOut, ReportInput]:
-        """The answer and the trained points of every budget's top-3 (the report's) scored on
-        the study's test split, once, after the search has answered; the figures stored in the
-        study (for ``autoprumux report``) and the report's data. On Ray this runs here, in the
-        driver's process. A figure that cannot be had is a note, never a failed search."""
+    def _answer_folders(
+        self, plan: SearchPlan, outcome: SearchOutcome, data: ReportInput
+    ) -> tuple[dict[GridPoint, Path], list[str]]:
+        """The model folders of the answer and of the trained points of every budget's top-3
+        (the report's), once the search has answered; and a note for each that has none."""
         from autoprumux.report.data import points_to_score
-        from autoprumux.report.sources import TEST_SCORES_ATTR, held_out_attr
 
         if plan.replay is not None:
-            replayed = "a replayed search (--trainer replay:FILE) has no model folders to score"
-            return HeldOut(scores={}, answer=None, notes=(replayed,)), data
+            return {}, ["a replayed search (--trainer replay:FILE) has no model folders to score"]
         answer = recommended_model(outcome, plan.train)
         folders: dict[GridPoint, Path] = {}
         notes: list[str] = []
@@ -355,6 +351,52 @@ class SearchSession:
                 folders[point] = Path(model.model_dir)
             else:
                 notes.append(_untested(point, model.state, model.gone_dir))
+        return folders, notes
+
+    def _record_speeds(self, folders: dict[GridPoint, Path], table: ThroughputTable) -> None:
+        """Each folder's (N, s) in every precision of the table: its examples/s and batch-1
+        latency, written into the folder (its card lists them beside the dev figures)."""
+        from trainers.deploy.model_folder import TableSpeed, record_speeds
+
+        described = table.describe()
+        for point, folder in folders.items():
+            speeds = {
+                served.precision.value: TableSpeed(
+                    throughput=table.throughput[served],
+                    latency_s=table.latency.get(served),
+                    table=described,
+                )
+                for served in (point.served(p) for p in table.precisions)
+                if served in table.throughput
+            }
+            if not speeds:
+                continue
+            try:
+                record_speeds(folder, speeds)
+            except (AutoPruMuxError, OSError) as err:  # the answer stands without them
+                log.warning("%s: its table speeds not recorded: %s", folder, err)
+
+    def _held_out(
+        self,
+        plan: SearchPlan,
+        outcome: SearchOutcome,
+        data: ReportInput,
+        store: StudyStore,
+        on_ray: bool,
+        folders: dict[GridPoint, Path],
+        notes: list[str],
+    ) -> tuple[HeldOut, ReportInput]:
+        """The answer and the trained points of every budget's top-3 (the report's: their
+        ``folders``) scored on the study's test split, once, after the search has answered; the
+        figures stored in the study (for ``autoprumux report``) and the report's data. On Ray
+        this runs here, in the driver's process. A figure that cannot be had is a note, never a
+        failed search."""
+        from autoprumux.report.sources import TEST_SCORES_ATTR, held_out_attr
+
+        if plan.replay is not None:
+            return HeldOut(scores={}, answer=None, notes=tuple(notes)), data
+        answer = recommended_model(outcome, plan.train)
+        notes = list(notes)
         scores: dict[GridPoint, HeldOutScore] = {}
         if folders:
             from trainers.trial.test_figures import score_held_out  # torch

@@ -1,5 +1,6 @@
 """The model folder's description (autoprumux.json) and card name the metric the model was
-chosen by; a folder written before metrics reads as accuracy (no torch: seconds)."""
+chosen by, and list its figures per precision; a folder written before metrics reads as
+accuracy (no torch: seconds)."""
 
 import json
 
@@ -9,6 +10,8 @@ from trainers.deploy.model_folder import (
     INFO_FILE,
     ModelInfo,
     NotAModelError,
+    PrecisionScore,
+    TableSpeed,
     model_card,
     read_info,
 )
@@ -73,3 +76,40 @@ def test_the_card_names_the_metric_of_its_dev_figure():
     card = model_card(info(metric="macro_f1"))
     assert "| dev macro-F1 | 0.8123 on the first 500 dev examples |" in card
     assert "| dev accuracy | 0.8123 on the first 500 dev examples |" in model_card(info())
+
+
+def test_the_card_lists_each_precisions_dev_figure_and_table_speed(tmp_path):
+    """int8 evaluated after training and both precisions timed by the search's table: one row
+    each, fp32's dev figure the trial's own, its delta and speed beside it."""
+    table = "the throughput table t.json (every point timed in one run, round robin: cpu)"
+    written = info(
+        precisions={
+            "int8": PrecisionScore(
+                dev=0.8050, dev_examples=500, runtime="onnxruntime-cpu", recipe="dynamic"
+            )
+        },
+        speeds={
+            "fp32": TableSpeed(throughput=1200.0, latency_s=0.004, table=table),
+            "int8": TableSpeed(throughput=2045.25, latency_s=None, table=table),
+        },
+    )
+    (tmp_path / INFO_FILE).write_text(json.dumps(written.to_json()))
+    assert read_info(tmp_path) == written  # round trip
+    card = model_card(written)
+    rows = [line for line in card.splitlines() if line.startswith(("| fp32 |", "| int8 |"))]
+    assert rows == [
+        "| fp32 | torch (its trial) | 0.8123 on the first 500 dev examples |  | 1,200.0 | "
+        "4.00 ms |",
+        "| int8 | onnxruntime-cpu (dynamic) | 0.8050 on the first 500 dev examples | -0.73 "
+        "points | 2,045.2 | not timed |",
+    ]
+    assert f"examples/s and latency: {table}." in card
+    # a folder from before speeds reads with none, and its card has no speed column filled
+    older = written.to_json()
+    del older["speeds"]
+    (tmp_path / INFO_FILE).write_text(json.dumps(older))
+    assert read_info(tmp_path).speeds == {}
+    bad = {**written.to_json(), "speeds": {"int8": {"throughput": 1.0}}}
+    (tmp_path / INFO_FILE).write_text(json.dumps(bad))
+    with pytest.raises(NotAModelError, match="holds throughput, latency_s and table"):
+        read_info(tmp_path)

@@ -190,6 +190,11 @@ def test_no_decision_reads_the_test_split_and_the_answer_is_scored_on_it(
         assert f"{row} (what to expect) |" in card
         expected = {"score": point["test"], "examples": 100, "dev": point["dev"]}
         assert attrs[TEST_SCORES_ATTR][str(grid_point)] == expected
+        # the search's table at its (N, s), in the folder and on its card (fp32 only here)
+        (speed_of,) = info.speeds.values()
+        assert list(info.speeds) == ["fp32"] and str(table) in speed_of.table
+        assert speed_of.throughput == speed[grid_point.n, grid_point.sparsity]
+        assert f"| {speed_of.throughput:,.1f} | not timed |" in card
     assert answer["test"] < answer["dev"] - 0.5  # the flipped labels, measured as they are
     # the report, beside dev
     html = (flipped.parents[1] / "reports" / "reviews.html").read_text()

@@ -16,7 +16,10 @@ Its dev figure in each precision its study serves in, evaluated after its traini
 (:mod:`trainers.deploy.precisions`), and in each precision it was exported in (``autoprumux
 export --precision int8``): :class:`PrecisionScore`, :func:`record_precisions`. A rerun of the
 trial keeps them (:func:`recorded_precisions`): they are the weights' figures on the same dev
-examples, and a figure already recorded is not evaluated again.
+examples, and a figure already recorded is not evaluated again. Once a search has answered, the
+models it may recommend also hold their (N, s)'s throughput and batch-1 latency in each
+precision from the study's throughput table (:class:`TableSpeed`, :func:`record_speeds`): every
+point timed side by side, which a trial's own throughput is not.
 
 They are written by rename after the trial measured the model, so a reader never sees half of
 one; a rerun of a finished trial writes them again with its own throughput (and without a test
@@ -47,7 +50,7 @@ CARD_FILE = "README.md"
 # is an accuracy folder, as every folder before it was, and its dev_accuracy still is accuracy
 FORMAT = 1
 # fields a folder written before them lacks: read with their defaults
-ADDED_LATER = ("metric", "positive_label", "test_score", "test_examples", "precisions")
+ADDED_LATER = ("metric", "positive_label", "test_score", "test_examples", "precisions", "speeds")
 
 
 class NotAModelError(AutoPruMuxError):
@@ -78,6 +81,28 @@ class PrecisionScore:
             dev_examples=int(data["dev_examples"]),
             runtime=data["runtime"],
             recipe=str(data.get("recipe", "")),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableSpeed:
+    """The model's (N, s) in one precision, as its search's throughput table timed it."""
+
+    throughput: float  # examples/s
+    latency_s: float | None  # one request at batch 1 (N - 1 slots empty); None: not timed
+    table: str  # the table in words (ThroughputTable.describe()): where, how
+
+    @classmethod
+    def from_json(cls, data: object, where: str) -> TableSpeed:
+        if not isinstance(data, dict) or set(data) != {"throughput", "latency_s", "table"}:
+            raise NotAModelError(
+                f"{where}: a speeds entry holds throughput, latency_s and table, not {data!r}"
+            )
+        latency = data["latency_s"]
+        return cls(
+            throughput=float(data["throughput"]),
+            latency_s=None if latency is None else float(latency),
+            table=str(data["table"]),
         )
 
 
@@ -116,6 +141,9 @@ class ModelInfo:
     # precision ("fp32", "int8") -> its dev figure served in it (evaluated after the training
     # in the study's precisions, or by an export); empty in folders from before precisions
     precisions: dict[str, PrecisionScore] = field(default_factory=dict)
+    # precision -> the study's table's figures at this (N, s), written once a search answered
+    # with this model among those it may recommend; empty before
+    speeds: dict[str, TableSpeed] = field(default_factory=dict)
     autoprumux_version: str = __version__
     format: int = FORMAT
 
@@ -167,6 +195,10 @@ class ModelInfo:
         values["precisions"] = {
             str(name): PrecisionScore.from_json(entry, where) for name, entry in precisions.items()
         }
+        speeds = data.get("speeds", {})
+        if not isinstance(speeds, dict):
+            raise NotAModelError(f"{where}: speeds is not a JSON object")
+        values["speeds"] = {str(k): TableSpeed.from_json(v, where) for k, v in speeds.items()}
         return cls(**values)
 
 
@@ -189,16 +221,23 @@ def record_test_score(folder: Path, score: float, examples: int) -> ModelInfo:
     """Add the held-out test figure to a described model folder: ``autoprumux.json``, then
     the model card, each rewritten by rename (a reader never sees half a file)."""
     info = dataclasses.replace(read_info(folder), test_score=score, test_examples=examples)
-    write_text_atomic(folder / INFO_FILE, json.dumps(info.to_json(), indent=1) + "\n")
-    write_text_atomic(folder / CARD_FILE, model_card(info))
-    return info
+    return _rewrite(folder, info)
 
 
 def record_precisions(folder: Path, scores: dict[str, PrecisionScore]) -> ModelInfo:
     """Add (or replace) the dev figures per precision of a described model folder:
     ``autoprumux.json``, then the model card, each rewritten by rename."""
     info = read_info(folder)
-    info = dataclasses.replace(info, precisions={**info.precisions, **scores})
+    return _rewrite(folder, dataclasses.replace(info, precisions={**info.precisions, **scores}))
+
+
+def record_speeds(folder: Path, speeds: dict[str, TableSpeed]) -> ModelInfo:
+    """Set the throughput table's figures per precision of a described model folder (the
+    last search's: older ones may be of another table), rewritten as above."""
+    return _rewrite(folder, dataclasses.replace(read_info(folder), speeds=dict(speeds)))
+
+
+def _rewrite(folder: Path, info: ModelInfo) -> ModelInfo:
     write_text_atomic(folder / INFO_FILE, json.dumps(info.to_json(), indent=1) + "\n")
     write_text_atomic(folder / CARD_FILE, model_card(info))
     return info
@@ -312,28 +351,43 @@ def _score_rows(info: ModelInfo) -> str:
 
 
 def _precision_section(info: ModelInfo) -> str:
-    """Where the model was served in other precisions: its dev figure in each, beside fp32's:
-    an export's fp32 file's where there is one (the same runtime as int8: the difference is
-    the precision's alone), else the trial's own figure (``dev_accuracy``, PyTorch fp32)."""
-    if not info.precisions:
+    """The model in each precision it was evaluated or timed in: its dev figure beside fp32's
+    (an export's fp32 file's where there is one: the same runtime as int8, so the difference is
+    the precision's alone; else the trial's own, PyTorch fp32), and the throughput table's
+    examples/s and batch-1 latency at its (N, s)."""
+    names = set(info.precisions) | set(info.speeds)
+    if not names:
         return ""
     fp32 = info.precisions.get("fp32")
     reference = fp32.dev if fp32 is not None else info.dev_accuracy
     rows = []
-    for name, entry in sorted(info.precisions.items(), key=lambda item: item[0] != "fp32"):
-        delta = f"{100 * (entry.dev - reference):+.2f} points" if name != "fp32" else ""
-        runtime = f"{entry.runtime} ({entry.recipe})" if entry.recipe else entry.runtime
-        rows.append(
-            f"| {name} | {runtime} | {entry.dev:.4f} on the first {entry.dev_examples} "
-            f"dev examples | {delta} |"
-        )
+    for name in sorted(names | {"fp32"}, key=lambda n: (n != "fp32", n)):
+        entry = info.precisions.get(name)
+        if entry is not None:
+            runtime = f"{entry.runtime} ({entry.recipe})" if entry.recipe else entry.runtime
+            delta = f"{100 * (entry.dev - reference):+.2f} points" if name != "fp32" else ""
+            dev = f"{entry.dev:.4f} on the first {entry.dev_examples} dev examples"
+        elif name == "fp32":
+            runtime, delta = "torch (its trial)", ""
+            dev = f"{info.dev_accuracy:.4f} on the first {info.dev_examples} dev examples"
+        else:
+            runtime, delta, dev = "", "", "not evaluated"
+        speed = info.speeds.get(name)
+        timed = "| |" if speed is None else f"| {speed.throughput:,.1f} | {_latency(speed)} |"
+        rows.append(f"| {name} | {runtime} | {dev} | {delta} {timed}")
+    tables = sorted({s.table for s in info.speeds.values()})
+    source = f"\nexamples/s and latency: {'; '.join(tables)}.\n" if tables else ""
     return f"""
 ## Precisions (evaluated on dev after training, or by `autoprumux export --precision`)
 
-| precision | runtime | dev {info.metric_label} | vs fp32 |
-|---|---|---|---|
+| precision | runtime | dev {info.metric_label} | vs fp32 | examples/s | latency (batch 1) |
+|---|---|---|---|---|---|
 {chr(10).join(rows)}
-"""
+{source}"""
+
+
+def _latency(speed: TableSpeed) -> str:
+    return "not timed" if speed.latency_s is None else f"{1000 * speed.latency_s:.2f} ms"
 
 
 def _numerics(numerics: dict[str, Any]) -> str:
