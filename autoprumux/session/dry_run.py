@@ -143,6 +143,9 @@ class SearchForecast:
     first: tuple[tuple[ForecastRow, ...], ...]
     grid: tuple[ForecastRow, ...]  # every point once, by N then s: the upper bound
     notes: tuple[str, ...] = ()
+    # the precisions the search ranks: fp32, and those each trained model is evaluated in after
+    # its training (no training of their own; their seconds are not in the rows)
+    precisions: tuple[Precision, ...] = (Precision.FP32,)
 
     @property
     def first_total(self) -> ForecastTotal:
@@ -170,6 +173,7 @@ class SearchForecast:
             "first_picks_total": self.first_total.to_dict(),
             "grid": [row.to_dict() for row in self.grid],
             "grid_total": self.grid_total.to_dict(),
+            "precisions": [p.value for p in self.precisions],
             "notes": list(self.notes),
         }
 
@@ -183,6 +187,7 @@ def forecast_search(
     notes: Sequence[str] = (),
     recipe: Recipe | None = None,  # as the data read says; None: recipe_of(study)
     placement: str = "",  # SearchForecast.placement
+    precisions: tuple[Precision, ...] = (Precision.FP32,),  # SearchForecast.precisions
 ) -> SearchForecast:
     """The plan of a fresh search of ``study`` for ``budget``, ranked and priced by ``table``
     (``used`` says which), ``slots.workers`` trials at a time."""
@@ -212,6 +217,7 @@ def forecast_search(
         first=_charged(costs, first_picks(budget, candidates, costs, slots.workers), share),
         grid=tuple(row for (row,) in _charged(costs, everything, share)),
         notes=tuple(notes),
+        precisions=precisions,
     )
 
 
@@ -349,6 +355,7 @@ def forecast_text(forecast: SearchForecast) -> str:
         f"dry run: study {forecast.study!r}, {budget.kind.value} budget {budget.value:g} "
         f"({forecast.metric}), {forecast.grid_size} grid points; nothing trained or written",
         f"trials: {slots.workers} at a time ({where}{forecast.placement})",
+        _precisions_line(forecast.precisions),
         f"costs: the search's cost model, in seconds at the speed of {_table_words(table)}; "
         "once a training finished, the search rescales them by the seconds it took",
         "",
@@ -371,6 +378,18 @@ def forecast_text(forecast: SearchForecast) -> str:
     ]
     lines += [f"note: {note}" for note in forecast.notes]
     return "\n".join(lines)
+
+
+def _precisions_line(precisions: tuple[Precision, ...]) -> str:
+    others = [p.value for p in precisions if p is not Precision.FP32]
+    if not others:
+        return "precisions: fp32 only"
+    return (
+        f"precisions: fp32, {', '.join(others)}: each trained model is also evaluated on dev "
+        f"in {' and '.join(others)} after its training (seconds, no training; not in the "
+        "costs below), so any point may be the answer in any of them; the picks below are "
+        "fp32's, with no figure yet to predict the others"
+    )
 
 
 def _table_words(table: TableUsed) -> str:

@@ -372,9 +372,17 @@ class SearchSession:
             if not speeds:
                 continue
             try:
-                record_speeds(folder, speeds)
+                info = record_speeds(folder, speeds)
             except (AutoPruMuxError, OSError) as err:  # the answer stands without them
                 log.warning("%s: its table speeds not recorded: %s", folder, err)
+                continue
+            int8 = info.precisions.get(Precision.INT8.value)
+            if int8 is not None and int8.recipe.startswith("static") and "int8" in speeds:
+                self.progress(
+                    f"note: {point} in int8 was made by {int8.recipe} (dynamic int8 failed "
+                    "its checks); the table times dynamic int8, and static QDQ ran slower where "
+                    "measured: its int8 examples/s and latency are optimistic"
+                )
 
     def _held_out(
         self,
@@ -573,6 +581,7 @@ class SearchSession:
             notes,
             recipe_of(study, plan.train_examples, plan.fine_tuned),
             placement_words(plan, slots),
+            searched_precisions(plan, table),
         )
 
 

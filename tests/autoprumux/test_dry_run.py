@@ -11,6 +11,7 @@ import pytest
 from autoprumux.cli.main import main
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.grid import BASELINE, GridPoint
+from autoprumux.core.precision import Precision
 from autoprumux.core.study import load_study
 from autoprumux.files.results_io import read_throughput_table
 from autoprumux.loop.costs import TRAIN_STEP_UNITS, CostModel, recipe_of
@@ -114,6 +115,22 @@ def test_the_text_names_the_picks_and_the_range(tiny):
     assert any(line.split()[:3] == ["1", "(1,", "0)"] for line in lines)
     assert "GPU-h" not in text  # CPU trials: no GPU-hours column
     assert "whole grid: 18 training(s), 3,116 s (51.9 min)" in text
+    assert lines[2] == "precisions: fp32 only"  # forecast() plans fp32 alone
+    study, table, _ = tiny
+    used = TableUsed(source="t", device="cpu")
+    int8 = forecast_search(
+        study, ABSOLUTE, table, used, CPU_TRIAL, precisions=(Precision.FP32, Precision.INT8)
+    )
+    assert (
+        forecast_text(int8)
+        .splitlines()[2]
+        .startswith(
+            "precisions: fp32, int8: each trained model is also evaluated on dev in int8 after its "
+            "training (seconds, no training; not in the costs below)"
+        )
+    )
+    # the precisions change no pick and no cost: the plan is fp32's
+    assert (int8.first, int8.grid) == (forecast(tiny).first, forecast(tiny).grid)
     assert lines[-1].startswith("expected search: from 344 s (5.7 min), the first picks, to")
 
 
@@ -149,6 +166,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tiny_copy, tmp_path)
     total = document["first_picks_total"]["seconds"]
     assert total == pytest.approx(sum(p["seconds"] for p in picks))
     assert document["grid_total"]["trainings"] == 18
+    # the study's default on a CPU, which its table times: fp32 and int8
+    assert document["precisions"] == ["fp32", "int8"]
+    assert "precisions: fp32, int8: each trained model" in out
 
 
 def test_bare_dry_run_plans_the_embedded_default(capsys, monkeypatch, tmp_path):

@@ -2,6 +2,7 @@
 chosen by, and list its figures per precision; a folder written before metrics reads as
 accuracy (no torch: seconds)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -113,3 +114,34 @@ def test_the_card_lists_each_precisions_dev_figure_and_table_speed(tmp_path):
     (tmp_path / INFO_FILE).write_text(json.dumps(bad))
     with pytest.raises(NotAModelError, match="holds throughput, latency_s and table"):
         read_info(tmp_path)
+
+
+def test_a_static_int8_model_is_said_to_be_timed_as_dynamic(tmp_path):
+    """The table times int8 by dynamic quantization: where a model's int8 fell back to static
+    QDQ (slower), its card and the search's answer say its figures are optimistic."""
+    from autoprumux.core.grid import GridPoint
+    from autoprumux.core.precision import Precision
+    from autoprumux.core.throughput import ThroughputTable
+    from autoprumux.session.search_session import SearchRequest, SearchSession
+
+    static = "static QDQ, in fp32: encoder.layers.0.ffn.down"
+    (tmp_path / INFO_FILE).write_text(json.dumps(info(
+        precisions={"int8": PrecisionScore(
+            dev=0.81, dev_examples=500, runtime="onnxruntime-cpu", recipe=static)},
+    ).to_json()))  # fmt: skip
+    rows = {GridPoint(1, 0.0): 100.0, GridPoint(2, 0.5): 300.0}
+    rows |= {p.served(Precision.INT8): 2 * v for p, v in rows.items()}
+    latency = {GridPoint(2, 0.5, Precision.INT8): 0.002}
+    table = ThroughputTable(rows, source="t.json", latency=latency)
+    said: list[str] = []
+    asked = dict.fromkeys(f.name for f in dataclasses.fields(SearchRequest) if f.init)
+    session = SearchSession(SearchRequest(**asked), said.append, gpu_count=lambda: 0, cores=2)
+    session._record_speeds({GridPoint(2, 0.5): tmp_path}, table)
+    recorded = read_info(tmp_path)
+    assert {k: v.throughput for k, v in recorded.speeds.items()} == {"fp32": 300.0, "int8": 600.0}
+    assert recorded.speeds["int8"].latency_s == 0.002 and recorded.speeds["fp32"].latency_s is None
+    card = (tmp_path / "README.md").read_text()
+    assert "| 600.0 (timed as dynamic int8) | 2.00 ms (timed as dynamic int8) |" in card
+    (note,) = said
+    assert note.startswith(f"note: (2, 0.5) in int8 was made by {static}")
+    assert "its int8 examples/s and latency are optimistic" in note

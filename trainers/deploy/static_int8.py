@@ -7,9 +7,10 @@ train examples) instead of measuring it on every batch, and writes the graph in 
 integer kernels). A BERT's activations have outliers (after GELU, after the multiplexer's
 averaging) that one fixed scale per tensor clips or blurs, so the MatMuls reading the worst of
 them are best kept in fp32. Which ones is measured, not guessed: :func:`rank_weight_matmuls`
-quantizes every op once, runs the calibration inputs through the float and the QDQ graphs
-(ONNX Runtime's ``qdq_loss_debug``), and ranks the MatMuls with a weight by the
-signal-to-quantization-noise ratio of the activation they read, lowest first.
+quantizes every op once, runs a few calibration inputs through the QDQ graph with each
+activation tapped before and after its QDQ pair (ONNX Runtime's ``qdq_loss_debug``), and
+ranks the MatMuls with a weight by the signal-to-quantization-noise ratio of the activation
+they read, lowest first.
 
 Node names are the exporter's (``node_MatMul_128``); :func:`module_names` maps them to the
 PyTorch modules they came from (``encoder.layers.0.ffn.down``), which is how the kept layers
