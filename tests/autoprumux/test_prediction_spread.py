@@ -106,4 +106,4 @@ def test_the_delta_spread_is_calibrated_on_the_committed_precision_grid():
     observed = results.observations(results.resolve_task(None))
     grid = (observed.accuracy, observed.served_accuracy)
     assert calibrate_delta_spread([grid], MIN_CHANCE) == DELTA_SPREAD
-    assert len(delta_falls(*grid)) == 14  # the 15 pruned points less (4, 0.8): int8 refused
+    assert len(delta_falls(*grid)) == 15  # the 15 pruned points, each with its int8 figure
