@@ -289,3 +289,27 @@ def test_int8_without_onnxruntime_says_how_to_install_it(exported, tmp_path, cap
     one_line_error(capsys, [*argv, *out], "onnxruntime", "pip install onnxruntime")
     one_line_error(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "pip install")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_recipe_onnx_runtime_cannot_make_ends_the_ladder_in_one_line(
+    exported, tmp_path, monkeypatch, capsys
+):
+    """Dynamic refused, then the static ranking raises (as ORT's quantizers may, with types of
+    their own): one line naming dynamic's figures and what failed; no file."""
+    from trainers.deploy import static_int8
+
+    monkeypatch.setattr(quantize, "MAX_COST", -1.0)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : no kernel\nstack trace")
+
+    monkeypatch.setattr(static_int8, "rank_weight_matmuls", broken)
+    argv = ["export", "--model", str(exported.folder), "--format", "onnx", "--precision", "int8"]
+    out = ["--out", str(tmp_path / "m.onnx")]
+    message = one_line_error(capsys, [*argv, *out], "no int8 recipe keeps", "nothing written")
+    assert "accuracy: dynamic: 0 of" in message
+    assert message.endswith(
+        "; the next recipe could not be made (RuntimeError: [ONNXRuntimeError] : 1 : FAIL : no "
+        "kernel); nothing written"
+    )
+    assert not list(tmp_path.iterdir())

@@ -295,7 +295,7 @@ def _from_onnx(path: Path, device: str) -> TextClassifier:
         options.log_severity_level = 3  # errors only: no warnings on the user's terminal
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as err:  # ORT raises its own types for a file that is not ONNX
-        raise NotAModelError(f"{path}: not a readable ONNX model ({_first_line(err)})") from None
+        raise NotAModelError(f"{path}: not a readable ONNX model ({error_line(err)})") from None
     if providers[0] != CPU_PROVIDER and CUDA_PROVIDER not in session.get_providers():
         # ORT falls back to the CPU where its CUDA libraries do not load (its own warning is
         # silenced with the others above)
@@ -337,7 +337,7 @@ def _from_torchscript(path: Path, engine: Engine) -> TextClassifier:
             )
     except Exception as err:  # a file that is not TorchScript
         raise NotAModelError(
-            f"{path}: not a readable TorchScript model ({_first_line(err)})"
+            f"{path}: not a readable TorchScript model ({error_line(err)})"
         ) from None
     info, tokenizer = _unbundle(extra[BUNDLE_KEY] or None, path, "TorchScript")
     backend = TorchBackend(module.eval(), engine.device, engine.autocast)
@@ -379,7 +379,7 @@ def _tokenizer(folder: Path, where: str) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(str(folder))
     except Exception as err:
         raise NotAModelError(
-            f"{where}: no usable tokenizer ({_first_line(err)}); a model folder holds its "
+            f"{where}: no usable tokenizer ({error_line(err)}); a model folder holds its "
             f"tokenizer files beside {INFO_FILE}"
         ) from None
 
@@ -409,6 +409,7 @@ def _arrays(groups: Groups) -> list[np.ndarray]:
     return [groups.input_ids, groups.attention_mask, groups.token_type_ids]
 
 
-def _first_line(err: BaseException) -> str:
+def error_line(err: BaseException) -> str:
+    """An exception in one line: its type and its message's first line."""
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__

@@ -35,7 +35,7 @@ import torch
 from autoprumux.core.precision import Precision
 from autoprumux.core.progress import Progress, ProgressCallback
 from trainers.deploy.export import ExportFormat, export_model
-from trainers.deploy.inference import import_export_library, load_text_classifier
+from trainers.deploy.inference import error_line, import_export_library, load_text_classifier
 from trainers.deploy.model_folder import PrecisionScore, read_info, record_precisions
 from trainers.deploy.quantize import RUNTIME, DevSet, dev_score, make_int8
 from trainers.model.classifier import Classifier
@@ -172,9 +172,7 @@ def int8_figure(
     try:
         return _int8_figure(folder, dev, tick)
     except Exception as err:  # ORT and ONNX raise types of their own: none may fail the trial
-        log.warning(
-            "%s: no int8 figure: %s: %s", folder, type(err).__name__, str(err).splitlines()[0]
-        )
+        log.warning("%s: no int8 figure: %s", folder, error_line(err))
         return None
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import itertools
 import json
 import shutil
 import tempfile
@@ -66,6 +67,7 @@ from trainers.deploy.inference import (
     PredictedLabel,
     Text,
     TextClassifier,
+    error_line,
     import_export_library,
 )
 from trainers.deploy.inference import load_text_classifier as load_classifier_file
@@ -379,22 +381,36 @@ def make_int8(
     fp32 = load_classifier_file(fp32_file, device="cpu")
     reference = _Reference.of(fp32, samples, calibration)
     tried: list[RecipeCheck] = []
+    told: list[str] = []  # each recipe's figures; then why the ladder stopped early, if it did
     with tempfile.TemporaryDirectory(prefix="autoprumux-int8-") as scratch:
-        prepared = prepare(fp32_file, Path(scratch) / "prepared.onnx")
-        for i, (recipe, write) in enumerate(recipe_ladder(fp32_file, prepared, fp32, calibration)):
+        try:
+            prepared = prepare(fp32_file, Path(scratch) / "prepared.onnx")
+        except Exception as err:  # as below
+            raise ExportError(
+                f"ONNX Runtime could not prepare the file for quantization: {error_line(err)}"
+            ) from None
+        ladder = recipe_ladder(fp32_file, prepared, fp32, calibration)
+        for i in itertools.count():
             candidate = Path(scratch) / f"int8-{i}.onnx"
-            write(candidate)
+            try:
+                step = next(ladder, None)  # ranking the static recipes runs in here
+                if step is None:
+                    break
+                recipe, write = step
+                write(candidate)
+            except Exception as err:  # ORT's quantizers raise types of their own
+                told.append(f"the next recipe could not be made ({error_line(err)})")
+                break
             check = reference.check(recipe, load_classifier_file(candidate, device="cpu"))
             tried.append(check)
+            told.append(str(check))
             tick()
             if check.accepted:
                 kept = finish_int8(candidate, fp32_file, recipe)
                 shutil.move(candidate, out)
                 return Int8File(recipe=recipe, tried=tuple(tried), fp32_ops=kept)
-    raise ExportError(
-        "no int8 recipe keeps the fp32 model's labels and accuracy: "
-        + "; ".join(str(c) for c in tried)
-    )
+    refused = "; ".join(told)
+    raise ExportError(f"no int8 recipe keeps the fp32 model's labels and accuracy: {refused}")
 
 
 def recipe_ladder(
