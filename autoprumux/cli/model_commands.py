@@ -205,7 +205,8 @@ def _checked_precision(fmt: str, precision: str) -> str:
 def _export_int8(model_path: str, out_path: str, as_json: bool) -> None:
     from trainers.deploy.quantize import export_int8
 
-    done = export_int8(model_path, out_path)
+    # progress on stderr: a static recipe may take minutes on a large model
+    done = export_int8(model_path, out_path, lambda line: click.echo(line, err=True))
     dev, made = done.dev, done.made
     passed = made.tried[-1]
     if as_json:

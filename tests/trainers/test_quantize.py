@@ -212,8 +212,16 @@ def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monk
     )
     folder = tmp_path / "model"
     shutil.copytree(exported.folder, folder)
-    done = quantize.export_int8(folder, tmp_path / "static.onnx")
+    said: list[str] = []
+    done = quantize.export_int8(folder, tmp_path / "static.onnx", said.append)
     recipe = done.made.recipe
+    assert [line.split(":")[1].strip() for line in said] == [
+        "fp32 file exported; quantizing (256 train examples calibrate)",
+        "dynamic",
+        "static QDQ, in fp32",
+        "scoring both files on 64 dev examples",
+    ]
+    assert said[1].endswith(": refused; trying the next recipe") and said[2].endswith(": kept")
     assert recipe.method is quantize.Int8Method.STATIC_QDQ
     assert [c.recipe.method.value for c in done.made.tried] == ["dynamic", "static-qdq"]
     assert len(recipe.fp32_layers) == 1  # the first static recipe passed
@@ -240,21 +248,33 @@ def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monk
     assert abs(done.dev.delta_points) <= 100 * 3 / 64
 
 
+def _refused(capsys, argv: list[str]) -> tuple[list[str], str]:  # type: ignore[no-untyped-def]
+    """``autoprumux argv`` exits 2 after its work: its progress lines on stderr, then the
+    error in one line."""
+    assert main(argv) == 2
+    *progress, error = capsys.readouterr().err.strip().splitlines()
+    assert error.startswith("autoprumux: error: ") and all(
+        line.startswith("int8: ") for line in progress
+    ), (progress, error)
+    return progress, error
+
+
 def test_no_recipe_passing_refuses_the_file(exported, tmp_path, monkeypatch, capsys):
-    """Every recipe refused: one line naming each one's figures, no file, no temporary, the
-    folder as it was."""
+    """Every recipe refused: progress a line per recipe, then one line naming each one's
+    figures; no file, no temporary, the folder as it was."""
     folder = tmp_path / "model"
     shutil.copytree(exported.folder, folder)
     before = (folder / INFO_FILE).read_text()
     monkeypatch.setattr(quantize, "MAX_COST", -1.0)  # int8 would have to gain a point
     argv = ["export", "--model", str(folder), "--format", "onnx", "--precision", "int8"]
-    message = one_line_error(
-        capsys,
-        [*argv, "--out", str(tmp_path / "m.onnx")],
-        "no int8 recipe keeps",
-        "nothing written",
-    )
+    progress, message = _refused(capsys, [*argv, "--out", str(tmp_path / "m.onnx")])
     assert f"error: {tmp_path / 'm.onnx'}: no int8 recipe keeps" in message
+    assert message.endswith("; nothing written")
+    # the export, each recipe's check as it was known, then nothing more (no dev scoring)
+    assert progress[0].startswith("int8: fp32 file exported; quantizing (256 train examples")
+    assert progress[1].startswith("int8: dynamic: 0 of ")
+    assert all(line.endswith(": refused; trying the next recipe") for line in progress[1:])
+    assert message.count(" calibration examples") == len(progress) - 1
     assert "accuracy: dynamic: 0 of" in message and "+0.00 accuracy points on 256" in message
     # then static keeping the worst 1, 2, 4 ... weight layers (as many as the model has), each
     # list the one before and the next worst
@@ -306,8 +326,9 @@ def test_a_recipe_onnx_runtime_cannot_make_ends_the_ladder_in_one_line(
     monkeypatch.setattr(static_int8, "rank_weight_matmuls", broken)
     argv = ["export", "--model", str(exported.folder), "--format", "onnx", "--precision", "int8"]
     out = ["--out", str(tmp_path / "m.onnx")]
-    message = one_line_error(capsys, [*argv, *out], "no int8 recipe keeps", "nothing written")
-    assert "accuracy: dynamic: 0 of" in message
+    progress, message = _refused(capsys, [*argv, *out])
+    assert len(progress) == 2  # the export, dynamic's check
+    assert "no int8 recipe keeps" in message and "accuracy: dynamic: 0 of" in message
     assert message.endswith(
         "; the next recipe could not be made (RuntimeError: [ONNXRuntimeError] : 1 : FAIL : no "
         "kernel); nothing written"

@@ -187,7 +187,7 @@ def _int8_figure(folder: Path, dev: ServedDev, tick: Callable[[], None]) -> Prec
         with _EXPORT_LOCK:
             fp32_file = export_model(folder, ExportFormat.ONNX, Path(scratch) / "fp32.onnx").path
             tick()
-            made = make_int8(fp32_file, int8_file, dev.calibration(), tick=_first(tick))
+            made = make_int8(fp32_file, int8_file, dev.calibration(), checked=_first(tick))
         if len(made.tried) > 1:
             log.info("%s: int8 by the recipe %s", folder, made.recipe)
         figure = dev_score(load_text_classifier(int8_file, device="cpu"), dev.texts())
@@ -197,7 +197,7 @@ def _int8_figure(folder: Path, dev: ServedDev, tick: Callable[[], None]) -> Prec
         )
 
 
-def _first(tick: Callable[[], None]) -> Callable[[], None]:
-    """``tick`` on its first call only (the progress counts one step for the recipes)."""
+def _first(tick: Callable[[], None]) -> Callable[[object], None]:
+    """``tick`` on the first recipe checked only (the progress counts one step for them)."""
     calls = iter((tick,))
-    return lambda: next(calls, lambda: None)()
+    return lambda _check: next(calls, lambda: None)()

@@ -154,10 +154,15 @@ class DevSet:
     labels: tuple[int, ...]  # gold label ids, in the model's label order
 
 
-def export_int8(folder: str | Path, out: str | Path) -> Quantized:
+def export_int8(
+    folder: str | Path,
+    out: str | Path,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Quantized:
     """The model folder as an int8 ONNX file at ``out`` made by the first recipe that passes
     the checks against its fp32 export (:func:`make_int8`), scored on dev, and its figures
-    recorded in the folder."""
+    recorded in the folder. ``progress`` gets a line per step: the export, each recipe's
+    check, the dev scoring."""
     started = time.perf_counter()
     folder, out = Path(folder), Path(out)
     import_export_library("onnx")
@@ -172,13 +177,16 @@ def export_int8(folder: str | Path, out: str | Path) -> Quantized:
     with tempfile.TemporaryDirectory(prefix="autoprumux-int8-") as scratch:
         fp32_file = Path(scratch) / "fp32.onnx"
         exported = export_model(folder, ExportFormat.ONNX, fp32_file)
+        calibrating = len(calibration.labels)
+        progress(f"int8: fp32 file exported; quantizing ({calibrating} train examples calibrate)")
         with atomic_path(out) as temporary:
             try:
-                made = make_int8(fp32_file, temporary, calibration)
+                made = make_int8(fp32_file, temporary, calibration, checked=_said(progress))
             except ExportError as err:
                 raise ExportError(f"{out}: {err}; nothing written") from None
             fp32 = load_classifier_file(fp32_file, device="cpu")
             int8 = load_classifier_file(temporary, device="cpu")
+            progress(f"int8: scoring both files on {len(dev.labels)} dev examples")
             comparison = compare_on_dev(fp32, int8, dev)
             add_metadata(temporary, {DEV_KEY: json.dumps(comparison.to_json())})
     scores = {"fp32": comparison.fp32, "int8": comparison.int8}
@@ -203,6 +211,14 @@ def export_int8(folder: str | Path, out: str | Path) -> Quantized:
         dev=comparison,
         seconds=time.perf_counter() - started,
     )
+
+
+def _said(progress: Callable[[str], None]) -> Callable[[RecipeCheck], None]:
+    def say(check: RecipeCheck) -> None:
+        verdict = "kept" if check.accepted else "refused; trying the next recipe"
+        progress(f"int8: {check}: {verdict}")
+
+    return say
 
 
 def quantize_file(fp32: Path, out: Path) -> tuple[str, ...]:
@@ -371,13 +387,14 @@ def make_int8(
     out: Path,
     calibration: DevSet,
     samples: Sequence[str] = CHECK_SENTENCES,
-    tick: Callable[[], None] = lambda: None,
+    checked: Callable[[RecipeCheck], None] = lambda check: None,
 ) -> Int8File:
     """Write ``fp32_file`` as int8 at ``out`` with the first recipe of the ladder that passes
     the checks (:class:`RecipeCheck`): dynamic, then static QDQ with the 1, 2, 4, 8 weight
     layers whose inputs quantize worst kept in fp32 (:mod:`trainers.deploy.static_int8`),
     calibrated on ``calibration`` (the first train examples). None passes: an ExportError
-    naming each recipe's figures, nothing written. ``tick``: called after each recipe."""
+    naming each recipe's figures, nothing written. ``checked``: called with each recipe's
+    check as it is known (progress: a static recipe may take minutes on a large model)."""
     fp32 = load_classifier_file(fp32_file, device="cpu")
     reference = _Reference.of(fp32, samples, calibration)
     tried: list[RecipeCheck] = []
@@ -404,7 +421,7 @@ def make_int8(
             check = reference.check(recipe, load_classifier_file(candidate, device="cpu"))
             tried.append(check)
             told.append(str(check))
-            tick()
+            checked(check)
             if check.accepted:
                 kept = finish_int8(candidate, fp32_file, recipe)
                 shutil.move(candidate, out)
