@@ -178,10 +178,12 @@ def paper_table(args: argparse.Namespace, dtype: str) -> None:
     )
     write_text_atomic(out, json.dumps(table, indent=1) + "\n")
     print(f"\nthroughput table -> {out} ({report['fingerprint']['device_name']}, {dtype})")
-    for row in report["rows"]:
+    for row in report["rows"]:  # one per (N, s, precision): fp32, bf16 and fp16 on a GPU
+        latency = row["latency_s"]
+        batch_1 = f", batch 1 {1000 * latency:.2f} ms" if latency is not None else ""
         print(
-            f"({row['n']}, {row['sparsity']:g}) {row['throughput']:>10.1f} examples/s "
-            f"{row['speedup']:>6.2f}x (ideal {row['ideal_speedup']:.2f}x)"
+            f"({row['n']}, {row['sparsity']:g}, {row['precision']}) {row['throughput']:>10.1f} "
+            f"examples/s {row['speedup']:>6.2f}x (ideal {row['ideal_speedup']:.2f}x){batch_1}"
         )
 
 
