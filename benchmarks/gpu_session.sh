@@ -10,8 +10,9 @@
 #         (examples/s, MFU, compile time, graphs); four N = 1 trials sharing the GPU against one.
 # Part 2: checkpoint overhead over 2,000 steps; the paper grid's throughput table (CUDA graphs;
 #         each (N, s) in fp32, bf16 and fp16, the study's GPU precisions, in one round-robin
-#         run, with batch-1 latency: issue 37's bf16/fp16 vs fp32); a smoke search of the local
-#         executor, two trials a GPU.
+#         run, with batch-1 latency: the bf16 rows are issue 36's bf16 table beside fp32's,
+#         and with fp16 issue 37's figures); a smoke search of the local executor, two trials
+#         a GPU.
 # Each step has its own time limit, so one that hangs leaves the others their time.
 set -u
 OUT=${OUT:-/tmp/gpu-session}
