@@ -216,7 +216,7 @@ def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monk
     done = quantize.export_int8(folder, tmp_path / "static.onnx", said.append)
     recipe = done.made.recipe
     assert [line.split(":")[1].strip() for line in said] == [
-        "fp32 file exported; quantizing (256 train examples calibrate)",
+        "fp32 file exported; quantizing (calibration",
         "dynamic",
         "static QDQ, in fp32",
         "scoring both files on 64 dev examples",
@@ -271,7 +271,7 @@ def test_no_recipe_passing_refuses_the_file(exported, tmp_path, monkeypatch, cap
     assert f"error: {tmp_path / 'm.onnx'}: no int8 recipe keeps" in message
     assert message.endswith("; nothing written")
     # the export, each recipe's check as it was known, then nothing more (no dev scoring)
-    assert progress[0].startswith("int8: fp32 file exported; quantizing (256 train examples")
+    assert progress[0] == "int8: fp32 file exported; quantizing (calibration: 256 train examples)"
     assert progress[1].startswith("int8: dynamic: 0 of ")
     assert all(line.endswith(": refused; trying the next recipe") for line in progress[1:])
     assert message.count(" calibration examples") == len(progress) - 1

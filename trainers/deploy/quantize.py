@@ -177,8 +177,8 @@ def export_int8(
     with tempfile.TemporaryDirectory(prefix="autoprumux-int8-") as scratch:
         fp32_file = Path(scratch) / "fp32.onnx"
         exported = export_model(folder, ExportFormat.ONNX, fp32_file)
-        calibrating = len(calibration.labels)
-        progress(f"int8: fp32 file exported; quantizing ({calibrating} train examples calibrate)")
+        rows = len(calibration.labels)
+        progress(f"int8: fp32 file exported; quantizing (calibration: {rows} train examples)")
         with atomic_path(out) as temporary:
             try:
                 made = make_int8(fp32_file, temporary, calibration, checked=_said(progress))
