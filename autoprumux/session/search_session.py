@@ -316,7 +316,7 @@ class SearchSession:
         held_out = None
         folders, untested = self._answer_folders(plan, outcome, data)
         if folders:
-            self._record_speeds(folders, table)
+            record_table_speeds(folders, table, self.progress)
         if tested:
             held_out, data = self._held_out(
                 plan, outcome, data, store, cluster is not None, folders, untested
@@ -352,37 +352,6 @@ class SearchSession:
             else:
                 notes.append(_untested(point, model.state, model.gone_dir))
         return folders, notes
-
-    def _record_speeds(self, folders: dict[GridPoint, Path], table: ThroughputTable) -> None:
-        """Each folder's (N, s) in every precision of the table: its examples/s and batch-1
-        latency, written into the folder (its card lists them beside the dev figures)."""
-        from trainers.deploy.model_folder import TableSpeed, record_speeds
-
-        described = table.describe()
-        for point, folder in folders.items():
-            speeds = {
-                served.precision.value: TableSpeed(
-                    throughput=table.throughput[served],
-                    latency_s=table.latency.get(served),
-                    table=described,
-                )
-                for served in (point.served(p) for p in table.precisions)
-                if served in table.throughput
-            }
-            if not speeds:
-                continue
-            try:
-                info = record_speeds(folder, speeds)
-            except (AutoPruMuxError, OSError) as err:  # the answer stands without them
-                log.warning("%s: its table speeds not recorded: %s", folder, err)
-                continue
-            int8 = info.precisions.get(Precision.INT8.value)
-            if int8 is not None and int8.recipe.startswith("static") and "int8" in speeds:
-                self.progress(
-                    f"note: {point} in int8 was made by {int8.recipe} (dynamic int8 failed "
-                    "its checks); the table times dynamic int8, and static QDQ ran slower where "
-                    "measured: its int8 examples/s and latency are optimistic"
-                )
 
     def _held_out(
         self,
@@ -616,6 +585,40 @@ def served_precisions(study: Study) -> tuple[Precision, ...]:
     from trainers.runtime.device import study_precisions  # torch: what the device has
 
     return study_precisions(study)
+
+
+def record_table_speeds(
+    folders: dict[GridPoint, Path], table: ThroughputTable, say: Callable[[str], None]
+) -> None:
+    """Each folder's (N, s) in every precision of the table: its examples/s and batch-1
+    latency, written into the folder (its card lists them beside the dev figures)."""
+    from trainers.deploy.model_folder import TableSpeed, record_speeds
+
+    described = table.describe()
+    for point, folder in folders.items():
+        speeds = {
+            served.precision.value: TableSpeed(
+                throughput=table.throughput[served],
+                latency_s=table.latency.get(served),
+                table=described,
+            )
+            for served in (point.served(p) for p in table.precisions)
+            if served in table.throughput
+        }
+        if not speeds:
+            continue
+        try:
+            info = record_speeds(folder, speeds)
+        except (AutoPruMuxError, OSError) as err:  # the answer stands without them
+            log.warning("%s: its table speeds not recorded: %s", folder, err)
+            continue
+        int8 = info.precisions.get(Precision.INT8.value)
+        if int8 is not None and int8.recipe.startswith("static") and "int8" in speeds:
+            say(
+                f"note: {point} in int8 was made by {int8.recipe} (dynamic int8 failed "
+                "its checks); the table times dynamic int8, and static QDQ ran slower where "
+                "measured: its int8 examples/s and latency are optimistic"
+            )
 
 
 def has_test_split(study: Study) -> bool:

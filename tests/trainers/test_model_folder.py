@@ -2,7 +2,6 @@
 chosen by, and list its figures per precision; a folder written before metrics reads as
 accuracy (no torch: seconds)."""
 
-import dataclasses
 import json
 
 import pytest
@@ -122,7 +121,7 @@ def test_a_static_int8_model_is_said_to_be_timed_as_dynamic(tmp_path):
     from autoprumux.core.grid import GridPoint
     from autoprumux.core.precision import Precision
     from autoprumux.core.throughput import ThroughputTable
-    from autoprumux.session.search_session import SearchRequest, SearchSession
+    from autoprumux.session.search_session import record_table_speeds
 
     static = "static QDQ, in fp32: encoder.layers.0.ffn.down"
     (tmp_path / INFO_FILE).write_text(json.dumps(info(
@@ -134,9 +133,7 @@ def test_a_static_int8_model_is_said_to_be_timed_as_dynamic(tmp_path):
     latency = {GridPoint(2, 0.5, Precision.INT8): 0.002}
     table = ThroughputTable(rows, source="t.json", latency=latency)
     said: list[str] = []
-    asked = dict.fromkeys(f.name for f in dataclasses.fields(SearchRequest) if f.init)
-    session = SearchSession(SearchRequest(**asked), said.append, gpu_count=lambda: 0, cores=2)
-    session._record_speeds({GridPoint(2, 0.5): tmp_path}, table)
+    record_table_speeds({GridPoint(2, 0.5): tmp_path}, table, said.append)
     recorded = read_info(tmp_path)
     assert {k: v.throughput for k, v in recorded.speeds.items()} == {"fp32": 300.0, "int8": 600.0}
     assert recorded.speeds["int8"].latency_s == 0.002 and recorded.speeds["fp32"].latency_s is None
