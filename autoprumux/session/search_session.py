@@ -314,13 +314,11 @@ class SearchSession:
             objective=request.objective,
         )
         held_out = None
-        folders, untested = self._answer_folders(plan, outcome, data)
-        if folders:
-            record_table_speeds(folders, table, self.progress)
+        models = self._answer_models(plan, outcome, data)
+        if models.folders:
+            record_table_speeds(models.folders, table, self.progress)
         if tested:
-            held_out, data = self._held_out(
-                plan, outcome, data, store, cluster is not None, folders, untested
-            )
+            held_out, data = self._held_out(plan, models, data, store, cluster is not None)
         report = write_search_report(data, plan.report)
         facts = SearchFacts(
             study=plan.study,
@@ -333,47 +331,46 @@ class SearchSession:
         )
         return summarize(outcome, facts)
 
-    def _answer_folders(
+    def _answer_models(
         self, plan: SearchPlan, outcome: SearchOutcome, data: ReportInput
-    ) -> tuple[dict[GridPoint, Path], list[str]]:
+    ) -> AnswerModels:
         """The model folders of the answer and of the trained points of every budget's top-3
         (the report's), once the search has answered; and a note for each that has none."""
         from autoprumux.report.data import points_to_score
 
         if plan.replay is not None:
-            return {}, ["a replayed search (--trainer replay:FILE) has no model folders to score"]
-        answer = recommended_model(outcome, plan.train)
+            replayed = "a replayed search (--trainer replay:FILE) has no model folders to score"
+            return AnswerModels(answer=None, folders={}, notes=(replayed,))
+        recommended = recommended_model(outcome, plan.train)
+        answer = recommended.point.trained if recommended is not None else None
         folders: dict[GridPoint, Path] = {}
         notes: list[str] = []
-        for point in points_to_score(data, answer.point.trained if answer is not None else None):
+        for point in points_to_score(data, answer):
             model = locate_model(point, outcome.records, None)
             if model.state is ModelState.SAVED and model.model_dir is not None:
                 folders[point] = Path(model.model_dir)
             else:
                 notes.append(_untested(point, model.state, model.gone_dir))
-        return folders, notes
+        return AnswerModels(answer=answer, folders=folders, notes=tuple(notes))
 
     def _held_out(
         self,
         plan: SearchPlan,
-        outcome: SearchOutcome,
+        models: AnswerModels,
         data: ReportInput,
         store: StudyStore,
         on_ray: bool,
-        folders: dict[GridPoint, Path],
-        notes: list[str],
     ) -> tuple[HeldOut, ReportInput]:
-        """The answer and the trained points of every budget's top-3 (the report's: their
-        ``folders``) scored on the study's test split, once, after the search has answered; the
+        """The answer and the trained points of every budget's top-3 (the report's:
+        ``models``) scored on the study's test split, once, after the search has answered; the
         figures stored in the study (for ``autoprumux report``) and the report's data. On Ray
         this runs here, in the driver's process. A figure that cannot be had is a note, never a
         failed search."""
         from autoprumux.report.sources import TEST_SCORES_ATTR, held_out_attr
 
         if plan.replay is not None:
-            return HeldOut(scores={}, answer=None, notes=tuple(notes)), data
-        answer = recommended_model(outcome, plan.train)
-        notes = list(notes)
+            return HeldOut(scores={}, answer=None, notes=models.notes), data
+        folders, notes = models.folders, list(models.notes)
         scores: dict[GridPoint, HeldOutScore] = {}
         if folders:
             from trainers.trial.test_figures import score_held_out  # torch
@@ -391,11 +388,7 @@ class SearchSession:
         # this answer's figures only (older ones may be of other folders or another test file);
         # the executor has closed the store's trials and leases, its study attributes stay open
         store.set_user_attr(TEST_SCORES_ATTR, held_out_attr(scores))
-        held = HeldOut(
-            scores=scores,
-            answer=answer.point.trained if answer is not None else None,
-            notes=tuple(notes),
-        )
+        held = HeldOut(scores=scores, answer=models.answer, notes=tuple(notes))
         return held, replace(data, test_scores=scores)
 
     def _test_device(self, on_ray: bool) -> str:
@@ -585,6 +578,17 @@ def served_precisions(study: Study) -> tuple[Precision, ...]:
     from trainers.runtime.device import study_precisions  # torch: what the device has
 
     return study_precisions(study)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerModels:
+    """The models a finished search may recommend: the answer (its trained (N, s); None for a
+    replay or no answer) and the folders of it and every budget's top-3, with a note for each
+    point that has none."""
+
+    answer: GridPoint | None
+    folders: dict[GridPoint, Path]
+    notes: tuple[str, ...]
 
 
 def record_table_speeds(

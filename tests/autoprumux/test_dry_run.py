@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from search_requests import search_request
 
 from autoprumux.cli.main import main
 from autoprumux.core.budget import Budget, BudgetKind
@@ -17,7 +18,7 @@ from autoprumux.files.results_io import read_throughput_table
 from autoprumux.loop.costs import TRAIN_STEP_UNITS, CostModel, recipe_of
 from autoprumux.session import dry_run
 from autoprumux.session.dry_run import TableUsed, forecast_search, forecast_text
-from autoprumux.session.search_session import SearchRequest, SearchSession
+from autoprumux.session.search_session import SearchSession
 from autoprumux.session.sizing import TrialSlots
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,23 +215,7 @@ def test_a_missing_table_is_estimated_in_memory_not_measured(monkeypatch, tiny_c
 
     monkeypatch.setattr(dry_run, "estimate_table", estimate)
     lines = []
-    request = SearchRequest(
-        task=None,
-        study_path=str(tiny_copy),
-        budget=ABSOLUTE,
-        gpus=0.0,
-        gpus_per_trial=1.0,
-        cpus_per_trial=None,
-        executor="local",
-        address=None,
-        storage=None,
-        trainer_spec="study",
-        throughput_path=None,
-        max_trials=None,
-        max_gpu_hours=None,
-        max_retries=1,
-        top_k=3,
-    )
+    request = search_request(tiny_copy, gpus=0.0)
     session = SearchSession(request, lines.append, cores=2)
     plan = session.forecast(session.plan())
     assert asked == [tiny_copy.parent / "throughput" / TINY_TABLE.name]

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from search_requests import search_request
 
 from autoprumux.cli.main import main
 from autoprumux.core.budget import Budget, BudgetKind
@@ -15,7 +16,7 @@ from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import ResultsTable, TrialRecord, TrialStatus
 from autoprumux.files.results_io import write_results
 from autoprumux.loop.trial_sources import StudyTrainer
-from autoprumux.session.search_session import SearchRequest, SearchSession, make_trainer
+from autoprumux.session.search_session import SearchSession, make_trainer
 from autoprumux.session.sizing import TrialSlots
 
 
@@ -38,23 +39,13 @@ def request(tmp_path, **changes):
         '[study]\ntask = "sst2"\nname = "s"\n[grid]\nn = [1, 2]\nsparsity = [0, 0.5]\n'
     )
     fields = dict(
-        task=None,
-        study_path=str(study),
         budget=Budget(BudgetKind.MIN_ACCURACY, 0.5),
-        gpus=None,
         gpus_per_trial=0.5,
-        cpus_per_trial=None,
-        executor="local",
-        address=None,
         storage=f"sqlite:///{tmp_path / 's.db'}",
         trainer_spec=f"replay:{grid_file(tmp_path)}",
-        throughput_path=None,
-        max_trials=None,
-        max_gpu_hours=None,
         max_retries=0,
-        top_k=3,
     )
-    return SearchRequest(**{**fields, **changes})
+    return search_request(study, **{**fields, **changes})
 
 
 @pytest.mark.parametrize(

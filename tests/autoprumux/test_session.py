@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage
+from search_requests import search_request
 from sqlalchemy.exc import OperationalError
 
 import autoprumux
@@ -23,7 +24,7 @@ from autoprumux.files.results_io import write_results
 from autoprumux.loop.driver import SearchConfig, SearchDriver, StopReason, run_local
 from autoprumux.loop.optuna_store import OptunaStore
 from autoprumux.loop.trial_sources import ReplaySpec
-from autoprumux.session.search_session import Executor, SearchRequest, SearchSession
+from autoprumux.session.search_session import Executor, SearchSession
 from autoprumux.session.sizing import NodeSize, TrialSlots, size_trials
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,25 +115,10 @@ def study_file(tmp_path):
 
 
 def request(tmp_path, **changes):
-    fields = dict(
-        task=None,
-        study_path=str(study_file(tmp_path)),
-        budget=Budget(BudgetKind.ABSOLUTE, 0.03),
-        gpus=None,
-        gpus_per_trial=1.0,
-        cpus_per_trial=None,
-        executor="local",
-        address=None,
-        storage=f"sqlite:///{tmp_path / 's.db'}",
-        throughput_path=None,
-        max_trials=None,
-        max_gpu_hours=None,
-        max_retries=1,
-        top_k=3,
-    )
     if "trainer_spec" not in changes:  # the grid file without wall times
-        fields["trainer_spec"] = f"replay:{grid_file(tmp_path)}"
-    return SearchRequest(**{**fields, **changes})
+        changes["trainer_spec"] = f"replay:{grid_file(tmp_path)}"
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    return search_request(**{"study_path": study_file(tmp_path), "storage": storage, **changes})
 
 
 def test_the_plan_is_every_check_and_the_sizing_before_any_work(tmp_path):

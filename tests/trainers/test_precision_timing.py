@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from search_requests import search_request
 
 from autoprumux.cli.main import main
 from autoprumux.core.grid import GridPoint
@@ -231,35 +232,17 @@ def test_a_study_of_fp32_only_times_fp32_only(tiny_study_file, capsys, tmp_path)
 
 
 def test_a_search_whose_table_lacks_a_study_precision_measures_it_first(tiny_study_file, tmp_path):
-    from autoprumux.core.budget import Budget, BudgetKind
     from autoprumux.core.study import load_study
     from autoprumux.core.throughput import ThroughputTable
     from autoprumux.measurement import default_table_path
-    from autoprumux.session.search_session import SearchRequest, SearchSession
+    from autoprumux.session.search_session import SearchSession
 
     path = tiny_study_file(precisions=None)  # no [deploy]: fp32 and int8 on a CPU
     study = load_study(path)
     table_file = default_table_path(study, study.throughput)
     table_file.parent.mkdir(parents=True)
     write_throughput_table(ThroughputTable({GridPoint(1, 0.0): 100.0}), table_file)  # fp32 only
-    request = SearchRequest(
-        task=None,
-        study_path=str(path),
-        budget=Budget(BudgetKind.ABSOLUTE, 0.03),
-        gpus=0,
-        gpus_per_trial=1.0,
-        cpus_per_trial=None,
-        executor="local",
-        address=None,
-        storage=f"sqlite:///{tmp_path / 's.db'}",
-        trainer_spec="study",
-        throughput_path=None,
-        max_trials=None,
-        max_gpu_hours=None,
-        max_retries=1,
-        top_k=3,
-        device="cpu",
-    )
+    request = search_request(path, gpus=0, storage=f"sqlite:///{tmp_path / 's.db'}", device="cpu")
     lines: list[str] = []
     session = SearchSession(request, lines.append, gpu_count=lambda: 0, cores=2)
     plan = session.plan()

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -32,6 +32,7 @@ from trainers.deploy.inference import (
     INPUT_NAMES,
     GroupedClassifier,
     Groups,
+    Text,
     TextClassifier,
     TorchBackend,
     bundle,
@@ -119,9 +120,15 @@ def _sample(classifier: TextClassifier, groups: int) -> Groups:
     """``groups`` groups of sample inputs (the last one partly padding)."""
     count = groups * classifier.info.n - (1 if classifier.info.n > 1 else 0)
     sentences = [SAMPLE_SENTENCES[i % len(SAMPLE_SENTENCES)] for i in range(count)]
-    pair = len(classifier.info.text_columns) == 2
-    texts = list(zip(sentences, reversed(sentences), strict=True)) if pair else sentences
-    return classifier.tokenize(texts)[0]
+    return classifier.tokenize(sample_inputs(classifier, sentences))[0]
+
+
+def sample_inputs(classifier: TextClassifier, sentences: Sequence[str]) -> list[Text]:
+    """``sentences`` as the model's inputs: themselves, or for a pair task each paired with
+    the list reversed."""
+    if len(classifier.info.text_columns) == 2:
+        return list(zip(sentences, reversed(sentences), strict=True))
+    return list(sentences)
 
 
 def _tensors(groups: Groups) -> tuple[torch.Tensor, ...]:

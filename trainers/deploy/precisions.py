@@ -35,7 +35,7 @@ import torch
 from autoprumux.core.precision import Precision
 from autoprumux.core.progress import Progress, ProgressCallback
 from trainers.deploy.export import ExportFormat, export_model
-from trainers.deploy.inference import error_line, import_export_library, load_text_classifier
+from trainers.deploy.inference import error_line, import_export_library
 from trainers.deploy.model_folder import PrecisionScore, read_info, record_precisions
 from trainers.deploy.quantize import RUNTIME, DevSet, dev_score, make_int8
 from trainers.model.classifier import Classifier
@@ -190,7 +190,7 @@ def _int8_figure(folder: Path, dev: ServedDev, tick: Callable[[], None]) -> Prec
             made = make_int8(fp32_file, int8_file, dev.calibration(), checked=_first(tick))
         if len(made.tried) > 1:
             log.info("%s: int8 by the recipe %s", folder, made.recipe)
-        figure = dev_score(load_text_classifier(int8_file, device="cpu"), dev.texts())
+        figure = dev_score(made.int8, dev.texts())
         tick()
         return PrecisionScore(
             dev=figure, dev_examples=dev.examples, runtime=RUNTIME, recipe=str(made.recipe)

@@ -61,6 +61,7 @@ from trainers.deploy.export import (
     ExportFormat,
     export_model,
     quiet_logging,
+    sample_inputs,
 )
 from trainers.deploy.inference import (
     PRECISION_KEY,
@@ -184,10 +185,8 @@ def export_int8(
                 made = make_int8(fp32_file, temporary, calibration, checked=_said(progress))
             except ExportError as err:
                 raise ExportError(f"{out}: {err}; nothing written") from None
-            fp32 = load_classifier_file(fp32_file, device="cpu")
-            int8 = load_classifier_file(temporary, device="cpu")
             progress(f"int8: scoring both files on {len(dev.labels)} dev examples")
-            comparison = compare_on_dev(fp32, int8, dev)
+            comparison = compare_on_dev(made.fp32, made.int8, dev)
             add_metadata(temporary, {DEV_KEY: json.dumps(comparison.to_json())})
     scores = {"fp32": comparison.fp32, "int8": comparison.int8}
     record_precisions(
@@ -380,6 +379,10 @@ class Int8File:
     recipe: Int8Recipe  # the first of the ladder that passed
     tried: tuple[RecipeCheck, ...]  # every recipe tried, in order, the passing one last
     fp32_ops: tuple[str, ...]  # node names of the MatMuls and Gathers left in fp32
+    # both files as the checks loaded them (ONNX Runtime, CPU): scored by the caller without
+    # loading them again
+    fp32: TextClassifier
+    int8: TextClassifier
 
 
 def make_int8(
@@ -418,14 +421,17 @@ def make_int8(
             except Exception as err:  # ORT's quantizers raise types of their own
                 told.append(f"the next recipe could not be made ({error_line(err)})")
                 break
-            check = reference.check(recipe, load_classifier_file(candidate, device="cpu"))
+            int8 = load_classifier_file(candidate, device="cpu")
+            check = reference.check(recipe, int8)
             tried.append(check)
             told.append(str(check))
             checked(check)
             if check.accepted:
                 kept = finish_int8(candidate, fp32_file, recipe)
                 shutil.move(candidate, out)
-                return Int8File(recipe=recipe, tried=tuple(tried), fp32_ops=kept)
+                return Int8File(
+                    recipe=recipe, tried=tuple(tried), fp32_ops=kept, fp32=fp32, int8=int8
+                )
     refused = "; ".join(told)
     raise ExportError(f"no int8 recipe keeps the fp32 model's labels and accuracy: {refused}")
 
@@ -477,17 +483,14 @@ class _Reference:
 
     @classmethod
     def of(cls, fp32: TextClassifier, sentences: Sequence[str], calibration: DevSet) -> _Reference:
-        pair = len(fp32.info.text_columns) == 2
-        samples: list[Text] = (
-            list(zip(sentences, reversed(sentences), strict=True)) if pair else list(sentences)
-        )
+        samples = sample_inputs(fp32, sentences)
         predicted = fp32.predict(samples)
         return cls(
             samples=samples,
             labels=[p.label for p in predicted],
             decided=[_margin(p) >= DECIDED_MARGIN for p in predicted],
             calibration=calibration,
-            accuracy=_accuracy(fp32, calibration),
+            accuracy=dev_score(fp32, calibration, Metric.ACCURACY),
         )
 
     def check(self, recipe: Int8Recipe, int8: TextClassifier) -> RecipeCheck:
@@ -504,7 +507,7 @@ class _Reference:
             flipped=flipped,
             decided=sum(self.decided),
             samples=len(self.samples),
-            cost=self.accuracy - _accuracy(int8, self.calibration),
+            cost=self.accuracy - dev_score(int8, self.calibration, Metric.ACCURACY),
             calibration=len(self.calibration.labels),
         )
 
@@ -513,15 +516,6 @@ def _margin(predicted: PredictedLabel) -> float:
     """The top probability minus the next one."""
     top, second = sorted(predicted.probabilities.values(), reverse=True)[:2]
     return top - second
-
-
-def _accuracy(model: TextClassifier, examples: DevSet) -> float:
-    names = model.info.labels
-    right = sum(
-        names.index(p.label) == gold
-        for p, gold in zip(model.predict(examples.texts), examples.labels, strict=True)
-    )
-    return right / len(examples.labels)
 
 
 def study_examples(info: ModelInfo, where: str) -> tuple[DevSet, DevSet]:
@@ -569,13 +563,14 @@ def first_examples(table: pa.Table, examples: int, where: str) -> DevSet:
     return DevSet(texts=texts, labels=tuple(int(y) for y in dev["label"].to_pylist()))
 
 
-def dev_score(model: TextClassifier, dev: DevSet) -> float:
-    """The model's figure on ``dev`` in its study's metric (``ModelInfo.metric``)."""
+def dev_score(model: TextClassifier, dev: DevSet, metric: Metric | None = None) -> float:
+    """The model's figure on ``dev`` (any labelled examples) in ``metric``, by default its
+    study's (``ModelInfo.metric``)."""
     labels = model.info.labels
     counts = [[0] * len(labels) for _ in labels]  # [gold][predicted]
     for gold, predicted in zip(dev.labels, model.predict(dev.texts), strict=True):
         counts[gold][labels.index(predicted.label)] += 1
-    return score(Metric(model.info.metric), counts, model.info.positive_id)
+    return score(metric or Metric(model.info.metric), counts, model.info.positive_id)
 
 
 def compare_on_dev(fp32: TextClassifier, int8: TextClassifier, dev: DevSet) -> DevComparison:
