@@ -125,8 +125,8 @@ def fingerprint(
         "study": study.name,
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "precisions": [p.value for p in precisions],
-        # fp32 runs in PyTorch in ``dtype``; bf16 and fp16 in PyTorch cast to theirs; int8 in
-        # ONNX Runtime's CPU provider (dynamic quantization), with ``threads`` intra-op threads
+        # fp32 runs in PyTorch in float32 (``dtype``); bf16 and fp16 in PyTorch cast to theirs;
+        # int8 in ONNX Runtime's CPU provider (dynamic quantization), ``threads`` intra-op threads
         "runtimes": runtimes(precisions),
         "latency_s": LATENCY_MEANING,
     }

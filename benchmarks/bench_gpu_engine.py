@@ -4,7 +4,7 @@ paper grid's throughput table. The one script to run when a GPU machine is lent 
     .venv/bin/python benchmarks/bench_gpu_engine.py [--device cuda] [--steps 30]
         [--precisions fp32 bf16] [--n 1 2 5 10] [--batch-rows 32] [--length 128]
         [--compile] [--json FILE] [--skip-training] [--tables studies/throughput]
-        [--table-dtypes float32 bfloat16] [--layers 12 --hidden 768]
+        [--layers 12 --hidden 768]
 
 Models have bert-base-uncased's shape (12 layers, hidden 768, 12 heads, FFN 3072, vocabulary
 30522) with random weights — speed depends on shapes, not weights — and batches of random
@@ -16,9 +16,10 @@ For each N and precision it times, after 3 untimed steps, ``--steps`` steps of
 and prints examples/s (``--json FILE`` also writes them); ``--compile`` runs the models through
 ``torch.compile`` as ``[training] compile = true`` does. With ``--tables DIR`` it then
 measures the throughput table of the paper's grid (N ∈ {1, 2, 5, 10} × s ∈ {0, 0.60, …, 0.95},
-``studies/sst2.toml``'s harness settings) with ``autoprumux measure``'s own code, once per
-``--table-dtypes``, into ``DIR/sst2-<device>-<dtype>.json`` (the name a search looks up), and
-prints every speedup over (1, 0). ``--layers``/``--hidden`` shrink the model to try the script
+``studies/sst2.toml``'s harness settings) with ``autoprumux measure``'s own code, each (N, s)
+in each of the study's precisions on that device (fp32, bf16 and fp16 on a GPU) in one run, into
+``DIR/sst2-<device>-float32.json`` (the name a search looks up), and prints every speedup over
+fp32's (1, 0). ``--layers``/``--hidden`` shrink the model to try the script
 on a CPU. ``benchmarks/gpu_session.sh`` is the whole prepared run for a lent GPU.
 """
 
@@ -149,25 +150,25 @@ def local_bert_base(folder: Path, layers: int, hidden: int) -> Path:
     return folder
 
 
-def paper_table(args: argparse.Namespace, dtype: str) -> None:
+def paper_table(args: argparse.Namespace) -> None:
     from autoprumux.core.progress import ProgressLines
     from autoprumux.files.atomic import write_text_atomic
     from autoprumux.measurement import run_measure
 
     study = load_study(ROOT / "studies" / "sst2.toml")
     device = "cuda" if args.device.startswith("cuda") else "cpu"
-    out = Path(args.tables) / f"{study.name}-{device}-{dtype}.json"
+    settings = dataclasses.replace(study.throughput, device=args.device)
+    out = Path(args.tables) / f"{study.name}-{device}-{settings.dtype}.json"
     with tempfile.TemporaryDirectory() as scratch:
         model = local_bert_base(Path(scratch) / "bert-base", args.layers, args.hidden)
         study = dataclasses.replace(
             study, model=dataclasses.replace(study.model, name_or_path=str(model))
         )
-        settings = dataclasses.replace(study.throughput, device=args.device, dtype=dtype)
         report = run_measure(
             study,
             settings,
             out_path=str(out),
-            progress=ProgressLines(f"{dtype} ", print, 0.1),
+            progress=ProgressLines("table ", print, 0.1),
         )
     # the fingerprint names the shape measured, not the scratch folder it was read from
     table = json.loads(out.read_text())
@@ -177,7 +178,7 @@ def paper_table(args: argparse.Namespace, dtype: str) -> None:
         else f"BERT shape: {args.layers} layers, hidden {args.hidden}, random weights"
     )
     write_text_atomic(out, json.dumps(table, indent=1) + "\n")
-    print(f"\nthroughput table -> {out} ({report['fingerprint']['device_name']}, {dtype})")
+    print(f"\nthroughput table -> {out} ({report['fingerprint']['device_name']})")
     for row in report["rows"]:  # one per (N, s, precision): fp32, bf16 and fp16 on a GPU
         latency = row["latency_s"]
         batch_1 = f", batch 1 {1000 * latency:.2f} ms" if latency is not None else ""
@@ -201,15 +202,13 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the training rows here")
     parser.add_argument("--skip-training", action="store_true", help="only the tables")
     parser.add_argument("--tables", default=None, help="also measure the paper grid's tables")
-    parser.add_argument("--table-dtypes", nargs="+", default=["float32"])
     args = parser.parse_args()
     if not args.skip_training:
         rows = training_speed(args)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     if args.tables:
-        for dtype in args.table_dtypes:
-            paper_table(args, dtype)
+        paper_table(args)
 
 
 if __name__ == "__main__":

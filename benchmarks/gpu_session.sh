@@ -50,7 +50,7 @@ if [ "$PART" = 2 ] || [ "$PART" = all ]; then
         --device cuda --precision bf16 --batch-rows 32 --steps 2000 --minutes 0.1 --rounds 1 \
         2>&1 | tee "$OUT/checkpoints.log"
     timeout "${TABLE_LIMIT:-240}" $PY benchmarks/bench_gpu_engine.py --skip-training \
-        --tables "$OUT" --table-dtypes float32 2>&1 | tee "$OUT/tables.log"
+        --tables "$OUT" 2>&1 | tee "$OUT/tables.log"
     rm -rf /tmp/smoke && mkdir -p /tmp/smoke && cp $STUDY /tmp/smoke/smoke.toml
     timeout "${SMOKE_LIMIT:-200}" $PY -m autoprumux search --study /tmp/smoke/smoke.toml \
         --executor local --gpus 1 --gpus-per-trial 0.5 --budget 0.5 --json \

@@ -105,8 +105,8 @@ def warmup(study_path: str, n: int, device: str, as_json: bool) -> None:
     "--dtype",
     type=click.Choice(["float32", "bfloat16", "float16"]),
     default=None,
-    help="Precision of the fp32 rows' PyTorch forward passes (default: the study's "
-    "[throughput] dtype); the other precisions of [deploy] run in their own.",
+    help="float32 only: the fp32 rows are IEEE float32; bf16 and fp16 rows are timed by "
+    "adding them to the study's [deploy] precisions (kept for older scripts).",
 )
 @click.option(
     "--batch-rows",

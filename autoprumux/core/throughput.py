@@ -78,7 +78,11 @@ class ThroughputTable:
 
     def __post_init__(self) -> None:
         if BASELINE not in self.throughput:
-            raise DataError(self.source, "has no (1, 0) row; speedups are ratios to (1, 0)")
+            timed = sorted({p.precision.value for p in self.throughput})
+            only = f" (it times {', '.join(timed)} only)" if timed and timed != ["fp32"] else ""
+            raise DataError(
+                self.source, f"has no fp32 (1, 0) row{only}; speedups are ratios to fp32's (1, 0)"
+            )
 
     @property
     def baseline(self) -> float:

@@ -37,6 +37,10 @@ from autoprumux.core.throughput import (
 )
 from autoprumux.files.atomic import atomic_path, explained_write_errors, write_text_atomic
 
+# the precision of a row without one, in a table whose fingerprint's dtype timed every row so
+# (tables from before precisions were rows); fp32 otherwise
+LEGACY_DTYPE_PRECISIONS = {"bfloat16": Precision.BF16, "float16": Precision.FP16}
+
 
 class TableFormat(enum.Enum):
     CSV = "csv"
@@ -234,11 +238,16 @@ def _first_line(err: BaseException) -> str:
 
 def read_throughput_table(path: str | Path, task: str | None = None) -> ThroughputTable:
     """Read a table file: columns ``n, sparsity, throughput``, and optionally ``precision``
-    (fp32 where absent or empty) and ``latency_s`` (one request at batch 1, seconds); a
+    (where absent or empty: fp32, or bf16 / fp16 in a table whose fingerprint's ``dtype`` says
+    that every row was timed so) and ``latency_s`` (one request at batch 1, seconds); a
     ``task`` column is allowed (with several tasks, ``task`` picks one). JSON files may carry a
     ``fingerprint`` object."""
     source = str(path)
     rows, metadata = read_table(path, required=THROUGHPUT_COLUMNS)
+    fingerprint = metadata.get("fingerprint", {})
+    if not isinstance(fingerprint, dict):
+        raise DataError(source, "has a 'fingerprint' that is not an object", field="fingerprint")
+    unlabelled = LEGACY_DTYPE_PRECISIONS.get(str(fingerprint.get("dtype")), Precision.FP32)
     tasks = sorted({str(r["task"]) for r in rows if r.get("task") not in (None, "")})
     if task is None and len(tasks) > 1:
         raise DataError(
@@ -265,7 +274,7 @@ def read_throughput_table(path: str | Path, task: str | None = None) -> Throughp
             assert isinstance(n, int) and isinstance(sparsity, float)
             assert isinstance(value, float)
             precision = parse_cell("precision", row.get("precision"))
-            point = GridPoint(n, sparsity, Precision.parse(precision or Precision.FP32))
+            point = GridPoint(n, sparsity, Precision.parse(precision or unlabelled))
             if not value > 0:
                 raise FieldError("throughput", f"{value!r} is not positive (examples per second)")
             seconds = parse_cell("latency_s", row.get("latency_s"))
@@ -285,9 +294,6 @@ def read_throughput_table(path: str | Path, task: str | None = None) -> Throughp
             )
         throughput[point] = value
         first_row.setdefault(point, row_number)
-    fingerprint = metadata.get("fingerprint", {})
-    if not isinstance(fingerprint, dict):
-        raise DataError(source, "has a 'fingerprint' that is not an object", field="fingerprint")
     return ThroughputTable(throughput, fingerprint, source, latency=latency)
 
 

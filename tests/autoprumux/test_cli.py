@@ -290,9 +290,9 @@ def test_bad_options_exit_2_with_one_line(capsys, csv, args, message):
 def test_no_baseline_is_reported(capsys, write_csv):
     path = write_csv([["task", "n", "sparsity", "accuracy", "throughput"], ["sst2", 2, 0, 0.9, 1]])
     code, _, err = run(capsys, "evaluate", "--results", str(path))
-    assert code == 2 and "has no (1, 0) row" in err
+    assert code == 2 and "has no fp32 (1, 0) row" in err
     code, _, err = run(capsys, "predict", "--results", str(path), "--budget", "0.01")
-    assert code == 2 and "has no (1, 0) row" in err
+    assert code == 2 and "has no fp32 (1, 0) row" in err
 
 
 def test_unknown_command_and_help(capsys):

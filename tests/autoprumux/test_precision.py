@@ -2,10 +2,12 @@
 surfaces per precision, and the recommender and proposer over them (what a device can serve:
 tests/trainers/test_served_precisions.py)."""
 
+import json
+
 import pytest
 
 from autoprumux.core.budget import Budget, BudgetKind
-from autoprumux.core.errors import FieldError
+from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import Grid, GridPoint
 from autoprumux.core.precision import Precision
 from autoprumux.core.recommender import Exclusion, Objective, Recommender
@@ -95,6 +97,26 @@ def test_a_table_without_a_precision_column_is_fp32(tmp_path):
     path.write_text("n,sparsity,precision,throughput\n1,0,int4,100\n")
     with pytest.raises(Exception, match="row 1: field 'precision': 'int4' is not one of"):
         read_throughput_table(path)
+
+
+def test_an_older_table_timed_in_bfloat16_is_read_as_bf16_rows_not_fp32(tmp_path):
+    # before precisions were rows, [throughput] dtype timed a whole table in bfloat16 and its
+    # rows carried no precision: read as fp32, a search would rank fp32 models by bf16 speed
+    path = tmp_path / "sst2-cuda-bfloat16.json"
+    rows = [
+        {"n": 1, "sparsity": 0, "throughput": 100},
+        {"n": 1, "sparsity": 0.5, "throughput": 150},
+    ]
+    path.write_text(json.dumps({"fingerprint": {"dtype": "bfloat16"}, "rows": rows}))
+    with pytest.raises(DataError, match=r"has no fp32 \(1, 0\) row \(it times bf16 only\)"):
+        read_throughput_table(path)
+    rows.append({"n": 1, "sparsity": 0, "precision": "fp32", "throughput": 40})
+    path.write_text(json.dumps({"fingerprint": {"dtype": "bfloat16"}, "rows": rows}))
+    assert read_throughput_table(path).throughput == {
+        p(1, 0, BF16): 100.0,
+        p(1, 0.5, BF16): 150.0,
+        p(1, 0): 40.0,
+    }
 
 
 FP32_FIGURES = {p(1, 0): 0.90, p(1, 0.5): 0.88, p(2, 0): 0.86, p(2, 0.5): 0.80}

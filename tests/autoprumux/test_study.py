@@ -107,6 +107,10 @@ def test_relative_paths_are_relative_to_the_study_file(tmp_path):
             "throughput.device: 'gpu' is not one of: auto, cpu, cuda, cuda:INDEX",
         ),
         (
+            '[study]\ntask = "sst2"\n[throughput]\ndtype = "bfloat16"',
+            "throughput.dtype: 'bfloat16' is not float32: the fp32 rows are timed in float32",
+        ),
+        (
             '[study]\ntask = "sst2"\n[training]\npruning_learning_rate = "fast"',
             "training.pruning_learning_rate: 'fast' is not a number",
         ),

@@ -25,7 +25,7 @@ def test_no_rule_across_n_or_beyond_the_measured_sparsities():
 
 
 def test_speedup_needs_the_baseline():
-    with pytest.raises(DataError, match=r"no \(1, 0\) row"):
+    with pytest.raises(DataError, match=r"no fp32 \(1, 0\) row; speedups"):
         ThroughputTable({P(2, 0): 10.0})
     assert ThroughputTable({P(1, 0): 10.0, P(2, 0): 19.0}).baseline == 10.0
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from autoprumux.cli.main import main
+from autoprumux.core.precision import Precision
 from autoprumux.core.study import ThroughputSection
 from autoprumux.files.results_io import read_throughput_table
 from trainers.deploy.timing import MeasureError, fitting_pass
@@ -84,7 +85,7 @@ def test_trained_models_are_measured_beside_their_estimates(tiny_study_file, cap
     ("args", "message"),
     [
         (["--device", "cuda"], "no CUDA device is available here"),
-        (["--dtype", "float16", "--device", "cpu"], "float16 needs a GPU here"),
+        (["--dtype", "bfloat16"], "dtype: 'bfloat16' is not float32: the fp32 rows are timed"),
     ],
 )
 def test_bad_measure_options(tiny_study_file, capsys, args, message):
@@ -133,9 +134,10 @@ def test_timing_a_model_leaves_the_callers_random_stream_alone():
 
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 def test_timing_a_model_in_another_precision_leaves_the_callers_model_as_it_was(training):
-    # a trial times its (N, 0) teacher in the table's dtype, then distils from it: the
-    # teacher must stay in the precision (and mode) it trained in
-    from trainers.deploy.timing import as_timed, measure_one
+    # a trial times its (N, 0) teacher, then distils from it; a table times a model in fp32 and
+    # bf16: the model must stay in the precision (and mode) it trained in
+    from autoprumux.core.grid import GridPoint
+    from trainers.deploy.timing import as_timed, measure, measure_one
     from trainers.model.classifier import Classifier
 
     arch = Architecture.dense(
@@ -143,10 +145,13 @@ def test_timing_a_model_in_another_precision_leaves_the_callers_model_as_it_was(
     ).with_mux(2)
     model = Classifier(arch).train(training)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    settings = ThroughputSection(
-        batch_rows=2, examples_per_pass=8, trial_examples_per_pass=8, dtype="bfloat16"
-    )
+    settings = ThroughputSection(batch_rows=2, examples_per_pass=8, trial_examples_per_pass=8)
     assert measure_one(model, settings, 8) > 0
+    point = GridPoint(2, 0.0)
+    both = measure(
+        {point: model}, settings, 8, "trained", precisions=(Precision.FP32, Precision.BF16)
+    )
+    assert set(both) == {point, point.served(Precision.BF16)}
     assert model.training is training
     for key, value in model.state_dict().items():
         assert value.dtype == torch.float32 and torch.equal(value, before[key]), key
@@ -333,11 +338,10 @@ def test_graphed_bf16_tables_time_the_model_not_the_launcher():
     dense = DENSE["bert-base"]
     pruned = architecture_for_sparsity(dense, 0.9)
     models = {GridPoint(1, 0.0): Classifier(dense), GridPoint(1, 0.9): Classifier(pruned)}
-    settings = ThroughputSection(
-        device="cuda", dtype="bfloat16", batch_rows=128, examples_per_pass=1024, passes=3
-    )
-    measured = measure(models, settings, 128, "estimate")
+    settings = ThroughputSection(device="cuda", batch_rows=128, examples_per_pass=1024, passes=3)
+    measured = measure(models, settings, 128, "estimate", precisions=(Precision.BF16,))
     assert {m.timing_mode for m in measured.values()} == {TIMING_GRAPHS}
-    speedup = measured[GridPoint(1, 0.9)].timing.median / measured[GridPoint(1, 0.0)].timing.median
+    dense_bf16, pruned_bf16 = (GridPoint(1, s).served(Precision.BF16) for s in (0.0, 0.9))
+    speedup = measured[pruned_bf16].timing.median / measured[dense_bf16].timing.median
     ratio = prunable_params(dense) / prunable_params(pruned)
     assert speedup > 1 + (ratio - 1) / 2, (speedup, ratio)

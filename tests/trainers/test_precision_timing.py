@@ -167,7 +167,7 @@ def test_latency_is_the_median_of_the_passes_seconds_per_request():
 )
 def test_the_timing_refuses_what_the_device_cannot_run(precision, on_gpu, message):
     with pytest.raises(MeasureError, match=message):
-        check_precisions_here(ThroughputSection(), (FP32, precision), on_gpu)
+        check_precisions_here((FP32, precision), on_gpu)
 
 
 def test_measure_times_every_point_in_each_precision_and_the_table_round_trips(

@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
 TIMING_GRAPHS = "cuda-graphs"  # each batch's forward replayed from one capture
 TIMING_EAGER = "eager"  # the forward run op by op, as on a CPU
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # the dtype each PyTorch precision is timed in (fp32: the [throughput] dtype, float32 by default)
 PRECISION_DTYPES = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 LATENCY_PASS_SECONDS = 0.05  # a latency pass runs requests for about this long ...
@@ -119,7 +118,7 @@ def measure(
     if settings.threads:
         torch.set_num_threads(settings.threads)
     on_gpu = device.startswith("cuda")
-    check_precisions_here(settings, precisions, on_gpu)
+    check_precisions_here(precisions, on_gpu)
     keyed = keyed_models(models, source, extra or {}, precisions)
     if not keyed:
         raise MeasureError("there are no models to measure")
@@ -137,7 +136,7 @@ def measure(
                 rows = rows_used.get(fp32, settings.batch_rows)
                 timed = onnx_int8(model, point.n, rows, settings, seq_len, with_latency)
             else:
-                dtype = PRECISION_DTYPES.get(point.precision, TORCH_DTYPES[settings.dtype])
+                dtype = PRECISION_DTYPES.get(point.precision, torch.float32)
                 on_device = as_timed(model, torch.device(device), dtype)
                 batch, rows = fitting_pass(on_device, point.n, settings, seq_len, device, pool)
                 request = (
@@ -188,13 +187,9 @@ def keyed_models(
     return keyed
 
 
-def check_precisions_here(
-    settings: ThroughputSection, precisions: Sequence[Precision], on_gpu: bool
-) -> None:
-    """One line for a dtype or precision this device cannot time (the study's precisions are
+def check_precisions_here(precisions: Sequence[Precision], on_gpu: bool) -> None:
+    """One line for a precision this device cannot time (the study's precisions are
     checked at the edge already: this guards the library's own callers)."""
-    if settings.dtype == "float16" and not on_gpu:
-        raise MeasureError("--dtype float16 needs a GPU here; use float32 or bfloat16 on a CPU")
     if Precision.FP16 in precisions and not on_gpu:
         raise MeasureError("precision fp16 needs a GPU here; a CPU has no fast fp16 matmul")
     if Precision.INT8 in precisions and on_gpu:
