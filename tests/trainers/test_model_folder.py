@@ -142,3 +142,39 @@ def test_a_static_int8_model_is_said_to_be_timed_as_dynamic(tmp_path):
     (note,) = said
     assert note.startswith(f"note: (2, 0.5) in int8 was made by {static}")
     assert "its int8 examples/s and latency are optimistic" in note
+
+
+RECORDER = """
+import sys, time
+from pathlib import Path
+from trainers.deploy.model_folder import PrecisionScore, record_precisions, record_test_score
+folder, name, count, start = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+time.sleep(max(0.0, start - time.time()))  # both recorders begin at the same instant
+for i in range(count):
+    score = PrecisionScore(dev=i / 100, dev_examples=100, runtime=name)
+    record_precisions(folder, {f"{name}{i}": score})
+    record_test_score(folder, i / 100, 10)
+"""
+
+
+def test_two_processes_recording_into_one_folder_lose_nothing(tmp_path):
+    # a search records speeds and test figures while an export records a precision: each is a
+    # read, change and rewrite of autoprumux.json; unlocked, one process's rewrite from an
+    # older read drops what the other recorded meanwhile
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / INFO_FILE).write_text(json.dumps(info().to_json()))
+    start, count = time.time() + 2.0, 40
+    recorders = [
+        subprocess.Popen(
+            [sys.executable, "-c", RECORDER, str(tmp_path), name, str(count), str(start)]
+        )
+        for name in ("a", "b")
+    ]
+    assert [r.wait(timeout=120) for r in recorders] == [0, 0]
+    recorded = read_info(tmp_path)
+    assert set(recorded.precisions) == {f"{n}{i}" for n in "ab" for i in range(count)}
+    assert recorded.test_score == (count - 1) / 100 and recorded.test_examples == 10
+    assert "| b39 | b |" in (tmp_path / "README.md").read_text()

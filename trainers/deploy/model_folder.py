@@ -23,7 +23,9 @@ point timed side by side, which a trial's own throughput is not.
 
 They are written by rename after the trial measured the model, so a reader never sees half of
 one; a rerun of a finished trial writes them again with its own throughput (and without a test
-figure, until its search has answered again).
+figure, until its search has answered again). Each figure added later is a read, change and
+rewrite under the folder's own lock (``.autoprumux.lock``), so that two processes recording into
+one folder (a search its speeds, an ``export`` its precision) do not lose each other's figures.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock
 
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.metrics import Metric
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
 
 INFO_FILE = "autoprumux.json"
 CARD_FILE = "README.md"
+INFO_LOCK = ".autoprumux.lock"  # held while autoprumux.json and the card are rewritten
 # of autoprumux.json; raised when a field changes meaning. Not for metric: a folder without it
 # is an accuracy folder, as every folder before it was, and its dev_accuracy still is accuracy
 FORMAT = 1
@@ -213,34 +219,50 @@ def describe(folder: Path, info: ModelInfo, tokenizer: PreTrainedTokenizerBase) 
                 shutil.copyfile(written, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_text_atomic(folder / INFO_FILE, json.dumps(info.to_json(), indent=1) + "\n")
-    write_text_atomic(folder / CARD_FILE, model_card(info))
+    with _info_lock(folder):
+        _write(folder, info)
 
 
 def record_test_score(folder: Path, score: float, examples: int) -> ModelInfo:
     """Add the held-out test figure to a described model folder: ``autoprumux.json``, then
     the model card, each rewritten by rename (a reader never sees half a file)."""
-    info = dataclasses.replace(read_info(folder), test_score=score, test_examples=examples)
-    return _rewrite(folder, info)
+    return _update(
+        folder, lambda info: dataclasses.replace(info, test_score=score, test_examples=examples)
+    )
 
 
 def record_precisions(folder: Path, scores: dict[str, PrecisionScore]) -> ModelInfo:
     """Add (or replace) the dev figures per precision of a described model folder:
     ``autoprumux.json``, then the model card, each rewritten by rename."""
-    info = read_info(folder)
-    return _rewrite(folder, dataclasses.replace(info, precisions={**info.precisions, **scores}))
+    return _update(
+        folder,
+        lambda info: dataclasses.replace(info, precisions={**info.precisions, **scores}),
+    )
 
 
 def record_speeds(folder: Path, speeds: dict[str, TableSpeed]) -> ModelInfo:
     """Set the throughput table's figures per precision of a described model folder (the
     last search's: older ones may be of another table), rewritten as above."""
-    return _rewrite(folder, dataclasses.replace(read_info(folder), speeds=dict(speeds)))
+    return _update(folder, lambda info: dataclasses.replace(info, speeds=dict(speeds)))
 
 
-def _rewrite(folder: Path, info: ModelInfo) -> ModelInfo:
+def _update(folder: Path, change: Callable[[ModelInfo], ModelInfo]) -> ModelInfo:
+    """Read ``autoprumux.json``, change it and write it and the card back, under the folder's
+    lock: another process's figure recorded meanwhile is not overwritten with an older read."""
+    with _info_lock(folder):
+        info = change(read_info(folder))
+        _write(folder, info)
+    return info
+
+
+def _info_lock(folder: Path) -> FileLock:
+    # inside the folder: recording needs write access there anyway, and none beside it
+    return FileLock(str(folder / INFO_LOCK))
+
+
+def _write(folder: Path, info: ModelInfo) -> None:
     write_text_atomic(folder / INFO_FILE, json.dumps(info.to_json(), indent=1) + "\n")
     write_text_atomic(folder / CARD_FILE, model_card(info))
-    return info
 
 
 def recorded_precisions(folder: Path) -> dict[str, PrecisionScore]:
