@@ -1,8 +1,10 @@
 """The model folder's description (autoprumux.json) and card name the metric the model was
 chosen by, and list its figures per precision; a folder written before metrics reads as
-accuracy (no torch: seconds)."""
+accuracy; described again, a folder keeps the figures recorded since, and two processes
+recording into it lose nothing (no torch: seconds)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -142,6 +144,43 @@ def test_a_static_int8_model_is_said_to_be_timed_as_dynamic(tmp_path):
     (note,) = said
     assert note.startswith(f"note: (2, 0.5) in int8 was made by {static}")
     assert "its int8 examples/s and latency are optimistic" in note
+
+
+class SavedTokenizer:
+    """What describe asks of a tokenizer: that it saves its files into a folder."""
+
+    def save_pretrained(self, folder: str) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "vocab.txt").write_text("[PAD]\n[CLS]\n")
+
+
+def test_describing_a_folder_again_keeps_the_figures_added_since(tmp_path):
+    # a reused artifact is re-described by every rerun of its trial: its weights are the same,
+    # so the figures per precision, the table's speeds and the test figure recorded since stay
+    from trainers.deploy.model_folder import (
+        describe,
+        record_precisions,
+        record_speeds,
+        record_test_score,
+    )
+
+    describe(tmp_path, info(), SavedTokenizer())
+    int8 = PrecisionScore(dev=0.80, dev_examples=500, runtime="onnxruntime-cpu", recipe="dynamic")
+    record_precisions(tmp_path, {"int8": int8})
+    speed = TableSpeed(throughput=900.0, latency_s=0.002, table="t.json")
+    record_speeds(tmp_path, {"fp32": speed})
+    record_test_score(tmp_path, 0.79, 1821)
+    rerun = info(throughput=1300.0)  # the rerun's own timing of the same weights
+    describe(tmp_path, rerun, SavedTokenizer())
+    described = read_info(tmp_path)
+    assert described.throughput == 1300.0
+    assert described.precisions == {"int8": int8} and described.speeds == {"fp32": speed}
+    assert (described.test_score, described.test_examples) == (0.79, 1821)
+    assert (tmp_path / "vocab.txt").read_text() == "[PAD]\n[CLS]\n"
+    # what the new description holds wins over what was recorded
+    again = PrecisionScore(dev=0.81, dev_examples=872, runtime="onnxruntime-cpu", recipe="dynamic")
+    describe(tmp_path, info(precisions={"int8": again}), SavedTokenizer())
+    assert read_info(tmp_path).precisions == {"int8": again}
 
 
 RECORDER = """

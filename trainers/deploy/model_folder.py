@@ -15,15 +15,15 @@ and ``architecture.json``:
 Its dev figure in each precision its study serves in, evaluated after its training
 (:mod:`trainers.deploy.precisions`), and in each precision it was exported in (``autoprumux
 export --precision int8``): :class:`PrecisionScore`, :func:`record_precisions`. A rerun of the
-trial keeps them (:func:`recorded_precisions`): they are the weights' figures on the same dev
+trial keeps them (:func:`describe`): they are the weights' figures on the same dev
 examples, and a figure already recorded is not evaluated again. Once a search has answered, the
 models it may recommend also hold their (N, s)'s throughput and batch-1 latency in each
 precision from the study's throughput table (:class:`TableSpeed`, :func:`record_speeds`): every
 point timed side by side, which a trial's own throughput is not.
 
 They are written by rename after the trial measured the model, so a reader never sees half of
-one; a rerun of a finished trial writes them again with its own throughput (and without a test
-figure, until its search has answered again). Each figure added later is a read, change and
+one; a rerun of a finished trial writes them again with its own throughput, and keeps the
+figures added since (:func:`describe`). Each figure added later is a read, change and
 rewrite under the folder's own lock (``.autoprumux.lock``), so that two processes recording into
 one folder (a search its speeds, an ``export`` its precision) do not lose each other's figures.
 """
@@ -209,7 +209,11 @@ class ModelInfo:
 
 
 def describe(folder: Path, info: ModelInfo, tokenizer: PreTrainedTokenizerBase) -> None:
-    """Write the tokenizer, ``autoprumux.json`` and the model card into a model folder."""
+    """Write the tokenizer, ``autoprumux.json`` and the model card into a model folder. What
+    it records already of the figures added after its trial (per precision, the table's speeds,
+    the held-out test) is kept where ``info`` has none: a folder's weights never change once it
+    is built (``trainers.trial.artifacts.build_once``), so a rerun of its trial describes the
+    same weights. Read and rewritten under the folder's lock."""
     staging = folder / f".tokenizer.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -220,7 +224,21 @@ def describe(folder: Path, info: ModelInfo, tokenizer: PreTrainedTokenizerBase) 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     with _info_lock(folder):
-        _write(folder, info)
+        try:
+            recorded = read_info(folder)
+        except NotAModelError:  # a new folder (or an unreadable description: written anew)
+            _write(folder, info)
+            return
+        kept = dataclasses.replace(
+            info,
+            precisions={**recorded.precisions, **info.precisions},
+            speeds=info.speeds or recorded.speeds,
+        )
+        if info.test_score is None:
+            kept = dataclasses.replace(
+                kept, test_score=recorded.test_score, test_examples=recorded.test_examples
+            )
+        _write(folder, kept)
 
 
 def record_test_score(folder: Path, score: float, examples: int) -> ModelInfo:
@@ -263,16 +281,6 @@ def _info_lock(folder: Path) -> FileLock:
 def _write(folder: Path, info: ModelInfo) -> None:
     write_text_atomic(folder / INFO_FILE, json.dumps(info.to_json(), indent=1) + "\n")
     write_text_atomic(folder / CARD_FILE, model_card(info))
-
-
-def recorded_precisions(folder: Path) -> dict[str, PrecisionScore]:
-    """The per-precision figures a model folder records already (none where it has no
-    readable ``autoprumux.json`` yet): what a rerun of its trial keeps when it describes the
-    folder again."""
-    try:
-        return read_info(folder).precisions
-    except NotAModelError:
-        return {}
 
 
 def read_info(folder: Path) -> ModelInfo:

@@ -13,12 +13,7 @@ from autoprumux.core.data_spec import data_spec
 from autoprumux.core.early_stop import Curve
 from autoprumux.core.metrics import Metric
 from autoprumux.core.records import TrialStatus
-from trainers.deploy.model_folder import (
-    ModelInfo,
-    PrecisionScore,
-    describe,
-    recorded_precisions,
-)
+from trainers.deploy.model_folder import ModelInfo, describe
 from trainers.deploy.precisions import ServedDev, evaluate_precisions
 from trainers.deploy.quantize import DevSet, calibration_examples, first_examples
 from trainers.deploy.timing import measure_one
@@ -69,8 +64,7 @@ def model_result(
     # ones read its figures per precision instead of evaluating them again (the wait is timed)
     with trial.timer(span), folder_lock(folder):
         # the figures per precision the folder records already are kept (not evaluated again)
-        kept = recorded_precisions(folder)
-        describe(folder, _model_info(trial, result, teacher_folder, kept), trial.tokenizer)
+        describe(folder, _model_info(trial, result, teacher_folder), trial.tokenizer)
         # after describe: int8 is exported from the described folder, as `export` does
         served = evaluate_precisions(
             folder, model, trial.precisions, _served_dev(trial), trial.progress
@@ -100,7 +94,6 @@ def _model_info(
     trial: RunningTrial,
     result: TrialResult,
     teacher_folder: Path | None,
-    precisions: dict[str, PrecisionScore],
 ) -> ModelInfo:
     study, spec = trial.study, data_spec(trial.study)
     return ModelInfo(
@@ -129,7 +122,6 @@ def _model_info(
         teacher=str(teacher_folder) if teacher_folder else None,
         seed=trial.seed,
         numerics=result.numerics,
-        precisions=precisions,
     )
 
 
