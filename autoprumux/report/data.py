@@ -251,19 +251,29 @@ def points_to_score(data: ReportInput, answer: GridPoint | None, top_k: int = 3)
 
 @dataclass(frozen=True, kw_only=True)
 class Heatmap:
+    precision: Precision
     n_values: tuple[int, ...]
     sparsities: tuple[float, ...]
     accuracy: tuple[tuple[float | None, ...], ...]  # [len(n_values)][len(sparsities)]
-    trained: tuple[GridPoint, ...]
+    trained: tuple[GridPoint, ...]  # (N, s) whose figure in this precision is measured
     boundary: tuple[tuple[int, float | None], ...]  # per N: largest s predicted feasible
 
 
-def surface_heatmap(data: ReportInput) -> Heatmap:
-    surface = AccuracySurface().fit(data.observations.accuracy, data.observations.failed)
+def surface_heatmaps(data: ReportInput) -> tuple[Heatmap, ...]:
+    """The metric over the grid in each precision the report ranks, fp32 first: measured where
+    trained, else predicted as the search predicts it (:class:`ServedSurface`)."""
+    obs = data.observations
+    surface = ServedSurface().fit(obs.accuracy, obs.failed, obs.served_accuracy)
+    return tuple(_heatmap(data, surface, precision) for precision in data.served)
+
+
+def _heatmap(data: ReportInput, surface: ServedSurface, precision: Precision) -> Heatmap:
     threshold = data.threshold
     rows, boundary = [], []
     for n in data.grid.n_values:
-        values = tuple(surface.predict(GridPoint(n, s)).value for s in data.grid.sparsities)
+        values = tuple(
+            surface.predict(GridPoint(n, s, precision)).value for s in data.grid.sparsities
+        )
         rows.append(values)
         feasible = [
             s
@@ -271,12 +281,15 @@ def surface_heatmap(data: ReportInput) -> Heatmap:
             if v is not None and threshold is not None and v >= threshold - FEASIBILITY_TOLERANCE
         ]
         boundary.append((n, max(feasible) if feasible else None))
-    trained = tuple(sorted(p for p in data.observations.accuracy if p in data.grid))
+    obs = data.observations
+    measured = obs.accuracy if precision is Precision.FP32 else obs.served_accuracy
+    trained = sorted(p.trained for p in measured if p.precision is precision)
     return Heatmap(
+        precision=precision,
         n_values=data.grid.n_values,
         sparsities=data.grid.sparsities,
         accuracy=tuple(rows),
-        trained=trained,
+        trained=tuple(p for p in trained if p in data.grid),
         boundary=tuple(boundary),
     )
 
@@ -333,6 +346,43 @@ def surrogate_quality(
         else None
     )
     return rows, m_a, m_t
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeltaCheck:
+    """How well another precision's figure is predicted from fp32's: each trained model's
+    change from fp32 in ``precision``, predicted leave-one-out from the other models' changes
+    (the rule :class:`ServedSurface` predicts untrained points with), against the measured."""
+
+    precision: Precision
+    checked: int  # trained models with a figure in the precision and a predicted change
+    within: int  # of them, predicted within the tolerance (absolute, in metric points)
+    largest_error: float | None  # the largest |predicted - measured| change
+
+
+def precision_quality(data: ReportInput, tolerance: float = 0.015) -> list[DeltaCheck]:
+    """A :class:`DeltaCheck` for each precision but fp32 that the report ranks."""
+    obs = data.observations
+    checks = []
+    for precision in data.served[1:]:
+        pairs = []  # (predicted, measured) figures in the precision
+        for point, value in obs.served_accuracy.items():
+            base = obs.accuracy.get(point.trained)
+            if point.precision is not precision or base is None:
+                continue
+            rest = {q: v for q, v in obs.served_accuracy.items() if q != point}
+            delta = ServedSurface().fit(obs.accuracy, obs.failed, rest).delta(point)
+            if delta is not None:
+                pairs.append((base + delta, value))
+        checks.append(
+            DeltaCheck(
+                precision=precision,
+                checked=len(pairs),
+                within=sum(accuracy_within(p, m, tolerance) for p, m in pairs),
+                largest_error=max((abs(p - m) for p, m in pairs), default=None),
+            )
+        )
+    return checks
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,8 +35,9 @@ from autoprumux.report.data import (
     answer,
     cost,
     pareto_frontier,
+    precision_quality,
     recommendations,
-    surface_heatmap,
+    surface_heatmaps,
     surrogate_quality,
     tradeoff,
 )
@@ -142,37 +143,74 @@ def header(data: ReportInput, top: Answer | None) -> str:
 
 def surface_figure(data: ReportInput) -> go.Figure:
     """Section 3: the metric over the grid (N rows, s columns), the trained points marked, and
-    each N's largest feasible s under the requested budget."""
-    heat = surface_heatmap(data)
-    fig = go.Figure(
-        go.Heatmap(
-            z=[list(r) for r in heat.accuracy],
-            x=[f"{s:g}" for s in heat.sparsities],
-            y=[str(n) for n in heat.n_values],
-            colorscale="Viridis",
-            colorbar={"title": data.metric_label},
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=[f"{p.sparsity:g}" for p in heat.trained],
-            y=[str(p.n) for p in heat.trained],
-            mode="markers",
-            marker={"symbol": "x", "color": "white", "size": 11},
-            name="trained",
-        )
-    )
-    edge = [(n, s) for n, s in heat.boundary if s is not None]
-    if edge:
+    each N's largest feasible s under the requested budget; one such view per precision the
+    report ranks (fp32 shown, buttons switch: one colour scale for all)."""
+    heatmaps = surface_heatmaps(data)
+    values = [v for heat in heatmaps for row in heat.accuracy for v in row if v is not None]
+    fig = go.Figure()
+    views = []  # per heatmap: the indices of its traces
+    for heat in heatmaps:
+        first = len(fig.data)
+        suffix = "" if heat.precision is Precision.FP32 else f" ({heat.precision.value})"
         fig.add_trace(
-            go.Scatter(
-                x=[f"{s:g}" for _, s in edge],
-                y=[str(n) for n, _ in edge],
-                mode="lines+markers",
-                line={"color": "red"},
-                name="largest feasible s (requested budget)",
+            go.Heatmap(
+                z=[list(r) for r in heat.accuracy],
+                x=[f"{s:g}" for s in heat.sparsities],
+                y=[str(n) for n in heat.n_values],
+                colorscale="Viridis",
+                zmin=min(values, default=None),
+                zmax=max(values, default=None),
+                colorbar={"title": data.metric_label},
+                name=f"{data.metric_label}{suffix}",
             )
         )
+        fig.add_trace(
+            go.Scatter(
+                x=[f"{p.sparsity:g}" for p in heat.trained],
+                y=[str(p.n) for p in heat.trained],
+                mode="markers",
+                # outlined: white alone is invisible in the legend
+                marker={"symbol": "x", "color": "white", "size": 11, "line": {"width": 1}},
+                name=f"trained{suffix}",
+            )
+        )
+        edge = [(n, s) for n, s in heat.boundary if s is not None]
+        if edge:
+            fig.add_trace(
+                go.Scatter(
+                    x=[f"{s:g}" for _, s in edge],
+                    y=[str(n) for n, _ in edge],
+                    mode="lines+markers",
+                    line={"color": "red"},
+                    name=f"largest feasible s (requested budget){suffix}",
+                )
+            )
+        views.append(range(first, len(fig.data)))
+    if len(views) > 1:
+        for index, trace in enumerate(fig.data):
+            trace.visible = index in views[0]
+        buttons = [
+            {
+                "label": heat.precision.value,
+                "method": "update",
+                "args": [{"visible": [i in view for i in range(len(fig.data))]}],
+            }
+            for heat, view in zip(heatmaps, views, strict=True)
+        ]
+        fig.update_layout(
+            updatemenus=[
+                {
+                    "type": "buttons",
+                    "direction": "right",
+                    "buttons": buttons,
+                    **{"x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},
+                }
+            ]
+        )
+    # the legend above the grid, right: on the right it would cover the colour bar
+    fig.update_layout(
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1}
+    )
     fig.update_xaxes(title="sparsity s", type="category")
     fig.update_yaxes(title="N", type="category")
     return fig
@@ -180,7 +218,7 @@ def surface_figure(data: ReportInput) -> go.Figure:
 
 def quality_section(data: ReportInput, figures: _Figures) -> str:
     """Section 4: leave-one-out predictions against the measured metric, M_A and M_T."""
-    title = "<h2>4. How far to trust the surrogate</h2>"
+    title = "<h2>4. How far to trust the surrogate</h2>" + precision_checks(data)
     quality, m_a, m_t = surrogate_quality(data)
     predicted = [q for q in quality if q.predicted_accuracy is not None]
     if not predicted:
@@ -218,6 +256,27 @@ def quality_section(data: ReportInput, figures: _Figures) -> str:
             f"trial): {m_t:.0%}"
         )
     return f"{title}<p>{_e(text)}</p>" + figures.html(fig, "quality")
+
+
+def precision_checks(data: ReportInput) -> str:
+    """Section 4's line per precision but fp32: how well its figures are predicted from fp32's
+    (an untrained point's figure in it is fp32's prediction plus the predicted change)."""
+    metric = data.metric_label
+    lines = []
+    for check in precision_quality(data):
+        if check.largest_error is None:
+            lines.append(
+                f"{check.precision.value}: fewer than two trained models with a figure in it; "
+                "its change from fp32 cannot be checked leave-one-out yet."
+            )
+            continue
+        lines.append(
+            f"{check.precision.value}: each trained model's change from fp32, predicted "
+            f"leave-one-out from the others' changes, within 1.5 {metric} points for "
+            f"{check.within} of {check.checked} (largest error "
+            f"{100 * check.largest_error:.2f} points)."
+        )
+    return "".join(f"<p>{_e(line)}</p>" for line in lines)
 
 
 def cost_section(data: ReportInput) -> str:

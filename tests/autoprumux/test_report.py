@@ -26,11 +26,13 @@ from autoprumux.report.data import (
     cost,
     pareto_frontier,
     points_to_score,
+    precision_quality,
     recommendations,
-    surface_heatmap,
+    surface_heatmaps,
     tradeoff,
 )
 from autoprumux.report.html import (
+    precision_checks,
     quality_section,
     recommendations_table,
     render,
@@ -160,7 +162,7 @@ def test_the_recommendations_table_takes_throughput_from_one_named_source():
 
 
 def test_heatmap_and_feasibility_boundary():
-    heat = surface_heatmap(data(budget=0.03))  # threshold 0.87
+    (heat,) = surface_heatmaps(data(budget=0.03))  # threshold 0.87; fp32 alone
     assert heat.accuracy[0] == (0.90, 0.88) and heat.accuracy[1] == (0.87, 0.84)
     assert dict(heat.boundary) == {1: 0.5, 2: 0.0}
 
@@ -289,11 +291,12 @@ def test_cli_report(tmp_path, capsys):
     assert "give --results FILE, or --storage URL with --study-name NAME" in capsys.readouterr().err
 
 
-def test_the_report_renders_in_headless_chromium(tmp_path):
+@pytest.mark.parametrize("served", [False, True], ids=["fp32", "fp32-and-int8"])
+def test_the_report_renders_in_headless_chromium(tmp_path, served):
     browser = shutil.which("chromium")
     assert browser, "Debian's chromium is needed (.ci/run installs it: apt-get install chromium)"
     page = tmp_path / "report.html"
-    page.write_text(render(data()))
+    page.write_text(render(served_data() if served else data()))
     done = subprocess.run(
         [
             browser,
@@ -316,6 +319,8 @@ def test_the_report_renders_in_headless_chromium(tmp_path):
         timeout=120,
     )
     assert done.stdout.count('class="main-svg"') >= 4  # plotly drew the figures
+    # the surface's buttons, one per precision, drawn where more than fp32 is ranked
+    assert done.stdout.count('class="updatemenu-button"') == (2 if served else 0)
     console_errors = [
         line for line in done.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line
     ]
@@ -435,6 +440,49 @@ def test_figure1_draws_each_precision_as_its_own_series():
     assert list(fp32_front["y"]) == [4.8, 7.0] and fp32_front["line"]["dash"] == "dot"
     assert "PruMUX (N > 1, s > 0), int8 frontier" not in traces
     assert "recommended (1, 0.5, int8)" in traces
+
+
+def test_the_surface_has_a_view_per_precision_switched_by_buttons():
+    report = served_data()
+    fp32, int8 = surface_heatmaps(report)
+    assert (fp32.precision, int8.precision) == (Precision.FP32, INT8)
+    # int8: measured where evaluated; (2, 0.5)'s int8 file was refused, (1, 0.8) has no fp32
+    # prediction to add a change to
+    assert int8.accuracy == ((0.895, 0.874, None), (0.866, None, 0.79))
+    assert int8.trained == (P(1, 0), P(1, 0.5), P(2, 0), P(2, 0.8))
+    # threshold 0.87: (2, 0) is feasible in fp32 (0.87), not in int8 (0.866)
+    assert dict(fp32.boundary) == {1: 0.5, 2: 0.0} and dict(int8.boundary) == {1: 0.5, 2: None}
+    figure = surface_figure(report).to_plotly_json()
+    heatmaps = [t for t in figure["data"] if t["type"] == "heatmap"]
+    assert [(h["zmin"], h["zmax"]) for h in heatmaps] == [(0.79, 0.9)] * 2  # one scale
+    names = [t["name"] for t in figure["data"]]
+    shown = [t["name"] for t in figure["data"] if t["visible"]]
+    assert shown == ["accuracy", "trained", "largest feasible s (requested budget)"]
+    (menu,) = figure["layout"]["updatemenus"]
+    buttons = {b["label"]: b["args"][0]["visible"] for b in menu["buttons"]}
+    assert [n for n, v in zip(names, buttons["int8"], strict=True) if v] == [
+        "accuracy (int8)",
+        "trained (int8)",
+        "largest feasible s (requested budget) (int8)",
+    ]
+    assert [n for n, v in zip(names, buttons["fp32"], strict=True) if v] == shown
+    # fp32 alone: one view, no buttons
+    assert "updatemenus" not in surface_figure(data()).to_plotly_json()["layout"]
+
+
+def test_int8_changes_from_fp32_are_checked_leave_one_out():
+    # the changes: (1, 0) -0.005, (1, 0.5) -0.006, (2, 0) -0.004, (2, 0.8) -0.010; none lies
+    # between two others of its N, so each is predicted by the mean of the other three:
+    # errors 0.00167, 0.00033, 0.003, 0.005
+    (check,) = precision_quality(served_data())
+    assert (check.precision, check.checked, check.within) == (INT8, 4, 4)
+    assert check.largest_error == pytest.approx(0.005)
+    (strict,) = precision_quality(served_data(), tolerance=0.002)
+    assert strict.within == 2  # 0.00167 and 0.00033
+    text = precision_checks(served_data())
+    assert "int8: each trained model&#x27;s change from fp32" in text
+    assert "within 1.5 accuracy points for 4 of 4 (largest error 0.50 points)" in text
+    assert precision_checks(data()) == ""  # fp32 alone
 
 
 def test_a_results_files_report_finds_its_int8_figures_and_rows(tmp_path):
