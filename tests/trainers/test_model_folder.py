@@ -217,3 +217,23 @@ def test_two_processes_recording_into_one_folder_lose_nothing(tmp_path):
     assert set(recorded.precisions) == {f"{n}{i}" for n in "ab" for i in range(count)}
     assert recorded.test_score == (count - 1) / 100 and recorded.test_examples == 10
     assert "| b39 | b |" in (tmp_path / "README.md").read_text()
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    import trainers.deploy.model_folder as model_folder
+    from autoprumux.core.errors import DataError
+
+    (tmp_path / INFO_FILE).write_text(json.dumps(info().to_json()))
+
+    def read_only(path, text):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(model_folder, "write_text_atomic", read_only)
+    with pytest.raises(DataError) as raised:
+        model_folder.record_test_score(tmp_path, 0.8, 100)
+    assert str(raised.value) == (
+        f"{tmp_path / INFO_FILE}: cannot be written: Read-only file system"
+    )
+    assert read_info(tmp_path) == info()  # nothing half-written

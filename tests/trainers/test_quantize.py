@@ -248,6 +248,28 @@ def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monk
     assert abs(done.dev.delta_points) <= 100 * 3 / 64
 
 
+def test_a_read_only_model_folder_is_exported_all_the_same(exported, tmp_path, monkeypatch):
+    """Recording the figures in the folder is a courtesy: where the folder cannot be written
+    (a shared, read-only models folder), the int8 file is made and the progress says so."""
+    import errno
+
+    import trainers.deploy.model_folder as model_folder
+
+    def read_only(path, text):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(model_folder, "write_text_atomic", read_only)
+    said: list[str] = []
+    done = quantize.export_int8(exported.folder, tmp_path / "int8.onnx", said.append)
+    assert done.path.is_file() and _labels(done.path, ["a fine film"]) == _labels(
+        exported.int8.path, ["a fine film"]
+    )
+    assert said[-1] == (
+        "int8: the figures are not recorded in the model folder "
+        f"({exported.folder / 'autoprumux.json'}: cannot be written: Read-only file system)"
+    )
+
+
 def _refused(capsys, argv: list[str]) -> tuple[list[str], str]:  # type: ignore[no-untyped-def]
     """``autoprumux argv`` exits 2 after its work: its progress lines on stderr, then the
     error in one line."""

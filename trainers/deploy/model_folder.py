@@ -44,7 +44,7 @@ from filelock import FileLock
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.metrics import Metric
 from autoprumux.core.version import __version__
-from autoprumux.files.atomic import atomic_path, write_text_atomic
+from autoprumux.files.atomic import atomic_path, explained_write_errors, write_text_atomic
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -223,7 +223,7 @@ def describe(folder: Path, info: ModelInfo, tokenizer: PreTrainedTokenizerBase) 
                 shutil.copyfile(written, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    with _info_lock(folder):
+    with explained_write_errors(folder / INFO_FILE), _info_lock(folder):
         try:
             recorded = read_info(folder)
         except NotAModelError:  # a new folder (or an unreadable description: written anew)
@@ -266,8 +266,9 @@ def record_speeds(folder: Path, speeds: dict[str, TableSpeed]) -> ModelInfo:
 
 def _update(folder: Path, change: Callable[[ModelInfo], ModelInfo]) -> ModelInfo:
     """Read ``autoprumux.json``, change it and write it and the card back, under the folder's
-    lock: another process's figure recorded meanwhile is not overwritten with an older read."""
-    with _info_lock(folder):
+    lock: another process's figure recorded meanwhile is not overwritten with an older read.
+    A folder that cannot be written (read-only, a full disk) is one line (DataError)."""
+    with explained_write_errors(folder / INFO_FILE), _info_lock(folder):
         info = change(read_info(folder))
         _write(folder, info)
     return info

@@ -189,18 +189,21 @@ def export_int8(
             comparison = compare_on_dev(made.fp32, made.int8, dev)
             add_metadata(temporary, {DEV_KEY: json.dumps(comparison.to_json())})
     scores = {"fp32": comparison.fp32, "int8": comparison.int8}
-    record_precisions(
-        folder,
-        {
-            name: PrecisionScore(
-                dev=figure,
-                dev_examples=comparison.examples,
-                runtime=RUNTIME,
-                recipe=str(made.recipe) if name == "int8" else "",
-            )
-            for name, figure in scores.items()
-        },
-    )
+    try:
+        record_precisions(
+            folder,
+            {
+                name: PrecisionScore(
+                    dev=figure,
+                    dev_examples=comparison.examples,
+                    runtime=RUNTIME,
+                    recipe=str(made.recipe) if name == "int8" else "",
+                )
+                for name, figure in scores.items()
+            },
+        )
+    except DataError as err:  # a read-only model folder: the file is made all the same
+        progress(f"int8: the figures are not recorded in the model folder ({err})")
     return Quantized(
         path=out,
         bytes=out.stat().st_size,
