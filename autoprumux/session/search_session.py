@@ -543,7 +543,8 @@ class SearchSession:
             notes,
             recipe_of(study, plan.train_examples, plan.fine_tuned),
             placement_words(plan, slots),
-            searched_precisions(plan, table),
+            # an estimate times fp32 alone (quick); the search's table times every precision
+            plan.precisions if used.estimated else searched_precisions(plan, table),
         )
 
 

@@ -210,7 +210,7 @@ def test_a_missing_table_is_estimated_in_memory_not_measured(monkeypatch, tiny_c
 
     def estimate(study, missing):
         asked.append(missing)
-        table = read_throughput_table(TINY_TABLE)
+        table = read_throughput_table(TINY_TABLE).serving((Precision.FP32,))  # as estimated
         return table, TableUsed(source="quick", device="cpu", estimated=True)
 
     monkeypatch.setattr(dry_run, "estimate_table", estimate)
@@ -223,3 +223,5 @@ def test_a_missing_table_is_estimated_in_memory_not_measured(monkeypatch, tiny_c
     assert lines == [f"no {asked[0]} yet: estimating the throughputs (not saved)"]
     assert not asked[0].exists()
     assert "estimated now on cpu (quick)" in forecast_text(plan)
+    # the estimate times fp32 alone; the search would measure its table in fp32 and int8
+    assert plan.precisions == (Precision.FP32, Precision.INT8)
