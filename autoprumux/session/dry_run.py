@@ -30,10 +30,11 @@ architectures (torch) for a study without a throughput table, in memory.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoprumux.core.budget import Budget
 from autoprumux.core.grid import BASELINE, GridPoint
@@ -43,6 +44,9 @@ from autoprumux.core.throughput import ThroughputTable
 from autoprumux.loop.costs import CostModel, Recipe, recipe_of
 from autoprumux.loop.proposer import Proposer, SearchState
 from autoprumux.session.sizing import TrialSlots
+
+if TYPE_CHECKING:
+    from trainers.model.classifier import Classifier
 
 __all__ = [
     "ForecastRow",
@@ -123,6 +127,9 @@ class TableUsed:
     source: str  # its file, or how it was estimated
     device: str  # the device its throughputs were timed on ("cpu", "cuda:0"; "" if unknown)
     estimated: bool = False  # timed now, in memory: the search would measure its own first
+    # where estimated: about how long the search's measuring of its table takes, in seconds
+    # (before any training: measure_seconds)
+    measure_seconds: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -313,18 +320,54 @@ def estimate_table(study: Study, missing: Path) -> tuple[ThroughputTable, TableU
     points = sorted(study.grid.grid)
     models = estimate_models(study, points)
     timed = measure(models, settings, study.model.max_seq_length, "estimate")
+    speeds = {p: timed[p].timing.median for p in points}
     device = resolve_device(settings)
     table = ThroughputTable(
-        {p: timed[p].timing.median for p in points},
-        fingerprint(settings, device, study),
-        source="a quick training-free estimate",
+        speeds, fingerprint(settings, device, study), source="a quick training-free estimate"
     )
     used = TableUsed(
         source=f"one short timing a point, not saved; the search measures {missing} first",
         device=device,
         estimated=True,
+        measure_seconds=measure_seconds(study, models, speeds),
     )
     return table, used
+
+
+def measure_seconds(
+    study: Study,
+    models: Mapping[GridPoint, Classifier],
+    speeds: Mapping[GridPoint, float],
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """About how long ``autoprumux measure`` takes on the study's grid, from the quick fp32
+    estimate ``speeds`` (examples/s): every (N, s) in each precision is run for the warm-up
+    passes, the discarded pass and the timed ones (each of about ``examples_per_pass``
+    examples, and a batch-1 latency pass), every precision at fp32's speed; and int8's models
+    are exported and quantized first, each taking about as long as one timed here."""
+    import torch
+
+    from autoprumux.measurement import measured_precisions
+    from trainers.deploy.timing import LATENCY_PASS_SECONDS, int8_session
+
+    settings = study.throughput
+    precisions = measured_precisions(study, settings)
+    one_pass = sum(
+        settings.examples_per_pass / speed + LATENCY_PASS_SECONDS for speed in speeds.values()
+    )
+    rounds = settings.warmup_passes + 1 + settings.passes
+    seconds = rounds * one_pass * len(precisions)
+    if Precision.INT8 in precisions:
+        smallest = max(models)  # the largest N, the largest s: the quickest to export
+        started = clock()
+        int8_session(
+            models[smallest],
+            smallest.n,
+            study.model.max_seq_length,
+            settings.threads or torch.get_num_threads(),
+        )
+        seconds += (clock() - started) * len(models)
+    return seconds
 
 
 def storage_notes(url: str) -> list[str]:
@@ -369,9 +412,14 @@ def forecast_text(forecast: SearchForecast) -> str:
     lines += ["", "every point of the grid (an upper bound: each warm-up and teacher once):"]
     lines += _rows_by_n(forecast.grid, gpu)
     lines.append(_total_line("whole grid", grid, gpu))
+    table_first = (
+        f"measuring its throughput table first, about {_duration(table.measure_seconds)}, then "
+        if table.measure_seconds is not None
+        else ""
+    )
     lines += [
         "",
-        f"expected search: from {_duration(first.seconds)}, the first picks, to "
+        f"expected search: {table_first}from {_duration(first.seconds)}, the first picks, to "
         f"{_duration(grid.seconds)}, the whole grid"
         + (f" ({first.gpu_hours:.2f} to {grid.gpu_hours:.2f} GPU-hours)" if gpu else "")
         + f"; which points follow the first picks depends on the {forecast.metric} they reach",
