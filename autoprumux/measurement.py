@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import re
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,11 +37,13 @@ from autoprumux.core.throughput import OPTIONAL_THROUGHPUT_COLUMNS, THROUGHPUT_C
 from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import TableFormat, write_table
 from trainers.deploy.timing import (
+    LATENCY_PASS_SECONDS,
     TIMING_EAGER,
     TIMING_GRAPHS,
     Measured,
     MeasureError,
     MeasureKey,
+    int8_session,
     measure,
     onnxruntime_version,
 )
@@ -148,6 +151,37 @@ def estimate_models(study: Study, points: list[GridPoint]) -> dict[GridPoint, Cl
         torch.manual_seed(0)
         models[point] = Classifier(architecture_for_sparsity(arch, point.sparsity)).eval()
     return models
+
+
+def measure_seconds(
+    study: Study,
+    models: Mapping[GridPoint, Classifier],
+    speeds: Mapping[GridPoint, float],
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """About how long ``autoprumux measure`` takes on the study's grid, from the quick fp32
+    estimate ``speeds`` (examples/s): every (N, s) in each precision is run for the warm-up
+    passes, the discarded pass and the timed ones (each of about ``examples_per_pass``
+    examples, and a batch-1 latency pass), every precision at fp32's speed; and int8's models
+    are exported and quantized first, each taking about as long as one timed here."""
+    settings = study.throughput
+    precisions = measured_precisions(study, settings)
+    one_pass = sum(
+        settings.examples_per_pass / speed + LATENCY_PASS_SECONDS for speed in speeds.values()
+    )
+    rounds = settings.warmup_passes + 1 + settings.passes
+    seconds = rounds * one_pass * len(precisions)
+    if Precision.INT8 in precisions:
+        smallest = max(models)  # the largest N, the largest s: the quickest to export
+        started = clock()
+        int8_session(
+            models[smallest],
+            smallest.n,
+            study.model.max_seq_length,
+            settings.threads or torch.get_num_threads(),
+        )
+        seconds += (clock() - started) * len(models)
+    return seconds
 
 
 _ARTIFACT = re.compile(r"^(teacher|trial)-n(\d+)(?:-s([0-9.]+))?-[0-9a-f]+$")

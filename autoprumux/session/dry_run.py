@@ -30,11 +30,10 @@ architectures (torch) for a study without a throughput table, in memory.
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from autoprumux.core.budget import Budget
 from autoprumux.core.grid import BASELINE, GridPoint
@@ -44,9 +43,6 @@ from autoprumux.core.throughput import ThroughputTable
 from autoprumux.loop.costs import CostModel, Recipe, recipe_of
 from autoprumux.loop.proposer import Proposer, SearchState
 from autoprumux.session.sizing import TrialSlots
-
-if TYPE_CHECKING:
-    from trainers.model.classifier import Classifier
 
 __all__ = [
     "ForecastRow",
@@ -311,7 +307,12 @@ def estimate_table(study: Study, missing: Path) -> tuple[ThroughputTable, TableU
     random weights, as ``autoprumux measure`` times it, but one pass of
     ``trial_examples_per_pass`` examples (the short timing a trial records) instead of
     ``passes`` passes of ``examples_per_pass``: a fraction of the time, and noisier."""
-    from autoprumux.measurement import estimate_models, fingerprint, resolve_device  # torch
+    from autoprumux.measurement import (  # torch
+        estimate_models,
+        fingerprint,
+        measure_seconds,
+        resolve_device,
+    )
     from trainers.deploy.timing import measure
 
     settings = dataclasses.replace(
@@ -332,42 +333,6 @@ def estimate_table(study: Study, missing: Path) -> tuple[ThroughputTable, TableU
         measure_seconds=measure_seconds(study, models, speeds),
     )
     return table, used
-
-
-def measure_seconds(
-    study: Study,
-    models: Mapping[GridPoint, Classifier],
-    speeds: Mapping[GridPoint, float],
-    clock: Callable[[], float] = time.perf_counter,
-) -> float:
-    """About how long ``autoprumux measure`` takes on the study's grid, from the quick fp32
-    estimate ``speeds`` (examples/s): every (N, s) in each precision is run for the warm-up
-    passes, the discarded pass and the timed ones (each of about ``examples_per_pass``
-    examples, and a batch-1 latency pass), every precision at fp32's speed; and int8's models
-    are exported and quantized first, each taking about as long as one timed here."""
-    import torch
-
-    from autoprumux.measurement import measured_precisions
-    from trainers.deploy.timing import LATENCY_PASS_SECONDS, int8_session
-
-    settings = study.throughput
-    precisions = measured_precisions(study, settings)
-    one_pass = sum(
-        settings.examples_per_pass / speed + LATENCY_PASS_SECONDS for speed in speeds.values()
-    )
-    rounds = settings.warmup_passes + 1 + settings.passes
-    seconds = rounds * one_pass * len(precisions)
-    if Precision.INT8 in precisions:
-        smallest = max(models)  # the largest N, the largest s: the quickest to export
-        started = clock()
-        int8_session(
-            models[smallest],
-            smallest.n,
-            study.model.max_seq_length,
-            settings.threads or torch.get_num_threads(),
-        )
-        seconds += (clock() - started) * len(models)
-    return seconds
 
 
 def storage_notes(url: str) -> list[str]:

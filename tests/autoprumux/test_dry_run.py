@@ -2,7 +2,6 @@
 are the proposer's and the cost model's own, the totals are the sums of the rows, and the dry
 run trains and writes nothing; bad input still exits 2 with one line."""
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -229,28 +228,3 @@ def test_a_missing_table_is_estimated_in_memory_not_measured(monkeypatch, tiny_c
     assert "expected search: measuring its throughput table first, about 294 s (4.9 min), " in text
     # the estimate times fp32 alone; the search would measure its table in fp32 and int8
     assert plan.precisions == (Precision.FP32, Precision.INT8)
-
-
-def test_the_time_to_measure_a_missing_table_is_forecast(monkeypatch):
-    """Measured on 2 cores, an own-data study's table (18 points, fp32 and int8) took 296 s
-    against this estimate's 294 s (docs/measurements.md); here its arithmetic, by hand."""
-    import trainers.deploy.timing as timing
-
-    study = load_study(TINY)  # [throughput]: 1,024 examples a pass, 1 warm-up, 5 timed passes
-    points = sorted(study.grid.grid)
-    exported = []
-    monkeypatch.setattr(timing, "int8_session", lambda model, n, *args: exported.append(n))
-    clock = iter([10.0, 14.0]).__next__  # one int8 export and quantization: 4 s
-    models = {p: f"model {p}" for p in points}
-    seconds = dry_run.measure_seconds(study, models, {p: 1024.0 for p in points}, clock)
-    # each of 18 points in 2 precisions, 7 passes (warm-up, discarded, 5 timed) of 1 s and a
-    # 0.05 s latency pass; then 18 int8 exports of 4 s each
-    assert seconds == pytest.approx(7 * 18 * 2 * 1.05 + 18 * 4)
-    assert exported == [4]  # the quickest to export: (4, 0.9)
-    fp32_only = dataclasses.replace(
-        study, deploy=dataclasses.replace(study.deploy, precisions=(Precision.FP32,))
-    )
-    assert dry_run.measure_seconds(fp32_only, models, {p: 512.0 for p in points}, clock) == (
-        pytest.approx(7 * 18 * 2.05)
-    )
-    assert exported == [4]  # nothing exported for fp32 alone
