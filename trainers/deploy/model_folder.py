@@ -74,6 +74,11 @@ class PrecisionScore:
     # others and in folders from before recipes
     recipe: str = ""
 
+    @property
+    def static_int8(self) -> bool:
+        """int8 made by a static QDQ recipe (the throughput table times dynamic int8)."""
+        return self.recipe.startswith("static")
+
     @classmethod
     def from_json(cls, data: object, where: str) -> PrecisionScore:
         required = {"dev", "dev_examples", "runtime"}
@@ -408,7 +413,7 @@ def _precision_section(info: ModelInfo) -> str:
             timed = "| |"
         else:
             # the table times dynamic int8; a static fallback runs slower (measurements.md)
-            static = entry is not None and entry.recipe.startswith("static")
+            static = entry is not None and entry.static_int8
             caveat = " (timed as dynamic int8)" if static else ""
             timed = f"| {speed.throughput:,.1f}{caveat} | {_latency(speed)}{caveat} |"
         rows.append(f"| {name} | {runtime} | {dev} | {delta} {timed}")

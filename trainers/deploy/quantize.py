@@ -460,18 +460,17 @@ def recipe_ladder(
     for kept in (k for k in STATIC_KEPT if k <= len(ranked)):
         nodes = ranked[:kept]
         recipe = Int8Recipe(Int8Method.STATIC_QDQ, tuple(modules.get(n, n) for n in nodes))
-        yield recipe, functools.partial(_write_static, prepared, feeds, nodes)
-
-
-def _write_static(
-    prepared: Path,
-    feeds: Callable[[], Iterator[dict[str, np.ndarray]]],
-    fp32_nodes: Sequence[str],
-    out: Path,
-) -> None:
-    from trainers.deploy import static_int8
-
-    static_int8.quantize_static_file(prepared, out, feeds, INT8_OPS, fp32_nodes)
+        # called with the file to write: quantize_static_file(prepared, out, ...)
+        yield (
+            recipe,
+            functools.partial(
+                static_int8.quantize_static_file,
+                prepared,
+                feeds=feeds,
+                ops=INT8_OPS,
+                fp32_nodes=nodes,
+            ),
+        )
 
 
 @dataclass(frozen=True)
