@@ -43,6 +43,7 @@ from trainers.deploy.timing import (
     Measured,
     MeasureError,
     MeasureKey,
+    harness_threads,
     int8_session,
     measure,
     onnxruntime_version,
@@ -175,10 +176,7 @@ def measure_seconds(
         smallest = max(models)  # the largest N, the largest s: the quickest to export
         started = clock()
         int8_session(
-            models[smallest],
-            smallest.n,
-            study.model.max_seq_length,
-            settings.threads or torch.get_num_threads(),
+            models[smallest], smallest.n, study.model.max_seq_length, harness_threads(settings)
         )
         seconds += (clock() - started) * len(models)
     return seconds

@@ -222,6 +222,10 @@ def _export_int8(model_path: str, out_path: str, as_json: bool) -> None:
             "fp32_ops": list(made.fp32_ops),
             "samples_checked": passed.decided,
             "samples": passed.samples,
+            # a static file's examples/s and batch-1 seconds over dynamic int8's; null: dynamic
+            "speed_vs_dynamic": None
+            if done.speed is None
+            else {"throughput": done.speed.throughput, "latency": done.speed.latency},
         }
         click.echo(
             json.dumps({**document, "dev": dev.to_json(), "seconds": done.seconds}, indent=1)
@@ -236,6 +240,12 @@ def _export_int8(model_path: str, out_path: str, as_json: bool) -> None:
         f"examples, recorded in the model folder; ops left in fp32: "
         f"{', '.join(made.fp32_ops) or 'nothing'}"
     )
+    if done.speed is not None:
+        click.echo(
+            f"  timed against dynamic int8 of the same weights, side by side: "
+            f"{done.speed.throughput:.2f} x its examples/s, {done.speed.latency:.2f} x its "
+            "batch-1 latency (a search ranks this model's int8 row so)"
+        )
     for refused in made.tried[:-1]:
         click.echo(f"  refused first: {refused}")
 

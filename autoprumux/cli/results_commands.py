@@ -109,10 +109,13 @@ def predict(
     )
     recommender = Recommender(top_k=top_k, objective=objective).fit(task, observations, table)
     decision = recommender.recommend(chosen, points)
+    table = recommender.table_  # what it ranked by: a static int8 model's row scaled to its file
     if as_json:
         click.echo(json.dumps(decision_dict(decision, results_path, table), indent=1))
     else:
         click.echo(format_decision(decision, results_path, table))
+        if table.rescaled:  # a static int8 model's row: say where its figures come from
+            click.echo(f"throughput/s and speedup: {table.describe()}")
 
 
 @click.command()

@@ -132,6 +132,8 @@ class Recommender:
     ) -> Recommender:
         self.task_ = task
         self.observations_ = observations
+        # a trained model served by a static int8 file is ranked by that file's speed
+        throughput = throughput.with_recipe_speeds(observations.recipe_speed)
         self.table_ = throughput
         self.surface_ = ServedSurface().fit(
             observations.accuracy, observations.failed, observations.served_accuracy

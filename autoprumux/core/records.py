@@ -17,7 +17,7 @@ from statistics import fmean
 
 from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import GridPoint
-from autoprumux.core.precision import EXTRA_PRECISIONS, PRECISION_FIELDS
+from autoprumux.core.precision import EXTRA_PRECISIONS, PRECISION_FIELDS, Precision
 
 
 class TrialStatus(enum.Enum):
@@ -27,6 +27,20 @@ class TrialStatus(enum.Enum):
     # stopped early because it could not reach the threshold (autoprumux.core.early_stop): no
     # measurement, but a verdict: its accuracy is at most stop_accuracy + stop_margin
     STOPPED = "stopped"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeSpeed:
+    """A served model's file against the file the throughput table times for its precision
+    (int8: a static QDQ file against dynamic int8 of the same weights), timed side by side in
+    one run: the table's row times these is this file's."""
+
+    throughput: float  # its examples/s over the table's file's
+    latency: float  # its seconds a batch-1 request over the table's file's
+
+
+# TrialRecord's RecipeSpeed fields (int8's: the only precision with more than one recipe)
+RATIO_FIELDS = ("int8_throughput_ratio", "int8_latency_ratio")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +59,12 @@ class TrialRecord:
     accuracy_bf16: float | None = None
     accuracy_fp16: float | None = None
     accuracy_int8: float | None = None
+    # where its int8 file was made by a static recipe (dynamic int8 cost too much accuracy):
+    # that file against dynamic int8 of the same weights, timed side by side, as examples/s
+    # and batch-1 seconds over dynamic's (RecipeSpeed); None for dynamic int8, which is what
+    # the throughput table times
+    int8_throughput_ratio: float | None = None
+    int8_latency_ratio: float | None = None
     status: TrialStatus = TrialStatus.COMPLETE
     reason: str | None = None  # why it failed or was pruned
     achieved_sparsity: float | None = None  # sparsity of the materialized model
@@ -108,6 +128,10 @@ class TrialRecord:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise FieldError(name, f"{value!r} is negative")
+        for name in RATIO_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise FieldError(name, f"{value!r} is not a positive ratio")
 
     @property
     def point(self) -> GridPoint:
@@ -122,6 +146,15 @@ class TrialRecord:
             for precision in EXTRA_PRECISIONS
             if (value := getattr(self, precision.record_field)) is not None
         }
+
+    @property
+    def recipe_speed(self) -> dict[GridPoint, RecipeSpeed]:
+        """Its int8 file's speed against dynamic int8's, where a static recipe made it:
+        (N, s, int8) -> ratios."""
+        if self.int8_throughput_ratio is None or self.int8_latency_ratio is None:
+            return {}
+        speed = RecipeSpeed(throughput=self.int8_throughput_ratio, latency=self.int8_latency_ratio)
+        return {self.point.served(Precision.INT8): speed}
 
     @property
     def accuracy_bound(self) -> float | None:
@@ -190,6 +223,9 @@ class Observations:
     bounds: Mapping[GridPoint, float] = field(default_factory=dict)
     # the trained models' figures in the other precisions: (N, s, precision) keys
     served_accuracy: Mapping[GridPoint, float] = field(default_factory=dict)
+    # the trained models served by another file than the throughput table times (int8 made
+    # static): (N, s, precision) -> its speed against the table's file
+    recipe_speed: Mapping[GridPoint, RecipeSpeed] = field(default_factory=dict)
 
     @property
     def served_gain(self) -> float:
@@ -213,6 +249,7 @@ class Observations:
             source=self.source,
             bounds={p: v for p, v in self.bounds.items() if p != point},
             served_accuracy={p: v for p, v in self.served_accuracy.items() if p.trained != point},
+            recipe_speed={p: v for p, v in self.recipe_speed.items() if p.trained != point},
         )
 
 
@@ -274,6 +311,7 @@ class ResultsTable:
     def observations(self, task: str) -> Observations:
         accuracy: dict[GridPoint, list[float]] = {}
         served: dict[GridPoint, list[float]] = {}
+        speeds: dict[GridPoint, list[RecipeSpeed]] = {}
         throughput: dict[GridPoint, list[float]] = {}
         attempted: set[GridPoint] = set()
         bounds: dict[GridPoint, float] = {}
@@ -286,6 +324,8 @@ class ResultsTable:
                 accuracy.setdefault(record.point, []).append(record.accuracy)
                 for variant, value in record.served_accuracy.items():
                     served.setdefault(variant, []).append(value)
+                for variant, speed in record.recipe_speed.items():
+                    speeds.setdefault(variant, []).append(speed)
                 throughput.setdefault(record.point, []).append(record.throughput)
             elif record.status is TrialStatus.FAILED:
                 attempted.add(record.point)
@@ -296,6 +336,12 @@ class ResultsTable:
             source=self.source,
             bounds={p: b for p, b in bounds.items() if p not in accuracy},
             served_accuracy={p: fmean(v) for p, v in served.items()},
+            recipe_speed={
+                p: RecipeSpeed(
+                    throughput=fmean(r.throughput for r in v), latency=fmean(r.latency for r in v)
+                )
+                for p, v in speeds.items()
+            },
         )
 
 

@@ -26,7 +26,7 @@ from autoprumux.core.errors import DataError
 from autoprumux.core.grid import BASELINE, GridPoint
 from autoprumux.core.interpolation import grid_lines
 from autoprumux.core.precision import Precision
-from autoprumux.core.records import ResultsTable
+from autoprumux.core.records import RecipeSpeed, ResultsTable
 from autoprumux.core.surrogate import ByPrecision, GridModel
 
 THROUGHPUT_COLUMNS = ("n", "sparsity", "throughput")
@@ -75,6 +75,8 @@ class ThroughputTable:
     fingerprint: Mapping[str, object] = field(default_factory=dict)
     source: str = "throughput table"
     latency: Mapping[GridPoint, float] = field(default_factory=dict)
+    # rows scaled to the file their trained model is served by (with_recipe_speeds)
+    rescaled: tuple[GridPoint, ...] = ()
 
     def __post_init__(self) -> None:
         if BASELINE not in self.throughput:
@@ -104,6 +106,28 @@ class ThroughputTable:
             self.fingerprint,
             self.source,
             {p: v for p, v in self.latency.items() if p.precision in precisions},
+            tuple(p for p in self.rescaled if p.precision in precisions),
+        )
+
+    def with_recipe_speeds(self, speeds: Mapping[GridPoint, RecipeSpeed]) -> ThroughputTable:
+        """The table with the rows of trained models served by another file than it times
+        (int8 made by a static recipe, where it times dynamic int8) scaled to that file: the
+        row's examples/s and batch-1 latency times the file's ratios to the table's file,
+        timed side by side (:class:`RecipeSpeed`). A point the table has no row of is left as
+        it is (its interpolation is the table's file's); a row already scaled is not again."""
+        scaled = {  # a row scaled once: a table handed on is not scaled again
+            p: speed
+            for p, speed in speeds.items()
+            if p in self.throughput and p not in self.rescaled
+        }
+        if not scaled:
+            return self
+        return ThroughputTable(
+            {p: v * scaled[p].throughput if p in scaled else v for p, v in self.throughput.items()},
+            self.fingerprint,
+            self.source,
+            {p: v * scaled[p].latency if p in scaled else v for p, v in self.latency.items()},
+            tuple(sorted({*self.rescaled, *scaled})),
         )
 
     def model(self) -> ByPrecision:
@@ -119,9 +143,16 @@ class ThroughputTable:
             return f"timed inside each trial, beside whatever else ran ({self.source})"
         how = ", ".join(str(stamp[k]) for k in ("device", "device_name", "dtype") if k in stamp)
         # a fingerprint with a device is ``autoprumux measure``'s: one run, round robin
-        return f"the throughput table {self.source}" + (
+        described = f"the throughput table {self.source}" + (
             f" (every point timed in one run, round robin: {how})" if how else ""
         )
+        if self.rescaled:
+            points = ", ".join(str(p) for p in self.rescaled)
+            described += (
+                f"; {points} scaled to the static int8 file its model is served by, timed "
+                "against dynamic int8 side by side"
+            )
+        return described
 
     @classmethod
     def from_results(cls, results: ResultsTable, task: str) -> ThroughputTable:

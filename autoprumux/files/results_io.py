@@ -23,6 +23,7 @@ from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.precision import PRECISION_FIELDS, Precision
 from autoprumux.core.records import (
+    RATIO_FIELDS,
     RECORD_FIELDS,
     REQUIRED_COLUMNS,
     ResultsTable,
@@ -60,6 +61,7 @@ _NUMBER_FIELDS = (
     "sparsity",
     "accuracy",
     *PRECISION_FIELDS,
+    *RATIO_FIELDS,
     "throughput",
     "achieved_sparsity",
     "wall_time_s",

@@ -173,22 +173,8 @@ class SearchDriver:
         self.config, self.table, self.store = config, candidates, store
         self._clock = clock
         self._started_s = clock()
-        table = candidates.serving(config.precisions)
-        # the proposer's speed of each point: its throughput, or for latency 1 / its seconds
-        searched = (
-            {p: 1.0 / seconds for p, seconds in table.latency.items()}
-            if config.objective is Objective.LATENCY
-            else table.throughput
-        )
-        in_grid = {p: v for p, v in searched.items() if p in config.grid}
         # the trainings (fp32), and the other precisions their models are served in
-        fp32 = Precision.FP32
-        self.candidates = {p: v for p, v in in_grid.items() if p.precision is fp32}
-        self.served = {
-            p: v
-            for p, v in in_grid.items()
-            if p.precision is not fp32 and p.trained in self.candidates
-        }
+        self.candidates, self.served = self._speeds(candidates)
         self.proposer = proposer or Proposer()
         self.on_event = on_event or (lambda event: None)
         self.pending: dict[int, GridPoint] = {}  # this search's running trials
@@ -240,6 +226,30 @@ class SearchDriver:
         )
         return StudyView(observed=observed, failed=done_failing, records=records, running=running)
 
+    def _speeds(
+        self, table: ThroughputTable
+    ) -> tuple[dict[GridPoint, float], dict[GridPoint, float]]:
+        """The proposer's speed of each point of the grid (its throughput, or for latency 1 /
+        its seconds): of the trainings (fp32), and of the other precisions their models are
+        served in."""
+        served = table.serving(self.config.precisions)
+        searched = (
+            {p: 1.0 / seconds for p, seconds in served.latency.items()}
+            if self.config.objective is Objective.LATENCY
+            else served.throughput
+        )
+        in_grid = {p: v for p, v in searched.items() if p in self.config.grid}
+        fp32 = {p: v for p, v in in_grid.items() if p.precision is Precision.FP32}
+        others = {p: v for p, v in in_grid.items() if p not in fp32 and p.trained in fp32}
+        return fp32, others
+
+    def served_speeds(self, observed: Observations) -> dict[GridPoint, float]:
+        """The speeds of the served points, a trained model served by a static int8 file at
+        that file's (:meth:`ThroughputTable.with_recipe_speeds`)."""
+        if not observed.recipe_speed:
+            return self.served
+        return self._speeds(self.table.with_recipe_speeds(observed.recipe_speed))[1]
+
     def threshold(self, observed: Observations) -> float | None:
         budget = self.config.budget
         if budget.needs_baseline and BASELINE not in observed.accuracy:
@@ -263,7 +273,7 @@ class SearchDriver:
             costs=None
             if recipe is None
             else CostModel.for_study(recipe, self.candidates, view.records),
-            served=self.served,
+            served=self.served_speeds(view.observed),
             served_accuracy=view.observed.served_accuracy,
         )
 

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.grid import Grid, GridPoint
 from autoprumux.core.precision import PRECISION_FIELDS
-from autoprumux.core.records import TrialRecord, TrialStatus
+from autoprumux.core.records import RATIO_FIELDS, TrialRecord, TrialStatus
 from autoprumux.loop.store_contract import INTERRUPTED
 
 # read back from user attributes as they were written (TrialRecord's field names)
@@ -89,7 +89,7 @@ def record_of(trial: FrozenTrial, point: GridPoint, task: str) -> TrialRecord:
         node=attrs.get("node"),
         **{
             name: attrs.get(name)
-            for name in (*PRECISION_FIELDS, *DEVICE_FIELDS, *COST_AND_STOP_FIELDS)
+            for name in (*PRECISION_FIELDS, *RATIO_FIELDS, *DEVICE_FIELDS, *COST_AND_STOP_FIELDS)
         },
     )
 

@@ -66,6 +66,11 @@ class ReportInput:
     precisions: tuple[Precision, ...] = ()
     objective: Objective = Objective.THROUGHPUT  # what "fastest" means for the top-k
 
+    def __post_init__(self) -> None:
+        if self.table is not None:  # a static int8 model's row scaled to its file
+            scaled = self.table.with_recipe_speeds(self.observations.recipe_speed)
+            object.__setattr__(self, "table", scaled)
+
     @property
     def served(self) -> tuple[Precision, ...]:
         """The precisions the report ranks and draws, fp32 first."""

@@ -58,7 +58,12 @@ def decision_dict(
         "task": decision.task,
         **metric_dict(metric, positive_label),
         "results": results,
-        "throughput_table": {"source": table.source, "fingerprint": dict(table.fingerprint)},
+        "throughput_table": {
+            "source": table.source,
+            "fingerprint": dict(table.fingerprint),
+            # rows scaled to the static int8 file their model is served by
+            "rescaled": [point_dict(p) for p in table.rescaled],
+        },
         "budget": {"kind": decision.budget.kind.value, "value": decision.budget.value},
         "objective": decision.objective.value,
         "baseline_accuracy": decision.baseline_accuracy,

@@ -314,6 +314,8 @@ class SearchSession:
             objective=request.objective,
         )
         held_out = None
+        # what the search ranked by: a static int8 model's row scaled to its file
+        table = table.with_recipe_speeds(data.observations.recipe_speed)
         models = self._answer_models(plan, outcome, data)
         if models.folders:
             record_table_speeds(models.folders, table, self.progress)
@@ -618,11 +620,13 @@ def record_table_speeds(
             log.warning("%s: its table speeds not recorded: %s", folder, err)
             continue
         int8 = info.precisions.get(Precision.INT8.value)
-        if int8 is not None and int8.static_int8 and "int8" in speeds:
+        # a static int8 file whose speed against dynamic was not measured: the row is dynamic's
+        unscaled = point.served(Precision.INT8) not in table.rescaled
+        if int8 is not None and int8.static_int8 and "int8" in speeds and unscaled:
             say(
-                f"note: {point} in int8 was made by {int8.recipe} (dynamic int8 failed "
-                "its checks); the table times dynamic int8, and static QDQ ran slower where "
-                "measured: its int8 examples/s and latency are optimistic"
+                f"note: {point} in int8 was made by {int8.recipe} (dynamic int8 failed its "
+                "checks), and its speed against dynamic int8 was not measured (a model from an "
+                "older release): its int8 figures are dynamic int8's"
             )
 
 

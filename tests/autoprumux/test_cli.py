@@ -121,7 +121,11 @@ def test_predict_with_a_grid_and_a_throughput_table(tmp_path, capsys):
     )
     assert code == 0
     document = json.loads(out)
-    assert document["throughput_table"] == {"source": str(table), "fingerprint": {"device": "H200"}}
+    assert document["throughput_table"] == {
+        "source": str(table),
+        "fingerprint": {"device": "H200"},
+        "rescaled": [],
+    }
     assert document["candidates"] == 8
     # (2, 0.65) is in no table row: latency midway between 1/40 and 1/50 s
     first = document["recommendations"][0]
@@ -185,6 +189,37 @@ def test_predict_ranks_each_precision_the_table_times_and_the_results_measured(t
     assert code == 0 and document["objective"] == "latency"
     assert [r["latency_ms"] for r in document["recommendations"]] == [2.0, 4.0, 5.0]
     assert [r["precision"] for r in document["recommendations"]] == ["int8", "int8", "fp32"]
+
+
+def test_predict_ranks_a_static_int8_model_by_its_files_speed_and_says_so(tmp_path, capsys):
+    # (1, 0.5)'s int8 file is static QDQ at 0.4 x dynamic int8's examples/s: 520 x 0.4 = 208/s,
+    # below (1, 0.5) fp32's 250/s, and 2 ms x 1.5 = 3 ms a request
+    static = RESULTS_WITH_INT8.replace(
+        "accuracy_int8\n", "accuracy_int8,int8_throughput_ratio,int8_latency_ratio\n"
+    ).replace("0.88,240,0.874\n", "0.88,240,0.874,0.4,1.5\n")
+    files = int8_files(tmp_path, results=static)
+    code, out, _ = run(capsys, "predict", *files, "--budget", "0.03", "--json")
+    document = json.loads(out)
+    assert code == 0
+    top = [
+        (r["n"], r["sparsity"], r["precision"], r["throughput"], r["latency_ms"])
+        for r in document["recommendations"]
+    ]
+    assert top == [
+        (1, 0.5, "fp32", 250.0, 5.0),
+        (1, 0.0, "int8", 220.0, 4.0),
+        (1, 0.5, "int8", pytest.approx(208.0), pytest.approx(3.0)),
+    ]
+    assert document["throughput_table"]["rescaled"] == [
+        {"n": 1, "sparsity": 0.5, "precision": "int8"}
+    ]
+    _, text, _ = run(capsys, "predict", *files, "--budget", "0.03")
+    assert text.rstrip().endswith(
+        "; (1, 0.5, int8) scaled to the static int8 file its model is served by, timed against "
+        "dynamic int8 side by side"
+    )
+    _, plain, _ = run(capsys, "predict", *int8_files(tmp_path), "--budget", "0.03")
+    assert "throughput/s and speedup" not in plain  # nothing scaled: nothing to say
 
 
 def test_predict_ranks_fp32_only_for_results_without_precision_figures(tmp_path, capsys):

@@ -2,6 +2,7 @@
 surfaces per precision, and the recommender and proposer over them (what a device can serve:
 tests/trainers/test_served_precisions.py)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -11,7 +12,7 @@ from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import Grid, GridPoint
 from autoprumux.core.precision import Precision
 from autoprumux.core.recommender import Exclusion, Objective, Recommender
-from autoprumux.core.records import Observations, ResultsTable, TrialRecord
+from autoprumux.core.records import Observations, RecipeSpeed, ResultsTable, TrialRecord
 from autoprumux.core.study import DeploySection
 from autoprumux.core.surface import ServedSurface
 from autoprumux.core.surrogate import Source
@@ -207,3 +208,53 @@ def test_the_proposer_trains_a_point_because_its_int8_model_could_be_the_answer(
         candidates=state.candidates, accuracy=state.accuracy, threshold=state.threshold
     )
     assert Proposer().status(fp32_only).best == p(1, 0)
+
+
+def test_a_static_int8_models_row_is_scaled_once_to_its_files_speed():
+    """A trained model whose int8 file is static QDQ (timed against dynamic: RecipeSpeed) is
+    ranked by that file's speed: its row's examples/s and batch-1 seconds times the ratios;
+    the other rows, and every interpolation between them, are the table's."""
+    slower = RecipeSpeed(throughput=0.5, latency=1.6)
+    scaled = TABLE.with_recipe_speeds({p(1, 0, INT8): slower, p(4, 0, INT8): slower})
+    assert scaled.throughput == {**TABLE.throughput, p(1, 0, INT8): 85.0}  # 170 x 0.5
+    assert scaled.latency == {**TABLE.latency, p(1, 0, INT8): pytest.approx(0.008)}  # x 1.6
+    assert scaled.rescaled == (p(1, 0, INT8),)  # (4, 0): no row, nothing to scale
+    assert scaled.with_recipe_speeds({p(1, 0, INT8): slower}) == scaled  # never twice
+    assert TABLE.with_recipe_speeds({}) is TABLE
+    assert scaled.serving((FP32,)).rescaled == () and scaled.serving((FP32, INT8)) == scaled
+    assert scaled.describe().endswith(
+        "; (1, 0, int8) scaled to the static int8 file its model is served by, timed against "
+        "dynamic int8 side by side"
+    )
+    # the records carry it: a seed's ratios averaged with another's of the same point
+    rows = [
+        TrialRecord(task="t", n=1, sparsity=0.0, accuracy=0.9, throughput=1.0, accuracy_int8=0.89,
+                    int8_throughput_ratio=0.4, int8_latency_ratio=2.0, seed=0),
+        TrialRecord(task="t", n=1, sparsity=0.0, accuracy=0.9, throughput=1.0, accuracy_int8=0.89,
+                    int8_throughput_ratio=0.6, int8_latency_ratio=1.2, seed=1),
+        TrialRecord(task="t", n=1, sparsity=0.5, accuracy=0.9, throughput=2.0, accuracy_int8=0.89),
+    ]  # fmt: skip
+    observed = ResultsTable.from_records(rows).observations("t")
+    assert observed.recipe_speed == {p(1, 0, INT8): pytest.approx(slower)}
+    assert observed.without(p(1, 0)).recipe_speed == {}
+    with pytest.raises(FieldError, match="int8_throughput_ratio: 0.0 is not a positive ratio"):
+        TrialRecord(task="t", n=1, sparsity=0.0, accuracy=0.9, throughput=1.0,
+                    int8_throughput_ratio=0.0)  # fmt: skip
+
+
+def test_the_recommender_ranks_a_static_int8_model_by_its_own_files_speed():
+    """At a budget of 2 points, (1, 0, int8) ranks second by dynamic int8's row (170/s); its
+    static file, half as fast, ranks it last (85/s), below (1, 0) fp32's 100/s."""
+    points = Grid((1,), (0.0, 0.5)).served((FP32, INT8))
+    budget = Budget(BudgetKind.ABSOLUTE, 0.02)
+    slower = RecipeSpeed(throughput=0.5, latency=1.6)
+    static = dataclasses.replace(OBSERVED, recipe_speed={p(1, 0, INT8): slower})
+    decision = Recommender(top_k=3).fit("t", static, TABLE).recommend(budget, points)
+    assert [(r.point, r.throughput) for r in decision.recommendations] == [
+        (p(1, 0.5), 200.0),
+        (p(1, 0), 100.0),
+        (p(1, 0, INT8), 85.0),
+    ]
+    by_latency = Recommender(top_k=3, objective=Objective.LATENCY).fit("t", static, TABLE)
+    first = by_latency.recommend(Budget(BudgetKind.ABSOLUTE, 0.05), points).recommendations[0]
+    assert (first.point, first.latency_s) == (p(1, 0.5), 0.006)  # int8's 0.008 s now slower

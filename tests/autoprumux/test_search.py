@@ -464,3 +464,45 @@ def test_the_search_answers_an_int8_point_when_int8_is_the_fastest_within_the_bu
     assert document["decision"]["recommendations"][0]["speedup"] == pytest.approx(
         1.5 * FAMILY.expected_speedup(best)
     )
+
+
+def test_a_static_int8_model_is_searched_and_answered_at_its_own_files_speed(
+    tmp_path, grid_file, capsys
+):
+    # as above, but the fp32 answer's int8 file is static QDQ at half dynamic's examples/s:
+    # 0.75 x its fp32 speed. The search ranks it so, and answers the fastest of the rest
+    rows = ReplayTrainer(path=str(grid_file)).table().records
+    best = best_by_brute_force(grid_file, 0.03)
+    static = {"int8_throughput_ratio": 0.5, "int8_latency_ratio": 2.0}
+    int8_grid = write_results(
+        ResultsTable(tuple(
+            replace(r, accuracy_int8=r.accuracy, **(static if r.point == best else {}))
+            for r in rows
+        )),
+        tmp_path / "int8-grid.csv",
+    )  # fmt: skip
+    served = {p.served(Precision.INT8): 1.5 * v for p, v in TABLE.throughput.items()}
+    table = write_throughput_table(
+        ThroughputTable({**TABLE.throughput, **served}), tmp_path / "table.csv"
+    )
+    truth = ReplayTrainer(path=str(grid_file)).table().observations("sst2").accuracy
+    feasible = [p for p, a in truth.items() if a >= truth[BASELINE] - 0.03 - 1e-9]
+    speeds = {p: TABLE.throughput[p] for p in feasible}
+    speeds |= {
+        p.served(Precision.INT8): (0.75 if p == best else 1.5) * v for p, v in speeds.items()
+    }
+    expected = max(speeds, key=speeds.__getitem__)
+    assert expected != best.served(Precision.INT8)
+    code = cli_search(tmp_path, int8_grid, "--throughput", str(table), "--json")
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0
+    answer = document["best"]
+    assert (answer["n"], answer["sparsity"], answer["precision"]) == (
+        expected.n, expected.sparsity, expected.precision.value
+    )  # fmt: skip
+    assert document["decision"]["recommendations"][0]["throughput"] == pytest.approx(
+        speeds[expected]
+    )
+    assert document["decision"]["throughput_table"]["rescaled"] == [
+        {"n": best.n, "sparsity": best.sparsity, "precision": "int8"}
+    ]

@@ -117,33 +117,55 @@ def test_the_card_lists_each_precisions_dev_figure_and_table_speed(tmp_path):
         read_info(tmp_path)
 
 
-def test_a_static_int8_model_is_said_to_be_timed_as_dynamic(tmp_path):
-    """The table times int8 by dynamic quantization: where a model's int8 fell back to static
-    QDQ (slower), its card and the search's answer say its figures are optimistic."""
+def test_a_static_int8_model_is_recorded_at_its_own_speed_or_said_to_be_timed_as_dynamic(
+    tmp_path,
+):
+    """The table times int8 by dynamic quantization. Where a model's int8 fell back to static
+    QDQ and that file was timed against dynamic (RecipeSpeed), the search's table scales its
+    row, and the folder records the scaled figures; a static file never timed (an older
+    release's) keeps dynamic's, and its card and the search's answer say so."""
     from autoprumux.core.grid import GridPoint
     from autoprumux.core.precision import Precision
+    from autoprumux.core.records import RecipeSpeed
     from autoprumux.core.throughput import ThroughputTable
     from autoprumux.session.search_session import record_table_speeds
 
     static = "static QDQ, in fp32: encoder.layers.0.ffn.down"
-    (tmp_path / INFO_FILE).write_text(json.dumps(info(
-        precisions={"int8": PrecisionScore(
-            dev=0.81, dev_examples=500, runtime="onnxruntime-cpu", recipe=static)},
-    ).to_json()))  # fmt: skip
+    untimed, timed = tmp_path / "untimed", tmp_path / "timed"
+    speed = RecipeSpeed(throughput=0.75, latency=1.5)  # static: 3/4 the examples/s
+    for folder, ratio in ((untimed, None), (timed, speed)):
+        folder.mkdir()
+        (folder / INFO_FILE).write_text(json.dumps(info(
+            precisions={"int8": PrecisionScore(
+                dev=0.81, dev_examples=500, runtime="onnxruntime-cpu", recipe=static,
+                speed=ratio)},
+        ).to_json()))  # fmt: skip
     rows = {GridPoint(1, 0.0): 100.0, GridPoint(2, 0.5): 300.0}
     rows |= {p.served(Precision.INT8): 2 * v for p, v in rows.items()}
     latency = {GridPoint(2, 0.5, Precision.INT8): 0.002}
     table = ThroughputTable(rows, source="t.json", latency=latency)
     said: list[str] = []
-    record_table_speeds({GridPoint(2, 0.5): tmp_path}, table, said.append)
-    recorded = read_info(tmp_path)
+    record_table_speeds({GridPoint(2, 0.5): untimed}, table, said.append)
+    recorded = read_info(untimed)
     assert {k: v.throughput for k, v in recorded.speeds.items()} == {"fp32": 300.0, "int8": 600.0}
     assert recorded.speeds["int8"].latency_s == 0.002 and recorded.speeds["fp32"].latency_s is None
-    card = (tmp_path / "README.md").read_text()
+    card = (untimed / "README.md").read_text()
     assert "| 600.0 (timed as dynamic int8) | 2.00 ms (timed as dynamic int8) |" in card
     (note,) = said
     assert note.startswith(f"note: (2, 0.5) in int8 was made by {static}")
-    assert "its int8 examples/s and latency are optimistic" in note
+    assert "its speed against dynamic int8 was not measured" in note
+    # the timed one: the search scales its row (600 x 0.75 examples/s, 2 ms x 1.5), no note
+    scaled = table.with_recipe_speeds({GridPoint(2, 0.5, Precision.INT8): speed})
+    said.clear()
+    record_table_speeds({GridPoint(2, 0.5): timed}, scaled, said.append)
+    recorded = read_info(timed)
+    assert recorded.precisions["int8"].speed == speed
+    assert recorded.speeds["int8"].throughput == 450.0
+    assert recorded.speeds["int8"].latency_s == pytest.approx(0.003)
+    assert said == []
+    card = (timed / "README.md").read_text()
+    assert "| 450.0 | 3.00 ms |" in card and "timed as dynamic" not in card
+    assert "(2, 0.5, int8) scaled to the static int8 file its model is served by" in card
 
 
 class SavedTokenizer:

@@ -158,6 +158,46 @@ def test_latency_is_the_median_of_the_passes_seconds_per_request():
     assert dataclasses.replace(result, latency=timing).latency_s == 0.05
 
 
+def test_a_static_int8_file_is_timed_against_dynamic_side_by_side(
+    grid_models, tmp_path, monkeypatch
+):
+    """``recipe_speed``: the two files of one model in one round-robin run, each at the
+    table's batch shape and at batch 1; its ratios are the made file's examples/s over
+    dynamic's, and its seconds a request over dynamic's."""
+    import trainers.deploy.timing as timing
+    from trainers.deploy.export import write_onnx
+    from trainers.deploy.inference import GroupedClassifier, Groups
+    from trainers.deploy.quantize import quantize_file
+
+    model, width = grid_models[GridPoint(2, 0.5)], 2
+    example = Groups(*(np.zeros((2, width, SEQ_LEN), dtype=np.int64) for _ in range(3)))
+    example.attention_mask[:] = 1
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    write_onnx(GroupedClassifier(model), example, fp32, "")
+    quantize_file(fp32, int8)
+    runs: list[list] = []
+    # passes of made 300 and dynamic 400 examples/s; requests at 100/s and 200/s
+    rates = {("made", "throughput"): 300.0, ("dynamic", "throughput"): 400.0}
+    rates |= {("made", "latency"): 100.0, ("dynamic", "latency"): 200.0}
+
+    def round_robin(passes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        runs.append(list(passes))
+        examples = {key: run() for key, run in passes.items()}  # each pass runs, for real
+        assert examples[("made", "throughput")] == examples[("dynamic", "throughput")] == 8
+        return {key: Timing(rates=(rates[key],) * 3, discarded=1.0) for key in passes}
+
+    monkeypatch.setattr(timing, "time_round_robin", round_robin)
+    settings = ThroughputSection(
+        device="cpu", batch_rows=ROWS, trial_examples_per_pass=8, passes=3, threads=1
+    )
+    tokens = timing.Tokens(vocab_size=200, cls_token_id=101)
+    speed = timing.recipe_speed(int8, int8, tokens, width, settings, SEQ_LEN)
+    assert runs == [[("made", "throughput"), ("made", "latency"), ("dynamic", "throughput"),
+                     ("dynamic", "latency")]]  # fmt: skip
+    assert speed.throughput == 0.75  # 300 / 400 examples/s
+    assert speed.latency == 2.0  # 1/100 s against 1/200 s a request
+
+
 @pytest.mark.parametrize(
     ("precision", "on_gpu", "message"),
     [

@@ -200,7 +200,7 @@ def test_a_flip_counts_only_where_fp32_decides(exported):
     )
 
 
-def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monkeypatch):
+def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monkeypatch, capsys):
     """Dynamic refused (as if it cost too much): the static recipe keeping the worst-quantizing
     weight layer in fp32 is tried next, and its file names the layer, as a module of the model,
     and leaves that layer's MatMul in fp32."""
@@ -220,6 +220,7 @@ def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monk
         "dynamic",
         "static QDQ, in fp32",
         "scoring both files on 64 dev examples",
+        "timing the static file against dynamic int8, side by side",
     ]
     assert said[1].endswith(": refused; trying the next recipe") and said[2].endswith(": kept")
     assert recipe.method is quantize.Int8Method.STATIC_QDQ
@@ -246,6 +247,29 @@ def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monk
     assert info.precisions["int8"].recipe == f"static QDQ, in fp32: {layer}"
     assert f"(static QDQ, in fp32: {layer})" in (folder / "README.md").read_text()
     assert abs(done.dev.delta_points) <= 100 * 3 / 64
+    # timed against dynamic int8 of the same weights, the ratios recorded with the figure
+    assert done.speed is not None and info.precisions["int8"].speed == done.speed
+    assert 0 < done.speed.throughput < 10 and 0 < done.speed.latency < 10
+    # exported again: the same recipe's file is not timed again
+    said.clear()
+    again = quantize.export_int8(folder, tmp_path / "again.onnx", said.append)
+    assert again.speed == done.speed and not any("timing" in line for line in said)
+    # the CLI gives the ratios, in words and in JSON
+    argv = ["export", "--model", str(folder), "--format", "onnx", "--precision", "int8"]
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "text.onnx")]) == 0
+    words = (
+        f"timed against dynamic int8 of the same weights, side by side: "
+        f"{done.speed.throughput:.2f} x its examples/s, {done.speed.latency:.2f} x its batch-1 "
+        "latency"
+    )
+    assert words in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "json.onnx"), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["speed_vs_dynamic"] == {
+        "throughput": done.speed.throughput,
+        "latency": done.speed.latency,
+    }
 
 
 def test_a_read_only_model_folder_is_exported_all_the_same(exported, tmp_path, monkeypatch):

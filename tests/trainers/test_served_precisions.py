@@ -90,6 +90,7 @@ def _served_dev(study, n: int = 1) -> served.ServedDev:
         calibration=lambda: calibration_examples(task_tables(study).train),
         examples=examples,
         engine=services.engine,
+        throughput=study.throughput,
     )
 
 
@@ -230,11 +231,9 @@ def test_fp32_by_the_served_path_is_the_trials_figure_and_bf16_is_near_it(traine
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
     seen: list[Progress] = []
     figures = served.evaluate_precisions(trained.folder, model, (FP32, BF16), dev, seen.append)
-    assert figures == {BF16: bf16}
+    assert figures == {BF16: PrecisionScore(dev=bf16, dev_examples=64, runtime="torch-cpu")}
     assert seen == [Progress(phase="precisions", step=1, total=1)]
-    assert read_info(trained.folder).precisions["bf16"] == PrecisionScore(
-        dev=bf16, dev_examples=64, runtime="torch-cpu"
-    )
+    assert read_info(trained.folder).precisions["bf16"] == figures[BF16]
 
 
 def test_a_reused_folder_evaluates_only_the_precisions_it_lacks(trained, monkeypatch):
@@ -292,6 +291,51 @@ def test_int8_refused_leaves_no_figure_and_the_trial_goes_on(trained, tmp_path, 
     assert "no int8 figure: FieldError: --precision: int8 needs onnx" in caplog.text
 
 
+def test_a_static_int8_file_is_timed_against_dynamic_and_its_ratios_reach_the_search(
+    trained, tmp_path, monkeypatch
+):
+    """Dynamic int8 refused (as if it cost too much): the trial's int8 file is static QDQ,
+    timed against dynamic int8 of the same weights; the ratios go into the folder, the trial's
+    record, the study's trial (Optuna) and a results file, and a reuse reads them back."""
+    from autoprumux.core.grid import Grid
+    from autoprumux.core.records import ResultsTable
+    from autoprumux.files.results_io import read_results, write_results
+    from autoprumux.loop.trial_mapping import finished_trial, record_of
+    from trainers.deploy import quantize
+
+    info_file = trained.folder / INFO_FILE
+    kept = info_file.read_text()
+    recorded = json.loads(kept)
+    del recorded["precisions"]["int8"]
+    passes = quantize.RecipeCheck.accepted.fget
+    monkeypatch.setattr(
+        quantize.RecipeCheck,
+        "accepted",
+        property(lambda c: c.recipe.method is quantize.Int8Method.STATIC_QDQ and passes(c)),
+    )
+    try:
+        info_file.write_text(json.dumps(recorded))
+        again = run_trial(trained.spec)  # the trial reused; its int8 evaluated again
+        entry = read_info(trained.folder).precisions["int8"]
+    finally:
+        info_file.write_text(kept)
+    assert entry.static_int8 and entry.speed is not None
+    assert 0 < entry.speed.throughput < 10 and 0 < entry.speed.latency < 10
+    record = again.to_record()
+    assert record.recipe_speed == {GridPoint(1, 0.5, INT8): entry.speed}
+    assert type(again).from_json(json.loads(json.dumps(again.to_json()))) == again
+    stored = record_of(finished_trial(record, None, Grid((1,), (0.0, 0.5))), record.point, "sst2")
+    assert stored.recipe_speed == record.recipe_speed
+    path = write_results(ResultsTable((record,)), tmp_path / "results.csv")
+    assert read_results(path).records[0].recipe_speed == record.recipe_speed
+    # recorded with its speed, the figure is read, not evaluated again; without (an older
+    # release's folder), evaluated again
+    assert served._matches(entry, INT8, 64)
+    untimed = dataclasses.replace(entry, speed=None)
+    assert not served._matches(untimed, INT8, 64)
+    assert served._matches(dataclasses.replace(untimed, recipe="dynamic"), INT8, 64)
+
+
 @pytest.mark.gpu
 def test_bf16_and_fp16_are_evaluated_on_the_gpu(trained):
     if not torch.cuda.is_available():
@@ -305,6 +349,7 @@ def test_bf16_and_fp16_are_evaluated_on_the_gpu(trained):
         calibration=lambda: None,
         examples=64,
         engine=services.engine,
+        throughput=study.throughput,
     )
     fp32 = served.torch_figure(model, torch.float32, dev)
     for dtype in (torch.bfloat16, torch.float16):

@@ -43,6 +43,7 @@ from filelock import FileLock
 
 from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.metrics import Metric
+from autoprumux.core.records import RecipeSpeed
 from autoprumux.core.version import __version__
 from autoprumux.files.atomic import atomic_path, explained_write_errors, write_text_atomic
 
@@ -73,26 +74,47 @@ class PrecisionScore:
     # how int8 was made (trainers.deploy.quantize.Int8Recipe, e.g. "dynamic"); "" for the
     # others and in folders from before recipes
     recipe: str = ""
+    # a static int8 file's speed against dynamic int8 of the same weights, timed side by side
+    # (what the throughput table times is dynamic); None for the others and where not timed
+    speed: RecipeSpeed | None = None
 
     @property
     def static_int8(self) -> bool:
         """int8 made by a static QDQ recipe (the throughput table times dynamic int8)."""
         return self.recipe.startswith("static")
 
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if self.speed is None:
+            del data["speed"]
+        return data
+
     @classmethod
     def from_json(cls, data: object, where: str) -> PrecisionScore:
-        required = {"dev", "dev_examples", "runtime"}
-        if not isinstance(data, dict) or not required <= set(data) <= required | {"recipe"}:
+        required, optional = {"dev", "dev_examples", "runtime"}, {"recipe", "speed"}
+        if not isinstance(data, dict) or not required <= set(data) <= required | optional:
             raise NotAModelError(
                 f"{where}: a precisions entry holds dev, dev_examples, runtime and, for int8, "
-                f"recipe, not {data!r}"
+                f"recipe and speed, not {data!r}"
             )
         return cls(
             dev=float(data["dev"]),
             dev_examples=int(data["dev_examples"]),
             runtime=data["runtime"],
             recipe=str(data.get("recipe", "")),
+            speed=_recipe_speed(data.get("speed"), where),
         )
+
+
+def _recipe_speed(data: object, where: str) -> RecipeSpeed | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or set(data) != {"throughput", "latency"}:
+        raise NotAModelError(
+            f"{where}: an int8 speed holds throughput and latency (ratios to dynamic int8's), "
+            f"not {data!r}"
+        )
+    return RecipeSpeed(throughput=float(data["throughput"]), latency=float(data["latency"]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +197,7 @@ class ModelInfo:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["labels"], data["text_columns"] = list(self.labels), list(self.text_columns)
+        data["precisions"] = {k: v.to_json() for k, v in self.precisions.items()}
         return data
 
     @classmethod
@@ -412,8 +435,9 @@ def _precision_section(info: ModelInfo) -> str:
         if speed is None:
             timed = "| |"
         else:
-            # the table times dynamic int8; a static fallback runs slower (measurements.md)
-            static = entry is not None and entry.static_int8
+            # the table times dynamic int8: a static file's row is scaled to it by its speed
+            # against dynamic (the table's description says so), else it is dynamic's
+            static = entry is not None and entry.static_int8 and entry.speed is None
             caveat = " (timed as dynamic int8)" if static else ""
             timed = f"| {speed.throughput:,.1f}{caveat} | {_latency(speed)}{caveat} |"
         rows.append(f"| {name} | {runtime} | {dev} | {delta} {timed}")

@@ -10,7 +10,9 @@ same weights on the same dev examples, in the runtime that would serve it:
   does (:func:`trainers.deploy.quantize.make_int8`), then the dev text classified on ONNX
   Runtime's CPU provider as ``autoprumux classify`` would: the figure (and the recipe) is the
   one ``export`` records. Where quantization fails or no recipe passes, int8 gets no figure
-  (the reason is logged) and the trial goes on;
+  (the reason is logged) and the trial goes on. A file made by a static recipe is also timed
+  against dynamic int8 of the same weights, side by side (the throughput table times dynamic
+  int8; the search scales the point's row by these ratios: ``RecipeSpeed``);
 - ``bf16`` / ``fp16``: a copy of the PyTorch model cast to that dtype (weights and activations;
   no autocast), scored by the trial's own dev evaluation on its device.
 
@@ -34,10 +36,18 @@ import torch
 
 from autoprumux.core.precision import Precision
 from autoprumux.core.progress import Progress, ProgressCallback
+from autoprumux.core.study import ThroughputSection
 from trainers.deploy.export import ExportFormat, export_model
 from trainers.deploy.inference import error_line, import_export_library
 from trainers.deploy.model_folder import PrecisionScore, read_info, record_precisions
-from trainers.deploy.quantize import RUNTIME, DevSet, dev_score, make_int8
+from trainers.deploy.quantize import (
+    RUNTIME,
+    DevSet,
+    Int8Method,
+    dev_score,
+    make_int8,
+    static_speed,
+)
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import Engine
 from trainers.runtime.device import Precision as TrainingPrecision
@@ -62,6 +72,8 @@ class ServedDev:
     calibration: Callable[[], DevSet]
     examples: int  # how many dev examples both hold (ModelInfo.dev_examples)
     engine: Engine  # the trial's: bf16 and fp16 are evaluated on its device
+    # the study's [throughput] settings: a static int8 file is timed against dynamic by them
+    throughput: ThroughputSection
 
 
 def evaluate_precisions(
@@ -70,19 +82,20 @@ def evaluate_precisions(
     precisions: Sequence[Precision],
     dev: ServedDev,
     progress: ProgressCallback | None = None,
-) -> dict[Precision, float]:
-    """The dev figure of the model saved (and described) in ``folder`` in each of
-    ``precisions`` but fp32, each evaluated once in its runtime and recorded in the folder;
-    those the folder records already (on as many dev examples, by the same runtime) are read,
-    not evaluated again. A precision that could not be evaluated (int8 refused) is left out."""
+) -> dict[Precision, PrecisionScore]:
+    """The model saved (and described) in ``folder`` in each of ``precisions`` but fp32: its
+    dev figure (and for a static int8 file, its speed against dynamic's), each evaluated once
+    in its runtime and recorded in the folder; those the folder records already (on as many
+    dev examples, by the same runtime) are read, not evaluated again. A precision that could
+    not be evaluated (int8 refused) is left out."""
     wanted = [p for p in precisions if p is not Precision.FP32]
     recorded = read_info(folder).precisions
-    figures: dict[Precision, float] = {}
+    scores: dict[Precision, PrecisionScore] = {}
     missing = []
     for precision in wanted:
         entry = recorded.get(precision.value)
         if entry is not None and _matches(entry, precision, dev.examples):
-            figures[precision] = entry.dev
+            scores[precision] = entry
         else:
             missing.append(precision)
     tick = _Ticks(progress, sum(_STEPS.get(p, 1) for p in missing))
@@ -90,10 +103,10 @@ def evaluate_precisions(
         score = _evaluate(folder, model, precision, dev, tick)
         tick.finish(precision)
         if score is not None:
-            figures[precision] = score.dev
+            scores[precision] = score
             # recorded at once: a trial killed in the next evaluation keeps this one
             record_precisions(folder, {precision.value: score})
-    return {p: figures[p] for p in wanted if p in figures}
+    return {p: scores[p] for p in wanted if p in scores}
 
 
 # progress steps of an evaluation: int8's export, its recipes (and checks: one step, however
@@ -128,8 +141,11 @@ def runtime_name(precision: Precision, engine: Engine) -> str:
 
 def _matches(entry: PrecisionScore, precision: Precision, examples: int) -> bool:
     """Whether a recorded figure is this evaluation's: the same dev examples, in the
-    precision's runtime (``export`` records int8 as the trial does)."""
-    return entry.dev_examples == examples and entry.runtime.startswith(precision.runtime)
+    precision's runtime (``export`` records int8 as the trial does), and for a static int8
+    file its speed against dynamic's (a folder from an older release has none: evaluated
+    again)."""
+    timed = not entry.static_int8 or entry.speed is not None
+    return entry.dev_examples == examples and entry.runtime.startswith(precision.runtime) and timed
 
 
 def _evaluate(
@@ -188,13 +204,25 @@ def _int8_figure(folder: Path, dev: ServedDev, tick: Callable[[], None]) -> Prec
             fp32_file = export_model(folder, ExportFormat.ONNX, Path(scratch) / "fp32.onnx").path
             tick()
             made = make_int8(fp32_file, int8_file, dev.calibration(), checked=_first(tick))
-        if len(made.tried) > 1:
-            log.info("%s: int8 by the recipe %s", folder, made.recipe)
+            speed = None
+            if made.recipe.method is Int8Method.STATIC_QDQ:
+                log.info("%s: int8 by the recipe %s", folder, made.recipe)
+                speed = static_speed(made, fp32_file, int8_file, dev.throughput, _not_timed(folder))
         figure = dev_score(made.int8, dev.texts())
         tick()
         return PrecisionScore(
-            dev=figure, dev_examples=dev.examples, runtime=RUNTIME, recipe=str(made.recipe)
+            dev=figure,
+            dev_examples=dev.examples,
+            runtime=RUNTIME,
+            recipe=str(made.recipe),
+            speed=speed,
         )
+
+
+def _not_timed(folder: Path) -> Callable[[str], None]:
+    # the figure stands without it: the search then ranks the point by dynamic int8's row,
+    # saying so
+    return lambda why: log.warning("%s: static int8 not timed against dynamic: %s", folder, why)
 
 
 def _first(tick: Callable[[], None]) -> Callable[[object], None]:

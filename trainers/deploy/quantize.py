@@ -52,7 +52,8 @@ import numpy as np
 from autoprumux.core.data_spec import data_spec
 from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.metrics import Metric, score
-from autoprumux.core.study import load_study
+from autoprumux.core.records import RecipeSpeed
+from autoprumux.core.study import ThroughputSection, load_study
 from autoprumux.files.atomic import atomic_path
 from trainers.data.tables import load_tables
 from trainers.deploy.export import (
@@ -145,6 +146,7 @@ class Quantized:
     made: Int8File  # its recipe, the recipes tried, the ops left in fp32
     dev: DevComparison
     seconds: float
+    speed: RecipeSpeed | None = None  # a static file's against dynamic int8's; None: dynamic
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,11 @@ def export_int8(
             progress(f"int8: scoring both files on {len(dev.labels)} dev examples")
             comparison = compare_on_dev(made.fp32, made.int8, dev)
             add_metadata(temporary, {DEV_KEY: json.dumps(comparison.to_json())})
+            speed = _known_speed(info, made.recipe)
+            if made.recipe.method is Int8Method.STATIC_QDQ and speed is None:
+                progress("int8: timing the static file against dynamic int8, side by side")
+                settings = load_study(info.study_file).throughput
+                speed = static_speed(made, fp32_file, temporary, settings, _untimed(progress))
     scores = {"fp32": comparison.fp32, "int8": comparison.int8}
     try:
         record_precisions(
@@ -198,6 +205,7 @@ def export_int8(
                     dev_examples=comparison.examples,
                     runtime=RUNTIME,
                     recipe=str(made.recipe) if name == "int8" else "",
+                    speed=speed if name == "int8" else None,
                 )
                 for name, figure in scores.items()
             },
@@ -212,7 +220,47 @@ def export_int8(
         made=made,
         dev=comparison,
         seconds=time.perf_counter() - started,
+        speed=speed,
     )
+
+
+def _known_speed(info: ModelInfo, recipe: Int8Recipe) -> RecipeSpeed | None:
+    """The speed against dynamic int8 the folder records of a file by the same recipe (the
+    same weights and calibration make the same file: it is not timed again)."""
+    entry = info.precisions.get(ExportPrecision.INT8.value)
+    if entry is None or entry.recipe != str(recipe):
+        return None
+    return entry.speed
+
+
+def static_speed(
+    made: Int8File,
+    fp32_file: Path,
+    int8_file: Path,
+    settings: ThroughputSection,
+    failed: Callable[[str], None],
+) -> RecipeSpeed | None:
+    """The int8 file at ``int8_file`` (made by a static recipe from ``fp32_file``) against the
+    dynamic int8 file of the same weights, timed side by side as the throughput table times
+    int8 (:func:`trainers.deploy.timing.recipe_speed`): the table's row, which times dynamic
+    int8, times these ratios is this file's. None where it cannot be timed, why told to
+    ``failed`` (the int8 file and its figure stand without it)."""
+    from trainers.deploy.timing import Tokens, recipe_speed
+
+    tokenizer, info = made.fp32.tokenizer, made.fp32.info
+    tokens = Tokens(tokenizer.vocab_size, int(tokenizer.cls_token_id or 0))
+    try:
+        with tempfile.TemporaryDirectory(prefix="autoprumux-int8-speed-") as scratch:
+            dynamic = Path(scratch) / "dynamic.onnx"
+            quantize_file(fp32_file, dynamic)
+            return recipe_speed(int8_file, dynamic, tokens, info.n, settings, info.max_length)
+    except Exception as err:  # ORT raises types of its own
+        failed(error_line(err))
+        return None
+
+
+def _untimed(progress: Callable[[str], None]) -> Callable[[str], None]:
+    return lambda why: progress(f"int8: not timed against dynamic int8 ({why})")
 
 
 def _said(progress: Callable[[str], None]) -> Callable[[RecipeCheck], None]:

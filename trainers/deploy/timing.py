@@ -45,6 +45,7 @@ from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.harness import Pass, Timing, time_round_robin
 from autoprumux.core.precision import Precision
+from autoprumux.core.records import RecipeSpeed
 from autoprumux.core.study import ThroughputSection
 from trainers.model.architecture import prunable_params
 from trainers.model.classifier import Classifier
@@ -249,11 +250,35 @@ def onnx_int8(
     """The model exported to ONNX as ``autoprumux export`` exports it, quantized to int8 as
     ``export --precision int8`` does, run by ONNX Runtime's CPU provider with the [throughput]
     threads (torch's count when 0), on batches of ``rows`` groups of ``width`` sequences."""
-    session = int8_session(model, width, seq_len, settings.threads or torch.get_num_threads())
+    session = int8_session(model, width, seq_len, harness_threads(settings))
+    tokens = Tokens(model.arch.vocab_size, model.arch.cls_token_id)
+    return onnx_timed(session, tokens, width, rows, settings, seq_len, latency)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """What the random inputs of a timed ONNX file are drawn from."""
+
+    vocab_size: int
+    cls_token_id: int  # every sequence starts with it
+
+
+def onnx_timed(
+    session: InferenceSession,
+    tokens: Tokens,
+    width: int,
+    rows: int,
+    settings: ThroughputSection,
+    seq_len: int,
+    latency: bool,
+) -> Timed:
+    """A throughput pass of an ONNX session (about ``examples_per_pass`` examples in batches of
+    ``rows`` groups of ``width`` sequences of ``seq_len`` random tokens, no padding) and, with
+    ``latency``, a pass of one request at batch 1 (one group, its N - 1 other slots empty)."""
     names = {i.name for i in session.get_inputs()}  # DistilBERT's graph reads no token types
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, model.arch.vocab_size, (rows, width, seq_len), generator=generator)
-    ids[:, :, 0] = model.arch.cls_token_id
+    ids = torch.randint(0, tokens.vocab_size, (rows, width, seq_len), generator=generator)
+    ids[:, :, 0] = tokens.cls_token_id
     batch = {  # [G, N, L] each, as classify feeds a grouped model
         "input_ids": ids.numpy(),
         "attention_mask": np.ones((rows, width, seq_len), dtype=np.int64),
@@ -279,13 +304,11 @@ def onnx_int8(
 
 
 def int8_session(model: Classifier, width: int, seq_len: int, threads: int) -> InferenceSession:
-    """An ONNX Runtime session (CPU provider, ``threads`` intra-op threads, nodes run one after
-    another) of ``model`` in int8. The files live only while the session loads them."""
+    """An ONNX Runtime session (:func:`cpu_session`) of ``model`` in int8. The files live only
+    while the session loads them."""
     from trainers.deploy.export import write_onnx
-    from trainers.deploy.inference import GroupedClassifier, Groups, import_export_library
+    from trainers.deploy.inference import GroupedClassifier, Groups
     from trainers.deploy.quantize import quantize_file
-
-    ort = import_export_library("onnxruntime")  # one line when it is not installed
 
     fp32_model = as_timed(model, torch.device("cpu"), torch.float32)
     example = Groups(*(np.zeros((2, width, seq_len), dtype=np.int64) for _ in range(3)))
@@ -295,15 +318,59 @@ def int8_session(model: Classifier, width: int, seq_len: int, threads: int) -> I
         fp32, int8 = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
         write_onnx(GroupedClassifier(fp32_model), example, fp32, "")
         quantize_file(fp32, int8)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # errors only
-        # idle workers sleep, not spin: a spinning pool would take the cores from the model
-        # timed next in the round robin
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
+        return cpu_session(int8, threads)
+
+
+def cpu_session(path: Path, threads: int) -> InferenceSession:
+    """An ONNX Runtime session of the file at ``path`` as the harness times it: CPU provider,
+    ``threads`` intra-op threads, nodes run one after another."""
+    from trainers.deploy.inference import import_export_library
+
+    ort = import_export_library("onnxruntime")  # one line when it is not installed
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only
+    # idle workers sleep, not spin: a spinning pool would take the cores from the model
+    # timed next in the round robin
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def recipe_speed(
+    made: Path,
+    dynamic: Path,
+    tokens: Tokens,
+    width: int,
+    settings: ThroughputSection,
+    seq_len: int,
+) -> RecipeSpeed:
+    """An int8 file made by another recipe than dynamic (static QDQ) against the dynamic int8
+    file of the same weights, timed side by side in one round-robin run as the throughput
+    table times int8 (ONNX Runtime's CPU provider, the [throughput] threads, batches of
+    ``batch_rows`` groups of ``width`` sequences of ``seq_len`` tokens, the trial's smaller
+    passes): the ratio of their examples/s, and of their batch-1 latencies. The table times
+    dynamic int8 alone; these ratios turn its row into this file's."""
+    small = replace(settings, examples_per_pass=settings.trial_examples_per_pass)
+    runs: dict[tuple[str, str], Pass] = {}
+    for name, path in (("made", made), ("dynamic", dynamic)):
+        session = cpu_session(path, harness_threads(settings))
+        timed = onnx_timed(session, tokens, width, settings.batch_rows, small, seq_len, True)
+        runs[name, "throughput"] = timed.batch
+        assert timed.request is not None
+        runs[name, "latency"] = timed.request
+    timings = time_round_robin(runs, settings.passes, settings.warmup_passes)
+    return RecipeSpeed(
+        throughput=timings["made", "throughput"].median / timings["dynamic", "throughput"].median,
+        # requests a second, inverted: seconds a request
+        latency=timings["dynamic", "latency"].median / timings["made", "latency"].median,
+    )
+
+
+def harness_threads(settings: ThroughputSection) -> int:
+    """The [throughput] threads, torch's count when 0."""
+    return settings.threads or torch.get_num_threads()
 
 
 def onnxruntime_version() -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from autoprumux.core.data_spec import data_spec
 from autoprumux.core.early_stop import Curve
 from autoprumux.core.metrics import Metric
+from autoprumux.core.precision import Precision
 from autoprumux.core.records import TrialStatus
 from trainers.deploy.model_folder import ModelInfo, describe
 from trainers.deploy.precisions import ServedDev, evaluate_precisions
@@ -69,7 +70,14 @@ def model_result(
         served = evaluate_precisions(
             folder, model, trial.precisions, _served_dev(trial), trial.progress
         )
-    return dataclasses.replace(result, served={p.value: figure for p, figure in served.items()})
+    int8 = served.get(Precision.INT8)
+    speed = int8.speed if int8 is not None else None
+    return dataclasses.replace(
+        result,
+        served={p.value: score.dev for p, score in served.items()},
+        int8_throughput_ratio=speed.throughput if speed else None,
+        int8_latency_ratio=speed.latency if speed else None,
+    )
 
 
 def _served_dev(trial: RunningTrial) -> ServedDev:
@@ -87,6 +95,7 @@ def _served_dev(trial: RunningTrial) -> ServedDev:
         calibration=lambda: calibration_examples(task_tables(study).train),
         examples=examples,
         engine=trial.engine,
+        throughput=study.throughput,
     )
 
 

@@ -81,6 +81,10 @@ class TrialResult:
     # the model's dev figure in each of the study's other precisions it could be evaluated in
     # (precision value -> the study's metric; fp32's is ``accuracy``): bf16, fp16, int8
     served: dict[str, float] = field(default_factory=dict)
+    # a static int8 file's speed against dynamic int8 of the same weights, timed side by side
+    # (TrialRecord's fields of the same names); None for dynamic int8 and without int8
+    int8_throughput_ratio: float | None = None
+    int8_latency_ratio: float | None = None
     token_recovery: float | None = None  # of the warm-up (N > 1)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # SpanTimer.seconds
     wall_time_s: float = 0.0
@@ -127,6 +131,8 @@ class TrialResult:
             accuracy_bf16=self.served.get(Precision.BF16.value),
             accuracy_fp16=self.served.get(Precision.FP16.value),
             accuracy_int8=self.served.get(Precision.INT8.value),
+            int8_throughput_ratio=self.int8_throughput_ratio,
+            int8_latency_ratio=self.int8_latency_ratio,
             status=self.status,
             reason=self.reason,
             achieved_sparsity=self.achieved_sparsity,
