@@ -128,6 +128,13 @@ def format_trial(result: TrialResult, metric: str = "accuracy") -> str:
     lines[-1:-1] = ran  # before the artifact: how fast each phase this run ran went
     if result.token_recovery is not None:
         lines.insert(2, f"warm-up token recovery {result.token_recovery:.3f}")
+    if result.int8_throughput_ratio is not None and result.int8_latency_ratio is not None:
+        lines.insert(
+            2,
+            f"int8 by a static recipe: {result.int8_throughput_ratio:.2f} x dynamic int8's "
+            f"examples/s, {result.int8_latency_ratio:.2f} x its batch-1 latency (timed side "
+            "by side)",
+        )
     if result.reused:
         lines.append(f"reused: {', '.join(result.reused)}")
     return "\n".join(lines)

@@ -324,6 +324,11 @@ def test_a_static_int8_file_is_timed_against_dynamic_and_its_ratios_reach_the_se
     record = again.to_record()
     assert record.recipe_speed == {GridPoint(1, 0.5, INT8): entry.speed}
     assert type(again).from_json(json.loads(json.dumps(again.to_json()))) == again
+    assert (
+        f"int8 by a static recipe: {entry.speed.throughput:.2f} x dynamic int8's examples/s, "
+        f"{entry.speed.latency:.2f} x its batch-1 latency (timed side by side)"
+    ) in format_trial(again)
+    assert "int8 by a static recipe" not in format_trial(trained.result)
     stored = record_of(finished_trial(record, None, Grid((1,), (0.0, 0.5))), record.point, "sst2")
     assert stored.recipe_speed == record.recipe_speed
     path = write_results(ResultsTable((record,)), tmp_path / "results.csv")
