@@ -135,7 +135,11 @@ def measure(
                 # the fp32 rows' batch shape (fp32 is prepared first: its rows are known)
                 fp32 = (point.trained, key[1]) if isinstance(key, tuple) else point.trained
                 rows = rows_used.get(fp32, settings.batch_rows)
-                timed = onnx_int8(model, point.n, rows, settings, seq_len, with_latency)
+                # the model exported as `export` exports it, quantized as `export --precision
+                # int8` does, on ONNX Runtime's CPU provider with the [throughput] threads
+                session = int8_session(model, point.n, seq_len, harness_threads(settings))
+                tokens = Tokens(model.arch.vocab_size, model.arch.cls_token_id)
+                timed = onnx_timed(session, tokens, point.n, rows, settings, seq_len, with_latency)
             else:
                 dtype = PRECISION_DTYPES.get(point.precision, torch.float32)
                 on_device = as_timed(model, torch.device(device), dtype)
@@ -237,22 +241,6 @@ def _requests(forward: Callable[[], object], sync: Callable[[], None]) -> Pass:
         return count
 
     return run
-
-
-def onnx_int8(
-    model: Classifier,
-    width: int,
-    rows: int,
-    settings: ThroughputSection,
-    seq_len: int,
-    latency: bool,
-) -> Timed:
-    """The model exported to ONNX as ``autoprumux export`` exports it, quantized to int8 as
-    ``export --precision int8`` does, run by ONNX Runtime's CPU provider with the [throughput]
-    threads (torch's count when 0), on batches of ``rows`` groups of ``width`` sequences."""
-    session = int8_session(model, width, seq_len, harness_threads(settings))
-    tokens = Tokens(model.arch.vocab_size, model.arch.cls_token_id)
-    return onnx_timed(session, tokens, width, rows, settings, seq_len, latency)
 
 
 @dataclass(frozen=True)
