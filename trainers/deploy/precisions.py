@@ -203,11 +203,18 @@ def _int8_figure(folder: Path, dev: ServedDev, tick: Callable[[], None]) -> Prec
         with _EXPORT_LOCK:
             fp32_file = export_model(folder, ExportFormat.ONNX, Path(scratch) / "fp32.onnx").path
             tick()
-            made = make_int8(fp32_file, int8_file, dev.calibration(), checked=_first(tick))
+            dynamic = Path(scratch) / "dynamic.onnx"  # kept where refused: timed against
+            made = make_int8(
+                fp32_file,
+                int8_file,
+                dev.calibration(),
+                checked=_first(tick),
+                refused_dynamic=dynamic,
+            )
             speed = None
             if made.recipe.method is Int8Method.STATIC_QDQ:
                 log.info("%s: int8 by the recipe %s", folder, made.recipe)
-                speed = static_speed(made, fp32_file, int8_file, dev.throughput, _not_timed(folder))
+                speed = static_speed(made, dynamic, int8_file, dev.throughput, _not_timed(folder))
         figure = dev_score(made.int8, dev.texts())
         tick()
         return PrecisionScore(

@@ -184,7 +184,14 @@ def export_int8(
         progress(f"int8: fp32 file exported; quantizing (calibration: {rows} train examples)")
         with atomic_path(out) as temporary:
             try:
-                made = make_int8(fp32_file, temporary, calibration, checked=_said(progress))
+                dynamic = Path(scratch) / "dynamic.onnx"  # kept where refused: timed against
+                made = make_int8(
+                    fp32_file,
+                    temporary,
+                    calibration,
+                    checked=_said(progress),
+                    refused_dynamic=dynamic,
+                )
             except ExportError as err:
                 raise ExportError(f"{out}: {err}; nothing written") from None
             progress(f"int8: scoring both files on {len(dev.labels)} dev examples")
@@ -194,7 +201,7 @@ def export_int8(
             if made.recipe.method is Int8Method.STATIC_QDQ and speed is None:
                 progress("int8: timing the static file against dynamic int8, side by side")
                 settings = load_study(info.study_file).throughput
-                speed = static_speed(made, fp32_file, temporary, settings, _untimed(progress))
+                speed = static_speed(made, dynamic, temporary, settings, _untimed(progress))
     scores = {"fp32": comparison.fp32, "int8": comparison.int8}
     try:
         record_precisions(
@@ -235,25 +242,23 @@ def _known_speed(info: ModelInfo, recipe: Int8Recipe) -> RecipeSpeed | None:
 
 def static_speed(
     made: Int8File,
-    fp32_file: Path,
+    dynamic_file: Path,
     int8_file: Path,
     settings: ThroughputSection,
     failed: Callable[[str], None],
 ) -> RecipeSpeed | None:
-    """The int8 file at ``int8_file`` (made by a static recipe from ``fp32_file``) against the
-    dynamic int8 file of the same weights, timed side by side as the throughput table times
-    int8 (:func:`trainers.deploy.timing.recipe_speed`): the table's row, which times dynamic
-    int8, times these ratios is this file's. None where it cannot be timed, why told to
-    ``failed`` (the int8 file and its figure stand without it)."""
+    """The int8 file at ``int8_file`` (made by a static recipe) against ``dynamic_file``, the
+    dynamic int8 file of the same weights the ladder refused (``make_int8``'s
+    ``refused_dynamic``), timed side by side as the throughput table times int8
+    (:func:`trainers.deploy.timing.recipe_speed`): the table's row, which times dynamic int8,
+    times these ratios is this file's. None where it cannot be timed, why told to ``failed``
+    (the int8 file and its figure stand without it)."""
     from trainers.deploy.timing import Tokens, recipe_speed
 
     tokenizer, info = made.fp32.tokenizer, made.fp32.info
     tokens = Tokens(tokenizer.vocab_size, int(tokenizer.cls_token_id or 0))
     try:
-        with tempfile.TemporaryDirectory(prefix="autoprumux-int8-speed-") as scratch:
-            dynamic = Path(scratch) / "dynamic.onnx"
-            quantize_file(fp32_file, dynamic)
-            return recipe_speed(int8_file, dynamic, tokens, info.n, settings, info.max_length)
+        return recipe_speed(int8_file, dynamic_file, tokens, info.n, settings, info.max_length)
     except Exception as err:  # ORT raises types of its own
         failed(error_line(err))
         return None
@@ -442,13 +447,16 @@ def make_int8(
     calibration: DevSet,
     samples: Sequence[str] = CHECK_SENTENCES,
     checked: Callable[[RecipeCheck], None] = lambda check: None,
+    refused_dynamic: Path | None = None,
 ) -> Int8File:
     """Write ``fp32_file`` as int8 at ``out`` with the first recipe of the ladder that passes
     the checks (:class:`RecipeCheck`): dynamic, then static QDQ with the 1, 2, 4, 8 weight
     layers whose inputs quantize worst kept in fp32 (:mod:`trainers.deploy.static_int8`),
     calibrated on ``calibration`` (the first train examples). None passes: an ExportError
     naming each recipe's figures, nothing written. ``checked``: called with each recipe's
-    check as it is known (progress: a static recipe may take minutes on a large model)."""
+    check as it is known (progress: a static recipe may take minutes on a large model).
+    ``refused_dynamic``: where the dynamic file is kept when it is refused (a static file is
+    timed against it: :func:`static_speed`)."""
     fp32 = load_classifier_file(fp32_file, device="cpu")
     reference = _Reference.of(fp32, samples, calibration)
     tried: list[RecipeCheck] = []
@@ -477,6 +485,8 @@ def make_int8(
             tried.append(check)
             told.append(str(check))
             checked(check)
+            if recipe is DYNAMIC and not check.accepted and refused_dynamic is not None:
+                shutil.move(candidate, refused_dynamic)
             if check.accepted:
                 kept = finish_int8(candidate, fp32_file, recipe)
                 shutil.move(candidate, out)
