@@ -97,6 +97,7 @@ def folder(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow  # four search processes at once: about 8 s on 2 cores
 def test_four_searches_create_one_new_study_at_once_and_share_it(folder, storage_url):
     results = finished([launch(folder, 0.3, storage_url) for _ in range(4)])
     study = assert_one_measurement_per_point_and_the_answer(storage_url, results)
@@ -107,6 +108,7 @@ def test_four_searches_create_one_new_study_at_once_and_share_it(folder, storage
     assert set(reasons) <= {Abandoned.SUPERSEDED.value}, reasons
 
 
+@pytest.mark.slow  # two search processes: about 10 s on 2 cores
 def test_a_second_search_joins_a_live_one_without_touching_its_trials(folder):
     url = f"sqlite:///{folder / 'study.db'}"
     first = launch(folder, 1.0, url)

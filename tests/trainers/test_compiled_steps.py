@@ -67,6 +67,7 @@ def _phase(kind: str, arch: Architecture, data: Encoded, steps: int = 10) -> Pha
     )
 
 
+@pytest.mark.slow  # dynamo traces each step's graphs: 7 to 10 s a case on 2 cores
 @pytest.mark.parametrize(("kind", "width"), [("finetune", 1), ("finetune", 2), ("prune", 1)])
 def test_compiled_steps_follow_the_eager_loss_curve(tiny_arch, kind, width):
     """aot_eager runs the very ops eager runs, in the same order (dropout and L0 gates draw
@@ -85,6 +86,7 @@ def test_compiled_steps_follow_the_eager_loss_curve(tiny_arch, kind, width):
     assert confusion(model, data, 4, AOT) == confusion(model, data, 4)
 
 
+@pytest.mark.slow  # three buckets' graphs traced: about 8 s on 2 cores
 def test_a_phase_compiles_one_graph_per_bucket_and_never_again(tiny_arch):
     """Batches of one row of 2 to 24 tokens, padded to the buckets 8, 16 and 24: three loss
     graphs (and the update's), all compiled by the time every bucket has been seen; the
@@ -117,6 +119,7 @@ def test_a_phase_compiles_one_graph_per_bucket_and_never_again(tiny_arch):
     assert 3 <= figures.compiles <= 3 + UPDATE_GRAPHS
 
 
+@pytest.mark.slow  # about 5 s on 2 cores
 def test_a_compiled_phase_resumes_on_the_eager_curve(tiny_arch, tmp_path):
     """A compiled phase stopped after its checkpoint at step 5 resumes eagerly (and a
     learning rate saved as a tensor comes back a number), on the uninterrupted curve."""

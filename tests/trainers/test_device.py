@@ -347,6 +347,7 @@ def test_measurement_synchronises_before_it_reads_the_clock(tiny_arch, tmp_path,
     assert idle and all(idle)
 
 
+@pytest.mark.slow  # two trials, one compiled: about 14 s on 2 cores
 def test_compile_is_opt_in_and_compiles_the_trials_steps(tiny_study_file, monkeypatch):
     """``[training] compile = true``: the trial's training steps and evaluations are compiled
     (here with dynamo's aot_eager backend: the same graph capture, without inductor's minutes

@@ -210,6 +210,7 @@ def test_the_timing_refuses_what_the_device_cannot_run(precision, on_gpu, messag
         check_precisions_here((FP32, precision), on_gpu)
 
 
+@pytest.mark.slow  # eight rows timed, four ONNX exports: about 9 s on 2 cores
 def test_measure_times_every_point_in_each_precision_and_the_table_round_trips(
     tiny_study_file, capsys, tmp_path
 ):
@@ -271,6 +272,7 @@ def test_a_study_of_fp32_only_times_fp32_only(tiny_study_file, capsys, tmp_path)
     assert np.all(np.array(list(table.latency.values())) > 0)
 
 
+@pytest.mark.slow  # eight rows timed, four ONNX exports: about 9 s on 2 cores
 def test_a_search_whose_table_lacks_a_study_precision_measures_it_first(tiny_study_file, tmp_path):
     from autoprumux.core.study import load_study
     from autoprumux.core.throughput import ThroughputTable

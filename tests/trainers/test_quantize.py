@@ -200,6 +200,7 @@ def test_a_flip_counts_only_where_fp32_decides(exported):
     )
 
 
+@pytest.mark.slow  # static calibration and the ladder: about 8 s on 2 cores
 def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monkeypatch, capsys):
     """Dynamic refused (as if it cost too much): the static recipe keeping the worst-quantizing
     weight layer in fp32 is tried next, and its file names the layer, as a module of the model,
