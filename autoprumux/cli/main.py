@@ -54,9 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(err))
     except click.exceptions.Exit as exit_:  # --help, --version
         return exit_.exit_code
+    except click.exceptions.NoArgsIsHelpError as err:  # `autoprumux` alone: the whole help
+        print(err.format_message(), file=sys.stderr)
+        return EXIT_USER_ERROR
     except click.ClickException as err:
-        # click's usage errors span lines (usage, a hint, the error): keep the error only
-        return _fail(err.format_message().splitlines()[0])
+        # some of click's messages span lines ("Missing option '--format'. Choose from:" and
+        # a choice a line): one line, every choice kept
+        return _fail(" ".join(err.format_message().split()))
     except (click.Abort, KeyboardInterrupt):
         print("autoprumux: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

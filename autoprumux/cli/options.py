@@ -64,8 +64,7 @@ def study_option(help: str, required: bool = True) -> Callable[[Command], Comman
     return click.option(
         "--study",
         "study_path",
-        required=required,
-        default=None,
+        required=required,  # no default=None: click >= 8.3 takes it as given, never missing
         type=click.Path(dir_okay=False),
         help=help,
     )
@@ -105,8 +104,7 @@ def out_option(help: str, required: bool = False) -> Callable[[Command], Command
     return click.option(
         "--out",
         "out_path",
-        required=required,
-        default=None,
+        required=required,  # no default=None (see study_option)
         type=click.Path(dir_okay=False),
         help=help,
     )

@@ -337,6 +337,64 @@ def test_unknown_command_and_help(capsys):
     assert code == 0 and "--relative-budget" in out and "--json" in out
 
 
+def test_the_bare_command_prints_the_help_and_exits_2(capsys):
+    code, help_text, _ = run(capsys, "--help")
+    assert code == 0 and "Commands:" in help_text
+    code, out, err = run(capsys)
+    assert (code, out) == (2, "") and err == help_text  # the whole help, not one folded line
+
+
+def _required_options() -> list[tuple[str, str]]:
+    import click
+
+    from autoprumux.cli.main import cli
+
+    return [
+        (name, option.opts[0])
+        for name, command in sorted(cli.commands.items())
+        for option in command.params
+        if isinstance(option, click.Option) and option.required
+    ]
+
+
+def _a_value(option) -> str:  # type: ignore[no-untyped-def]
+    """A value the option's type accepts, so that only the missing option is wrong."""
+    import click
+
+    if isinstance(option.type, click.Choice):
+        return str(option.type.choices[0])
+    low = getattr(option.type, "min", None)  # an IntRange's or FloatRange's (e.g. --n >= 2)
+    return "1" if low is None else str(low)
+
+
+@pytest.mark.parametrize(("command", "missing"), _required_options())
+def test_a_missing_required_option_is_one_line_naming_it(capsys, monkeypatch, command, missing):
+    """Each command's required options, left out one at a time (the others given), are refused
+    by name before the command runs. click >= 8.3 takes ``default=None`` for a value given, so
+    a required option declared with it would reach the command as None (a traceback)."""
+    import click
+
+    from autoprumux.cli.main import cli
+
+    target = cli.commands[command]
+    monkeypatch.setattr(target, "callback", lambda **kwargs: pytest.fail(f"{command} ran"))
+    argv = [command]
+    for option in target.params:
+        if isinstance(option, click.Option) and option.required and option.opts[0] != missing:
+            argv += [option.opts[0], _a_value(option)]
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert err.startswith(f"autoprumux: error: Missing option '{missing}'.")
+
+
+def test_a_multi_line_click_message_is_one_line_with_every_choice(capsys):
+    code, _, err = run(capsys, "export", "--model", "m", "--out", "m.onnx")
+    assert code == 2 and err == (
+        "autoprumux: error: Missing option '--format'. Choose from: onnx, torchscript, "
+        "transformers\n"
+    )
+
+
 def test_every_option_of_every_command_has_help():
     import click
 
