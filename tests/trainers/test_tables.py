@@ -205,6 +205,25 @@ def test_empty_texts_are_skipped_and_counted(tmp_path, caplog):
             "r.csv: line 3: column 'sentiment' is empty",
         ),
         ({"r.xml": "<a/>"}, {"train": "r.xml"}, "r.xml: has no known extension"),
+        # files without rows: datasets' own words for these name its internals ("Instruction
+        # 'train' corresponds to no data!", "StopIteration", "BatchSize must be greater than 0")
+        (
+            {"r.csv": "review,sentiment\n\n"},
+            {"train": "r.csv"},
+            "r.csv: holds no rows (only its header)",
+        ),
+        (
+            {"r.tsv": "review\tsentiment\n"},
+            {"train": "r.tsv"},
+            "r.tsv: holds no rows (only its header)",
+        ),
+        ({"r.jsonl": ""}, {"train": "r.jsonl"}, "r.jsonl: holds no rows"),
+        ({"r.jsonl": "\n \n"}, {"train": "r.jsonl"}, "r.jsonl: holds no rows"),
+        (
+            {"r.csv": "review,sentiment\na,pos\nb,neg\n", "d.csv": "review,sentiment\n"},
+            {"train": "r.csv", "dev": "d.csv"},
+            "d.csv: holds no rows (only its header)",
+        ),
     ],
 )
 def test_bad_data_is_one_line_naming_the_file_column_or_row(tmp_path, files, data, message):
@@ -216,6 +235,19 @@ def test_bad_data_is_one_line_naming_the_file_column_or_row(tmp_path, files, dat
     text = str(err.value)
     assert "\n" not in text
     assert text.endswith(message) or message in text, text
+
+
+def test_a_parquet_file_or_a_compressed_csv_without_rows_is_one_line(tmp_path):
+    empty = pa.table({"review": pa.array([], pa.string()), "sentiment": pa.array([], pa.string())})
+    pq.write_table(empty, tmp_path / "r.parquet")
+    (tmp_path / "r.csv.gz").write_bytes(gzip.compress(b"review,sentiment\n"))
+    for name, message in (
+        ("r.parquet", "holds no rows"),
+        ("r.csv.gz", "holds no rows (only its header)"),
+    ):
+        with pytest.raises(DataError) as err:
+            own(tmp_path, {"train": name})
+        assert str(err.value) == f"{tmp_path / name}: {message}"
 
 
 def test_a_class_of_one_example_falls_back_to_an_unstratified_split(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import lzma
@@ -139,8 +140,35 @@ def read_source(source: Source, cache_dir: Path | None = None) -> pa.Table:
                 **options,
             )
     except Exception as err:  # datasets wraps the parser's error
+        if _holds_no_rows(source):  # datasets' words for it name its internals
+            header = (
+                " (only its header)" if source.format in (FileFormat.CSV, FileFormat.TSV) else ""
+            )
+            raise DataError(str(path), f"holds no rows{header}") from None
         raise DataError(str(path), _read_failure(err, source)) from None
     return _arrow(loaded)
+
+
+def _holds_no_rows(source: FileSource) -> bool:
+    """Whether a file ``datasets`` failed to read holds no rows: a Parquet file of 0 rows, a
+    CSV or TSV file of a header alone, a JSON Lines file of blank lines (asked only after a
+    failure: a file that reads costs nothing more)."""
+    if source.format is FileFormat.PARQUET:
+        import pyarrow.parquet as pq
+
+        try:
+            return bool(pq.read_metadata(source.path).num_rows == 0)
+        except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+            return False
+    import fsspec
+
+    header = 0 if source.format is FileFormat.JSON else 1
+    try:
+        with fsspec.open(str(source.path), "rt", compression="infer", encoding="utf-8") as handle:
+            lines = list(itertools.islice(filter(str.strip, handle), header + 1))
+    except (OSError, EOFError, ValueError, lzma.LZMAError):  # UnicodeError is a ValueError
+        return False
+    return len(lines) <= header
 
 
 def _file_columns(source: FileSource) -> list[str]:
