@@ -800,6 +800,12 @@ def check_trial_device(
         fits("cpu")
         return
     local = gpu_count()
+    if local == 0 and request.gpus is not None:  # refused below too: name the option given
+        raise FieldError(
+            "--gpus",
+            f"{request.gpus:g}: this machine has 0 GPU(s) and the search's Ray runs on it "
+            "alone; leave --gpus out for CPU trials, or join a cluster with --address HOST:PORT",
+        )
     if gpus_per_trial > local:
         raise FieldError(
             "--gpus-per-trial",

@@ -137,6 +137,26 @@ def test_more_gpus_than_this_machine_has_exit_2_before_any_work(tmp_path, capsys
     assert not (tmp_path / "cli.db").exists()
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"gpus": 2.0}, "--gpus: 2: this machine has 0 GPU(s) and the search's Ray runs on it "
+         "alone; leave --gpus out for CPU trials, or join a cluster with --address HOST:PORT"),
+        ({"gpus": None, "gpus_per_trial": 0.5, "device": "cuda"}, "--device: cuda: the trials "
+         "get no GPU from Ray (--gpus 0)"),
+    ],
+)  # fmt: skip
+def test_gpus_a_ray_search_on_this_machine_cannot_have_name_the_option_given(
+    tmp_path, changes, message
+):
+    """A real training's search (not a replay: its device is checked before Ray starts) on a
+    machine without GPUs: --gpus is named when given, not the --gpus-per-trial left at 1."""
+    asked = request(tmp_path, trainer_spec="study", executor="ray", **changes)
+    with pytest.raises(FieldError) as error:
+        SearchSession(asked, gpu_count=lambda: 0).plan()
+    assert str(error.value).startswith(message)
+
+
 def test_the_dry_run_says_how_the_trials_are_placed(tmp_path):
     from autoprumux.session.dry_run import forecast_text
 
