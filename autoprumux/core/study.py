@@ -19,6 +19,7 @@ tested against the stages, and docs/studies.md's field tables are generated from
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import logging
 import math
@@ -960,8 +961,12 @@ def _build(cls: type[_Dataclass], table: object, section: str) -> _Dataclass:
     for key, raw in table.items():
         if key not in allowed:
             where = f"[{section}]" if section else "the study file"
+            # a typo's field (batch_row, grids, N), not merely a name that shares a prefix
+            close = difflib.get_close_matches(key.lower(), allowed, n=1, cutoff=0.8)
+            hint = f"did you mean {close[0]}? " if close else ""
             raise FieldError(
-                _join(section, key), f"is not a field of {where}; allowed: {', '.join(allowed)}"
+                _join(section, key),
+                f"is not a field of {where}; {hint}allowed: {', '.join(allowed)}",
             )
         values[key] = _convert(hints[key], raw, _join(section, key))
     for f in fields(cls):

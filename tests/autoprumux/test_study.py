@@ -68,12 +68,16 @@ def test_relative_paths_are_relative_to_the_study_file(tmp_path):
         ('[study]\nmetric = "auc"\n[data]\ntrain = "r.csv"', "study.metric: 'auc' is not one of"),
         (
             '[study]\ntask = "sst2"\n[grids]\nn = [1]',
-            "grids: is not a field of the study file; allowed: study, grid, model, data, training, "
-            "multiplexing, warmup, throughput, deploy, storage, schema",
+            "grids: is not a field of the study file; did you mean grid? allowed: study, grid, "
+            "model, data, training, multiplexing, warmup, throughput, deploy, storage, schema",
         ),
         (
             '[study]\ntask = "sst2"\n[grid]\nN = [1]',
-            "grid.N: is not a field of [grid]; allowed: n, sparsity",
+            "grid.N: is not a field of [grid]; did you mean n? allowed: n, sparsity",
+        ),
+        (
+            '[study]\ntask = "sst2"\n[training]\nbatch_row = 8',
+            "training.batch_row: is not a field of [training]; did you mean batch_rows? allowed:",
         ),
         (
             '[study]\ntask = "sst2"\n[grid]\nn = [2, 5]',
@@ -205,7 +209,8 @@ def test_an_unknown_training_field_names_the_allowed_ones_in_one_line(tmp_path):
         load_study(path)
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith(f"{path}: training.finetune_lr: is not a field of [training]; ")
+    # no guess: finetune_lr shares more with finetune_steps than with finetune_learning_rate
+    assert message.startswith(f"{path}: training.finetune_lr: is not a field of [training]; al")
     allowed = message.partition("allowed: ")[2].split(", ")
     assert allowed == [f.name for f in dataclasses.fields(TrainingSection)]
     assert "sparsity_epsilon" not in allowed
