@@ -14,6 +14,7 @@ import click
 
 from autoprumux.cli.options import device_option, json_option, model_option, out_option
 from autoprumux.cli.progress_bar import ProgressBar
+from autoprumux.core.errors import FieldError
 
 if TYPE_CHECKING:  # torch and transformers load only when a model does
     from autoprumux.cli.classify_io import GoldScore, Inputs
@@ -141,7 +142,11 @@ def _classified_document(
     help="onnx (opset 18), torchscript, or transformers (a checkpoint "
     "folder AutoModelForSequenceClassification loads; N = 1, s = 0 models only).",
 )
-@out_option("The file to write (.onnx or .pt); for transformers, a new folder.", required=True)
+@out_option(
+    "The file to write (.onnx or .pt); for transformers, a new folder.",
+    required=True,
+    folder_ok=True,
+)
 @click.option(
     "--precision",
     default="fp32",
@@ -155,6 +160,8 @@ def _classified_document(
 def export(model_path: str, fmt: str, out_path: str, precision: str, as_json: bool) -> None:
     """Write a model folder as one ONNX or TorchScript file that `classify` runs alone, or as
     a transformers checkpoint."""
+    if fmt != "transformers" and Path(out_path).is_dir():  # a transformers folder: checked there
+        raise FieldError("--out", f"{out_path} is a folder; give a file name")
     if _checked_precision(fmt, precision) == "int8":  # before any work (and torch's import)
         _export_int8(model_path, out_path, as_json)
         return
@@ -191,8 +198,6 @@ def export(model_path: str, fmt: str, out_path: str, precision: str, as_json: bo
 
 def _checked_precision(fmt: str, precision: str) -> str:
     """``--precision`` against ``--format``: fp32 or int8 (ONNX Runtime's) for onnx, fp32 else."""
-    from autoprumux.core.errors import FieldError
-
     allowed = ("fp32", "int8") if fmt == "onnx" else ("fp32",)
     if precision not in allowed:
         raise FieldError(
@@ -259,7 +264,6 @@ def _export_transformers(model_path: str, out_path: str, as_json: bool) -> None:
     """A dense N = 1 model folder as a transformers checkpoint in the new folder ``out_path``
     (its data's labels as ``id2label``), written under a temporary name, checked against our
     logits, then renamed: a refused or failed export leaves nothing."""
-    from autoprumux.core.errors import FieldError
     from trainers.deploy.export import SAMPLE_SENTENCES, ExportError
     from trainers.deploy.model_folder import read_info
     from trainers.model.checkpoints import load_classifier

@@ -99,13 +99,18 @@ def top_option(help: str) -> Callable[[Command], Command]:  # noqa: A002 - click
     )
 
 
-def out_option(help: str, required: bool = False) -> Callable[[Command], Command]:  # noqa: A002
-    """``--out FILE``: where a command writes its file (checked before the work starts)."""
+def out_option(
+    help: str,  # noqa: A002 - click's name
+    required: bool = False,
+    folder_ok: bool = False,
+) -> Callable[[Command], Command]:
+    """``--out FILE``: where a command writes its file (checked before the work starts);
+    ``folder_ok``: the command checks an existing folder itself (export's checkpoint folder)."""
     return click.option(
         "--out",
         "out_path",
         required=required,  # no default=None (see study_option)
-        type=click.Path(dir_okay=False),
+        type=click.Path(dir_okay=folder_ok),
         help=help,
     )
 

@@ -395,6 +395,14 @@ def test_a_multi_line_click_message_is_one_line_with_every_choice(capsys):
     )
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_to_a_folder_in_a_files_format_is_one_line(capsys, tmp_path, fmt):
+    code, _, err = run(capsys, "export", "--model", "m", "--format", fmt, "--out", str(tmp_path))
+    assert (
+        code == 2 and err == f"autoprumux: error: --out: {tmp_path} is a folder; give a file name\n"
+    )
+
+
 def test_every_option_of_every_command_has_help():
     import click
 

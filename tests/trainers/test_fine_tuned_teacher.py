@@ -103,6 +103,11 @@ def test_export_writes_a_trained_model_as_a_transformers_checkpoint(
     assert config["id2label"] == {"0": "negative", "1": "positive"}
     assert transformers_accuracy(out, glue, max_length=16) == trained.accuracy
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    capsys.readouterr()
+    assert main([*argv, str(out)]) == 2  # the folder it wrote: refused, not overwritten
+    assert capsys.readouterr().err == (
+        f"autoprumux: error: --out: {out} exists; a transformers checkpoint goes to a new folder\n"
+    )
     wide = run_trial(TrialSpec(study=study, n=2, sparsity=0.0, device="cpu"))
     argv[2] = wide.artifact_path
     capsys.readouterr()  # transformers' own loading bars, above
