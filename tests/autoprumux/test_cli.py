@@ -387,6 +387,12 @@ def test_a_missing_required_option_is_one_line_naming_it(capsys, monkeypatch, co
     assert err.startswith(f"autoprumux: error: Missing option '{missing}'.")
 
 
+def test_the_required_options_are_those_the_commands_cannot_run_without():
+    required = set(_required_options())
+    assert {("train", "--study"), ("measure", "--study"), ("export", "--out")} <= required
+    assert {("init", "--out"), ("classify", "--model"), ("predict", "--results")} <= required
+
+
 def test_a_multi_line_click_message_is_one_line_with_every_choice(capsys):
     code, _, err = run(capsys, "export", "--model", "m", "--out", "m.onnx")
     assert code == 2 and err == (

@@ -141,10 +141,9 @@ def read_source(source: Source, cache_dir: Path | None = None) -> pa.Table:
             )
     except Exception as err:  # datasets wraps the parser's error
         if _holds_no_rows(source):  # datasets' words for it name its internals
-            header = (
-                " (only its header)" if source.format in (FileFormat.CSV, FileFormat.TSV) else ""
-            )
-            raise DataError(str(path), f"holds no rows{header}") from None
+            tabular = source.format in (FileFormat.CSV, FileFormat.TSV)
+            why = "holds no rows" + (" (only its header)" if tabular else "")
+            raise DataError(str(path), why) from None
         raise DataError(str(path), _read_failure(err, source)) from None
     return _arrow(loaded)
 
