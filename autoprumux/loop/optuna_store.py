@@ -39,7 +39,13 @@ from autoprumux.loop.store_contract import (
     LiveTrial,
     StudySnapshot,
 )
-from autoprumux.loop.study_storage import open_storage, open_study, retry_busy, study_attributes
+from autoprumux.loop.study_storage import (
+    open_storage,
+    open_study,
+    retry_busy,
+    stored_study_names,
+    study_attributes,
+)
 from autoprumux.loop.trial_mapping import (
     FINISHED,
     constraints_of,
@@ -62,8 +68,16 @@ from autoprumux.loop.trial_owner import (
     now_s,
 )
 
-# study_attributes and StorageError: where the report and older callers import them from
-__all__ = ["LEASE_ATTR", "OWNER_ATTR", "OptunaStore", "StorageError", "study_attributes"]
+# study_attributes, stored_study_names and StorageError: where the report and older callers
+# import them from
+__all__ = [
+    "LEASE_ATTR",
+    "OWNER_ATTR",
+    "OptunaStore",
+    "StorageError",
+    "stored_study_names",
+    "study_attributes",
+]
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from autoprumux.core.recipe import RecipeRecord, recipe_conflicts
 from autoprumux.loop.masking import masked_url, without_password
 from autoprumux.loop.storage_check import StorageError, connect_url
 
-__all__ = ["open_storage", "open_study", "retry_busy", "study_attributes"]
+__all__ = ["open_storage", "open_study", "retry_busy", "stored_study_names", "study_attributes"]
 
 T = TypeVar("T")
 
@@ -174,6 +174,11 @@ def study_attributes(url: str, study_name: str) -> dict[str, Any] | None:
     except KeyError:
         return None
     return dict(study.user_attrs)
+
+
+def stored_study_names(url: str) -> list[str]:
+    """The names of the studies a storage holds, sorted (for a message naming a wrong one)."""
+    return sorted(optuna.get_all_study_names(storage=connect_url(url)))
 
 
 def _cannot_open(url: str, err: BaseException) -> StorageError:

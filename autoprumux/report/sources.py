@@ -156,11 +156,13 @@ def from_storage(
 ) -> ReportInput:
     # the search's adapters (Optuna, SQLAlchemy), imported only for a report of a storage
     from autoprumux.loop.masking import masked_url
-    from autoprumux.loop.optuna_store import OptunaStore, study_attributes
+    from autoprumux.loop.optuna_store import OptunaStore, stored_study_names, study_attributes
 
     attrs = study_attributes(url, study_name)
     if attrs is None:
-        raise DataError(masked_url(url), f"holds no study named {study_name!r}")
+        names = stored_study_names(url)
+        held = f"it holds: {', '.join(names)}" if names else "it holds no study"
+        raise DataError(masked_url(url), f"holds no study named {study_name!r} ({held})")
     grid_spec, task = attrs.get("grid"), attrs.get("task")
     if not grid_spec or not task:
         raise DataError(

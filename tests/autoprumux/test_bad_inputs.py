@@ -203,7 +203,7 @@ CASES = [
        expect="--out"),
     _c("report-missing-results", "report", "--results", "{p}/nope.csv", expect="no such file"),
     _c("report-unknown-study", "report", "--storage", "sqlite:///{p}/optuna.db", "--study-name",
-       "other", expect="no study named 'other'"),
+       "other", expect="holds no study named 'other' (it holds: s)"),
     _c("report-malformed-storage", "report", "--storage", "not a url", "--study-name", "s",
        expect="--storage", process=True),
     _c("report-missing-storage", "report", "--storage", "sqlite:///{p}/typo.db", "--study-name",
