@@ -745,10 +745,11 @@ def check_local_gpus(request: SearchRequest, gpus: float, gpu_count: Callable[[]
         )
     here = gpu_count()
     if gpus > here:
+        fewer = f"give at most {here}" if here else "leave --gpus out for CPU trials"
         raise FieldError(
             "--gpus",
             f"{gpus:g}: this machine has {here} GPU(s) and --executor local trains on this "
-            f"machine; give at most {here}, or --executor ray to use a cluster's",
+            f"machine; {fewer}, or --executor ray to use a cluster's",
         )
 
 

@@ -133,7 +133,10 @@ def test_more_gpus_than_this_machine_has_exit_2_before_any_work(tmp_path, capsys
     argv += ["--storage", f"sqlite:///{tmp_path / 'cli.db'}"]
     assert main(argv) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("autoprumux: error: --gpus: 1: this machine has 0 GPU(s)")
+    assert line == (
+        "autoprumux: error: --gpus: 1: this machine has 0 GPU(s) and --executor local trains on "
+        "this machine; leave --gpus out for CPU trials, or --executor ray to use a cluster's"
+    )
     assert not (tmp_path / "cli.db").exists()
 
 
