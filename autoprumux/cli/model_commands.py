@@ -4,6 +4,7 @@ transformers checkpoint folder)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -229,9 +230,7 @@ def _export_int8(model_path: str, out_path: str, as_json: bool) -> None:
             "samples_checked": passed.decided,
             "samples": passed.samples,
             # a static file's examples/s and batch-1 seconds over dynamic int8's; null: dynamic
-            "speed_vs_dynamic": None
-            if done.speed is None
-            else {"throughput": done.speed.throughput, "latency": done.speed.latency},
+            "speed_vs_dynamic": None if done.speed is None else dataclasses.asdict(done.speed),
         }
         click.echo(
             json.dumps({**document, "dev": dev.to_json(), "seconds": done.seconds}, indent=1)
