@@ -85,7 +85,7 @@ if TYPE_CHECKING:  # the session brings the search loop: imported when a search 
     default=None,
     help="Join this Ray cluster (HOST:PORT of its head) instead of starting one; its token "
     "from RAY_AUTH_TOKEN or ~/.ray/auth_token. Every node must see the study's folder at the "
-    "same path.",
+    "same path. Default: RAY_ADDRESS, else the cluster a `ray start` on this machine started.",
 )
 @storage_option(
     "SQLAlchemy URL of the Optuna storage; default the study's [storage] url, else "

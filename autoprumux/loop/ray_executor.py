@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import uuid
@@ -35,18 +34,14 @@ from ray.tune.search import Searcher
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from autoprumux.core.early_stop import StopRule
-from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import Training, TrialRecord, TrialStatus
 from autoprumux.files.atomic import write_text_atomic
 from autoprumux.files.results_io import record_from_row
 from autoprumux.loop.driver import SearchDriver, SearchOutcome
+from autoprumux.loop.ray_address import ClusterError, RayTarget, check_reachable
 from autoprumux.loop.ray_auth import token_available
 from autoprumux.loop.trainer_contract import TrainFunction, WorkerPaths
-
-
-class ClusterError(AutoPruMuxError):
-    """Ray cannot be reached or does not offer what the search asks for."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,21 +55,6 @@ class Cluster:
     @property
     def gpus(self) -> float:
         return sum(self.node_gpus)
-
-
-def _check_reachable(address: str) -> None:
-    """Fail in a second, not after Ray's minutes of retries, when nothing listens there."""
-    if address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
-            pass
-    except (OSError, ValueError):
-        raise ClusterError(
-            f"--address {address}: nothing answers there (expected host:port of a "
-            "Ray head node, ray://host:port, or auto)"
-        ) from None
 
 
 def _exit_quietly_on_sigterm() -> None:
@@ -93,16 +73,14 @@ def _exit_quietly_on_sigterm() -> None:
     install(None)
 
 
-def start_ray(address: str | None) -> Cluster:
-    """Join the cluster at ``address`` (or start a local one) and say what it offers."""
-    if address:
-        _check_reachable(address)
+def start_ray(target: RayTarget) -> Cluster:
+    """Join the cluster ``target`` names (or start a Ray of the search's own: "local", which
+    neither RAY_ADDRESS nor a `ray start` of this machine redirects) and say what it offers."""
+    check_reachable(target)
     quiet = {"worker_process_setup_hook": _exit_quietly_on_sigterm}
+    address = target.address
     try:
-        if address:
-            ray.init(address=address, include_dashboard=False, runtime_env=quiet)
-        else:
-            ray.init(include_dashboard=False, runtime_env=quiet)
+        ray.init(address=address or "local", include_dashboard=False, runtime_env=quiet)
     except Exception as err:  # ConnectionError, TimeoutError, RuntimeError from Ray
         why = str(err).splitlines()[0] if str(err) else type(err).__name__
         hint = (
@@ -113,9 +91,8 @@ def start_ray(address: str | None) -> Cluster:
             if address
             else ""
         )
-        raise ClusterError(
-            f"--address {address or 'local'}: Ray did not start: {why}{hint}"
-        ) from None
+        where = f"{target.given_by} {address}" if address else "a local Ray"
+        raise ClusterError(f"{where}: Ray did not start: {why}{hint}") from None
     nodes = _alive_nodes()
     return Cluster(
         node_cpus=tuple(float(n["Resources"].get("CPU", 0.0)) for n in nodes),
@@ -162,7 +139,7 @@ def _has_size(path: Path, size: int) -> bool:
         return False
 
 
-def check_nodes_share(paths: WorkerPaths) -> dict[str, str]:
+def check_nodes_share(paths: WorkerPaths, target: RayTarget) -> dict[str, str]:
     """Refuse, before any training, a cluster where a node does not see the trainer's files
     and folders at the driver's paths (trials read the study there and write their models
     where the driver records them). Returns {node id: address} of the nodes checked."""
@@ -192,7 +169,7 @@ def check_nodes_share(paths: WorkerPaths) -> dict[str, str]:
     for (node, host), missing in zip(nodes.items(), answers, strict=True):
         if missing:
             raise ClusterError(
-                f"--address: node {host} ({node[:8]}) does not see {missing[0]} as this "
+                f"{target.given_by}: node {host} ({node[:8]}) does not see {missing[0]} as this "
                 "machine does: the study's folder (its file, artifacts and data) must be on "
                 "storage every node mounts at the same path (docs/search.md#clusters)"
             )
@@ -200,9 +177,9 @@ def check_nodes_share(paths: WorkerPaths) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def ray_cluster(address: str | None) -> Iterator[Cluster]:
+def ray_cluster(target: RayTarget) -> Iterator[Cluster]:
     """Ray joined (or started) for a search, and shut down after it whatever happens."""
-    cluster = start_ray(address)
+    cluster = start_ray(target)
     try:
         yield cluster
     finally:

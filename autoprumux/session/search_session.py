@@ -36,6 +36,7 @@ from autoprumux.files.results_io import read_results, read_throughput_table
 from autoprumux.loop.costs import recipe_of
 from autoprumux.loop.device_slots import DeviceSlots, gpu_devices, trials_per_gpu
 from autoprumux.loop.driver import SearchConfig, SearchDriver, SearchOutcome, run_local
+from autoprumux.loop.ray_address import RayTarget, ray_target
 from autoprumux.loop.trainer_contract import Trainer
 from autoprumux.loop.trial_sources import REPLAY_PREFIX, ReplaySpec, ReplayTrainer, StudyTrainer
 from autoprumux.report.sources import search_report_path
@@ -124,6 +125,9 @@ class SearchPlan:
     # the precisions every trained model is served in ([deploy] precisions, checked against
     # the serving device), fp32 first
     precisions: tuple[Precision, ...] = (Precision.FP32,)
+    # the Ray cluster the ray executor joins (--address, RAY_ADDRESS, a `ray start` of this
+    # machine), or none: a Ray of its own here, and the local executor's trials
+    ray: RayTarget = RayTarget(None, "")
 
 
 class SearchSession:
@@ -160,6 +164,8 @@ class SearchSession:
         check_timeout(request.timeout_s)
         check_limits(request)
         executor = _executor(request.executor)
+        # where Ray's own lookup would take ray.init(), known before any check of resources
+        ray = ray_target(request.address) if executor is Executor.RAY else RayTarget(None, "")
         study = choose_study(request)
         gpus = self._gpus_before_ray(executor)
         check_resources(request, gpus)
@@ -174,16 +180,16 @@ class SearchSession:
         fine_tuned = False
         if replay is None:  # before Ray starts: a device the trials cannot have
             # a cluster's GPUs are known once it is joined: there, trials get GPUs unless --gpus 0
-            get_gpus = gpus > 0 or (request.address is not None and request.gpus is None)
+            get_gpus = gpus > 0 or (ray.joins and request.gpus is None)
             share = request.gpus_per_trial if get_gpus else 0.0
-            check_trial_device(request, share, study, self._gpu_count)
+            check_trial_device(request, share, study, self._gpu_count, ray)
             train_examples, labels, fine_tuned = check_task_data(study)
         storage_url = request.storage or study.storage_url
         # before Ray starts (seconds, and its log lines): a storage the search cannot use
         from autoprumux.loop.storage_check import StorageUse, check_storage
 
         check_storage(storage_url, StorageUse.CREATE)
-        cluster_decides = executor is Executor.RAY and request.address and request.gpus is None
+        cluster_decides = ray.joins and request.gpus is None
         if not cluster_decides and gpus == 0:
             check_gpu_hours_cap(request, 0.0)
         slots = None
@@ -212,6 +218,7 @@ class SearchSession:
             labels=labels,
             fine_tuned=fine_tuned,
             precisions=precisions,
+            ray=ray,
         )
 
     def _gpus_before_ray(self, executor: Executor) -> float:
@@ -240,11 +247,12 @@ class SearchSession:
             return self._search(plan, None)
         from autoprumux.loop.ray_auth import join_with_token
 
-        if self.request.address:
+        if plan.ray.joins:
             join_with_token()  # before Ray is imported: it reads its auth mode then
+            self.progress(f"joining the Ray cluster at {plan.ray.address} ({plan.ray.given_by})")
         from autoprumux.loop.ray_executor import ray_cluster
 
-        with ray_cluster(self.request.address) as cluster:
+        with ray_cluster(plan.ray) as cluster:
             return self._search(plan, cluster)
 
     def _search(self, plan: SearchPlan, cluster: Cluster | None) -> SearchResult:
@@ -260,12 +268,13 @@ class SearchSession:
             threads=max(1, int(slots.cpus_per_trial)),
             gpu_share=slots.gpus_per_trial or 1.0,
         )
-        if cluster is not None and request.address:
+        if cluster is not None and plan.ray.joins:
             from autoprumux.loop.ray_executor import check_nodes_share
 
-            nodes = check_nodes_share(trainer.worker_paths())
+            nodes = check_nodes_share(trainer.worker_paths(), plan.ray)
             self.progress(
-                f"Ray cluster at {request.address}: {len(nodes)} node(s) see the study's files"
+                f"Ray cluster at {plan.ray.address} ({plan.ray.given_by}): {len(nodes)} node(s) "
+                "see the study's files"
             )
         table, table_path = self._table(plan)
         if request.objective is Objective.LATENCY and not table.latency:
@@ -526,7 +535,7 @@ class SearchSession:
                 gpus_per_trial=request.gpus_per_trial,
                 cpus_per_trial=request.cpus_per_trial,
             )
-            if request.address:
+            if plan.ray.joins:
                 notes.append("trials at once sized on this machine; the cluster's nodes decide")
         given = request.throughput_path or plan.replay is not None
         table_file = None if given else dry_run.default_table_file(study)
@@ -765,10 +774,14 @@ def check_gpu_hours_cap(request: SearchRequest, gpus_per_trial: float) -> None:
 
 
 def check_trial_device(
-    request: SearchRequest, gpus_per_trial: float, study: Study, gpu_count: Callable[[], int]
+    request: SearchRequest,
+    gpus_per_trial: float,
+    study: Study,
+    gpu_count: Callable[[], int],
+    ray: RayTarget,
 ) -> None:
     """Refuse, in one line naming the option, a device, precision or compiled steps the trials
-    cannot have."""
+    cannot have (on Ray: before ``ray`` is joined or started)."""
     from trainers.runtime.device import (
         check_device_spec,
         compile_for,
@@ -795,7 +808,7 @@ def check_trial_device(
         raise FieldError(
             "--device", "cuda: the trials get no GPU from Ray (--gpus 0); give --gpus, or use auto"
         )
-    if request.address:
+    if ray.joins:
         return  # a cluster's nodes are checked when Ray starts
     if gpus_per_trial == 0:
         fits("cpu")

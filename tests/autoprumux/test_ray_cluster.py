@@ -28,9 +28,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def two_nodes(tmp_path):
-    """A head and a second node, 1 CPU each, token authentication on; stopped after."""
+@pytest.fixture(scope="module")
+def two_nodes():
+    """A head and a second node, 1 CPU each, token authentication on; stopped after. The
+    head's temp folder is <RAY_TMPDIR>/ray, where ray.init() looks for a `ray start`."""
     port = _free_port()
     token = secrets.token_hex(32)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
@@ -41,8 +42,9 @@ def two_nodes(tmp_path):
             ("head", ["--head", "--port", str(port), "--include-dashboard", "false"]),
             ("second", ["--address", f"127.0.0.1:{port}"]),
         ):
-            temp = Path("/tmp") / f"ray-{name}-{port}"  # Ray's socket paths must stay short
-            started.append(temp)
+            top = Path("/tmp") / f"ray-{name}-{port}"  # Ray's socket paths must stay short
+            started.append(top)
+            temp = top / "ray"
             subprocess.run(
                 [RAY, "start", *args, *common, "--temp-dir", str(temp)],
                 env=env,
@@ -50,7 +52,7 @@ def two_nodes(tmp_path):
                 capture_output=True,
                 timeout=120,
             )
-        yield f"127.0.0.1:{port}", token
+        yield f"127.0.0.1:{port}", token, started[0]
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
         for temp in started:
@@ -59,10 +61,16 @@ def two_nodes(tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_a_search_joins_a_token_cluster_and_runs_trials_on_both_nodes(two_nodes, tmp_path):
+@pytest.mark.parametrize("named_by", ["--address", "RAY_ADDRESS", "ray start"])
+def test_a_search_joins_a_token_cluster_and_runs_trials_on_both_nodes(
+    two_nodes, tmp_path, named_by
+):
+    """The cluster named by --address, by RAY_ADDRESS (a `ray job submit` driver's), or found
+    as ray.init() finds a `ray start` of this machine: joined as a cluster each time (its token
+    picked, its nodes' cores sizing the trials, the shared folder checked)."""
     import optuna
 
-    address, token = two_nodes
+    address, token, ray_start_temp = two_nodes
     study = tmp_path / "study" / "sst2-tiny.toml"
     study.parent.mkdir()
     shutil.copy(ROOT / "studies" / "sst2-tiny.toml", study)
@@ -70,6 +78,14 @@ def test_a_search_joins_a_token_cluster_and_runs_trials_on_both_nodes(two_nodes,
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     env |= {"RAY_AUTH_TOKEN": token, "TMPDIR": str(tmp_path)}  # no mode: the search picks it
+    env.pop("RAY_ADDRESS", None)
+    joined = ["--address", address] if named_by == "--address" else []
+    if named_by == "RAY_ADDRESS":
+        env["RAY_ADDRESS"] = address
+    if named_by == "ray start":  # the head's address as `ray start` wrote it (this host's IP)
+        env["RAY_TMPDIR"] = str(ray_start_temp)
+        address = (ray_start_temp / "ray" / "ray_current_cluster").read_text().strip()
+        named_by = "the `ray start` of this machine"
     before = set(tmp_path.glob("autoprumux-ray-*"))
     start = time.perf_counter()
     done = subprocess.run(
@@ -84,8 +100,7 @@ def test_a_search_joins_a_token_cluster_and_runs_trials_on_both_nodes(two_nodes,
             "0.03",
             "--executor",
             "ray",
-            "--address",
-            address,
+            *joined,
             "--trainer",
             f"replay:{replay}?delay=2",
             "--storage",
@@ -103,7 +118,7 @@ def test_a_search_joins_a_token_cluster_and_runs_trials_on_both_nodes(two_nodes,
     wall = time.perf_counter() - start
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 trial(s) at a time (ray)" in done.stderr  # one per node: the cluster's CPUs
-    assert "2 node(s) see the study's files" in done.stderr
+    assert f"Ray cluster at {address} ({named_by}): 2 node(s) see the study's files" in done.stderr
     assert "Traceback" not in done.stderr
     answer = json.loads(done.stdout)
     assert answer["best"]["n"] == 1  # the replayed grid's true best at 3%: (1, 0.5)

