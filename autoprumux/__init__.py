@@ -71,7 +71,8 @@ def search(
     ``progress`` (default: the ``autoprumux`` logger, at INFO); nothing is printed. A bad
     argument raises :class:`FieldError` naming the CLI option (``--gpus``).
     """
-    from autoprumux.session.search_session import SearchRequest, SearchSession
+    from autoprumux.session.search_request import SearchRequest
+    from autoprumux.session.search_session import SearchSession
 
     request = SearchRequest(
         task=task,

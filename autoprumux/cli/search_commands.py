@@ -27,7 +27,7 @@ from autoprumux.core.tasks import TASKS
 
 if TYPE_CHECKING:  # the session brings the search loop: imported when a search runs
     from autoprumux.session.dry_run import SearchForecast
-    from autoprumux.session.search_session import SearchRequest
+    from autoprumux.session.search_request import SearchRequest
     from autoprumux.session.summary import SearchResult
 
 
@@ -163,7 +163,7 @@ def search(
     **fields: Any,
 ) -> None:
     """Find the fastest (N, s) within the budget, training as few models as possible."""
-    from autoprumux.session.search_session import SearchRequest
+    from autoprumux.session.search_request import SearchRequest
 
     # every other option is the SearchRequest field of its name (task, study_path, gpus, ...,
     # timeout_s, top_k), so an option is named once here and once in the request

@@ -10,17 +10,14 @@ prints. Optuna, SQLAlchemy, Ray and torch are imported only when a search needs 
 
 from __future__ import annotations
 
-import enum
 import logging
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoprumux.core.answer import TRAIN_COMMAND_ATTR, ModelState, TrainCommand, locate_model
-from autoprumux.core.budget import Budget
+from autoprumux.core.answer import TRAIN_COMMAND_ATTR, ModelState, locate_model
 from autoprumux.core.data_spec import data_spec
 from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.grid import GridPoint
@@ -28,8 +25,7 @@ from autoprumux.core.precision import Precision
 from autoprumux.core.recipe import recipe_record
 from autoprumux.core.recommender import Objective
 from autoprumux.core.records import HeldOutScore
-from autoprumux.core.study import Study, load_study
-from autoprumux.core.tasks import TASKS
+from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.files.atomic import check_output
 from autoprumux.files.results_io import read_results, read_throughput_table
@@ -38,8 +34,22 @@ from autoprumux.loop.device_slots import DeviceSlots, gpu_devices, trials_per_gp
 from autoprumux.loop.driver import SearchConfig, SearchDriver, SearchOutcome, run_local
 from autoprumux.loop.ray_address import RayTarget, ray_target
 from autoprumux.loop.trainer_contract import Trainer
-from autoprumux.loop.trial_sources import REPLAY_PREFIX, ReplaySpec, ReplayTrainer, StudyTrainer
+from autoprumux.loop.trial_sources import ReplayTrainer, StudyTrainer
 from autoprumux.report.sources import search_report_path
+from autoprumux.session.search_checks import (
+    check_gpu_hours_cap,
+    check_limits,
+    check_local_gpus,
+    check_resources,
+    check_task_data,
+    check_timeout,
+    check_trial_device,
+    choose_study,
+    parse_executor,
+    replay_spec,
+    served_precisions,
+)
+from autoprumux.session.search_request import Executor, SearchPlan, SearchRequest
 from autoprumux.session.sizing import NodeSize, TrialSlots, size_trials
 from autoprumux.session.summary import (
     HeldOut,
@@ -63,71 +73,6 @@ if TYPE_CHECKING:  # Ray is imported only when a search runs on it
 log = logging.getLogger("autoprumux")
 
 __all__ = ["Executor", "SearchPlan", "SearchRequest", "SearchSession"]
-
-
-class Executor(enum.Enum):
-    """Where a search's trainings run."""
-
-    # without Ray: GPU trials each in a process of their own, spread over this machine's GPUs;
-    # CPU trials in threads of this process
-    LOCAL = "local"
-    RAY = "ray"  # Ray Tune trials: a local Ray, or the cluster at --address
-
-
-@dataclass(frozen=True, kw_only=True)
-class SearchRequest:
-    """What a search is asked to do: ``autoprumux search``'s options, ``autoprumux.search``'s
-    arguments. Errors name the CLI option of the field (``gpus`` is ``--gpus``)."""
-
-    task: str | None  # None: the study file's task
-    study_path: str | None  # required by the session (the CLI finds the default one first)
-    budget: Budget
-    gpus: float | None  # GPUs of the whole search; None: every one visible (a cluster's)
-    gpus_per_trial: float
-    cpus_per_trial: float | None  # None: 1 for a GPU trial, a machine's (node's) cores else
-    executor: str  # an Executor's value
-    address: str | None  # a Ray cluster to join (with the ray executor)
-    storage: str | None  # None: the study's
-    trainer_spec: str  # "study", or "replay:FILE[?delay=SECONDS]"
-    throughput_path: str | None  # None: the study's table (measured first if missing)
-    max_trials: int | None
-    max_gpu_hours: float | None
-    max_retries: int
-    top_k: int
-    device: str = "auto"  # where trials train: auto, cpu, cuda (cuda:i with --executor local)
-    early_stop: bool = True  # --no-early-stop: False
-    timeout_s: float | None = None  # --timeout: wall-clock seconds after which none starts
-    objective: Objective = Objective.THROUGHPUT  # --objective: what "fastest" means
-
-
-@dataclass(frozen=True, kw_only=True)
-class SearchPlan:
-    """Everything decided and checked before the long work (Ray, training) starts."""
-
-    study: Study
-    executor: Executor
-    storage_url: str  # the real URL (never printed: shown masked)
-    report: Path  # the HTML report written at the end, known to be writable
-    replay: ReplaySpec | None  # the recorded grid that answers trainings; None: train for real
-    # the trials at once and their resources: sized now on the local executor, once the
-    # cluster is joined on Ray (its nodes decide)
-    slots: TrialSlots | None
-    # the local executor's GPUs, a trial placed on the one with the most free slots ("cuda:0",
-    # ...; none: CPU trials, or Ray, which places its own); each holds floor(1 / share)
-    devices: tuple[str, ...] = ()
-    processes: bool = False  # each local trial in a spawned process of its own (GPU training)
-    train: TrainCommand | None  # how `autoprumux train` trains a point as this search does
-    # the training split's examples and the label names, as read (a replay reads no data);
-    # the cost model prices a phase given in epochs with the count
-    train_examples: int | None = None
-    labels: tuple[str, ...] = ()
-    fine_tuned: bool = False  # the model is a fine-tuned classifier: the (1, 0) teacher as is
-    # the precisions every trained model is served in ([deploy] precisions, checked against
-    # the serving device), fp32 first
-    precisions: tuple[Precision, ...] = (Precision.FP32,)
-    # the Ray cluster the ray executor joins (--address, RAY_ADDRESS, a `ray start` of this
-    # machine), or none: a Ray of its own here, and the local executor's trials
-    ray: RayTarget = RayTarget(None, "")
 
 
 class SearchSession:
@@ -163,7 +108,7 @@ class SearchSession:
         request = self.request
         check_timeout(request.timeout_s)
         check_limits(request)
-        executor = _executor(request.executor)
+        executor = parse_executor(request.executor)
         # where Ray's own lookup would take ray.init(), known before any check of resources
         ray = ray_target(request.address) if executor is Executor.RAY else RayTarget(None, "")
         study = choose_study(request)
@@ -174,7 +119,7 @@ class SearchSession:
         # before hours of training: the report written at the end must be writable
         report = check_output(search_report_path(study), "report")
         precisions = served_precisions(study)
-        replay = _replay_spec(request.trainer_spec)
+        replay = replay_spec(request.trainer_spec)
         train_examples: int | None = None
         labels: tuple[str, ...] = ()
         fine_tuned = False
@@ -559,37 +504,12 @@ class SearchSession:
         )
 
 
-# -- the checks -----------------------------------------------------------------------------
-
-
-def choose_study(request: SearchRequest) -> Study:
-    """The study file given; a --task that is not the study file's task is refused (it would
-    silently search the file's task)."""
-    if request.task is not None and request.task not in TASKS:
-        raise FieldError("--task", f"{request.task!r} is not one of: {', '.join(TASKS)}")
-    if not request.study_path:
-        raise FieldError("--study", "no study file given; give the study file to search")
-    study = load_study(request.study_path)
-    if request.task is not None and study.task != request.task:
-        raise FieldError(
-            "--task",
-            f"{request.task!r} differs from the task of {request.study_path} "
-            f"({study.task!r}); leave --task out to search {study.task}",
-        )
-    return study
+# -- what the session's steps share -----------------------------------------------------------
 
 
 def searched_precisions(plan: SearchPlan, table: ThroughputTable) -> tuple[Precision, ...]:
     """The study's precisions that ``table`` times (fp32 always)."""
     return tuple(p for p in plan.precisions if p in table.precisions or p is Precision.FP32)
-
-
-def served_precisions(study: Study) -> tuple[Precision, ...]:
-    """The study's ``[deploy] precisions`` on the device that serves and times its models
-    (its defaults when it names none); one line for a precision that device cannot run."""
-    from trainers.runtime.device import study_precisions  # torch: what the device has
-
-    return study_precisions(study)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -655,180 +575,6 @@ def _untested(point: GridPoint, state: ModelState, gone: str | None) -> str:
     return f"{point} was trained, but no model folder was recorded with it"
 
 
-def check_task_data(study: Study) -> tuple[int, tuple[str, ...], bool]:
-    """The study's data read and checked before any training (a bad file, column, row or label
-    is one line); the trials reuse what was read (``datasets``' Arrow cache). Then its model
-    against its data (a fine-tuned head's labels, the tokenizer's vocabulary, ``num_layers``,
-    a multiplexed checkpoint's family: ``check_model_fits``). Its training examples and its
-    label names, and whether the model is a fine-tuned classifier."""
-    from trainers.trial.task_data import check_model_fits, checked_tables
-
-    tables = checked_tables(study)
-    fine_tuned = check_model_fits(study, tables.label_names)
-    return int(tables.train.num_rows), tables.label_names, fine_tuned
-
-
-def check_timeout(timeout_s: float | None) -> None:
-    """Refuse a timeout no search can run under: it is a number of seconds above 0."""
-    if timeout_s is None:
-        return
-    if isinstance(timeout_s, bool) or not (math.isfinite(timeout_s) and timeout_s > 0):
-        raise FieldError(
-            "--timeout", f"{timeout_s!r} is not allowed; give a number of seconds above 0"
-        )
-
-
-def check_limits(request: SearchRequest) -> None:
-    """Refuse caps and counts outside their range (the CLI's option types check them too; a
-    Python caller's arguments are checked here)."""
-    counts = (
-        ("--max-trials", request.max_trials, 1),
-        ("--max-retries", request.max_retries, 0),
-        ("--top", request.top_k, 1),
-    )
-    for option, count, least in counts:
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
-            raise FieldError(option, f"{count!r} is not a whole number")
-        if count is not None and count < least:
-            raise FieldError(option, f"{count} is not allowed; give a whole number >= {least}")
-    hours = request.max_gpu_hours
-    if hours is not None and not (math.isfinite(hours) and hours >= 0):
-        raise FieldError("--max-gpu-hours", f"{hours:g} is not allowed; give a number >= 0")
-
-
-def check_resources(request: SearchRequest, gpus: float) -> None:
-    """Refuse, in one line naming the option, GPU and CPU counts no search can run with: a
-    trial's GPU share is a fraction of one GPU in [MIN_GPU_SHARE, 1] (0 only for CPU trials)."""
-    for option, value in (("--gpus", gpus), ("--cpus-per-trial", request.cpus_per_trial)):
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise FieldError(option, f"{value:g} is not allowed; give a number >= 0")
-    share = request.gpus_per_trial
-    if not (math.isfinite(share) and share >= 0):
-        raise FieldError("--gpus-per-trial", f"{share:g} is not allowed; {_SHARE_HINT}")
-    if share > 1:
-        raise FieldError(
-            "--gpus-per-trial",
-            f"{share:g} is more than one GPU: a trial trains on one GPU; give "
-            "1, or a share of one (0.25: four trials a GPU)",
-        )
-    if gpus > 0 and share == 0:
-        raise FieldError(
-            "--gpus-per-trial",
-            f"0 with --gpus {gpus:g}: give each trial a share above 0 (0.5: two trials a GPU), "
-            "or --gpus 0 for CPU trials",
-        )
-    if gpus > 0 and share < MIN_GPU_SHARE:
-        raise FieldError(
-            "--gpus-per-trial",
-            f"{share:g} is {trials_per_gpu(share):,} trials a GPU, each with a CUDA context of "
-            f"its own (about half a GB); {_SHARE_HINT}",
-        )
-    if request.cpus_per_trial == 0:
-        raise FieldError("--cpus-per-trial", "0 is not allowed; give a number above 0")
-
-
-# the smallest share of a GPU a trial may take: 100 trials a GPU (each trial's CUDA context
-# alone takes about half a GB; an 80 GB GPU holds ~160 of them and nothing else)
-MIN_GPU_SHARE = 0.01
-_SHARE_HINT = f"give a share of one GPU in [{MIN_GPU_SHARE:g}, 1] (0.25: four trials a GPU)"
-
-
-def check_local_gpus(request: SearchRequest, gpus: float, gpu_count: Callable[[], int]) -> None:
-    """Refuse a --gpus the local executor cannot spread trials over: more GPUs than this
-    machine has, GPUs for CPU trials (--device cpu), or several for the one --device cuda:i
-    names."""
-    if request.gpus is None or gpus == 0:
-        return  # every GPU --device gives, counted on this machine
-    device = request.device
-    if device == "cpu":
-        raise FieldError(
-            "--gpus",
-            f"{gpus:g} with --device cpu: CPU trials take no GPU; give --gpus 0 (or leave it "
-            "out), or --device auto for GPU trials",
-        )
-    if device.startswith("cuda:") and gpus > 1:
-        raise FieldError(
-            "--gpus",
-            f"{gpus:g} with --device {device}: the trials train on that one GPU; give --gpus 1, "
-            f"or --device cuda to spread them over cuda:0..{math.ceil(gpus) - 1}",
-        )
-    here = gpu_count()
-    if gpus > here:
-        fewer = f"give at most {here}" if here else "leave --gpus out for CPU trials"
-        raise FieldError(
-            "--gpus",
-            f"{gpus:g}: this machine has {here} GPU(s) and --executor local trains on this "
-            f"machine; {fewer}, or --executor ray to use a cluster's",
-        )
-
-
-def check_gpu_hours_cap(request: SearchRequest, gpus_per_trial: float) -> None:
-    """Refuse --max-gpu-hours for a search whose trials get no GPU: they record 0 GPU-hours,
-    so the cap could never stop it."""
-    if request.max_gpu_hours is not None and gpus_per_trial == 0:
-        raise FieldError(
-            "--max-gpu-hours",
-            "this search's trials get no GPU (CPU trials record 0 GPU-hours), so it could "
-            "never stop it; cap a CPU search's time with --timeout SECONDS",
-        )
-
-
-def check_trial_device(
-    request: SearchRequest,
-    gpus_per_trial: float,
-    study: Study,
-    gpu_count: Callable[[], int],
-    ray: RayTarget,
-) -> None:
-    """Refuse, in one line naming the option, a device, precision or compiled steps the trials
-    cannot have (on Ray: before ``ray`` is joined or started)."""
-    from trainers.runtime.device import (
-        check_device_spec,
-        compile_for,
-        resolve_device,
-        resolve_precision,
-    )
-
-    def fits(where: str) -> None:  # the study's precision and compile on that device
-        resolved = resolve_device(where)
-        resolve_precision(study.training.precision, resolved)
-        compile_for(study.training.compile, resolved)
-
-    device = check_device_spec(request.device)
-    if request.executor == Executor.LOCAL.value:
-        fits(device)
-        return
-    if device.startswith("cuda:"):
-        raise FieldError(
-            "--device",
-            f"{device}: with --executor ray every trial uses the GPU(s) Ray assigns it; "
-            "use auto or cuda (or --executor local)",
-        )
-    if device == "cuda" and gpus_per_trial == 0:
-        raise FieldError(
-            "--device", "cuda: the trials get no GPU from Ray (--gpus 0); give --gpus, or use auto"
-        )
-    if ray.joins:
-        return  # a cluster's nodes are checked when Ray starts
-    if gpus_per_trial == 0:
-        fits("cpu")
-        return
-    local = gpu_count()
-    if local == 0 and request.gpus is not None:  # refused below too: name the option given
-        raise FieldError(
-            "--gpus",
-            f"{request.gpus:g}: this machine has 0 GPU(s) and the search's Ray runs on it "
-            "alone; leave --gpus out for CPU trials, or join a cluster with --address HOST:PORT",
-        )
-    if gpus_per_trial > local:
-        raise FieldError(
-            "--gpus-per-trial",
-            f"{gpus_per_trial:g}: no node can give a trial that many GPUs (this machine has "
-            f"{local:g})",
-        )
-    fits("cuda")
-
-
 def make_trainer(plan: SearchPlan, device: str, threads: int, gpu_share: float = 1.0) -> Trainer:
     """The trainer of the plan: the recorded grid it replays, or the study's real training
     (``threads`` CPU threads a trial, on ``device``, capped to ``gpu_share`` of its GPU's
@@ -859,27 +605,6 @@ def placement_words(plan: SearchPlan, slots: TrialSlots) -> str:
     per_gpu = trials_per_gpu(slots.gpus_per_trial)
     how = "each in a process of its own" if plan.processes else "in threads"
     return f", {per_gpu} a GPU on {where}, {how}"
-
-
-def _replay_spec(trainer_spec: str) -> ReplaySpec | None:
-    """``--trainer``: None for "study", the replay's spec for "replay:FILE[?delay=SECONDS]"
-    (its file must exist); anything else is refused."""
-    if trainer_spec.startswith(REPLAY_PREFIX):
-        replay = ReplaySpec.parse(trainer_spec)
-        if not Path(replay.path).is_file():
-            raise FieldError("--trainer", f"replay file {replay.path!r} does not exist")
-        return replay
-    if trainer_spec != "study":
-        raise FieldError("--trainer", f"{trainer_spec!r} is not 'study' or 'replay:FILE'")
-    return None
-
-
-def _executor(value: str) -> Executor:
-    try:
-        return Executor(value)
-    except ValueError:
-        allowed = ", ".join(e.value for e in Executor)
-        raise FieldError("--executor", f"{value!r} is not one of: {allowed}") from None
 
 
 def _cuda_device_count() -> int:

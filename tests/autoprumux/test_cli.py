@@ -634,7 +634,7 @@ def test_every_search_option_reaches_the_request(capsys, monkeypatch):
     from autoprumux.cli import search_commands
     from autoprumux.core.budget import Budget, BudgetKind
     from autoprumux.core.errors import FieldError
-    from autoprumux.session.search_session import SearchRequest
+    from autoprumux.session.search_request import SearchRequest
 
     asked = []
 

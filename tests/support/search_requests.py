@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from autoprumux.core.budget import Budget, BudgetKind
-from autoprumux.session.search_session import SearchRequest
+from autoprumux.session.search_request import SearchRequest
 
 
 def search_request(study_path: str | Path | None, **changes: Any) -> SearchRequest:
