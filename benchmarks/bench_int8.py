@@ -1,7 +1,7 @@
 """Trained models in fp32 and int8 on ONNX Runtime, side by side on the CPU: examples/s and dev.
 
     .venv/bin/python benchmarks/bench_int8.py [--study studies/sst2-tiny.toml] \
-        [--folders DIR ...] [--passes 5] [--threads 2] [--static]
+        [--folders DIR ...] [--passes 5] [--threads 2] [--static] [--seven-bit]
 
 Every trained model folder of the study's artifacts (``trial-*`` and ``teacher-*``), or the
 ``--folders`` given, is exported with ``autoprumux export``'s code into a temporary folder:
@@ -10,7 +10,8 @@ fp32 ONNX (checked against PyTorch), then int8 by dynamic quantization
 ladder. Each model's line also says which recipe the ladder picks (``make_int8``: the
 decided-sample and calibration checks) and how many sample inputs fp32 decides. ``--static``
 adds the ladder's first static recipe (QDQ, its worst-quantizing weight layer kept in fp32),
-timed and scored beside the others whichever recipe the ladder picks. The folders are only
+timed and scored beside the others whichever recipe the ladder picks; ``--seven-bit`` adds
+dynamic int8 with 7-bit weights (the ladder's second recipe) the same way. The folders are only
 read: nothing is recorded in them.
 
 Timing is the throughput harness's (``[throughput]`` of the study; trainers/deploy/timing.py):
@@ -39,10 +40,12 @@ from trainers.deploy.inference import OnnxBackend, TextClassifier, load_text_cla
 from trainers.deploy.model_folder import INFO_FILE, read_info
 from trainers.deploy.quantize import (
     DevSet,
+    Int8Method,
     compare_on_dev,
     dev_score,
     make_int8,
     prepare,
+    quantize_dynamic_file,
     quantize_file,
     recipe_ladder,
     study_examples,
@@ -58,6 +61,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--static", action="store_true", help="time and score the first static "
                         "QDQ recipe too")  # fmt: skip
+    parser.add_argument("--seven-bit", action="store_true", help="time and score dynamic int8 "
+                        "with 7-bit weights too (the ladder's second recipe)")  # fmt: skip
     args = parser.parse_args()
     study = load_study(args.study)
     settings = study.throughput
@@ -69,7 +74,8 @@ def main() -> None:
     if not folders:
         raise SystemExit(f"no trained model folders under {study.artifacts_folder}")
     runs: dict[tuple[Path, str], Callable[[], int]] = {}
-    rows, statics, recipes = {}, {}, {}
+    rows, recipes = {}, {}
+    others: dict[str, dict[Path, float]] = {"static": {}, "seven": {}}  # dev figures
     with tempfile.TemporaryDirectory(prefix="bench-int8-") as scratch:
         for i, folder in enumerate(folders):
             info = read_info(folder)
@@ -85,11 +91,19 @@ def main() -> None:
             made = make_int8(fp32_file, Path(scratch) / f"{i}-ladder.onnx", calibration)
             passed = made.tried[-1]
             picked = f"{made.recipe}, {passed.decided} of {passed.samples} samples decided"
+            for check in made.tried[:-1]:  # each recipe refused first, with its figures
+                print(f"  refused: {check}", flush=True)
             if args.static:
                 static_file = Path(scratch) / f"{i}-static.onnx"
                 _first_static(fp32_file, models["fp32"], calibration, static_file)
                 models["static"] = _classifier(static_file, args.threads)
-                statics[folder] = dev_score(models["static"], dev)
+                others["static"][folder] = dev_score(models["static"], dev)
+            if args.seven_bit:
+                seven_file = Path(scratch) / f"{i}-seven.onnx"
+                prepared = prepare(fp32_file, Path(scratch) / f"{i}-prepared.onnx")
+                quantize_dynamic_file(prepared, seven_file, seven_bits=True)
+                models["seven"] = _classifier(seven_file, args.threads)
+                others["seven"][folder] = dev_score(models["seven"], dev)
             comparison = compare_on_dev(models["fp32"], models["int8"], dev)
             fp32_labels = [p.label for p in models["fp32"].predict(dev.texts)]
             int8_labels = [p.label for p in models["int8"].predict(dev.texts)]
@@ -135,15 +149,17 @@ def main() -> None:
     print("\n| model | the ladder's recipe |\n|---|---|")
     for folder, picked in recipes.items():
         print(f"| {folder.name} | {picked} |")
-    if statics:
-        print("\n| model | static QDQ ex/s | vs dynamic | vs fp32 | static dev | delta (points) |")
+    for name, words in (("static", "static QDQ"), ("seven", "7-bit dynamic")):
+        if not others[name]:
+            continue
+        print(f"\n| model | {words} ex/s | vs dynamic | vs fp32 | its dev | delta (points) |")
         print("|---|---|---|---|---|---|")
-        for folder, figure in statics.items():
+        for folder, figure in others[name].items():
             fp32, int8 = timings[folder, "fp32"].median, timings[folder, "int8"].median
-            static = timings[folder, "static"].median
+            other = timings[folder, name].median
             delta = 100 * (figure - rows[folder][1].fp32)
             print(
-                f"| {folder.name} | {static:,.0f} | {static / int8:.2f}x | {static / fp32:.2f}x "
+                f"| {folder.name} | {other:,.0f} | {other / int8:.2f}x | {other / fp32:.2f}x "
                 f"| {figure:.4f} | {delta:+.2f} |"
             )
 
@@ -153,8 +169,7 @@ def _first_static(fp32_file: Path, fp32: TextClassifier, calibration: DevSet, ou
     with tempfile.TemporaryDirectory(prefix="bench-int8-static-") as scratch:
         prepared = prepare(fp32_file, Path(scratch) / "prepared.onnx")
         ladder = recipe_ladder(fp32_file, prepared, fp32, calibration)
-        next(ladder)  # dynamic
-        recipe, write = next(ladder)
+        recipe, write = next(s for s in ladder if s[0].method is Int8Method.STATIC_QDQ)
         write(out)
         print(f"  static: {recipe}", flush=True)
 

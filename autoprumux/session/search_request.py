@@ -25,7 +25,7 @@ class Executor(enum.Enum):
     # without Ray: GPU trials each in a process of their own, spread over this machine's GPUs;
     # CPU trials in threads of this process
     LOCAL = "local"
-    RAY = "ray"  # Ray Tune trials: a local Ray, or the cluster at --address
+    RAY = "ray"  # Ray Tune trials: on a Ray of its own here, or the cluster it joins
 
 
 @dataclass(frozen=True, kw_only=True)
