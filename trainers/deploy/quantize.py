@@ -11,8 +11,9 @@ checks against the fp32 file (:func:`make_int8`):
    multiplies uint8 activations by int8 weights with an instruction that saturates its 16-bit
    pair sums (``VPMADDUBSW``), and 8-bit weights can overflow them: on a 2-core AMD EPYC
    without VNNI the test suite's (2, 0.5) model lost 2.73 points in dynamic int8 and gained
-   0.39 with 7-bit weights, which run the same kernels (the throughput table's dynamic row
-   holds for them);
+   0.39 with 7-bit weights. They run the same kernels (0.98-1.05x dynamic's examples/s on the
+   five sst2-tiny models there, docs/measurements.md), so the throughput table's dynamic row
+   holds for them;
 3. where that costs too much too, static quantization in QDQ form calibrated on the first train
    examples, with the 1, 2, 4, then 8 weight layers whose input activations quantize worst
    kept in fp32, named by their module (:mod:`trainers.deploy.static_int8`).
@@ -466,11 +467,10 @@ def make_int8(
     the checks (:class:`RecipeCheck`): dynamic, dynamic with 7-bit weights, then static QDQ
     with the 1, 2, 4, 8 weight layers whose inputs quantize worst kept in fp32
     (:mod:`trainers.deploy.static_int8`), calibrated on ``calibration`` (the first train
-    examples). None passes: an ExportError
-    naming each recipe's figures, nothing written. ``checked``: called with each recipe's
-    check as it is known (progress: a static recipe may take minutes on a large model).
-    ``refused_dynamic``: where the dynamic file is kept when it is refused (a static file is
-    timed against it: :func:`static_speed`)."""
+    examples). None passes: an ExportError naming each recipe's figures, nothing written.
+    ``checked``: called with each recipe's check as it is known (progress: a static recipe may
+    take minutes on a large model). ``refused_dynamic``: where the dynamic file is kept when it
+    is refused (a static file is timed against it: :func:`static_speed`)."""
     fp32 = load_classifier_file(fp32_file, device="cpu")
     reference = _Reference.of(fp32, samples, calibration)
     tried: list[RecipeCheck] = []
