@@ -232,9 +232,18 @@ def replay_spec(trainer_spec: str) -> ReplaySpec | None:
     return None
 
 
-def parse_executor(value: str) -> Executor:
+def parse_executor(request: SearchRequest) -> Executor:
+    """``--executor``; with it ``--address``, which only the ray executor uses (the local one
+    would ignore it and train here)."""
     try:
-        return Executor(value)
+        executor = Executor(request.executor)
     except ValueError:
         allowed = ", ".join(e.value for e in Executor)
-        raise FieldError("--executor", f"{value!r} is not one of: {allowed}") from None
+        raise FieldError("--executor", f"{request.executor!r} is not one of: {allowed}") from None
+    if executor is Executor.LOCAL and request.address:
+        raise FieldError(
+            "--address",
+            f"{request.address} with --executor local: the local executor trains on this "
+            "machine without Ray; give --executor ray to join that cluster",
+        )
+    return executor

@@ -108,7 +108,7 @@ class SearchSession:
         request = self.request
         check_timeout(request.timeout_s)
         check_limits(request)
-        executor = parse_executor(request.executor)
+        executor = parse_executor(request)
         # where Ray's own lookup would take ray.init(), known before any check of resources
         ray = ray_target(request.address) if executor is Executor.RAY else RayTarget(None, "")
         study = choose_study(request)

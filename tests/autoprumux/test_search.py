@@ -285,6 +285,11 @@ def test_ray_executor_with_cpu_trials(tmp_path, grid_file, capsys):
             ["--executor", "ray", "--address", "127.0.0.1:1"],
             "--address 127.0.0.1:1: nothing answers there",
         ),
+        (  # the local executor (cli_search's) would ignore it and train on this machine
+            ["--address", "10.0.0.7:6379"],
+            "--address: 10.0.0.7:6379 with --executor local: the local executor trains on this "
+            "machine without Ray; give --executor ray to join that cluster",
+        ),
         # the replayed table's throughputs have no batch-1 latency
         (["--objective", "latency"], "--objective: latency needs the batch-1 latency"),
     ],
