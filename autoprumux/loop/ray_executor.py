@@ -108,8 +108,18 @@ def _alive_nodes() -> list[dict[str, Any]]:
     return [node for node in nodes if node["Alive"]]
 
 
-def check_cluster(cluster: Cluster, gpus: float, gpus_per_trial: float) -> None:
-    """Refuse GPU counts the cluster cannot give (Ray is shut down by the caller)."""
+def check_cluster(
+    cluster: Cluster, gpus: float, gpus_per_trial: float, cpus_per_trial: float
+) -> None:
+    """Refuse GPU and CPU counts the cluster cannot give, which Tune would wait for forever
+    (Ray is shut down by the caller)."""
+    # a trial runs on one node: its cores must fit on the largest one
+    most = max(cluster.node_cpus, default=0.0)
+    if cpus_per_trial > most:
+        raise ClusterError(
+            f"--cpus-per-trial {cpus_per_trial:g}: no node of the Ray cluster has that many "
+            f"cores (the largest has {most:g})"
+        )
     if gpus > cluster.gpus:
         raise ClusterError(f"--gpus {gpus:g}: the Ray cluster offers {cluster.gpus:g} GPU(s)")
     # a trial runs on one node: its GPUs must fit on the largest one

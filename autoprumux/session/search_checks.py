@@ -152,6 +152,18 @@ def check_local_gpus(request: SearchRequest, gpus: float, gpu_count: Callable[[]
         )
 
 
+def check_local_cores(request: SearchRequest, cores: int) -> None:
+    """Refuse a --cpus-per-trial above this machine's cores on the local executor: a trial's
+    threads would outnumber the cores (and slow every kernel), not wait for more."""
+    wanted = request.cpus_per_trial
+    if wanted is not None and wanted > cores:
+        raise FieldError(
+            "--cpus-per-trial",
+            f"{wanted:g}: this machine has {cores} core(s) and --executor local trains on it; "
+            f"give at most {cores}",
+        )
+
+
 def check_gpu_hours_cap(request: SearchRequest, gpus_per_trial: float) -> None:
     """Refuse --max-gpu-hours for a search whose trials get no GPU: they record 0 GPU-hours,
     so the cap could never stop it."""

@@ -39,6 +39,7 @@ from autoprumux.report.sources import search_report_path
 from autoprumux.session.search_checks import (
     check_gpu_hours_cap,
     check_limits,
+    check_local_cores,
     check_local_gpus,
     check_resources,
     check_task_data,
@@ -116,6 +117,7 @@ class SearchSession:
         check_resources(request, gpus)
         if executor is Executor.LOCAL:
             check_local_gpus(request, gpus, self._gpu_count)
+            check_local_cores(request, self._cores)
         # before hours of training: the report written at the end must be writable
         report = check_output(search_report_path(study), "report")
         precisions = served_precisions(study)
@@ -373,7 +375,7 @@ class SearchSession:
             cpus_per_trial=request.cpus_per_trial,
             nodes=nodes,
         )
-        check_cluster(cluster, gpus, slots.gpus_per_trial)
+        check_cluster(cluster, gpus, slots.gpus_per_trial, slots.cpus_per_trial)
         check_gpu_hours_cap(request, slots.gpus_per_trial)
         return slots
 

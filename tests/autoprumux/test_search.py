@@ -281,6 +281,12 @@ def test_ray_executor_with_cpu_trials(tmp_path, grid_file, capsys):
         (["--storage", "notaurl://x"], "--storage 'notaurl://x' cannot be opened"),
         (["--trainer", "replay:/nonexistent.csv"], "replay file '/nonexistent.csv' does not exist"),
         (["--executor", "ray", "--gpus", "64"], "--gpus 64: the Ray cluster offers 0 GPU(s)"),
+        # Tune would wait forever for a node that big
+        (
+            ["--executor", "ray", "--cpus-per-trial", "4096"],
+            "--cpus-per-trial 4096: no node of the Ray cluster has that many cores",
+        ),
+        (["--cpus-per-trial", "4096"], "--cpus-per-trial: 4096: this machine has"),
         (
             ["--executor", "ray", "--address", "127.0.0.1:1"],
             "--address 127.0.0.1:1: nothing answers there",
