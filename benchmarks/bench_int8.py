@@ -93,14 +93,15 @@ def main() -> None:
             picked = f"{made.recipe}, {passed.decided} of {passed.samples} samples decided"
             for check in made.tried[:-1]:  # each recipe refused first, with its figures
                 print(f"  refused: {check}", flush=True)
+            if args.static or args.seven_bit:  # ORT's pre-processing, once for both
+                prepared = prepare(fp32_file, Path(scratch) / f"{i}-prepared.onnx")
             if args.static:
                 static_file = Path(scratch) / f"{i}-static.onnx"
-                _first_static(fp32_file, models["fp32"], calibration, static_file)
+                _first_static(fp32_file, prepared, models["fp32"], calibration, static_file)
                 models["static"] = _classifier(static_file, args.threads)
                 others["static"][folder] = dev_score(models["static"], dev)
             if args.seven_bit:
                 seven_file = Path(scratch) / f"{i}-seven.onnx"
-                prepared = prepare(fp32_file, Path(scratch) / f"{i}-prepared.onnx")
                 quantize_dynamic_file(prepared, seven_file, seven_bits=True)
                 models["seven"] = _classifier(seven_file, args.threads)
                 others["seven"][folder] = dev_score(models["seven"], dev)
@@ -164,14 +165,14 @@ def main() -> None:
             )
 
 
-def _first_static(fp32_file: Path, fp32: TextClassifier, calibration: DevSet, out: Path) -> None:
+def _first_static(
+    fp32_file: Path, prepared: Path, fp32: TextClassifier, calibration: DevSet, out: Path
+) -> None:
     """The ladder's first static recipe written at ``out``, whatever the checks say."""
-    with tempfile.TemporaryDirectory(prefix="bench-int8-static-") as scratch:
-        prepared = prepare(fp32_file, Path(scratch) / "prepared.onnx")
-        ladder = recipe_ladder(fp32_file, prepared, fp32, calibration)
-        recipe, write = next(s for s in ladder if s[0].method is Int8Method.STATIC_QDQ)
-        write(out)
-        print(f"  static: {recipe}", flush=True)
+    ladder = recipe_ladder(fp32_file, prepared, fp32, calibration)
+    recipe, write = next(s for s in ladder if s[0].method is Int8Method.STATIC_QDQ)
+    write(out)
+    print(f"  static: {recipe}", flush=True)
 
 
 def _classifier(path: Path, threads: int) -> TextClassifier:

@@ -40,6 +40,9 @@ class RayTarget:
         return self.address is not None
 
 
+OWN_RAY = RayTarget(None, "")  # no cluster to join: a Ray of the search's own here
+
+
 def ray_target(address: str | None, environ: Mapping[str, str] = os.environ) -> RayTarget:
     """``--address`` when given; else ``RAY_ADDRESS``; else a ``ray start`` cluster of this
     machine whose head answers; else a new Ray here. One line, naming where the address came
@@ -52,7 +55,7 @@ def ray_target(address: str | None, environ: Mapping[str, str] = os.environ) -> 
     else:
         started = _started_here(environ)
         if started is None or not _answers(started):
-            return RayTarget(None, "")
+            return OWN_RAY
         target = RayTarget(started, "the `ray start` of this machine")
     scheme, url, _ = str(target.address).partition("://")
     if url and scheme != "ray":

@@ -14,7 +14,7 @@ from autoprumux.core.budget import Budget
 from autoprumux.core.precision import Precision
 from autoprumux.core.recommender import Objective
 from autoprumux.core.study import Study
-from autoprumux.loop.ray_address import RayTarget
+from autoprumux.loop.ray_address import OWN_RAY, RayTarget
 from autoprumux.loop.trial_sources import ReplaySpec
 from autoprumux.session.sizing import TrialSlots
 
@@ -81,4 +81,4 @@ class SearchPlan:
     precisions: tuple[Precision, ...] = (Precision.FP32,)
     # the Ray cluster the ray executor joins (--address, RAY_ADDRESS, a `ray start` of this
     # machine), or none: a Ray of its own here, and the local executor's trials
-    ray: RayTarget = RayTarget(None, "")
+    ray: RayTarget = OWN_RAY

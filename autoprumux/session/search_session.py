@@ -32,7 +32,7 @@ from autoprumux.files.results_io import read_results, read_throughput_table
 from autoprumux.loop.costs import recipe_of
 from autoprumux.loop.device_slots import DeviceSlots, gpu_devices, trials_per_gpu
 from autoprumux.loop.driver import SearchConfig, SearchDriver, SearchOutcome, run_local
-from autoprumux.loop.ray_address import RayTarget, ray_target
+from autoprumux.loop.ray_address import OWN_RAY, ray_target
 from autoprumux.loop.trainer_contract import Trainer
 from autoprumux.loop.trial_sources import ReplayTrainer, StudyTrainer
 from autoprumux.report.sources import search_report_path
@@ -111,7 +111,7 @@ class SearchSession:
         check_limits(request)
         executor = parse_executor(request)
         # where Ray's own lookup would take ray.init(), known before any check of resources
-        ray = ray_target(request.address) if executor is Executor.RAY else RayTarget(None, "")
+        ray = ray_target(request.address) if executor is Executor.RAY else OWN_RAY
         study = choose_study(request)
         gpus = self._gpus_before_ray(executor)
         check_resources(request, gpus)
