@@ -1,7 +1,8 @@
 """Trained models in fp32 and int8 on ONNX Runtime, side by side on the CPU: examples/s and dev.
 
     .venv/bin/python benchmarks/bench_int8.py [--study studies/sst2-tiny.toml] \
-        [--folders DIR ...] [--passes 5] [--threads 2] [--static] [--seven-bit]
+        [--folders DIR ...] [--passes 5] [--threads 2] [--static] [--seven-bit] \
+        [--check-examples K ...]
 
 Every trained model folder of the study's artifacts (``trial-*`` and ``teacher-*``), or the
 ``--folders`` given, is exported with ``autoprumux export``'s code into a temporary folder:
@@ -11,8 +12,10 @@ ladder. Each model's line also says which recipe the ladder picks (``make_int8``
 decided-sample and calibration checks) and how many sample inputs fp32 decides. ``--static``
 adds the ladder's first static recipe (QDQ, its worst-quantizing weight layer kept in fp32),
 timed and scored beside the others whichever recipe the ladder picks; ``--seven-bit`` adds
-dynamic int8 with 7-bit weights (the ladder's second recipe) the same way. The folders are only
-read: nothing is recorded in them.
+dynamic int8 with 7-bit weights (the ladder's second recipe) the same way. ``--check-examples
+256 1024`` runs the ladder again checked on the first 256, then 1,024 train examples, and prints
+its recipe, each recipe's cost and its seconds for each. The folders are only read: nothing is
+recorded in them.
 
 Timing is the throughput harness's (``[throughput]`` of the study; trainers/deploy/timing.py):
 a batch is ``batch_rows`` x N random sequences of the model's max length (CLS first, no
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,6 +67,9 @@ def main() -> None:
                         "QDQ recipe too")  # fmt: skip
     parser.add_argument("--seven-bit", action="store_true", help="time and score dynamic int8 "
                         "with 7-bit weights too (the ladder's second recipe)")  # fmt: skip
+    parser.add_argument("--check-examples", nargs="+", type=int, default=[], metavar="K",
+                        help="run the ladder again checked on the first K train examples, "
+                        "for each K: its recipe, each recipe's cost, seconds")  # fmt: skip
     args = parser.parse_args()
     study = load_study(args.study)
     settings = study.throughput
@@ -76,6 +83,7 @@ def main() -> None:
     runs: dict[tuple[Path, str], Callable[[], int]] = {}
     rows, recipes = {}, {}
     others: dict[str, dict[Path, float]] = {"static": {}, "seven": {}}  # dev figures
+    ladders: list[str] = []  # --check-examples: a table row per (model, K)
     with tempfile.TemporaryDirectory(prefix="bench-int8-") as scratch:
         for i, folder in enumerate(folders):
             info = read_info(folder)
@@ -93,6 +101,8 @@ def main() -> None:
             picked = f"{made.recipe}, {passed.decided} of {passed.samples} samples decided"
             for check in made.tried[:-1]:  # each recipe refused first, with its figures
                 print(f"  refused: {check}", flush=True)
+            for k in args.check_examples:
+                ladders.append(f"| {folder.name} | {_ladder_on(fp32_file, calibration, k)} |")
             if args.static or args.seven_bit:  # ORT's pre-processing, once for both
                 prepared = prepare(fp32_file, Path(scratch) / f"{i}-prepared.onnx")
             if args.static:
@@ -150,6 +160,10 @@ def main() -> None:
     print("\n| model | the ladder's recipe |\n|---|---|")
     for folder, picked in recipes.items():
         print(f"| {folder.name} | {picked} |")
+    if ladders:
+        print("\n| model | checked on | the ladder's recipe | each recipe's cost (points) "
+              "| ladder seconds |\n|---|---|---|---|---|")  # fmt: skip
+        print("\n".join(ladders))
     for name, words in (("static", "static QDQ"), ("seven", "7-bit dynamic")):
         if not others[name]:
             continue
@@ -163,6 +177,18 @@ def main() -> None:
                 f"| {folder.name} | {other:,.0f} | {other / int8:.2f}x | {other / fp32:.2f}x "
                 f"| {figure:.4f} | {delta:+.2f} |"
             )
+
+
+def _ladder_on(fp32_file: Path, calibration: DevSet, examples: int) -> str:
+    """The ladder checked on the first ``examples`` calibration examples: its recipe, each
+    recipe's accuracy cost on them and the seconds it took (a table row's cells)."""
+    first = DevSet(texts=calibration.texts[:examples], labels=calibration.labels[:examples])
+    with tempfile.TemporaryDirectory(prefix="bench-int8-ladder-") as scratch:
+        started = time.perf_counter()
+        made = make_int8(fp32_file, Path(scratch) / "int8.onnx", first)
+        seconds = time.perf_counter() - started
+    costs = ", ".join(f"{0.0 - 100 * c.cost:+.2f}" for c in made.tried)
+    return f"{len(first.labels)} | {made.recipe} | {costs} | {seconds:.1f}"
 
 
 def _first_static(

@@ -88,7 +88,7 @@ def test_int8_labels_equal_fp32_on_the_samples_and_nearly_on_dev(exported):
     # the samples this barely trained model decides (top probability 0.2 ahead), if any
     said = load_text_classifier(exported.fp32, device="cpu").predict(samples)
     assert passed.decided == sum(abs(p.probabilities["positive"] - 0.5) >= 0.1 for p in said)
-    assert (passed.flipped, passed.calibration) == ((), 256)
+    assert (passed.flipped, passed.calibration) == ((), 512)  # all train rows (under 1,024)
     assert passed.cost <= quantize.MAX_COST
 
 
@@ -254,11 +254,25 @@ def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monk
         "accepted",
         property(lambda c: c.recipe.method is quantize.Int8Method.STATIC_QDQ and passes(c)),
     )
+    from trainers.deploy import static_int8
+
+    calibrated: list[int] = []  # the examples the static scales read: [groups, N, length]
+    quantize_static_file = static_int8.quantize_static_file
+
+    def counting(prepared, out, feeds, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calibrated.append(sum(b["input_ids"].shape[0] * b["input_ids"].shape[1] for b in feeds()))
+        return quantize_static_file(prepared, out, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(static_int8, "quantize_static_file", counting)
     folder = tmp_path / "model"
     shutil.copytree(exported.folder, folder)
     said: list[str] = []
     done = quantize.export_int8(folder, tmp_path / "static.onnx", said.append)
     recipe = done.made.recipe
+    # checked on the first 1,024 train examples (the fixture has 512), scales from the first 256
+    assert [c.calibration for c in done.made.tried] == [512] * 3
+    # the ranking's pass and the file's: each from the first 256 (in groups of N = 2)
+    assert [examples - quantize.STATIC_EXAMPLES for examples in calibrated] == [0, 0]
     assert [line.split(":")[1].strip() for line in said] == [
         "fp32 file exported; quantizing (calibration",
         "dynamic",
@@ -363,12 +377,12 @@ def test_no_recipe_passing_refuses_the_file(exported, tmp_path, monkeypatch, cap
     assert f"error: {tmp_path / 'm.onnx'}: no int8 recipe keeps" in message
     assert message.endswith("; nothing written")
     # the export, each recipe's check as it was known, then nothing more (no dev scoring)
-    assert progress[0] == "int8: fp32 file exported; quantizing (calibration: 256 train examples)"
+    assert progress[0] == "int8: fp32 file exported; quantizing (calibration: 512 train examples)"
     assert progress[1].startswith("int8: dynamic: 0 of ")
     assert progress[2].startswith("int8: dynamic, 7-bit weights: 0 of ")
     assert all(line.endswith(": refused; trying the next recipe") for line in progress[1:])
     assert message.count(" calibration examples") == len(progress) - 1
-    assert "accuracy: dynamic: 0 of" in message and "+0.00 accuracy points on 256" in message
+    assert "accuracy: dynamic: 0 of" in message and "+0.00 accuracy points on 512" in message
     # then static keeping the worst 1, 2, 4 ... weight layers (as many as the model has), each
     # list the one before and the next worst
     kept = [part.split(": ")[0].split(", ") for part in message.split("static QDQ, in fp32: ")[1:]]

@@ -14,15 +14,17 @@ checks against the fp32 file (:func:`make_int8`):
    0.39 with 7-bit weights. They run the same kernels (0.98-1.05x dynamic's examples/s on the
    five sst2-tiny models there, docs/measurements.md), so the throughput table's dynamic row
    holds for them;
-3. where that costs too much too, static quantization in QDQ form calibrated on the first train
-   examples, with the 1, 2, 4, then 8 weight layers whose input activations quantize worst
-   kept in fp32, named by their module (:mod:`trainers.deploy.static_int8`).
+3. where that costs too much too, static quantization in QDQ form calibrated on the first
+   :data:`STATIC_EXAMPLES` train examples, with the 1, 2, 4, then 8 weight layers whose input
+   activations quantize worst kept in fp32, named by their module
+   (:mod:`trainers.deploy.static_int8`).
 
 The checks (:class:`RecipeCheck`): the labels equal fp32's on every sample input fp32 decides
 (:data:`DECIDED_MARGIN`: a flip where fp32 is near a coin toss is quantization noise, not a
-broken file), and the accuracy on the calibration examples falls by at most
-:data:`MAX_COST`. No recipe passes: refused, nothing written. ORT's pre-processing (shape
-inference and graph optimization) runs first, as its quantizer asks.
+broken file), and the accuracy on the calibration examples (the first
+:data:`CALIBRATION_EXAMPLES` train examples) falls by at most :data:`MAX_COST`. No recipe
+passes: refused, nothing written. ORT's pre-processing (shape inference and graph
+optimization) runs first, as its quantizer asks.
 
 What becomes int8 (:data:`INT8_OPS`): every MatMul with a constant weight -- the attention
 projections, the FFN, and the pooler and classifier (ORT rewrites their Gemm as MatMul + Add) --
@@ -409,7 +411,12 @@ class Int8Recipe:
 DYNAMIC = Int8Recipe(Int8Method.DYNAMIC)
 DYNAMIC_7BIT = Int8Recipe(Int8Method.DYNAMIC_7BIT)
 RECIPE_KEY = "int8_recipe"  # ONNX metadata: the recipe's JSON
-CALIBRATION_EXAMPLES = 256  # the first train examples: static scales and the accuracy check
+# the first train examples int8 is checked on (its accuracy cost). On 256, one example is 0.39
+# points and the 1-point limit 2.56 of them: the AMD EPYC's (2, 0) teacher in 7-bit int8 lost
+# 1.17 points on the first 256, 0.10 on the first 1,024 and 2,048, 0.46 on dev (872), and the
+# ladder fell back to a static file running 0.72x as fast (docs/measurements.md)
+CALIBRATION_EXAMPLES = 1024
+STATIC_EXAMPLES = 256  # of those, the first: a static recipe's activation scales
 PROBE_EXAMPLES = 16  # of those, the ones the activations' quantization noise is measured on
 # a sample input fp32 decides: its top probability leads the next by this much or more. On
 # the undecided ones a flip is quantization noise: the (4, 0.8) tiny model's two flipped
@@ -466,10 +473,11 @@ def make_int8(
     """Write ``fp32_file`` as int8 at ``out`` with the first recipe of the ladder that passes
     the checks (:class:`RecipeCheck`): dynamic, dynamic with 7-bit weights, then static QDQ
     with the 1, 2, 4, 8 weight layers whose inputs quantize worst kept in fp32
-    (:mod:`trainers.deploy.static_int8`), calibrated on ``calibration`` (the first train
-    examples). None passes: an ExportError naming each recipe's figures, nothing written.
-    ``checked``: called with each recipe's check as it is known (progress: a static recipe may
-    take minutes on a large model). ``refused_dynamic``: where the dynamic file is kept when it
+    (:mod:`trainers.deploy.static_int8`), checked on ``calibration`` (the first train
+    examples; static scales from its first :data:`STATIC_EXAMPLES`). None passes: an
+    ExportError naming each recipe's figures, nothing written. ``checked``: called with each
+    recipe's check as it is known (progress: a static recipe may take minutes on a large
+    model). ``refused_dynamic``: where the dynamic file is kept when it
     is refused (a static file is timed against it: :func:`static_speed`)."""
     fp32 = load_classifier_file(fp32_file, device="cpu")
     reference = _Reference.of(fp32, samples, calibration)
@@ -527,7 +535,8 @@ def recipe_ladder(
         groups = fp32.tokenize(texts)[0]  # [G, N, L] arrays, fed 16 groups at a time
         return lambda: (groups[i : i + 16].feeds() for i in range(0, len(groups), 16))
 
-    feeds, probe = batches(calibration.texts), batches(calibration.texts[:PROBE_EXAMPLES])
+    feeds = batches(calibration.texts[:STATIC_EXAMPLES])
+    probe = batches(calibration.texts[:PROBE_EXAMPLES])
     ranked = static_int8.rank_weight_matmuls(prepared, feeds, probe, INT8_OPS)
     modules = static_int8.module_names(onnx.load(str(fp32_file)))
     for kept in (k for k in STATIC_KEPT if k <= len(ranked)):
