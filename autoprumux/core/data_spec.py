@@ -63,7 +63,7 @@ class FileSource:
 
     path: Path
     format: FileFormat
-    glue: bool = False  # GLUE's TSV: tab-separated, no quoting (quotes are text)
+    glue: bool = False  # a GLUE preset's file (a missing one says what a GLUE folder holds)
 
     def describe(self) -> str:
         return str(self.path)

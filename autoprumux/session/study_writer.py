@@ -91,6 +91,8 @@ def draft_study(request: InitRequest) -> StudyDraft:
     out = _check_out(request.out, request.force)
     if request.name:
         check_name(request.name, "--name")
+    if request.positive_label and request.metric != Metric.F1.value:
+        raise FieldError("--positive-label", "is only read with --metric f1")
     template = load_study(request.template)
     model = _model_text(request.model or template.model.name_or_path)
     files = {
@@ -355,10 +357,12 @@ def _label_lines(tables: TaskTables, study: Study) -> list[str]:
     from trainers.data.tables import IMBALANCE_RATIO
 
     counts = label_balance(tables.train["label"], tables.label_names)
-    width = max(len(c.name) for c in counts)
+    names = [_label_text(c.name) for c in counts]
+    width = max(len(name) for name in names)
     lines = [f"labels: {len(counts)}, in the training split:"]
     lines += [
-        f"  {c.name:<{width}}  {c.count:>9,}  {_percent(c.share)}" for c in counts[:SHOWN_LABELS]
+        f"  {name:<{width}}  {c.count:>9,}  {_percent(c.share)}"
+        for name, c in zip(names[:SHOWN_LABELS], counts[:SHOWN_LABELS], strict=True)
     ]
     if len(counts) > SHOWN_LABELS:
         rest = counts[SHOWN_LABELS:]
@@ -371,6 +375,11 @@ def _label_lines(tables: TaskTables, study: Study) -> list[str]:
             "macro_f1 (or f1 with --positive-label)"
         )
     return lines
+
+
+def _label_text(name: str) -> str:
+    """A label as the table shows it: quoted where spaces around it would not show."""
+    return repr(name) if name != name.strip() else name
 
 
 def _tokens_line(lengths: TokenLengths, model: str, seed: int) -> str:

@@ -4,6 +4,7 @@ it chose said and written; the plan printed as ``search --dry-run`` prints it; e
 one line, exit 2, nothing written."""
 
 import datetime
+import json
 import math
 import os
 import shutil
@@ -293,6 +294,24 @@ def write(path: Path, text: str | bytes) -> Path:
             "train.csv: line 3 holds bytes that are not UTF-8; save the file as UTF-8",
         ),
         ({"train.csv": None}, ["--metric", "f1", "--positive-label", "meh"], "'meh' is not one"),
+        (
+            {"train.csv": None},
+            ["--positive-label", "pos"],
+            "autoprumux: error: --positive-label: is only read with --metric f1",
+        ),
+        (  # the text named as the label: a value a row
+            {"train.csv": "review,sentiment\n" + "".join(f"text {i},pos\n" for i in range(60))},
+            ["--label", "review"],
+            "train.csv: column 'review' holds 60 distinct values in 60 rows: a text or an id, "
+            "not a label (a label column holds at most 50 distinct values or at most half as "
+            "many as its rows); name the label column ([data] label, init's --label)",
+        ),
+        (
+            {"train.csv": "review;sentiment\ngood;pos\nbad;neg\n"},
+            [],
+            "train.csv: its header 'review;sentiment' is one column holding ';': the file looks "
+            "semicolon-separated, and CSV is comma-separated (save it comma-separated)",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(
@@ -428,3 +447,55 @@ def test_the_toml_writer_round_trips_a_study_document():
     assert '"weird key" = "x"' in lines and "[data.nested]" in lines
     with pytest.raises(TypeError, match="no NoneType value"):
         toml_text({"a": None})
+
+
+# -- data as people write it -----------------------------------------------------------------
+
+
+def test_a_json_lines_file_of_mixed_values_is_read_as_text(tmp_path, capsys, committed_table):
+    """0/1 labels with one "1" on line 4, a review that is a bare number on line 5: the labels
+    0 and 1, the number a text."""
+    records: list[dict[str, object]] = [
+        {
+            "review": f"the film {i} was very {WORDS['pos' if i % 2 else 'neg'][i % 3]}",
+            "label": i % 2,
+        }
+        for i in range(60)
+    ]
+    records[3]["label"] = "1"
+    records[4]["review"] = 12345
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    out = tmp_path / "mixed.toml"
+    code, printed, _ = init(capsys, "--train", str(data), "--out", str(out))
+    assert code == 0
+    assert "label: 'label' (2 distinct values, named like a label)" in printed.splitlines()
+    tables = load_tables(data_spec(load_study(out)))
+    assert tables.label_names == ("0", "1")
+    assert tables.train.num_rows + tables.dev.num_rows == 60
+    assert "12345" in tables.train["text"].to_pylist() + tables.dev["text"].to_pylist()
+
+
+def test_labels_spelled_two_ways_are_shown_and_warned(tmp_path, capsys, committed_table):
+    """'Neg ' beside neg: two classes, as the file says, the spaces shown and a note; a dev
+    file that is the training file: a note too."""
+    rows = [f"the film {i} was fine,{['neg', 'Neg ', 'pos', 'pos'][i % 4]}" for i in range(60)]
+    data = tmp_path / "case.csv"
+    data.write_text("review,sentiment\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "case.toml"
+    code, printed, _ = init(capsys, "--train", str(data), "--dev", str(data), "--out", str(out))
+    assert code == 0
+    lines = printed.splitlines()
+    assert lines[lines.index("labels: 3, in the training split:") + 1 :][:3] == [
+        "  'Neg '         15  25.0%",
+        "  neg            15  25.0%",
+        "  pos            30  50.0%",
+    ]
+    assert (
+        "note: labels 'Neg ' and 'neg' differ only in case or spaces: they are 2 separate "
+        "classes; write them alike in the file if they are one" in lines
+    )
+    assert (
+        "note: 60 of the dev split's 60 rows also appear in train: every dev figure the search "
+        "chooses on is optimistic" in lines
+    )

@@ -2,6 +2,7 @@
 why, the labels' balance, the token lengths (sampled with the seed) and the max_seq_length that
 holds 99% of the rows whole."""
 
+import json
 import random
 from pathlib import Path
 
@@ -72,6 +73,39 @@ def test_numbers_are_not_text(tmp_path):
     one."""
     lines = ["stamp,note,label"] + [f"{1700000000000 + i},ok {i},{i % 2}" for i in range(20)]
     assert infer_columns(read_csv(tmp_path / "n.csv", lines), "n.csv").text == "note"
+
+
+def test_a_json_lines_file_of_mixed_values_is_inspected_as_text(tmp_path):
+    """0/1 labels with one "1", a review that is a bare number: read as text (they were JSON
+    values, which no Arrow kernel counts), so 2 labels and the review as the text."""
+    records: list[dict[str, object]] = [
+        {"review": f"review number {i}", "label": i % 2} for i in range(30)
+    ]
+    records[3]["label"] = "1"
+    records[4]["review"] = 12345
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    columns = infer_columns(read_source(FileSource(path=path, format=file_format(path))), "m")
+    assert (columns.text, columns.label) == ("review", "label")
+    assert columns.reasons[0] == "label: 'label' (2 distinct values, named like a label)"
+
+
+def test_columns_of_no_countable_values_are_neither_text_nor_label(tmp_path):
+    """A JSON key that is null on every line (Arrow's null type), a dictionary (a categorical
+    Parquet column) and a map: no traceback, and only the dictionary is a label."""
+    table = pa.table(
+        {
+            "note": pa.nulls(20),
+            "review": [f"review number {i}" for i in range(20)],
+            "grade": pa.array(["a", "b"] * 10).dictionary_encode(),
+            "meta": pa.array([{"k": 1}] * 20, pa.map_(pa.string(), pa.int64())),
+        }
+    )
+    columns = infer_columns(table, "t")
+    assert (columns.text, columns.label) == ("review", "grade")
+    assert columns.reasons[0] == (
+        "label: 'grade' (2 distinct values, the fewest values of the columns that could be)"
+    )
 
 
 def test_two_columns_named_as_a_pair_make_a_pair_task_unless_a_text_is_given(tmp_path):

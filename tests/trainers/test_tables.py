@@ -2,6 +2,7 @@
 table, labels are named and numbered from the data, missing splits are carved (stratified, the
 same every time), and every bad input is one line naming the file, column or row."""
 
+import csv
 import gzip
 import json
 import logging
@@ -13,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from glue_tables import preset_tables
 
-from autoprumux.core.data_spec import data_spec
+from autoprumux.core.data_spec import FileFormat, FileSource, data_spec
 from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.study import study_from_dict
-from trainers.data.tables import load_tables
+from trainers.data.tables import _content_id, file_digest, load_tables, read_source
 from trainers.trial.task_data import positive_label_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,3 +297,213 @@ def test_a_dataset_by_name_is_loaded_with_load_dataset(tmp_path):
     assert tables.label_names == ("neg", "pos")
     with pytest.raises(DataError, match=r"reviews-dataset split 'validation': cannot be loaded"):
         own(tmp_path, {**data, "dev_split": "validation"})
+
+
+# -- files as people write them: mixed JSON, quotes in TSV, a byte-order mark, label spellings
+
+
+def write_jsonl(path: Path, records: list[dict[str, object]], encoding: str = "utf-8") -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding=encoding)
+    return path
+
+
+def test_a_json_lines_column_of_mixed_types_is_read_as_text(tmp_path):
+    """A label of 0/1 integers and one "1" string is the labels 0 and 1; a text that is a bare
+    number is its digits (datasets reads such columns as JSON values)."""
+    records: list[dict[str, object]] = [
+        {"review": f"review {i}", "sentiment": i % 2} for i in range(6)
+    ]
+    records[3]["sentiment"] = "1"
+    records[4]["review"] = 12345
+    records[5]["sentiment"] = 1.0
+    write_jsonl(tmp_path / "m.jsonl", records)
+    tables = own(tmp_path, {"train": "m.jsonl", "dev": "m.jsonl"})
+    assert tables.label_names == ("0", "1")
+    assert tables.train["label"].to_pylist() == [0, 1, 0, 1, 0, 1]
+    assert tables.train["text"].to_pylist() == [
+        "review 0",
+        "review 1",
+        "review 2",
+        "review 3",
+        "12345",
+        "review 5",
+    ]
+    assert not any("differ" in note or "one number" in note for note in tables.notes)
+
+
+def test_mixed_json_values_read_as_a_csv_column_reads_them(tmp_path):
+    values = ["a", 7, 2.5, 3.0, True, None, {"k": 1}, [1, 2]]
+    write_jsonl(tmp_path / "v.jsonl", [{"v": v} for v in values])
+    table = read_source(FileSource(path=tmp_path / "v.jsonl", format=FileFormat.JSON))
+    assert table.schema.field("v").type == pa.string()
+    assert table["v"].to_pylist() == ["a", "7", "2.5", "3", "true", None, '{"k":1}', "[1,2]"]
+
+
+def test_a_tsv_file_is_read_unquoted_every_line_a_row(tmp_path):
+    """Quotes in a TSV file are text, as GLUE writes it and classify reads it: an unbalanced
+    quote on line 12 does not swallow the lines to the next one."""
+    rows = [(f"review {i}", "pos" if i % 2 else "neg") for i in range(40)]
+    rows[10] = ('"open quote review 10', "neg")
+    rows[20] = ('"quoted whole"', "neg")
+    rows[30] = ('review 30 closing quote"', "neg")
+    text = "review\tsentiment\n" + "".join(f"{t}\t{y}\n" for t, y in rows)
+    (tmp_path / "q.tsv").write_text(text, encoding="utf-8")
+    tables = own(tmp_path, {"train": "q.tsv", "dev": "q.tsv"})
+    assert tables.train.num_rows == 40
+    assert tables.train["text"].to_pylist() == [t for t, _ in rows]
+
+
+def test_a_tsv_file_holding_a_quote_keys_new_tokens_and_models(tmp_path):
+    """Such a file was once read with quoting, perhaps as other rows: what was made of it then
+    is not reused. One without a quote, and GLUE's, keep their key."""
+    (tmp_path / "q.tsv").write_text('review\tsentiment\n"open\tneg\nclosed"\tpos\n')
+    (tmp_path / "p.tsv").write_text("review\tsentiment\nplain\tneg\nwords\tpos\n")
+    (tmp_path / "q.tsv.gz").write_bytes(gzip.compress((tmp_path / "q.tsv").read_bytes()))
+
+    def key(name: str, glue: bool = False) -> str:
+        path = tmp_path / name
+        digest = file_digest(str(path), path.stat().st_size, path.stat().st_mtime_ns)
+        kind = _content_id(FileSource(path=path, format=FileFormat.TSV, glue=glue))
+        assert kind.endswith(f":{digest}")
+        return kind.removesuffix(f":{digest}")
+
+    assert [key("q.tsv"), key("q.tsv.gz"), key("p.tsv"), key("q.tsv", glue=True)] == [
+        "tsv-unquoted",
+        "tsv-unquoted",
+        "tsv",
+        "tsv",
+    ]
+
+
+@pytest.mark.parametrize("name", ["b.csv", "b.tsv", "b.jsonl"])
+def test_a_byte_order_mark_is_left_out(tmp_path, name):
+    """What a spreadsheet's "CSV UTF-8" writes: the first column is named without the mark."""
+    rows = REVIEWS[:20]
+    path = tmp_path / name
+    if name.endswith(".jsonl"):
+        write_jsonl(path, [{"review": t, "sentiment": y} for t, y in rows], "utf-8-sig")
+    else:
+        with path.open("w", newline="", encoding="utf-8-sig") as handle:
+            writer = csv.writer(handle, delimiter="\t" if name.endswith(".tsv") else ",")
+            writer.writerows([("review", "sentiment"), *rows])
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    tables = own(tmp_path, {"train": name, "dev": name})
+    assert tables.train["text"].to_pylist() == [t for t, _ in rows]
+    assert tables.label_names == ("neg", "pos")
+
+
+def test_labels_spelled_two_ways_are_separate_classes_with_a_warning(tmp_path):
+    rows = [(f"r{i}", ["neg", "Neg ", "pos", "pos"][i % 4]) for i in range(40)]
+    write_csv(tmp_path / "c.csv", rows)
+    tables = own(tmp_path, {"train": "c.csv", "dev": "c.csv"})
+    assert tables.label_names == ("Neg ", "neg", "pos")
+    assert (
+        "labels 'Neg ' and 'neg' differ only in case or spaces: they are 2 separate classes; "
+        "write them alike in the file if they are one" in tables.notes
+    )
+    numbers = [(f"r{i}", ["0", "1", "1.0", "0"][i % 4]) for i in range(40)]
+    write_csv(tmp_path / "n.csv", numbers)
+    tables = own(tmp_path, {"train": "n.csv", "dev": "n.csv"})
+    assert tables.label_names == ("0", "1", "1.0")
+    assert (
+        "labels '1' and '1.0' are one number written differently: they are 2 separate classes; "
+        "write them alike in the file if they are one" in tables.notes
+    )
+    spellings = [c for letter in "abcdefg" for c in (letter, letter.upper())]  # 7 groups
+    write_csv(tmp_path / "g.csv", [(f"r{i}", spellings[i % 14]) for i in range(56)])
+    alike = [n for n in own(tmp_path, {"train": "g.csv", "dev": "g.csv"}).notes if "label" in n]
+    assert alike[0].startswith("labels 'A' and 'a' differ only in case or spaces")
+    assert len(alike) == 6 and alike[4].startswith("labels 'E' and 'e' differ")
+    assert alike[5] == (
+        "2 more group(s) of labels differ only in case, spaces or a number's spelling"
+    )
+
+
+def test_a_label_column_of_nearly_one_value_a_row_is_refused(tmp_path):
+    """More than 50 distinct values and more than half the rows: a text, not a label; 300
+    classes of 3 rows each, or 60 classes of 2, are still labels."""
+    write_csv(tmp_path / "t.csv", [(f"review {i}", f"label {i % 61}") for i in range(120)])
+    with pytest.raises(DataError) as err:
+        own(tmp_path, {"train": "t.csv", "dev": "t.csv"})
+    assert str(err.value) == (
+        f"{tmp_path / 't.csv'}: column 'sentiment' holds 61 distinct values in 120 rows: a text "
+        "or an id, not a label (a label column holds at most 50 distinct values or at most half "
+        "as many as its rows); name the label column ([data] label, init's --label)"
+    )
+    write_csv(tmp_path / "s.csv", [(f"review {i}", f"label {i % 60}") for i in range(120)])
+    assert len(own(tmp_path, {"train": "s.csv", "dev": "s.csv"}).label_names) == 60
+    write_csv(tmp_path / "m.csv", [(f"review {i}", f"c{i % 300}") for i in range(900)])
+    many = own(tmp_path, {"train": "m.csv"})
+    assert len(many.label_names) == 300 and many.train.num_rows + many.dev.num_rows == 900
+
+
+def test_a_dev_split_sharing_rows_with_train_is_warned(tmp_path):
+    write_csv(tmp_path / "r.csv", REVIEWS)
+    write_csv(tmp_path / "d.csv", [REVIEWS[0], REVIEWS[1], ("a new one", "pos")])
+    same = own(tmp_path, {"train": "r.csv", "dev": "r.csv"})
+    assert (
+        "60 of the dev split's 60 rows also appear in train: every dev figure the search "
+        "chooses on is optimistic" in same.notes
+    )
+    some = own(tmp_path, {"train": "r.csv", "dev": "d.csv"})
+    assert any(note.startswith("2 of the dev split's 3 rows") for note in some.notes)
+    carved = own(tmp_path, {"train": "r.csv"})
+    assert not any("dev split's" in note for note in carved.notes)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            '{"review": "a", "sentiment": "pos"}\n{"review": "b", "sentiment": "neg"\n'
+            '{"review": "c", "sentiment": "pos"}\n',
+            "cannot be read as JSON: line 2: Expecting ',' delimiter (column 35)",
+        ),
+        (
+            '{"review": "a", "sentiment": "pos"}\n\n[1, 2]\n',
+            "cannot be read as JSON: line 3: list is not a JSON object",
+        ),
+    ],
+)
+def test_a_broken_json_line_is_named(tmp_path, content, message):
+    (tmp_path / "r.jsonl").write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        own(tmp_path, {"train": "r.jsonl"})
+    assert str(err.value) == f"{tmp_path / 'r.jsonl'}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "message"),
+    [
+        (
+            "s.csv",
+            "review;sentiment",
+            "its header 'review;sentiment' is one column holding ';': the file looks "
+            "semicolon-separated, and CSV is comma-separated (save it comma-separated)",
+        ),
+        (
+            "p.csv",
+            "review|sentiment",
+            "its header 'review|sentiment' is one column holding '|': the file looks "
+            "pipe-separated, and CSV is comma-separated (save it comma-separated)",
+        ),
+        (
+            "t.csv",
+            "review\tsentiment",
+            "its header 'review\\tsentiment' is one column holding '\\t': the file looks "
+            'tab-separated, and CSV is comma-separated (name it .tsv or set [data] format = "tsv")',
+        ),
+        (
+            "c.tsv",
+            "review,sentiment",
+            "its header 'review,sentiment' is one column holding ',': the file looks "
+            'comma-separated, and TSV is tab-separated (name it .csv or set [data] format = "csv")',
+        ),
+    ],
+)
+def test_a_file_of_another_separator_is_named_as_such(tmp_path, name, header, message):
+    sep = header[len("review")]
+    (tmp_path / name).write_text(f"{header}\ngood film{sep}pos\nbad film{sep}neg\n")
+    with pytest.raises(DataError) as err:
+        own(tmp_path, {"train": name})
+    assert str(err.value) == f"{tmp_path / name}: {message}"

@@ -161,8 +161,7 @@ def _describe_column(table: pa.Table, index: int) -> _Column:
 
     column = table.column(index)
     kind = column.type
-    nested = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_struct(kind)
-    distinct = 0 if nested else pc.count_distinct(column, mode="only_valid").as_py()
+    distinct = _distinct(column)
     textual, mean_chars = False, 0.0
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         valid = column.drop_null()
@@ -177,6 +176,23 @@ def _describe_column(table: pa.Table, index: int) -> _Column:
         textual=textual,
         mean_chars=mean_chars,
     )
+
+
+def _distinct(column: pa.ChunkedArray) -> int:
+    """The distinct values of ``column``; 0 for a column that cannot be a label: nested (lists,
+    objects), all null (a JSON key that is always null), or of a type no kernel counts."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_nested(kind) or pa.types.is_null(kind):
+        return 0
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+    try:
+        return int(pc.count_distinct(column, mode="only_valid").as_py())
+    except pa.ArrowNotImplementedError:
+        return 0
 
 
 def _all_numbers(values: pa.ChunkedArray) -> bool:

@@ -18,9 +18,11 @@ import json
 import logging
 import lzma
 import random
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,13 @@ logger = logging.getLogger(__name__)
 IMBALANCE_RATIO = 10
 # above this many distinct values a label column is more likely an id or a text (init says so)
 MAX_LABELS = 1000
+# a label column of more distinct values than this and than half its rows is a text or an id:
+# most of its classes would hold a single example (300 classes of 10 rows each are labels)
+MANY_LABELS = 50
+SHOWN_VARIANTS = 5  # groups of labels spelled alike that are named one a note; the rest counted
+JSON_BATCH_ROWS = 10_000  # mixed JSON values decoded at a time (what sits in Python lists)
+# a label that is a number: 1, 1.0 and 1e0 spell one (a warning, not a merge)
+_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ def load_tables(spec: DataSpec, cache_dir: Path | None = None) -> TaskTables:
         name: _normalized(read_source(source, cache_dir), spec, source, notes)
         for name, source in given.items()
     }
-    values = spec.labels or _sorted_labels(tables["train"]["label"])
+    values = spec.labels or _sorted_labels(tables["train"], spec)
     if len(values) < 2:
         raise DataError(
             _describe(spec.train),
@@ -88,9 +97,12 @@ def load_tables(spec: DataSpec, cache_dir: Path | None = None) -> TaskTables:
         train, dev = _carved(train, rows, spec, "dev", notes)
     train = _subset(train, spec.max_train_examples, spec.subset, spec.seed)
     dev = _subset(dev, spec.max_eval_examples, "first", spec.seed)
+    _warn_label_variants(values, notes)
     _warn_imbalance(train, values, notes)
+    if spec.dev is not None:
+        _warn_overlap(train, dev, "dev", notes)
     if test is not None:
-        _warn_overlap(train, test, notes)
+        _warn_overlap(train, test, "test", notes)
     names = _display_names(values, spec.label_meanings)
     for note in notes:
         logger.warning(note)
@@ -109,9 +121,10 @@ def load_tables(spec: DataSpec, cache_dir: Path | None = None) -> TaskTables:
 
 
 def read_source(source: Source, cache_dir: Path | None = None) -> pa.Table:
-    """A split's table as ``datasets`` reads it (every column; CSV and TSV columns as text)."""
+    """A split's table as ``datasets`` reads it (every column; CSV and TSV columns as text, a
+    JSON column of mixed types as text too)."""
     if isinstance(source, HubSource):
-        return _read_hub(source)
+        return _json_as_text(_read_hub(source))
     path = source.path
     if not path.is_file():
         why = "no such file" if not path.exists() else "is not a file"
@@ -145,7 +158,7 @@ def read_source(source: Source, cache_dir: Path | None = None) -> pa.Table:
             why = "holds no rows" + (" (only its header)" if tabular else "")
             raise DataError(str(path), why) from None
         raise DataError(str(path), _read_failure(err, source)) from None
-    return _arrow(loaded)
+    return _json_as_text(_arrow(loaded))
 
 
 def _holds_no_rows(source: FileSource) -> bool:
@@ -171,13 +184,16 @@ def _holds_no_rows(source: FileSource) -> bool:
 
 
 def _file_columns(source: FileSource) -> list[str]:
-    """A CSV or TSV file's header (read without reading the rows)."""
+    """A CSV or TSV file's header (read without reading the rows; a byte-order mark, as
+    spreadsheets write one, left out: the parser leaves it out of the names too)."""
     import csv
 
     import fsspec
 
     try:
-        with fsspec.open(str(source.path), "rt", compression="infer", encoding="utf-8") as handle:
+        with fsspec.open(
+            str(source.path), "rt", compression="infer", encoding="utf-8-sig"
+        ) as handle:
             header = next(csv.reader(handle, **_dialect(source)), [])
     except UnicodeDecodeError:
         raise DataError(str(source.path), _read_failure(UnicodeError(), source)) from None
@@ -187,7 +203,34 @@ def _file_columns(source: FileSource) -> list[str]:
         ) from None
     if not header:
         raise DataError(str(source.path), "is empty (no header row)")
+    if len(header) == 1:
+        _check_separator(header[0], source)
     return [str(name) for name in header]
+
+
+# a separator a header of one column may hold, and its name
+_SEPARATORS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+
+
+def _check_separator(header: str, source: FileSource) -> None:
+    """A header of one column that holds another separator than the format's: a file written
+    with that separator (a semicolon, as spreadsheets in many locales write CSV), refused."""
+    expected = _dialect(source)["delimiter"]
+    found = [sep for sep in _SEPARATORS if sep != expected and sep in header]
+    if not found:
+        return
+    other = {",": "csv", "\t": "tsv"}.get(found[0])  # a format that reads it as it is
+    fix = (
+        f'name it .{other} or set [data] format = "{other}"'
+        if other
+        else f"save it {_SEPARATORS[expected]}-separated"
+    )
+    raise DataError(
+        str(source.path),
+        f"its header {header!r} is one column holding {found[0]!r}: the file looks "
+        f"{_SEPARATORS[found[0]]}-separated, and {source.format.value.upper()} is "
+        f"{_SEPARATORS[expected]}-separated ({fix})",
+    )
 
 
 def _builder(source: FileSource) -> tuple[str, dict[str, Any]]:
@@ -215,13 +258,13 @@ def _builder(source: FileSource) -> tuple[str, dict[str, Any]]:
 
 
 def _dialect(source: FileSource) -> dict[str, Any]:
-    """The separator and quoting of a CSV or TSV file (GLUE's TSV quotes nothing)."""
+    """The separator and quoting of a CSV or TSV file. A TSV file quotes nothing (GLUE's, and
+    what ``autoprumux classify`` reads): every line is a row, a quote is text."""
     import csv
 
-    dialect: dict[str, Any] = {"delimiter": "\t" if source.format is FileFormat.TSV else ","}
-    if source.glue:
-        dialect["quoting"] = csv.QUOTE_NONE
-    return dialect
+    if source.format is FileFormat.TSV:
+        return {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    return {"delimiter": ","}
 
 
 def _read_hub(source: HubSource) -> pa.Table:
@@ -247,6 +290,46 @@ def _arrow(loaded: Any) -> pa.Table:
     return table
 
 
+def _json_as_text(table: pa.Table) -> pa.Table:
+    """``table`` with each column of mixed JSON values (``datasets``' ``Json``: a JSON Lines
+    column holding numbers on some lines and strings on others) as text, as a CSV column reads:
+    a string as itself, a number as its digits (an integral one as an integer, as a column of
+    numbers alone reads: ``1``, ``1.0`` and ``"1"`` are all ``1``), ``true``/``false``, a null
+    as a null, a list or an object as its JSON text."""
+    import pyarrow as pa
+
+    for index, field in enumerate(table.schema):
+        if isinstance(field.type, pa.JsonType):
+            table = table.set_column(index, field.name, _json_values_as_text(table.column(index)))
+    return table
+
+
+def _json_values_as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    import pyarrow as pa
+
+    parts = []
+    for chunk in column.chunks:
+        storage = chunk.storage  # each value's JSON text
+        for start in range(0, len(storage), JSON_BATCH_ROWS):
+            values = storage.slice(start, JSON_BATCH_ROWS).to_pylist()
+            parts.append(pa.array([_json_text(v) for v in values], pa.string()))
+    return pa.chunked_array(parts, pa.string())
+
+
+def _json_text(encoded: str | None) -> str | None:
+    """One JSON value as text (:func:`_json_as_text`)."""
+    value = json.loads(encoded) if encoded is not None else None
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    return encoded  # a list or an object
+
+
 def _read_failure(err: Exception, source: FileSource) -> str:
     """One line for why ``datasets`` could not read a file: the parser's own words (they name
     the line), or for bytes that are not UTF-8 the row that holds them."""
@@ -263,7 +346,31 @@ def _read_failure(err: Exception, source: FileSource) -> str:
     message = text[0] if text else type(cause).__name__
     if "Expected" in message and "fields" in message:  # pandas: a row with too many fields
         message += " (a ragged row: quote fields that hold the separator)"
+    if source.format is FileFormat.JSON:  # the parser names a byte position, not the line
+        message = _first_bad_json_line(source.path) or message
     return f"cannot be read as {source.format.value.upper()}: {message}"
+
+
+def _first_bad_json_line(path: Path) -> str | None:
+    """The first line of a JSON Lines file that is not a JSON object, and why; None where
+    every line is one, or the file is a JSON array (read only after a failed read)."""
+    import fsspec
+
+    try:
+        with fsspec.open(str(path), "rt", compression="infer", encoding="utf-8-sig") as handle:
+            lines = ((n, line) for n, line in enumerate(handle, start=1) if line.strip())
+            for index, (number, line) in enumerate(lines):
+                if index == 0 and line.lstrip().startswith("["):
+                    return None  # a JSON array, not JSON Lines: the parser's own words
+                try:
+                    value = json.loads(line.rstrip("\r\n"))
+                except json.JSONDecodeError as err:
+                    return f"line {number}: {err.msg} (column {err.colno})"
+                if not isinstance(value, dict):
+                    return f"line {number}: {type(value).__name__} is not a JSON object"
+    except (OSError, EOFError, ValueError, lzma.LZMAError):  # UnicodeError is a ValueError
+        return None
+    return None
 
 
 def _first_non_utf8_line(path: Path) -> int | None:
@@ -377,11 +484,22 @@ def _numbered(
     return numbered.drop_columns(["row"])
 
 
-def _sorted_labels(labels: pa.ChunkedArray) -> tuple[str, ...]:
-    """The distinct labels, sorted: as numbers when every one is an integer."""
+def _sorted_labels(train: pa.Table, spec: DataSpec) -> tuple[str, ...]:
+    """The distinct labels of ``train``, sorted: as numbers when every one is an integer. A
+    column of more than :data:`MANY_LABELS` distinct values and more than half its rows holds
+    texts or ids, not labels: refused."""
     import pyarrow.compute as pc
 
-    distinct = [str(v) for v in pc.unique(labels).to_pylist()]
+    distinct = [str(v) for v in pc.unique(train["label"]).to_pylist()]
+    rows = train.num_rows
+    if len(distinct) > MANY_LABELS and 2 * len(distinct) > rows:
+        raise DataError(
+            _describe(spec.train),
+            f"column {spec.label!r} holds {len(distinct):,} distinct values in {rows:,} rows: a "
+            f"text or an id, not a label (a label column holds at most {MANY_LABELS} distinct "
+            "values or at most half as many as its rows); name the label column ([data] label, "
+            "init's --label)",
+        )
     if len(distinct) > MAX_LABELS:
         raise DataError(
             "[data] label",
@@ -461,15 +579,54 @@ def _warn_imbalance(train: pa.Table, values: tuple[str, ...], notes: list[str]) 
         notes.append(f"the training labels are heavily imbalanced ({spread})")
 
 
-def _warn_overlap(train: pa.Table, test: pa.Table, notes: list[str]) -> None:
+def _warn_overlap(train: pa.Table, other: pa.Table, name: str, notes: list[str]) -> None:
+    """Rows of the dev or test split (``name``) whose text train holds too."""
     import pyarrow.compute as pc
 
-    shared = pc.sum(pc.is_in(_row_text(test), value_set=_row_text(train))).as_py() or 0
+    shared = pc.sum(pc.is_in(_row_text(other), value_set=_row_text(train))).as_py() or 0
     if shared:
-        notes.append(
-            f"{shared} of the test split's {test.num_rows} rows also appear in train: the test "
-            "figure is optimistic"
+        what = (
+            "the test figure is optimistic"
+            if name == "test"
+            else "every dev figure the search chooses on is optimistic"
         )
+        notes.append(
+            f"{shared} of the {name} split's {other.num_rows} rows also appear in train: {what}"
+        )
+
+
+def _warn_label_variants(values: Sequence[str], notes: list[str]) -> None:
+    """Labels that differ only in case or surrounding spaces (``'Neg '``, ``neg``), or that
+    spell one number (``1``, ``1.0``): separate classes, as the data says, with a warning."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for value in values:
+        groups.setdefault(_label_key(value), []).append(value)
+    alike = [g for g in groups.values() if len(g) > 1]
+    for group in alike[:SHOWN_VARIANTS]:
+        named = ", ".join(repr(v) for v in group[:-1]) + f" and {group[-1]!r}"
+        how = (
+            "are one number written differently"
+            if _NUMBER.fullmatch(group[0].strip())
+            else "differ only in case or spaces"
+        )
+        notes.append(
+            f"labels {named} {how}: they are {len(group)} separate classes; write them alike "
+            "in the file if they are one"
+        )
+    if len(alike) > SHOWN_VARIANTS:
+        notes.append(
+            f"{len(alike) - SHOWN_VARIANTS} more group(s) of labels differ only in case, spaces "
+            "or a number's spelling"
+        )
+
+
+def _label_key(value: str) -> tuple[str, str]:
+    """What two labels that differ only in case, surrounding spaces or a number's spelling
+    share."""
+    stripped = value.strip()
+    if _NUMBER.fullmatch(stripped):
+        return "number", str(Decimal(stripped).normalize())
+    return "text", stripped.casefold()
 
 
 def _row_text(table: pa.Table) -> pa.ChunkedArray:
@@ -579,7 +736,24 @@ def _content_id(source: Source) -> str:
     except OSError:
         raise DataError(str(source.path), "no such file") from None
     digest = file_digest(str(source.path), stat.st_size, stat.st_mtime_ns)
-    return f"{source.format.value}:{digest}"
+    kind = source.format.value
+    # a TSV file of one's own was once read with quoting: one holding a quote may have read
+    # differently then (the lines between two quotes made one row), so the tokens and models
+    # made of it then are not reused (a file without one, and GLUE's, read as they did)
+    tsv = source.format is FileFormat.TSV and not source.glue
+    if tsv and holds_quote(str(source.path), stat.st_size, stat.st_mtime_ns):
+        kind = "tsv-unquoted"
+    return f"{kind}:{digest}"
+
+
+@functools.lru_cache(maxsize=16)
+def holds_quote(path: str, size: int, mtime_ns: int) -> bool:
+    """Whether a file's text (decompressed) holds a double quote, once per (path, size, mtime)
+    and process."""
+    import fsspec
+
+    with fsspec.open(path, "rb", compression="infer") as handle:
+        return any(b'"' in block for block in iter(functools.partial(handle.read, 1 << 20), b""))
 
 
 @functools.lru_cache(maxsize=16)
