@@ -1,20 +1,26 @@
 """``autoprumux classify``'s text in and out: reading inputs, shaping what is printed.
 
 Inputs (``--input FILE|-``):
-- a ``.tsv`` or ``.csv`` file with a header row: the text column(s) are ``--column NAME`` (pair
-  tasks: ``--column FIRST,SECOND``) or, by default, the columns the model was trained on (its
-  study's ``[data] text``; SST-2: ``sentence``). A ``.tsv`` is read as GLUE writes it (tabs, no
-  quoting). When the file also holds the model's label column (``[data] label``; SST-2:
-  ``label``), its label names or ids, the model's metric against it is reported
-  (:func:`gold_score`), and accuracy beside it when the metric is another;
+- a table: ``.tsv`` or ``.csv`` with a header row, ``.jsonl`` / ``.json`` (JSON Lines, or one
+  array of objects, as ``autoprumux init`` reads them) or ``.parquet``. Its text column(s) are
+  ``--column NAME`` (pair tasks: ``--column FIRST,SECOND``) or, by default, the columns the
+  model was trained on (its study's ``[data] text``; SST-2: ``sentence``). A ``.tsv`` is read
+  as GLUE writes it (tabs, no quoting). When the table also holds the model's label column
+  (``[data] label``; SST-2: ``label``), its label names or ids, the model's metric against it
+  is reported (:func:`gold_score`), and accuracy beside it when the metric is another. A CSV
+  row may end with empty cells the header lacks (a trailing comma), never with more values;
+  a header may not name a column twice;
 - anything else, and stdin: one input per line (a pair task: the two sentences separated by a
-  tab). Blank lines are skipped and counted.
+  tab).
 
-A file may be compressed (``.xz``, ``.gz``, ``.bz2``: GLUE's ``dev.tsv.xz`` as autoprumux ships
-it); it is read as the file its name gives without that suffix (``dev.tsv.xz``: a ``.tsv``).
+A blank line, and a table's row whose text is empty or only spaces, is no input: skipped and
+counted (``blank_lines``), and out of the metric; a pair with one of its two texts empty is
+refused. A file may be compressed (``.xz``, ``.gz``, ``.bz2``: GLUE's ``dev.tsv.xz`` as
+autoprumux ships it); it is read as the file its name gives without that suffix
+(``dev.tsv.xz``: a ``.tsv``).
 
-Every input keeps its line number, so a bad line is named and an output row says where its
-input came from. Pure Python: no torch.
+Every input keeps its line number (Parquet and a JSON array: its row's number, from 1), so a
+bad line is named and an output row says where its input came from. Pure Python: no torch.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ import bz2
 import csv
 import gzip
 import io
+import json
 import lzma
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -62,11 +70,12 @@ class Inputs:
     """What ``--input`` holds, in input order, with where each input came from."""
 
     texts: tuple[Text, ...]
-    lines: tuple[int, ...]  # the source line of every input (1-based; a table's header is 1)
+    # the source line of every input (1-based; a CSV's header is 1; Parquet, a JSON array: row)
+    lines: tuple[int, ...]
     source: str  # the file's path, or "<stdin>"
     gold: tuple[int, ...] | None = None  # label ids from the label column, when it is there
     label_column: str | None = None
-    blank_lines: int = 0
+    blank_lines: int = 0  # the lines and rows without text, skipped
 
 
 def read_inputs(
@@ -88,19 +97,26 @@ def read_inputs(
             kind = Path(Path(path).stem).suffix.lower()  # dev.tsv.xz: .tsv
         else:
             kind = Path(path).suffix.lower()
-    text = _decode(data, source)
-    table = kind in (".tsv", ".csv")
-    if columns and not table:
-        raise FieldError("--column", f"{source} is not a .tsv or .csv table; --column needs one")
-    inputs = (
-        _read_table(text, source, spec, columns, tab=kind == ".tsv")
-        if table
-        else _read_lines(text, source, spec)
-    )
+    if kind not in _TABLES:
+        if columns:
+            raise FieldError(
+                "--column", f"{source} is not a table ({', '.join(_TABLES)}); --column needs one"
+            )
+        inputs = _read_lines(_decode(data, source), source, spec)
+    else:
+        table = _parquet(data, source) if kind in _PARQUET else _parsed(data, source, kind)
+        inputs = _read_table(table, source, spec, columns)
     if not inputs.texts:
         raise InputError(f"{source}: no inputs to classify")
     return inputs
 
+
+# the suffixes of the tables classify reads (under a compression suffix), those `autoprumux
+# init` reads (but .txt: lines); a JSON file holds one object per line (JSON Lines) or one array
+# of objects
+_JSON = (".jsonl", ".json", ".ndjson")
+_PARQUET = (".parquet", ".pq")
+_TABLES = (".tsv", ".csv", *_JSON, *_PARQUET)
 
 # a compressed input's suffix -> how to decompress it (the standard library's three)
 _DECOMPRESS = {".xz": lzma.decompress, ".gz": gzip.decompress, ".bz2": bz2.decompress}
@@ -140,6 +156,7 @@ def _read_lines(text: str, source: str, spec: InputSpec) -> Inputs:
                     f"{source}: line {number}: {len(parts)} tab-separated field(s); this model "
                     "classifies sentence pairs: FIRST<TAB>SECOND on each line"
                 )
+            _check_pair(parts, ("the first text", "the second text"), f"{source}: line {number}")
             texts.append((parts[0], parts[1]))
         else:
             texts.append(line)
@@ -147,49 +164,163 @@ def _read_lines(text: str, source: str, spec: InputSpec) -> Inputs:
     return Inputs(texts=tuple(texts), lines=tuple(lines), source=source, blank_lines=blank)
 
 
-def _read_table(text: str, source: str, spec: InputSpec, columns: str | None, tab: bool) -> Inputs:
-    """A table's text column(s), and its gold labels where it has the task's label column."""
+Cell = object  # a table's value: text (CSV, TSV), or what JSON or Parquet holds (None: none)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Table:
+    """A table as read, before its columns are chosen: the header and the rows, each with
+    where it is in the file."""
+
+    columns: tuple[str, ...]
+    rows: Iterator[tuple[int, Sequence[Cell]]]  # (its number, its values in columns' order)
+    unit: str  # what the numbers count: "line" (CSV, TSV, JSON Lines) or "row" (from 1)
+    header_at: str  # where the header is, for a message: "line 1: ", or "" (none in the file)
+
+
+def _parsed(data: bytes, source: str, kind: str) -> _Table:
+    """A text table: CSV or TSV with a header row, or JSON."""
+    text = _decode(data, source)
+    if kind in _JSON:
+        return _json(text, source)
+    # a .tsv is read as GLUE writes it (tabs, no quoting)
     reader = (
         csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
-        if tab
+        if kind == ".tsv"
         else csv.reader(io.StringIO(text, newline=""))
     )
     header = next(reader, None)
     if not header:
         raise InputError(f"{source}: no header row (a table names its columns on line 1)")
-    positions = _text_positions(header, source, spec, columns)
-    gold_at = header.index(spec.label_column) if spec.label_column in header else None
+
+    def rows() -> Iterator[tuple[int, Sequence[Cell]]]:
+        for row in reader:
+            # a row may end with empty cells the header lacks (a trailing comma), never more
+            if any(cell.strip() for cell in row[len(header) :]):
+                raise _ragged(f"{source}: line {reader.line_num}", row, header)
+            yield reader.line_num, row
+
+    return _Table(columns=tuple(header), rows=rows(), unit="line", header_at="line 1: ")
+
+
+def _json(text: str, source: str) -> _Table:
+    """JSON Lines (an object per line; a blank line is a row without text), or one array of
+    objects (numbered as rows from 1)."""
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{source}: line {err.lineno} is not JSON ({err.msg})") from None
+        unit, numbered = "row", list(enumerate(items, start=1))
+    else:
+        unit, numbered = "line", []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                numbered.append((number, {}))  # no text: counted as a blank line
+                continue
+            try:
+                numbered.append((number, json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise InputError(f"{source}: line {number} is not JSON ({err.msg})") from None
+    columns: dict[str, None] = {}  # every object's keys, in the order first seen
+    for number, item in numbered:
+        if not isinstance(item, dict):
+            raise InputError(f"{source}: {unit} {number} is not a JSON object")
+        columns.update(dict.fromkeys(item))
+    rows = ((number, [item.get(c) for c in columns]) for number, item in numbered)
+    return _Table(columns=tuple(columns), rows=rows, unit=unit, header_at="")
+
+
+def _parquet(data: bytes, source: str) -> _Table:
+    """A Parquet file's columns; its rows numbered from 1."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:  # the file's own reader: a dataset's would refuse a repeated name in its words
+        table = pq.ParquetFile(pa.BufferReader(data)).read()
+    except (pa.ArrowException, OSError, ValueError) as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"{source}: cannot be read as Parquet ({why})") from None
+    values = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    rows = enumerate(zip(*values, strict=True), start=1)
+    return _Table(columns=tuple(table.column_names), rows=rows, unit="row", header_at="")
+
+
+def _read_table(table: _Table, source: str, spec: InputSpec, columns: str | None) -> Inputs:
+    """A table's text column(s), and its gold labels where it has the task's label column.
+    A row without text (its text cells empty, or a blank line) is skipped and counted, as a
+    blank line of plain text is; a pair with one text empty is refused."""
+    repeated = [name for i, name in enumerate(table.columns) if name and name in table.columns[:i]]
+    if repeated:
+        raise InputError(
+            f"{source}: {table.header_at}column {repeated[0]!r} appears more than once; each "
+            "column needs its own name"
+        )
+    positions = _text_positions(table, source, spec, columns)
+    names = [table.columns[p] for p in positions]
+    gold_at = table.columns.index(spec.label_column) if spec.label_column in table.columns else None
+    needed = max(positions + ([gold_at] if gold_at is not None else []))
     texts: list[Text] = []
     lines: list[int] = []
     gold: list[int] = []
-    for row in reader:
-        number = reader.line_num
-        if not any(field.strip() for field in row):
+    blank = 0
+    for number, row in table.rows:
+        where = f"{source}: {table.unit} {number}"
+        # a CSV row short of a column read (not a blank line: a row without text)
+        if len(row) <= needed and any(str(cell).strip() for cell in row):
+            raise _ragged(where, row, table.columns)
+        values = [_text(row[p], table.columns[p], where) if p < len(row) else "" for p in positions]
+        if not any(value.strip() for value in values):
+            blank += 1
             continue
-        needed = max(positions + ([gold_at] if gold_at is not None else []))
-        if len(row) <= needed:
-            raise InputError(
-                f"{source}: line {number}: {len(row)} field(s), expected {len(header)}"
-            )
-        values = [row[p] for p in positions]  # two for a pair (its text columns), else one
+        if spec.pair:
+            _check_pair(values, [f"column {name!r}" for name in names], where)
         texts.append((values[0], values[1]) if spec.pair else values[0])
         lines.append(number)
         if gold_at is not None:
-            gold.append(_label_id(row[gold_at], spec, f"{source}: line {number}"))
+            gold.append(_label_id(_text(row[gold_at], spec.label_column, where), spec, where))
     return Inputs(
         texts=tuple(texts),
         lines=tuple(lines),
         source=source,
         gold=tuple(gold) if gold_at is not None else None,
         label_column=spec.label_column if gold_at is not None else None,
+        blank_lines=blank,
     )
 
 
-def _text_positions(
-    header: list[str], source: str, spec: InputSpec, columns: str | None
-) -> list[int]:
-    """Where the model's text column(s) are in a table's header row: --column's names, or
-    the task's GLUE columns."""
+def _ragged(where: str, row: Sequence[Cell], header: Sequence[str]) -> InputError:
+    """A CSV row of more values than its header, or short of a column the model reads."""
+    return InputError(f"{where}: {len(row)} field(s), the header names {len(header)}")
+
+
+def _check_pair(values: Sequence[str], names: Sequence[str], where: str) -> None:
+    """A pair's two texts, of which one may not be empty alone (both: a blank input)."""
+    for value, name in zip(values, names, strict=True):
+        if not value.strip():
+            raise InputError(f"{where}: {name} is empty; a pair needs both texts")
+
+
+def _text(cell: Cell, column: str, where: str) -> str:
+    """A cell as text: JSON's and Parquet's numbers as written (a float label 1.0 as "1", as
+    pandas writes integer labels with a gap), nothing as empty; a list or an object refused."""
+    if isinstance(cell, str):
+        return cell
+    if cell is None:
+        return ""
+    if isinstance(cell, bool):
+        return "true" if cell else "false"
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))
+    if isinstance(cell, list | tuple | dict):
+        kind = "an object" if isinstance(cell, dict) else "a list"
+        raise InputError(f"{where}: column {column!r} holds {kind}; a cell holds one text or label")
+    return str(cell)
+
+
+def _text_positions(table: _Table, source: str, spec: InputSpec, columns: str | None) -> list[int]:
+    """Where the model's text column(s) are in a table's columns: --column's names, or the
+    task's GLUE columns."""
     wanted = tuple(c.strip() for c in columns.split(",")) if columns else spec.text_columns
     if len(wanted) != len(spec.text_columns):
         raise FieldError(
@@ -197,13 +328,13 @@ def _text_positions(
             f"{columns!r} names {len(wanted)} column(s); this model reads "
             f"{len(spec.text_columns)} ({', '.join(spec.text_columns)})",
         )
-    missing = [c for c in wanted if c not in header]
+    missing = [c for c in wanted if c not in table.columns]
     if missing:
         raise InputError(
-            f"{source}: line 1: no column {missing[0]!r} (columns: {', '.join(header)}); "
-            "name the text column with --column"
+            f"{source}: {table.header_at}no column {missing[0]!r} (columns: "
+            f"{', '.join(table.columns)}); name the text column with --column"
         )
-    return [header.index(c) for c in wanted]
+    return [table.columns.index(c) for c in wanted]
 
 
 def _label_id(raw: str, spec: InputSpec, where: str) -> int:

@@ -33,8 +33,9 @@ _INPUTS_WORTH_A_BAR = 2000
     "input_path",
     default="-",
     show_default=True,
-    help="One input per line (pair tasks: FIRST<TAB>SECOND), or a .tsv/.csv table; either "
-    "may be compressed (.xz, .gz, .bz2: GLUE's dev.tsv.xz as shipped); -: stdin.",
+    help="One input per line (pair tasks: FIRST<TAB>SECOND), or a table: .tsv, .csv, .jsonl, "
+    ".json or .parquet; either may be compressed (.xz, .gz, .bz2: GLUE's dev.tsv.xz as "
+    "shipped); -: stdin. Blank lines and rows without text are skipped and counted.",
 )
 @click.option(
     "--column",
@@ -89,7 +90,7 @@ def classify(
     click.echo("\n".join(prediction_rows(inputs, list(done.predictions), info.labels)))
     notes = [f"{done.truncated} truncated to {info.max_length} tokens"]
     if inputs.blank_lines:
-        notes.append(f"{inputs.blank_lines} blank line(s) skipped")
+        notes.append(f"{inputs.blank_lines} blank line(s) or row(s) without text skipped")
     if graded is not None:
         notes.append(graded.describe(inputs.label_column))
     click.echo(
@@ -161,8 +162,10 @@ def _classified_document(
 def export(model_path: str, fmt: str, out_path: str, precision: str, as_json: bool) -> None:
     """Write a model folder as one ONNX or TorchScript file that `classify` runs alone, or as
     a transformers checkpoint."""
-    if fmt != "transformers" and Path(out_path).is_dir():  # a transformers folder: checked there
-        raise FieldError("--out", f"{out_path} is a folder; give a file name")
+    from autoprumux.files.atomic import check_output
+
+    if fmt != "transformers":  # a transformers folder: checked there
+        check_output(out_path, "--out")  # a folder, a device, a path under a file: refused
     if _checked_precision(fmt, precision) == "int8":  # before any work (and torch's import)
         _export_int8(model_path, out_path, as_json)
         return
@@ -261,8 +264,10 @@ _TRANSFORMERS_TOLERANCE = 1e-4
 
 def _export_transformers(model_path: str, out_path: str, as_json: bool) -> None:
     """A dense N = 1 model folder as a transformers checkpoint in the new folder ``out_path``
-    (its data's labels as ``id2label``), written under a temporary name, checked against our
-    logits, then renamed: a refused or failed export leaves nothing."""
+    (its data's labels as ``id2label``; the folders above it made), written under a temporary
+    name, checked against our logits, then renamed: a refused or failed export leaves nothing
+    (nor the folders made for it)."""
+    from autoprumux.files.atomic import check_output, output_folders
     from trainers.deploy.export import SAMPLE_SENTENCES, ExportError
     from trainers.deploy.model_folder import read_info
     from trainers.model.checkpoints import load_classifier
@@ -276,8 +281,7 @@ def _export_transformers(model_path: str, out_path: str, as_json: bool) -> None:
     folder, out = Path(model_path), Path(out_path)
     if out.exists():
         raise FieldError("--out", f"{out} exists; a transformers checkpoint goes to a new folder")
-    if not out.parent.is_dir():
-        raise FieldError("--out", f"{out.parent} is not a folder")
+    check_output(out, "--out")  # its missing folders are made when it is written
     if not folder.is_dir():
         raise FieldError("--model", f"{folder}: no such model folder")
     info = read_info(folder)
@@ -285,17 +289,18 @@ def _export_transformers(model_path: str, out_path: str, as_json: bool) -> None:
     check_dense(model.arch)  # before anything is written
     tokenizer = folder_tokenizer(folder)
     staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        save_transformers(model, staging, info.labels, tokenizer)
-        diff = logits_difference(model, staging, tokenizer, SAMPLE_SENTENCES)
-        if not diff <= _TRANSFORMERS_TOLERANCE:
-            raise ExportError(
-                f"{out}: transformers' logits differ from ours by {diff:.2e} "
-                f"(> {_TRANSFORMERS_TOLERANCE:g}); nothing written"
-            )
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with output_folders(out):
+        try:
+            save_transformers(model, staging, info.labels, tokenizer)
+            diff = logits_difference(model, staging, tokenizer, SAMPLE_SENTENCES)
+            if not diff <= _TRANSFORMERS_TOLERANCE:
+                raise ExportError(
+                    f"{out}: transformers' logits differ from ours by {diff:.2e} "
+                    f"(> {_TRANSFORMERS_TOLERANCE:g}); nothing written"
+                )
+            staging.rename(out)
+        finally:  # before the folders made for it are removed (a failed export)
+            shutil.rmtree(staging, ignore_errors=True)
     if as_json:
         document = {"path": str(out), "format": "transformers", "max_abs_diff": diff}
         click.echo(json.dumps({**document, "labels": list(info.labels)}, indent=1))

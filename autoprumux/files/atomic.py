@@ -4,8 +4,9 @@ A kill at any instant leaves at most a ``.<stem>.<pid>.tmp<suffix>`` beside the 
 suffix kept, for loaders that go by it), never a truncated target; the temporary file sits in
 the target's folder so the rename stays on one file system (and is atomic there).
 
-:func:`check_output` refuses, before any long work, an output the tool could not write, and
-:func:`explained_write_errors` turns a failed write (a full disk) into one line.
+:func:`check_output` refuses, before any long work, an output the tool could not write,
+:func:`output_folders` makes its missing folders (and removes them where the write is refused),
+and :func:`explained_write_errors` turns a failed write (a full disk) into one line.
 """
 
 from __future__ import annotations
@@ -50,14 +51,40 @@ def check_output(path: str | Path, option: str) -> Path:
         raise FieldError(option, f"{path} is a folder; give a file name")
     if path.exists() and not path.is_file():
         raise FieldError(option, f"{path} is not a regular file (a device or a pipe)")
-    folder = path.parent
-    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
-        folder = folder.parent  # the folders that will be created: the nearest one that exists
+    missing = _missing_folders(path)
+    folder = missing[-1].parent if missing else path.parent  # the nearest one that exists
     if not folder.is_dir():
         raise FieldError(option, f"{path} cannot be written: {folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise FieldError(option, f"{path} cannot be written: {folder} is not writable")
     return path
+
+
+@contextlib.contextmanager
+def output_folders(path: str | Path) -> Iterator[Path]:
+    """``path`` with its missing folders made for the block (checked by :func:`check_output`
+    first); when the block raises, the folders it made are removed again (those still empty):
+    a refused output leaves nothing behind."""
+    path = Path(path)
+    missing = _missing_folders(path)
+    with explained_write_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        for folder in missing:  # the innermost first
+            with contextlib.suppress(OSError):  # not empty (another writer's): kept
+                folder.rmdir()
+        raise
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders above ``path`` that do not exist, the innermost first."""
+    missing, folder = [], path.parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 @contextlib.contextmanager

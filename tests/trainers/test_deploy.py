@@ -257,9 +257,15 @@ def test_export_errors_are_one_line(trained, tmp_path, capsys, monkeypatch):
     folder = results[(1, 0.0)].artifact_path
     export = ["export", "--model", folder, "--format"]
     one_line_error(capsys, [*export, "onnx", "--out", str(tmp_path / "m.pt")], "--out", ".onnx")
-    one_line_error(
-        capsys, [*export, "torchscript", "--out", str(tmp_path / "no" / "m.pt")], "--out"
+    (tmp_path / "afile").write_text("")
+    under_a_file = tmp_path / "afile" / "m.pt"
+    err = one_line_error(capsys, [*export, "torchscript", "--out", str(under_a_file)])
+    assert err == (
+        f"autoprumux: error: --out: {under_a_file} cannot be written: {tmp_path / 'afile'} is "
+        "not a folder"
     )
+    err = one_line_error(capsys, [*export, "onnx", "--out", str(tmp_path)])
+    assert err == f"autoprumux: error: --out: {tmp_path} is a folder; give a file name"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it had been uninstalled
     one_line_error(
         capsys,
@@ -267,6 +273,90 @@ def test_export_errors_are_one_line(trained, tmp_path, capsys, monkeypatch):
         "pip install onnxruntime",
     )
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_makes_the_missing_folders_of_out(trained, tmp_path, capsys):
+    """As init, report and measure do: ``--out new/sub/m.pt`` makes ``new/sub``."""
+    results, _, _ = trained
+    out = tmp_path / "new" / "sub" / "m.pt"
+    argv = ["export", "--model", results[(1, 0.0)].artifact_path, "--format", "torchscript"]
+    assert main([*argv, "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.pt"]
+
+
+def test_export_refuses_a_model_without_ffns_as_transformers(trained, tmp_path, capsys):
+    """A (1, s) model whose every FFN was pruned away has uniform widths (0), but a removed
+    block passes its input through, which no transformers layer does: one line, exit 2, and
+    neither the checkpoint nor the folder made for it is left."""
+    import dataclasses
+    import shutil
+
+    from trainers.model.checkpoints import save_model
+    from trainers.model.classifier import Classifier
+
+    results, _, _ = trained
+    folder = tmp_path / "no-ffn"
+    shutil.copytree(results[(1, 0.0)].artifact_path, folder)
+    arch = load_classifier(folder).arch
+    save_model(Classifier(dataclasses.replace(arch, intermediate=(0,) * arch.num_layers)), folder)
+    out = tmp_path / "ex" / "tf"
+    argv = ["export", "--model", str(folder), "--format", "transformers", "--out", str(out)]
+    assert one_line_error(capsys, argv) == (
+        "autoprumux: error: a pruned model (FFN width 0 in layers 0, 1: the block removed) has "
+        "no transformers counterpart; only an N = 1, s = 0 model is saved in transformers' format"
+    )
+    assert not (tmp_path / "ex").exists()
+
+
+def test_classify_reads_json_lines_and_parquet_as_the_tsv(trained, tmp_path, capsys):
+    """The dev split as JSON Lines (labels as names) and as Parquet (ids): the same inputs,
+    labels and accuracy as its .tsv, each prediction keyed by its line (JSON Lines) or row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    results, glue, _ = trained
+    folder = results[(2, 0.5)].artifact_path
+    rows = [line.split("\t") for line in (glue / "SST-2" / "dev.tsv").read_text().splitlines()]
+    names = ("negative", "positive")
+    jsonl = tmp_path / "dev.jsonl"
+    jsonl.write_text(
+        "".join(json.dumps({"sentence": s, "label": names[int(y)]}) + "\n" for s, y in rows[1:])
+    )
+    parquet = tmp_path / "dev.parquet"
+    pq.write_table(
+        pa.table({"label": [int(y) for _, y in rows[1:]], "sentence": [s for s, _ in rows[1:]]}),
+        parquet,
+    )
+    documents = {}
+    for path in (glue / "SST-2" / "dev.tsv", jsonl, parquet):
+        assert main(["classify", "--model", folder, "--input", str(path), "--json"]) == 0
+        documents[path.suffix] = json.loads(capsys.readouterr().out)
+    tsv = documents[".tsv"]
+    for document in (documents[".jsonl"], documents[".parquet"]):
+        assert document["inputs"] == 64 and document["label_column"] == "label"
+        assert document["accuracy"] == tsv["accuracy"] == results[(2, 0.5)].accuracy
+        assert [p["label"] for p in document["predictions"]] == [
+            p["label"] for p in tsv["predictions"]
+        ]
+        assert [p["line"] for p in document["predictions"]] == list(range(1, 65))
+
+
+def test_classify_skips_rows_without_text_and_leaves_them_out_of_the_accuracy(
+    trained, tmp_path, capsys
+):
+    results, _, _ = trained
+    path = tmp_path / "in.csv"
+    path.write_text('sentence,label\ngood film,1\n"  ",0\nbad plot,0\n')
+    assert main(["classify", "--model", results[(1, 0.0)].artifact_path, "--input", str(path)]) == 0
+    captured = capsys.readouterr()
+    rows = [row.split("\t") for row in captured.out.splitlines()]
+    assert [row[0] for row in rows] == ["line", "2", "4"]  # line 3 has no text: no row
+    right = (rows[1][1] == "positive") + (rows[2][1] == "negative")
+    assert captured.err.rstrip().endswith(
+        f"; 1 blank line(s) or row(s) without text skipped; accuracy {right / 2:.4f} against "
+        "column 'label'"
+    )
 
 
 def test_classify_reads_stdin_in_a_real_process(trained):

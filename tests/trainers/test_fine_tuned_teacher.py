@@ -6,16 +6,20 @@ computes for that checkpoint on its own, and the trained model's; nothing is tra
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from fixtures import study_text
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from autoprumux.core.study import load_study
+from trainers.model.architecture import Architecture
 from trainers.model.checkpoints import load_classifier
-from trainers.model.hf_checkpoint import save_transformers
+from trainers.model.classifier import Classifier
+from trainers.model.hf_checkpoint import NotDense, check_dense, logits_difference, save_transformers
 from trainers.model.label_map import permute_head
 from trainers.runtime.device import Precision
 from trainers.trial.cache_keys import teacher_folders
@@ -117,6 +121,48 @@ def test_export_writes_a_trained_model_as_a_transformers_checkpoint(
         "an N = 1, s = 0 model is saved in transformers' format\n"
     )
     assert not (tmp_path / "wide").exists() and wide.reason is None
+
+
+DENSE = Architecture.dense(
+    vocab_size=40, hidden_size=32, num_heads=4, intermediate_size=64, num_layers=2, num_labels=2
+)
+WHY_NOT = "has no transformers counterpart; only an N = 1, s = 0 model is saved in transformers'"
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"intermediate": (0, 0)}, "FFN width 0 in layers 0, 1: the block removed"),
+        ({"heads": (0, 0)}, "no attention heads in layers 0, 1: the block removed"),
+        ({"heads": (4, 0), "intermediate": (64, 0)},
+         "no attention heads in layer 1: the block removed; FFN width 0 in layer 1: the block "
+         "removed"),
+        ({"heads": (4, 2)}, "heads per layer 4, 2 of 4"),
+        ({"intermediate": (64, 30)}, "FFN widths per layer 64, 30"),
+        ({"hidden_size": 24}, "hidden size 24 of 32"),
+        ({"head_size": 16}, "a pooler of width 16 on hidden size 32"),
+    ],
+)  # fmt: skip
+def test_a_pruned_architecture_is_refused_naming_what_transformers_lacks(changes, why):
+    with pytest.raises(NotDense) as refused:
+        check_dense(dataclasses.replace(DENSE, **changes))
+    assert str(refused.value) == f"a pruned model ({why}) {WHY_NOT} format"
+
+
+def test_ffns_narrowed_alike_in_every_layer_are_transformers_dense_shape(tmp_path):
+    """FFN width 20 in every layer is intermediate_size = 20: saved, and transformers computes
+    our logits (a width of 0 is not: test above)."""
+    narrow = dataclasses.replace(DENSE, intermediate=(20, 20))
+    check_dense(narrow)
+    torch.manual_seed(0)
+    model = Classifier(narrow).eval()
+    from fixtures import VOCAB
+    from transformers import BertTokenizerFast
+
+    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(VOCAB)})
+    folder = save_transformers(model, tmp_path / "narrow", ("no", "yes"), tokenizer)
+    assert json.loads((folder / "config.json").read_text())["intermediate_size"] == 20
+    assert logits_difference(model, folder, tokenizer, ["good film", "a dull plot"]) < 1e-5
 
 
 def test_a_checkpoint_teacher_is_keyed_apart_from_trained_ones(tmp_path):

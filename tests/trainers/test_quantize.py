@@ -267,7 +267,7 @@ def test_static_qdq_takes_over_where_dynamic_is_refused(exported, tmp_path, monk
     folder = tmp_path / "model"
     shutil.copytree(exported.folder, folder)
     said: list[str] = []
-    done = quantize.export_int8(folder, tmp_path / "static.onnx", said.append)
+    done = quantize.export_int8(folder, tmp_path / "made" / "static.onnx", said.append)
     recipe = done.made.recipe
     # checked on the first 1,024 train examples (the fixture has 512), scales from the first 256
     assert [c.calibration for c in done.made.tried] == [512] * 3
@@ -367,14 +367,15 @@ def _refused(capsys, argv: list[str]) -> tuple[list[str], str]:  # type: ignore[
 
 def test_no_recipe_passing_refuses_the_file(exported, tmp_path, monkeypatch, capsys):
     """Every recipe refused: progress a line per recipe, then one line naming each one's
-    figures; no file, no temporary, the folder as it was."""
+    figures; no file, no temporary, nor the folders made for it, the model folder as it was."""
     folder = tmp_path / "model"
     shutil.copytree(exported.folder, folder)
     before = (folder / INFO_FILE).read_text()
     monkeypatch.setattr(quantize, "MAX_COST", -1.0)  # int8 would have to gain a point
     argv = ["export", "--model", str(folder), "--format", "onnx", "--precision", "int8"]
-    progress, message = _refused(capsys, [*argv, "--out", str(tmp_path / "m.onnx")])
-    assert f"error: {tmp_path / 'm.onnx'}: no int8 recipe keeps" in message
+    out = tmp_path / "new" / "int8" / "m.onnx"
+    progress, message = _refused(capsys, [*argv, "--out", str(out)])
+    assert f"error: {out}: no int8 recipe keeps" in message
     assert message.endswith("; nothing written")
     # the export, each recipe's check as it was known, then nothing more (no dev scoring)
     assert progress[0] == "int8: fp32 file exported; quantizing (calibration: 512 train examples)"

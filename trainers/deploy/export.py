@@ -3,8 +3,9 @@
 The file holds :class:`~trainers.deploy.inference.GroupedClassifier` ([G, N, L] tokens ->
 [G, N, labels] logits, G dynamic) and carries the model's info and tokenizer files (ONNX
 metadata_props, TorchScript extra files), so ``classify --model FILE`` needs nothing else.
-Before the file appears at its path, its logits are checked against PyTorch's on group counts
-other than the traced one; a file over the tolerance is not written.
+Before the file appears at its path (its missing folders made, as every output's), its logits
+are checked against PyTorch's on group counts other than the traced one; a file over the
+tolerance is not written, nor are the folders made for it left.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from autoprumux.core.errors import AutoPruMuxError, FieldError
-from autoprumux.files.atomic import atomic_path
+from autoprumux.files.atomic import atomic_path, check_output, output_folders
 from trainers.deploy.inference import (
     BUNDLE_KEY,
     INPUT_NAMES,
@@ -84,14 +85,13 @@ def export_model(
         import_export_library("onnxruntime")
     if out.suffix != fmt.suffix:
         raise FieldError("--out", f"{out}: a {fmt.value} file ends with {fmt.suffix}")
-    if not out.parent.is_dir():
-        raise FieldError("--out", f"{out.parent} is not a folder")
+    check_output(out, "--out")  # its missing folders are made when it is written
     reference = load_text_classifier(folder, device="cpu")
     backend = reference.backend  # a model folder loads into PyTorch
     assert isinstance(backend, TorchBackend) and isinstance(backend.model, GroupedClassifier)
     module = backend.model
     traced, checked = _sample(reference, 2), (1, 3)
-    with atomic_path(out) as temporary:
+    with output_folders(out), atomic_path(out) as temporary:
         if fmt is ExportFormat.ONNX:
             write_onnx(module, traced, temporary, bundle(folder))
         else:

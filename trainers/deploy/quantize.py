@@ -63,7 +63,7 @@ from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.metrics import Metric, score
 from autoprumux.core.records import RecipeSpeed
 from autoprumux.core.study import ThroughputSection, load_study
-from autoprumux.files.atomic import atomic_path
+from autoprumux.files.atomic import atomic_path, check_output, output_folders
 from trainers.data.tables import load_tables
 from trainers.deploy.export import (
     SAMPLE_SENTENCES,
@@ -181,8 +181,7 @@ def export_int8(
     import_export_library("onnxruntime")
     if out.suffix != ".onnx":
         raise FieldError("--out", f"{out}: an int8 model is an ONNX file, ending with .onnx")
-    if not out.parent.is_dir():
-        raise FieldError("--out", f"{out.parent} is not a folder")
+    check_output(out, "--out")  # its missing folders are made when it is written
     info = read_info(folder)
     # before any work: its study's data must be there
     dev, calibration = study_examples(info, str(folder / INFO_FILE))
@@ -191,7 +190,7 @@ def export_int8(
         exported = export_model(folder, ExportFormat.ONNX, fp32_file)
         rows = len(calibration.labels)
         progress(f"int8: fp32 file exported; quantizing (calibration: {rows} train examples)")
-        with atomic_path(out) as temporary:
+        with output_folders(out), atomic_path(out) as temporary:
             try:
                 dynamic = Path(scratch) / "dynamic.onnx"  # kept where refused: timed against
                 made = make_int8(

@@ -6,8 +6,9 @@ transformers' own key names, and the tokenizer's files, so that
 
 The key names are not written by hand: transformers' model of the config lists its own keys,
 and each is read through :func:`trainers.model.checkpoints.map_key` (the mapping every load
-uses), so a save and a load cannot disagree. A pruned model (layers of different widths) or a
-multiplexed one has no transformers counterpart and is refused in one line.
+uses), so a save and a load cannot disagree. A pruned model (layers of different widths, a
+block removed) or a multiplexed one has no transformers counterpart and is refused in one line
+(:func:`check_dense`).
 """
 
 from __future__ import annotations
@@ -48,19 +49,51 @@ class NotDense(AutoPruMuxError):
 
 
 def check_dense(arch: Architecture) -> None:
-    """Refuse a multiplexed or pruned architecture in one line."""
+    """Refuse a multiplexed or pruned architecture in one line, naming what transformers'
+    dense layers cannot hold."""
     if arch.is_multiplexed:
         raise NotDense(
             f"a multiplexed model (N = {arch.mux_width}) has no transformers counterpart; "
             "only an N = 1, s = 0 model is saved in transformers' format"
         )
-    width = arch.num_heads * arch.head_dim
-    uniform = set(arch.heads) == {arch.num_heads} and len(set(arch.intermediate)) == 1
-    if not uniform or arch.hidden_size != width or arch.head_size != arch.hidden_size:
+    pruned = _pruned_shape(arch)
+    if pruned:
         raise NotDense(
-            "a pruned model (layers of different widths) has no transformers counterpart; "
+            f"a pruned model ({'; '.join(pruned)}) has no transformers counterpart; "
             "only an N = 1, s = 0 model is saved in transformers' format"
         )
+
+
+def _pruned_shape(arch: Architecture) -> list[str]:
+    """What makes ``arch`` other than transformers' dense shape: a removed block (0 heads, FFN
+    width 0: the layer passes its input through there, which a transformers layer cannot, even
+    of ``intermediate_size`` 0: its FFN adds a bias and a LayerNorm), head counts or FFN widths
+    that differ per layer, pruned hidden dims. Empty: the shape transformers' config holds
+    (every layer ``num_heads`` heads and one FFN width, which may be narrower than the base
+    model's)."""
+    why = []
+    for block, widths in (("no attention heads", arch.heads), ("FFN width 0", arch.intermediate)):
+        removed = [layer for layer, width in enumerate(widths) if width == 0]
+        if removed:
+            why.append(f"{block} in {_layers(removed)}: the block removed")
+    if not why and set(arch.heads) != {arch.num_heads}:
+        why.append(f"heads per layer {_listed(arch.heads)} of {arch.num_heads}")
+    if not why and len(set(arch.intermediate)) != 1:
+        why.append(f"FFN widths per layer {_listed(arch.intermediate)}")
+    width = arch.num_heads * arch.head_dim  # the dense model's hidden size
+    if arch.hidden_size != width:
+        why.append(f"hidden size {arch.hidden_size} of {width}")
+    elif arch.head_size != width:
+        why.append(f"a pooler of width {arch.head_size} on hidden size {width}")
+    return why
+
+
+def _layers(indices: Sequence[int]) -> str:
+    return f"layer{'s' if len(indices) > 1 else ''} {_listed(indices)}"
+
+
+def _listed(values: Sequence[int]) -> str:
+    return ", ".join(map(str, values))
 
 
 def hf_config(arch: Architecture, labels: Sequence[str], pad_token_id: int = 0) -> PretrainedConfig:
