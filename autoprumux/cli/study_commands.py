@@ -14,6 +14,7 @@ from autoprumux.cli.options import device_option, json_option, out_option, study
 from autoprumux.cli.progress_bar import ProgressBar
 from autoprumux.core.errors import FieldError
 from autoprumux.core.grid import GridPoint
+from autoprumux.core.study import MAX_BATCH_ROWS
 
 
 @click.command()
@@ -110,7 +111,7 @@ def warmup(study_path: str, n: int, device: str, as_json: bool) -> None:
 )
 @click.option(
     "--batch-rows",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_BATCH_ROWS),
     default=None,
     help="Rows per batch; a batch holds rows x N sequences (the paper: 128).",
 )

@@ -57,6 +57,9 @@ _Dataclass = TypeVar("_Dataclass", bound=_DataclassInstance)
 SCHEMA_VERSION = 1
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # [training] precision
 DETERMINISTIC = ("off", "strict")  # [training] deterministic
+# [throughput] batch_rows at most: far past any device's memory at any N (the harness halves a
+# batch that does not fit), and below what a tensor's shape can hold
+MAX_BATCH_ROWS = 1 << 20
 EVERY = tuple(EVERY_STAGE)  # a field every artifact's build reads
 TASK_STAGES = (Stage.TEACHER, Stage.TRIAL)  # the task phases' artifacts: not the warm-up
 # Fields earlier releases accepted and this one ignores, with why: a study file that still sets
@@ -749,7 +752,12 @@ class ThroughputSection:
         default="float32",
         metadata=_measured("`float32` only (bf16 and fp16 are [deploy] precisions)"),
     )
-    batch_rows: int = field(default=128, metadata=_measured("a batch is batch_rows × N sequences"))
+    batch_rows: int = field(
+        default=128,
+        metadata=_measured(
+            "a batch is batch_rows × N sequences, halved until it fits in memory (at most 1048576)"
+        ),
+    )
     examples_per_pass: int = field(
         default=1024,
         metadata=_measured("one pass times about this many examples (SST-2 dev: 872)"),
@@ -774,8 +782,9 @@ class ThroughputSection:
                 "would be labelled fp32 but served in another precision); time bf16 or fp16 by "
                 "adding them to [deploy] precisions",
             )
-        for name in ("batch_rows", "examples_per_pass", "passes", "trial_examples_per_pass"):
+        for name in ("examples_per_pass", "passes", "trial_examples_per_pass"):
             _check_range(name, getattr(self, name), 1, None)
+        _check_range("batch_rows", self.batch_rows, 1, MAX_BATCH_ROWS)
         _check_range("warmup_passes", self.warmup_passes, 0, None)
         _check_range("threads", self.threads, 0, None)
 

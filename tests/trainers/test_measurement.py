@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from autoprumux.cli.main import main
+from autoprumux.core.errors import FieldError
 from autoprumux.core.precision import Precision
-from autoprumux.core.study import ThroughputSection
+from autoprumux.core.study import MAX_BATCH_ROWS, ThroughputSection
 from autoprumux.files.results_io import read_throughput_table
 from trainers.deploy.timing import MeasureError, fitting_pass
 from trainers.model.architecture import (
@@ -88,6 +89,10 @@ def test_trained_models_are_measured_beside_their_estimates(tiny_study_file, cap
     [
         (["--device", "cuda"], "no CUDA device is available here"),
         (["--dtype", "bfloat16"], "dtype: 'bfloat16' is not float32: the fp32 rows are timed"),
+        (  # a number past what a tensor's shape holds was a traceback
+            ["--batch-rows", "99999999999999999999"],
+            "'--batch-rows': 99999999999999999999 is not in the range 1<=x<=1048576",
+        ),
     ],
 )
 def test_bad_measure_options(tiny_study_file, capsys, args, message):
@@ -99,22 +104,45 @@ def test_bad_measure_options(tiny_study_file, capsys, args, message):
 
 
 class Choking(torch.nn.Module):
-    """Runs out of memory on batches above 64 sequences."""
+    """Runs out of memory on batches above 64 sequences: a GPU's error, or the CPU allocator's
+    (a plain RuntimeError, worded as torch words it)."""
 
     arch = DENSE["tiny"]
 
+    def __init__(self, error=None):
+        super().__init__()
+        self.error = error or torch.OutOfMemoryError("fake: out of memory")
+
     def forward(self, ids, mask):
         if ids.shape[0] > 64:
-            raise torch.OutOfMemoryError("fake: out of memory")
+            raise self.error
         return ids.float().sum()
 
 
-def test_a_batch_that_does_not_fit_backs_off():
+CPU_ALLOCATOR = RuntimeError(
+    "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: you "
+    "tried to allocate 98304000000 bytes. Error code 12 (Cannot allocate memory)"
+)
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("fake: out of memory"), CPU_ALLOCATOR])
+def test_a_batch_that_does_not_fit_backs_off(error):
     settings = ThroughputSection(batch_rows=128, examples_per_pass=128)
-    run, rows = fitting_pass(Choking(), 2, settings, 8, "cpu")
+    run, rows = fitting_pass(Choking(error), 2, settings, 8, "cpu")
     assert rows == 32 and run() == 128  # 32 rows x N = 2: 64 sequences, two batches a pass
     with pytest.raises(MeasureError, match="does not fit in memory"):
-        fitting_pass(Choking(), 128, settings, 8, "cpu")
+        fitting_pass(Choking(error), 128, settings, 8, "cpu")
+
+
+def test_another_runtime_error_is_not_taken_for_memory():
+    settings = ThroughputSection(batch_rows=128, examples_per_pass=128)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        fitting_pass(Choking(RuntimeError("shape mismatch")), 2, settings, 8, "cpu")
+
+
+def test_batch_rows_past_any_memory_are_refused():
+    with pytest.raises(FieldError, match=r"batch_rows: 1048577 is not \[1, 1048576\]"):
+        ThroughputSection(batch_rows=MAX_BATCH_ROWS + 1)
 
 
 def test_timing_a_model_leaves_the_callers_random_stream_alone():

@@ -397,13 +397,13 @@ def fitting_pass(
     generator = torch.Generator(device=device).manual_seed(0)
     while rows >= 1:
         batch = rows * width
-        ids = torch.randint(
-            0, model.arch.vocab_size, (batch, seq_len), device=device, generator=generator
-        )
-        ids[:, 0] = model.arch.cls_token_id
-        mask = torch.ones_like(ids)
         batches = max(1, math.ceil(settings.examples_per_pass / batch))
         try:
+            ids = torch.randint(
+                0, model.arch.vocab_size, (batch, seq_len), device=device, generator=generator
+            )
+            ids[:, 0] = model.arch.cls_token_id
+            mask = torch.ones_like(ids)
             with torch.inference_mode():
                 model(ids, mask)
                 forward = (
@@ -421,11 +421,22 @@ def fitting_pass(
                 return batches * batch
 
             return run, rows
-        except torch.OutOfMemoryError:
+        except RuntimeError as err:  # torch.OutOfMemoryError is one
+            if not out_of_memory(err):
+                raise
+            del err  # its traceback holds the batch's tensors
             torch.cuda.empty_cache()
             rows //= 2
     raise MeasureError(
         f"even one row of {width} sequences of {seq_len} tokens does not fit in memory"
+    )
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation that failed: a GPU's (``torch.OutOfMemoryError``) or
+    the CPU allocator's (a plain RuntimeError, "DefaultCPUAllocator: can't allocate memory")."""
+    return isinstance(err, torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
     )
 
 
