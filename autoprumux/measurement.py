@@ -35,7 +35,7 @@ from autoprumux.core.progress import Progress, ProgressCallback
 from autoprumux.core.study import Study, ThroughputSection
 from autoprumux.core.throughput import OPTIONAL_THROUGHPUT_COLUMNS, THROUGHPUT_COLUMNS
 from autoprumux.files.atomic import check_output
-from autoprumux.files.results_io import TableFormat, write_table
+from autoprumux.files.results_io import TableFormat, read_table, write_table
 from trainers.deploy.timing import (
     LATENCY_PASS_SECONDS,
     TIMING_EAGER,
@@ -207,7 +207,23 @@ def check_table_output(out_path: str | None, study: Study, settings: ThroughputS
         TableFormat.of(path)
     except DataError as err:
         raise FieldError(option, str(err)) from None
+    if path.is_file() and not _throughput_table(path):
+        raise FieldError(
+            option,
+            f"{path} exists and is not a throughput table (a results table, or another file): "
+            "measuring would replace it; give another file",
+        )
     return path
+
+
+def _throughput_table(path: Path) -> bool:
+    """Whether the file is a throughput table (which a new measurement may replace): it reads
+    as one and holds no accuracy (a results table's rows also have a throughput)."""
+    try:
+        rows, _ = read_table(path, required=THROUGHPUT_COLUMNS)
+    except DataError:
+        return False
+    return not any("accuracy" in row for row in rows)
 
 
 def run_measure(

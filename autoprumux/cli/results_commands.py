@@ -218,18 +218,17 @@ def report(
     out_path: str | None,
 ) -> None:
     """Write the HTML report: Pareto frontiers, top-3 per budget, surrogate quality, cost."""
-    from autoprumux.files.atomic import check_output
     from autoprumux.report import sources as report_command
     from autoprumux.report.html import write_report
-    from autoprumux.report.sources import default_report_path
+    from autoprumux.report.sources import check_report_output, default_report_path
 
     chosen = budget_from(budget, relative_budget, min_accuracy, default=0.03)
     # the output is checked before anything is read; the title is the one the data will have
     if results_path and not storage:
-        out = check_output(out_path or default_report_path(Path(results_path).stem), "--out")
+        out = check_report_output(out_path or default_report_path(Path(results_path).stem))
         data = report_command.from_results(results_path, task, chosen, throughput_path)
     elif storage and study_name and not results_path:
-        out = check_output(out_path or default_report_path(study_name), "--out")
+        out = check_report_output(out_path or default_report_path(study_name))
         from autoprumux.loop.storage_check import check_existing_storage  # SQLAlchemy, Optuna
 
         check_existing_storage(storage)  # before Optuna opens (and writes to) it

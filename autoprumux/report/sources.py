@@ -47,6 +47,19 @@ def file_name(title: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-.") or "report"
 
 
+def check_report_output(path: str | Path, option: str = "--out") -> Path:
+    """Where a report goes, refused before anything is read unless it can be written and is
+    an HTML file: a report written over a study's database, study file or results table would
+    lose them."""
+    from autoprumux.core.errors import FieldError
+    from autoprumux.files.atomic import check_output
+
+    path = check_output(path, option)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise FieldError(option, f"{path}: a report is an HTML file, ending with .html")
+    return path
+
+
 def default_report_path(title: str) -> Path:
     """Where ``autoprumux report`` writes without --out: reports/<title>.html."""
     return Path("reports") / f"{file_name(title)}.html"

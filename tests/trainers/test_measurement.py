@@ -402,3 +402,14 @@ def test_the_time_to_measure_a_missing_table_is_forecast(monkeypatch):
         pytest.approx(7 * 18 * 2.05)
     )
     assert exported == [4]  # nothing exported for fp32 alone
+
+
+def test_only_a_throughput_table_is_measured_over():
+    """measure --out replaces a throughput table (shipped: the paper grid's), never a results
+    table (whose rows also hold a throughput) or another file."""
+    from autoprumux.measurement import _throughput_table
+
+    root = Path(__file__).resolve().parents[2] / "studies"
+    assert _throughput_table(root / "throughput" / "sst2-cuda-float32.json")
+    assert not _throughput_table(root / "results" / "synthetic-sst2.csv")
+    assert not _throughput_table(root / "sst2.toml")
