@@ -74,6 +74,7 @@ def search(
     from autoprumux.session.search_request import SearchRequest
     from autoprumux.session.search_session import SearchSession
 
+    _check_types(locals())
     request = SearchRequest(
         task=task,
         study_path=os.fspath(study),
@@ -96,6 +97,45 @@ def search(
         objective=Objective.parse(objective),
     )
     return SearchSession(request, progress).run()
+
+
+# search()'s arguments -> the CLI option each stands for and the Python types it takes (what
+# the CLI's parser would have turned text into); None is taken where the default is None
+_NUMBER = (int, float)
+_PATH = (str, os.PathLike)
+_ARGUMENTS: dict[str, tuple[str, tuple[type, ...], bool]] = {  # (option, types, None allowed)
+    "study": ("--study", _PATH, False),
+    "gpus": ("--gpus", _NUMBER, True),
+    "gpus_per_trial": ("--gpus-per-trial", _NUMBER, False),
+    "cpus_per_trial": ("--cpus-per-trial", _NUMBER, True),
+    "executor": ("--executor", (str,), False),
+    "device": ("--device", (str,), False),
+    "address": ("--address", (str,), True),
+    "storage": ("--storage", (str,), True),
+    "trainer": ("--trainer", (str,), False),
+    "throughput": ("--throughput", _PATH, True),
+    "max_gpu_hours": ("--max-gpu-hours", _NUMBER, True),
+    "timeout": ("--timeout", _NUMBER, True),
+    "early_stop": ("--no-early-stop", (bool,), False),
+    "objective": ("--objective", (str,), False),
+    "task": ("--task", (str,), True),
+}
+_TYPE_NAMES = {_NUMBER: "a number", _PATH: "a path", (str,): "a string", (bool,): "True or False"}
+
+
+def _check_types(arguments: dict[str, object]) -> None:
+    """A :func:`search` argument of a type its option could not hold, in one line naming the
+    option (a number given as text is not read: the CLI's parser does that for the CLI)."""
+    for name, (option, types, optional) in _ARGUMENTS.items():
+        value = arguments[name]
+        if value is None and optional:
+            continue
+        number = types is _NUMBER and isinstance(value, bool)  # True is an int to Python
+        if number or not isinstance(value, types):
+            raise FieldError(option, f"{name}={value!r} is not {_TYPE_NAMES[types]}")
+    progress = arguments["progress"]
+    if progress is not None and not callable(progress):
+        raise FieldError("progress", f"{progress!r} is not a function of one line")
 
 
 def __getattr__(name: str) -> object:

@@ -34,6 +34,9 @@ class Budget:
     value: float  # a fraction: 0.03 is 3 points (absolute), 3% (relative) or 3% accuracy (floor)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.kind, BudgetKind):  # a typed kind is refused as a bad value is
+            kinds = ", ".join(kind.name for kind in BudgetKind)
+            raise FieldError("kind", f"{self.kind!r} is not a BudgetKind ({kinds})")
         field = {
             BudgetKind.ABSOLUTE: "budget",
             BudgetKind.RELATIVE: "relative_budget",

@@ -307,6 +307,34 @@ def test_every_study_attribute_write_is_retried_when_the_database_is_busy(tmp_pa
     assert attrs["train_command"]["study"] == asked.study_path
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"gpus": "2"}, "--gpus: gpus='2' is not a number"),
+        ({"gpus_per_trial": "1"}, "--gpus-per-trial: gpus_per_trial='1' is not a number"),
+        ({"cpus_per_trial": True}, "--cpus-per-trial: cpus_per_trial=True is not a number"),
+        ({"max_gpu_hours": "2"}, "--max-gpu-hours: max_gpu_hours='2' is not a number"),
+        ({"timeout": "10"}, "--timeout: timeout='10' is not a number"),
+        ({"storage": 5}, "--storage: storage=5 is not a string"),
+        ({"study": None}, "--study: study=None is not a path"),
+        ({"study": 5}, "--study: study=5 is not a path"),
+        ({"early_stop": "no"}, "--no-early-stop: early_stop='no' is not True or False"),
+        ({"progress": 5}, "progress: 5 is not a function of one line"),
+    ],
+)
+def test_the_python_api_refuses_an_argument_of_the_wrong_type_naming_its_option(
+    tmp_path, changes, message
+):
+    """What the CLI's parser turns into the option's type is refused in Python, before any
+    work: the study's storage is not created."""
+    asked = request(tmp_path)
+    arguments = {"study": asked.study_path, "budget": 0.03, "storage": asked.storage}
+    with pytest.raises(FieldError) as error:
+        autoprumux.search(**{**arguments, **changes})
+    assert str(error.value) == message
+    assert not list(tmp_path.glob("*.db"))
+
+
 # -- progress --------------------------------------------------------------------------------
 
 
@@ -341,3 +369,12 @@ def test_the_cli_timeout_stops_the_search_and_a_bad_one_is_one_line(tmp_path, ca
         assert main([*argv, "--timeout", bad]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert "--timeout" in line
+
+
+@pytest.mark.parametrize("kind", ["relative", None])
+def test_a_budget_of_no_budget_kind_is_one_line(kind):
+    with pytest.raises(FieldError) as error:
+        Budget(kind, 0.03)  # type: ignore[arg-type]
+    assert str(error.value) == (
+        f"kind: {kind!r} is not a BudgetKind (ABSOLUTE, RELATIVE, MIN_ACCURACY)"
+    )
