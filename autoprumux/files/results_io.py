@@ -123,8 +123,9 @@ def read_table(
 def _read_csv(path: Path) -> tuple[list[dict[str, object]], set[str]]:
     """Rows of a CSV file as {header: cell text} (we parse numbers ourselves, to name the bad
     cell). A row may end with empty cells the header lacks (``1,0,0.9,``: a trailing comma),
-    which are dropped, never read as a shifted row; a row with more values than the header is
-    refused. Blank lines are skipped and do not count as rows."""
+    which are dropped, never read as a shifted row; a row with more values than the header, or
+    fewer (a file cut off while it was written), is refused. Blank lines are skipped and do not
+    count as rows."""
     with path.open(encoding="utf-8-sig", newline="") as handle:  # -sig: a BOM is not a name
         lines = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
     if not lines:
@@ -136,14 +137,14 @@ def _read_csv(path: Path) -> tuple[list[dict[str, object]], set[str]]:
     rows: list[dict[str, object]] = []
     for number, cells in enumerate(body, start=1):
         extra = cells[len(header) :]
-        if any(cell.strip() for cell in extra):
+        if any(cell.strip() for cell in extra) or len(cells) < len(header):
+            cut = " (cut off: was the file written whole?)" if len(cells) < len(header) else ""
             raise DataError(
                 str(path),
-                f"has {len(cells)} values but the header names {len(header)} columns",
+                f"has {len(cells)} values but the header names {len(header)} columns{cut}",
                 row=number,
             )
-        cells = cells[: len(header)] + [""] * (len(header) - len(cells))  # short rows: empty
-        rows.append(dict(zip(header, cells, strict=True)))
+        rows.append(dict(zip(header, cells[: len(header)], strict=True)))
     return rows, set(header)
 
 

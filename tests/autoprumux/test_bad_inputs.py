@@ -501,7 +501,8 @@ def test_a_bad_input_is_one_line_and_writes_nothing(
 
 def test_rows_ending_with_a_comma_are_read_as_written(tmp_path, capsys):
     """A trailing comma the header lacks is an empty cell, not a shifted row ("n: 0"); a BOM
-    and blank lines are no data; a short row's missing cells are empty."""
+    and blank lines are no data; a short row is refused: a file cut off while it was written
+    (its missing cells optional ones, it read as a smaller grid with another answer)."""
     path = tmp_path / "r.csv"
     header = "\ufefftask,n,sparsity,accuracy,throughput"
     path.write_text(f"{header}\nsst2,1,0,0.9,100,\n\nsst2,2,0.5,0.88,180,,\n")
@@ -515,9 +516,12 @@ def test_rows_ending_with_a_comma_are_read_as_written(tmp_path, capsys):
     path.write_text(f"{header}\nsst2,1,0,0.9,100,\n\nsst2,2,0.5,0.88\n")
     assert main(["predict", "--results", str(path), "--budget", "0.03"]) == 2
     assert capsys.readouterr().err == (
-        f"autoprumux: error: {path}: row 2: field 'throughput': is missing; a complete trial "
-        "needs it\n"
+        f"autoprumux: error: {path}: row 2: has 4 values but the header names 5 columns (cut "
+        "off: was the file written whole?)\n"
     )
+    path.write_text(f"{header},notes\nsst2,1,0,0.9,100,fine\nsst2,2,0.5,0.88,180\n")
+    assert main(["predict", "--results", str(path), "--budget", "0.03"]) == 2
+    assert "row 2: has 5 values but the header names 6 columns (cut off" in capsys.readouterr().err
 
 
 def test_warmup_refuses_a_multiplexed_checkpoint_before_reading_the_task(
