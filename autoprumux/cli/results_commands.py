@@ -246,6 +246,8 @@ def _load(
     """The results, the task they are read for, and the throughput table to rank by."""
     from autoprumux.files.results_io import read_results, read_throughput_table
 
+    if throughput_task and not throughput_path:
+        raise FieldError("--throughput-task", "is read only with --throughput (its table's task)")
     results = read_results(results_path)
     task = results.resolve_task(task)
     if throughput_path:

@@ -256,6 +256,12 @@ def read_throughput_table(path: str | Path, task: str | None = None) -> Throughp
         raise DataError(
             source, f"holds tasks {', '.join(tasks)}; choose one with --throughput-task"
         )
+    if task is not None and not tasks:
+        raise DataError(
+            source,
+            f"has no task column (its rows serve any task): --throughput-task {task} picks one "
+            "task's rows of a table that holds several",
+        )
     if task is not None and task not in tasks:
         raise DataError(source, f"has no rows for task {task!r} (it has: {', '.join(tasks)})")
     throughput: dict[GridPoint, float] = {}

@@ -309,7 +309,9 @@ class SearchDriver:
         busy = len(set(running) | set(self.pending))  # trials running now, in every search
         cap = self._cap(trained + busy, gpu_hours)
         if cap:
-            self.stop_reason = cap
+            # a cap reached with nothing left to train stopped nothing: the answer is known
+            known = not (self.pending or running or self.proposer.propose(state, 1))
+            self.stop_reason = StopReason.ANSWER_KNOWN if known else cap
             return Suggestion(finished=not self.pending)
         slots = min(free_slots, (self.config.max_trials or math.inf) - trained - busy)
         points = self.proposer.propose(state, int(slots)) if slots > 0 else []

@@ -202,6 +202,18 @@ def test_caps_stop_the_search(tmp_path, grid_file):
     assert outcome.stop_reason is StopReason.MAX_TRIALS and outcome.trainings_total == 3
 
 
+def test_a_cap_reached_once_the_answer_is_known_says_the_answer_is_known(tmp_path, grid_file):
+    """A rerun whose cap equals the trainings the study holds stops nothing: it answers for
+    the reason it would answer without the cap (it said "max trials" before, and with a larger
+    cap "answer known", for the same study and answer)."""
+    replay = ReplayTrainer(path=str(grid_file))
+    done = run_local(driver_for(tmp_path), replay, 1)
+    assert done.stop_reason is StopReason.ANSWER_KNOWN
+    rerun = run_local(driver_for(tmp_path, max_trials=done.trainings_total), replay, 1)
+    assert rerun.stop_reason is StopReason.ANSWER_KNOWN and rerun.trainings_this_run == 0
+    assert rerun.best == done.best
+
+
 def test_the_optuna_study_is_what_the_dashboard_reads(tmp_path, grid_file):
     import optuna
 
