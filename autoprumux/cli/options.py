@@ -111,8 +111,17 @@ def out_option(
         "out_path",
         required=required,  # no default=None (see study_option)
         type=click.Path(dir_okay=folder_ok),
+        callback=_not_empty,
         help=help,
     )
+
+
+def _not_empty(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
+    """An empty ``--out ''`` (a shell variable that was never set) is refused: taken for the
+    default, it would replace the default file."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("an empty path; leave --out out for the default", context)
+    return value
 
 
 def model_option(help: str) -> Callable[[Command], Command]:  # noqa: A002 - click's name

@@ -208,6 +208,8 @@ CASES = [
        process=True),
     _c("report-out-folder", "report", "--results", GOOD, "--out", "{p}/emptydir",
        expect="--out"),
+    _c("report-out-empty", "report", "--results", GOOD, "--out", "",
+       expect="'--out': an empty path; leave --out out for the default"),
     # a report written over its own input (or any other file than HTML) lost it
     _c("report-out-onto-its-results", "report", "--results", GOOD, "--out", GOOD,
        expect="good.csv: a report is an HTML file, ending with .html"),
