@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.metrics import Metric, score
+from autoprumux.files.cell_text import scalar_text
 
 if TYPE_CHECKING:
     from trainers.deploy.inference import PredictedLabel
@@ -302,20 +303,15 @@ def _check_pair(values: Sequence[str], names: Sequence[str], where: str) -> None
 
 
 def _text(cell: Cell, column: str, where: str) -> str:
-    """A cell as text: JSON's and Parquet's numbers as written (a float label 1.0 as "1", as
-    pandas writes integer labels with a gap), nothing as empty; a list or an object refused."""
-    if isinstance(cell, str):
-        return cell
+    """A cell as text (:func:`~autoprumux.files.cell_text.scalar_text`: a float label 1.0 as
+    "1"), nothing as empty; a list or an object refused."""
     if cell is None:
         return ""
-    if isinstance(cell, bool):
-        return "true" if cell else "false"
-    if isinstance(cell, float) and cell.is_integer():
-        return str(int(cell))
     if isinstance(cell, list | tuple | dict):
         kind = "an object" if isinstance(cell, dict) else "a list"
         raise InputError(f"{where}: column {column!r} holds {kind}; a cell holds one text or label")
-    return str(cell)
+    text = scalar_text(cell)
+    return str(cell) if text is None else text
 
 
 def _text_positions(table: _Table, source: str, spec: InputSpec, columns: str | None) -> list[int]:

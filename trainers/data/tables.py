@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from autoprumux.core.data_spec import DataSpec, FileFormat, FileSource, HubSource, Source
 from autoprumux.core.errors import DataError
+from autoprumux.files.cell_text import scalar_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -317,17 +318,15 @@ def _json_values_as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _json_text(encoded: str | None) -> str | None:
-    """One JSON value as text (:func:`_json_as_text`)."""
-    value = json.loads(encoded) if encoded is not None else None
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, int | float):
-        return str(value)
-    return encoded  # a list or an object
+    """One JSON value as text (:func:`_json_as_text`): a null as None, a list or an object as
+    its JSON text."""
+    if encoded is None:
+        return None
+    value = json.loads(encoded)
+    if value is None:
+        return None
+    text = scalar_text(value)
+    return encoded if text is None else text
 
 
 def _read_failure(err: Exception, source: FileSource) -> str:
