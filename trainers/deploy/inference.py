@@ -375,13 +375,20 @@ def _unbundle(text: str | None, path: Path, kind: str) -> tuple[ModelInfo, PreTr
 def _tokenizer(folder: Path, where: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
+    from trainers.model.checkpoints import holds_vocabulary, special_tokens_only
+
     try:
-        return AutoTokenizer.from_pretrained(str(folder))
+        tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(str(folder))
+        # transformers builds a tokenizer of the special tokens alone from a folder without
+        # a vocabulary, which would read every word as unknown
+        if not holds_vocabulary(folder) or special_tokens_only(tokenizer):
+            raise ValueError("no vocabulary file")
     except Exception as err:
         raise NotAModelError(
             f"{where}: no usable tokenizer ({error_line(err)}); a model folder holds its "
             f"tokenizer files beside {INFO_FILE}"
         ) from None
+    return tokenizer
 
 
 def import_export_library(name: str) -> ModuleType:

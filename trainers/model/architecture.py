@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoprumux.core.errors import FieldError
+from autoprumux.core.errors import FieldError, parse_choice
 
 
 class Family(enum.Enum):
@@ -43,7 +45,7 @@ MODEL_TYPES: dict[str, Family] = {
 def family_of(config: dict[str, Any]) -> Family:
     """The family of a Hugging Face ``config.json``, or a FieldError naming the supported ones."""
     model_type = config.get("model_type")
-    if model_type not in MODEL_TYPES:
+    if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
         raise FieldError(
             "model_type",
             f"{model_type!r} is not supported; supported model types: {', '.join(MODEL_TYPES)}",
@@ -191,34 +193,38 @@ class Architecture:
         if config.get("position_embedding_type", "absolute") != "absolute":
             raise FieldError("position_embedding_type", "only 'absolute' positions are supported")
         mux: dict[str, Any] = {}
-        if config.get("num_instances", 1) > 1:
+        width = _whole_number(config, "num_instances", default=1)
+        if width > 1:
             if config.get("muxing_variant", "gaussian_hadamard") != "gaussian_hadamard":
                 raise FieldError("muxing_variant", "only 'gaussian_hadamard' is supported")
+            demux = config.get("demuxing_variant", "index_pos")
             mux = {
-                "mux_width": config["num_instances"],
+                "mux_width": width,
                 "mux_style": MuxStyle.PUBLISHED,
-                "key_norm": float(config.get("gaussian_hadamard_norm", 1.0)),
-                "demux": DemuxKind(config.get("demuxing_variant", "index_pos")),
+                "key_norm": float(_number(config, "gaussian_hadamard_norm", 1.0, 0, math.inf)),
+                "demux": parse_choice(DemuxKind, demux, "demuxing_variant"),
                 # the released DataMUX code reads a config without the key as depth 2
-                "demux_depth": config.get("num_hidden_demux_layers", 2),
+                "demux_depth": _whole_number(config, "num_hidden_demux_layers", 2, minimum=2),
             }
+        hidden_size = _whole_number(config, "hidden_size")
         own: dict[str, Any] = {}  # the family's fields, only where they are not BERT's
         if family is Family.ELECTRA:
-            size = config.get("embedding_size", config["hidden_size"])
-            own = {"embedding_size": size if size != config["hidden_size"] else 0}
+            size = _whole_number(config, "embedding_size", default=hidden_size)
+            own = {"embedding_size": size if size != hidden_size else 0}
         elif family is Family.ROBERTA:
-            own = {"padding_idx": config.get("pad_token_id", 1)}
+            own = {"padding_idx": _whole_number(config, "pad_token_id", 1, minimum=0)}
         values = {
-            "num_layers": config["num_hidden_layers"],
-            "hidden_size": config["hidden_size"],
-            "num_heads": config["num_attention_heads"],
-            "intermediate_size": config["intermediate_size"],
-            "vocab_size": config["vocab_size"],
-            "max_positions": config.get("max_position_embeddings", 512),
-            "type_vocab_size": config.get("type_vocab_size", 2),
-            "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
-            "hidden_dropout": config.get("hidden_dropout_prob", 0.1),
-            "attention_dropout": config.get("attention_probs_dropout_prob", 0.1),
+            "num_layers": _whole_number(config, "num_hidden_layers"),
+            "hidden_size": hidden_size,
+            "num_heads": _whole_number(config, "num_attention_heads"),
+            "intermediate_size": _whole_number(config, "intermediate_size"),
+            "vocab_size": _whole_number(config, "vocab_size"),
+            "max_positions": _whole_number(config, "max_position_embeddings", 512),
+            # 0: no token-type table (token types are ignored)
+            "type_vocab_size": _whole_number(config, "type_vocab_size", 2, minimum=0),
+            "layer_norm_eps": _number(config, "layer_norm_eps", 1e-12, 0, math.inf),
+            "hidden_dropout": _number(config, "hidden_dropout_prob", 0.1, 0, 1),
+            "attention_dropout": _number(config, "attention_probs_dropout_prob", 0.1, 0, 1),
             "num_labels": _num_labels(config),
             **({"family": family} if family is not Family.BERT else {}),
             **own,
@@ -272,37 +278,80 @@ def with_layers(config: dict[str, Any], num_layers: int, name: str = "the model"
     key = "n_layers" if config.get("model_type") == "distilbert" else "num_hidden_layers"
     if not num_layers or key not in config:
         return config
-    if num_layers > config[key]:
+    layers = _whole_number(config, key)
+    if num_layers > layers:
         raise FieldError(
             "model.num_layers",
-            f"{num_layers} is more than the {config[key]} layers of {name}; give at most "
-            f"{config[key]} (0: all of them)",
+            f"{num_layers} is more than the {layers} layers of {name}; give at most "
+            f"{layers} (0: all of them)",
         )
     return {**config, key: num_layers}
 
 
+def _whole_number(
+    config: dict[str, Any], name: str, default: int | None = None, minimum: int = 1
+) -> int:
+    """``config[name]`` (``default`` where it is absent; None: the field is required), or a
+    FieldError naming the field, its value and what is allowed: a whole number >= ``minimum``.
+    JSON's ``2.0``, ``true`` and ``null`` are refused here, where they would otherwise fail
+    later as a TypeError deep in the model (``true`` is an int to Python)."""
+    allowed = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
+    if default is None and name not in config:
+        raise FieldError(name, f"is missing; give {allowed}")
+    value = config.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise FieldError(name, f"{_as_json(value)} is not {allowed}")
+    return value
+
+
+def _number(config: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    """``config[name]`` (``default`` where it is absent) as given, once it is a finite number
+    from ``low`` to ``high``; a FieldError naming the field, its value and the range otherwise.
+    The value is not converted: an architecture.json (and the cache keys derived from it) keeps
+    a config's ``0`` as ``0``."""
+    allowed = f"a number >= {low:g}" if high == math.inf else f"a number from {low:g} to {high:g}"
+    value = config.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FieldError(name, f"{_as_json(value)} is not {allowed}")
+    if not (math.isfinite(value) and low <= value <= high):  # Python's JSON reads NaN, Infinity
+        raise FieldError(name, f"{_as_json(value)} is not {allowed}")
+    return value
+
+
+def _as_json(value: Any) -> str:
+    """A config value as config.json spells it (``null``, ``true``, ``"two"``)."""
+    return json.dumps(value, default=repr)
+
+
 def _num_labels(config: dict[str, Any]) -> int:
-    return int(config.get("num_labels", len(config.get("id2label", {})) or 2))
+    id2label = config.get("id2label") or {}
+    if not isinstance(id2label, dict):
+        raise FieldError("id2label", f"{_as_json(id2label)} is not an object of label id: name")
+    return _whole_number(config, "num_labels", len(id2label) or 2)
 
 
 def _distilbert_values(config: dict[str, Any]) -> dict[str, Any]:
     """Architecture.dense's arguments from a DistilBERT config (its own field names)."""
-    if config.get("sinusoidal_pos_embds", False):
-        raise FieldError("sinusoidal_pos_embds", "true is not supported for distilbert; only false")
+    if config.get("sinusoidal_pos_embds", False) is not False:
+        raise FieldError(
+            "sinusoidal_pos_embds",
+            f"{_as_json(config['sinusoidal_pos_embds'])} is not supported for distilbert; "
+            "only false",
+        )
     if config.get("activation", "gelu") != "gelu":
         raise FieldError("activation", f"{config['activation']!r} is not supported; only 'gelu'")
     return {
         "family": Family.DISTILBERT,
-        "num_layers": config["n_layers"],
-        "hidden_size": config["dim"],
-        "num_heads": config["n_heads"],
-        "intermediate_size": config["hidden_dim"],
-        "vocab_size": config["vocab_size"],
-        "max_positions": config.get("max_position_embeddings", 512),
+        "num_layers": _whole_number(config, "n_layers"),
+        "hidden_size": _whole_number(config, "dim"),
+        "num_heads": _whole_number(config, "n_heads"),
+        "intermediate_size": _whole_number(config, "hidden_dim"),
+        "vocab_size": _whole_number(config, "vocab_size"),
+        "max_positions": _whole_number(config, "max_position_embeddings", 512),
         "type_vocab_size": 0,  # DistilBERT has no token-type table
         "layer_norm_eps": 1e-12,  # fixed in DistilBERT's code
-        "hidden_dropout": config.get("dropout", 0.1),
-        "attention_dropout": config.get("attention_dropout", 0.1),
+        "hidden_dropout": _number(config, "dropout", 0.1, 0, 1),
+        "attention_dropout": _number(config, "attention_dropout", 0.1, 0, 1),
         "num_labels": _num_labels(config),
     }
 

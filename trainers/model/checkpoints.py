@@ -73,6 +73,20 @@ if TYPE_CHECKING:
 
 WEIGHTS_FILE = "model.safetensors"
 ARCHITECTURE_FILE = "architecture.json"
+# The files that hold a tokenizer's vocabulary, by the names transformers reads them under:
+# tokenizer.json (a fast tokenizer, any family), or a slow tokenizer's own files: vocab.txt
+# (WordPiece: BERT, ELECTRA, DistilBERT), vocab.json with merges.txt (byte-level BPE: RoBERTa),
+# a SentencePiece model (XLM-R's sentencepiece.bpe.model; spiece.model, tokenizer.model).
+# tokenizer_config.json and special_tokens_map.json hold settings only, no vocabulary.
+VOCABULARY_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "tokenizer.model",
+)
 
 _LAYER = r"encoder\.layer\.(\d+)\."
 _BERT_ENCODER_RULES = [
@@ -225,7 +239,7 @@ def resolve_model_path(name_or_path: str) -> Path:
                     "config.json",
                     "*.safetensors",
                     "pytorch_model.bin",
-                    "vocab.txt",
+                    *VOCABULARY_FILES,
                     "tokenizer*",
                     "special_tokens_map.json",
                 ],
@@ -239,10 +253,21 @@ def resolve_model_path(name_or_path: str) -> Path:
 
 
 def read_hf_config(folder: Path) -> dict[str, Any]:
+    """A checkpoint folder's config.json: a JSON object, or refused in one line."""
     config = folder / "config.json"
     if not config.is_file():
         raise CheckpointError(f"{folder}: no config.json; is this a Hugging Face model folder?")
-    read: dict[str, Any] = json.loads(config.read_text())
+    where = f"model {str(folder)!r}: config.json"
+    try:
+        read = json.loads(config.read_bytes())  # JSON is UTF-8 (or -16, -32), whatever the locale
+    except json.JSONDecodeError as err:
+        raise CheckpointError(
+            f"{where} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
+        ) from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{where} is not valid JSON (it is not UTF-8 text)") from None
+    if not isinstance(read, dict):
+        raise CheckpointError(f"{where} is not a JSON object ({{...}} of the model's settings)")
     return read
 
 
@@ -259,24 +284,63 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
 def check_model(name_or_path: str) -> Path:
     """The checkpoint's folder, once its config says it is a model we can load."""
     folder = resolve_model_path(name_or_path)
-    try:
-        Architecture.from_hf_config(read_hf_config(folder))
-    except FieldError as err:
-        raise CheckpointError(f"model {name_or_path!r}: config.json {err}") from None
+    checked_config(name_or_path, folder)
     return folder
 
 
+def checked_config(name_or_path: str, folder: Path) -> dict[str, Any]:
+    """The folder's config.json, once it describes a model we can build; otherwise refused in
+    one line naming the model and the field."""
+    config = read_hf_config(folder)
+    try:
+        Architecture.from_hf_config(config)
+    except FieldError as err:
+        raise CheckpointError(f"model {name_or_path!r}: config.json {err}") from None
+    return config
+
+
+def holds_vocabulary(folder: Path) -> bool:
+    """Whether a folder holds one of the vocabulary files a tokenizer is read from."""
+    return any((folder / name).is_file() for name in VOCABULARY_FILES)
+
+
+def special_tokens_only(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether a tokenizer holds its special tokens alone: what transformers builds from a
+    folder without a vocabulary, which reads every word as unknown."""
+    return len(tokenizer) <= len(set(tokenizer.all_special_ids))
+
+
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    """The checkpoint's own tokenizer (a fast tokenizer from its folder)."""
+    """The checkpoint's own tokenizer (a fast tokenizer from its folder).
+
+    transformers (5.x) does not fail on a folder without a vocabulary: it builds the family's
+    tokenizer of its 5 special tokens alone, which reads every word as [UNK] and would train on
+    nothing. Such a folder, and a tokenizer that still holds only special tokens, are refused.
+    """
     from transformers import AutoTokenizer
 
     folder = check_model(name_or_path)
+    shown = "" if str(folder) == name_or_path else f" {folder}"  # a hub id's: its snapshot
+    if not holds_vocabulary(folder):
+        raise CheckpointError(
+            f"model {name_or_path!r}: its folder{shown} has no tokenizer files (a tokenizer needs "
+            "tokenizer.json, or vocab.txt (BERT, ELECTRA, DistilBERT), vocab.json and "
+            "merges.txt (RoBERTa) or sentencepiece.bpe.model (XLM-R)); save the tokenizer the "
+            "model was trained with into it (tokenizer.save_pretrained(folder))"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     except Exception as err:
         raise CheckpointError(
             f"model {name_or_path!r}: no usable tokenizer in {folder} ({type(err).__name__})"
         ) from None
+    if special_tokens_only(tokenizer):
+        raise CheckpointError(
+            f"model {name_or_path!r}: the tokenizer in its folder{shown} holds only its "
+            f"{len(tokenizer)} special tokens ({', '.join(tokenizer.all_special_tokens)}), no "
+            "vocabulary: every word would read as unknown; its vocabulary file is empty or "
+            "not one its tokenizer class reads"
+        )
     if tokenizer.pad_token_id is None or tokenizer.cls_token_id is None:
         raise CheckpointError(f"model {name_or_path!r}: its tokenizer has no [PAD] or [CLS] token")
     return tokenizer
@@ -303,7 +367,7 @@ def load_pretrained(
     ``keep_head=False`` drops a fine-tuned checkpoint's classification head (``head_keys``):
     it starts from its initialization, whatever the checkpoint's label count."""
     folder = resolve_model_path(name_or_path)
-    config = read_hf_config(folder)
+    config = checked_config(name_or_path, folder)  # every field, before with_layers reads one
     # keep the first k layers; the others' weights are dropped
     config = with_layers(config, overrides.pop("num_layers", 0))
     try:

@@ -211,8 +211,12 @@ def folder_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
     """The tokenizer saved in a model folder (a trial's folder holds its files)."""
     from transformers import AutoTokenizer
 
+    from trainers.model.checkpoints import holds_vocabulary, special_tokens_only
+
     try:
         tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(str(folder))
     except Exception as err:  # no or broken tokenizer files: one line for the user
         raise CheckpointError(f"{folder}: no usable tokenizer ({type(err).__name__})") from None
+    if not holds_vocabulary(Path(folder)) or special_tokens_only(tokenizer):
+        raise CheckpointError(f"{folder}: no usable tokenizer (its vocabulary files are gone)")
     return tokenizer
