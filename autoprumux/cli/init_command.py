@@ -2,11 +2,15 @@
 
 The work is :mod:`autoprumux.session.study_writer`'s; this module parses the options, picks the
 shipped study for the machine (the template), prints what was found, and prints the plan by
-running ``autoprumux search --dry-run`` on the written study: the same plan, from the same code.
+running ``autoprumux search --dry-run`` on the study: the same plan, from the same code. The
+plan runs on the study staged beside its file, before it is moved into place: a study the
+search's checks refuse is one line, exit code 2, and no file written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shlex
 from pathlib import Path
 
@@ -14,8 +18,8 @@ import click
 
 from autoprumux.cli.options import budget_from, budget_options, out_option
 from autoprumux.cli.search_commands import search
-from autoprumux.core.budget import BudgetKind
-from autoprumux.core.errors import FieldError
+from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.metrics import Metric
 from autoprumux.embedded import checkout_studies, packaged_studies
 
@@ -108,7 +112,7 @@ def init(
 ) -> None:
     """Write a study file for your data: columns, labels, token lengths, grid and recipe."""
     from autoprumux.cli.default_study import cuda_available
-    from autoprumux.session.study_writer import InitRequest, draft_study, write_study
+    from autoprumux.session.study_writer import InitRequest, draft_study, staged_study
 
     chosen = budget_from(budget, relative_budget, min_accuracy, default=DEFAULT_BUDGET)
     gpu_here = cuda_available()
@@ -128,24 +132,43 @@ def init(
     draft = draft_study(request)
     for line in draft.lines:
         click.echo(line)
-    write_study(draft, force=request.force)
+    with staged_study(draft, force=request.force) as staged:
+        if gpu and not gpu_here:
+            plan = (
+                f"no GPU here: run `{shlex.join([*command[:2], '--dry-run', *command[2:]])}` on "
+                "the GPU machine for the plan"
+            )
+        else:
+            plan = dry_run_text(staged, draft.path, chosen, cpu_only=bool(cpu_only))
     click.echo(f"wrote {out_path}")
     click.echo("")
-    if gpu and not gpu_here:
-        click.echo(
-            f"no GPU here: run `{shlex.join([*command[:2], '--dry-run', *command[2:]])}` on the "
-            "GPU machine for the plan"
-        )
-    else:  # the plan, as `autoprumux search --dry-run` prints it
-        click.get_current_context().invoke(
-            search,
-            study_path=out_path,
-            **{name: chosen.value if name == param else None for name in BUDGET_PARAMS.values()},
-            dry_run=True,
-            **({"device": "cpu", "gpus": 0.0} if cpu_only else {}),
-        )
+    click.echo(plan)
     click.echo("")
     click.echo(f"search it: {shlex.join(command)}")
+
+
+def dry_run_text(staged: Path, out: Path, budget: Budget, cpu_only: bool) -> str:
+    """The plan ``autoprumux search --dry-run`` prints for the staged study, every check of the
+    search made: printed once the study is in place, after ``wrote``. A refusal names ``out``,
+    the file the user asked for, not the staged one."""
+    param = BUDGET_PARAMS[budget.kind]
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            click.get_current_context().invoke(
+                search,
+                study_path=str(staged),
+                **{
+                    name: budget.value if name == param else None for name in BUDGET_PARAMS.values()
+                },
+                dry_run=True,
+                **({"device": "cpu", "gpus": 0.0} if cpu_only else {}),
+            )
+    except AutoPruMuxError as err:
+        if str(staged) not in str(err):
+            raise
+        raise AutoPruMuxError(str(err).replace(str(staged), str(out))) from None
+    return printed.getvalue().removesuffix("\n")
 
 
 def template_study(gpu: bool) -> Path:

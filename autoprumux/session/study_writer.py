@@ -8,8 +8,10 @@ tokenizer, and builds the study from the shipped study for the machine (the temp
 ``studies/sst2-tiny.toml`` on a CPU, ``studies/sst2.toml`` with a GPU): the template's grid and
 settings, the data's own section, a ``max_seq_length`` that holds ~99% of the rows whole, and the
 template's training steps scaled to the data's size (:func:`scale_recipe`). Before anything is
-written, the study's text is read back as a study file and its data loaded. :func:`write_study`
-writes it by rename, never over an existing file unless asked.
+written, the study's text is read back as a study file, its data loaded and its model checked
+against them. :func:`staged_study` writes it beside its file under a temporary name, for the
+search's checks to read, and moves it into place once they pass: never over an existing file
+unless asked, never a study they refused.
 
 The recipe's scaling is :mod:`autoprumux.session.recipe_scaling`; the TOML writer
 :mod:`autoprumux.files.toml_text`.
@@ -34,13 +36,14 @@ from autoprumux.core.package_paths import PACKAGE_SCHEME
 from autoprumux.core.study import (
     SCHEMA_VERSION,
     SECTIONS,
+    DataSection,
     Study,
     check_name,
     load_study,
     read_study_document,
     study_from_dict,
 )
-from autoprumux.files.atomic import check_output, write_text_atomic
+from autoprumux.files.atomic import check_output, explained_write_errors, output_folders
 from autoprumux.files.toml_text import toml_text
 from autoprumux.session.recipe_scaling import PHASES, ScaledRecipe, scale_recipe
 
@@ -105,12 +108,17 @@ def draft_study(request: InitRequest) -> StudyDraft:
     data.update({"text": columns.text, "label": columns.label})
     if columns.text_pair:
         data["text_pair"] = columns.text_pair
-    study_part: dict[str, Any] = {"seed": template.study.seed, "metric": request.metric}
-    if request.positive_label:
-        study_part["positive_label"] = request.positive_label
+    study_part: dict[str, Any] = {"seed": template.study.seed}
     if request.name:
         study_part["name"] = request.name
-    tables = _load(study_from_dict({"study": study_part, "data": data}, out))
+    # the data read and checked first, the metric's options then checked against its labels in
+    # the words of init's options (the search's check names the study's fields)
+    data_study = study_from_dict({"study": study_part, "data": data}, out)
+    tables = _load(data_study)
+    _check_metric_options(request, tables.label_names)
+    study_part["metric"] = request.metric
+    if request.positive_label:
+        study_part["positive_label"] = request.positive_label
     lengths, positions = _token_lengths(model, tables, template.study.seed)
     from trainers.data.inspect import propose_max_seq_length
 
@@ -127,6 +135,7 @@ def draft_study(request: InitRequest) -> StudyDraft:
         recipe=recipe,
     )
     notes: dict[tuple[str, ...], str] = {
+        ("data",): _data_comment(data_study.data),
         ("data", "text"): _reason(columns.reasons, "text"),
         ("data", "label"): _reason(columns.reasons, "label"),
         ("model", "max_seq_length"): _length_words(lengths, max_length),
@@ -136,6 +145,12 @@ def draft_study(request: InitRequest) -> StudyDraft:
     text = toml_text(document, header=header, comments={**SECTION_COMMENTS, **notes})
     study = study_from_dict(tomllib.loads(text), out)  # the file as it will be read
     _load(study)  # its data as a search reads them (the same data: read above)
+    from trainers.trial.task_data import check_model_fits
+
+    # the model against the data as a search checks it (a fine-tuned head's labels, the
+    # tokenizer against the embedding table): refused before anything is printed, a GPU
+    # study's too (its plan runs on the GPU machine)
+    check_model_fits(study, tables.label_names)
     lines = [
         f"data: {files['train']} ({train.format.value.upper()}, {raw.num_rows:,} rows; columns: "
         f"{', '.join(raw.column_names)})",
@@ -179,6 +194,24 @@ def _token_lengths(model: str, tables: TaskTables, seed: int) -> tuple[TokenLeng
     return token_lengths(_every_split(tables), tokenizer, seed=seed), positions
 
 
+def _check_metric_options(request: InitRequest, labels: tuple[str, ...]) -> None:
+    """--positive-label against the data's labels, and --metric f1 on more than two labels
+    without it: what the search's check refuses, said in the options' words."""
+    if request.metric != Metric.F1.value:
+        return
+    if request.positive_label and request.positive_label not in labels:
+        raise FieldError(
+            "--positive-label",
+            f"{request.positive_label!r} is not one of the data's labels: {', '.join(labels)}",
+        )
+    if not request.positive_label and len(labels) > 2:
+        raise FieldError(
+            "--metric",
+            f"f1 is binary, and the data has {len(labels)} labels; name the positive one with "
+            "--positive-label, or use --metric macro_f1",
+        )
+
+
 def _reference_rows(template: Study) -> int:
     """The training rows the template's recipe was sized for: its GLUE task's (SST-2's)."""
     from autoprumux.loop.costs import GLUE_TRAIN_EXAMPLES
@@ -188,13 +221,29 @@ def _reference_rows(template: Study) -> int:
     return min(rows, cap) if cap else rows
 
 
-def write_study(draft: StudyDraft, force: bool = False) -> Path:
-    """Write the draft's study file by rename (its folders made); an existing file only with
-    ``force``."""
-    _check_out(draft.path, force)
-    draft.path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(draft.path, draft.text)
-    return draft.path
+@contextlib.contextmanager
+def staged_study(draft: StudyDraft, force: bool = False) -> Iterator[Path]:
+    """The draft's study written beside its file under a temporary name of the same stem
+    (``reviews.init-<pid>`` for ``reviews.toml``), for the block to check; moved onto the
+    draft's path by rename when the block ends without an error (an existing file only with
+    ``force``), removed, with the folders it made, when it raises.
+
+    The same folder and stem make the staged file the same study (its name, its relative
+    paths, its database, table and report); the rename leaves the path holding the old file
+    or the new one whole at any instant, and a refused study never there. A kill leaves at
+    most the staged file beside it."""
+    path = _check_out(draft.path, force)
+    staged = path.with_name(f"{path.stem}.init-{os.getpid()}")
+    with output_folders(path):
+        try:
+            with explained_write_errors(path):
+                staged.write_text(draft.text, encoding="utf-8")
+            yield staged
+            _check_out(path, force)  # not over a file another init wrote meanwhile
+            with explained_write_errors(path):
+                os.replace(staged, path)
+        finally:
+            staged.unlink(missing_ok=True)
 
 
 def _check_out(path: Path, force: bool) -> Path:
@@ -266,8 +315,6 @@ SECTION_COMMENTS: dict[tuple[str, ...], str] = {
     ("grid",): "The (N, s) points the search may train: N inputs multiplexed into one pass, s "
     "the share of the encoder pruned away",
     ("model",): "The pretrained model, and the tokens a text is cut to",
-    ("data",): "Your data: files relative to this file; the text and label columns; no dev file: "
-    "dev is carved from train (10%, at most 5,000 rows, stratified, with [study] seed)",
     ("multiplexing",): "How N > 1 models mix and unmix their inputs",
     ("warmup",): "The retrieval warm-up that primes an N > 1 model before its fine-tuning "
     "(not scaled: it learns to mix N inputs, whatever the task's size)",
@@ -276,6 +323,17 @@ SECTION_COMMENTS: dict[tuple[str, ...], str] = {
     ("storage",): "Where the search keeps its trials; empty: <name>.db beside this file",
 }
 _MODEL_SPECIFIC = ("num_layers", "multiplexed_name_or_path")  # the template model's own
+
+
+def _data_comment(data: DataSection) -> str:
+    """The comment above [data]: what its fields are, and where dev comes from."""
+    common = "Your data: files relative to this file; the text and label columns"
+    if data.dev:
+        return f"{common}; dev: the given file, the split the search chooses on"
+    return (
+        f"{common}; no dev file: dev is carved from train ({data.dev_fraction:.0%}, at most "
+        f"{data.dev_max_rows:,} rows, stratified, with [study] seed)"
+    )
 
 
 def _document(

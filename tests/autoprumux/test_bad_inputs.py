@@ -288,6 +288,32 @@ CASES = [
        expect="model.num_layers: 12 is more than the 6 layers of"),
     _c("search-multiplexed-other-family", "search", "--study", "{p}/mux_electra.toml",
        *OWN_SEARCH, expect="is of the electra family (model_type 'electra'), but the base model"),
+    # a checkpoint folder that cannot be a model: no tokenizer files (transformers 5 would load
+    # a tokenizer of its 5 special tokens), a config.json that is not JSON, a field of the
+    # wrong type (the folders of the `checkpoints` fixture, copied into the project as models/)
+    _c("search-model-without-tokenizer", "search", "--study", "{p}/no_tokenizer.toml",
+       *OWN_SEARCH, expect="no-tokenizer': its folder has no tokenizer files (a tokenizer needs "
+       "tokenizer.json, or vocab.txt"),
+    _c("search-model-config-not-json", "search", "--study", "{p}/config_not_json.toml",
+       *OWN_SEARCH, expect="config-not-json': config.json is not valid JSON (line 2, column 1: "
+       "Expecting property name enclosed in double quotes)"),
+    _c("search-model-config-heads-not-a-number", "search", "--study", "{p}/heads_two.toml",
+       *OWN_SEARCH, expect='heads-two\': config.json num_attention_heads: "two" is not a '
+       "positive whole number"),
+    _c("train-model-without-tokenizer", "train", "--study", "{p}/no_tokenizer.toml", "--n", "1",
+       "--sparsity", "0", expect="no-tokenizer': its folder has no tokenizer files"),
+    _c("train-model-config-heads-not-a-number", "train", "--study", "{p}/heads_two.toml", "--n",
+       "1", "--sparsity", "0", expect='config.json num_attention_heads: "two" is not a positive'),
+    _c("init-model-without-tokenizer", "init", "--train", "{p}/reviews.csv", "--model",
+       "{p}/models/no-tokenizer", "--out", "{p}/new.toml",
+       expect="models/no-tokenizer': its folder has no tokenizer files"),
+    _c("init-model-config-not-json", "init", "--train", "{p}/reviews.csv", "--model",
+       "{p}/models/config-not-json", "--out", "{p}/new.toml",
+       expect="models/config-not-json': config.json is not valid JSON (line 2, column 1: "),
+    _c("init-model-config-heads-a-float", "init", "--train", "{p}/reviews.csv", "--model",
+       "{p}/models/heads-float", "--out", "{p}/new.toml",
+       expect="models/heads-float': config.json num_attention_heads: 2.0 is not a positive "
+       "whole number"),
     _c("train-own-missing-column", "train", "--study", "{p}/own_column.toml", "--n", "1",
        "--sparsity", "0", expect="has no column 'review'"),
     _c("init-missing-column", "init", "--train", "{p}/reviews.csv", "--text", "body", "--out",
@@ -296,6 +322,17 @@ CASES = [
        expect="nope.csv: no such file"),
     _c("init-existing-out", "init", "--train", "{p}/reviews.csv", "--out", STUDY_FILE,
        expect="--out"),
+    _c("init-positive-label-not-a-label", "init", "--train", "{p}/reviews.csv", "--metric", "f1",
+       "--positive-label", "zzz", "--out", "{p}/new.toml",
+       expect="--positive-label: 'zzz' is not one of the data's labels: neg, pos"),
+    _c("init-f1-three-labels", "init", "--train", "{p}/reviews_3.csv", "--metric", "f1", "--out",
+       "{p}/new.toml", expect="--metric: f1 is binary, and the data has 3 labels"),
+    # the plan's checks refuse (the report's folder is a file): no study, no folder made
+    _c("init-plan-refused", "init", "--train", "{p}/reviews.csv", "--out",
+       "{p}/blocked/new/s.toml", expect="blocked/reports is not a folder"),
+    # ... and the study --force would replace kept as it was
+    _c("init-plan-refused-forced", "init", "--train", "{p}/reviews.csv", "--out",
+       "{p}/blocked/studies/s.toml", "--force", expect="blocked/reports is not a folder"),
     # the command line itself
     _c("unknown-command", "serve", expect="serve"),
     _c("missing-required-option", "predict", "--budget", "0.03", expect="--results"),
@@ -324,8 +361,10 @@ def optuna_db(tmp_path_factory):
 def checkpoints(tmp_path_factory):
     """Small checkpoints with all-MiniLM-L6-v2's tokenizer (outside the cases' folders):
     fine-tuned classifiers of labels (a, b, c) and (bad, good), and one whose embedding table
-    is smaller than the tokenizer; and an ELECTRA config as a multiplexed checkpoint of N = 2."""
+    is smaller than the tokenizer; an ELECTRA config as a multiplexed checkpoint of N = 2; and
+    malformed folders: no tokenizer files, a config.json that is not JSON, a wrong field type."""
     from transformers import (
+        AutoModel,
         AutoModelForSequenceClassification,
         AutoTokenizer,
         BertConfig,
@@ -351,6 +390,17 @@ def checkpoints(tmp_path_factory):
         AutoModelForSequenceClassification.from_config(config).save_pretrained(root / name)
         tokenizer.save_pretrained(root / name)
     ElectraConfig(**small).save_pretrained(root / "electra-2")
+    # base models (no head) of a 100-token vocabulary, whose folders are malformed
+    for name, fields in (
+        ("no-tokenizer", {}),  # config.json and model.safetensors only
+        ("config-not-json", None),
+        ("heads-two", {"num_attention_heads": "two"}),
+        ("heads-float", {"num_attention_heads": 2.0}),
+    ):
+        AutoModel.from_config(BertConfig(vocab_size=100, **small)).save_pretrained(root / name)
+        config = json.loads((root / name / "config.json").read_text())
+        text = json.dumps({**config, **fields}) if fields is not None else '{"model_type": 1,\n'
+        (root / name / "config.json").write_text(text)
     return root
 
 
@@ -405,6 +455,9 @@ def make_project(root: Path, optuna_db: Path, checkpoints: Path) -> Path:
         "long.toml": MODEL.replace("max_seq_length = 64", "max_seq_length = 1024").format(
             model=f'name_or_path = "{MINILM}"'
         ),
+        "no_tokenizer.toml": with_model(f'name_or_path = "{checkpoints}/no-tokenizer"'),
+        "config_not_json.toml": with_model(f'name_or_path = "{checkpoints}/config-not-json"'),
+        "heads_two.toml": with_model(f'name_or_path = "{checkpoints}/heads-two"'),
         "mux_electra.toml": with_model(
             f'name_or_path = "{MINILM}"\nnum_layers = 2\n'
             f'multiplexed_name_or_path = "{checkpoints}/electra-{{n}}"'
@@ -413,6 +466,8 @@ def make_project(root: Path, optuna_db: Path, checkpoints: Path) -> Path:
     for name, text in files.items():
         (p / name).parent.mkdir(parents=True, exist_ok=True)
         (p / name).write_text(text)
+    for name in ("no-tokenizer", "config-not-json", "heads-float"):  # init's --model
+        shutil.copytree(checkpoints / name, p / "models" / name)
     (p / "binary.csv").write_bytes(b"task,n\xff\xfe\x00\x01\n")
     (p / "reviews_latin1.csv").write_bytes(
         "review,sentiment\nfine,pos\nna\u00efve,neg\n".encode("latin-1")

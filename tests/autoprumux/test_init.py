@@ -294,6 +294,17 @@ def write(path: Path, text: str | bytes) -> Path:
             "train.csv: line 3 holds bytes that are not UTF-8; save the file as UTF-8",
         ),
         ({"train.csv": None}, ["--metric", "f1", "--positive-label", "meh"], "'meh' is not one"),
+        (  # init's options named, not the study's fields
+            {"train.csv": None},
+            ["--metric", "f1", "--positive-label", "zzz"],
+            "autoprumux: error: --positive-label: 'zzz' is not one of the data's labels: neg, pos",
+        ),
+        (
+            {"train.csv": "review,sentiment\n" + "good,pos\nbad,neg\nso so,meh\n" * 10},
+            ["--metric", "f1"],
+            "autoprumux: error: --metric: f1 is binary, and the data has 3 labels; name the "
+            "positive one with --positive-label, or use --metric macro_f1",
+        ),
         (
             {"train.csv": None},
             ["--positive-label", "pos"],
@@ -348,7 +359,10 @@ def test_the_command_runs_and_prints_the_plan(tmp_path, tiny_model):
     data = write_reviews(tmp_path / "reviews.csv", rows=40)
     studies = tmp_path / "studies"
     (studies / "throughput").mkdir(parents=True)  # a table, so the plan times nothing
-    shutil.copy(TINY_TABLE, studies / "throughput" / "reviews-cpu-float32.json")
+    table = json.loads(TINY_TABLE.read_text())
+    for key in ("model", "num_layers", "seq_len"):  # the tiny study's: the table names none
+        del table["fingerprint"][key]
+    (studies / "throughput" / "reviews-cpu-float32.json").write_text(json.dumps(table))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "autoprumux", "init", "--train", str(data), "--model",
@@ -362,6 +376,162 @@ def test_the_command_runs_and_prints_the_plan(tmp_path, tiny_model):
     assert any(line.startswith("dry run: study 'reviews'") for line in lines)
     assert any(line.startswith("expected search: from ") for line in lines)
     assert lines[-1] == "search it: autoprumux search --study studies/reviews.toml --budget 0.03"
+
+
+@pytest.fixture(scope="module")
+def refused_models(tmp_path_factory, tiny_model):
+    """Checkpoints with the tiny model's tokenizer that the data refuse: a fine-tuned
+    classifier of labels (a, b, c), and one whose embedding table is one row short of the
+    tokenizer."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+
+    root = tmp_path_factory.mktemp("refused")
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    small = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2}
+    small.update(intermediate_size=32, max_position_embeddings=64)
+    for name, vocab, labels in (
+        ("tuned-3", len(tokenizer), ("a", "b", "c")),
+        ("small-vocab", len(tokenizer) - 1, ("neg", "pos")),
+    ):
+        config = BertConfig(vocab_size=vocab, id2label=dict(enumerate(labels)), **small)
+        AutoModelForSequenceClassification.from_config(config).save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("tuned-3", "its classification head has 3 labels (a, b, c), the data 2 (neg, pos)"),
+        ("small-vocab", "tokens, but config.json's vocab_size is "),
+    ],
+)
+def test_a_model_the_data_refuse_writes_nothing_and_the_rerun_is_not_refused(
+    tmp_path, capsys, monkeypatch, committed_table, tiny_model, refused_models, model, message
+):
+    """The search's model checks refuse before anything is printed or written (no study file,
+    no studies/ folder): the corrected rerun with the same --out is not told the file
+    exists."""
+    monkeypatch.chdir(tmp_path)
+    write_reviews(tmp_path / "train.csv")
+    write_reviews(tmp_path / "dev.csv", rows=20)
+    before = tree(tmp_path)
+    args = ("--train", "train.csv", "--dev", "dev.csv", "--out", "studies/x.toml")
+    code, printed, err = init(capsys, *args, "--model", str(refused_models / model))
+    assert (code, printed) == (2, "")
+    lines = [line for line in err.splitlines() if line and "Generating train split" not in line]
+    assert len(lines) == 1 and lines[0].startswith("autoprumux: error: ") and message in lines[0]
+    assert tree(tmp_path) == before
+    code, printed, _ = init(capsys, *args, "--model", str(tiny_model))
+    assert code == 0 and "wrote studies/x.toml" in printed.splitlines()
+    assert load_study(tmp_path / "studies" / "x.toml").data.dev == "../dev.csv"
+
+
+def test_a_plan_refused_leaves_no_study_and_keeps_the_one_it_would_replace(
+    tmp_path, capsys, monkeypatch, committed_table
+):
+    """A check only the plan makes (the search's report, reports/x.html, cannot be written:
+    reports is a file) refuses in one line: the study folder init made is gone again, a study
+    --force would replace is kept as it was, and `wrote` is not printed."""
+    monkeypatch.chdir(tmp_path)
+    write_reviews(tmp_path / "train.csv")
+    write(tmp_path / "reports", "a file where the reports folder would be\n")
+    before = tree(tmp_path)
+    code, printed, err = init(capsys, "--train", "train.csv", "--out", "studies/x.toml")
+    report = tmp_path / "reports" / "x.html"
+    refusal = (
+        f"autoprumux: error: report: {report} cannot be written: {tmp_path / 'reports'} is not "
+        "a folder\n"
+    )
+    assert (code, err) == (2, refusal)
+    assert "wrote" not in printed
+    assert tree(tmp_path) == before  # no studies/, no staged file
+    (tmp_path / "studies").mkdir()
+    old = write(tmp_path / "studies" / "x.toml", "# mine\n")
+    code, printed, err = init(capsys, "--train", "train.csv", "--out", "studies/x.toml", "--force")
+    assert (code, err) == (2, refusal)
+    assert "wrote" not in printed
+    assert old.read_text() == "# mine\n"
+    assert tree(tmp_path) == sorted([*before, "studies", "studies/x.toml"])
+
+
+def test_the_plan_reads_a_staged_study_and_a_refusal_names_the_out_file(
+    tmp_path, capsys, monkeypatch, committed_table
+):
+    """The plan checks the study staged beside --out under a name of the same stem (the same
+    study: its name, folder and relative paths), while --out still holds the old file whole
+    (what a kill during the checks leaves); once they pass the staged file is moved into
+    place, and a refusal that names the staged file names --out instead."""
+    from autoprumux.cli import search_commands
+    from autoprumux.core.errors import FieldError
+
+    real = search_commands.run_dry_run_command
+    (tmp_path / "studies").mkdir()
+    out = write(tmp_path / "studies" / "reviews.toml", "# mine\n")
+    staged: list[tuple[str, str]] = []
+    refuse = True
+
+    def spy(request, echo):
+        path = Path(request.study_path)
+        staged.append((path.name, path.read_text()))
+        assert out.read_text() == "# mine\n"
+        study = load_study(path)
+        assert (path.parent, study.name) == (out.parent, "reviews")
+        assert study.data.train == "../reviews.csv"
+        if refuse:
+            raise FieldError("model.num_layers", "refused by the spy", str(path))
+        return real(request, echo)
+
+    monkeypatch.setattr(search_commands, "run_dry_run_command", spy)
+    data = write_reviews(tmp_path / "reviews.csv")
+    args = ("--train", str(data), "--out", str(out), "--force")
+    code, printed, err = init(capsys, *args)
+    assert (code, err) == (2, f"autoprumux: error: {out}: model.num_layers: refused by the spy\n")
+    assert "wrote" not in printed and out.read_text() == "# mine\n"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["reviews.toml"]
+    assert staged[0][0] == f"reviews.init-{os.getpid()}"
+    refuse = False
+    code, printed, _ = init(capsys, *args)
+    assert code == 0
+    lines = printed.splitlines()
+    assert lines.index(f"wrote {out}") < lines.index(
+        "first picks (started before any result decides the next point):"
+    )
+    assert out.read_text() == staged[1][1] and out.read_text().startswith("# Written by")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["reviews.toml"]
+
+
+def comment_above(text: str, header: str) -> str:
+    """The comment lines just above ``header`` in a written study, joined."""
+    lines = text.splitlines()
+    above = []
+    for line in reversed(lines[: lines.index(header)]):
+        if not line.startswith("# "):
+            break
+        above.insert(0, line[2:])
+    return " ".join(above)
+
+
+def test_the_data_comment_says_where_dev_comes_from(tmp_path, capsys, committed_table):
+    """With --dev, [data]'s comment says dev is the file given (not carved from train)."""
+    data = write_reviews(tmp_path / "reviews.csv")
+    dev = write_reviews(tmp_path / "dev.csv", rows=20)
+    given = tmp_path / "given.toml"
+    code, _, _ = init(capsys, "--train", str(data), "--dev", str(dev), "--out", str(given))
+    assert code == 0
+    text = given.read_text()
+    assert comment_above(text, "[data]") == (
+        "Your data: files relative to this file; the text and label columns; dev: the given "
+        "file, the split the search chooses on"
+    )
+    assert "carved" not in text and 'dev = "dev.csv"' in text
+    carved = tmp_path / "carved.toml"
+    code, _, _ = init(capsys, "--train", str(data), "--out", str(carved))
+    assert code == 0
+    assert comment_above(carved.read_text(), "[data]") == (
+        "Your data: files relative to this file; the text and label columns; no dev file: dev "
+        "is carved from train (10%, at most 5,000 rows, stratified, with [study] seed)"
+    )
 
 
 # -- the recipe and the TOML writer -----------------------------------------------------------
