@@ -63,7 +63,7 @@ def test_the_cli_and_the_python_api_give_the_same_answer(tmp_path, capsys):
 
 def test_the_example_script_prints_the_clis_answer(tmp_path, capsys):
     done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "python_api.py")],
+        [sys.executable, str(ROOT / "examples" / "python_api.py"), str(tmp_path / "example")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -80,3 +80,5 @@ def test_the_example_script_prints_the_clis_answer(tmp_path, capsys):
     top = points(printed["decision"]["recommendations"])
     assert lines[-1] == f"answer: {top[0]}"
     assert lines[-2] == f"stopped: answer known; top-3: {', '.join(str(p) for p in top)}"
+    # what it printed stays: the report, in the folder it was given
+    assert (tmp_path / "example" / "reports" / "sst2-tiny.html").is_file()

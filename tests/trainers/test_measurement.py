@@ -103,6 +103,14 @@ def test_bad_measure_options(tiny_study_file, capsys, args, message):
     assert code == 2 and message in err and err.count("\n") == 1
 
 
+def test_measure_help_offers_float32_alone(capsys):
+    """bf16 and fp16 are refused with the hint above ([deploy] precisions); the help lists
+    only the dtype that is taken."""
+    assert main(["measure", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "--dtype float32 " in help_text and "bfloat16" not in help_text
+
+
 class Choking(torch.nn.Module):
     """Runs out of memory on batches above 64 sequences: a GPU's error, or the CPU allocator's
     (a plain RuntimeError, worded as torch words it)."""

@@ -117,6 +117,35 @@ def test_the_card_lists_each_precisions_dev_figure_and_table_speed(tmp_path):
         read_info(tmp_path)
 
 
+def _precision_table(card: str) -> list[str]:
+    """The lines of the card's Precisions table: its header, its rule and its rows."""
+    section = card.split("## Precisions", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("|")]
+
+
+def _cells(line: str) -> int:
+    return len(line.strip().removeprefix("|").removesuffix("|").split("|"))
+
+
+@pytest.mark.parametrize(
+    "speeds",
+    [
+        {},  # evaluated, never timed: both speed cells empty
+        {"int8": TableSpeed(throughput=2045.25, latency_s=None, table="t.json")},  # fp32 not
+    ],
+    ids=["no-speeds", "int8-timed-only"],
+)
+def test_every_row_of_the_precisions_table_has_as_many_cells_as_its_header(speeds):
+    """A precision the throughput table has no speed for still gets its two speed cells,
+    empty: every row has the header's 6 cells."""
+    int8 = PrecisionScore(dev=0.8050, dev_examples=500, runtime="onnxruntime-cpu", recipe="dynamic")
+    header, rule, *rows = _precision_table(
+        model_card(info(precisions={"int8": int8}, speeds=speeds))
+    )
+    assert _cells(header) == _cells(rule) == 6
+    assert len(rows) == 2 and [_cells(row) for row in rows] == [6, 6]
+
+
 def test_a_static_int8_model_is_recorded_at_its_own_speed_or_said_to_be_timed_as_dynamic(
     tmp_path,
 ):

@@ -433,7 +433,7 @@ def _precision_section(info: ModelInfo) -> str:
             runtime, delta, dev = "", "", "not evaluated"
         speed = info.speeds.get(name)
         if speed is None:
-            timed = "| |"
+            timed = "| | |"  # the two speed cells, empty: every row has the header's 6 cells
         else:
             # the table times dynamic int8: a static file's row is scaled to it by its speed
             # against dynamic (the table's description says so), else it is dynamic's
