@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,21 @@ def build_once(folder: Path, build: Callable[[Path], None]) -> bool:
             shutil.rmtree(leftover)
         partial.rename(folder)
         return False
+
+
+def set_aside_damaged(folder: Path, inode: int, err: BaseException) -> Path | None:
+    """Rename a built artifact that cannot be read (a file truncated or edited since: every
+    artifact is renamed into place whole) to ``<name>.damaged-<time>``, so that it is built
+    again; kept, not deleted. Only the folder that was read (``inode``): one that another
+    trial built in its place meanwhile is left alone. Returns where it went, if it was moved."""
+    with folder_lock(folder):
+        if not folder.is_dir() or folder.stat().st_ino != inode:
+            return None
+        aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        folder.rename(aside)
+    why = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+    log.warning("%s cannot be read (%s): set aside as %s and built again", folder, why, aside)
+    return aside
 
 
 def folder_lock(folder: Path) -> FileLock:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import torch
+
 from autoprumux.core.early_stop import Curve
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.precision import Precision
@@ -23,7 +25,7 @@ from trainers.model.checkpoints import load_classifier
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import Engine
 from trainers.training.loop import Phase
-from trainers.trial.artifacts import build_once, read_json
+from trainers.trial.artifacts import build_once, read_json, set_aside_damaged
 from trainers.trial.trial_results import SpanTimer
 
 if TYPE_CHECKING:
@@ -111,7 +113,23 @@ def cached_stage(
     engine: Engine,
 ) -> tuple[Classifier, dict[str, Any]]:
     """The stage's model (eval mode, on the engine's device) and its record (JSON values),
-    from ``folder``; built first when it is not there."""
+    from ``folder``; built first when it is not there, and again when the folder found there
+    cannot be read (it is set aside, not deleted)."""
     if build_once(folder, build):
-        reused.append(stage.value)
+        found = folder.stat().st_ino  # which folder was read: another trial may replace it
+        try:
+            model = load_classifier(folder, engine.device)
+            return model, _reused(stage, folder, reused)
+        except torch.OutOfMemoryError:  # the device's, not the folder's
+            raise
+        except Exception as err:  # whatever broke its files: a built folder was whole
+            set_aside_damaged(folder, found, err)
+            build_once(folder, build)  # or reuse what another trial built meanwhile
     return load_classifier(folder, engine.device), read_json(folder / stage.record_file)
+
+
+def _reused(stage: Stage, folder: Path, reused: list[str]) -> dict[str, Any]:
+    """The record of a stage found built (read before it counts as reused)."""
+    record = read_json(folder / stage.record_file)
+    reused.append(stage.value)
+    return record
