@@ -1,5 +1,3 @@
-import sys
+from autoprumux.cli.main import console_main
 
-from autoprumux.cli.main import main
-
-sys.exit(main())
+console_main()

@@ -13,8 +13,11 @@ and exit code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import click
 
@@ -67,10 +70,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def console_main() -> NoReturn:
+    """The console script (and ``python -m autoprumux``): exits with :func:`main`'s code. After
+    a Ctrl-C it exits at once, without waiting for CPU trials still training in threads of this
+    process (they cannot be stopped): the study has closed them as interrupted, as a kill would
+    leave them, and their checkpoints resume them in the rerun. SIGTERM (``kill``, a job
+    scheduler's stop) stops it as a Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _terminated)
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _terminated(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt  # where the Python code is at: its cleanups run, as on a Ctrl-C
+
+
 def _fail(message: str) -> int:
     print(f"autoprumux: error: {message}", file=sys.stderr)
     return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

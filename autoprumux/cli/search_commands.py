@@ -161,7 +161,7 @@ def search(
     dry_run: bool,
     as_json: bool,
     **fields: Any,
-) -> None:
+) -> int:
     """Find the fastest (N, s) within the budget, training as few models as possible."""
     from autoprumux.session.search_request import SearchRequest
 
@@ -174,13 +174,17 @@ def search(
 
         forecast = run_dry_run_command(request, echo=lambda line: click.echo(line, err=True))
         click.echo(json.dumps(forecast.to_dict(), indent=1) if as_json else forecast_text(forecast))
-        return
+        return 0
     # progress lines on stderr: stdout holds only the answer (or the --json document)
     result = run_search_command(request, echo=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps(result.document, indent=1))
     else:
         click.echo(result.text)
+    from autoprumux.loop.driver import StopReason
+
+    # a search that cannot answer at all failed, as a failed `train` does: exit code 1
+    return 1 if result.stop_reason is StopReason.BASELINE_FAILED else 0
 
 
 def run_search_command(request: SearchRequest, echo: Callable[[str], None]) -> SearchResult:

@@ -58,6 +58,8 @@ class StopReason(enum.Enum):
     MAX_TRIALS = "max trials"  # --max-trials reached
     MAX_GPU_HOURS = "max GPU-hours"  # --max-gpu-hours reached
     TIMEOUT = "timeout"  # --timeout seconds passed since the driver opened the study
+    # the (1, 0) baseline failed 1 + max_retries times: no budget has a threshold to rank by
+    BASELINE_FAILED = "baseline failed"
 
 
 class EventKind(enum.Enum):
@@ -302,6 +304,9 @@ class SearchDriver:
         view = self._read()
         records, running = view.records, view.running
         state = self.state(view)
+        if state.threshold is None and BASELINE in view.failed:
+            self.stop_reason = StopReason.BASELINE_FAILED
+            return Suggestion(finished=not self.pending)
         # the stop rule of the trials started below
         self._keep_stop_rule(state.threshold, view.observed.served_gain)
         trained = trainings(records)
@@ -475,16 +480,20 @@ def run_local(
     if devices is not None and workers > devices.capacity:  # the sizing's bug, not the user's
         raise ValueError(f"{workers} trials at once on {devices.capacity} GPU slot(s)")
     children = TrialProcesses() if processes else None
+    pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            try:
-                _train_until_finished(driver, trainer, workers, pool, devices, children)
-            except BaseException:
-                # the search stops on an error of its own (or ^C): so do its trials, before
-                # the pool waits for the threads that wait for them
-                if children is not None:
-                    children.kill_all()
-                raise
+        try:
+            _train_until_finished(driver, trainer, workers, pool, devices, children)
+        except BaseException:
+            # the search stops on an error of its own (or ^C): so do its trials. A child
+            # process is killed and its thread ends with it; a trial training in a thread
+            # cannot be stopped, so it is not waited for: the study closes it as interrupted
+            # (below), as a kill would, and its checkpoints resume it in the rerun
+            if children is not None:
+                children.kill_all()
+            pool.shutdown(wait=children is not None, cancel_futures=True)
+            raise
+        pool.shutdown()
         return driver.outcome()
     finally:
         driver.close()

@@ -182,8 +182,9 @@ class Proposer:
     def status(self, state: SearchState, surface: ServedSurface | None = None) -> Status:
         """Every candidate's standing, in every precision; ``surface``: the accuracy surface
         already fitted on ``state`` (fitted here when not given)."""
-        if state.threshold is None:
-            return Status(best=None, open=(BASELINE,) if BASELINE in state.candidates else ())
+        if state.threshold is None:  # the baseline first, unless it failed for good
+            trainable = BASELINE in state.candidates and BASELINE not in state.failed
+            return Status(best=None, open=(BASELINE,) if trainable else ())
         verdicts = _Verdicts.every(state, self.near_miss)
         best = max(
             (good for v in verdicts.values() for good in v.good),
@@ -202,11 +203,13 @@ class Proposer:
             if verdict.rules_out(point):
                 ruled_out.add(point)
                 continue
-            if verdict.certifies(point):
-                continue  # certainly feasible, and no faster than the point that certifies it
             if throughput <= floor:
                 continue
-            if self.chance(point, surface, state) < self.min_chance:
+            # certified feasible by a more compressed point, yet faster than it: the table is
+            # not monotone there (noise, int8), and this point is the answer; it stays open
+            # to be trained, not answered untrained
+            certain = verdict.certifies(point)
+            if not certain and self.chance(point, surface, state) < self.min_chance:
                 ruled_out.add(point)  # the surface is confident it misses the threshold
                 continue
             open_points.append(point)

@@ -189,7 +189,12 @@ def check_nodes_share(paths: WorkerPaths, target: RayTarget) -> dict[str, str]:
 @contextlib.contextmanager
 def ray_cluster(target: RayTarget) -> Iterator[Cluster]:
     """Ray joined (or started) for a search, and shut down after it whatever happens."""
+    terminated = signal.getsignal(signal.SIGTERM)
     cluster = start_ray(target)
+    # ray.init sets its own SIGTERM handler (an exit with a C++ stack dump, no cleanup): the
+    # process's stays (the CLI's stops the search as a Ctrl-C does)
+    if terminated is not None:  # None: a handler not set from Python, Ray's is as good
+        signal.signal(signal.SIGTERM, terminated)
     try:
         yield cluster
     finally:
@@ -222,12 +227,32 @@ def run_ray(
                 name=driver.config.study_name, storage_path=storage, verbose=0
             ),
         )
-        with contextlib.redirect_stdout(sys.stderr):  # Tune's tables; stdout stays for --json
+        # Tune's tables to stderr (stdout stays for --json)
+        with contextlib.redirect_stdout(sys.stderr), _ctrl_c_raises():
             tuner.fit()
         return driver.outcome()
     finally:
         driver.close()  # its trials still running, if Tune stopped early, are interrupted
         shutil.rmtree(storage, ignore_errors=True)
+
+
+_TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"
+
+
+@contextlib.contextmanager
+def _ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt out of ``tuner.fit()``, as it does out of the local
+    executor. Tune's own SIGINT handler ends ``fit()`` normally instead, and the search then
+    reported itself answered (exit 0, a report of what little it had trained)."""
+    given = os.environ.get(_TUNE_SIGINT)
+    os.environ[_TUNE_SIGINT] = "1"  # read by Tune when fit() starts
+    try:
+        yield
+    finally:
+        if given is None:
+            os.environ.pop(_TUNE_SIGINT, None)
+        else:
+            os.environ[_TUNE_SIGINT] = given
 
 
 class ProposerSearcher(Searcher):

@@ -17,13 +17,14 @@ from typing import Any
 
 from autoprumux.core.answer import ModelPointer, TrainCommand, locate_model
 from autoprumux.core.budget import Budget
-from autoprumux.core.grid import GridPoint
+from autoprumux.core.grid import BASELINE, GridPoint
 from autoprumux.core.metrics import Metric
 from autoprumux.core.recommender import Decision
-from autoprumux.core.records import HeldOutScore, TrialRecord
+from autoprumux.core.records import HeldOutScore, TrialRecord, TrialStatus
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.loop.driver import Event, SearchOutcome, StopReason
+from autoprumux.loop.store_contract import is_abandoned
 from autoprumux.report.data import ReportInput
 from autoprumux.session.decision_text import (
     decision_dict,
@@ -93,7 +94,7 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
             f"throughput/s and speedup: {table.describe()}; measured/s: timed inside each trial"
         )
     else:
-        text.append("no recommendation: the (1, 0) baseline has not been trained")
+        text.append(f"no recommendation: {_no_baseline(outcome)}")
     if answer is not None:
         text += ["", f"answer: {answer.message}"]
     if facts.test is not None:
@@ -162,6 +163,22 @@ def held_out_dict(held: HeldOut, metric: Metric, positive: str = "") -> dict[str
         ],
         "notes": list(held.notes),
     }
+
+
+def _no_baseline(outcome: SearchOutcome) -> str:
+    """Why there is no (1, 0) accuracy to rank by: not trained yet, or failed for good."""
+    if outcome.stop_reason is not StopReason.BASELINE_FAILED:
+        return "the (1, 0) baseline has not been trained"
+    failed = [
+        r
+        for r in outcome.records
+        if r.point == BASELINE and r.status is TrialStatus.FAILED and not is_abandoned(r)
+    ]
+    return (
+        f"the (1, 0) baseline failed to train {len(failed)} time(s), the last with "
+        f"'{failed[-1].reason}'; every budget is measured from it: mend that cause, then run "
+        f"again with --max-retries {len(failed)} to try it once more (or search a new study)"
+    )
 
 
 def _totals_line(outcome: SearchOutcome) -> str:

@@ -51,6 +51,44 @@ def test_the_baseline_comes_first():
     assert Proposer().propose(state, 4) == [BASELINE]
 
 
+def test_a_failed_baseline_is_not_proposed_again():
+    """It stayed open while no threshold was known: the local search retried it forever."""
+    state = SearchState(
+        candidates=SPEED,
+        accuracy={},
+        failed=frozenset({BASELINE}),
+        pending=frozenset(),
+        threshold=None,
+    )
+    assert Proposer().status(state).open == () and Proposer().propose(state, 4) == []
+
+
+def test_a_certified_point_faster_than_the_best_is_trained_not_answered_untrained():
+    """(1, 0.7) trained feasible certifies (1, 0.5); where a noisy table times (1, 0.5)
+    faster, (1, 0.5) is the answer, so it stays open (it was skipped: the search stopped with
+    `answer known` and a predicted answer)."""
+    speeds = {**SPEED, P(1, 0.5): SPEED[P(1, 0.7)] * 1.3}
+    state = SearchState(
+        candidates=speeds,
+        accuracy={BASELINE: 0.9, P(1, 0.7): 0.89},
+        failed=frozenset(),
+        pending=frozenset(),
+        threshold=0.87,
+    )
+    status = Proposer().status(state)
+    assert P(1, 0.5) in status.open and P(1, 0.6) not in status.open  # (1, 0.6) is slower
+    monotone = Proposer().status(
+        SearchState(
+            candidates=SPEED,
+            accuracy=state.accuracy,
+            failed=frozenset(),
+            pending=frozenset(),
+            threshold=0.87,
+        )
+    )
+    assert P(1, 0.5) not in monotone.open
+
+
 def test_monotone_inference_rules_out_more_compressed_points():
     state = SearchState(
         candidates=SPEED,

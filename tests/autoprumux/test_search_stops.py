@@ -395,7 +395,8 @@ def test_cli_early_stop_flag_reaches_the_request(tmp_path, monkeypatch, flag, ea
 
     def capture(session, plan=None):
         requests.append(session.request)
-        return SimpleNamespace(text="", document={})  # what the CLI prints of a result
+        # what the CLI reads of a result: what it prints, and why it stopped (its exit code)
+        return SimpleNamespace(text="", document={}, stop_reason=StopReason.ANSWER_KNOWN)
 
     monkeypatch.setattr(search_session.SearchSession, "run", capture)
     assert main(cli_args(f"sqlite:///{tmp_path / 'cli.db'}", *flag)) == 0

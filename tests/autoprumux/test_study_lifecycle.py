@@ -233,6 +233,50 @@ def test_a_kill_mid_training_leaves_a_live_looking_trial_that_the_rerun_takes_ba
     assert_as_uninterrupted(folder, document, uninterrupted, storage_url)
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize(
+    "executor", ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])]
+)
+def test_ctrl_c_stops_the_search_at_once_and_the_rerun_answers_as_uninterrupted(
+    tmp_path, uninterrupted, executor, stop
+):
+    """Ctrl-C (or SIGTERM) mid-training: exit code 130 and `interrupted`, at once (a CPU trial
+    training in a thread is not waited for), nothing printed or reported as an answer, the
+    trial closed as interrupted. On Ray, Tune's own handler used to end the run as if
+    answered on a Ctrl-C (exit 0, `stopped: answer known`, a report of the one training
+    done), and Ray's on a SIGTERM with a C++ stack dump (exit 1)."""
+    folder = new_folder(tmp_path)
+    trainer = f"replay:{TABLE}?delay=60"  # the baseline's training outlasts the test's patience
+    argv = search_args(folder, trainer, "--executor", executor)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autoprumux", *argv],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not ((s := trial_states(url(folder))) and "RUNNING" in s):
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    time.sleep(1)  # into the training
+    process.send_signal(stop)
+    sent = time.monotonic()
+    out, err = process.communicate(timeout=45)
+    assert process.returncode == 130, err[-2000:]
+    assert time.monotonic() - sent < 30  # not the 60 s the training still had to go
+    assert err.rstrip().endswith("autoprumux: interrupted") and out == ""
+    assert not list(folder.glob("reports/*.html"))
+    storage, study_id = storage_of(folder)
+    [closed] = storage.get_all_trials(study_id)
+    assert closed.state == TrialState.FAIL
+    assert closed.user_attrs["reason"] == Abandoned.INTERRUPTED.value
+    code, document, _ = search(folder)
+    assert code == 0
+    assert_as_uninterrupted(folder, document, uninterrupted)
+
+
 # -- states a kill between two writes leaves ------------------------------------------------
 
 
