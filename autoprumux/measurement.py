@@ -136,6 +136,29 @@ def fingerprint(
     }
 
 
+def measured_for_another(
+    fingerprint: Mapping[str, object], study: Study, settings: ThroughputSection
+) -> str | None:
+    """What of the model timed ``fingerprint``'s table differs from the one ``study`` trains,
+    in words ("num_layers 1, the study's 2"); None when it is the same, or the table does not
+    say. Its speeds are then of another model: the search measures it again. How it was timed
+    (passes, threads, the machine) is left to ``autoprumux measure``."""
+    expected: dict[str, object] = {
+        "model": study.model.name_or_path,
+        "num_layers": study.model.num_layers,
+        "seq_len": study.model.max_seq_length,
+        "batch_rows": settings.batch_rows,
+    }
+    differ = []
+    for key, value in expected.items():
+        recorded = fingerprint.get(key)
+        # a benchmark's table names the config it timed: "bert-base-uncased's config, ..."
+        named = key == "model" and str(recorded).startswith(f"{value}'s config")
+        if recorded is not None and recorded != value and not named:
+            differ.append(f"{key} {recorded}, the study's {value}")
+    return "; ".join(differ) or None
+
+
 def estimate_models(study: Study, points: list[GridPoint]) -> dict[GridPoint, Classifier]:
     """Randomly initialized models with the architecture each (N, s) would have."""
     config = with_layers(

@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING, dataclass, field
 
 from autoprumux.core.study import REMOVED_FIELDS, STUDY_FIELDS, Study
 from autoprumux.core.study_fields import at_default, field_info
@@ -62,6 +62,10 @@ class RecipeRecord:
     settings: Mapping[str, object]  # recipe_settings(study)
     hash: str  # Study.recipe
     legacy_hashes: frozenset[str]  # what releases before the settings record stored for it
+    # the content keys of what its trials read by path, which the settings hold the path of:
+    # "data" (trainers.data.tables.data_id), "model" (a local model folder's files); a file
+    # edited in place keeps its path
+    contents: Mapping[str, str] = field(default_factory=dict)
 
 
 def recipe_conflicts(stored: object, current: RecipeRecord) -> list[str]:

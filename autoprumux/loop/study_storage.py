@@ -40,6 +40,9 @@ T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_S = 60  # a write waits this long for another process's write to end
 OPEN_ATTEMPTS = 8  # tries at creating a new storage that other searches create at once
 WRITE_ATTEMPTS = 5  # tries at a write that the database refused as busy (locked)
+CONTENTS_ATTR = "contents"  # the study attribute of RecipeRecord.contents
+# what each content key is of, in a refusal's words
+CONTENT_WORDS = {"data": "the study's [data] files", "model": "its [model] folder"}
 
 
 def retry_busy(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -49,7 +52,13 @@ def retry_busy(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             return call(*args, **kwargs)
-        except StorageInternalError:
+        except StorageInternalError as err:
+            why = _first_line(err)
+            if "readonly" in why or "read-only" in why:  # a read-only file, mount or server
+                raise StorageError(
+                    f"the study's storage cannot be written: {why}; a search records its "
+                    "trials in it, so give a --storage it can write"
+                ) from None
             if attempt == WRITE_ATTEMPTS:
                 raise
             time.sleep(random.uniform(0.05, 0.5) * attempt)
@@ -100,14 +109,38 @@ def open_study(
     _check_labels(study, grid, task, url, recipe)
     if recipe is not None:
         _check_recipe(study, recipe, url)
+        _check_contents(study, recipe, url)
         settings = dict(recipe.settings)
         if study.user_attrs.get("recipe") != settings:  # records it, or upgrades an old hash
             retry_busy(study.set_user_attr, "recipe", settings)
+        contents = {**study.user_attrs.get(CONTENTS_ATTR, {}), **recipe.contents}
+        if study.user_attrs.get(CONTENTS_ATTR) != contents:
+            retry_busy(study.set_user_attr, CONTENTS_ATTR, contents)
     return study
 
 
+def check_stored_study(url: str, name: str, grid: Grid, task: str, recipe: RecipeRecord) -> bool:
+    """Refuse what :func:`open_study` would refuse of a stored study (another grid or task,
+    recipe or data), without writing anything (the dry run); False when the storage holds no
+    study of that name."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=connect_url(url))
+    except KeyError:
+        return False
+    _check_labels(study, grid, task, url, recipe, label=False)
+    _check_recipe(study, recipe, url)
+    _check_contents(study, recipe, url)
+    return True
+
+
 def _check_labels(
-    study: optuna.Study, grid: Grid, task: str, url: str, recipe: RecipeRecord | None
+    study: optuna.Study,
+    grid: Grid,
+    task: str,
+    url: str,
+    recipe: RecipeRecord | None,
+    label: bool = True,  # label a study without labels and trials (else it passes as it is)
 ) -> None:
     where = f"study {study.study_name!r} in {masked_url(url)}"  # never the password
     if study.directions != [StudyDirection.MAXIMIZE] * 2:
@@ -119,6 +152,8 @@ def _check_labels(
     if stored == (grid.spec(), task):
         return
     if None in stored and not study.get_trials(deepcopy=False):
+        if not label:
+            return
         with warnings.catch_warnings():  # experimental in Optuna, and what the dashboard reads
             warnings.simplefilter("ignore")
             # the dashboard's names of the two objectives: the study's metric, the throughput
@@ -160,6 +195,27 @@ def _check_recipe(study: optuna.Study, recipe: RecipeRecord, url: str) -> None:
     raise StorageError(
         f"study {name!r} in {shown} {why}, so its results do not apply; use another study name "
         "([study] name) or --storage, or delete it: "
+        + shlex.join(["optuna", "delete-study", "--study-name", name, "--storage", shown])
+    )
+
+
+def _check_contents(study: optuna.Study, recipe: RecipeRecord, url: str) -> None:
+    """Refuse a stored study whose trials read other content at the same paths than the study
+    file names now (its data files, its local model folder, written again in place); a key
+    the study did not record (an older release, a hub model) is not compared."""
+    stored = study.user_attrs.get(CONTENTS_ATTR, {})
+    changed = [
+        CONTENT_WORDS.get(what, what)
+        for what, key in recipe.contents.items()
+        if stored.get(what, key) != key
+    ]
+    if not changed:
+        return
+    name, shown = study.study_name, masked_url(url)
+    raise StorageError(
+        f"study {name!r} in {shown} was trained on other content: {' and '.join(changed)} "
+        "changed since its trials trained, so its results do not apply; restore them, or use "
+        "another study name ([study] name) or --storage, or delete it: "
         + shlex.join(["optuna", "delete-study", "--study-name", name, "--storage", shown])
     )
 

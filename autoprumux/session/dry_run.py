@@ -30,7 +30,7 @@ architectures (torch) for a study without a throughput table, in memory.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,6 @@ __all__ = [
     "ForecastTotal",
     "SearchForecast",
     "TableUsed",
-    "default_table_file",
     "estimate_table",
     "first_picks",
     "forecast_search",
@@ -287,14 +286,6 @@ def _charged(
     return tuple(rows)
 
 
-def default_table_file(study: Study) -> Path:
-    """The table a search of ``study`` ranks by without --throughput (measured first if
-    missing): studies/throughput/<study>-<device>-<dtype>.json."""
-    from autoprumux.measurement import default_table_path  # torch
-
-    return default_table_path(study, study.throughput)
-
-
 def table_used(table: ThroughputTable, path: Path | None) -> TableUsed:
     """A table read from ``path`` (None: a replay's own throughputs), in words."""
     device = str(table.fingerprint.get("device", ""))
@@ -335,13 +326,15 @@ def estimate_table(study: Study, missing: Path) -> tuple[ThroughputTable, TableU
     return table, used
 
 
-def storage_notes(url: str) -> list[str]:
+def storage_notes(url: str, study_checks: Callable[[], bool]) -> list[str]:
     """What the forecast cannot know from a storage that holds trainings already: it plans a
-    fresh study (a SQLite file is looked at, nothing opened)."""
+    fresh study. An existing SQLite file is read (``study_checks``: refuses a stored study the
+    search would refuse; False when it holds no such study); another storage is not opened,
+    as opening creates its tables."""
     prefix = "sqlite:///"
-    if url.startswith(prefix) and Path(url[len(prefix) :]).is_file():
+    if url.startswith(prefix) and Path(url[len(prefix) :]).is_file() and study_checks():
         return [
-            f"{url[len(prefix) :]} exists: a search resumes its study and skips what it "
+            f"{url[len(prefix) :]} holds the study: a search resumes it and skips what it "
             "trained; this plan is a fresh study's"
         ]
     return []

@@ -22,7 +22,7 @@ from autoprumux.core.data_spec import data_spec
 from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.precision import Precision
-from autoprumux.core.recipe import recipe_record
+from autoprumux.core.recipe import RecipeRecord, recipe_record
 from autoprumux.core.recommender import Objective
 from autoprumux.core.records import HeldOutScore
 from autoprumux.core.study import Study
@@ -240,7 +240,7 @@ class SearchSession:
             config.study_name,
             config.grid,
             config.task,
-            recipe_record(plan.study),
+            stored_recipe(plan.study),
         )
         try:
             driver = self._driver(plan, config, table, table_path, store, slots)
@@ -388,20 +388,22 @@ class SearchSession:
         if plan.replay is not None:
             results = read_results(plan.replay.path)
             return ThroughputTable.from_results(results, results.resolve_task(study.task)), None
-        from autoprumux.measurement import default_table_path, run_measure  # torch
+        from autoprumux.measurement import run_measure  # torch
 
-        path = default_table_path(study, study.throughput)
-        if path.is_file():
-            table = read_throughput_table(path)
-            missing = [p.value for p in plan.precisions if p not in table.precisions]
-            if not missing:
-                return table, path
-            why = f"it times no {', '.join(missing)} rows"
-        else:
-            why = "training-free estimates"
+        path, table, why = stored_table(plan)
+        if table is not None:
+            return table, path
         self.progress(f"measuring the throughput table first ({why}) -> {path}")
         run_measure(study, study.throughput, out_path=str(path))
         return read_throughput_table(path), path
+
+    def _stored_study_applies(self, plan: SearchPlan) -> bool:
+        """Whether the storage holds the study; refused as the search would refuse it."""
+        from autoprumux.loop.study_storage import check_stored_study
+
+        study = plan.study
+        grid, recipe = study.grid.grid, stored_recipe(study)
+        return check_stored_study(plan.storage_url, study.name, grid, study.task, recipe)
 
     def _config(self, plan: SearchPlan, slots: TrialSlots) -> SearchConfig:
         request, study = self.request, plan.study
@@ -473,7 +475,7 @@ class SearchSession:
         from autoprumux.session import dry_run
 
         request, study = self.request, plan.study
-        notes = dry_run.storage_notes(plan.storage_url)
+        notes = dry_run.storage_notes(plan.storage_url, lambda: self._stored_study_applies(plan))
         slots = plan.slots
         if slots is None:  # Ray: sized from this machine (a joined cluster's nodes decide)
             slots = size_trials(
@@ -484,14 +486,18 @@ class SearchSession:
             )
             if plan.ray.joins:
                 notes.append("trials at once sized on this machine; the cluster's nodes decide")
-        given = request.throughput_path or plan.replay is not None
-        table_file = None if given else dry_run.default_table_file(study)
-        if table_file is None or table_file.is_file():
+        if request.throughput_path or plan.replay:
             table, path = self._table(plan)  # it reads the table: nothing to measure
             used = dry_run.table_used(table, path)
         else:
-            self.progress(f"no {table_file} yet: estimating the throughputs (not saved)")
-            table, used = dry_run.estimate_table(study, table_file)
+            table_file, stored, why = stored_table(plan)
+            if stored is not None:
+                table, used = stored, dry_run.table_used(stored, table_file)
+            else:  # the search would measure it first: estimated in memory
+                what = f"{table_file} is measured again ({why})"
+                what = what if table_file.is_file() else f"no {table_file} yet"
+                self.progress(f"{what}: estimating the throughputs (not saved)")
+                table, used = dry_run.estimate_table(study, table_file)
         return dry_run.forecast_search(
             study,
             request.budget,
@@ -507,6 +513,26 @@ class SearchSession:
 
 
 # -- what the session's steps share -----------------------------------------------------------
+
+
+def stored_table(plan: SearchPlan) -> tuple[Path, ThroughputTable | None, str]:
+    """The study's default table file (studies/throughput/<study>-<device>-<dtype>.json); the
+    table read from it where it serves this search as it is, else None and why the search
+    measures it first."""
+    from autoprumux.measurement import default_table_path, measured_for_another  # torch
+
+    study = plan.study
+    path = default_table_path(study, study.throughput)
+    if not path.is_file():
+        return path, None, "training-free estimates"
+    table = read_throughput_table(path)
+    missing = [p.value for p in plan.precisions if p not in table.precisions]
+    if missing:
+        return path, None, f"it times no {', '.join(missing)} rows"
+    other = measured_for_another(table.fingerprint, study, study.throughput)
+    if other:
+        return path, None, f"it timed another model: {other}"
+    return path, table, ""
 
 
 def searched_precisions(plan: SearchPlan, table: ThroughputTable) -> tuple[Precision, ...]:
@@ -559,6 +585,20 @@ def record_table_speeds(
                 "checks), and its speed against dynamic int8 was not measured (a model from an "
                 "older release): its int8 figures are dynamic int8's"
             )
+
+
+def stored_recipe(study: Study) -> RecipeRecord:
+    """What the study's storage records of its recipe and compares a stored one with: the
+    settings, and the content keys of what they name by path: the data (``data_id``: the
+    train and dev sources' content and the settings that shape the tables) and a local model
+    folder (``model_files_id``)."""
+    from trainers.data.tables import data_id
+    from trainers.trial.cache_keys import model_files_id
+
+    contents = {"data": data_id(data_spec(study))}
+    if (model := model_files_id(study)) is not None:
+        contents["model"] = model
+    return replace(recipe_record(study), contents=contents)
 
 
 def has_test_split(study: Study) -> bool:

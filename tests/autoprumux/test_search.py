@@ -183,6 +183,54 @@ def test_a_failing_point_is_retried_then_recorded_and_the_search_goes_on(tmp_pat
     assert outcome.stop_reason is StopReason.ANSWER_KNOWN and outcome.best != target
 
 
+def test_a_baseline_that_fails_for_good_stops_the_search_after_its_retries(tmp_path, grid_file):
+    """Without the (1, 0) accuracy no budget has a threshold: the search gives the baseline
+    1 + max_retries tries, then stops (it retried it without end before); a rerun tries it no
+    more, unless its --max-retries allows another try."""
+    replay = ReplayTrainer(path=str(grid_file))
+    tries = Counter()
+
+    def nan_baseline(point, stop=None):
+        tries[point] += 1
+        if point == BASELINE:
+            return Training(
+                TrialRecord(
+                    task="sst2",
+                    n=1,
+                    sparsity=0.0,
+                    status=TrialStatus.FAILED,
+                    reason="finetune: loss is nan at step 2",
+                )
+            )
+        return replay(point)
+
+    outcome = run_local(driver_for(tmp_path, max_retries=1), nan_baseline, 1)
+    assert outcome.stop_reason is StopReason.BASELINE_FAILED
+    assert tries == {BASELINE: 2} and outcome.decision is None and outcome.best is None
+    rerun = run_local(driver_for(tmp_path, max_retries=1), nan_baseline, 1)
+    assert rerun.stop_reason is StopReason.BASELINE_FAILED and rerun.trainings_this_run == 0
+    assert tries == {BASELINE: 2}
+    once_more = run_local(driver_for(tmp_path, max_retries=2), nan_baseline, 1)
+    assert once_more.trainings_this_run == 1 and tries == {BASELINE: 3}
+
+
+def test_a_cli_search_whose_baseline_fails_says_why_and_exits_1(tmp_path, capsys):
+    """A grid without a (1, 0) row: the replayed baseline fails every try."""
+    rows = [r for r in synthetic_results(family=FAMILY, seed=1).records if r.point != BASELINE]
+    grid = write_results(ResultsTable(rows), tmp_path / "no-baseline.csv")
+    speeds = write_throughput_table(TABLE, tmp_path / "speeds.json")
+    assert cli_search(tmp_path, grid, "--max-retries", "2", "--throughput", str(speeds)) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "stopped: baseline failed | trainings: 3 this run, 3 in the study (3 failed"
+    )
+    assert (
+        "no recommendation: the (1, 0) baseline failed to train 3 time(s), the last with "
+        f"'replay: {grid} has no row for (1, 0)'; every budget is measured from it: mend that "
+        "cause, then run again with --max-retries 3 to try it once more (or search a new study)"
+    ) in out
+
+
 def test_four_workers_lose_no_record(tmp_path, grid_file, storage_url):
     driver = driver_for(tmp_path, budget=0.05, workers=4, url=storage_url)
     outcome = run_local(driver, ReplayTrainer(path=str(grid_file), delay_s=0.05), 4)
@@ -328,6 +376,66 @@ def test_a_study_name_with_another_grid_leaves_the_storage_untouched(tmp_path, g
     code = cli_search(tmp_path, grid_file, study=other)
     assert code == 2 and "holds task 'sst2' and grid '1,2,5,10:" in capsys.readouterr().err
     assert (tmp_path / "cli.db").read_bytes() == before
+
+
+def test_a_study_whose_data_file_was_edited_in_place_is_not_reused(tmp_path, grid_file, capsys):
+    """The recipe holds where the data is; its content is recorded too (the study attribute
+    `contents`): relabelled rows at the same path were answered from the old trials before."""
+    study = tmp_path / "own.toml"
+    study.write_text(
+        (ROOT / "studies" / "sst2.toml")
+        .read_text()
+        .replace('source = "hub"', 'source = "glue_dir"\nglue_dir = "glue"')
+    )
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    rows = ["good film\t1", "bad film\t0", "fine acting\t1", "dull plot\t0"]
+
+    def write(split, lines):
+        (tmp_path / "glue" / "SST-2" / f"{split}.tsv").write_text(
+            "sentence\tlabel\n" + "\n".join(lines) + "\n"
+        )
+
+    write("train", rows * 5)
+    write("dev", rows)
+    assert cli_search(tmp_path, grid_file, study=study) == 0
+    assert cli_search(tmp_path, grid_file, study=study) == 0  # the same data: answered again
+    capsys.readouterr()
+    before = (tmp_path / "cli.db").read_bytes()
+    write("dev", [r[:-1] + str(1 - int(r[-1])) for r in rows])  # every label flipped
+    assert cli_search(tmp_path, grid_file, study=study) == 2
+    refusal = capsys.readouterr().err.splitlines()[-1]
+    assert refusal == (
+        f"autoprumux: error: study 'own' in sqlite:///{tmp_path / 'cli.db'} was trained on "
+        "other content: the study's [data] files changed since its trials trained, so its "
+        "results do not apply; restore them, or use another study name ([study] name) or "
+        "--storage, or delete it: optuna delete-study --study-name own --storage "
+        f"sqlite:///{tmp_path / 'cli.db'}"
+    )
+    assert (tmp_path / "cli.db").read_bytes() == before
+    write("dev", rows)  # restored: answered again
+    assert cli_search(tmp_path, grid_file, study=study) == 0
+
+
+def test_a_local_model_folder_written_again_in_place_is_not_reused(tmp_path, grid_file, capsys):
+    """A classifier fine-tuned anew into the same folder: its trials were the old model's."""
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bert"}')
+    (model / "model.safetensors").write_bytes(b"old weights")
+    (model / "optimizer.pt").write_bytes(b"not read by a training")
+    study = tmp_path / "local.toml"
+    text = (ROOT / "studies" / "sst2.toml").read_text()
+    study.write_text(
+        text.replace('name_or_path = "bert-base-uncased"', f'name_or_path = "{model}"')
+    )
+    assert cli_search(tmp_path, grid_file, study=study) == 0
+    (model / "optimizer.pt").write_bytes(b"another optimizer state")
+    assert cli_search(tmp_path, grid_file, study=study) == 0  # a file no training reads
+    capsys.readouterr()
+    (model / "model.safetensors").write_bytes(b"new weights")
+    assert cli_search(tmp_path, grid_file, study=study) == 2
+    refusal = capsys.readouterr().err.splitlines()[-1]
+    assert "was trained on other content: its [model] folder changed since its trials" in refusal
 
 
 def test_a_study_trained_under_another_recipe_is_not_reused(tmp_path, grid_file, capsys):
@@ -529,3 +637,47 @@ def test_a_static_int8_model_is_searched_and_answered_at_its_own_files_speed(
     assert document["decision"]["throughput_table"]["rescaled"] == [
         {"n": best.n, "sparsity": best.sparsity, "precision": "int8"}
     ]
+
+
+def test_a_read_only_storage_is_one_line_not_a_traceback(tmp_path, grid_file, capsys):
+    """A study on a read-only mount or file: the search's first write (its labels) failed with
+    Optuna's 'e.g. exceeding max length' traceback."""
+    assert cli_search(tmp_path, grid_file) == 0
+    capsys.readouterr()
+    with sqlite3.connect(tmp_path / "cli.db") as db:  # as an older release recorded it
+        db.execute("DELETE FROM study_user_attributes WHERE key = 'contents'")
+    read_only = f"sqlite:///file:{tmp_path / 'cli.db'}?mode=ro&uri=true"
+    # the same search again: it would answer from the study, once its contents are recorded
+    assert cli_search(tmp_path, grid_file, storage=read_only) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "autoprumux: error: the study's storage cannot be written: (sqlite3.OperationalError) "
+        "attempt to write a readonly database; a search records its trials in it, so give a "
+        "--storage it can write\n"
+    )
+
+
+def test_the_dry_run_refuses_a_stored_study_as_the_search_would(tmp_path, grid_file, capsys):
+    """It said `… exists: a search resumes its study` of a study the search then refused."""
+    assert cli_search(tmp_path, grid_file) == 0
+    before = (tmp_path / "cli.db").read_bytes()
+    capsys.readouterr()
+    assert cli_search(tmp_path, grid_file, "--dry-run") == 0
+    assert f"{tmp_path / 'cli.db'} holds the study: a search resumes it" in capsys.readouterr().out
+    edited = tmp_path / "edited" / "sst2.toml"
+    edited.parent.mkdir()
+    text = (ROOT / "studies" / "sst2.toml").read_text()
+    edited.write_text(
+        text.replace("finetune_learning_rate = 2e-5", "finetune_learning_rate = 3e-5")
+    )
+    assert cli_search(tmp_path, grid_file, study=edited) == 2
+    refusal = capsys.readouterr().err.splitlines()[-1]
+    assert cli_search(tmp_path, grid_file, "--dry-run", study=edited) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == refusal
+    regrid = tmp_path / "regrid.toml"
+    regrid.write_text(
+        '[study]\ntask = "sst2"\nname = "sst2"\n[grid]\nn = [1, 2]\nsparsity = [0, 0.5]\n'
+    )
+    assert cli_search(tmp_path, grid_file, "--dry-run", study=regrid) == 2
+    assert "holds task 'sst2' and grid '1,2,5,10:" in capsys.readouterr().err
+    assert (tmp_path / "cli.db").read_bytes() == before

@@ -368,3 +368,23 @@ def test_an_unreadable_warmup_text_is_one_line_naming_the_setting(tmp_path):
     message = str(err.value)
     assert message.startswith(f"[warmup] text {str(tmp_path / 'missing.txt')!r}: cannot be read")
     assert "\n" not in message
+
+
+def test_a_local_model_folder_is_keyed_by_the_files_a_training_reads(tmp_path):
+    """A classifier fine-tuned anew into the same folder keys new artifacts (its old teacher
+    was reused); a file no training reads, or a copy elsewhere, keys the same ones."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bert"}')
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    study = a_study(tmp_path, {"model.name_or_path": str(model)})
+    before = folder_names(study)
+    (model / "training_args.bin.bak").write_bytes(b"left by a trainer")
+    (model / "README.md").write_text("notes")
+    assert folder_names(study) == before
+    (model / "model.safetensors").write_bytes(b"weights fine-tuned again")
+    assert changed_artifacts(before, folder_names(study)) == {WARMUP, TEACHER, TRIAL}
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "vocab.txt").write_text("[PAD]\n[UNK]\nfilm\n")
+    assert changed_artifacts(before, folder_names(study)) == {WARMUP, TEACHER, TRIAL}

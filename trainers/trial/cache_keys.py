@@ -37,9 +37,10 @@ from typing import Any
 from autoprumux.core.data_spec import data_spec
 from autoprumux.core.errors import DataError
 from autoprumux.core.metrics import Metric
+from autoprumux.core.package_paths import PACKAGE_SCHEME
 from autoprumux.core.study import DataSource, FineTuned, Study
 from autoprumux.core.study_fields import Stage, at_default, field_info
-from trainers.data.tables import data_id
+from trainers.data.tables import data_id, file_digest
 from trainers.runtime.device import Precision
 from trainers.trial.artifacts import cache_key, slug
 
@@ -111,6 +112,7 @@ def warmup_key(study: Study, n: int, seed: int, precision: Precision) -> str:
     else:
         settings["text"] = task_data_settings(study)
     _add_when_set(settings, "group_by_length", warmup.group_by_length)
+    _add_model_files(settings, study)
     return cache_key(settings)
 
 
@@ -156,6 +158,7 @@ def teacher_key(
         settings["distill_temperature"] = training.distill_temperature  # of the guide's logits
     _add_when_set(settings, "group_by_length", training.group_by_length)
     _add_metric(settings, study)
+    _add_model_files(settings, study)
     return cache_key(settings)
 
 
@@ -175,6 +178,7 @@ def checkpoint_teacher_key(study: Study, n: int, precision: Precision, *, start:
         "precision": precision.value,  # the evaluation's
     }
     _add_metric(settings, study)
+    _add_model_files(settings, study)
     return cache_key(settings)
 
 
@@ -252,6 +256,14 @@ def _add_when_set(settings: Settings, name: str, value: bool) -> None:
         settings[name] = value
 
 
+def _add_model_files(settings: Settings, study: Study) -> None:
+    """A local model folder's content (:func:`model_files_id`), beside its name: added later,
+    so a hub or package model keeps the keys of the artifacts built before."""
+    files = model_files_id(study)
+    if files is not None:
+        settings["model_files"] = files
+
+
 def task_data_settings(study: Study) -> Settings:
     """What decides the task's (train, dev) sentences (:mod:`trainers.trial.task_data`), besides the
     tokenizer and length of the model."""
@@ -274,6 +286,36 @@ def task_data_settings(study: Study) -> Settings:
         if data.subset == "random":
             settings["subset_seed"] = study.study.seed  # the study's, whatever a trial's seed
     return settings
+
+
+# what of a model folder a training reads: its config, its weights and its tokenizer's files
+MODEL_FILE_PATTERNS = (
+    "config.json",
+    "*.safetensors",
+    "*.bin",
+    "tokenizer*.json",
+    "special_tokens_map.json",
+    "vocab.*",
+    "merges.txt",
+    "*.model",
+)
+
+
+def model_files_id(study: Study) -> str | None:
+    """What names a local model folder's content in the keys: a hash of the files a training
+    reads (:data:`MODEL_FILE_PATTERNS`), so that a folder written again in place (a classifier
+    fine-tuned anew into the same folder) keys new artifacts; None for a hub id or a package's
+    model, whose name stands for its content."""
+    name = study.model.name_or_path
+    folder = Path(name).expanduser()
+    if name.startswith(PACKAGE_SCHEME) or not folder.is_dir():
+        return None
+    files = sorted({f for pattern in MODEL_FILE_PATTERNS for f in folder.glob(pattern)})
+    digests = []
+    for file in files:
+        stat = file.stat()
+        digests.append(f"{file.name}:{file_digest(str(file), stat.st_size, stat.st_mtime_ns)}")
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
 
 
 def warmup_text_id(study: Study) -> str:
