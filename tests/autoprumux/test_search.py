@@ -438,15 +438,21 @@ def test_a_local_model_folder_written_again_in_place_is_not_reused(tmp_path, gri
     assert "was trained on other content: its [model] folder changed since its trials" in refusal
 
 
-def test_a_study_trained_under_another_recipe_is_not_reused(tmp_path, grid_file, capsys):
-    assert cli_search(tmp_path, grid_file) == 0
-    before = (tmp_path / "cli.db").read_bytes()
-    edited = tmp_path / "edited" / "sst2.toml"  # same study name, another learning rate
+def another_learning_rate(tmp_path):
+    """The paper study under its own name, with another learning rate: another recipe."""
+    edited = tmp_path / "edited" / "sst2.toml"
     edited.parent.mkdir()
     text = (ROOT / "studies" / "sst2.toml").read_text()
     edited.write_text(
         text.replace("finetune_learning_rate = 2e-5", "finetune_learning_rate = 3e-5")
     )
+    return edited
+
+
+def test_a_study_trained_under_another_recipe_is_not_reused(tmp_path, grid_file, capsys):
+    assert cli_search(tmp_path, grid_file) == 0
+    before = (tmp_path / "cli.db").read_bytes()
+    edited = another_learning_rate(tmp_path)
     assert cli_search(tmp_path, grid_file, study=edited) == 2
     refusal = capsys.readouterr().err.splitlines()[-1]
     assert "was trained under another recipe" in refusal
@@ -664,12 +670,7 @@ def test_the_dry_run_refuses_a_stored_study_as_the_search_would(tmp_path, grid_f
     capsys.readouterr()
     assert cli_search(tmp_path, grid_file, "--dry-run") == 0
     assert f"{tmp_path / 'cli.db'} holds the study: a search resumes it" in capsys.readouterr().out
-    edited = tmp_path / "edited" / "sst2.toml"
-    edited.parent.mkdir()
-    text = (ROOT / "studies" / "sst2.toml").read_text()
-    edited.write_text(
-        text.replace("finetune_learning_rate = 2e-5", "finetune_learning_rate = 3e-5")
-    )
+    edited = another_learning_rate(tmp_path)
     assert cli_search(tmp_path, grid_file, study=edited) == 2
     refusal = capsys.readouterr().err.splitlines()[-1]
     assert cli_search(tmp_path, grid_file, "--dry-run", study=edited) == 2

@@ -149,19 +149,24 @@ def _postgres_trial_states(storage):
         return None
 
 
+def start_search(folder, delay, *extra, stdout=subprocess.PIPE, storage=None):
+    """The search as a subprocess whose trainings take ``delay`` s."""
+    argv = search_args(folder, f"replay:{TABLE}?delay={delay}", *extra, storage=storage)
+    return subprocess.Popen(
+        [sys.executable, "-m", "autoprumux", *argv],
+        cwd=ROOT,
+        env=ENV,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def kill_search_when(folder, ready, delay=0.4, storage=None):
     """Start the search as a subprocess (trainings take ``delay`` s), SIGKILL it once
     ``ready(states)`` holds; what the storage showed then."""
     storage = storage or url(folder)
-    trainer = f"replay:{TABLE}?delay={delay}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "autoprumux", *search_args(folder, trainer, storage=storage)],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_search(folder, delay, stdout=subprocess.DEVNULL, storage=storage)
     deadline = time.monotonic() + 90
     try:
         while time.monotonic() < deadline:
@@ -246,16 +251,8 @@ def test_ctrl_c_stops_the_search_at_once_and_the_rerun_answers_as_uninterrupted(
     answered on a Ctrl-C (exit 0, `stopped: answer known`, a report of the one training
     done), and Ray's on a SIGTERM with a C++ stack dump (exit 1)."""
     folder = new_folder(tmp_path)
-    trainer = f"replay:{TABLE}?delay=60"  # the baseline's training outlasts the test's patience
-    argv = search_args(folder, trainer, "--executor", executor)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "autoprumux", *argv],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # the baseline's training outlasts the test's patience
+    process = start_search(folder, 60, "--executor", executor)
     deadline = time.monotonic() + 120
     while not ((s := trial_states(url(folder))) and "RUNNING" in s):
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
