@@ -5,6 +5,7 @@ failed every trial that reused it before, for good once their retries were spent
 import logging
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from trainers.model.checkpoints import WEIGHTS_FILE, load_classifier, save_model
@@ -40,7 +41,10 @@ def test_a_damaged_stage_is_set_aside_and_built_again(tmp_path, tiny_arch, caplo
     [aside] = tmp_path.glob("teacher-n1-0123456789.damaged-*")
     assert (aside / WEIGHTS_FILE).read_bytes() == whole[: len(whole) // 2]  # kept as it was
     [warning] = caplog.messages
-    assert warning.startswith(f"{folder} cannot be read (SafetensorError: ")
+    assert warning.startswith(
+        f"{folder}: its architecture.json and model.safetensors cannot be read as a saved model "
+        "(SafetensorError: "
+    )
     assert warning.endswith(f"): set aside as {aside} and built again")
     again = load_classifier(folder)
     for name, tensor in model.state_dict().items():
@@ -54,3 +58,18 @@ def test_only_the_folder_that_was_read_is_set_aside(tmp_path, tiny_arch):
     stale = folder.stat().st_ino + 1
     assert set_aside_damaged(folder, stale, ValueError("read before")) is None
     assert folder.is_dir() and not list(tmp_path.glob("*.damaged-*"))
+
+
+def test_a_damaged_model_folder_is_one_line_for_classify(tmp_path, tiny_arch):
+    """classify reads a model folder by load_classifier: a truncated weights file was a
+    SafetensorError traceback, an edited architecture a JSONDecodeError."""
+    from trainers.model.checkpoints import ARCHITECTURE_FILE, CheckpointError
+
+    folder = save_model(Classifier(tiny_arch), tmp_path / "model")
+    (folder / ARCHITECTURE_FILE).write_text('{"num_layers": 3,')
+    with pytest.raises(CheckpointError) as refusal:
+        load_classifier(folder)
+    assert str(refusal.value).startswith(
+        f"{folder}: its architecture.json and model.safetensors cannot be read as a saved model "
+        "(JSONDecodeError: "
+    )

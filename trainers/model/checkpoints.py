@@ -409,7 +409,14 @@ def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> C
     folder = Path(folder)
     if not (folder / ARCHITECTURE_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"{folder}: not a saved model ({ARCHITECTURE_FILE} + {WEIGHTS_FILE})")
-    arch = Architecture.from_json(json.loads((folder / ARCHITECTURE_FILE).read_text()))
-    model = Classifier(arch)
-    model.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    try:
+        arch = Architecture.from_json(json.loads((folder / ARCHITECTURE_FILE).read_text()))
+        model = Classifier(arch)
+        model.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    except Exception as err:  # a file truncated or edited since it was saved whole
+        why = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+        raise CheckpointError(
+            f"{folder}: its {ARCHITECTURE_FILE} and {WEIGHTS_FILE} cannot be read as a saved "
+            f"model ({why})"
+        ) from None
     return model.to(device).eval()

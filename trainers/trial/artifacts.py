@@ -63,8 +63,10 @@ def set_aside_damaged(folder: Path, inode: int, err: BaseException) -> Path | No
             return None
         aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
         folder.rename(aside)
-    why = " ".join(f"{type(err).__name__}: {err}".split())[:300]
-    log.warning("%s cannot be read (%s): set aside as %s and built again", folder, why, aside)
+    why = " ".join(str(err).split())[:400]  # a CheckpointError names the folder itself
+    if not why.startswith(str(folder)):
+        why = f"{folder} cannot be read ({type(err).__name__}: {why})"
+    log.warning("%s: set aside as %s and built again", why, aside)
     return aside
 
 
