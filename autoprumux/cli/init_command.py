@@ -74,6 +74,13 @@ BUDGET_PARAMS = {
     "shipped study's (a 2-layer all-MiniLM-L6-v2 on a CPU, bert-base-uncased with a GPU).",
 )
 @click.option(
+    "--new-head",
+    is_flag=True,
+    help="Train a new classification head on --model, a classifier fine-tuned for other labels "
+    "([model] fine_tuned = false). Default: a fine-tuned classifier is the (1, 0) model as is, "
+    "its labels matched by name.",
+)
+@click.option(
     "--metric",
     type=click.Choice([m.value for m in Metric]),
     default=Metric.ACCURACY.value,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,8 @@ def _check_sqlite_path(url: str, parsed: URL, use: StorageUse) -> bool:
         )
     if not path.parent.is_dir():
         raise _cannot_open(url, f"the folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):  # a read-only mount, or another user's folder
+        raise _cannot_open(url, f"the folder {path.parent} cannot be written")
     return False  # search creates it: there is nothing in it yet
 
 

@@ -22,6 +22,7 @@ from autoprumux.core.data_spec import data_spec
 from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.precision import Precision
+from autoprumux.core.progress import ProgressLines
 from autoprumux.core.recipe import RecipeRecord, recipe_record
 from autoprumux.core.recommender import Objective
 from autoprumux.core.records import HeldOutScore
@@ -394,7 +395,9 @@ class SearchSession:
         if table is not None:
             return table, path
         self.progress(f"measuring the throughput table first ({why}) -> {path}")
-        run_measure(study, study.throughput, out_path=str(path))
+        # a minute to a quarter of an hour: its passes said a few times a phase
+        lines = ProgressLines("throughput table:", self.progress)
+        run_measure(study, study.throughput, out_path=str(path), progress=lines)
         return read_throughput_table(path), path
 
     def _stored_study_applies(self, plan: SearchPlan) -> bool:

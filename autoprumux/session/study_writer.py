@@ -74,6 +74,7 @@ class InitRequest:
     metric: str = "accuracy"
     positive_label: str = ""
     name: str = ""  # "": the file's stem
+    new_head: bool = False  # [model] fine_tuned = false: a head the model carries is trained anew
     force: bool = False  # overwrite ``out``
     search_command: str = ""  # the command that searches the study (the file's header says it)
 
@@ -128,7 +129,7 @@ def draft_study(request: InitRequest) -> StudyDraft:
     document = _document(
         read_study_document(request.template),
         study=study_part,
-        model=model,
+        model={"name_or_path": model, **({"fine_tuned": False} if request.new_head else {})},
         same_model=same_model,
         max_length=max_length,
         data=data,
@@ -145,12 +146,19 @@ def draft_study(request: InitRequest) -> StudyDraft:
     text = toml_text(document, header=header, comments={**SECTION_COMMENTS, **notes})
     study = study_from_dict(tomllib.loads(text), out)  # the file as it will be read
     _load(study)  # its data as a search reads them (the same data: read above)
+    from trainers.model.label_map import LabelMismatch
     from trainers.trial.task_data import check_model_fits
 
     # the model against the data as a search checks it (a fine-tuned head's labels, the
     # tokenizer against the embedding table): refused before anything is printed, a GPU
     # study's too (its plan runs on the GPU machine)
-    check_model_fits(study, tables.label_names)
+    try:
+        check_model_fits(study, tables.label_names)
+    except LabelMismatch as err:  # the study's words for a study file, init's for init
+        advice = "set [model] fine_tuned = false to train a new head"
+        raise LabelMismatch(
+            str(err).replace(advice, "give --new-head to train a new head")
+        ) from None
     lines = [
         f"data: {files['train']} ({train.format.value.upper()}, {raw.num_rows:,} rows; columns: "
         f"{', '.join(raw.column_names)})",
@@ -340,7 +348,7 @@ def _document(
     template: Mapping[str, Any],
     *,
     study: Mapping[str, Any],
-    model: str,
+    model: Mapping[str, Any],  # name_or_path, and fine_tuned where set
     same_model: bool,
     max_length: int,
     data: Mapping[str, Any],
@@ -357,7 +365,7 @@ def _document(
         elif section == "model":
             if not same_model:
                 values = {k: v for k, v in values.items() if k not in _MODEL_SPECIFIC}
-            values.update(name_or_path=model, max_seq_length=max_length)
+            values.update(**model, max_seq_length=max_length)
         elif section == "data":
             values = dict(data)
         elif section == "training":

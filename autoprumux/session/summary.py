@@ -176,8 +176,9 @@ def _no_baseline(outcome: SearchOutcome) -> str:
     ]
     return (
         f"the (1, 0) baseline failed to train {len(failed)} time(s), the last with "
-        f"'{failed[-1].reason}'; every budget is measured from it: mend that cause, then run "
-        f"again with --max-retries {len(failed)} to try it once more (or search a new study)"
+        f"'{failed[-1].reason}'; every budget is measured from it. A study setting at fault "
+        "(a learning rate, the model) needs a new study ([study] name or --storage); another "
+        f"cause mended, run again with --max-retries {len(failed)} to try it once more"
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from autoprumux.cli.main import main
 from autoprumux.core.data_spec import data_spec
-from autoprumux.core.study import TrainingSection, load_study
+from autoprumux.core.study import FineTuned, TrainingSection, load_study
 from autoprumux.files.results_io import read_throughput_table
 from autoprumux.files.toml_text import toml_text
 from autoprumux.session import dry_run
@@ -425,6 +425,23 @@ def test_a_model_the_data_refuse_writes_nothing_and_the_rerun_is_not_refused(
     code, printed, _ = init(capsys, *args, "--model", str(tiny_model))
     assert code == 0 and "wrote studies/x.toml" in printed.splitlines()
     assert load_study(tmp_path / "studies" / "x.toml").data.dev == "../dev.csv"
+
+
+def test_new_head_trains_a_fine_tuned_classifier_of_other_labels_anew(
+    tmp_path, capsys, monkeypatch, committed_table, refused_models
+):
+    """A classifier fine-tuned for (a, b, c) on (neg, pos) data: refused with init's own
+    advice (it named [model] fine_tuned, a study file init had not written), which works."""
+    monkeypatch.chdir(tmp_path)
+    write_reviews(tmp_path / "train.csv")
+    args = ("--train", "train.csv", "--out", "studies/x.toml", "--model")
+    code, _, err = init(capsys, *args, str(refused_models / "tuned-3"))
+    assert code == 2 and err.rstrip().endswith("(give --new-head to train a new head)")
+    code, printed, _ = init(capsys, *args, str(refused_models / "tuned-3"), "--new-head")
+    assert code == 0 and "wrote studies/x.toml" in printed.splitlines()
+    study = load_study(tmp_path / "studies" / "x.toml")
+    assert study.model.fine_tuned is FineTuned.FALSE
+    assert "fine_tuned = false" in (tmp_path / "studies" / "x.toml").read_text()
 
 
 def test_a_plan_refused_leaves_no_study_and_keeps_the_one_it_would_replace(

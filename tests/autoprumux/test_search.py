@@ -226,8 +226,9 @@ def test_a_cli_search_whose_baseline_fails_says_why_and_exits_1(tmp_path, capsys
     )
     assert (
         "no recommendation: the (1, 0) baseline failed to train 3 time(s), the last with "
-        f"'replay: {grid} has no row for (1, 0)'; every budget is measured from it: mend that "
-        "cause, then run again with --max-retries 3 to try it once more (or search a new study)"
+        f"'replay: {grid} has no row for (1, 0)'; every budget is measured from it. A study "
+        "setting at fault (a learning rate, the model) needs a new study ([study] name or "
+        "--storage); another cause mended, run again with --max-retries 3 to try it once more"
     ) in out
 
 

@@ -98,6 +98,29 @@ def test_search_refuses_a_storage_it_cannot_create_in_one_line(tmp_path, capsys,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sst2.toml"]
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["search", "dry-run"])
+def test_a_new_sqlite_file_in_a_folder_it_cannot_write_is_refused(
+    tmp_path, capsys, monkeypatch, dry_run
+):
+    """A read-only mount (root writes through permission bits, so the folder's access is
+    what the test makes unwritable): the dry run passed, and the search refused it only when
+    SQLite opened it."""
+    import autoprumux.loop.storage_check as storage_check
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    real = storage_check.os.access
+    monkeypatch.setattr(
+        storage_check.os, "access", lambda p, mode: False if Path(p) == folder else real(p, mode)
+    )
+    assert search(tmp_path, f"sqlite:///{folder / 's.db'}", *dry_run) == 2
+    assert capsys.readouterr().err == (
+        f"autoprumux: error: --storage 'sqlite:///{folder / 's.db'}' cannot be opened: the "
+        f"folder {folder} cannot be written\n"
+    )
+    assert list(folder.iterdir()) == []
+
+
 def test_search_creates_a_new_sqlite_file(tmp_path):
     assert search(tmp_path, f"sqlite:///{tmp_path / 'new.db'}", "--max-trials", "1") == 0
     check_existing_storage(f"sqlite:///{tmp_path / 'new.db'}")

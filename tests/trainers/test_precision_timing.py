@@ -291,6 +291,8 @@ def test_a_search_whose_table_lacks_a_study_precision_measures_it_first(tiny_stu
     assert plan.precisions == (Precision.FP32, Precision.INT8)
     table, used = session._table(plan)
     assert used == table_file and any("it times no int8 rows" in line for line in lines)
+    # its passes said a few times a phase, the last of each whole
+    assert "throughput table: prepare 8/8" in lines and "throughput table: measure 3/3" in lines
     assert table.precisions == (Precision.FP32, Precision.INT8) and len(table.points) == 8
     assert read_throughput_table(table_file).throughput == table.throughput  # written there
 
