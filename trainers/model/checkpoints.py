@@ -413,6 +413,8 @@ def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> C
         arch = Architecture.from_json(json.loads((folder / ARCHITECTURE_FILE).read_text()))
         model = Classifier(arch)
         model.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    except (MemoryError, torch.OutOfMemoryError):  # the machine's, not the folder's
+        raise
     except Exception as err:  # a file truncated or edited since it was saved whole
         why = " ".join(f"{type(err).__name__}: {err}".split())[:200]
         raise CheckpointError(
