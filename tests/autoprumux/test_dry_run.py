@@ -276,7 +276,7 @@ def test_a_table_timed_for_another_model_is_measured_again(monkeypatch, tiny_cop
     ]
     measured = []
 
-    def measure(study, settings, out_path):
+    def measure(study, settings, out_path, progress):
         measured.append(Path(out_path))
         shutil.copy(TINY_TABLE, out_path)
 
