@@ -182,7 +182,7 @@ def budget_from(
     try:
         return Budget(kind, value)
     except FieldError as err:
-        raise FieldError("--" + err.field.replace("_", "-"), err.message) from None
+        raise err.as_option() from None
 
 
 def grid_from(spec: str, option: str) -> Grid:

@@ -34,12 +34,17 @@ class FieldError(AutoPruMuxError):
         field = f"{section}.{self.field}" if section else self.field
         return FieldError(field, self.message, source or self.source)
 
+    def as_option(self) -> FieldError:
+        """The same error named by the command-line option that set the field (``--batch-rows``
+        for ``batch_rows``)."""
+        return FieldError("--" + self.field.replace("_", "-"), self.message, self.source)
+
 
 class DataError(AutoPruMuxError):
     """A results or throughput file is unreadable or holds an invalid row."""
 
     def __init__(self, source: str, message: str, row: int | None = None, field: str | None = None):
-        self.source, self.row, self.field = source, row, field
+        self.source, self.row, self.field, self.message = source, row, field, message
         parts = [source]
         if row is not None:
             parts.append(f"row {row}")

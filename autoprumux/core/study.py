@@ -60,6 +60,7 @@ DETERMINISTIC = ("off", "strict")  # [training] deterministic
 # [throughput] batch_rows at most: far past any device's memory at any N (the harness halves a
 # batch that does not fit), and below what a tensor's shape can hold
 MAX_BATCH_ROWS = 1 << 20
+MIN_SEQ_LENGTH = 8  # [model] max_seq_length: the fewest tokens a row keeps ([CLS] ... [SEP])
 EVERY = tuple(EVERY_STAGE)  # a field every artifact's build reads
 TASK_STAGES = (Stage.TEACHER, Stage.TRIAL)  # the task phases' artifacts: not the warm-up
 # Fields earlier releases accepted and this one ignores, with why: a study file that still sets
@@ -258,7 +259,7 @@ class ModelSection:
     def __post_init__(self) -> None:
         if not self.name_or_path.strip():
             raise FieldError("name_or_path", "is empty; give a hub id, a folder or package:MODULE")
-        _check_range("max_seq_length", self.max_seq_length, 8, 4096)
+        _check_range("max_seq_length", self.max_seq_length, MIN_SEQ_LENGTH, 4096)
         _check_range("num_layers", self.num_layers, 0, None)
 
 
@@ -779,8 +780,8 @@ class ThroughputSection:
             raise FieldError(
                 "dtype",
                 f"{self.dtype!r} is not float32: the fp32 rows are timed in float32 (else they "
-                "would be labelled fp32 but served in another precision); time bf16 or fp16 by "
-                "adding them to [deploy] precisions",
+                "would be labelled fp32 but served in another precision); time int8, bf16 or fp16 "
+                "rows by adding them to [deploy] precisions",
             )
         for name in ("examples_per_pass", "passes", "trial_examples_per_pass"):
             _check_range(name, getattr(self, name), 1, None)

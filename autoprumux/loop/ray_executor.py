@@ -42,6 +42,7 @@ from autoprumux.loop.driver import SearchDriver, SearchOutcome
 from autoprumux.loop.ray_address import ClusterError, RayTarget, check_reachable
 from autoprumux.loop.ray_auth import token_available
 from autoprumux.loop.trainer_contract import TrainFunction, WorkerPaths
+from autoprumux.loop.trial_owner import process_runs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,7 +211,8 @@ def run_ray(
 ) -> SearchOutcome:
     """Run the search's trainings as Tune trials on the Ray cluster joined by
     :func:`ray_cluster`; Tune's own folder is temporary and removed after."""
-    storage = tempfile.mkdtemp(prefix="autoprumux-ray-")
+    _remove_leftovers(Path(tempfile.gettempdir()))
+    storage = tempfile.mkdtemp(prefix=f"{_STORAGE_PREFIX}{os.getpid()}-")
     try:
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, trainer=trainer),
@@ -234,6 +236,17 @@ def run_ray(
     finally:
         driver.close()  # its trials still running, if Tune stopped early, are interrupted
         shutil.rmtree(storage, ignore_errors=True)
+
+
+_STORAGE_PREFIX = "autoprumux-ray-"  # Tune's folder: autoprumux-ray-<driver pid>-<random>
+
+
+def _remove_leftovers(temp: Path) -> None:
+    """Tune folders of searches whose process is gone (killed: its ``finally`` never ran)."""
+    for folder in temp.glob(f"{_STORAGE_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_STORAGE_PREFIX).split("-")[0]
+        if pid.isdigit() and not process_runs(int(pid), None):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 _TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"

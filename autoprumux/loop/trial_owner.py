@@ -118,7 +118,7 @@ def liveness(owner: TrialOwner | None, lease_until: float | None, now: float) ->
     if owner.on_this_machine():
         if owner.pid == os.getpid() and owner.started == _process_start(owner.pid):
             return Liveness.LIVE if owner.token in _OPEN_TOKENS else Liveness.DEAD
-        return Liveness.LIVE if _process_runs(owner.pid, owner.started) else Liveness.DEAD
+        return Liveness.LIVE if process_runs(owner.pid, owner.started) else Liveness.DEAD
     if lease_until is not None and lease_until >= now:
         return Liveness.LIVE
     return Liveness.DEAD
@@ -213,7 +213,7 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[19])
 
 
-def _process_runs(pid: int, started: int | None) -> bool:
+def process_runs(pid: int, started: int | None) -> bool:
     """Whether process ``pid`` runs and is the one that started at ``started`` (not a later
     process given the same PID, nor a killed one its parent has not reaped yet)."""
     try:

@@ -66,10 +66,14 @@ def default_report_path(title: str) -> Path:
 
 
 def search_report_path(study: Study) -> Path:
-    """Where ``autoprumux search`` writes the study's report: reports/<study>.html beside the
-    studies folder (the study name is a safe file name:
-    :func:`autoprumux.core.study.check_name`)."""
-    return study.folder.resolve().parent / "reports" / f"{study.name}.html"
+    """Where ``autoprumux search`` writes the study's report: reports/<study>.html beside a
+    folder named ``studies`` that holds the study file (a project's layout), else in the study
+    file's own folder, as its database and models are: two folders' studies of one name then
+    keep a report each, and a study file in a home folder writes inside it (the study name is
+    a safe file name: :func:`autoprumux.core.study.check_name`)."""
+    folder = study.folder.resolve()
+    project = folder.parent if folder.name == "studies" else folder
+    return project / "reports" / f"{study.name}.html"
 
 
 def _table(results: ResultsTable, task: str, throughput_path: str | None) -> ThroughputTable | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from autoprumux.core.answer import TRAIN_COMMAND_ATTR, ModelState, locate_model
 from autoprumux.core.data_spec import data_spec
-from autoprumux.core.errors import AutoPruMuxError, FieldError
+from autoprumux.core.errors import AutoPruMuxError, DataError, FieldError
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.precision import Precision
 from autoprumux.core.progress import ProgressLines
@@ -528,7 +528,15 @@ def stored_table(plan: SearchPlan) -> tuple[Path, ThroughputTable | None, str]:
     path = default_table_path(study, study.throughput)
     if not path.is_file():
         return path, None, "training-free estimates"
-    table = read_throughput_table(path)
+    try:
+        table = read_throughput_table(path)
+    except DataError as err:  # the search wrote it, so it can write it again
+        raise DataError(
+            err.source,
+            f"{err.message}; this study's own table: delete it and the search measures it again",
+            err.row,
+            err.field,
+        ) from None
     missing = [p.value for p in plan.precisions if p not in table.precisions]
     if missing:
         return path, None, f"it times no {', '.join(missing)} rows"

@@ -34,6 +34,7 @@ from autoprumux.core.errors import FieldError
 from autoprumux.core.metrics import Metric
 from autoprumux.core.package_paths import PACKAGE_SCHEME
 from autoprumux.core.study import (
+    MIN_SEQ_LENGTH,
     SCHEMA_VERSION,
     SECTIONS,
     DataSection,
@@ -199,6 +200,12 @@ def _token_lengths(model: str, tables: TaskTables, seed: int) -> tuple[TokenLeng
     tokenizer = load_tokenizer(model)
     config = read_hf_config(resolve_model_path(model))
     positions = Architecture.from_hf_config(config).max_tokens
+    if positions < MIN_SEQ_LENGTH:  # no max_seq_length the study allows fits it
+        raise FieldError(
+            "--model",
+            f"{model} holds {positions} tokens (its position table), and a study keeps at least "
+            f"{MIN_SEQ_LENGTH} a row",
+        )
     return token_lengths(_every_split(tables), tokenizer, seed=seed), positions
 
 

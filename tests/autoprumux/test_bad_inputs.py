@@ -166,9 +166,11 @@ CASES = [
     _c("measure-out-onto-a-results-table", "measure", "--study", STUDY_FILE, "--out", GOOD,
        expect="good.csv exists and is not a throughput table"),
     _c("measure-bad-dtype", "measure", "--study", STUDY_FILE, "--dtype", "int8",
-       expect="--dtype"),
+       expect="--dtype: 'int8' is not float32"),
+    _c("measure-bf16-dtype", "measure", "--study", STUDY_FILE, "--dtype", "bfloat16",
+       expect="--dtype: 'bfloat16' is not float32"),
     _c("measure-bad-device", "measure", "--study", STUDY_FILE, "--device", "tpu",
-       expect="device"),
+       expect="--device: 'tpu'"),
     _c("measure-escaping-name", "measure", "--study", "{p}/escape.toml", expect="study.name"),
     # search: options, names and outputs, all before the storage is opened
     _c("search-gpus-per-trial-0", *SEARCH, *REPLAY, "--gpus", "1", "--gpus-per-trial", "0",
@@ -329,7 +331,7 @@ CASES = [
        "{p}/new.toml", expect="--metric: f1 is binary, and the data has 3 labels"),
     # the plan's checks refuse (the report's folder is a file): no study, no folder made
     _c("init-plan-refused", "init", "--train", "{p}/reviews.csv", "--out",
-       "{p}/blocked/new/s.toml", expect="blocked/reports is not a folder"),
+       "{p}/blocked/studies/new.toml", expect="blocked/reports is not a folder"),
     # ... and the study --force would replace kept as it was
     _c("init-plan-refused-forced", "init", "--train", "{p}/reviews.csv", "--out",
        "{p}/blocked/studies/s.toml", "--force", expect="blocked/reports is not a folder"),

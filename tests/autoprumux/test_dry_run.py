@@ -11,6 +11,7 @@ from search_requests import search_request
 
 from autoprumux.cli.main import main
 from autoprumux.core.budget import Budget, BudgetKind
+from autoprumux.core.errors import DataError
 from autoprumux.core.grid import BASELINE, GridPoint
 from autoprumux.core.precision import Precision
 from autoprumux.core.study import load_study
@@ -286,3 +287,19 @@ def test_a_table_timed_for_another_model_is_measured_again(monkeypatch, tiny_cop
     assert measured == [path] == [table_file]
     assert lines == [f"measuring the throughput table first ({why}) -> {table_file}"]
     assert table.fingerprint["num_layers"] == 2
+
+
+def test_an_unreadable_default_table_says_the_search_measures_it_again_once_deleted(tiny_copy):
+    """A truncated default table is refused in one line that says the way out: the search
+    wrote it and measures it again when it is gone (the dry run then estimates it)."""
+    table_file = tiny_copy.parent / "throughput" / TINY_TABLE.name
+    table_file.write_text(TINY_TABLE.read_text()[:300])
+    session = SearchSession(search_request(tiny_copy, gpus=0.0), print, cores=2)
+    for read in (session.forecast, session._table):  # the dry run, the search
+        with pytest.raises(DataError) as err:
+            read(session.plan())
+        message = str(err.value)
+        assert message.startswith(f"{table_file}: cannot be read as json: Unterminated string")
+        assert message.endswith(
+            "; this study's own table: delete it and the search measures it again"
+        )

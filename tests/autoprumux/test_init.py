@@ -381,19 +381,24 @@ def test_the_command_runs_and_prints_the_plan(tmp_path, tiny_model):
 @pytest.fixture(scope="module")
 def refused_models(tmp_path_factory, tiny_model):
     """Checkpoints with the tiny model's tokenizer that the data refuse: a fine-tuned
-    classifier of labels (a, b, c), and one whose embedding table is one row short of the
-    tokenizer."""
+    classifier of labels (a, b, c), one whose embedding table is one row short of the
+    tokenizer, and one of 6 positions (a study keeps at least 8 tokens a row)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 
     root = tmp_path_factory.mktemp("refused")
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
     small = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2}
     small.update(intermediate_size=32, max_position_embeddings=64)
-    for name, vocab, labels in (
-        ("tuned-3", len(tokenizer), ("a", "b", "c")),
-        ("small-vocab", len(tokenizer) - 1, ("neg", "pos")),
+    for name, vocab, labels, positions in (
+        ("tuned-3", len(tokenizer), ("a", "b", "c"), 64),
+        ("small-vocab", len(tokenizer) - 1, ("neg", "pos"), 64),
+        ("6-positions", len(tokenizer), ("neg", "pos"), 6),
     ):
-        config = BertConfig(vocab_size=vocab, id2label=dict(enumerate(labels)), **small)
+        config = BertConfig(
+            vocab_size=vocab,
+            id2label=dict(enumerate(labels)),
+            **(small | {"max_position_embeddings": positions}),
+        )
         AutoModelForSequenceClassification.from_config(config).save_pretrained(root / name)
         tokenizer.save_pretrained(root / name)
     return root
@@ -404,6 +409,7 @@ def refused_models(tmp_path_factory, tiny_model):
     [
         ("tuned-3", "its classification head has 3 labels (a, b, c), the data 2 (neg, pos)"),
         ("small-vocab", "tokens, but config.json's vocab_size is "),
+        ("6-positions", "6-positions holds 6 tokens (its position table), and a study keeps "),
     ],
 )
 def test_a_model_the_data_refuse_writes_nothing_and_the_rerun_is_not_refused(

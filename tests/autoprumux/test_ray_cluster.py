@@ -184,3 +184,26 @@ def test_a_worker_stopped_by_ray_exits_quietly():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_tune_folders_of_killed_searches_are_removed_by_the_next(tmp_path):
+    """A search killed by SIGKILL leaves its Tune folder behind (its ``finally`` never ran);
+    the next Ray search removes the folders whose process is gone, and only those."""
+    from autoprumux.loop.ray_executor import _remove_leftovers
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its PID names no process now
+    folders = {
+        "killed": tmp_path / f"autoprumux-ray-{gone.pid}-k2x_9a",
+        "running": tmp_path / f"autoprumux-ray-{os.getpid()}-r7b_1c",
+        "older": tmp_path / "autoprumux-ray-9soo03yh",  # before the PID was in the name
+        "other": tmp_path / f"ray-{gone.pid}-x",
+    }
+    for folder in folders.values():
+        (folder / "sst2-tiny").mkdir(parents=True)
+    _remove_leftovers(tmp_path)
+    assert {name for name, folder in folders.items() if folder.exists()} == {
+        "running",
+        "older",
+        "other",
+    }

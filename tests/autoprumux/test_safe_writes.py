@@ -50,6 +50,25 @@ def test_safe_study_names_name_files_inside_the_project(tmp_path, name):
     assert study.artifacts_folder.parent == tmp_path / "studies" / "artifacts"
 
 
+def test_studies_of_one_name_in_two_folders_write_a_report_each(tmp_path):
+    """A folder named ``studies`` reports beside itself (the project's reports/); any other
+    folder in itself, as it holds the study's database: two experiments' folders of a study
+    named alike wrote one shared report beside them, and a study file in a home folder wrote
+    into its parent."""
+    paths = {}
+    for folder in ("studies", "exp-a", "exp-b", "studies/exp-c"):
+        path = tmp_path / folder / "reviews.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('[study]\ntask = "sst2"\n')
+        paths[folder] = search_report_path(load_study(path))
+    assert paths == {
+        "studies": tmp_path / "reports" / "reviews.html",
+        "exp-a": tmp_path / "exp-a" / "reports" / "reviews.html",
+        "exp-b": tmp_path / "exp-b" / "reports" / "reviews.html",
+        "studies/exp-c": tmp_path / "studies" / "exp-c" / "reports" / "reviews.html",
+    }
+
+
 def test_a_study_named_by_a_dotted_file_name_is_refused(tmp_path):
     path = tmp_path / "...toml"  # stem ".."
     path.write_text('[study]\ntask = "sst2"\n')

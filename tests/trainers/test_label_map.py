@@ -81,7 +81,11 @@ def test_label_permutation(theirs, names, values, expected):
         # a default name is only a default where every name is: "LABEL_0" is then a name
         (("LABEL_0", "pos"), ("0", "pos"), "'LABEL_0' is not one of the data's"),
         # LABEL_i against names that are not integers
-        (("LABEL_0", "LABEL_1"), ("neg", "pos"), "'0' is not one of the data's"),
+        (
+            ("LABEL_0", "LABEL_1"),
+            ("neg", "pos"),
+            "'LABEL_0' (read as '0') is not one of the data's",
+        ),
         (("a", "a"), ("a", "b"), "they name a label twice"),
     ],
 )

@@ -78,8 +78,16 @@ def label_permutation(
             names = [key(name) for name in naming]
             if len(names) == len(ours) == len(set(names)) and sorted(want) == sorted(names):
                 return tuple(want.index(name) for name in names)
-    missing = [name for name in wanted if name not in ours and name not in data_values]
-    which = f"{missing[0]!r} is not one of the data's" if missing else "they name a label twice"
+    missing = [
+        (their, name)
+        for their, name in zip(theirs, wanted, strict=True)
+        if name not in ours and name not in data_values
+    ]
+    which = "they name a label twice"
+    if missing:  # named as the checkpoint spells it, with what a default name stands for
+        their, name = missing[0]
+        read_as = "" if their == name else f" (read as {name!r})"
+        which = f"{their!r}{read_as} is not one of the data's"
     raise LabelMismatch(
         f"its labels ({_listed(theirs)}) are not the data's ({_listed(ours)}): {which}; "
         "names must match (up to case)"
