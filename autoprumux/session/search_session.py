@@ -10,9 +10,10 @@ prints. Optuna, SQLAlchemy, Ray and torch are imported only when a search needs 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -394,11 +395,35 @@ class SearchSession:
         path, table, why = stored_table(plan)
         if table is not None:
             return table, path
-        self.progress(f"measuring the throughput table first ({why}) -> {path}")
-        # a minute to a quarter of an hour: its passes said a few times a phase
-        lines = ProgressLines("throughput table:", self.progress)
-        run_measure(study, study.throughput, out_path=str(path), progress=lines)
+        # one search measures it at a time: two measuring at once on one machine would each
+        # time the other's load, and the later one reads the table the first wrote
+        with self._measuring(path):
+            path, table, why = stored_table(plan)
+            if table is not None:
+                return table, path
+            self.progress(f"measuring the throughput table first ({why}) -> {path}")
+            # a minute to a quarter of an hour: its passes said a few times a phase
+            lines = ProgressLines("throughput table:", self.progress)
+            run_measure(study, study.throughput, out_path=str(path), progress=lines)
         return read_throughput_table(path), path
+
+    @contextlib.contextmanager
+    def _measuring(self, table_path: Path) -> Iterator[None]:
+        """Held while this search measures the study's table (``<table>.lock``); a search
+        that finds another measuring it says so and waits."""
+        from filelock import FileLock, Timeout
+
+        table_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{table_path}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.progress(f"waiting for another search measuring {table_path}")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _stored_study_applies(self, plan: SearchPlan) -> bool:
         """Whether the storage holds the study; refused as the search would refuse it."""

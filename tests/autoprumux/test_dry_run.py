@@ -4,6 +4,9 @@ run trains and writes nothing; bad input still exits 2 with one line."""
 
 import json
 import shutil
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -303,3 +306,45 @@ def test_an_unreadable_default_table_says_the_search_measures_it_again_once_dele
         assert message.endswith(
             "; this study's own table: delete it and the search measures it again"
         )
+
+
+HOLD_THE_TABLE = """
+import shutil, sys, time
+from filelock import FileLock
+table, source = sys.argv[1:]
+with FileLock(table + ".lock"):
+    print("held", flush=True)
+    time.sleep(2)
+    shutil.copy(source, table)
+"""
+
+
+def test_a_search_waits_for_another_measuring_the_table_and_reads_what_it_wrote(
+    monkeypatch, tiny_copy
+):
+    """Two first searches of a study on one machine: the second waits for the first's
+    measurement (``<table>.lock``, held here by another process) and ranks by the table it
+    wrote, measuring nothing itself. Both measured at once before, each timing the other's
+    load."""
+    import autoprumux.measurement
+
+    table_file = tiny_copy.parent / "throughput" / TINY_TABLE.name
+    table_file.unlink()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_TABLE, str(table_file), str(TINY_TABLE)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+
+    def measure(*args, **kwargs):
+        raise AssertionError("measured a table another search was measuring")
+
+    monkeypatch.setattr(autoprumux.measurement, "run_measure", measure)
+    lines = []
+    session = SearchSession(search_request(tiny_copy, gpus=0.0), lines.append, cores=2)
+    table, path = session._table(session.plan())
+    assert holder.wait(timeout=30) == 0
+    assert lines == [f"waiting for another search measuring {table_file}"]
+    assert path == table_file
+    assert replace(table, source="") == replace(read_throughput_table(TINY_TABLE), source="")
