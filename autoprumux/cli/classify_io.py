@@ -7,7 +7,9 @@ Inputs (``--input FILE|-``):
   model was trained on (its study's ``[data] text``; SST-2: ``sentence``). A ``.tsv`` is read
   as GLUE writes it (tabs, no quoting). When the table also holds the model's label column
   (``[data] label``; SST-2: ``label``), its label names or ids, the model's metric against it
-  is reported (:func:`gold_score`), and accuracy beside it when the metric is another. A CSV
+  is reported (:func:`gold_score`), and accuracy beside it when the metric is another. A row
+  whose label cell is empty (or null) is classified unlabelled and left out of the metric,
+  which says how many rows it counted; a column without any label gives no metric. A CSV
   row may end with empty cells the header lacks (a trailing comma), never with more values;
   a header may not name a column twice;
 - anything else, and stdin: one input per line (a pair task: the two sentences separated by a
@@ -19,8 +21,9 @@ refused. A file may be compressed (``.xz``, ``.gz``, ``.bz2``: GLUE's ``dev.tsv.
 autoprumux ships it); it is read as the file its name gives without that suffix
 (``dev.tsv.xz``: a ``.tsv``).
 
-Every input keeps its line number (Parquet and a JSON array: its row's number, from 1), so a
-bad line is named and an output row says where its input came from. Pure Python: no torch.
+Every input keeps its line number (Parquet and a JSON array: its row's number, from 1; a CSV
+record over several lines: the line it starts on), so a bad line is named and an output row
+says where its input came from. Pure Python: no torch.
 """
 
 from __future__ import annotations
@@ -74,9 +77,15 @@ class Inputs:
     # the source line of every input (1-based; a CSV's header is 1; Parquet, a JSON array: row)
     lines: tuple[int, ...]
     source: str  # the file's path, or "<stdin>"
-    gold: tuple[int, ...] | None = None  # label ids from the label column, when it is there
+    # label ids from the label column, when it is there; None for an input whose cell is empty
+    gold: tuple[int | None, ...] | None = None
     label_column: str | None = None
     blank_lines: int = 0  # the lines and rows without text, skipped
+
+    @property
+    def labelled(self) -> int:
+        """The inputs with a gold label (those the metric is computed on)."""
+        return sum(1 for label in self.gold or () if label is not None)
 
 
 def read_inputs(
@@ -195,11 +204,15 @@ def _parsed(data: bytes, source: str, kind: str) -> _Table:
         raise InputError(f"{source}: no header row (a table names its columns on line 1)")
 
     def rows() -> Iterator[tuple[int, Sequence[Cell]]]:
+        # a record's number is the line it starts on: a quoted cell may hold line breaks, and
+        # line_num is the last line read
+        start = reader.line_num + 1
         for row in reader:
             # a row may end with empty cells the header lacks (a trailing comma), never more
             if any(cell.strip() for cell in row[len(header) :]):
-                raise _ragged(f"{source}: line {reader.line_num}", row, header)
-            yield reader.line_num, row
+                raise _ragged(f"{source}: line {start}", row, header)
+            yield start, row
+            start = reader.line_num + 1
 
     return _Table(columns=tuple(header), rows=rows(), unit="line", header_at="line 1: ")
 
@@ -263,7 +276,7 @@ def _read_table(table: _Table, source: str, spec: InputSpec, columns: str | None
     needed = max(positions + ([gold_at] if gold_at is not None else []))
     texts: list[Text] = []
     lines: list[int] = []
-    gold: list[int] = []
+    gold: list[int | None] = []
     blank = 0
     for number, row in table.rows:
         where = f"{source}: {table.unit} {number}"
@@ -333,9 +346,12 @@ def _text_positions(table: _Table, source: str, spec: InputSpec, columns: str | 
     return [table.columns.index(c) for c in wanted]
 
 
-def _label_id(raw: str, spec: InputSpec, where: str) -> int:
-    """A gold label as its id: GLUE files hold the id (SST-2: 0/1), others the name."""
+def _label_id(raw: str, spec: InputSpec, where: str) -> int | None:
+    """A gold label as its id: GLUE files hold the id (SST-2: 0/1), others the name; an
+    empty cell (or null) as None: the input is unlabelled, left out of the metric."""
     value = raw.strip()
+    if not value:
+        return None
     if value in spec.labels:
         return spec.labels.index(value)
     if value.isdigit() and int(value) < len(spec.labels):
@@ -353,33 +369,43 @@ class GoldScore:
     metric: Metric  # the model's ([study] metric of the study that trained it)
     metric_label: str  # how it is named: "macro-F1", "F1 of 'pos'", ...
     value: float  # the metric's value
-    accuracy: float  # the fraction of inputs whose predicted label is the gold one
+    accuracy: float  # the fraction of labelled inputs whose predicted label is the gold one
+    labelled: int  # the inputs with a gold label: those both figures count
+    inputs: int  # every input classified, labelled or not
 
     def describe(self, column: str | None) -> str:
         """``macro-F1 0.8123, accuracy 0.9000 against column 'label'`` (accuracy alone when it
-        is the metric)."""
+        is the metric), and where some inputs had no label, how many were counted:
+        ``... against column 'label' on its 3 labelled inputs of 5``."""
         named = (
             f"{self.metric_label} {self.value:.4f}, " if self.metric is not Metric.ACCURACY else ""
         )
-        return f"{named}accuracy {self.accuracy:.4f} against column {column!r}"
+        counted = (
+            f" on its {self.labelled} labelled inputs of {self.inputs}"
+            if self.labelled < self.inputs
+            else ""
+        )
+        return f"{named}accuracy {self.accuracy:.4f} against column {column!r}{counted}"
 
 
 def gold_confusion(
     inputs: Inputs, predicted: list[str], labels: tuple[str, ...]
 ) -> list[list[int]] | None:
-    """``confusion[gold][predicted]`` over the inputs (label ids, ``labels``' order); None
-    without gold."""
-    if inputs.gold is None:
+    """``confusion[gold][predicted]`` over the labelled inputs (label ids, ``labels``' order);
+    None without gold (no label column, or none of its cells holds a label)."""
+    if inputs.gold is None or not inputs.labelled:
         return None
     counts = [[0] * len(labels) for _ in labels]
     ids = {label: i for i, label in enumerate(labels)}
     for gold, label in zip(inputs.gold, predicted, strict=True):
-        counts[gold][ids[label]] += 1
+        if gold is not None:  # an unlabelled input: classified, not scored
+            counts[gold][ids[label]] += 1
     return counts
 
 
 def accuracy(inputs: Inputs, predicted: list[str], labels: tuple[str, ...]) -> float | None:
-    """The fraction of inputs whose predicted label is the gold one; None without gold."""
+    """The fraction of labelled inputs whose predicted label is the gold one; None without
+    gold."""
     graded = gold_score(inputs, predicted, labels)
     return None if graded is None else graded.accuracy
 
@@ -393,7 +419,8 @@ def gold_score(
     positive_label: str = "",
 ) -> GoldScore | None:
     """The model's ``metric`` (F1: of label id ``positive``, named ``positive_label``) and
-    accuracy of the predicted labels against the gold ones; None without gold."""
+    accuracy of the predicted labels against the gold ones, on the labelled inputs; None
+    without gold (:func:`gold_confusion`)."""
     confusion = gold_confusion(inputs, predicted, labels)
     if confusion is None:
         return None
@@ -402,6 +429,8 @@ def gold_score(
         metric_label=metric.label(positive_label),
         value=score(metric, confusion, positive),
         accuracy=score(Metric.ACCURACY, confusion),
+        labelled=inputs.labelled,
+        inputs=len(predicted),
     )
 
 

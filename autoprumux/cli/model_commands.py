@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from autoprumux.cli.options import device_option, json_option, model_option, out_option
+from autoprumux.cli.options import (
+    device_option,
+    json_option,
+    model_option,
+    out_option,
+    study_option,
+)
 from autoprumux.cli.progress_bar import ProgressBar
 from autoprumux.core.errors import FieldError
 
@@ -93,6 +99,8 @@ def classify(
         notes.append(f"{inputs.blank_lines} blank line(s) or row(s) without text skipped")
     if graded is not None:
         notes.append(graded.describe(inputs.label_column))
+    elif inputs.label_column is not None:  # the column is there, every cell of it empty
+        notes.append(f"no {info.metric_label}: column {inputs.label_column!r} holds no label")
     click.echo(
         f"classified {len(inputs.texts)} inputs of {inputs.source} with {info.point} "
         f"in {model.precision} "
@@ -106,8 +114,9 @@ def _classified_document(
     model: TextClassifier, inputs: Inputs, done: Classified, graded: GoldScore | None
 ) -> dict[str, Any]:
     """classify's --json document: the run's summary, then every input's prediction, keyed
-    by its line in the input (docs/commands.md lists the keys). With a gold column,
-    ``accuracy`` and ``metric_value`` (the model's metric, named by ``metric``); else None."""
+    by its line in the input (docs/commands.md lists the keys). With a gold column that holds
+    labels, ``accuracy`` and ``metric_value`` (the model's metric, named by ``metric``) on its
+    ``labelled`` inputs; else None."""
     info = model.info
     return {
         "model": model.source,
@@ -127,6 +136,7 @@ def _classified_document(
         "metric_label": info.metric_label,
         "metric_value": None if graded is None else graded.value,
         "label_column": inputs.label_column,
+        "labelled": None if inputs.gold is None else inputs.labelled,
         "predictions": [
             {"line": line, "label": p.label, "probabilities": p.probabilities}
             for line, p in zip(inputs.lines, done.predictions, strict=True)
@@ -158,17 +168,38 @@ def _classified_document(
     "inputs and both scored on the model's dev examples (recorded in the file and the model "
     "folder).",
 )
+@study_option(
+    "With --precision int8: the study whose data calibrate and score the int8 file (the model's "
+    "own, moved or copied: the same task, text and label columns and labels). Default: the "
+    "study file the model folder records (autoprumux.json's study_file).",
+    required=False,
+)
 @json_option()
-def export(model_path: str, fmt: str, out_path: str, precision: str, as_json: bool) -> None:
+def export(
+    model_path: str,
+    fmt: str,
+    out_path: str,
+    precision: str,
+    study_path: str | None,
+    as_json: bool,
+) -> None:
     """Write a model folder as one ONNX or TorchScript file that `classify` runs alone, or as
     a transformers checkpoint."""
     from autoprumux.files.atomic import check_output
+    from trainers.deploy.model_folder import export_source
 
+    export_source(model_path)  # a folder; an exported file refused before any work
     if fmt != "transformers":  # a transformers folder: checked there
         check_output(out_path, "--out")  # a folder, a device, a path under a file: refused
     if _checked_precision(fmt, precision) == "int8":  # before any work (and torch's import)
-        _export_int8(model_path, out_path, as_json)
+        _export_int8(model_path, out_path, study_path, as_json)
         return
+    if study_path is not None:
+        raise FieldError(
+            "--study",
+            "is read with --precision int8 alone (its calibration and dev data); an fp32 "
+            "export reads nothing but the model folder",
+        )
     if fmt == "transformers":
         _export_transformers(model_path, out_path, as_json)
         return
@@ -212,11 +243,13 @@ def _checked_precision(fmt: str, precision: str) -> str:
     return precision
 
 
-def _export_int8(model_path: str, out_path: str, as_json: bool) -> None:
+def _export_int8(model_path: str, out_path: str, study_path: str | None, as_json: bool) -> None:
     from trainers.deploy.quantize import export_int8
 
     # progress on stderr: a static recipe may take minutes on a large model
-    done = export_int8(model_path, out_path, lambda line: click.echo(line, err=True))
+    done = export_int8(
+        model_path, out_path, lambda line: click.echo(line, err=True), study_file=study_path
+    )
     dev, made = done.dev, done.made
     passed = made.tried[-1]
     if as_json:
@@ -234,6 +267,7 @@ def _export_int8(model_path: str, out_path: str, as_json: bool) -> None:
             "samples": passed.samples,
             # a static file's examples/s and batch-1 seconds over dynamic int8's; null: dynamic
             "speed_vs_dynamic": None if done.speed is None else dataclasses.asdict(done.speed),
+            "recorded": done.recorded,  # in the model folder (false: it could not be written)
         }
         click.echo(
             json.dumps({**document, "dev": dev.to_json(), "seconds": done.seconds}, indent=1)
@@ -245,7 +279,7 @@ def _export_int8(model_path: str, out_path: str, as_json: bool) -> None:
         f"recipe {made.recipe}; labels equal the fp32 model's on the {passed.decided} of "
         f"{passed.samples} sample inputs it decides; dev {dev.metric_label} {dev.int8:.4f} in "
         f"int8, {dev.fp32:.4f} in fp32 ({dev.delta_points:+.2f} points) on {dev.examples} "
-        f"examples, recorded in the model folder; ops left in fp32: "
+        f"examples, {_where_recorded(done.recorded)}; ops left in fp32: "
         f"{', '.join(made.fp32_ops) or 'nothing'}"
     )
     if done.speed is not None:
@@ -256,6 +290,14 @@ def _export_int8(model_path: str, out_path: str, as_json: bool) -> None:
         )
     for refused in made.tried[:-1]:
         click.echo(f"  refused first: {refused}")
+
+
+def _where_recorded(recorded: bool) -> str:
+    """Where the int8 figures are: the file's metadata always, the model folder where it
+    could be written (the progress line before says why not)."""
+    if recorded:
+        return "recorded in the model folder"
+    return "recorded in the file only (the model folder could not be written, above)"
 
 
 # a saved transformers checkpoint computes our logits within this (fp32, CPU)
@@ -282,8 +324,6 @@ def _export_transformers(model_path: str, out_path: str, as_json: bool) -> None:
     if out.exists():
         raise FieldError("--out", f"{out} exists; a transformers checkpoint goes to a new folder")
     check_output(out, "--out")  # its missing folders are made when it is written
-    if not folder.is_dir():
-        raise FieldError("--model", f"{folder}: no such model folder")
     info = read_info(folder)
     model = load_classifier(folder)
     check_dense(model.arch)  # before anything is written
@@ -291,7 +331,7 @@ def _export_transformers(model_path: str, out_path: str, as_json: bool) -> None:
     staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     with output_folders(out):
         try:
-            save_transformers(model, staging, info.labels, tokenizer)
+            save_transformers(model, staging, info.labels, tokenizer, info.max_length)
             diff = logits_difference(model, staging, tokenizer, SAMPLE_SENTENCES)
             if not diff <= _TRANSFORMERS_TOLERANCE:
                 raise ExportError(

@@ -40,6 +40,7 @@ from trainers.deploy.inference import (
     import_export_library,
     load_text_classifier,
 )
+from trainers.deploy.model_folder import export_source
 
 ONNX_OPSET = 18  # the torch.export-based exporter's own opset (>= 17, which the issue needs)
 TOLERANCE = 1e-4  # max |logit difference| against PyTorch, fp32 on the CPU
@@ -79,7 +80,7 @@ def export_model(
     folder: str | Path, fmt: ExportFormat, out: str | Path, tolerance: float = TOLERANCE
 ) -> Exported:
     started = time.perf_counter()
-    folder, out = Path(folder), Path(out)
+    folder, out = export_source(folder), Path(out)
     if fmt is ExportFormat.ONNX:  # before any work: one line saying what to install
         import_export_library("onnx")
         import_export_library("onnxruntime")
@@ -87,7 +88,7 @@ def export_model(
         raise FieldError("--out", f"{out}: a {fmt.value} file ends with {fmt.suffix}")
     check_output(out, "--out")  # its missing folders are made when it is written
     reference = load_text_classifier(folder, device="cpu")
-    backend = reference.backend  # a model folder loads into PyTorch
+    backend = reference.backend  # a model folder (export_source) loads into PyTorch
     assert isinstance(backend, TorchBackend) and isinstance(backend.model, GroupedClassifier)
     module = backend.model
     traced, checked = _sample(reference, 2), (1, 3)

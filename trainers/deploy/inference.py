@@ -33,7 +33,13 @@ from torch import Tensor, nn
 
 from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.progress import Progress
-from trainers.deploy.model_folder import INFO_FILE, ModelInfo, NotAModelError, read_info
+from trainers.deploy.model_folder import (
+    DEFAULT_BATCH,
+    INFO_FILE,
+    ModelInfo,
+    NotAModelError,
+    read_info,
+)
 from trainers.model.checkpoints import CheckpointError, load_classifier
 from trainers.model.classifier import Classifier
 from trainers.runtime.device import Engine, cuda_device_count, device_for
@@ -50,7 +56,6 @@ BUNDLE_KEY = "autoprumux"
 # The key under which a quantized ONNX file names its precision ("int8"); a file without it
 # computes in fp32 (trainers/deploy/quantize.py)
 PRECISION_KEY = "precision"
-DEFAULT_BATCH = 32  # groups per forward pass, as a trial evaluates (batch_rows)
 
 Text = str | tuple[str, str]  # one sentence, or a pair for pair tasks
 
@@ -168,18 +173,26 @@ class TextClassifier:
         self.info, self.tokenizer, self.backend, self.source = info, tokenizer, backend, source
         self.precision = precision
 
-    def predict(self, texts: Sequence[Text], batch: int = DEFAULT_BATCH) -> list[PredictedLabel]:
-        """Label and probabilities of every input, in input order."""
+    def predict(
+        self, texts: Text | Sequence[Text], batch: int = DEFAULT_BATCH
+    ) -> list[PredictedLabel]:
+        """Label and probabilities of every input, in input order: always a list, one per
+        input (``predict("a fine film")[0]``; ``[]`` for no input). ``texts``: a list of
+        inputs (a sentence; a pair task's ``(first, second)``), or one input alone. An empty
+        or blank text is refused, naming its index (:func:`model_inputs`)."""
         return list(self.classify(texts, batch).predictions)
 
     def classify(
         self,
-        texts: Sequence[Text],
+        texts: Text | Sequence[Text],
         batch: int = DEFAULT_BATCH,
         progress: Callable[[Progress], None] | None = None,
     ) -> Classified:
-        """``batch`` groups of N per forward pass."""
+        """``batch`` groups of N per forward pass; ``texts`` as :meth:`predict` takes them."""
         started = time.perf_counter()
+        texts = model_inputs(texts, len(self.info.text_columns) == 2)
+        if not texts:  # nothing to run: no forward pass
+            return Classified(predictions=(), seconds=0.0, model_seconds=0.0, truncated=0)
         groups, truncated = self.tokenize(texts)
         parts, model_seconds = [], 0.0
         total = -(-len(groups) // batch)
@@ -399,6 +412,32 @@ def import_export_library(name: str) -> ModuleType:
             f"{name} is not installed (autoprumux depends on it; was it uninstalled?): "
             f"pip install {name}"
         ) from None
+
+
+def model_inputs(texts: Text | Sequence[Text], pair: bool) -> list[Text]:
+    """``predict``'s argument as a list of inputs: one input alone (a string; for a pair
+    model, a tuple of two strings) as a list of one -- a string is a sequence of characters,
+    and was classified one character at a time. An input with no text (an empty or blank
+    string, a pair of two) is a ValueError naming its index: ``classify`` skips a blank line,
+    but here every input has its answer at its own index, which a skipped one would shift."""
+    if isinstance(texts, str):
+        inputs: list[Text] = [texts]
+    elif pair and isinstance(texts, tuple) and len(texts) == 2 and _strings(texts):
+        inputs = [(str(texts[0]), str(texts[1]))]
+    else:
+        inputs = list(texts)
+    for index, text in enumerate(inputs):
+        parts = [text] if isinstance(text, str) else text
+        if _strings(parts) and not any(part.strip() for part in parts):
+            raise ValueError(
+                f"texts[{index}] has no text ({text!r}): every input needs some (the CLI "
+                "skips blank lines; leave it out here)"
+            )
+    return inputs
+
+
+def _strings(values: object) -> bool:
+    return isinstance(values, list | tuple) and all(isinstance(v, str) for v in values)
 
 
 def _columns(texts: Sequence[Text], pair: bool) -> tuple[list[str], list[str] | None]:

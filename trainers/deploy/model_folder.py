@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from autoprumux.core.errors import AutoPruMuxError
+from autoprumux.core.errors import AutoPruMuxError, FieldError
 from autoprumux.core.metrics import Metric
 from autoprumux.core.records import RecipeSpeed
 from autoprumux.core.version import __version__
@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 INFO_FILE = "autoprumux.json"
 CARD_FILE = "README.md"
 INFO_LOCK = ".autoprumux.lock"  # held while autoprumux.json and the card are rewritten
+# groups of N inputs per forward pass: ``predict``'s and ``classify --batch``'s default, and
+# the batch the int8 dev figures are scored at (trainers.deploy.quantize.dev_score), on which
+# a dynamic int8 file's activation scales depend (the card says so)
+DEFAULT_BATCH = 32
 # of autoprumux.json; raised when a field changes meaning. Not for metric: a folder without it
 # is an accuracy folder, as every folder before it was, and its dev_accuracy still is accuracy
 FORMAT = 1
@@ -312,6 +316,22 @@ def _write(folder: Path, info: ModelInfo) -> None:
     write_text_atomic(folder / CARD_FILE, model_card(info))
 
 
+def export_source(path: str | Path) -> Path:
+    """``export --model PATH`` as the model folder an export reads (its weights, architecture
+    and tokenizer files); a file ``export`` wrote, or nothing there, refused in one line naming
+    ``--model`` before any work: an exported file holds a traced graph, not the model."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        raise FieldError(
+            "--model",
+            f"{path} is a file; export reads a model folder (a trial's, holding {INFO_FILE}), "
+            "not a file `autoprumux export` wrote",
+        )
+    if not path.is_dir():
+        raise FieldError("--model", f"{path}: no such model folder")
+    return path
+
+
 def read_info(folder: Path) -> ModelInfo:
     path = folder / INFO_FILE
     if not path.is_file():
@@ -334,9 +354,11 @@ def model_card(info: ModelInfo) -> str:
     pair = len(info.text_columns) > 1
     inputs = " and ".join(f"`{c}`" for c in info.text_columns)
     grouping = (
-        f"It classifies {info.n} inputs in one forward pass (data multiplexing): inputs are "
-        f"grouped {info.n} at a time in input order, and a prediction depends a little on the "
-        "other inputs of its group."
+        f"It classifies {info.n} inputs in one forward pass, grouped "
+        f"{info.n} at a time in input order, so a prediction depends on which inputs share its "
+        "group: shuffling the rows, or sending them in other requests (which regroups them), "
+        "changes some labels, and the same text can be labelled differently in different "
+        "groups. The recorded dev figure is of the dev file's order."
         if info.n > 1
         else "It classifies one input per forward pass."
     )
@@ -346,7 +368,8 @@ def model_card(info: ModelInfo) -> str:
         if info.throughput
         else "not measured"
     )
-    example = "a fine film" if not pair else "first sentence<TAB>second sentence"
+    # printf, not echo: the pair's tab must reach classify as a tab when pasted into a shell
+    example = "echo 'a fine film'" if not pair else "printf 'first sentence\\tsecond sentence\\n'"
     teacher = f"pruned from `{info.teacher}` with distillation" if info.teacher else "not pruned"
     recorded = "recorded by its trial"
     if info.test_score is not None:
@@ -380,7 +403,7 @@ inputs are truncated).
 
 ```
 autoprumux classify --model THIS_FOLDER --input sentences.txt    # one input per line
-echo '{example}' | autoprumux classify --model THIS_FOLDER --json
+{example} | autoprumux classify --model THIS_FOLDER --json
 autoprumux export --model THIS_FOLDER --format onnx --out model.onnx
 ```
 
@@ -443,6 +466,7 @@ def _precision_section(info: ModelInfo) -> str:
         rows.append(f"| {name} | {runtime} | {dev} | {delta} {timed}")
     tables = sorted({s.table for s in info.speeds.values()})
     source = f"\nexamples/s and latency: {'; '.join(tables)}.\n" if tables else ""
+    source += _int8_batch_note(info)
     return f"""
 ## Precisions (evaluated on dev after training, or by `autoprumux export --precision`)
 
@@ -450,6 +474,23 @@ def _precision_section(info: ModelInfo) -> str:
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 {source}"""
+
+
+def _int8_batch_note(info: ModelInfo) -> str:
+    """What a dynamic int8 figure holds at: ONNX Runtime's dynamic quantization computes each
+    activation's scale from the batch in the forward pass (the largest value of the tensor),
+    so an input's int8 probabilities depend on the inputs served beside it. A static QDQ
+    file's scales are fixed by its calibration."""
+    int8 = info.precisions.get("int8")
+    if int8 is None or int8.static_int8:
+        return ""
+    inputs = "inputs" if info.n == 1 else f"groups of {info.n} inputs"
+    return f"""
+int8 is ONNX Runtime's dynamic quantization: it scales the activations per batch, so an int8
+prediction depends on the batch it is served in (`classify --batch`, and the inputs beside it).
+The int8 figure above is at `--batch {DEFAULT_BATCH}` ({DEFAULT_BATCH} {inputs} a forward pass, \
+in the dev file's order).
+"""
 
 
 def _latency(speed: TableSpeed) -> str:

@@ -62,7 +62,7 @@ from autoprumux.core.data_spec import data_spec
 from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.metrics import Metric, score
 from autoprumux.core.records import RecipeSpeed
-from autoprumux.core.study import ThroughputSection, load_study
+from autoprumux.core.study import Study, ThroughputSection, load_study
 from autoprumux.files.atomic import atomic_path, check_output, output_folders
 from trainers.data.tables import load_tables
 from trainers.deploy.export import (
@@ -86,6 +86,7 @@ from trainers.deploy.model_folder import (
     INFO_FILE,
     ModelInfo,
     PrecisionScore,
+    export_source,
     read_info,
     record_precisions,
 )
@@ -156,6 +157,9 @@ class Quantized:
     dev: DevComparison
     seconds: float
     speed: RecipeSpeed | None = None  # a static file's against dynamic int8's; None: dynamic
+    # the figures written into the model folder's autoprumux.json and card (False: the folder
+    # could not be written, e.g. read-only; the file holds them all the same)
+    recorded: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,13 +174,16 @@ def export_int8(
     folder: str | Path,
     out: str | Path,
     progress: Callable[[str], None] = lambda line: None,
+    study_file: str | Path | None = None,
 ) -> Quantized:
     """The model folder as an int8 ONNX file at ``out`` made by the first recipe that passes
     the checks against its fp32 export (:func:`make_int8`), scored on dev, and its figures
-    recorded in the folder. ``progress`` gets a line per step: the export, each recipe's
-    check, the dev scoring."""
+    recorded in the folder (:attr:`Quantized.recorded` says whether they could be).
+    ``progress`` gets a line per step: the export, each recipe's check, the dev scoring.
+    ``study_file``: the study whose data calibrate and score it (``export --study``); None:
+    the one the folder records (:func:`model_study`)."""
     started = time.perf_counter()
-    folder, out = Path(folder), Path(out)
+    folder, out = export_source(folder), Path(out)
     import_export_library("onnx")
     import_export_library("onnxruntime")
     if out.suffix != ".onnx":
@@ -184,7 +191,8 @@ def export_int8(
     check_output(out, "--out")  # its missing folders are made when it is written
     info = read_info(folder)
     # before any work: its study's data must be there
-    dev, calibration = study_examples(info, str(folder / INFO_FILE))
+    study = model_study(info, str(folder / INFO_FILE), study_file)
+    dev, calibration = examples_of(info, study)
     with tempfile.TemporaryDirectory(prefix="autoprumux-int8-") as scratch:
         fp32_file = Path(scratch) / "fp32.onnx"
         exported = export_model(folder, ExportFormat.ONNX, fp32_file)
@@ -208,9 +216,10 @@ def export_int8(
             speed = _known_speed(info, made.recipe)
             if made.recipe.method is Int8Method.STATIC_QDQ and speed is None:
                 progress("int8: timing the static file against dynamic int8, side by side")
-                settings = load_study(info.study_file).throughput
+                settings = study.throughput
                 speed = static_speed(made, dynamic, temporary, settings, _untimed(progress))
     scores = {"fp32": comparison.fp32, "int8": comparison.int8}
+    recorded = True
     try:
         record_precisions(
             folder,
@@ -227,6 +236,7 @@ def export_int8(
         )
     except DataError as err:  # a read-only model folder: the file is made all the same
         progress(f"int8: the figures are not recorded in the model folder ({err})")
+        recorded = False
     return Quantized(
         path=out,
         bytes=out.stat().st_size,
@@ -236,6 +246,7 @@ def export_int8(
         dev=comparison,
         seconds=time.perf_counter() - started,
         speed=speed,
+        recorded=recorded,
     )
 
 
@@ -601,25 +612,67 @@ def _margin(predicted: PredictedLabel) -> float:
     return top - second
 
 
-def study_examples(info: ModelInfo, where: str) -> tuple[DevSet, DevSet]:
+def study_examples(
+    info: ModelInfo, where: str, study_file: str | Path | None = None
+) -> tuple[DevSet, DevSet]:
     """The model's dev examples and its calibration examples (the first
-    :data:`CALIBRATION_EXAMPLES` of the train split), read from its study's data
-    (``info.study_file``)."""
-    if not Path(info.study_file).is_file():
-        raise DataError(
-            where,
-            f"its study file {info.study_file} is not there; an int8 export is calibrated and "
-            "scored on its study's data",
-            field="study_file",
+    :data:`CALIBRATION_EXAMPLES` of the train split), read from its study's data:
+    ``study_file`` (``export --study``), else the study file the folder records
+    (:func:`model_study`)."""
+    return examples_of(info, model_study(info, where, study_file))
+
+
+def model_study(info: ModelInfo, where: str, study_file: str | Path | None = None) -> Study:
+    """The study an int8 export is calibrated and scored on: ``study_file`` (``export
+    --study``; a moved or copied study), else the one the model folder records
+    (``info.study_file``, an absolute path). Refused in one line, naming ``--study``, where it is
+    not there or its data are not the model's: another task, or other text or label columns
+    (what ``autoprumux.json`` records of the data; the label names are checked once the data
+    are read, :func:`examples_of`)."""
+    if study_file is None:
+        if not Path(info.study_file).is_file():
+            raise DataError(
+                where,
+                f"its study file {info.study_file} is not there; an int8 export is calibrated "
+                "and scored on its study's data: give the study (moved, or a copy) with "
+                "--study FILE",
+                field="study_file",
+            )
+        study, named = load_study(info.study_file), f"its study file {info.study_file}"
+    else:
+        if not Path(study_file).is_file():
+            raise FieldError("--study", f"{study_file}: no such study file")
+        study, named = load_study(study_file), f"{study_file}"
+    spec = data_spec(study)
+    theirs = (study.task, spec.text_columns, spec.label)
+    ours = (info.task, info.text_columns, info.label_column)
+    if theirs != ours:
+        raise FieldError(
+            "--study",
+            f"{named} is a study of {_data_words(*theirs)}; the model was trained on "
+            f"{_data_words(*ours)}: give its own study with --study FILE",
         )
-    tables = load_tables(data_spec(load_study(info.study_file)))
+    return study
+
+
+def _data_words(task: str, text_columns: tuple[str, ...], label: str) -> str:
+    """``task 'sst2' (text sentence, label label)``: what a study's data is, in words."""
+    return f"task {task!r} (text {', '.join(text_columns)}, label {label})"
+
+
+def examples_of(info: ModelInfo, study: Study) -> tuple[DevSet, DevSet]:
+    """The model's dev and calibration examples in ``study``'s data (:func:`model_study`),
+    whose label names must be the model's, in its order."""
+    where = str(study.path)
+    tables = load_tables(data_spec(study))
     if tables.label_names != info.labels:
-        raise DataError(
-            info.study_file,
-            f"labels {', '.join(tables.label_names)} are not the model's "
-            f"({', '.join(info.labels)}): the study's data changed since the model was trained",
+        raise FieldError(
+            "--study",
+            f"{where}: labels {', '.join(tables.label_names)} are not the model's "
+            f"({', '.join(info.labels)}): the study's data changed since the model was "
+            "trained; give the study it was trained with with --study FILE",
         )
-    dev = first_examples(tables.dev, info.dev_examples, info.study_file)
+    dev = first_examples(tables.dev, info.dev_examples, where)
     return dev, calibration_examples(tables.train)
 
 

@@ -54,6 +54,7 @@ The other families (``FAMILY_RULES``; the family comes from ``config.model_type`
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,8 +401,32 @@ def save_model(model: Classifier, folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_FILE))
+    follow_umask(folder / WEIGHTS_FILE)
     (folder / ARCHITECTURE_FILE).write_text(json.dumps(model.arch.to_json(), indent=1) + "\n")
     return folder
+
+
+def follow_umask(path: Path) -> None:
+    """Give a file the mode a new file gets under the process's umask (0644 under 022), as
+    every other file of a model folder has. safetensors' ``save_file`` writes a temporary file
+    (mode 0600, readable by its owner alone) and renames it onto the path: a serving container
+    running as another user could not read the weights."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    """The process's umask, read from /proc where Linux shows it: ``os.umask`` can only be
+    read by setting it, and a thread creating a file meanwhile would get the wrong mode."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> Classifier:

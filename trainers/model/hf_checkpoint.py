@@ -22,7 +22,7 @@ import torch
 
 from autoprumux.core.errors import AutoPruMuxError
 from trainers.model.architecture import Architecture, Family
-from trainers.model.checkpoints import CheckpointError, map_key
+from trainers.model.checkpoints import CheckpointError, follow_umask, map_key
 from trainers.model.classifier import Classifier
 
 if TYPE_CHECKING:
@@ -160,9 +160,14 @@ def save_transformers(
     folder: str | Path,
     labels: Sequence[str],
     tokenizer: PreTrainedTokenizerBase | None = None,
+    max_length: int | None = None,
 ) -> Path:
     """Save a dense N = 1 classifier as a transformers checkpoint (config, safetensors
-    weights, the tokenizer's files when given) in ``folder``; returns the folder."""
+    weights, the tokenizer's files when given) in ``folder``; returns the folder.
+    ``max_length``: the length the model was trained at (``[model] max_seq_length``), saved
+    as the tokenizer's ``model_max_length``, where transformers' tokenizers and pipelines
+    truncate (``truncation=True``); the base model's (512) would read past what the model
+    saw in training, and give other probabilities."""
     from transformers import AutoModelForSequenceClassification
 
     arch = model.arch
@@ -185,9 +190,25 @@ def save_transformers(
     folder = Path(folder)
     with _quiet():
         reference.save_pretrained(str(folder), safe_serialization=True)
+    for weights in folder.glob("*.safetensors"):  # written 0600 by safetensors (follow_umask)
+        follow_umask(weights)
     if tokenizer is not None:
-        tokenizer.save_pretrained(str(folder))
+        _save_tokenizer(tokenizer, folder, max_length)
     return folder
+
+
+def _save_tokenizer(
+    tokenizer: PreTrainedTokenizerBase, folder: Path, max_length: int | None
+) -> None:
+    """The tokenizer's files in ``folder``, its ``model_max_length`` ``max_length`` there
+    (None: its own); the caller's tokenizer is left as it was."""
+    kept = tokenizer.model_max_length
+    if max_length is not None:
+        tokenizer.model_max_length = max_length
+    try:
+        tokenizer.save_pretrained(str(folder))
+    finally:
+        tokenizer.model_max_length = kept
 
 
 def logits_difference(
