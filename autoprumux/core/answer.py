@@ -3,8 +3,14 @@
 A recommendation is only useful with its model: a trained point's model is the folder its trial
 recorded (:attr:`TrialRecord.artifact_path`); a predicted point has no model yet, so the answer
 is the exact ``autoprumux train`` command that trains it. :func:`locate_model` decides which, in
-one place, for the three places that say it: ``search --json`` (``best``), the text ``search``
-prints and the HTML report's answer box.
+one place, for every place that says it or uses the folder: ``search --json`` (``best``), the
+text ``search`` prints, the HTML report's answer box, and the search's end (its table speeds and
+test figures written into the folders).
+
+A record holds the absolute path its trial wrote, on the machine and in the project folder it
+ran in. A project copied or moved (or a study shared between machines) finds its models where
+they are now: :func:`folder_now` looks for a recorded folder of the study's artifacts layout in
+this study's own artifacts folder first (:attr:`TrainCommand.artifacts_folder`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import enum
 import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from autoprumux.core.grid import GridPoint
@@ -31,6 +37,9 @@ class TrainCommand:
     study_path: str  # the study file the search used, absolute: runnable from any folder
     study_seed: int  # the seed that file sets; a trial trained with it needs no --seed
     device: str = "auto"  # the search's --device; "auto" is train's default too
+    # that study's artifacts folder (Study.artifacts_folder), absolute, where its trials write
+    # their models and a recorded folder is looked for first; None: stored by an older release
+    artifacts_folder: str | None = None
 
     def for_point(self, point: GridPoint, seed: int | None = None) -> str:
         """The shell command, each argument quoted (a path may hold spaces or quotes)."""
@@ -44,7 +53,10 @@ class TrainCommand:
 
     def to_dict(self) -> dict[str, Any]:
         """What the Optuna study stores (user attribute ``train_command``) for its report."""
-        return {"study": self.study_path, "seed": self.study_seed, "device": self.device}
+        stored = {"study": self.study_path, "seed": self.study_seed, "device": self.device}
+        if self.artifacts_folder is not None:
+            stored["artifacts"] = self.artifacts_folder
+        return stored
 
     @classmethod
     def from_dict(cls, stored: Mapping[str, Any] | None) -> TrainCommand | None:
@@ -55,6 +67,7 @@ class TrainCommand:
             study_path=str(stored["study"]),
             study_seed=int(stored["seed"]),
             device=str(stored.get("device") or "auto"),
+            artifacts_folder=str(stored["artifacts"]) if stored.get("artifacts") else None,
         )
 
 
@@ -62,7 +75,8 @@ class ModelState(enum.Enum):
     """Whether the recommended point has a model on disk, and if not, why."""
 
     SAVED = "saved"  # trained; its trial's folder is on disk
-    FOLDER_GONE = "folder_gone"  # trained; the folder its trial recorded no longer exists
+    # trained; the folder its trial recorded no longer exists, here or in the study's artifacts
+    FOLDER_GONE = "folder_gone"
     NOT_SAVED = "not_saved"  # trained, but no folder was recorded (a replayed or imported row)
     PREDICTED = "predicted"  # never trained: its accuracy is the surface's prediction
 
@@ -73,7 +87,7 @@ class ModelPointer:
 
     point: GridPoint
     state: ModelState
-    model_dir: str | None  # SAVED only: the trial's artifact folder
+    model_dir: str | None  # SAVED only: the trial's artifact folder, where it is now
     gone_dir: str | None  # FOLDER_GONE only: the recorded folder, named so the user knows
     train_command: str | None  # every state but SAVED, when the study file is known
 
@@ -136,6 +150,25 @@ class ModelPointer:
         }
 
 
+def folder_now(recorded: str, artifacts_folder: str | None, exists: Callable[[str], bool]) -> str:
+    """Where a recorded model folder is now: for a folder of the study's layout
+    (``<study folder>/artifacts/<study name>/<folder name>``), the folder of that name in this
+    study's ``artifacts_folder`` where it exists there, else the recorded path.
+
+    A folder's name is the content key of what built it (``trainers.trial.cache_keys``), so the
+    same name is the same model: a copied or moved project uses its own copy, never the
+    original's, even while the original still exists (the search writes into the folders it
+    finds: a copy must not change the original's)."""
+    path = PurePath(recorded)
+    if artifacts_folder is None or path.parent.parent.name != "artifacts":
+        return recorded  # a folder of no study's layout (a results file's), or no study known
+    ours = Path(artifacts_folder)
+    if path.parent.name != ours.name:  # another study's artifacts
+        return recorded
+    here = str(ours / path.name)
+    return here if exists(here) else recorded
+
+
 def locate_model(
     point: GridPoint,
     records: Iterable[TrialRecord],
@@ -143,22 +176,28 @@ def locate_model(
     exists: Callable[[str], bool] = lambda path: Path(path).exists(),
 ) -> ModelPointer:
     """The model of ``point`` among the study's ``records``: the newest complete trial whose
-    folder is still on disk, else the newest one that recorded a folder (gone), else the newest
-    complete trial (no folder); with no complete trial the point is predicted."""
+    folder is on disk (where it is now: :func:`folder_now`, in ``train``'s study's artifacts
+    folder), else the newest one that recorded a folder (gone), else the newest complete trial
+    (no folder); with no complete trial the point is predicted."""
+    artifacts = train.artifacts_folder if train is not None else None
     # a point in another precision is served by the fp32 model its trial trained
     trained = [r for r in records if r.point == point.trained and r.status is TrialStatus.COMPLETE]
-    with_dir = [r for r in trained if r.artifact_path]
-    on_disk = [r for r in with_dir if r.artifact_path and exists(r.artifact_path)]
+    with_dir = [(r, r.artifact_path) for r in trained if r.artifact_path]
+    on_disk = [
+        folder
+        for folder in (folder_now(path, artifacts, exists) for _, path in with_dir)
+        if exists(folder)
+    ]
     if on_disk:
         return ModelPointer(
             point=point,
             state=ModelState.SAVED,
-            model_dir=on_disk[-1].artifact_path,
+            model_dir=on_disk[-1],
             gone_dir=None,
             train_command=None,
         )
     if with_dir:
-        state, chosen, gone = ModelState.FOLDER_GONE, with_dir[-1], with_dir[-1].artifact_path
+        (chosen, gone), state = with_dir[-1], ModelState.FOLDER_GONE
     elif trained:
         state, chosen, gone = ModelState.NOT_SAVED, trained[-1], None
     else:

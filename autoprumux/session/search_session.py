@@ -306,7 +306,8 @@ class SearchSession:
         folders: dict[GridPoint, Path] = {}
         notes: list[str] = []
         for point in points_to_score(data, answer):
-            model = locate_model(point, outcome.records, None)
+            # where each folder is now: a copied project's own, never the original's it recorded
+            model = locate_model(point, outcome.records, plan.train)
             if model.state is ModelState.SAVED and model.model_dir is not None:
                 folders[point] = Path(model.model_dir)
             else:

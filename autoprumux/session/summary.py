@@ -201,11 +201,16 @@ def recommended_model(outcome: SearchOutcome, train: TrainCommand | None) -> Mod
 
 def train_command(study: Study, device: str) -> TrainCommand | None:
     """How ``autoprumux train`` trains a point as this search does: the same study file, the
-    study's seed, and the search's --device; None for a study without a file."""
+    study's seed, and the search's --device; and where its models are (the study's artifacts
+    folder, where a recorded model folder is looked for first); None for a study without a
+    file."""
     if study.path is None:
         return None
     return TrainCommand(
-        study_path=str(study.path.resolve()), study_seed=study.study.seed, device=device
+        study_path=str(study.path.resolve()),
+        study_seed=study.study.seed,
+        device=device,
+        artifacts_folder=str(study.artifacts_folder),
     )
 
 

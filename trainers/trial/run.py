@@ -19,7 +19,9 @@ What it builds, each a cached stage (:mod:`trainers.trial.stages`) keyed by ever
 Each trained model, the teacher's and the pruned one, is then described in its folder and
 evaluated on dev in each of the study's other serving precisions
 (:func:`trainers.trial.model_result.model_result`, :mod:`trainers.deploy.precisions`): its
-figures are the result's ``served``, recorded in the folder so a reuse reads them back.
+figures are the result's ``served``, recorded in the folder so a reuse reads them back. An
+(N, s) trial that reuses its teacher reads the teacher's throughput from its folder too: the
+folder keeps the figures of the trial that built it.
 
 This module runs the stages in order; a stage's build sees the trial as a
 :class:`trainers.trial.stages.RunningTrial`: the services of :mod:`trainers.trial.services` (the
@@ -295,6 +297,10 @@ class _Trial(TrialServices):
             achieved=0.0,
             teacher_record=teacher_record,
             record=teacher_record,
+            # a pruned trial reusing its teacher reads the figures the trial that built it
+            # recorded in its folder (the study's (N, 0) figures), neither timed nor described
+            # again; a (N, 0) trial run again times its model anew, as every rerun does
+            keep_recorded=sparsity > 0 and Stage.TEACHER.value in self.reused,
         )
         if sparsity == 0:
             return as_teacher
