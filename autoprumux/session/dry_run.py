@@ -37,11 +37,14 @@ from typing import Any
 
 from autoprumux.core.budget import Budget
 from autoprumux.core.grid import BASELINE, GridPoint
+from autoprumux.core.metrics import Metric
 from autoprumux.core.precision import Precision
+from autoprumux.core.progress import Progress, ProgressLines
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
 from autoprumux.loop.costs import CostModel, Recipe, recipe_of
 from autoprumux.loop.proposer import Proposer, SearchState
+from autoprumux.session.decision_text import metric_dict
 from autoprumux.session.sizing import TrialSlots
 
 __all__ = [
@@ -132,7 +135,8 @@ class SearchForecast:
     """A search's plan: its first picks and the whole grid's bound, in predicted seconds."""
 
     study: str
-    metric: str  # how the study's metric is named (the budget is in it)
+    metric: Metric  # the study's metric (the budget is in it)
+    positive_label: str  # F1's positive label, named in the metric's label
     budget: Budget
     grid_size: int  # grid points the search may train (those the table has a throughput of)
     table: TableUsed
@@ -154,6 +158,11 @@ class SearchForecast:
         return ForecastTotal.of([row for wave in self.first for row in wave])
 
     @property
+    def metric_label(self) -> str:
+        """How the metric is printed (``F1 of 'spam'``)."""
+        return self.metric.label(self.positive_label)
+
+    @property
     def grid_total(self) -> ForecastTotal:
         return ForecastTotal.of(self.grid)
 
@@ -161,7 +170,7 @@ class SearchForecast:
         """The ``--json`` document: plain values only."""
         return {
             "study": self.study,
-            "metric": self.metric,
+            **metric_dict(self.metric, self.positive_label),  # as the search's document
             "budget": {"kind": self.budget.kind.value, "value": self.budget.value},
             "grid_size": self.grid_size,
             "table": dataclasses.asdict(self.table),
@@ -210,7 +219,8 @@ def forecast_search(
     everything = [[p] for p in sorted(candidates)]  # one after another: each row built once
     return SearchForecast(
         study=study.name,
-        metric=study.study.metric.label(study.study.positive_label),
+        metric=study.study.metric,
+        positive_label=study.study.positive_label,
         budget=budget,
         grid_size=len(candidates),
         table=used,
@@ -292,12 +302,15 @@ def table_used(table: ThroughputTable, path: Path | None) -> TableUsed:
     return TableUsed(source=str(path) if path is not None else table.source, device=device)
 
 
-def estimate_table(study: Study, missing: Path) -> tuple[ThroughputTable, TableUsed]:
+def estimate_table(
+    study: Study, missing: Path, say: Callable[[str], None] = lambda line: None
+) -> tuple[ThroughputTable, TableUsed]:
     """The study's training-free throughput estimates, timed now and kept in memory (the
     search would measure and save ``missing`` first): every grid point's architecture with
     random weights, as ``autoprumux measure`` times it, but one pass of
     ``trial_examples_per_pass`` examples (the short timing a trial records) instead of
-    ``passes`` passes of ``examples_per_pass``: a fraction of the time, and noisier."""
+    ``passes`` passes of ``examples_per_pass``: a fraction of the time, and noisier; still
+    minutes for long rows, so its phases are said to ``say`` a few times each."""
     from autoprumux.measurement import (  # torch
         estimate_models,
         fingerprint,
@@ -311,7 +324,19 @@ def estimate_table(study: Study, missing: Path) -> tuple[ThroughputTable, TableU
     )
     points = sorted(study.grid.grid)
     models = estimate_models(study, points)
-    timed = measure(models, settings, study.model.max_seq_length, "estimate")
+    lines = ProgressLines("throughput estimate:", say)
+
+    def reporter(phase: str) -> Callable[[int, int], None]:
+        return lambda done, total: lines(Progress(phase=phase, step=done, total=total))
+
+    timed = measure(
+        models,
+        settings,
+        study.model.max_seq_length,
+        "estimate",
+        reporter("measure"),
+        preparing=reporter("prepare"),
+    )
     speeds = {p: timed[p].timing.median for p in points}
     device = resolve_device(settings)
     table = ThroughputTable(
@@ -354,7 +379,7 @@ def forecast_text(forecast: SearchForecast) -> str:
     )
     lines = [
         f"dry run: study {forecast.study!r}, {budget.kind.value} budget {budget.value:g} "
-        f"({forecast.metric}), {forecast.grid_size} grid points; nothing trained or written",
+        f"({forecast.metric_label}), {forecast.grid_size} grid points; nothing trained or written",
         f"trials: {slots.workers} at a time ({where}{forecast.placement})",
         _precisions_line(forecast.precisions),
         f"costs: the search's cost model, in seconds at the speed of {_table_words(table)}; "
@@ -380,7 +405,8 @@ def forecast_text(forecast: SearchForecast) -> str:
         f"expected search: {table_first}from {_duration(first.seconds)}, the first picks, to "
         f"{_duration(grid.seconds)}, the whole grid"
         + (f" ({first.gpu_hours:.2f} to {grid.gpu_hours:.2f} GPU-hours)" if gpu else "")
-        + f"; which points follow the first picks depends on the {forecast.metric} they reach",
+        + "; which points follow the first picks depends on the "
+        + f"{forecast.metric_label} they reach",
     ]
     lines += [f"note: {note}" for note in forecast.notes]
     return "\n".join(lines)

@@ -526,7 +526,7 @@ class SearchSession:
                 what = f"{table_file} is measured again ({why})"
                 what = what if table_file.is_file() else f"no {table_file} yet"
                 self.progress(f"{what}: estimating the throughputs (not saved)")
-                table, used = dry_run.estimate_table(study, table_file)
+                table, used = dry_run.estimate_table(study, table_file, self.progress)
         return dry_run.forecast_search(
             study,
             request.budget,

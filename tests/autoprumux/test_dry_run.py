@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from search_requests import search_request
@@ -166,6 +167,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tiny_copy, tmp_path)
     code = main(["search", "--dry-run", "--json", "--study", str(tiny_copy), "--budget", "0.03"])
     document = json.loads(capsys.readouterr().out)
     assert code == 0 and tree(tmp_path) == before
+    # the metric named as the search's document names it: its setting and how it is printed
+    assert (document["metric"], document["metric_label"]) == ("accuracy", "accuracy")
     picks = document["first_picks"]
     assert (picks[0]["wave"], picks[0]["n"], picks[0]["sparsity"]) == (1, 1, 0.0)
     total = document["first_picks_total"]["seconds"]
@@ -212,7 +215,7 @@ def test_a_missing_table_is_estimated_in_memory_not_measured(monkeypatch, tiny_c
     (tiny_copy.parent / "throughput" / TINY_TABLE.name).unlink()
     asked = []
 
-    def estimate(study, missing):
+    def estimate(study, missing, say):
         asked.append(missing)
         table = read_throughput_table(TINY_TABLE).serving((Precision.FP32,))  # as estimated
         used = TableUsed(source="quick", device="cpu", estimated=True, measure_seconds=294.0)
@@ -267,7 +270,7 @@ def test_a_table_timed_for_another_model_is_measured_again(monkeypatch, tiny_cop
     monkeypatch.setattr(
         dry_run,
         "estimate_table",
-        lambda study, path: (
+        lambda study, path, say: (
             read_throughput_table(TINY_TABLE),
             TableUsed(source="quick", device="cpu", estimated=True, measure_seconds=294.0),
         ),
@@ -348,3 +351,34 @@ def test_a_search_waits_for_another_measuring_the_table_and_reads_what_it_wrote(
     assert lines == [f"waiting for another search measuring {table_file}"]
     assert path == table_file
     assert replace(table, source="") == replace(read_throughput_table(TINY_TABLE), source="")
+
+
+def test_the_dry_runs_estimate_says_its_progress(monkeypatch, tiny_copy):
+    """The estimate takes minutes for long rows: its phases are said a few times each (it was
+    silent for 8 minutes on rows of ~460 tokens)."""
+    import trainers.deploy.timing
+
+    table = read_throughput_table(TINY_TABLE)
+
+    def measure(models, settings, seq_len, source, progress, preparing):
+        for done in (1, 2):
+            preparing(done, 2)
+        for done in range(1, 9):
+            progress(done, 8)
+        return {  # a Measured's timing: its median examples/s, the committed table's
+            point: SimpleNamespace(timing=SimpleNamespace(median=table.throughput[point]))
+            for point in models
+        }
+
+    monkeypatch.setattr(trainers.deploy.timing, "measure", measure)
+    said = []
+    estimated, _ = dry_run.estimate_table(load_study(tiny_copy), Path("missing.json"), said.append)
+    assert said == [
+        "throughput estimate: prepare 1/2",
+        "throughput estimate: prepare 2/2",
+        "throughput estimate: measure 2/8",
+        "throughput estimate: measure 4/8",
+        "throughput estimate: measure 6/8",
+        "throughput estimate: measure 8/8",
+    ]
+    assert estimated.throughput == table.serving((Precision.FP32,)).throughput

@@ -49,7 +49,7 @@ def cpu_machine(monkeypatch):
 def committed_table(monkeypatch):
     """The plan priced by the tiny study's committed table instead of timing every point."""
 
-    def estimate(study, missing):
+    def estimate(study, missing, say):
         table = read_throughput_table(TINY_TABLE)
         return table, TableUsed(source="the committed table", device="cpu", estimated=True)
 
