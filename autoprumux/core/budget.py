@@ -79,7 +79,15 @@ class Budget:
         else:
             how = "given"
             name = f"minimum {metric} {self.value:g}"
-        return f"{name}: threshold {threshold:.4f} ({how})"
+        words = f"{name}: threshold {threshold:.4f} ({how})"
+        if threshold <= 0.0 and self.needs_baseline:  # every metric here is in [0, 1]
+            why = (
+                f"the (1, 0) baseline scores 0 in {metric}"
+                if baseline_accuracy == 0.0
+                else f"the budget is as large as the baseline's {metric}"
+            )
+            words += f"; every point meets it: {why}"
+        return words
 
 
 def budget_sweep(stop: float = 0.10, step: float = 0.005) -> tuple[float, ...]:

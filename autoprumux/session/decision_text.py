@@ -113,8 +113,16 @@ def format_decision(
             if metric is Metric.ACCURACY
             else f"the candidate of highest {label}"
         )
-        hint = f"; {words} is {best.point} at {best.accuracy.value:.4f}" if best is not None else ""
-        lines.append(f"no candidate meets the threshold {decision.threshold:.4f}{hint}")
+        value = None if best is None else best.accuracy.value
+        if best is not None and value is not None and value >= decision.threshold:
+            # it meets the threshold, and was left out for another reason: the exclusions say
+            lines.append(
+                f"no candidate can be ranked: {best.point} meets the threshold "
+                f"{decision.threshold:.4f} at {value:.4f}, but every candidate is excluded (below)"
+            )
+        else:
+            hint = f"; {words} is {best.point} at {value:.4f}" if best is not None else ""
+            lines.append(f"no candidate meets the threshold {decision.threshold:.4f}{hint}")
     excluded = ", ".join(f"{r.description}: {c}" for r, c in decision.exclusions.items())
     lines += [
         "",

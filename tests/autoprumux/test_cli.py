@@ -264,6 +264,20 @@ def test_infeasible_budget(capsys):
     )
 
 
+def test_a_candidate_meeting_the_threshold_but_excluded_is_not_blamed_on_it(capsys):
+    """(3, 0.55) is predicted above the threshold, but the table times no such point: the
+    message said it missed the threshold it meets."""
+    code, out, _ = run(
+        capsys, "predict", "--results", str(SYNTHETIC), "--budget", "0.03", "--grid", "3:0.55"
+    )
+    assert code == 0
+    assert (
+        "no candidate can be ranked: (3, 0.55) meets the threshold 0.9000 at 0.9041, but every "
+        "candidate is excluded (below)\n\n1 candidates; excluded throughput unknown (no row of "
+        "the throughput table): 1"
+    ) in out
+
+
 def test_evaluate_json(capsys):
     code, out, _ = run(capsys, "evaluate", "--results", str(SYNTHETIC), "--json")
     assert code == 0

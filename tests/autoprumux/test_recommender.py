@@ -139,3 +139,40 @@ def test_describe_says_which_budget_is_in_force():
         "relative budget 0.05 (fraction of the (1, 0) accuracy): threshold 0.8550 "
         "(baseline 0.9000 x (1 - 0.05))"
     )
+
+
+@pytest.mark.parametrize(
+    ("budget", "baseline", "metric", "says"),
+    [
+        # a budget larger than the baseline: the threshold is below 0
+        (
+            Budget(BudgetKind.ABSOLUTE, 0.9),
+            0.8463,
+            "accuracy",
+            "absolute budget 0.9 (accuracy points below (1, 0)): threshold -0.0537 "
+            "(baseline 0.8463 - 0.9); every point meets it: the budget is as large as the "
+            "baseline's accuracy",
+        ),
+        # imbalanced data whose baseline never finds the positive label
+        (
+            Budget(BudgetKind.ABSOLUTE, 0.05),
+            0.0,
+            "F1 of 'spam'",
+            "absolute budget 0.05 (F1 of 'spam' points below (1, 0)): threshold -0.0500 "
+            "(baseline 0.0000 - 0.05); every point meets it: the (1, 0) baseline scores 0 in "
+            "F1 of 'spam'",
+        ),
+        (
+            Budget(BudgetKind.RELATIVE, 0.5),
+            0.0,
+            "macro-F1",
+            "relative budget 0.5 (fraction of the (1, 0) macro-F1): threshold 0.0000 "
+            "(baseline 0.0000 x (1 - 0.5)); every point meets it: the (1, 0) baseline scores 0 "
+            "in macro-F1",
+        ),
+    ],
+)
+def test_describe_says_when_every_point_meets_the_threshold(budget, baseline, metric, says):
+    assert budget.describe(baseline, metric) == says
+    # a minimum given is the user's own: nothing to explain
+    assert "every point" not in Budget(BudgetKind.MIN_ACCURACY, 0.0).describe(None)
