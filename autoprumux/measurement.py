@@ -18,6 +18,7 @@ and the training engine are imported here, and this module only by the commands 
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import re
 import time
@@ -303,13 +304,35 @@ def run_measure(
     ]
     write_table(rows, path, columns, {"fingerprint": stamp})
     shrunk = sorted({r["batch_rows"] for r in rows if r["batch_rows"] < settings.batch_rows})
+    busy = machine_busy(int(str(stamp["threads"])))
     return {
         "study": study.name,
         "table": str(path),
         "fingerprint": stamp,
         "rows": rows,
         "batch_rows_reduced_to": shrunk,
+        "warnings": [busy] if busy else [],
     }
+
+
+def machine_busy(own_threads: int) -> str | None:
+    """A warning when other work loaded the machine while the table was timed, else None.
+    Round robin keeps the table's ratios fair to each model, but not its speeds: other work
+    taking half the cores halves every speed, and a batch-1 latency far more (seen: 224 ms
+    against 3.5 ms idle). The 1-minute load average, less this run's own threads, is the other
+    work; more than half the cores' worth of it is said."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # no load average on this platform
+        return None
+    cores = os.cpu_count() or 1
+    if load - own_threads <= 0.5 * cores:
+        return None
+    return (
+        f"the machine was busy while this table was timed (load average {load:.1f} on "
+        f"{cores} cores, {own_threads} of it this run's threads): its speeds may be low and its "
+        "batch-1 latencies high; measure it again on an idle machine (autoprumux measure)"
+    )
 
 
 def table_row(

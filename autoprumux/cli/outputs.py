@@ -196,4 +196,5 @@ def format_measurement(report: dict[str, Any]) -> str:  # run_measure's report (
     if report["batch_rows_reduced_to"]:
         reduced = report["batch_rows_reduced_to"]
         lines.append(f"note: batches did not fit in memory; rows reduced to {reduced}")
+    lines += [f"warning: {warning}" for warning in report.get("warnings", [])]
     return "\n".join(lines)

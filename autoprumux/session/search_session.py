@@ -405,7 +405,9 @@ class SearchSession:
             self.progress(f"measuring the throughput table first ({why}) -> {path}")
             # a minute to a quarter of an hour: its passes said a few times a phase
             lines = ProgressLines("throughput table:", self.progress)
-            run_measure(study, study.throughput, out_path=str(path), progress=lines)
+            measured = run_measure(study, study.throughput, out_path=str(path), progress=lines)
+            for warning in measured["warnings"]:
+                self.progress(f"warning: {warning}")
         return read_throughput_table(path), path
 
     @contextlib.contextmanager

@@ -286,12 +286,16 @@ def test_a_table_timed_for_another_model_is_measured_again(monkeypatch, tiny_cop
     def measure(study, settings, out_path, progress):
         measured.append(Path(out_path))
         shutil.copy(TINY_TABLE, out_path)
+        return {"warnings": ["the machine was busy while this table was timed (...)"]}
 
     monkeypatch.setattr(autoprumux.measurement, "run_measure", measure)
     lines.clear()
     table, path = session._table(session.plan())
     assert measured == [path] == [table_file]
-    assert lines == [f"measuring the throughput table first ({why}) -> {table_file}"]
+    assert lines == [
+        f"measuring the throughput table first ({why}) -> {table_file}",
+        "warning: the machine was busy while this table was timed (...)",  # said, as measure's
+    ]
     assert table.fingerprint["num_layers"] == 2
 
 
@@ -382,3 +386,26 @@ def test_the_dry_runs_estimate_says_its_progress(monkeypatch, tiny_copy):
         "throughput estimate: measure 8/8",
     ]
     assert estimated.throughput == table.serving((Precision.FP32,)).throughput
+
+
+@pytest.mark.parametrize(
+    ("load", "warned"),
+    [
+        (2.4, False),  # this run's 2 threads and a little else
+        (3.0, False),  # other work of half the cores: no more
+        (3.1, True),
+        (5.6, True),  # three helpers training beside it
+    ],
+)
+def test_a_table_timed_on_a_busy_machine_is_said_to_be(monkeypatch, load, warned):
+    import autoprumux.measurement
+
+    monkeypatch.setattr(autoprumux.measurement.os, "getloadavg", lambda: (load, 1.0, 1.0))
+    monkeypatch.setattr(autoprumux.measurement.os, "cpu_count", lambda: 2)
+    warning = autoprumux.measurement.machine_busy(own_threads=2)
+    assert (warning is not None) == warned
+    if warned:
+        assert warning.startswith(
+            f"the machine was busy while this table was timed (load average {load:.1f} on 2 "
+            "cores, 2 of it this run's threads)"
+        )
