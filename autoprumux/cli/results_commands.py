@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from autoprumux.cli.options import (
     Command,
@@ -205,6 +206,7 @@ def _train_grid(spec: str | None, results: ResultsTable, task: str) -> tuple[Gri
     "results' own throughputs, those timed inside each trial."
 )
 @budget_options(default=0.03)
+@objective_option()
 @out_option("Default reports/<name>.html")
 def report(
     results_path: str | None,
@@ -215,29 +217,65 @@ def report(
     budget: float | None,
     relative_budget: float | None,
     min_accuracy: float | None,
+    objective: Objective,
     out_path: str | None,
 ) -> None:
-    """Write the HTML report: Pareto frontiers, top-3 per budget, surrogate quality, cost."""
+    """Write the HTML report: Pareto frontiers, top-3 per budget, surrogate quality, cost.
+
+    Without a budget option or --objective: with --storage, the budget and objective the
+    study's last search ran with (a study recorded before they were: --budget 0.03,
+    throughput); with --results, --budget 0.03 and throughput."""
     from autoprumux.report import sources as report_command
     from autoprumux.report.html import write_report
     from autoprumux.report.sources import check_report_output, default_report_path
 
+    given = any(value is not None for value in (budget, relative_budget, min_accuracy))
     chosen = budget_from(budget, relative_budget, min_accuracy, default=0.03)
+    source = click.get_current_context().get_parameter_source("objective")
+    ranked_by = objective if source is not ParameterSource.DEFAULT else None
+    _check_report_sources(results_path, storage, study_name)
     # the output is checked before anything is read; the title is the one the data will have
-    if results_path and not storage:
+    if results_path:
         out = check_report_output(out_path or default_report_path(Path(results_path).stem))
-        data = report_command.from_results(results_path, task, chosen, throughput_path)
-    elif storage and study_name and not results_path:
+        data = report_command.from_results(
+            results_path, task, chosen, throughput_path, objective=objective
+        )
+    else:
+        assert storage is not None and study_name is not None  # _check_report_sources
         out = check_report_output(out_path or default_report_path(study_name))
         from autoprumux.loop.storage_check import check_existing_storage  # SQLAlchemy, Optuna
 
         check_existing_storage(storage)  # before Optuna opens (and writes to) it
-        data = report_command.from_storage(storage, study_name, chosen, throughput_path)
-    else:
+        data = report_command.from_storage(
+            storage, study_name, chosen if given else None, throughput_path, ranked_by
+        )
+    if ranked_by is Objective.LATENCY and data.table is not None and not data.table.latency:
+        raise FieldError(
+            "--objective",
+            f"latency needs a throughput table with a latency_s column (seconds of one request "
+            f"at batch 1); {data.table.source} has none: give --throughput such a table",
+        )
+    click.echo(str(write_report(data, out)))
+
+
+def _check_report_sources(
+    results_path: str | None, storage: str | None, study_name: str | None
+) -> None:
+    """report reads one source: --results FILE, or --storage URL with --study-name NAME."""
+    if results_path and storage:
+        raise FieldError("--results", "give --results FILE or --storage URL, not both")
+    if storage and not study_name:
+        from autoprumux.loop.optuna_store import stored_study_names  # SQLAlchemy, Optuna
+        from autoprumux.loop.storage_check import check_existing_storage
+
+        check_existing_storage(storage)
+        names = stored_study_names(storage)
+        held = f"it holds: {', '.join(names)}" if names else "it holds no study"
+        raise FieldError("--study-name", f"is needed with --storage: the study to report ({held})")
+    if not results_path and not storage:
         raise FieldError(
             "--results", "give --results FILE, or --storage URL with --study-name NAME"
         )
-    click.echo(str(write_report(data, out)))
 
 
 def _load(

@@ -27,8 +27,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from autoprumux.core.budget import Budget
+from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.early_stop import StopRule
+from autoprumux.core.errors import AutoPruMuxError
 from autoprumux.core.grid import BASELINE, Grid, GridPoint
 from autoprumux.core.precision import Precision
 from autoprumux.core.recommender import Decision, Objective, Recommender
@@ -49,6 +50,28 @@ from autoprumux.loop.trainer_contract import TrainFunction
 from autoprumux.loop.trial_process import TrialProcesses
 
 log = logging.getLogger(__name__)
+
+# The Optuna study's user attribute holding what the last search ranked by (its --objective:
+# ``throughput`` | ``latency``), written with the budget and the threshold
+# (:meth:`SearchDriver.label_study`); the report ranks by it. Absent (a study recorded before
+# it was): throughput
+OBJECTIVE_ATTR = "objective"
+
+
+def budget_label(budget: Budget) -> str:
+    """How the study's ``budget`` attribute states a budget, read back by
+    :func:`budget_from_label`: its kind, then its value (``absolute 0.03``, ``min-accuracy
+    0.8``), to 12 significant digits (a float typed by a user, exactly)."""
+    return f"{budget.kind.value} {budget.value:.12g}"
+
+
+def budget_from_label(label: object) -> Budget | None:
+    """The budget :func:`budget_label` wrote; None for anything else."""
+    kind, _, value = str(label).partition(" ")
+    try:
+        return Budget(BudgetKind(kind), float(value))
+    except (ValueError, AutoPruMuxError):
+        return None
 
 
 class StopReason(enum.Enum):
@@ -189,6 +212,9 @@ class SearchDriver:
         for why, count in store.repair().items():  # before anything is proposed
             if count:
                 log.info("%d trial(s) closed, %s", count, why.value)
+        # this run's budget (and its threshold, once the baseline is known) and objective,
+        # from its start: a rerun with another budget that trains nothing states it too
+        self.label_study(self.threshold(self._read().observed))
         others = store.snapshot().others()
         if others:
             owners = sorted({t.owner.describe() for t in others})
@@ -213,9 +239,7 @@ class SearchDriver:
         records = [r for _, r in snapshot.records]
         running = {t.number: t.point for t in snapshot.running}
         measured = [r for r in records if r.status in (TrialStatus.COMPLETE, TrialStatus.STOPPED)]
-        failures = Counter(
-            r.point for r in records if r.status is TrialStatus.FAILED and not is_abandoned(r)
-        )
+        failures = Counter(r.point for r in records if is_failure(r))
         observed = (
             ResultsTable.from_records(distinct_seeds(measured)).observations(self.config.task)
             if measured
@@ -362,8 +386,7 @@ class SearchDriver:
         baseline = [r for r in (record, *free) if r.point == BASELINE and r.accuracy is not None]
         if threshold is None and baseline:
             threshold = self.config.budget.threshold(baseline[0].accuracy)  # it sets it
-        budget = f"{self.config.budget.kind.value} {self.config.budget.value:g}"
-        self.store.set_threshold(threshold, budget)
+        self.label_study(threshold)
         self.store.finish(number, record, threshold, free)
         _, _, records = self.observations()
         kind = {TrialStatus.COMPLETE: EventKind.COMPLETE, TrialStatus.STOPPED: EventKind.MISSED}
@@ -376,6 +399,15 @@ class SearchDriver:
                 records,
                 f"the teacher of trial {number}",
             )
+
+    def label_study(self, threshold: float | None) -> None:
+        """Label the study with this search's budget, the threshold in force (None before the
+        baseline is known) and the objective: what the dashboard shows beside the study, and
+        what ``autoprumux report --storage`` ranks by. Written when the search starts and as
+        each training finishes; a trial's own constraint keeps the threshold it was recorded
+        under (Optuna updates no finished trial)."""
+        self.store.set_threshold(threshold, budget_label(self.config.budget))
+        self.store.set_user_attr(OBJECTIVE_ATTR, self.config.objective.value)
 
     def close(self) -> None:
         """The search is over (or crashed): see :meth:`StudyStore.close`."""
@@ -416,7 +448,7 @@ class SearchDriver:
                 record=record,
                 running=len(self.pending),
                 done=sum(r.status is TrialStatus.COMPLETE for r in records),
-                failed=sum(r.status is TrialStatus.FAILED and not is_abandoned(r) for r in records),
+                failed=sum(map(is_failure, records)),
                 best=self.proposer.status(state).best,
                 message=message,
             )
@@ -440,9 +472,7 @@ class SearchDriver:
             trainings_this_run=self.started_this_run,
             trainings_total=trainings(records),
             free_total=sum(r.from_trial is not None for r in records),
-            failed_total=sum(
-                r.status is TrialStatus.FAILED and not is_abandoned(r) for r in records
-            ),
+            failed_total=sum(map(is_failure, records)),
             gpu_hours_total=sum(r.gpu_hours or 0.0 for r in records),
             stopped_total=sum(
                 r.status is TrialStatus.STOPPED and r.from_trial is None for r in records
@@ -457,6 +487,13 @@ def trainings(records: list[TrialRecord]) -> int:
     """Trainings paid for: every record but the abandoned ones (interrupted, never started,
     superseded) and the free by-products."""
     return sum(1 for r in records if not is_abandoned(r) and r.from_trial is None)
+
+
+def is_failure(record: TrialRecord) -> bool:
+    """Whether a record is a failed training: failed, and not abandoned (a trial closed
+    untrained counts as neither a training nor a failure). The search's failed counts and the
+    report's cost table both count by it."""
+    return record.status is TrialStatus.FAILED and not is_abandoned(record)
 
 
 def run_local(

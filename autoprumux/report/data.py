@@ -6,10 +6,11 @@ report names by :attr:`ReportInput.metric_label`: the dev figure, what the searc
 Where the study has a held-out test split, :attr:`ReportInput.test_scores` holds the figures the
 search measured on it once it had answered (what to expect); no function here decides by them.
 
-Candidates are (N, s, precision) points (:mod:`autoprumux.core.precision`): the grid's, in each
-precision the throughput table times and the trained models were evaluated in
-(:func:`ranked_precisions`, narrowed by :attr:`ReportInput.precisions`). Results without such
-figures rank fp32 only, as before precisions were an axis.
+Candidates are (N, s, precision) points (:mod:`autoprumux.core.precision`): as ``predict`` and
+the search rank them, the points the throughput table times, in each precision it times and the
+trained models were evaluated in (:func:`ranked_precisions`, narrowed by
+:attr:`ReportInput.precisions`); a study's within its grid. Results without such figures rank
+fp32 only, as before precisions were an axis.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from autoprumux.core.evaluation import accuracy_within, throughput_within
 from autoprumux.core.grid import BASELINE, Family, Grid, GridPoint
 from autoprumux.core.metrics import Metric
 from autoprumux.core.precision import Precision
-from autoprumux.core.recommender import Objective, Recommender
+from autoprumux.core.recommender import Decision, Objective, Recommender
 from autoprumux.core.records import HeldOutScore, Observations, TrialRecord, TrialStatus
 from autoprumux.core.surface import AccuracySurface, ServedSurface
 from autoprumux.core.surrogate import Source
 from autoprumux.core.throughput import ThroughputTable
+from autoprumux.loop.driver import is_failure
+from autoprumux.loop.store_contract import is_abandoned
 
 
 def ranked_precisions(
@@ -65,6 +68,13 @@ class ReportInput:
     # finds in the table and the observations
     precisions: tuple[Precision, ...] = ()
     objective: Objective = Objective.THROUGHPUT  # what "fastest" means for the top-k
+    # rank only the table's points within ``grid``, as the search ranks its study's (False: a
+    # results file's, whose grid is only the one its rows form: every point the table times,
+    # as predict ranks them without --grid)
+    within_grid: bool = True
+    # what the reader should know of where the figures come from (a recorded throughput table
+    # gone, ...), in words: shown beside what is missing
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.table is not None:  # a static int8 model's row scaled to its file
@@ -79,8 +89,16 @@ class ReportInput:
 
     @property
     def candidates(self) -> tuple[GridPoint, ...]:
-        """Every (N, s, precision) the report ranks: the grid in each served precision."""
-        return self.grid.served(self.served)
+        """Every (N, s, precision) the report ranks, as predict and the search rank them: each
+        point the throughput table times in a served precision (within the grid unless
+        ``within_grid`` is False); none without a table (missing() says so)."""
+        if self.table is None:
+            return ()
+        return tuple(
+            p
+            for p in self.table.points
+            if p.precision in self.served and (not self.within_grid or p.trained in self.grid)
+        )
 
     @property
     def timed_latency(self) -> bool:
@@ -114,13 +132,24 @@ class ReportInput:
     def missing(self) -> list[str]:
         """What the report cannot show, in words (empty when everything is there)."""
         problems = []
-        if not self.observations.accuracy:
+        if BASELINE in self.observations.failed:
+            problems.append(self._baseline_failed())
+        elif not self.observations.accuracy:
             problems.append("no trained point yet: the study is empty")
         elif BASELINE not in self.observations.accuracy:
             problems.append(f"no (1, 0) baseline: {self.metric_label} budgets and speedups need it")
         if self.table is None:
             problems.append("no (1, 0) throughput: speedups need it")
         return problems
+
+    def _baseline_failed(self) -> str:
+        """The (1, 0) baseline failed (and never completed): how often, and why the last time,
+        in the words the search stops with."""
+        failures = [r for r in self.records if r.point == BASELINE and is_failure(r)]
+        tries = f" to train {len(failures)} time(s)" if failures else ""
+        why = f", the last with {failures[-1].reason!r}" if failures and failures[-1].reason else ""
+        need = f"{self.metric_label} budgets and speedups need it"
+        return f"the (1, 0) baseline failed{tries}{why}: {need}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,72 +204,114 @@ class Answer:
     threshold: float
     model: ModelPointer  # its model folder, or the command that trains it
     latency_s: float | None = None  # one request at batch 1, where the table measured it
+    # its training stopped early (status stopped): the most its figure can be; the figure
+    # above is then predicted, and under this (None: not stopped, or trained since)
+    bound: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoAnswer:
+    """The budget asked for, met by no candidate: what ``predict`` says then."""
+
+    threshold: float
+    closest: GridPoint | None  # the candidate of highest metric (None: no figure known)
+    closest_accuracy: float | None
+
+
+def decision(data: ReportInput, top_k: int = 1) -> Decision | None:
+    """The top-k for ``data.budget`` over the report's candidates; None where missing()."""
+    if data.missing():
+        return None
+    return data.recommender(top_k).recommend(data.budget, data.candidates)
 
 
 def answer(data: ReportInput) -> Answer | None:
     """The recommended point for ``data.budget``; None when nothing can be recommended."""
-    if data.missing():
+    ranked = decision(data)
+    if ranked is None or not ranked.recommendations:
         return None
-    decision = data.recommender(1).recommend(data.budget, data.candidates)
-    if not decision.recommendations:
-        return None
-    top = decision.recommendations[0]
+    top = ranked.recommendations[0]
+    measured = top.accuracy_source is Source.MEASURED
     return Answer(
         point=top.point,
         accuracy=top.accuracy,
-        accuracy_measured=top.accuracy_source is Source.MEASURED,
+        accuracy_measured=measured,
         speedup=top.speedup,
-        threshold=decision.threshold,
+        threshold=ranked.threshold,
         model=locate_model(top.point, data.records, data.train),
         latency_s=top.latency_s,
+        bound=None if measured else data.observations.bounds.get(top.point.trained),
+    )
+
+
+def no_answer(data: ReportInput) -> NoAnswer | None:
+    """When no candidate meets ``data.budget``: its threshold and the candidate closest to it
+    (as predict names it); None when one does, or the inputs are missing (missing() says so)."""
+    ranked = decision(data)
+    if ranked is None or ranked.recommendations:
+        return None
+    closest = ranked.best_accuracy_candidate
+    return NoAnswer(
+        threshold=ranked.threshold,
+        closest=closest.point if closest is not None else None,
+        closest_accuracy=closest.accuracy.value if closest is not None else None,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class BudgetRow:
-    budget: float
+    budget: float  # in ``kind``'s terms: 0.03 (absolute, relative) or a floor, 0.8
     requested: bool  # the budget the user asked for
     threshold: float
-    # rank, point (N, s, precision), accuracy, accuracy_measured, and throughput (examples/s),
-    # speedup (over (1, 0) fp32) and latency_s (one request at batch 1, None where not timed):
-    # from the report's throughput table alone (a trial's own timing is another source)
+    # rank, point (N, s, precision), accuracy, accuracy_measured, bound (a training stopped
+    # early: the most its figure can be; else None), and throughput (examples/s), speedup
+    # (over (1, 0) fp32) and latency_s (one request at batch 1, None where not timed): from
+    # the report's throughput table alone (a trial's own timing is another source)
     top: tuple[dict[str, Any], ...]
+    kind: BudgetKind = BudgetKind.ABSOLUTE
 
 
 def recommendations(data: ReportInput, top_k: int = 3) -> list[BudgetRow]:
-    """Top-k over (N, s, precision) per budget 0, 0.5%, ..., 10% (and the requested one), of
-    the requested kind."""
+    """Top-k over (N, s, precision) per budget 0, 0.5%, ..., 10% of the requested kind (a
+    floor's: absolute), and the requested one; by threshold, highest first (a floor's row
+    falls among the absolute ones by its threshold)."""
     if data.missing():
         return []
-    assert data.table is not None  # missing() says so otherwise
     recommender = data.recommender(top_k)
     kind = (
         data.budget.kind if data.budget.kind is not BudgetKind.MIN_ACCURACY else BudgetKind.ABSOLUTE
     )
-    values = sorted(
-        set(budget_sweep()) | ({data.budget.value} if data.budget.kind is kind else set())
+    budgets = {Budget(kind, value) for value in budget_sweep()} | {data.budget}
+    rows = [_budget_row(data, recommender, budget) for budget in budgets]
+    return sorted(rows, key=lambda row: (-row.threshold, row.requested, row.budget))
+
+
+def _budget_row(data: ReportInput, recommender: Recommender, budget: Budget) -> BudgetRow:
+    """One budget's top-k (:func:`recommendations`)."""
+    assert data.table is not None  # missing() says so otherwise
+    ranked = recommender.recommend(budget, data.candidates)
+    top = tuple(
+        {
+            "rank": r.rank,
+            "point": r.point,
+            "accuracy": r.accuracy,
+            "accuracy_measured": r.accuracy_source is Source.MEASURED,
+            "bound": data.observations.bounds.get(r.point.trained)
+            if r.accuracy_source is not Source.MEASURED
+            else None,
+            "throughput": r.throughput,
+            "speedup": r.throughput / data.table.baseline,
+            "latency_s": r.latency_s,
+        }
+        for r in ranked.recommendations
     )
-    rows = []
-    base = data.table.baseline
-    for value in values:
-        decision = recommender.recommend(Budget(kind, value), data.candidates)
-        top = tuple(
-            {
-                "rank": r.rank,
-                "point": r.point,
-                "accuracy": r.accuracy,
-                "accuracy_measured": r.accuracy_source is Source.MEASURED,
-                "throughput": r.throughput,
-                "speedup": r.throughput / base,
-                "latency_s": r.latency_s,
-            }
-            for r in decision.recommendations
-        )
-        requested = data.budget.kind is kind and abs(value - data.budget.value) < 1e-12
-        rows.append(
-            BudgetRow(budget=value, requested=requested, threshold=decision.threshold, top=top)
-        )
-    return rows
+    return BudgetRow(
+        budget=budget.value,
+        kind=budget.kind,
+        requested=budget == data.budget,
+        threshold=ranked.threshold,
+        top=top,
+    )
 
 
 def points_to_score(data: ReportInput, answer: GridPoint | None, top_k: int = 3) -> list[GridPoint]:
@@ -403,11 +474,13 @@ class Cost:
 
 
 def cost(data: ReportInput) -> Cost:
+    """What the study's records cost, counted as the search counts them: a trial closed
+    untrained (interrupted, never started, superseded) is neither a training nor a failure."""
     complete = [r for r in data.records if r.status is TrialStatus.COMPLETE]
     free = [r for r in complete if r.from_trial is not None]
-    failed = [r for r in data.records if r.status is TrialStatus.FAILED]
+    failed = [r for r in data.records if is_failure(r)]
     stopped = [r for r in data.records if r.status is TrialStatus.STOPPED and r.from_trial is None]
-    touched = {r.point for r in data.records}
+    touched = {r.point for r in data.records if not is_abandoned(r)}  # trained, or tried
     hours = [r.gpu_hours for r in data.records if r.gpu_hours is not None]
     total = sum(hours)
     mean = total / len(hours) if hours else None

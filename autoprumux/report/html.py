@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 
-from autoprumux.core.grid import Family, GridPoint
+from autoprumux.core.budget import BudgetKind
+from autoprumux.core.grid import BASELINE, Family, GridPoint
+from autoprumux.core.metrics import Metric
 from autoprumux.core.precision import Precision
 from autoprumux.core.recommender import Objective
 from autoprumux.core.records import HeldOutScore
@@ -30,10 +33,12 @@ from autoprumux.files.atomic import explained_write_errors, write_text_atomic
 from autoprumux.report.data import (
     Answer,
     BudgetRow,
+    NoAnswer,
     ReportInput,
     TradeoffPoint,
     answer,
     cost,
+    no_answer,
     pareto_frontier,
     precision_quality,
     recommendations,
@@ -113,13 +118,9 @@ def render(data: ReportInput) -> str:
 
 
 def header(data: ReportInput, top: Answer | None) -> str:
-    """The title, the task, the metric and the budget, what is missing, and the answer box."""
+    """The title, the task, the metric and the budget, what is missing and the notes, and the
+    answer box (or, with nothing meeting the budget, what predict says then)."""
     metric = data.metric_label
-    budget_text = (
-        data.budget.describe(data.baseline_accuracy, metric)
-        if not (data.budget.needs_baseline and data.baseline_accuracy is None)
-        else (f"{data.budget.kind.value} {metric} budget {data.budget.value:g} (no baseline yet)")
-    )
     served = data.served
     ranked = (" | precisions " + ", ".join(p.value for p in served)) if len(served) > 1 else ""
     if data.objective is Objective.LATENCY:
@@ -127,18 +128,54 @@ def header(data: ReportInput, top: Answer | None) -> str:
     parts = [
         f"<h1>autoprumux report: {_e(data.title)}</h1>",
         f"<p class='lead'>task <b>{_e(data.task)}</b> | metric <b>{_e(metric)}</b> | "
-        f"{_e(budget_text)}{_e(ranked)}</p>",
+        f"{_e(budget_words(data))}{_e(ranked)}</p>",
+        _listed_box("This report is incomplete:", data.missing()),
+        _listed_box("Note:", data.notes),
     ]
-    missing = data.missing()
-    if missing:
-        parts.append(
-            "<div class='warn'><b>This report is incomplete:</b><ul>"
-            + "".join(f"<li>{_e(m)}</li>" for m in missing)
-            + "</ul></div>"
-        )
     if top is not None:
         parts.append(answer_box(top, metric, data.test_scores.get(top.point)))
-    return "\n".join(parts)
+    else:
+        unmet = no_answer(data)
+        parts.append(no_answer_box(unmet, data) if unmet is not None else "")
+    return "\n".join(part for part in parts if part)
+
+
+def budget_words(data: ReportInput) -> str:
+    """The budget asked for and the threshold it gives, as predict states them
+    (:meth:`Budget.describe`: a threshold every point meets says so), or why there is no
+    threshold yet."""
+    metric = data.metric_label
+    if data.threshold is None:  # a budget of the baseline's, which is not measured
+        why = ": it failed" if BASELINE in data.observations.failed else " yet"
+        return f"{data.budget.kind.value} {metric} budget {data.budget.value:g} (no baseline{why})"
+    return data.budget.describe(data.baseline_accuracy, metric, data.metric.lowest)
+
+
+def _listed_box(title: str, items: Sequence[str]) -> str:
+    """A warning box of ``items`` under ``title``; nothing when there are none."""
+    if not items:
+        return ""
+    listed = "".join(f"<li>{_e(item)}</li>" for item in items)
+    return f"<div class='warn'><b>{_e(title)}</b><ul>{listed}</ul></div>"
+
+
+def no_answer_box(unmet: NoAnswer, data: ReportInput) -> str:
+    """Nothing meets the budget asked for: said as predict says it, naming the candidate of
+    highest metric."""
+    words = (
+        "the most accurate candidate"
+        if data.metric is Metric.ACCURACY
+        else f"the candidate of highest {data.metric_label}"
+    )
+    closest = (
+        f"; {words} is {unmet.closest} at {unmet.closest_accuracy:.4f}"
+        if unmet.closest is not None and unmet.closest_accuracy is not None
+        else ""
+    )
+    return (
+        f"<div class='warn'>No candidate meets the threshold {unmet.threshold:.4f}"
+        f"{_e(closest)}.</div>"
+    )
 
 
 def surface_figure(data: ReportInput) -> go.Figure:
@@ -316,7 +353,7 @@ def answer_box(top: Answer, metric: str = "accuracy", test: HeldOutScore | None 
     """What to deploy, and where its model is or the command that trains it (``metric``: how
     the study's metric is named; ``test``: its held-out test figure, shown beside dev)."""
     measured = "measured" if top.accuracy_measured else "predicted"
-    words, code = top.model.describe()
+    words, code = model_words(top, metric)
     where = _e(words) + (f": <code>{_e(code)}</code>" if code is not None else "")
     figure = f"{measured} {_e(metric)} {top.accuracy:.4f} (threshold {top.threshold:.4f})"
     if test is not None:
@@ -335,6 +372,23 @@ def answer_box(top: Answer, metric: str = "accuracy", test: HeldOutScore | None 
     return (
         f"<div class='answer'>Deploy <b>{_e(top.point)}</b>: {top.speedup:.2f}x the "
         f"throughput of {base} at {figure}{latency}.<br><span class='model'>{where}.</span></div>"
+    )
+
+
+def model_words(top: Answer, metric: str) -> tuple[str, str | None]:
+    """Where the answer's model is, in words, then the folder or command they end on
+    (:meth:`ModelPointer.describe`); a point whose training stopped early is said to be one,
+    not a point never trained."""
+    words, code = top.model.describe()
+    if top.bound is None:
+        return words, code
+    again = "train it again with"
+    if code is None:  # a results file: which study trains it is not known
+        again = f"no study file is known here to {again}"
+    return (
+        f"{top.point} was trained but stopped early: its {metric} is at most {top.bound:.4f}, "
+        f"and the figure above is predicted; {again}",
+        code,
     )
 
 
@@ -448,7 +502,10 @@ def recommendations_table(data: ReportInput, rows: list[BudgetRow]) -> str:
     table = ["<table><tr>" + "".join(f"<th>{head}</th>" for head in heads) + "</tr>"]
     for row in rows:
         css = " class='requested'" if row.requested else ""
-        lead = f"<tr{css}><td>{row.budget:g}</td><td>{row.threshold:.4f}</td>"
+        budget = (
+            f"minimum {row.budget:g}" if row.kind is BudgetKind.MIN_ACCURACY else f"{row.budget:g}"
+        )
+        lead = f"<tr{css}><td>{budget}</td><td>{row.threshold:.4f}</td>"
         if not row.top:
             table.append(
                 f"{lead}<td colspan='{len(heads) - 2}'>nothing meets the threshold</td></tr>"
@@ -466,6 +523,8 @@ def _recommendation_cells(
     with a precision column, the point is its (N, s) and the precision a cell of its own."""
     point: GridPoint = item["point"]
     how = "measured" if item["accuracy_measured"] else "predicted"
+    if item["bound"] is not None:  # trained, and stopped early under this bound
+        how += f"; stopped early, at most {item['bound']:.4f}"
     where = f"{_e(point.trained)}</td><td>{point.precision.value}" if served else _e(point)
     latency: float | None = item["latency_s"]
     milliseconds = "-" if latency is None else f"{latency * 1000:,.2f}"

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from autoprumux.core.answer import TRAIN_COMMAND_ATTR, TrainCommand
-from autoprumux.core.budget import Budget
+from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.errors import DataError
 from autoprumux.core.grid import BASELINE, Grid, GridPoint, parse_grid_spec
 from autoprumux.core.metrics import Metric
 from autoprumux.core.precision import Precision
+from autoprumux.core.recommender import Objective
 from autoprumux.core.records import HeldOutScore, ResultsTable, distinct_seeds
 from autoprumux.core.study import Study
 from autoprumux.core.throughput import ThroughputTable
@@ -31,6 +32,8 @@ _POINT = re.compile(r"^\((\d+), ([0-9.eE+-]+)\)$")  # str(GridPoint): "(2, 0.5)"
 # ``[deploy] precisions``, e.g. ``["fp32", "int8"]``); absent: those the table and the records
 # have (report.data.ranked_precisions)
 PRECISIONS_ATTR = "precisions"
+# The budget a report states when none is given, nor recorded by a search: --budget 0.03
+DEFAULT_BUDGET = Budget(BudgetKind.ABSOLUTE, 0.03)
 
 
 def _versions() -> dict[str, str]:
@@ -92,7 +95,10 @@ def from_results(
     budget: Budget,
     throughput_path: str | None,
     grid_spec: str | None = None,
+    objective: Objective = Objective.THROUGHPUT,
 ) -> ReportInput:
+    """A results file's report; ``grid_spec``: rank the table's points of this grid only
+    (default: every point the table times, as predict does without --grid)."""
     results = read_results(path)
     task = results.resolve_task(task)
     records = results.for_task(task)
@@ -112,6 +118,9 @@ def from_results(
         table=_table(results, task, throughput_path),
         records=records,
         provenance={"results": path, **_versions()},
+        objective=objective,
+        # the grid its rows form is not a study's: rank what predict ranks (without --grid)
+        within_grid=grid_spec is not None,
     )
 
 
@@ -168,12 +177,45 @@ def stored_precisions(attrs: dict[str, Any], where: str) -> tuple[Precision, ...
     return tuple(known[value] for value in stored)
 
 
+def stored_budget(attrs: dict[str, Any], where: str) -> Budget | None:
+    """The budget the study's last search ran with (its ``budget`` attribute, written from
+    the search's start); None for a study no search has labelled yet."""
+    from autoprumux.loop.driver import budget_from_label
+
+    stored = attrs.get("budget")
+    if stored is None:
+        return None
+    budget = budget_from_label(stored)
+    if budget is None:
+        raise DataError(where, f"holds a budget {stored!r} autoprumux did not write")
+    return budget
+
+
+def stored_objective(attrs: dict[str, Any], where: str) -> Objective:
+    """What the study's last search ranked by (:data:`~autoprumux.loop.driver.OBJECTIVE_ATTR`);
+    throughput for a study recorded before the objective was."""
+    from autoprumux.loop.driver import OBJECTIVE_ATTR
+
+    stored = attrs.get(OBJECTIVE_ATTR, Objective.THROUGHPUT.value)
+    known = {o.value: o for o in Objective}
+    if stored not in known:
+        raise DataError(where, f"holds an objective {stored!r} autoprumux did not write")
+    return known[stored]
+
+
 def from_storage(
-    url: str, study_name: str, budget: Budget, throughput_path: str | None
+    url: str,
+    study_name: str,
+    budget: Budget | None,
+    throughput_path: str | None,
+    objective: Objective | None = None,
 ) -> ReportInput:
+    """A search's report, from its study. ``budget`` and ``objective``: None for those the
+    study's last search recorded (a study without them: :data:`DEFAULT_BUDGET`, throughput)."""
     # the search's adapters (Optuna, SQLAlchemy), imported only for a report of a storage
     from autoprumux.loop.masking import masked_url
     from autoprumux.loop.optuna_store import OptunaStore, stored_study_names, study_attributes
+    from autoprumux.loop.store_contract import is_abandoned
 
     attrs = study_attributes(url, study_name)
     if attrs is None:
@@ -186,10 +228,16 @@ def from_storage(
             masked_url(url), f"study {study_name!r} was not written by autoprumux search"
         )
     grid = parse_grid_spec(grid_spec)
-    metric, positive = stored_metric(attrs, f"study {study_name!r} in {masked_url(url)}")
+    where = f"study {study_name!r} in {masked_url(url)}"
+    metric, positive = stored_metric(attrs, where)
+    precisions = stored_precisions(attrs, where)
     stored_table = attrs.get("throughput_table")  # what the search ranked by
-    if throughput_path is None and stored_table and Path(stored_table).is_file():
-        throughput_path = stored_table
+    gone = None  # the recorded table, where that file no longer exists
+    if throughput_path is None and stored_table:
+        if Path(stored_table).is_file():
+            throughput_path = stored_table
+        else:
+            gone = str(stored_table)
     store = OptunaStore(url, study_name, grid, task)
     try:
         records = [r for _, r in store.records()]
@@ -197,23 +245,52 @@ def from_storage(
         store.close()
     # how the search trained its points, so the report can say how to train a predicted one
     train = TrainCommand.from_dict(attrs.get(TRAIN_COMMAND_ATTR))
-    results = ResultsTable.from_records(distinct_seeds(records), source=f"study {study_name}")
+    # a trial closed untrained (interrupted, ...) is no failure of its point: the search
+    # trains it again if it needs it
+    trained = [r for r in records if not is_abandoned(r)]
+    results = ResultsTable.from_records(distinct_seeds(trained), source=f"study {study_name}")
     observations = (
-        results.observations(task) if records else ResultsTable((), "").observations(task)
+        results.observations(task) if trained else ResultsTable((), "").observations(task)
     )
+    table = _table(results, task, throughput_path)
+    notes = [_table_gone(gone, table, precisions)] if gone is not None else []
+    ranked_by = objective if objective is not None else stored_objective(attrs, where)
+    if objective is None and ranked_by is Objective.LATENCY and table and not table.latency:
+        notes.append(
+            "the search ranked by batch-1 latency, which this throughput table has none of: "
+            "ranked by throughput"
+        )
+        ranked_by = Objective.THROUGHPUT
     return ReportInput(
         title=study_name,
         task=task,
         grid=grid,
-        budget=budget,
+        budget=budget if budget is not None else stored_budget(attrs, where) or DEFAULT_BUDGET,
         observations=observations,
-        table=_table(results, task, throughput_path),
+        table=table,
         records=records,
         # the report is the file people share: never the password
         provenance={"storage": masked_url(url), "study": study_name, **_versions()},
         train=train,
         metric=metric,
         positive_label=positive,
-        test_scores=stored_test_scores(attrs, f"study {study_name!r} in {masked_url(url)}"),
-        precisions=stored_precisions(attrs, f"study {study_name!r} in {masked_url(url)}"),
+        test_scores=stored_test_scores(attrs, where),
+        precisions=precisions,
+        objective=ranked_by,
+        notes=tuple(notes),
+    )
+
+
+def _table_gone(path: str, table: ThroughputTable | None, precisions: tuple[Precision, ...]) -> str:
+    """The note of a recorded throughput table whose file is gone: what the report ranks by
+    instead (``table``: the trials' own timings; None: none of (1, 0) either)."""
+    gone = f"the throughput table the search ranked by, {path}, no longer exists"
+    again = "give --throughput FILE (autoprumux measure writes one)"
+    if table is None:
+        return f"{gone}: {again}"
+    untimed = [p.value for p in precisions if p not in table.precisions]
+    dropped = f", and {', '.join(untimed)} not ranked (only that table timed it)" if untimed else ""
+    return (
+        f"{gone}: throughputs and speedups here are those timed inside each trial, beside "
+        f"whatever else ran{dropped}, so the answer may differ from the search's; {again}"
     )
