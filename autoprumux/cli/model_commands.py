@@ -188,9 +188,9 @@ def export(
     from autoprumux.files.atomic import check_output
     from trainers.deploy.model_folder import export_source
 
-    export_source(model_path)  # a folder; an exported file refused before any work
     if fmt != "transformers":  # a transformers folder: checked there
         check_output(out_path, "--out")  # a folder, a device, a path under a file: refused
+    export_source(model_path)  # a folder; an exported file refused before any work
     if _checked_precision(fmt, precision) == "int8":  # before any work (and torch's import)
         _export_int8(model_path, out_path, study_path, as_json)
         return

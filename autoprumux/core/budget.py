@@ -65,10 +65,13 @@ class Budget:
             return baseline_accuracy - self.value
         return baseline_accuracy * (1.0 - self.value)
 
-    def describe(self, baseline_accuracy: float | None, metric: str = "accuracy") -> str:
+    def describe(
+        self, baseline_accuracy: float | None, metric: str = "accuracy", lowest: float = 0.0
+    ) -> str:
         """The budget in words and the threshold it gives; ``metric`` names what the values
         are (:meth:`Metric.label <autoprumux.core.metrics.Metric.label>`: accuracy, macro-F1,
-        ...)."""
+        ...) and ``lowest`` is its worst value (:attr:`Metric.lowest`: MCC's is -1), at or
+        below which every point meets the threshold, as the words then say."""
         threshold = self.threshold(baseline_accuracy)
         if self.kind is BudgetKind.ABSOLUTE:
             how = f"baseline {baseline_accuracy:.4f} - {self.value:g}"
@@ -80,10 +83,10 @@ class Budget:
             how = "given"
             name = f"minimum {metric} {self.value:g}"
         words = f"{name}: threshold {threshold:.4f} ({how})"
-        if threshold <= 0.0 and self.needs_baseline:  # every metric here is in [0, 1]
+        if threshold <= lowest and self.needs_baseline:
             why = (
-                f"the (1, 0) baseline scores 0 in {metric}"
-                if baseline_accuracy == 0.0
+                f"the (1, 0) baseline scores {lowest:g} in {metric}"
+                if baseline_accuracy == lowest
                 else f"the budget is as large as the baseline's {metric}"
             )
             words += f"; every point meets it: {why}"

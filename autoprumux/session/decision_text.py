@@ -100,7 +100,7 @@ def format_decision(
     label = metric.label(positive_label)
     lines = [
         f"task {decision.task} | results {results} | throughput table {table.source}",
-        decision.budget.describe(decision.baseline_accuracy, label),
+        decision.budget.describe(decision.baseline_accuracy, label, metric.lowest),
         OBJECTIVE_WORDS[decision.objective],
         "",
     ]

@@ -4,6 +4,7 @@ from autoprumux.core.budget import Budget, BudgetKind, budget_sweep
 from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.grid import Grid
 from autoprumux.core.grid import GridPoint as P
+from autoprumux.core.metrics import Metric
 from autoprumux.core.recommender import Exclusion, Recommender
 from autoprumux.core.records import Observations
 from autoprumux.core.surrogate import Source
@@ -174,5 +175,10 @@ def test_describe_says_which_budget_is_in_force():
 )
 def test_describe_says_when_every_point_meets_the_threshold(budget, baseline, metric, says):
     assert budget.describe(baseline, metric) == says
+    # MCC goes down to -1: a threshold of -0.05 is not met by every point, -1.05 is
+    mcc = Budget(BudgetKind.ABSOLUTE, 0.95).describe(0.9, "MCC", Metric.MATTHEWS.lowest)
+    assert mcc.endswith("threshold -0.0500 (baseline 0.9000 - 0.95)")
+    mcc = Budget(BudgetKind.ABSOLUTE, 0.85).describe(-0.2, "MCC", Metric.MATTHEWS.lowest)
+    assert mcc.endswith("; every point meets it: the budget is as large as the baseline's MCC")
     # a minimum given is the user's own: nothing to explain
     assert "every point" not in Budget(BudgetKind.MIN_ACCURACY, 0.0).describe(None)
