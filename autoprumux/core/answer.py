@@ -78,6 +78,9 @@ class ModelState(enum.Enum):
     # trained; the folder its trial recorded no longer exists, here or in the study's artifacts
     FOLDER_GONE = "folder_gone"
     NOT_SAVED = "not_saved"  # trained, but no folder was recorded (a replayed or imported row)
+    # trained, but stopped early (it could not reach an earlier run's threshold): no model, and
+    # its figure is the surface's prediction, under the bound its stop recorded
+    STOPPED_EARLY = "stopped_early"
     PREDICTED = "predicted"  # never trained: its accuracy is the surface's prediction
 
 
@@ -90,10 +93,12 @@ class ModelPointer:
     model_dir: str | None  # SAVED only: the trial's artifact folder, where it is now
     gone_dir: str | None  # FOLDER_GONE only: the recorded folder, named so the user knows
     train_command: str | None  # every state but SAVED, when the study file is known
+    bound: float | None = None  # STOPPED_EARLY only: the most its dev figure could have reached
 
-    def describe(self) -> tuple[str, str | None]:
+    def describe(self, metric: str = "dev figure") -> tuple[str, str | None]:
         """The answer in words, then the folder or command they end on (None when there is
-        neither): the text prints them joined, the HTML sets the second as code."""
+        neither): the text prints them joined, the HTML sets the second as code. ``metric``
+        names the figure a stopped training's bound is of."""
         point, command = self.point, self.train_command
         if self.state is ModelState.SAVED and self.serve_command is not None:
             return f"{point} was trained; serve it in {point.precision.value} with", (
@@ -112,6 +117,12 @@ class ModelPointer:
         elif self.state is ModelState.NOT_SAVED:
             words = f"{point} was trained, but no model folder was recorded with it"
             again = "train it"
+        elif self.state is ModelState.STOPPED_EARLY and self.bound is not None:
+            words = (
+                f"{point} was trained but stopped early: its {metric} is at most "
+                f"{self.bound:.4f}, and the figure above is predicted"
+            )
+            again = "train it in full"
         else:
             words = f"{point} is predicted, not trained"
             again = "train it"
@@ -196,10 +207,13 @@ def locate_model(
             gone_dir=None,
             train_command=None,
         )
+    stopped = [r for r in records if r.point == point.trained and r.status is TrialStatus.STOPPED]
     if with_dir:
         (chosen, gone), state = with_dir[-1], ModelState.FOLDER_GONE
     elif trained:
         state, chosen, gone = ModelState.NOT_SAVED, trained[-1], None
+    elif stopped:
+        state, chosen, gone = ModelState.STOPPED_EARLY, stopped[-1], None
     else:
         state, chosen, gone = ModelState.PREDICTED, None, None
     # retraining a trained point uses its record's seed, so the model it gives is that one
@@ -210,4 +224,5 @@ def locate_model(
         model_dir=None,
         gone_dir=gone,
         train_command=train.for_point(point.trained, seed) if train is not None else None,
+        bound=chosen.accuracy_bound if state is ModelState.STOPPED_EARLY and chosen else None,
     )

@@ -377,19 +377,9 @@ def answer_box(top: Answer, metric: str = "accuracy", test: HeldOutScore | None 
 
 def model_words(top: Answer, metric: str) -> tuple[str, str | None]:
     """Where the answer's model is, in words, then the folder or command they end on
-    (:meth:`ModelPointer.describe`); a point whose training stopped early is said to be one,
-    not a point never trained."""
-    words, code = top.model.describe()
-    if top.bound is None:
-        return words, code
-    again = "train it again with"
-    if code is None:  # a results file: which study trains it is not known
-        again = f"no study file is known here to {again}"
-    return (
-        f"{top.point} was trained but stopped early: its {metric} is at most {top.bound:.4f}, "
-        f"and the figure above is predicted; {again}",
-        code,
-    )
+    (:meth:`ModelPointer.describe`: a point whose training stopped early is said to be one,
+    not a point never trained)."""
+    return top.model.describe(metric)
 
 
 def tradeoff_figure(data: ReportInput, top: Answer | None) -> go.Figure:

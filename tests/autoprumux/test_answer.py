@@ -130,6 +130,34 @@ def test_a_trained_row_without_a_folder_and_a_predicted_point():
     }
 
 
+def test_a_point_whose_training_stopped_early_is_said_to_be_one_with_its_bound():
+    """A training stopped early (under an earlier run's threshold) left no model; the figure
+    the answer ranks is predicted, under the bound its stop recorded: it was said to be a
+    point never trained."""
+    stopped = TrialRecord(
+        task="sst2",
+        n=POINT.n,
+        sparsity=POINT.sparsity,
+        status=TrialStatus.STOPPED,
+        seed=7,
+        stop_step=300,
+        stop_accuracy=0.79,
+        stop_margin=0.01,
+    )
+    pointer = locate_model(POINT, [stopped], train_command())
+    assert (pointer.state, pointer.bound) == (ModelState.STOPPED_EARLY, pytest.approx(0.8))
+    assert pointer.to_dict()["model"] == "stopped_early"
+    assert pointer.message == (  # retrained with the stopped training's seed
+        "(5, 0.65) was trained but stopped early: its dev figure is at most 0.8000, and the "
+        "figure above is predicted; train it in full with: autoprumux train --study "
+        "/s/sst2.toml --n 5 --sparsity 0.65 --seed 7"
+    )
+    # a complete training of the point is its model, whatever stopped before
+    assert locate_model(POINT, [stopped, record()], train_command()).state is not (
+        ModelState.STOPPED_EARLY
+    )
+
+
 def test_without_a_study_file_there_is_no_command_to_print():
     pointer = locate_model(POINT, [], None)  # a report of a results file
     assert pointer.train_command is None

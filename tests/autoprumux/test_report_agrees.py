@@ -250,7 +250,7 @@ def test_a_point_stopped_early_is_said_to_be_one(stopped):
     page = render(data)
     assert (
         "(1, 0.8) was trained but stopped early: its accuracy is at most 0.8000, and the figure "
-        "above is predicted; no study file is known here to train it again with."
+        "above is predicted; no study file is known here to train it in full with."
     ) in page
     assert "is predicted, not trained" not in page
     assert "<td>(1, 0.8)</td><td>0.7970 (predicted; stopped early, at most 0.8000)</td>" in page
