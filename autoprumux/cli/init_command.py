@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shlex
 from pathlib import Path
 
@@ -64,8 +65,9 @@ BUDGET_PARAMS = {
 @click.option(
     "--label",
     default="",
-    help="The label column. Default: a column of 2 to 50 distinct values, at least 5 rows "
-    "each, a name such as label, class, category, sentiment, target or intent first.",
+    help="The label column. Default: a column of 2 to 50 distinct values and at least 5 times "
+    "as many rows as values, a name such as label, class, category, sentiment, target or "
+    "intent first.",
 )
 @click.option(
     "--model",
@@ -172,10 +174,17 @@ def dry_run_text(staged: Path, out: Path, budget: Budget, cpu_only: bool) -> str
                 **({"device": "cpu", "gpus": 0.0} if cpu_only else {}),
             )
     except AutoPruMuxError as err:
-        if str(staged) not in str(err):
+        text = STORAGE_ADVICE.sub("(--name)", str(err))
+        if str(staged) not in text and text == str(err):
             raise
-        raise AutoPruMuxError(str(err).replace(str(staged), str(out))) from None
+        raise AutoPruMuxError(text.replace(str(staged), str(out))) from None
     return printed.getvalue().removesuffix("\n")
+
+
+# the storage's refusal of a study name its database holds for another study, in the study
+# file's words ("use another study name ([study] name) or another --storage"): init names the
+# study with --name, and has no --storage (the database is <name>.db beside the study)
+STORAGE_ADVICE = re.compile(r"\(\[study\] name\) or (another )?--storage")
 
 
 def template_study(gpu: bool) -> Path:

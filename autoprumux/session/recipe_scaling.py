@@ -66,7 +66,8 @@ def scale_recipe(template: TrainingSection, train_rows: int, reference_rows: int
     template_others = ", ".join(f"{reference[p]:,}" for p in PHASES[1:])
     rule = (
         f"about {_number(epochs)} epochs of {train_rows:,} rows at {batch} rows a batch: "
-        f"{wanted:,} fine-tuning steps, {bound}: {finetune:,}; {others} steps (the template's "
+        f"{wanted:,} fine-tuning step{'' if wanted == 1 else 's'}, {bound}: {finetune:,}; "
+        f"{others} steps (the template's "
         f"{template_others}, x{ratio:.2f} as the fine-tuning)"
     )
     return ScaledRecipe(steps=steps, epochs=finetune * batch / train_rows, rule=rule)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from autoprumux.core.errors import FieldError
+from autoprumux.core.errors import DataError, FieldError
 from autoprumux.core.precision import Precision
 from autoprumux.core.study import Study, load_study
 from autoprumux.core.tasks import TASKS
@@ -55,7 +56,71 @@ def check_task_data(study: Study) -> tuple[int, tuple[str, ...], bool]:
 
     tables = checked_tables(study)
     fine_tuned = check_model_fits(study, tables.label_names)
+    check_batches_fill(study, int(tables.train.num_rows), fine_tuned)
     return int(tables.train.num_rows), tables.label_names, fine_tuned
+
+
+@dataclass(frozen=True)
+class BatchNeed:
+    """The training examples one batch of the trainings at width N draws from the training
+    split (a phase trains on whole batches only: ``trainers.data.splits.endless_batches``)."""
+
+    n: int
+    rows: int  # rows a batch, each of N examples
+    setting: str  # the study field that sets ``rows``
+
+    @property
+    def examples(self) -> int:
+        return self.rows * self.n
+
+
+def batch_needs(study: Study, fine_tuned: bool) -> tuple[BatchNeed, ...]:
+    """For each N of the grid whose points train on the training split, its largest batch: the
+    task phases' ([training] batch_rows x N: fine-tuning, pruning, post-pruning), or the
+    retrieval warm-up's where it is larger ([warmup] batch_rows x N: N > 1 without a
+    multiplexed checkpoint, warming up on the training split when [warmup] text names none).
+    N = 1 trains nothing when its (1, 0) is a fine-tuned checkpoint and the grid prunes
+    nothing; a (1, 0) teacher distilled from is N = 1's batch, never the largest."""
+    from trainers.trial.cache_keys import teacher_is_checkpoint
+
+    grid = study.grid.grid
+    prunes = any(s > 0 for s in grid.sparsities)
+    warms_up_on_train = not (study.model.multiplexed_name_or_path or study.warmup.text)
+    needs = []
+    for n in grid.n_values:
+        if not prunes and teacher_is_checkpoint(n, fine_tuned):
+            continue
+        need = BatchNeed(n, study.training.batch_rows, "[training] batch_rows")
+        warmup = BatchNeed(n, study.warmup.batch_rows, "[warmup] batch_rows")
+        needs.append(warmup if n > 1 and warms_up_on_train and warmup.rows > need.rows else need)
+    return tuple(needs)
+
+
+def check_batches_fill(study: Study, train_rows: int, fine_tuned: bool) -> None:
+    """Refuse, before any training, a grid whose trainings draw batches larger than the
+    training split: such a trial would fail at its first step. Named: the widths that fail,
+    the largest batch, and the ways out (more rows, smaller N, smaller batches)."""
+    needs = batch_needs(study, fine_tuned)
+    short = [need for need in needs if need.examples > train_rows]
+    if not short:
+        return
+    from autoprumux.core.data_spec import data_spec
+
+    largest = max(short, key=lambda need: need.examples)
+    fits = [need.n for need in needs if need.examples <= train_rows]
+    ways = [f"give at least {largest.examples:,} training rows"]
+    if fits:
+        ways.append(f"a grid of N <= {max(fits)} ([grid] n)")
+    if train_rows >= largest.n:
+        ways.append(f"a {largest.setting} of at most {train_rows // largest.n}")
+    widths = ", ".join(str(need.n) for need in short)
+    raise DataError(
+        data_spec(study).train.describe(),
+        f"the training split's {train_rows:,} rows cannot fill one batch at N = {widths}: at "
+        f"N = {largest.n} a batch is {largest.rows} rows x {largest.n} = {largest.examples:,} "
+        f"examples ({largest.setting}); {', '.join(ways[:-1])}{' or ' if len(ways) > 1 else ''}"
+        f"{ways[-1]}",
+    )
 
 
 def check_timeout(timeout_s: float | None) -> None:

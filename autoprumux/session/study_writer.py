@@ -4,10 +4,12 @@
 :func:`trainers.data.tables.read_source`), infers the columns not given
 (:mod:`trainers.data.inspect`), loads and checks every split as a search would
 (:func:`trainers.data.tables.load_tables`), measures the texts' token lengths with the model's
-tokenizer, and builds the study from the shipped study for the machine (the template:
-``studies/sst2-tiny.toml`` on a CPU, ``studies/sst2.toml`` with a GPU): the template's grid and
-settings, the data's own section, a ``max_seq_length`` that holds ~99% of the rows whole, and the
-template's training steps scaled to the data's size (:func:`scale_recipe`). Before anything is
+tokenizer (train and dev: nothing it decides reads the test split), and builds the study from
+the shipped study for the machine (the template: ``studies/sst2-tiny.toml`` on a CPU,
+``studies/sst2.toml`` with a GPU): the template's grid (less the N values whose batches the
+training split cannot fill) and settings, the data's own section, a ``max_seq_length`` that
+holds ~99% of the rows whole, and the template's training steps scaled to the data's size
+(:func:`scale_recipe`). Before anything is
 written, the study's text is read back as a study file, its data loaded and its model checked
 against them. :func:`staged_study` writes it beside its file under a temporary name, for the
 search's checks to read, and moves it into place once they pass: never over an existing file
@@ -24,12 +26,12 @@ import datetime
 import logging
 import os
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoprumux.core.data_spec import FileSource, file_format
+from autoprumux.core.data_spec import FileFormat, FileSource, file_format
 from autoprumux.core.errors import FieldError
 from autoprumux.core.metrics import Metric
 from autoprumux.core.package_paths import PACKAGE_SCHEME
@@ -136,13 +138,16 @@ def draft_study(request: InitRequest) -> StudyDraft:
         data=data,
         recipe=recipe,
     )
+    grid_note = _fit_grid(document, study_from_dict(document, out), tables.train.num_rows)
     notes: dict[tuple[str, ...], str] = {
         ("data",): _data_comment(data_study.data),
-        ("data", "text"): _reason(columns.reasons, "text"),
-        ("data", "label"): _reason(columns.reasons, "label"),
-        ("model", "max_seq_length"): _length_words(lengths, max_length),
+        ("data", "text"): columns.why_of("text"),
+        ("data", "label"): columns.why_of("label"),
+        ("model", "max_seq_length"): _length_words(lengths, max_length, positions),
         ("training", "finetune_steps"): recipe.rule,
     }
+    if grid_note:
+        notes[("grid", "n")] = grid_note
     header = _header(request, files["train"], tables.train.num_rows)
     text = toml_text(document, header=header, comments={**SECTION_COMMENTS, **notes})
     study = study_from_dict(tomllib.loads(text), out)  # the file as it will be read
@@ -172,7 +177,10 @@ def draft_study(request: InitRequest) -> StudyDraft:
         f" grid, {len(study.grid.grid)} points), model {model}"
         + ("" if same_model else " (the template's model-specific settings left out)"),
         f"recipe: {recipe.rule}",
+        *(f"note: {note}" for note in columns.notes),
         *(f"note: {note}" for note in tables.notes),
+        *(f"note: {note}" for note in _token_notes(lengths, max_length, positions, model)),
+        *([f"note: {grid_note}"] if grid_note else []),
     ]
     return StudyDraft(path=out, text=text, study=study, lines=tuple(lines))
 
@@ -185,14 +193,20 @@ def _columns(path: Path, request: InitRequest) -> tuple[FileSource, pa.Table, Co
     source = FileSource(path=path, format=file_format(path))
     raw = read_source(source)
     columns = infer_columns(
-        raw, str(path), text=request.text, text_pair=request.text_pair, label=request.label
+        raw,
+        str(path),
+        text=request.text,
+        text_pair=request.text_pair,
+        label=request.label,
+        header_row=source.format in (FileFormat.CSV, FileFormat.TSV),
     )
     return source, raw, columns
 
 
 def _token_lengths(model: str, tables: TaskTables, seed: int) -> tuple[TokenLengths, int]:
-    """The token lengths of every split's rows (sampled with ``seed`` where there are many)
-    with the model's tokenizer, and the longest input the model's positions hold."""
+    """The token lengths of the train and dev rows (sampled with ``seed`` where there are
+    many) with the model's tokenizer, and the longest input the model's positions hold. Not
+    the test rows: the study's recipe is a decision, and no decision reads the test split."""
     from trainers.data.inspect import token_lengths
     from trainers.model.architecture import Architecture
     from trainers.model.checkpoints import load_tokenizer, read_hf_config, resolve_model_path
@@ -206,7 +220,7 @@ def _token_lengths(model: str, tables: TaskTables, seed: int) -> tuple[TokenLeng
             f"{model} holds {positions} tokens (its position table), and a study keeps at least "
             f"{MIN_SEQ_LENGTH} a row",
         )
-    return token_lengths(_every_split(tables), tokenizer, seed=seed), positions
+    return token_lengths(_searched_splits(tables), tokenizer, seed=seed), positions
 
 
 def _check_metric_options(request: InitRequest, labels: tuple[str, ...]) -> None:
@@ -312,13 +326,44 @@ def _notes_unlogged() -> Iterator[None]:
         log.setLevel(level)
 
 
-def _every_split(tables: TaskTables) -> pa.Table:
-    """Every row the study reads: train, dev and test."""
+def _searched_splits(tables: TaskTables) -> pa.Table:
+    """The rows the search trains and chooses on: train and dev."""
     import pyarrow as pa
 
-    parts = [tables.train, tables.dev, *([tables.test] if tables.test is not None else [])]
     columns = tables.train.column_names
-    return pa.concat_tables([part.select(columns) for part in parts])
+    return pa.concat_tables([part.select(columns) for part in (tables.train, tables.dev)])
+
+
+def _fit_grid(document: dict[str, Any], study: Study, train_rows: int) -> str:
+    """The template's grid less the N values whose batches the training split cannot fill
+    (:func:`~autoprumux.session.search_checks.batch_needs`: a trial of such an N fails at its
+    first step), set in ``document``; what was left out and why ("" where nothing was). A
+    split that cannot fill N = 1's batch is refused, naming --train."""
+    from autoprumux.session.search_checks import batch_needs
+
+    # fine_tuned: what a fine-tuned checkpoint spares (N = 1 training nothing) applies only
+    # to a grid without pruning, which no template is
+    needs = batch_needs(study, fine_tuned=False)
+    short = [need for need in needs if need.examples > train_rows]
+    if not short:
+        return ""
+    kept = [n for n in study.grid.n if n not in {need.n for need in short}]
+    if 1 not in kept:
+        need = next(need for need in needs if need.n == 1)
+        raise FieldError(
+            "--train",
+            f"its training split holds {train_rows:,} rows, fewer than one batch of the "
+            f"template's recipe ({need.rows} rows, {need.setting}); give at least "
+            f"{need.examples:,} training rows",
+        )
+    document["grid"] = {**document.get("grid", {}), "n": kept}
+    largest = max(short, key=lambda need: need.examples)
+    left_out = ", ".join(str(need.n) for need in short)
+    return (
+        f"N = {left_out} left out of the template's grid: the {train_rows:,} training rows "
+        f"cannot fill one of its batches (at N = {largest.n}: {largest.rows} rows x "
+        f"{largest.n} = {largest.examples:,} examples, {largest.setting})"
+    )
 
 
 # -- the document ----------------------------------------------------------------------------
@@ -395,15 +440,6 @@ def _header(request: InitRequest, train: Path, rows: int) -> tuple[str, ...]:
     )
 
 
-def _reason(reasons: Sequence[str], key: str) -> str:
-    """Why ``key`` (``text``, ``label``) was chosen: the parenthesis of its reason line."""
-    for reason in reasons:
-        head, _, rest = reason.partition(": ")
-        if key in head.split(", "):
-            return rest[rest.find("(") + 1 : rest.rfind(")")]
-    return ""
-
-
 # -- the lines printed -----------------------------------------------------------------------
 
 
@@ -457,9 +493,9 @@ def _label_text(name: str) -> str:
 
 def _tokens_line(lengths: TokenLengths, model: str, seed: int) -> str:
     sample = (
-        f"{len(lengths.lengths):,} of {lengths.rows:,} rows sampled with seed {seed}"
+        f"{len(lengths.lengths):,} of {lengths.rows:,} train and dev rows sampled with seed {seed}"
         if lengths.sampled
-        else f"all {lengths.rows:,} rows"
+        else f"all {lengths.rows:,} train and dev rows"
     )
     return (
         f"tokens ({model}'s tokenizer, {sample}): median {lengths.quantile(0.5)}, 95% within "
@@ -469,16 +505,66 @@ def _tokens_line(lengths: TokenLengths, model: str, seed: int) -> str:
 
 
 def _max_length_line(lengths: TokenLengths, max_length: int, positions: int) -> str:
+    return f"max_seq_length: {max_length} ({_length_reason(lengths, max_length, positions)})"
+
+
+def _length_reason(lengths: TokenLengths, max_length: int, positions: int) -> str:
+    """Why ``max_length``: the smallest length that holds 99% of the rows whole, or, where
+    none does, the longest the model takes; the share it truncates, of a sample where the
+    lengths are one."""
+    from trainers.data.inspect import COVERAGE
+
     cut = lengths.share_longer_than(max_length)
+    rows = f"the rows in a sample of {len(lengths.lengths):,}" if lengths.sampled else "the rows"
+    truncated = f"{_percent(cut)} would be truncated"
+    if 1 - cut >= COVERAGE - 1e-12:
+        return (
+            f"the smallest of {_choices(positions)} that holds {_percent(1 - cut)} of {rows} "
+            f"whole; {truncated}"
+        )
     return (
-        f"max_seq_length: {max_length} (the smallest of {_choices(positions)} that holds "
-        f"{_percent(1 - cut)} of the rows whole; {_percent(cut)} would be truncated)"
+        f"none of {_choices(positions)} holds {COVERAGE:.0%} of {rows} whole: "
+        f"{_longest(max_length, positions)}, which holds {_percent(1 - cut)}; {truncated}"
     )
 
 
-def _length_words(lengths: TokenLengths, max_length: int) -> str:
+def _longest(max_length: int, positions: int) -> str:
+    """What ``max_length`` is where it was chosen as the longest allowed."""
+    return "the longest the model takes" if max_length == positions else "the longest offered"
+
+
+def _length_words(lengths: TokenLengths, max_length: int, positions: int) -> str:
+    """The comment beside ``max_seq_length``."""
+    from trainers.data.inspect import COVERAGE
+
     cut = lengths.share_longer_than(max_length)
-    return f"holds {_percent(1 - cut)} of the rows whole ({_percent(cut)} truncated)"
+    sample = f" in a sample of {len(lengths.lengths):,}" if lengths.sampled else ""
+    held = f"holds {_percent(1 - cut)} of the rows{sample} whole ({_percent(cut)} truncated)"
+    if 1 - cut >= COVERAGE - 1e-12:
+        return held
+    return f"{_longest(max_length, positions)}; {held}"
+
+
+def _token_notes(lengths: TokenLengths, max_length: int, positions: int, model: str) -> list[str]:
+    """Warnings from the token counts: rows truncated where no length holds 99% of them, a
+    vocabulary that lacks much of the text (its unknown token)."""
+    from trainers.data.inspect import COVERAGE, UNKNOWN_SHARE
+
+    notes = []
+    cut = lengths.share_longer_than(max_length)
+    if 1 - cut < COVERAGE - 1e-12:
+        notes.append(
+            f"{_percent(cut)} of the rows are longer than {max_length} tokens "
+            f"({_longest(max_length, positions)}): each is cut to its first {max_length} "
+            "tokens, and what its end says is lost to the model"
+        )
+    if lengths.unknown_share > UNKNOWN_SHARE:
+        notes.append(
+            f"{_percent(lengths.unknown_share)} of the texts' tokens are the tokenizer's unknown "
+            f"token: {model}'s vocabulary does not cover this text (a language or script it was "
+            "not trained on); choose a model that does with --model"
+        )
+    return notes
 
 
 def _choices(positions: int) -> str:

@@ -433,7 +433,8 @@ def make_project(root: Path, optuna_db: Path, checkpoints: Path) -> Path:
         "junk.onnx": "not a model\n",
         "junk.pt": "not a model\n",
         "in.txt": "a fine film\n",
-        "reviews.csv": "review,sentiment\n" + "a fine film,pos\na dull film,neg\n" * 10,
+        # 40 rows: 36 to train on, one batch of N = 1 (32 rows); init leaves N > 1 out
+        "reviews.csv": "review,sentiment\n" + "a fine film,pos\na dull film,neg\n" * 20,
         "reviews_other.csv": "text,sentiment\na fine film,pos\na dull film,neg\n",
         "reviews_pos.csv": "review,sentiment\na fine film,pos\nfine again,pos\n",
         "reviews_3.csv": "review,sentiment\n" + "good,pos\nbad,neg\nso so,meh\n" * 10,

@@ -83,7 +83,8 @@ def init(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_init_writes_a_study_that_loads_and_whose_data_load(tmp_path, capsys, committed_table):
-    data = write_reviews(tmp_path / "data" / "reviews.csv")
+    # 144 training rows: a batch of N = 4 (32 rows x 4) fits, so the template's grid is kept
+    data = write_reviews(tmp_path / "data" / "reviews.csv", rows=160)
     out = tmp_path / "studies" / "reviews.toml"  # its folder does not exist yet
     code, printed, _ = init(capsys, "--train", str(data), "--out", str(out))
     assert code == 0
@@ -93,7 +94,7 @@ def test_init_writes_a_study_that_loads_and_whose_data_load(tmp_path, capsys, co
     assert (study.data.text, study.data.text_pair, study.data.label) == ("review", "", "sentiment")
     tables = load_tables(data_spec(study))
     assert tables.label_names == ("neg", "pos")
-    assert (tables.train.num_rows, tables.dev.num_rows) == (54, 6)  # 10% carved as dev
+    assert (tables.train.num_rows, tables.dev.num_rows) == (144, 16)  # 10% carved as dev
     # the template's grid, model and settings; its task and data replaced
     template = load_study(TINY)
     assert study.grid == template.grid and study.multiplexing == template.multiplexing
@@ -109,8 +110,8 @@ def test_init_writes_a_study_that_loads_and_whose_data_load(tmp_path, capsys, co
     assert study.model.max_seq_length == min(
         c for c in SEQ_LENGTHS if sum(n <= c for n in lengths) >= 0.99 * len(lengths)
     )
-    # 3 epochs of 54 rows is under the fewest steps (300), the other phases scaled alike
-    finetune = max(min(round(3 * 54 / 32), 1200), 300)
+    # 3 epochs of 144 rows is under the fewest steps (300), the other phases scaled alike
+    finetune = max(min(round(3 * 144 / 32), 1200), 300)
     t = template.training
     assert (study.training.finetune_steps, study.training.pruning_steps) == (
         finetune,
@@ -123,9 +124,10 @@ def test_init_writes_a_study_that_loads_and_whose_data_load(tmp_path, capsys, co
     lines = printed.splitlines()
     assert "label: 'sentiment' (2 distinct values, named like a label)" in lines
     assert any(line.startswith("text: 'review' (the longest text column, ") for line in lines)
-    assert "rows: train 54, dev 6 (carved from train: 10%, at most 5,000)" in printed
-    assert any(line.split() == ["neg", "27", "50.0%"] for line in lines)
-    assert f"tokens ({template.model.name_or_path}'s tokenizer, all 60 rows)" in printed
+    assert "rows: train 144, dev 16 (carved from train: 10%, at most 5,000)" in printed
+    assert any(line.split() == ["neg", "72", "50.0%"] for line in lines)
+    tokens = f"tokens ({template.model.name_or_path}'s tokenizer, all 160 train and dev rows)"
+    assert tokens in printed
     assert "dry run: study 'reviews', absolute budget 0.03 (accuracy), 18 grid points" in printed
     assert "first picks" in printed
     assert lines[-1] == f"search it: autoprumux search --study {out} --budget 0.03"
@@ -204,7 +206,7 @@ def test_a_cpu_study_on_a_gpu_machine_searches_on_the_cpu_with_the_budget_given(
     from autoprumux.cli import default_study
 
     monkeypatch.setattr(default_study, "cuda_available", lambda: True)
-    data = write_reviews(tmp_path / "reviews.csv")
+    data = write_reviews(tmp_path / "reviews.csv", rows=160)
     out = tmp_path / "r.toml"
     code, printed, _ = init(
         capsys, "--train", str(data), "--device", "cpu", "--min-accuracy", "0.8", "--out", str(out)
@@ -225,8 +227,10 @@ def test_a_cpu_study_on_a_gpu_machine_searches_on_the_cpu_with_the_budget_given(
 def test_a_gpu_study_starts_from_the_paper_study(tmp_path, capsys, tiny_model):
     """--device cuda on a machine without one: the paper's grid, its epochs as steps for the
     data, its MUX-BERT checkpoints left out for another model; the plan left to the GPU
-    machine."""
-    data = write_reviews(tmp_path / "reviews.csv")
+    machine. 216 training rows fill a batch of N = 5 (32 rows x 5 = 160 examples), not one of
+    N = 10 (320): N = 10 is left out of the grid, and said (the plan is not there to refuse
+    it)."""
+    data = write_reviews(tmp_path / "reviews.csv", rows=240)
     out = tmp_path / "gpu.toml"
     code, printed, _ = init(
         capsys, "--train", str(data), "--model", str(tiny_model), "--device", "cuda",
@@ -234,10 +238,19 @@ def test_a_gpu_study_starts_from_the_paper_study(tmp_path, capsys, tiny_model):
     )  # fmt: skip
     assert code == 0
     study, paper = load_study(out), load_study(PAPER)
-    assert study.grid == paper.grid
+    assert paper.grid.n == (1, 2, 5, 10) and paper.training.batch_rows == 32
+    assert (study.grid.n, study.grid.sparsity) == ((1, 2, 5), paper.grid.sparsity)
+    note = (
+        "N = 10 left out of the template's grid: the 216 training rows cannot fill one of its "
+        "batches (at N = 10: 32 rows x 10 = 320 examples, [training] batch_rows)"
+    )
+    assert f"note: {note}" in printed.splitlines()
+    text = out.read_text()  # the note above the line (too long to stand beside it)
+    assert "\n# N = 10 left out of the template's grid: the 216 training rows" in text
+    assert "\nn = [1, 2, 5]\n" in text
     assert study.model.multiplexed_name_or_path == ""
-    # 40 epochs of 54 rows = 68 steps, under the fewest (300)
-    assert study.training.finetune_steps == max(round(40 * 54 / 32), 300) == 300
+    # 40 epochs of 216 rows = 270 steps, under the fewest (300)
+    assert study.training.finetune_steps == max(round(40 * 216 / 32), 300) == 300
     assert "no GPU here: run `autoprumux search --dry-run --study" in printed
     assert "dry run:" not in printed
 
@@ -260,7 +273,8 @@ def write(path: Path, text: str | bytes) -> Path:
         (
             {"train.csv": "id,text\n" + "".join(f"{i},text {i}\n" for i in range(30))},
             [],
-            "no column looks like a label (2 to 50 distinct values, at least 5 rows each); "
+            "no column looks like a label (2 to 50 distinct values, and at least 5 times as many "
+            "rows as values); "
             "name it with --label (its columns: id, text)",
         ),
         (
@@ -692,3 +706,166 @@ def test_labels_spelled_two_ways_are_shown_and_warned(tmp_path, capsys, committe
         "note: 60 of the dev split's 60 rows also appear in train: every dev figure the search "
         "chooses on is optimistic" in lines
     )
+
+
+# -- what the sweep of init on users' files found ----------------------------------------------
+
+
+def test_a_test_file_changes_nothing_the_search_decides(tmp_path, capsys, committed_table):
+    """The recipe is a decision, and no decision reads a test value: a test file of long rows
+    leaves max_seq_length and the token counts as they are without it."""
+    data = write_reviews(tmp_path / "reviews.csv", rows=160)
+    long = tmp_path / "test.csv"
+    long.write_text(
+        "id,review,sentiment\n"
+        + "".join(f"{i},{' '.join(['a good film'] * 100)},pos\n" for i in range(40)),
+        encoding="utf-8",
+    )
+    outs = []
+    for name, more in (("plain", ()), ("tested", ("--test", str(long)))):
+        out = tmp_path / f"{name}.toml"
+        code, printed, _ = init(capsys, "--train", str(data), *more, "--out", str(out))
+        assert code == 0
+        outs.append((load_study(out).model.max_seq_length, printed))
+    (plain, plain_out), (tested, tested_out) = outs
+    assert plain == tested == 32
+    assert "test 40 (its file)" in tested_out
+    line = next(x for x in plain_out.splitlines() if x.startswith("tokens ("))
+    assert "all 160 train and dev rows" in line and line in tested_out.splitlines()
+
+
+def test_training_data_smaller_than_a_batch_is_refused_and_a_larger_n_left_out(
+    tmp_path, capsys, monkeypatch, committed_table
+):
+    """10 rows (9 to train on) cannot fill one batch of 32 rows: refused in one line naming
+    --train, nothing written. 100 rows (90) fill N = 1's and N = 2's batches (32, 64
+    examples), not N = 4's (128): N = 4 is left out of the written grid, said in a note and in
+    the file, and the plan prices the 12 points left."""
+    monkeypatch.chdir(tmp_path)
+    write_reviews(tmp_path / "few.csv", rows=10)
+    code, printed, err = init(capsys, "--train", "few.csv", "--out", "few.toml")
+    assert (code, printed) == (2, "")
+    assert err == (
+        "autoprumux: error: --train: its training split holds 9 rows, fewer than one batch of "
+        "the template's recipe (32 rows, [training] batch_rows); give at least 32 training "
+        "rows\n"
+    )
+    assert not (tmp_path / "few.toml").exists()
+    write_reviews(tmp_path / "some.csv", rows=100)
+    code, printed, _ = init(capsys, "--train", "some.csv", "--out", "some.toml")
+    assert code == 0
+    study = load_study(tmp_path / "some.toml")
+    assert study.grid.n == (1, 2) and study.grid.sparsity == load_study(TINY).grid.sparsity
+    note = (
+        "N = 4 left out of the template's grid: the 90 training rows cannot fill one of its "
+        "batches (at N = 4: 32 rows x 4 = 128 examples, [training] batch_rows)"
+    )
+    assert f"note: {note}" in printed.splitlines()
+    assert comment_above((tmp_path / "some.toml").read_text(), "n = [1, 2]") == note
+    assert "dry run: study 'some', absolute budget 0.03 (accuracy), 12 grid points" in printed
+
+
+def test_the_length_chosen_as_the_longest_the_model_takes_says_so(
+    tmp_path, capsys, monkeypatch, committed_table, tiny_model
+):
+    """95 short rows and 5 of 300 tokens on a model of 64 positions: neither 32 nor 64 holds
+    99% of them, 64 is chosen as the longest the model takes, and the 5% it cuts is a note.
+    Lengths measured on a sample say so."""
+    from trainers.data import inspect
+
+    monkeypatch.chdir(tmp_path)
+    rows = [f"{i},the film was very good,{'pos' if i % 2 else 'neg'}" for i in range(95)]
+    rows += [
+        f"{i}," + " ".join(["bad"] * 300) + f",{'pos' if i % 2 else 'neg'}" for i in range(95, 100)
+    ]
+    (tmp_path / "r.csv").write_text("id,review,sentiment\n" + "\n".join(rows) + "\n")
+    code, printed, _ = init(
+        capsys, "--train", "r.csv", "--model", str(tiny_model), "--out", "r.toml"
+    )
+    assert code == 0
+    lines = printed.splitlines()
+    assert (
+        "max_seq_length: 64 (none of 32, 64 holds 99% of the rows whole: the longest the model "
+        "takes, which holds 95.0%; 5.0% would be truncated)"
+    ) in lines
+    assert (
+        "note: 5.0% of the rows are longer than 64 tokens (the longest the model takes): each "
+        "is cut to its first 64 tokens, and what its end says is lost to the model"
+    ) in lines
+    text = (tmp_path / "r.toml").read_text()
+    assert (
+        "max_seq_length = 64  # the longest the model takes; holds 95.0% of the rows whole "
+        "(5.0% truncated)"
+    ) in text
+    real = inspect.token_lengths
+    monkeypatch.setattr(
+        inspect, "token_lengths", lambda table, tokenizer, seed: real(table, tokenizer, 40, seed)
+    )
+    code, printed, _ = init(
+        capsys, "--train", "r.csv", "--model", str(tiny_model), "--out", "r2.toml"
+    )
+    assert code == 0
+    assert "40 of 100 train and dev rows sampled with seed 0" in printed
+    line = next(x for x in printed.splitlines() if x.startswith("max_seq_length: "))
+    assert "of the rows in a sample of 40 whole" in line
+
+
+def test_text_the_models_vocabulary_lacks_is_a_note_naming_model(tmp_path, capsys, committed_table):
+    """Chinese reviews and the English uncased vocabulary of the default model: most of their
+    tokens are [UNK] (over 10%), said with the option that changes the model."""
+    from trainers.model.checkpoints import load_tokenizer
+
+    phrases = ["这部电影非常好看", "剧情感人推荐观看", "太无聊了浪费时间", "演员表演很差劲"]
+    rows = [f"{phrases[i % 4]}{i},{i % 2}" for i in range(60)]
+    data = write(tmp_path / "zh.csv", "text,label\n" + "\n".join(rows) + "\n")
+    code, printed, _ = init(capsys, "--train", str(data), "--out", str(tmp_path / "zh.toml"))
+    assert code == 0
+    tokenizer = load_tokenizer(load_study(TINY).model.name_or_path)
+    ids = [tokenizer(r.split(",")[0], add_special_tokens=False)["input_ids"] for r in rows]
+    share = sum(i.count(tokenizer.unk_token_id) for i in ids) / sum(len(i) for i in ids)
+    assert share > 0.1
+    note = next(x for x in printed.splitlines() if "unknown token" in x)
+    assert note == (
+        f"note: {100 * share:.1f}% of the texts' tokens are the tokenizer's unknown token: "
+        f"{load_study(TINY).model.name_or_path}'s vocabulary does not cover this text (a "
+        "language or script it was not trained on); choose a model that does with --model"
+    )
+    code, printed, _ = init(capsys, "--train", str(write_reviews(tmp_path / "en.csv", rows=60)),
+                            "--out", str(tmp_path / "en.toml"))  # fmt: skip
+    assert code == 0 and "unknown token" not in printed
+
+
+def test_the_comment_beside_a_column_is_its_reason_whatever_its_name_holds(
+    tmp_path, capsys, committed_table
+):
+    rows = [f"the film {i} was very {WORDS['pos'][i % 3]},{i % 2}" for i in range(60)]
+    data = write(tmp_path / "odd.csv", "text,Sentiment (0/1)\n" + "\n".join(rows) + "\n")
+    code, _, _ = init(capsys, "--train", str(data), "--out", str(tmp_path / "odd.toml"))
+    assert code == 0
+    assert (
+        'label = "Sentiment (0/1)"  # 2 distinct values, the fewest values of the columns that '
+        "could be\n"
+    ) in (tmp_path / "odd.toml").read_text()
+
+
+def test_a_storage_holding_another_study_of_the_name_is_refused_naming_name(
+    tmp_path, capsys, monkeypatch, committed_table
+):
+    """The plan's storage check, in init's words: its study is named by --name (init has no
+    --storage: the database is <name>.db beside the study)."""
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    write_reviews(tmp_path / "train.csv", rows=60)
+    (tmp_path / "studies").mkdir()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stored = optuna.create_study(
+        study_name="x", storage=f"sqlite:///{tmp_path}/studies/x.db", directions=["maximize"] * 2
+    )
+    stored.set_user_attr("grid", "other")
+    stored.set_user_attr("task", "x")
+    code, printed, err = init(capsys, "--train", "train.csv", "--out", "studies/x.toml")
+    assert code == 2 and "wrote" not in printed
+    assert err.rstrip().endswith("use another study name (--name)"), err
+    assert "[study] name" not in err and "--storage" not in err
+    assert not (tmp_path / "studies" / "x.toml").exists()

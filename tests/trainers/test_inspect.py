@@ -139,8 +139,8 @@ def test_no_plausible_label_is_one_line_asking_for_it(tmp_path):
     with pytest.raises(DataError) as err:
         infer_columns(read_csv(tmp_path / "x.csv", lines), "x.csv")
     assert str(err.value) == (
-        "x.csv: no column looks like a label (2 to 50 distinct values, at least 5 rows each); "
-        "name it with --label (its columns: id, text)"
+        "x.csv: no column looks like a label (2 to 50 distinct values, and at least 5 times as "
+        "many rows as values); name it with --label (its columns: id, text)"
     )
 
 
@@ -216,3 +216,103 @@ def test_quantiles_and_truncated_shares_by_hand():
     assert lengths.share_longer_than(32) == 0.68
     assert propose_max_seq_length(lengths, 512) == 128  # 64 holds 64%, 128 all
     assert propose_max_seq_length(lengths, 100, choices=(32, 64, 128)) == 64  # 128 > positions
+
+
+# -- what the sweep of init on users' files found ----------------------------------------------
+
+
+def test_a_label_column_of_lists_is_refused_as_multi_label_without_label_given(tmp_path):
+    """JSON Lines of one label in a list each: the loader's refusal, not "no column looks like
+    a label" (a nested column has no countable values)."""
+    path = tmp_path / "m.jsonl"
+    lines = [json.dumps({"text": f"review number {i}", "label": [i % 2]}) for i in range(30)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        infer_columns(read_source(FileSource(path=path, format=file_format(path))), "m.jsonl")
+    assert str(err.value) == (
+        "m.jsonl: column 'label' holds lists of labels; multi-label classification is not "
+        "supported (one label per row)"
+    )
+
+
+def test_a_header_that_looks_like_data_is_warned(tmp_path):
+    """A file without a header line: its first row is read as the names; the label column is
+    then named after one of its values, and the text column after a sentence."""
+    rows = [f"review {i} was {'good' if i % 2 else 'bad'} and long,{i % 2}" for i in range(40)]
+    table = read_csv(tmp_path / "h.csv", ["a gorgeous and moving film about a family,1", *rows])
+    columns = infer_columns(table, "h.csv", header_row=True)
+    assert columns.label == "1"
+    assert columns.notes == (
+        "the first line was read as the header, and looks like data (the label column's name "
+        "'1' is one of its values): if the file has no header line, its first row was taken "
+        "for the column names and is not trained on; add a header line naming the columns",
+    )
+    long_name = "the text of the review as the customer wrote it on the site"
+    columns = infer_columns(
+        read_csv(tmp_path / "s.csv", [f"{long_name},label", *rows]), "s.csv", header_row=True
+    )
+    assert columns.notes[0].startswith(
+        "the first line was read as the header, and looks like data (the text column's name is a "
+        "sentence ('the text of the review as the custome...'))"
+    )
+    # a header line of names says nothing; nor does a JSON or Parquet file's keys
+    assert infer_columns(reviews(tmp_path), "r.csv", header_row=True).notes == ()
+    assert infer_columns(table, "h.csv").notes == ()
+
+
+def test_unnamed_columns_are_never_inferred_but_may_be_given(tmp_path):
+    """pandas' index column (numbers, one a row) and a spreadsheet's two empty trailing
+    columns: left out of the inference, named in a note by position, and read when given."""
+    rows = [f"{i},review {i} is here,{'pos' if i % 2 else 'neg'},," for i in range(40)]
+    table = read_csv(tmp_path / "u.csv", [",review,sentiment,,", *rows])
+    assert table.column_names == ["Unnamed: 0", "review", "sentiment", "Unnamed: 3", "Unnamed: 4"]
+    columns = infer_columns(table, "u.csv")
+    assert (columns.text, columns.label) == ("review", "sentiment")
+    assert columns.notes == (
+        "column(s) 1, 4, 5 ignored: the header names none (an index column, a spreadsheet's "
+        "empty columns); to read one, give its name as read ('Unnamed: 0') with --text or "
+        "--label",
+    )
+    given = infer_columns(table, "u.csv", text="Unnamed: 0")
+    assert given.text == "Unnamed: 0"
+    assert "1 ignored" not in " ".join(given.notes) and "4, 5 ignored" in given.notes[0]
+
+
+def test_why_a_column_was_chosen_whatever_its_name_holds(tmp_path):
+    """The comment written beside a column: the reason's parenthesis, not a parenthesis of the
+    column's name ('Sentiment (0/1)'), nor the others offered."""
+    lines = ["flag,text,Sentiment (0/1)"] + [
+        f"{i % 3},some words here {i},{i % 2}" for i in range(50)
+    ]
+    columns = infer_columns(read_csv(tmp_path / "o.csv", lines), "o.csv")
+    assert columns.reasons[0] == (
+        "label: 'Sentiment (0/1)' (2 distinct values, the fewest values of the columns that "
+        "could be); also possible: flag (give --label to choose)"
+    )
+    assert (
+        columns.why_of("label")
+        == "2 distinct values, the fewest values of the columns that could be"
+    )
+    assert columns.why_of("text").startswith("the longest text column, ")
+    pair = infer_columns(
+        read_csv(
+            tmp_path / "q.csv",
+            ["question1,question2,label"] + [f"a (b) {i},c {i},{i % 2}" for i in range(20)],
+        ),
+        "q.csv",
+    )
+    assert pair.why_of("text") == (
+        "a pair task: two text columns named as a pair; give --text to train on one text"
+    )
+
+
+def test_unknown_tokens_are_counted_without_the_special_ones(tokenizer):
+    """The tiny vocabulary knows "the film was good"; "xyzzy" and "ü" are [UNK] each: 2 of 6
+    tokens (the rows' [CLS] and [SEP] not counted), for a pair 2 of 8."""
+    lengths = token_lengths(pa.table({"text": ["the film xyzzy", "was good ü"]}), tokenizer)
+    assert (lengths.tokens, lengths.unknown, lengths.unknown_share) == (6, 2, 2 / 6)
+    pairs = pa.table({"text": ["the film xyzzy"], "text_pair": ["was good ü very good"]})
+    assert (token_lengths(pairs, tokenizer).tokens, token_lengths(pairs, tokenizer).unknown) == (
+        8,
+        2,
+    )

@@ -167,10 +167,9 @@ def test_empty_texts_are_skipped_and_counted(tmp_path, caplog):
             "d.csv: line 2: label 'meh' is not one of the training split's labels: neg, pos",
         ),
         (
-            {"r.csv": "review,other,sentiment\na,x,pos\nb,,neg\n"},
+            {"r.csv": "review,other,sentiment\na,,pos\n,b,neg\n"},
             {"train": "r.csv", "text_pair": "other"},
-            "r.csv: line 3: column 'other' is empty; a pair task needs both texts ('review' and "
-            "'other') in every row",
+            "r.csv: holds no row with text in columns 'review' and 'other'",
         ),
         (
             {"r.csv": "review,sentiment\na,pos\nb,neg,extra\n"},
@@ -507,3 +506,124 @@ def test_a_file_of_another_separator_is_named_as_such(tmp_path, name, header, me
     with pytest.raises(DataError) as err:
         own(tmp_path, {"train": name})
     assert str(err.value) == f"{tmp_path / name}: {message}"
+
+
+# -- what the sweep of init on users' files found ----------------------------------------------
+
+
+def test_a_refusal_names_the_line_a_multi_line_row_starts_on(tmp_path):
+    """Quoted fields holding line breaks: rows 1 and 2 take three lines each, a blank line
+    is no row; the empty label of the fifth row starts on line 11 (its header is line 1), and
+    a dev file's unknown label on line 4, as an editor shows them."""
+    (tmp_path / "r.csv").write_text(
+        'review,sentiment\n"one\nand\nmore",pos\n"two\nlines\nhere",neg\n\nthree,pos\n'
+        'four,neg\n"five\nagain",\nsix,pos\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(DataError) as err:
+        own(tmp_path, {"train": "r.csv", "dev": "r.csv"})
+    assert str(err.value) == f"{tmp_path / 'r.csv'}: line 11: column 'sentiment' is empty"
+    (tmp_path / "t.csv").write_text("review,sentiment\na,pos\nb,neg\nc,pos\nd,neg\n")
+    (tmp_path / "d.csv").write_text('review,sentiment\n"a\nb",pos\nc,meh\n')
+    with pytest.raises(DataError) as err:
+        own(tmp_path, {"train": "t.csv", "dev": "d.csv"})
+    assert str(err.value) == (
+        f"{tmp_path / 'd.csv'}: line 4: label 'meh' is not one of the training split's labels: "
+        "neg, pos"
+    )
+
+
+def test_a_carved_dev_split_of_a_file_with_repeats_is_warned_as_a_dev_file_is(tmp_path):
+    """30 distinct texts written three times: the carved dev split (9 rows) takes copies of
+    texts train holds, said as a dev file that shares rows is, with the cause and the fix."""
+    rows = [
+        (f"review {i} {'good' if i % 2 else 'bad'}", "pos" if i % 2 else "neg") for i in range(30)
+    ]
+    write_csv(tmp_path / "r.csv", rows * 3)
+    tables = own(tmp_path, {"train": "r.csv"})
+    dev = tables.dev["text"].to_pylist()
+    shared = sum(text in set(tables.train["text"].to_pylist()) for text in dev)
+    assert tables.dev.num_rows == 9 and shared > 0
+    assert (
+        f"{shared} of the dev split's 9 rows also appear in train: every dev figure the search "
+        "chooses on is optimistic (the training file holds these texts more than once, and the "
+        "carved dev split took a copy: remove the repeats, or give a dev file)"
+    ) in tables.notes
+    distinct = [(f"review {i}", "pos" if i % 2 else "neg") for i in range(60)]
+    write_csv(tmp_path / "u.csv", distinct)
+    assert not any("also appear" in n for n in own(tmp_path, {"train": "u.csv"}).notes)
+
+
+def test_a_text_under_two_labels_in_train_is_warned(tmp_path):
+    rows = [("same words", "pos"), ("same words", "neg"), ("other", "pos"), ("other", "pos")]
+    write_csv(tmp_path / "r.csv", rows + [(f"r{i}", "neg") for i in range(10)])
+    tables = own(tmp_path, {"train": "r.csv", "dev": "r.csv"})
+    assert (
+        "1 text(s) of the training split appear under different labels ('same words': neg, "
+        "pos): no model gets them all right"
+    ) in tables.notes
+
+
+def test_a_dev_split_too_small_to_decide_and_unstratified_is_said_in_the_tools_words(tmp_path):
+    """10 rows of 2 labels: a carved dev split of 1 row cannot hold one of each label (the
+    datasets library's words name its test_size), and one example decides every dev figure."""
+    write_csv(tmp_path / "r.csv", REVIEWS[:10])
+    tables = own(tmp_path, {"train": "r.csv"})
+    assert tables.dev.num_rows == 1
+    assert (
+        "the carved dev split is not stratified: its 1 row(s) cannot hold one of each of the 2 "
+        "labels"
+    ) in tables.notes
+    assert (
+        "the dev split holds 1 row(s): every figure the search chooses on is measured on it, "
+        "one example 100 points of accuracy; give a larger dev split (a dev file, or more "
+        "training rows to carve it from)"
+    ) in tables.notes
+    write_csv(tmp_path / "big.csv", REVIEWS)  # 6 dev rows of 60: fewer than 10, still warned
+    notes = own(tmp_path, {"train": "big.csv"}).notes
+    assert any(
+        n.startswith("the dev split holds 6 row(s): ") and "one example 17 points" in n
+        for n in notes
+    )
+    assert not any(
+        "dev split holds" in n for n in own(tmp_path, {"train": "big.csv", "dev": "big.csv"}).notes
+    )
+
+
+def test_a_pair_row_missing_either_text_is_skipped_and_counted(tmp_path):
+    """A pair task's row without its first or its second text teaches nothing: both skipped
+    alike, and counted in one note."""
+    (tmp_path / "p.csv").write_text(
+        "q1,q2,dup\nwho,why,yes\n,how,no\nhow, ,yes\nwhat,when,no\n", encoding="utf-8"
+    )
+    tables = own(
+        tmp_path,
+        {"train": "p.csv", "dev": "p.csv", "text": "q1", "text_pair": "q2", "label": "dup"},
+    )
+    assert tables.train["text"].to_pylist() == ["who", "what"]
+    note = (
+        f"{tmp_path / 'p.csv'}: skipped 2 row(s) whose first or second text ('q1', 'q2') is empty"
+    )
+    assert note in tables.notes
+
+
+@pytest.mark.parametrize(
+    ("header", "cells", "columns"),
+    [
+        (",review,sentiment", "{i},{text},{label}", ["Unnamed: 0", "review", "sentiment"]),
+        (
+            "review,sentiment,,",
+            "{text},{label},,",
+            ["review", "sentiment", "Unnamed: 2", "Unnamed: 3"],
+        ),
+    ],
+)
+def test_columns_without_a_name_are_read_under_the_parsers_name(tmp_path, header, cells, columns):
+    """pandas' index column (its header cell empty), a spreadsheet's empty trailing columns:
+    read, named as pandas names them, and left alone by a study that names its columns."""
+    lines = [header] + [cells.format(i=i, text=t, label=y) for i, (t, y) in enumerate(REVIEWS)]
+    (tmp_path / "r.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    source = FileSource(path=tmp_path / "r.csv", format=FileFormat.CSV)
+    assert read_source(source).column_names == columns
+    tables = own(tmp_path, {"train": "r.csv", "dev": "r.csv"})
+    assert tables.train["text"].to_pylist() == [t for t, _ in REVIEWS]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from autoprumux.core.errors import DataError
+from trainers.data.tables import holds_lists, is_unnamed
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -71,6 +72,13 @@ PAIR_NAMES = (
 SEQ_LENGTHS = (32, 64, 128, 256, 512)
 COVERAGE = 0.99
 SAMPLE_ROWS = 10_000  # rows tokenized to measure lengths (a seeded sample of larger data)
+# a header cell longer than this (characters, or words) is a sentence: a row of data read as
+# the header ("Text of the review, as the customer wrote it" is a name of 9 words)
+HEADER_CHARS = 60
+HEADER_WORDS = 9
+# above this share of unknown tokens the tokenizer's vocabulary does not cover the text's
+# script: English SST-2 with an English uncased WordPiece has none, Chinese reviews 65%
+UNKNOWN_SHARE = 0.10
 # a value that is a number: such a column is an id or a score, not a text
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
 
@@ -83,6 +91,13 @@ class Columns:
     text_pair: str  # "" for a single-text task
     label: str
     reasons: tuple[str, ...]  # "text: 'review' (the longest text column, 212 characters ...)"
+    # (key, why) of each chosen column: ("text", "the longest text column, 212 characters ...")
+    why: tuple[tuple[str, str], ...] = ()
+    notes: tuple[str, ...] = ()  # what the user should know of the file (ignored columns, ...)
+
+    def why_of(self, key: str) -> str:
+        """Why the ``text``, ``text_pair`` or ``label`` column was chosen; "" if not said."""
+        return dict(self.why).get(key, "")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,16 +111,40 @@ class _Column:
     mean_chars: float  # mean length of its values as text (characters); 0 for non-strings
 
 
+@dataclass(frozen=True)
+class _Reason:
+    """Why a column (a pair's two) was chosen: ``label: 'sentiment' (2 distinct values, ...)``."""
+
+    keys: tuple[str, ...]  # ("label",), ("text", "text_pair")
+    names: tuple[str, ...]  # the columns, one a key
+    why: str  # the parenthesis
+    more: str = ""  # after it ("; also possible: ...")
+
+    @property
+    def line(self) -> str:
+        names = ", ".join(repr(name) for name in self.names)
+        return f"{', '.join(self.keys)}: {names} ({self.why}){self.more}"
+
+
 def infer_columns(
-    table: pa.Table, where: str, *, text: str = "", text_pair: str = "", label: str = ""
+    table: pa.Table,
+    where: str,
+    *,
+    text: str = "",
+    text_pair: str = "",
+    label: str = "",
+    header_row: bool = False,
 ) -> Columns:
     """The text, text-pair and label columns of ``table`` (read from ``where``): the ones given,
     the others inferred. The label: a column of 2 to :data:`MAX_INFERRED_LABELS` distinct
     values, few for the rows, a name from :data:`LABEL_NAMES` first. The text: the textual
     column of the longest mean length that is not the label. A pair task only with
     ``text_pair``, or, when no text column is given, two text columns named as a pair of
-    :data:`PAIR_NAMES`. A column given that is not there, or no plausible label, is a
-    :class:`DataError` listing the columns."""
+    :data:`PAIR_NAMES`. Columns without a name (an empty header cell) are inferred as none of
+    them (a note names them), but may be given. A column given that is not there, or no
+    plausible label, is a :class:`DataError` listing the columns; a label-named column of
+    lists is refused as multi-label data. ``header_row``: the names came from a CSV or TSV
+    file's first line (a note says when that line looks like data)."""
     names = list(table.column_names)
     for option, given in (("--text", text), ("--text-pair", text_pair), ("--label", label)):
         if given and given not in names:
@@ -115,9 +154,13 @@ def infer_columns(
     given_texts = [c for c in (text, text_pair) if c]
     if label and label in given_texts:
         raise DataError(where, f"column {label!r} is given as both a text and the label")
-    columns = [_describe_column(table, k) for k in range(len(names))]
+    named = {c for c in (text, text_pair, label) if c}  # given by the user
+    described = [_describe_column(table, k) for k in range(len(names))]
+    # an unnamed column (pandas' index, a spreadsheet's empty trailing ones) is never inferred
+    columns = [c for c in described if not is_unnamed(c.name) or c.name in named]
     label_found: tuple[_Column, list[_Column]] | None = None
     if not label:
+        _check_not_multi_label(table, columns, set(given_texts), where)
         label_found = _infer_label(columns, table.num_rows, set(given_texts), where)
         label = label_found[0].name
     texts = [c for c in columns if c.textual and c.name != label]
@@ -125,33 +168,109 @@ def infer_columns(
     if text_pair == text:
         raise DataError(where, f"column {text!r} is given as both texts of the pair")
     if label_found is None:
-        label_reason = f"label: {label!r} (given)"
+        label_reason = _Reason(("label",), (label,), "given")
     else:
         best, others = label_found
         label_reason = _label_reason(best, [c for c in others if c.name not in (text, text_pair)])
     reasons = (label_reason, *text_reasons)
-    return Columns(text=text, text_pair=text_pair, label=label, reasons=reasons)
+    notes = _unnamed_note(described, named)
+    if header_row:
+        notes += _header_note(table, text, label)
+    return Columns(
+        text=text,
+        text_pair=text_pair,
+        label=label,
+        reasons=tuple(r.line for r in reasons),
+        why=tuple((r.keys[0], r.why) for r in reasons),
+        notes=tuple(notes),
+    )
+
+
+def _unnamed_note(columns: Sequence[_Column], given: set[str]) -> list[str]:
+    """The columns left out because their header cell is empty (their positions from 1)."""
+    unnamed = [c for c in columns if is_unnamed(c.name) and c.name not in given]
+    if not unnamed:
+        return []
+    positions = ", ".join(str(c.index + 1) for c in unnamed)
+    return [
+        f"column(s) {positions} ignored: the header names none (an index column, a "
+        f"spreadsheet's empty columns); to read one, give its name as read ({unnamed[0].name!r}) "
+        "with --text or --label"
+    ]
+
+
+def _header_note(table: pa.Table, text: str, label: str) -> list[str]:
+    """A warning where the first line read as the header looks like a row of data: the label
+    column's name is one of its own values, or the text column's name is a sentence (the file
+    may have no header, and its first row was lost to it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = table[label]
+    named_as_value = False
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        named_as_value = bool(pc.any(pc.equal(values, label)).as_py())
+    sentence = len(text) > HEADER_CHARS or len(text.split()) > HEADER_WORDS
+    if not (named_as_value or sentence):
+        return []
+    why = (
+        f"the label column's name {label!r} is one of its values"
+        if named_as_value
+        else f"the text column's name is a sentence ({_shortened(text)!r})"
+    )
+    return [
+        f"the first line was read as the header, and looks like data ({why}): if the file has "
+        "no header line, its first row was taken for the column names and is not trained on; "
+        "add a header line naming the columns"
+    ]
+
+
+def _shortened(text: str, chars: int = 40) -> str:
+    return text if len(text) <= chars else text[: chars - 3] + "..."
+
+
+def _check_not_multi_label(
+    table: pa.Table, columns: Sequence[_Column], texts: set[str], where: str
+) -> None:
+    """Refuse, in the loader's words, a column named like a label that holds lists of labels
+    (multi-label data), unless a column of a better label name is there."""
+    lists = [
+        c
+        for c in columns
+        if c.name not in texts
+        and _label_rank(c.name) <= len(LABEL_NAMES)
+        and holds_lists(table[c.name])
+    ]
+    if not lists:
+        return
+    first = min(lists, key=lambda c: _label_rank(c.name))
+    better = [
+        c
+        for c in columns
+        if c not in lists and c.distinct >= 1 and _label_rank(c.name) < _label_rank(first.name)
+    ]
+    if not better:
+        raise DataError(
+            where,
+            f"column {first.name!r} holds lists of labels; multi-label classification is not "
+            "supported (one label per row)",
+        )
 
 
 def _text_columns(
     texts: Sequence[_Column], text: str, text_pair: str, where: str, names: list[str]
-) -> tuple[str, str, list[str]]:
+) -> tuple[str, str, list[_Reason]]:
     """The text and second text (given, a pair named as one, or the longest text), and why."""
     pair = _named_pair(texts) if not text and not text_pair else None
     if pair is not None:
-        return (
-            *pair,
-            [
-                f"text, text_pair: {pair[0]!r}, {pair[1]!r} (a pair task: two text columns named "
-                "as a pair; give --text to train on one text)"
-            ],
-        )
-    reasons = [f"text: {text!r} (given)"] if text else []
+        why = "a pair task: two text columns named as a pair; give --text to train on one text"
+        return (*pair, [_Reason(("text", "text_pair"), pair, why)])
+    reasons = [_Reason(("text",), (text,), "given")] if text else []
     if not text:
         text, reason = _infer_text(texts, exclude={text_pair}, where=where, names=names)
         reasons = [reason]
     if text_pair:
-        reasons.append(f"text_pair: {text_pair!r} (given: a pair task)")
+        reasons.append(_Reason(("text_pair",), (text_pair,), "given: a pair task"))
     return text, text_pair, reasons
 
 
@@ -230,16 +349,16 @@ def _infer_label(
     if not candidates:
         raise DataError(
             where,
-            f"no column looks like a label (2 to {MAX_INFERRED_LABELS} distinct values, at least "
-            f"{MIN_ROWS_PER_LABEL} rows each); name it with --label (its columns: "
-            f"{_list([c.name for c in columns])})",
+            f"no column looks like a label (2 to {MAX_INFERRED_LABELS} distinct values, and at "
+            f"least {MIN_ROWS_PER_LABEL} times as many rows as values); name it with --label (its "
+            f"columns: {_list([c.name for c in columns])})",
         )
     # a label's name first, then the fewest classes, then the rightmost column
     best = min(candidates, key=lambda c: (_label_rank(c.name), c.distinct, -c.index))
     return best, [c for c in candidates if c is not best]
 
 
-def _label_reason(best: _Column, others: Sequence[_Column]) -> str:
+def _label_reason(best: _Column, others: Sequence[_Column]) -> _Reason:
     named = _label_rank(best.name) <= len(LABEL_NAMES)
     why = "named like a label" if named else "the fewest values of the columns that could be"
     also = (
@@ -247,7 +366,7 @@ def _label_reason(best: _Column, others: Sequence[_Column]) -> str:
         if others
         else ""
     )
-    return f"label: {best.name!r} ({best.distinct:,} distinct values, {why}){also}"
+    return _Reason(("label",), (best.name,), f"{best.distinct:,} distinct values, {why}", also)
 
 
 def _named_pair(texts: Sequence[_Column]) -> tuple[str, str] | None:
@@ -260,7 +379,7 @@ def _named_pair(texts: Sequence[_Column]) -> tuple[str, str] | None:
 
 def _infer_text(
     texts: Sequence[_Column], exclude: set[str], where: str, names: list[str]
-) -> tuple[str, str]:
+) -> tuple[str, _Reason]:
     candidates = [c for c in texts if c.name not in exclude]
     if not candidates:
         raise DataError(
@@ -269,10 +388,8 @@ def _infer_text(
             f"{_list(names)})",
         )
     best = max(candidates, key=lambda c: (c.mean_chars, -c.index))
-    return best.name, (
-        f"text: {best.name!r} (the longest text column, {best.mean_chars:,.0f} characters on "
-        "average)"
-    )
+    why = f"the longest text column, {best.mean_chars:,.0f} characters on average"
+    return best.name, _Reason(("text",), (best.name,), why)
 
 
 def _list(names: Sequence[str]) -> str:
@@ -310,6 +427,13 @@ class TokenLengths:
 
     lengths: tuple[int, ...]  # ascending
     rows: int  # rows of the data the sample was drawn from (= len(lengths) when not sampled)
+    tokens: int = 0  # tokens of the (sampled) rows, special tokens left out
+    unknown: int = 0  # of them, the tokenizer's unknown token ([UNK]): text its vocabulary lacks
+
+    @property
+    def unknown_share(self) -> float:
+        """The share of the texts' tokens that are the unknown token."""
+        return self.unknown / self.tokens if self.tokens else 0.0
 
     @property
     def sampled(self) -> bool:
@@ -334,17 +458,20 @@ def token_lengths(
     table: pa.Table, tokenizer: Any, sample_rows: int = SAMPLE_ROWS, seed: int = 0
 ) -> TokenLengths:
     """The token lengths of ``table``'s ``text`` (and ``text_pair``) as ``tokenizer`` encodes
-    them, with special tokens and without truncation: every row, or ``sample_rows`` drawn with
-    ``seed`` where there are more."""
+    them, with special tokens and without truncation, and how many of their tokens are the
+    unknown token: every row, or ``sample_rows`` drawn with ``seed`` where there are more."""
     rows = table.num_rows
     if rows > sample_rows:
         table = table.take(sorted(random.Random(seed).sample(range(rows), sample_rows)))
+    pair = "text_pair" in table.column_names
+    unknown_id = getattr(tokenizer, "unk_token_id", None)
     lengths: list[int] = []
+    unknown = 0
     batch = 1000  # rows tokenized at once: bounded memory, the fast tokenizer's parallel batches
     for start in range(0, table.num_rows, batch):
         part = table.slice(start, batch)
         texts = part["text"].to_pylist()
-        pairs = part["text_pair"].to_pylist() if "text_pair" in part.column_names else None
+        pairs = part["text_pair"].to_pylist() if pair else None
         encoded = tokenizer(
             texts,
             pairs,
@@ -355,7 +482,12 @@ def token_lengths(
             verbose=False,  # no warning for rows longer than the model takes: counting them
         )
         lengths += [len(ids) for ids in encoded["input_ids"]]
-    return TokenLengths(tuple(sorted(lengths)), rows)
+        if unknown_id is not None:
+            unknown += sum(ids.count(unknown_id) for ids in encoded["input_ids"])
+    special = tokenizer.num_special_tokens_to_add(pair=pair) * len(lengths)
+    return TokenLengths(
+        tuple(sorted(lengths)), rows, tokens=sum(lengths) - special, unknown=unknown
+    )
 
 
 def propose_max_seq_length(

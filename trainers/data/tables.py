@@ -26,7 +26,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoprumux.core.data_spec import DataSpec, FileFormat, FileSource, HubSource, Source
+from autoprumux.core.data_spec import (
+    GLUE_HUB_DATASET,
+    DataSpec,
+    FileFormat,
+    FileSource,
+    HubSource,
+    Source,
+)
 from autoprumux.core.errors import DataError
 from autoprumux.files.cell_text import scalar_text
 
@@ -42,10 +49,13 @@ MAX_LABELS = 1000
 # a label column of more distinct values than this and than half its rows is a text or an id:
 # most of its classes would hold a single example (300 classes of 10 rows each are labels)
 MANY_LABELS = 50
+# a dev split of fewer rows decides nothing: one example moves its accuracy by 10 points or more
+MIN_DEV_ROWS = 10
 SHOWN_VARIANTS = 5  # groups of labels spelled alike that are named one a note; the rest counted
 JSON_BATCH_ROWS = 10_000  # mixed JSON values decoded at a time (what sits in Python lists)
 # a label that is a number: 1, 1.0 and 1e0 spell one (a warning, not a merge)
 _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+_UNNAMED = re.compile(r"Unnamed: \d+")  # a column whose header cell is empty, as pandas names it
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,8 @@ def load_tables(spec: DataSpec, cache_dir: Path | None = None) -> TaskTables:
         for name, table in tables.items()
     }
     train = numbered["train"]
+    if not _is_preset(spec.train):  # a GLUE task's few are its own, and no user's to mend
+        _warn_conflicting_labels(train, values, notes)
     test = numbered.get("test")
     if test is None and spec.test_fraction > 0:
         train, test = _carved(
@@ -100,10 +112,10 @@ def load_tables(spec: DataSpec, cache_dir: Path | None = None) -> TaskTables:
     dev = _subset(dev, spec.max_eval_examples, "first", spec.seed)
     _warn_label_variants(values, notes)
     _warn_imbalance(train, values, notes)
-    if spec.dev is not None:
-        _warn_overlap(train, dev, "dev", notes)
+    _warn_small_dev(dev, notes)
+    _warn_overlap(train, dev, "dev", notes, carved=spec.dev is None)
     if test is not None:
-        _warn_overlap(train, test, "test", notes)
+        _warn_overlap(train, test, "test", notes, carved=spec.test is None)
     names = _display_names(values, spec.label_meanings)
     for note in notes:
         logger.warning(note)
@@ -244,7 +256,9 @@ def _builder(source: FileSource) -> tuple[str, dict[str, Any]]:
 
     # every column as text: pandas would guess per chunk of rows (a label column of 0/1 in one
     # chunk and "yes" in the next fails), and turn texts such as "NA" or "null" into nothing
-    columns = _file_columns(source)
+    # an empty header cell (pandas' index column, a spreadsheet's trailing empty columns) is
+    # named as the parser names it: "Unnamed: 2" for the third column
+    columns = [name or unnamed_column(k) for k, name in enumerate(_file_columns(source))]
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
         raise DataError(str(source.path), f"its header repeats column(s) {', '.join(repeated)}")
@@ -256,6 +270,18 @@ def _builder(source: FileSource) -> tuple[str, dict[str, Any]]:
         **{("sep" if k == "delimiter" else k): v for k, v in _dialect(source).items()},
     }
     return "csv", options
+
+
+def unnamed_column(index: int) -> str:
+    """The name a CSV or TSV column whose header cell is empty is read under (``index``: its
+    position from 0), as pandas names it."""
+    return f"Unnamed: {index}"
+
+
+def is_unnamed(name: str) -> bool:
+    """Whether a column is one whose header cell was empty (:func:`unnamed_column`), or a
+    JSON key that is empty."""
+    return not name or _UNNAMED.fullmatch(name) is not None
 
 
 def _dialect(source: FileSource) -> dict[str, Any]:
@@ -423,7 +449,7 @@ def _normalized(table: pa.Table, spec: DataSpec, source: Source, notes: list[str
             f"has no column {missing[0]!r}; its columns: {', '.join(table.column_names)}",
         )
     label = table[spec.label]
-    if pa.types.is_list(label.type) or pa.types.is_large_list(label.type) or _holds_lists(label):
+    if holds_lists(label):
         raise DataError(
             where,
             f"column {spec.label!r} holds lists of labels; multi-label classification is not "
@@ -437,25 +463,28 @@ def _normalized(table: pa.Table, spec: DataSpec, source: Source, notes: list[str
     columns["label"] = _as_text(label)
     columns["row"] = pa.chunked_array([pa.array(np.arange(table.num_rows, dtype=np.int64))])
     normalized = pa.table(columns)
+    # a row without its text (either text of a pair) teaches nothing: skipped, and counted
     blank = _blank(normalized["text"])
-    kept = pc.invert(blank)
     if spec.text_pair:
-        row = _first_true(pc.and_(kept, _blank(normalized["text_pair"])))
-        if row is not None:
-            raise DataError(
-                where,
-                f"{_row(source, row)}: column {spec.text_pair!r} is empty; a pair task needs "
-                f"both texts ({spec.text!r} and {spec.text_pair!r}) in every row",
-            )
+        blank = pc.or_(blank, _blank(normalized["text_pair"]))
+    kept = pc.invert(blank)
     row = _first_true(pc.and_(kept, _blank(normalized["label"])))
     if row is not None:
         raise DataError(where, f"{_row(source, row)}: column {spec.label!r} is empty")
     skipped = pc.sum(blank).as_py() or 0
     if skipped:
         normalized = normalized.filter(kept)
-        notes.append(f"{where}: skipped {skipped} row(s) whose text is empty")
+        which = (
+            f"first or second text ({spec.text!r}, {spec.text_pair!r})" if spec.text_pair else ""
+        )
+        notes.append(f"{where}: skipped {skipped} row(s) whose {which or 'text'} is empty")
         if not normalized.num_rows:
-            raise DataError(where, f"holds no row with text in column {spec.text!r}")
+            where_text = (
+                f"columns {spec.text!r} and {spec.text_pair!r}"
+                if spec.text_pair
+                else f"column {spec.text!r}"
+            )
+            raise DataError(where, f"holds no row with text in {where_text}")
     return normalized
 
 
@@ -543,12 +572,26 @@ def _carved(
         rest, carved = next(
             stratified_shuffle_split_generate_indices(labels, len(labels) - rows, rows, rng=rng)
         )
-    except ValueError as err:  # a label with one example, or more labels than carved rows
-        why = "a label has a single example" if "Minimum class count" in str(err) else str(err)
-        notes.append(f"the carved {name} split is not stratified: {why}")
+    except ValueError:  # a label with one example, or more labels than either side's rows
+        notes.append(f"the carved {name} split is not stratified: {_unstratified(labels, rows)}")
         order = np.random.default_rng(spec.seed).permutation(len(labels))
         carved, rest = order[:rows], order[rows:]
     return table.take(np.sort(rest)), table.take(np.sort(carved))
+
+
+def _unstratified(labels: Any, rows: int) -> str:
+    """Why ``rows`` of ``labels`` (label ids, numpy) cannot be carved stratified: a stratified
+    split holds each label on both sides, so each needs two examples, and each side a row per
+    label."""
+    import numpy as np
+
+    classes = len(np.unique(labels))
+    rest = len(labels) - rows
+    if rows < classes:
+        return f"its {rows} row(s) cannot hold one of each of the {classes} labels"
+    if rest < classes:
+        return f"the {rest} row(s) left to train cannot hold one of each of the {classes} labels"
+    return "a label has a single example"
 
 
 def _subset(table: pa.Table, k: int, mode: str, seed: int) -> pa.Table:
@@ -578,8 +621,46 @@ def _warn_imbalance(train: pa.Table, values: tuple[str, ...], notes: list[str]) 
         notes.append(f"the training labels are heavily imbalanced ({spread})")
 
 
-def _warn_overlap(train: pa.Table, other: pa.Table, name: str, notes: list[str]) -> None:
-    """Rows of the dev or test split (``name``) whose text train holds too."""
+def _warn_small_dev(dev: pa.Table, notes: list[str]) -> None:
+    """A dev split too small for its figures to decide anything: one example moves each by a
+    tenth of its range or more."""
+    if dev.num_rows < MIN_DEV_ROWS:
+        notes.append(
+            f"the dev split holds {dev.num_rows} row(s): every figure the search chooses on is "
+            f"measured on {'it' if dev.num_rows == 1 else 'them'}, one example "
+            f"{100 / dev.num_rows:.0f} points of accuracy; give a larger dev split (a dev file, "
+            "or more training rows to carve it from)"
+        )
+
+
+def _warn_conflicting_labels(train: pa.Table, values: tuple[str, ...], notes: list[str]) -> None:
+    """Texts the training split holds under more than one label (the first named): no model
+    gets them all right."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = pa.table({"text": _row_text(train), "label": train["label"]})
+    grouped = keys.group_by("text").aggregate([("label", "count_distinct")])
+    conflicting = grouped.filter(pc.greater(grouped["label_count_distinct"], 1))
+    if not conflicting.num_rows:
+        return
+    example = conflicting["text"][0].as_py()
+    labels = pc.unique(keys.filter(pc.equal(keys["text"], example))["label"]).to_pylist()
+    shown = example.replace("\x1f", " | ")  # a pair's two texts
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    notes.append(
+        f"{conflicting.num_rows:,} text(s) of the training split appear under different labels "
+        f"({shown!r}: {', '.join(values[k] for k in sorted(labels))}): no model gets them all "
+        "right"
+    )
+
+
+def _warn_overlap(
+    train: pa.Table, other: pa.Table, name: str, notes: list[str], carved: bool = False
+) -> None:
+    """Rows of the dev or test split (``name``) whose text train holds too: a file of its own
+    that shares rows with train, or a split ``carved`` from a training file that holds a text
+    more than once."""
     import pyarrow.compute as pc
 
     shared = pc.sum(pc.is_in(_row_text(other), value_set=_row_text(train))).as_py() or 0
@@ -589,8 +670,15 @@ def _warn_overlap(train: pa.Table, other: pa.Table, name: str, notes: list[str])
             if name == "test"
             else "every dev figure the search chooses on is optimistic"
         )
+        why = (
+            f" (the training file holds these texts more than once, and the carved {name} split "
+            f"took a copy: remove the repeats, or give a {name} file)"
+            if carved
+            else ""
+        )
         notes.append(
-            f"{shared} of the {name} split's {other.num_rows} rows also appear in train: {what}"
+            f"{shared:,} of the {name} split's {other.num_rows:,} rows also appear in train: "
+            f"{what}{why}"
         )
 
 
@@ -655,10 +743,13 @@ def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column.cast(pa.string())
 
 
-def _holds_lists(column: pa.ChunkedArray) -> bool:
-    """A JSON column whose values are lists (``datasets`` reads mixed JSON as ``Json``)."""
+def holds_lists(column: pa.ChunkedArray) -> bool:
+    """A column whose values are lists: of a list type, or a JSON column of mixed values
+    (``datasets``' ``Json``, read as text) whose first values are JSON lists."""
     import pyarrow as pa
 
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        return True
     if not pa.types.is_string(column.type):
         return False
     head = column.slice(0, 1000).to_pylist()
@@ -695,13 +786,48 @@ def _is_integer(text: str) -> bool:
 
 
 def _row(source: Source | None, row: int) -> str:
-    """Where row ``row`` (0-based, of the data) is: a CSV or TSV file's line (its header is line
-    1), a JSON Lines file's line, else the row's number from 1."""
+    """Where row ``row`` (0-based, of the data) is: the line a CSV or TSV file's row starts on
+    (its header is line 1), a JSON Lines file's line, else the row's number from 1."""
     if isinstance(source, FileSource) and source.format in (FileFormat.CSV, FileFormat.TSV):
-        return f"line {row + 2}"
+        line = _record_line(source, row)
+        return f"line {line}" if line is not None else f"row {row + 1}"
     if isinstance(source, FileSource) and source.format is FileFormat.JSON:
         return f"line {row + 1}"
     return f"row {row + 1}"
+
+
+def _record_line(source: FileSource, row: int) -> int | None:
+    """The line (from 1, decompressed) a CSV or TSV file's data row ``row`` (0-based, as the
+    parser counts them: blank lines are no rows) starts on: a quoted field may hold line
+    breaks, so a row is not always one line. Read up to that row, only for a refusal; None
+    where the file cannot be read so."""
+    import csv
+
+    import fsspec
+
+    try:
+        with fsspec.open(
+            str(source.path), "rt", compression="infer", encoding="utf-8-sig", newline=""
+        ) as handle:
+            records = csv.reader(handle, **_dialect(source))
+            next(records, None)  # the header
+            index, start = 0, records.line_num + 1
+            for record in records:
+                if record:  # a blank line reads as []
+                    if index == row:
+                        return start
+                    index += 1
+                start = records.line_num + 1
+    except (OSError, EOFError, ValueError, lzma.LZMAError, csv.Error):
+        return None
+    return None
+
+
+def _is_preset(source: Source) -> bool:
+    """Whether a split is a GLUE preset's (its folder's file, or the hub's GLUE)."""
+    if isinstance(source, FileSource):
+        return source.glue
+    return source.dataset == GLUE_HUB_DATASET
 
 
 def _describe(source: Source | None) -> str:
