@@ -433,11 +433,14 @@ def make_project(root: Path, optuna_db: Path, checkpoints: Path) -> Path:
         "junk.onnx": "not a model\n",
         "junk.pt": "not a model\n",
         "in.txt": "a fine film\n",
-        # 40 rows: 36 to train on, one batch of N = 1 (32 rows); init leaves N > 1 out
-        "reviews.csv": "review,sentiment\n" + "a fine film,pos\na dull film,neg\n" * 20,
+        # 120 distinct rows: a carved dev split of 12 that copies no training row (the data
+        # warn of neither), and batches of N <= 2 (32 rows x N) to train on
+        "reviews.csv": "review,sentiment\n"
+        + "".join(f"a fine film {i},pos\na dull film {i},neg\n" for i in range(60)),
         "reviews_other.csv": "text,sentiment\na fine film,pos\na dull film,neg\n",
         "reviews_pos.csv": "review,sentiment\na fine film,pos\nfine again,pos\n",
-        "reviews_3.csv": "review,sentiment\n" + "good,pos\nbad,neg\nso so,meh\n" * 10,
+        "reviews_3.csv": "review,sentiment\n"
+        + "".join(f"good {i},pos\nbad {i},neg\nso so {i},meh\n" for i in range(40)),
         "dev_meh.csv": "review,sentiment\nso so,meh\n",
         "own_column.toml": own("reviews_other.csv"),
         "own_one_label.toml": own("reviews_pos.csv"),
