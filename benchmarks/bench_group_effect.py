@@ -32,11 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from autoprumux.core.metrics import Metric, score
 from trainers.deploy.export import ExportFormat, export_model
 from trainers.deploy.inference import PredictedLabel, TextClassifier, load_text_classifier
 from trainers.deploy.model_folder import INFO_FILE, read_info
-from trainers.deploy.quantize import DevSet, quantize_file, study_examples
+from trainers.deploy.quantize import DevSet, predictions_score, quantize_file, study_examples
 
 
 def main() -> None:
@@ -108,11 +107,7 @@ def _int8_line(name: str, model: TextClassifier, dev: DevSet, batches: Sequence[
 
 def _score(model: TextClassifier, dev: DevSet, predicted: Sequence[PredictedLabel]) -> float:
     """The study's metric of ``predicted`` (in dev order)."""
-    labels = model.info.labels
-    counts = [[0] * len(labels) for _ in labels]  # [gold][predicted]
-    for gold, prediction in zip(dev.labels, predicted, strict=True):
-        counts[gold][labels.index(prediction.label)] += 1
-    return score(Metric(model.info.metric), counts, model.info.positive_id)
+    return predictions_score(model.info, dev, predicted)
 
 
 def _share_changed(a: Sequence[PredictedLabel], b: Sequence[PredictedLabel]) -> float:

@@ -204,9 +204,12 @@ class Answer:
     threshold: float
     model: ModelPointer  # its model folder, or the command that trains it
     latency_s: float | None = None  # one request at batch 1, where the table measured it
-    # its training stopped early (status stopped): the most its figure can be; the figure
-    # above is then predicted, and under this (None: not stopped, or trained since)
-    bound: float | None = None
+
+    @property
+    def bound(self) -> float | None:
+        """Where its training stopped early (status stopped): the most its figure can be; the
+        figure above is then predicted, and under this (None: not stopped, or trained since)."""
+        return self.model.bound
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -240,7 +243,6 @@ def answer(data: ReportInput) -> Answer | None:
         threshold=ranked.threshold,
         model=locate_model(top.point, data.records, data.train),
         latency_s=top.latency_s,
-        bound=None if measured else data.observations.bounds.get(top.point.trained),
     )
 
 

@@ -353,7 +353,8 @@ def answer_box(top: Answer, metric: str = "accuracy", test: HeldOutScore | None 
     """What to deploy, and where its model is or the command that trains it (``metric``: how
     the study's metric is named; ``test``: its held-out test figure, shown beside dev)."""
     measured = "measured" if top.accuracy_measured else "predicted"
-    words, code = model_words(top, metric)
+    # a point whose training stopped early is said to be one, not a point never trained
+    words, code = top.model.describe(metric)
     where = _e(words) + (f": <code>{_e(code)}</code>" if code is not None else "")
     figure = f"{measured} {_e(metric)} {top.accuracy:.4f} (threshold {top.threshold:.4f})"
     if test is not None:
@@ -373,13 +374,6 @@ def answer_box(top: Answer, metric: str = "accuracy", test: HeldOutScore | None 
         f"<div class='answer'>Deploy <b>{_e(top.point)}</b>: {top.speedup:.2f}x the "
         f"throughput of {base} at {figure}{latency}.<br><span class='model'>{where}.</span></div>"
     )
-
-
-def model_words(top: Answer, metric: str) -> tuple[str, str | None]:
-    """Where the answer's model is, in words, then the folder or command they end on
-    (:meth:`ModelPointer.describe`: a point whose training stopped early is said to be one,
-    not a point never trained)."""
-    return top.model.describe(metric)
 
 
 def tradeoff_figure(data: ReportInput, top: Answer | None) -> go.Figure:

@@ -702,11 +702,22 @@ def first_examples(table: pa.Table, examples: int, where: str) -> DevSet:
 def dev_score(model: TextClassifier, dev: DevSet, metric: Metric | None = None) -> float:
     """The model's figure on ``dev`` (any labelled examples) in ``metric``, by default its
     study's (``ModelInfo.metric``)."""
-    labels = model.info.labels
+    return predictions_score(model.info, dev, model.predict(dev.texts), metric)
+
+
+def predictions_score(
+    info: ModelInfo,
+    dev: DevSet,
+    predicted: Sequence[PredictedLabel],
+    metric: Metric | None = None,
+) -> float:
+    """The figure of ``predicted`` (one per dev example, in dev order) in ``metric``, by
+    default the model's study's."""
+    labels = info.labels
     counts = [[0] * len(labels) for _ in labels]  # [gold][predicted]
-    for gold, predicted in zip(dev.labels, model.predict(dev.texts), strict=True):
-        counts[gold][labels.index(predicted.label)] += 1
-    return score(metric or Metric(model.info.metric), counts, model.info.positive_id)
+    for gold, prediction in zip(dev.labels, predicted, strict=True):
+        counts[gold][labels.index(prediction.label)] += 1
+    return score(metric or Metric(info.metric), counts, info.positive_id)
 
 
 def compare_on_dev(fp32: TextClassifier, int8: TextClassifier, dev: DevSet) -> DevComparison:
