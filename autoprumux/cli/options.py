@@ -129,11 +129,16 @@ def model_option(help: str) -> Callable[[Command], Command]:  # noqa: A002 - cli
     return click.option("--model", "model_path", required=True, type=click.Path(), help=help)
 
 
-def budget_options(default: float | None = None) -> Callable[[Command], Command]:
+def budget_options(
+    default: float | None = None, default_text: str | None = None
+) -> Callable[[Command], Command]:
     """The three ways to state an accuracy budget, of which a command takes exactly one
-    (:func:`budget_from`); ``default``: the --budget used when none of the three is given."""
+    (:func:`budget_from`); ``default``: the --budget used when none of the three is given,
+    ``default_text`` what --help says of it where that depends on other options."""
     when_none = (
-        f" Default when no budget option is given: {default:g}." if default is not None else ""
+        f" Default when no budget option is given: {default_text or f'{default:g}'}."
+        if default is not None
+        else ""
     )
     return options(
         click.option(
@@ -194,15 +199,17 @@ def grid_from(spec: str, option: str) -> Grid:
     return parse_grid_spec(spec, option)
 
 
-def objective_option() -> Callable[[Command], Command]:
-    """``--objective``: what "fastest" ranks by; its value is an ``Objective``."""
+def objective_option(default_text: str | None = None) -> Callable[[Command], Command]:
+    """``--objective``: what "fastest" ranks by; its value is an ``Objective``.
+    ``default_text``: what --help says of the default where that depends on other options."""
     return click.option(
         "--objective",
         type=click.Choice([o.value for o in Objective]),
         default=Objective.THROUGHPUT.value,
-        show_default=True,
+        show_default=default_text is None,
         callback=lambda _ctx, _param, value: Objective(value),
         help="throughput: examples per second at full batches (the paper's); latency: the "
         "seconds of one request at batch 1 (a multiplexed model then runs with N - 1 empty "
-        "slots), as the throughput table measured it.",
+        "slots), as the throughput table measured it."
+        + (f" Default: {default_text}." if default_text else ""),
     )

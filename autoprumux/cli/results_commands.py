@@ -189,6 +189,10 @@ def _train_grid(spec: str | None, results: ResultsTable, task: str) -> tuple[Gri
     )
 
 
+# report --help: the budget and objective it uses when none is given
+_STUDY_DEFAULT = "with --storage, the {0} the study's last search ran with; otherwise {1}"
+
+
 @click.command()
 @click.option(
     "--results",
@@ -205,8 +209,8 @@ def _train_grid(spec: str | None, results: ResultsTable, task: str) -> tuple[Gri
     "ranked by (recorded in the study, when that file still exists); otherwise the "
     "results' own throughputs, those timed inside each trial."
 )
-@budget_options(default=0.03)
-@objective_option()
+@budget_options(default=0.03, default_text=_STUDY_DEFAULT.format("budget", "0.03"))
+@objective_option(default_text=_STUDY_DEFAULT.format("objective", "throughput"))
 @out_option("Default reports/<name>.html")
 def report(
     results_path: str | None,

@@ -489,15 +489,33 @@ def option_help(command_name, option):
 
 def test_the_budget_options_say_the_same_everywhere():
     """Declared once: predict, search and report word each budget option alike (report adds
-    its default, 0.03, when none is given)."""
+    its default when none is given: the study's last search's with --storage, else 0.03)."""
     for option in ("--budget", "--relative-budget", "--min-accuracy"):
         predict_help = option_help("predict", option)
         assert option_help("search", option) == predict_help
         assert option_help("report", option).startswith(predict_help)
     assert option_help("report", "--budget").endswith(
-        "Default when no budget option is given: 0.03."
+        "Default when no budget option is given: with --storage, the budget the study's last "
+        "search ran with; otherwise 0.03."
     )
     assert "(1, 0) accuracy" in option_help("predict", "--relative-budget")
+
+
+def test_the_objective_default_of_report_is_the_studys_with_storage():
+    """report's --objective defaults to what the search ranked by (with --storage), so its
+    help does not show predict's fixed default."""
+    from autoprumux.cli.main import cli
+
+    def objective(command_name):
+        return next(p for p in cli.commands[command_name].params if p.name == "objective")
+
+    assert not objective("report").show_default
+    assert option_help("report", "--objective").endswith(
+        "Default: with --storage, the objective the study's last search ran with; otherwise "
+        "throughput."
+    )
+    assert objective("predict").show_default
+    assert option_help("predict", "--objective").endswith("as the throughput table measured it.")
 
 
 def test_predict_top_is_not_per_budget():
