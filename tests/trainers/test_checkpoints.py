@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -130,6 +131,18 @@ def test_a_checkpoint_of_the_previous_format_still_resumes(tmp_path):
     torch.save(state, folder / "optimizer.pt")
     second = losses(pruning(30), folder, checkpoint_every=10, checkpoint_minutes=60)
     assert min(second) == 11 and max(second) == 30
+
+
+def test_a_checkpoints_files_follow_the_umask_so_another_user_can_resume_it(tmp_path):
+    """safetensors writes 0600; a team's shared storage resumes a killed trial as anyone."""
+    folder = tmp_path / "ckpt"
+    kept = os.umask(0o022)
+    try:
+        losses(pruning(12), folder, checkpoint_every=10, checkpoint_minutes=60, stop_at=11)
+    finally:
+        os.umask(kept)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert modes == {"weights.safetensors": 0o644, "optimizer.pt": 0o644, "state.json": 0o644}
 
 
 def test_leftovers_of_a_kill_mid_replacement_resume_the_newest_whole_checkpoint(tmp_path):

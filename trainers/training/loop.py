@@ -51,6 +51,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from autoprumux.core.progress import Progress, ProgressCallback
 from trainers.data.splits import Encoded
+from trainers.model.checkpoints import follow_umask
 from trainers.runtime.device import (
     Engine,
     allow_compiled_graphs,
@@ -570,6 +571,7 @@ def write_checkpoint(snapshot: Snapshot, folder: Path) -> None:
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     save_file(snapshot.tensors, str(partial / "weights.safetensors"))
+    follow_umask(partial / "weights.safetensors")  # another user of shared storage resumes it
     state = dict(snapshot.state)
     if "scaler" in state:
         state["scaler"] = _as_numbers(state["scaler"])
