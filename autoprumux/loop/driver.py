@@ -178,7 +178,9 @@ class SearchOutcome:
     free_total: int  # records that came free with a training (its (N, 0) teacher)
     failed_total: int
     gpu_hours_total: float
-    stopped_total: int  # trainings stopped early: they could not reach the threshold
+    stopped_total: int
+    # wall-clock hours of the study's trainings, on any device (a free record has none)
+    training_hours_total: float  # trainings stopped early: they could not reach the threshold
     grid_size: int
     best: GridPoint | None
     records: list[TrialRecord] = field(default_factory=list)
@@ -474,6 +476,7 @@ class SearchDriver:
             free_total=sum(r.from_trial is not None for r in records),
             failed_total=sum(map(is_failure, records)),
             gpu_hours_total=sum(r.gpu_hours or 0.0 for r in records),
+            training_hours_total=sum(r.wall_time_s or 0.0 for r in records) / 3600,
             stopped_total=sum(
                 r.status is TrialStatus.STOPPED and r.from_trial is None for r in records
             ),

@@ -464,6 +464,20 @@ def precision_quality(data: ReportInput, tolerance: float = 0.015) -> list[Delta
 
 
 @dataclass(frozen=True, kw_only=True)
+class Hours:
+    """Hours the study's trainings took, and the exhaustive grid's estimate: the mean of a
+    training (those that recorded it) x the grid's size; None without a recorded training."""
+
+    spent: float
+    exhaustive: float | None
+
+    @classmethod
+    def of(cls, recorded: list[float], grid_size: int) -> Hours:
+        mean = sum(recorded) / len(recorded) if recorded else None
+        return cls(spent=sum(recorded), exhaustive=mean * grid_size if mean is not None else None)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Cost:
     trained: int
     free: int  # recorded free: the (N, 0) teachers that trainings of (N, s) produced
@@ -471,21 +485,21 @@ class Cost:
     stopped: int  # stopped early: they could not reach the threshold in force
     skipped: int  # grid points never trained
     grid_size: int
-    gpu_hours: float
-    exhaustive_gpu_hours: float | None  # mean GPU-hours of a training x grid size
+    wall: Hours  # wall-clock hours of the trainings, on any device
+    gpu: Hours  # GPU-hours: wall time x each trial's GPU share (0 for a CPU trial)
 
 
 def cost(data: ReportInput) -> Cost:
     """What the study's records cost, counted as the search counts them: a trial closed
-    untrained (interrupted, never started, superseded) is neither a training nor a failure."""
+    untrained (interrupted, never started, superseded) is neither a training nor a failure.
+    A free record (a teacher a training built) has no time of its own: it does not lower the
+    mean cost of a training."""
     complete = [r for r in data.records if r.status is TrialStatus.COMPLETE]
     free = [r for r in complete if r.from_trial is not None]
     failed = [r for r in data.records if is_failure(r)]
     stopped = [r for r in data.records if r.status is TrialStatus.STOPPED and r.from_trial is None]
     touched = {r.point for r in data.records if not is_abandoned(r)}  # trained, or tried
-    hours = [r.gpu_hours for r in data.records if r.gpu_hours is not None]
-    total = sum(hours)
-    mean = total / len(hours) if hours else None
+    walls = [r.wall_time_s / 3600 for r in data.records if r.wall_time_s is not None]
     return Cost(
         trained=len(complete) - len(free) + len(stopped),
         free=len(free),
@@ -493,6 +507,8 @@ def cost(data: ReportInput) -> Cost:
         stopped=len(stopped),
         skipped=len([p for p in data.grid if p not in touched]),
         grid_size=len(data.grid),
-        gpu_hours=total,
-        exhaustive_gpu_hours=mean * len(data.grid) if mean is not None else None,
+        wall=Hours.of(walls, len(data.grid)),
+        gpu=Hours.of(
+            [r.gpu_hours for r in data.records if r.gpu_hours is not None], len(data.grid)
+        ),
     )

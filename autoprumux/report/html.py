@@ -317,18 +317,22 @@ def precision_checks(data: ReportInput) -> str:
 
 
 def cost_section(data: ReportInput) -> str:
-    """Section 5: what the study trained, and its GPU-hours against the exhaustive grid's."""
+    """Section 5: what the study trained, and the hours it took against the exhaustive grid's
+    (wall-clock hours on any device; GPU-hours where the trials had GPUs)."""
     spent = cost(data)
-    exhaustive = "-" if spent.exhaustive_gpu_hours is None else f"{spent.exhaustive_gpu_hours:.2f}"
+
+    def hours(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
     return (
         "<h2>5. Cost</h2><table><tr><th>trained</th><th>free (the teacher of a training)</th>"
         "<th>failed</th><th>stopped early</th><th>never trained</th><th>grid</th>"
-        "<th>GPU-hours spent</th>"
-        "<th>GPU-hours for the exhaustive grid (est.)</th></tr>"
+        "<th>training hours (wall clock)</th><th>for the exhaustive grid (est.)</th>"
+        "<th>GPU-hours</th><th>for the exhaustive grid (est.)</th></tr>"
         f"<tr><td>{spent.trained}</td><td>{spent.free}</td><td>{spent.failed}</td>"
-        f"<td>{spent.stopped}</td>"
-        f"<td>{spent.skipped}</td><td>{spent.grid_size}</td>"
-        f"<td>{spent.gpu_hours:.2f}</td><td>{exhaustive}</td></tr></table>"
+        f"<td>{spent.stopped}</td><td>{spent.skipped}</td><td>{spent.grid_size}</td>"
+        f"<td>{hours(spent.wall.spent)}</td><td>{hours(spent.wall.exhaustive)}</td>"
+        f"<td>{hours(spent.gpu.spent)}</td><td>{hours(spent.gpu.exhaustive)}</td></tr></table>"
     )
 
 

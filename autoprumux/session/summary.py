@@ -112,6 +112,7 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
         "stopped_total": outcome.stopped_total,
         "grid_size": outcome.grid_size,
         "gpu_hours_total": outcome.gpu_hours_total,
+        "training_hours_total": outcome.training_hours_total,
         "best": None if answer is None else answer.to_dict(),
         "decision": (
             decision_dict(outcome.decision, facts.storage_shown, table, metric, positive)
@@ -183,12 +184,15 @@ def _no_baseline(outcome: SearchOutcome) -> str:
 
 
 def _totals_line(outcome: SearchOutcome) -> str:
+    """The counts, and the hours the study's trainings took: wall-clock on any device, and
+    GPU-hours where its trials had GPUs (a CPU trial has none, so they are left out then)."""
+    gpu = f", {outcome.gpu_hours_total:.2f} GPU-hours" if outcome.gpu_hours_total > 0 else ""
     return (
         f"stopped: {outcome.stop_reason.value} | trainings: {outcome.trainings_this_run} this "
         f"run, {outcome.trainings_total} in the study ({outcome.failed_total} failed, "
         f"{outcome.stopped_total} stopped early, "
         f"{outcome.free_total} more point(s) recorded free) of a "
-        f"{outcome.grid_size}-point grid | GPU-hours {outcome.gpu_hours_total:.2f}"
+        f"{outcome.grid_size}-point grid | {outcome.training_hours_total:.2f} h of training{gpu}"
     )
 
 

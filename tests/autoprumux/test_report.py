@@ -169,8 +169,23 @@ def test_heatmap_and_feasibility_boundary():
 
 def test_cost_counts():
     records = [
-        TrialRecord(task="sst2", n=1, sparsity=0.0, accuracy=0.9, throughput=100.0, gpu_hours=1.0),
-        TrialRecord(task="sst2", n=2, sparsity=0.5, status=TrialStatus.FAILED, gpu_hours=3.0),
+        TrialRecord(
+            task="sst2",
+            n=1,
+            sparsity=0.0,
+            accuracy=0.9,
+            throughput=100.0,
+            wall_time_s=3600.0,
+            gpu_hours=1.0,
+        ),
+        TrialRecord(
+            task="sst2",
+            n=2,
+            sparsity=0.5,
+            status=TrialStatus.FAILED,
+            wall_time_s=1800.0,
+            gpu_hours=3.0,
+        ),
         TrialRecord(
             task="sst2", n=2, sparsity=0.0, accuracy=0.85, throughput=180.0, from_trial=1
         ),  # the failed one's teacher
@@ -179,7 +194,8 @@ def test_cost_counts():
     assert (spent.trained, spent.free, spent.failed, spent.skipped) == (1, 1, 1, 1)
     assert spent.grid_size == 4
     # the free record has no GPU-hours: it does not lower the mean cost of a training
-    assert spent.gpu_hours == 4.0 and spent.exhaustive_gpu_hours == 8.0
+    assert (spent.gpu.spent, spent.gpu.exhaustive) == (4.0, 8.0)
+    assert (spent.wall.spent, spent.wall.exhaustive) == (1.5, 3.0)  # wall hours, any device
 
 
 def test_html_has_every_section_and_figure():

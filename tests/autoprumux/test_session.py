@@ -172,6 +172,7 @@ def test_a_local_search_on_a_cuda_machine_counts_its_trials_gpus(tmp_path):
     assert result.stop_reason is StopReason.MAX_GPU_HOURS
     assert result.document["trainings_this_run"] == 2
     assert result.document["gpu_hours_total"] == pytest.approx(1.0)  # 2 x 0.5
+    assert result.document["training_hours_total"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(

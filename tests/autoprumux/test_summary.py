@@ -42,6 +42,7 @@ def outcome(chosen):
         failed_total=0,
         gpu_hours_total=0.0,
         stopped_total=0,
+        training_hours_total=0.25,
         grid_size=4,
         best=P(1, 0.5),
     )
@@ -86,6 +87,17 @@ def test_a_macro_f1_searchs_json_and_text_name_the_metric():
         "measured/s",
     ]
     assert " accuracy" not in text
+
+
+def test_the_totals_give_the_trainings_hours_and_gpu_hours_only_where_there_were_gpus():
+    """A CPU search's GPU-hours are 0 by definition: its line gives its wall-clock hours."""
+    on_cpu = summarize(outcome(decision()), facts(Metric.ACCURACY))
+    totals = next(line for line in on_cpu.text.splitlines() if line.startswith("stopped:"))
+    assert totals.endswith("of a 4-point grid | 0.25 h of training")
+    assert on_cpu.document["training_hours_total"] == 0.25
+    on_gpu = replace(outcome(decision()), gpu_hours_total=0.5)
+    totals = summarize(on_gpu, facts(Metric.ACCURACY)).text.splitlines()
+    assert any(line.endswith("| 0.25 h of training, 0.50 GPU-hours") for line in totals)
 
 
 def test_an_f1_search_names_its_positive_label():
