@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -62,8 +61,8 @@ from trainers.model.checkpoints import (
     resolve_model_path,
 )
 from trainers.model.classifier import Classifier
+from trainers.runtime.device import cpu_name, serving_device
 from trainers.runtime.device import resolve_device as resolve
-from trainers.runtime.device import serving_device
 from trainers.trial.cache_keys import label_count
 
 # what a table's latency_s column holds (in its fingerprint, for whoever reads the file)
@@ -107,11 +106,7 @@ def fingerprint(
     study: Study,
     precisions: tuple[Precision, ...] = (Precision.FP32,),
 ) -> dict[str, Any]:
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.startswith("cuda")
-        else (platform.processor() or platform.machine())
-    )
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
     return {
         "device": device,
         "device_name": name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import platform
 import time
 
 import pytest
@@ -24,7 +25,13 @@ from autoprumux.core.study import Compile, TrainingSection, WarmupSection, load_
 from trainers.model.checkpoints import load_pretrained
 from trainers.model.classifier import Classifier
 from trainers.pruning.l0 import L0Module
-from trainers.runtime.device import Engine, Precision, resolve_device, resolve_precision
+from trainers.runtime.device import (
+    Engine,
+    Precision,
+    cpu_name,
+    resolve_device,
+    resolve_precision,
+)
 from trainers.training.loop import Diverged, Phase, run_phase, train_step
 from trainers.training.phases import (
     accuracy,
@@ -175,6 +182,32 @@ def test_a_trial_runs_on_its_threads_and_records_its_numerics(tiny_study_file):
     assert result.numerics["threads"] == 1 and result.numerics["device"] == "cpu"
     assert result.numerics["precision"] == "fp32"
     assert torch.get_num_threads() == before  # the caller's setting is back
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B13 64-Core Processor
+flags\t\t: fpu sse2 avx2 {flag}
+power management:
+
+processor\t: 1
+model name\t: AMD EPYC 7B13 64-Core Processor
+"""
+
+
+@pytest.mark.parametrize(
+    ("flag", "name"),
+    [
+        ("avx512_vnni", "AMD EPYC 7B13 64-Core Processor (VNNI)"),
+        ("avx_vnni", "AMD EPYC 7B13 64-Core Processor (VNNI)"),
+        ("avx512f", "AMD EPYC 7B13 64-Core Processor"),
+    ],
+)
+def test_a_cpu_is_named_by_its_model_and_whether_it_has_vnni(flag, name):
+    """A throughput table's and a trial's device_name: the CPU, not platform's "x86_64"
+    (int8's speed depends on VNNI, so a table timed on another CPU can be told apart)."""
+    assert cpu_name(CPUINFO.format(flag=flag)) == name
+    assert cpu_name("") == (platform.processor() or platform.machine())  # no /proc/cpuinfo
 
 
 def test_out_of_memory_fails_the_trial_with_the_batch_named(tiny_study_file, monkeypatch):

@@ -411,15 +411,32 @@ def refused_reason(err: BaseException) -> str | None:
     )
 
 
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """This machine's CPU as Linux names it (``model name`` in /proc/cpuinfo, "AMD EPYC 7B13"),
+    with "VNNI" where its flags have a VNNI unit (int8's speed depends on it:
+    :mod:`trainers.deploy.quantize`); elsewhere platform's word ("arm", "x86_64").
+    ``cpuinfo``: the file's text (a test's)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+                cpuinfo = file.read()
+        except OSError:
+            cpuinfo = ""
+    fields = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in cpuinfo.splitlines())
+        if value
+    )
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    vnni = {"avx512_vnni", "avx_vnni"} & set(fields.get("flags", "").split())
+    return f"{name} (VNNI)" if vnni else name
+
+
 def numerics(engine: Engine) -> dict[str, Any]:
     """What decides a trial's numbers besides its settings and seed: recorded with the trial."""
     record: dict[str, Any] = {
         "device": str(engine.device),
-        "device_name": (
-            torch.cuda.get_device_name(engine.device)
-            if engine.on_gpu
-            else (platform.processor() or platform.machine())
-        ),
+        "device_name": (torch.cuda.get_device_name(engine.device) if engine.on_gpu else cpu_name()),
         "precision": engine.precision.value,
         "compile": engine.compile,
         "threads": torch.get_num_threads(),
