@@ -20,9 +20,16 @@ def find_default_study(
     :func:`default_study_path` (a dry run copies nothing)."""
     if task is not None and task not in TASKS:
         raise FieldError("--task", f"{task!r} is not one of: {', '.join(TASKS)}")
-    gpu = cuda_available() or bool(gpus)
-    path = default_study_path(task or "sst2", gpu, echo, copy=copy)
-    echo(f"study: {path} ({'a GPU is present' if gpu else 'no GPU here: the embedded default'})")
+    present = cuda_available()
+    path = default_study_path(task or "sst2", present or bool(gpus), echo, copy=copy)
+    why = (
+        "a GPU is present"
+        if present
+        else f"--gpus {gpus:g}: the study sized for GPUs"
+        if gpus
+        else "no GPU here: the embedded default"
+    )
+    echo(f"study: {path} ({why})")
     return path
 
 

@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # the session brings the search loop: imported when a search 
     default=1.0,
     show_default=True,
     help="A trial's share of one GPU, in [0.01, 1] (0.25: four trials a GPU, each capped to a "
-    "quarter of its memory).",
+    "quarter of its memory); unused, and said so, where the trials run on the CPU.",
 )
 @click.option(
     "--cpus-per-trial",

@@ -28,6 +28,9 @@ class Executor(enum.Enum):
     RAY = "ray"  # Ray Tune trials: on a Ray of its own here, or the cluster it joins
 
 
+DEFAULT_GPUS_PER_TRIAL = 1.0  # --gpus-per-trial and search(gpus_per_trial=): a GPU each
+
+
 @dataclass(frozen=True, kw_only=True)
 class SearchRequest:
     """What a search is asked to do: ``autoprumux search``'s options, ``autoprumux.search``'s

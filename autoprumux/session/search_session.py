@@ -52,7 +52,12 @@ from autoprumux.session.search_checks import (
     replay_spec,
     served_precisions,
 )
-from autoprumux.session.search_request import Executor, SearchPlan, SearchRequest
+from autoprumux.session.search_request import (
+    DEFAULT_GPUS_PER_TRIAL,
+    Executor,
+    SearchPlan,
+    SearchRequest,
+)
 from autoprumux.session.sizing import NodeSize, TrialSlots, size_trials
 from autoprumux.session.summary import (
     HeldOut,
@@ -117,6 +122,8 @@ class SearchSession:
         study = choose_study(request)
         gpus = self._gpus_before_ray(executor)
         check_resources(request, gpus)
+        if gpus == 0 and not (ray.joins and request.gpus is None):
+            self._note_unused_share()
         if executor is Executor.LOCAL:
             check_local_gpus(request, gpus, self._gpu_count)
             check_local_cores(request, self._cores)
@@ -169,6 +176,18 @@ class SearchSession:
             precisions=precisions,
             ray=ray,
         )
+
+    def _note_unused_share(self) -> None:
+        """Say that a --gpus-per-trial given to a search whose trials get no GPU does nothing
+        (a command copied from a GPU machine would otherwise run CPU trials without a word)."""
+        share = self.request.gpus_per_trial
+        if share != DEFAULT_GPUS_PER_TRIAL:
+            why = "--gpus 0" if self.request.gpus == 0 else "this machine has no GPU"
+            if self.request.device == "cpu":
+                why = "--device cpu"
+            self.progress(
+                f"note: --gpus-per-trial {share:g} is unused: the trials run on the CPU ({why})"
+            )
 
     def _gpus_before_ray(self, executor: Executor) -> float:
         """The search's GPUs as known before Ray starts: --gpus; else on Ray this machine's

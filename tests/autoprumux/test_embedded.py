@@ -123,6 +123,21 @@ def test_without_a_checkout_or_packaged_studies_the_error_names_the_file(install
         default_study_path("sst2", gpu=False, copy=True)
 
 
+@pytest.mark.parametrize(
+    ("gpus", "line"),
+    [
+        (None, "study: studies/sst2-tiny.toml (no GPU here: the embedded default)"),
+        (8.0, "study: studies/sst2.toml (--gpus 8: the study sized for GPUs)"),
+    ],
+)
+def test_the_default_study_line_says_why_it_was_chosen(monkeypatch, gpus, line):
+    """Without CUDA, --gpus (a cluster's GPUs) picks the GPU study: not 'a GPU is present'."""
+    monkeypatch.setattr(default_study, "cuda_available", lambda: False)
+    said: list[str] = []
+    default_study.find_default_study("sst2", gpus, said.append, copy=False)
+    assert said == [line]  # run from the checkout: its studies/
+
+
 def test_the_bare_search_from_an_empty_folder_writes_only_there(installed, capsys):
     packaged, work = installed
     before = sorted(p for p in packaged.rglob("*"))

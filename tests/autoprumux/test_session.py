@@ -161,6 +161,30 @@ def test_bad_requests_are_refused_in_one_line_naming_the_option(tmp_path, change
 # -- the GPUs of a local search, and --max-gpu-hours ----------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("changes", "note"),
+    [
+        (
+            {"gpus_per_trial": 0.5},
+            "note: --gpus-per-trial 0.5 is unused: the trials run on the CPU (this machine has no GPU)",
+        ),
+        (
+            {"gpus_per_trial": 0.25, "gpus": 0.0},
+            "note: --gpus-per-trial 0.25 is unused: the trials run on the CPU (--gpus 0)",
+        ),
+        (
+            {"gpus_per_trial": 0.0, "device": "cpu"},
+            "note: --gpus-per-trial 0 is unused: the trials run on the CPU (--device cpu)",
+        ),
+        ({}, None),  # the default share: nothing to say
+    ],
+)
+def test_a_gpu_share_for_cpu_trials_is_said_to_be_unused(tmp_path, changes, note):
+    said: list[str] = []
+    SearchSession(request(tmp_path, **changes), progress=said.append, gpu_count=lambda: 0).plan()
+    assert [line for line in said if "--gpus-per-trial" in line] == ([note] if note else [])
+
+
 def test_a_local_search_on_a_cuda_machine_counts_its_trials_gpus(tmp_path):
     # every training took half an hour on one GPU: 0.5 GPU-hours each
     replay = f"replay:{grid_file(tmp_path, wall_time_s=1800.0)}"
