@@ -527,15 +527,24 @@ class SearchSession:
         request, study = self.request, plan.study
         notes = dry_run.storage_notes(plan.storage_url, lambda: self._stored_study_applies(plan))
         slots = plan.slots
-        if slots is None:  # Ray: sized from this machine (a joined cluster's nodes decide)
+        if slots is None and not plan.ray.joins:  # the Ray the search would start, here
+            from autoprumux.loop.ray_executor import Cluster
+
+            this_machine = Cluster(
+                node_cpus=(float(self._cores),), node_gpus=(float(self._gpu_count()),)
+            )
+            slots = self._cluster_slots(this_machine)  # refused as the search would refuse it
+        elif slots is None:  # a cluster to join: sized from this machine, checked when joined
             slots = size_trials(
                 cores=self._cores,
                 gpus=self._gpus_before_ray(plan.executor),
                 gpus_per_trial=request.gpus_per_trial,
                 cpus_per_trial=request.cpus_per_trial,
             )
-            if plan.ray.joins:
-                notes.append("trials at once sized on this machine; the cluster's nodes decide")
+            notes.append(
+                "trials at once sized on this machine; the cluster's nodes decide, and --gpus "
+                "and --cpus-per-trial are checked against them when the search joins it"
+            )
         if request.throughput_path or plan.replay:
             table, path = self._table(plan)  # it reads the table: nothing to measure
             used = dry_run.table_used(table, path)

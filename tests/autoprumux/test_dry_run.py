@@ -209,6 +209,20 @@ def test_bad_input_still_exits_2_with_one_line(capsys, tiny_copy, args, message)
     assert err.count("\n") == 1 and err.startswith("autoprumux: error: ") and message in err
 
 
+def test_the_dry_run_refuses_what_the_ray_it_would_start_here_cannot_give(tiny_copy):
+    """On its own Ray (this machine), the search refuses a trial larger than the machine once
+    Ray is up; its dry run refuses it the same way, without starting Ray."""
+    from autoprumux.loop.ray_address import ClusterError
+
+    asked = search_request(study_path=str(tiny_copy), executor="ray", cpus_per_trial=4.0)
+    session = SearchSession(asked, progress=lambda line: None, gpu_count=lambda: 0, cores=2)
+    with pytest.raises(ClusterError, match=r"^--cpus-per-trial 4: no node of the Ray cluster "):
+        session.forecast(session.plan())
+    fits = replace(asked, cpus_per_trial=2.0)
+    session = SearchSession(fits, progress=lambda line: None, gpu_count=lambda: 0, cores=2)
+    assert session.forecast(session.plan()).slots == TrialSlots(1, 2.0, 0.0)
+
+
 def test_a_missing_table_is_estimated_in_memory_not_measured(monkeypatch, tiny_copy):
     """Without its table the search would measure and save one first; the dry run estimates
     it in memory (here: the committed table, to stay fast) and says so."""
