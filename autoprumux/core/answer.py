@@ -112,7 +112,10 @@ class ModelPointer:
             )
             return f"{point} was trained; its model folder{served}", self.model_dir
         if self.state is ModelState.FOLDER_GONE:
-            words = f"{point} was trained, but its model folder {self.gone_dir} no longer exists"
+            words = (
+                f"{point} was trained, but its model folder {self.gone_dir} is not on this "
+                "machine (deleted, or on the machine that trained it)"
+            )
             again = "train it again"
         elif self.state is ModelState.NOT_SAVED:
             words = f"{point} was trained, but no model folder was recorded with it"

@@ -284,7 +284,10 @@ def from_storage(
 def _table_gone(path: str, table: ThroughputTable | None, precisions: tuple[Precision, ...]) -> str:
     """The note of a recorded throughput table whose file is gone: what the report ranks by
     instead (``table``: the trials' own timings; None: none of (1, 0) either)."""
-    gone = f"the throughput table the search ranked by, {path}, no longer exists"
+    gone = (
+        f"the throughput table the search ranked by, {path}, is not on this machine (deleted, "
+        "or on the machine that searched last)"
+    )
     again = "give --throughput FILE (autoprumux measure writes one)"
     if table is None:
         return f"{gone}: {again}"

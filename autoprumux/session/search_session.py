@@ -680,7 +680,7 @@ def _untested(point: GridPoint, state: ModelState, gone: str | None) -> str:
     if state is ModelState.PREDICTED:
         return f"{point} is predicted, not trained: there is no model to score"
     if state is ModelState.FOLDER_GONE:
-        return f"{point}'s model folder {gone} no longer exists"
+        return f"{point}'s model folder {gone} is not on this machine"
     if state is ModelState.STOPPED_EARLY:
         return f"{point} was trained but stopped early: there is no model to score"
     return f"{point} was trained, but no model folder was recorded with it"

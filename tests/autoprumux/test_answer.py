@@ -105,7 +105,9 @@ def test_a_folder_no_longer_on_disk_is_said_not_printed_as_the_answer(tmp_path):
     # train it again with the seed it was trained with (not the study's)
     assert shlex.split(pointer.train_command)[-2:] == ["--seed", "3"]
     assert pointer.message == (
-        f"(5, 0.65) was trained, but its model folder {gone} no longer exists; train it again "
+        f"(5, 0.65) was trained, but its model folder {gone} is not on this "
+        "machine (deleted, or on the "
+        "machine that trained it); train it again "
         f"with: autoprumux train --study /s/sst2.toml --n 5 --sparsity 0.65 --seed 3"
     )
 
@@ -252,7 +254,7 @@ def test_a_trained_top1_names_its_model_folder_everywhere(tmp_path, replay, caps
         "--seed",
         "1",
     ]
-    assert f"its model folder {trial.artifact_path} no longer exists" in again["message"]
+    assert f"its model folder {trial.artifact_path} is not on this machine" in again["message"]
 
 
 def test_a_predicted_top1_gives_the_command_that_trains_it(tmp_path, replay, capsys):

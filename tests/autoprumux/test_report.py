@@ -135,7 +135,9 @@ def test_the_answer_box_names_the_model_folder_or_the_train_command(tmp_path):
     train = TrainCommand(study_path="/s/a b.toml", study_seed=42)
     page = render(data(records=trained, train=train))
     assert (
-        f"(1, 0.5) was trained, but its model folder {folder} no longer exists; train it again "
+        f"(1, 0.5) was trained, but its model folder {folder} is not on this "
+        "machine (deleted, or on the "
+        "machine that trained it); train it again "
         "with: <code>autoprumux train --study &#x27;/s/a b.toml&#x27; --n 1 --sparsity 0.5</code>"
     ) in page
     assert f"<code>{folder}</code>" not in page

@@ -313,7 +313,9 @@ def test_a_recorded_throughput_table_gone_is_named_in_a_note(searched, tmp_path)
     store.close()
     data = from_storage(searched, "s", None, None)
     assert data.notes == (
-        f"the throughput table the search ranked by, {tmp_path / 'gone.json'}, no longer exists: "
+        f"the throughput table the search ranked by, {tmp_path / 'gone.json'}, is not on "
+        "this machine "
+        "(deleted, or on the machine that searched last): "
         "throughputs and speedups here are those timed inside each trial, beside whatever else "
         "ran, and int8 not ranked (only that table timed it), so the answer may differ from the "
         "search's; give --throughput FILE (autoprumux measure writes one)",

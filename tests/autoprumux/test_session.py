@@ -166,7 +166,8 @@ def test_bad_requests_are_refused_in_one_line_naming_the_option(tmp_path, change
     [
         (
             {"gpus_per_trial": 0.5},
-            "note: --gpus-per-trial 0.5 is unused: the trials run on the CPU (this machine has no GPU)",
+            "note: --gpus-per-trial 0.5 is unused: the trials run on the CPU (this machine has "
+            "no GPU)",
         ),
         (
             {"gpus_per_trial": 0.25, "gpus": 0.0},
