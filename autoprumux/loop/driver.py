@@ -9,8 +9,9 @@ machine's GPUs (GPU trials: :mod:`autoprumux.loop.trial_process`,
 Ray Tune trials; both call the same ``suggest`` / ``complete``. Resume is free: a rerun reads
 what is recorded, and trials a killed process left behind are closed (interrupted) and trained
 again if needed (:meth:`StudyStore.repair`, before anything is proposed). Searches share a
-study: each one leaves the others' live trials alone, proposes other points, and waits for
-theirs when it needs nothing else. The driver is written against two contracts: the study store
+study: each one leaves the others' live trials alone, proposes other points, and when it needs
+nothing else waits for those of theirs that could still change its answer
+(:meth:`SearchDriver._awaited`). The driver is written against two contracts: the study store
 (:class:`~autoprumux.loop.store_contract.StudyStore`) and the trainer
 (:class:`~autoprumux.loop.trainer_contract.Trainer`).
 """
@@ -107,8 +108,9 @@ class Start(NamedTuple):
 @dataclass(frozen=True, kw_only=True)
 class Suggestion:
     """What :meth:`SearchDriver.suggest` answers an executor: trials to ``start`` now; none,
-    not ``finished``, to wait for running ones (this search's or another's); or ``finished``:
-    nothing more to start, and no trial of this search still running."""
+    not ``finished``, to wait for running ones (this search's, or another's that could change
+    its answer); or ``finished``: nothing more to start, and no trial of this search still
+    running."""
 
     start: tuple[Start, ...] = ()
     finished: bool = False
@@ -341,15 +343,18 @@ class SearchDriver:
         cap = self._cap(trained + busy, gpu_hours)
         if cap:
             # a cap reached with nothing left to train stopped nothing: the answer is known
-            known = not (self.pending or running or self.proposer.propose(state, 1))
+            known = not (
+                self.pending or self._awaited(state, running) or self.proposer.propose(state, 1)
+            )
             self.stop_reason = StopReason.ANSWER_KNOWN if known else cap
             return Suggestion(finished=not self.pending)
         slots = min(free_slots, (self.config.max_trials or math.inf) - trained - busy)
         points = self.proposer.propose(state, int(slots)) if slots > 0 else []
         if not points:
-            if running.keys() - self.pending.keys() and not self.pending:
-                self._waiting(running, records)
-            return Suggestion(finished=not (self.pending or running))
+            awaited = self._awaited(state, running)
+            if awaited and not self.pending:
+                self._waiting(awaited, records)
+            return Suggestion(finished=not (self.pending or awaited))
         started = []
         for point in points:
             number = self.store.start(point)
@@ -415,12 +420,27 @@ class SearchDriver:
         """The search is over (or crashed): see :meth:`StudyStore.close`."""
         self.store.close()
 
-    def _waiting(self, running: dict[int, GridPoint], records: list[TrialRecord]) -> None:
+    def _awaited(self, state: SearchState, running: dict[int, GridPoint]) -> dict[int, GridPoint]:
+        """The other searches' running trials (number -> point) whose outcome may change this
+        search's answer, by its own threshold and rules: those training a point still open for
+        it, and those building the untrained (N, 0) teacher of a row with open points (the
+        proposer leaves that teacher to them: it comes free). The rest (points this search
+        rules out, predicts to miss, or finds slower than its best verified point) it does not
+        wait for: it finishes without them, and they train on."""
+        open_trainings = self.proposer.status(state).open_trainings
+        rows = {p.n for p in open_trainings if GridPoint(p.n, 0.0) not in state.accuracy}
+        return {
+            number: point
+            for number, point in running.items()
+            if number not in self.pending and (point in open_trainings or point.n in rows)
+        }
+
+    def _waiting(self, awaited: dict[int, GridPoint], records: list[TrialRecord]) -> None:
         """Say once per set of other searches' trials that this search waits for them."""
-        others = frozenset(running.keys() - self.pending.keys())
+        others = frozenset(awaited)
         if others != self._waited_for:
             self._waited_for = others
-            points = ", ".join(str(running[n]) for n in sorted(others))
+            points = ", ".join(str(awaited[n]) for n in sorted(others))
             message = f"for other searches' trials: {points}"
             self._event(EventKind.WAITING, None, None, records, message)
 

@@ -18,9 +18,10 @@ from optuna.trial import TrialState
 from replay_search import replay_search_argv
 
 from autoprumux.core.budget import Budget, BudgetKind
-from autoprumux.core.grid import BASELINE, PAPER_GRID, GridPoint
+from autoprumux.core.grid import BASELINE, PAPER_GRID, Grid, GridPoint
 from autoprumux.core.records import TrialRecord, TrialStatus
 from autoprumux.core.throughput import ThroughputTable
+from autoprumux.loop.costs import Recipe
 from autoprumux.loop.driver import EventKind, SearchConfig, SearchDriver, run_local, trainings
 from autoprumux.loop.optuna_store import LEASE_ATTR, OWNER_ATTR, OptunaStore
 from autoprumux.loop.store_contract import Abandoned
@@ -344,3 +345,116 @@ def test_a_store_with_live_leases_pickles_as_ray_tune_needs():
         assert copy._thread is None  # no second renewer
     finally:
         keeper.stop()
+
+
+# -- what a search waits for --------------------------------------------------------------------
+
+# N in {1, 2}, s in {0, 0.6, 0.8}; examples per second, growing with compression
+SMALL_GRID = Grid((1, 2), (0.0, 0.6, 0.8))
+SMALL_THROUGHPUT = ThroughputTable(
+    {
+        GridPoint(1, 0.0): 100.0,
+        GridPoint(1, 0.6): 200.0,
+        GridPoint(1, 0.8): 260.0,
+        GridPoint(2, 0.0): 180.0,
+        GridPoint(2, 0.6): 300.0,
+        GridPoint(2, 0.8): 400.0,
+    }
+)
+# dev accuracy; a budget of 0.03 under the baseline's 0.90 sets the threshold at 0.87, which
+# (1, 0.6) and (1, 0.8) meet: (1, 0.8) is the best verified point, and only row 2 is faster
+ROW_1 = {GridPoint(1, 0.0): 0.90, GridPoint(1, 0.6): 0.89, GridPoint(1, 0.8): 0.875}
+# any training work: with a recipe the proposer counts a teacher another training builds as free
+RECIPE = Recipe(
+    warmup_steps_per_instance=10,
+    warmup_mlm_steps=5,
+    warmup_rows=2,
+    warmup_length_ratio=0.5,
+    finetune_steps=20,
+    finetune_epochs=0.0,
+    pruning_steps=10,
+    pruning_epochs=0.0,
+    post_pruning_steps=5,
+    post_pruning_epochs=0.0,
+    batch_rows=4,
+    train_examples=1000,
+    distill_from_n1=True,
+    needs_warmup=True,
+)
+
+
+def other_search(tmp_path, measured, running):
+    """Another search on a small study: the store it records ``measured`` (point -> dev
+    accuracy) with, each point trained, and the numbers of the trials it trains now."""
+    store = OptunaStore(f"sqlite:///{tmp_path / 's.db'}", "s", SMALL_GRID, "sst2")
+    for point, accuracy in measured.items():
+        record_training(store, store.start(point), point, accuracy)
+    return store, {point: store.start(point) for point in running}
+
+
+def record_training(store, number, point, accuracy):
+    record = TrialRecord(
+        task="sst2",
+        n=point.n,
+        sparsity=point.sparsity,
+        accuracy=accuracy,
+        throughput=SMALL_THROUGHPUT.throughput[point],
+    )
+    store.finish(number, record, threshold=None)
+
+
+def joining_driver(tmp_path, events, recipe=None):
+    """A search of budget 0.03 that joins the other one's study."""
+    store = OptunaStore(f"sqlite:///{tmp_path / 's.db'}", "s", SMALL_GRID, "sst2")
+    config = SearchConfig(
+        study_name="s",
+        task="sst2",
+        grid=SMALL_GRID,
+        budget=Budget(BudgetKind.ABSOLUTE, 0.03),
+        storage_url=store.url,
+        recipe=recipe,
+    )
+    return SearchDriver(config, SMALL_THROUGHPUT, store, on_event=events.append)
+
+
+def waited_for(events):
+    return [e.message for e in events if e.kind is EventKind.WAITING]
+
+
+def test_a_search_waits_for_another_ones_trials_only_while_they_could_change_its_answer(
+    tmp_path,
+):
+    """The sweep's case: another search (a looser budget) trains (2, 0.6) and (2, 0.8), both
+    open for this one. Once (2, 0.6) missed this one's threshold by 4.5 points, which rules
+    out (2, 0.8), its answer is (1, 0.8): it finishes, and (2, 0.8) trains on untouched."""
+    running = (GridPoint(2, 0.6), GridPoint(2, 0.8))
+    other, numbers = other_search(tmp_path, {**ROW_1, GridPoint(2, 0.0): 0.88}, running)
+    events = []
+    driver = joining_driver(tmp_path, events)
+    assert driver.suggest(1).wait
+    assert waited_for(events) == ["for other searches' trials: (2, 0.6), (2, 0.8)"]
+    record_training(other, numbers[GridPoint(2, 0.6)], GridPoint(2, 0.6), 0.825)
+    suggestion = driver.suggest(1)
+    assert suggestion.finished and not suggestion.start
+    assert len(waited_for(events)) == 1  # it said nothing of (2, 0.8)
+    assert driver.outcome().best == GridPoint(1, 0.8)
+    driver.close()
+    assert [(t.number, t.point) for t in other.snapshot().running] == [
+        (numbers[GridPoint(2, 0.8)], GridPoint(2, 0.8))
+    ]
+    other.close()
+
+
+def test_a_search_waits_for_a_trial_that_builds_the_teacher_of_a_row_it_needs(tmp_path):
+    """Another search trains (2, 0.8), which this one rules out ((1, 0.8) missed); yet (2, 0.6)
+    is open, and nothing predicts row 2 but its (2, 0) teacher, which that training builds
+    (free for this one, by the cost model): this search waits for it, not finishes."""
+    measured = {**ROW_1, GridPoint(1, 0.8): 0.80}
+    other, _ = other_search(tmp_path, measured, (GridPoint(2, 0.8),))
+    events = []
+    driver = joining_driver(tmp_path, events, recipe=RECIPE)
+    assert driver.proposer.status(driver.state()).open == (GridPoint(2, 0.6),)
+    assert driver.suggest(1).wait
+    assert waited_for(events) == ["for other searches' trials: (2, 0.8)"]
+    driver.close()
+    other.close()
