@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from autoprumux.core.early_stop import StopRule
 from autoprumux.core.errors import FieldError
@@ -99,6 +100,10 @@ class ReplayTrainer:
         return Training(record, (teacher,))
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 @dataclass(frozen=True, kw_only=True)
 class StudyTrainer:
     """Trains the point for real with the training engine (``trainers.trial.run.run_trial``)."""
@@ -113,6 +118,10 @@ class StudyTrainer:
     # the precisions each trained model is evaluated in (the plan's, resolved once for the
     # serving device); None: the trial resolves the study's on its own machine
     precisions: tuple[Precision, ...] | None = None
+    # where a training's progress lines go: the search's own progress for trials in threads
+    # of the search process (a Python caller's function); None: stderr, in a worker process
+    # (Ray's forwards it to the driver), where no function of the caller can be sent
+    lines: Callable[[str], None] | None = field(default=None, compare=False)
 
     def on_device(self, device: str, gpu_share: float) -> StudyTrainer:
         """The same training on ``device`` (the local executor's placement: "cuda:1"), capped
@@ -128,7 +137,7 @@ class StudyTrainer:
         from trainers.trial.run import TrialSpec, run_trial  # the engine (torch): in the worker
 
         study = load_study(self.study_path)
-        progress = ProgressLines(str(point), lambda line: print(line, file=sys.stderr, flush=True))
+        progress = ProgressLines(str(point), self.lines or _to_stderr)
         spec = TrialSpec(
             study=study,
             n=point.n,

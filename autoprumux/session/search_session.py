@@ -235,6 +235,9 @@ class SearchSession:
             request.device,
             threads=max(1, int(slots.cpus_per_trial)),
             gpu_share=slots.gpus_per_trial or 1.0,
+            # trials in threads of this process say their lines as the search does (a Python
+            # caller's progress); processes (Ray's workers, GPU trials) print theirs
+            lines=self.progress if cluster is None and not plan.processes else None,
         )
         if cluster is not None and plan.ray.joins:
             from autoprumux.loop.ray_executor import check_nodes_share
@@ -686,10 +689,17 @@ def _untested(point: GridPoint, state: ModelState, gone: str | None) -> str:
     return f"{point} was trained, but no model folder was recorded with it"
 
 
-def make_trainer(plan: SearchPlan, device: str, threads: int, gpu_share: float = 1.0) -> Trainer:
+def make_trainer(
+    plan: SearchPlan,
+    device: str,
+    threads: int,
+    gpu_share: float = 1.0,
+    lines: Callable[[str], None] | None = None,
+) -> Trainer:
     """The trainer of the plan: the recorded grid it replays, or the study's real training
     (``threads`` CPU threads a trial, on ``device``, capped to ``gpu_share`` of its GPU's
-    memory: Ray's workers are processes of their own; the local executor places each trial)."""
+    memory: Ray's workers are processes of their own; the local executor places each trial).
+    ``lines``: where a training in a thread of this process says its progress."""
     if plan.replay is not None:
         return ReplayTrainer(
             path=str(Path(plan.replay.path).resolve()),
@@ -703,6 +713,7 @@ def make_trainer(plan: SearchPlan, device: str, threads: int, gpu_share: float =
         threads=threads,
         gpu_share=gpu_share,
         precisions=plan.precisions,
+        lines=lines,
     )
 
 

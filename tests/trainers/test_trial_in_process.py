@@ -27,3 +27,20 @@ def test_a_real_trial_trains_in_a_spawned_process_and_answers_its_record(tiny_st
     assert [(r.n, r.sparsity) for r in training.by_products] == [(1, 0.0)]
     info = json.loads((Path(str(record.artifact_path)) / "autoprumux.json").read_text())
     assert info["dev_accuracy"] == record.accuracy
+
+
+def test_a_trial_in_a_thread_says_its_lines_to_the_searchs_progress_not_stderr(
+    tiny_study_file, capfd
+):
+    """The Python API's search runs CPU trials in threads: their training lines go to the
+    caller's progress (docs: nothing is printed), as the search's own lines do."""
+    said: list[str] = []
+    trainer = StudyTrainer(
+        study_path=str(tiny_study_file()), device="cpu", threads=1, lines=said.append
+    )
+    assert trainer.on_device("cpu", 1.0).lines == said.append  # placed, it keeps them
+    record = trainer(GridPoint(1, 0.0)).record
+    assert record.status is TrialStatus.COMPLETE, record.reason
+    assert said and all(line.startswith("(1, 0) ") for line in said)
+    assert any(" finetune " in line for line in said)
+    assert capfd.readouterr().err == ""
