@@ -75,10 +75,15 @@ def search(
     from autoprumux.session.search_session import SearchSession
 
     _check_types(locals())
+    try:  # named by their options, as every other argument is
+        chosen = budget if isinstance(budget, Budget) else Budget(BudgetKind.ABSOLUTE, budget)
+        ranked_by = Objective.parse(objective)
+    except FieldError as err:
+        raise err.as_option() from None
     request = SearchRequest(
         task=task,
         study_path=os.fspath(study),
-        budget=budget if isinstance(budget, Budget) else Budget(BudgetKind.ABSOLUTE, budget),
+        budget=chosen,
         gpus=gpus,
         gpus_per_trial=gpus_per_trial,
         cpus_per_trial=cpus_per_trial,
@@ -94,7 +99,7 @@ def search(
         device=device,
         early_stop=early_stop,
         timeout_s=timeout,
-        objective=Objective.parse(objective),
+        objective=ranked_by,
     )
     return SearchSession(request, progress).run()
 
@@ -136,6 +141,11 @@ def _check_types(arguments: dict[str, object]) -> None:
     progress = arguments["progress"]
     if progress is not None and not callable(progress):
         raise FieldError("progress", f"{progress!r} is not a function of one line")
+
+
+def __dir__() -> list[str]:
+    """What ``dir(autoprumux)`` and a notebook's completion offer: the lazy ``load_model`` too."""
+    return sorted({*globals(), "load_model"})
 
 
 def __getattr__(name: str) -> object:

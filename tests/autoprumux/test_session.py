@@ -346,6 +346,9 @@ def test_every_study_attribute_write_is_retried_when_the_database_is_busy(tmp_pa
         ({"study": 5}, "--study: study=5 is not a path"),
         ({"early_stop": "no"}, "--no-early-stop: early_stop='no' is not True or False"),
         ({"progress": 5}, "progress: 5 is not a function of one line"),
+        ({"budget": "0.03"}, "--budget: '0.03' is not a number"),
+        ({"budget": 1.5}, "--budget: 1.5 is outside [0, 1) (0.03 means 3 points)"),
+        ({"objective": "speed"}, "--objective: 'speed' is not one of: throughput, latency"),
     ],
 )
 def test_the_python_api_refuses_an_argument_of_the_wrong_type_naming_its_option(
@@ -359,6 +362,11 @@ def test_the_python_api_refuses_an_argument_of_the_wrong_type_naming_its_option(
         autoprumux.search(**{**arguments, **changes})
     assert str(error.value) == message
     assert not list(tmp_path.glob("*.db"))
+
+
+def test_the_python_api_offers_its_lazy_loader_to_completion():
+    """``load_model`` is imported on first use (torch), yet dir() and completion name it."""
+    assert "load_model" in dir(autoprumux) and "search" in dir(autoprumux)
 
 
 # -- progress --------------------------------------------------------------------------------
