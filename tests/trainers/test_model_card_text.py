@@ -64,3 +64,16 @@ def test_the_pair_example_runs_as_pasted():
     assert sent == "first sentence\tsecond sentence\n"
     single = model_card(info())
     assert "echo 'a fine film' | autoprumux classify --model THIS_FOLDER --json" in single
+
+
+def test_a_pair_cards_input_file_example_says_first_tab_second():
+    """It said "one input per line", a file the pair model refuses line by line."""
+    card = model_card(info(text_columns=("question", "sentence")))
+    assert (
+        "autoprumux classify --model THIS_FOLDER --input pairs.txt    # one pair per line: "
+        "FIRST<TAB>SECOND"
+    ) in card.splitlines()
+    assert "one input per line" not in card
+    assert (
+        "autoprumux classify --model THIS_FOLDER --input sentences.txt    # one input per line"
+    ) in model_card(info()).splitlines()

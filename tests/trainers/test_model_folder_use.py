@@ -94,17 +94,69 @@ def test_no_inputs_is_no_answer_and_a_blank_one_is_refused_naming_its_index(fold
         model.predict("")
 
 
-def test_a_pair_models_tuple_is_one_pair(tmp_path, tiny_sources):
+@pytest.fixture(scope="module")
+def pair_folder(tmp_path_factory, tiny_sources) -> Path:
+    """The dense folder, described as a pair task's (question, sentence)."""
     from trainers.deploy.model_folder import INFO_FILE
 
-    folder = _folder(tmp_path / "pair", tiny_sources[0])
+    folder = _folder(tmp_path_factory.mktemp("model") / "pair", tiny_sources[0])
     info = (folder / INFO_FILE).read_text().replace('"sentence"', '"question", "sentence"')
     (folder / INFO_FILE).write_text(info)
-    model = load_text_classifier(folder, device="cpu")
+    return folder
+
+
+def test_a_pair_models_tuple_is_one_pair(pair_folder):
+    model = load_text_classifier(pair_folder, device="cpu")
     [one] = model.predict(("who is it ?", "good film"))
     assert one == model.predict([("who is it ?", "good film")])[0]
     with pytest.raises(ValueError, match=r"^texts\[0\] has no text \(\('', ' '\)\)"):
         model.predict([("", " ")])
+
+
+def test_a_pair_with_one_blank_text_is_refused_as_the_cli_refuses_its_line(pair_folder):
+    """``('good film', '')`` was classified; the CLI refuses the same line."""
+    model = load_text_classifier(pair_folder, device="cpu")
+    with pytest.raises(ValueError) as refused:
+        model.predict([("who is it ?", "good film"), ("good film", "")])
+    assert str(refused.value) == (
+        "texts[1]'s second text is empty (('good film', '')); a pair needs both texts"
+    )
+    with pytest.raises(ValueError) as refused:
+        model.predict([("  ", "good film")])
+    assert str(refused.value) == (
+        "texts[0]'s first text is empty (('  ', 'good film')); a pair needs both texts"
+    )
+
+
+def test_a_pair_side_that_is_not_a_string_and_no_input_at_all_are_named(pair_folder):
+    """transformers' own error ("text input must be of type str") named no input; None was
+    "'NoneType' object is not iterable"."""
+    model = load_text_classifier(pair_folder, device="cpu")
+    with pytest.raises(TypeError) as refused:
+        model.predict([("who is it ?", "good film"), ("a", None)])
+    assert str(refused.value) == (
+        "texts[1]'s second text is None, not a string: a pair is (first, second), two strings"
+    )
+    with pytest.raises(TypeError) as refused:
+        model.predict(None)  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "texts is None: predict takes a list of inputs (strings; a pair model's "
+        "(first, second) tuples) or one input alone"
+    )
+
+
+@pytest.mark.parametrize("batch", [0, -1, "2", 1.5, True])
+def test_a_batch_that_is_not_a_whole_number_from_1_is_refused_before_any_work(folder, batch):
+    """0 divided by zero, -1 had nothing to concatenate, '2' was a TypeError of range()."""
+    model = load_text_classifier(folder, device="cpu")
+    with pytest.raises(ValueError) as refused:
+        model.predict(["good film"], batch=batch)
+    assert str(refused.value) == (
+        f"batch is {batch!r}: give a whole number >= 1 (the groups of N inputs in one forward pass)"
+    )
+    with pytest.raises(ValueError, match="^batch is"):
+        model.classify([], batch=batch)  # refused even with nothing to classify
+    assert model.predict(["good film"], batch=1) == model.predict(["good film"])
 
 
 # -- the transformers export: its tokenizer truncates where the model was trained ------------

@@ -21,8 +21,9 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -179,7 +180,8 @@ class TextClassifier:
         """Label and probabilities of every input, in input order: always a list, one per
         input (``predict("a fine film")[0]``; ``[]`` for no input). ``texts``: a list of
         inputs (a sentence; a pair task's ``(first, second)``), or one input alone. An empty
-        or blank text is refused, naming its index (:func:`model_inputs`)."""
+        or blank text (one side of a pair too) is refused, naming its index
+        (:func:`model_inputs`); ``batch``: groups of N a forward pass, a whole number >= 1."""
         return list(self.classify(texts, batch).predictions)
 
     def classify(
@@ -190,6 +192,7 @@ class TextClassifier:
     ) -> Classified:
         """``batch`` groups of N per forward pass; ``texts`` as :meth:`predict` takes them."""
         started = time.perf_counter()
+        check_batch(batch)
         texts = model_inputs(texts, len(self.info.text_columns) == 2)
         if not texts:  # nothing to run: no forward pass
             return Classified(predictions=(), seconds=0.0, model_seconds=0.0, truncated=0)
@@ -414,12 +417,29 @@ def import_export_library(name: str) -> ModuleType:
         ) from None
 
 
+def check_batch(batch: object) -> None:
+    """``batch`` as ``classify --batch`` takes it, refused before any work: 0 divided by zero,
+    a negative one ran no pass and concatenated nothing."""
+    if isinstance(batch, bool) or not isinstance(batch, Integral) or batch < 1:
+        raise ValueError(
+            f"batch is {batch!r}: give a whole number >= 1 (the groups of N inputs in one "
+            "forward pass)"
+        )
+
+
 def model_inputs(texts: Text | Sequence[Text], pair: bool) -> list[Text]:
     """``predict``'s argument as a list of inputs: one input alone (a string; for a pair
     model, a tuple of two strings) as a list of one -- a string is a sequence of characters,
     and was classified one character at a time. An input with no text (an empty or blank
     string, a pair of two) is a ValueError naming its index: ``classify`` skips a blank line,
-    but here every input has its answer at its own index, which a skipped one would shift."""
+    but here every input has its answer at its own index, which a skipped one would shift.
+    A pair with one text blank, as the CLI refuses its line, is a ValueError naming its index
+    and side; a side that is not a string a TypeError."""
+    if texts is None or not isinstance(texts, Iterable):
+        raise TypeError(
+            f"texts is {texts!r}: predict takes a list of inputs (strings; a pair model's "
+            "(first, second) tuples) or one input alone"
+        )
     if isinstance(texts, str):
         inputs: list[Text] = [texts]
     elif pair and isinstance(texts, tuple) and len(texts) == 2 and _strings(texts):
@@ -433,7 +453,23 @@ def model_inputs(texts: Text | Sequence[Text], pair: bool) -> list[Text]:
                 f"texts[{index}] has no text ({text!r}): every input needs some (the CLI "
                 "skips blank lines; leave it out here)"
             )
+        if pair and isinstance(text, list | tuple) and len(text) == 2:
+            _check_pair(index, text)
     return inputs
+
+
+def _check_pair(index: int, pair: Sequence[object]) -> None:
+    """Both texts of a pair: strings (transformers' own error names no input), not blank."""
+    for side, part in zip(("first", "second"), pair, strict=True):
+        if not isinstance(part, str):
+            raise TypeError(
+                f"texts[{index}]'s {side} text is {part!r}, not a string: a pair is "
+                "(first, second), two strings"
+            )
+        if not part.strip():
+            raise ValueError(
+                f"texts[{index}]'s {side} text is empty ({tuple(pair)!r}); a pair needs both texts"
+            )
 
 
 def _strings(values: object) -> bool:

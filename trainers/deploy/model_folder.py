@@ -370,6 +370,12 @@ def model_card(info: ModelInfo) -> str:
     )
     # printf, not echo: the pair's tab must reach classify as a tab when pasted into a shell
     example = "echo 'a fine film'" if not pair else "printf 'first sentence\\tsecond sentence\\n'"
+    # a pair model refuses a line without its tab, so the file example says the line's form
+    input_file = (
+        "pairs.txt    # one pair per line: FIRST<TAB>SECOND"
+        if pair
+        else "sentences.txt    # one input per line"
+    )
     teacher = f"pruned from `{info.teacher}` with distillation" if info.teacher else "not pruned"
     recorded = "recorded by its trial"
     if info.test_score is not None:
@@ -402,7 +408,7 @@ inputs are truncated).
 ## How to use it
 
 ```
-autoprumux classify --model THIS_FOLDER --input sentences.txt    # one input per line
+autoprumux classify --model THIS_FOLDER --input {input_file}
 {example} | autoprumux classify --model THIS_FOLDER --json
 autoprumux export --model THIS_FOLDER --format onnx --out model.onnx
 ```
