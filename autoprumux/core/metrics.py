@@ -56,6 +56,21 @@ def score(metric: Metric, confusion: Confusion, positive: int = 1) -> float:
     return _matthews(confusion)
 
 
+def one_label_score(
+    metric: Metric, gold_counts: Sequence[int], positive: int = 1
+) -> tuple[float, int]:
+    """The best ``metric`` of a model that predicts one label for every example of a split whose
+    gold labels are counted in ``gold_counts`` (``[k]``: examples of label k), and that label:
+    what a classifier that learned nothing scores (accuracy: the largest label's share; MCC:
+    0)."""
+    labels = range(len(gold_counts))
+    scores = [
+        (score(metric, [[n if p == k else 0 for p in labels] for n in gold_counts], positive), k)
+        for k in labels
+    ]
+    return max(scores, key=lambda pair: pair[0])
+
+
 def _f1(confusion: Confusion, label: int) -> float:
     hits = confusion[label][label]
     gold = sum(confusion[label])  # hits + misses

@@ -46,18 +46,39 @@ def served_precisions(study: Study) -> tuple[Precision, ...]:
     return study_precisions(study)
 
 
-def check_task_data(study: Study) -> tuple[int, tuple[str, ...], bool]:
+@dataclass(frozen=True)
+class TaskData:
+    """What a search reads of its data before any training."""
+
+    train_examples: int
+    labels: tuple[str, ...]  # the label names, in id order
+    fine_tuned: bool  # the model is a fine-tuned classifier: the (1, 0) teacher as is
+    # the dev score of a model that predicts one label for every example, and that label's
+    # name: what a (1, 0) that learned nothing scores
+    one_label: tuple[float, str]
+
+
+def check_task_data(study: Study) -> TaskData:
     """The study's data read and checked before any training (a bad file, column, row or label
     is one line); the trials reuse what was read (``datasets``' Arrow cache). Then its model
     against its data (a fine-tuned head's labels, the tokenizer's vocabulary, ``num_layers``,
-    a multiplexed checkpoint's family: ``check_model_fits``). Its training examples and its
-    label names, and whether the model is a fine-tuned classifier."""
-    from trainers.trial.task_data import check_model_fits, checked_tables
+    a multiplexed checkpoint's family: ``check_model_fits``)."""
+    from autoprumux.core.metrics import one_label_score
+    from trainers.trial.task_data import check_model_fits, checked_tables, positive_label_id
 
     tables = checked_tables(study)
     fine_tuned = check_model_fits(study, tables.label_names)
     check_batches_fill(study, int(tables.train.num_rows), fine_tuned)
-    return int(tables.train.num_rows), tables.label_names, fine_tuned
+    gold = tables.dev.column("label").to_pylist()
+    counts = [gold.count(k) for k in range(len(tables.label_names))]
+    positive = positive_label_id(study, tables.label_names)
+    floor, label = one_label_score(study.study.metric, counts, positive)
+    return TaskData(
+        int(tables.train.num_rows),
+        tables.label_names,
+        fine_tuned,
+        (floor, tables.label_names[label]),
+    )
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ class SearchPlan:
     train_examples: int | None = None
     labels: tuple[str, ...] = ()
     fine_tuned: bool = False  # the model is a fine-tuned classifier: the (1, 0) teacher as is
+    # the dev score of predicting one label for every example, and that label (search_checks)
+    one_label: tuple[float, str] | None = None
     # the precisions every trained model is served in ([deploy] precisions, checked against
     # the serving device), fp32 first
     precisions: tuple[Precision, ...] = (Precision.FP32,)

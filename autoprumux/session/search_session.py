@@ -39,6 +39,7 @@ from autoprumux.loop.trainer_contract import Trainer
 from autoprumux.loop.trial_sources import ReplayTrainer, StudyTrainer
 from autoprumux.report.sources import search_report_path
 from autoprumux.session.search_checks import (
+    TaskData,
     check_gpu_hours_cap,
     check_limits,
     check_local_cores,
@@ -131,15 +132,13 @@ class SearchSession:
         report = check_output(search_report_path(study), "report")
         precisions = served_precisions(study)
         replay = replay_spec(request.trainer_spec)
-        train_examples: int | None = None
-        labels: tuple[str, ...] = ()
-        fine_tuned = False
+        task_data: TaskData | None = None  # a replay reads no data
         if replay is None:  # before Ray starts: a device the trials cannot have
             # a cluster's GPUs are known once it is joined: there, trials get GPUs unless --gpus 0
             get_gpus = gpus > 0 or (ray.joins and request.gpus is None)
             share = request.gpus_per_trial if get_gpus else 0.0
             check_trial_device(request, share, study, self._gpu_count, ray)
-            train_examples, labels, fine_tuned = check_task_data(study)
+            task_data = check_task_data(study)
         storage_url = request.storage or study.storage_url
         # before Ray starts (seconds, and its log lines): a storage the search cannot use
         from autoprumux.loop.storage_check import StorageUse, check_storage
@@ -170,9 +169,10 @@ class SearchSession:
             devices=devices,
             processes=processes if self._processes is None else self._processes,
             train=train_command(study, request.device),
-            train_examples=train_examples,
-            labels=labels,
-            fine_tuned=fine_tuned,
+            train_examples=task_data.train_examples if task_data else None,
+            labels=task_data.labels if task_data else (),
+            fine_tuned=task_data.fine_tuned if task_data else False,
+            one_label=task_data.one_label if task_data else None,
             precisions=precisions,
             ray=ray,
         )
@@ -310,6 +310,7 @@ class SearchSession:
             train=plan.train,
             report=report,
             test=held_out,
+            one_label=plan.one_label,
         )
         return summarize(outcome, facts)
 

@@ -76,6 +76,9 @@ class SearchFacts:
     train: TrainCommand | None
     report: Path
     test: HeldOut | None = None  # None: the study has no test split
+    # the dev score of predicting one label for every example, and that label (None: a
+    # replay, which reads no data)
+    one_label: tuple[float, str] | None = None
 
 
 def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
@@ -84,7 +87,10 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
     table, answer = facts.table, recommended_model(outcome, facts.train)
     # what every accuracy of the outcome is: the study's metric
     metric, positive = facts.study.study.metric, facts.study.study.positive_label
-    text = [_totals_line(outcome), ""]
+    warnings = [
+        w for w in [_learned_nothing(outcome, facts.one_label, metric.label(positive))] if w
+    ]
+    text = [_totals_line(outcome), *(f"warning: {w}" for w in warnings), ""]
     if outcome.decision is not None:
         text.append(
             format_decision(outcome.decision, f"study {facts.study.name}", table, metric, positive)
@@ -120,6 +126,7 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
             else None
         ),
         "test": None if facts.test is None else held_out_dict(facts.test, metric, positive),
+        "warnings": warnings,
         "report": str(facts.report),
     }
     return SearchResult(
@@ -132,6 +139,32 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
         report=facts.report,
         records=tuple(outcome.records),
         test=facts.test,
+    )
+
+
+# a (1, 0) within this of what predicting one label scores has learned nothing (half a point)
+LEARNED_NOTHING_MARGIN = 0.005
+
+
+def _learned_nothing(
+    outcome: SearchOutcome, one_label: tuple[float, str] | None, metric: str
+) -> str | None:
+    """Why the answer means nothing, where the (1, 0) baseline scores no better than a model
+    that predicts one label for every dev example: every budget is then measured from it."""
+    baseline = next(
+        (r.accuracy for r in outcome.records if r.point == BASELINE and r.accuracy is not None),
+        None,
+    )
+    if one_label is None or baseline is None:
+        return None
+    floor, label = one_label
+    if baseline > floor + LEARNED_NOTHING_MARGIN:
+        return None
+    return (
+        f"the (1, 0) baseline's dev {metric} {baseline:.4f} is no better than predicting "
+        f"{label!r} for every example ({floor:.4f}): it learned nothing, so every budget is "
+        "measured from a model that does not classify; check the labels and the data, or train "
+        "longer ([training] finetune_epochs or finetune_steps)"
     )
 
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from autoprumux.core.metrics import Metric, score
+from autoprumux.core.metrics import Metric, one_label_score, score
 
 # confusion[gold][predicted]: 6 gold 0 (5 right), 4 gold 1 (2 right); 7 predicted 0, 3 predicted 1
 BINARY = [[5, 1], [2, 2]]
@@ -87,3 +87,13 @@ def test_labels_name_the_metric():
     assert [m.label() for m in Metric] == ["accuracy", "F1", "macro-F1", "MCC"]
     assert Metric.F1.label("pos") == "F1 of 'pos'"
     assert Metric.MACRO_F1.label("pos") == "macro-F1"
+
+
+def test_one_labels_score_is_what_a_model_that_learned_nothing_scores():
+    """158 'neg' and 142 'pos' dev examples: all 'neg' is accuracy 158/300; F1 of 'pos' is best
+    predicting 'pos' everywhere, 2 x 142 / (142 + 300); macro-F1 halves 'neg''s F1; MCC is 0."""
+    counts = [158, 142]
+    assert one_label_score(Metric.ACCURACY, counts) == (158 / 300, 0)
+    assert one_label_score(Metric.F1, counts, positive=1) == (2 * 142 / (142 + 300), 1)
+    assert one_label_score(Metric.MACRO_F1, counts) == ((2 * 158 / (158 + 300)) / 2, 0)
+    assert one_label_score(Metric.MATTHEWS, counts)[0] == 0.0

@@ -5,6 +5,8 @@ each recommended point's precision, its batch-1 latency and the objective."""
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.grid import BASELINE, Grid
 from autoprumux.core.grid import GridPoint as P
@@ -98,6 +100,25 @@ def test_the_totals_give_the_trainings_hours_and_gpu_hours_only_where_there_were
     on_gpu = replace(outcome(decision()), gpu_hours_total=0.5)
     totals = summarize(on_gpu, facts(Metric.ACCURACY)).text.splitlines()
     assert any(line.endswith("| 0.25 h of training, 0.50 GPU-hours") for line in totals)
+
+
+@pytest.mark.parametrize(("baseline", "warned"), [(0.5267, True), (0.5300, True), (0.5400, False)])
+def test_a_baseline_that_scores_what_one_label_scores_is_warned_of(baseline, warned):
+    """A (1, 0) at the majority label's share (within half a point) learned nothing: the
+    answer then means nothing, and the text and the JSON say so."""
+    records = [TrialRecord(task="reviews", n=1, sparsity=0.0, accuracy=baseline, throughput=100.0)]
+    ended = replace(outcome(decision()), records=records)
+    said = replace(facts(Metric.ACCURACY), one_label=(158 / 300, "different"))
+    result = summarize(ended, said)
+    warning = (
+        f"the (1, 0) baseline's dev accuracy {baseline:.4f} is no better than predicting "
+        "'different' for every example (0.5267): it learned nothing, so every budget is "
+        "measured from a model that does not classify; check the labels and the data, or train "
+        "longer ([training] finetune_epochs or finetune_steps)"
+    )
+    assert result.document["warnings"] == ([warning] if warned else [])
+    assert (f"warning: {warning}" in result.text.splitlines()) is warned
+    assert not summarize(ended, facts(Metric.ACCURACY)).document["warnings"]  # a replay: no data
 
 
 def test_an_f1_search_names_its_positive_label():
