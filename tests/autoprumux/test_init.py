@@ -198,6 +198,37 @@ def test_a_pair_task_from_a_given_second_text(tmp_path, capsys, committed_table)
     assert "text_pair: 'claim' (given: a pair task)" in printed
 
 
+def test_a_second_text_left_out_is_a_note_and_text_pair_makes_the_pair(
+    tmp_path, capsys, committed_table
+):
+    """A sentence-pair file whose columns are not named as a pair: init trains on the longer
+    text, and a note names the other and --text-pair; given, the study is a pair task."""
+    rows = [
+        f"the first sentence number {i} of the pair\tthe second one {i} of it\t"
+        f"{'same' if i % 2 else 'other'}"
+        for i in range(60)
+    ]
+    data = tmp_path / "lr_train.tsv"
+    data.write_text("left\tright\trelation\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "lr.toml"
+    code, printed, _ = init(capsys, "--train", str(data), "--out", str(out))
+    assert code == 0
+    study = load_study(out)
+    assert (study.data.text, study.data.text_pair) == ("left", "")
+    # "the second one {i} of it": 22 characters for i < 10, 23 for the 50 others: 22.83
+    assert (
+        "note: column 'right' also holds text (23 characters on average) and is left out; for "
+        "a sentence-pair task give --text-pair right" in printed.splitlines()
+    )
+    code, printed, _ = init(
+        capsys, "--train", str(data), "--text-pair", "right", "--out", str(out), "--force"
+    )
+    assert code == 0
+    study = load_study(out)
+    assert (study.data.text, study.data.text_pair) == ("left", "right")
+    assert "also holds text" not in printed
+
+
 def test_a_cpu_study_on_a_gpu_machine_searches_on_the_cpu_with_the_budget_given(
     tmp_path, capsys, monkeypatch, committed_table
 ):

@@ -278,6 +278,50 @@ def test_unnamed_columns_are_never_inferred_but_may_be_given(tmp_path):
     assert "1 ignored" not in " ".join(given.notes) and "4, 5 ignored" in given.notes[0]
 
 
+def read_tsv(path: Path, rows: list[list[str]]) -> pa.Table:
+    """``rows`` (header first) written as a TSV file and read as ``init`` reads it."""
+    path.write_text("".join("\t".join(row) + "\n" for row in rows), encoding="utf-8")
+    return read_source(FileSource(path=path, format=file_format(path)))
+
+
+def test_a_second_text_left_out_is_a_note_naming_text_pair(tmp_path):
+    """A sentence-pair file whose columns are not named as a pair: the longer text is trained on
+    alone, and a note names the other text and the option that makes the pair."""
+    lefts = [f"the cat number {i} sat on the long mat" for i in range(30)]  # 31-32 characters
+    rights = [f"a dog {i} slept" for i in range(30)]  # 13-14 characters
+    relations = ["entails", "contradicts", "neutral"]
+    rows = [[lefts[i], rights[i], relations[i % 3]] for i in range(30)]
+    table = read_tsv(tmp_path / "lr.tsv", [["left", "right", "relation"], *rows])
+    columns = infer_columns(table, "lr.tsv")
+    assert (columns.text, columns.text_pair, columns.label) == ("left", "", "relation")
+    mean = sum(len(r) for r in rights) / 30  # (10 * 13 + 20 * 14) / 30 = 13.67
+    assert f"{mean:,.0f}" == "14"
+    assert columns.notes == (
+        "column 'right' also holds text (14 characters on average) and is left out; for a "
+        "sentence-pair task give --text-pair right",
+    )
+    # a name that needs quoting in a shell is quoted
+    spaced = infer_columns(
+        read_tsv(tmp_path / "s.tsv", [["left", "right side", "relation"], *rows]), "s.tsv"
+    )
+    assert spaced.notes[0].endswith("give --text-pair 'right side'")
+    # the texts given (one or both): the user chose, nothing to say
+    assert infer_columns(table, "lr.tsv", text="left").notes == ()
+    assert infer_columns(table, "lr.tsv", text_pair="right").notes == ()
+
+
+def test_ids_numbers_and_categories_left_out_are_no_note(tmp_path):
+    """Beside the text and the label: a number, an id of letters and digits, a short code of
+    four values and a two-word name (one a row): none is a free text."""
+    rows = ["num,key,shop,author,review,label"] + [
+        f"{i},q-{i:05d},shop {i % 4},Ann Lee{i},a rather long review of thing {i},{i % 2}"
+        for i in range(40)
+    ]
+    columns = infer_columns(read_csv(tmp_path / "t.csv", rows), "t.csv")
+    assert (columns.text, columns.label) == ("review", "label")
+    assert columns.notes == ()
+
+
 def test_why_a_column_was_chosen_whatever_its_name_holds(tmp_path):
     """The comment written beside a column: the reason's parenthesis, not a parenthesis of the
     column's name ('Sentiment (0/1)'), nor the others offered."""

@@ -79,6 +79,9 @@ HEADER_WORDS = 9
 # above this share of unknown tokens the tokenizer's vocabulary does not cover the text's
 # script: English SST-2 with an English uncased WordPiece has none, Chinese reviews 65%
 UNKNOWN_SHARE = 0.10
+# a column left out holds free text (a note offers it as the pair's second text) when its
+# values hold at least this many words on average: an id, a code or a name holds fewer
+FREE_TEXT_WORDS = 3
 # a value that is a number: such a column is an id or a score, not a text
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
 
@@ -140,8 +143,9 @@ def infer_columns(
     values, few for the rows, a name from :data:`LABEL_NAMES` first. The text: the textual
     column of the longest mean length that is not the label. A pair task only with
     ``text_pair``, or, when no text column is given, two text columns named as a pair of
-    :data:`PAIR_NAMES`. Columns without a name (an empty header cell) are inferred as none of
-    them (a note names them), but may be given. A column given that is not there, or no
+    :data:`PAIR_NAMES` (a note names another column of free text that one inferred text leaves
+    out). Columns without a name (an empty header cell) are inferred as none of them (a note
+    names them), but may be given. A column given that is not there, or no
     plausible label, is a :class:`DataError` listing the columns; a label-named column of
     lists is refused as multi-label data. ``header_row``: the names came from a CSV or TSV
     file's first line (a note says when that line looks like data)."""
@@ -174,6 +178,8 @@ def infer_columns(
         label_reason = _label_reason(best, [c for c in others if c.name not in (text, text_pair)])
     reasons = (label_reason, *text_reasons)
     notes = _unnamed_note(described, named)
+    if not given_texts and not text_pair:  # one text inferred: say which other text is left out
+        notes += _left_out_text_notes(table, columns, {text, text_pair, label})
     if header_row:
         notes += _header_note(table, text, label)
     return Columns(
@@ -197,6 +203,49 @@ def _unnamed_note(columns: Sequence[_Column], given: set[str]) -> list[str]:
         f"spreadsheet's empty columns); to read one, give its name as read ({unnamed[0].name!r}) "
         "with --text or --label"
     ]
+
+
+def _left_out_text_notes(
+    table: pa.Table, columns: Sequence[_Column], chosen: set[str]
+) -> list[str]:
+    """The columns of free text that init left out (a sentence-pair file whose columns are not
+    named as a pair of :data:`PAIR_NAMES` trains on its longest text alone): textual, not
+    chosen, not a categorical (a column that could be a label), and of several words a value
+    (not an id or a code)."""
+    import shlex
+
+    rows = table.num_rows
+    left_out = [
+        c
+        for c in columns
+        if c.textual
+        and c.name not in chosen
+        and not _could_be_label(c, rows)
+        and _mean_words(table[c.name]) >= FREE_TEXT_WORDS
+    ]
+    return [
+        f"column {c.name!r} also holds text ({c.mean_chars:,.0f} characters on average) and "
+        f"is left out; for a sentence-pair task give --text-pair {shlex.quote(c.name)}"
+        for c in left_out
+    ]
+
+
+def _could_be_label(column: _Column, rows: int) -> bool:
+    """A handful of distinct values, few for the rows: a category, not a free text."""
+    return column.distinct <= 1 or (
+        column.distinct <= MAX_INFERRED_LABELS and column.distinct * MIN_ROWS_PER_LABEL <= rows
+    )
+
+
+def _mean_words(values: pa.ChunkedArray) -> float:
+    """The mean number of words (runs of non-space characters) of the first
+    :data:`SAMPLE_ROWS` non-null values: enough to tell text from ids, read in milliseconds."""
+    import pyarrow.compute as pc
+
+    sample = values.drop_null().slice(0, SAMPLE_ROWS)
+    if len(sample) == 0:
+        return 0.0
+    return float(pc.mean(pc.count_substring_regex(sample, r"\S+")).as_py() or 0.0)
 
 
 def _header_note(table: pa.Table, text: str, label: str) -> list[str]:
