@@ -52,6 +52,7 @@ __all__ = [
     "ForecastTotal",
     "SearchForecast",
     "TableUsed",
+    "cap_notes",
     "estimate_table",
     "first_picks",
     "forecast_search",
@@ -349,6 +350,24 @@ def estimate_table(
         measure_seconds=measure_seconds(study, models, speeds),
     )
     return table, used
+
+
+def cap_notes(
+    max_trials: int | None, max_gpu_hours: float | None, timeout_s: float | None
+) -> list[str]:
+    """The search's caps, which the plan's figures do not count: the search stops starting
+    trainings at the first one it reaches (the study's trainings, all runs together)."""
+    caps = [
+        *([f"--max-trials {max_trials}"] if max_trials is not None else []),
+        *([f"--max-gpu-hours {max_gpu_hours:g}"] if max_gpu_hours is not None else []),
+        *([f"--timeout {timeout_s:g} s"] if timeout_s is not None else []),
+    ]
+    if not caps:
+        return []
+    return [
+        f"capped by {', '.join(caps)}: the search starts no training once the study reaches "
+        "it, so it may stop before the figures below; they count no cap"
+    ]
 
 
 def storage_notes(url: str, study_checks: Callable[[], bool]) -> list[str]:

@@ -530,6 +530,7 @@ class SearchSession:
 
         request, study = self.request, plan.study
         notes = dry_run.storage_notes(plan.storage_url, lambda: self._stored_study_applies(plan))
+        notes += dry_run.cap_notes(request.max_trials, request.max_gpu_hours, request.timeout_s)
         slots = plan.slots
         if slots is None and not plan.ray.joins:  # the Ray the search would start, here
             from autoprumux.loop.ray_executor import Cluster

@@ -179,6 +179,18 @@ def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tiny_copy, tmp_path)
     assert "precisions: fp32, int8: each trained model" in out
 
 
+def test_the_dry_run_says_the_caps_its_figures_do_not_count(capsys, tiny_copy):
+    argv = ["search", "--dry-run", "--study", str(tiny_copy), "--budget", "0.03"]
+    assert main([*argv, "--max-trials", "2", "--timeout", "600"]) == 0
+    note = (
+        "note: capped by --max-trials 2, --timeout 600 s: the search starts no training once the "
+        "study reaches it, so it may stop before the figures below; they count no cap"
+    )
+    assert note in capsys.readouterr().out.splitlines()
+    assert main(argv) == 0
+    assert "capped by" not in capsys.readouterr().out
+
+
 def test_bare_dry_run_plans_the_embedded_default(capsys, monkeypatch, tmp_path):
     from autoprumux.cli import default_study
 
