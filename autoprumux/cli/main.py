@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # below are turned into one line here, and a command's int return is the exit code
         result = cli.main(args=argv, prog_name="autoprumux", standalone_mode=False)
     except AutoPruMuxError as err:
-        return _fail(str(err))
+        return _fail(str(err), err.exit_code)
     except click.exceptions.Exit as exit_:  # --help, --version
         return exit_.exit_code
     except click.exceptions.NoArgsIsHelpError as err:  # `autoprumux` alone: the whole help
@@ -89,9 +89,9 @@ def _terminated(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt  # where the Python code is at: its cleanups run, as on a Ctrl-C
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = EXIT_USER_ERROR) -> int:
     print(f"autoprumux: error: {message}", file=sys.stderr)
-    return EXIT_USER_ERROR
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

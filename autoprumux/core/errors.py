@@ -1,7 +1,8 @@
 """One exception root for every mistake a user can make.
 
-The CLI turns an :class:`AutoPruMuxError` into one line on stderr and exit code 2; anything
-else is a bug and keeps its traceback.
+The CLI turns an :class:`AutoPruMuxError` into one line on stderr and its ``exit_code``: 2 for
+a mistake in the input, refused before any work; 1 for a search that could not go on (its work
+is kept, and the same command resumes it). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ Choice = TypeVar("Choice", bound=enum.Enum)
 
 class AutoPruMuxError(Exception):
     """Root of all user-facing errors: the message says what is wrong and what is allowed."""
+
+    exit_code = 2  # the command line's: bad input
 
 
 class FieldError(AutoPruMuxError):

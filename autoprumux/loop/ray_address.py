@@ -28,6 +28,13 @@ class ClusterError(AutoPruMuxError):
     """Ray cannot be reached or does not offer what the search asks for."""
 
 
+class ClusterLost(ClusterError):
+    """The Ray a search ran on stopped answering mid-search: its trials are closed as
+    interrupted, and the same command resumes the search. Not bad input: exit code 1."""
+
+    exit_code = 1
+
+
 @dataclass(frozen=True)
 class RayTarget:
     """The Ray a search runs on: a cluster to join, or a new Ray on this machine."""
@@ -54,7 +61,7 @@ def ray_target(address: str | None, environ: Mapping[str, str] = os.environ) -> 
         target = RayTarget(value, ENV_VARIABLE)
     else:
         started = _started_here(environ)
-        if started is None or not _answers(started):
+        if started is None or not answers(started):
             return OWN_RAY
         target = RayTarget(started, "the `ray start` of this machine")
     scheme, url, _ = str(target.address).partition("://")
@@ -69,7 +76,7 @@ def ray_target(address: str | None, environ: Mapping[str, str] = os.environ) -> 
 
 def check_reachable(target: RayTarget) -> None:
     """Fail in a second, not after Ray's minutes of retries, when nothing listens there."""
-    if target.address is None or target.address == "auto" or _answers(target.address):
+    if target.address is None or target.address == "auto" or answers(target.address):
         return
     raise ClusterError(
         f"{target.given_by} {target.address}: nothing answers there (expected host:port of a "
@@ -87,7 +94,8 @@ def _started_here(environ: Mapping[str, str]) -> str | None:
         return None
 
 
-def _answers(address: str) -> bool:
+def answers(address: str) -> bool:
+    """Something listens at ``address`` (host:port or ray://host:port), within 3 s."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), _REACH_TIMEOUT_S):

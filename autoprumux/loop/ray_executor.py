@@ -21,8 +21,10 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,13 @@ from autoprumux.core.records import Training, TrialRecord, TrialStatus
 from autoprumux.files.atomic import write_text_atomic
 from autoprumux.files.results_io import record_from_row
 from autoprumux.loop.driver import SearchDriver, SearchOutcome
-from autoprumux.loop.ray_address import ClusterError, RayTarget, check_reachable
+from autoprumux.loop.ray_address import (
+    ClusterError,
+    ClusterLost,
+    RayTarget,
+    answers,
+    check_reachable,
+)
 from autoprumux.loop.ray_auth import token_available
 from autoprumux.loop.trainer_contract import TrainFunction, WorkerPaths
 from autoprumux.loop.trial_owner import process_runs
@@ -187,19 +195,128 @@ def check_nodes_share(paths: WorkerPaths, target: RayTarget) -> dict[str, str]:
     return nodes
 
 
+# the Ray this process runs on, set by ray_cluster for run_ray's HeadWatch to name it as the
+# user did (Ray's own state is the process's too: one ray.init at a time)
+_joined: RayTarget | None = None
+
+
 @contextlib.contextmanager
 def ray_cluster(target: RayTarget) -> Iterator[Cluster]:
     """Ray joined (or started) for a search, and shut down after it whatever happens."""
+    global _joined
     terminated = signal.getsignal(signal.SIGTERM)
     cluster = start_ray(target)
     # ray.init sets its own SIGTERM handler (an exit with a C++ stack dump, no cleanup): the
     # process's stays (the CLI's stops the search as a Ctrl-C does)
     if terminated is not None:  # None: a handler not set from Python, Ray's is as good
         signal.signal(signal.SIGTERM, terminated)
+    _joined = target
     try:
         yield cluster
     finally:
+        _joined = None
         ray.shutdown()
+
+
+# how often the search asks the head whether it still answers, in seconds
+_PROBE_EVERY_S = 2.0
+# how long a head may not answer before the search gives up on it, in seconds: a head restarted
+# at once (Ray's GCS fault tolerance) is waited for; never more than a quarter of Ray's own
+# reconnect timeout, after which Ray's C++ client ends the process itself (the search's
+# cleanup, Ray's shutdown included, takes some 5 s more)
+_HEAD_PATIENCE_S = 15.0
+_RAY_RECONNECT_TIMEOUT = "RAY_gcs_rpc_server_reconnect_timeout_s"  # Ray's default: 60
+
+
+class HeadWatch:
+    """Whether the Ray the search runs on is still there: its head (the GCS) asked every few
+    seconds, lost once it has not answered for ``patience_s``."""
+
+    def __init__(
+        self,
+        head: str,
+        names: str,
+        patience_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.head = head  # host:port of the GCS (or of a ray:// address's client server)
+        self.names = names  # "the Ray cluster at HOST:PORT (--address)", as messages name it
+        self.patience_s = patience_s
+        self.clock = clock  # seconds
+        self._next_probe = 0.0
+        self._silent_since: float | None = None
+
+    def check(self) -> None:
+        """Ask the head (at most every 2 s); :class:`ClusterLost` once it has been silent for
+        ``patience_s``."""
+        now = self.clock()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + _PROBE_EVERY_S
+        if answers(self.head):
+            self._silent_since = None
+            return
+        if self._silent_since is None:
+            self._silent_since = now
+        if now - self._silent_since >= self.patience_s:
+            resume = " once it is back" if self.names.startswith("the Ray cluster") else ""
+            raise ClusterLost(
+                f"{self.names} was lost: its head has not answered for {self.patience_s:g} s; "
+                "the trials it was running are closed as interrupted: run the same command "
+                f"again{resume} to resume the search"
+            )
+
+
+def _head_watch(target: RayTarget | None) -> HeadWatch:
+    """The watch of the Ray ``ray_cluster`` joined: the address it was joined at (host:port is
+    the GCS's), else the GCS of the Ray started here ("auto" too: Ray found it)."""
+    address = target.address if target is not None else None
+    if target is not None and address is not None and address != "auto":
+        head, names = address, f"the Ray cluster at {address} ({target.given_by})"
+    else:
+        head = str(ray.get_runtime_context().gcs_address)
+        names = (
+            f"the Ray cluster at {head} (auto)"
+            if address == "auto"
+            else f"the search's own Ray (its head at {head})"
+        )
+    return HeadWatch(head, names, patience_s=head_patience_s(os.environ))
+
+
+def head_patience_s(environ: Mapping[str, str]) -> float:
+    """Seconds a head may be silent: 15, or a quarter of Ray's reconnect timeout when that is
+    set shorter than 60 s (``RAY_gcs_rpc_server_reconnect_timeout_s``)."""
+    try:
+        reconnect_s = float(environ.get(_RAY_RECONNECT_TIMEOUT, "60"))
+    except ValueError:
+        reconnect_s = 60.0  # not a number: Ray's default
+    return min(_HEAD_PATIENCE_S, reconnect_s / 4)
+
+
+def _fit_watching_head(tuner: tune.Tuner, watch: HeadWatch) -> None:
+    """``tuner.fit()``, in a thread of its own while this one watches the head. Once the head
+    is gone Tune's loop blocks in a call to it (the cluster's resources, every step), and
+    after Ray's reconnect timeout (60 s) Ray's C++ client ended the process with one raw line
+    and exit code 1 ("Failed to connect to GCS within 60 seconds ... The program will
+    terminate"), before any of the search's cleanup; no callback of Tune's runs meanwhile.
+    Here :class:`ClusterLost` is raised in this thread first, the blocked one left to end with
+    the process (a daemon)."""
+    failed: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            tuner.fit()
+        except BaseException as err:  # raised again in the caller's thread
+            failed.append(err)
+
+    tune_thread = threading.Thread(target=fit, name="ray-tune", daemon=True)
+    tune_thread.start()
+    while tune_thread.is_alive():
+        tune_thread.join(_PROBE_EVERY_S)  # a Ctrl-C interrupts it (KeyboardInterrupt here)
+        if tune_thread.is_alive():
+            watch.check()
+    if failed:
+        raise failed[0]
 
 
 def run_ray(
@@ -213,6 +330,7 @@ def run_ray(
     :func:`ray_cluster`; Tune's own folder is temporary and removed after."""
     _remove_leftovers(Path(tempfile.gettempdir()))
     storage = tempfile.mkdtemp(prefix=f"{_STORAGE_PREFIX}{os.getpid()}-")
+    searcher = ProposerSearcher(driver)
     try:
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, trainer=trainer),
@@ -221,7 +339,9 @@ def run_ray(
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=ProposerSearcher(driver),
+                search_alg=searcher,
+                # an upper bound Tune needs (the searcher says when the search is over): each
+                # point once and its retries
                 num_samples=len(driver.config.grid) * (driver.config.max_retries + 1),
                 max_concurrent_trials=workers,
             ),
@@ -229,12 +349,16 @@ def run_ray(
                 name=driver.config.study_name, storage_path=storage, verbose=0
             ),
         )
-        # Tune's tables to stderr (stdout stays for --json)
-        with contextlib.redirect_stdout(sys.stderr), _ctrl_c_raises():
-            tuner.fit()
+        # anything Tune still prints to stderr (stdout stays for --json)
+        with contextlib.redirect_stdout(sys.stderr), _tune_settings():
+            _fit_watching_head(tuner, _head_watch(_joined))
         return driver.outcome()
     finally:
-        driver.close()  # its trials still running, if Tune stopped early, are interrupted
+        # its trials still running, if Tune stopped early (or the head was lost, or Ctrl-C),
+        # are interrupted; not while Tune's thread tells the driver a result
+        with searcher.lock:
+            searcher.closed = True
+            driver.close()
         shutil.rmtree(storage, ignore_errors=True)
 
 
@@ -249,36 +373,66 @@ def _remove_leftovers(temp: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-_TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"
+# Tune's settings for the search, environment variables Tune reads when fit() starts
+TUNE_SETTINGS = {
+    # Ctrl-C raises KeyboardInterrupt out of fit(), as it does out of the local executor: Tune's
+    # own SIGINT handler ends fit() normally instead, and the search then reported itself
+    # answered (exit 0, a report of what little it had trained)
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
+    # Tune's older output, which verbose=0 silences; the newer one prints at every verbosity a
+    # table of "Number of trials" (num_samples, an upper bound: twice the grid), the path of
+    # its temporary folder ("View detailed results here", removed after the search) and a
+    # TensorBoard command for logs nobody needs: the search's own progress says what runs
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # no CSV, JSON and TensorBoard result files in Tune's temporary folder: the study holds
+    # the results
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+}
 
 
 @contextlib.contextmanager
-def _ctrl_c_raises() -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt out of ``tuner.fit()``, as it does out of the local
-    executor. Tune's own SIGINT handler ends ``fit()`` normally instead, and the search then
-    reported itself answered (exit 0, a report of what little it had trained)."""
-    given = os.environ.get(_TUNE_SIGINT)
-    os.environ[_TUNE_SIGINT] = "1"  # read by Tune when fit() starts
+def _tune_settings() -> Iterator[None]:
+    """:data:`TUNE_SETTINGS` in the environment while Tune runs; what was there before after."""
+    given = {name: os.environ.get(name) for name in TUNE_SETTINGS}
+    os.environ.update(TUNE_SETTINGS)
     try:
         yield
     finally:
-        if given is None:
-            os.environ.pop(_TUNE_SIGINT, None)
-        else:
-            os.environ[_TUNE_SIGINT] = given
+        for name, value in given.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class ProposerSearcher(Searcher):
-    """The driver's proposals, one per Tune trial; results go back to the driver."""
+    """The driver's proposals, one per Tune trial; results go back to the driver. Tune calls it
+    from its own thread; ``lock`` keeps those calls from crossing the driver's close, after
+    which (``closed``) they tell the driver nothing."""
 
     def __init__(self, driver: SearchDriver) -> None:
         super().__init__(metric="accuracy", mode="max")
         self.driver = driver
         self.numbers: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.closed = False
+
+    # Tune pickles its searcher with the Tuner's state (a file in its folder it reads back
+    # only to restore a Tune run: the search resumes from the study instead); a lock does not
+    # pickle
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: value for name, value in self.__dict__.items() if name != "lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, lock=threading.Lock())
 
     # Ray annotates Searcher.suggest as returning Optional[Dict], yet documents (and Tune
     # reads) Searcher.FINISHED, a str, as the end of the suggestions
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
+        with self.lock:
+            return Searcher.FINISHED if self.closed else self._suggest(trial_id)
+
+    def _suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         suggestion = self.driver.suggest(1)
         if suggestion.finished:
             return Searcher.FINISHED
@@ -294,9 +448,22 @@ class ProposerSearcher(Searcher):
             "stop": None if stop is None else json.dumps(dataclasses.asdict(stop)),
         }
 
+    # the search's state is the study (its storage), which a rerun resumes from: nothing for
+    # Tune to snapshot (it warned "save not implemented for Searcher" at the first trial)
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        with self.lock:
+            if not self.closed:
+                self._complete(trial_id, result, error)
+
+    def _complete(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         number = self.numbers.pop(trial_id)
         point = self.driver.pending[number]
         task = self.driver.config.task

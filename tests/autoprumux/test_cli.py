@@ -739,3 +739,18 @@ def test_every_search_option_reaches_the_request(capsys, monkeypatch):
     )
     code, _, err = run(capsys, "search", "--budget", "0.03", "--timeout", "0")
     assert code == 2 and "--timeout" in err and "0.0 is not in the range x>0" in err
+
+
+def test_a_search_that_could_not_go_on_exits_1_and_bad_input_2(capsys, monkeypatch):
+    """Both are one line; a lost Ray cluster is not the user's input (its work is kept)."""
+    from autoprumux.cli import main as cli_main
+    from autoprumux.loop.ray_address import ClusterError, ClusterLost
+
+    for error, code in ((ClusterLost("the Ray cluster … was lost"), 1), (ClusterError("x"), 2)):
+
+        def fail(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(cli_main.cli, "main", fail)
+        assert main(["search"]) == code
+        assert capsys.readouterr().err == f"autoprumux: error: {error}\n"
