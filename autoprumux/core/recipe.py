@@ -94,9 +94,15 @@ def recipe_conflicts(stored: object, current: RecipeRecord) -> list[str]:
         before = stored[name] if name in stored else _json_value(default)
         if before != value:
             conflicts.append(f"{name}: {before!r} recorded, {value!r} now")
-    unknown = [n for n in stored if n not in STUDY_FIELDS and n not in REMOVED_FIELDS]
-    conflicts += [f"{name}: recorded by a newer autoprumux, unknown here" for name in unknown]
+    conflicts += [f"{name}: recorded by a newer autoprumux, unknown here" for name in newer(stored)]
     return conflicts
+
+
+def newer(stored: object) -> list[str]:
+    """The recorded recipe's fields this release does not know: a newer one recorded them."""
+    if not isinstance(stored, Mapping):
+        return []
+    return [n for n in stored if n not in STUDY_FIELDS and n not in REMOVED_FIELDS]
 
 
 def _json_value(value: object) -> object:

@@ -29,7 +29,8 @@ from optuna.study import StudyDirection
 from sqlalchemy.exc import SQLAlchemyError
 
 from autoprumux.core.grid import Grid
-from autoprumux.core.recipe import RecipeRecord, recipe_conflicts
+from autoprumux.core.recipe import RecipeRecord, newer, recipe_conflicts
+from autoprumux.core.version import __version__
 from autoprumux.loop.masking import masked_url, without_password
 from autoprumux.loop.storage_check import StorageError, connect_url
 
@@ -186,12 +187,19 @@ def _check_recipe(study: optuna.Study, recipe: RecipeRecord, url: str) -> None:
     if stored is not None and not conflicts:
         return
     name = study.study_name
+    shown = masked_url(url)  # never the password
+    unknown = newer(stored)
+    if unknown:  # its results may well apply: this release cannot tell
+        raise StorageError(
+            f"study {name!r} in {shown} was recorded by a newer autoprumux (its recipe has "
+            f"{', '.join(unknown)}, unknown to autoprumux {__version__}): upgrade autoprumux "
+            "to continue it"
+        )
     why = (
         f"was trained under another recipe ({'; '.join(conflicts)})"
         if stored is not None
         else "holds trials of an older autoprumux that did not record their recipe"
     )
-    shown = masked_url(url)  # never the password
     raise StorageError(
         f"study {name!r} in {shown} {why}, so its results do not apply; use another study name "
         "([study] name) or --storage, or delete it: "

@@ -22,6 +22,7 @@ from autoprumux.core.recipe import recipe_record, recipe_settings
 from autoprumux.core.records import ResultsTable, Training, TrialRecord, TrialStatus
 from autoprumux.core.study import load_study
 from autoprumux.core.throughput import ThroughputTable
+from autoprumux.core.version import __version__
 from autoprumux.files.results_io import write_results, write_throughput_table
 from autoprumux.loop.driver import SearchConfig, SearchDriver, StopReason, run_local
 from autoprumux.loop.optuna_store import OptunaStore
@@ -464,6 +465,31 @@ def test_a_study_trained_under_another_recipe_is_not_reused(tmp_path, grid_file,
         db.execute("DELETE FROM study_user_attributes WHERE key = 'recipe'")
     assert cli_search(tmp_path, grid_file) == 2
     assert "did not record their recipe" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_study_a_newer_release_recorded_says_upgrade_not_delete(tmp_path, grid_file, capsys):
+    """A recipe field this release does not know: its results may well apply, so the refusal
+    asks for the newer release and never suggests deleting the study."""
+    assert cli_search(tmp_path, grid_file) == 0
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        (value,) = db.execute(
+            "SELECT value_json FROM study_user_attributes WHERE key = 'recipe'"
+        ).fetchone()
+        recipe = {**json.loads(value), "training.label_smoothing": 0.1}
+        db.execute(
+            "UPDATE study_user_attributes SET value_json = ? WHERE key = 'recipe'",
+            (json.dumps(recipe),),
+        )
+    before = (tmp_path / "cli.db").read_bytes()
+    capsys.readouterr()
+    assert cli_search(tmp_path, grid_file) == 2
+    refusal = capsys.readouterr().err.splitlines()[-1]
+    assert refusal.endswith(
+        f"was recorded by a newer autoprumux (its recipe has training.label_smoothing, unknown "
+        f"to autoprumux {__version__}): upgrade autoprumux to continue it"
+    )
+    assert "delete" not in refusal
+    assert (tmp_path / "cli.db").read_bytes() == before
 
 
 def test_a_speed_setting_changes_no_recipe_and_an_old_hash_is_upgraded(tmp_path, grid_file, capsys):
