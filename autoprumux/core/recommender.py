@@ -58,8 +58,9 @@ class Exclusion(enum.Enum):
             Exclusion.BELOW_THRESHOLD: "below the threshold",
             Exclusion.STOPPED_SHORT: "stopped early: cannot reach the threshold",
             Exclusion.FAILED: "failed to train",
-            Exclusion.ACCURACY_UNKNOWN: "accuracy unknown (outside the measured hull or next "
-            "to a failed point)",
+            Exclusion.ACCURACY_UNKNOWN: "accuracy unknown (outside the measured hull, next to "
+            "a failed point, or trained without a figure in its precision: its int8 file "
+            "refused, or trained by a release that did not evaluate that precision)",
             Exclusion.THROUGHPUT_UNKNOWN: "throughput unknown (no row of the throughput table)",
             Exclusion.LATENCY_UNKNOWN: "latency unknown (the throughput table has no batch-1 "
             "latency for it)",

@@ -209,7 +209,8 @@ def test_an_int8_point_that_wins_the_budget_is_named_in_the_text():
     # 4 (N, s) x 2 precisions; below 0.87: (2, 0, int8) and (2, 0.5); (2, 0.5, int8) unknown
     assert text.endswith(
         "8 candidates; excluded below the threshold: 2, accuracy unknown (outside the measured "
-        "hull or next to a failed point): 1"
+        "hull, next to a failed point, or trained without a figure in its precision: its int8 "
+        "file refused, or trained by a release that did not evaluate that precision): 1"
     )
 
 
