@@ -198,6 +198,22 @@ def test_the_weights_follow_the_umask_as_the_other_files_do(tmp_path, tiny_sourc
     assert _mode(folder / "autoprumux.json") == mode == _mode(folder / "tokenizer.json")
 
 
+def test_classify_of_a_transformers_export_says_what_it_is(folder, tmp_path, capsys):
+    """Not 'trained by an older version': a folder `export --format transformers` wrote."""
+    out = tmp_path / "hf"
+    argv = ["export", "--model", str(folder), "--format", "transformers", "--out", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    sentences = tmp_path / "one.txt"
+    sentences.write_text("a fine film\n")
+    assert main(["classify", "--model", str(out), "--input", str(sentences)]) == 2
+    assert capsys.readouterr().err == (
+        f"autoprumux: error: {out}: a transformers checkpoint, not an autoprumux model folder "
+        "(no autoprumux.json): serve it with transformers (its pipeline), or classify with the "
+        "trial folder it was exported from\n"
+    )
+
+
 def test_the_transformers_exports_weights_follow_the_umask(folder, tmp_path, capsys):
     out = tmp_path / "hf"
     argv = ["export", "--model", str(folder), "--format", "transformers", "--out", str(out)]

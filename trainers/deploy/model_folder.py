@@ -335,6 +335,12 @@ def export_source(path: str | Path) -> Path:
 def read_info(folder: Path) -> ModelInfo:
     path = folder / INFO_FILE
     if not path.is_file():
+        if (folder / "config.json").is_file():  # `export --format transformers` wrote it
+            raise NotAModelError(
+                f"{folder}: a transformers checkpoint, not an autoprumux model folder (no "
+                f"{INFO_FILE}): serve it with transformers (its pipeline), or classify with the "
+                "trial folder it was exported from"
+            )
         raise NotAModelError(
             f"{folder}: not an autoprumux model folder (no {INFO_FILE}); a search's or "
             "`autoprumux train`'s trial folder is one (rerun the train command to describe a "
