@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from autoprumux.core.answer import TRAIN_COMMAND_ATTR, TrainCommand
@@ -232,6 +233,8 @@ def from_storage(
     metric, positive = stored_metric(attrs, where)
     precisions = stored_precisions(attrs, where)
     stored_table = attrs.get("throughput_table")  # what the search ranked by
+    if stored_table:
+        stored_table = in_this_project(str(stored_table), url)
     gone = None  # the recorded table, where that file no longer exists
     if throughput_path is None and stored_table:
         if Path(stored_table).is_file():
@@ -245,6 +248,8 @@ def from_storage(
         store.close()
     # how the search trained its points, so the report can say how to train a predicted one
     train = TrainCommand.from_dict(attrs.get(TRAIN_COMMAND_ATTR))
+    if train is not None and train.artifacts_folder is not None:
+        train = replace(train, artifacts_folder=in_this_project(train.artifacts_folder, url))
     # a trial closed untrained (interrupted, ...) is no failure of its point: the search
     # trains it again if it needs it
     trained = [r for r in records if not is_abandoned(r)]
@@ -279,6 +284,29 @@ def from_storage(
         objective=ranked_by,
         notes=tuple(notes),
     )
+
+
+def in_this_project(recorded: str, url: str) -> str:
+    """A path the search recorded in the study's layout (``<studies>/throughput/<table>``,
+    ``<studies>/artifacts/<study>``), as the same name beside this SQLite study's database
+    where it exists there, else as recorded: a copied or moved project (the database, the
+    tables and the artifacts copied together) reports its own table and models, not the
+    original's."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return recorded
+    database = parsed.database or ""
+    path = PurePath(recorded)
+    if not parsed.drivername.startswith("sqlite") or database in ("", ":memory:"):
+        return recorded
+    if path.parent.name not in ("throughput", "artifacts"):
+        return recorded
+    ours = Path(database).resolve().parent / path.parent.name / path.name
+    return str(ours) if ours.exists() else recorded
 
 
 def _table_gone(path: str, table: ThroughputTable | None, precisions: tuple[Precision, ...]) -> str:

@@ -3,11 +3,13 @@ a search ran with, its failed count, the candidates ranked, a training stopped e
 requested floor, nothing feasible, a failed baseline, a recorded table gone."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from autoprumux.cli.main import main
+from autoprumux.core.answer import TRAIN_COMMAND_ATTR, TrainCommand
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.errors import DataError
 from autoprumux.core.grid import BASELINE, Grid
@@ -325,6 +327,38 @@ def test_a_recorded_throughput_table_gone_is_named_in_a_note(searched, tmp_path)
     assert data.objective is Objective.THROUGHPUT
     assert "<div class='warn'><b>Note:</b><ul><li>the throughput table the search" in render(data)
     assert from_storage(searched, "s", None, str(tmp_path / "t.json")).notes == ()
+
+
+def test_a_copied_project_reports_its_own_table_and_models(searched, tmp_path):
+    """The search recorded <studies>/throughput/… and <studies>/artifacts/<study> of the
+    original project; a copy of the project (its database among them) reports by the copy's
+    table and folders while the original's still exist, and by the recorded ones where the
+    copy has none."""
+    original, copy = tmp_path / "a" / "studies", tmp_path / "b" / "studies"
+    for root in (original, copy):
+        (root / "throughput").mkdir(parents=True)
+        (root / "artifacts" / "s").mkdir(parents=True)
+    shutil.copy(tmp_path / "s.db", copy / "s.db")
+    url = f"sqlite:///{copy / 's.db'}"
+    store = OptunaStore(url, "s", GRID, "sst2")
+    store.set_user_attr("throughput_table", str(original / "throughput" / "t.json"))
+    recorded = TrainCommand(
+        study_path="s.toml", study_seed=0, artifacts_folder=str(original / "artifacts" / "s")
+    )
+    store.set_user_attr(TRAIN_COMMAND_ATTR, recorded.to_dict())
+    store.close()
+    faster = ThroughputTable({p: 2 * v for p, v in TABLE.throughput.items()})
+    for root, table in ((original, TABLE), (copy, faster)):
+        write_throughput_table(table, root / "throughput" / "t.json")
+    data = from_storage(url, "s", None, None)
+    assert data.table is not None and data.table.throughput == faster.throughput
+    assert data.train is not None and data.train.artifacts_folder == str(copy / "artifacts" / "s")
+    (copy / "throughput" / "t.json").unlink()
+    shutil.rmtree(copy / "artifacts")
+    data = from_storage(url, "s", None, None)  # the copy has none: the recorded ones
+    assert data.table is not None and data.table.throughput == TABLE.throughput
+    assert data.train is not None
+    assert data.train.artifacts_folder == str(original / "artifacts" / "s")
 
 
 def test_report_storage_without_a_study_name_names_the_option(searched, capsys):
