@@ -16,12 +16,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from replay_search import replay_search_argv
+from small_recipe import SMALL_RECIPE
 
 from autoprumux.core.budget import Budget, BudgetKind
 from autoprumux.core.grid import BASELINE, PAPER_GRID, Grid, GridPoint
 from autoprumux.core.records import TrialRecord, TrialStatus
 from autoprumux.core.throughput import ThroughputTable
-from autoprumux.loop.costs import Recipe
 from autoprumux.loop.driver import EventKind, SearchConfig, SearchDriver, run_local, trainings
 from autoprumux.loop.optuna_store import LEASE_ATTR, OWNER_ATTR, OptunaStore
 from autoprumux.loop.store_contract import Abandoned
@@ -365,22 +365,7 @@ SMALL_THROUGHPUT = ThroughputTable(
 # (1, 0.6) and (1, 0.8) meet: (1, 0.8) is the best verified point, and only row 2 is faster
 ROW_1 = {GridPoint(1, 0.0): 0.90, GridPoint(1, 0.6): 0.89, GridPoint(1, 0.8): 0.875}
 # any training work: with a recipe the proposer counts a teacher another training builds as free
-RECIPE = Recipe(
-    warmup_steps_per_instance=10,
-    warmup_mlm_steps=5,
-    warmup_rows=2,
-    warmup_length_ratio=0.5,
-    finetune_steps=20,
-    finetune_epochs=0.0,
-    pruning_steps=10,
-    pruning_epochs=0.0,
-    post_pruning_steps=5,
-    post_pruning_epochs=0.0,
-    batch_rows=4,
-    train_examples=1000,
-    distill_from_n1=True,
-    needs_warmup=True,
-)
+RECIPE = SMALL_RECIPE
 
 
 def other_search(tmp_path, measured, running):

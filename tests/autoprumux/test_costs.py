@@ -5,6 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from small_recipe import SMALL_RECIPE
 
 from autoprumux.core.grid import GridPoint
 from autoprumux.core.records import TrialRecord, TrialStatus
@@ -25,22 +26,7 @@ BASE, PRUNED_1 = GridPoint(1, 0.0), GridPoint(1, 0.5)
 DENSE_2, PRUNED_2 = GridPoint(2, 0.0), GridPoint(2, 0.5)
 # examples per second: a 2 x 2 table
 THROUGHPUT = {BASE: 100.0, PRUNED_1: 200.0, DENSE_2: 160.0, PRUNED_2: 400.0}
-RECIPE = Recipe(
-    warmup_steps_per_instance=10,
-    warmup_mlm_steps=5,
-    warmup_rows=2,
-    warmup_length_ratio=0.5,
-    finetune_steps=20,
-    finetune_epochs=0.0,
-    pruning_steps=10,
-    pruning_epochs=0.0,
-    post_pruning_steps=5,
-    post_pruning_epochs=0.0,
-    batch_rows=4,
-    train_examples=1000,
-    distill_from_n1=True,
-    needs_warmup=True,
-)
+RECIPE = SMALL_RECIPE
 # By hand (a training step is 3 forward units, a teacher's logits 1):
 # (1, 0):   no warm-up (N = 1); fine-tuning 20 steps x 4 rows x 1 = 80 examples:
 #           teacher 3 x 80 / 100 = 2.4; own 0 (s = 0)
