@@ -292,20 +292,12 @@ def in_this_project(recorded: str, url: str) -> str:
     where it exists there, else as recorded: a copied or moved project (the database, the
     tables and the artifacts copied together) reports its own table and models, not the
     original's."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from autoprumux.loop.storage_check import sqlite_file
 
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
+    database, path = sqlite_file(url), PurePath(recorded)
+    if database is None or path.parent.name not in ("throughput", "artifacts"):
         return recorded
-    database = parsed.database or ""
-    path = PurePath(recorded)
-    if not parsed.drivername.startswith("sqlite") or database in ("", ":memory:"):
-        return recorded
-    if path.parent.name not in ("throughput", "artifacts"):
-        return recorded
-    ours = Path(database).resolve().parent / path.parent.name / path.name
+    ours = database.resolve().parent / path.parent.name / path.name
     return str(ours) if ours.exists() else recorded
 
 
