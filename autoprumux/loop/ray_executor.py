@@ -195,26 +195,18 @@ def check_nodes_share(paths: WorkerPaths, target: RayTarget) -> dict[str, str]:
     return nodes
 
 
-# the Ray this process runs on, set by ray_cluster for run_ray's HeadWatch to name it as the
-# user did (Ray's own state is the process's too: one ray.init at a time)
-_joined: RayTarget | None = None
-
-
 @contextlib.contextmanager
 def ray_cluster(target: RayTarget) -> Iterator[Cluster]:
     """Ray joined (or started) for a search, and shut down after it whatever happens."""
-    global _joined
     terminated = signal.getsignal(signal.SIGTERM)
     cluster = start_ray(target)
     # ray.init sets its own SIGTERM handler (an exit with a C++ stack dump, no cleanup): the
     # process's stays (the CLI's stops the search as a Ctrl-C does)
     if terminated is not None:  # None: a handler not set from Python, Ray's is as good
         signal.signal(signal.SIGTERM, terminated)
-    _joined = target
     try:
         yield cluster
     finally:
-        _joined = None
         ray.shutdown()
 
 
@@ -267,11 +259,11 @@ class HeadWatch:
             )
 
 
-def _head_watch(target: RayTarget | None) -> HeadWatch:
+def _head_watch(target: RayTarget) -> HeadWatch:
     """The watch of the Ray ``ray_cluster`` joined: the address it was joined at (host:port is
     the GCS's), else the GCS of the Ray started here ("auto" too: Ray found it)."""
-    address = target.address if target is not None else None
-    if target is not None and address is not None and address != "auto":
+    address = target.address
+    if address is not None and address != "auto":
         head, names = address, f"the Ray cluster at {address} ({target.given_by})"
     else:
         head = str(ray.get_runtime_context().gcs_address)
@@ -325,9 +317,11 @@ def run_ray(
     workers: int,
     gpus_per_trial: float,
     cpus_per_trial: float,
+    target: RayTarget,
 ) -> SearchOutcome:
-    """Run the search's trainings as Tune trials on the Ray cluster joined by
-    :func:`ray_cluster`; Tune's own folder is temporary and removed after."""
+    """Run the search's trainings as Tune trials on the Ray cluster ``target`` that
+    :func:`ray_cluster` joined (its head watched: named as the user named it); Tune's own
+    folder is temporary and removed after."""
     _remove_leftovers(Path(tempfile.gettempdir()))
     storage = tempfile.mkdtemp(prefix=f"{_STORAGE_PREFIX}{os.getpid()}-")
     searcher = ProposerSearcher(driver)
@@ -351,7 +345,7 @@ def run_ray(
         )
         # anything Tune still prints to stderr (stdout stays for --json)
         with contextlib.redirect_stdout(sys.stderr), _tune_settings():
-            _fit_watching_head(tuner, _head_watch(_joined))
+            _fit_watching_head(tuner, _head_watch(target))
         return driver.outcome()
     finally:
         # its trials still running, if Tune stopped early (or the head was lost, or Ctrl-C),

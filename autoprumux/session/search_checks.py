@@ -7,6 +7,7 @@ arguments are checked as the CLI's options are."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +70,8 @@ def check_task_data(study: Study) -> TaskData:
     tables = checked_tables(study)
     fine_tuned = check_model_fits(study, tables.label_names)
     check_batches_fill(study, int(tables.train.num_rows), fine_tuned)
-    gold = tables.dev.column("label").to_pylist()
-    counts = [gold.count(k) for k in range(len(tables.label_names))]
+    gold = Counter(tables.dev.column("label").to_pylist())  # label id -> dev examples
+    counts = [gold[k] for k in range(len(tables.label_names))]
     positive = positive_label_id(study, tables.label_names)
     floor, label = one_label_score(study.study.metric, counts, positive)
     return TaskData(

@@ -275,7 +275,12 @@ class SearchSession:
             from autoprumux.loop.ray_executor import run_ray
 
             outcome = run_ray(
-                driver, trainer, slots.workers, slots.gpus_per_trial, slots.cpus_per_trial
+                driver,
+                trainer,
+                slots.workers,
+                slots.gpus_per_trial,
+                slots.cpus_per_trial,
+                plan.ray,
             )
         elif plan.devices or plan.processes:  # GPU trials: placed, each in its own process
             devices = None

@@ -87,9 +87,8 @@ def summarize(outcome: SearchOutcome, facts: SearchFacts) -> SearchResult:
     table, answer = facts.table, recommended_model(outcome, facts.train)
     # what every accuracy of the outcome is: the study's metric
     metric, positive = facts.study.study.metric, facts.study.study.positive_label
-    warnings = [
-        w for w in [_learned_nothing(outcome, facts.one_label, metric.label(positive))] if w
-    ]
+    learned_nothing = _learned_nothing(outcome, facts.one_label, metric.label(positive))
+    warnings = [learned_nothing] if learned_nothing else []
     text = [_totals_line(outcome), *(f"warning: {w}" for w in warnings), ""]
     if outcome.decision is not None:
         text.append(
