@@ -180,9 +180,9 @@ class SearchOutcome:
     free_total: int  # records that came free with a training (its (N, 0) teacher)
     failed_total: int
     gpu_hours_total: float
-    stopped_total: int
+    stopped_total: int  # trainings stopped early: they could not reach the threshold
     # wall-clock hours of the study's trainings, on any device (a free record has none)
-    training_hours_total: float  # trainings stopped early: they could not reach the threshold
+    training_hours_total: float
     grid_size: int
     best: GridPoint | None
     records: list[TrialRecord] = field(default_factory=list)
